@@ -1,0 +1,73 @@
+"""Systolic MAC array: ``c = a @ b`` with the accumulator's overflow rule.
+
+``params`` (sizes, widths, latency, ``expected_cycles``), ``model`` (the golden model),
+``tiling`` (how any GEMM streams through the array) and ``rtl`` (the Amaranth component).
+"""
+
+from __future__ import annotations
+
+from .model import check_inputs, gemm
+from .params import MacArrayParams
+from .tiling import Schedule, assemble, schedule
+
+__all__ = ["MacArrayParams", "gemm", "check_inputs", "schedule", "assemble", "Schedule",
+           "family"]
+
+
+class _Family:
+    """The mac_array unit as the CLI, the simulator runner and the benches see it."""
+
+    name = "mac_array"
+    in_arrays = ("a", "b")
+    out_arrays = ("c",)
+
+    def params(self, cfg) -> MacArrayParams:
+        return MacArrayParams.from_config(cfg)
+
+    def component(self, params):
+        from .rtl import MacArray
+
+        return MacArray(params)
+
+    def manifest_extra(self, params: MacArrayParams) -> dict:
+        return {
+            "latency": params.latency,
+            "throughput": {"macs_per_cycle": params.rows * params.cols,
+                           "a_beats_per_cycle": 1, "c_beats_per_cycle": 1},
+            "internal_acc_width": params.internal_width,
+            "dataflow": params.dataflow,
+            "expected_cycles": "MacArrayParams.expected_cycles(M, K, N)",
+        }
+
+    def check_inputs(self, params, arrays: dict) -> dict:
+        a, b = check_inputs(params, arrays)
+        return {"a": a, "b": b}
+
+    def golden(self, params, arrays: dict, **_) -> dict:
+        return {"c": gemm(params, arrays["a"], arrays["b"])}
+
+    def schedule(self, params, arrays: dict, **_):
+        s = schedule(params, arrays["a"], arrays["b"])
+        return s.inputs, {"c_stream": s.out_beats}, s
+
+    def assemble(self, params, ctx: Schedule, received: dict) -> dict:
+        return {"c": assemble(params, ctx, received["c_stream"]["data"])}
+
+    def shape_key(self, arrays: dict) -> tuple[int, int, int]:
+        m, k = arrays["a"].shape
+        return m, k, arrays["b"].shape[1]
+
+    def expected_cycles(self, params, arrays: dict, **_) -> int:
+        return params.expected_cycles(*self.shape_key(arrays))
+
+    def stats(self, params, arrays: dict, cycles: int | None) -> dict:
+        m, k, n = self.shape_key(arrays)
+        out = {"m": m, "k": k, "n": n, "macs": m * k * n,
+               "expected_cycles": params.expected_cycles(m, k, n)}
+        if cycles:
+            out["cycles"] = cycles
+            out["utilization"] = params.utilization(m, k, n, cycles)
+        return out
+
+
+family = _Family()

@@ -1,0 +1,67 @@
+# tensorfab — thin wrappers around the `tensorfab` command and pytest.
+# Every target creates or refreshes the project venv first (pinned versions in pyproject.toml).
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+SIM    ?= verilator
+WAVES  ?= 0
+CONFIG ?= configs/mac8x8.yaml
+OUT    ?= out
+JOBS   ?= 2
+
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+export WAVES
+
+.PHONY: all venv test test-fast regress demo bench generate rtl lint clean distclean help
+
+all: test
+
+help:
+	@echo "make test      fast and rtl tests (Verilator; a smaller Icarus set when iverilog is present)"
+	@echo "make demo      generate $(CONFIG), run a GEMM on its RTL in Verilator, print a table"
+	@echo "make bench     measure utilization, emission time, simulation speed -> bench/RESULTS.md"
+	@echo "make regress   long sweeps (many shapes and configurations)"
+	@echo "make generate  CONFIG=... OUT=...   emit Verilog + manifest"
+	@echo "make rtl       regenerate the reference Verilog in rtl/ from configs/"
+	@echo "knobs: SIM=verilator|icarus WAVES=0|1 CONFIG=... PYTHON=python3.11"
+
+# The venv is (re)built when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n $(JOBS) tests
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not rtl and not icarus" tests
+
+regress: $(STAMP)
+	$(BIN)/python -m pytest -q -n $(JOBS) -m "regress" tests
+
+demo: $(STAMP)
+	$(BIN)/python -m bench.demo --config $(CONFIG) --sim $(SIM)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+generate: $(STAMP)
+	$(BIN)/tensorfab generate $(CONFIG) --out $(OUT)
+
+rtl: $(STAMP)
+	$(BIN)/python -m bench.refresh_rtl
+
+lint: $(STAMP)
+	$(BIN)/ruff check generators sim tests bench
+
+clean:
+	rm -rf $(OUT) build .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV)

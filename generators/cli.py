@@ -1,0 +1,194 @@
+"""The ``tensorfab`` command.
+
+    tensorfab generate CONFIG --out DIR
+    tensorfab run CONFIG --inputs IN.npz --out OUT.npz [--backend golden|rtl]
+                  [--sim verilator|icarus] [--stats STATS.json]
+
+Bad input of any kind exits with status 2 and one line on stderr naming what is wrong and what
+is allowed; a failure inside tensorfab itself exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ArrayError, UserError
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _load_inputs(path: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{path}: no such file (allowed: an .npz file from numpy.savez)")
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise UserError(f"{path}: is a single .npy array, not an .npz archive "
+                                "(allowed: numpy.savez(path, a=..., b=...))")
+            return {k: data[k] for k in data.files}
+    except UserError:
+        raise
+    except ValueError as err:
+        if "pickle" in str(err).lower() or "object" in str(err).lower():
+            raise UserError(f"{path}: holds object arrays (allowed: integer code arrays)") \
+                from None
+        raise UserError(f"{path}: not a readable .npz archive ({err})") from None
+    except Exception as err:  # zipfile/OSError: a garbled file
+        raise UserError(f"{path}: not a readable .npz archive ({type(err).__name__}: {err})") \
+            from None
+
+
+def _check_out_path(path: str, *protect: str) -> Path:
+    out = Path(path)
+    for other in protect:
+        if other and out.resolve() == Path(other).resolve():
+            raise UserError(f"{path}: output would overwrite the input file {other} "
+                            "(allowed: a different path)")
+    if out.exists() and out.is_dir():
+        raise UserError(f"{path}: is a folder (allowed: a file path for the output)")
+    return out
+
+
+def cmd_generate(args) -> int:
+    from .config import load_config
+    from .generate import generate
+
+    cfg = load_config(args.config)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{args.out}: exists and is not a folder (allowed: a folder path)")
+    t0 = time.perf_counter()
+    vpath, jpath = generate(cfg, out)
+    _say(f"wrote {vpath} and {jpath} ({time.perf_counter() - t0:.2f} s)")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .config import load_config
+    from .units import family
+
+    cfg = load_config(args.config)
+    fam = family(cfg.unit)
+    params = fam.params(cfg)
+    out = _check_out_path(args.out, args.inputs, args.config)
+    if args.stats:
+        _check_out_path(args.stats, args.inputs, args.config, args.out)
+    arrays = _load_inputs(args.inputs)
+    try:
+        arrays = fam.check_inputs(params, arrays)
+    except ValueError as err:  # a family that reports through ValueError
+        raise ArrayError(f"{args.inputs}: {err}") from None
+    except ArrayError as err:
+        raise ArrayError(f"{args.inputs}: {err}") from None
+
+    stats: dict = {"unit": cfg.unit, "name": cfg.name, "backend": args.backend}
+    t0 = time.perf_counter()
+    if args.backend == "golden":
+        outputs = fam.golden(params, arrays)
+        stats.update(fam.stats(params, arrays, None))
+    else:
+        outputs, sim_stats = run_rtl(cfg, fam, params, arrays, sim=args.sim, seed=args.seed)
+        stats.update(sim_stats)
+    stats["wall_seconds"] = round(time.perf_counter() - t0, 3)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, **outputs)
+    if args.stats:
+        Path(args.stats).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.stats).write_text(json.dumps(stats, indent=2) + "\n")
+    summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in stats.items() if k in ("cycles", "utilization", "wall_seconds"))
+    _say(f"wrote {out} ({args.backend}{', ' + args.sim if args.backend == 'rtl' else ''}; "
+         f"{summary})")
+    return 0
+
+
+def run_rtl(cfg, fam, params, arrays: dict, *, sim: str = "verilator", seed: int = 0,
+            idle: float = 0.0, stall: float = 0.0, check: bool = True) -> tuple[dict, dict]:
+    """Run a unit's emitted RTL on arrays in a simulator; return outputs and stats.
+
+    With ``check`` the outputs are compared with the golden model and a mismatch raises
+    (a wrong result is never returned silently).
+    """
+    from sim.runner import build, run_streams
+
+    from .generate import cached_design
+
+    vpath, manifest = cached_design(cfg)
+    t0 = time.perf_counter()
+    build_dir = build(vpath, manifest["top"], sim)
+    built = time.perf_counter() - t0
+    if built > 1.0:
+        _say(f"built the {sim} model of {cfg.name} in {built:.1f} s (cached from now on)")
+    inputs, out_counts, ctx = fam.schedule(params, arrays)
+    res = run_streams(manifest, vpath, inputs, out_counts, sim=sim, seed=seed, idle=idle,
+                      stall=stall)
+    outputs = fam.assemble(params, ctx, res["received"])
+    stats = fam.stats(params, arrays, res["cycles"])
+    stats.update(sim=sim, sim_seconds=round(res["sim_seconds"], 3),
+                 sim_cycles_per_second=round(res["cycles_per_second"], 1),
+                 build_dir=str(build_dir))
+    if check:
+        golden = fam.golden(params, arrays)
+        bad = {k: int(np.count_nonzero(np.asarray(outputs[k]) != np.asarray(golden[k])))
+               for k in golden}
+        stats["mismatches"] = sum(bad.values())
+        if stats["mismatches"]:
+            raise RuntimeError(f"RTL result differs from the golden model in "
+                               f"{stats['mismatches']} codes ({bad}); please report this")
+    return outputs, stats
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="tensorfab",
+        description="Generate, simulate and verify quantized-ML hardware units.")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    g = sub.add_parser("generate", help="emit Verilog and its JSON manifest from a config")
+    g.add_argument("config", metavar="CONFIG", help="YAML config file")
+    g.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    g.set_defaults(func=cmd_generate)
+
+    r = sub.add_parser("run", help="run a unit on arrays: golden model or simulated RTL")
+    r.add_argument("config", metavar="CONFIG", help="YAML config file")
+    r.add_argument("--inputs", required=True, metavar="IN.npz", help="input arrays (npz)")
+    r.add_argument("--out", required=True, metavar="OUT.npz", help="output arrays (npz)")
+    r.add_argument("--backend", choices=("golden", "rtl"), default="golden")
+    r.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
+    r.add_argument("--stats", metavar="STATS.json", help="write cycles/utilization as JSON")
+    r.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    r.set_defaults(func=cmd_run)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as err:
+        _say(str(err))
+        return err.exit_code
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130
+    except Exception as err:  # noqa: BLE001 - an internal failure: short message, exit 1
+        from sim.runner import SimulationError
+
+        if isinstance(err, SimulationError):
+            _say(f"tensorfab: simulation failed: {err}")
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Config -> Verilog + manifest, and the cache of generated designs used by simulation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from .units import family
+
+
+@lru_cache(maxsize=1)
+def generator_hash() -> str:
+    """Hash of the generator sources, so cached designs follow code changes."""
+    h = hashlib.sha256()
+    root = Path(__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def config_dict(cfg) -> dict:
+    from .config import config_to_dict
+
+    return config_to_dict(cfg)
+
+
+def render(cfg) -> tuple[str, dict]:
+    """Verilog text and manifest of a unit config."""
+    from .emit import render as _render
+
+    fam = family(cfg.unit)
+    params = fam.params(cfg)
+    comp = fam.component(params)
+    return _render(comp, cfg.name, cfg.unit, config_dict(cfg), fam.manifest_extra(params))
+
+
+def generate(cfg, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``out_dir/<name>.v`` and ``out_dir/<name>.json``."""
+    text, manifest = render(cfg)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vpath, jpath = out_dir / f"{cfg.name}.v", out_dir / f"{cfg.name}.json"
+    vpath.write_text(text)
+    jpath.write_text(json.dumps(manifest, indent=2) + "\n")
+    return vpath, jpath
+
+
+def cached_design(cfg) -> tuple[Path, dict]:
+    """Generate into the design cache (once per config and generator version)."""
+    from sim.runner import cache_root
+
+    key = hashlib.sha256(
+        (json.dumps(config_dict(cfg), sort_keys=True) + generator_hash()).encode()
+    ).hexdigest()[:16]
+    d = cache_root() / "designs" / f"{cfg.name}-{key}"
+    vpath, jpath = d / f"{cfg.name}.v", d / f"{cfg.name}.json"
+    if not (vpath.exists() and jpath.exists()):
+        tmp = d.with_name(d.name + f".tmp{os.getpid()}")
+        generate(cfg, tmp)
+        try:
+            tmp.rename(d)
+        except OSError:  # another process won the race; use its copy
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    return vpath, json.loads(jpath.read_text())

@@ -1,0 +1,295 @@
+"""Amaranth components of the systolic MAC array.
+
+Both dataflows share the same skeleton:
+
+* one clock enable ``en = ~c_stream.valid | c_stream.ready``: the whole array advances in lock
+  step unless an output beat is being held, so back-pressure freezes it and an input idle cycle
+  becomes a bubble (an invalid beat) that flows through like data;
+* inputs are skewed (lane i of ``a`` delayed by i cycles, lane j of ``b`` by j) so that a beat
+  meets its partner at every PE on a diagonal wavefront;
+* every PE registers its operands and its product (``prod <= a * b``) before adding, the
+  register layout of a pipelined DSP block (A/B, M and P registers);
+* results leave through a deskew triangle so each ``c_stream`` beat is one whole row.
+
+Cycle behaviour is stated by :class:`.params.MacArrayParams` (``latency`` and
+``expected_cycles``) and asserted by the RTL tests.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .params import OUTPUT_STATIONARY, MacArrayParams
+
+
+def _delay(m: Module, sig, n: int, en, name: str) -> list:
+    """``[sig, sig@1, ..., sig@n]``: registered copies that advance when ``en`` is high."""
+    out = [sig]
+    for s in range(n):
+        reg = Signal.like(sig, name=f"{name}_d{s + 1}") if not isinstance(sig, int) else sig
+        with m.If(en):
+            m.d.sync += reg.eq(out[-1])
+        out.append(reg)
+    return out
+
+
+class MacArray(wiring.Component):
+    """A ``rows x cols`` systolic MAC array streaming ``c = a @ b`` (see :mod:`.tiling`).
+
+    Ports (``amaranth.lib.stream`` ready/valid streams)
+    -------------------------------------------------
+    a_stream : in
+        ``data``: ``rows`` lanes in the ``a`` format; ``last``: the beat that ends a tile
+        (output stationary) or a pass (weight stationary); weight stationary adds
+        ``k_first``/``k_last``: the pass is the first/last K-tile of its outputs.
+    b_stream : in
+        ``data``: ``cols`` lanes in the ``b`` format.
+    c_stream : out
+        ``data``: ``cols`` lanes in the accumulator format, one row of ``c`` per beat.
+    """
+
+    def __init__(self, params: MacArrayParams):
+        self.params = p = params
+        a_fields = {"data": data.ArrayLayout(p.a.shape(), p.rows), "last": 1}
+        if p.dataflow != OUTPUT_STATIONARY:
+            a_fields.update(k_first=1, k_last=1)
+        super().__init__({
+            "a_stream": In(stream.Signature(data.StructLayout(a_fields))),
+            "b_stream": In(stream.Signature(
+                data.StructLayout({"data": data.ArrayLayout(p.b.shape(), p.cols)}))),
+            "c_stream": Out(stream.Signature(
+                data.StructLayout({"data": data.ArrayLayout(p.acc.shape(), p.cols)}))),
+        })
+
+    @property
+    def latency(self) -> int:
+        return self.params.latency
+
+    def expected_cycles(self, m: int, k: int, n: int) -> int:
+        return self.params.expected_cycles(m, k, n)
+
+    # -- shared pieces ----------------------------------------------------------------------
+
+    def _ishape(self):
+        p = self.params
+        return signed(p.internal_width) if p.acc.signed else unsigned(p.internal_width)
+
+    def _clamp(self, value):
+        """The accumulator's overflow rule on an internal-width value."""
+        p = self.params
+        if p.overflow == "wrap" or p.internal_width == p.acc.width:
+            return value
+        lo, hi = p.acc.min_code, p.acc.max_code
+        return Mux(value > hi, hi, Mux(value < lo, lo, value))
+
+    def _output(self, m: Module, en, cols: list, valid):
+        """Deskew the per-column results (column j arrives j cycles after column 0), apply
+        the overflow rule and register the ``c_stream`` beat."""
+        C = self.params.cols
+        aligned = [_delay(m, cols[j], C - 1 - j, en, f"deskew{j}")[-1] for j in range(C)]
+        with m.If(en):
+            m.d.sync += self.c_stream.valid.eq(valid)
+            for j in range(C):
+                m.d.sync += self.c_stream.payload.data[j].eq(self._clamp(aligned[j]))
+
+    def elaborate(self, platform):
+        m = Module()
+        en = Signal()
+        m.d.comb += en.eq(~self.c_stream.valid | self.c_stream.ready)
+        if self.params.dataflow == OUTPUT_STATIONARY:
+            self._elaborate_os(m, en)
+        else:
+            self._elaborate_ws(m, en)
+        return m
+
+    # -- output stationary --------------------------------------------------------------------
+
+    def _elaborate_os(self, m: Module, en):
+        p = self.params
+        R, C = p.rows, p.cols
+        a, b = self.a_stream, self.b_stream
+        ishape = self._ishape()
+
+        # A tile drains R rows through one output port, so the beat that ends a tile waits
+        # until R cycles after the previous tile's last beat.
+        since_last = Signal(range(R + 1), init=R)
+        gate = ~a.payload.last | (since_last >= R)
+        fire = Signal()
+        m.d.comb += [
+            fire.eq(en & a.valid & b.valid & gate),
+            a.ready.eq(en & b.valid & gate),
+            b.ready.eq(en & a.valid & gate),
+        ]
+        with m.If(en):
+            with m.If(fire & a.payload.last):
+                m.d.sync += since_last.eq(1)
+            with m.Elif(since_last < R):
+                m.d.sync += since_last.eq(since_last + 1)
+
+        # Row pipelines: skew by i, then one register per PE along the row.
+        a_in, v_in, l_in = [], [], []
+        for i in range(R):
+            ad = _delay(m, a.payload.data[i], i + C, en, f"a{i}")
+            vd = _delay(m, fire, i + C, en, f"v{i}")
+            ld = _delay(m, a.payload.last, i + C, en, f"l{i}")
+            a_in.append(ad[i + 1:])
+            v_in.append(vd[i + 1:])
+            l_in.append(ld[i + 1:])
+        b_in = []
+        for j in range(C):
+            bd = _delay(m, b.payload.data[j], j + R, en, f"b{j}")
+            b_in.append(bd[j + 1:])
+
+        cap = [[None] * C for _ in range(R)]
+        pv00 = pl00 = None
+        for i in range(R):
+            for j in range(C):
+                prod = Signal(p.product.shape(), name=f"prod_{i}_{j}")
+                pv = Signal(name=f"pv_{i}_{j}")
+                pl = Signal(name=f"pl_{i}_{j}")
+                acc = Signal(ishape, name=f"acc_{i}_{j}")
+                cp = Signal(ishape, name=f"cap_{i}_{j}")
+                with m.If(en):
+                    m.d.sync += [
+                        prod.eq(a_in[i][j] * b_in[j][i]),
+                        pv.eq(v_in[i][j]),
+                        pl.eq(l_in[i][j]),
+                    ]
+                    with m.If(pv):
+                        with m.If(pl):
+                            m.d.sync += [cp.eq(acc + prod), acc.eq(0)]
+                        with m.Else():
+                            m.d.sync += acc.eq(acc + prod)
+                cap[i][j] = cp
+                if i == 0 and j == 0:
+                    pv00, pl00 = pv, pl
+
+        # Drain: rows 0..R-1 of column j are read on consecutive cycles, column j one cycle
+        # after column j-1, just as the capture wavefront passes.
+        d_act = Signal()
+        d_row = Signal(range(R))
+        with m.If(en):
+            with m.If(pv00 & pl00):
+                m.d.sync += [d_act.eq(1), d_row.eq(0)]
+            with m.Elif(d_act):
+                with m.If(d_row == R - 1):
+                    m.d.sync += d_act.eq(0)
+                with m.Else():
+                    m.d.sync += d_row.eq(d_row + 1)
+        acts = _delay(m, d_act, C - 1, en, "dact")
+        rows = _delay(m, d_row, C - 1, en, "drow")
+        cols = []
+        for j in range(C):
+            col = Signal(ishape, name=f"col{j}")
+            with m.If(en):
+                m.d.sync += col.eq(Array(cap[i][j] for i in range(R))[rows[j]])
+            cols.append(col)
+        col_valid = Signal()
+        with m.If(en):
+            m.d.sync += col_valid.eq(acts[C - 1])
+        self._output(m, en, cols, col_valid)
+
+    # -- weight stationary --------------------------------------------------------------------
+
+    def _elaborate_ws(self, m: Module, en):
+        p = self.params
+        R, C = p.rows, p.cols
+        a, b = self.a_stream, self.b_stream
+        ishape = self._ishape()
+        gap = R + C - 1  # cycles for a pass's first beat to reach every PE
+
+        loaded = Signal(range(R + 1))        # weight beats in the shadow registers
+        since_first = Signal(range(gap + 1), init=gap)
+        is_first = Signal(init=1)            # the next a beat starts a pass
+        a_ok = ~is_first | (loaded == R)
+        b_ok = (loaded < R) & (since_first >= gap)
+        a_fire, b_fire = Signal(), Signal()
+        m.d.comb += [
+            a.ready.eq(en & a_ok),
+            b.ready.eq(en & b_ok),
+            a_fire.eq(en & a.valid & a_ok),
+            b_fire.eq(en & b.valid & b_ok),
+        ]
+        with m.If(en):
+            with m.If(a_fire & is_first):
+                m.d.sync += [since_first.eq(1), loaded.eq(0)]
+            with m.Else():
+                with m.If(since_first < gap):
+                    m.d.sync += since_first.eq(since_first + 1)
+                with m.If(b_fire):
+                    m.d.sync += loaded.eq(loaded + 1)
+            with m.If(a_fire):
+                m.d.sync += is_first.eq(a.payload.last)
+
+        # Shadow weights shift down the columns on each weight beat.
+        w_sh = [[Signal(p.b.shape(), name=f"wsh_{i}_{j}") for j in range(C)] for i in range(R)]
+        with m.If(b_fire):
+            for j in range(C):
+                m.d.sync += w_sh[0][j].eq(b.payload.data[j])
+                for i in range(1, R):
+                    m.d.sync += w_sh[i][j].eq(w_sh[i - 1][j])
+
+        # Row pipelines: stage s of row i holds the beat accepted s cycles ago; PE (i, j) reads
+        # stage i+1+j and swaps in its shadow weights when the pass's first beat is one stage
+        # upstream, so the multiplier's weight input is always a plain register.
+        first_now = Signal()
+        m.d.comb += first_now.eq(a_fire & is_first)
+        a_st, v_st, f_st = [], [], []
+        for i in range(R):
+            a_st.append(_delay(m, a.payload.data[i], i + C, en, f"a{i}"))
+            v_st.append(_delay(m, a_fire, i + C, en, f"v{i}"))
+            f_st.append(_delay(m, first_now, i + C, en, f"f{i}"))
+        # valid, last, k_first, k_last of each beat, to where its partial sums leave the array
+        flags = Signal(4)
+        m.d.comb += flags.eq(Cat(a_fire, a.payload.last, a.payload.k_first, a.payload.k_last))
+        fl_st = _delay(m, flags, R + C + 1, en, "flags")
+
+        psum = [[None] * C for _ in range(R)]
+        for i in range(R):
+            for j in range(C):
+                w_act = Signal(p.b.shape(), name=f"w_{i}_{j}")
+                prod = Signal(p.product.shape(), name=f"prod_{i}_{j}")
+                ps = Signal(ishape, name=f"psum_{i}_{j}")
+                s_in = i + 1 + j
+                with m.If(en):
+                    with m.If(v_st[i][s_in - 1] & f_st[i][s_in - 1]):
+                        m.d.sync += w_act.eq(w_sh[i][j])
+                    m.d.sync += prod.eq(a_st[i][s_in] * w_act)
+                    m.d.sync += ps.eq((psum[i - 1][j] if i else 0) + prod)
+                psum[i][j] = ps
+
+        # Bottom of each column: accumulate the K-tiles of a pass in a buffer of tile_m rows.
+        cols, col_valids = [], []
+        for j in range(C):
+            # the beat accepted R+j+2 cycles ago has its column-j partial sum at the bottom now
+            fl = fl_st[R + j + 2]
+            vb, last_b, kf_b, kl_b = fl[0], fl[1], fl[2], fl[3]
+            mem = memory.Memory(shape=ishape, depth=p.tile_m, init=[])
+            m.submodules[f"accbuf{j}"] = mem
+            rd = mem.read_port(domain="sync")
+            wr = mem.write_port()
+            addr = Signal(range(p.tile_m), name=f"addr{j}")
+            addr_next = Signal.like(addr, name=f"addr_next{j}")
+            m.d.comb += addr_next.eq(Mux(vb, Mux(last_b | (addr == p.tile_m - 1), 0, addr + 1),
+                                         addr))
+            with m.If(en):
+                m.d.sync += addr.eq(addr_next)
+            total = Signal(ishape, name=f"total{j}")
+            m.d.comb += [
+                rd.addr.eq(addr_next),
+                rd.en.eq(en),
+                total.eq(Mux(kf_b, 0, rd.data) + psum[R - 1][j]),
+                wr.addr.eq(addr),
+                wr.data.eq(total),
+                wr.en.eq(en & vb & ~kl_b),
+            ]
+            col = Signal(ishape, name=f"col{j}")
+            cv = Signal(name=f"colv{j}")
+            with m.If(en):
+                m.d.sync += [col.eq(total), cv.eq(vb & kl_b)]
+            cols.append(col)
+            col_valids.append(cv)
+        self._output(m, en, cols, col_valids[C - 1])
+

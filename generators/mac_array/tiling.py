@@ -1,0 +1,123 @@
+"""How a GEMM of any M, K, N is streamed through a fixed rows x cols array (NumPy only).
+
+:func:`schedule` turns ``a`` and ``b`` into the beats of the array's input streams and
+:func:`assemble` turns the output beats back into ``c``. The simulator benches, the CLI and the
+host driver all use these two functions, so the streaming order is written down once.
+
+Output stationary
+    For each output tile (``rows`` x ``cols`` block of ``c``, M-blocks outer, N-blocks inner) the
+    array takes K beats, beat k carrying column k of the ``a`` block on ``a_stream`` (lane i =
+    tile row i, ``last`` set on k = K-1) and row k of the ``b`` block on ``b_stream``. It then
+    emits ``rows`` beats on ``c_stream``, tile row 0 first, lane j = tile column j.
+
+Weight stationary
+    Passes over (M-block of ``tile_m`` rows, N-block, K-tile of ``rows``), K-tiles innermost.
+    A pass loads a ``rows`` x ``cols`` block of ``b`` as ``rows`` beats on ``b_stream`` (the block's
+    last row first: the weights shift down the columns), then streams the M-block's rows of
+    ``a`` restricted to the K-tile on ``a_stream`` (``last`` on the block's final row,
+    ``k_first``/``k_last`` on every beat of the first/last K-tile). The last K-tile's pass emits
+    one ``c_stream`` beat per ``a`` row. Ragged edges are zero-padded; padded outputs are dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .params import OUTPUT_STATIONARY, MacArrayParams
+
+
+@dataclass
+class Schedule:
+    """Input beats per stream (field name -> array with one leading entry per beat) and the
+    number of output beats expected on ``c_stream``."""
+
+    inputs: dict[str, dict[str, np.ndarray]]
+    out_beats: int
+    m: int
+    k: int
+    n: int
+
+
+def _pad(x: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    if x.shape == (rows, cols):
+        return x
+    out = np.zeros((rows, cols), dtype=x.dtype)
+    out[: x.shape[0], : x.shape[1]] = x
+    return out
+
+
+def schedule(p: MacArrayParams, a: np.ndarray, b: np.ndarray) -> Schedule:
+    """The beats that make the array compute ``a @ b`` (see the module docstring)."""
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    m, k = a.shape
+    n = b.shape[1]
+    R, C = p.rows, p.cols
+    nb = math.ceil(n / C)
+    if p.dataflow == OUTPUT_STATIONARY:
+        mb = math.ceil(m / R)
+        ap = _pad(a, mb * R, k).reshape(mb, R, k).transpose(0, 2, 1)  # [mb, k, R]
+        bp = _pad(b, k, nb * C).reshape(k, nb, C).transpose(1, 0, 2)  # [nb, k, C]
+        a_data = np.broadcast_to(ap[:, None], (mb, nb, k, R)).reshape(-1, R)
+        b_data = np.broadcast_to(bp[None], (mb, nb, k, C)).reshape(-1, C)
+        last = np.zeros((mb, nb, k), dtype=np.int64)
+        last[..., -1] = 1
+        inputs = {
+            "a_stream": {"data": a_data, "last": last.reshape(-1)},
+            "b_stream": {"data": b_data},
+        }
+        return Schedule(inputs, mb * nb * R, m, k, n)
+
+    kt = math.ceil(k / R)
+    ap = _pad(a, m, kt * R)
+    bp = _pad(b, kt * R, nb * C)
+    # weights per (nb, kt) pass: [nb, kt, R, C], rows reversed (the first beat ends at the bottom)
+    w = bp.reshape(kt, R, nb, C).transpose(2, 0, 1, 3)[:, :, ::-1, :]
+    a_parts, last_parts, kf_parts, kl_parts, b_parts = [], [], [], [], []
+    for m0 in range(0, m, p.tile_m):
+        rows = min(p.tile_m, m - m0)
+        blk = ap[m0 : m0 + rows].reshape(rows, kt, R).transpose(1, 0, 2)  # [kt, rows, R]
+        a_parts.append(np.broadcast_to(blk[None], (nb, kt, rows, R)).reshape(-1, R))
+        last = np.zeros((nb, kt, rows), dtype=np.int64)
+        last[..., -1] = 1
+        kf = np.zeros((nb, kt, rows), dtype=np.int64)
+        kf[:, 0, :] = 1
+        kl = np.zeros((nb, kt, rows), dtype=np.int64)
+        kl[:, -1, :] = 1
+        last_parts.append(last.reshape(-1))
+        kf_parts.append(kf.reshape(-1))
+        kl_parts.append(kl.reshape(-1))
+        b_parts.append(w.reshape(-1, C))
+    inputs = {
+        "a_stream": {
+            "data": np.concatenate(a_parts),
+            "last": np.concatenate(last_parts),
+            "k_first": np.concatenate(kf_parts),
+            "k_last": np.concatenate(kl_parts),
+        },
+        "b_stream": {"data": np.concatenate(b_parts)},
+    }
+    return Schedule(inputs, m * nb, m, k, n)
+
+
+def assemble(p: MacArrayParams, sched: Schedule, c_data: np.ndarray) -> np.ndarray:
+    """Turn the ``c_stream`` beats (``[out_beats, cols]`` lane codes) back into ``c [M, N]``."""
+    m, n = sched.m, sched.n
+    R, C = p.rows, p.cols
+    nb = math.ceil(n / C)
+    c_data = np.asarray(c_data)
+    if c_data.shape != (sched.out_beats, C):
+        raise ValueError(f"expected {sched.out_beats} output beats of {C} lanes, got {c_data.shape}")
+    if p.dataflow == OUTPUT_STATIONARY:
+        mb = math.ceil(m / R)
+        full = c_data.reshape(mb, nb, R, C).transpose(0, 2, 1, 3).reshape(mb * R, nb * C)
+        return full[:m, :n]
+    parts = []
+    for m0 in range(0, m, p.tile_m):
+        rows = min(p.tile_m, m - m0)
+        blk = c_data[m0 * nb : (m0 + rows) * nb].reshape(nb, rows, C)
+        parts.append(blk.transpose(1, 0, 2).reshape(rows, nb * C))
+    return np.concatenate(parts)[:, :n]

@@ -119,24 +119,28 @@ def run_rtl(cfg, fam, params, arrays: dict, *, sim: str = "verilator", seed: int
     With ``check`` the outputs are compared with the golden model and a mismatch raises
     (a wrong result is never returned silently).
     """
-    from sim.runner import build, run_streams
+    from sim.runner import build
+    from sim.unit import simulate
 
     from .generate import cached_design
 
     vpath, manifest = cached_design(cfg)
     t0 = time.perf_counter()
-    build_dir = build(vpath, manifest["top"], sim)
+    build(vpath, manifest["top"], sim)
     built = time.perf_counter() - t0
     if built > 1.0:
         _say(f"built the {sim} model of {cfg.name} in {built:.1f} s (cached from now on)")
-    inputs, out_counts, ctx = fam.schedule(params, arrays)
-    res = run_streams(manifest, vpath, inputs, out_counts, sim=sim, seed=seed, idle=idle,
-                      stall=stall)
-    outputs = fam.assemble(params, ctx, res["received"])
-    stats = fam.stats(params, arrays, res["cycles"])
-    stats.update(sim=sim, sim_seconds=round(res["sim_seconds"], 3),
-                 sim_cycles_per_second=round(res["cycles_per_second"], 1),
-                 build_dir=str(build_dir))
+    res = simulate(fam, params, arrays, sim=sim, seed=seed, idle=idle, stall=stall,
+                   name=cfg.name, config=manifest["config"])
+    outputs = res.outputs
+    stats = fam.stats(params, arrays, res.cycles)
+    stats.update(sim=sim, sim_seconds=round(res.info["sim_seconds"], 3),
+                 sim_cycles_per_second=round(res.info["cycles_per_second"], 1))
+    from sim.runner import waves_requested
+
+    if waves_requested():
+        stats["waves"] = res.info["work_dir"]
+        _say(f"waveforms recorded in {stats['waves']}")
     if check:
         golden = fam.golden(params, arrays)
         bad = {k: int(np.count_nonzero(np.asarray(outputs[k]) != np.asarray(golden[k])))

@@ -50,17 +50,29 @@ def generate(cfg, out_dir: str | Path) -> tuple[Path, Path]:
 
 
 def cached_design(cfg) -> tuple[Path, dict]:
-    """Generate into the design cache (once per config and generator version)."""
+    """Generate a config into the design cache (once per config and generator version)."""
+    fam = family(cfg.unit)
+    return cached_render(fam, fam.params(cfg), cfg.name, cfg.unit, config_dict(cfg))
+
+
+def cached_render(fam, params, name: str, unit: str, config: dict) -> tuple[Path, dict]:
+    """Verilog file and manifest of ``params``, emitted once per parameters and generator
+    version into ``$TENSORFAB_CACHE/designs``."""
     from sim.runner import cache_root
 
+    from .emit import render as _render
+
     key = hashlib.sha256(
-        (json.dumps(config_dict(cfg), sort_keys=True) + generator_hash()).encode()
-    ).hexdigest()[:16]
-    d = cache_root() / "designs" / f"{cfg.name}-{key}"
-    vpath, jpath = d / f"{cfg.name}.v", d / f"{cfg.name}.json"
+        (repr(params) + name + generator_hash()).encode()).hexdigest()[:16]
+    d = cache_root() / "designs" / f"{name}-{key}"
+    vpath, jpath = d / f"{name}.v", d / f"{name}.json"
     if not (vpath.exists() and jpath.exists()):
+        text, manifest = _render(fam.component(params), name, unit, config,
+                                 fam.manifest_extra(params))
         tmp = d.with_name(d.name + f".tmp{os.getpid()}")
-        generate(cfg, tmp)
+        tmp.mkdir(parents=True, exist_ok=True)
+        (tmp / vpath.name).write_text(text)
+        (tmp / jpath.name).write_text(json.dumps(manifest, indent=2) + "\n")
         try:
             tmp.rename(d)
         except OSError:  # another process won the race; use its copy

@@ -29,8 +29,8 @@ SIMULATORS = ("verilator", "icarus")
 BENCH_MODULE = "sim.benches.stream_bench"
 
 # Amaranth's Verilog extends and truncates implicitly; waive exactly those width lints.
-VERILATOR_ARGS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3", "--x-assign", "fast",
-                  "--x-initial", "fast", "-CFLAGS", "-O2"]
+VERILATOR_ARGS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "--x-assign", "fast",
+                  "--x-initial", "fast"]
 
 
 class SimulationError(RuntimeError):
@@ -157,7 +157,8 @@ def run_streams(manifest: dict, verilog: str | Path, inputs: dict, outputs: dict
     saved = os.environ.pop("PYTEST_CURRENT_TEST", None)  # we read results.xml ourselves
     t0 = time.perf_counter()
     try:
-        runner.test(test_module=BENCH_MODULE, hdl_toplevel=top, build_dir=build_dir,
+        runner.test(test_module=BENCH_MODULE, hdl_toplevel=top, hdl_toplevel_lang="verilog",
+                    build_dir=build_dir,
                     test_dir=work, extra_env=env, waves=waves, results_xml=str(xml),
                     log_file=work / "sim.log")
     except (RuntimeError, SystemExit):

@@ -24,11 +24,13 @@ from amaranth.lib.wiring import In, Out
 from .params import OUTPUT_STATIONARY, MacArrayParams
 
 
-def _delay(m: Module, sig, n: int, en, name: str) -> list:
-    """``[sig, sig@1, ..., sig@n]``: registered copies that advance when ``en`` is high."""
+def _delay(m: Module, sig, n: int, en, name: str, data: bool = False) -> list:
+    """``[sig, sig@1, ..., sig@n]``: registered copies that advance when ``en`` is high.
+
+    ``data`` registers carry no reset (datapath only: smaller netlists, DSP-friendly)."""
     out = [sig]
     for s in range(n):
-        reg = Signal.like(sig, name=f"{name}_d{s + 1}") if not isinstance(sig, int) else sig
+        reg = Signal.like(sig, name=f"{name}_d{s + 1}", reset_less=data)
         with m.If(en):
             m.d.sync += reg.eq(out[-1])
         out.append(reg)
@@ -82,13 +84,16 @@ class MacArray(wiring.Component):
         if p.overflow == "wrap" or p.internal_width == p.acc.width:
             return value
         lo, hi = p.acc.min_code, p.acc.max_code
+        if not p.acc.signed:  # an unsigned value is never below 0
+            return Mux(value > hi, hi, value)
         return Mux(value > hi, hi, Mux(value < lo, lo, value))
 
     def _output(self, m: Module, en, cols: list, valid):
         """Deskew the per-column results (column j arrives j cycles after column 0), apply
         the overflow rule and register the ``c_stream`` beat."""
         C = self.params.cols
-        aligned = [_delay(m, cols[j], C - 1 - j, en, f"deskew{j}")[-1] for j in range(C)]
+        aligned = [_delay(m, cols[j], C - 1 - j, en, f"deskew{j}", data=True)[-1]
+                   for j in range(C)]
         with m.If(en):
             m.d.sync += self.c_stream.valid.eq(valid)
             for j in range(C):
@@ -128,50 +133,38 @@ class MacArray(wiring.Component):
             with m.Elif(since_last < R):
                 m.d.sync += since_last.eq(since_last + 1)
 
-        # Row pipelines: skew by i, then one register per PE along the row.
-        a_in, v_in, l_in = [], [], []
-        for i in range(R):
-            ad = _delay(m, a.payload.data[i], i + C, en, f"a{i}")
-            vd = _delay(m, fire, i + C, en, f"v{i}")
-            ld = _delay(m, a.payload.last, i + C, en, f"l{i}")
-            a_in.append(ad[i + 1:])
-            v_in.append(vd[i + 1:])
-            l_in.append(ld[i + 1:])
-        b_in = []
-        for j in range(C):
-            bd = _delay(m, b.payload.data[j], j + R, en, f"b{j}")
-            b_in.append(bd[j + 1:])
+        # Row pipelines: skew by i, then one register per PE along the row. Stage s of every
+        # row holds the beat accepted s cycles ago, so one flag pipeline serves all rows:
+        # PE (i, j) sees its operands at stage i+1+j and its product at stage i+j+2.
+        a_in = [_delay(m, a.payload.data[i], i + C, en, f"a{i}", data=True)[i + 1:]
+                for i in range(R)]
+        b_in = [_delay(m, b.payload.data[j], j + R, en, f"b{j}", data=True)[j + 1:]
+                for j in range(C)]
+        vs = _delay(m, fire, R + C, en, "v")
+        ls = _delay(m, a.payload.last, R + C, en, "l")
 
         cap = [[None] * C for _ in range(R)]
-        pv00 = pl00 = None
         for i in range(R):
             for j in range(C):
-                prod = Signal(p.product.shape(), name=f"prod_{i}_{j}")
-                pv = Signal(name=f"pv_{i}_{j}")
-                pl = Signal(name=f"pl_{i}_{j}")
+                prod = Signal(p.product.shape(), name=f"prod_{i}_{j}", reset_less=True)
+                pv, pl = vs[i + j + 2], ls[i + j + 2]
                 acc = Signal(ishape, name=f"acc_{i}_{j}")
-                cp = Signal(ishape, name=f"cap_{i}_{j}")
+                cp = Signal(ishape, name=f"cap_{i}_{j}", reset_less=True)
                 with m.If(en):
-                    m.d.sync += [
-                        prod.eq(a_in[i][j] * b_in[j][i]),
-                        pv.eq(v_in[i][j]),
-                        pl.eq(l_in[i][j]),
-                    ]
+                    m.d.sync += prod.eq(a_in[i][j] * b_in[j][i])
                     with m.If(pv):
                         with m.If(pl):
                             m.d.sync += [cp.eq(acc + prod), acc.eq(0)]
                         with m.Else():
                             m.d.sync += acc.eq(acc + prod)
                 cap[i][j] = cp
-                if i == 0 and j == 0:
-                    pv00, pl00 = pv, pl
 
         # Drain: rows 0..R-1 of column j are read on consecutive cycles, column j one cycle
         # after column j-1, just as the capture wavefront passes.
         d_act = Signal()
-        d_row = Signal(range(R))
+        d_row = Signal(range(max(R, 2)))  # never zero-width: Verilog has no [-1:0]
         with m.If(en):
-            with m.If(pv00 & pl00):
+            with m.If(vs[2] & ls[2]):
                 m.d.sync += [d_act.eq(1), d_row.eq(0)]
             with m.Elif(d_act):
                 with m.If(d_row == R - 1):
@@ -182,9 +175,11 @@ class MacArray(wiring.Component):
         rows = _delay(m, d_row, C - 1, en, "drow")
         cols = []
         for j in range(C):
-            col = Signal(ishape, name=f"col{j}")
+            col = Signal(ishape, name=f"col{j}", reset_less=True)
+            # a full power-of-two table, so the select covers every code of d_row
+            table = [cap[min(i, R - 1)][j] for i in range(1 << len(d_row))]
             with m.If(en):
-                m.d.sync += col.eq(Array(cap[i][j] for i in range(R))[rows[j]])
+                m.d.sync += col.eq(Array(table)[rows[j]])
             cols.append(col)
         col_valid = Signal()
         with m.If(en):
@@ -224,7 +219,8 @@ class MacArray(wiring.Component):
                 m.d.sync += is_first.eq(a.payload.last)
 
         # Shadow weights shift down the columns on each weight beat.
-        w_sh = [[Signal(p.b.shape(), name=f"wsh_{i}_{j}") for j in range(C)] for i in range(R)]
+        w_sh = [[Signal(p.b.shape(), name=f"wsh_{i}_{j}", reset_less=True) for j in range(C)]
+                for i in range(R)]
         with m.If(b_fire):
             for j in range(C):
                 m.d.sync += w_sh[0][j].eq(b.payload.data[j])
@@ -236,11 +232,9 @@ class MacArray(wiring.Component):
         # upstream, so the multiplier's weight input is always a plain register.
         first_now = Signal()
         m.d.comb += first_now.eq(a_fire & is_first)
-        a_st, v_st, f_st = [], [], []
-        for i in range(R):
-            a_st.append(_delay(m, a.payload.data[i], i + C, en, f"a{i}"))
-            v_st.append(_delay(m, a_fire, i + C, en, f"v{i}"))
-            f_st.append(_delay(m, first_now, i + C, en, f"f{i}"))
+        a_st = [_delay(m, a.payload.data[i], i + C, en, f"a{i}", data=True) for i in range(R)]
+        v_st = _delay(m, a_fire, R + C, en, "v")
+        f_st = _delay(m, first_now, R + C, en, "f")
         # valid, last, k_first, k_last of each beat, to where its partial sums leave the array
         flags = Signal(4)
         m.d.comb += flags.eq(Cat(a_fire, a.payload.last, a.payload.k_first, a.payload.k_last))
@@ -249,12 +243,12 @@ class MacArray(wiring.Component):
         psum = [[None] * C for _ in range(R)]
         for i in range(R):
             for j in range(C):
-                w_act = Signal(p.b.shape(), name=f"w_{i}_{j}")
-                prod = Signal(p.product.shape(), name=f"prod_{i}_{j}")
-                ps = Signal(ishape, name=f"psum_{i}_{j}")
+                w_act = Signal(p.b.shape(), name=f"w_{i}_{j}", reset_less=True)
+                prod = Signal(p.product.shape(), name=f"prod_{i}_{j}", reset_less=True)
+                ps = Signal(ishape, name=f"psum_{i}_{j}", reset_less=True)
                 s_in = i + 1 + j
                 with m.If(en):
-                    with m.If(v_st[i][s_in - 1] & f_st[i][s_in - 1]):
+                    with m.If(v_st[s_in - 1] & f_st[s_in - 1]):
                         m.d.sync += w_act.eq(w_sh[i][j])
                     m.d.sync += prod.eq(a_st[i][s_in] * w_act)
                     m.d.sync += ps.eq((psum[i - 1][j] if i else 0) + prod)
@@ -270,7 +264,7 @@ class MacArray(wiring.Component):
             m.submodules[f"accbuf{j}"] = mem
             rd = mem.read_port(domain="sync")
             wr = mem.write_port()
-            addr = Signal(range(p.tile_m), name=f"addr{j}")
+            addr = Signal(range(max(p.tile_m, 2)), name=f"addr{j}")
             addr_next = Signal.like(addr, name=f"addr_next{j}")
             m.d.comb += addr_next.eq(Mux(vb, Mux(last_b | (addr == p.tile_m - 1), 0, addr + 1),
                                          addr))
@@ -285,7 +279,7 @@ class MacArray(wiring.Component):
                 wr.data.eq(total),
                 wr.en.eq(en & vb & ~kl_b),
             ]
-            col = Signal(ishape, name=f"col{j}")
+            col = Signal(ishape, name=f"col{j}", reset_less=True)
             cv = Signal(name=f"colv{j}")
             with m.If(en):
                 m.d.sync += [col.eq(total), cv.eq(vb & kl_b)]

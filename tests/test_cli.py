@@ -1,0 +1,137 @@
+"""The `tensorfab` command: generate, run (golden and rtl), and exit status 2 with one line on
+every bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CFG = ROOT / "configs" / "mac8x8.yaml"
+
+
+def tf(*args, cwd=None):
+    exe = Path(sys.executable).with_name("tensorfab")
+    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=dict(os.environ), timeout=600)
+
+
+def test_generate_writes_verilog_and_manifest(tmp_path):
+    r = tf("generate", CFG, "--out", tmp_path)
+    assert r.returncode == 0, r.stderr
+    v = (tmp_path / "mac8x8.v").read_text()
+    assert "module mac8x8" in v and "Do not edit" in v
+    man = json.loads((tmp_path / "mac8x8.json").read_text())
+    assert man["top"] == "mac8x8" and man["unit"] == "mac_array"
+    names = {p["name"]: p for p in man["ports"]}
+    assert names["a_stream__payload"]["width"] == 8 * 8 + 1
+    assert names["c_stream__payload"]["dir"] == "out"
+    assert names["c_stream__ready"]["dir"] == "in"
+    assert man["streams"]["c_stream"]["fields"]["data"]["lanes"] == 8
+    assert man["latency"] == 8 + 4
+    for p in man["ports"]:
+        assert f" {p['name']}" in v or f"\\{p['name']}" in v or p["name"] in v
+
+
+def test_run_golden(tmp_path, rng):
+    a = rng.integers(-128, 128, (5, 9))
+    b = rng.integers(-128, 128, (9, 3))
+    np.savez(tmp_path / "in.npz", a=a, b=b)
+    r = tf("run", CFG, "--inputs", tmp_path / "in.npz", "--out", tmp_path / "out.npz",
+           "--stats", tmp_path / "s.json")
+    assert r.returncode == 0, r.stderr
+    c = np.load(tmp_path / "out.npz")["c"]
+    assert np.array_equal(c, a @ b)
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["macs"] == 5 * 9 * 3 and stats["expected_cycles"] > 0
+
+
+@pytest.mark.rtl
+def test_run_rtl_with_stats(tmp_path, rng):
+    a = rng.integers(-128, 128, (13, 1))
+    b = rng.integers(-128, 128, (1, 11))
+    np.savez(tmp_path / "in.npz", a=a, b=b)
+    r = tf("run", CFG, "--inputs", tmp_path / "in.npz", "--out", tmp_path / "out.npz",
+           "--backend", "rtl", "--stats", tmp_path / "s.json")
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(np.load(tmp_path / "out.npz")["c"], a @ b)
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["cycles"] == stats["expected_cycles"]
+    assert 0 < stats["utilization"] <= 1 and stats["mismatches"] == 0
+
+
+def _bad_inputs(tmp_path):
+    good_b = np.zeros((4, 3), np.int64)
+    cases = {
+        "float": ({"a": np.zeros((2, 4)), "b": good_b}, "float64"),
+        "range": ({"a": np.full((2, 4), 300), "b": good_b}, "out of range"),
+        "shape": ({"a": np.zeros((2, 5), np.int64), "b": good_b}, "do not chain"),
+        "rank": ({"a": np.zeros((2, 4, 1), np.int64), "b": good_b}, "not 2-D"),
+        "missing": ({"a": np.zeros((2, 4), np.int64)}, "missing array 'b'"),
+        "extra": ({"a": np.zeros((2, 4), np.int64), "b": good_b, "q": good_b},
+                  "unexpected array 'q'"),
+    }
+    for name, (arrays, text) in cases.items():
+        np.savez(tmp_path / f"{name}.npz", **arrays)
+        yield tmp_path / f"{name}.npz", text
+
+
+@pytest.mark.parametrize("backend", ["golden", "rtl"])
+def test_bad_arrays_exit_2_before_simulating(tmp_path, backend):
+    for path, text in _bad_inputs(tmp_path):
+        r = tf("run", CFG, "--inputs", path, "--out", tmp_path / "o.npz", "--backend", backend)
+        assert r.returncode == 2, (path, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and text in lines[0] and str(path) in lines[0], r.stderr
+        assert not (tmp_path / "o.npz").exists()
+
+
+def test_bad_files_and_paths(tmp_path):
+    (tmp_path / "garbage.npz").write_bytes(b"not a zip")
+    np.save(tmp_path / "single.npy", np.zeros(3))
+    obj = tmp_path / "obj.npz"
+    np.savez(obj, a=np.array([object()], dtype=object), b=np.zeros(1))
+    np.savez(tmp_path / "in.npz", a=np.zeros((1, 1), np.int64), b=np.zeros((1, 1), np.int64))
+    cases = [
+        (["run", CFG, "--inputs", tmp_path / "nope.npz", "--out", tmp_path / "o.npz"],
+         "no such file"),
+        (["run", CFG, "--inputs", tmp_path / "garbage.npz", "--out", tmp_path / "o.npz"],
+         "not a readable .npz"),
+        (["run", CFG, "--inputs", tmp_path / "single.npy", "--out", tmp_path / "o.npz"],
+         "not an .npz archive"),
+        (["run", CFG, "--inputs", obj, "--out", tmp_path / "o.npz"], "object arrays"),
+        (["run", CFG, "--inputs", tmp_path / "in.npz", "--out", tmp_path / "in.npz"],
+         "would overwrite the input"),
+        (["run", tmp_path / "missing.yaml", "--inputs", tmp_path / "in.npz", "--out",
+          tmp_path / "o.npz"], "missing.yaml"),
+        (["generate", tmp_path / "missing.yaml", "--out", tmp_path / "g"], "missing.yaml"),
+    ]
+    for args, text in cases:
+        r = tf(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and text in lines[0], (args, r.stderr)
+    # the input the user sent is untouched
+    assert np.load(tmp_path / "in.npz")["a"].shape == (1, 1)
+
+
+def test_bad_config_exit_2_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nunit: mac_array\nrows: 0\ncols: 2\na: int8\nb: int8\nacc: int32\n")
+    r = tf("generate", bad, "--out", tmp_path / "g")
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"{bad}: rows: 0 is out of range (allowed: 1..64)"
+    assert not (tmp_path / "g").exists()
+
+
+def test_usage_errors_exit_2():
+    r = tf("run", CFG, "--backend", "spice")
+    assert r.returncode == 2 and "invalid choice" in r.stderr
+    r = tf()
+    assert r.returncode == 2

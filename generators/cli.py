@@ -29,20 +29,23 @@ def _load_inputs(path: str) -> dict:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{path}: no such file (allowed: an .npz file from numpy.savez)")
+    with open(p, "rb") as fh:
+        magic = fh.read(6)
+    if magic == b"\x93NUMPY":
+        raise UserError(f"{path}: is a single .npy array, not an .npz archive "
+                        "(allowed: numpy.savez(path, a=..., b=...))")
+    if not magic.startswith(b"PK"):
+        raise UserError(f"{path}: not a readable .npz archive (allowed: an .npz file from "
+                        "numpy.savez)")
     try:
         with np.load(p, allow_pickle=False) as data:
-            if not hasattr(data, "files"):
-                raise UserError(f"{path}: is a single .npy array, not an .npz archive "
-                                "(allowed: numpy.savez(path, a=..., b=...))")
             return {k: data[k] for k in data.files}
-    except UserError:
-        raise
     except ValueError as err:
-        if "pickle" in str(err).lower() or "object" in str(err).lower():
+        if "pickle" in str(err).lower():
             raise UserError(f"{path}: holds object arrays (allowed: integer code arrays)") \
                 from None
         raise UserError(f"{path}: not a readable .npz archive ({err})") from None
-    except Exception as err:  # zipfile/OSError: a garbled file
+    except Exception as err:  # zipfile/OSError: a garbled archive
         raise UserError(f"{path}: not a readable .npz archive ({type(err).__name__}: {err})") \
             from None
 

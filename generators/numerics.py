@@ -1,0 +1,548 @@
+"""Number formats, exact quantization and the project's one bit-packing routine.
+
+A :class:`Format` gives integer *codes* a meaning: ``value = code * 2**-frac_bits``, with codes
+in ``[min_code, max_code]`` (two's complement when signed). Formats follow the hls4ml/``ap_fixed``
+convention: ``fixed<W,I>`` has ``W`` total bits of which ``I`` are integer bits including the
+sign; ``intN``/``uintN`` are the formats with no fraction bits.
+
+Rounding rules (``ap_fixed`` quantization modes, applied when bits below the LSB are dropped):
+
+- ``trn`` (``AP_TRN``): truncate toward minus infinity (floor).
+- ``rnd`` (``AP_RND``): round to nearest, ties toward plus infinity.
+- ``rnd_conv`` (``AP_RND_CONV``): round to nearest, ties to even (convergent rounding).
+
+Overflow rules (``ap_fixed`` overflow modes, applied after rounding):
+
+- ``wrap`` (``AP_WRAP``): keep the low ``W`` bits (modulo ``2**W`` into the code range).
+- ``sat`` (``AP_SAT``): clamp to ``[min_code, max_code]``.
+
+Everything here is exact: integer work is done in ``int64`` where it provably cannot overflow and
+in Python ints (object arrays) otherwise; float inputs are decomposed without rounding error.
+Arrays of codes come back as ``int64`` when the format's range fits in ``int64`` (every format
+except 64-bit unsigned ones), otherwise as object arrays of Python ints.
+
+Only NumPy is imported at module import time; Amaranth is imported by :meth:`Format.shape`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import operator
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Format", "Overflow", "Rounding", "exact_matmul", "pack_bits", "requantize",
+           "unpack_bits"]
+
+_I64_MIN = -(1 << 63)
+_I64_MAX = (1 << 63) - 1
+_U64_MASK = (1 << 64) - 1
+#: Bounds on ``int_bits`` (keeps every scale ``2**frac_bits`` a normal float64 with headroom).
+INT_BITS_RANGE = (-512, 512)
+
+
+class Rounding(str, enum.Enum):
+    """How bits below the destination LSB are dropped (``ap_fixed`` quantization modes)."""
+
+    TRN = "trn"            #: AP_TRN: floor (toward minus infinity)
+    RND = "rnd"            #: AP_RND: nearest, ties toward plus infinity
+    RND_CONV = "rnd_conv"  #: AP_RND_CONV: nearest, ties to even
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Overflow(str, enum.Enum):
+    """What happens to values outside the code range (``ap_fixed`` overflow modes)."""
+
+    WRAP = "wrap"  #: AP_WRAP: modulo 2**width (two's complement wrap-around)
+    SAT = "sat"    #: AP_SAT: clamp to [min_code, max_code]
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _rounding(value) -> Rounding:
+    try:
+        return Rounding(value)
+    except ValueError:
+        allowed = ", ".join(r.value for r in Rounding)
+        raise ValueError(f"rounding {value!r} is not a rounding mode (allowed: {allowed})") \
+            from None
+
+
+def _overflow(value) -> Overflow:
+    try:
+        return Overflow(value)
+    except ValueError:
+        allowed = ", ".join(o.value for o in Overflow)
+        raise ValueError(f"overflow {value!r} is not an overflow mode (allowed: {allowed})") \
+            from None
+
+
+_ALLOWED = ("allowed: intN with 2<=N<=64, uintN with 1<=N<=64, "
+            "fixed<W,I> with 2<=W<=64, ufixed<W,I> with 1<=W<=64")
+_INT_RE = re.compile(r"(u?)int([1-9][0-9]*)")
+_FIXED_RE = re.compile(r"(u?)fixed<\s*([1-9][0-9]*)\s*,\s*(0|-?[1-9][0-9]*)\s*>")
+
+
+# -- array helpers ------------------------------------------------------------------------------
+
+
+def _index_text(shape: tuple, flat: int) -> str:
+    idx = np.unravel_index(flat, shape)
+    if len(shape) == 1:
+        return f" at index {int(idx[0])}"
+    return " at index (" + ", ".join(str(int(i)) for i in idx) + ")"
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _pyint(v):
+    if isinstance(v, (bool, np.bool_)):
+        raise TypeError
+    return operator.index(v)
+
+
+def _int_array(codes, what: str) -> np.ndarray:
+    """``codes`` as an int64 array, or an object array of Python ints when int64 cannot hold it.
+
+    Raises ``ValueError`` (one line naming ``what``) for anything that is not integer codes.
+    """
+    try:
+        arr = np.asarray(codes)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{what}: not an array of integer codes ({str(err).splitlines()[0]})") \
+            from None
+    kind = arr.dtype.kind
+    if kind == "i":
+        return arr.astype(np.int64, copy=False)
+    if kind == "u":
+        if arr.dtype.itemsize < 8 or arr.size == 0 or int(arr.max()) <= _I64_MAX:
+            return arr.astype(np.int64)
+        return arr.astype(object)
+    if kind == "O":
+        flat = arr.reshape(-1)
+        out = np.empty(flat.shape, dtype=object)
+        for i, v in enumerate(flat.tolist()):
+            try:
+                out[i] = _pyint(v)
+            except TypeError:
+                shown = repr(v)
+                shown = shown if len(shown) <= 40 else shown[:37] + "..."
+                raise ValueError(
+                    f"{what}: value {shown}{_index_text(arr.shape, i)} is not an integer "
+                    f"(codes must be integers)") from None
+        return out.reshape(arr.shape)
+    raise ValueError(f"{what}: dtype {arr.dtype} is not an integer dtype (codes must be integers)")
+
+
+def _abs_max(c: np.ndarray) -> int:
+    """Largest magnitude in an int64/object array (a Python int; 0 when empty)."""
+    if c.size == 0:
+        return 0
+    return max(int(c.max()), -int(c.min()))
+
+
+def _to_u64(c: np.ndarray) -> np.ndarray:
+    """Codes modulo 2**64 as uint64 (two's complement for negatives)."""
+    if c.dtype == object:
+        return (c & _U64_MASK).astype(np.uint64)
+    return c.astype(np.uint64)  # int64 -> uint64 is modulo 2**64
+
+
+def _rescale(c: np.ndarray, shift: int, rounding: Rounding) -> np.ndarray:
+    """Exact ``round(c * 2**shift)`` of a flat int64/object array under ``rounding``."""
+    if shift == 0 or c.size == 0:
+        return c
+    if shift > 0:
+        if c.dtype != object and shift <= 62 and _abs_max(c) < (1 << (63 - shift)):
+            return c << shift
+        return c.astype(object) << shift
+    s = -shift
+    if c.dtype == object or s > 62:
+        c = c.astype(object)
+    q = c >> s
+    if rounding is Rounding.TRN:
+        return q
+    r = c & ((1 << s) - 1)      # c - q * 2**s, in [0, 2**s)
+    half = 1 << (s - 1)
+    if rounding is Rounding.RND:
+        up = r >= half
+    else:
+        up = (r > half) | ((r == half) & ((q & 1) == 1))
+    return np.where(up, q + 1, q)
+
+
+# -- formats ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Format:
+    """A fixed-point number format (``ap_fixed``/``ap_ufixed`` convention).
+
+    Parameters
+    ----------
+    width : int
+        Total bits, 1..64 (2..64 when signed).
+    int_bits : int
+        Integer bits including the sign bit; ``frac_bits = width - int_bits`` may be negative
+        or exceed ``width``. Limited to -512..512.
+    signed : bool
+        Two's complement codes when true.
+    """
+
+    width: int
+    int_bits: int
+    signed: bool
+
+    def __post_init__(self):
+        # ValueError for wrong types too: formats come from user input (configs, CLI).
+        lo = 2 if self.signed is True else 1
+        if not _is_int(self.width) or not lo <= self.width <= 64:
+            kind = "a signed" if self.signed is True else "an unsigned"
+            raise ValueError(f"format width {self.width!r} is not allowed for {kind} format "
+                             f"(allowed: {lo}..64)")
+        a, b = INT_BITS_RANGE
+        if not _is_int(self.int_bits) or not a <= self.int_bits <= b:
+            raise ValueError(f"format int_bits {self.int_bits!r} is not allowed "
+                             f"(allowed: integers {a}..{b})")
+        if self.signed not in (True, False) or not isinstance(self.signed, (bool, np.bool_)):
+            raise ValueError(f"format signed {self.signed!r} is not allowed (allowed: a bool)")
+        object.__setattr__(self, "signed", bool(self.signed))
+        object.__setattr__(self, "width", int(self.width))
+        object.__setattr__(self, "int_bits", int(self.int_bits))
+
+    # -- text ----------------------------------------------------------------------------------
+
+    @classmethod
+    def parse(cls, text: str) -> Format:
+        """Parse ``int8``, ``uint4``, ``intN``/``uintN``, ``fixed<W,I>`` or ``ufixed<W,I>``.
+
+        Case-sensitive; spaces are allowed inside the angle brackets only. Raises ``ValueError``
+        with a one-line message naming ``text`` and the allowed spellings.
+        """
+        if isinstance(text, str):
+            m = _INT_RE.fullmatch(text)
+            if m:
+                signed, width = not m.group(1), int(m.group(2))
+                if (2 if signed else 1) <= width <= 64:
+                    return cls(width=width, int_bits=width, signed=signed)
+            m = _FIXED_RE.fullmatch(text)
+            if m:
+                signed, width, ib = not m.group(1), int(m.group(2)), int(m.group(3))
+                lo, hi = INT_BITS_RANGE
+                if (2 if signed else 1) <= width <= 64 and lo <= ib <= hi:
+                    return cls(width=width, int_bits=ib, signed=signed)
+        raise ValueError(f"{text!r} is not a format ({_ALLOWED})")
+
+    def __str__(self) -> str:
+        u = "" if self.signed else "u"
+        if self.frac_bits == 0:
+            return f"{u}int{self.width}"
+        return f"{u}fixed<{self.width},{self.int_bits}>"
+
+    # -- derived properties ----------------------------------------------------------------------
+
+    @property
+    def frac_bits(self) -> int:
+        """Fraction bits, ``width - int_bits`` (negative: the LSB weighs more than 1)."""
+        return self.width - self.int_bits
+
+    @property
+    def is_integer(self) -> bool:
+        """True when codes are plain integers (``frac_bits == 0``)."""
+        return self.frac_bits == 0
+
+    @property
+    def min_code(self) -> int:
+        """Smallest code (Python int): ``-2**(width-1)`` signed, 0 unsigned."""
+        return -(1 << (self.width - 1)) if self.signed else 0
+
+    @property
+    def max_code(self) -> int:
+        """Largest code (Python int): ``2**(width-1) - 1`` signed, ``2**width - 1`` unsigned."""
+        return (1 << (self.width - 1)) - 1 if self.signed else (1 << self.width) - 1
+
+    @property
+    def lsb(self) -> float:
+        """Value of one code step, ``2**-frac_bits``."""
+        return math.ldexp(1.0, -self.frac_bits)
+
+    @property
+    def _fits_int64(self) -> bool:
+        return self.signed or self.width < 64
+
+    def shape(self):
+        """The Amaranth shape of a code: ``signed(width)`` or ``unsigned(width)``."""
+        from amaranth.hdl import signed, unsigned
+
+        return signed(self.width) if self.signed else unsigned(self.width)
+
+    # -- codes ---------------------------------------------------------------------------------
+
+    def _out(self, c: np.ndarray) -> np.ndarray:
+        """In-range codes in this format's result dtype (int64, or object for 64-bit unsigned)."""
+        return c.astype(np.int64 if self._fits_int64 else object)
+
+    def contains(self, codes) -> bool:
+        """True when ``codes`` are integers and all lie in ``[min_code, max_code]``."""
+        try:
+            c = _int_array(codes, "codes")
+        except ValueError:
+            return False
+        if c.size == 0:
+            return True
+        return int(c.min()) >= self.min_code and int(c.max()) <= self.max_code
+
+    def check_codes(self, codes, what: str) -> np.ndarray:
+        """Validate an array of codes and return it as int64 (object for 64-bit unsigned).
+
+        Codes must have an integer dtype (bool, float -- even integral values -- and strings are
+        rejected; object arrays must hold ints) and lie in ``[min_code, max_code]``.
+        Raises ``ValueError`` with one line naming ``what``, the value and its index.
+        """
+        c = _int_array(codes, what)
+        if c.size:
+            lo, hi = self.min_code, self.max_code
+            if c.dtype == object:
+                bad = (c < lo) | (c > hi)
+            else:
+                bad = np.zeros(c.shape, dtype=bool)
+                if lo > _I64_MIN:
+                    bad |= c < lo
+                if hi < _I64_MAX:
+                    bad |= c > hi
+            if bad.any():
+                flat = int(np.flatnonzero(bad.reshape(-1))[0])
+                v = c.reshape(-1)[flat]
+                where = _index_text(c.shape, flat) if c.ndim else ""
+                raise ValueError(f"{what}: value {int(v)}{where} is out of range for {self} "
+                                 f"(allowed: {lo}..{hi})")
+        return self._out(c)
+
+    def _wrap_u64(self, u: np.ndarray) -> np.ndarray:
+        w = self.width
+        if self.signed:  # sign-extend the low w bits
+            return (u << np.uint64(64 - w)).view(np.int64) >> np.int64(64 - w)
+        if w == 64:
+            return u.astype(object)
+        return (u & np.uint64((1 << w) - 1)).astype(np.int64)
+
+    def _wrap_flat(self, c: np.ndarray) -> np.ndarray:
+        return self._wrap_u64(_to_u64(c))
+
+    def _sat_flat(self, c: np.ndarray) -> np.ndarray:
+        lo, hi = self.min_code, self.max_code
+        if c.dtype == object:
+            return self._out(np.where(c < lo, lo, np.where(c > hi, hi, c)))
+        return self._out(np.clip(c, max(lo, _I64_MIN), min(hi, _I64_MAX)))
+
+    def _overflow_flat(self, c: np.ndarray, overflow: Overflow) -> np.ndarray:
+        return self._sat_flat(c) if overflow is Overflow.SAT else self._wrap_flat(c)
+
+    def wrap(self, codes) -> np.ndarray:
+        """Integers modulo ``2**width`` into the code range (``AP_WRAP``), exactly.
+
+        Accepts any integer array, including object arrays of arbitrarily large Python ints.
+        """
+        c = _int_array(codes, "codes")
+        return self._wrap_flat(c.reshape(-1)).reshape(c.shape)
+
+    def saturate(self, codes) -> np.ndarray:
+        """Integers clamped to ``[min_code, max_code]`` (``AP_SAT``), exactly."""
+        c = _int_array(codes, "codes")
+        return self._sat_flat(c.reshape(-1)).reshape(c.shape)
+
+    def apply_overflow(self, codes, overflow: Overflow | str) -> np.ndarray:
+        """:meth:`wrap` or :meth:`saturate` by name (``"wrap"``/``"sat"``)."""
+        ov = _overflow(overflow)
+        return self.wrap(codes) if ov is Overflow.WRAP else self.saturate(codes)
+
+    # -- real values -----------------------------------------------------------------------------
+
+    def quantize(self, x, rounding: Rounding | str = "trn",
+                 overflow: Overflow | str = "wrap") -> np.ndarray:
+        """Codes for real values: ``code = round(x * 2**frac_bits)``, then the overflow rule.
+
+        Exact for every float64 input (no double rounding) and for integer arrays of any size.
+        NaN raises ``ValueError``; infinities saturate under ``sat`` and raise under ``wrap``.
+        """
+        rnd, ov = _rounding(rounding), _overflow(overflow)
+        arr = np.asarray(x)
+        if arr.dtype.kind in "iu" or (arr.dtype == object and arr.size and all(
+                isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                for v in arr.reshape(-1).tolist())):
+            c = _int_array(arr, "x").reshape(-1)
+            return self._overflow_flat(_rescale(c, self.frac_bits, rnd), ov).reshape(arr.shape)
+        try:
+            xf = np.asarray(arr, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"x: dtype {arr.dtype} is not real numbers") from None
+        shape = xf.shape
+        xf = xf.reshape(-1)
+        bad = np.isnan(xf)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            where = _index_text(shape, i) if len(shape) else ""
+            raise ValueError(f"x: NaN{where} cannot be quantized to {self}")
+        inf = np.isinf(xf)
+        if ov is Overflow.WRAP and inf.any():
+            i = int(np.flatnonzero(inf)[0])
+            where = _index_text(shape, i) if len(shape) else ""
+            raise ValueError(f"x: {xf[i]}{where} cannot be quantized to {self} with "
+                             f"overflow wrap (use sat)")
+        with np.errstate(all="ignore"):
+            v = np.ldexp(xf, self.frac_bits)
+        # Beyond float64's range (or infinite input): any huge stand-in has the same result,
+        # a multiple of 2**64 (wrap -> 0) far outside every code range (sat -> clamp).
+        v = np.where(np.isinf(v), np.copysign(2.0 ** 1000, v), v)
+        # Tiny nonzero values may have lost bits in ldexp: all of (0, 0.5) round alike.
+        v = np.where((xf != 0) & (np.abs(v) < 2.0 ** -1000), np.copysign(0.25, xf), v)
+        f = np.floor(v)
+        if rnd is not Rounding.TRN:
+            nz = v != f                   # then |v| < 2**52 and f + 0.5 is exact
+            h = f + 0.5
+            if rnd is Rounding.RND:
+                up = nz & (v >= h)
+            else:
+                up = nz & ((v > h) | ((v == h) & (np.fmod(f, 2.0) != 0)))
+            f = f + up
+        return self._from_float_codes(f, ov).reshape(shape)
+
+    def _from_float_codes(self, c: np.ndarray, ov: Overflow) -> np.ndarray:
+        """Flat integral float64 values (exact) -> codes under ``ov``."""
+        if ov is Overflow.SAT:
+            over = c >= float(self.max_code + 1)   # powers of two: exact comparisons
+            under = c < float(self.min_code)
+            inside = np.where(over | under, 0.0, c)
+            if self._fits_int64:
+                ci = inside.astype(np.int64)
+            else:
+                ci = inside.astype(np.uint64).astype(object)
+            return np.where(over, self.max_code, np.where(under, self.min_code, ci)).astype(
+                ci.dtype)
+        cm = np.fmod(c, 2.0 ** 64)                # exact; |cm| < 2**64
+        hi = np.floor(cm / 2.0 ** 32)            # exact; in [-2**32, 2**32)
+        lo = cm - hi * 2.0 ** 32                 # exact; in [0, 2**32)
+        u = (hi.astype(np.int64).astype(np.uint64) << np.uint64(32)) + lo.astype(np.uint64)
+        return self._wrap_u64(u)
+
+    def dequantize(self, codes) -> np.ndarray:
+        """Real values ``codes * 2**-frac_bits`` as float64 (exact when they fit in float64)."""
+        c = _int_array(codes, "codes")
+        return np.ldexp(c.astype(np.float64), -self.frac_bits)
+
+
+# -- free functions -----------------------------------------------------------------------------
+
+
+def requantize(codes, src: Format, dst: Format, rounding: Rounding | str = "trn",
+               overflow: Overflow | str = "wrap") -> np.ndarray:
+    """Re-scale codes of ``src`` to ``dst`` exactly (integer arithmetic only).
+
+    Shifts left when ``dst`` has more fraction bits; otherwise shifts right dropping bits under
+    ``rounding`` (``trn``: floor, ``rnd``: ties toward +inf, ``rnd_conv``: ties to even), then
+    applies ``overflow`` for ``dst``. Codes outside ``src``'s range are still re-scaled exactly.
+    """
+    rnd, ov = _rounding(rounding), _overflow(overflow)
+    c = _int_array(codes, "codes")
+    flat = _rescale(c.reshape(-1), dst.frac_bits - src.frac_bits, rnd)
+    return dst._overflow_flat(flat, ov).reshape(c.shape)
+
+
+def exact_matmul(a, b) -> np.ndarray:
+    """Exact integer ``a @ b`` of 2-D integer arrays.
+
+    Uses float64 BLAS when every partial sum is below ``2**53`` (then exact), int64 when below
+    ``2**63``, Python ints otherwise. Returns int64, or an object array in the last case.
+    """
+    a = _int_array(a, "a")
+    b = _int_array(b, "b")
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"exact_matmul needs 2-D arrays, got shapes {a.shape} and {b.shape}")
+    if a.shape[1] != b.shape[0]:
+        raise ValueError(f"exact_matmul: shapes {a.shape} and {b.shape} do not chain")
+    bound = a.shape[1] * _abs_max(a) * _abs_max(b)
+    if bound < (1 << 53) and a.dtype != object and b.dtype != object:
+        return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    if bound < (1 << 63) and a.dtype != object and b.dtype != object:
+        return a @ b
+    if bound < (1 << 63):  # object inputs holding small values
+        return a.astype(np.int64) @ b.astype(np.int64)
+    return a.astype(object) @ b.astype(object)
+
+
+def _check_width(width) -> int:
+    if not _is_int(width) or not 1 <= width <= 64:
+        raise ValueError(f"bit width {width!r} is not supported (allowed: 1..64)")
+    return int(width)
+
+
+_FAST = {8: "<u1", 16: "<u2", 32: "<u4", 64: "<u8"}
+
+
+def pack_bits(codes, width: int) -> np.ndarray:
+    """Pack ``width``-bit lanes ``[..., L]`` into little-endian bytes ``[..., ceil(L*width/8)]``.
+
+    Lane 0 occupies bits ``0..width-1`` (bit 0 = LSB of byte 0), lane 1 the next ``width`` bits,
+    and so on; each leading index is packed separately and padded with zero bits to a whole
+    byte. Codes are taken modulo ``2**width`` (two's complement), so callers validate ranges
+    first. This is the project's one packing routine (simulator beats and host wire format).
+    """
+    w = _check_width(width)
+    c = _int_array(codes, "codes")
+    if c.ndim == 0:
+        raise ValueError("codes: pack_bits needs an array of lanes [..., L], got a scalar")
+    lead, lanes = c.shape[:-1], c.shape[-1]
+    u = _to_u64(c.reshape(-1)).reshape(c.shape)
+    if w in _FAST:
+        out = np.ascontiguousarray(u.astype(_FAST[w])).view(np.uint8)
+        return out.reshape(*lead, lanes * (w // 8))
+    le = np.ascontiguousarray(u.astype("<u8")).view(np.uint8).reshape(*lead, lanes, 8)
+    bits = np.unpackbits(le, axis=-1, bitorder="little")[..., :w]
+    return np.packbits(bits.reshape(*lead, lanes * w), axis=-1, bitorder="little")
+
+
+def unpack_bits(buf, width: int, lanes: int, signed: bool) -> np.ndarray:
+    """Inverse of :func:`pack_bits`: bytes ``[..., nbytes]`` -> codes ``[..., lanes]``.
+
+    ``nbytes`` must be at least ``ceil(lanes*width/8)`` (trailing bytes and padding bits are
+    ignored). Codes are sign-extended when ``signed``. Returns int64 (object for unsigned
+    64-bit lanes, whose codes can exceed int64).
+    """
+    w = _check_width(width)
+    if not _is_int(lanes) or lanes < 0:
+        raise ValueError(f"lanes {lanes!r} is not a lane count (allowed: 0 or more)")
+    lanes = int(lanes)
+    b = np.asarray(buf)
+    if b.dtype != np.uint8:
+        if b.dtype.kind not in "iu" or (b.size and (b.min() < 0 or b.max() > 255)):
+            raise ValueError(f"buf: dtype {b.dtype} is not bytes (allowed: uint8 values)")
+        b = b.astype(np.uint8)
+    if b.ndim == 0:
+        raise ValueError("buf: unpack_bits needs an array of bytes [..., nbytes], got a scalar")
+    need = (lanes * w + 7) // 8
+    if b.shape[-1] < need:
+        raise ValueError(f"buf: {b.shape[-1]} bytes cannot hold {lanes} lanes of {w} bits "
+                         f"(need {need})")
+    lead = b.shape[:-1]
+    b = np.ascontiguousarray(b[..., :need])
+    if w in _FAST:
+        u = b.view(_FAST[w]).astype(np.uint64).reshape(*lead, lanes)
+    else:
+        bits = np.unpackbits(b, axis=-1, bitorder="little")[..., :lanes * w]
+        bits = bits.reshape(*lead, lanes, w)
+        pad = np.zeros((*lead, lanes, 64 - w), dtype=np.uint8)
+        u = np.packbits(np.concatenate([bits, pad], axis=-1), axis=-1, bitorder="little")
+        u = np.ascontiguousarray(u).view("<u8").reshape(*lead, lanes).astype(np.uint64)
+    if signed:
+        return (u << np.uint64(64 - w)).view(np.int64) >> np.int64(64 - w)
+    if w == 64:
+        return u.astype(object)
+    return u.astype(np.int64)

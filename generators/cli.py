@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("interrupted")
         return 130
-    except Exception as err:  # noqa: BLE001 - an internal failure: short message, exit 1
+    except Exception as err:
         from sim.runner import SimulationError
 
         if isinstance(err, SimulationError):

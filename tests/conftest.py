@@ -1,6 +1,6 @@
 import os
-import zlib
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mac_cases import CORNERS, corner_operands, make_params, random_operands
 
 from generators.errors import ArrayError
 from generators.mac_array import check_inputs, gemm, schedule
 from generators.mac_array.tiling import assemble
+
+from mac_cases import CORNERS, corner_operands, make_params, random_operands
 
 
 def reference(p, a, b):

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mac_cases import corner_operands, make_params, random_operands
 
 from generators.mac_array import family, gemm
 from sim import toolenv
 from sim.unit import simulate
+
+from mac_cases import corner_operands, make_params, random_operands
 
 pytestmark = pytest.mark.rtl
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mac_cases import CORNERS, corner_operands, make_params, random_operands
 
 from generators.mac_array import family, gemm
 from sim.unit import simulate
+
+from mac_cases import CORNERS, corner_operands, make_params, random_operands
 
 CONFIGS = [
     dict(rows=1, cols=1),

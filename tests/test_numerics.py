@@ -449,7 +449,8 @@ def test_check_codes_messages(arr, msg):
 
 def test_check_codes_unsigned_and_contains():
     f = Format.parse("ufixed<4,1>")
-    with pytest.raises(ValueError, match=r"x: value -1 at index 0 .*ufixed<4,1> \(allowed: 0..15\)"):
+    msg = r"x: value -1 at index 0 .*ufixed<4,1> \(allowed: 0..15\)"
+    with pytest.raises(ValueError, match=msg):
         f.check_codes([-1], "x")
     assert f.contains([0, 15]) and not f.contains([16]) and not f.contains([-1])
     assert not f.contains(np.array([1.0])) and f.contains(np.zeros(0, np.int64))

@@ -7,10 +7,11 @@ import random
 
 import numpy as np
 import pytest
-from mac_cases import make_params, random_operands
 
 from generators.mac_array import family, gemm
 from sim.unit import simulate
+
+from mac_cases import make_params, random_operands
 
 pytestmark = [pytest.mark.regress, pytest.mark.rtl]
 

@@ -110,7 +110,8 @@ def assemble(p: MacArrayParams, sched: Schedule, c_data: np.ndarray) -> np.ndarr
     nb = math.ceil(n / C)
     c_data = np.asarray(c_data)
     if c_data.shape != (sched.out_beats, C):
-        raise ValueError(f"expected {sched.out_beats} output beats of {C} lanes, got {c_data.shape}")
+        raise ValueError(f"expected {sched.out_beats} output beats of {C} lanes, "
+                         f"got {c_data.shape}")
     if p.dataflow == OUTPUT_STATIONARY:
         mb = math.ceil(m / R)
         full = c_data.reshape(mb, nb, R, C).transpose(0, 2, 1, 3).reshape(mb * R, nb * C)

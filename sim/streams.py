@@ -83,6 +83,7 @@ class StreamPlayer:
         self.rng = random.Random(seed)
         self.offering = {k: False for k in inputs}
         self.ready = {k: False for k in outputs}
+        self.held = {k: None for k in outputs}  # payload offered but not taken last cycle
         self.cycle = 0
         self.first_cycle = None
         self.last_out_cycle = None
@@ -118,6 +119,12 @@ class StreamPlayer:
                 self.pos[k] += 1
                 self.offering[k] = False
         for k in self.expect:
+            # stream rule: a beat once offered stays, unchanged, until it is taken
+            held = self.held[k]
+            if held is not None and (not out_valid[k] or out_payload[k] != held):
+                raise AssertionError(f"{k}: cycle {self.cycle}: an offered beat was withdrawn or "
+                                     "changed before it was taken (valid/payload must hold)")
+            self.held[k] = out_payload[k] if out_valid[k] and not self.ready[k] else None
             if out_valid[k] and self.ready[k]:
                 if len(self.received[k]) >= self.expect[k]:
                     raise AssertionError(f"{k}: more output beats than the {self.expect[k]} "

@@ -122,17 +122,19 @@ def run_rtl(cfg, fam, params, arrays: dict, *, sim: str = "verilator", seed: int
     With ``check`` the outputs are compared with the golden model and a mismatch raises
     (a wrong result is never returned silently).
     """
-    from sim.runner import build
+    from sim.runner import build, is_built
     from sim.unit import simulate
 
     from .generate import cached_design
 
     vpath, manifest = cached_design(cfg)
-    t0 = time.perf_counter()
-    build(vpath, manifest["top"], sim)
-    built = time.perf_counter() - t0
-    if built > 1.0:
-        _say(f"built the {sim} model of {cfg.name} in {built:.1f} s (cached from now on)")
+    if not is_built(vpath, manifest["top"], sim):
+        _say(f"building the {sim} model of {cfg.name} (once per design; cached after)...")
+        t0 = time.perf_counter()
+        build(vpath, manifest["top"], sim)
+        _say(f"built in {time.perf_counter() - t0:.1f} s")
+    _say(f"simulating {cfg.name} on {sim} (about {fam.expected_cycles(params, arrays)} "
+         "cycles)...")
     res = simulate(fam, params, arrays, sim=sim, seed=seed, idle=idle, stall=stall,
                    name=cfg.name, config=manifest["config"])
     outputs = res.outputs

@@ -68,6 +68,22 @@ def _check_sim(sim: str) -> None:
         raise SimulationError(f"simulator {sim!r} is not installed ({hint})")
 
 
+def build_dir_for(verilog: str | Path, top: str, sim: str = "verilator",
+                  waves: bool | None = None) -> Path:
+    """Where the cached model of ``verilog`` lives (built or not)."""
+    text = Path(verilog).read_text()
+    key = hashlib.sha256("\n".join([
+        text, sim, top, str(waves_requested(waves)), " ".join(VERILATOR_ARGS),
+        json.dumps(toolenv.versions(), sort_keys=True),
+    ]).encode()).hexdigest()[:16]
+    return cache_root() / "sim" / f"{top}-{sim}-{key}"
+
+
+def is_built(verilog: str | Path, top: str, sim: str = "verilator",
+             waves: bool | None = None) -> bool:
+    return (build_dir_for(verilog, top, sim, waves) / ".built").exists()
+
+
 def build(verilog: str | Path, top: str, sim: str = "verilator",
           waves: bool | None = None) -> Path:
     """Build (or reuse) the simulator model of ``verilog``; return its build folder."""
@@ -75,11 +91,7 @@ def build(verilog: str | Path, top: str, sim: str = "verilator",
     _check_sim(sim)
     waves = waves_requested(waves)
     text = Path(verilog).read_text()
-    key = hashlib.sha256("\n".join([
-        text, sim, top, str(waves), " ".join(VERILATOR_ARGS),
-        json.dumps(toolenv.versions(), sort_keys=True),
-    ]).encode()).hexdigest()[:16]
-    build_dir = cache_root() / "sim" / f"{top}-{sim}-{key}"
+    build_dir = build_dir_for(verilog, top, sim, waves)
     marker = build_dir / ".built"
     if marker.exists():
         return build_dir

@@ -131,7 +131,9 @@ def test_expected_cycles_model(dataflow):
 def test_internal_width():
     assert make_params(2, 2, "int8", "int8", "int20").internal_width == 20
     sat = make_params(2, 2, "int8", "int8", "int20", overflow="sat", max_k=1024)
-    assert sat.internal_width == 16 + 10 + 1
+    assert sat.internal_width == 16 + 10
+    assert make_params(2, 2, "uint8", "uint8", "int18", overflow="sat",
+                       max_k=4).internal_width == 16 + 1 + 2
     assert make_params(2, 2, "int8", "int8", "int48", overflow="sat").internal_width == 48
 
 

@@ -94,13 +94,18 @@ class MacArrayParams:
         """Width of the accumulators inside the array.
 
         With ``wrap`` the accumulator's own width suffices (two's-complement sums are exact
-        modulo 2**width). With ``sat`` the exact sum must be known before it is clamped, so the
-        array keeps ``ceil(log2(max_k))`` guard bits above the product.
+        modulo 2**width). With ``sat`` the exact sum must be known before it is clamped: the
+        product's width in the accumulator's signedness (one more bit for an unsigned product
+        in a signed accumulator) plus ``ceil(log2(max_k))`` guard bits, which holds ``max_k``
+        worst-case products. Every partial sum in the array is a sum of at most K <= max_k
+        products (padding adds zeros), so none overflows.
         """
         if Overflow(self.overflow) is Overflow.WRAP:
             return self.acc.width
-        terms = max(self.max_k, self.rows)
-        return max(self.acc.width, self.product.width + math.ceil(math.log2(terms)) + 1)
+        prod = self.product
+        width = prod.width + (1 if self.acc.signed and not prod.signed else 0)
+        guard = (self.max_k - 1).bit_length()  # ceil(log2(max_k)) for integers
+        return max(self.acc.width, width + guard)
 
     # -- timing -------------------------------------------------------------------------------
 

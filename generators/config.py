@@ -1,0 +1,568 @@
+"""Config files: YAML -> typed, frozen, validated unit configs.
+
+A config file holds one YAML document, a mapping of the keys in DESIGN.md ("Contracts"). It is
+read with PyYAML's safe loader and validated by pydantic v2 models that are frozen (a config is
+a value: hash it, compare it, never mutate it) and forbid unknown keys. The ``unit`` key selects
+the model; today only ``mac_array`` exists, and :data:`UnitConfig` is the discriminated union
+the other families (``sparse_chain``, ``softmax``, ``gelu``, board designs) will join.
+
+Every problem with a file is raised as :class:`~generators.errors.ConfigError` whose message
+is one line, ``FILE: field.path: problem (allowed: ...)``, built from the first validation
+error (unknown keys are reported before anything else: a misspelt key otherwise shows up as a
+confusing "missing required key" on its correct spelling).
+
+Example
+-------
+>>> cfg = load_config("configs/mac8x8.yaml")          # doctest: +SKIP
+>>> cfg.rows, str(cfg.acc), cfg.internal_acc_width      # doctest: +SKIP
+(8, 'int32', 32)
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from typing import Annotated, Any, Literal, Union, get_args
+
+import yaml
+from annotated_types import Ge, Gt, Le, Lt
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from .errors import ConfigError
+from .numerics import Format
+
+__all__ = [
+    "MacArrayConfig",
+    "UnitConfig",
+    "UNIT_MODELS",
+    "PLANNED_UNITS",
+    "load_config",
+    "parse_config",
+    "config_to_dict",
+    "replace_config",
+]
+
+#: Every unit name of the design; those without a model in :data:`UNIT_MODELS` are refused
+#: with "not available in this version".
+PLANNED_UNITS = ("mac_array", "sparse_chain", "softmax", "gelu")
+
+OPERAND_WIDTHS = (2, 16)
+MAX_ACC_WIDTH = 64
+MAX_NAME_LENGTH = 64
+
+
+# -- errors raised inside validation ---------------------------------------------------------
+# Our own validators raise these two error types; their text is already in the final wording,
+# so the translation below passes it through instead of rephrasing pydantic's.
+
+
+def _problem(problem: str) -> PydanticCustomError:
+    """An error about the value at the error's own location."""
+    return PydanticCustomError("tensorfab", "{problem}", {"problem": problem})
+
+
+def _field_problem(field: str, problem: str) -> PydanticCustomError:
+    """An error from a cross-field check (raised on the model), naming the field it is about."""
+    return PydanticCustomError(
+        "tensorfab_field", "{field}: {problem}", {"field": field, "problem": problem}
+    )
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it in YAML, short and on one line."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, str) and len(value) > 36:
+        return repr(value[:36] + "...")
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# -- field types -----------------------------------------------------------------------------
+
+
+def _to_format(value: Any) -> Format:
+    if isinstance(value, Format):
+        return value
+    if not isinstance(value, str):
+        raise _problem(f"expected a format string such as int8 or fixed<8,3>, got {_show(value)}")
+    try:
+        return Format.parse(value)
+    except ValueError as err:
+        raise _problem(str(err).splitlines()[0] if str(err) else f"bad format {value!r}") from None
+
+
+#: A number format, written as its canonical string (``int8``, ``fixed<8,3>``) in YAML.
+FormatField = Annotated[
+    Format,
+    BeforeValidator(_to_format),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "examples": ["int8", "uint4", "fixed<8,3>"]}),
+]
+
+
+def _operand_width(fmt: Format) -> Format:
+    lo, hi = OPERAND_WIDTHS
+    if fmt.width > hi:
+        raise _problem(f"{fmt} is too wide for an operand (allowed: {lo}..{hi} bits)")
+    if fmt.width < lo:
+        raise _problem(f"{fmt} is too narrow for an operand (allowed: {lo}..{hi} bits)")
+    return fmt
+
+
+def _acc_width(fmt: Format) -> Format:
+    if fmt.width > MAX_ACC_WIDTH:
+        raise _problem(
+            f"{fmt} is too wide for an accumulator (allowed: up to {MAX_ACC_WIDTH} bits)"
+        )
+    return fmt
+
+
+OperandFormat = Annotated[FormatField, AfterValidator(_operand_width)]
+AccFormat = Annotated[FormatField, AfterValidator(_acc_width)]
+
+
+def _identifier(name: str) -> str:
+    ok = (
+        name[:1].isascii()
+        and (name[:1].isalpha() or name[:1] == "_")
+        and all(c.isascii() and (c.isalnum() or c == "_") for c in name)
+    )
+    if not ok:
+        raise _problem(
+            f"{_show(name)} is not a Verilog identifier (allowed: letters, digits "
+            "and _, not starting with a digit)"
+        )
+    if len(name) > MAX_NAME_LENGTH:
+        raise _problem(
+            f"{_show(name)} is {len(name)} characters long (allowed: at most {MAX_NAME_LENGTH})"
+        )
+    return name
+
+
+Identifier = Annotated[
+    str,
+    AfterValidator(_identifier),
+    WithJsonSchema(
+        {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$", "maxLength": MAX_NAME_LENGTH}
+    ),
+]
+
+
+# -- models ----------------------------------------------------------------------------------
+
+
+class _UnitBase(BaseModel):
+    """Keys every unit config has."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", strict=True, arbitrary_types_allowed=True
+    )
+
+    name: Identifier = Field(
+        description="Names the emitted top module and its files (`<name>.v`, `<name>.json`): "
+        "a Verilog identifier of at most 64 characters."
+    )
+
+
+class MacArrayConfig(_UnitBase):
+    """A ``rows x cols`` systolic MAC array computing ``c = a @ b`` (DESIGN.md, ``mac_array``).
+
+    The exact integer product of an ``a`` code and a ``b`` code is summed over K, then the
+    accumulator's ``overflow`` rule is applied once to the exact sum.
+
+    Cross-field rules (checked on load): ``acc`` is signed when either operand is; ``acc``
+    has exactly ``a.frac_bits + b.frac_bits`` fraction bits; ``acc`` is at least as wide as
+    the exact product (one more bit when both operands are unsigned and ``acc`` is signed).
+    ``tile_m`` is accepted with ``output_stationary`` and ignored there.
+    """
+
+    unit: Literal["mac_array"] = Field(description="The unit family: `mac_array`.")
+    rows: int = Field(ge=1, le=64, description="Processing elements along M (rows of `c`).")
+    cols: int = Field(ge=1, le=64, description="Processing elements along N (columns of `c`).")
+    a: OperandFormat = Field(description="Format of the left operand `a` [M,K] (2..16 bits).")
+    b: OperandFormat = Field(description="Format of the right operand `b` [K,N] (2..16 bits).")
+    acc: AccFormat = Field(
+        description="Format of the accumulator and of the result `c` (up to 64 bits)."
+    )
+    overflow: Literal["wrap", "sat"] = Field(
+        default="wrap",
+        description="The accumulator's overflow rule, applied once to the exact sum: `wrap` "
+        "(two's complement modulo 2**acc.width) or `sat` (clamp to acc's range).",
+    )
+    dataflow: Literal["output_stationary", "weight_stationary"] = Field(
+        default="output_stationary",
+        description="`output_stationary`: each PE keeps one element of `c`; "
+        "`weight_stationary`: each PE keeps one element of `b`.",
+    )
+    tile_m: int = Field(
+        default=64,
+        ge=1,
+        le=4096,
+        description="weight_stationary only (ignored otherwise): rows of `a` streamed per "
+        "weight load, i.e. the depth of each column's accumulator buffer.",
+    )
+    max_k: int = Field(
+        default=65536,
+        ge=1,
+        le=2**24,
+        description="The longest K for which `overflow: sat` is exact: the array keeps "
+        "ceil(log2(max_k)) guard bits above the product (see internal_acc_width).",
+    )
+
+    @model_validator(mode="after")
+    def _check_acc(self) -> MacArrayConfig:
+        prod = self.product_format
+        operands = f"{self.a} x {self.b}"
+        if prod.signed and not self.acc.signed:
+            raise _field_problem(
+                "acc",
+                f"{self.acc} is unsigned but the product of {operands} is signed "
+                f"(allowed: a signed format such as "
+                f"{_fmt_str(self.acc.width, self.acc.int_bits, True)})",
+            )
+        if self.acc.frac_bits != prod.frac_bits:
+            width = max(self.acc.width, self._product_width_in_acc())
+            example = _fmt_str(width, width - prod.frac_bits, self.acc.signed)
+            raise _field_problem(
+                "acc",
+                f"{self.acc} has {self.acc.frac_bits} fraction bits but the product of "
+                f"{operands} has {prod.frac_bits} (allowed: {prod.frac_bits} fraction "
+                f"bits, e.g. {example})",
+            )
+        need = self._product_width_in_acc()
+        if self.acc.width < need:
+            how = "" if need == prod.width else " as a signed format"
+            raise _field_problem(
+                "acc",
+                f"{self.acc} is narrower than the product of {operands} "
+                f"({need} bits{how}) (allowed: at least {need} bits)",
+            )
+        return self
+
+    # -- derived, read-only ------------------------------------------------------------------
+
+    @property
+    def product_format(self) -> Format:
+        """The format of the exact product of an ``a`` code and a ``b`` code.
+
+        ``a.width + b.width`` bits hold every product in any signed/unsigned mix (int8 x uint8
+        lies in -32640..32385); it is signed when either operand is, and its fraction bits are
+        the sum of the operands'.
+        """
+        from .mac_array.params import product_format
+
+        return product_format(self.a, self.b)
+
+    def _product_width_in_acc(self) -> int:
+        # An unsigned product in a signed accumulator needs a sign bit on top.
+        prod = self.product_format
+        return prod.width + (1 if self.acc.signed and not prod.signed else 0)
+
+    @property
+    def internal_acc_width(self) -> int:
+        """Width of the accumulators inside the array.
+
+        ``wrap``: ``acc.width`` (two's-complement sums are exact modulo 2**width).
+        ``sat``: the exact sum must be known before it is clamped, so
+        ``max(acc.width, product_width + ceil(log2(max_k)))``, where ``product_width`` is the
+        product's width in the accumulator's signedness (one more bit for an unsigned product
+        in a signed accumulator).
+        """
+        from .mac_array.params import MacArrayParams
+
+        return MacArrayParams.from_config(self).internal_width
+
+    @property
+    def macs_per_cycle(self) -> int:
+        """Multiply-accumulates the array completes per cycle when fully busy."""
+        return self.rows * self.cols
+
+
+def _fmt_str(width: int, int_bits: int, signed: bool) -> str:
+    """Canonical text of a format, for suggestions in messages."""
+    try:
+        return str(Format(width=width, int_bits=int_bits, signed=signed))
+    except (TypeError, ValueError):
+        return f"{'' if signed else 'u'}fixed<{width},{int_bits}>"
+
+
+#: The config models by ``unit``.
+UNIT_MODELS: dict[str, type[BaseModel]] = {"mac_array": MacArrayConfig}
+
+#: Any unit config, selected by its ``unit`` key. Grows as families are added:
+#: ``Annotated[Union[MacArrayConfig, SparseChainConfig, ...], Field(discriminator="unit")]``.
+UnitConfig = Annotated[Union[MacArrayConfig], Field(discriminator="unit")]  # noqa: UP007
+
+_ADAPTER: TypeAdapter = TypeAdapter(UnitConfig)
+
+
+# -- public API ------------------------------------------------------------------------------
+
+
+def parse_config(data: object, source: str) -> UnitConfig:
+    """Validate ``data`` (as returned by ``yaml.safe_load``) into a unit config.
+
+    Parameters
+    ----------
+    data:
+        The loaded YAML document: a mapping with string keys.
+    source:
+        What to call the data in messages, usually the file name.
+
+    Raises
+    ------
+    ConfigError
+        ``"{source}: field.path: problem (allowed: ...)"`` for the first problem found.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}: the top level is {_kind(data)} "
+            "(allowed: a mapping of config keys such as name, unit, rows)"
+        )
+    bad_key = _non_string_key(data, ())
+    if bad_key is not None:
+        path, key = bad_key
+        where = f"{_dotted(path)}: " if path else ""
+        raise ConfigError(
+            f"{source}: {where}key {_show(key)} is not a string "
+            "(allowed: config key names such as rows)"
+        )
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as err:
+        raise ConfigError(f"{source}: {_first_error(err, data)}") from None
+
+
+def load_config(path: str | os.PathLike) -> UnitConfig:
+    """Read and validate one config file.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing or unreadable, empty, not valid YAML, holds more than one YAML
+        document, or does not validate (see :func:`parse_config`).
+    """
+    source = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such file (allowed: a YAML config file)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{source}: is a folder (allowed: a YAML config file)") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: is not UTF-8 text (allowed: a YAML config file)") from None
+    except OSError as err:
+        raise ConfigError(f"{source}: cannot be read ({err.strerror or err})") from None
+
+    try:
+        docs = [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
+    except yaml.MarkedYAMLError as err:
+        raise ConfigError(f"{source}: {_yaml_error(err)}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: YAML error: {_one_line(str(err))}") from None
+    if not docs:
+        raise ConfigError(f"{source}: empty file (allowed: one YAML mapping of config keys)")
+    if len(docs) > 1:
+        raise ConfigError(
+            f"{source}: {len(docs)} YAML documents in one file (allowed: one config per file)"
+        )
+    return parse_config(docs[0], source)
+
+
+def config_to_dict(cfg: BaseModel) -> dict:
+    """A plain, YAML-able dict of every key (formats as strings), in field order.
+
+    ``parse_config(config_to_dict(cfg), ...) == cfg``.
+    """
+    return cfg.model_dump(mode="json")
+
+
+def replace_config(cfg: BaseModel, **changes: Any) -> UnitConfig:
+    """A copy of ``cfg`` with some keys changed, validated like a file (a preset with changes).
+
+    Raises
+    ------
+    ConfigError
+        If the changed config is not valid; the source is ``<name with changes>``.
+    """
+    return parse_config({**config_to_dict(cfg), **changes}, f"<{cfg.name} with changes>")
+
+
+# -- YAML ------------------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a key given twice in one mapping is an error, not a silent
+    overwrite."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: set = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    dup = key in seen
+                    seen.add(key)
+                except TypeError:  # unhashable: the base class reports it
+                    continue
+                if dup:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {_show(key)}", key_node.start_mark
+                    )
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_error(err: yaml.MarkedYAMLError) -> str:
+    mark = err.problem_mark or err.context_mark
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = _one_line(err.problem or err.context or "not valid YAML")
+    if problem.startswith("duplicate key"):
+        return f"{problem}{where} (allowed: each key once per mapping)"
+    return f"YAML syntax error{where}: {problem}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# -- validation errors -> one line -----------------------------------------------------------
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return f"a {type(value).__name__}"
+
+
+def _non_string_key(value: Any, path: tuple, _seen: set | None = None):
+    """``(path, key)`` of the first mapping key that is not a string, else None."""
+    seen = set() if _seen is None else _seen
+    if id(value) in seen:  # YAML aliases share objects; visit each once
+        return None
+    seen.add(id(value))
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return path, k
+            found = _non_string_key(v, (*path, k), seen)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _non_string_key(v, (*path, i), seen)
+            if found:
+                return found
+    return None
+
+
+def _dotted(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _first_error(err: ValidationError, data: dict) -> str:
+    errors = err.errors(include_url=False)
+    # An unknown key first: a misspelling also makes its correct spelling "missing".
+    errors.sort(key=lambda e: e["type"] != "extra_forbidden")
+    return _describe(errors[0], data)
+
+
+def _describe(e: dict, data: dict) -> str:
+    kind, loc, value, ctx = e["type"], tuple(e["loc"]), e.get("input"), e.get("ctx") or {}
+
+    if kind == "union_tag_not_found":
+        return f"unit: missing required key (allowed: {', '.join(UNIT_MODELS)})"
+    if kind == "union_tag_invalid":
+        unit = data.get("unit")
+        allowed = ", ".join(UNIT_MODELS)
+        if isinstance(unit, str) and unit in PLANNED_UNITS:
+            return f"unit: {unit!r} is not available in this version (allowed: {allowed})"
+        return f"unit: {_show(unit)} is not a unit (allowed: {allowed})"
+
+    model = None
+    if loc and loc[0] in UNIT_MODELS:  # drop the discriminator tag pydantic puts first
+        model, loc = UNIT_MODELS[loc[0]], loc[1:]
+    path = _dotted(loc)
+    field = model.model_fields.get(loc[0]) if model is not None and len(loc) == 1 else None
+    prefix = f"{path}: " if path else ""
+
+    if kind == "tensorfab_field":
+        return f"{prefix}{ctx['field']}: {ctx['problem']}"
+    if kind == "tensorfab":
+        return f"{prefix}{ctx['problem']}"
+    if kind == "missing":
+        return f"{prefix}missing required key"
+    if kind == "extra_forbidden":
+        keys = sorted(model.model_fields) if model is not None else []
+        hint = difflib.get_close_matches(str(loc[-1]), keys, n=1, cutoff=0.75)
+        guess = f", did you mean {hint[0]!r}?" if hint else ""
+        return f"{prefix}unknown key{guess} (allowed: {', '.join(keys)})"
+    expected = {
+        "int_type": "an integer",
+        "string_type": "a string",
+        "bool_type": "true or false",
+        "float_type": "a number",
+        "list_type": "a list",
+        "dict_type": "a mapping",
+    }
+    if kind in expected:
+        return f"{prefix}expected {expected[kind]}, got {_show(value)}"
+    if kind == "literal_error":
+        options = get_args(field.annotation) if field is not None else ()
+        allowed = ", ".join(map(str, options)) if options else ctx.get("expected", "")
+        return f"{prefix}{_show(value)} is not allowed (allowed: {allowed})"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        return f"{prefix}{_show(value)} is out of range (allowed: {_range(field, ctx)})"
+    msg = str(e.get("msg", kind))
+    return f"{prefix}{msg[:1].lower()}{msg[1:]}, got {_show(value)}"
+
+
+def _range(field, ctx: dict) -> str:
+    """``lo..hi`` from a field's bounds (pydantic's error names only the bound it broke)."""
+    lo = hi = None
+    for m in getattr(field, "metadata", ()):
+        if isinstance(m, Ge):
+            lo = m.ge
+        elif isinstance(m, Gt):
+            lo = m.gt + 1
+        elif isinstance(m, Le):
+            hi = m.le
+        elif isinstance(m, Lt):
+            hi = m.lt - 1
+    if lo is None and hi is None:
+        return ", ".join(f"{k} {v}" for k, v in ctx.items())
+    if hi is None:
+        return f"at least {lo}"
+    if lo is None:
+        return f"at most {hi}"
+    return f"{lo}..{hi}"

@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import toolenv
+from .streams import default_max_cycles
 
 SIMULATORS = ("verilator", "icarus")
 BENCH_MODULE = "sim.benches.stream_bench"
@@ -146,8 +146,7 @@ def run_streams(manifest: dict, verilog: str | Path, inputs: dict, outputs: dict
     waves = waves_requested(waves)
     build_dir = build(verilog, top, sim, waves)
     if max_cycles is None:
-        beats = sum(len(next(iter(f.values()))) for f in inputs.values())
-        max_cycles = 1000 + 20 * (beats + sum(outputs.values()))
+        max_cycles = default_max_cycles(inputs, outputs)
     work = Path(keep_dir) if keep_dir else Path(tempfile.mkdtemp(prefix="tensorfab-sim-"))
     work.mkdir(parents=True, exist_ok=True)
     stim = work / "stim.npz"
@@ -214,6 +213,3 @@ def _failure(xml: Path) -> str | None:
                 return (node.get("message") or node.text or tag).strip().splitlines()[-1]
     return None
 
-
-def python() -> str:
-    return sys.executable

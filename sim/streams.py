@@ -57,6 +57,13 @@ def unpack_payloads(fields: dict, values: list[int]) -> dict:
     return out
 
 
+def default_max_cycles(inputs: dict, outputs: dict, expected: int = 0) -> int:
+    """A cycle limit generous enough for heavy idle/back-pressure, so a wedged design fails
+    instead of hanging: 10x the analytic count, or 20 cycles per beat when that is unknown."""
+    beats = sum(len(next(iter(f.values()))) for f in inputs.values() if f)
+    return 1000 + max(10 * expected, 20 * (beats + sum(outputs.values())))
+
+
 class StreamPlayer:
     """Drives input streams and sinks output streams, one clock cycle per :meth:`step`.
 

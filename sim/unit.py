@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .streams import StreamPlayer, pack_payloads, unpack_payloads
+from .streams import StreamPlayer, default_max_cycles, pack_payloads, unpack_payloads
 
 TIERS = ("amaranth", "verilator", "icarus")
 
@@ -24,12 +24,17 @@ class SimResult:
 
 def simulate(fam, params, arrays: dict, *, sim: str = "verilator", idle: float = 0.0,
              stall: float = 0.0, seed: int = 0, name: str | None = None,
-             config: dict | None = None, max_cycles: int | None = None) -> SimResult:
-    """Simulate ``fam``'s design for ``params`` on validated ``arrays``."""
-    inputs, out_counts, ctx = fam.schedule(params, arrays)
+             config: dict | None = None, max_cycles: int | None = None,
+             **opts) -> SimResult:
+    """Simulate ``fam``'s design for ``params`` on validated ``arrays``.
+
+    ``opts`` (e.g. a sparse chain's ``mode``) go to the family's ``schedule`` and
+    ``expected_cycles``.
+    """
+    inputs, out_counts, ctx = fam.schedule(params, arrays, **opts)
     if max_cycles is None:
-        beats = sum(len(next(iter(f.values()))) for f in inputs.values())
-        max_cycles = 1000 + 20 * (beats + sum(out_counts.values()))
+        max_cycles = default_max_cycles(inputs, out_counts,
+                                        fam.expected_cycles(params, arrays, **opts))
     if sim == "amaranth":
         from generators.emit import describe_ports
 

@@ -81,3 +81,24 @@ def test_rtl_icarus(cfg, rng):
     assert res.cycles == p.expected_cycles(m, k, n)
     a, b = corner_operands(p, "allmin_longk", rng)
     _run(p, a[:, :60], b[:60], sim="icarus", idle=0.3, stall=0.3, seed=3)
+
+
+def test_waves_only_when_asked(rng, monkeypatch):
+    import shutil
+    from pathlib import Path
+
+    from generators.generate import cached_render
+    from generators.mac_array import schedule
+    from sim.runner import run_streams
+
+    p = make_params(1, 2)
+    a, b = random_operands(p, 2, 3, 2, rng)
+    vpath, manifest = cached_render(family, p, "waves1x2", "mac_array", {})
+    s = schedule(p, a, b)
+    monkeypatch.setenv("WAVES", "1")
+    res = run_streams(manifest, vpath, s.inputs, {"c_stream": s.out_beats})
+    assert (Path(res["work_dir"]) / "dump.vcd").stat().st_size > 0
+    shutil.rmtree(res["work_dir"])
+    monkeypatch.setenv("WAVES", "0")
+    res = run_streams(manifest, vpath, s.inputs, {"c_stream": s.out_beats})
+    assert not Path(res["work_dir"]).exists()  # no waves: the run folder is cleaned up

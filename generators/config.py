@@ -3,8 +3,8 @@
 A config file holds one YAML document, a mapping of the keys in DESIGN.md ("Contracts"). It is
 read with PyYAML's safe loader and validated by pydantic v2 models that are frozen (a config is
 a value: hash it, compare it, never mutate it) and forbid unknown keys. The ``unit`` key selects
-the model; today only ``mac_array`` exists, and :data:`UnitConfig` is the discriminated union
-the other families (``sparse_chain``, ``softmax``, ``gelu``, board designs) will join.
+the model (``mac_array`` and ``sparse_chain`` today); :data:`UnitConfig` is the discriminated
+union the other families (``softmax``, ``gelu``, board designs) will join.
 
 Every problem with a file is raised as :class:`~generators.errors.ConfigError` whose message
 is one line, ``FILE: field.path: problem (allowed: ...)``, built from the first validation
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from typing import Annotated, Any, Literal, Union, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from annotated_types import Ge, Gt, Le, Lt
@@ -45,6 +45,7 @@ from .numerics import Format
 
 __all__ = [
     "MacArrayConfig",
+    "SparseChainConfig",
     "UnitConfig",
     "UNIT_MODELS",
     "PLANNED_UNITS",
@@ -230,32 +231,7 @@ class MacArrayConfig(_UnitBase):
 
     @model_validator(mode="after")
     def _check_acc(self) -> MacArrayConfig:
-        prod = self.product_format
-        operands = f"{self.a} x {self.b}"
-        if prod.signed and not self.acc.signed:
-            raise _field_problem(
-                "acc",
-                f"{self.acc} is unsigned but the product of {operands} is signed "
-                f"(allowed: a signed format such as "
-                f"{_fmt_str(self.acc.width, self.acc.int_bits, True)})",
-            )
-        if self.acc.frac_bits != prod.frac_bits:
-            width = max(self.acc.width, self._product_width_in_acc())
-            example = _fmt_str(width, width - prod.frac_bits, self.acc.signed)
-            raise _field_problem(
-                "acc",
-                f"{self.acc} has {self.acc.frac_bits} fraction bits but the product of "
-                f"{operands} has {prod.frac_bits} (allowed: {prod.frac_bits} fraction "
-                f"bits, e.g. {example})",
-            )
-        need = self._product_width_in_acc()
-        if self.acc.width < need:
-            how = "" if need == prod.width else " as a signed format"
-            raise _field_problem(
-                "acc",
-                f"{self.acc} is narrower than the product of {operands} "
-                f"({need} bits{how}) (allowed: at least {need} bits)",
-            )
+        _check_acc_for(self.a, self.b, self.acc)
         return self
 
     # -- derived, read-only ------------------------------------------------------------------
@@ -297,6 +273,156 @@ class MacArrayConfig(_UnitBase):
         return self.rows * self.cols
 
 
+def _check_acc_for(a: Format, b: Format, acc: Format) -> None:
+    """The accumulator rules of every MAC-type unit (raised as an error on field ``acc``):
+    signed when the product is, the product's fraction bits, at least the product's width."""
+    from .mac_array.params import product_format
+
+    prod = product_format(a, b)
+    operands = f"{a} x {b}"
+    need = prod.width + (1 if acc.signed and not prod.signed else 0)
+    if prod.signed and not acc.signed:
+        raise _field_problem(
+            "acc",
+            f"{acc} is unsigned but the product of {operands} is signed "
+            f"(allowed: a signed format such as {_fmt_str(acc.width, acc.int_bits, True)})",
+        )
+    if acc.frac_bits != prod.frac_bits:
+        width = max(acc.width, need)
+        example = _fmt_str(width, width - prod.frac_bits, acc.signed)
+        raise _field_problem(
+            "acc",
+            f"{acc} has {acc.frac_bits} fraction bits but the product of "
+            f"{operands} has {prod.frac_bits} (allowed: {prod.frac_bits} fraction "
+            f"bits, e.g. {example})",
+        )
+    if acc.width < need:
+        how = "" if need == prod.width else " as a signed format"
+        raise _field_problem(
+            "acc",
+            f"{acc} is narrower than the product of {operands} "
+            f"({need} bits{how}) (allowed: at least {need} bits)",
+        )
+
+
+def _mode_text(value: Any) -> str:
+    """One ``N:M`` pattern of ``modes``, in canonical spelling."""
+    from .sparse_chain.params import Mode
+
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML 1.1 reads an unquoted 2:4 as the base-60 number 124
+        raise _problem(
+            f"{value} is not an N:M pattern (allowed: quoted strings such as '2:4'; "
+            "YAML reads an unquoted 2:4 as a number)"
+        )
+    if not isinstance(value, str):
+        raise _problem(f"expected an N:M string such as '2:4', got {_show(value)}")
+    try:
+        return str(Mode.parse(value))
+    except ValueError:
+        raise _problem(
+            f"{_show(value)} is not an N:M pattern (allowed: strings such as '2:4')"
+        ) from None
+
+
+def _mode_list(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(value)
+    if not isinstance(value, tuple):
+        raise _problem(f"expected a list of N:M patterns such as ['2:4', '4:4'], "
+                       f"got {_show(value)}")
+    return value
+
+
+ModeText = Annotated[str, BeforeValidator(_mode_text)]
+
+
+class SparseChainConfig(_UnitBase):
+    """A chain of ``length`` MAC stages computing ``y = w @ x`` from N:M-sparse ``w``
+    (DESIGN.md, ``sparse_chain``), the pattern chosen at run time among ``modes``.
+
+    Cross-field rules (checked on load): every mode is ``N:m`` with ``1 <= N <= m``, listed
+    once, with ``N <= length`` (a pass covers ``length // N`` whole groups); ``acc`` follows the
+    MAC array's rules for the product ``w x x``.
+    """
+
+    unit: Literal["sparse_chain"] = Field(description="The unit family: `sparse_chain`.")
+    length: int = Field(ge=1, le=256, description="MAC stages (hard multipliers) in the chain.")
+    m: Literal[2, 4, 8, 16] = Field(
+        description="Group size M: weights are N:M sparse along K in groups of M consecutive "
+        "positions; indices are log2(M) bits."
+    )
+    modes: Annotated[tuple[ModeText, ...], BeforeValidator(_mode_list)] = Field(
+        description="N:M patterns selectable at run time (`tensorfab run --mode`), e.g. "
+        "['2:4', '1:4', '4:4']; the first is the default; the dense M:M is the baseline.",
+        json_schema_extra={"items": {"type": "string", "pattern": r"^[0-9]+:[0-9]+$"}},
+    )
+    w: OperandFormat = Field(description="Format of the weights `w` [O,K] (2..16 bits).")
+    x: OperandFormat = Field(description="Format of the activations `x` [K,B] (2..16 bits).")
+    acc: AccFormat = Field(
+        description="Format of the accumulator and of the result `y` (up to 64 bits)."
+    )
+    overflow: Literal["wrap", "sat"] = Field(
+        default="wrap",
+        description="The accumulator's overflow rule, applied once to the exact sum: `wrap` "
+        "or `sat`, as for mac_array.",
+    )
+    max_k: int = Field(
+        default=65536,
+        ge=1,
+        le=2**24,
+        description="The longest K for which `overflow: sat` is exact: the chain keeps "
+        "ceil(log2(max_k)) guard bits above the product.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> SparseChainConfig:
+        from .sparse_chain.params import Mode
+
+        if not self.modes:
+            raise _field_problem("modes", "empty list (allowed: at least one N:M pattern "
+                                 "such as '2:4')")
+        seen: set = set()
+        for i, text in enumerate(self.modes):
+            mode = Mode.parse(text)
+            where = f"modes[{i}]"
+            if mode.m != self.m:
+                raise _field_problem(where, f"'{mode}' has M = {mode.m} but the chain's m is "
+                                     f"{self.m} (allowed: N:{self.m} with 1 <= N <= {self.m})")
+            if not 1 <= mode.n <= self.m:
+                raise _field_problem(where, f"'{mode}' has N = {mode.n} (allowed: N:{self.m} "
+                                     f"with 1 <= N <= {self.m})")
+            if mode.n > self.length:
+                raise _field_problem(where, f"'{mode}' needs at least {mode.n} stages but "
+                                     f"length is {self.length} (allowed: N <= length)")
+            if text in seen:
+                raise _field_problem(where, f"'{mode}' is listed twice (allowed: each "
+                                     "pattern once)")
+            seen.add(text)
+        _check_acc_for(self.w, self.x, self.acc)
+        return self
+
+    @property
+    def product_format(self) -> Format:
+        """The format of the exact product of a ``w`` code and an ``x`` code."""
+        from .mac_array.params import product_format
+
+        return product_format(self.w, self.x)
+
+    @property
+    def internal_acc_width(self) -> int:
+        """Width of the partial sums and the accumulator inside the chain (the MAC array's
+        rule)."""
+        from .sparse_chain.params import SparseChainParams
+
+        return SparseChainParams.from_config(self).internal_width
+
+    @property
+    def macs_per_cycle(self) -> int:
+        """Hard multiply-accumulates per cycle when the chain is busy."""
+        return self.length
+
+
 def _fmt_str(width: int, int_bits: int, signed: bool) -> str:
     """Canonical text of a format, for suggestions in messages."""
     try:
@@ -306,11 +432,15 @@ def _fmt_str(width: int, int_bits: int, signed: bool) -> str:
 
 
 #: The config models by ``unit``.
-UNIT_MODELS: dict[str, type[BaseModel]] = {"mac_array": MacArrayConfig}
+UNIT_MODELS: dict[str, type[BaseModel]] = {
+    "mac_array": MacArrayConfig,
+    "sparse_chain": SparseChainConfig,
+}
 
-#: Any unit config, selected by its ``unit`` key. Grows as families are added:
-#: ``Annotated[Union[MacArrayConfig, SparseChainConfig, ...], Field(discriminator="unit")]``.
-UnitConfig = Annotated[Union[MacArrayConfig], Field(discriminator="unit")]  # noqa: UP007
+#: Any unit config, selected by its ``unit`` key. Grows as families are added.
+UnitConfig = Annotated[
+    MacArrayConfig | SparseChainConfig, Field(discriminator="unit")
+]
 
 _ADAPTER: TypeAdapter = TypeAdapter(UnitConfig)
 

@@ -11,4 +11,9 @@ def family(unit: str):
         from .mac_array import family as fam
 
         return fam
-    raise UserError(f"unit {unit!r} has no generator in this version (allowed: mac_array)")
+    if unit == "sparse_chain":
+        from .sparse_chain import family as fam
+
+        return fam
+    raise UserError(f"unit {unit!r} has no generator in this version "
+                    "(allowed: mac_array, sparse_chain)")

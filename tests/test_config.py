@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from generators.config import (
     MacArrayConfig,
+    SparseChainConfig,
     config_to_dict,
     load_config,
     parse_config,
@@ -52,16 +53,19 @@ def test_there_are_example_configs():
 @pytest.mark.parametrize("path", GOOD, ids=lambda p: p.name)
 def test_good_config_loads_frozen_and_round_trips(path, tmp_path):
     cfg = load_config(path)
-    assert isinstance(cfg, MacArrayConfig)
+    assert isinstance(cfg, (MacArrayConfig, SparseChainConfig))
     assert cfg.name == path.stem  # the examples are named after their files
     with pytest.raises(ValidationError):
-        cfg.rows = 1
+        cfg.name = "other"
     with pytest.raises(ValidationError):
         cfg.acc = Format.parse("int64")
     hash(cfg)  # frozen configs are values: usable as cache keys
 
     plain = config_to_dict(cfg)
-    assert all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in plain.values())
+    scalars = [v for v in plain.values() if not isinstance(v, list)]
+    lists = [v for v in plain.values() if isinstance(v, list)]
+    assert all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in scalars)
+    assert all(isinstance(x, str) for v in lists for x in v)
     assert parse_config(plain, "dict") == cfg
     dumped = tmp_path / "again.yaml"
     dumped.write_text(yaml.safe_dump(plain, sort_keys=False))
@@ -273,10 +277,10 @@ def test_not_utf8(tmp_path):
         ({**BASE, None: 1}, "key null is not a string (allowed: config key names such as rows)"),
         ({**BASE, "rows": 8.5}, "rows: expected an integer, got 8.5"),
         ({**BASE, "overflow": ["wrap"]}, "overflow: a list is not allowed (allowed: wrap, sat)"),
-        ({**BASE, "unit": None}, "unit: null is not a unit (allowed: mac_array)"),
+        ({**BASE, "unit": None}, "unit: null is not a unit (allowed: mac_array, sparse_chain)"),
         (
             {**BASE, "unit": "gelu"},
-            "unit: 'gelu' is not available in this version (allowed: mac_array)",
+            "unit: 'gelu' is not available in this version (allowed: mac_array, sparse_chain)",
         ),
     ],
 )

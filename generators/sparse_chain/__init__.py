@@ -1,0 +1,91 @@
+"""N:M sparse DSP chain: ``y = w @ x`` from compressed weights, sparsity chosen at run time.
+
+``params`` (sizes, modes, widths, latency, ``expected_cycles``), ``model`` (the golden model,
+compression and its bit packing), ``tiling`` (how any O, K, B streams through the chain) and
+``rtl`` (the Amaranth component).
+"""
+
+from __future__ import annotations
+
+from .model import chain_matmul, check_inputs, compress, decompress, matmul, pack, unpack
+from .params import Mode, SparseChainParams
+from .tiling import Schedule, assemble, schedule
+
+__all__ = ["SparseChainParams", "Mode", "matmul", "chain_matmul", "check_inputs", "compress",
+           "decompress", "pack", "unpack", "schedule", "assemble", "Schedule", "family"]
+
+
+class _Family:
+    """The sparse_chain unit as the CLI, the simulator runner and the benches see it.
+
+    ``check_inputs``, ``golden``, ``schedule``, ``expected_cycles`` and ``stats`` take a
+    ``mode`` keyword (an ``"N:M"`` string; default: the config's first mode).
+    """
+
+    name = "sparse_chain"
+    in_arrays = ("w", "x")
+    out_arrays = ("y",)
+    has_modes = True
+
+    def params(self, cfg) -> SparseChainParams:
+        return SparseChainParams.from_config(cfg)
+
+    def component(self, params):
+        from .rtl import SparseChain
+
+        return SparseChain(params)
+
+    def manifest_extra(self, params: SparseChainParams) -> dict:
+        return {
+            "latency": params.latency,
+            "throughput": {"macs_per_cycle": params.length, "w_beats_per_cycle": 1,
+                           "x_beats_per_cycle": 1,
+                           "dense_k_per_beat": {mode: params.k_per_pass(mode)
+                                                for mode in params.modes}},
+            "modes": {mode: params.mode_code(mode) for mode in params.modes},
+            "default_mode": params.modes[0],
+            "x_lanes": params.x_lanes,
+            "internal_acc_width": params.internal_width,
+            "expected_cycles": "SparseChainParams.expected_cycles(O, K, B, mode)",
+            "weight_packing": "docs/sparse_packing.md",
+        }
+
+    def check_inputs(self, params, arrays: dict, mode: str | None = None, **_) -> dict:
+        w, x = check_inputs(params, arrays, mode)
+        return {"w": w, "x": x}
+
+    def golden(self, params, arrays: dict, mode: str | None = None, **_) -> dict:
+        params.mode(mode)
+        return {"y": matmul(params, arrays["w"], arrays["x"])}
+
+    def schedule(self, params, arrays: dict, mode: str | None = None, **_):
+        s = schedule(params, arrays["w"], arrays["x"], mode)
+        return s.inputs, {"y_stream": s.out_beats}, s
+
+    def assemble(self, params, ctx: Schedule, received: dict) -> dict:
+        return {"y": assemble(params, ctx, received["y_stream"]["data"])}
+
+    def shape_key(self, arrays: dict) -> tuple[int, int, int]:
+        o, k = arrays["w"].shape
+        return o, k, arrays["x"].shape[1]
+
+    def expected_cycles(self, params, arrays: dict, mode: str | None = None, **_) -> int:
+        return params.expected_cycles(*self.shape_key(arrays), mode)
+
+    def stats(self, params, arrays: dict, cycles: int | None, mode: str | None = None,
+              **_) -> dict:
+        o, k, b = self.shape_key(arrays)
+        nm = params.mode(mode)
+        out = {"o": o, "k": k, "b": b, "mode": str(nm),
+               "macs": params.dense_macs(o, k, b),
+               "slot_macs": params.slot_macs(o, k, b, nm),
+               "expected_cycles": params.expected_cycles(o, k, b, nm)}
+        if cycles:
+            out["cycles"] = cycles
+            out["utilization"] = params.utilization(o, k, b, cycles, nm)
+            out["effective_macs_per_dsp_cycle"] = params.effective_macs_per_dsp_cycle(
+                o, k, b, cycles)
+        return out
+
+
+family = _Family()

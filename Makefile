@@ -8,13 +8,15 @@ WAVES  ?= 0
 CONFIG ?= configs/mac8x8.yaml
 OUT    ?= out
 JOBS   ?= 2
+TARGET ?= ecp5
+SEED   ?= 1
 
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 export WAVES
 
-.PHONY: all venv test test-fast regress demo bench generate rtl lint clean distclean help
+.PHONY: all venv test test-fast regress demo bench generate rtl synth timing lint clean distclean help
 
 all: test
 
@@ -25,6 +27,8 @@ help:
 	@echo "make regress   long sweeps (many shapes and configurations)"
 	@echo "make generate  CONFIG=... OUT=...   emit Verilog + manifest"
 	@echo "make rtl       regenerate the reference Verilog in rtl/ from configs/"
+	@echo "make synth     CONFIG=... TARGET=ecp5|ice40|xilinx|generic   Yosys resource report"
+	@echo "make timing    CONFIG=... TARGET=ecp5|ice40 SEED=1   nextpnr place and route, Fmax"
 	@echo "knobs: SIM=verilator|icarus WAVES=0|1 CONFIG=... PYTHON=python3.11"
 
 # The venv is (re)built when pyproject.toml changes.
@@ -62,6 +66,13 @@ generate: $(STAMP)
 
 rtl: $(STAMP)
 	$(BIN)/python -m bench.refresh_rtl
+
+# Reports land in $(OUT)/synth-$(TARGET)/report.json and $(OUT)/timing-$(TARGET)/report.json.
+synth: $(STAMP)
+	$(BIN)/tensorfab synth $(CONFIG) --target $(TARGET) --out $(OUT)/synth-$(TARGET)
+
+timing: $(STAMP)
+	$(BIN)/tensorfab synth $(CONFIG) --target $(TARGET) --pnr --seed $(SEED) --out $(OUT)/timing-$(TARGET)
 
 lint: $(STAMP)
 	$(BIN)/ruff check generators sim tests bench

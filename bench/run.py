@@ -137,6 +137,208 @@ def bench_cli_run() -> dict:
                 "utilization": round(stats["utilization"], 5)}
 
 
+SYNTH_TARGETS = ("ecp5", "xilinx", "ice40", "generic")
+# nextpnr devices hold 156 MULT18X18D (LFE5U-85F) and 8 SB_MAC16 (UP5K): larger arrays are
+# synthesized but not placed.
+PNR_MAX_DSPS = {"ecp5": 156, "ice40": 8}
+
+
+def _synth_job(job: tuple) -> dict:
+    """One `synthesize` call (run in a worker process)."""
+    import tempfile
+
+    from generators.config import parse_config
+    from generators.synth import synthesize
+
+    _, _, config, _, target, pnr, seed = job
+    cfg = parse_config(config, "bench")
+    with tempfile.TemporaryDirectory(prefix="tensorfab-synth-") as tmp:
+        return synthesize(cfg, target, tmp, pnr=pnr, seed=seed)
+
+
+def _synth_plan(sizes, seeds, sparse: bool) -> list[tuple]:
+    """(array label, dataflow label, config dict, DSPs expected, target, pnr, seed) jobs."""
+    units = []
+    for n in sizes:
+        for df in ("output_stationary", "weight_stationary"):
+            units.append((f"{n}x{n}", df, {
+                "name": f"mac{n}x{n}", "unit": "mac_array", "rows": n, "cols": n,
+                "a": "int8", "b": "int8", "acc": "int32", "overflow": "wrap", "dataflow": df},
+                n * n))
+    sparse_cfg = ROOT / "configs" / "sparse16.yaml"
+    if sparse and sparse_cfg.exists():
+        import yaml
+
+        c = yaml.safe_load(sparse_cfg.read_text())
+        units.append((f"sparse_chain {c['length']}", f"{c['m']}-groups", c, c["length"]))
+    plan = []
+    for array, df, config, dsps in units:
+        for target in SYNTH_TARGETS:
+            fits = dsps <= PNR_MAX_DSPS.get(target, 0)
+            plan += [(array, df, config, dsps, target, True, s) for s in seeds] if fits else \
+                [(array, df, config, dsps, target, False, 1)]
+    return plan
+
+
+def bench_synth(sizes=(2, 4, 8, 16), seeds=(1, 2, 3), jobs: int = 2,
+                sparse: bool = True) -> list[dict]:
+    """Resources on every target and nextpnr Fmax (median over ``seeds``) of int8 mac_arrays,
+    both dataflows, and of configs/sparse16.yaml; Fmax only where the multipliers fit the
+    device."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    plan = _synth_plan(sizes, seeds, sparse)
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        reports = list(pool.map(_synth_job, plan))
+    rows = {}
+    for (array, df, config, dsps, target, pnr, seed), rep in zip(plan, reports):
+        key = (array, df, target)
+        if key not in rows:
+            rows[key] = {
+                "unit": config["unit"], "array": array, "dataflow": df, "target": target,
+                "device": rep["device"], "luts": rep["luts"], "ffs": rep["ffs"],
+                "carry": rep["carry"], "gates": rep.get("gates"), "dsps": rep["dsps"],
+                "dsps_expected": dsps if target != "generic" else 0,
+                "generic_multipliers": rep["generic_multipliers"], "brams": rep["brams"],
+                "synth_seconds": rep["seconds"], "fmax_mhz_seeds": [], "seeds": [],
+                "critical_paths": [], "tools": rep["tools"],
+            }
+        if pnr:
+            r = rows[key]
+            r["fmax_mhz_seeds"].append(rep["fmax_mhz"])
+            r["seeds"].append(seed)
+            cp = rep["pnr"]["critical_path"] or {}
+            r["critical_paths"].append(f"{cp.get('from')} -> {cp.get('to')} "
+                                       f"({cp.get('delay_ns')} ns, routing "
+                                       f"{cp.get('routing_ns')} ns)")
+    out = list(rows.values())
+    for r in out:
+        f = sorted(r["fmax_mhz_seeds"])
+        r["fmax_mhz_median"] = f[len(f) // 2] if f else None
+        print(f"  synth {r['array']} {r['dataflow']} {r['target']}: DSPs {r['dsps']}/"
+              f"{r['dsps_expected']}, LUTs {r['luts']}, FFs {r['ffs']}"
+              + (f", Fmax median {r['fmax_mhz_median']} MHz of {r['fmax_mhz_seeds']}"
+                 if f else ""), flush=True)
+    return out
+
+
+def synth_markdown(rows: list[dict]) -> list[str]:
+    tools = rows[0]["tools"] if rows else {}
+    lines = ["", "## Synthesis and Fmax (`tensorfab synth`, issue 5)", "",
+             "Resources from Yosys on the unit alone (int8 operands, int32 accumulators); "
+             "Fmax from nextpnr on the unit inside a "
+             "registered shell, median of seeds " + ", ".join(
+                 str(s) for s in (rows[0]["seeds"] if rows and rows[0]["seeds"] else []))
+             + " (ecp5: LFE5U-85F speed 8 CABGA381, 125 MHz constraint; ice40: UP5K SG48, "
+             "60 MHz), only where the multipliers fit the device. Tools: "
+             + ", ".join(f"{k} {v}" for k, v in tools.items()) + ".", "",
+             *(f"- {'met' if t['met'] else 'NOT MET'}: {t['target']}: {t['measured']}"
+               for t in synth_targets(rows)), "",
+             "| array | dataflow | target | DSPs (expected) | LUTs / gates | FFs | carry "
+             "| BRAMs | Fmax MHz median (seeds) | critical path (median seed) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        f = r["fmax_mhz_seeds"]
+        med = r["fmax_mhz_median"]
+        cp = r["critical_paths"][f.index(med)] if f else ""
+        lines.append(
+            f"| {r['array']} | {r['dataflow']} | {r['target']} | {r['dsps']} "
+            f"({r['dsps_expected']}) | {r['luts'] if r['luts'] is not None else r['gates']} | "
+            f"{r['ffs']} | {r['carry']} | {r['brams']} | "
+            + (f"{med} ({', '.join(str(x) for x in f)})" if f else "-") + f" | {cp} |")
+    return lines
+
+
+def _merge_synth_markdown(rows: list[dict], path: Path) -> None:
+    """Replace (or append) the synthesis section of an existing RESULTS.md."""
+    text = path.read_text() if path.exists() else "# tensorfab benchmark results\n"
+    head = "## Synthesis and Fmax"
+    start = text.find(head)
+    if start >= 0:
+        end = text.find("\n## ", start + len(head))
+        text = text[:start].rstrip("\n") + ("\n" + text[end:] if end >= 0 else "")
+    path.write_text(text.rstrip("\n") + "\n" + "\n".join(synth_markdown(rows)) + "\n")
+
+
+def synth_targets(rows: list[dict]) -> list[dict]:
+    """The issue-5 target rows from :func:`bench_synth` rows."""
+    def fmax(n, target, df="output_stationary"):
+        return next((r["fmax_mhz_median"] for r in rows if r["array"] == f"{n}x{n}"
+                     and r["target"] == target and r["dataflow"] == df), None)
+
+    bad = [f"{r['array']} {r['dataflow']} {r['target']} {r['dsps']}/{r['dsps_expected']}"
+           for r in rows if r["target"] != "generic"
+           and (r["dsps"] != r["dsps_expected"] or r["generic_multipliers"])]
+    e8, i2 = fmax(8, "ecp5"), fmax(2, "ice40")
+    nseeds = max((len(r["seeds"]) for r in rows), default=0)
+    return [
+        {"target": f"8x8 int8 array on LFE5U-85F-8 >= 125 MHz (median of {nseeds} seeds)",
+         "measured": f"{e8} MHz", "met": bool(e8 and e8 >= 125)},
+        {"target": f"2x2 int8 tile on iCE40 UP5K (SB_MAC16) >= 60 MHz (median of {nseeds} "
+                   "seeds)", "measured": f"{i2} MHz", "met": bool(i2 and i2 >= 60)},
+        {"target": "DSP counts = analytic (rows x cols; one per sparse-chain stage) on ecp5, "
+                   "xilinx, ice40; no logic multipliers",
+         "measured": "all equal" if not bad else "differ: " + "; ".join(bad), "met": not bad},
+    ]
+
+
+SPARSE_SHAPE = (256, 1024, 8)  # O x K weight matrix, B activation columns
+
+
+def bench_sparse() -> list[dict]:
+    """Effective throughput of the 16-stage sparse chain (configs/sparse16.yaml) on a 256x1024
+    weight matrix in every mode, from Verilator cycle counts, against its own dense mode."""
+    from generators.config import load_config
+    from generators.sparse_chain import family, matmul
+    from sim.unit import simulate
+
+    cfg = load_config(ROOT / "configs" / "sparse16.yaml")
+    p = family.params(cfg)
+    o, k, b = SPARSE_SHAPE
+    rng = np.random.default_rng(11)
+    x = rng.integers(-128, 128, (k, b))
+    rows = []
+    for mode in p.modes:
+        nm = p.mode(mode)
+        # exactly n non-zero values in every group of m, at random positions
+        keep = np.argsort(rng.random((o, k // nm.m, nm.m)), axis=2) < nm.n
+        w = np.where(keep.reshape(o, k), rng.integers(-128, 128, (o, k)), 0)
+        res = simulate(family, p, {"w": w, "x": x}, name=cfg.name, mode=mode)
+        equal = bool(np.array_equal(res.outputs["y"], matmul(p, w, x)))
+        rows.append({
+            "chain": f"{p.length} stages, m={p.m}", "mode": mode, "shape": f"{o}x{k}x{b}",
+            "cycles": res.cycles, "expected_cycles": p.expected_cycles(o, k, b, mode),
+            "effective_macs_per_dsp_cycle": round(
+                p.effective_macs_per_dsp_cycle(o, k, b, res.cycles), 4),
+            "nonzero_macs_per_dsp_cycle": round(
+                o * (k // nm.m) * nm.n * b / (p.length * res.cycles), 4),
+            "equal_to_golden": equal,
+            "sim_seconds": round(res.info["sim_seconds"], 2),
+        })
+    dense = next(r for r in rows if p.mode(r["mode"]).n == p.m)
+    for r in rows:
+        r["speedup_vs_dense"] = round(dense["cycles"] / r["cycles"], 4)
+        print(f"  sparse chain {r['mode']}: {r['cycles']} cycles, "
+              f"{r['effective_macs_per_dsp_cycle']} effective MACs/DSP/cycle, "
+              f"{r['speedup_vs_dense']}x dense, equal {r['equal_to_golden']}", flush=True)
+    return rows
+
+
+def sparse_targets(rows: list[dict]) -> list[dict]:
+    """The issue-3 throughput target rows from :func:`bench_sparse` rows."""
+    speed = {r["mode"]: r for r in rows}
+    out = []
+    for mode, goal in (("2:4", 1.9), ("1:4", 3.6)):
+        r = speed[mode]
+        out.append({
+            "target": f"Sparse chain effective throughput at {mode} >= {goal}x dense "
+                      "(256x1024, issue 3)",
+            "measured": f"{r['speedup_vs_dense']:.3f}x ({r['effective_macs_per_dsp_cycle']} "
+                        f"effective MACs/DSP/cycle)",
+            "met": r["speedup_vs_dense"] >= goal and r["equal_to_golden"]})
+    return out
+
+
 def versions() -> dict:
     from sim import toolenv
 
@@ -153,7 +355,7 @@ def write_markdown(res: dict, path: Path) -> None:
         f"Measured {res['date']} on {res['machine']} by `make bench`; tools: "
         + ", ".join(f"{k} {v}" for k, v in res["versions"].items()) + ".",
         "",
-        "## Targets (issue 2)",
+        "## Targets (issues 2 and 3)",
         "",
         "| target | measured | met |",
         "|---|---|---|",
@@ -168,15 +370,29 @@ def write_markdown(res: dict, path: Path) -> None:
                      f"{100 * r['utilization_steady_state']:.2f} % | "
                      f"{100 * r['utilization_end_to_end']:.2f} % | {r['equal_to_golden']} | "
                      f"{r['sim_cycles_per_second']} |")
-    lines += ["", "## Utilization against GEMM shape, 8x8 int8 array (Verilator cycle counts)", "",
-              "Short K limits output stationary (each tile drains 8 rows through one port) and "
-              "weight stationary (a weight load takes 2R+C-1 cycles to hide); small M limits "
-              "weight stationary (passes of fewer rows than that).", "",
-              "| dataflow | M x K x N | cycles | analytic | utilization | equal to golden |",
-              "|---|---|---|---|---|---|"]
-    for r in res["shapes"]:
-        lines.append(f"| {r['dataflow']} | {r['shape']} | {r['cycles']} | {r['expected_cycles']} "
-                     f"| {100 * r['utilization']:.1f} % | {r['equal_to_golden']} |")
+    if res.get("shapes"):
+        lines += ["", "## Utilization against GEMM shape, 8x8 int8 array (Verilator cycle "
+                  "counts)", "",
+                  "Short K limits output stationary (each tile drains 8 rows through one port) and "
+                  "weight stationary (a weight load takes 2R+C-1 cycles to hide); small M limits "
+                  "weight stationary (passes of fewer rows than that).", "",
+                  "| dataflow | M x K x N | cycles | analytic | utilization | equal to golden |",
+                  "|---|---|---|---|---|---|"]
+        for r in res["shapes"]:
+            lines.append(f"| {r['dataflow']} | {r['shape']} | {r['cycles']} | "
+                         f"{r['expected_cycles']} | {100 * r['utilization']:.1f} % | "
+                         f"{r['equal_to_golden']} |")
+    lines += ["", "## Sparse chain (configs/sparse16.yaml), 256x1024 int8 weights x 1024x8 "
+              "activations (Verilator cycle counts)", "",
+              "Effective MACs = the dense 256x1024x8 product's MACs; per DSP = per stage (16 "
+              "hard multipliers); speed-up = dense-mode cycles / cycles. The LUT/DSP cost "
+              "target (Yosys) is not measured here yet.", "",
+              "| mode | cycles | analytic | effective MACs/DSP/cycle | non-zero MACs/DSP/cycle "
+              "| speed-up vs 4:4 | equal to golden |", "|---|---|---|---|---|---|---|"]
+    for r in res.get("sparse", []):
+        lines.append(f"| {r['mode']} | {r['cycles']} | {r['expected_cycles']} | "
+                     f"{r['effective_macs_per_dsp_cycle']} | {r['nonzero_macs_per_dsp_cycle']} | "
+                     f"{r['speedup_vs_dense']}x | {r['equal_to_golden']} |")
     lines += ["", "## Verilog emission time (int8 x int8 -> int32)", "",
               "| array | dataflow | seconds | Verilog bytes |", "|---|---|---|---|"]
     for r in res["emission"]:
@@ -186,14 +402,42 @@ def write_markdown(res: dict, path: Path) -> None:
               f"{c['wall_seconds_cold_cache']} s wall (Verilator build included), "
               f"{c['cycles']} cycles, utilization {100 * c['utilization']:.2f} %, "
               f"mismatches against the golden model: {c['mismatches']}.", ""]
+    if res.get("synth"):
+        lines += synth_markdown(res["synth"]) + [""]
     path.write_text("\n".join(lines))
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.run")
     ap.add_argument("--out", default=str(HERE))
+    ap.add_argument("--synth-only", action="store_true",
+                    help="rerun only the synthesis rows, into the existing results.json")
+    ap.add_argument("--no-synth", action="store_true",
+                    help="leave out the synthesis rows (about 15 minutes on 2 cores)")
+    ap.add_argument("--sparse-only", action="store_true",
+                    help="rerun only the sparse-chain rows, into the existing results.json")
     args = ap.parse_args(argv)
     os.environ.setdefault("TENSORFAB_CACHE", str(ROOT / "build" / "cache"))
+    if args.sparse_only:
+        out = Path(args.out)
+        res = json.loads((out / "results.json").read_text())
+        res["sparse"] = bench_sparse()
+        res["targets"] = [t for t in res["targets"] if t.get("issue") != 3] + [
+            dict(t, issue=3) for t in sparse_targets(res["sparse"])]
+        (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
+        write_markdown(res, out / "RESULTS.md")
+        print(f"wrote the sparse-chain rows into {out / 'results.json'} and {out / 'RESULTS.md'}")
+        return 0
+    if args.synth_only:
+        out = Path(args.out)
+        res = json.loads((out / "results.json").read_text())
+        res["synth"] = bench_synth()
+        res["targets"] = [t for t in res["targets"] if t.get("issue") != 5] + [
+            dict(t, issue=5) for t in synth_targets(res["synth"])]
+        (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
+        _merge_synth_markdown(res["synth"], out / "RESULTS.md")
+        print(f"wrote the synthesis rows into {out / 'results.json'} and {out / 'RESULTS.md'}")
+        return 0
     print("tensorfab bench", flush=True)
     res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
@@ -202,6 +446,8 @@ def main(argv=None) -> int:
     res["utilization"] = bench_utilization()
     res["shapes"] = bench_shapes()
     res["cli_run"] = bench_cli_run()
+    res["sparse"] = bench_sparse()
+    res["synth"] = [] if args.no_synth else bench_synth()
     os_row = next(r for r in res["utilization"] if r["dataflow"] == "output_stationary")
     ws_row = next(r for r in res["utilization"] if r["dataflow"] == "weight_stationary")
     em32 = max(r["seconds"] for r in res["emission"] if r["array"] == "32x32")
@@ -221,6 +467,9 @@ def main(argv=None) -> int:
          "measured": f"{res['cli_run']['wall_seconds_cold_cache']} s",
          "met": res["cli_run"]["wall_seconds_cold_cache"] <= 60},
     ]
+    res["targets"] += [dict(t, issue=3) for t in sparse_targets(res["sparse"])]
+    if res["synth"]:
+        res["targets"] += [dict(t, issue=5) for t in synth_targets(res["synth"])]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")

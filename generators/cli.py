@@ -62,11 +62,24 @@ def _check_out_path(path: str, *protect: str) -> Path:
     return out
 
 
+def _unit_config(path: str, command: str):
+    """Load a unit config for ``command``; a board design is a clear error (for now)."""
+    from .config import BoardConfig, load_config
+
+    cfg = load_config(path)
+    if isinstance(cfg, BoardConfig):
+        raise UserError(
+            f"{path}: is a board design (board: {cfg.board}), not a unit config "
+            f"(allowed for `tensorfab {command}`: a config with a `unit` key, such as "
+            "configs/mac8x8.yaml)"
+        )
+    return cfg
+
+
 def cmd_generate(args) -> int:
-    from .config import load_config
     from .generate import generate
 
-    cfg = load_config(args.config)
+    cfg = _unit_config(args.config, "generate")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{args.out}: exists and is not a folder (allowed: a folder path)")
@@ -77,10 +90,9 @@ def cmd_generate(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .config import load_config
     from .units import family
 
-    cfg = load_config(args.config)
+    cfg = _unit_config(args.config, "run")
     fam = family(cfg.unit)
     params = fam.params(cfg)
     # Run-time options of families that have them (a sparse chain's mode); passed only when
@@ -174,11 +186,10 @@ def run_rtl(cfg, fam, params, arrays: dict, *, sim: str = "verilator", seed: int
 
 
 def cmd_synth(args) -> int:
-    from .config import load_config
     from .synth import SynthError, summary, synthesize, target
 
     target(args.target)  # a bad target is reported before any work
-    cfg = load_config(args.config)
+    cfg = _unit_config(args.config, "synth")
     first = not (Path.home() / ".cache" / "YoWASP").exists()
     _say(f"synthesizing {cfg.name} for {args.target}"
          + (" with place and route" if args.pnr else "")

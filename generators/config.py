@@ -47,6 +47,9 @@ __all__ = [
     "MacArrayConfig",
     "SparseChainConfig",
     "UnitConfig",
+    "BoardConfig",
+    "LinkConfig",
+    "BOARDS",
     "UNIT_MODELS",
     "PLANNED_UNITS",
     "load_config",
@@ -445,11 +448,73 @@ UnitConfig = Annotated[
 _ADAPTER: TypeAdapter = TypeAdapter(UnitConfig)
 
 
+# -- board designs ---------------------------------------------------------------------------
+
+#: Boards a design can name (see boards/): the open-flow ones build bitstreams here, the
+#: vendor-flow ones get RTL and constraints only.
+BOARDS = ("ulx3s", "icebreaker", "pynq_z2", "alveo_u280")
+
+
+class LinkConfig(BaseModel):
+    """The host link of a board design."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    uart: int = Field(
+        3_000_000, ge=9600, le=12_000_000,
+        description="UART line rate in baud (8N1).",
+    )
+
+
+def _unique_unit_names(units: tuple) -> tuple:
+    seen = set()
+    for u in units:
+        if u.name in seen:
+            raise _problem(f"unit name {u.name!r} is used twice (allowed: distinct names)")
+        seen.add(u.name)
+    return units
+
+
+def _unit_list(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(value)
+    if not isinstance(value, tuple):
+        raise _problem(f"expected a list of unit configs, got {_show(value)}")
+    return value
+
+
+class BoardConfig(BaseModel):
+    """A design for a board (DESIGN.md, "Boards"): a host link plus the units it serves.
+
+    Each unit is a full unit config (the same keys as a unit file); its streams get on-chip
+    buffers of ``buffer_bytes`` bytes each.
+    """
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", strict=True, arbitrary_types_allowed=True
+    )
+
+    name: Identifier = Field(description="Names the board top module and its files.")
+    board: Literal[BOARDS] = Field(description="The target board.")  # type: ignore[valid-type]
+    link: LinkConfig = Field(default_factory=LinkConfig, description="The host link.")
+    buffer_bytes: int = Field(
+        16384, ge=256, le=1 << 20,
+        description="Bytes of on-chip buffer per unit stream (block RAM).",
+    )
+    units: Annotated[
+        tuple[UnitConfig, ...], BeforeValidator(_unit_list), AfterValidator(_unique_unit_names)
+    ] = Field(min_length=1, description="The units of the design, each a unit config.")
+
+
+_BOARD_ADAPTER: TypeAdapter = TypeAdapter(BoardConfig)
+
+
 # -- public API ------------------------------------------------------------------------------
 
 
-def parse_config(data: object, source: str) -> UnitConfig:
-    """Validate ``data`` (as returned by ``yaml.safe_load``) into a unit config.
+def parse_config(data: object, source: str) -> UnitConfig | BoardConfig:
+    """Validate ``data`` (as returned by ``yaml.safe_load``) into a unit config, or into a
+    :class:`BoardConfig` when it has a ``board`` key and no ``unit`` key.
 
     Parameters
     ----------
@@ -476,13 +541,14 @@ def parse_config(data: object, source: str) -> UnitConfig:
             f"{source}: {where}key {_show(key)} is not a string "
             "(allowed: config key names such as rows)"
         )
+    adapter = _BOARD_ADAPTER if "board" in data and "unit" not in data else _ADAPTER
     try:
-        return _ADAPTER.validate_python(data)
+        return adapter.validate_python(data)
     except ValidationError as err:
         raise ConfigError(f"{source}: {_first_error(err, data)}") from None
 
 
-def load_config(path: str | os.PathLike) -> UnitConfig:
+def load_config(path: str | os.PathLike) -> UnitConfig | BoardConfig:
     """Read and validate one config file.
 
     Raises
@@ -630,24 +696,50 @@ def _first_error(err: ValidationError, data: dict) -> str:
 def _describe(e: dict, data: dict) -> str:
     kind, loc, value, ctx = e["type"], tuple(e["loc"]), e.get("input"), e.get("ctx") or {}
 
+    # Pydantic puts the discriminator tag into the location (("mac_array", "rows") or, in a
+    # board design, ("units", 0, "mac_array", "rows")): drop the tags, remember the innermost
+    # model, and find the mapping the error is about.
+    model = BoardConfig if "board" in data and "unit" not in data else None
+    where, node, clean = data, data, []
+    for part in loc:
+        if isinstance(node, dict) and part not in node and part in UNIT_MODELS:
+            model = UNIT_MODELS[part]
+            continue
+        clean.append(part)
+        if isinstance(node, (dict, list)):
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                node = None
+            if isinstance(node, dict):
+                where = node
+    loc = tuple(clean)
+    at = f"{_dotted(loc)}." if loc else ""
+
     if kind == "union_tag_not_found":
-        return f"unit: missing required key (allowed: {', '.join(UNIT_MODELS)})"
+        return f"{at}unit: missing required key (allowed: {', '.join(UNIT_MODELS)})"
     if kind == "union_tag_invalid":
-        unit = data.get("unit")
+        unit = where.get("unit") if isinstance(where, dict) else None
         allowed = ", ".join(UNIT_MODELS)
         if isinstance(unit, str) and unit in PLANNED_UNITS:
-            return f"unit: {unit!r} is not available in this version (allowed: {allowed})"
-        return f"unit: {_show(unit)} is not a unit (allowed: {allowed})"
+            return f"{at}unit: {unit!r} is not available in this version (allowed: {allowed})"
+        return f"{at}unit: {_show(unit)} is not a unit (allowed: {allowed})"
 
-    model = None
-    if loc and loc[0] in UNIT_MODELS:  # drop the discriminator tag pydantic puts first
-        model, loc = UNIT_MODELS[loc[0]], loc[1:]
+    if model is BoardConfig and len(loc) > 1 and loc[0] == "link":
+        model, field_loc = LinkConfig, loc[1:]
+    elif model is BoardConfig or model is None:
+        field_loc = loc
+    else:
+        field_loc = loc[2:] if len(loc) > 2 and loc[0] == "units" else loc
     path = _dotted(loc)
-    field = model.model_fields.get(loc[0]) if model is not None and len(loc) == 1 else None
+    field = (model.model_fields.get(field_loc[0])
+             if model is not None and len(field_loc) == 1 else None)
     prefix = f"{path}: " if path else ""
 
     if kind == "tensorfab_field":
-        return f"{prefix}{ctx['field']}: {ctx['problem']}"
+        return f"{at}{ctx['field']}: {ctx['problem']}"
+    if kind == "too_short":
+        return f"{prefix}empty list (allowed: at least {ctx.get('min_length', 1)} item)"
     if kind == "tensorfab":
         return f"{prefix}{ctx['problem']}"
     if kind == "missing":

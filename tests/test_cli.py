@@ -130,6 +130,18 @@ def test_bad_config_exit_2_one_line(tmp_path):
     assert not (tmp_path / "g").exists()
 
 
+def test_unit_commands_refuse_a_board_design(tmp_path):
+    board = ROOT / "configs" / "demo.yaml"
+    for cmd in (["generate", board, "--out", tmp_path / "g"],
+                ["run", board, "--inputs", tmp_path / "i.npz", "--out", tmp_path / "o.npz"]):
+        r = tf(*cmd)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.strip().splitlines() == [
+            f"{board}: is a board design (board: ulx3s), not a unit config (allowed for "
+            f"`tensorfab {cmd[0]}`: a config with a `unit` key, such as configs/mac8x8.yaml)"]
+    assert not (tmp_path / "g").exists()
+
+
 def test_usage_errors_exit_2():
     r = tf("run", CFG, "--backend", "spice")
     assert r.returncode == 2 and "invalid choice" in r.stderr

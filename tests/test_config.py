@@ -10,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from generators.config import (
+    BoardConfig,
     MacArrayConfig,
     SparseChainConfig,
     config_to_dict,
@@ -50,7 +51,38 @@ def test_there_are_example_configs():
     assert {"mac8x8.yaml", "mac16x16_ws.yaml", "mac4x4_int4x8_sat.yaml"} <= names
 
 
-@pytest.mark.parametrize("path", GOOD, ids=lambda p: p.name)
+def _is_board(path) -> bool:
+    return "board" in (yaml.safe_load(path.read_text()) or {})
+
+
+GOOD_UNITS = [p for p in GOOD if not _is_board(p)]
+GOOD_BOARDS = [p for p in GOOD if _is_board(p)]
+
+
+@pytest.mark.parametrize("path", GOOD_BOARDS, ids=lambda p: p.name)
+def test_board_config_loads_and_round_trips(path, tmp_path):
+    cfg = load_config(path)
+    assert isinstance(cfg, BoardConfig)
+    assert cfg.units and all(isinstance(u, (MacArrayConfig, SparseChainConfig))
+                             for u in cfg.units)
+    hash(cfg)
+    with pytest.raises(ValidationError):
+        cfg.board = "icebreaker"
+    plain = config_to_dict(cfg)
+    assert parse_config(plain, "dict") == cfg
+    dumped = tmp_path / "again.yaml"
+    dumped.write_text(yaml.safe_dump(plain, sort_keys=False))
+    assert load_config(dumped) == cfg
+
+
+def test_board_defaults():
+    cfg = parse_config({"name": "d", "board": "icebreaker",
+                        "units": [{**BASE, "name": "m1"}]}, "test")
+    assert cfg.link.uart == 3_000_000 and cfg.buffer_bytes == 16384
+    assert cfg.units[0] == mac(name="m1")
+
+
+@pytest.mark.parametrize("path", GOOD_UNITS, ids=lambda p: p.name)
 def test_good_config_loads_frozen_and_round_trips(path, tmp_path):
     cfg = load_config(path)
     assert isinstance(cfg, (MacArrayConfig, SparseChainConfig))

@@ -1,0 +1,129 @@
+"""Read a model through hls4ml's own front end (hls4ml is imported here only).
+
+Accepts a ``.onnx`` or ``.keras`` file, an ONNX ``ModelProto``, a Keras model or a PyTorch
+module (with ``input_shape``). The hls4ml configuration dictionary (``hls4ml_config``, as
+``config_from_*_model`` makes it, or a user's YAML of it) sets precisions and reuse factors; when
+none is given, hls4ml's defaults are used with ``default_precision``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import UserError
+
+__all__ = ["convert", "auto_notes"]
+
+BACKEND = "Vitis"  # only its C++ emulation (predict) is used; no vendor tool runs
+
+
+def _hls4ml():
+    try:
+        import hls4ml
+    except ImportError as err:  # pragma: no cover - a pinned dependency
+        raise UserError(f"hls4ml is not installed ({err}) (allowed: pip install -e .)") from None
+    return hls4ml
+
+
+def _onnx_model(model):
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
+
+    return cleanup_model(ModelWrapper(model))
+
+
+def convert(model, *, input_shape=None, hls4ml_config: dict | None = None,
+            default_precision: str = "fixed<16,6>", output_dir: str | None = None,
+            name: str = "model"):
+    """hls4ml ``ModelGraph`` of ``model`` and the configuration dictionary used.
+
+    Raises
+    ------
+    UserError
+        A file that does not exist or is not ``.onnx``/``.keras``, or a model hls4ml rejects
+        (its message, on one line).
+    """
+    hls4ml = _hls4ml()
+    out = output_dir or tempfile.mkdtemp(prefix="tensorfab-hls-")
+    common = {"output_dir": os.fspath(out), "backend": BACKEND, "io_type": "io_parallel",
+              "project_name": name}
+    kind, obj = _kind(model)
+    try:
+        if kind == "onnx":
+            obj = _onnx_model(obj)
+            cfg = hls4ml_config or hls4ml.utils.config_from_onnx_model(
+                obj, granularity="name", backend=BACKEND, default_precision=default_precision)
+            graph = hls4ml.converters.convert_from_onnx_model(obj, hls_config=cfg, **common)
+        elif kind == "keras":
+            cfg = hls4ml_config or hls4ml.utils.config_from_keras_model(
+                obj, granularity="name", backend=BACKEND, default_precision=default_precision)
+            graph = hls4ml.converters.convert_from_keras_model(obj, hls_config=cfg, **common)
+        else:
+            if input_shape is None:
+                raise UserError("a PyTorch module needs input_shape, e.g. (None, 16) "
+                                "(allowed: a tuple with the batch dimension first)")
+            cfg = hls4ml_config or hls4ml.utils.config_from_pytorch_model(
+                obj, input_shape, granularity="name", backend=BACKEND,
+                default_precision=default_precision)
+            graph = hls4ml.converters.convert_from_pytorch_model(obj, hls_config=cfg, **common)
+    except UserError:
+        raise
+    except Exception as err:  # hls4ml raises many types; report its words on one line
+        text = " ".join(str(err).split()) or type(err).__name__
+        raise UserError(f"hls4ml could not convert the model: {text}") from None
+    return graph, cfg
+
+
+def _kind(model):
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        if not path.exists():
+            raise UserError(f"{path}: no such file (allowed: a .onnx or .keras model file)")
+        if path.suffix == ".onnx":
+            import onnx
+
+            try:
+                return "onnx", onnx.load(os.fspath(path))
+            except Exception as err:
+                raise UserError(f"{path}: not a readable ONNX model ({err})") from None
+        if path.suffix == ".keras":
+            try:
+                import keras
+            except ImportError:
+                raise UserError(f"{path}: reading .keras files needs Keras 3 "
+                                "(allowed: pip install keras==3.15.1 torch==2.13.0, "
+                                "KERAS_BACKEND=torch), or an .onnx export") from None
+            return "keras", keras.models.load_model(os.fspath(path))
+        raise UserError(f"{path}: unknown model file type {path.suffix!r} "
+                        "(allowed: .onnx, .keras)")
+    mod = type(model).__module__
+    if mod.startswith("onnx"):
+        return "onnx", model
+    if mod.startswith(("keras", "tf_keras", "tensorflow")):
+        return "keras", model
+    if mod.startswith("torch") or any(c.__module__.startswith("torch")
+                                      for c in type(model).__mro__):
+        return "pytorch", model
+    raise UserError(f"a {type(model).__name__} is not a model hls4ml reads "
+                    "(allowed: .onnx/.keras files, onnx.ModelProto, Keras models, "
+                    "torch.nn.Module)")
+
+
+def auto_notes(cfg: dict, graph) -> list[str]:
+    """One line per ``'auto'`` precision in ``cfg``, saying what hls4ml resolved it to."""
+    notes: list[str] = []
+    layers = {layer.name: layer for layer in graph.get_layers()}
+    for lname, lcfg in (cfg.get("LayerName") or {}).items():
+        for key, val in (lcfg.get("Precision") or {}).items():
+            if val != "auto":
+                continue
+            match = [x for n, x in layers.items() if n == lname or n.endswith("_" + lname)]
+            for layer in match:
+                t = layer.types.get(f"{key}_t")
+                line = (f"{layer.name}.{key}: 'auto' resolved to {t.precision}"
+                        if t is not None else None)
+                if line and line not in notes:
+                    notes.append(line)
+    return notes

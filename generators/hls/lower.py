@@ -1,0 +1,228 @@
+"""Lower an hls4ml ``ModelGraph`` into integer layers (NumPy only; hls4ml objects are read,
+never imported here, so a lowered model can be saved and run without hls4ml).
+
+hls4ml's Dense (latency strategy, ``nnet_dense_latency.h``) computes, per output ``j``::
+
+    acc = accum_t(bias[j]);  for i: acc += accum_t(data_t(x[i]) * weight_t(w[i][j]))
+    res[j] = result_t(acc)
+
+Every assignment converts to the destination ``ap_fixed`` type with that type's rounding and
+saturation (``TRN``/``WRAP`` unless the precision says otherwise). ReLU assigns ``x`` or 0 to its
+result type. The lowered layers keep exactly these types as :class:`~generators.numerics.Format`
+plus rounding/overflow names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import UserError
+from ..numerics import Format
+
+__all__ = ["Quant", "DenseLayer", "BatchNormLayer", "ReluLayer", "LoweredModel", "lower",
+           "quant_of"]
+
+#: hls4ml layer classes this version lowers.
+SUPPORTED = ("Input", "Dense", "Activation(relu)", "ReLU", "BatchNormalization", "ApplyAlpha")
+
+_ROUNDING = {"TRN": "trn", "RND": "rnd", "RND_CONV": "rnd_conv"}
+_OVERFLOW = {"WRAP": "wrap", "SAT": "sat"}
+
+
+@dataclass(frozen=True)
+class Quant:
+    """An ``ap_fixed``/``ap_int`` type: the format of its codes and how a value is converted
+    into it (``rounding`` when fraction bits are dropped, ``overflow`` when it is too big)."""
+
+    fmt: Format
+    rounding: str = "trn"
+    overflow: str = "wrap"
+
+    def __str__(self) -> str:
+        return f"{self.fmt} ({self.rounding}, {self.overflow})"
+
+
+def quant_of(precision, where: str) -> Quant:
+    """A :class:`Quant` from an hls4ml precision type (``FixedPrecisionType``,
+    ``IntegerPrecisionType``); ``where`` names the layer and type in messages."""
+    name = type(precision).__name__
+    width = getattr(precision, "width", None)
+    kinds = {c.__name__ for c in type(precision).__mro__}
+    if width is None or not kinds & {"FixedPrecisionType", "IntegerPrecisionType"}:
+        raise UserError(f"{where}: precision {precision} ({name}) is not supported "
+                        "(allowed: ap_fixed, ap_ufixed, ap_int, ap_uint)")
+    integer = precision.integer
+    signed = bool(precision.signed)
+    rnd = getattr(getattr(precision, "rounding_mode", None), "name", "TRN") or "TRN"
+    sat = getattr(getattr(precision, "saturation_mode", None), "name", "WRAP") or "WRAP"
+    if rnd not in _ROUNDING:
+        raise UserError(f"{where}: rounding mode {rnd} of {precision} is not supported "
+                        f"(allowed: {', '.join(_ROUNDING)})")
+    if sat not in _OVERFLOW or getattr(precision, "saturation_bits", 0):
+        raise UserError(f"{where}: saturation mode {sat} of {precision} is not supported "
+                        f"(allowed: {', '.join(_OVERFLOW)})")
+    try:
+        fmt = Format(width=int(width), int_bits=int(integer), signed=signed)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"{where}: precision {precision}: {err}") from None
+    return Quant(fmt, _ROUNDING[rnd], _OVERFLOW[sat])
+
+
+@dataclass(frozen=True, eq=False)
+class DenseLayer:
+    """``y = result(accum(bias) + sum_i accum(x_i * w_ij))`` on codes.
+
+    ``w`` holds weight codes [n_in, n_out] in ``weight.fmt``; ``b`` bias codes [n_out] in
+    ``bias.fmt``.
+    """
+
+    name: str
+    w: np.ndarray
+    b: np.ndarray
+    inp: Quant
+    weight: Quant
+    bias: Quant
+    accum: Quant
+    result: Quant
+    reuse_factor: int = 1
+
+    @property
+    def n_in(self) -> int:
+        return self.w.shape[0]
+
+    @property
+    def n_out(self) -> int:
+        return self.w.shape[1]
+
+
+@dataclass(frozen=True, eq=False)
+class BatchNormLayer:
+    """``y = result(x * scale + bias)`` per feature, the sum exact (``nnet_batchnorm.h``):
+    hls4ml's BatchNormalization, and the ApplyAlpha it makes of a lone bias or scale."""
+
+    name: str
+    scale: np.ndarray
+    b: np.ndarray
+    inp: Quant
+    scale_q: Quant
+    bias: Quant
+    result: Quant
+
+
+@dataclass(frozen=True)
+class ReluLayer:
+    """``y = result(max(x, 0))``."""
+
+    name: str
+    inp: Quant
+    result: Quant
+
+
+@dataclass(frozen=True, eq=False)
+class LoweredModel:
+    """The integer pipeline of a model: its input type, its layers in order, and notes on how
+    ``'auto'`` precisions were resolved."""
+
+    name: str
+    inp: Quant
+    layers: tuple
+    notes: tuple = field(default=())
+
+    @property
+    def out(self) -> Quant:
+        return self.layers[-1].result if self.layers else self.inp
+
+    @property
+    def n_in(self) -> int:
+        return next(x.n_in for x in self.layers if isinstance(x, DenseLayer))
+
+    @property
+    def n_out(self) -> int:
+        last = [x for x in self.layers if isinstance(x, DenseLayer)]
+        return last[-1].n_out
+
+
+def _types(layer) -> dict:
+    return {k: v.precision for k, v in layer.types.items()}
+
+
+def _weights(layer, key: str) -> np.ndarray | None:
+    var = layer.weights.get(key) if hasattr(layer, "weights") else None
+    if var is None:
+        return None
+    return np.asarray(var.data, dtype=np.float64)
+
+
+def _describe(layer) -> str:
+    return f"layer {layer.name!r} ({layer.class_name})"
+
+
+def _codes(values: np.ndarray, q: Quant, where: str) -> np.ndarray:
+    if not np.all(np.isfinite(values)):
+        raise UserError(f"{where}: holds NaN or infinite values (allowed: finite numbers)")
+    return q.fmt.quantize(values, q.rounding, q.overflow)
+
+
+def lower(graph, name: str | None = None) -> LoweredModel:
+    """Lower an hls4ml ``ModelGraph`` (after ``convert_from_*``; no compile needed).
+
+    Raises
+    ------
+    UserError
+        A layer hls4ml produced that this version cannot lower (one line naming the layer,
+        its type and what is supported), or a precision it cannot represent exactly.
+    """
+    layers = list(graph.get_layers())
+    if not layers or layers[0].class_name != "Input":
+        raise UserError("the model has no input layer (allowed: models hls4ml converts)")
+    inp = quant_of(_types(layers[0])["result_t"], _describe(layers[0]) + " result_t")
+    out: list = []
+    notes: list[str] = []
+    cur = inp
+    for layer in layers[1:]:
+        cls = layer.class_name
+        where = _describe(layer)
+        types = _types(layer)
+        if cls == "Dense":
+            wq = quant_of(types["weight_t"], f"{where} weight_t")
+            bq = quant_of(types["bias_t"], f"{where} bias_t")
+            aq = quant_of(types["accum_t"], f"{where} accum_t")
+            rq = quant_of(types["result_t"], f"{where} result_t")
+            w = _weights(layer, "weight")
+            b = _weights(layer, "bias")
+            n_in, n_out = layer.get_attr("n_in"), layer.get_attr("n_out")
+            w = w.reshape(n_in, n_out)
+            b = np.zeros(n_out) if b is None else b.reshape(n_out)
+            layer_out = DenseLayer(
+                name=layer.name, w=_codes(w, wq, f"{where} weights"),
+                b=_codes(b, bq, f"{where} biases"), inp=cur, weight=wq, bias=bq, accum=aq,
+                result=rq, reuse_factor=int(layer.get_attr("reuse_factor") or 1))
+            out.append(layer_out)
+            cur = rq
+        elif cls in ("BatchNormalization", "ApplyAlpha"):
+            sq = quant_of(types["scale_t"], f"{where} scale_t")
+            bq = quant_of(types["bias_t"], f"{where} bias_t")
+            rq = quant_of(types["result_t"], f"{where} result_t")
+            n = int(layer.get_attr("n_in"))
+            sc = _weights(layer, "scale")
+            b = _weights(layer, "bias")
+            sc = np.ones(n) if sc is None else np.broadcast_to(sc.reshape(-1), (n,))
+            b = np.zeros(n) if b is None else np.broadcast_to(b.reshape(-1), (n,))
+            out.append(BatchNormLayer(
+                name=layer.name, scale=_codes(sc, sq, f"{where} scale"),
+                b=_codes(b, bq, f"{where} bias"), inp=cur, scale_q=sq, bias=bq, result=rq))
+            cur = rq
+        elif cls in ("Activation", "ReLU") and (
+                cls == "ReLU" or str(layer.get_attr("activation")).lower() == "relu"):
+            rq = quant_of(types["result_t"], f"{where} result_t")
+            out.append(ReluLayer(name=layer.name, inp=cur, result=rq))
+            cur = rq
+        else:
+            act = layer.get_attr("activation")
+            kind = f"{cls}({act})" if cls == "Activation" and act else cls
+            raise UserError(f"{where}: type {kind} is not supported "
+                            f"(allowed: {', '.join(SUPPORTED)})")
+    return LoweredModel(name=name or graph.config.get_project_name(), inp=inp,
+                        layers=tuple(out), notes=tuple(notes))

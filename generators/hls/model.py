@@ -1,0 +1,84 @@
+"""The golden model of a lowered network: exact integers with ``ap_fixed`` conversions.
+
+One function, :func:`run`, used by the tests, ``tensorfab run --backend golden`` and (later) the
+RTL checks. Imports no Amaranth and no hls4ml.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..numerics import Format, exact_matmul, requantize
+from .lower import BatchNormLayer, DenseLayer, LoweredModel, ReluLayer
+
+__all__ = ["run", "dense", "batchnorm", "relu"]
+
+
+def _product_format(layer: DenseLayer) -> Format:
+    a, w = layer.inp.fmt, layer.weight.fmt
+    width = a.width + w.width
+    return Format(width=width, int_bits=width - (a.frac_bits + w.frac_bits),
+                  signed=a.signed or w.signed)
+
+
+def dense(layer: DenseLayer, x: np.ndarray) -> np.ndarray:
+    """One Dense layer on codes ``x`` [batch, n_in] in ``layer.inp`` → codes in ``layer.result``.
+
+    Follows ``nnet_dense_latency.h``: ``acc = accum_t(bias)``, then ``acc += accum_t(x*w)`` for
+    each input in order, then ``result_t(acc)``.
+    """
+    acc = layer.accum
+    prod = _product_format(layer)
+    x = np.asarray(x, dtype=np.int64)
+    bias = requantize(layer.b, layer.bias.fmt, acc.fmt, acc.rounding, acc.overflow)
+    if acc.overflow == "wrap":
+        # Modular sums do not depend on the order: convert every product, sum, wrap once.
+        if prod.frac_bits <= acc.fmt.frac_bits:  # each product converts exactly
+            s = exact_matmul(x, layer.w)
+            s = requantize(s, prod, acc.fmt, "trn", "wrap")
+        else:
+            big = prod.width > 62
+            p = (x[:, :, None].astype(object) if big else x[:, :, None]) * layer.w[None, :, :]
+            p = requantize(p, prod, acc.fmt, acc.rounding, "wrap")
+            s = p.sum(axis=1, dtype=object) if acc.fmt.width > 56 else p.sum(axis=1)
+        total = acc.fmt.wrap(np.asarray(s, dtype=object) + bias[None, :].astype(object))
+    else:
+        # Saturating accumulation: in order, one conversion per addition, bias first.
+        p = x[:, :, None].astype(object) * layer.w[None, :, :].astype(object)
+        p = requantize(p, prod, acc.fmt, acc.rounding, "sat")
+        total = np.broadcast_to(bias[None, :], (x.shape[0], layer.n_out)).astype(object)
+        for i in range(layer.n_in):
+            total = acc.fmt.saturate(total + p[:, i, :])
+    return requantize(total, acc.fmt, layer.result.fmt, layer.result.rounding,
+                      layer.result.overflow)
+
+
+def batchnorm(layer: BatchNormLayer, x: np.ndarray) -> np.ndarray:
+    """``result_t(x * scale + bias)`` with the product and the sum exact."""
+    fx, fs, fb = layer.inp.fmt.frac_bits, layer.scale_q.fmt.frac_bits, layer.bias.fmt.frac_bits
+    frac = max(fx + fs, fb)
+    p = np.asarray(x, dtype=object) * layer.scale[None, :].astype(object)
+    total = p * (1 << (frac - fx - fs)) + layer.b[None, :].astype(object) * (1 << (frac - fb))
+    # requantize rescales codes outside the source range exactly: only frac_bits matters here
+    exact = Format(width=64, int_bits=64 - frac, signed=True)
+    return requantize(total, exact, layer.result.fmt, layer.result.rounding,
+                      layer.result.overflow)
+
+
+def relu(layer: ReluLayer, x: np.ndarray) -> np.ndarray:
+    y = np.where(np.asarray(x, dtype=object) > 0, x, 0)
+    return requantize(y, layer.inp.fmt, layer.result.fmt, layer.result.rounding,
+                      layer.result.overflow)
+
+
+def run(model: LoweredModel, x: np.ndarray) -> np.ndarray:
+    """Codes ``x`` [batch, n_in] in the input format → codes [batch, n_out] of the last layer."""
+    y = np.asarray(x)
+    for layer in model.layers:
+        if isinstance(layer, DenseLayer):
+            y = dense(layer, y)
+        elif isinstance(layer, BatchNormLayer):
+            y = batchnorm(layer, y)
+        else:
+            y = relu(layer, y)
+    return y

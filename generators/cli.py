@@ -240,7 +240,99 @@ def build_parser() -> argparse.ArgumentParser:
                    help="clock constraint for nextpnr (default: 125 ecp5, 60 ice40)")
     s.add_argument("--out", required=True, metavar="DIR", help="output folder")
     s.set_defaults(func=cmd_synth)
+
+    h = sub.add_parser("hls", help="lower a .onnx/.keras model through hls4ml into a network "
+                       "config and its RTL")
+    h.add_argument("model", metavar="MODEL", help=".onnx or .keras model file")
+    h.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    h.add_argument("--hls4ml-config", metavar="FILE", default=None,
+                   help="hls4ml's configuration dictionary as YAML (precisions, ReuseFactor)")
+    h.add_argument("--name", default=None, help="name of the design (default: the file's)")
+    h.add_argument("--reuse-factor", type=int, default=None, metavar="R",
+                   help="set every layer's reuse factor (hls4ml's ReuseFactor)")
+    h.add_argument("--default-precision", default="fixed<16,6>", metavar="TYPE",
+                   help="hls4ml's default precision when no config is given")
+    h.set_defaults(func=cmd_hls)
     return ap
+
+
+def cmd_hls(args) -> int:
+    import yaml
+
+    from .config import parse_config
+    from .generate import generate
+    from .hls.frontend import auto_notes, convert
+    from .hls.lower import DenseLayer, lower, to_config
+
+    model = Path(args.model)
+    name = args.name or "".join(c if c.isalnum() else "_" for c in model.stem)
+    if name[:1].isdigit():
+        name = "m_" + name
+    from .config import VERILOG_KEYWORDS
+
+    if name in VERILOG_KEYWORDS:
+        name += "_net"
+    hls_cfg = None
+    if args.hls4ml_config:
+        try:
+            hls_cfg = yaml.safe_load(Path(args.hls4ml_config).read_text())
+        except (OSError, yaml.YAMLError) as err:
+            raise UserError(f"{args.hls4ml_config}: cannot be read as YAML "
+                            f"({' '.join(str(err).split())})") from None
+        if not isinstance(hls_cfg, dict):
+            raise UserError(f"{args.hls4ml_config}: not a mapping (allowed: hls4ml's "
+                            "configuration dictionary, with Model and LayerName keys)")
+    if args.reuse_factor is not None and args.reuse_factor < 1:
+        raise UserError(f"--reuse-factor {args.reuse_factor}: out of range (allowed: >= 1)")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{args.out}: exists and is not a folder (allowed: a folder path)")
+    _say(f"reading {model} through hls4ml...")
+    with _quiet():
+        graph, used = convert(model, hls4ml_config=hls_cfg, name=name,
+                              default_precision=args.default_precision,
+                              output_dir=str(out / "hls4ml_prj"))
+        if args.reuse_factor is not None:
+            used = dict(used)
+            used.setdefault("Model", {})["ReuseFactor"] = args.reuse_factor
+            for lc in (used.get("LayerName") or {}).values():
+                if "ReuseFactor" in lc:
+                    lc["ReuseFactor"] = args.reuse_factor
+            graph, used = convert(model, hls4ml_config=used, name=name,
+                                  output_dir=str(out / "hls4ml_prj"))
+    lowered = lower(graph, name=name)
+    for note in auto_notes(used, graph):
+        _say(f"note: {note}")
+    plain = to_config(lowered, name, source=str(model))
+    cfg = parse_config(plain, f"<{model}>")
+    out.mkdir(parents=True, exist_ok=True)
+    ypath = out / f"{name}.yaml"
+    ypath.write_text(yaml.safe_dump(plain, sort_keys=False, width=100))
+    (out / "hls4ml_config.yaml").write_text(yaml.safe_dump(used, sort_keys=False))
+    for layer in lowered.layers:
+        shape = f"{layer.n_in}->{layer.n_out} reuse {layer.reuse_factor}" \
+            if isinstance(layer, DenseLayer) else ""
+        _say(f"  {layer.name:<20} {type(layer).__name__:<15} {shape:<22} -> {layer.result}")
+    vpath, jpath = generate(cfg, out)
+    _say(f"wrote {ypath}, {vpath} and {jpath}")
+    return 0
+
+
+class _quiet:
+    """hls4ml prints its progress on stdout; keep the command's own output readable."""
+
+    def __enter__(self):
+        import contextlib
+        import io
+
+        self._buf = io.StringIO()
+        self._ctx = contextlib.redirect_stdout(self._buf)
+        self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._ctx.__exit__(*exc)
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,6 +45,7 @@ from .numerics import Format
 
 __all__ = [
     "MacArrayConfig",
+    "NetworkConfig",
     "SparseChainConfig",
     "UnitConfig",
     "BoardConfig",
@@ -144,6 +145,23 @@ OperandFormat = Annotated[FormatField, AfterValidator(_operand_width)]
 AccFormat = Annotated[FormatField, AfterValidator(_acc_width)]
 
 
+#: Verilog-2005 keywords (plus common SystemVerilog ones): tools escape them as ``\\name``.
+VERILOG_KEYWORDS = frozenset("""
+always and assign automatic begin buf bufif0 bufif1 case casex casez cell cmos config deassign
+default defparam design disable edge else end endcase endconfig endfunction endgenerate
+endmodule endprimitive endspecify endtable endtask event for force forever fork function
+generate genvar highz0 highz1 if ifnone incdir include initial inout input instance integer
+join large liblist library localparam macromodule medium module nand negedge nmos nor
+noshowcancelled not notif0 notif1 or output parameter pmos posedge primitive pull0 pull1
+pulldown pullup pulsestyle_ondetect pulsestyle_onevent rcmos real realtime reg release repeat
+rnmos rpmos rtran rtranif0 rtranif1 scalared showcancelled signed small specify specparam
+strong0 strong1 supply0 supply1 table task time tran tranif0 tranif1 tri tri0 tri1 triand
+trior trireg unsigned use uwire vectored wait wand weak0 weak1 while wire wor xnor xor
+bit byte logic int shortint longint class interface package program typedef enum struct
+union const string void return break continue import export
+""".split())
+
+
 def _identifier(name: str) -> str:
     ok = (
         name[:1].isascii()
@@ -155,6 +173,9 @@ def _identifier(name: str) -> str:
             f"{_show(name)} is not a Verilog identifier (allowed: letters, digits "
             "and _, not starting with a digit)"
         )
+    if name in VERILOG_KEYWORDS:
+        raise _problem(f"{_show(name)} is a Verilog keyword (allowed: another name, e.g. "
+                       f"{name}_0)")
     if len(name) > MAX_NAME_LENGTH:
         raise _problem(
             f"{_show(name)} is {len(name)} characters long (allowed: at most {MAX_NAME_LENGTH})"
@@ -434,15 +455,156 @@ def _fmt_str(width: int, int_bits: int, signed: bool) -> str:
         return f"{'' if signed else 'u'}fixed<{width},{int_bits}>"
 
 
+# -- lowered networks (the HLS flow) ---------------------------------------------------------
+
+
+class QuantConfig(BaseModel):
+    """An ``ap_fixed``-style type: the format of the codes, and how a value is converted into
+    it (``rounding`` when fraction bits are dropped, ``overflow`` when out of range)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True,
+                              arbitrary_types_allowed=True)
+
+    format: FormatField = Field(description="The format of the codes.")
+    rounding: Literal["trn", "rnd", "rnd_conv"] = Field("trn", description="Rounding.")
+    overflow: Literal["wrap", "sat"] = Field("wrap", description="Overflow rule.")
+
+
+def _int_tuple(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_int_tuple(v) for v in value)
+    return value
+
+
+IntVector = Annotated[tuple[int, ...], BeforeValidator(_int_tuple)]
+IntMatrix = Annotated[tuple[tuple[int, ...], ...], BeforeValidator(_int_tuple)]
+
+
+def _check_codes(field: str, values, q: QuantConfig) -> None:
+    fmt = q.format
+    for i, v in enumerate(values if not values or isinstance(values[0], int)
+                          else [x for row in values for x in row]):
+        if not fmt.min_code <= v <= fmt.max_code:
+            raise _field_problem(field, f"code {v} (entry {i}) does not fit {fmt} (allowed: "
+                                 f"{fmt.min_code}..{fmt.max_code})")
+
+
+class DenseLayerConfig(BaseModel):
+    """``y = result(accum(b) + sum_i accum(x_i * w_ij))`` (hls4ml's Dense, latency strategy).
+    ``w`` [n_in][n_out] and ``b`` [n_out] are integer codes of ``weight`` and ``bias``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    kind: Literal["dense"]
+    name: Identifier
+    weight: QuantConfig
+    bias: QuantConfig
+    accum: QuantConfig
+    result: QuantConfig
+    reuse_factor: int = Field(1, ge=1, le=4096, description="Uses of each multiplier per row.")
+    w: IntMatrix = Field(min_length=1)
+    b: IntVector = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> DenseLayerConfig:
+        widths = {len(row) for row in self.w}
+        if len(widths) != 1:
+            raise _field_problem("w", "rows of different lengths (allowed: n_in rows of "
+                                 "n_out codes)")
+        if len(self.b) != len(self.w[0]):
+            raise _field_problem("b", f"{len(self.b)} codes but w has {len(self.w[0])} "
+                                 f"outputs (allowed: {len(self.w[0])} codes)")
+        _check_codes("w", self.w, self.weight)
+        _check_codes("b", self.b, self.bias)
+        return self
+
+
+class BatchNormLayerConfig(BaseModel):
+    """``y = result(x * scale + b)`` per feature, exact inside (hls4ml's BatchNormalization and
+    ApplyAlpha)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    kind: Literal["batchnorm"]
+    name: Identifier
+    scale_type: QuantConfig
+    bias: QuantConfig
+    result: QuantConfig
+    scale: IntVector = Field(min_length=1)
+    b: IntVector = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> BatchNormLayerConfig:
+        if len(self.b) != len(self.scale):
+            raise _field_problem("b", f"{len(self.b)} codes but scale has {len(self.scale)} "
+                                 f"(allowed: {len(self.scale)} codes)")
+        _check_codes("scale", self.scale, self.scale_type)
+        _check_codes("b", self.b, self.bias)
+        return self
+
+
+class ReluLayerConfig(BaseModel):
+    """``y = result(max(x, 0))``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    kind: Literal["relu"]
+    name: Identifier
+    result: QuantConfig
+
+
+def _layer_list(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+LayerConfig = Annotated[
+    DenseLayerConfig | BatchNormLayerConfig | ReluLayerConfig, Field(discriminator="kind")
+]
+LAYER_MODELS = {"dense": DenseLayerConfig, "batchnorm": BatchNormLayerConfig,
+                "relu": ReluLayerConfig}
+
+
+class NetworkConfig(_UnitBase):
+    """A network lowered from hls4ml (``tensorfab hls``): ``y = layers(x)`` row by row, each
+    layer with hls4ml's ``ap_fixed`` types; weights are integer codes in the file."""
+
+    unit: Literal["network"] = Field(description="The unit family: `network`.")
+    input: QuantConfig = Field(description="The type of the input codes `x`.")
+    layers: Annotated[tuple[LayerConfig, ...], BeforeValidator(_layer_list)] = Field(
+        min_length=1, description="The layers in order; the first is a dense layer.")
+    source: str = Field("", description="What the network was lowered from (informative).")
+
+    @model_validator(mode="after")
+    def _check(self) -> NetworkConfig:
+        if self.layers[0].kind != "dense":
+            raise _field_problem("layers[0]", f"the first layer is {self.layers[0].kind} "
+                                 "(allowed: a dense layer first)")
+        width = None
+        for i, layer in enumerate(self.layers):
+            if layer.kind == "dense":
+                n_in = len(layer.w)
+                if width is not None and n_in != width:
+                    raise _field_problem(f"layers[{i}].w", f"{n_in} inputs but the layer "
+                                         f"before gives {width} (allowed: {width} rows)")
+                width = len(layer.w[0])
+            elif layer.kind == "batchnorm" and len(layer.scale) != width:
+                raise _field_problem(f"layers[{i}].scale", f"{len(layer.scale)} codes but the "
+                                     f"layer before gives {width} (allowed: {width})")
+        return self
+
+
 #: The config models by ``unit``.
 UNIT_MODELS: dict[str, type[BaseModel]] = {
     "mac_array": MacArrayConfig,
     "sparse_chain": SparseChainConfig,
+    "network": NetworkConfig,
 }
 
 #: Any unit config, selected by its ``unit`` key. Grows as families are added.
 UnitConfig = Annotated[
-    MacArrayConfig | SparseChainConfig, Field(discriminator="unit")
+    MacArrayConfig | SparseChainConfig | NetworkConfig, Field(discriminator="unit")
 ]
 
 _ADAPTER: TypeAdapter = TypeAdapter(UnitConfig)
@@ -705,6 +867,9 @@ def _describe(e: dict, data: dict) -> str:
         if isinstance(node, dict) and part not in node and part in UNIT_MODELS:
             model = UNIT_MODELS[part]
             continue
+        if isinstance(node, dict) and part not in node and part in LAYER_MODELS:
+            model = LAYER_MODELS[part]  # a layer's kind tag
+            continue
         clean.append(part)
         if isinstance(node, (dict, list)):
             try:
@@ -726,11 +891,14 @@ def _describe(e: dict, data: dict) -> str:
         return f"{at}unit: {_show(unit)} is not a unit (allowed: {allowed})"
 
     if model is BoardConfig and len(loc) > 1 and loc[0] == "link":
-        model, field_loc = LinkConfig, loc[1:]
-    elif model is BoardConfig or model is None:
-        field_loc = loc
-    else:
-        field_loc = loc[2:] if len(loc) > 2 and loc[0] == "units" else loc
+        model = LinkConfig
+    if len(loc) > 1 and isinstance(model, type) and loc[-2] in ("input", "weight", "bias",
+                                                                "accum", "result", "scale_type"):
+        model = QuantConfig
+    last_index = max((i for i, part in enumerate(loc) if isinstance(part, int)), default=-1)
+    field_loc = loc[last_index + 1:]
+    if model is LinkConfig or model is QuantConfig:
+        field_loc = loc[-1:]
     path = _dotted(loc)
     field = (model.model_fields.get(field_loc[0])
              if model is not None and len(field_loc) == 1 else None)

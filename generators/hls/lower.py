@@ -22,6 +22,7 @@ from ..errors import UserError
 from ..numerics import Format
 
 __all__ = ["Quant", "DenseLayer", "BatchNormLayer", "ReluLayer", "LoweredModel", "lower",
+           "to_config", "from_config",
            "quant_of"]
 
 #: hls4ml layer classes this version lowers.
@@ -226,3 +227,62 @@ def lower(graph, name: str | None = None) -> LoweredModel:
                             f"(allowed: {', '.join(SUPPORTED)})")
     return LoweredModel(name=name or graph.config.get_project_name(), inp=inp,
                         layers=tuple(out), notes=tuple(notes))
+
+
+# -- to and from the `network` config ---------------------------------------------------------
+
+
+def _quant_dict(q: Quant) -> dict:
+    return {"format": str(q.fmt), "rounding": q.rounding, "overflow": q.overflow}
+
+
+def _quant(c) -> Quant:
+    return Quant(c.format, c.rounding, c.overflow)
+
+
+def to_config(model: LoweredModel, name: str, source: str = "") -> dict:
+    """The ``unit: network`` config (a plain YAML-able dict) of a lowered model."""
+    layers = []
+    for layer in model.layers:
+        if isinstance(layer, DenseLayer):
+            layers.append({"kind": "dense", "name": layer.name,
+                           "weight": _quant_dict(layer.weight), "bias": _quant_dict(layer.bias),
+                           "accum": _quant_dict(layer.accum),
+                           "result": _quant_dict(layer.result),
+                           "reuse_factor": layer.reuse_factor,
+                           "w": np.asarray(layer.w, dtype=np.int64).tolist(),
+                           "b": np.asarray(layer.b, dtype=np.int64).tolist()})
+        elif isinstance(layer, BatchNormLayer):
+            layers.append({"kind": "batchnorm", "name": layer.name,
+                           "scale_type": _quant_dict(layer.scale_q),
+                           "bias": _quant_dict(layer.bias), "result": _quant_dict(layer.result),
+                           "scale": np.asarray(layer.scale, dtype=np.int64).tolist(),
+                           "b": np.asarray(layer.b, dtype=np.int64).tolist()})
+        else:
+            layers.append({"kind": "relu", "name": layer.name,
+                           "result": _quant_dict(layer.result)})
+    return {"name": name, "unit": "network", "input": _quant_dict(model.inp),
+            "layers": layers, "source": source}
+
+
+def from_config(cfg) -> LoweredModel:
+    """The lowered model a ``unit: network`` config describes."""
+    cur = _quant(cfg.input)
+    layers = []
+    for lc in cfg.layers:
+        if lc.kind == "dense":
+            layer = DenseLayer(name=lc.name, w=np.array(lc.w, dtype=np.int64),
+                               b=np.array(lc.b, dtype=np.int64), inp=cur,
+                               weight=_quant(lc.weight), bias=_quant(lc.bias),
+                               accum=_quant(lc.accum), result=_quant(lc.result),
+                               reuse_factor=lc.reuse_factor)
+        elif lc.kind == "batchnorm":
+            layer = BatchNormLayer(name=lc.name, scale=np.array(lc.scale, dtype=np.int64),
+                                   b=np.array(lc.b, dtype=np.int64), inp=cur,
+                                   scale_q=_quant(lc.scale_type), bias=_quant(lc.bias),
+                                   result=_quant(lc.result))
+        else:
+            layer = ReluLayer(name=lc.name, inp=cur, result=_quant(lc.result))
+        layers.append(layer)
+        cur = layer.result
+    return LoweredModel(name=cfg.name, inp=_quant(cfg.input), layers=tuple(layers))

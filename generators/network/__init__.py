@@ -1,0 +1,80 @@
+"""A network lowered from hls4ml (``unit: network``): ``y = layers(x)`` row by row.
+
+``params`` (stages, cycle model), ``rtl`` (the Amaranth component); the golden model is
+:func:`generators.hls.model.run`, the one model of a lowered network.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ArrayError
+from .params import NetworkParams
+
+__all__ = ["NetworkParams", "family"]
+
+
+class _Family:
+    """The network unit as the CLI, the simulator runner and the benches see it."""
+
+    name = "network"
+    in_arrays = ("x",)
+    out_arrays = ("y",)
+
+    def params(self, cfg) -> NetworkParams:
+        return NetworkParams.from_config(cfg)
+
+    def component(self, params: NetworkParams):
+        from .rtl import Network
+
+        params.check_rtl()
+        return Network(params)
+
+    def manifest_extra(self, params: NetworkParams) -> dict:
+        return {
+            "latency": params.latency,
+            "throughput": {"multipliers": params.multipliers,
+                           "stage_cycles": params.stage_cycles()},
+            "layers": [layer.name for stage in params.stages for layer in stage],
+            "input_format": str(params.model.inp.fmt),
+            "output_format": str(params.model.out.fmt),
+            "expected_cycles": "NetworkParams.expected_cycles(rows)",
+        }
+
+    def check_inputs(self, params: NetworkParams, arrays: dict, **_) -> dict:
+        if set(arrays) != {"x"}:
+            names = ", ".join(sorted(arrays)) or "none"
+            raise ArrayError(f"arrays {names} (allowed: exactly one array named x)")
+        x = arrays["x"]
+        if x.ndim != 2 or x.shape[1] != params.n_in or x.shape[0] < 1:
+            raise ArrayError(f"x has shape {list(x.shape)} (allowed: [rows, {params.n_in}], "
+                             "rows >= 1)")
+        fmt = params.model.inp.fmt
+        return {"x": fmt.check_codes(x, "x")}
+
+    def golden(self, params: NetworkParams, arrays: dict, **_) -> dict:
+        from ..hls.model import run
+
+        return {"y": np.asarray(run(params.model, arrays["x"]), dtype=np.int64)}
+
+    def schedule(self, params: NetworkParams, arrays: dict, **_):
+        x = arrays["x"]
+        return {"x_stream": {"data": x}}, {"y_stream": x.shape[0]}, x.shape[0]
+
+    def assemble(self, params: NetworkParams, ctx, received: dict) -> dict:
+        return {"y": np.asarray(received["y_stream"]["data"], dtype=np.int64)}
+
+    def expected_cycles(self, params: NetworkParams, arrays: dict, **_) -> int:
+        return params.expected_cycles(arrays["x"].shape[0])
+
+    def stats(self, params: NetworkParams, arrays: dict, cycles: int | None, **_) -> dict:
+        rows = arrays["x"].shape[0]
+        macs = rows * sum(s[0].n_in * s[0].n_out for s in params.stages)
+        out = {"rows": rows, "macs": macs, "expected_cycles": params.expected_cycles(rows)}
+        if cycles:
+            out["cycles"] = cycles
+            out["utilization"] = round(macs / (cycles * params.multipliers), 5)
+        return out
+
+
+family = _Family()

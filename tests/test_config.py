@@ -309,10 +309,12 @@ def test_not_utf8(tmp_path):
         ({**BASE, None: 1}, "key null is not a string (allowed: config key names such as rows)"),
         ({**BASE, "rows": 8.5}, "rows: expected an integer, got 8.5"),
         ({**BASE, "overflow": ["wrap"]}, "overflow: a list is not allowed (allowed: wrap, sat)"),
-        ({**BASE, "unit": None}, "unit: null is not a unit (allowed: mac_array, sparse_chain, network)"),
+        ({**BASE, "unit": None},
+         "unit: null is not a unit (allowed: mac_array, sparse_chain, network)"),
         (
             {**BASE, "unit": "gelu"},
-            "unit: 'gelu' is not available in this version (allowed: mac_array, sparse_chain, network)",
+            "unit: 'gelu' is not available in this version "
+            "(allowed: mac_array, sparse_chain, network)",
         ),
     ],
 )

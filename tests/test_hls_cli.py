@@ -10,9 +10,9 @@ import yaml
 
 pytest.importorskip("hls4ml")
 
-from test_cli import tf  # noqa: E402
+from test_cli import tf
 
-from generators.hls.examples import mlp  # noqa: E402
+from generators.hls.examples import mlp
 
 
 def test_hls_writes_config_and_rtl_then_run_golden(tmp_path):

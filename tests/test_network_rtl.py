@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("hls4ml")
 
-from network_cases import converted  # noqa: E402
+from network_cases import converted
 
-from generators.network import family  # noqa: E402
-from sim.unit import simulate  # noqa: E402
+from generators.network import family
+from sim.unit import simulate
 
 pytestmark = pytest.mark.rtl
 

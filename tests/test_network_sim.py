@@ -8,10 +8,10 @@ import pytest
 
 pytest.importorskip("hls4ml")
 
-from network_cases import converted  # noqa: E402
+from network_cases import converted
 
-from generators.network import family  # noqa: E402
-from sim.unit import simulate  # noqa: E402
+from generators.network import family
+from sim.unit import simulate
 
 
 @pytest.mark.parametrize("reuse", [1, 2, 4, 6])

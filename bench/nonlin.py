@@ -457,6 +457,10 @@ def targets(sm: dict, ge: list[dict]) -> list[dict]:
 def markdown(sec: dict) -> list[str]:
     sm, ge = sec["softmax"], sec["gelu"]
     lines = ["## Softmax and GELU accuracy against published designs (issue 4)", "",
+             "| target | measured | met |", "|---|---|---|"]
+    for t in sec["targets"]:
+        lines.append(f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else 'NO'} |")
+    lines += ["",
              "Error = |code - clip(exact x 2^frac, min, max)| in output LSBs against float64 "
              "(DESIGN.md). The tensorfab rows are the golden models, which the RTL equals code "
              "for code (tests). I-BERT is re-implemented in bench/nonlin.py from the paper "
@@ -481,6 +485,18 @@ def markdown(sec: dict) -> list[str]:
               f"Throughput: {sm['throughput_elements_per_cycle']} element per cycle sustained "
               f"(32 rows of 64: {sm['cycles_32_rows']} cycles).", "",
               "![softmax error histogram](softmax_error_hist.png)", ""]
+    if sec.get("fmax"):
+        lines += ["### ECP5 place and route (LFE5U-85F speed 8, nextpnr seed 1, registered "
+                  "shell of `tensorfab synth --pnr`)", "",
+                  "| config | Fmax (MHz) | LUTs | FFs | DSPs | block RAMs | critical path |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in sec["fmax"]:
+            if "fmax_mhz" in r:
+                lines.append(f"| {r['config']} | {r['fmax_mhz']} | {r['luts']} | {r['ffs']} | "
+                             f"{r['dsps']} | {r['brams']} | {r['critical_path']} |")
+            else:
+                lines.append(f"| {r['config']} | failed: {r['error']} | | | | | |")
+        lines.append("")
     for g in ge:
         lines += [f"### GELU, {g['config']} ({g['in']} -> {g['out']}, {g['implementation']}), "
                   f"every input ({g['inputs']})", "",
@@ -497,18 +513,48 @@ def markdown(sec: dict) -> list[str]:
     return lines
 
 
-def run(out_dir: Path, rows: int = 10 ** 6, seed: int = 4) -> dict:
-    """The whole section: accuracy tables, plots and targets."""
+def bench_fmax(work: Path) -> list[dict]:
+    """ECP5 (LFE5U-85F, speed 8) place and route of the three reference configs, seed 1, in
+    the registered shell of ``tensorfab synth --pnr`` (issue 5)."""
+    from generators.config import load_config
+    from generators.synth import SynthError, synthesize
+
+    rows = []
+    for name in ("softmax64", "gelu8", "gelu16"):
+        try:
+            rep = synthesize(load_config(ROOT / "configs" / f"{name}.yaml"), "ecp5",
+                             work / f"synth-{name}", pnr=True, seed=1)
+        except SynthError as err:
+            print(f"  synthesis of {name} failed: {err}", flush=True)
+            rows.append({"config": f"configs/{name}.yaml", "error": str(err)[:200]})
+            continue
+        rows.append({"config": f"configs/{name}.yaml", "fmax_mhz": rep["fmax_mhz"],
+                     "luts": rep["luts"], "ffs": rep["ffs"], "dsps": rep["dsps"],
+                     "brams": rep["brams"], "seed": 1,
+                     "critical_path": rep["pnr"]["critical_path"]["from"] + " -> "
+                     + rep["pnr"]["critical_path"]["to"]})
+        print(f"  {name}: {rep['fmax_mhz']} MHz on ECP5", flush=True)
+    return rows
+
+
+def run(out_dir: Path, rows: int = 10 ** 6, seed: int = 4, synth: bool = True) -> dict:
+    """The whole section: accuracy tables, plots, ECP5 Fmax (``synth``) and targets."""
     print("softmax and GELU accuracy (issue 4)", flush=True)
     work = Path(tempfile.mkdtemp(prefix="tensorfab-nonlin-"))
     try:
         sm = bench_softmax(rows, seed, work)
+        fmax = bench_fmax(work) if synth else []
     finally:
         shutil.rmtree(work, ignore_errors=True)
     ge = bench_gelu()
     files = plots(sm, ge, out_dir)
     sec = {"softmax": {k: v for k, v in sm.items() if not k.startswith("_")},
            "gelu": [{k: v for k, v in g.items() if not k.startswith("_")} for g in ge],
-           "plots": files}
+           "plots": files, "fmax": fmax}
     sec["targets"] = [dict(t, issue=4) for t in targets(sm, ge)]
+    for r in fmax:
+        if "fmax_mhz" in r:
+            sec["targets"].append({"target": f"{r['config']}: >= 100 MHz on ECP5 (nextpnr)",
+                                   "measured": f"{r['fmax_mhz']} MHz (seed 1)",
+                                   "met": r["fmax_mhz"] >= 100, "issue": 5})
     return sec

@@ -432,8 +432,10 @@ def main(argv=None) -> int:
 
         out = Path(args.out)
         res = json.loads((out / "results.json").read_text())
-        res["nonlin"] = nonlin.run(out, rows=args.nonlin_rows)
-        res["targets"] = [t for t in res["targets"] if t.get("issue") != 4] + \
+        res["nonlin"] = nonlin.run(out, rows=args.nonlin_rows, synth=not args.no_synth)
+        old = {(t.get("issue"), t["target"]) for t in res["nonlin"]["targets"]}
+        res["targets"] = [t for t in res["targets"] if t.get("issue") != 4
+                          and (t.get("issue"), t["target"]) not in old] + \
             res["nonlin"]["targets"]
         (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
         write_markdown(res, out / "RESULTS.md")
@@ -475,7 +477,7 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    res["nonlin"] = nonlin.run(out, rows=args.nonlin_rows)
+    res["nonlin"] = nonlin.run(out, rows=args.nonlin_rows, synth=not args.no_synth)
     os_row = next(r for r in res["utilization"] if r["dataflow"] == "output_stationary")
     ws_row = next(r for r in res["utilization"] if r["dataflow"] == "weight_stationary")
     em32 = max(r["seconds"] for r in res["emission"] if r["array"] == "32x32")

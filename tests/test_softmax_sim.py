@@ -16,6 +16,8 @@ SMALL = [
     dict(length=8, lanes=1),
     dict(length=7, lanes=2, inp="int6", out="ufixed<12,0>"),
     dict(length=9, lanes=4, inp="fixed<6,2>", out="ufixed<10,1>"),
+    dict(length=5, lanes=1, inp="uint4", out="ufixed<4,0>"),
+    dict(length=1, lanes=1, inp="int8", out="ufixed<8,1>"),
 ]
 
 
@@ -26,7 +28,7 @@ def _id(c):
 @pytest.mark.parametrize("cfg", SMALL, ids=_id)
 def test_adversarial_rows_exact_and_cycles(cfg, rng):
     p = softmax_params(**cfg)
-    rows = adversarial_rows(p, rng, lengths=sorted({1, p.lanes + 1, p.length}))
+    rows = adversarial_rows(p, rng, lengths=sorted({1, min(p.lanes + 1, p.length), p.length}))
     batch = RowBatch(family)
     res = simulate(batch, p, {"rows": rows}, sim="amaranth")
     for got, want, row in zip(res.outputs["rows"], golden_rows(p, rows), rows):

@@ -64,7 +64,8 @@ def adversarial_row(p: SoftmaxParams, kind: str, n: int, rng) -> np.ndarray:
 def adversarial_rows(p: SoftmaxParams, rng, lengths=None) -> list[np.ndarray]:
     """Every kind at lengths 1, 2, 3, ``lanes + 1``, ``length - 1`` and ``length``."""
     if lengths is None:
-        lengths = sorted({1, 2, 3, min(p.lanes + 1, p.length), max(p.length - 1, 1), p.length})
+        lengths = sorted(n for n in {1, 2, 3, p.lanes + 1, p.length - 1, p.length}
+                         if 1 <= n <= p.length)
     return [adversarial_row(p, kind, n, rng).astype(np.int64) for n in lengths for kind in KINDS]
 
 

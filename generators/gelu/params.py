@@ -80,7 +80,7 @@ def gelu_code(x: Fraction, out_frac: int) -> int:
             return 0
         v = x * (Fraction(2) ** out_frac)
         return math.ceil(v - Fraction(1, 2))
-    xd = Decimal(x.numerator) / Decimal(x.denominator)
+    xd = _CTX.divide(Decimal(x.numerator), Decimal(x.denominator))  # exact: binary fractions
     phi = _CTX.divide(_CTX.add(1, _erf(_CTX.divide(xd, _SQRT2))), 2)
     return round_real(_CTX.multiply(xd, phi), out_frac)
 

@@ -42,11 +42,12 @@ def _pow2_at_least(n: int) -> int:
 @lru_cache(maxsize=64)
 def exp_table(in_fmt: Format, guard: int) -> tuple[int, ...]:
     """``T[d] = round(exp(-d * in.lsb) * 2**guard)`` for ``d = 0, 1, ...`` up to the first 0
-    entry (included) or ``2**in.width - 1``. Computed with 60-digit decimal arithmetic (the
-    exp is correctly rounded there), so every entry is the correctly rounded value."""
-    ctx = Context(prec=60)
-    lsb = Decimal(2) ** (-in_fmt.frac_bits) if in_fmt.frac_bits >= 0 else \
-        Decimal(2 ** (-in_fmt.frac_bits))
+    entry (included) or ``2**in.width - 1``. Computed with decimal arithmetic of at least 60
+    digits (the exp is correctly rounded there), so every entry is the correctly rounded value."""
+    # enough digits for the exact lsb (2**-f has up to f significant digits) and 60 more
+    ctx = Context(prec=60 + max(0, in_fmt.frac_bits))
+    f = in_fmt.frac_bits
+    lsb = ctx.divide(Decimal(1), Decimal(2 ** f)) if f >= 0 else Decimal(2 ** -f)
     out = []
     for d in range(1 << in_fmt.width):
         v = round_real(ctx.exp(ctx.multiply(Decimal(-d), lsb)), guard)

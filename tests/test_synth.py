@@ -142,5 +142,8 @@ def test_nonlinear_units_reach_100_mhz_on_ecp5(tmp_path, name, dsps):
     cfg = load_config(Path(__file__).parent.parent / "configs" / f"{name}.yaml")
     report = synthesize(cfg, "ecp5", tmp_path, pnr=True, seed=1)
     assert report["dsps"] == dsps
-    _no_logic_multipliers(report)
+    # $scopeinfo cells are Yosys's hierarchy records of the FIFO submodules, not logic
+    generic = {c: n for c, n in report["cells"].items()
+               if c.startswith("$") and c != "$scopeinfo"}
+    assert not generic and report["generic_multipliers"] == 0, generic
     assert report["fmax_mhz"] >= 100, report["pnr"]["critical_path"]

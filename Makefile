@@ -23,7 +23,8 @@ all: test
 help:
 	@echo "make test      fast and rtl tests (Verilator; a smaller Icarus set when iverilog is present)"
 	@echo "make demo      generate $(CONFIG), run a GEMM on its RTL in Verilator, print a table"
-	@echo "make bench     measure utilization, emission time, simulation speed -> bench/RESULTS.md"
+	@echo "make bench     measure utilization, emission time, simulation speed, softmax/GELU"
+	@echo "               accuracy against I-BERT and hls4ml -> bench/RESULTS.md, bench/*.png"
 	@echo "make regress   long sweeps (many shapes and configurations)"
 	@echo "make generate  CONFIG=... OUT=...   emit Verilog + manifest"
 	@echo "make rtl       regenerate the reference Verilog in rtl/ from configs/"
@@ -40,6 +41,14 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+# `make bench` also needs the bench extra (matplotlib, hls4ml 1.3.0 for its C++ softmax).
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP)
+	@echo "installing the bench extra into $(VENV) (log: $(VENV)/install-bench.log)"
+	@$(BIN)/python -m pip install -e '.[dev,bench]' > $(VENV)/install-bench.log 2>&1 || \
+	  { tail -30 $(VENV)/install-bench.log; echo "pip install failed: see $(VENV)/install-bench.log"; exit 1; }
+	@touch $(BENCH_STAMP)
 
 # The Icarus set needs Debian's iverilog (.ci/run installs it); without it, say so and leave
 # that set out rather than fail on a missing tool.
@@ -58,7 +67,7 @@ regress: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m bench.demo --config $(CONFIG) --sim $(SIM)
 
-bench: $(STAMP)
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run
 
 generate: $(STAMP)

@@ -3,8 +3,8 @@
 A config file holds one YAML document, a mapping of the keys in DESIGN.md ("Contracts"). It is
 read with PyYAML's safe loader and validated by pydantic v2 models that are frozen (a config is
 a value: hash it, compare it, never mutate it) and forbid unknown keys. The ``unit`` key selects
-the model (``mac_array`` and ``sparse_chain`` today); :data:`UnitConfig` is the discriminated
-union the other families (``softmax``, ``gelu``, board designs) will join.
+the model (``mac_array``, ``sparse_chain``, ``softmax``, ``gelu``); :data:`UnitConfig` is the
+discriminated union other families (board designs) will join.
 
 Every problem with a file is raised as :class:`~generators.errors.ConfigError` whose message
 is one line, ``FILE: field.path: problem (allowed: ...)``, built from the first validation
@@ -47,6 +47,8 @@ __all__ = [
     "MacArrayConfig",
     "NetworkConfig",
     "SparseChainConfig",
+    "SoftmaxConfig",
+    "GeluConfig",
     "UnitConfig",
     "BoardConfig",
     "LinkConfig",
@@ -447,6 +449,88 @@ class SparseChainConfig(_UnitBase):
         return self.length
 
 
+SOFTMAX_IN_WIDTHS = (2, 12)
+SOFTMAX_OUT_WIDTHS = (2, 16)
+GELU_WIDTHS = (2, 16)
+
+
+def _softmax_in(fmt: Format) -> Format:
+    lo, hi = SOFTMAX_IN_WIDTHS
+    if not lo <= fmt.width <= hi:
+        raise _problem(f"{fmt} is {fmt.width} bits (allowed: {lo}..{hi} bits: the exp table "
+                       f"has up to 2**width entries)")
+    return fmt
+
+
+def _softmax_out(fmt: Format) -> Format:
+    lo, hi = SOFTMAX_OUT_WIDTHS
+    if fmt.signed or not lo <= fmt.width <= hi or fmt.int_bits > 1 or fmt.frac_bits < 1:
+        raise _problem(f"{fmt} is not a probability format (allowed: ufixed<W,I> with "
+                       f"{lo} <= W <= {hi} and I <= 1, e.g. ufixed<8,0>)")
+    return fmt
+
+
+def _gelu_format(fmt: Format) -> Format:
+    lo, hi = GELU_WIDTHS
+    if not fmt.signed or not lo <= fmt.width <= hi:
+        raise _problem(f"{fmt} is not allowed for gelu (allowed: signed fixed<W,I> or intW "
+                       f"with {lo} <= W <= {hi})")
+    return fmt
+
+
+class SoftmaxConfig(_UnitBase):
+    """Row-wise softmax over rows of 1..``length`` elements, ``lanes`` per cycle (DESIGN.md,
+    ``softmax``): ``x [R, n]`` in ``in`` -> ``y [R, n]`` probabilities in ``out``, exact by the
+    integer specification of :mod:`generators.softmax.params`.
+
+    Cross-field rule (checked on load): ``lanes <= length``.
+    """
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", strict=True, arbitrary_types_allowed=True,
+        populate_by_name=False, serialize_by_alias=True,
+    )
+
+    unit: Literal["softmax"] = Field(description="The unit family: `softmax`.")
+    length: int = Field(ge=1, le=4096, description="The longest row (elements).")
+    lanes: int = Field(default=1, ge=1, le=64,
+                       description="Elements per stream beat and per cycle (sustained).")
+    in_: Annotated[FormatField, AfterValidator(_softmax_in)] = Field(
+        alias="in", description="Input format (logits), fixed<W,I>/intW or unsigned, 2..12 bits."
+    )
+    out: Annotated[FormatField, AfterValidator(_softmax_out)] = Field(
+        description="Output format (probabilities): ufixed<W,I>, 2..16 bits, I <= 1."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> SoftmaxConfig:
+        if self.lanes > self.length:
+            raise _field_problem("lanes", f"{self.lanes} lanes exceed length {self.length} "
+                                 f"(allowed: 1..{self.length})")
+        return self
+
+
+class GeluConfig(_UnitBase):
+    """Element-wise exact GELU (DESIGN.md, ``gelu``): ``x [...]`` in ``in`` -> ``y [...]`` in
+    ``out``; a correctly rounded table for inputs up to 10 bits, a piecewise quadratic beyond
+    (:mod:`generators.gelu.params`)."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", strict=True, arbitrary_types_allowed=True,
+        populate_by_name=False, serialize_by_alias=True,
+    )
+
+    unit: Literal["gelu"] = Field(description="The unit family: `gelu`.")
+    in_: Annotated[FormatField, AfterValidator(_gelu_format)] = Field(
+        alias="in", description="Input format: signed fixed<W,I> or intW, 2..16 bits."
+    )
+    out: Annotated[FormatField, AfterValidator(_gelu_format)] = Field(
+        description="Output format: signed fixed<W,I> or intW, 2..16 bits (saturating)."
+    )
+    lanes: int = Field(default=1, ge=1, le=64,
+                       description="Elements per stream beat and per cycle (sustained).")
+
+
 def _fmt_str(width: int, int_bits: int, signed: bool) -> str:
     """Canonical text of a format, for suggestions in messages."""
     try:
@@ -599,12 +683,15 @@ class NetworkConfig(_UnitBase):
 UNIT_MODELS: dict[str, type[BaseModel]] = {
     "mac_array": MacArrayConfig,
     "sparse_chain": SparseChainConfig,
+    "softmax": SoftmaxConfig,
+    "gelu": GeluConfig,
     "network": NetworkConfig,
 }
 
 #: Any unit config, selected by its ``unit`` key. Grows as families are added.
 UnitConfig = Annotated[
-    MacArrayConfig | SparseChainConfig | NetworkConfig, Field(discriminator="unit")
+    MacArrayConfig | SparseChainConfig | SoftmaxConfig | GeluConfig | NetworkConfig,
+    Field(discriminator="unit"),
 ]
 
 _ADAPTER: TypeAdapter = TypeAdapter(UnitConfig)
@@ -900,8 +987,10 @@ def _describe(e: dict, data: dict) -> str:
     if model is LinkConfig or model is QuantConfig:
         field_loc = loc[-1:]
     path = _dotted(loc)
-    field = (model.model_fields.get(field_loc[0])
-             if model is not None and len(field_loc) == 1 else None)
+    field = None
+    if model is not None and len(field_loc) == 1:
+        field = model.model_fields.get(field_loc[0]) or next(
+            (f for f in model.model_fields.values() if f.alias == field_loc[0]), None)
     prefix = f"{path}: " if path else ""
 
     if kind == "tensorfab_field":
@@ -913,7 +1002,8 @@ def _describe(e: dict, data: dict) -> str:
     if kind == "missing":
         return f"{prefix}missing required key"
     if kind == "extra_forbidden":
-        keys = sorted(model.model_fields) if model is not None else []
+        keys = sorted(f.alias or k for k, f in model.model_fields.items()) \
+            if model is not None else []
         hint = difflib.get_close_matches(str(loc[-1]), keys, n=1, cutoff=0.75)
         guess = f", did you mean {hint[0]!r}?" if hint else ""
         return f"{prefix}unknown key{guess} (allowed: {', '.join(keys)})"

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Format", "Overflow", "Rounding", "exact_matmul", "pack_bits", "requantize",
-           "unpack_bits"]
+__all__ = ["Format", "Overflow", "Rounding", "div_round", "exact_matmul", "pack_bits",
+           "requantize", "round_real", "unpack_bits"]
 
 _I64_MIN = -(1 << 63)
 _I64_MAX = (1 << 63) - 1
@@ -454,6 +454,38 @@ def requantize(codes, src: Format, dst: Format, rounding: Rounding | str = "trn"
     c = _int_array(codes, "codes")
     flat = _rescale(c.reshape(-1), dst.frac_bits - src.frac_bits, rnd)
     return dst._overflow_flat(flat, ov).reshape(c.shape)
+
+
+def div_round(num, den) -> np.ndarray:
+    """Exact ``num / den`` rounded to nearest, ties toward plus infinity (``rnd``), for
+    non-negative integer ``num`` and positive integer ``den`` (arrays broadcast):
+    ``floor((2 * num + den) / (2 * den))``. int64 when ``2 * num + den`` fits, else Python ints.
+
+    This is what a restoring divider computes from the numerator ``2 * num + den`` and the
+    divisor ``2 * den`` (the softmax unit's normalisation).
+    """
+    n = _int_array(num, "num")
+    d = _int_array(den, "den")
+    if (n.size and int(n.min()) < 0) or (d.size and int(d.min()) < 1):
+        raise ValueError("div_round needs num >= 0 and den >= 1")
+    if max(_abs_max(n), 1) * 2 + _abs_max(d) < (1 << 62):
+        return (2 * n.astype(np.int64) + d.astype(np.int64)) // (2 * d.astype(np.int64))
+    return (2 * n.astype(object) + d.astype(object)) // (2 * d.astype(object))
+
+
+def round_real(value, frac_bits: int) -> int:
+    """``round(value * 2**frac_bits)`` to nearest, ties toward plus infinity, of an exact real
+    given as a :class:`decimal.Decimal` or :class:`fractions.Fraction` (a Python int back).
+
+    Tables that must be correctly rounded (softmax's exp table, GELU's table) compute their
+    entries at high precision and round them here once.
+    """
+    from decimal import Decimal
+    from fractions import Fraction
+
+    v = Fraction(value) if isinstance(value, Decimal) else Fraction(value)
+    scaled = v * (Fraction(2) ** frac_bits)
+    return math.floor(scaled + Fraction(1, 2))
 
 
 def exact_matmul(a, b) -> np.ndarray:

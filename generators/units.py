@@ -15,9 +15,17 @@ def family(unit: str):
         from .sparse_chain import family as fam
 
         return fam
+    if unit == "softmax":
+        from .softmax import family as fam
+
+        return fam
+    if unit == "gelu":
+        from .gelu import family as fam
+
+        return fam
     if unit == "network":
         from .network import family as fam
 
         return fam
     raise UserError(f"unit {unit!r} has no generator in this version "
-                    "(allowed: mac_array, sparse_chain, network)")
+                    "(allowed: mac_array, sparse_chain, softmax, gelu, network)")

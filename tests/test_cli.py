@@ -213,3 +213,44 @@ def test_sparse_run_rtl_with_stats(tmp_path, rng):
     stats = json.loads((tmp_path / "s.json").read_text())
     assert stats["cycles"] == stats["expected_cycles"] == 3 * 2 * 2 + 19
     assert stats["mismatches"] == 0 and stats["mode"] == "1:4"
+
+
+@pytest.mark.parametrize("config, x", [
+    ("softmax64", np.arange(-128, 128).reshape(4, 64)),
+    ("gelu8", np.arange(-128, 128).reshape(16, 16)),
+    ("gelu16", np.arange(-32768, 32768, 97).reshape(-1, 1)),
+])
+def test_nonlinear_run_golden_and_rtl(tmp_path, config, x):
+    cfg = ROOT / "configs" / f"{config}.yaml"
+    np.savez(tmp_path / "in.npz", x=x)
+    outs = {}
+    for backend in ("golden", "rtl"):
+        r = tf("run", cfg, "--inputs", tmp_path / "in.npz", "--out",
+               tmp_path / f"{backend}.npz", "--backend", backend,
+               "--stats", tmp_path / f"{backend}.json")
+        assert r.returncode == 0, r.stderr
+        outs[backend] = np.load(tmp_path / f"{backend}.npz")["y"]
+        assert outs[backend].shape == x.shape
+    assert np.array_equal(outs["golden"], outs["rtl"])
+    stats = json.loads((tmp_path / "rtl.json").read_text())
+    assert stats["cycles"] == stats["expected_cycles"] and stats["mismatches"] == 0
+
+
+test_nonlinear_run_golden_and_rtl = pytest.mark.rtl(test_nonlinear_run_golden_and_rtl)
+
+
+@pytest.mark.parametrize("config, arrays, msg", [
+    ("softmax64", {"x": np.zeros((2, 65), dtype=np.int64)},
+     "x: rows of 65 elements are longer than this unit's length 64 (allowed: 1..64)"),
+    ("softmax64", {"x": np.zeros(5, dtype=np.int64)}, "x: shape (5,) is not 2-D"),
+    ("softmax64", {"y": np.zeros((1, 5), dtype=np.int64)}, "missing array 'x'"),
+    ("gelu8", {"x": np.array([0, 300])}, "x: value 300 at index 1 is out of range"),
+    ("gelu16", {"x": np.zeros(3)}, "x: dtype float64 is not an integer dtype"),
+])
+def test_nonlinear_bad_arrays_exit_2(tmp_path, config, arrays, msg):
+    np.savez(tmp_path / "in.npz", **arrays)
+    r = tf("run", ROOT / "configs" / f"{config}.yaml", "--inputs", tmp_path / "in.npz",
+           "--out", tmp_path / "o.npz")
+    assert r.returncode == 2
+    line = r.stderr.strip()
+    assert "\n" not in line and msg in line, line

@@ -11,7 +11,9 @@ from pydantic import ValidationError
 
 from generators.config import (
     BoardConfig,
+    GeluConfig,
     MacArrayConfig,
+    SoftmaxConfig,
     SparseChainConfig,
     config_to_dict,
     load_config,
@@ -48,7 +50,8 @@ def mac(**changes) -> MacArrayConfig:
 
 def test_there_are_example_configs():
     names = {p.name for p in GOOD}
-    assert {"mac8x8.yaml", "mac16x16_ws.yaml", "mac4x4_int4x8_sat.yaml"} <= names
+    assert {"mac8x8.yaml", "mac16x16_ws.yaml", "mac4x4_int4x8_sat.yaml", "softmax64.yaml",
+            "gelu8.yaml", "gelu16.yaml"} <= names
 
 
 def _is_board(path) -> bool:
@@ -85,7 +88,7 @@ def test_board_defaults():
 @pytest.mark.parametrize("path", GOOD_UNITS, ids=lambda p: p.name)
 def test_good_config_loads_frozen_and_round_trips(path, tmp_path):
     cfg = load_config(path)
-    assert isinstance(cfg, (MacArrayConfig, SparseChainConfig))
+    assert isinstance(cfg, (MacArrayConfig, SparseChainConfig, SoftmaxConfig, GeluConfig))
     assert cfg.name == path.stem  # the examples are named after their files
     with pytest.raises(ValidationError):
         cfg.name = "other"
@@ -309,12 +312,14 @@ def test_not_utf8(tmp_path):
         ({**BASE, None: 1}, "key null is not a string (allowed: config key names such as rows)"),
         ({**BASE, "rows": 8.5}, "rows: expected an integer, got 8.5"),
         ({**BASE, "overflow": ["wrap"]}, "overflow: a list is not allowed (allowed: wrap, sat)"),
-        ({**BASE, "unit": None},
-         "unit: null is not a unit (allowed: mac_array, sparse_chain, network)"),
+        (
+            {**BASE, "unit": None},
+            "unit: null is not a unit (allowed: mac_array, sparse_chain, softmax, gelu, "
+            "network)",
+        ),
         (
             {**BASE, "unit": "gelu"},
-            "unit: 'gelu' is not available in this version "
-            "(allowed: mac_array, sparse_chain, network)",
+            "rows: unknown key (allowed: in, lanes, name, out, unit)",
         ),
     ],
 )
@@ -341,3 +346,14 @@ def test_first_error_is_deterministic_and_unknown_keys_come_first():
 def test_field_errors_come_in_field_order():
     with pytest.raises(ConfigError, match=r"^f: rows: 0 is out of range"):
         parse_config({**BASE, "rows": 0, "cols": 0, "acc": "int8"}, "f")
+
+
+def test_nonlinear_configs_keep_in_as_the_key():
+    sm = load_config(ROOT / "configs" / "softmax64.yaml")
+    assert isinstance(sm, SoftmaxConfig)
+    assert (sm.length, sm.lanes, str(sm.in_), str(sm.out)) == (64, 1, "fixed<8,3>", "ufixed<8,0>")
+    assert list(config_to_dict(sm)) == ["name", "unit", "length", "lanes", "in", "out"]
+    g = replace_config(load_config(ROOT / "configs" / "gelu8.yaml"), lanes=4)
+    assert isinstance(g, GeluConfig) and g.lanes == 4 and str(g.in_) == "fixed<8,3>"
+    with pytest.raises(ConfigError, match=r"in: fixed<13,3> is 13 bits"):
+        replace_config(sm, **{"in": "fixed<13,3>"})

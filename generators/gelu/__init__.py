@@ -1,0 +1,89 @@
+"""GELU unit: element-wise exact-by-specification GELU (a full table up to 10 input bits, a
+piecewise quadratic beyond).
+
+``params`` (formats, tables and coefficients from one function, latency, ``expected_cycles``),
+``model`` (the golden model, the float64 reference, the error measure) and ``rtl`` (the
+Amaranth component).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .model import check_inputs, error_lsb, gelu, reference
+from .params import GeluParams
+
+__all__ = ["GeluParams", "gelu", "reference", "error_lsb", "check_inputs", "family"]
+
+
+class _Family:
+    """The gelu unit as the CLI, the simulator runner and the benches see it.
+
+    Streaming: ``x`` is flattened (C order) and cut into beats of ``lanes`` elements, the last
+    beat zero-padded and marked ``last``; ``o_stream`` returns one beat per input beat.
+    """
+
+    name = "gelu"
+    in_arrays = ("x",)
+    out_arrays = ("y",)
+
+    def params(self, cfg) -> GeluParams:
+        return GeluParams.from_config(cfg)
+
+    def component(self, params):
+        from .rtl import Gelu
+
+        return Gelu(params)
+
+    def manifest_extra(self, params: GeluParams) -> dict:
+        out = {
+            "latency": params.latency,
+            "throughput": {"elements_per_cycle": params.lanes, "beats_per_cycle": 1},
+            "lanes": params.lanes,
+            "implementation": params.kind,
+            "expected_cycles": "GeluParams.expected_cycles(ceil(x.size / lanes))",
+        }
+        if params.kind == "poly":
+            out["poly"] = {"segments": len(params.poly.c0), "offset_bits": params.poly.k,
+                           "span_codes": params.poly.span,
+                           "internal_frac_bits": params.internal_frac}
+        return out
+
+    def check_inputs(self, params, arrays: dict, **_) -> dict:
+        return {"x": check_inputs(params, arrays)}
+
+    def golden(self, params, arrays: dict, **_) -> dict:
+        return {"y": gelu(params, arrays["x"])}
+
+    def beats(self, params, arrays: dict) -> int:
+        return math.ceil(np.size(arrays["x"]) / params.lanes)
+
+    def schedule(self, params, arrays: dict, **_):
+        x = np.asarray(arrays["x"], dtype=np.int64)
+        n = self.beats(params, arrays)
+        flat = np.zeros(n * params.lanes, dtype=np.int64)
+        flat[:x.size] = x.reshape(-1)
+        last = np.zeros(n, dtype=np.int64)
+        last[-1] = 1
+        inputs = {"i_stream": {"data": flat.reshape(n, params.lanes), "last": last}}
+        return inputs, {"o_stream": n}, x.shape
+
+    def assemble(self, params, ctx, received: dict) -> dict:
+        data = np.asarray(received["o_stream"]["data"]).reshape(-1)
+        size = int(np.prod(ctx))
+        return {"y": data[:size].reshape(ctx)}
+
+    def expected_cycles(self, params, arrays: dict, **_) -> int:
+        return params.expected_cycles(self.beats(params, arrays))
+
+    def stats(self, params, arrays: dict, cycles: int | None, **_) -> dict:
+        out = {"elements": int(np.size(arrays["x"])), "beats": self.beats(params, arrays),
+               "expected_cycles": self.expected_cycles(params, arrays)}
+        if cycles:
+            out["cycles"] = cycles
+        return out
+
+
+family = _Family()

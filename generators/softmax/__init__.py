@@ -1,0 +1,116 @@
+"""Softmax unit: row-wise softmax, exact by its integer specification (see :mod:`.params`).
+
+``params`` (formats, the exp table, buffer sizes, latency, ``expected_cycles``), ``model``
+(the golden model, the float64 reference, the error measure) and ``rtl`` (the Amaranth
+component: a store/max pass, an exp/sum pass and a divide pass over row buffers).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .model import check_inputs, error_lsb, reference, softmax
+from .params import SoftmaxParams
+
+__all__ = ["SoftmaxParams", "softmax", "reference", "error_lsb", "check_inputs", "family",
+           "schedule_rows", "assemble_rows"]
+
+
+def schedule_rows(p: SoftmaxParams, rows) -> tuple[dict, int]:
+    """Input beats for a list of 1-D code rows (each 1..length long, lengths may differ).
+
+    A row is cut into ``ceil(n / lanes)`` beats; ``last`` marks its final beat; with more than
+    one lane, ``keep`` has one bit per lane in use (the final beat's unused lanes are 0 and
+    ignored). Returns the ``i_stream`` fields and the number of ``o_stream`` beats (the same).
+    """
+    data, keep, last = [], [], []
+    for row in rows:
+        row = np.asarray(row, dtype=np.int64).reshape(-1)
+        b = p.beats(row.size)
+        pad = np.zeros(b * p.lanes, dtype=np.int64)
+        pad[:row.size] = row
+        data.append(pad.reshape(b, p.lanes))
+        k = np.zeros(b * p.lanes, dtype=np.int64)
+        k[:row.size] = 1
+        keep.append((k.reshape(b, p.lanes) << np.arange(p.lanes)).sum(axis=1))
+        flag = np.zeros(b, dtype=np.int64)
+        flag[-1] = 1
+        last.append(flag)
+    fields = {"data": np.concatenate(data), "last": np.concatenate(last)}
+    if p.lanes > 1:
+        fields["keep"] = np.concatenate(keep)
+    return fields, len(fields["last"])
+
+
+def assemble_rows(p: SoftmaxParams, lengths, data: np.ndarray) -> list[np.ndarray]:
+    """The output rows from ``o_stream`` lane data ``[beats, lanes]``."""
+    data = np.asarray(data)
+    out, at = [], 0
+    for n in lengths:
+        b = p.beats(n)
+        out.append(data[at: at + b].reshape(-1)[:n])
+        at += b
+    if at != len(data):
+        raise ValueError(f"expected {at} output beats, got {len(data)}")
+    return out
+
+
+class _Family:
+    """The softmax unit as the CLI, the simulator runner and the benches see it."""
+
+    name = "softmax"
+    in_arrays = ("x",)
+    out_arrays = ("y",)
+
+    def params(self, cfg) -> SoftmaxParams:
+        return SoftmaxParams.from_config(cfg)
+
+    def component(self, params):
+        from .rtl import Softmax
+
+        return Softmax(params)
+
+    def manifest_extra(self, params: SoftmaxParams) -> dict:
+        return {
+            "latency": params.latency,
+            "latency_note": "first beat of a row to its first output beat, unit idle, "
+                            "plus 2 * (beats of the row - 1)",
+            "throughput": {"elements_per_cycle": params.lanes, "beats_per_cycle": 1},
+            "lanes": params.lanes,
+            "exp_table": {"entries": params.table_size, "guard_bits": params.guard},
+            "row_buffer_beats": params.x_depth,
+            "exp_buffer_beats": params.e_depth,
+            "expected_cycles": "SoftmaxParams.expected_cycles(row_lengths)",
+        }
+
+    def check_inputs(self, params, arrays: dict, **_) -> dict:
+        return {"x": check_inputs(params, arrays)}
+
+    def golden(self, params, arrays: dict, **_) -> dict:
+        return {"y": softmax(params, arrays["x"])}
+
+    def schedule(self, params, arrays: dict, **_):
+        x = np.asarray(arrays["x"], dtype=np.int64)
+        fields, beats = schedule_rows(params, list(x))
+        return {"i_stream": fields}, {"o_stream": beats}, x.shape
+
+    def assemble(self, params, ctx, received: dict) -> dict:
+        r, n = ctx
+        rows = assemble_rows(params, [n] * r, received["o_stream"]["data"])
+        return {"y": np.stack(rows).reshape(r, n)}
+
+    def expected_cycles(self, params, arrays: dict, **_) -> int:
+        r, n = np.shape(arrays["x"])
+        return params.expected_cycles([n] * r)
+
+    def stats(self, params, arrays: dict, cycles: int | None, **_) -> dict:
+        r, n = np.shape(arrays["x"])
+        out = {"rows": int(r), "row_length": int(n),
+               "expected_cycles": self.expected_cycles(params, arrays)}
+        if cycles:
+            out["cycles"] = cycles
+            out["elements_per_cycle"] = round(r * n / cycles, 4)
+        return out
+
+
+family = _Family()

@@ -31,7 +31,8 @@ __all__ = [
     "Packet", "Status", "RunRequest",
     "crc16", "cobs_encode", "cobs_decode", "cobs_max", "encode_packet", "encode_frame",
     "decode_packet", "FrameDecoder",
-    "info_request", "write_request", "read_request", "run_request", "status_request",
+    "info_request", "write_request", "read_request", "run_request", "run_payload",
+    "status_request",
     "clear_request",
     "reply_payload", "parse_info_reply", "parse_read_reply", "parse_run_reply",
     "parse_status_reply", "parse_write_reply", "parse_clear_reply",
@@ -314,12 +315,16 @@ def run_request(seq: int, unit: int, mode: int, dims: Iterable[int],
                 beats: Iterable[int]) -> bytes:
     """RUN ``unit`` in ``mode`` on problem shape ``dims`` (3 values) with one beat count per
     stream of the unit (manifest order, inputs and outputs)."""
+    return encode_frame(Op.RUN, seq, run_payload(unit, mode, dims, beats))
+
+
+def run_payload(unit: int, mode: int, dims: Iterable[int], beats: Iterable[int]) -> bytes:
+    """The payload of a RUN request (see :func:`run_request`)."""
     dims = tuple(dims)
     if len(dims) != 3:
         raise ValueError(f"RUN takes 3 dims, got {len(dims)}")
     beats = tuple(beats)
-    return encode_frame(Op.RUN, seq, struct.pack(f"<BB3I{len(beats)}I", unit, mode, *dims,
-                                                 *beats))
+    return struct.pack(f"<BB3I{len(beats)}I", unit, mode, *dims, *beats)
 
 
 def status_request(seq: int) -> bytes:
@@ -378,13 +383,15 @@ def _need(payload: bytes, n: int, what: str) -> None:
 
 def parse_info_reply(payload: bytes, offset: int = 0,
                      max_payload: int = MAX_PAYLOAD) -> tuple[int, bytes]:
-    """``(total, chunk)`` of an INFO ACK; the chunk must be as long as the board can send
-    from ``offset`` (``min(total - offset, max_payload - 2)``)."""
+    """``(total, chunk)`` of an INFO ACK for ``offset``: the chunk must be non-empty while
+    ``offset < total``, empty at ``offset == total``, and never run past ``total`` or over
+    ``max_payload - 2`` bytes."""
     if len(payload) < 2:
         raise ReplyMismatch("INFO reply shorter than its total field")
     total = int.from_bytes(payload[:2], "little")
     chunk = payload[2:]
-    if offset > total or len(chunk) != min(total - offset, max_payload - 2):
+    left = total - offset
+    if left < 0 or len(chunk) > min(left, max_payload - 2) or (left and not chunk):
         raise ReplyMismatch(f"INFO reply of {len(chunk)} bytes at offset {offset} of {total}")
     return total, chunk
 

@@ -192,7 +192,9 @@ def test_reply_parsers_check_lengths():
         p.parse_read_reply(b"abcde", 2, 3)
     assert p.parse_info_reply(p.info_reply(5, b"hello"), 0) == (5, b"hello")
     assert p.parse_info_reply(p.info_reply(5, b"lo"), 3) == (5, b"lo")
-    for bad in (b"\x05", p.info_reply(5, b"hell"), p.info_reply(5, b"hello!")):
+    assert p.parse_info_reply(p.info_reply(5, b"hel"), 0) == (5, b"hel")   # a shorter piece
+    assert p.parse_info_reply(p.info_reply(5, b""), 5) == (5, b"")
+    for bad in (b"\x05", p.info_reply(5, b""), p.info_reply(5, b"hello!")):
         with pytest.raises(p.ReplyMismatch):
             p.parse_info_reply(bad, 0)
 

@@ -47,7 +47,12 @@ _SPLIT = {"mac_array": (("a", 0), ("b", 1)), "sparse_chain": (("w", 0), ("x", 1)
 
 class BoardError(UserError):
     """A board that does not answer, refuses a request, or answers something impossible.
-    ``str(err)`` is one line starting with the board's URL."""
+    ``str(err)`` is one line starting with the board's URL; ``nak`` is the board's
+    :class:`~host.protocol.NakError` when it refused the request."""
+
+    def __init__(self, message: str, nak: p.NakError | None = None):
+        super().__init__(message)
+        self.nak = nak
 
 
 def open_board(url: str, timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
@@ -191,7 +196,7 @@ class Board:
                     except p.NakError as nak:
                         if nak_ok:
                             return nak
-                        raise BoardError(f"{self.url}: {nak}") from None
+                        raise BoardError(f"{self.url}: {nak}", nak) from None
         raise BoardError(f"{self.url}: no reply after {tries} tries (timeout {wait:g} s)")
 
     def _fetch_info(self) -> dict:
@@ -414,11 +419,16 @@ class Board:
         ``runs``/``naks`` fell behind this one shows it (docs/protocol.md, "Board reset")."""
         if self._marker is None:
             st = self.status()
-            if st.naks == 0:
+            for _ in range(RESET_ROUNDS):
+                if st.naks:
+                    break
                 # A READ far past max_payload is refused on every design: one NAK to count.
                 self._transact(p.Op.READ, b"\x00\x00\x00\x00\x00\xff\xff", lambda pl: None,
                                nak_ok=True)
                 st = self.status()
+            else:
+                raise BoardError(f"{self.url}: the board's NAK counter stays at 0 (it resets "
+                                 "continually, or does not count NAKs as docs/protocol.md says)")
             self._marker = st
         return self._marker
 
@@ -440,7 +450,18 @@ class Board:
                 if s["dir"] == "in":
                     self.write(s["buffer"], 0, packed[name])
             expect = fam.expected_cycles(params, arrays, **opts)
-            cycles, stored = self.run_raw(u.index, mode_code, dims, counts, expect)
+            try:
+                cycles, stored = self.run_raw(u.index, mode_code, dims, counts, expect)
+            except BoardError as err:
+                # The reference board refuses beats no schedule makes, which is what a reset
+                # leaves in the buffers; any other refusal is final.
+                if err.nak is None or err.nak.code != p.NakCode.BAD_RUN:
+                    raise
+                st = self.status()
+                if st.runs == before.runs and st.naks == before.naks + 1:
+                    raise
+                self._reset_seen()
+                continue
             raw = {}
             outs = [(name, s) for name, s in u.streams if s["dir"] == "out"]
             for (name, s), n in zip(outs, stored):
@@ -449,21 +470,24 @@ class Board:
                                      f"(expected {out_counts[name]})")
                 raw[name] = self.read(s["buffer"], 0, n)
             after = self.status()
-            if after.runs == before.runs + 1 and after.naks >= before.naks:
+            if after.runs == before.runs + 1 and after.naks == before.naks:
                 self._marker = after
                 received = {name: unpack_beats(s["fields"], raw[name], out_counts[name])
                             for name, s in outs}
                 return fam.assemble(params, ctx, received), cycles
-            # The board reset (or another host used it) during the chunk: its buffers are not
-            # what was written. Check it is still the same design, then do the chunk again.
-            self.stats["resets"] += 1
-            self._marker = None
-            desc = self._fetch_info()
-            if desc.get("hash") != self._desc.get("hash"):
-                raise BoardError(f"{self.url}: the board now runs another design (hash "
-                                 f"{desc.get('hash')}, was {self._desc.get('hash')})")
+            self._reset_seen()
         raise BoardError(f"{self.url}: the board reset during the operation {RESET_ROUNDS} "
                          "times in a row")
+
+    def _reset_seen(self) -> None:
+        """The board reset (or another host used it) during a chunk: its buffers are not what
+        was written. Check it still runs the same design; the caller does the chunk again."""
+        self.stats["resets"] += 1
+        self._marker = None
+        desc = self._fetch_info()
+        if desc.get("hash") != self._desc.get("hash"):
+            raise BoardError(f"{self.url}: the board now runs another design (hash "
+                             f"{desc.get('hash')}, was {self._desc.get('hash')})")
 
     # -- progress ----------------------------------------------------------------------------
 

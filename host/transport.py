@@ -245,5 +245,10 @@ def open_transport(url: str, timeout: float = 1.0) -> Transport:
                             "config)")
         from .model import ModelBoard, board_config
 
-        return ModelTransport(url, ModelBoard(board_config(rest)))
+        try:
+            return ModelTransport(url, ModelBoard(board_config(rest)))
+        except UserError as err:
+            msg = str(err)
+            msg = msg[len(rest) + 2:] if msg.startswith(rest + ": ") else msg
+            raise UserError(f"{url}: {msg}") from None
     raise UserError(f"{url}: unknown URL scheme {scheme!r} (allowed: {ALLOWED_URLS})")

@@ -585,7 +585,17 @@ def unpack_bits(buf, width: int, lanes: int, signed: bool, dtype=None) -> np.nda
         view = b.view(("<i" if signed else "<u") + str(w // 8)).reshape(*lead, lanes)
         return view.astype(dtype or np.int64)
     if w in _SUB:
-        u = np.take(_byte_table(w, bool(signed)), b).view(np.int8)
+        if w == 4 and np.little_endian:  # both nibbles of a byte at once, in a 16-bit word
+            b16 = b.astype(np.uint16)
+            if signed:
+                x = ((b16 << np.uint16(4)) & np.uint16(0x00F0)) | \
+                    ((b16 << np.uint16(8)) & np.uint16(0xF000))
+                u = x.view(np.int8) >> np.int8(4)
+            else:
+                x = (b16 & np.uint16(0x000F)) | ((b16 << np.uint16(4)) & np.uint16(0x0F00))
+                u = x.view(np.int8)
+        else:
+            u = np.take(_byte_table(w, bool(signed)), b).view(np.int8)
         u = u.reshape(*lead, need * (8 // w))
         if u.shape[-1] != lanes:
             u = u[..., :lanes]

@@ -50,8 +50,14 @@ def pack_beats(fields: dict, arrays: dict, nbytes: int | None = None) -> np.ndar
     out = np.zeros((n, nbytes + 1), dtype=np.uint8)  # one spare byte for shifted fields
     for name, spec in fields.items():
         lanes, lw = _lanes(spec)
-        arr = np.asarray(arrays[name]).reshape(n, lanes)
-        packed = pack_bits(arr, lw)
+        arr = np.asarray(arrays[name])
+        if "lanes" not in spec and lw <= 56 and arr.dtype.kind in "iu":
+            # a flag or a small scalar: its low bytes, without the lane machinery
+            k = (lw + 7) // 8
+            masked = arr.astype(np.uint64) & np.uint64((1 << lw) - 1)
+            packed = masked.astype("<u8").view(np.uint8).reshape(n, 8)[:, :k]
+        else:
+            packed = pack_bits(arr.reshape(n, lanes), lw)
         k = packed.shape[1]
         byte, shift = divmod(spec["offset"], 8)
         if shift == 0:

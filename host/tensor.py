@@ -71,8 +71,9 @@ def pack_beats(fields: dict, arrays: dict, nbytes: int | None = None) -> np.ndar
 
 def unpack_beats(fields: dict, buf, n: int | None = None, narrow: bool = False) -> dict:
     """Inverse of :func:`pack_beats`: bytes (``[n, beat_bytes]`` or flat) -> ``{field: array}``
-    (lane fields ``[n, lanes]``, others ``[n]``), int64 unless ``narrow`` (then the smallest
-    NumPy integer dtype that holds the field's codes)."""
+    (lane fields ``[n, lanes]``, sign-extended when ``signed``; other fields ``[n]``, their raw
+    bits, as :func:`sim.streams.unpack_payloads` gives them), int64 unless ``narrow`` (then the
+    smallest NumPy integer dtype that holds the field's codes)."""
     nbytes = beat_bytes(fields)
     b = np.frombuffer(buf, dtype=np.uint8) if isinstance(buf, (bytes, bytearray, memoryview)) \
         else np.asarray(buf, dtype=np.uint8)
@@ -92,8 +93,11 @@ def unpack_beats(fields: dict, buf, n: int | None = None, narrow: bool = False) 
             lo = padded[:, byte:byte + k].astype(np.uint16)
             hi = padded[:, byte + 1:byte + k + 1].astype(np.uint16)
             raw = ((lo >> shift) | (hi << (8 - shift))).astype(np.uint8)
-        dtype = code_dtype(lw, spec.get("signed", False)) if narrow else None
-        codes = unpack_bits(raw, lw, lanes, spec.get("signed", False), dtype=dtype)
+        # Lane fields are sign-extended as the manifest says; a scalar field comes back as
+        # its raw bits, as sim.streams.unpack_payloads gives it to the families' assemble.
+        signed = bool(spec.get("signed", False)) and "lanes" in spec
+        dtype = code_dtype(lw, signed) if narrow else None
+        codes = unpack_bits(raw, lw, lanes, signed, dtype=dtype)
         out[name] = codes if "lanes" in spec else codes.reshape(n)
     return out
 

@@ -276,7 +276,7 @@ def test_open_board_arguments():
 
 
 def test_model_url_takes_a_unit_config(rng):
-    with open_board("model://configs/mac4x4_int4x8_sat.yaml", timeout=0.05) as b:
+    with open_board("model://configs/mac4x4_int4x8_sat.yaml", timeout=0.05, progress=True) as b:
         u = b.info()["units"][0]
         cfg = parse_config(u["config"], "x")
         pm = mac.params(cfg)

@@ -363,17 +363,23 @@ class Board:
     # -- splitting ---------------------------------------------------------------------------
 
     def _plan(self, u: _Unit, fam, params, arrays: dict, opts: dict) -> list[dict]:
-        d0, k, d2 = fam.shape_key(arrays)
         depth = {name: s["depth"] for name, s in u.streams}
 
-        def fits(m, kk, n):
-            counts = fam.stream_beats(params, (m, kk, n), **opts)
+        def fits(*dims):
+            counts = fam.stream_beats(params, dims, **opts)
             return all(counts[s] <= depth[s] for s in counts)
 
-        whole = {"arrays": arrays, "out_shape": (d0, d2), "out_index": (slice(None),) * 2}
-        if not hasattr(fam, "stream_beats") or fits(d0, k, d2):
+        whole = {"arrays": arrays}
+        shape = tuple(fam.shape_key(arrays))
+        if not hasattr(fam, "stream_beats") or fits(*shape):
             return [whole]
-        if u.kind not in _SPLIT or not fits(1, k, 1):
+        if u.kind not in _SPLIT:
+            raise ArrayError(f"shape {shape} needs more beats than unit {u.name}'s buffers "
+                             f"on {self.url} hold (buffer_bytes = "
+                             f"{self._desc.get('buffer_bytes', '?')}; this unit is not split "
+                             "into several runs)")
+        d0, k, d2 = shape
+        if not fits(1, k, 1):
             lo, hi = 1, k  # the longest K that fits one output element
             while lo < hi:
                 mid = (lo + hi + 1) // 2

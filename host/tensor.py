@@ -111,7 +111,7 @@ def code_dtype(width: int, signed: bool) -> np.dtype:
     return np.dtype(np.uint64)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class QTensor:
     """Integer codes with a format and an affine quantization: ``real = (code - zp) * scale``.
 

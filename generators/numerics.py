@@ -586,13 +586,15 @@ def unpack_bits(buf, width: int, lanes: int, signed: bool, dtype=None) -> np.nda
         return view.astype(dtype or np.int64)
     if w in _SUB:
         if w == 4 and np.little_endian:  # both nibbles of a byte at once, in a 16-bit word
-            b16 = b.astype(np.uint16)
-            if signed:
-                x = ((b16 << np.uint16(4)) & np.uint16(0x00F0)) | \
-                    ((b16 << np.uint16(8)) & np.uint16(0xF000))
-                u = x.view(np.int8) >> np.int8(4)
+            x = b.astype(np.uint16)
+            x |= x << np.uint16(4)            # low nibble -> bits 4..7, high nibble -> 8..11
+            if signed:                        # each nibble at the top of its byte, then >> 4
+                x <<= np.uint16(4)
+                x &= np.uint16(0xF0F0)
+                u = x.view(np.int8)
+                u >>= np.int8(4)
             else:
-                x = (b16 & np.uint16(0x000F)) | ((b16 << np.uint16(4)) & np.uint16(0x0F00))
+                x &= np.uint16(0x0F0F)
                 u = x.view(np.int8)
         else:
             u = np.take(_byte_table(w, bool(signed)), b).view(np.int8)

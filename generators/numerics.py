@@ -496,8 +496,10 @@ def pack_bits(codes, width: int) -> np.ndarray:
     byte. Codes are taken modulo ``2**width`` (two's complement), so callers validate ranges
     first. This is the project's one packing routine (simulator beats and host wire format).
 
-    Widths 8, 16, 32, 64 (a cast) and 1, 2, 4 (a few byte-wide shifts) take vectorised fast
-    paths on integer arrays; other widths go through a bit array.
+    Widths 8, 16, 32, 64 (a cast) and 1, 2, 4 (a few word-wide shifts) take vectorised fast
+    paths on integer arrays; other widths go through a bit array. When the codes are already
+    little-endian integers of exactly ``width`` bits (int8 codes for ``width=8``), the result is
+    a view of them, not a copy: do not write into it.
     """
     w = _check_width(width)
     arr = np.asarray(codes)
@@ -506,7 +508,9 @@ def pack_bits(codes, width: int) -> np.ndarray:
     if arr.dtype.kind in "iu" and (w in _FAST or w in _SUB):
         lead, lanes = arr.shape[:-1], arr.shape[-1]
         if w in _FAST:
-            if arr.dtype.itemsize * 8 == w:      # same width: the bytes are the codes
+            native_le = arr.dtype.byteorder == "<" or (arr.dtype.byteorder in "=|"
+                                                       and np.little_endian)
+            if arr.dtype.itemsize * 8 == w and native_le:  # same width: the bytes are the codes
                 out = np.ascontiguousarray(arr).view(np.uint8)
             else:                                # integer casts wrap modulo 2**w
                 out = np.ascontiguousarray(arr.astype(_FAST[w])).view(np.uint8)

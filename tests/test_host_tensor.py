@@ -140,3 +140,10 @@ def test_pack_beats_round_trip_any_layout(fields, n, seed):
     back = unpack_beats(fields, buf.tobytes(), n)
     for k in fields:
         assert np.array_equal(back[k], arrays[k])
+
+
+def test_pack_bits_big_endian_codes_are_cast_not_viewed():
+    c = np.array([[1, -2, 300]], dtype=">i2")
+    assert pack_bits(c, 16).tolist() == [[1, 0, 254, 255, 44, 1]]
+    le = np.array([[1, -2, 300]], dtype="<i2")
+    assert np.shares_memory(pack_bits(le, 16), le)          # the documented view

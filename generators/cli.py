@@ -4,6 +4,7 @@
     tensorfab run CONFIG --inputs IN.npz --out OUT.npz [--backend golden|rtl]
                   [--sim verilator|icarus] [--stats STATS.json] [--mode N:M]
     tensorfab synth CONFIG --target ice40|ecp5|xilinx|generic [--pnr] [--seed N] --out DIR
+    tensorfab board info|run|bench --url URL ...   (the host driver: host/cli.py)
 
 Bad input of any kind exits with status 2 and one line on stderr naming what is wrong and what
 is allowed; a failure inside tensorfab itself exits with status 1.
@@ -253,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--default-precision", default="fixed<16,6>", metavar="TYPE",
                    help="hls4ml's default precision when no config is given")
     h.set_defaults(func=cmd_hls)
+
+    from host.cli import add_parser as add_board_parser
+
+    add_board_parser(sub)
     return ap
 
 

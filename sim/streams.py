@@ -12,49 +12,25 @@ from __future__ import annotations
 
 import random
 
-import numpy as np
-
-from generators.numerics import pack_bits, unpack_bits
-
 
 def pack_payloads(fields: dict, arrays: dict) -> list[int]:
-    """Payload integers, one per beat, from ``{field: array}`` laid out as in ``fields``."""
-    n = None
-    total = None
-    for name, spec in fields.items():
-        arr = np.asarray(arrays[name])
-        if n is None:
-            n = arr.shape[0]
-            total = [0] * n
-        if "lanes" in spec:
-            rows = pack_bits(arr.reshape(n, spec["lanes"]), spec["lane_width"])
-            off = spec["offset"]
-            for idx, row in enumerate(rows):
-                total[idx] |= int.from_bytes(row.tobytes(), "little") << off
-        else:
-            mask = (1 << spec["width"]) - 1
-            off = spec["offset"]
-            for idx, v in enumerate(arr.tolist()):
-                if v:
-                    total[idx] |= (int(v) & mask) << off
-    return total or []
+    """Payload integers, one per beat, from ``{field: array}`` laid out as in ``fields``.
+
+    The beats are packed by :func:`host.tensor.pack_beats` (the one packing of stream beats,
+    shared with the host driver) and read as little-endian integers.
+    """
+    from host.tensor import pack_beats
+
+    return [int.from_bytes(row.tobytes(), "little") for row in pack_beats(fields, arrays)]
 
 
 def unpack_payloads(fields: dict, values: list[int]) -> dict:
     """Inverse of :func:`pack_payloads`: ``{field: array}`` (lane fields as ``[n, lanes]``)."""
-    out = {}
-    n = len(values)
-    for name, spec in fields.items():
-        off, width = spec["offset"], spec["width"]
-        mask = (1 << width) - 1
-        if "lanes" in spec:
-            nbytes = (width + 7) // 8
-            raw = b"".join(((v >> off) & mask).to_bytes(nbytes, "little") for v in values)
-            buf = np.frombuffer(raw, dtype=np.uint8).reshape(n, nbytes)
-            out[name] = unpack_bits(buf, spec["lane_width"], spec["lanes"], spec["signed"])
-        else:
-            out[name] = np.array([(v >> off) & mask for v in values], dtype=np.int64)
-    return out
+    from host.tensor import beat_bytes, unpack_beats
+
+    nbytes = beat_bytes(fields)
+    raw = b"".join(int(v).to_bytes(nbytes, "little") for v in values)
+    return unpack_beats(fields, raw, len(values))
 
 
 def default_max_cycles(inputs: dict, outputs: dict, expected: int = 0) -> int:

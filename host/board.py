@@ -43,6 +43,8 @@ RESET_ROUNDS = 3
 # How each family's problem is cut into several RUNs: the (array, axis) that carries d0 and
 # the one that carries d2 of the family's shape (d0, K, d2); outputs are [d0, d2].
 _SPLIT = {"mac_array": (("a", 0), ("b", 1)), "sparse_chain": (("w", 0), ("x", 1))}
+#: Row- and element-wise units: split along the rows of ``x`` (gelu: its flattened elements).
+_ROWS = ("softmax", "gelu", "network")
 
 
 class BoardError(UserError):
@@ -355,9 +357,14 @@ class Board:
                 if len(chunks) == 1:
                     return part
                 for name, val in part.items():
+                    val = np.asarray(val)
                     if outs.get(name) is None:
-                        outs[name] = np.zeros(sel["out_shape"], dtype=np.asarray(val).dtype)
-                    outs[name][sel["out_index"]] = val
+                        shape = sel["out_shape"] or (len(arrays["x"]), *val.shape[1:])
+                        outs[name] = np.zeros(shape, dtype=val.dtype)
+                    outs[name][sel["out_index"]] = val.reshape(outs[name][sel["out_index"]]
+                                                               .shape)
+        if chunks and chunks[0].get("final_shape") is not None:
+            outs = {k: v.reshape(chunks[0]["final_shape"]) for k, v in outs.items()}
         return outs
 
     # -- splitting ---------------------------------------------------------------------------
@@ -373,6 +380,8 @@ class Board:
         shape = tuple(fam.shape_key(arrays))
         if not hasattr(fam, "stream_beats") or fits(*shape):
             return [whole]
+        if u.kind in _ROWS:
+            return self._plan_rows(u, fits, arrays, shape)
         if u.kind not in _SPLIT:
             raise ArrayError(f"shape {shape} needs more beats than unit {u.name}'s buffers "
                              f"on {self.url} hold (buffer_bytes = "
@@ -410,6 +419,30 @@ class Board:
                 sub[ca] = np.take(arrays[ca], np.arange(j, min(d2, j + n0)), axis=cax)
                 chunks.append({"arrays": sub, "out_shape": (d0, d2),
                                "out_index": (slice(i, i + m0), slice(j, j + n0))})
+        return chunks
+
+    def _plan_rows(self, u: _Unit, fits, arrays: dict, shape: tuple) -> list[dict]:
+        """Chunks of whole rows of ``x`` (of elements, for gelu) as large as the buffers hold;
+        the output ``y`` has the rows of ``x`` (gelu: its shape, flattened while running)."""
+        x = np.asarray(arrays["x"])
+        flat = u.kind == "gelu"
+        rows = x.reshape(-1) if flat else x
+        rest = tuple(shape[1:])
+        if not fits(1, *rest):
+            raise ArrayError(f"one row of shape {list(x.shape[1:])} needs more beats than unit "
+                             f"{u.name}'s buffers on {self.url} hold (buffer_bytes = "
+                             f"{self._desc.get('buffer_bytes', '?')})")
+        lo, hi = 1, len(rows)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(mid, *rest) else (lo, mid - 1)
+        chunks = []
+        for i in range(0, len(rows), lo):
+            sub = dict(arrays, x=rows[i:i + lo])
+            out_shape = (len(rows),) if flat else None
+            chunks.append({"arrays": sub, "out_shape": out_shape, "rows": (i, i + lo),
+                           "out_index": slice(i, i + lo), "final_shape": x.shape if flat
+                           else None})
         return chunks
 
     def _chunk_bytes(self, u: _Unit, fam, params, chunk: dict, opts: dict) -> int:

@@ -75,6 +75,35 @@ class _Family:
         size = int(np.prod(ctx))
         return {"y": data[:size].reshape(ctx)}
 
+    # -- for the host driver and the reference board (docs/protocol.md, RUN) -----------------
+
+    def shape_key(self, arrays: dict) -> tuple[int]:
+        return (int(np.size(arrays["x"])),)
+
+    def stream_beats(self, params, dims, **_) -> dict:
+        n = math.ceil(int(dims[0]) / params.lanes)
+        return {"i_stream": n, "o_stream": n}
+
+    def unschedule(self, params, inputs: dict, dims, **_) -> dict:
+        """Inverse of :meth:`schedule` for ``dims = (n,)``: the flat ``x`` from the beats.
+        Raises ``ValueError`` on beats that ``schedule`` cannot have made."""
+        n = int(dims[0])
+        if n < 1:
+            raise ValueError(f"dims {n} (allowed: n >= 1)")
+        data = np.asarray(inputs["i_stream"]["data"], dtype=np.int64).reshape(-1)
+        x = data[:n]
+        again, _, _ = self.schedule(params, {"x": x})
+        for name, v in again["i_stream"].items():
+            if not np.array_equal(np.asarray(inputs["i_stream"][name], dtype=np.int64)
+                                  .reshape(np.shape(v)), v):
+                raise ValueError(f"field {name} is not what schedule makes for {n} elements")
+        return {"x": x}
+
+    def disassemble(self, params, ctx, outputs: dict) -> dict:
+        """Inverse of :meth:`assemble`: ``y`` -> the ``o_stream`` beats."""
+        again, _, _ = self.schedule(params, {"x": outputs["y"]})
+        return {"o_stream": again["i_stream"]}
+
     def expected_cycles(self, params, arrays: dict, **_) -> int:
         return params.expected_cycles(self.beats(params, arrays))
 

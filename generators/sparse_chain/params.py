@@ -131,8 +131,9 @@ class SparseChainParams:
 
     @property
     def x_lanes(self) -> int:
-        """Activation lanes per ``x_stream`` beat: the widest window over all modes."""
-        return max(self.k_per_pass(mode) for mode in self.mode_list)
+        """Activation lanes per ``x_stream`` beat: one window of ``m`` per stage, ``length * m``
+        (stage ``s`` reads lanes ``s*m .. s*m+m-1`` only, whatever the mode)."""
+        return self.length * self.m
 
     # -- widths -------------------------------------------------------------------------------
 

@@ -5,10 +5,11 @@ The chain is one row of ``length`` MAC stages in the DSP-cascade style:
 * one clock enable ``en = ~y_stream.valid | y_stream.ready``, as in the MAC array: the whole
   chain advances in lock step unless an output beat is held, so back-pressure freezes it and an
   input idle cycle becomes a bubble that flows through like data;
-* a beat carries ``length`` compressed weights (value + ``log2(m)``-bit index), a mode, and a
-  window of dense activations; stage ``s`` owns a small multiplexer that picks, by the beat's
-  mode and its own index, one activation from its group's window of ``m`` (group ``s // n`` in
-  mode ``n:m``), so every mode uses the same multipliers and adders;
+* a beat carries ``length`` compressed weights (value + ``log2(m)``-bit index), a mode, and
+  ``length`` windows of ``m`` dense activations, one per stage: the schedule puts the window of
+  stage ``s``'s group (group ``s // n`` in mode ``n:m``) on the stage's own lanes, so stage
+  ``s`` owns an ``m``:1 multiplexer that picks one activation by its index alone, the same in
+  every mode, and every mode uses the same multipliers and adders;
 * the picked activation and the weight are registered, then skewed by ``s`` cycles so that
   stage ``s`` sees the beat when stage ``s - 1``'s partial sum for it arrives; each stage
   registers its product (``prod <= w * x``, the M register of a pipelined DSP) and adds it to
@@ -22,10 +23,11 @@ Cycle behaviour is stated by :class:`.params.SparseChainParams` (``latency`` and
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..hardmul import mul_reg
 from .params import SparseChainParams
 
 
@@ -52,8 +54,8 @@ class SparseChain(wiring.Component):
         ``log2(m)`` bits; ``mode``: position of the beat's N:M pattern in the config's
         ``modes``; ``last``: the pass that completes an output.
     x_stream : in
-        ``data``: ``x_lanes`` lanes in the ``x`` format (the dense activations one pass covers
-        in the sparsest mode).
+        ``data``: ``x_lanes = length * m`` lanes in the ``x`` format: lanes ``s*m ..
+        s*m+m-1`` are the activation window of stage ``s`` (see :mod:`.tiling`).
     y_stream : out
         ``data``: one lane in the accumulator format.
     """
@@ -94,20 +96,12 @@ class SparseChain(wiring.Component):
             return Mux(value > hi, hi, value)
         return Mux(value > hi, hi, Mux(value < lo, lo, value))
 
-    def _select_table(self, s: int) -> list:
-        """Stage ``s``'s multiplexer inputs, addressed by ``Cat(idx, mode)``: in mode ``n:m``
-        the window of group ``s // n``; a constant 0 for stages a mode leaves unused and for
-        mode codes the config does not list."""
-        p = self.params
+    def _window(self, s: int) -> list:
+        """Stage ``s``'s multiplexer inputs, addressed by its index: its own ``m`` lanes of
+        ``x_stream`` (the schedule puts the window of the stage's group there in every
+        mode), so the multiplexer is ``m``:1 and needs no mode."""
         lanes = self.x_stream.payload.data
-        zero = Const(0, p.x.shape())
-        table = []
-        for code in range(1 << p.mode_bits):
-            mode = p.mode_list[code] if code < len(p.modes) else None
-            used = mode is not None and s < p.groups_per_pass(mode) * mode.n
-            base = (s // mode.n) * p.m if used else 0
-            table += [lanes[base + j] if used else zero for j in range(p.m)]
-        return table
+        return [lanes[s * self.params.m + j] for j in range(self.params.m)]
 
     def elaborate(self, platform):
         p = self.params
@@ -129,14 +123,14 @@ class SparseChain(wiring.Component):
         for s in range(L):
             # the stage's multiplexer, then its A/B input registers skewed by s
             pick = Signal(p.x.shape(), name=f"pick{s}")
-            table = self._select_table(s)
-            m.d.comb += pick.eq(Array(table)[Cat(w_in.payload.idx[s], w_in.payload.mode)])
-            x_s = _delay(m, pick, s + 1, en, f"x{s}", data=True)[-1]
-            w_s = _delay(m, w_in.payload.w[s], s + 1, en, f"w{s}", data=True)[-1]
+            m.d.comb += pick.eq(Array(self._window(s))[w_in.payload.idx[s]])
+            # (the multiplier's own input registers are the last skew stage)
+            x_s = _delay(m, pick, s, en, f"x{s}", data=True)[-1]
+            w_s = _delay(m, w_in.payload.w[s], s, en, f"w{s}", data=True)[-1]
             prod = Signal(p.product.shape(), name=f"prod{s}", reset_less=True)
             psum = Signal(ishape, name=f"psum{s}", reset_less=True)
+            mul_reg(m, platform, w_s, x_s, en, prod, f"mul{s}")
             with m.If(en):
-                m.d.sync += prod.eq(w_s * x_s)
                 m.d.sync += psum.eq(prod if prev is None else prev + prod)
             prev = psum
 
@@ -157,3 +151,12 @@ class SparseChain(wiring.Component):
                 with m.If(last):
                     m.d.sync += y.payload.data[0].eq(self._clamp(total))
         return m
+
+
+class DenseChainBaseline(SparseChain):
+    """The same chain with no selection at all: stage ``s`` multiplies the first lane of its
+    window, whatever the index. Not a unit of its own: the dense-only chain of the same
+    length that the sparse chain's logic cost is measured against (``bench/run.py``)."""
+
+    def _window(self, s: int) -> list:
+        return [self.x_stream.payload.data[s * self.params.m]]

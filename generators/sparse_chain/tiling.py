@@ -14,7 +14,10 @@ into ``C = ceil(ceil(K / m) / P)`` passes (the last zero-padded). Beats are orde
     of row ``o`` (value and its position in the group); lanes ``s >= P * n`` are zero.
     ``mode``: the mode's position in the config's ``modes`` list. ``last``: set when ``c = C-1``.
 ``x_stream``
-    ``data``: ``x_lanes`` lanes; lane ``j < P * m`` is ``x[c * P * m + j, b]``, the rest zero.
+    ``data``: ``x_lanes = length * m`` lanes, ``m`` per stage: lanes ``s*m + j`` (``j < m``)
+    are ``x[(c * P + s // n) * m + j, b]``, the window of the group whose slot lane ``s`` of
+    ``w_stream`` holds; zero for stages ``s >= P * n``. A window thus appears ``n`` times in a
+    beat (once per slot of its group), which lets each stage select by its index alone.
 ``y_stream``
     ``data``: one lane, ``y[o, b]``, after the pass with ``last`` (``O * B`` beats, row-major).
 """
@@ -69,8 +72,10 @@ def schedule(p: SparseChainParams, w: np.ndarray, x: np.ndarray,
     kp = per * p.m
     xp = np.zeros((passes * kp, b), dtype=np.int64)
     xp[:k] = x
-    xl = np.zeros((b, passes, p.x_lanes), dtype=np.int64)
-    xl[:, :, :kp] = xp.reshape(passes, kp, b).transpose(2, 0, 1)
+    xl = np.zeros((b, passes, L, p.m), dtype=np.int64)
+    windows = xp.reshape(passes, per, p.m, b).transpose(3, 0, 1, 2)  # [b, passes, per, m]
+    xl[:, :, :used] = np.repeat(windows, nm.n, axis=2)             # stage s: group s // n
+    xl = xl.reshape(b, passes, p.x_lanes)
     beats = o * b * passes
     last = np.zeros((o, b, passes), dtype=np.int64)
     last[..., -1] = 1

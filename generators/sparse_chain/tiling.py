@@ -143,9 +143,9 @@ def unschedule(p: SparseChainParams, inputs: dict, dims: tuple[int, int, int],
     wv = wl.reshape(o, b, passes, L)[:, 0, :, :used].reshape(o, passes * per, nm.n)
     iv = il.reshape(o, b, passes, L)[:, 0, :, :used].reshape(o, passes * per, nm.n)
     w = decompress(wv[:, :groups], iv[:, :groups], p.m, k)
-    kp = per * p.m
-    xs = xl.reshape(o, b, passes, p.x_lanes)[0, :, :, :kp]      # [b, passes, kp]
-    x = np.ascontiguousarray(xs.transpose(1, 2, 0).reshape(passes * kp, b)[:k])
+    # stage s holds the M-lane window of group s // n: read one stage per group
+    xs = xl.reshape(o, b, passes, L, p.m)[0, :, :, :used:nm.n, :]   # [b, passes, per, m]
+    x = np.ascontiguousarray(xs.transpose(1, 2, 3, 0).reshape(passes * per * p.m, b)[:k])
     made = schedule(p, w, x, nm).inputs
     for stream, fields in made.items():
         for name, arr in fields.items():

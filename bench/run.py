@@ -478,6 +478,10 @@ def write_markdown(res: dict, path: Path) -> None:
         from .host import host_markdown
 
         lines += host_markdown(res["host"])
+    if res.get("hls"):
+        from .hls import hls_markdown
+
+        lines += hls_markdown(res["hls"])
     path.write_text("\n".join(lines))
 
 
@@ -499,12 +503,25 @@ def main(argv=None) -> int:
                     "results.json")
     ap.add_argument("--nonlin-rows", type=int, default=10 ** 6,
                     help="random softmax rows for the issue-4 accuracy tables (default 10**6)")
+    ap.add_argument("--hls-only", action="store_true",
+                    help="rerun only the HLS-flow rows (jet MLP Dense layers against da4ml; "
+                    "about 40 minutes of Yosys on 2 cores), into the existing results.json")
     ap.add_argument("--host-only", action="store_true",
                     help="rerun only the host-driver rows (packing, protocol overhead), into "
                          "the existing results.json")
     args = ap.parse_args(argv)
     os.environ.setdefault("TENSORFAB_CACHE", str(ROOT / "build" / "cache"))
     sizes = tuple(int(v) for v in args.sizes.split(","))
+    if args.hls_only:
+        from .hls import bench_hls
+
+        out = Path(args.out)
+        res = json.loads((out / "results.json").read_text())
+        res["hls"] = bench_hls()
+        (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
+        write_markdown(res, out / "RESULTS.md")
+        print(f"wrote the HLS rows into {out / 'results.json'} and {out / 'RESULTS.md'}")
+        return 0
     if args.host_only:
         from .host import bench_host, host_targets
 
@@ -577,6 +594,10 @@ def main(argv=None) -> int:
     from .host import bench_host, host_targets
 
     res["host"] = bench_host()
+    if not args.no_synth:
+        from .hls import bench_hls
+
+        res["hls"] = bench_hls()
     os_row = next(r for r in res["utilization"] if r["dataflow"] == "output_stationary")
     ws_row = next(r for r in res["utilization"] if r["dataflow"] == "weight_stationary")
     em32 = max(r["seconds"] for r in res["emission"] if r["array"] == "32x32")

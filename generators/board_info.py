@@ -1,71 +1,77 @@
 """The design description of a board design (docs/protocol.md, "Design description").
 
-:func:`describe` is the one function that says what a board serves: the RTL board keeps its
-JSON text (:func:`describe_bytes`) in the INFO ROM and the host's reference board answers INFO
-from the same dict, so both agree byte for byte.
+:func:`describe` is the one function that makes it: the RTL board stores its bytes in a ROM
+and the Python reference board (``model://``) answers INFO with the same bytes. The stream
+layouts come from the units' Amaranth components (the same ``fields`` as the manifest), so this
+module imports Amaranth when called; the host driver only reads the JSON.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
 
 from .config import BoardConfig, config_to_dict
+from .errors import UserError
+from .units import family
 
-PROTOCOL_VERSION = 1
+__all__ = ["describe", "describe_bytes", "BOARD_CLOCK_HZ", "PROTOCOL", "MAX_PAYLOAD"]
+
+PROTOCOL = 1
+#: Largest packet payload on every design of protocol version 1.
 MAX_PAYLOAD = 1024
-
-#: The clock each board's design runs on (the oscillator the board top uses directly).
-BOARD_CLOCK_HZ = {
-    "ulx3s": 25_000_000,
-    "icebreaker": 12_000_000,
-    "pynq_z2": 125_000_000,
-    "alveo_u280": 100_000_000,
-}
+#: The clock the units run at on each board (the board's oscillator; no PLL in version 1).
+BOARD_CLOCK_HZ = {"ulx3s": 25_000_000, "icebreaker": 12_000_000, "pynq_z2": 125_000_000,
+                  "alveo_u280": 300_000_000}
 
 
-def _streams(unit_cfg) -> dict:
-    from .emit import describe_ports
-    from .units import family
+def describe(cfg: BoardConfig) -> dict:
+    """The description as a dict (a fresh copy; see :func:`describe_bytes` for the bytes).
 
-    fam = family(unit_cfg.unit)
-    _, streams = describe_ports(fam.component(fam.params(unit_cfg)))
-    return streams
-
-
-def describe(board_cfg: BoardConfig) -> dict:
-    """The design description of ``board_cfg`` as a dict (JSON-able, key order fixed).
-
-    Buffers are numbered over all units and streams in order; each holds
-    ``buffer_bytes // beat_bytes`` beats of its stream.
+    ``units[i].streams`` lists each unit's streams in manifest order (inputs and outputs as the
+    component declares them); ``buffer`` ids count over all units' streams in order;
+    ``depth = buffer_bytes // beat_bytes``. ``hash`` is the first 16 hex digits of the SHA-256
+    of the description's compact JSON without the ``hash`` key.
     """
-    from .units import family
+    return json.loads(describe_bytes(cfg))
+
+
+@lru_cache(maxsize=32)
+def describe_bytes(cfg: BoardConfig) -> bytes:
+    """The description as the compact UTF-8 JSON the board sends (INFO)."""
+    from .emit import describe_ports
 
     units = []
-    buf = 0
-    for ucfg in board_cfg.units:
-        fam = family(ucfg.unit)
-        params = fam.params(ucfg)
+    buffer = 0
+    for unit_cfg in cfg.units:
+        fam = family(unit_cfg.unit)
+        params = fam.params(unit_cfg)
+        _, streams = describe_ports(fam.component(params))
         extra = fam.manifest_extra(params)
-        streams = {}
-        for sname, s in _streams(ucfg).items():
-            beat_bytes = (s["payload_width"] + 7) // 8
-            streams[sname] = {"dir": s["dir"], "buffer": buf, "beat_bytes": beat_bytes,
-                              "depth": board_cfg.buffer_bytes // beat_bytes,
-                              "fields": s["fields"]}
-            buf += 1
-        units.append({"name": ucfg.name, "unit": ucfg.unit, "config": config_to_dict(ucfg),
-                      "latency": extra["latency"], "modes": dict(extra.get("modes", {})),
-                      "streams": streams})
-    body = {"protocol": PROTOCOL_VERSION, "name": board_cfg.name, "board": board_cfg.board,
-            "clock_hz": BOARD_CLOCK_HZ[board_cfg.board], "max_payload": MAX_PAYLOAD,
-            "units": units}
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-    return {"protocol": PROTOCOL_VERSION, "name": board_cfg.name, "board": board_cfg.board,
-            "hash": digest, "clock_hz": body["clock_hz"], "max_payload": MAX_PAYLOAD,
-            "units": units}
-
-
-def describe_bytes(board_cfg: BoardConfig) -> bytes:
-    """The compact UTF-8 JSON text INFO serves."""
-    return json.dumps(describe(board_cfg), separators=(",", ":")).encode()
+        out_streams = {}
+        for name, s in streams.items():
+            nbytes = (s["payload_width"] + 7) // 8
+            depth = cfg.buffer_bytes // nbytes
+            if depth < 1:
+                raise UserError(f"{cfg.name}: unit {unit_cfg.name}: stream {name} has "
+                                f"{nbytes}-byte beats but buffer_bytes is {cfg.buffer_bytes} "
+                                f"(allowed: buffer_bytes >= {nbytes})")
+            out_streams[name] = {"dir": s["dir"], "buffer": buffer, "beat_bytes": nbytes,
+                                 "depth": depth, "fields": s["fields"]}
+            buffer += 1
+        units.append({"name": unit_cfg.name, "unit": unit_cfg.unit,
+                      "config": config_to_dict(unit_cfg), "latency": extra.get("latency"),
+                      "modes": extra.get("modes", {}), "streams": out_streams})
+    desc = {"protocol": PROTOCOL, "name": cfg.name, "board": cfg.board,
+            "clock_hz": BOARD_CLOCK_HZ.get(cfg.board, 0), "max_payload": MAX_PAYLOAD,
+            "buffer_bytes": cfg.buffer_bytes, "units": units}
+    body = json.dumps(desc, separators=(",", ":"))
+    desc = {"protocol": PROTOCOL, "name": cfg.name, "board": cfg.board,
+            "hash": hashlib.sha256(body.encode()).hexdigest()[:16], **{
+                k: v for k, v in desc.items() if k not in ("protocol", "name", "board")}}
+    data = json.dumps(desc, separators=(",", ":")).encode()
+    if len(data) > 0xFFFF:
+        raise UserError(f"{cfg.name}: the design description is {len(data)} bytes "
+                        "(allowed: at most 65535; use fewer units)")
+    return data

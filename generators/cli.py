@@ -4,6 +4,7 @@
     tensorfab run CONFIG --inputs IN.npz --out OUT.npz [--backend golden|rtl]
                   [--sim verilator|icarus] [--stats STATS.json] [--mode N:M]
     tensorfab synth CONFIG --target ice40|ecp5|xilinx|generic [--pnr] [--seed N] --out DIR
+    tensorfab board info|run|bench --url URL ...   (the host driver: host/cli.py)
 
 Bad input of any kind exits with status 2 and one line on stderr naming what is wrong and what
 is allowed; a failure inside tensorfab itself exits with status 1.
@@ -240,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="clock constraint for nextpnr (default: 125 ecp5, 60 ice40)")
     s.add_argument("--out", required=True, metavar="DIR", help="output folder")
     s.set_defaults(func=cmd_synth)
+
+    from host.cli import add_parser as add_board_parser
+
+    add_board_parser(sub)
     return ap
 
 

@@ -27,6 +27,7 @@ Only NumPy is imported at module import time; Amaranth is imported by :meth:`For
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import operator
 import re
@@ -494,11 +495,37 @@ def pack_bits(codes, width: int) -> np.ndarray:
     and so on; each leading index is packed separately and padded with zero bits to a whole
     byte. Codes are taken modulo ``2**width`` (two's complement), so callers validate ranges
     first. This is the project's one packing routine (simulator beats and host wire format).
+
+    Widths 8, 16, 32, 64 (a cast) and 1, 2, 4 (a few byte-wide shifts) take vectorised fast
+    paths on integer arrays; other widths go through a bit array.
     """
     w = _check_width(width)
-    c = _int_array(codes, "codes")
-    if c.ndim == 0:
+    arr = np.asarray(codes)
+    if arr.ndim == 0:
         raise ValueError("codes: pack_bits needs an array of lanes [..., L], got a scalar")
+    if arr.dtype.kind in "iu" and (w in _FAST or w in _SUB):
+        lead, lanes = arr.shape[:-1], arr.shape[-1]
+        if w in _FAST:
+            if arr.dtype.itemsize * 8 == w:      # same width: the bytes are the codes
+                out = np.ascontiguousarray(arr).view(np.uint8)
+            else:                                # integer casts wrap modulo 2**w
+                out = np.ascontiguousarray(arr.astype(_FAST[w])).view(np.uint8)
+            return out.reshape(*lead, lanes * (w // 8))
+        per = 8 // w
+        u = arr.view(np.uint8) if arr.dtype.itemsize == 1 else arr.astype(np.uint8)
+        nbytes = -(-lanes // per)
+        if lanes % per:
+            pad = np.zeros((*lead, nbytes * per - lanes), dtype=np.uint8)
+            u = np.concatenate([u, pad], axis=-1)
+        # The ``per`` lanes of one output byte, read as one little-endian word, are gathered
+        # into its low byte by shift-and-or (lane j moves from bit 8*j to bit w*j).
+        word = np.ascontiguousarray(u).view(f"<u{per}")
+        spread = sum(((1 << w) - 1) << (8 * j) for j in range(per))
+        x = word & word.dtype.type(spread)
+        for shift in _GATHER[w]:
+            x |= x >> word.dtype.type(shift)
+        return x.astype(np.uint8).reshape(*lead, nbytes)
+    c = _int_array(arr, "codes")
     lead, lanes = c.shape[:-1], c.shape[-1]
     u = _to_u64(c.reshape(-1)).reshape(c.shape)
     if w in _FAST:
@@ -509,12 +536,29 @@ def pack_bits(codes, width: int) -> np.ndarray:
     return np.packbits(bits.reshape(*lead, lanes * w), axis=-1, bitorder="little")
 
 
-def unpack_bits(buf, width: int, lanes: int, signed: bool) -> np.ndarray:
+_SUB = (1, 2, 4)
+_GATHER = {4: (4,), 2: (6, 12), 1: (7, 14, 28)}
+
+
+@functools.lru_cache(maxsize=8)
+def _byte_table(width: int, signed: bool) -> np.ndarray:
+    """``[256]`` words of ``8 // width`` bytes: byte j of entry v is lane j of byte value v
+    (an int8 code, sign-extended when signed), so one ``take`` unpacks a whole byte."""
+    per = 8 // width
+    b = np.arange(256, dtype=np.int64)[:, None] >> (np.arange(per) * width)
+    u = b & ((1 << width) - 1)
+    if signed:
+        u = u - ((u >> (width - 1)) << width)
+    return np.ascontiguousarray(u.astype(np.int8)).view(f"<u{per}").reshape(256)
+
+
+def unpack_bits(buf, width: int, lanes: int, signed: bool, dtype=None) -> np.ndarray:
     """Inverse of :func:`pack_bits`: bytes ``[..., nbytes]`` -> codes ``[..., lanes]``.
 
     ``nbytes`` must be at least ``ceil(lanes*width/8)`` (trailing bytes and padding bits are
     ignored). Codes are sign-extended when ``signed``. Returns int64 (object for unsigned
-    64-bit lanes, whose codes can exceed int64).
+    64-bit lanes, whose codes can exceed int64), or ``dtype`` when given (a NumPy integer dtype
+    wide enough for the codes, e.g. ``np.int8`` for int4 lanes: no int64 copy is made).
     """
     w = _check_width(width)
     if not _is_int(lanes) or lanes < 0:
@@ -532,9 +576,32 @@ def unpack_bits(buf, width: int, lanes: int, signed: bool) -> np.ndarray:
         raise ValueError(f"buf: {b.shape[-1]} bytes cannot hold {lanes} lanes of {w} bits "
                          f"(need {need})")
     lead = b.shape[:-1]
-    b = np.ascontiguousarray(b[..., :need])
+    if b.shape[-1] != need:
+        b = b[..., :need]
+    b = np.ascontiguousarray(b)
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+    if w in _FAST and not (w == 64 and not signed and dtype is None):
+        view = b.view(("<i" if signed else "<u") + str(w // 8)).reshape(*lead, lanes)
+        return view.astype(dtype or np.int64)
+    if w in _SUB:
+        if w == 4 and np.little_endian:  # both nibbles of a byte at once, in a 16-bit word
+            b16 = b.astype(np.uint16)
+            if signed:
+                x = ((b16 << np.uint16(4)) & np.uint16(0x00F0)) | \
+                    ((b16 << np.uint16(8)) & np.uint16(0xF000))
+                u = x.view(np.int8) >> np.int8(4)
+            else:
+                x = (b16 & np.uint16(0x000F)) | ((b16 << np.uint16(4)) & np.uint16(0x0F00))
+                u = x.view(np.int8)
+        else:
+            u = np.take(_byte_table(w, bool(signed)), b).view(np.int8)
+        u = u.reshape(*lead, need * (8 // w))
+        if u.shape[-1] != lanes:
+            u = u[..., :lanes]
+        return u.astype(dtype or np.int64, copy=dtype is not None and dtype != np.int8)
     if w in _FAST:
-        u = b.view(_FAST[w]).astype(np.uint64).reshape(*lead, lanes)
+        u = b.view("<u8").reshape(*lead, lanes)
     else:
         bits = np.unpackbits(b, axis=-1, bitorder="little")[..., :lanes * w]
         bits = bits.reshape(*lead, lanes, w)
@@ -542,7 +609,9 @@ def unpack_bits(buf, width: int, lanes: int, signed: bool) -> np.ndarray:
         u = np.packbits(np.concatenate([bits, pad], axis=-1), axis=-1, bitorder="little")
         u = np.ascontiguousarray(u).view("<u8").reshape(*lead, lanes).astype(np.uint64)
     if signed:
-        return (u << np.uint64(64 - w)).view(np.int64) >> np.int64(64 - w)
-    if w == 64:
-        return u.astype(object)
-    return u.astype(np.int64)
+        out = (u << np.uint64(64 - w)).view(np.int64) >> np.int64(64 - w)
+    elif w == 64:
+        out = u.astype(object)
+    else:
+        out = u.astype(np.int64)
+    return out if dtype is None else out.astype(dtype)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from .model import check_inputs, gemm
 from .params import MacArrayParams
-from .tiling import Schedule, assemble, schedule
+from .tiling import Schedule, assemble, disassemble, schedule, stream_beats, unschedule
 
-__all__ = ["MacArrayParams", "gemm", "check_inputs", "schedule", "assemble", "Schedule",
-           "family"]
+__all__ = ["MacArrayParams", "gemm", "check_inputs", "schedule", "assemble", "unschedule",
+           "disassemble", "stream_beats", "Schedule", "family"]
 
 
 class _Family:
@@ -52,6 +52,18 @@ class _Family:
 
     def assemble(self, params, ctx: Schedule, received: dict) -> dict:
         return {"c": assemble(params, ctx, received["c_stream"]["data"])}
+
+    def unschedule(self, params, inputs: dict, dims: tuple[int, int, int], **_) -> dict:
+        """Inverse of :meth:`schedule`: input beats of shape ``dims = (M, K, N)`` -> arrays."""
+        return unschedule(params, inputs, dims)
+
+    def disassemble(self, params, ctx: Schedule, outputs: dict) -> dict:
+        """Inverse of :meth:`assemble`: ``{"c": [M,N]}`` -> the ``c_stream`` beats."""
+        return {"c_stream": {"data": disassemble(params, ctx, outputs["c"])}}
+
+    def stream_beats(self, params, dims: tuple[int, int, int], **_) -> dict:
+        """Beats per stream :meth:`schedule` makes for ``dims = (M, K, N)``."""
+        return stream_beats(params, *dims)
 
     def shape_key(self, arrays: dict) -> tuple[int, int, int]:
         m, k = arrays["a"].shape

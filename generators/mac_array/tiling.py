@@ -122,3 +122,96 @@ def assemble(p: MacArrayParams, sched: Schedule, c_data: np.ndarray) -> np.ndarr
         blk = c_data[m0 * nb : (m0 + rows) * nb].reshape(nb, rows, C)
         parts.append(blk.transpose(1, 0, 2).reshape(rows, nb * C))
     return np.concatenate(parts)[:, :n]
+
+
+def stream_beats(p: MacArrayParams, m: int, k: int, n: int) -> dict[str, int]:
+    """Beats on each stream for ``[M,K] @ [K,N]`` as :func:`schedule` makes them (without
+    making them): what a board's buffers must hold."""
+    R, C = p.rows, p.cols
+    nb = math.ceil(n / C)
+    if p.dataflow == OUTPUT_STATIONARY:
+        tiles = math.ceil(m / R) * nb
+        return {"a_stream": tiles * k, "b_stream": tiles * k, "c_stream": tiles * R}
+    kt = math.ceil(k / R)
+    return {"a_stream": nb * kt * m, "b_stream": math.ceil(m / p.tile_m) * nb * kt * R,
+            "c_stream": m * nb}
+
+
+def _same_beats(given: dict, made: dict) -> bool:
+    if set(given) != set(made):
+        return False
+    for stream, fields in made.items():
+        if set(given[stream]) != set(fields):
+            return False
+        for name, arr in fields.items():
+            g = np.asarray(given[stream][name])
+            if g.shape != arr.shape or not np.array_equal(g, arr):
+                return False
+    return True
+
+
+def unschedule(p: MacArrayParams, inputs: dict, dims: tuple[int, int, int]) -> dict:
+    """Inverse of :func:`schedule`: the input beats of a GEMM of shape ``dims = (M, K, N)``
+    back to ``{"a": [M,K], "b": [K,N]}``.
+
+    Raises ``ValueError`` when the beats are not exactly what :func:`schedule` makes for some
+    ``a`` and ``b`` of that shape (wrong counts, copies that disagree, flags out of place,
+    non-zero padding): the Python reference board refuses such a RUN.
+    """
+    m, k, n = (int(d) for d in dims)
+    if min(m, k, n) < 1:
+        raise ValueError(f"dims {dims} (allowed: M, K, N >= 1)")
+    counts = stream_beats(p, m, k, n)
+    R, C = p.rows, p.cols
+    try:
+        a_data = np.asarray(inputs["a_stream"]["data"], dtype=np.int64)
+        b_data = np.asarray(inputs["b_stream"]["data"], dtype=np.int64)
+    except KeyError as err:
+        raise ValueError(f"missing stream field {err}") from None
+    if a_data.shape != (counts["a_stream"], R) or b_data.shape != (counts["b_stream"], C):
+        raise ValueError(f"beats {a_data.shape[:1]} and {b_data.shape[:1]} do not make a "
+                         f"{m}x{k}x{n} GEMM (expected {counts['a_stream']} and "
+                         f"{counts['b_stream']})")
+    nb = math.ceil(n / C)
+    if p.dataflow == OUTPUT_STATIONARY:
+        mb = math.ceil(m / R)
+        a = a_data.reshape(mb, nb, k, R)[:, 0].transpose(0, 2, 1).reshape(mb * R, k)[:m]
+        b = b_data.reshape(mb, nb, k, C)[0].transpose(1, 0, 2).reshape(k, nb * C)[:, :n]
+    else:
+        kt = math.ceil(k / R)
+        parts = []
+        pos = 0
+        for m0 in range(0, m, p.tile_m):
+            rows = min(p.tile_m, m - m0)
+            blk = a_data[pos:pos + nb * kt * rows].reshape(nb, kt, rows, R)[0]
+            parts.append(blk.transpose(1, 0, 2).reshape(rows, kt * R))
+            pos += nb * kt * rows
+        a = np.concatenate(parts)[:, :k]
+        w = b_data[:nb * kt * R].reshape(nb, kt, R, C)[:, :, ::-1, :]
+        b = w.transpose(1, 2, 0, 3).reshape(kt * R, nb * C)[:k, :n]
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    if not _same_beats(inputs, schedule(p, a, b).inputs):
+        raise ValueError(f"the beats are not a {m}x{k}x{n} GEMM schedule (copies, flags or "
+                         "padding differ)")
+    return {"a": a, "b": b}
+
+
+def disassemble(p: MacArrayParams, sched: Schedule, c: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`assemble`: ``c [M, N]`` to the ``c_stream`` beats ``[out_beats, cols]``
+    the array emits for ``sched``."""
+    m, n = sched.m, sched.n
+    R, C = p.rows, p.cols
+    nb = math.ceil(n / C)
+    c = np.asarray(c)
+    if c.shape != (m, n):
+        raise ValueError(f"expected c of shape {(m, n)}, got {c.shape}")
+    if p.dataflow == OUTPUT_STATIONARY:
+        mb = math.ceil(m / R)
+        full = _pad(c, mb * R, nb * C)
+        return full.reshape(mb, R, nb, C).transpose(0, 2, 1, 3).reshape(-1, C)
+    parts = []
+    for m0 in range(0, m, p.tile_m):
+        rows = min(p.tile_m, m - m0)
+        blk = _pad(c[m0:m0 + rows], rows, nb * C)
+        parts.append(blk.reshape(rows, nb, C).transpose(1, 0, 2).reshape(-1, C))
+    return np.concatenate(parts)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from .model import chain_matmul, check_inputs, compress, decompress, matmul, pack, unpack
 from .params import Mode, SparseChainParams
-from .tiling import Schedule, assemble, schedule
+from .tiling import Schedule, assemble, disassemble, schedule, stream_beats, unschedule
 
 __all__ = ["SparseChainParams", "Mode", "matmul", "chain_matmul", "check_inputs", "compress",
-           "decompress", "pack", "unpack", "schedule", "assemble", "Schedule", "family"]
+           "decompress", "pack", "unpack", "schedule", "assemble", "unschedule", "disassemble",
+           "stream_beats", "Schedule", "family"]
 
 
 class _Family:
@@ -64,6 +65,20 @@ class _Family:
 
     def assemble(self, params, ctx: Schedule, received: dict) -> dict:
         return {"y": assemble(params, ctx, received["y_stream"]["data"])}
+
+    def unschedule(self, params, inputs: dict, dims: tuple[int, int, int],
+                   mode: str | None = None, **_) -> dict:
+        """Inverse of :meth:`schedule`: input beats of shape ``dims = (O, K, B)`` -> arrays."""
+        return unschedule(params, inputs, dims, mode)
+
+    def disassemble(self, params, ctx: Schedule, outputs: dict) -> dict:
+        """Inverse of :meth:`assemble`: ``{"y": [O,B]}`` -> the ``y_stream`` beats."""
+        return {"y_stream": {"data": disassemble(params, ctx, outputs["y"])}}
+
+    def stream_beats(self, params, dims: tuple[int, int, int], mode: str | None = None,
+                     **_) -> dict:
+        """Beats per stream :meth:`schedule` makes for ``dims = (O, K, B)``."""
+        return stream_beats(params, *dims, mode)
 
     def shape_key(self, arrays: dict) -> tuple[int, int, int]:
         o, k = arrays["w"].shape

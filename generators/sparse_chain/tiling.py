@@ -96,3 +96,64 @@ def assemble(p: SparseChainParams, sched: Schedule, y_data: np.ndarray) -> np.nd
         raise ValueError(f"expected {sched.out_beats} output beats of 1 lane, "
                          f"got {y_data.shape}")
     return y_data.reshape(sched.o, sched.b)
+
+
+def stream_beats(p: SparseChainParams, o: int, k: int, b: int,
+                 mode: str | Mode | None = None) -> dict[str, int]:
+    """Beats on each stream for ``w [O,K] @ x [K,B]`` in ``mode`` as :func:`schedule` makes
+    them (without making them)."""
+    beats = p.beats(o, k, b, mode)
+    return {"w_stream": beats, "x_stream": beats, "y_stream": o * b}
+
+
+def unschedule(p: SparseChainParams, inputs: dict, dims: tuple[int, int, int],
+               mode: str | Mode | None = None) -> dict:
+    """Inverse of :func:`schedule`: the input beats of ``dims = (O, K, B)`` in ``mode`` back to
+    ``{"w": [O,K], "x": [K,B]}``.
+
+    Raises ``ValueError`` when the beats are not exactly what :func:`schedule` makes for some
+    ``w`` and ``x`` of that shape (counts, copies, mode or flags, non-canonical compression).
+    """
+    from .model import decompress
+
+    nm = p.mode(mode)
+    o, k, b = (int(d) for d in dims)
+    if min(o, k, b) < 1:
+        raise ValueError(f"dims {dims} (allowed: O, K, B >= 1)")
+    per = p.groups_per_pass(nm)
+    passes = p.passes(k, nm)
+    used = per * nm.n
+    groups = -(-k // p.m)
+    beats = o * b * passes
+    try:
+        wl = np.asarray(inputs["w_stream"]["w"], dtype=np.int64)
+        il = np.asarray(inputs["w_stream"]["idx"], dtype=np.int64)
+        xl = np.asarray(inputs["x_stream"]["data"], dtype=np.int64)
+    except KeyError as err:
+        raise ValueError(f"missing stream field {err}") from None
+    L = p.length
+    if wl.shape != (beats, L) or il.shape != (beats, L) or xl.shape != (beats, p.x_lanes):
+        raise ValueError(f"beats {wl.shape[:1]} and {xl.shape[:1]} do not make a "
+                         f"{o}x{k}x{b} product in mode {nm} (expected {beats})")
+    wv = wl.reshape(o, b, passes, L)[:, 0, :, :used].reshape(o, passes * per, nm.n)
+    iv = il.reshape(o, b, passes, L)[:, 0, :, :used].reshape(o, passes * per, nm.n)
+    w = decompress(wv[:, :groups], iv[:, :groups], p.m, k)
+    kp = per * p.m
+    xs = xl.reshape(o, b, passes, p.x_lanes)[0, :, :, :kp]      # [b, passes, kp]
+    x = np.ascontiguousarray(xs.transpose(1, 2, 0).reshape(passes * kp, b)[:k])
+    made = schedule(p, w, x, nm).inputs
+    for stream, fields in made.items():
+        for name, arr in fields.items():
+            given = np.asarray(inputs[stream].get(name)) if name in inputs[stream] else None
+            if given is None or given.shape != arr.shape or not np.array_equal(given, arr):
+                raise ValueError(f"the beats are not a {o}x{k}x{b} schedule in mode {nm} "
+                                 f"({stream}.{name} differs)")
+    return {"w": w, "x": x}
+
+
+def disassemble(p: SparseChainParams, sched: Schedule, y: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`assemble`: ``y [O, B]`` to the ``y_stream`` beats ``[O*B, 1]``."""
+    y = np.asarray(y)
+    if y.shape != (sched.o, sched.b):
+        raise ValueError(f"expected y of shape {(sched.o, sched.b)}, got {y.shape}")
+    return y.reshape(sched.out_beats, 1)

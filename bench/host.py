@@ -1,0 +1,198 @@
+"""Host-side measurements (issue 6): packing speed of the wire format and protocol overhead.
+
+Called by ``python -m bench.run`` (and ``--host-only``). Every figure is measured here, on this
+machine, in one process on one core; packing speeds are best of several repeats.
+
+Units: *wire MB/s* is packed bytes (what crosses the link) per second, 10**6 bytes per MB;
+codes/s is tensor elements per second. For int4, one wire byte holds two codes.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+N_CODES = 1 << 24   # 16 Mi codes per measurement
+REPEATS = 5
+
+
+def _best(fn, repeats: int = REPEATS) -> tuple[float, object]:
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def bench_packing() -> list[dict]:
+    from generators.numerics import pack_bits, unpack_bits
+
+    rng = np.random.default_rng(0)
+    rows = []
+    lanes = 64
+    for fmt, width in (("int8", 8), ("int4", 4)):
+        c8 = rng.integers(-(1 << (width - 1)), 1 << (width - 1), (N_CODES // lanes, lanes),
+                          dtype=np.int8)
+        c64 = c8.astype(np.int64)
+        wire = N_CODES * width // 8
+        # pack to the bytes that are sent (a bytes object: the int8 -> int8 case is a copy)
+        t, raw = _best(lambda c8=c8, width=width: pack_bits(c8, width).tobytes())
+        t64, raw64 = _best(lambda c64=c64, width=width: pack_bits(c64, width).tobytes())
+        assert raw == raw64
+        buf = np.frombuffer(raw, np.uint8).reshape(len(c8), -1)
+        tu8, back8 = _best(lambda buf=buf, width=width: unpack_bits(buf, width, lanes, True,
+                                                                    dtype=np.int8))
+        tu64, back64 = _best(lambda buf=buf, width=width: unpack_bits(buf, width, lanes, True))
+        assert np.array_equal(back8, c8) and np.array_equal(back64, c64)
+        for op, codes, secs, note in (
+                ("pack", "int8 array", t, ""),
+                ("pack", "int64 array", t64, ""),
+                ("unpack", "int8 array", tu8, ""),
+                ("unpack", "int64 array", tu64, "")):
+            rows.append({"format": fmt, "op": op, "codes_held_as": codes,
+                         "wire_mb_per_s": round(wire / secs / 1e6, 1),
+                         "codes_per_s": round(N_CODES / secs), "note": note})
+            print(f"  {op} {fmt} ({codes}): {wire / secs / 1e6:.0f} wire MB/s"
+                  + (f" ({note})" if note else ""), flush=True)
+    return rows
+
+
+def bench_beats() -> list[dict]:
+    """pack_beats/unpack_beats on a real stream layout, from the int64 beats `schedule` makes."""
+    from generators.board_info import describe
+    from generators.config import load_config
+    from generators.mac_array import family as mac
+    from host.tensor import pack_beats, unpack_beats
+
+    cfg = load_config("configs/demo.yaml")
+    streams = describe(cfg)["units"][0]["streams"]
+    rng = np.random.default_rng(1)
+    a = rng.integers(-128, 128, (512, 2048))
+    b = rng.integers(-128, 128, (2048, 512))
+    inputs, _, _ = mac.schedule(mac.params(cfg.units[0]), {"a": a, "b": b})
+    rows = []
+    for name in ("a_stream", "b_stream"):
+        fields = streams[name]["fields"]
+        t, buf = _best(lambda f=fields, n=name: pack_beats(f, inputs[n]), 3)
+        tu, back = _best(lambda f=fields, buf=buf: unpack_beats(f, buf), 3)
+        assert all(np.array_equal(back[k], inputs[name][k]) for k in fields)
+        rows.append({"stream": f"mac8x8 {name}", "beats": len(buf),
+                     "beat_bytes": streams[name]["beat_bytes"],
+                     "pack_wire_mb_per_s": round(buf.size / t / 1e6, 1),
+                     "unpack_wire_mb_per_s": round(buf.size / tu / 1e6, 1)})
+        print(f"  pack_beats {name}: {buf.size / t / 1e6:.0f} MB/s, unpack "
+              f"{buf.size / tu / 1e6:.0f} MB/s", flush=True)
+    return rows
+
+
+def bench_overhead(total: int = 1 << 20) -> list[dict]:
+    """Link bytes of moving ``total`` payload bytes with WRITE (and READ) at the largest frames,
+    counted from the encoder: requests and their replies, COBS, CRC and 0x00 included."""
+    from host import protocol as p
+
+    rng = np.random.default_rng(2)
+    rows = []
+    for beat in (1, 8, 9, 32):
+        data = rng.integers(0, 256, total, dtype=np.uint8).tobytes()
+        per_w = (p.MAX_PAYLOAD - 5) // beat * beat
+        per_r = p.MAX_PAYLOAD // beat * beat
+        w_out = w_in = r_out = r_in = 0
+        for seq, pos in enumerate(range(0, total, per_w)):
+            w_out += len(p.write_request(seq, 0, pos // beat, data[pos:pos + per_w]))
+            w_in += len(p.ack_frame(p.Op.WRITE, seq))
+        for seq, pos in enumerate(range(0, total, per_r)):
+            n = min(per_r, total - pos) // beat
+            r_out += len(p.read_request(seq, 0, pos // beat, n))
+            r_in += len(p.ack_frame(p.Op.READ, seq, data[pos:pos + per_r]))
+        wire_w, wire_r = w_out + w_in, r_out + r_in
+        rows.append({"beat_bytes": beat, "payload_bytes": total,
+                     "write_link_bytes": wire_w, "read_link_bytes": wire_r,
+                     "write_overhead_pct": round(100 * (wire_w - total) / wire_w, 3),
+                     "read_overhead_pct": round(100 * (wire_r - total) / wire_r, 3)})
+        print(f"  protocol overhead, 1 MiB in {beat}-byte beats: WRITE "
+              f"{rows[-1]['write_overhead_pct']} %, READ {rows[-1]['read_overhead_pct']} % of "
+              "link bytes", flush=True)
+    return rows
+
+
+def bench_model_board() -> dict:
+    """End to end through the driver on model:// (Python reference board): a 256x256x256 GEMM
+    on configs/demo.yaml's 8x8 array (split into RUNs by the buffers)."""
+    from host import open_board
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(-128, 128, (256, 256))
+    b = rng.integers(-128, 128, (256, 256))
+    with open_board("model://configs/demo.yaml", progress=False) as board:
+        t0 = time.perf_counter()
+        c = board.gemm(a, b)
+        wall = time.perf_counter() - t0
+        ok = bool(np.array_equal(c, a @ b))
+        st = board.stats
+        row = {"gemm": "256x256x256", "runs": board.last_run["runs"],
+               "wall_seconds": round(wall, 3), "payload_bytes": st["payload_out"]
+               + st["payload_in"], "link_bytes": st["wire_out"] + st["wire_in"],
+               "equal_to_golden": ok}
+    print(f"  model:// gemm 256^3: {row['runs']} RUNs, {wall:.2f} s, equal {ok}", flush=True)
+    return row
+
+
+def bench_host() -> dict:
+    return {"packing": bench_packing(), "beats": bench_beats(), "overhead": bench_overhead(),
+            "model_board": bench_model_board()}
+
+
+def host_targets(res: dict) -> list[dict]:
+    def speed(fmt, op, held):
+        return next(r["wire_mb_per_s"] for r in res["packing"] if r["format"] == fmt
+                    and r["op"] == op and r["codes_held_as"] == held)
+
+    out = []
+    for fmt, goal in (("int8", 1000), ("int4", 500)):
+        for held in ("int8 array", "int64 array"):
+            p_, u_ = speed(fmt, "pack", held), speed(fmt, "unpack", held)
+            out.append({"target": f"{fmt} packing >= {goal} MB/s per core, pack and unpack "
+                                  f"(codes held as {held}; wire bytes)",
+                        "measured": f"pack {p_:.0f} MB/s, unpack {u_:.0f} MB/s",
+                        "met": p_ >= goal and u_ >= goal})
+    worst = max(max(r["write_overhead_pct"], r["read_overhead_pct"]) for r in res["overhead"])
+    out.append({"target": "protocol overhead <= 3 % of link bytes, 1 MB transfers",
+                "measured": f"at most {worst:.2f} % (WRITE and READ, beats of 1-32 bytes)",
+                "met": worst <= 3.0})
+    return out
+
+
+def host_markdown(res: dict) -> list[str]:
+    lines = ["", "## Host driver (issue 6)", "",
+             "Packing in wire bytes per second (10^6 bytes per MB) on one core, best of "
+             f"{REPEATS}, {N_CODES} codes in rows of 64 lanes; pack ends in a `bytes` object (what "
+             "is sent); unpack to an int8 array is the narrow output "
+             "(`unpack_bits(..., dtype=np.int8)`), to int64 the default. For "
+             "int4 one wire byte holds two codes.", "",
+             "| format | op | codes held as | wire MB/s | codes/s | note |",
+             "|---|---|---|---|---|---|"]
+    for r in res["packing"]:
+        lines.append(f"| {r['format']} | {r['op']} | {r['codes_held_as']} | "
+                     f"{r['wire_mb_per_s']} | {r['codes_per_s']:.3g} | {r['note']} |")
+    lines += ["", "Beats for the wire (`host.tensor.pack_beats`) from the int64 beats "
+              "`schedule` makes for a 512x2048x512 GEMM:", "",
+              "| stream | beats | beat bytes | pack MB/s | unpack MB/s |", "|---|---|---|---|---|"]
+    for r in res["beats"]:
+        lines.append(f"| {r['stream']} | {r['beats']} | {r['beat_bytes']} | "
+                     f"{r['pack_wire_mb_per_s']} | {r['unpack_wire_mb_per_s']} |")
+    lines += ["", "Protocol overhead of moving 1 MiB (requests and replies, header, CRC, COBS "
+              "and 0x00 counted; random data):", "",
+              "| beat bytes | WRITE link bytes | overhead | READ link bytes | overhead |",
+              "|---|---|---|---|---|"]
+    for r in res["overhead"]:
+        lines.append(f"| {r['beat_bytes']} | {r['write_link_bytes']} | "
+                     f"{r['write_overhead_pct']} % | {r['read_link_bytes']} | "
+                     f"{r['read_overhead_pct']} % |")
+    m = res["model_board"]
+    lines += ["", f"`model://configs/demo.yaml`, {m['gemm']} GEMM through `open_board`: "
+              f"{m['runs']} RUNs, {m['wall_seconds']} s, {m['payload_bytes']} payload bytes "
+              f"({m['link_bytes']} link bytes), equal to the golden model: "
+              f"{m['equal_to_golden']}.", ""]
+    return lines

@@ -1,0 +1,24 @@
+"""tensorfab host driver: talk to a board (real, simulated or the Python reference board).
+
+``from host import open_board``; see :mod:`host.board`. The wire protocol is
+:mod:`host.protocol` (no I/O), transports are chosen by URL in :mod:`host.transport`, and
+quantized tensors and beat packing are in :mod:`host.tensor`. Nothing here imports Amaranth
+(the ``model://`` reference board builds its description from the generators, lazily).
+"""
+
+from __future__ import annotations
+
+__all__ = ["open_board", "Board", "QTensor", "BoardError"]
+
+
+def __getattr__(name: str):
+    # Lazy: ``import host`` (and ``host.protocol``) stays cheap for tools that need only the codec.
+    if name in ("open_board", "Board", "BoardError"):
+        from . import board
+
+        return getattr(board, name)
+    if name == "QTensor":
+        from .tensor import QTensor
+
+        return QTensor
+    raise AttributeError(f"module 'host' has no attribute {name!r}")

@@ -1,0 +1,199 @@
+"""``model://CONFIG``: the Python reference board.
+
+:class:`ModelBoard` speaks protocol v1 byte for byte like the RTL board (docs/protocol.md): the
+same design description (:func:`generators.board_info.describe_bytes`), one buffer of
+``buffer_bytes`` per unit stream holding beats, the duplicate-request cache, NAKs and
+counters. A RUN turns the input beats back into arrays with the family's ``unschedule``, runs
+the family's one golden model, and stores the result as the output beats the unit would emit
+(``schedule`` + ``disassemble``). It is fed bytes and returns bytes; :mod:`host.transport`
+wraps it as a transport. Building the description imports Amaranth (for the stream layouts),
+so this module is loaded only for ``model://`` URLs.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from generators.errors import UserError
+
+from . import protocol as p
+from .tensor import pack_beats, unpack_beats
+
+__all__ = ["ModelBoard", "board_config"]
+
+
+def board_config(path: str):
+    """A board design from a config file; a unit config becomes a one-unit design on the
+    reference board (``board: ulx3s``, default buffers)."""
+    from generators.config import BoardConfig, load_config
+
+    cfg = load_config(path)
+    if isinstance(cfg, BoardConfig):
+        return cfg
+    return BoardConfig(name=cfg.name, board="ulx3s", units=(cfg,))
+
+
+class _Unit:
+    def __init__(self, cfg, desc: dict):
+        from generators.units import family
+
+        self.fam = family(cfg.unit)
+        self.params = self.fam.params(cfg)
+        self.desc = desc
+        self.streams = list(desc["streams"].items())
+        self.modes = {code: mode for mode, code in desc.get("modes", {}).items()}
+
+
+class ModelBoard:
+    """A board design executed in Python, behind the protocol bytes.
+
+    Parameters
+    ----------
+    cfg:
+        The :class:`~generators.config.BoardConfig` (see :func:`board_config`).
+    """
+
+    def __init__(self, cfg):
+        from generators.board_info import describe_bytes
+
+        self.cfg = cfg
+        self.description = describe_bytes(cfg)
+        self.desc = json.loads(self.description)
+        self.max_payload = self.desc["max_payload"]
+        self.units = [_Unit(u, d) for u, d in zip(cfg.units, self.desc["units"])]
+        self.buffers_spec = [s for u in self.desc["units"] for s in u["streams"].values()]
+        self.power_on()
+
+    def power_on(self) -> None:
+        """The state after configuration or a reset: buffers zero, counters zero, no cache."""
+        self.buffers = [bytearray(s["depth"] * s["beat_bytes"]) for s in self.buffers_spec]
+        self.decoder = p.FrameDecoder(self.max_payload)
+        self.naks = 0
+        self.runs = 0
+        self._last: tuple | None = None  # (seq, op, payload) of the last request executed
+        self._last_reply = b""
+
+    reset = power_on
+
+    # -- bytes in, bytes out -----------------------------------------------------------------
+
+    def feed(self, data: bytes) -> bytes:
+        """Take bytes from the host; return the reply bytes they cause."""
+        out = bytearray()
+        for pkt in self.decoder.feed(data):
+            out += self._answer(pkt)
+        return bytes(out)
+
+    def _answer(self, pkt: p.Packet) -> bytes:
+        key = (pkt.seq, pkt.op, pkt.payload)
+        if key == self._last:
+            return self._last_reply  # a retry: answer again, do not execute again
+        try:
+            if pkt.ver != p.VERSION:
+                raise p.NakError(pkt.op, p.NakCode.BAD_VERSION)
+            reply = p.ack_frame(pkt.op, pkt.seq, self._execute(pkt.op, pkt.payload))
+        except p.NakError as nak:
+            self.naks += 1
+            reply = p.nak_frame(pkt.op, pkt.seq, nak.code)
+        self._last, self._last_reply = key, reply
+        return reply
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _execute(self, op: int, payload: bytes) -> bytes:
+        if op == p.Op.INFO:
+            offset = p.parse_info_request(payload)
+            total = len(self.description)
+            if offset > total:
+                raise p.NakError(op, p.NakCode.OUT_OF_RANGE)
+            chunk = self.description[offset:offset + self.max_payload - 2]
+            return p.info_reply(total, chunk)
+        if op == p.Op.WRITE:
+            buf, beat, data = p.parse_write_request(payload)
+            spec = self._buffer(op, buf)
+            if len(data) % spec["beat_bytes"]:
+                raise p.NakError(op, p.NakCode.BAD_BUFFER)
+            count = len(data) // spec["beat_bytes"]
+            if beat + count > spec["depth"]:
+                raise p.NakError(op, p.NakCode.OUT_OF_RANGE)
+            start = beat * spec["beat_bytes"]
+            self.buffers[buf][start:start + len(data)] = data
+            return b""
+        if op == p.Op.READ:
+            buf, beat, count = p.parse_read_request(payload)
+            spec = self._buffer(op, buf)
+            if count * spec["beat_bytes"] > self.max_payload or beat + count > spec["depth"]:
+                raise p.NakError(op, p.NakCode.OUT_OF_RANGE)
+            start = beat * spec["beat_bytes"]
+            return bytes(self.buffers[buf][start:start + count * spec["beat_bytes"]])
+        if op == p.Op.RUN:
+            return self._run(p.parse_run_request(payload))
+        if op == p.Op.STATUS:
+            p.parse_empty_request(op, payload)
+            d = self.decoder
+            return p.status_reply(p.Status(0, d.crc_errors, d.bad_frames, d.overflows,
+                                           self.naks, self.runs))
+        if op == p.Op.CLEAR:
+            p.parse_empty_request(op, payload)
+            d = self.decoder
+            d.crc_errors = d.bad_frames = d.overflows = 0
+            self.naks = self.runs = 0
+            return b""
+        raise p.NakError(op, p.NakCode.BAD_OP)
+
+    def _buffer(self, op: int, buf: int) -> dict:
+        if buf >= len(self.buffers_spec):
+            raise p.NakError(op, p.NakCode.BAD_BUFFER)
+        return self.buffers_spec[buf]
+
+    def _run(self, req: p.RunRequest) -> bytes:
+        op = p.Op.RUN
+        if req.unit >= len(self.units):
+            raise p.NakError(op, p.NakCode.BAD_UNIT)
+        unit = self.units[req.unit]
+        if len(req.beats) != len(unit.streams):
+            raise p.NakError(op, p.NakCode.BAD_LENGTH)
+        opts = {}
+        if unit.modes:
+            if req.mode not in unit.modes:
+                raise p.NakError(op, p.NakCode.BAD_MODE)
+            opts["mode"] = unit.modes[req.mode]
+        elif req.mode != 0:
+            raise p.NakError(op, p.NakCode.BAD_MODE)
+        inputs, wanted = {}, {}
+        for (name, spec), n in zip(unit.streams, req.beats):
+            if n > spec["depth"] or (spec["dir"] == "in" and n == 0):
+                raise p.NakError(op, p.NakCode.BAD_RUN)
+            if spec["dir"] == "in":
+                data = self.buffers[spec["buffer"]][:n * spec["beat_bytes"]]
+                inputs[name] = unpack_beats(spec["fields"], data, n)
+            else:
+                wanted[name] = n
+        if not hasattr(unit.fam, "unschedule"):
+            # a family without the inverse of its schedule cannot be modelled from beats
+            raise p.NakError(op, p.NakCode.BAD_UNIT)
+        try:
+            arrays = unit.fam.unschedule(unit.params, inputs, req.dims, **opts)
+            arrays = unit.fam.check_inputs(unit.params, arrays, **opts)
+        except (ValueError, KeyError, UserError):
+            # Beats that the family's schedule cannot have made (or codes outside the
+            # formats): the RTL would stream them anyway; the reference board cannot model them.
+            raise p.NakError(op, p.NakCode.BAD_RUN) from None
+        outputs = unit.fam.golden(unit.params, arrays, **opts)
+        _, _, ctx = unit.fam.schedule(unit.params, arrays, **opts)
+        beats = unit.fam.disassemble(unit.params, ctx, outputs)
+        stored = []
+        for name, spec in unit.streams:
+            if spec["dir"] != "out":
+                continue
+            fields = beats[name]
+            n = min(wanted[name], len(next(iter(fields.values()))))
+            data = pack_beats(spec["fields"], {f: np.asarray(v)[:n] for f, v in fields.items()},
+                              spec["beat_bytes"])
+            self.buffers[spec["buffer"]][:data.size] = data.tobytes()
+            stored.append(n)
+        self.runs += 1
+        cycles = unit.fam.expected_cycles(unit.params, arrays, **opts)
+        return p.run_reply(cycles, stored)

@@ -75,7 +75,7 @@ timing: $(STAMP)
 	$(BIN)/tensorfab synth $(CONFIG) --target $(TARGET) --pnr --seed $(SEED) --out $(OUT)/timing-$(TARGET)
 
 lint: $(STAMP)
-	$(BIN)/ruff check generators sim tests bench host
+	$(BIN)/ruff check generators sim tests bench host boards
 
 clean:
 	rm -rf $(OUT) build .pytest_cache

@@ -205,7 +205,7 @@ class BoardCore(wiring.Component):
         super().__init__({"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8)),
                           "overflow": In(1)})
 
-    def elaborate(self, platform):  # noqa: C901 - one FSM, read top to bottom
+    def elaborate(self, platform):
         m = Module()
         bufs = self.buffers
         NB = len(bufs)
@@ -291,9 +291,12 @@ class BoardCore(wiring.Component):
             return Cat(hdr[i], hdr[i + 1], hdr[i + 2], hdr[i + 3])
 
         ver, op, seq, plen = hdr[0], hdr[1], u16(2), u16(4)
+        # the duplicate key: (seq, op, crc) of the last request answered (docs/protocol.md)
+        pkt_crc = Signal(16)  # the last two bytes of the packet: its CRC
         last_valid = Signal()
         last_seq = Signal(16)
         last_op = Signal(8)
+        last_crc = Signal(16)
 
         # -- reply state -------------------------------------------------------------------
         rep = Array([Signal(8, name=f"rep{i}") for i in range(RB)])
@@ -359,7 +362,8 @@ class BoardCore(wiring.Component):
                         m.d.comb += [rx_w.addr.eq(dlen), rx_w.data.eq(byte), rx_w.en.eq(1)]
                         with m.If(dlen < HB):
                             m.d.sync += hdr[dlen].eq(byte)
-                        m.d.sync += [rx_crc.eq(crc16_update(rx_crc, byte)), dlen.eq(dlen + 1)]
+                        m.d.sync += [rx_crc.eq(crc16_update(rx_crc, byte)), dlen.eq(dlen + 1),
+                                     pkt_crc.eq(Cat(byte, pkt_crc[:8]))]
                     with m.Else():
                         m.d.sync += rx_bad.eq(1)
 
@@ -393,7 +397,8 @@ class BoardCore(wiring.Component):
                 m.d.sync += [e_buf.eq(hdr[HEADER]), ptr.eq(0), left.eq(0)]
                 with m.If(ver != 1):
                     nak(BAD_VERSION)
-                with m.Elif(last_valid & (seq == last_seq) & (op == last_op)):
+                with m.Elif(last_valid & (seq == last_seq) & (op == last_op)
+                            & (pkt_crc == last_crc)):
                     m.d.sync += blk.eq(0)
                     m.next = "SCAN"  # a retry: the same reply again, not executed again
                 with m.Elif(op == OP_INFO):
@@ -565,7 +570,7 @@ class BoardCore(wiring.Component):
             with m.State("CRC_LO"):
                 m.d.comb += [tx_w.addr.eq(tptr), tx_w.data.eq(tcrc[:8]), tx_w.en.eq(1)]
                 m.d.sync += [tx_len.eq(tptr + 1), last_valid.eq(1), last_seq.eq(seq),
-                             last_op.eq(op), blk.eq(0)]
+                             last_op.eq(op), last_crc.eq(pkt_crc), blk.eq(0)]
                 m.next = "SCAN"
 
             # -- send the reply RAM COBS-encoded: find each block's end, send its code, then

@@ -163,3 +163,105 @@ def test_info_write_read_status(small_cfg):
             busy=0, crc_errors=0, bad_frames=0, overflows=0, naks=0, runs=0)
 
     Link(small_cfg).run(script)
+
+
+def test_naks(small_cfg):
+    desc = describe_bytes(small_cfg)
+    cases = [
+        (0x09, b"", 1),                                      # BAD_OP
+        (0x05, b"\x00", 2),                                  # BAD_LENGTH
+        (0x01, b"\x00\x00\x00", 2),
+        (0x03, b"\x00" * 6, 2),
+        (0x04, struct.pack("<BB3I", 0, 0, 1, 1, 1), 2),      # RUN without its counts
+        (0x02, struct.pack("<BI", 99, 0) + bytes(3), 3),     # BAD_BUFFER: no such buffer
+        (0x02, struct.pack("<BI", 0, 0) + bytes(4), 3),      # not whole 3-byte beats
+        (0x03, struct.pack("<BIH", 9, 0, 1), 3),
+        (0x03, struct.pack("<BIH", 0, 85, 1), 4),            # OUT_OF_RANGE: past the end
+        (0x03, struct.pack("<BIH", 0, 0, 0xFFFF), 4),        # over max_payload
+        (0x01, struct.pack("<H", len(desc) + 1), 4),
+        (0x02, struct.pack("<BI", 0, 84) + bytes(6), 4),
+        (0x04, struct.pack("<BB3I3I", 2, 0, 1, 1, 1, 1, 1, 1), 5),   # BAD_UNIT
+        (0x04, struct.pack("<BB3I3I", 0, 1, 1, 1, 1, 1, 1, 1), 6),   # BAD_MODE
+        (0x04, struct.pack("<BB3I3I", 1, 2, 1, 1, 1, 1, 1, 1), 6),
+        (0x04, struct.pack("<BB3I3I", 0, 0, 1, 1, 1, 0, 1, 1), 8),   # BAD_RUN
+        (0x04, struct.pack("<BB3I3I", 0, 0, 1, 1, 1, 86, 1, 1), 8),
+    ]
+
+    async def script(send, recv):
+        for seq, (op, payload, code) in enumerate(cases, start=100):
+            rop, body = await request(send, recv, op, seq, payload)
+            assert (rop, body) == (0x7F, bytes([op, code])), (seq, op, payload.hex())
+        await send(frame(0x05, 1, ver=2))
+        assert parse_reply(await recv())[::2] == (0x7F, bytes([0x05, 7]))
+        # INFO at offset == total: an ACK with no description bytes
+        rop, body = await request(send, recv, 0x01, 2, struct.pack("<H", len(desc)))
+        assert (rop, body) == (0x81, struct.pack("<H", len(desc)))
+        rop, body = await request(send, recv, 0x05, 3)
+        assert parse_status(body)["naks"] == len(cases) + 1
+
+    Link(small_cfg).run(script)
+
+
+def test_bad_frames_dropped_and_counted(small_cfg):
+    good = frame(0x05, 7)
+
+    async def script(send, recv):
+        bad_crc = bytearray(good)
+        bad_crc[-2] ^= 0x01  # a CRC byte
+        await send(bytes(bad_crc))
+        pkt = struct.pack("<BBHH", 1, 5, 8, 3) + b"\x01\x02"  # len says 3, 2 bytes follow
+        from board_wire import cobs_encode
+        await send(cobs_encode(pkt + struct.pack(">H", binascii.crc_hqx(pkt, 0xFFFF))) + b"\0")
+        await send(b"\x05\x01\x02\x00")          # a block running past the frame's end
+        await send(b"\x07" * 1100 + b"\x00")      # longer than COBS_MAX
+        await send(b"\x00\x00")                   # empty frames: ignored
+        rop, body = await request(send, recv, 0x05, 9)  # the first reply is STATUS's
+        assert rop == 0x85
+        st = parse_status(body)
+        assert (st["crc_errors"], st["bad_frames"], st["naks"]) == (1, 3, 0)
+        rop, body = await request(send, recv, 0x06, 10)
+        assert (rop, body) == (0x86, b"")
+        rop, body = await request(send, recv, 0x05, 11)
+        assert parse_status(body) == dict(busy=0, crc_errors=0, bad_frames=0, overflows=0,
+                                          naks=0, runs=0)
+
+    Link(small_cfg).run(script)
+
+
+def test_duplicates_answered_not_executed(small_cfg):
+    run = struct.pack("<BB3I3I", 0, 0, 2, 1, 2, 1, 1, 0)  # 1 a beat, 1 b beat, 0 outputs
+
+    async def script(send, recv):
+        await send(frame(0x02, 20, struct.pack("<BI", 0, 0) + bytes(3)))
+        first = await recv()
+        await send(frame(0x04, 21, run))
+        reply = await recv()
+        assert parse_reply(reply)[0] == 0x84
+        await send(b"\x00" + frame(0x04, 21, run))  # a retry: same bytes, same reply
+        assert await recv() == reply
+        await send(frame(0x09, 22))                 # a NAK is cached too
+        nak = await recv()
+        await send(frame(0x09, 22))
+        assert await recv() == nak
+        rop, body = await request(send, recv, 0x05, 23)
+        st = parse_status(body)
+        assert (st["runs"], st["naks"]) == (1, 1)
+        # the same seq and op with another payload (another CRC) is a new request
+        await send(frame(0x02, 20, struct.pack("<BI", 0, 1) + bytes(3)))
+        assert parse_reply(await recv())[0] == 0x82
+        await send(frame(0x02, 20, struct.pack("<BI", 0, 0) + bytes(3)))
+        assert await recv() == first
+
+    Link(small_cfg).run(script)
+
+
+def test_garbage_never_wedges(small_cfg, rng):
+    desc = describe_bytes(small_cfg)
+    noise = bytes(rng.integers(0, 256, 3000, dtype=np.uint8))
+
+    async def script(send, recv):
+        await send(noise + b"\x00")
+        rop, body = await request(send, recv, 0x01, 0x4242, struct.pack("<H", 0))
+        assert rop == 0x81 and body[2:] == desc[:len(body) - 2]
+
+    Link(small_cfg).run(script)

@@ -28,6 +28,10 @@ FACES = ("bytes", "uart")
 BOARD_VERILATOR_ARGS = [*VERILATOR_ARGS, "-Wno-CASEINCOMPLETE"]
 
 
+class PortInUse(SimulationError):
+    """The harness could not listen on the port (it exits with status 2)."""
+
+
 def _sources_hash() -> str:
     from generators.generate import generator_hash
 
@@ -97,10 +101,18 @@ def build(board_cfg, face: str = "bytes", say=None) -> Path:
         cflags = "-O2" + (" -DPIN_LEVEL" if face == "uart" else "")
         cmd = ["verilator", "--cc", "--exe", "--build", "-j", "2", "-O3",
                *BOARD_VERILATOR_ARGS, "--top-module", TOP, "-o", "board_sim",
-               "-CFLAGS", cflags, "--Mdir", "obj", vpath.name, HARNESS.name]
+               "-CFLAGS", cflags,
+               "-MAKEFLAGS", "OPT_FAST=-O2 OPT_SLOW=-O1", "--Mdir", "obj", vpath.name, HARNESS.name]
         log = work / "build.log"
         with open(log, "w") as fh:
-            proc = subprocess.run(cmd, cwd=work, stdout=fh, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(cmd, cwd=work, stdout=fh, stderr=subprocess.STDOUT)
+            while True:
+                try:
+                    proc.wait(timeout=15)
+                    break
+                except subprocess.TimeoutExpired:
+                    if say:
+                        say(f"  ... still building ({time.perf_counter() - t0:.0f} s)")
         if proc.returncode != 0:
             kept = d.with_name(d.name + ".failed")
             shutil.rmtree(kept, ignore_errors=True)
@@ -146,6 +158,8 @@ def start(board_cfg, port: int, face: str = "bytes", say=None,
     if proc.poll() is None:
         proc.kill()
         proc.wait()
+    if proc.returncode == 2:
+        raise PortInUse(f"127.0.0.1:{port} is in use")
     raise SimulationError(f"the simulated board did not start (exit status {proc.returncode})")
 
 

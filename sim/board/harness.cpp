@@ -228,7 +228,10 @@ int main(int argc, char** argv) {
                 bool has = !in.empty();
                 t->RX_VALID = has;
                 if (has) t->RX_PAYLOAD = in.front();
-                t->eval();
+                // rx ready and tx valid/payload come from registers only (the engine's
+                // state), so the values evaluated after the last edge still hold: no eval
+                // here. The rising-edge eval settles the new inputs first (Verilator's
+                // input-combinational stage).
                 bool rx_fire = has && t->RX_READY;
                 bool tx_fire = t->TX_VALID;  // tx__ready is always 1
                 uint8_t tx_byte = t->TX_PAYLOAD;

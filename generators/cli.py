@@ -5,6 +5,7 @@
                   [--sim verilator|icarus] [--stats STATS.json] [--mode N:M]
     tensorfab synth CONFIG --target ice40|ecp5|xilinx|generic [--pnr] [--seed N] --out DIR
     tensorfab serve CONFIG --port P [--pin-level]
+    tensorfab bitstream CONFIG --out DIR
     tensorfab board info|run|bench --url URL ...   (the host driver: host/cli.py)
 
 Bad input of any kind exits with status 2 and one line on stderr naming what is wrong and what
@@ -259,6 +260,23 @@ def cmd_serve(args) -> int:
         return 0
 
 
+def cmd_bitstream(args) -> int:
+    """Synthesize, place and route a board design into a bitstream (YoWASP tools)."""
+    from boards.platforms import build as build_bitstream
+
+    from .config import BoardConfig, load_config
+
+    cfg = load_config(args.config)
+    if not isinstance(cfg, BoardConfig):
+        raise UserError(f"{args.config}: is a unit config (unit: {cfg.unit}), not a board "
+                        "design (allowed: a config with a `board` key, such as "
+                        "configs/demo.yaml)")
+    t0 = time.perf_counter()
+    path = build_bitstream(cfg, args.out, say=_say)
+    _say(f"wrote {path} ({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="tensorfab",
@@ -301,6 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="drive the board's UART pins at the design's baud rate (slower; for "
                         "fidelity tests) instead of its byte streams")
     v.set_defaults(func=cmd_serve)
+
+    bs = sub.add_parser("bitstream", help="build a board design's bitstream (ulx3s, icebreaker)")
+    bs.add_argument("config", metavar="CONFIG", help="YAML board design")
+    bs.add_argument("--out", required=True, metavar="DIR", help="build folder")
+    bs.set_defaults(func=cmd_bitstream)
 
     from host.cli import add_parser as add_board_parser
 

@@ -49,10 +49,9 @@ def test_serve_refuses_bad_ports(tmp_path):
 
 @pytest.mark.rtl
 def test_served_demo_with_open_board(rng):
-    from host import open_board
-
     from generators.config import load_config
     from generators.units import family
+    from host import open_board
 
     cfg = load_config("configs/demo.yaml")
     port = free_port()

@@ -101,8 +101,7 @@ def build(board_cfg, face: str = "bytes", say=None) -> Path:
         cflags = "-O2" + (" -DPIN_LEVEL" if face == "uart" else "")
         cmd = ["verilator", "--cc", "--exe", "--build", "-j", "2", "-O3",
                *BOARD_VERILATOR_ARGS, "--top-module", TOP, "-o", "board_sim",
-               "-CFLAGS", cflags,
-               "-MAKEFLAGS", "OPT_FAST=-O2 OPT_SLOW=-O1", "--Mdir", "obj", vpath.name, HARNESS.name]
+               "-CFLAGS", cflags, "--Mdir", "obj", vpath.name, HARNESS.name]
         log = work / "build.log"
         with open(log, "w") as fh:
             proc = subprocess.Popen(cmd, cwd=work, stdout=fh, stderr=subprocess.STDOUT)

@@ -56,7 +56,10 @@ class BitstreamTop(Elaboratable):
 
 def build(board_cfg, out_dir: str | Path, say=None) -> Path:
     """Synthesize, place, route and pack ``board_cfg`` for its board; return the bitstream."""
+    from sim import toolenv
+
     plat = platform(board_cfg.board)
+    toolenv.ensure()  # the venv's bin folder (the YoWASP tools) on PATH
     for var, tool in YOWASP_TOOLS.items():
         if var not in os.environ and shutil.which(tool):
             os.environ[var] = tool
@@ -64,7 +67,9 @@ def build(board_cfg, out_dir: str | Path, say=None) -> Path:
     if say:
         say(f"building the {board_cfg.board} bitstream of {board_cfg.name} in {out_dir} "
             "(Yosys, nextpnr: several minutes)...")
-    plat.build(BitstreamTop(board_cfg), name=board_cfg.name, build_dir=str(out_dir),
-               do_program=False)
+    # amaranth's build() also requires the programmer (openFPGALoader) to be installed; run
+    # the plan's build script directly instead (it calls the tools named above)
+    plan = plat.build(BitstreamTop(board_cfg), name=board_cfg.name, do_build=False)
+    plan.execute_local(str(out_dir))
     ext = "bit" if board_cfg.board == "ulx3s" else "bin"
     return out_dir / f"{board_cfg.name}.{ext}"

@@ -248,6 +248,13 @@ def cmd_serve(args) -> int:
             from None
     _say(f"{cfg.name} ({face} face) up in {time.perf_counter() - t0:.1f} s; Ctrl-C stops it")
     print(f"socket://127.0.0.1:{port}", flush=True)
+
+    def _stop(signum, frame):
+        raise KeyboardInterrupt
+
+    import signal
+
+    signal.signal(signal.SIGTERM, _stop)  # stop the board with us, not only on Ctrl-C
     try:
         return 0 if proc.wait() == 0 else 1
     except KeyboardInterrupt:

@@ -110,3 +110,15 @@ def test_pin_level_uart():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_bitstream_boards():
+    from boards.platforms import platform
+    from generators.errors import UserError
+
+    assert platform("ulx3s").default_clk_frequency == 25e6
+    assert platform("icebreaker").default_clk_frequency == 12e6
+    with pytest.raises(UserError, match="no open bitstream flow"):
+        platform("pynq_z2")
+    r = run_cli("bitstream", "configs/mac8x8.yaml", "--out", "out/never")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a board design" in r.stderr

@@ -16,7 +16,7 @@ STAMP  := $(VENV)/.installed
 
 export WAVES
 
-.PHONY: all venv test test-fast regress demo bench generate rtl synth timing lint clean distclean help
+.PHONY: all venv test test-fast regress demo bench generate rtl synth timing serve bitstream program lint clean distclean help
 
 all: test
 
@@ -30,6 +30,9 @@ help:
 	@echo "make rtl       regenerate the reference Verilog in rtl/ from configs/"
 	@echo "make synth     CONFIG=... TARGET=ecp5|ice40|xilinx|generic   Yosys resource report"
 	@echo "make timing    CONFIG=... TARGET=ecp5|ice40 SEED=1   nextpnr place and route, Fmax"
+	@echo "make serve     CONFIG=configs/demo.yaml PORT=5555   the simulated board over TCP"
+	@echo "make bitstream CONFIG=configs/demo.yaml BOARD=ulx3s   bitstream via amaranth-boards + YoWASP"
+	@echo "make program   BOARD=ulx3s   load it with openFPGALoader"
 	@echo "knobs: SIM=verilator|icarus WAVES=0|1 CONFIG=... PYTHON=python3.11"
 
 # The venv is (re)built when pyproject.toml changes.
@@ -83,8 +86,21 @@ synth: $(STAMP)
 timing: $(STAMP)
 	$(BIN)/tensorfab synth $(CONFIG) --target $(TARGET) --pnr --seed $(SEED) --out $(OUT)/timing-$(TARGET)
 
+# Board designs: the simulated board on PORT, a bitstream for BOARD, programming it.
+BOARD  ?= ulx3s
+PORT   ?= 5555
+serve: $(STAMP)
+	$(BIN)/tensorfab serve $(CONFIG) --port $(PORT)
+
+bitstream: $(STAMP)
+	$(BIN)/tensorfab bitstream $(CONFIG) --out $(OUT)/bitstream-$(BOARD)
+
+program:
+	@command -v openFPGALoader >/dev/null 2>&1 || { echo "openFPGALoader not found (apt-get install openfpgaloader)"; exit 2; }
+	openFPGALoader -b $(BOARD) $(firstword $(wildcard $(OUT)/bitstream-$(BOARD)/*.bit $(OUT)/bitstream-$(BOARD)/*.bin))
+
 lint: $(STAMP)
-	$(BIN)/ruff check generators sim tests bench host
+	$(BIN)/ruff check generators sim tests bench host boards
 
 clean:
 	rm -rf $(OUT) build .pytest_cache

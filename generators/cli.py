@@ -4,6 +4,8 @@
     tensorfab run CONFIG --inputs IN.npz --out OUT.npz [--backend golden|rtl]
                   [--sim verilator|icarus] [--stats STATS.json] [--mode N:M]
     tensorfab synth CONFIG --target ice40|ecp5|xilinx|generic [--pnr] [--seed N] --out DIR
+    tensorfab serve CONFIG --port P [--pin-level]
+    tensorfab bitstream CONFIG --out DIR
     tensorfab board info|run|bench --url URL ...   (the host driver: host/cli.py)
 
 Bad input of any kind exits with status 2 and one line on stderr naming what is wrong and what
@@ -207,6 +209,81 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def _free_port(text: str) -> int:
+    import socket
+
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise UserError(f"--port: {text!r} is not a TCP port (allowed: 1..65535)")
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as err:
+            raise UserError(f"--port {port}: 127.0.0.1:{port} cannot be used "
+                            f"({err.strerror or err}) (allowed: a free port)") from None
+    return port
+
+
+def cmd_serve(args) -> int:
+    """Build (cached) and run the simulated board until Ctrl-C."""
+    import sim.board as sb
+
+    from .config import BoardConfig, load_config
+
+    cfg = load_config(args.config)
+    if not isinstance(cfg, BoardConfig):
+        raise UserError(f"{args.config}: is a unit config (unit: {cfg.unit}), not a board "
+                        "design (allowed: a config with a `board` key and `units`, such as "
+                        "configs/demo.yaml)")
+    port = _free_port(args.port)
+    face = "uart" if args.pin_level else "bytes"
+    t0 = time.perf_counter()
+    try:
+        proc = sb.start(cfg, port, face, say=_say, timeout=60)
+    except sb.PortInUse:
+        raise UserError(f"--port {port}: 127.0.0.1:{port} is in use (allowed: a free port)") \
+            from None
+    _say(f"{cfg.name} ({face} face) up in {time.perf_counter() - t0:.1f} s; Ctrl-C stops it")
+    print(f"socket://127.0.0.1:{port}", flush=True)
+
+    def _stop(signum, frame):
+        raise KeyboardInterrupt
+
+    import signal
+
+    signal.signal(signal.SIGTERM, _stop)  # stop the board with us, not only on Ctrl-C
+    try:
+        return 0 if proc.wait() == 0 else 1
+    except KeyboardInterrupt:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except Exception:
+            proc.kill()
+        _say("stopped")
+        return 0
+
+
+def cmd_bitstream(args) -> int:
+    """Synthesize, place and route a board design into a bitstream (YoWASP tools)."""
+    from boards.platforms import build as build_bitstream
+
+    from .config import BoardConfig, load_config
+
+    cfg = load_config(args.config)
+    if not isinstance(cfg, BoardConfig):
+        raise UserError(f"{args.config}: is a unit config (unit: {cfg.unit}), not a board "
+                        "design (allowed: a config with a `board` key, such as "
+                        "configs/demo.yaml)")
+    t0 = time.perf_counter()
+    path = build_bitstream(cfg, args.out, say=_say)
+    _say(f"wrote {path} ({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="tensorfab",
@@ -254,6 +331,19 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--default-precision", default="fixed<16,6>", metavar="TYPE",
                    help="hls4ml's default precision when no config is given")
     h.set_defaults(func=cmd_hls)
+
+    v = sub.add_parser("serve", help="serve a board design's RTL, simulated, over TCP")
+    v.add_argument("config", metavar="CONFIG", help="YAML board design (with a board key)")
+    v.add_argument("--port", required=True, metavar="P", help="TCP port on 127.0.0.1")
+    v.add_argument("--pin-level", action="store_true",
+                   help="drive the board's UART pins at the design's baud rate (slower; for "
+                        "fidelity tests) instead of its byte streams")
+    v.set_defaults(func=cmd_serve)
+
+    bs = sub.add_parser("bitstream", help="build a board design's bitstream (ulx3s, icebreaker)")
+    bs.add_argument("config", metavar="CONFIG", help="YAML board design")
+    bs.add_argument("--out", required=True, metavar="DIR", help="build folder")
+    bs.set_defaults(func=cmd_bitstream)
 
     from host.cli import add_parser as add_board_parser
 

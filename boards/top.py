@@ -1,0 +1,676 @@
+"""The board top-level: host link, protocol engine, stream buffers and the design's units.
+
+:class:`BoardCore` implements docs/protocol.md on a byte stream: it decodes COBS frames into a
+packet RAM (checking the CRC and the length on the way), executes INFO/WRITE/READ/RUN/STATUS/
+CLEAR, builds the reply in a reply RAM and sends it COBS-encoded. One request at a time: while a
+request executes or its reply is sent, the receive stream is not ready.
+
+:class:`BoardTop` puts a face on it: ``face="bytes"`` exposes the two byte streams (the fast
+simulated board, fed by the Verilator harness), ``face="uart"`` the UART pins (real boards and
+the pin-level simulation), with a receive FIFO whose overflows STATUS counts.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from amaranth.hdl import (
+    Array,
+    Cat,
+    Const,
+    Elaboratable,
+    Module,
+    Mux,
+    ResetInserter,
+    Signal,
+    UnusedElaboratable,
+)
+from amaranth.lib import fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from generators.board_info import BOARD_CLOCK_HZ, MAX_PAYLOAD, describe_bytes
+
+from .crc import INIT, crc16_update
+from .uart import UartRx, UartTx, bit_period
+
+HEADER = 6
+PACKET_MAX = HEADER + MAX_PAYLOAD + 2
+COBS_MAX = PACKET_MAX + -(-PACKET_MAX // 254) + 1
+
+OP_INFO, OP_WRITE, OP_READ, OP_RUN, OP_STATUS, OP_CLEAR = 1, 2, 3, 4, 5, 6
+OP_NAK = 0x7F
+BAD_OP, BAD_LENGTH, BAD_BUFFER, OUT_OF_RANGE, BAD_UNIT, BAD_MODE, BAD_VERSION, BAD_RUN = \
+    range(1, 9)
+
+#: A RUN ends when no beat has moved for this many cycles (the host asked for more output
+#: beats than the unit makes, or gave inputs that do not fit together): the board answers with
+#: the beats it stored instead of wedging.
+RUN_WATCHDOG = 1 << 16
+
+
+class _Stream:
+    """One unit stream and its buffer."""
+
+    def __init__(self, name: str, direction: str, width: int, depth: int, port, buffer: int):
+        self.name, self.dir, self.width, self.depth = name, direction, width, depth
+        self.port, self.buffer = port, buffer
+        self.beat_bytes = (width + 7) // 8
+
+
+class _Runner(Elaboratable):
+    """Plays one unit's input buffers into it and captures its outputs (the RUN command).
+
+    Held in reset by the core between runs (``ResetInserter``), so every run starts from a
+    clean unit, empty FIFOs and zeroed counters. While ``go`` is high it streams beats
+    ``0 .. n-1`` of each input buffer and stores the first ``n`` output beats of each output;
+    ``done`` rises when all have moved, or when nothing moved for :data:`RUN_WATCHDOG` cycles.
+    """
+
+    FIFO_DEPTH = 4
+
+    def __init__(self, unit, streams: list):
+        self.unit, self.streams = unit, streams
+        self.go = Signal()
+        self.n = {s.name: Signal(32, name=f"n_{s.name}") for s in streams}
+        self.raddr = {s.name: Signal(range(s.depth), name=f"raddr_{s.name}")
+                      for s in streams if s.dir == "in"}
+        self.rdata = {s.name: Signal(s.width, name=f"rdata_{s.name}")
+                      for s in streams if s.dir == "in"}
+        self.we = {s.name: Signal(name=f"we_{s.name}") for s in streams if s.dir == "out"}
+        self.waddr = {s.name: Signal(range(s.depth), name=f"waddr_{s.name}")
+                      for s in streams if s.dir == "out"}
+        self.wdata = {s.name: Signal(s.width, name=f"wdata_{s.name}")
+                      for s in streams if s.dir == "out"}
+        self.stored = {s.name: Signal(32, name=f"stored_{s.name}")
+                       for s in streams if s.dir == "out"}
+        self.cycles = Signal(32)
+        self.done = Signal()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.unit = self.unit
+        finished, moved, offered = [], [], []
+        for s in self.streams:
+            port = s.port
+            if s.dir == "in":
+                q = fifo.SyncFIFO(width=s.width, depth=self.FIFO_DEPTH)
+                m.submodules[f"fifo_{s.name}"] = q
+                issued = Signal(32, name=f"issued_{s.name}")
+                sent = Signal(32, name=f"sent_{s.name}")
+                inflight = Signal(name=f"inflight_{s.name}")
+                issue = Signal(name=f"issue_{s.name}")
+                m.d.comb += [
+                    issue.eq(self.go & (issued < self.n[s.name])
+                             & (q.level + inflight < self.FIFO_DEPTH)),
+                    self.raddr[s.name].eq(issued),
+                    q.w_en.eq(inflight),
+                    q.w_data.eq(self.rdata[s.name]),
+                    port.valid.eq(q.r_rdy),
+                    port.payload.eq(q.r_data),
+                    q.r_en.eq(port.ready),
+                ]
+                m.d.sync += inflight.eq(issue)
+                with m.If(issue):
+                    m.d.sync += issued.eq(issued + 1)
+                with m.If(port.valid & port.ready):
+                    m.d.sync += sent.eq(sent + 1)
+                finished.append(sent >= self.n[s.name])
+                moved.append(port.valid & port.ready)
+                offered.append(port.valid)
+            else:
+                stored = self.stored[s.name]
+                store = Signal(name=f"store_{s.name}")
+                m.d.comb += [
+                    port.ready.eq(1),
+                    store.eq(self.go & port.valid & (stored < self.n[s.name])),
+                    self.we[s.name].eq(store),
+                    self.waddr[s.name].eq(stored),
+                    self.wdata[s.name].eq(port.payload),
+                ]
+                with m.If(store):
+                    m.d.sync += stored.eq(stored + 1)
+                finished.append(stored >= self.n[s.name])
+                moved.append(store)
+
+        started = Signal()
+        count = Signal(32)
+        now = Signal(32)
+        any_offer = Signal()
+        any_store = Signal()
+        m.d.comb += [
+            any_offer.eq(Cat(*offered).any()),
+            any_store.eq(Cat(*[self.we[k] for k in self.we]).any() if self.we else 0),
+            now.eq(Mux(started, count, 0)),
+        ]
+        with m.If(self.go & (started | any_offer)):
+            m.d.sync += [started.eq(1), count.eq(now + 1)]
+        with m.If(any_store):
+            m.d.sync += self.cycles.eq(now + 1)
+
+        idle = Signal(range(RUN_WATCHDOG + 1))
+        with m.If(Cat(*moved).any()):
+            m.d.sync += idle.eq(0)
+        with m.Elif(self.go & (idle < RUN_WATCHDOG)):
+            m.d.sync += idle.eq(idle + 1)
+        m.d.comb += self.done.eq(self.go & (Cat(*finished).all() | (idle == RUN_WATCHDOG)))
+        return m
+
+
+def _le(value, nbytes: int) -> list:
+    return [value.word_select(i, 8) if len(value) > 8 * i else Const(0, 8)
+            for i in range(nbytes)]
+
+
+class BoardCore(wiring.Component):
+    """The protocol engine of docs/protocol.md on byte streams, with the design's units.
+
+    Parameters
+    ----------
+    board_cfg : BoardConfig
+        The design: its units (instantiated through their family's ``component``) and
+        ``buffer_bytes`` per unit stream.
+
+    Ports
+    -----
+    rx : in stream of bytes
+        The link's received bytes.
+    tx : out stream of bytes
+        Bytes to send.
+    overflow : in
+        A one-cycle pulse per received byte lost before the core (counted in STATUS).
+    """
+
+    def __init__(self, board_cfg):
+        from generators.units import family
+
+        self.cfg = board_cfg
+        with warnings.catch_warnings():
+            # describe() builds each unit's component only to read its stream layouts
+            warnings.simplefilter("ignore", UnusedElaboratable)
+            self.info = describe_bytes(board_cfg)
+        if len(self.info) > 0xFFFF:
+            raise ValueError(f"design description is {len(self.info)} bytes (allowed: up to "
+                             "65535)")
+        self.units = []  # (component, [_Stream])
+        buf = 0
+        for ucfg in board_cfg.units:
+            fam = family(ucfg.unit)
+            params = fam.params(ucfg)
+            comp = fam.component(params)
+            modes = len(fam.manifest_extra(params).get("modes", {})) or 1
+            streams = []
+            for name, member in comp.signature.members.items():
+                port = getattr(comp, name)
+                width = len(port.payload.as_value())
+                direction = "in" if member.flow == In else "out"
+                depth = board_cfg.buffer_bytes // ((width + 7) // 8)
+                streams.append(_Stream(name, direction, width, depth, port, buf))
+                buf += 1
+            self.units.append((comp, streams, modes))
+        self.buffers = [s for _, streams, _ in self.units for s in streams]
+        super().__init__({"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8)),
+                          "overflow": In(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        bufs = self.buffers
+        NB = len(bufs)
+        max_streams = max(len(s) for _, s, _ in self.units)
+        max_outs = max(sum(1 for x in s if x.dir == "out") for _, s, _ in self.units)
+        HB = HEADER + max(5, 14 + 4 * max_streams)  # header + the longest parameters
+        RB = HEADER + max(13, 4 + 4 * max_outs, 2)  # header + the longest fixed reply
+        max_width = max(b.width for b in bufs)
+        max_bb = max(b.beat_bytes for b in bufs)
+        info_total = len(self.info)
+
+        # -- memories ----------------------------------------------------------------------
+        m.submodules.rxram = rxram = memory.Memory(shape=8, depth=PACKET_MAX, init=[])
+        rx_w, rx_r = rxram.write_port(), rxram.read_port(transparent_for=())
+        m.submodules.txram = txram = memory.Memory(shape=8, depth=PACKET_MAX, init=[])
+        tx_w, tx_r = txram.write_port(), txram.read_port(transparent_for=())
+        m.submodules.inforom = rom = memory.Memory(shape=8, depth=info_total,
+                                                   init=list(self.info))
+        rom_r = rom.read_port(transparent_for=())
+
+        running = Signal()
+        run_unit = Signal(range(len(self.units)))
+        e_buf = Signal(range(NB))
+        e_raddr = Signal(32)
+        e_waddr = Signal(32)
+        e_wdata = Signal(max_width)
+        e_we = Signal()
+        mem_rdata = []
+        runners = []
+        unit_rst = [Signal(name=f"unit_rst{i}") for i in range(len(self.units))]
+        for i, (comp, streams, _) in enumerate(self.units):
+            r = _Runner(comp, streams)
+            m.submodules[f"run_{self.cfg.units[i].name}"] = ResetInserter(
+                {"sync": unit_rst[i]})(r)
+            m.d.comb += r.go.eq(running & (run_unit == i))
+            runners.append(r)
+            for s in streams:
+                mem = memory.Memory(shape=s.width, depth=s.depth, init=[])
+                m.submodules[f"buf{s.buffer}"] = mem
+                rp, wp = mem.read_port(transparent_for=()), mem.write_port()
+                mine = e_buf == s.buffer
+                if s.dir == "in":
+                    m.d.comb += [rp.addr.eq(Mux(running, r.raddr[s.name], e_raddr)),
+                                 r.rdata[s.name].eq(rp.data),
+                                 wp.addr.eq(e_waddr), wp.data.eq(e_wdata),
+                                 wp.en.eq(e_we & mine & ~running)]
+                else:
+                    m.d.comb += [rp.addr.eq(e_raddr),
+                                 wp.addr.eq(Mux(running, r.waddr[s.name], e_waddr)),
+                                 wp.data.eq(Mux(running, r.wdata[s.name], e_wdata)),
+                                 wp.en.eq(Mux(running, r.we[s.name], e_we & mine))]
+                mem_rdata.append(rp.data)
+
+        def const_by_buf(values, width=32):
+            return Array([Const(v, width) for v in values])[e_buf]
+
+        buf_bb = const_by_buf([b.beat_bytes for b in bufs], 8)
+        buf_depth = const_by_buf([b.depth for b in bufs], 32)
+        buf_rdata = Array([Signal(max_width, name=f"rdata{i}") for i in range(NB)])
+        for i, d in enumerate(mem_rdata):
+            m.d.comb += buf_rdata[i].eq(d)
+
+        # -- counters ----------------------------------------------------------------------
+        crc_errors = Signal(16)
+        bad_frames = Signal(16)
+        overflows = Signal(16)
+        naks = Signal(16)
+        runs = Signal(32)
+
+        # -- receive state -----------------------------------------------------------------
+        hdr = Array([Signal(8, name=f"hdr{i}") for i in range(HB)])
+        dlen = Signal(range(PACKET_MAX + 2))
+        raw = Signal(range(COBS_MAX + 2))
+        code_left = Signal(8)
+        zero_pending = Signal()
+        rx_bad = Signal()
+        rx_crc = Signal(16, init=INIT)
+
+        def u16(i):
+            return Cat(hdr[i], hdr[i + 1])
+
+        def u32(i):
+            return Cat(hdr[i], hdr[i + 1], hdr[i + 2], hdr[i + 3])
+
+        ver, op, seq, plen = hdr[0], hdr[1], u16(2), u16(4)
+        # the duplicate key: (seq, op, crc) of the last request answered (docs/protocol.md)
+        pkt_crc = Signal(16)  # the last two bytes of the packet: its CRC
+        last_valid = Signal()
+        last_seq = Signal(16)
+        last_op = Signal(8)
+        last_crc = Signal(16)
+
+        # -- reply state -------------------------------------------------------------------
+        rep = Array([Signal(8, name=f"rep{i}") for i in range(RB)])
+        rep_n = Signal(range(RB + 1))
+        body = Signal(2)  # 0 none, 1 INFO bytes, 2 READ beats
+        BODY_NONE, BODY_INFO, BODY_READ = 0, 1, 2
+        ptr = Signal(32)  # INFO offset / READ beat
+        left = Signal(32)  # INFO bytes / READ beats still to copy
+        idx = Signal(range(max(RB, max_bb) + 1))
+        tptr = Signal(range(PACKET_MAX + 1))
+        tcrc = Signal(16, init=INIT)
+        tx_len = Signal(range(PACKET_MAX + 1))
+        beat_sr = Signal(8 * max_bb)
+
+        def put(byte):
+            """Append a reply byte to the reply RAM (and to its CRC)."""
+            m.d.comb += [tx_w.addr.eq(tptr), tx_w.data.eq(byte), tx_w.en.eq(1)]
+            m.d.sync += [tptr.eq(tptr + 1), tcrc.eq(crc16_update(tcrc, byte))]
+
+        def reply(op_byte, length, small=()):
+            """Start a reply: header, then the fixed bytes ``small``; the body follows."""
+            head = [Const(1, 8), op_byte, hdr[2], hdr[3], *_le(length, 2)]
+            stmts = [rep[i].eq(b) for i, b in enumerate(head + list(small))]
+            stmts += [rep_n.eq(len(head) + len(small)), idx.eq(0), tptr.eq(0),
+                      tcrc.eq(INIT)]
+            return stmts
+
+        def nak(code):
+            m.d.sync += reply(Const(OP_NAK, 8), Const(2, 16), [op, Const(code, 8)])
+            m.d.sync += [body.eq(BODY_NONE), naks.eq(naks + 1)]
+            m.next = "EMIT"
+
+        def ack(length, small=(), kind=BODY_NONE):
+            m.d.sync += reply(op | 0x80, length, small)
+            m.d.sync += body.eq(kind)
+            m.next = "EMIT"
+
+        # -- send (COBS encoder over the reply RAM) state -----------------------------------
+        blk = Signal(range(PACKET_MAX + 1))  # block start
+        q = Signal(range(PACKET_MAX + 1))
+        cnt = Signal(8)
+        hit_zero = Signal()
+        k = Signal(8)
+        out_byte = Signal(8)
+
+        # -- write/run state ---------------------------------------------------------------
+        rem = Signal(range(MAX_PAYLOAD + 1))
+        nbeats = Signal(range(MAX_PAYLOAD + 1))
+        widx = Signal(range(MAX_PAYLOAD + 1))
+        boff = Signal(range(max_bb))
+        ri = Signal(range(MAX_PAYLOAD + 1))
+
+        with m.If(self.overflow):
+            m.d.sync += overflows.eq(overflows + 1)
+
+        with m.FSM(name="engine"):
+            with m.State("RECV"):
+                m.d.comb += self.rx.ready.eq(1)
+                b = self.rx.payload
+
+                def emit(byte):
+                    with m.If(dlen < PACKET_MAX):
+                        m.d.comb += [rx_w.addr.eq(dlen), rx_w.data.eq(byte), rx_w.en.eq(1)]
+                        with m.If(dlen < HB):
+                            m.d.sync += hdr[dlen].eq(byte)
+                        m.d.sync += [rx_crc.eq(crc16_update(rx_crc, byte)), dlen.eq(dlen + 1),
+                                     pkt_crc.eq(Cat(byte, pkt_crc[:8]))]
+                    with m.Else():
+                        m.d.sync += rx_bad.eq(1)
+
+                with m.If(self.rx.valid):
+                    with m.If(b == 0):
+                        m.d.sync += [dlen.eq(0), raw.eq(0), code_left.eq(0),
+                                     zero_pending.eq(0), rx_bad.eq(0), rx_crc.eq(INIT)]
+                        with m.If(raw == 0):
+                            pass  # an empty frame: resynchronisation
+                        with m.Elif(rx_bad | (code_left != 0) | (dlen < 8)
+                                    | (plen > MAX_PAYLOAD) | (dlen != plen + 8)):
+                            m.d.sync += bad_frames.eq(bad_frames + 1)
+                        with m.Elif(rx_crc != 0):
+                            m.d.sync += crc_errors.eq(crc_errors + 1)
+                        with m.Else():
+                            m.next = "EXEC"
+                    with m.Else():
+                        with m.If(raw <= COBS_MAX):
+                            m.d.sync += raw.eq(raw + 1)
+                        with m.If(rx_bad | (raw >= COBS_MAX)):
+                            m.d.sync += rx_bad.eq(1)
+                        with m.Elif(code_left == 0):
+                            with m.If(zero_pending):
+                                emit(Const(0, 8))
+                            m.d.sync += [code_left.eq(b - 1), zero_pending.eq(b != 0xFF)]
+                        with m.Else():
+                            emit(b)
+                            m.d.sync += code_left.eq(code_left - 1)
+
+            with m.State("EXEC"):
+                m.d.sync += [e_buf.eq(hdr[HEADER]), ptr.eq(0), left.eq(0)]
+                with m.If(ver != 1):
+                    nak(BAD_VERSION)
+                with m.Elif(last_valid & (seq == last_seq) & (op == last_op)
+                            & (pkt_crc == last_crc)):
+                    m.d.sync += blk.eq(0)
+                    m.next = "SCAN"  # a retry: the same reply again, not executed again
+                with m.Elif(op == OP_INFO):
+                    off = u16(HEADER)
+                    with m.If(plen != 2):
+                        nak(BAD_LENGTH)
+                    with m.Elif(off > info_total):
+                        nak(OUT_OF_RANGE)
+                    with m.Else():
+                        n = Signal(16)
+                        m.d.comb += n.eq(Mux(info_total - off > MAX_PAYLOAD - 2,
+                                             MAX_PAYLOAD - 2, info_total - off))
+                        m.d.sync += [ptr.eq(off), left.eq(n)]
+                        ack((n + 2)[:16], _le(Const(info_total, 16), 2), BODY_INFO)
+                with m.Elif(op == OP_WRITE):
+                    with m.If(plen < 5):
+                        nak(BAD_LENGTH)
+                    with m.Elif(hdr[HEADER] >= NB):
+                        nak(BAD_BUFFER)
+                    with m.Else():
+                        m.d.sync += [rem.eq(plen - 5), nbeats.eq(0)]
+                        m.next = "W_DIV"
+                with m.Elif(op == OP_READ):
+                    count = u16(HEADER + 5)
+                    first = u32(HEADER + 1)
+                    with m.If(plen != 7):
+                        nak(BAD_LENGTH)
+                    with m.Elif(hdr[HEADER] >= NB):
+                        nak(BAD_BUFFER)
+                    with m.Else():
+                        m.next = "R_CHECK"
+                        m.d.sync += [ptr.eq(first), left.eq(count)]
+                with m.Elif(op == OP_RUN):
+                    unit = hdr[HEADER]
+                    mode = hdr[HEADER + 1]
+                    with m.If(plen < 2):
+                        nak(BAD_LENGTH)
+                    with m.Elif(unit >= len(self.units)):
+                        nak(BAD_UNIT)
+                    for i, (_, streams, nmodes) in enumerate(self.units):
+                        with m.Elif((unit == i) & (plen != 14 + 4 * len(streams))):
+                            nak(BAD_LENGTH)
+                        with m.Elif((unit == i) & (mode >= nmodes)):
+                            nak(BAD_MODE)
+                        bad = []
+                        for j, s in enumerate(streams):
+                            n_s = u32(HEADER + 14 + 4 * j)
+                            bad.append(n_s > s.depth)
+                            if s.dir == "in":
+                                bad.append(n_s == 0)
+                        with m.Elif((unit == i) & Cat(*bad).any()):
+                            nak(BAD_RUN)
+                        with m.Elif(unit == i):
+                            m.d.sync += [run_unit.eq(i), unit_rst[i].eq(1)]
+                            for j, s in enumerate(streams):
+                                m.d.sync += runners[i].n[s.name].eq(u32(HEADER + 14 + 4 * j))
+                            m.next = "RUN_START"
+                with m.Elif(op == OP_STATUS):
+                    with m.If(plen != 0):
+                        nak(BAD_LENGTH)
+                    with m.Else():
+                        ack(Const(13, 16), [Const(0, 8), *_le(crc_errors, 2),
+                                            *_le(bad_frames, 2), *_le(overflows, 2),
+                                            *_le(naks, 2), *_le(runs, 4)])
+                with m.Elif(op == OP_CLEAR):
+                    with m.If(plen != 0):
+                        nak(BAD_LENGTH)
+                    with m.Else():
+                        m.d.sync += [crc_errors.eq(0), bad_frames.eq(0), overflows.eq(0),
+                                     naks.eq(0), runs.eq(0)]
+                        ack(Const(0, 16))
+                with m.Else():
+                    nak(BAD_OP)
+
+            # WRITE: count whole beats in the data (a subtraction loop: no divider)
+            with m.State("W_DIV"):
+                with m.If(rem >= buf_bb):
+                    m.d.sync += [rem.eq(rem - buf_bb), nbeats.eq(nbeats + 1)]
+                with m.Elif(rem != 0):
+                    nak(BAD_BUFFER)
+                with m.Elif(u32(HEADER + 1) + nbeats > buf_depth):
+                    nak(OUT_OF_RANGE)
+                with m.Else():
+                    m.d.sync += [widx.eq(0), boff.eq(0), ri.eq(0)]
+                    m.next = "W_RD"
+            with m.State("W_RD"):
+                with m.If(widx == nbeats):
+                    ack(Const(0, 16))
+                with m.Else():
+                    m.d.comb += rx_r.addr.eq(HEADER + 5 + ri)
+                    m.d.sync += ri.eq(ri + 1)
+                    m.next = "W_GET"
+            with m.State("W_GET"):
+                m.d.sync += beat_sr.word_select(boff, 8).eq(rx_r.data)
+                with m.If(boff == buf_bb - 1):
+                    m.d.sync += boff.eq(0)
+                    m.next = "W_PUT"
+                with m.Else():
+                    m.d.sync += boff.eq(boff + 1)
+                    m.next = "W_RD"
+            with m.State("W_PUT"):
+                m.d.comb += [e_waddr.eq(u32(HEADER + 1) + widx), e_wdata.eq(beat_sr),
+                             e_we.eq(1)]
+                m.d.sync += widx.eq(widx + 1)
+                m.next = "W_RD"
+
+            with m.State("R_CHECK"):
+                with m.If(left * buf_bb > MAX_PAYLOAD):
+                    nak(OUT_OF_RANGE)
+                with m.Elif(ptr + left > buf_depth):
+                    nak(OUT_OF_RANGE)
+                with m.Else():
+                    ack((left * buf_bb)[:16], (), BODY_READ)
+
+            with m.State("RUN_START"):
+                m.d.sync += [Cat(*unit_rst).eq(0), running.eq(1)]
+                m.next = "RUN_WAIT"
+            with m.State("RUN_WAIT"):
+                for i, (_, streams, _) in enumerate(self.units):
+                    r = runners[i]
+                    outs = [s for s in streams if s.dir == "out"]
+                    with m.If((run_unit == i) & r.done):
+                        m.d.sync += [running.eq(0), runs.eq(runs + 1)]
+                        small = _le(r.cycles, 4)
+                        for s in outs:
+                            small += _le(r.stored[s.name], 4)
+                        ack(Const(4 + 4 * len(outs), 16), small)
+
+            # -- build the reply in the reply RAM ---------------------------------------------
+            with m.State("EMIT"):
+                with m.If(idx < rep_n):
+                    put(rep[idx])
+                    m.d.sync += idx.eq(idx + 1)
+                with m.Elif(body == BODY_INFO):
+                    m.next = "INFO_RD"
+                with m.Elif(body == BODY_READ):
+                    m.next = "READ_RD"
+                with m.Else():
+                    m.next = "CRC_HI"
+            with m.State("INFO_RD"):
+                with m.If(left == 0):
+                    m.next = "CRC_HI"
+                with m.Else():
+                    m.d.comb += rom_r.addr.eq(ptr)
+                    m.d.sync += [ptr.eq(ptr + 1), left.eq(left - 1)]
+                    m.next = "INFO_PUT"
+            with m.State("INFO_PUT"):
+                put(rom_r.data)
+                m.next = "INFO_RD"
+            with m.State("READ_RD"):
+                with m.If(left == 0):
+                    m.next = "CRC_HI"
+                with m.Else():
+                    m.d.comb += e_raddr.eq(ptr)
+                    m.d.sync += [ptr.eq(ptr + 1), left.eq(left - 1), boff.eq(0)]
+                    m.next = "READ_LATCH"
+            with m.State("READ_LATCH"):
+                m.d.sync += beat_sr.eq(buf_rdata[e_buf])
+                m.next = "READ_PUT"
+            with m.State("READ_PUT"):
+                put(beat_sr.word_select(boff, 8))
+                m.d.sync += boff.eq(boff + 1)
+                with m.If(boff == buf_bb - 1):
+                    m.next = "READ_RD"
+            with m.State("CRC_HI"):
+                m.d.comb += [tx_w.addr.eq(tptr), tx_w.data.eq(tcrc[8:]), tx_w.en.eq(1)]
+                m.d.sync += tptr.eq(tptr + 1)
+                m.next = "CRC_LO"
+            with m.State("CRC_LO"):
+                m.d.comb += [tx_w.addr.eq(tptr), tx_w.data.eq(tcrc[:8]), tx_w.en.eq(1)]
+                m.d.sync += [tx_len.eq(tptr + 1), last_valid.eq(1), last_seq.eq(seq),
+                             last_op.eq(op), last_crc.eq(pkt_crc), blk.eq(0)]
+                m.next = "SCAN"
+
+            # -- send the reply RAM COBS-encoded: find each block's end, send its code, then
+            # its bytes (two passes over the RAM; the link is slower than this anyway)
+            with m.State("SCAN"):
+                m.d.sync += [q.eq(blk), cnt.eq(0), hit_zero.eq(0)]
+                m.next = "SCAN_RD"
+            with m.State("SCAN_RD"):
+                with m.If((q == tx_len) | (cnt == 254)):
+                    m.next = "CODE"
+                with m.Else():
+                    m.d.comb += tx_r.addr.eq(q)
+                    m.next = "SCAN_CHK"
+            with m.State("SCAN_CHK"):
+                with m.If(tx_r.data == 0):
+                    m.d.sync += hit_zero.eq(1)
+                    m.next = "CODE"
+                with m.Else():
+                    m.d.sync += [q.eq(q + 1), cnt.eq(cnt + 1)]
+                    m.next = "SCAN_RD"
+            with m.State("CODE"):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(cnt + 1)]
+                with m.If(self.tx.ready):
+                    m.d.sync += k.eq(0)
+                    m.next = "DATA_RD"
+            with m.State("DATA_RD"):
+                with m.If(k == cnt):
+                    with m.If(~hit_zero & (blk + cnt == tx_len)):
+                        m.next = "DELIM"
+                    with m.Else():
+                        m.d.sync += blk.eq(blk + cnt + hit_zero)
+                        m.next = "SCAN"
+                with m.Else():
+                    m.d.comb += tx_r.addr.eq(blk + k)
+                    m.next = "DATA_LATCH"
+            with m.State("DATA_LATCH"):
+                m.d.sync += out_byte.eq(tx_r.data)
+                m.next = "DATA_OUT"
+            with m.State("DATA_OUT"):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(out_byte)]
+                with m.If(self.tx.ready):
+                    m.d.sync += k.eq(k + 1)
+                    m.next = "DATA_RD"
+            with m.State("DELIM"):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(0)]
+                with m.If(self.tx.ready):
+                    m.next = "RECV"
+        return m
+
+
+class BoardTop(wiring.Component):
+    """A board design's top-level with one of two faces.
+
+    ``face="bytes"``: ports ``rx`` (in) and ``tx`` (out), byte streams straight into the
+    protocol engine; the Verilator harness serves them over TCP.
+
+    ``face="uart"``: ports ``uart_rx`` (in) and ``uart_tx`` (out), 8N1 at the config's
+    ``link.uart`` from the board's clock; received bytes wait in a FIFO, and a byte arriving
+    when it is full is lost and counted (STATUS ``overflows``).
+    """
+
+    RX_FIFO_DEPTH = 64
+
+    def __init__(self, board_cfg, face: str = "bytes", clk_hz: int | None = None):
+        if face not in ("bytes", "uart"):
+            raise ValueError(f"face {face!r} (allowed: bytes, uart)")
+        self.cfg, self.face = board_cfg, face
+        self.clk_hz = clk_hz or BOARD_CLOCK_HZ[board_cfg.board]
+        if face == "bytes":
+            sig = {"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8))}
+        else:
+            self.period = bit_period(self.clk_hz, board_cfg.link.uart)
+            sig = {"uart_rx": In(1, init=1), "uart_tx": Out(1, init=1)}
+        super().__init__(sig)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = BoardCore(self.cfg)
+        if self.face == "bytes":
+            wiring.connect(m, wiring.flipped(self.rx), core.rx)
+            wiring.connect(m, core.tx, wiring.flipped(self.tx))
+            return m
+        m.submodules.uart_rx = urx = UartRx(self.period)
+        m.submodules.uart_tx = utx = UartTx(self.period)
+        m.submodules.rx_fifo = q = fifo.SyncFIFOBuffered(width=8, depth=self.RX_FIFO_DEPTH)
+        m.d.comb += [
+            urx.rx.eq(self.uart_rx),
+            self.uart_tx.eq(utx.tx),
+            q.w_data.eq(urx.data),
+            q.w_en.eq(urx.strobe),
+            core.overflow.eq(urx.strobe & ~q.w_rdy),
+            core.rx.valid.eq(q.r_rdy),
+            core.rx.payload.eq(q.r_data),
+            q.r_en.eq(core.rx.ready),
+        ]
+        wiring.connect(m, core.tx, utx.i)
+        return m

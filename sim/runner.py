@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -68,10 +69,25 @@ def _check_sim(sim: str) -> None:
         raise SimulationError(f"simulator {sim!r} is not installed ({hint})")
 
 
+_SETTLE = re.compile(r"reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) *= *0;")
+
+
+def for_simulator(text: str, sim: str) -> str:
+    """The Verilog as a simulator should read it. Icarus runs an ``always @*`` block only
+    when one of its inputs changes; Amaranth's Verilog names a settle register in every such
+    block for this, but only initialises it, which makes no event. For Icarus the register
+    is set once more at time 0, so every combinational block is evaluated before the first
+    clock edge (Verilator evaluates them all anyway)."""
+    if sim != "icarus":
+        return text
+    return _SETTLE.sub(lambda m: f"reg {m.group(1)} = 0;\n  initial #0 {m.group(1)} = 1'h1;",
+                       text)
+
+
 def build_dir_for(verilog: str | Path, top: str, sim: str = "verilator",
                   waves: bool | None = None) -> Path:
     """Where the cached model of ``verilog`` lives (built or not)."""
-    text = Path(verilog).read_text()
+    text = for_simulator(Path(verilog).read_text(), sim)
     key = hashlib.sha256("\n".join([
         text, sim, top, str(waves_requested(waves)), " ".join(VERILATOR_ARGS),
         json.dumps(toolenv.versions(), sort_keys=True),
@@ -90,7 +106,7 @@ def build(verilog: str | Path, top: str, sim: str = "verilator",
     toolenv.ensure()
     _check_sim(sim)
     waves = waves_requested(waves)
-    text = Path(verilog).read_text()
+    text = for_simulator(Path(verilog).read_text(), sim)
     build_dir = build_dir_for(verilog, top, sim, waves)
     marker = build_dir / ".built"
     if marker.exists():

@@ -37,12 +37,3 @@ def crc16_update(crc: Value, byte: Value) -> Value:
     for cs, bs in _TAPS:
         bits.append(Cat(*[crc[j] for j in cs], *[byte[j] for j in bs]).xor())
     return Cat(*bits)
-
-
-def crc16(data: bytes, crc: int = INIT) -> int:
-    """The same CRC in plain Python (a cross-check of :func:`crc16_update`)."""
-    for b in data:
-        crc ^= b << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ POLY if crc & 0x8000 else crc << 1) & 0xFFFF
-    return crc

@@ -1,40 +1,12 @@
-"""Independent wire helpers for the board tests: COBS and frames written from docs/protocol.md
-alone (binascii.crc_hqx for the CRC), so the RTL is not checked against itself."""
+"""Wire helpers for the board tests: frames and replies as docs/protocol.md lays them out, on
+the host's COBS codec (one implementation; it is checked on the doc's worked-example bytes)."""
 
 from __future__ import annotations
 
 import binascii
 import struct
 
-
-def cobs_encode(data: bytes) -> bytes:
-    out = bytearray()
-    block = bytearray()
-    for b in data:
-        if b == 0:
-            out += bytes([len(block) + 1]) + block
-            block.clear()
-        else:
-            block.append(b)
-            if len(block) == 254:
-                out += b"\xff" + block
-                block.clear()
-    out += bytes([len(block) + 1]) + block
-    return bytes(out)
-
-
-def cobs_decode(data: bytes) -> bytes:
-    out = bytearray()
-    i = 0
-    while i < len(data):
-        code = data[i]
-        if code == 0 or i + code > len(data):
-            raise ValueError("bad COBS")
-        out += data[i + 1:i + code]
-        i += code
-        if code < 255 and i < len(data):
-            out.append(0)
-    return bytes(out)
+from host.protocol import cobs_decode, cobs_encode
 
 
 def packet(op: int, seq: int, payload: bytes = b"", ver: int = 1) -> bytes:

@@ -13,7 +13,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 from board_wire import frame, parse_reply, parse_status
 
-from boards.crc import crc16, crc16_update
+from boards.crc import crc16_update
 from boards.top import BoardCore
 from boards.uart import UartRx, UartTx, bit_period
 from generators.board_info import describe, describe_bytes
@@ -36,7 +36,7 @@ def small_cfg():
 
 
 def test_crc_matches_crc_hqx(rng):
-    assert crc16(b"123456789") == 0x29B1 == binascii.crc_hqx(b"123456789", 0xFFFF)
+    assert binascii.crc_hqx(b"123456789", 0xFFFF) == 0x29B1
     data = bytes(rng.integers(0, 256, 40, dtype=np.uint8))
     crc, byte = Signal(16), Signal(8)
     m = Module()

@@ -548,8 +548,16 @@ def pack_bits(codes, width: int) -> np.ndarray:
                 out = np.ascontiguousarray(arr.astype(_FAST[w])).view(np.uint8)
             return out.reshape(*lead, lanes * (w // 8))
         per = 8 // w
-        u = arr.view(np.uint8) if arr.dtype.itemsize == 1 else arr.astype(np.uint8)
         nbytes = -(-lanes // per)
+        if arr.dtype.itemsize == 1:
+            u = arr.view(np.uint8)
+            masked = False
+        else:
+            # wide codes (int64, the NumPy default): one casting pass to bytes, masked in
+            # place; the rest works on the bytes (1/8 of the codes' memory)
+            u = arr.astype(np.uint8)
+            u &= np.uint8((1 << w) - 1)
+            masked = True
         if lanes % per:
             pad = np.zeros((*lead, nbytes * per - lanes), dtype=np.uint8)
             u = np.concatenate([u, pad], axis=-1)
@@ -557,7 +565,7 @@ def pack_bits(codes, width: int) -> np.ndarray:
         # into its low byte by shift-and-or (lane j moves from bit 8*j to bit w*j).
         word = np.ascontiguousarray(u).view(f"<u{per}")
         spread = sum(((1 << w) - 1) << (8 * j) for j in range(per))
-        x = word & word.dtype.type(spread)
+        x = word if masked else word & word.dtype.type(spread)
         for shift in _GATHER[w]:
             x |= x >> word.dtype.type(shift)
         return x.astype(np.uint8).reshape(*lead, nbytes)

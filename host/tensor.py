@@ -47,10 +47,28 @@ def pack_beats(fields: dict, arrays: dict, nbytes: int | None = None) -> np.ndar
         if arr.shape[0] != n:
             raise ValueError(f"field {name}: {arr.shape[0]} beats, other fields have {n}")
     n = n or 0
-    out = np.zeros((n, nbytes + 1), dtype=np.uint8)  # one spare byte for shifted fields
+    # one spare byte when a field that does not start on a byte reaches the last byte
+    spare = any(spec["offset"] % 8 and spec["offset"] // 8 + (_lanes(spec)[0] * _lanes(spec)[1]
+                                                              + 7) // 8 >= nbytes
+                for spec in fields.values())
+    out = np.zeros((n, nbytes + spare), dtype=np.uint8)
     for name, spec in fields.items():
         lanes, lw = _lanes(spec)
         arr = np.asarray(arrays[name])
+        byte, shift = divmod(spec["offset"], 8)
+        if arr.dtype.kind in "iu" and shift == 0 and lw == 8:
+            # whole bytes on a byte boundary (int8 lanes): one casting copy into place,
+            # taken modulo 256 like pack_bits
+            np.copyto(out[:, byte:byte + lanes], arr.reshape(n, lanes), casting="unsafe")
+            continue
+        if arr.dtype.kind in "iu" and "lanes" not in spec and shift + lw <= 8:
+            # a flag or a small field inside one byte: mask, shift and or in, in uint8
+            tmp = np.empty(n, dtype=np.uint8)
+            np.bitwise_and(arr.reshape(n), (1 << lw) - 1, out=tmp, casting="unsafe")
+            if shift:
+                np.left_shift(tmp, np.uint8(shift), out=tmp)
+            np.bitwise_or(out[:, byte], tmp, out=out[:, byte])
+            continue
         if "lanes" not in spec and lw <= 56 and arr.dtype.kind in "iu":
             # a flag or a small scalar: its low bytes, without the lane machinery
             k = (lw + 7) // 8
@@ -59,14 +77,13 @@ def pack_beats(fields: dict, arrays: dict, nbytes: int | None = None) -> np.ndar
         else:
             packed = pack_bits(arr.reshape(n, lanes), lw)
         k = packed.shape[1]
-        byte, shift = divmod(spec["offset"], 8)
         if shift == 0:
             out[:, byte:byte + k] |= packed
         else:
             wide = packed.astype(np.uint16) << shift
             out[:, byte:byte + k] |= wide.astype(np.uint8)
             out[:, byte + 1:byte + k + 1] |= (wide >> 8).astype(np.uint8)
-    return out[:, :nbytes]
+    return out[:, :nbytes] if spare else out
 
 
 def unpack_beats(fields: dict, buf, n: int | None = None, narrow: bool = False) -> dict:
@@ -80,8 +97,14 @@ def unpack_beats(fields: dict, buf, n: int | None = None, narrow: bool = False) 
     if n is None:
         n = b.size // nbytes if nbytes else 0
     b = b[:n * nbytes].reshape(n, nbytes)
-    padded = np.zeros((n, nbytes + 1), dtype=np.uint8)
-    padded[:, :nbytes] = b
+    spare = any(spec["offset"] % 8 and spec["offset"] // 8 + (_lanes(spec)[0] * _lanes(spec)[1]
+                                                              + 7) // 8 >= nbytes
+                for spec in fields.values())
+    if spare:   # a shifted field reads one byte past its end: pad (only then copy)
+        padded = np.zeros((n, nbytes + 1), dtype=np.uint8)
+        padded[:, :nbytes] = b
+    else:
+        padded = b
     out = {}
     for name, spec in fields.items():
         lanes, lw = _lanes(spec)

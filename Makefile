@@ -22,7 +22,10 @@ all: test
 
 help:
 	@echo "make test      fast and rtl tests (Verilator; a smaller Icarus set when iverilog is present)"
-	@echo "make demo      generate $(CONFIG), run a GEMM on its RTL in Verilator, print a table"
+	@echo "make demo      the board demo: build (cached) and serve configs/demo.yaml's simulated"
+	@echo "               board, run an attention head (GEMM, softmax, GEMM, GELU) and a sparse"
+	@echo "               projection through host.open_board, check every result, print a table"
+	@echo "               (CONFIG=configs/mac8x8.yaml: a GEMM on that unit's RTL in SIM instead)"
 	@echo "make bench     measure utilization, emission time, simulation speed, softmax/GELU"
 	@echo "               accuracy against I-BERT and hls4ml -> bench/RESULTS.md, bench/*.png"
 	@echo "make regress   long sweeps (many shapes and configurations)"
@@ -67,8 +70,11 @@ test-fast: $(STAMP)
 regress: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(JOBS) -m "regress" tests
 
+# The board demo on configs/demo.yaml unless CONFIG is given on the command line (a board
+# design: the same demo on it; a mac_array config: a GEMM on that unit's RTL in $(SIM)).
+DEMO_CONFIG := $(if $(filter command line,$(origin CONFIG)),$(CONFIG),configs/demo.yaml)
 demo: $(STAMP)
-	$(BIN)/python -m bench.demo --config $(CONFIG) --sim $(SIM)
+	$(BIN)/python -m bench.demo --config $(DEMO_CONFIG) --sim $(SIM)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run

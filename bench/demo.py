@@ -223,8 +223,26 @@ def print_table(rows: list[dict], out=sys.stdout) -> None:
     print(line(tot), file=out)
 
 
+def check_design(cfg, seq: int, where: str) -> None:
+    """Refuse (one line) a design the workload cannot run on, before anything is built."""
+    from generators.errors import UserError
+
+    kinds = [u.unit for u in cfg.units]
+    missing = [k for k in NEEDS if k not in kinds]
+    if missing:
+        names = ", ".join(f"{u.name} ({u.unit})" for u in cfg.units)
+        raise UserError(f"{where}: the board demo needs a {', '.join(missing)} unit as well "
+                        f"(the design has: {names}; allowed: a design like configs/demo.yaml)")
+    length = next(u.length for u in cfg.units if u.unit == "softmax")
+    if seq > length:
+        raise UserError(f"--seq {seq}: longer than the softmax unit's rows (allowed: "
+                        f"1..{length})")
+
+
 def board_demo(cfg, args) -> int:
     from host import open_board
+
+    check_design(cfg, args.seq, args.config)
 
     def say(msg):
         print(msg, flush=True)

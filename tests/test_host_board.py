@@ -182,7 +182,7 @@ def demo_board():
 def test_info_and_units(demo_board, demo_cfg):
     info = demo_board.info()
     assert info["hash"] == describe(demo_cfg)["hash"]
-    assert [u["name"] for u in info["units"]] == ["mac8x8", "sparse16"]
+    assert [u["name"] for u in info["units"]] == ["mac8x8", "sparse16", "softmax64", "gelu8"]
     info["units"].clear()                         # a copy: the board's own is untouched
     assert demo_board.info()["units"]
 
@@ -235,8 +235,9 @@ def test_split_into_several_runs(dataflow, rng):
                                mode="2:4"), "non-zero values"),
     (lambda b: b.sparse_matmul(np.zeros((2, 4), np.int64), np.ones((4, 2), np.int64),
                                mode="3:4"), "not a mode"),
-    (lambda b: b.softmax(np.zeros((2, 4), np.int64)), "has no softmax unit"),
-    (lambda b: b.gelu(np.zeros((2, 4), np.int64)), "has no gelu unit"),
+    (lambda b: b.softmax(np.full((2, 4), 300)), "out of range"),
+    (lambda b: b.gelu(np.zeros((2, 4))), "dtype float64"),
+    (lambda b: b.run("fft", {"x": np.zeros((2, 4), np.int64)}), "has no fft unit"),
     (lambda b: b.run("mac8x8", {"a": np.ones((1, 1), np.int64)}), "missing array 'b'"),
     (lambda b: b.run("mac8x8", {"a": np.ones((1, 1), np.int64),
                                 "b": np.ones((1, 1), np.int64)}, mode="2:4"), "has no modes"),

@@ -17,11 +17,15 @@ import warnings
 from amaranth.hdl import (
     Array,
     Cat,
+    ClockDomain,
+    ClockSignal,
     Const,
+    DomainRenamer,
     Elaboratable,
     Module,
     Mux,
     ResetInserter,
+    ResetSignal,
     Signal,
     UnusedElaboratable,
 )
@@ -180,10 +184,11 @@ class BoardCore(wiring.Component):
         A one-cycle pulse per received byte lost before the core (counted in STATUS).
     """
 
-    def __init__(self, board_cfg):
+    def __init__(self, board_cfg, gate_units: bool = False):
         from generators.units import family
 
         self.cfg = board_cfg
+        self.gate_units = gate_units
         with warnings.catch_warnings():
             # describe() builds each unit's component only to read its stream layouts
             warnings.simplefilter("ignore", UnusedElaboratable)
@@ -208,8 +213,11 @@ class BoardCore(wiring.Component):
                 buf += 1
             self.units.append((comp, streams, modes))
         self.buffers = [s for _, streams, _ in self.units for s in streams]
-        super().__init__({"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8)),
-                          "overflow": In(1)})
+        sig = {"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8)),
+               "overflow": In(1)}
+        if gate_units:
+            sig["unit_active"] = Out(len(self.units))
+        super().__init__(sig)
 
     def elaborate(self, platform):
         m = Module()
@@ -244,8 +252,16 @@ class BoardCore(wiring.Component):
         unit_rst = [Signal(name=f"unit_rst{i}") for i in range(len(self.units))]
         for i, (comp, streams, _) in enumerate(self.units):
             r = _Runner(comp, streams)
-            m.submodules[f"run_{self.cfg.units[i].name}"] = ResetInserter(
-                {"sync": unit_rst[i]})(r)
+            inner = ResetInserter({"sync": unit_rst[i]})(r)
+            if self.gate_units:
+                # The runner and its unit in a domain of their own, clocked (by the simulation
+                # harness) only in the cycles where ``unit_active`` says they can change:
+                # the reset cycle before a RUN and the RUN itself. Outside those cycles an
+                # ungated runner holds ``go`` low and its state is reset before the next RUN,
+                # so the ports behave the same; the simulator skips the idle units' logic.
+                inner = DomainRenamer({"sync": f"u{i}"})(inner)
+                m.d.comb += self.unit_active[i].eq((run_unit == i) & (running | unit_rst[i]))
+            m.submodules[f"run_{self.cfg.units[i].name}"] = inner
             m.d.comb += r.go.eq(running & (run_unit == i))
             runners.append(r)
             for s in streams:
@@ -630,8 +646,12 @@ class BoardCore(wiring.Component):
 class BoardTop(wiring.Component):
     """A board design's top-level with one of two faces.
 
-    ``face="bytes"``: ports ``rx`` (in) and ``tx`` (out), byte streams straight into the
-    protocol engine; the Verilator harness serves them over TCP.
+    ``face="bytes"``: ports ``rx`` (in) and ``tx`` (out), byte streams into and out of the
+    protocol engine through two-byte FIFOs, and ``idle`` (nothing buffered, the engine waiting
+    for a request); the Verilator harness serves them over TCP. With ``gate_units`` (the
+    simulated board) each unit and its runner get a clock of their own, ``u<i>_clk``, which the
+    harness pulses together with ``clk`` only while ``u<i>_active`` is high (a RUN of that unit
+    and its reset cycle), so the simulator evaluates only the unit that is running.
 
     ``face="uart"``: ports ``uart_rx`` (in) and ``uart_tx`` (out), 8N1 at the config's
     ``link.uart`` from the board's clock; received bytes wait in a FIFO, and a byte arriving
@@ -640,13 +660,22 @@ class BoardTop(wiring.Component):
 
     RX_FIFO_DEPTH = 64
 
-    def __init__(self, board_cfg, face: str = "bytes", clk_hz: int | None = None):
+    def __init__(self, board_cfg, face: str = "bytes", clk_hz: int | None = None,
+                 gate_units: bool = False):
         if face not in ("bytes", "uart"):
             raise ValueError(f"face {face!r} (allowed: bytes, uart)")
+        if gate_units and face != "bytes":
+            raise ValueError("gate_units is for the simulated byte face only")
         self.cfg, self.face = board_cfg, face
+        self.gate_units = gate_units
         self.clk_hz = clk_hz or BOARD_CLOCK_HZ[board_cfg.board]
         if face == "bytes":
-            sig = {"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8))}
+            sig = {"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8)),
+                   "idle": Out(1)}
+            if gate_units:
+                for i in range(len(board_cfg.units)):
+                    sig[f"u{i}_clk"] = In(1)
+                    sig[f"u{i}_active"] = Out(1)
         else:
             self.period = bit_period(self.clk_hz, board_cfg.link.uart)
             sig = {"uart_rx": In(1, init=1), "uart_tx": Out(1, init=1)}
@@ -654,10 +683,47 @@ class BoardTop(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.core = core = BoardCore(self.cfg)
+        core = BoardCore(self.cfg, gate_units=self.gate_units)
+        dom = "sync"
+        rst = ResetSignal("sync")
+        if self.gate_units:
+            # The simulated board: the design runs in domain "core" on clk, reset by a register
+            # that follows the rst input one cycle later. Every register's next value then
+            # depends on registers only, not on a top-level input, so Verilator computes it
+            # once per clock edge (its NBA region) instead of on every eval call (its
+            # input-combinational region).
+            dom = "core"
+            rst = Signal(init=1, reset_less=True)
+            m.d.sync += rst.eq(ResetSignal("sync"))
+            m.domains += ClockDomain("core", local=True)
+            m.d.comb += [ClockSignal("core").eq(ClockSignal("sync")),
+                         ResetSignal("core").eq(rst)]
+        m.submodules.core = DomainRenamer({"sync": dom})(core)
         if self.face == "bytes":
-            wiring.connect(m, wiring.flipped(self.rx), core.rx)
-            wiring.connect(m, core.tx, wiring.flipped(self.tx))
+            # Two-byte FIFOs between the ports and the engine: the engine's logic then depends
+            # on registers only (the same reasoning), and every output (rx.ready,
+            # tx.valid/payload, idle) is a function of registers.
+            m.submodules.rx_q = rq = DomainRenamer({"sync": dom})(fifo.SyncFIFO(width=8, depth=2))
+            m.submodules.tx_q = tq = DomainRenamer({"sync": dom})(fifo.SyncFIFO(width=8, depth=2))
+            m.d.comb += [
+                rq.w_en.eq(self.rx.valid), rq.w_data.eq(self.rx.payload),
+                self.rx.ready.eq(rq.w_rdy),
+                core.rx.valid.eq(rq.r_rdy), core.rx.payload.eq(rq.r_data),
+                rq.r_en.eq(core.rx.ready),
+                tq.w_en.eq(core.tx.valid), tq.w_data.eq(core.tx.payload),
+                core.tx.ready.eq(tq.w_rdy),
+                self.tx.valid.eq(tq.r_rdy), self.tx.payload.eq(tq.r_data),
+                tq.r_en.eq(self.tx.ready),
+                # waiting for the host: nothing buffered, the engine receiving, nothing to send
+                self.idle.eq(~rq.r_rdy & core.rx.ready & ~tq.r_rdy & ~core.tx.valid),
+            ]
+            for i in range(len(self.cfg.units) if self.gate_units else 0):
+                # unit i's clock comes from the harness (which pulses it with ``clk`` while
+                # ``u<i>_active``); its reset is the board's
+                m.domains += ClockDomain(f"u{i}", local=True)
+                m.d.comb += [ClockSignal(f"u{i}").eq(getattr(self, f"u{i}_clk")),
+                             ResetSignal(f"u{i}").eq(rst),
+                             getattr(self, f"u{i}_active").eq(core.unit_active[i])]
             return m
         m.submodules.uart_rx = urx = UartRx(self.period)
         m.submodules.uart_tx = utx = UartTx(self.period)

@@ -147,13 +147,17 @@ class FaultyTransport(Transport):
 
     Each ``write`` or ``read`` chunk is, with the given probabilities: dropped whole
     (``drop``), cut short (``truncate``), given one flipped bit (``flip``), or preceded by
-    random garbage (``garbage``). ``reset_at`` lists write counts at which the wrapped
-    reference board is reset (buffers lost) just before that write is delivered.
+    random garbage (``garbage``). ``reset_at`` lists write counts at which the board is reset
+    (buffers lost) just before that write is delivered: by ``reset()`` when given (e.g. the
+    simulated board's :func:`sim.board.reset`), else the wrapped reference board's own.
+    ``damaged`` counts the damaged chunks, ``resets`` the resets.
     """
 
     def __init__(self, inner: Transport, seed: int = 0, drop: float = 0.0, flip: float = 0.0,
-                 truncate: float = 0.0, garbage: float = 0.0, reset_at: tuple = ()):
+                 truncate: float = 0.0, garbage: float = 0.0, reset_at: tuple = (),
+                 reset=None):
         self.inner = inner
+        self._reset = reset
         self.url = inner.url
         self.cycles_per_second = inner.cycles_per_second
         self.rng = random.Random(seed)
@@ -161,6 +165,7 @@ class FaultyTransport(Transport):
         self.reset_at = set(reset_at)
         self.writes = 0
         self.damaged = 0
+        self.resets = 0
 
     def _damage(self, data: bytes) -> bytes:
         r = self.rng
@@ -185,7 +190,8 @@ class FaultyTransport(Transport):
     def write(self, data: bytes) -> None:
         self.writes += 1
         if self.writes in self.reset_at:
-            self.inner.board.reset()
+            self.resets += 1
+            (self._reset or self.inner.board.reset)()
         self.inner.write(self._damage(data))
 
     def read(self, timeout: float) -> bytes:

@@ -10,7 +10,8 @@
 // drives the UART RX pin and decodes the TX pin at the board's bit period instead.
 //
 // Prints "listening on 127.0.0.1:P" on stdout once it accepts connections; prints the cycle
-// count and rate to stderr when a client leaves. SIGINT/SIGTERM end it.
+// count and rate to stderr when a client leaves. SIGINT/SIGTERM end it; SIGUSR1 resets the
+// board (as a power cycle would) and prints "reset" on stdout.
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -32,6 +33,9 @@
 
 #include "Vtensorfab_board.h"
 #include "verilated.h"
+// unit_gate(top): the units whose clock runs this cycle (their u<i>_active outputs, which
+// depend on registers only); unit_clocks(top, mask): drive their u<i>_clk inputs.
+#include "board_units.h"
 
 // Verilator spells the double underscore of Amaranth's port names `___05F`.
 #define RX_VALID rx___05Fvalid
@@ -43,6 +47,10 @@
 
 static volatile sig_atomic_t g_stop = 0;
 static void on_signal(int) { g_stop = 1; }
+// SIGUSR1: reset the board (a board reset or power cycle in the middle of whatever it is
+// doing, for fault-injection tests); the harness prints "reset" on stdout once it is done.
+static volatile sig_atomic_t g_reset = 0;
+static void on_reset(int) { g_reset = 1; }
 
 struct Board {
     std::unique_ptr<VerilatedContext> ctx;
@@ -59,17 +67,28 @@ struct Board {
         top->RX_VALID = 0;
         top->TX_READY = 1;
 #endif
+        reset();
+    }
+    // Hold rst for a few cycles (every unit clocked), as at power-on.
+    void reset() {
+        top->rst = 1;
         top->eval();
-        for (int i = 0; i < 4; i++) tick();
+        for (int i = 0; i < 4; i++) tick(~0u);  // every unit sees the reset
         top->rst = 0;
         top->eval();
     }
-    // One clock cycle: inputs are set, comb outputs already evaluated before the call.
-    inline void tick() {
-        top->clk = 1;
-        top->eval();
-        top->clk = 0;
-        top->eval();
+    // One clock cycle: inputs are set, comb outputs already evaluated before the call. The
+    // units' clocks rise with clk only while the design says they are active (the byte face
+    // gates idle units; see boards/top.py BoardTop), so idle units cost no evaluation.
+    inline void tick(uint32_t force = 0) {
+        Vtensorfab_board* t = top.get();
+        uint32_t g = unit_gate(t) | force;
+        t->clk = 1;
+        unit_clocks(t, g);
+        t->eval();
+        t->clk = 0;
+        unit_clocks(t, 0);
+        t->eval();
         cycles++;
     }
 };
@@ -189,6 +208,7 @@ int main(int argc, char** argv) {
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGUSR1, on_reset);
 
     Board b(argc, argv);
     int lfd = listen_on(port);
@@ -198,7 +218,22 @@ int main(int argc, char** argv) {
     PinUart uart(clk_hz / baud);
 #endif
 
+    // A requested reset: the board restarts; bytes the harness held for it (a link FIFO's
+    // contents) are lost, bytes it already sent stay sent.
+    auto do_reset = [&](std::deque<uint8_t>* in) {
+        if (!g_reset) return;
+        g_reset = 0;
+        b.reset();
+#ifdef PIN_LEVEL
+        uart = PinUart(clk_hz / baud);
+#endif
+        if (in) in->clear();
+        printf("reset\n");
+        fflush(stdout);
+    };
+
     while (!g_stop) {
+        do_reset(nullptr);
         pollfd lp{lfd, POLLIN, 0};
         if (poll(&lp, 1, 200) <= 0) continue;
         int fd = accept(lfd, nullptr, nullptr);
@@ -212,6 +247,7 @@ int main(int argc, char** argv) {
         double busy_s = 0;
         bool alive = true;
         while (alive && !g_stop) {
+            do_reset(&in);
             bool idle;
             auto tb = std::chrono::steady_clock::now();
 #ifdef PIN_LEVEL
@@ -228,14 +264,14 @@ int main(int argc, char** argv) {
                 bool has = !in.empty();
                 t->RX_VALID = has;
                 if (has) t->RX_PAYLOAD = in.front();
-                // rx ready and tx valid/payload come from registers only (the engine's
-                // state), so the values evaluated after the last edge still hold: no eval
-                // here. The rising-edge eval settles the new inputs first (Verilator's
-                // input-combinational stage).
+                // rx ready, tx valid/payload and idle come from registers only (the byte
+                // face's FIFOs and the engine's state), so the values evaluated after the
+                // last edge still hold: no eval here. The rising-edge eval settles the new
+                // inputs first (Verilator's input-combinational stage).
                 bool rx_fire = has && t->RX_READY;
                 bool tx_fire = t->TX_VALID;  // tx__ready is always 1
                 uint8_t tx_byte = t->TX_PAYLOAD;
-                if (!has && t->RX_READY && !tx_fire) break;  // waiting for the host
+                if (!has && t->idle) break;  // waiting for the host
                 b.tick();
                 if (rx_fire) in.pop_front();
                 if (tx_fire) out.push_back(tx_byte);
@@ -246,7 +282,7 @@ int main(int argc, char** argv) {
             // An idle board waits for the host (or, pin-level, checks back in 1 ms).
             int wait_ms = idle && out.empty() ? (pin_level ? 1 : 100) : 0;
             alive = pump(fd, in, out, wait_ms);
-            while (alive && !out.empty() && idle) alive = pump(fd, in, out, 100);
+            while (alive && !out.empty() && idle && !g_reset) alive = pump(fd, in, out, 100);
         }
         close(fd);
         double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

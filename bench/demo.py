@@ -249,7 +249,7 @@ def board_demo(cfg, args) -> int:
 
     t_all = time.perf_counter()
     with served_board(cfg, say=say) as (url, proc, times):
-        say(f"{cfg.name}: board top emitted in {times['emit']:.1f} s, simulated board "
+        say(f"{cfg.name}: board top Verilog ready in {times['emit']:.1f} s, simulated board "
             f"{'built' if times['build'] > 1 else 'from the cache'} in {times['build']:.1f} s, "
             f"serving {url} (up in {times['start']:.1f} s)")
         with open_board(url, timeout=args.timeout, progress=False) as board:

@@ -707,7 +707,8 @@ class BoardTop(wiring.Component):
             m.submodules.tx_q = tq = DomainRenamer({"sync": dom})(fifo.SyncFIFO(width=8, depth=2))
             m.d.comb += [
                 rq.w_en.eq(self.rx.valid), rq.w_data.eq(self.rx.payload),
-                self.rx.ready.eq(rq.w_rdy),
+                # not while the (registered) reset holds: a byte taken then would be lost
+                self.rx.ready.eq(rq.w_rdy & ~rst if self.gate_units else rq.w_rdy),
                 core.rx.valid.eq(rq.r_rdy), core.rx.payload.eq(rq.r_data),
                 rq.r_en.eq(core.rx.ready),
                 tq.w_en.eq(core.tx.valid), tq.w_data.eq(core.tx.payload),

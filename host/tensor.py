@@ -109,6 +109,12 @@ def unpack_beats(fields: dict, buf, n: int | None = None, narrow: bool = False) 
     for name, spec in fields.items():
         lanes, lw = _lanes(spec)
         byte, shift = divmod(spec["offset"], 8)
+        if "lanes" not in spec and shift + lw <= 8:
+            # a flag or a small field inside one byte: its raw bits, straight from the byte
+            bits = padded[:, byte] >> np.uint8(shift) if shift else padded[:, byte].copy()
+            bits &= np.uint8((1 << lw) - 1)
+            out[name] = bits.astype(code_dtype(lw, False) if narrow else np.int64)
+            continue
         k = (lanes * lw + 7) // 8
         if shift == 0:
             raw = padded[:, byte:byte + k]

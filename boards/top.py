@@ -655,7 +655,8 @@ class BoardTop(wiring.Component):
 
     ``face="uart"``: ports ``uart_rx`` (in) and ``uart_tx`` (out), 8N1 at the config's
     ``link.uart`` from the board's clock; received bytes wait in a FIFO, and a byte arriving
-    when it is full is lost and counted (STATUS ``overflows``).
+    when it is full is lost and counted (STATUS ``overflows``); ``idle`` (out) says the board
+    waits for the host (nothing buffered, nothing to send).
     """
 
     RX_FIFO_DEPTH = 64
@@ -678,7 +679,7 @@ class BoardTop(wiring.Component):
                     sig[f"u{i}_active"] = Out(1)
         else:
             self.period = bit_period(self.clk_hz, board_cfg.link.uart)
-            sig = {"uart_rx": In(1, init=1), "uart_tx": Out(1, init=1)}
+            sig = {"uart_rx": In(1, init=1), "uart_tx": Out(1, init=1), "idle": Out(1)}
         super().__init__(sig)
 
     def elaborate(self, platform):
@@ -740,4 +741,7 @@ class BoardTop(wiring.Component):
             q.r_en.eq(core.rx.ready),
         ]
         wiring.connect(m, core.tx, utx.i)
+        # waiting for the host: nothing received and unread, the engine receiving, the
+        # transmitter idle (a simulation harness stops clocking then; a board leaves it open)
+        m.d.comb += self.idle.eq(~q.r_rdy & core.rx.ready & ~core.tx.valid & utx.i.ready)
         return m

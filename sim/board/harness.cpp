@@ -7,7 +7,9 @@
 // back out. When the board waits for input (rx ready, nothing to send, no bytes pending) the
 // harness blocks on the socket instead of ticking, so an idle board costs no CPU and a busy
 // one runs flat out. Pin-level face (--pin-level, built with -DPIN_LEVEL): the harness
-// drives the UART RX pin and decodes the TX pin at the board's bit period instead.
+// drives the UART RX pin and decodes the TX pin at the board's bit period instead, and
+// likewise stops clocking while both lines are quiet and the board's `idle` output is high,
+// so the cycle count is the time the link and the board were busy.
 //
 // Prints "listening on 127.0.0.1:P" on stdout once it accepts connections; prints the cycle
 // count and rate to stderr when a client leaves. SIGINT/SIGTERM end it; SIGUSR1 resets the
@@ -252,11 +254,16 @@ int main(int argc, char** argv) {
             auto tb = std::chrono::steady_clock::now();
 #ifdef PIN_LEVEL
             bool active = false;
-            for (int n = 0; n < 65536; n++) {
+            int n = 0;
+            for (; n < 65536; n++) {
+                // waiting for the host: nothing to send on RX, nothing arriving on TX, and
+                // the board idle (its `idle` output and TX line are functions of registers)
+                if (in.empty() && !uart.tx_busy && !uart.rx_busy && b.top->uart_tx
+                    && b.top->idle) break;
                 b.top->uart_rx = uart.step(in, b.top->uart_tx, out, active);
                 b.tick();
             }
-            idle = !active && in.empty();
+            idle = n < 65536;
 #else
             auto* t = b.top.get();
             int n = 0;
@@ -279,8 +286,8 @@ int main(int argc, char** argv) {
             idle = n < 65536;
 #endif
             busy_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - tb).count();
-            // An idle board waits for the host (or, pin-level, checks back in 1 ms).
-            int wait_ms = idle && out.empty() ? (pin_level ? 1 : 100) : 0;
+            // An idle board waits for the host.
+            int wait_ms = idle && out.empty() ? 100 : 0;
             alive = pump(fd, in, out, wait_ms);
             while (alive && !out.empty() && idle && !g_reset) alive = pump(fd, in, out, 100);
         }

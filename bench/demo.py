@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import select
 import socket
 import sys
@@ -90,7 +91,7 @@ def harness_report(proc, timeout: float = 10.0) -> dict | None:
         r, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
         if not r:
             break
-        chunk = __import__("os").read(fd, 4096)
+        chunk = os.read(fd, 4096)
         if not chunk:
             break
         buf += chunk
@@ -98,8 +99,11 @@ def harness_report(proc, timeout: float = 10.0) -> dict | None:
             if line.startswith("client left:"):
                 # client left: N cycles in W s (R cycles/s while busy, B s busy)
                 words = line.replace("(", " ").replace(",", " ").split()
-                return {"cycles": int(words[2]), "wall_s": float(words[5]),
-                        "cycles_per_s": float(words[7]), "busy_s": float(words[11])}
+                try:
+                    return {"cycles": int(words[2]), "wall_s": float(words[5]),
+                            "cycles_per_s": float(words[7]), "busy_s": float(words[11])}
+                except (IndexError, ValueError):
+                    return None
     return None
 
 
@@ -271,7 +275,8 @@ def board_demo(cfg, args) -> int:
     print(f"  link: {stats['wire_out'] + stats['wire_in']} bytes, {stats['requests']} requests, "
           f"{stats['retries']} retries; total wall time {time.perf_counter() - t_all:.1f} s")
     bad = sum(r["mismatches"] for r in rows)
-    print(f"  every result equals its golden model: {'yes' if bad == 0 else f'NO ({bad} mismatches)'}")
+    verdict = "yes" if bad == 0 else f"NO ({bad} mismatches)"
+    print(f"  every result equals its golden model: {verdict}")
     return 0 if bad == 0 else 1
 
 

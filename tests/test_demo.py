@@ -55,7 +55,7 @@ def test_board_demo_table():
              "Y = W(2:4) @ H^T"]
     lines = {s: next(line for line in out.splitlines() if line.strip().startswith(s))
              for s in steps}
-    for s, line in lines.items():
+    for line in lines.values():
         cells = line.split()
         assert cells[-1] == "0", line            # mismatches
         assert int(cells[-3]) > 0, line           # cycles

@@ -66,8 +66,8 @@ GOOD_BOARDS = [p for p in GOOD if _is_board(p)]
 def test_board_config_loads_and_round_trips(path, tmp_path):
     cfg = load_config(path)
     assert isinstance(cfg, BoardConfig)
-    assert cfg.units and all(isinstance(u, (MacArrayConfig, SparseChainConfig))
-                             for u in cfg.units)
+    assert cfg.units and all(isinstance(u, (MacArrayConfig, SparseChainConfig, SoftmaxConfig,
+                                            GeluConfig)) for u in cfg.units)
     hash(cfg)
     with pytest.raises(ValidationError):
         cfg.board = "icebreaker"

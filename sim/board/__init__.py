@@ -107,7 +107,7 @@ def build(board_cfg, face: str = "bytes", say=None) -> Path:
             return exe
         if say:
             say(f"building the simulated board {board_cfg.name} ({face} face; once per "
-                "design, about a minute)...")
+                "design, one to a few minutes)...")
         t0 = time.perf_counter()
         work = d.with_name(d.name + f".tmp{os.getpid()}")
         shutil.rmtree(work, ignore_errors=True)

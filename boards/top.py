@@ -12,8 +12,6 @@ the pin-level simulation), with a receive FIFO whose overflows STATUS counts.
 
 from __future__ import annotations
 
-import warnings
-
 from amaranth.hdl import (
     Array,
     Cat,
@@ -23,7 +21,6 @@ from amaranth.hdl import (
     Mux,
     ResetInserter,
     Signal,
-    UnusedElaboratable,
 )
 from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -184,10 +181,7 @@ class BoardCore(wiring.Component):
         from generators.units import family
 
         self.cfg = board_cfg
-        with warnings.catch_warnings():
-            # describe() builds each unit's component only to read its stream layouts
-            warnings.simplefilter("ignore", UnusedElaboratable)
-            self.info = describe_bytes(board_cfg)
+        self.info = describe_bytes(board_cfg)
         if len(self.info) > 0xFFFF:
             raise ValueError(f"design description is {len(self.info)} bytes (allowed: up to "
                              "65535)")

@@ -270,6 +270,7 @@ def cmd_serve(args) -> int:
 def cmd_bitstream(args) -> int:
     """Synthesize, place and route a board design into a bitstream (YoWASP tools)."""
     from boards.platforms import build as build_bitstream
+    from boards.platforms import report as bitstream_report
 
     from .config import BoardConfig, load_config
 
@@ -281,6 +282,13 @@ def cmd_bitstream(args) -> int:
     t0 = time.perf_counter()
     path = build_bitstream(cfg, args.out, say=_say)
     _say(f"wrote {path} ({time.perf_counter() - t0:.0f} s)")
+    rep = bitstream_report(cfg, args.out)
+    for clk, mhz in rep["fmax_mhz"].items():
+        want = rep["constraint_mhz"].get(clk, 0.0)
+        _say(f"  Fmax {clk}: {mhz:.2f} MHz (constraint {want:.2f} MHz: "
+             f"{'met' if mhz >= want else 'NOT met'})")
+    for cell, (used, avail) in sorted(rep["utilization"].items()):
+        _say(f"  {cell:<16} {used:>7} / {avail:<7} ({100 * used / max(avail, 1):.1f} %)")
     return 0
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..numerics import Format, exact_matmul, requantize
-from .lower import BatchNormLayer, DenseLayer, LoweredModel, ReluLayer
+from .lower import (BatchNormLayer, DenseLayer, GeluLayer, LoweredModel, ReluLayer, SoftmaxLayer,
+                    gelu_params, softmax_params)
 
-__all__ = ["run", "dense", "batchnorm", "relu"]
+__all__ = ["run", "run_until", "dense", "batchnorm", "relu", "softmax", "gelu"]
 
 
 def _product_format(layer: DenseLayer) -> Format:
@@ -71,14 +72,38 @@ def relu(layer: ReluLayer, x: np.ndarray) -> np.ndarray:
                       layer.result.overflow)
 
 
+def softmax(layer: SoftmaxLayer, x: np.ndarray) -> np.ndarray:
+    """The softmax unit's golden model (:func:`generators.softmax.model.softmax`) on each row."""
+    from ..softmax.model import softmax as unit
+
+    return unit(softmax_params(layer), np.asarray(x, dtype=np.int64))
+
+
+def gelu(layer: GeluLayer, x: np.ndarray) -> np.ndarray:
+    """The gelu unit's golden model (:func:`generators.gelu.model.gelu`), element-wise."""
+    from ..gelu.model import gelu as unit
+
+    return unit(gelu_params(layer), np.asarray(x, dtype=np.int64))
+
+
+_LAYER = {DenseLayer: dense, BatchNormLayer: batchnorm, ReluLayer: relu, SoftmaxLayer: softmax,
+          GeluLayer: gelu}
+
+
 def run(model: LoweredModel, x: np.ndarray) -> np.ndarray:
     """Codes ``x`` [batch, n_in] in the input format → codes [batch, n_out] of the last layer."""
     y = np.asarray(x)
     for layer in model.layers:
-        if isinstance(layer, DenseLayer):
-            y = dense(layer, y)
-        elif isinstance(layer, BatchNormLayer):
-            y = batchnorm(layer, y)
-        else:
-            y = relu(layer, y)
+        y = _LAYER[type(layer)](layer, y)
+    return y
+
+
+def run_until(model: LoweredModel, x: np.ndarray, stop: type) -> np.ndarray:
+    """Codes out of the layers before the first layer of type ``stop`` (e.g. the logits before
+    a :class:`SoftmaxLayer`)."""
+    y = np.asarray(x)
+    for layer in model.layers:
+        if isinstance(layer, stop):
+            break
+        y = _LAYER[type(layer)](layer, y)
     return y

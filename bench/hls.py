@@ -24,7 +24,8 @@ def _layers():
     from generators.hls.examples import jet_mlp
     from generators.hls.frontend import convert
 
-    graph, _ = convert(jet_mlp(), name="jet", output_dir=tempfile.mkdtemp(prefix="tf-jet-"))
+    graph, _ = convert(jet_mlp(softmax=False), name="jet",
+                       output_dir=tempfile.mkdtemp(prefix="tf-jet-"))
     return [x for x in lower(graph).layers if isinstance(x, DenseLayer)]
 
 

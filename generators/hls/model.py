@@ -12,7 +12,7 @@ from ..numerics import Format, exact_matmul, requantize
 from .lower import (BatchNormLayer, DenseLayer, GeluLayer, LoweredModel, ReluLayer, SoftmaxLayer,
                     gelu_params, softmax_params)
 
-__all__ = ["run", "run_until", "dense", "batchnorm", "relu", "softmax", "gelu"]
+__all__ = ["run", "run_until", "dense", "batchnorm", "relu", "softmax", "gelu", "softmax_errors"]
 
 
 def _product_format(layer: DenseLayer) -> Format:
@@ -107,3 +107,27 @@ def run_until(model: LoweredModel, x: np.ndarray, stop: type) -> np.ndarray:
             break
         y = _LAYER[type(layer)](layer, y)
     return y
+
+
+def softmax_errors(model: LoweredModel, logits: np.ndarray, y_hls: np.ndarray) -> dict:
+    """Errors against float64 softmax of the same ``logits`` (codes into the model's final
+    softmax): of hls4ml's outputs ``y_hls`` (real values, from ``predict()``) and of ours (the
+    softmax unit's golden model), as ``{"hls4ml"|"tensorfab": {"max", "mean"}}`` in absolute
+    probability and ``{"max_lsb", "mean_lsb"}`` in LSBs of the softmax's result format."""
+    from ..softmax.model import reference
+
+    layer = model.layers[-1]
+    if not isinstance(layer, SoftmaxLayer):
+        raise ValueError("the model does not end in a softmax")
+    p = softmax_params(layer)
+    exact = reference(p, np.asarray(logits, dtype=np.int64))
+    ours = p.out.dequantize(softmax(layer, logits))
+    lsb = 2.0 ** -p.out.frac_bits
+    out = {}
+    for who, y in (("hls4ml", np.asarray(y_hls, dtype=np.float64)), ("tensorfab", ours)):
+        err = np.abs(y.reshape(exact.shape) - exact)
+        out[who] = {"max": float(err.max()), "mean": float(err.mean()),
+                    "max_lsb": float(err.max() / lsb), "mean_lsb": float(err.mean() / lsb)}
+    out["rows"] = int(exact.shape[0])
+    out["result"] = str(p.out)
+    return out

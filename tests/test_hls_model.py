@@ -13,8 +13,15 @@ pytest.importorskip("hls4ml", reason="hls4ml is a pinned dependency; install wit
 from network_cases import example, trace_before
 
 from generators.errors import UserError
-from generators.hls import (BatchNormLayer, DenseLayer, GeluLayer, ReluLayer, SoftmaxLayer,
-                            lower, run)
+from generators.hls import (
+    BatchNormLayer,
+    DenseLayer,
+    GeluLayer,
+    ReluLayer,
+    SoftmaxLayer,
+    lower,
+    run,
+)
 from generators.hls.examples import ffn_block, hls4ml_config, jet_mlp, mlp
 from generators.hls.frontend import auto_notes, convert
 from generators.hls.lower import gelu_params, softmax_params

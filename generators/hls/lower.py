@@ -128,7 +128,7 @@ class SoftmaxLayer:
     (:mod:`generators.softmax`, its integer specification): ``inp`` is the type of the layer
     before, ``result`` hls4ml's ``result_t`` of the layer (only its format is used: the unit
     rounds to nearest and saturates by its own specification). Not hls4ml's table softmax:
-    the outputs differ from ``predict()`` (see docs/hls.md)."""
+    the outputs differ from ``predict()`` (README, "HLS flow")."""
 
     name: str
     n: int

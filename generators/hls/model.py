@@ -9,8 +9,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..numerics import Format, exact_matmul, requantize
-from .lower import (BatchNormLayer, DenseLayer, GeluLayer, LoweredModel, ReluLayer, SoftmaxLayer,
-                    gelu_params, softmax_params)
+from .lower import (
+    BatchNormLayer,
+    DenseLayer,
+    GeluLayer,
+    LoweredModel,
+    ReluLayer,
+    SoftmaxLayer,
+    gelu_params,
+    softmax_params,
+)
 
 __all__ = ["run", "run_until", "dense", "batchnorm", "relu", "softmax", "gelu", "softmax_errors"]
 

@@ -6,8 +6,15 @@ import math
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from ..hls.lower import (DenseLayer, GeluLayer, LoweredModel, SoftmaxLayer, from_config,
-                         gelu_params, softmax_params)
+from ..hls.lower import (
+    DenseLayer,
+    GeluLayer,
+    LoweredModel,
+    SoftmaxLayer,
+    from_config,
+    gelu_params,
+    softmax_params,
+)
 
 __all__ = ["NetworkParams"]
 
@@ -122,7 +129,7 @@ class NetworkParams:
         t = 0
         while True:
             out_valid = []
-            for (k, d), st in zip(kinds, state):
+            for (k, _d), st in zip(kinds, state):
                 if k == "dense":
                     out_valid.append(st[1])
                 elif k == "gelu":

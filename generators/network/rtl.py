@@ -23,7 +23,7 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..hls.lower import BatchNormLayer, DenseLayer, GeluLayer, ReluLayer, SoftmaxLayer
+from ..hls.lower import BatchNormLayer, DenseLayer, ReluLayer, SoftmaxLayer
 from ..hwnum import convert
 from ..numerics import requantize
 from .params import NetworkParams

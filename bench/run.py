@@ -502,6 +502,10 @@ def write_markdown(res: dict, path: Path) -> None:
         from .hls import hls_markdown
 
         lines += hls_markdown(res["hls"])
+    if res.get("hls_accuracy"):
+        from .hls import hls_accuracy_markdown
+
+        lines += hls_accuracy_markdown(res["hls_accuracy"])
     path.write_text("\n".join(lines))
 
 
@@ -552,6 +556,10 @@ def main(argv=None) -> int:
     ap.add_argument("--hls-only", action="store_true",
                     help="rerun only the HLS-flow rows (jet MLP Dense layers against da4ml; "
                     "about 40 minutes of Yosys on 2 cores), into the existing results.json")
+    ap.add_argument("--hls-accuracy-only", action="store_true",
+                    help="rerun only the HLS-flow softmax accuracy row (jet MLP softmax against "
+                    "float, hls4ml vs tensorfab; about half a minute), into the existing "
+                    "results.json")
     ap.add_argument("--host-only", action="store_true",
                     help="rerun only the host-driver rows (packing, protocol overhead), into "
                          "the existing results.json")
@@ -567,6 +575,22 @@ def main(argv=None) -> int:
         (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
         write_markdown(res, out / "RESULTS.md")
         print(f"wrote the HLS rows into {out / 'results.json'} and {out / 'RESULTS.md'}")
+        return 0
+    if args.hls_accuracy_only:
+        from .hls import bench_hls_accuracy, hls_accuracy_targets
+
+        out = Path(args.out)
+        res = json.loads((out / "results.json").read_text())
+        res["hls_accuracy"] = bench_hls_accuracy()
+        new = hls_accuracy_targets(res["hls_accuracy"])
+        res["targets"] = [t for t in res["targets"]
+                          if not t["target"].startswith("jet MLP softmax")] + new
+        (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
+        write_markdown(res, out / "RESULTS.md")
+        print(f"wrote the HLS softmax accuracy row into {out / 'results.json'} and "
+              f"{out / 'RESULTS.md'}")
+        for row in new:
+            print(f"  [{'met' if row['met'] else 'NOT MET'}] {row['target']}: {row['measured']}")
         return 0
     if args.host_only:
         from .host import bench_host, host_targets
@@ -651,6 +675,9 @@ def main(argv=None) -> int:
     from .host import bench_host, host_targets
 
     res["host"] = bench_host()
+    from .hls import bench_hls_accuracy, hls_accuracy_targets
+
+    res["hls_accuracy"] = bench_hls_accuracy()
     if not args.no_synth:
         from .hls import bench_hls
 
@@ -662,6 +689,7 @@ def main(argv=None) -> int:
     res["targets"] += [dict(t, issue=3) for t in sparse_lut_targets(res["sparse_luts"])]
     res["targets"] += res["nonlin"]["targets"]
     res["targets"] += [dict(t, issue=6) for t in host_targets(res["host"])]
+    res["targets"] += hls_accuracy_targets(res["hls_accuracy"])
     (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
     write_markdown(res, out / "RESULTS.md")
     print(f"wrote {out / 'results.json'} and {out / 'RESULTS.md'}")

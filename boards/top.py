@@ -227,7 +227,9 @@ class BoardCore(wiring.Component):
         rom_r = rom.read_port(transparent_for=())
 
         running = Signal()
-        run_unit = Signal(range(len(self.units)))
+        # at least one bit: a design of one unit would otherwise make a 0-bit signal, which
+        # Amaranth emits as `wire [-1:0]` and Verilator refuses (ASCRANGE)
+        run_unit = Signal(range(max(2, len(self.units))))
         e_buf = Signal(range(NB))
         e_raddr = Signal(32)
         e_waddr = Signal(32)

@@ -136,20 +136,16 @@ def leaf(m: Module, platform, module: str, make, name: str, **ports) -> None:
             m.d.comb += value.eq(getattr(comp, pname))
 
 
-def _strip_top(text: str) -> str:
-    # only the unit is the design's top
-    return text.replace("(* top =  1  *)\n", "").replace("(* top = 1 *)\n", "")
-
-
-def render_modules(target: VerilogTarget) -> str:
-    """Verilog of the leaf modules and multiplier modules a design instantiates (behavioural,
-    any tool). Leaf modules go first: converting them registers their multipliers."""
-    from amaranth.back import verilog
+def modules_rtlil(target: VerilogTarget) -> str:
+    """RTLIL of the leaf modules and multiplier modules a design instantiates (behavioural,
+    any tool), none of them marked as the design's top. Leaf modules go first: converting
+    them registers their multipliers."""
+    from amaranth.back import rtlil
 
     out = []
     for name, comp in sorted(target.modules.items()):
-        out.append(_strip_top(verilog.convert(comp, name=name, platform=target,
-                                              emit_src=False)))
+        out.append(rtlil.convert(comp, name=name, platform=target, emit_src=False))
     for name, spec in sorted(target.mul_specs.items()):
-        out.append(_strip_top(verilog.convert(MulReg(spec), name=name, emit_src=False)))
-    return "".join(out)
+        out.append(rtlil.convert(MulReg(spec), name=name, emit_src=False))
+    # only the unit is the design's top
+    return "".join(text.replace("attribute \\top 1\n", "") for text in out)

@@ -4,6 +4,8 @@
   1000 inputs (so the logits equal hls4ml's ``trace`` of the layer before the softmax bit for
   bit, and the softmax is the softmax unit's), in exactly the analytic cycle count; the softmax
   error against float is reported next to hls4ml's;
+* a Dense/ReLU/BatchNorm network with narrow types (rounding, saturation, hls4ml's ApplyAlpha):
+  the RTL output equals hls4ml's ``predict()`` bit for bit on 1000 inputs, directly;
 * the transformer FFN block (Dense -> GELU -> Dense): RTL equals the golden model (the first
   Dense is checked against hls4ml in test_hls_model.py; hls4ml has no GELU to run the rest).
 """
@@ -15,7 +17,7 @@ import pytest
 
 pytest.importorskip("hls4ml")
 
-from network_cases import example, trace_before
+from network_cases import converted, example, trace_before
 
 from generators.hls import SoftmaxLayer
 from generators.hls.model import run_until, softmax_errors
@@ -64,3 +66,21 @@ def test_ffn_block_gelu_rtl(tmp_path_factory, rng):
     res = simulate(family, p, arrays, sim="verilator", name=cfg.name, config={"name": cfg.name},
                    idle=0.3, stall=0.3, seed=5)
     assert np.array_equal(res.outputs["y"], gold)
+
+
+def test_dense_relu_bn_rtl_equals_hls4ml_predict(tmp_path_factory, rng):
+    graph, lowered, cfg = converted("small", 2, True, str(tmp_path_factory.mktemp("hls")))
+    assert any(type(x).__name__ == "BatchNormLayer" for x in lowered.layers)
+    graph.compile()
+    p = family.params(cfg)
+    x = _inputs(lowered.inp.fmt, rng, 1000, p.n_in)
+    y = np.asarray(graph.predict(np.ascontiguousarray(lowered.inp.fmt.dequantize(x))),
+                   dtype=np.float64).reshape(len(x), -1)
+    expect = lowered.out.fmt.quantize(y)
+    assert np.array_equal(lowered.out.fmt.dequantize(expect), y)  # every code exact
+    arrays = family.check_inputs(p, {"x": x})
+    res = simulate(family, p, arrays, sim="verilator", name=cfg.name, config={"name": cfg.name})
+    got = res.outputs["y"]
+    assert np.array_equal(got, expect), f"{int((got != expect).sum())} codes differ"
+    assert len(np.unique(expect)) > 20  # a real spread of outputs
+    assert res.cycles == p.expected_cycles(1000)

@@ -24,7 +24,8 @@ def _layers():
     from generators.hls.examples import jet_mlp
     from generators.hls.frontend import convert
 
-    graph, _ = convert(jet_mlp(), name="jet", output_dir=tempfile.mkdtemp(prefix="tf-jet-"))
+    graph, _ = convert(jet_mlp(softmax=False), name="jet",
+                       output_dir=tempfile.mkdtemp(prefix="tf-jet-"))
     return [x for x in lower(graph).layers if isinstance(x, DenseLayer)]
 
 
@@ -96,6 +97,73 @@ def bench_hls(out_dir: str | None = None) -> list[dict]:
                   flush=True)
         rows.append(row)
     return rows
+
+
+def bench_hls_accuracy(rows: int = 5000, seed: int = 0) -> dict:
+    """Softmax of the jet MLP example (generators.hls.examples, its precisions): the error
+    against float64 softmax of the same logits, of hls4ml's predict() (its table softmax with
+    its defaults) and of tensorfab's softmax unit, over ``rows`` random inputs. The logits are
+    checked equal to hls4ml's (``trace``) first. About half a minute (one hls4ml compile)."""
+    import contextlib
+    import io
+
+    from generators.hls import SoftmaxLayer, lower
+    from generators.hls.examples import hls4ml_config, jet_mlp
+    from generators.hls.frontend import convert
+    from generators.hls.model import run_until, softmax_errors
+
+    tmp = tempfile.mkdtemp(prefix="tf-bench-hls-acc-")
+    with contextlib.redirect_stdout(io.StringIO()):
+        model = jet_mlp()
+        _, base = convert(model, name="jet_acc0", output_dir=f"{tmp}/a")
+        graph, _ = convert(model, hls4ml_config=hls4ml_config("jet_mlp", base),
+                           name="jet_acc", output_dir=f"{tmp}/b")
+        lowered = lower(graph)
+        before = lowered.layers[-2]
+        for layer in graph.get_layers():
+            layer.set_attr("trace", layer.name == before.name)
+        rng = np.random.default_rng(seed)
+        fmt = lowered.inp.fmt
+        x = fmt.quantize(rng.normal(0, 2, (rows, lowered.n_in)))
+        y, trace = graph.trace(np.ascontiguousarray(fmt.dequantize(x)))
+    logits_hls = before.result.fmt.quantize(np.asarray(trace[before.name], dtype=np.float64)
+                                            .reshape(rows, -1))
+    logits = run_until(lowered, x, SoftmaxLayer)
+    mismatches = int((logits != logits_hls).sum())
+    err = softmax_errors(lowered, logits_hls, np.asarray(y, dtype=np.float64))
+    sm = lowered.layers[-1]
+    return {"model": "jet_mlp 16-64-32-32-5 + softmax", "rows": rows, "seed": seed,
+            "logits": str(sm.inp.fmt), "result": str(sm.result.fmt),
+            "logit_mismatches_vs_hls4ml": mismatches,
+            "hls4ml_softmax": "hls4ml 1.3 stable, table_size 1024, exp/inv tables "
+                              "fixed<18,8,RND,SAT>",
+            "hls4ml": err["hls4ml"], "tensorfab": err["tensorfab"]}
+
+
+def hls_accuracy_targets(row: dict) -> list[dict]:
+    t, h = row["tensorfab"], row["hls4ml"]
+    return [{"issue": 7, "target": "jet MLP softmax: error vs float smaller than hls4ml's "
+             "(logits bit exact)",
+             "measured": f"max {t['max']:.3g} vs {h['max']:.3g}, mean {t['mean']:.3g} vs "
+                         f"{h['mean']:.3g} ({row['rows']} rows, "
+                         f"{row['logit_mismatches_vs_hls4ml']} logit mismatches)",
+             "met": t["max"] < h["max"] and t["mean"] < h["mean"]
+             and row["logit_mismatches_vs_hls4ml"] == 0}]
+
+
+def hls_accuracy_markdown(row: dict) -> list[str]:
+    t, h = row["tensorfab"], row["hls4ml"]
+    return ["## HLS flow: softmax of the jet MLP against float, hls4ml vs tensorfab", "",
+            f"{row['rows']} random inputs (seed {row['seed']}); logits {row['logits']} (equal "
+            f"to hls4ml's trace: {row['logit_mismatches_vs_hls4ml']} mismatches), softmax "
+            f"result {row['result']}; error = |output - float64 softmax of the same logits|. "
+            f"hls4ml: {row['hls4ml_softmax']}. `python -m bench.run --hls-accuracy-only`.", "",
+            "| softmax | max abs error | mean abs error | max (LSB) | mean (LSB) |",
+            "|---|---|---|---|---|",
+            f"| hls4ml predict() | {h['max']:.3g} | {h['mean']:.3g} | {h['max_lsb']:.1f} | "
+            f"{h['mean_lsb']:.1f} |",
+            f"| tensorfab softmax unit | {t['max']:.3g} | {t['mean']:.3g} | "
+            f"{t['max_lsb']:.3f} | {t['mean_lsb']:.3f} |", ""]
 
 
 def _slim(rep: dict) -> dict:

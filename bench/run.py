@@ -253,7 +253,7 @@ def bench_sparse_luts(targets=("xilinx", "ecp5")) -> list[dict]:
                "dense_luts": d["luts"], "sparse_luts": s["luts"],
                "dense_carry": d["carry"], "sparse_carry": s["carry"],
                "dense_ffs": d["ffs"], "sparse_ffs": s["ffs"],
-               "dsps": s["dsps"], "dsps_expected": p.length,
+               "dsps": s["dsps"], "dsps_expected": p.length, "x_bits": p.x.width,
                "lut_overhead": round(s["luts"] / d["luts"] - 1, 4),
                "sparse_synth_command": s["synth_command"]}
         rows.append(row)
@@ -279,13 +279,30 @@ def sparse_lut_markdown(rows: list[dict]) -> list[str]:
              + ", ".join(rows[0]["modes"]) + ") against the same chain with no selection "
              "(stage s multiplies its own lane), Yosys on the unit alone. Each stage selects "
              "its activation with an M:1 multiplexer on its own window of lanes.", "",
-             "| target | dense LUTs | sparse LUTs | overhead | dense / sparse carry cells | "
-             "DSPs | Yosys flow (sparse) |", "|---|---|---|---|---|---|---|"]
+             "| target | dense LUTs | sparse LUTs | overhead | added LUTs per selected bit | "
+             "dense / sparse carry cells | DSPs | Yosys flow (sparse) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        bits = r["length"] * r.get("x_bits", 8)
         lines.append(f"| {r['target']} | {r['dense_luts']} | {r['sparse_luts']} | "
-                     f"{100 * r['lut_overhead']:+.1f} % | {r['dense_carry']} / "
+                     f"{100 * r['lut_overhead']:+.1f} % | "
+                     f"{(r['sparse_luts'] - r['dense_luts']) / bits:.2f} | "
+                     f"{r['dense_carry']} / "
                      f"{r['sparse_carry']} | {r['dsps']} ({r['dsps_expected']}) | "
                      f"{r['sparse_synth_command']} |")
+    lines += ["", "Why the 15 % target is out of reach for a multiplexer built from LUTs: "
+              "the dense chain's logic is tiny (its multipliers and adders are in the DSPs), "
+              "so 15 % of it is about 9-13 LUTs for 16 stages, while an M:1 multiplexer of an "
+              "8-bit activation per stage costs about one LUT6 per bit at M = 4 on Xilinx "
+              "(4 data + 2 select inputs) and two LUT4 plus a PFUMX per bit on ECP5: "
+              "16 x 8 = 128 selected bits. The column above is that cost as measured. Getting "
+              "under 15 % would need the selection outside the fabric LUTs: in the DSP's "
+              "input multiplexing (DSP48 A1/A2/D with INMODE; not portable, none on ECP5), in "
+              "block-RAM addressing (the index as the low address bits of a per-stage "
+              "activation buffer), or in the host's stream packer (gathering each stage's "
+              "activation before it is sent, which also cuts the x stream m-fold but is no "
+              "longer a run-time hardware mux). The chain keeps the multiplexer the issue "
+              "asks for."]
     return lines
 
 
@@ -485,7 +502,35 @@ def write_markdown(res: dict, path: Path) -> None:
         from .hls import hls_markdown
 
         lines += hls_markdown(res["hls"])
+    if res.get("hls_accuracy"):
+        from .hls import hls_accuracy_markdown
+
+        lines += hls_accuracy_markdown(res["hls_accuracy"])
     path.write_text("\n".join(lines))
+
+
+def foundation_targets(res: dict) -> list[dict]:
+    """The issue-2 target rows (utilization, emission, `tensorfab run` wall time)."""
+    os_row = next(r for r in res["utilization"] if r["dataflow"] == "output_stationary")
+    ws_row = next(r for r in res["utilization"] if r["dataflow"] == "weight_stationary")
+    em32 = max(r["seconds"] for r in res["emission"] if r["array"] == "32x32")
+    return [
+        {"target": "PE utilization >= 98 % steady state (8x8)",
+         "measured": f"OS {100 * os_row['utilization_steady_state']:.2f} %, "
+                     f"WS {100 * ws_row['utilization_steady_state']:.2f} %",
+         "met": min(os_row["utilization_steady_state"], ws_row["utilization_steady_state"])
+         >= 0.98},
+        {"target": "PE utilization >= 90 % end to end, 256^3 on 8x8",
+         "measured": f"OS {100 * os_row['utilization_end_to_end']:.2f} %, "
+                     f"WS {100 * ws_row['utilization_end_to_end']:.2f} %",
+         "met": min(os_row["utilization_end_to_end"], ws_row["utilization_end_to_end"]) >= 0.90},
+        {"target": "Emission of a 32x32 array <= 10 s (`tensorfab generate` path)",
+         "measured": f"{em32:.2f} s (slower "
+         "dataflow)", "met": em32 <= 10},
+        {"target": "`tensorfab run --backend rtl` 256^3 on 8x8 <= 60 s incl. build",
+         "measured": f"{res['cli_run']['wall_seconds_cold_cache']} s",
+         "met": res["cli_run"]["wall_seconds_cold_cache"] <= 60},
+    ]
 
 
 def main(argv=None) -> int:
@@ -499,6 +544,8 @@ def main(argv=None) -> int:
                     help="array sizes of the synthesis rows (e.g. 2,8 for the issue-5 targets)")
     ap.add_argument("--jobs", type=int, default=2,
                     help="synthesis jobs in parallel (1: one nextpnr at a time)")
+    ap.add_argument("--emission-only", action="store_true",
+                    help="rerun only the Verilog emission rows, into the existing results.json")
     ap.add_argument("--sparse-only", action="store_true",
                     help="rerun only the sparse-chain rows, into the existing results.json")
     ap.add_argument("--nonlin-only", action="store_true",
@@ -509,6 +556,10 @@ def main(argv=None) -> int:
     ap.add_argument("--hls-only", action="store_true",
                     help="rerun only the HLS-flow rows (jet MLP Dense layers against da4ml; "
                     "about 40 minutes of Yosys on 2 cores), into the existing results.json")
+    ap.add_argument("--hls-accuracy-only", action="store_true",
+                    help="rerun only the HLS-flow softmax accuracy row (jet MLP softmax against "
+                    "float, hls4ml vs tensorfab; about half a minute), into the existing "
+                    "results.json")
     ap.add_argument("--host-only", action="store_true",
                     help="rerun only the host-driver rows (packing, protocol overhead), into "
                          "the existing results.json")
@@ -524,6 +575,22 @@ def main(argv=None) -> int:
         (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
         write_markdown(res, out / "RESULTS.md")
         print(f"wrote the HLS rows into {out / 'results.json'} and {out / 'RESULTS.md'}")
+        return 0
+    if args.hls_accuracy_only:
+        from .hls import bench_hls_accuracy, hls_accuracy_targets
+
+        out = Path(args.out)
+        res = json.loads((out / "results.json").read_text())
+        res["hls_accuracy"] = bench_hls_accuracy()
+        new = hls_accuracy_targets(res["hls_accuracy"])
+        res["targets"] = [t for t in res["targets"]
+                          if not t["target"].startswith("jet MLP softmax")] + new
+        (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
+        write_markdown(res, out / "RESULTS.md")
+        print(f"wrote the HLS softmax accuracy row into {out / 'results.json'} and "
+              f"{out / 'RESULTS.md'}")
+        for row in new:
+            print(f"  [{'met' if row['met'] else 'NOT MET'}] {row['target']}: {row['measured']}")
         return 0
     if args.host_only:
         from .host import bench_host, host_targets
@@ -554,6 +621,17 @@ def main(argv=None) -> int:
         print(f"wrote the softmax/GELU rows into {out / 'results.json'} and {out / 'RESULTS.md'}")
         for row in res["nonlin"]["targets"]:
             print(f"  [{'met' if row['met'] else 'NOT MET'}] {row['target']}: {row['measured']}")
+        return 0
+    if args.emission_only:
+        out = Path(args.out)
+        res = json.loads((out / "results.json").read_text())
+        res["emission"] = bench_emission()
+        old = {t["target"] for t in foundation_targets(res)}
+        res["targets"] = foundation_targets(res) + [
+            t for t in res["targets"] if t["target"] not in old]
+        (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
+        write_markdown(res, out / "RESULTS.md")
+        print(f"wrote the emission rows into {out / 'results.json'} and {out / 'RESULTS.md'}")
         return 0
     if args.sparse_only:
         out = Path(args.out)
@@ -597,36 +675,21 @@ def main(argv=None) -> int:
     from .host import bench_host, host_targets
 
     res["host"] = bench_host()
+    from .hls import bench_hls_accuracy, hls_accuracy_targets
+
+    res["hls_accuracy"] = bench_hls_accuracy()
     if not args.no_synth:
         from .hls import bench_hls
 
         res["hls"] = bench_hls()
-    os_row = next(r for r in res["utilization"] if r["dataflow"] == "output_stationary")
-    ws_row = next(r for r in res["utilization"] if r["dataflow"] == "weight_stationary")
-    em32 = max(r["seconds"] for r in res["emission"] if r["array"] == "32x32")
-    res["targets"] = [
-        {"target": "PE utilization >= 98 % steady state (8x8)",
-         "measured": f"OS {100 * os_row['utilization_steady_state']:.2f} %, "
-                     f"WS {100 * ws_row['utilization_steady_state']:.2f} %",
-         "met": min(os_row["utilization_steady_state"], ws_row["utilization_steady_state"])
-         >= 0.98},
-        {"target": "PE utilization >= 90 % end to end, 256^3 on 8x8",
-         "measured": f"OS {100 * os_row['utilization_end_to_end']:.2f} %, "
-                     f"WS {100 * ws_row['utilization_end_to_end']:.2f} %",
-         "met": min(os_row["utilization_end_to_end"], ws_row["utilization_end_to_end"]) >= 0.90},
-        {"target": "Emission of a 32x32 array <= 10 s (`tensorfab generate` path)",
-         "measured": f"{em32:.2f} s (slower "
-         "dataflow)", "met": em32 <= 10},
-        {"target": "`tensorfab run --backend rtl` 256^3 on 8x8 <= 60 s incl. build",
-         "measured": f"{res['cli_run']['wall_seconds_cold_cache']} s",
-         "met": res["cli_run"]["wall_seconds_cold_cache"] <= 60},
-    ]
+    res["targets"] = foundation_targets(res)
     res["targets"] += [dict(t, issue=3) for t in sparse_targets(res["sparse"])]
     if res["synth"]:
         res["targets"] += [dict(t, issue=5) for t in synth_targets(res["synth"])]
     res["targets"] += [dict(t, issue=3) for t in sparse_lut_targets(res["sparse_luts"])]
     res["targets"] += res["nonlin"]["targets"]
     res["targets"] += [dict(t, issue=6) for t in host_targets(res["host"])]
+    res["targets"] += hls_accuracy_targets(res["hls_accuracy"])
     (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
     write_markdown(res, out / "RESULTS.md")
     print(f"wrote {out / 'results.json'} and {out / 'RESULTS.md'}")

@@ -54,8 +54,11 @@ class BitstreamTop(Elaboratable):
         return m
 
 
-def build(board_cfg, out_dir: str | Path, say=None) -> Path:
-    """Synthesize, place, route and pack ``board_cfg`` for its board; return the bitstream."""
+def build(board_cfg, out_dir: str | Path, say=None, seed: int = 1) -> Path:
+    """Synthesize, place, route and pack ``board_cfg`` for its board; return the bitstream.
+
+    nextpnr runs with a fixed ``seed`` and writes ``<name>.report.json`` (utilization and
+    Fmax per clock) beside the bitstream; :func:`report` summarizes it."""
     from sim import toolenv
 
     plat = platform(board_cfg.board)
@@ -69,7 +72,23 @@ def build(board_cfg, out_dir: str | Path, say=None) -> Path:
             "(Yosys, nextpnr: several minutes)...")
     # amaranth's build() also requires the programmer (openFPGALoader) to be installed; run
     # the plan's build script directly instead (it calls the tools named above)
-    plan = plat.build(BitstreamTop(board_cfg), name=board_cfg.name, do_build=False)
+    plan = plat.build(BitstreamTop(board_cfg), name=board_cfg.name, do_build=False,
+                      nextpnr_opts=f"--seed {int(seed)} --report {board_cfg.name}.report.json")
     plan.execute_local(str(out_dir))
     ext = "bit" if board_cfg.board == "ulx3s" else "bin"
     return out_dir / f"{board_cfg.name}.{ext}"
+
+
+def report(board_cfg, out_dir: str | Path) -> dict:
+    """Resources and Fmax of a built bitstream, from nextpnr's ``<name>.report.json``:
+    ``{"fmax_mhz": {clock: achieved}, "constraint_mhz": {clock: target}, "utilization":
+    {cell type: (used, available)}}`` (cell types with nothing used are left out)."""
+    import json
+
+    path = Path(out_dir) / f"{board_cfg.name}.report.json"
+    rep = json.loads(path.read_text())
+    fmax = {clk: round(v.get("achieved", 0.0), 2) for clk, v in rep.get("fmax", {}).items()}
+    want = {clk: round(v.get("constraint", 0.0), 2) for clk, v in rep.get("fmax", {}).items()}
+    util = {k: (v["used"], v["available"]) for k, v in rep.get("utilization", {}).items()
+            if v.get("used")}
+    return {"fmax_mhz": fmax, "constraint_mhz": want, "utilization": util}

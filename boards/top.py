@@ -12,8 +12,6 @@ the pin-level simulation), with a receive FIFO whose overflows STATUS counts.
 
 from __future__ import annotations
 
-import warnings
-
 from amaranth.hdl import (
     Array,
     Cat,
@@ -27,7 +25,6 @@ from amaranth.hdl import (
     ResetInserter,
     ResetSignal,
     Signal,
-    UnusedElaboratable,
 )
 from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -189,10 +186,7 @@ class BoardCore(wiring.Component):
 
         self.cfg = board_cfg
         self.gate_units = gate_units
-        with warnings.catch_warnings():
-            # describe() builds each unit's component only to read its stream layouts
-            warnings.simplefilter("ignore", UnusedElaboratable)
-            self.info = describe_bytes(board_cfg)
+        self.info = describe_bytes(board_cfg)
         if len(self.info) > 0xFFFF:
             raise ValueError(f"design description is {len(self.info)} bytes (allowed: up to "
                              "65535)")
@@ -241,7 +235,9 @@ class BoardCore(wiring.Component):
         rom_r = rom.read_port(transparent_for=())
 
         running = Signal()
-        run_unit = Signal(range(len(self.units)))
+        # at least one bit: a design of one unit would otherwise make a 0-bit signal, which
+        # Amaranth emits as `wire [-1:0]` and Verilator refuses (ASCRANGE)
+        run_unit = Signal(range(max(2, len(self.units))))
         e_buf = Signal(range(NB))
         e_raddr = Signal(32)
         e_waddr = Signal(32)

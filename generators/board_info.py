@@ -47,7 +47,9 @@ def describe_bytes(cfg: BoardConfig) -> bytes:
     for unit_cfg in cfg.units:
         fam = family(unit_cfg.unit)
         params = fam.params(unit_cfg)
-        _, streams = describe_ports(fam.component(params))
+        comp = fam.component(params)
+        comp._MustUse__silence = True  # built only to read its stream layouts
+        _, streams = describe_ports(comp)
         extra = fam.manifest_extra(params)
         out_streams = {}
         for name, s in streams.items():

@@ -270,6 +270,7 @@ def cmd_serve(args) -> int:
 def cmd_bitstream(args) -> int:
     """Synthesize, place and route a board design into a bitstream (YoWASP tools)."""
     from boards.platforms import build as build_bitstream
+    from boards.platforms import report as bitstream_report
 
     from .config import BoardConfig, load_config
 
@@ -281,6 +282,13 @@ def cmd_bitstream(args) -> int:
     t0 = time.perf_counter()
     path = build_bitstream(cfg, args.out, say=_say)
     _say(f"wrote {path} ({time.perf_counter() - t0:.0f} s)")
+    rep = bitstream_report(cfg, args.out)
+    for clk, mhz in rep["fmax_mhz"].items():
+        want = rep["constraint_mhz"].get(clk, 0.0)
+        _say(f"  Fmax {clk}: {mhz:.2f} MHz (constraint {want:.2f} MHz: "
+             f"{'met' if mhz >= want else 'NOT met'})")
+    for cell, (used, avail) in sorted(rep["utilization"].items()):
+        _say(f"  {cell:<16} {used:>7} / {avail:<7} ({100 * used / max(avail, 1):.1f} %)")
     return 0
 
 
@@ -330,6 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="set every layer's reuse factor (hls4ml's ReuseFactor)")
     h.add_argument("--default-precision", default="fixed<16,6>", metavar="TYPE",
                    help="hls4ml's default precision when no config is given")
+    h.add_argument("--board", default=None, metavar="NAME",
+                   help="also write DIR/<name>_board.yaml, a board design (ulx3s, icebreaker, "
+                        "pynq_z2, alveo_u280) serving the network, for tensorfab serve and "
+                        "open_board")
     h.set_defaults(func=cmd_hls)
 
     v = sub.add_parser("serve", help="serve a board design's RTL, simulated, over TCP")
@@ -379,6 +391,10 @@ def cmd_hls(args) -> int:
                             "configuration dictionary, with Model and LayerName keys)")
     if args.reuse_factor is not None and args.reuse_factor < 1:
         raise UserError(f"--reuse-factor {args.reuse_factor}: out of range (allowed: >= 1)")
+    from .config import BOARDS
+
+    if args.board is not None and args.board not in BOARDS:
+        raise UserError(f"--board {args.board!r}: not a board (allowed: {', '.join(BOARDS)})")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{args.out}: exists and is not a folder (allowed: a folder path)")
@@ -410,6 +426,25 @@ def cmd_hls(args) -> int:
         _say(f"  {layer.name:<20} {type(layer).__name__:<15} {shape:<22} -> {layer.result}")
     vpath, jpath = generate(cfg, out)
     _say(f"wrote {ypath}, {vpath} and {jpath}")
+    if args.board is not None:
+        board = {"name": f"{name}_board", "board": args.board, "units": [plain]}
+        bcfg = parse_config(board, f"<{name}_board>")  # validated like a file
+        import warnings
+
+        from amaranth.hdl import UnusedElaboratable
+
+        from .board_info import describe_bytes
+
+        with warnings.catch_warnings():  # the description's throw-away components
+            warnings.simplefilter("ignore", UnusedElaboratable)
+            describe_bytes(bcfg)  # it fits the INFO reply (a clear error if not)
+            import gc
+
+            gc.collect()  # the components sit in reference cycles: collect them in here
+        bpath = out / f"{name}_board.yaml"
+        bpath.write_text(yaml.safe_dump(board, sort_keys=False, width=100))
+        _say(f"wrote {bpath} (board design: tensorfab serve {bpath} --port P, or "
+             f"open_board('model://{bpath}'))")
     return 0
 
 

@@ -637,6 +637,31 @@ class ReluLayerConfig(BaseModel):
     result: QuantConfig
 
 
+class SoftmaxLayerConfig(BaseModel):
+    """Row-wise softmax computed by the softmax unit (one row per beat): its input is the
+    result of the layer before (2..12 bits), ``result`` a probability format (``ufixed<W,I>``,
+    ``I <= 1``; the unit rounds to nearest and saturates, ``rounding``/``overflow`` are not
+    used). Only as the last layer."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    kind: Literal["softmax"]
+    name: Identifier
+    result: QuantConfig
+
+
+class GeluLayerConfig(BaseModel):
+    """Element-wise exact GELU computed by the gelu unit: from the result of the layer before
+    (signed, 2..16 bits) to ``result`` (signed, 2..16 bits; rounded to nearest, saturated by
+    the unit's specification)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    kind: Literal["gelu"]
+    name: Identifier
+    result: QuantConfig
+
+
 def _layer_list(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(value)
@@ -644,10 +669,12 @@ def _layer_list(value: Any) -> Any:
 
 
 LayerConfig = Annotated[
-    DenseLayerConfig | BatchNormLayerConfig | ReluLayerConfig, Field(discriminator="kind")
+    DenseLayerConfig | BatchNormLayerConfig | ReluLayerConfig | SoftmaxLayerConfig
+    | GeluLayerConfig, Field(discriminator="kind")
 ]
 LAYER_MODELS = {"dense": DenseLayerConfig, "batchnorm": BatchNormLayerConfig,
-                "relu": ReluLayerConfig}
+                "relu": ReluLayerConfig, "softmax": SoftmaxLayerConfig,
+                "gelu": GeluLayerConfig}
 
 
 class NetworkConfig(_UnitBase):
@@ -666,7 +693,14 @@ class NetworkConfig(_UnitBase):
             raise _field_problem("layers[0]", f"the first layer is {self.layers[0].kind} "
                                  "(allowed: a dense layer first)")
         width = None
+        prev = self.input.format
         for i, layer in enumerate(self.layers):
+            if layer.kind == "softmax" and i != len(self.layers) - 1:
+                raise _field_problem(f"layers[{i}]", "a softmax before other layers (allowed: "
+                                     "softmax as the last layer)")
+            if layer.kind in ("softmax", "gelu"):
+                _check_unit_layer(f"layers[{i}]", layer.kind, prev, layer.result.format)
+            prev = layer.result.format
             if layer.kind == "dense":
                 n_in = len(layer.w)
                 if width is not None and n_in != width:
@@ -677,6 +711,20 @@ class NetworkConfig(_UnitBase):
                 raise _field_problem(f"layers[{i}].scale", f"{len(layer.scale)} codes but the "
                                      f"layer before gives {width} (allowed: {width})")
         return self
+
+
+def _check_unit_layer(where: str, kind: str, inp: Format, out: Format) -> None:
+    """The formats a softmax/gelu layer's unit accepts (its input: the layer before)."""
+    checks = ((_softmax_in, inp, "input (the result of the layer before)"),
+              (_softmax_out, out, "result.format")) if kind == "softmax" else (
+        (_gelu_format, inp, "input (the result of the layer before)"),
+        (_gelu_format, out, "result.format"))
+    for check, fmt, what in checks:
+        try:
+            check(fmt)
+        except PydanticCustomError as err:
+            raise _field_problem(f"{where}", f"{kind} {what}: {err.context['problem']}") \
+                from None
 
 
 #: The config models by ``unit``.

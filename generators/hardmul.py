@@ -57,10 +57,13 @@ class MulSpec:
 
 class VerilogTarget:
     """The ``platform`` handed to ``elaborate`` when emitting Verilog: multipliers become
-    instances of :class:`MulReg` modules, collected in ``mul_specs``."""
+    instances of :class:`MulReg` modules, collected in ``mul_specs``; repeated leaf cells
+    (e.g. a processing element) become instances of one module each, collected in
+    ``modules`` (see :func:`leaf`)."""
 
     def __init__(self):
         self.mul_specs: dict[str, MulSpec] = {}
+        self.modules: dict[str, wiring.Component] = {}
 
 
 class MulReg(wiring.Component):
@@ -103,13 +106,46 @@ def mul_reg(m: Module, platform, a, b, en, prod: Signal, name: str) -> None:
         m.d.sync += [a_q.eq(a), b_q.eq(b), prod.eq(a_q * b_q)]
 
 
-def render_modules(target: VerilogTarget) -> str:
-    """Verilog of the multiplier modules a design instantiates (behavioural, any tool)."""
-    from amaranth.back import verilog
+def leaf(m: Module, platform, module: str, make, name: str, **ports) -> None:
+    """One instance of a repeated leaf cell, ``make()`` (a :class:`wiring.Component` whose
+    ports are plain values), connected to ``ports`` (signature member -> value).
+
+    When emitting Verilog the cell is converted once, as module ``module`` (a name that must
+    encode every parameter of ``make``), and every use is an instance of it: an array of
+    identical processing elements is then one small module and ``rows x cols`` instances
+    rather than ``rows x cols`` copies of its logic in the netlist, which keeps emission of
+    large arrays fast. Otherwise (Amaranth's simulator) the cell is an ordinary submodule.
+    Cells share the parent's ``sync`` domain (``clk``/``rst``).
+    """
+    if isinstance(platform, VerilogTarget):
+        comp = platform.modules.get(module)
+        if comp is None:
+            comp = platform.modules[module] = make()
+        kw = {"i_clk": ClockSignal(), "i_rst": ResetSignal()}
+        for pname, value in ports.items():
+            flow = comp.signature.members[pname].flow
+            kw[("i_" if flow == In else "o_") + pname] = value
+        m.submodules[name] = Instance(module, **kw)
+        return
+    comp = make()
+    m.submodules[name] = comp
+    for pname, value in ports.items():
+        if comp.signature.members[pname].flow == In:
+            m.d.comb += getattr(comp, pname).eq(value)
+        else:
+            m.d.comb += value.eq(getattr(comp, pname))
+
+
+def modules_rtlil(target: VerilogTarget) -> str:
+    """RTLIL of the leaf modules and multiplier modules a design instantiates (behavioural,
+    any tool), none of them marked as the design's top. Leaf modules go first: converting
+    them registers their multipliers."""
+    from amaranth.back import rtlil
 
     out = []
+    for name, comp in sorted(target.modules.items()):
+        out.append(rtlil.convert(comp, name=name, platform=target, emit_src=False))
     for name, spec in sorted(target.mul_specs.items()):
-        text = verilog.convert(MulReg(spec), name=name, emit_src=False)
-        # only the unit is the design's top
-        out.append(text.replace("(* top =  1  *)\n", "").replace("(* top = 1 *)\n", ""))
-    return "".join(out)
+        out.append(rtlil.convert(MulReg(spec), name=name, emit_src=False))
+    # only the unit is the design's top
+    return "".join(text.replace("attribute \\top 1\n", "") for text in out)

@@ -9,279 +9,139 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
   wire \$10 ;
-  reg [7:0] \$100 ;
-  reg [7:0] \$101 ;
-  reg [7:0] \$102 ;
-  reg [7:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [7:0] \$106 ;
-  reg [7:0] \$107 ;
-  reg [7:0] \$108 ;
-  reg [7:0] \$109 ;
+  reg [11:0] \$100 ;
+  reg [11:0] \$101 ;
+  reg \$102 ;
+  reg [11:0] \$103 ;
+  reg [11:0] \$104 ;
+  reg \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
+  reg \$108 ;
+  reg \$109 ;
   wire \$11 ;
-  reg [7:0] \$110 ;
-  reg [7:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg \$113 ;
-  reg \$114 ;
-  reg \$115 ;
+  reg [23:0] \$110 ;
+  reg [23:0] \$111 ;
+  reg [23:0] \$112 ;
+  reg [23:0] \$113 ;
+  reg [23:0] \$114 ;
+  reg [23:0] \$115 ;
   reg \$116 ;
-  reg \$117 ;
-  reg \$118 ;
-  reg \$119 ;
+  reg [63:0] \$117 ;
   wire \$12 ;
-  reg \$120 ;
-  reg \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg \$124 ;
-  reg \$125 ;
-  reg \$126 ;
-  reg \$127 ;
-  reg \$128 ;
-  reg [11:0] \$129 ;
   wire \$13 ;
-  reg [11:0] \$130 ;
-  reg \$131 ;
-  reg [11:0] \$132 ;
-  reg [11:0] \$133 ;
-  reg \$134 ;
-  reg [11:0] \$135 ;
-  reg [11:0] \$136 ;
-  reg \$137 ;
-  reg [11:0] \$138 ;
-  reg [11:0] \$139 ;
-  wire [13:0] \$14 ;
-  reg \$140 ;
-  reg [11:0] \$141 ;
-  reg [11:0] \$142 ;
-  reg \$143 ;
-  reg [11:0] \$144 ;
-  reg [11:0] \$145 ;
-  reg \$146 ;
-  reg [11:0] \$147 ;
-  reg [11:0] \$148 ;
-  reg \$149 ;
-  wire [13:0] \$15 ;
-  reg [11:0] \$150 ;
-  reg [11:0] \$151 ;
-  reg \$152 ;
-  reg [11:0] \$153 ;
-  reg [11:0] \$154 ;
-  reg \$155 ;
-  reg [11:0] \$156 ;
-  reg [11:0] \$157 ;
-  reg \$158 ;
-  reg [11:0] \$159 ;
-  wire [13:0] \$16 ;
-  reg [11:0] \$160 ;
-  reg \$161 ;
-  reg [11:0] \$162 ;
-  reg [11:0] \$163 ;
-  reg \$164 ;
-  reg [11:0] \$165 ;
-  reg [11:0] \$166 ;
-  reg \$167 ;
-  reg [11:0] \$168 ;
-  reg [11:0] \$169 ;
-  wire [13:0] \$17 ;
-  reg \$170 ;
-  reg [11:0] \$171 ;
-  reg [11:0] \$172 ;
-  reg \$173 ;
-  reg [11:0] \$174 ;
-  reg [11:0] \$175 ;
-  reg \$176 ;
-  reg [11:0] \$177 ;
-  reg [11:0] \$178 ;
-  reg \$179 ;
-  wire [13:0] \$18 ;
-  reg [11:0] \$180 ;
-  reg [11:0] \$181 ;
-  reg \$182 ;
-  reg [11:0] \$183 ;
-  reg [11:0] \$184 ;
-  reg \$185 ;
-  reg [11:0] \$186 ;
-  reg [11:0] \$187 ;
-  reg \$188 ;
-  reg [11:0] \$189 ;
-  wire [13:0] \$19 ;
-  reg [11:0] \$190 ;
-  reg \$191 ;
-  reg [11:0] \$192 ;
-  reg [11:0] \$193 ;
-  reg \$194 ;
-  reg [11:0] \$195 ;
-  reg [11:0] \$196 ;
-  reg \$197 ;
-  reg [11:0] \$198 ;
-  reg [11:0] \$199 ;
+  wire [12:0] \$14 ;
+  wire [12:0] \$15 ;
+  wire [12:0] \$16 ;
+  wire [12:0] \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
-  wire [13:0] \$20 ;
-  reg \$200 ;
-  reg [11:0] \$201 ;
-  reg [11:0] \$202 ;
-  reg \$203 ;
-  reg [11:0] \$204 ;
-  reg [11:0] \$205 ;
-  reg \$206 ;
-  reg [11:0] \$207 ;
-  reg [11:0] \$208 ;
-  reg \$209 ;
-  wire [13:0] \$21 ;
-  reg [11:0] \$210 ;
-  reg [11:0] \$211 ;
-  reg \$212 ;
-  reg [11:0] \$213 ;
-  reg [11:0] \$214 ;
-  reg \$215 ;
-  reg [11:0] \$216 ;
-  reg [11:0] \$217 ;
-  reg \$218 ;
-  reg [11:0] \$219 ;
-  wire [13:0] \$22 ;
-  reg [11:0] \$220 ;
-  reg \$221 ;
-  reg [11:0] \$222 ;
-  reg [11:0] \$223 ;
-  reg \$224 ;
-  reg \$225 ;
-  reg [1:0] \$226 ;
-  reg \$227 ;
-  reg \$228 ;
-  reg \$229 ;
-  wire [13:0] \$23 ;
-  reg [1:0] \$230 ;
-  reg [1:0] \$231 ;
-  reg [1:0] \$232 ;
-  reg [11:0] \$233 ;
-  reg [11:0] \$234 ;
-  reg \$235 ;
-  reg [11:0] \$236 ;
-  reg [11:0] \$237 ;
-  reg \$238 ;
-  reg [11:0] \$239 ;
-  wire [13:0] \$24 ;
-  reg [11:0] \$240 ;
-  reg \$241 ;
-  reg [11:0] \$242 ;
-  reg [11:0] \$243 ;
-  reg \$244 ;
-  reg \$245 ;
-  reg [23:0] \$246 ;
-  reg [23:0] \$247 ;
-  reg [23:0] \$248 ;
-  reg [23:0] \$249 ;
-  wire [13:0] \$25 ;
-  reg [23:0] \$250 ;
-  reg [23:0] \$251 ;
-  reg \$252 ;
-  reg [63:0] \$253 ;
-  wire [13:0] \$26 ;
-  wire [13:0] \$27 ;
-  wire [13:0] \$28 ;
-  wire [13:0] \$29 ;
+  wire [3:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire [2:0] \$23 ;
+  reg [11:0] \$24 ;
+  reg [11:0] \$25 ;
+  reg \$26 ;
+  reg [11:0] \$27 ;
+  reg [11:0] \$28 ;
+  reg \$29 ;
   wire \$3 ;
-  wire [12:0] \$30 ;
-  wire [12:0] \$31 ;
-  wire [12:0] \$32 ;
-  wire [12:0] \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire [3:0] \$36 ;
+  reg [11:0] \$30 ;
+  reg [11:0] \$31 ;
+  reg \$32 ;
+  reg [11:0] \$33 ;
+  reg [11:0] \$34 ;
+  reg \$35 ;
+  wire \$36 ;
   wire \$37 ;
-  wire \$38 ;
-  wire [2:0] \$39 ;
+  wire [23:0] \$38 ;
+  wire [23:0] \$39 ;
   wire \$4 ;
-  reg [11:0] \$40 ;
-  reg [11:0] \$41 ;
-  reg \$42 ;
-  reg [11:0] \$43 ;
-  reg [11:0] \$44 ;
-  reg \$45 ;
-  reg [11:0] \$46 ;
-  reg [11:0] \$47 ;
-  reg \$48 ;
-  reg [11:0] \$49 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire [23:0] \$42 ;
+  wire [23:0] \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire [23:0] \$46 ;
+  wire [23:0] \$47 ;
+  wire \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  reg [11:0] \$50 ;
-  reg \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire [23:0] \$54 ;
-  wire [23:0] \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire [23:0] \$58 ;
-  wire [23:0] \$59 ;
+  wire [23:0] \$50 ;
+  wire [23:0] \$51 ;
+  wire [3:0] \$52 ;
+  wire [3:0] \$53 ;
+  wire [3:0] \$54 ;
+  wire [7:0] \$55 ;
+  wire [7:0] \$56 ;
+  wire [7:0] \$57 ;
+  wire [3:0] \$58 ;
+  wire [7:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire [23:0] \$62 ;
-  wire [23:0] \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire [23:0] \$66 ;
-  wire [23:0] \$67 ;
-  reg [2:0] \$68 ;
-  reg [3:0] \$69 ;
+  reg [2:0] \$60 ;
+  reg [3:0] \$61 ;
+  reg [3:0] \$62 ;
+  reg [3:0] \$63 ;
+  reg [3:0] \$64 ;
+  reg [3:0] \$65 ;
+  reg [3:0] \$66 ;
+  reg [7:0] \$67 ;
+  reg [7:0] \$68 ;
+  reg [7:0] \$69 ;
   wire \$7 ;
-  reg [3:0] \$70 ;
-  reg [3:0] \$71 ;
-  reg [3:0] \$72 ;
-  reg [3:0] \$73 ;
-  reg [3:0] \$74 ;
-  reg [3:0] \$75 ;
-  reg [3:0] \$76 ;
-  reg [3:0] \$77 ;
-  reg [3:0] \$78 ;
-  reg [3:0] \$79 ;
+  reg [7:0] \$70 ;
+  reg [7:0] \$71 ;
+  reg [7:0] \$72 ;
+  reg \$73 ;
+  reg \$74 ;
+  reg \$75 ;
+  reg \$76 ;
+  reg \$77 ;
+  reg \$78 ;
+  reg \$79 ;
   wire \$8 ;
-  reg [3:0] \$80 ;
-  reg [3:0] \$81 ;
-  reg [3:0] \$82 ;
-  reg [3:0] \$83 ;
-  reg [3:0] \$84 ;
-  reg [3:0] \$85 ;
-  reg [3:0] \$86 ;
-  reg [3:0] \$87 ;
-  reg [3:0] \$88 ;
-  reg [3:0] \$89 ;
+  reg \$80 ;
+  reg \$81 ;
+  reg \$82 ;
+  reg \$83 ;
+  reg \$84 ;
+  reg \$85 ;
+  reg \$86 ;
+  reg \$87 ;
+  reg \$88 ;
+  reg \$89 ;
   wire \$9 ;
-  reg [3:0] \$90 ;
-  reg [7:0] \$91 ;
-  reg [7:0] \$92 ;
-  reg [7:0] \$93 ;
-  reg [7:0] \$94 ;
-  reg [7:0] \$95 ;
-  reg [7:0] \$96 ;
-  reg [7:0] \$97 ;
-  reg [7:0] \$98 ;
-  reg [7:0] \$99 ;
-  reg [3:0] a0_d1 = 4'h0;
-  reg [3:0] a0_d2 = 4'h0;
-  reg [3:0] a0_d3 = 4'h0;
-  reg [3:0] a0_d4 = 4'h0;
+  reg [1:0] \$90 ;
+  reg \$91 ;
+  reg \$92 ;
+  reg \$93 ;
+  reg [1:0] \$94 ;
+  reg [1:0] \$95 ;
+  reg [1:0] \$96 ;
+  reg [11:0] \$97 ;
+  reg [11:0] \$98 ;
+  reg \$99 ;
   reg [3:0] a1_d1 = 4'h0;
-  reg [3:0] a1_d2 = 4'h0;
-  reg [3:0] a1_d3 = 4'h0;
-  reg [3:0] a1_d4 = 4'h0;
-  reg [3:0] a1_d5 = 4'h0;
   reg [3:0] a2_d1 = 4'h0;
   reg [3:0] a2_d2 = 4'h0;
-  reg [3:0] a2_d3 = 4'h0;
-  reg [3:0] a2_d4 = 4'h0;
-  reg [3:0] a2_d5 = 4'h0;
-  reg [3:0] a2_d6 = 4'h0;
   reg [3:0] a3_d1 = 4'h0;
   reg [3:0] a3_d2 = 4'h0;
   reg [3:0] a3_d3 = 4'h0;
-  reg [3:0] a3_d4 = 4'h0;
-  reg [3:0] a3_d5 = 4'h0;
-  reg [3:0] a3_d6 = 4'h0;
-  reg [3:0] a3_d7 = 4'h0;
+  wire [3:0] a_0_0;
+  wire [3:0] a_0_1;
+  wire [3:0] a_0_2;
+  wire [3:0] a_1_0;
+  wire [3:0] a_1_1;
+  wire [3:0] a_1_2;
+  wire [3:0] a_2_0;
+  wire [3:0] a_2_1;
+  wire [3:0] a_2_2;
+  wire [3:0] a_3_0;
+  wire [3:0] a_3_1;
+  wire [3:0] a_3_2;
   input [16:0] a_stream__payload;
   wire [16:0] a_stream__payload;
   wire [15:0] \a_stream__payload.data ;
@@ -294,76 +154,24 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
   wire a_stream__ready;
   input a_stream__valid;
   wire a_stream__valid;
-  reg acc_cy_0_0 = 1'h0;
-  reg acc_cy_0_1 = 1'h0;
-  reg acc_cy_0_2 = 1'h0;
-  reg acc_cy_0_3 = 1'h0;
-  reg acc_cy_1_0 = 1'h0;
-  reg acc_cy_1_1 = 1'h0;
-  reg acc_cy_1_2 = 1'h0;
-  reg acc_cy_1_3 = 1'h0;
-  reg acc_cy_2_0 = 1'h0;
-  reg acc_cy_2_1 = 1'h0;
-  reg acc_cy_2_2 = 1'h0;
-  reg acc_cy_2_3 = 1'h0;
-  reg acc_cy_3_0 = 1'h0;
-  reg acc_cy_3_1 = 1'h0;
-  reg acc_cy_3_2 = 1'h0;
-  reg acc_cy_3_3 = 1'h0;
-  reg [11:0] acc_hi_0_0 = 12'h000;
-  reg [11:0] acc_hi_0_1 = 12'h000;
-  reg [11:0] acc_hi_0_2 = 12'h000;
-  reg [11:0] acc_hi_0_3 = 12'h000;
-  reg [11:0] acc_hi_1_0 = 12'h000;
-  reg [11:0] acc_hi_1_1 = 12'h000;
-  reg [11:0] acc_hi_1_2 = 12'h000;
-  reg [11:0] acc_hi_1_3 = 12'h000;
-  reg [11:0] acc_hi_2_0 = 12'h000;
-  reg [11:0] acc_hi_2_1 = 12'h000;
-  reg [11:0] acc_hi_2_2 = 12'h000;
-  reg [11:0] acc_hi_2_3 = 12'h000;
-  reg [11:0] acc_hi_3_0 = 12'h000;
-  reg [11:0] acc_hi_3_1 = 12'h000;
-  reg [11:0] acc_hi_3_2 = 12'h000;
-  reg [11:0] acc_hi_3_3 = 12'h000;
-  reg [11:0] acc_lo_0_0 = 12'h000;
-  reg [11:0] acc_lo_0_1 = 12'h000;
-  reg [11:0] acc_lo_0_2 = 12'h000;
-  reg [11:0] acc_lo_0_3 = 12'h000;
-  reg [11:0] acc_lo_1_0 = 12'h000;
-  reg [11:0] acc_lo_1_1 = 12'h000;
-  reg [11:0] acc_lo_1_2 = 12'h000;
-  reg [11:0] acc_lo_1_3 = 12'h000;
-  reg [11:0] acc_lo_2_0 = 12'h000;
-  reg [11:0] acc_lo_2_1 = 12'h000;
-  reg [11:0] acc_lo_2_2 = 12'h000;
-  reg [11:0] acc_lo_2_3 = 12'h000;
-  reg [11:0] acc_lo_3_0 = 12'h000;
-  reg [11:0] acc_lo_3_1 = 12'h000;
-  reg [11:0] acc_lo_3_2 = 12'h000;
-  reg [11:0] acc_lo_3_3 = 12'h000;
-  reg [7:0] b0_d1 = 8'h00;
-  reg [7:0] b0_d2 = 8'h00;
-  reg [7:0] b0_d3 = 8'h00;
-  reg [7:0] b0_d4 = 8'h00;
   reg [7:0] b1_d1 = 8'h00;
-  reg [7:0] b1_d2 = 8'h00;
-  reg [7:0] b1_d3 = 8'h00;
-  reg [7:0] b1_d4 = 8'h00;
-  reg [7:0] b1_d5 = 8'h00;
   reg [7:0] b2_d1 = 8'h00;
   reg [7:0] b2_d2 = 8'h00;
-  reg [7:0] b2_d3 = 8'h00;
-  reg [7:0] b2_d4 = 8'h00;
-  reg [7:0] b2_d5 = 8'h00;
-  reg [7:0] b2_d6 = 8'h00;
   reg [7:0] b3_d1 = 8'h00;
   reg [7:0] b3_d2 = 8'h00;
   reg [7:0] b3_d3 = 8'h00;
-  reg [7:0] b3_d4 = 8'h00;
-  reg [7:0] b3_d5 = 8'h00;
-  reg [7:0] b3_d6 = 8'h00;
-  reg [7:0] b3_d7 = 8'h00;
+  wire [7:0] b_0_0;
+  wire [7:0] b_0_1;
+  wire [7:0] b_0_2;
+  wire [7:0] b_0_3;
+  wire [7:0] b_1_0;
+  wire [7:0] b_1_1;
+  wire [7:0] b_1_2;
+  wire [7:0] b_1_3;
+  wire [7:0] b_2_0;
+  wire [7:0] b_2_1;
+  wire [7:0] b_2_2;
+  wire [7:0] b_2_3;
   input [31:0] b_stream__payload;
   wire [31:0] b_stream__payload;
   wire [31:0] \b_stream__payload.data ;
@@ -386,54 +194,54 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
   wire c_stream__ready;
   output c_stream__valid;
   reg c_stream__valid = 1'h0;
-  reg cap_cy_0_0 = 1'h0;
-  reg cap_cy_0_1 = 1'h0;
-  reg cap_cy_0_2 = 1'h0;
-  reg cap_cy_0_3 = 1'h0;
-  reg cap_cy_1_0 = 1'h0;
-  reg cap_cy_1_1 = 1'h0;
-  reg cap_cy_1_2 = 1'h0;
-  reg cap_cy_1_3 = 1'h0;
-  reg cap_cy_2_0 = 1'h0;
-  reg cap_cy_2_1 = 1'h0;
-  reg cap_cy_2_2 = 1'h0;
-  reg cap_cy_2_3 = 1'h0;
-  reg cap_cy_3_0 = 1'h0;
-  reg cap_cy_3_1 = 1'h0;
-  reg cap_cy_3_2 = 1'h0;
-  reg cap_cy_3_3 = 1'h0;
-  reg [11:0] cap_hi_0_0 = 12'h000;
-  reg [11:0] cap_hi_0_1 = 12'h000;
-  reg [11:0] cap_hi_0_2 = 12'h000;
-  reg [11:0] cap_hi_0_3 = 12'h000;
-  reg [11:0] cap_hi_1_0 = 12'h000;
-  reg [11:0] cap_hi_1_1 = 12'h000;
-  reg [11:0] cap_hi_1_2 = 12'h000;
-  reg [11:0] cap_hi_1_3 = 12'h000;
-  reg [11:0] cap_hi_2_0 = 12'h000;
-  reg [11:0] cap_hi_2_1 = 12'h000;
-  reg [11:0] cap_hi_2_2 = 12'h000;
-  reg [11:0] cap_hi_2_3 = 12'h000;
-  reg [11:0] cap_hi_3_0 = 12'h000;
-  reg [11:0] cap_hi_3_1 = 12'h000;
-  reg [11:0] cap_hi_3_2 = 12'h000;
-  reg [11:0] cap_hi_3_3 = 12'h000;
-  reg [11:0] cap_lo_0_0 = 12'h000;
-  reg [11:0] cap_lo_0_1 = 12'h000;
-  reg [11:0] cap_lo_0_2 = 12'h000;
-  reg [11:0] cap_lo_0_3 = 12'h000;
-  reg [11:0] cap_lo_1_0 = 12'h000;
-  reg [11:0] cap_lo_1_1 = 12'h000;
-  reg [11:0] cap_lo_1_2 = 12'h000;
-  reg [11:0] cap_lo_1_3 = 12'h000;
-  reg [11:0] cap_lo_2_0 = 12'h000;
-  reg [11:0] cap_lo_2_1 = 12'h000;
-  reg [11:0] cap_lo_2_2 = 12'h000;
-  reg [11:0] cap_lo_2_3 = 12'h000;
-  reg [11:0] cap_lo_3_0 = 12'h000;
-  reg [11:0] cap_lo_3_1 = 12'h000;
-  reg [11:0] cap_lo_3_2 = 12'h000;
-  reg [11:0] cap_lo_3_3 = 12'h000;
+  wire cap_cy_0_0;
+  wire cap_cy_0_1;
+  wire cap_cy_0_2;
+  wire cap_cy_0_3;
+  wire cap_cy_1_0;
+  wire cap_cy_1_1;
+  wire cap_cy_1_2;
+  wire cap_cy_1_3;
+  wire cap_cy_2_0;
+  wire cap_cy_2_1;
+  wire cap_cy_2_2;
+  wire cap_cy_2_3;
+  wire cap_cy_3_0;
+  wire cap_cy_3_1;
+  wire cap_cy_3_2;
+  wire cap_cy_3_3;
+  wire [11:0] cap_hi_0_0;
+  wire [11:0] cap_hi_0_1;
+  wire [11:0] cap_hi_0_2;
+  wire [11:0] cap_hi_0_3;
+  wire [11:0] cap_hi_1_0;
+  wire [11:0] cap_hi_1_1;
+  wire [11:0] cap_hi_1_2;
+  wire [11:0] cap_hi_1_3;
+  wire [11:0] cap_hi_2_0;
+  wire [11:0] cap_hi_2_1;
+  wire [11:0] cap_hi_2_2;
+  wire [11:0] cap_hi_2_3;
+  wire [11:0] cap_hi_3_0;
+  wire [11:0] cap_hi_3_1;
+  wire [11:0] cap_hi_3_2;
+  wire [11:0] cap_hi_3_3;
+  wire [11:0] cap_lo_0_0;
+  wire [11:0] cap_lo_0_1;
+  wire [11:0] cap_lo_0_2;
+  wire [11:0] cap_lo_0_3;
+  wire [11:0] cap_lo_1_0;
+  wire [11:0] cap_lo_1_1;
+  wire [11:0] cap_lo_1_2;
+  wire [11:0] cap_lo_1_3;
+  wire [11:0] cap_lo_2_0;
+  wire [11:0] cap_lo_2_1;
+  wire [11:0] cap_lo_2_2;
+  wire [11:0] cap_lo_2_3;
+  wire [11:0] cap_lo_3_0;
+  wire [11:0] cap_lo_3_1;
+  wire [11:0] cap_lo_3_2;
+  wire [11:0] cap_lo_3_3;
   input clk;
   wire clk;
   wire [23:0] col0;
@@ -476,73 +284,9 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
   reg l_d6 = 1'h0;
   reg l_d7 = 1'h0;
   reg l_d8 = 1'h0;
-  wire [11:0] prod_0_0;
-  wire [11:0] prod_0_1;
-  wire [11:0] prod_0_2;
-  wire [11:0] prod_0_3;
-  wire [11:0] prod_1_0;
-  wire [11:0] prod_1_1;
-  wire [11:0] prod_1_2;
-  wire [11:0] prod_1_3;
-  wire [11:0] prod_2_0;
-  wire [11:0] prod_2_1;
-  wire [11:0] prod_2_2;
-  wire [11:0] prod_2_3;
-  wire [11:0] prod_3_0;
-  wire [11:0] prod_3_1;
-  wire [11:0] prod_3_2;
-  wire [11:0] prod_3_3;
-  wire [23:0] pw_0_0;
-  wire [23:0] pw_0_1;
-  wire [23:0] pw_0_2;
-  wire [23:0] pw_0_3;
-  wire [23:0] pw_1_0;
-  wire [23:0] pw_1_1;
-  wire [23:0] pw_1_2;
-  wire [23:0] pw_1_3;
-  wire [23:0] pw_2_0;
-  wire [23:0] pw_2_1;
-  wire [23:0] pw_2_2;
-  wire [23:0] pw_2_3;
-  wire [23:0] pw_3_0;
-  wire [23:0] pw_3_1;
-  wire [23:0] pw_3_2;
-  wire [23:0] pw_3_3;
   input rst;
   wire rst;
   reg [2:0] since_last = 3'h4;
-  wire [11:0] sum_hi_0_0;
-  wire [11:0] sum_hi_0_1;
-  wire [11:0] sum_hi_0_2;
-  wire [11:0] sum_hi_0_3;
-  wire [11:0] sum_hi_1_0;
-  wire [11:0] sum_hi_1_1;
-  wire [11:0] sum_hi_1_2;
-  wire [11:0] sum_hi_1_3;
-  wire [11:0] sum_hi_2_0;
-  wire [11:0] sum_hi_2_1;
-  wire [11:0] sum_hi_2_2;
-  wire [11:0] sum_hi_2_3;
-  wire [11:0] sum_hi_3_0;
-  wire [11:0] sum_hi_3_1;
-  wire [11:0] sum_hi_3_2;
-  wire [11:0] sum_hi_3_3;
-  wire [12:0] sum_lo_0_0;
-  wire [12:0] sum_lo_0_1;
-  wire [12:0] sum_lo_0_2;
-  wire [12:0] sum_lo_0_3;
-  wire [12:0] sum_lo_1_0;
-  wire [12:0] sum_lo_1_1;
-  wire [12:0] sum_lo_1_2;
-  wire [12:0] sum_lo_1_3;
-  wire [12:0] sum_lo_2_0;
-  wire [12:0] sum_lo_2_1;
-  wire [12:0] sum_lo_2_2;
-  wire [12:0] sum_lo_2_3;
-  wire [12:0] sum_lo_3_0;
-  wire [12:0] sum_lo_3_1;
-  wire [12:0] sum_lo_3_2;
-  wire [12:0] sum_lo_3_3;
   wire take;
   reg v_d1 = 1'h0;
   reg v_d2 = 1'h0;
@@ -569,562 +313,370 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
   assign \$12  = since_last >= 3'h4;
   assign \$13  = \$11  | \$12 ;
   assign b_stream__ready = \$10  & \$13 ;
-  assign sum_lo_0_0 = acc_lo_0_0 + prod_0_0;
-  assign \$14  = { acc_hi_0_0, 1'h1 } + { prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], acc_cy_0_0 };
-  assign sum_lo_0_1 = acc_lo_0_1 + prod_0_1;
-  assign \$15  = { acc_hi_0_1, 1'h1 } + { prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], acc_cy_0_1 };
-  assign sum_lo_0_2 = acc_lo_0_2 + prod_0_2;
-  assign \$16  = { acc_hi_0_2, 1'h1 } + { prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], acc_cy_0_2 };
-  assign sum_lo_0_3 = acc_lo_0_3 + prod_0_3;
-  assign \$17  = { acc_hi_0_3, 1'h1 } + { prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], acc_cy_0_3 };
-  assign sum_lo_1_0 = acc_lo_1_0 + prod_1_0;
-  assign \$18  = { acc_hi_1_0, 1'h1 } + { prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], acc_cy_1_0 };
-  assign sum_lo_1_1 = acc_lo_1_1 + prod_1_1;
-  assign \$19  = { acc_hi_1_1, 1'h1 } + { prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], acc_cy_1_1 };
-  assign sum_lo_1_2 = acc_lo_1_2 + prod_1_2;
-  assign \$20  = { acc_hi_1_2, 1'h1 } + { prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], acc_cy_1_2 };
-  assign sum_lo_1_3 = acc_lo_1_3 + prod_1_3;
-  assign \$21  = { acc_hi_1_3, 1'h1 } + { prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], acc_cy_1_3 };
-  assign sum_lo_2_0 = acc_lo_2_0 + prod_2_0;
-  assign \$22  = { acc_hi_2_0, 1'h1 } + { prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], acc_cy_2_0 };
-  assign sum_lo_2_1 = acc_lo_2_1 + prod_2_1;
-  assign \$23  = { acc_hi_2_1, 1'h1 } + { prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], acc_cy_2_1 };
-  assign sum_lo_2_2 = acc_lo_2_2 + prod_2_2;
-  assign \$24  = { acc_hi_2_2, 1'h1 } + { prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], acc_cy_2_2 };
-  assign sum_lo_2_3 = acc_lo_2_3 + prod_2_3;
-  assign \$25  = { acc_hi_2_3, 1'h1 } + { prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], acc_cy_2_3 };
-  assign sum_lo_3_0 = acc_lo_3_0 + prod_3_0;
-  assign \$26  = { acc_hi_3_0, 1'h1 } + { prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], acc_cy_3_0 };
-  assign sum_lo_3_1 = acc_lo_3_1 + prod_3_1;
-  assign \$27  = { acc_hi_3_1, 1'h1 } + { prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], acc_cy_3_1 };
-  assign sum_lo_3_2 = acc_lo_3_2 + prod_3_2;
-  assign \$28  = { acc_hi_3_2, 1'h1 } + { prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], acc_cy_3_2 };
-  assign sum_lo_3_3 = acc_lo_3_3 + prod_3_3;
-  assign \$29  = { acc_hi_3_3, 1'h1 } + { prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], acc_cy_3_3 };
-  assign \$30  = col0_hi + col0_cy;
-  assign \$31  = col1_hi + col1_cy;
-  assign \$32  = col2_hi + col2_cy;
-  assign \$33  = col3_hi + col3_cy;
-  assign \$34  = take & a_stream__payload[16];
-  assign \$35  = since_last < 3'h4;
-  assign \$36  = since_last + 1'h1;
-  assign \$37  = v_d2 & l_d2;
-  assign \$38  = d_row == 2'h3;
-  assign \$39  = d_row + 1'h1;
-  assign \$52  = $signed(deskew0_d3) > $signed(16'h7fff);
-  assign \$53  = $signed(deskew0_d3) < $signed(16'h8000);
-  assign \$54  = \$53  ? 24'hff8000 : deskew0_d3;
-  assign \$55  = \$52  ? 24'h007fff : \$54 ;
-  assign \$56  = $signed(deskew1_d2) > $signed(16'h7fff);
-  assign \$57  = $signed(deskew1_d2) < $signed(16'h8000);
-  assign \$58  = \$57  ? 24'hff8000 : deskew1_d2;
-  assign \$59  = \$56  ? 24'h007fff : \$58 ;
-  assign \$60  = $signed(deskew2_d1) > $signed(16'h7fff);
-  assign \$61  = $signed(deskew2_d1) < $signed(16'h8000);
-  assign \$62  = \$61  ? 24'hff8000 : deskew2_d1;
-  assign \$63  = \$60  ? 24'h007fff : \$62 ;
-  assign \$64  = $signed({ \$33 [11:0], col3_lo }) > $signed(16'h7fff);
-  assign \$65  = $signed({ \$33 [11:0], col3_lo }) < $signed(16'h8000);
-  assign \$66  = \$65  ? 24'hff8000 : { \$33 [11:0], col3_lo };
-  assign \$67  = \$64  ? 24'h007fff : \$66 ;
+  assign \$14  = col0_hi + col0_cy;
+  assign \$15  = col1_hi + col1_cy;
+  assign \$16  = col2_hi + col2_cy;
+  assign \$17  = col3_hi + col3_cy;
+  assign \$18  = take & a_stream__payload[16];
+  assign \$19  = since_last < 3'h4;
+  assign \$20  = since_last + 1'h1;
+  assign \$21  = v_d2 & l_d2;
+  assign \$22  = d_row == 2'h3;
+  assign \$23  = d_row + 1'h1;
+  assign \$36  = $signed(deskew0_d3) > $signed(16'h7fff);
+  assign \$37  = $signed(deskew0_d3) < $signed(16'h8000);
+  assign \$38  = \$37  ? 24'hff8000 : deskew0_d3;
+  assign \$39  = \$36  ? 24'h007fff : \$38 ;
+  assign \$40  = $signed(deskew1_d2) > $signed(16'h7fff);
+  assign \$41  = $signed(deskew1_d2) < $signed(16'h8000);
+  assign \$42  = \$41  ? 24'hff8000 : deskew1_d2;
+  assign \$43  = \$40  ? 24'h007fff : \$42 ;
+  assign \$44  = $signed(deskew2_d1) > $signed(16'h7fff);
+  assign \$45  = $signed(deskew2_d1) < $signed(16'h8000);
+  assign \$46  = \$45  ? 24'hff8000 : deskew2_d1;
+  assign \$47  = \$44  ? 24'h007fff : \$46 ;
+  assign \$48  = $signed({ \$17 [11:0], col3_lo }) > $signed(16'h7fff);
+  assign \$49  = $signed({ \$17 [11:0], col3_lo }) < $signed(16'h8000);
+  assign \$50  = \$49  ? 24'hff8000 : { \$17 [11:0], col3_lo };
+  assign \$51  = \$48  ? 24'h007fff : \$50 ;
   always @(posedge clk)
-    since_last <= \$68 ;
+    since_last <= \$60 ;
   always @(posedge clk)
-    a0_d1 <= \$69 ;
+    a1_d1 <= \$61 ;
   always @(posedge clk)
-    a0_d2 <= \$70 ;
+    a2_d1 <= \$62 ;
   always @(posedge clk)
-    a0_d3 <= \$71 ;
+    a2_d2 <= \$63 ;
   always @(posedge clk)
-    a0_d4 <= \$72 ;
+    a3_d1 <= \$64 ;
   always @(posedge clk)
-    a1_d1 <= \$73 ;
+    a3_d2 <= \$65 ;
   always @(posedge clk)
-    a1_d2 <= \$74 ;
+    a3_d3 <= \$66 ;
   always @(posedge clk)
-    a1_d3 <= \$75 ;
+    b1_d1 <= \$67 ;
   always @(posedge clk)
-    a1_d4 <= \$76 ;
+    b2_d1 <= \$68 ;
   always @(posedge clk)
-    a1_d5 <= \$77 ;
+    b2_d2 <= \$69 ;
   always @(posedge clk)
-    a2_d1 <= \$78 ;
+    b3_d1 <= \$70 ;
   always @(posedge clk)
-    a2_d2 <= \$79 ;
+    b3_d2 <= \$71 ;
   always @(posedge clk)
-    a2_d3 <= \$80 ;
+    b3_d3 <= \$72 ;
   always @(posedge clk)
-    a2_d4 <= \$81 ;
+    v_d1 <= \$73 ;
   always @(posedge clk)
-    a2_d5 <= \$82 ;
+    v_d2 <= \$74 ;
   always @(posedge clk)
-    a2_d6 <= \$83 ;
+    v_d3 <= \$75 ;
   always @(posedge clk)
-    a3_d1 <= \$84 ;
+    v_d4 <= \$76 ;
   always @(posedge clk)
-    a3_d2 <= \$85 ;
+    v_d5 <= \$77 ;
   always @(posedge clk)
-    a3_d3 <= \$86 ;
+    v_d6 <= \$78 ;
   always @(posedge clk)
-    a3_d4 <= \$87 ;
+    v_d7 <= \$79 ;
   always @(posedge clk)
-    a3_d5 <= \$88 ;
+    v_d8 <= \$80 ;
   always @(posedge clk)
-    a3_d6 <= \$89 ;
+    l_d1 <= \$81 ;
   always @(posedge clk)
-    a3_d7 <= \$90 ;
+    l_d2 <= \$82 ;
   always @(posedge clk)
-    b0_d1 <= \$91 ;
+    l_d3 <= \$83 ;
   always @(posedge clk)
-    b0_d2 <= \$92 ;
+    l_d4 <= \$84 ;
   always @(posedge clk)
-    b0_d3 <= \$93 ;
+    l_d5 <= \$85 ;
   always @(posedge clk)
-    b0_d4 <= \$94 ;
+    l_d6 <= \$86 ;
   always @(posedge clk)
-    b1_d1 <= \$95 ;
+    l_d7 <= \$87 ;
   always @(posedge clk)
-    b1_d2 <= \$96 ;
+    l_d8 <= \$88 ;
   always @(posedge clk)
-    b1_d3 <= \$97 ;
+    d_act <= \$89 ;
   always @(posedge clk)
-    b1_d4 <= \$98 ;
+    d_row <= \$90 ;
   always @(posedge clk)
-    b1_d5 <= \$99 ;
+    dact_d1 <= \$91 ;
   always @(posedge clk)
-    b2_d1 <= \$100 ;
+    dact_d2 <= \$92 ;
   always @(posedge clk)
-    b2_d2 <= \$101 ;
+    dact_d3 <= \$93 ;
   always @(posedge clk)
-    b2_d3 <= \$102 ;
+    drow_d1 <= \$94 ;
   always @(posedge clk)
-    b2_d4 <= \$103 ;
+    drow_d2 <= \$95 ;
   always @(posedge clk)
-    b2_d5 <= \$104 ;
+    drow_d3 <= \$96 ;
   always @(posedge clk)
-    b2_d6 <= \$105 ;
+    col0_lo <= \$97 ;
   always @(posedge clk)
-    b3_d1 <= \$106 ;
+    col0_hi <= \$98 ;
   always @(posedge clk)
-    b3_d2 <= \$107 ;
+    col0_cy <= \$99 ;
   always @(posedge clk)
-    b3_d3 <= \$108 ;
+    col1_lo <= \$100 ;
   always @(posedge clk)
-    b3_d4 <= \$109 ;
+    col1_hi <= \$101 ;
   always @(posedge clk)
-    b3_d5 <= \$110 ;
+    col1_cy <= \$102 ;
   always @(posedge clk)
-    b3_d6 <= \$111 ;
+    col2_lo <= \$103 ;
   always @(posedge clk)
-    b3_d7 <= \$112 ;
+    col2_hi <= \$104 ;
   always @(posedge clk)
-    v_d1 <= \$113 ;
+    col2_cy <= \$105 ;
   always @(posedge clk)
-    v_d2 <= \$114 ;
+    col3_lo <= \$106 ;
   always @(posedge clk)
-    v_d3 <= \$115 ;
+    col3_hi <= \$107 ;
   always @(posedge clk)
-    v_d4 <= \$116 ;
+    col3_cy <= \$108 ;
   always @(posedge clk)
-    v_d5 <= \$117 ;
+    col_valid <= \$109 ;
   always @(posedge clk)
-    v_d6 <= \$118 ;
+    deskew0_d1 <= \$110 ;
   always @(posedge clk)
-    v_d7 <= \$119 ;
+    deskew0_d2 <= \$111 ;
   always @(posedge clk)
-    v_d8 <= \$120 ;
+    deskew0_d3 <= \$112 ;
   always @(posedge clk)
-    l_d1 <= \$121 ;
+    deskew1_d1 <= \$113 ;
   always @(posedge clk)
-    l_d2 <= \$122 ;
+    deskew1_d2 <= \$114 ;
   always @(posedge clk)
-    l_d3 <= \$123 ;
+    deskew2_d1 <= \$115 ;
   always @(posedge clk)
-    l_d4 <= \$124 ;
+    c_stream__valid <= \$116 ;
   always @(posedge clk)
-    l_d5 <= \$125 ;
-  always @(posedge clk)
-    l_d6 <= \$126 ;
-  always @(posedge clk)
-    l_d7 <= \$127 ;
-  always @(posedge clk)
-    l_d8 <= \$128 ;
-  always @(posedge clk)
-    cap_lo_0_0 <= \$129 ;
-  always @(posedge clk)
-    cap_hi_0_0 <= \$130 ;
-  always @(posedge clk)
-    cap_cy_0_0 <= \$131 ;
-  always @(posedge clk)
-    acc_lo_0_0 <= \$132 ;
-  always @(posedge clk)
-    acc_hi_0_0 <= \$133 ;
-  always @(posedge clk)
-    acc_cy_0_0 <= \$134 ;
-  always @(posedge clk)
-    cap_lo_0_1 <= \$135 ;
-  always @(posedge clk)
-    cap_hi_0_1 <= \$136 ;
-  always @(posedge clk)
-    cap_cy_0_1 <= \$137 ;
-  always @(posedge clk)
-    acc_lo_0_1 <= \$138 ;
-  always @(posedge clk)
-    acc_hi_0_1 <= \$139 ;
-  always @(posedge clk)
-    acc_cy_0_1 <= \$140 ;
-  always @(posedge clk)
-    cap_lo_0_2 <= \$141 ;
-  always @(posedge clk)
-    cap_hi_0_2 <= \$142 ;
-  always @(posedge clk)
-    cap_cy_0_2 <= \$143 ;
-  always @(posedge clk)
-    acc_lo_0_2 <= \$144 ;
-  always @(posedge clk)
-    acc_hi_0_2 <= \$145 ;
-  always @(posedge clk)
-    acc_cy_0_2 <= \$146 ;
-  always @(posedge clk)
-    cap_lo_0_3 <= \$147 ;
-  always @(posedge clk)
-    cap_hi_0_3 <= \$148 ;
-  always @(posedge clk)
-    cap_cy_0_3 <= \$149 ;
-  always @(posedge clk)
-    acc_lo_0_3 <= \$150 ;
-  always @(posedge clk)
-    acc_hi_0_3 <= \$151 ;
-  always @(posedge clk)
-    acc_cy_0_3 <= \$152 ;
-  always @(posedge clk)
-    cap_lo_1_0 <= \$153 ;
-  always @(posedge clk)
-    cap_hi_1_0 <= \$154 ;
-  always @(posedge clk)
-    cap_cy_1_0 <= \$155 ;
-  always @(posedge clk)
-    acc_lo_1_0 <= \$156 ;
-  always @(posedge clk)
-    acc_hi_1_0 <= \$157 ;
-  always @(posedge clk)
-    acc_cy_1_0 <= \$158 ;
-  always @(posedge clk)
-    cap_lo_1_1 <= \$159 ;
-  always @(posedge clk)
-    cap_hi_1_1 <= \$160 ;
-  always @(posedge clk)
-    cap_cy_1_1 <= \$161 ;
-  always @(posedge clk)
-    acc_lo_1_1 <= \$162 ;
-  always @(posedge clk)
-    acc_hi_1_1 <= \$163 ;
-  always @(posedge clk)
-    acc_cy_1_1 <= \$164 ;
-  always @(posedge clk)
-    cap_lo_1_2 <= \$165 ;
-  always @(posedge clk)
-    cap_hi_1_2 <= \$166 ;
-  always @(posedge clk)
-    cap_cy_1_2 <= \$167 ;
-  always @(posedge clk)
-    acc_lo_1_2 <= \$168 ;
-  always @(posedge clk)
-    acc_hi_1_2 <= \$169 ;
-  always @(posedge clk)
-    acc_cy_1_2 <= \$170 ;
-  always @(posedge clk)
-    cap_lo_1_3 <= \$171 ;
-  always @(posedge clk)
-    cap_hi_1_3 <= \$172 ;
-  always @(posedge clk)
-    cap_cy_1_3 <= \$173 ;
-  always @(posedge clk)
-    acc_lo_1_3 <= \$174 ;
-  always @(posedge clk)
-    acc_hi_1_3 <= \$175 ;
-  always @(posedge clk)
-    acc_cy_1_3 <= \$176 ;
-  always @(posedge clk)
-    cap_lo_2_0 <= \$177 ;
-  always @(posedge clk)
-    cap_hi_2_0 <= \$178 ;
-  always @(posedge clk)
-    cap_cy_2_0 <= \$179 ;
-  always @(posedge clk)
-    acc_lo_2_0 <= \$180 ;
-  always @(posedge clk)
-    acc_hi_2_0 <= \$181 ;
-  always @(posedge clk)
-    acc_cy_2_0 <= \$182 ;
-  always @(posedge clk)
-    cap_lo_2_1 <= \$183 ;
-  always @(posedge clk)
-    cap_hi_2_1 <= \$184 ;
-  always @(posedge clk)
-    cap_cy_2_1 <= \$185 ;
-  always @(posedge clk)
-    acc_lo_2_1 <= \$186 ;
-  always @(posedge clk)
-    acc_hi_2_1 <= \$187 ;
-  always @(posedge clk)
-    acc_cy_2_1 <= \$188 ;
-  always @(posedge clk)
-    cap_lo_2_2 <= \$189 ;
-  always @(posedge clk)
-    cap_hi_2_2 <= \$190 ;
-  always @(posedge clk)
-    cap_cy_2_2 <= \$191 ;
-  always @(posedge clk)
-    acc_lo_2_2 <= \$192 ;
-  always @(posedge clk)
-    acc_hi_2_2 <= \$193 ;
-  always @(posedge clk)
-    acc_cy_2_2 <= \$194 ;
-  always @(posedge clk)
-    cap_lo_2_3 <= \$195 ;
-  always @(posedge clk)
-    cap_hi_2_3 <= \$196 ;
-  always @(posedge clk)
-    cap_cy_2_3 <= \$197 ;
-  always @(posedge clk)
-    acc_lo_2_3 <= \$198 ;
-  always @(posedge clk)
-    acc_hi_2_3 <= \$199 ;
-  always @(posedge clk)
-    acc_cy_2_3 <= \$200 ;
-  always @(posedge clk)
-    cap_lo_3_0 <= \$201 ;
-  always @(posedge clk)
-    cap_hi_3_0 <= \$202 ;
-  always @(posedge clk)
-    cap_cy_3_0 <= \$203 ;
-  always @(posedge clk)
-    acc_lo_3_0 <= \$204 ;
-  always @(posedge clk)
-    acc_hi_3_0 <= \$205 ;
-  always @(posedge clk)
-    acc_cy_3_0 <= \$206 ;
-  always @(posedge clk)
-    cap_lo_3_1 <= \$207 ;
-  always @(posedge clk)
-    cap_hi_3_1 <= \$208 ;
-  always @(posedge clk)
-    cap_cy_3_1 <= \$209 ;
-  always @(posedge clk)
-    acc_lo_3_1 <= \$210 ;
-  always @(posedge clk)
-    acc_hi_3_1 <= \$211 ;
-  always @(posedge clk)
-    acc_cy_3_1 <= \$212 ;
-  always @(posedge clk)
-    cap_lo_3_2 <= \$213 ;
-  always @(posedge clk)
-    cap_hi_3_2 <= \$214 ;
-  always @(posedge clk)
-    cap_cy_3_2 <= \$215 ;
-  always @(posedge clk)
-    acc_lo_3_2 <= \$216 ;
-  always @(posedge clk)
-    acc_hi_3_2 <= \$217 ;
-  always @(posedge clk)
-    acc_cy_3_2 <= \$218 ;
-  always @(posedge clk)
-    cap_lo_3_3 <= \$219 ;
-  always @(posedge clk)
-    cap_hi_3_3 <= \$220 ;
-  always @(posedge clk)
-    cap_cy_3_3 <= \$221 ;
-  always @(posedge clk)
-    acc_lo_3_3 <= \$222 ;
-  always @(posedge clk)
-    acc_hi_3_3 <= \$223 ;
-  always @(posedge clk)
-    acc_cy_3_3 <= \$224 ;
-  always @(posedge clk)
-    d_act <= \$225 ;
-  always @(posedge clk)
-    d_row <= \$226 ;
-  always @(posedge clk)
-    dact_d1 <= \$227 ;
-  always @(posedge clk)
-    dact_d2 <= \$228 ;
-  always @(posedge clk)
-    dact_d3 <= \$229 ;
-  always @(posedge clk)
-    drow_d1 <= \$230 ;
-  always @(posedge clk)
-    drow_d2 <= \$231 ;
-  always @(posedge clk)
-    drow_d3 <= \$232 ;
-  always @(posedge clk)
-    col0_lo <= \$233 ;
-  always @(posedge clk)
-    col0_hi <= \$234 ;
-  always @(posedge clk)
-    col0_cy <= \$235 ;
-  always @(posedge clk)
-    col1_lo <= \$236 ;
-  always @(posedge clk)
-    col1_hi <= \$237 ;
-  always @(posedge clk)
-    col1_cy <= \$238 ;
-  always @(posedge clk)
-    col2_lo <= \$239 ;
-  always @(posedge clk)
-    col2_hi <= \$240 ;
-  always @(posedge clk)
-    col2_cy <= \$241 ;
-  always @(posedge clk)
-    col3_lo <= \$242 ;
-  always @(posedge clk)
-    col3_hi <= \$243 ;
-  always @(posedge clk)
-    col3_cy <= \$244 ;
-  always @(posedge clk)
-    col_valid <= \$245 ;
-  always @(posedge clk)
-    deskew0_d1 <= \$246 ;
-  always @(posedge clk)
-    deskew0_d2 <= \$247 ;
-  always @(posedge clk)
-    deskew0_d3 <= \$248 ;
-  always @(posedge clk)
-    deskew1_d1 <= \$249 ;
-  always @(posedge clk)
-    deskew1_d2 <= \$250 ;
-  always @(posedge clk)
-    deskew2_d1 <= \$251 ;
-  always @(posedge clk)
-    c_stream__valid <= \$252 ;
-  always @(posedge clk)
-    c_stream__payload <= \$253 ;
-  tf_mulreg_s4xs8 mul_0_0 (
+    c_stream__payload <= \$117 ;
+  tf_pe_os_s4xs8_ps12_w24 pe_0_0 (
     .a(a_stream__payload[3:0]),
+    .a_out(a_0_0),
     .b(b_stream__payload[7:0]),
+    .b_out(b_0_0),
+    .cap_cy(cap_cy_0_0),
+    .cap_hi(cap_hi_0_0),
+    .cap_lo(cap_lo_0_0),
     .clk(clk),
     .en(en),
-    .p(prod_0_0),
+    .pl(l_d2),
+    .pv(v_d2),
     .rst(rst)
   );
-  tf_mulreg_s4xs8 mul_0_1 (
-    .a(a0_d1),
+  tf_pe_os_s4xs8_ps12_w24 pe_0_1 (
+    .a(a_0_0),
+    .a_out(a_0_1),
     .b(b1_d1),
+    .b_out(b_0_1),
+    .cap_cy(cap_cy_0_1),
+    .cap_hi(cap_hi_0_1),
+    .cap_lo(cap_lo_0_1),
     .clk(clk),
     .en(en),
-    .p(prod_0_1),
+    .pl(l_d3),
+    .pv(v_d3),
     .rst(rst)
   );
-  tf_mulreg_s4xs8 mul_0_2 (
-    .a(a0_d2),
+  tf_pe_os_s4xs8_ps12_w24 pe_0_2 (
+    .a(a_0_1),
+    .a_out(a_0_2),
     .b(b2_d2),
+    .b_out(b_0_2),
+    .cap_cy(cap_cy_0_2),
+    .cap_hi(cap_hi_0_2),
+    .cap_lo(cap_lo_0_2),
     .clk(clk),
     .en(en),
-    .p(prod_0_2),
+    .pl(l_d4),
+    .pv(v_d4),
     .rst(rst)
   );
-  tf_mulreg_s4xs8 mul_0_3 (
-    .a(a0_d3),
+  tf_pe_os_s4xs8_ps12_w24 pe_0_3 (
+    .a(a_0_2),
+    .a_out(\$52 ),
     .b(b3_d3),
+    .b_out(b_0_3),
+    .cap_cy(cap_cy_0_3),
+    .cap_hi(cap_hi_0_3),
+    .cap_lo(cap_lo_0_3),
     .clk(clk),
     .en(en),
-    .p(prod_0_3),
+    .pl(l_d5),
+    .pv(v_d5),
     .rst(rst)
   );
-  tf_mulreg_s4xs8 mul_1_0 (
+  tf_pe_os_s4xs8_ps12_w24 pe_1_0 (
     .a(a1_d1),
-    .b(b0_d1),
+    .a_out(a_1_0),
+    .b(b_0_0),
+    .b_out(b_1_0),
+    .cap_cy(cap_cy_1_0),
+    .cap_hi(cap_hi_1_0),
+    .cap_lo(cap_lo_1_0),
     .clk(clk),
     .en(en),
-    .p(prod_1_0),
+    .pl(l_d3),
+    .pv(v_d3),
     .rst(rst)
   );
-  tf_mulreg_s4xs8 mul_1_1 (
-    .a(a1_d2),
-    .b(b1_d2),
+  tf_pe_os_s4xs8_ps12_w24 pe_1_1 (
+    .a(a_1_0),
+    .a_out(a_1_1),
+    .b(b_0_1),
+    .b_out(b_1_1),
+    .cap_cy(cap_cy_1_1),
+    .cap_hi(cap_hi_1_1),
+    .cap_lo(cap_lo_1_1),
     .clk(clk),
     .en(en),
-    .p(prod_1_1),
+    .pl(l_d4),
+    .pv(v_d4),
     .rst(rst)
   );
-  tf_mulreg_s4xs8 mul_1_2 (
-    .a(a1_d3),
-    .b(b2_d3),
+  tf_pe_os_s4xs8_ps12_w24 pe_1_2 (
+    .a(a_1_1),
+    .a_out(a_1_2),
+    .b(b_0_2),
+    .b_out(b_1_2),
+    .cap_cy(cap_cy_1_2),
+    .cap_hi(cap_hi_1_2),
+    .cap_lo(cap_lo_1_2),
     .clk(clk),
     .en(en),
-    .p(prod_1_2),
+    .pl(l_d5),
+    .pv(v_d5),
     .rst(rst)
   );
-  tf_mulreg_s4xs8 mul_1_3 (
-    .a(a1_d4),
-    .b(b3_d4),
+  tf_pe_os_s4xs8_ps12_w24 pe_1_3 (
+    .a(a_1_2),
+    .a_out(\$53 ),
+    .b(b_0_3),
+    .b_out(b_1_3),
+    .cap_cy(cap_cy_1_3),
+    .cap_hi(cap_hi_1_3),
+    .cap_lo(cap_lo_1_3),
     .clk(clk),
     .en(en),
-    .p(prod_1_3),
+    .pl(l_d6),
+    .pv(v_d6),
     .rst(rst)
   );
-  tf_mulreg_s4xs8 mul_2_0 (
+  tf_pe_os_s4xs8_ps12_w24 pe_2_0 (
     .a(a2_d2),
-    .b(b0_d2),
+    .a_out(a_2_0),
+    .b(b_1_0),
+    .b_out(b_2_0),
+    .cap_cy(cap_cy_2_0),
+    .cap_hi(cap_hi_2_0),
+    .cap_lo(cap_lo_2_0),
     .clk(clk),
     .en(en),
-    .p(prod_2_0),
+    .pl(l_d4),
+    .pv(v_d4),
     .rst(rst)
   );
-  tf_mulreg_s4xs8 mul_2_1 (
-    .a(a2_d3),
-    .b(b1_d3),
+  tf_pe_os_s4xs8_ps12_w24 pe_2_1 (
+    .a(a_2_0),
+    .a_out(a_2_1),
+    .b(b_1_1),
+    .b_out(b_2_1),
+    .cap_cy(cap_cy_2_1),
+    .cap_hi(cap_hi_2_1),
+    .cap_lo(cap_lo_2_1),
     .clk(clk),
     .en(en),
-    .p(prod_2_1),
+    .pl(l_d5),
+    .pv(v_d5),
     .rst(rst)
   );
-  tf_mulreg_s4xs8 mul_2_2 (
-    .a(a2_d4),
-    .b(b2_d4),
+  tf_pe_os_s4xs8_ps12_w24 pe_2_2 (
+    .a(a_2_1),
+    .a_out(a_2_2),
+    .b(b_1_2),
+    .b_out(b_2_2),
+    .cap_cy(cap_cy_2_2),
+    .cap_hi(cap_hi_2_2),
+    .cap_lo(cap_lo_2_2),
     .clk(clk),
     .en(en),
-    .p(prod_2_2),
+    .pl(l_d6),
+    .pv(v_d6),
     .rst(rst)
   );
-  tf_mulreg_s4xs8 mul_2_3 (
-    .a(a2_d5),
-    .b(b3_d5),
+  tf_pe_os_s4xs8_ps12_w24 pe_2_3 (
+    .a(a_2_2),
+    .a_out(\$54 ),
+    .b(b_1_3),
+    .b_out(b_2_3),
+    .cap_cy(cap_cy_2_3),
+    .cap_hi(cap_hi_2_3),
+    .cap_lo(cap_lo_2_3),
     .clk(clk),
     .en(en),
-    .p(prod_2_3),
+    .pl(l_d7),
+    .pv(v_d7),
     .rst(rst)
   );
-  tf_mulreg_s4xs8 mul_3_0 (
+  tf_pe_os_s4xs8_ps12_w24 pe_3_0 (
     .a(a3_d3),
-    .b(b0_d3),
+    .a_out(a_3_0),
+    .b(b_2_0),
+    .b_out(\$55 ),
+    .cap_cy(cap_cy_3_0),
+    .cap_hi(cap_hi_3_0),
+    .cap_lo(cap_lo_3_0),
     .clk(clk),
     .en(en),
-    .p(prod_3_0),
+    .pl(l_d5),
+    .pv(v_d5),
     .rst(rst)
   );
-  tf_mulreg_s4xs8 mul_3_1 (
-    .a(a3_d4),
-    .b(b1_d4),
+  tf_pe_os_s4xs8_ps12_w24 pe_3_1 (
+    .a(a_3_0),
+    .a_out(a_3_1),
+    .b(b_2_1),
+    .b_out(\$56 ),
+    .cap_cy(cap_cy_3_1),
+    .cap_hi(cap_hi_3_1),
+    .cap_lo(cap_lo_3_1),
     .clk(clk),
     .en(en),
-    .p(prod_3_1),
+    .pl(l_d6),
+    .pv(v_d6),
     .rst(rst)
   );
-  tf_mulreg_s4xs8 mul_3_2 (
-    .a(a3_d5),
-    .b(b2_d5),
+  tf_pe_os_s4xs8_ps12_w24 pe_3_2 (
+    .a(a_3_1),
+    .a_out(a_3_2),
+    .b(b_2_2),
+    .b_out(\$57 ),
+    .cap_cy(cap_cy_3_2),
+    .cap_hi(cap_hi_3_2),
+    .cap_lo(cap_lo_3_2),
     .clk(clk),
     .en(en),
-    .p(prod_3_2),
+    .pl(l_d7),
+    .pv(v_d7),
     .rst(rst)
   );
-  tf_mulreg_s4xs8 mul_3_3 (
-    .a(a3_d6),
-    .b(b3_d6),
+  tf_pe_os_s4xs8_ps12_w24 pe_3_3 (
+    .a(a_3_2),
+    .a_out(\$58 ),
+    .b(b_2_3),
+    .b_out(\$59 ),
+    .cap_cy(cap_cy_3_3),
+    .cap_hi(cap_hi_3_3),
+    .cap_lo(cap_lo_3_3),
     .clk(clk),
     .en(en),
-    .p(prod_3_3),
+    .pl(l_d8),
+    .pv(v_d8),
     .rst(rst)
   );
   always @* begin
@@ -1132,13 +684,13 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
     (* full_case = 32'd1 *)
     casez (d_row)
       2'h0:
-          \$40  = cap_lo_0_0;
+          \$24  = cap_lo_0_0;
       2'h1:
-          \$40  = cap_lo_1_0;
+          \$24  = cap_lo_1_0;
       2'h2:
-          \$40  = cap_lo_2_0;
+          \$24  = cap_lo_2_0;
       2'h3:
-          \$40  = cap_lo_3_0;
+          \$24  = cap_lo_3_0;
     endcase
   end
   always @* begin
@@ -1146,13 +698,13 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
     (* full_case = 32'd1 *)
     casez (d_row)
       2'h0:
-          \$41  = cap_hi_0_0;
+          \$25  = cap_hi_0_0;
       2'h1:
-          \$41  = cap_hi_1_0;
+          \$25  = cap_hi_1_0;
       2'h2:
-          \$41  = cap_hi_2_0;
+          \$25  = cap_hi_2_0;
       2'h3:
-          \$41  = cap_hi_3_0;
+          \$25  = cap_hi_3_0;
     endcase
   end
   always @* begin
@@ -1160,13 +712,13 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
     (* full_case = 32'd1 *)
     casez (d_row)
       2'h0:
-          \$42  = cap_cy_0_0;
+          \$26  = cap_cy_0_0;
       2'h1:
-          \$42  = cap_cy_1_0;
+          \$26  = cap_cy_1_0;
       2'h2:
-          \$42  = cap_cy_2_0;
+          \$26  = cap_cy_2_0;
       2'h3:
-          \$42  = cap_cy_3_0;
+          \$26  = cap_cy_3_0;
     endcase
   end
   always @* begin
@@ -1174,13 +726,13 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
     (* full_case = 32'd1 *)
     casez (drow_d1)
       2'h0:
-          \$43  = cap_lo_0_1;
+          \$27  = cap_lo_0_1;
       2'h1:
-          \$43  = cap_lo_1_1;
+          \$27  = cap_lo_1_1;
       2'h2:
-          \$43  = cap_lo_2_1;
+          \$27  = cap_lo_2_1;
       2'h3:
-          \$43  = cap_lo_3_1;
+          \$27  = cap_lo_3_1;
     endcase
   end
   always @* begin
@@ -1188,13 +740,13 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
     (* full_case = 32'd1 *)
     casez (drow_d1)
       2'h0:
-          \$44  = cap_hi_0_1;
+          \$28  = cap_hi_0_1;
       2'h1:
-          \$44  = cap_hi_1_1;
+          \$28  = cap_hi_1_1;
       2'h2:
-          \$44  = cap_hi_2_1;
+          \$28  = cap_hi_2_1;
       2'h3:
-          \$44  = cap_hi_3_1;
+          \$28  = cap_hi_3_1;
     endcase
   end
   always @* begin
@@ -1202,13 +754,13 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
     (* full_case = 32'd1 *)
     casez (drow_d1)
       2'h0:
-          \$45  = cap_cy_0_1;
+          \$29  = cap_cy_0_1;
       2'h1:
-          \$45  = cap_cy_1_1;
+          \$29  = cap_cy_1_1;
       2'h2:
-          \$45  = cap_cy_2_1;
+          \$29  = cap_cy_2_1;
       2'h3:
-          \$45  = cap_cy_3_1;
+          \$29  = cap_cy_3_1;
     endcase
   end
   always @* begin
@@ -1216,13 +768,13 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
     (* full_case = 32'd1 *)
     casez (drow_d2)
       2'h0:
-          \$46  = cap_lo_0_2;
+          \$30  = cap_lo_0_2;
       2'h1:
-          \$46  = cap_lo_1_2;
+          \$30  = cap_lo_1_2;
       2'h2:
-          \$46  = cap_lo_2_2;
+          \$30  = cap_lo_2_2;
       2'h3:
-          \$46  = cap_lo_3_2;
+          \$30  = cap_lo_3_2;
     endcase
   end
   always @* begin
@@ -1230,13 +782,13 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
     (* full_case = 32'd1 *)
     casez (drow_d2)
       2'h0:
-          \$47  = cap_hi_0_2;
+          \$31  = cap_hi_0_2;
       2'h1:
-          \$47  = cap_hi_1_2;
+          \$31  = cap_hi_1_2;
       2'h2:
-          \$47  = cap_hi_2_2;
+          \$31  = cap_hi_2_2;
       2'h3:
-          \$47  = cap_hi_3_2;
+          \$31  = cap_hi_3_2;
     endcase
   end
   always @* begin
@@ -1244,13 +796,13 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
     (* full_case = 32'd1 *)
     casez (drow_d2)
       2'h0:
-          \$48  = cap_cy_0_2;
+          \$32  = cap_cy_0_2;
       2'h1:
-          \$48  = cap_cy_1_2;
+          \$32  = cap_cy_1_2;
       2'h2:
-          \$48  = cap_cy_2_2;
+          \$32  = cap_cy_2_2;
       2'h3:
-          \$48  = cap_cy_3_2;
+          \$32  = cap_cy_3_2;
     endcase
   end
   always @* begin
@@ -1258,13 +810,13 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
     (* full_case = 32'd1 *)
     casez (drow_d3)
       2'h0:
-          \$49  = cap_lo_0_3;
+          \$33  = cap_lo_0_3;
       2'h1:
-          \$49  = cap_lo_1_3;
+          \$33  = cap_lo_1_3;
       2'h2:
-          \$49  = cap_lo_2_3;
+          \$33  = cap_lo_2_3;
       2'h3:
-          \$49  = cap_lo_3_3;
+          \$33  = cap_lo_3_3;
     endcase
   end
   always @* begin
@@ -1272,13 +824,13 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
     (* full_case = 32'd1 *)
     casez (drow_d3)
       2'h0:
-          \$50  = cap_hi_0_3;
+          \$34  = cap_hi_0_3;
       2'h1:
-          \$50  = cap_hi_1_3;
+          \$34  = cap_hi_1_3;
       2'h2:
-          \$50  = cap_hi_2_3;
+          \$34  = cap_hi_2_3;
       2'h3:
-          \$50  = cap_hi_3_3;
+          \$34  = cap_hi_3_3;
     endcase
   end
   always @* begin
@@ -1286,372 +838,508 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
     (* full_case = 32'd1 *)
     casez (drow_d3)
       2'h0:
-          \$51  = cap_cy_0_3;
+          \$35  = cap_cy_0_3;
       2'h1:
-          \$51  = cap_cy_1_3;
+          \$35  = cap_cy_1_3;
       2'h2:
-          \$51  = cap_cy_2_3;
+          \$35  = cap_cy_2_3;
       2'h3:
-          \$51  = cap_cy_3_3;
+          \$35  = cap_cy_3_3;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$68  = since_last;
+    \$60  = since_last;
     if (en) begin
-      if (\$34 ) begin
-        \$68  = 3'h1;
-      end else if (\$35 ) begin
-        \$68  = \$36 [2:0];
+      if (\$18 ) begin
+        \$60  = 3'h1;
+      end else if (\$19 ) begin
+        \$60  = \$20 [2:0];
       end
     end
     if (rst) begin
-      \$68  = 3'h4;
+      \$60  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$69  = a0_d1;
+    \$61  = a1_d1;
     if (en) begin
-      \$69  = a_stream__payload[3:0];
+      \$61  = a_stream__payload[7:4];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$70  = a0_d2;
+    \$62  = a2_d1;
     if (en) begin
-      \$70  = a0_d1;
+      \$62  = a_stream__payload[11:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$71  = a0_d3;
+    \$63  = a2_d2;
     if (en) begin
-      \$71  = a0_d2;
+      \$63  = a2_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$72  = a0_d4;
+    \$64  = a3_d1;
     if (en) begin
-      \$72  = a0_d3;
+      \$64  = a_stream__payload[15:12];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$73  = a1_d1;
+    \$65  = a3_d2;
     if (en) begin
-      \$73  = a_stream__payload[7:4];
+      \$65  = a3_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$74  = a1_d2;
+    \$66  = a3_d3;
     if (en) begin
-      \$74  = a1_d1;
+      \$66  = a3_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$75  = a1_d3;
+    \$67  = b1_d1;
     if (en) begin
-      \$75  = a1_d2;
+      \$67  = b_stream__payload[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$76  = a1_d4;
+    \$68  = b2_d1;
     if (en) begin
-      \$76  = a1_d3;
+      \$68  = b_stream__payload[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$77  = a1_d5;
+    \$69  = b2_d2;
     if (en) begin
-      \$77  = a1_d4;
+      \$69  = b2_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$78  = a2_d1;
+    \$70  = b3_d1;
     if (en) begin
-      \$78  = a_stream__payload[11:8];
+      \$70  = b_stream__payload[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$79  = a2_d2;
+    \$71  = b3_d2;
     if (en) begin
-      \$79  = a2_d1;
+      \$71  = b3_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$80  = a2_d3;
+    \$72  = b3_d3;
     if (en) begin
-      \$80  = a2_d2;
+      \$72  = b3_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$81  = a2_d4;
+    \$73  = v_d1;
     if (en) begin
-      \$81  = a2_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$82  = a2_d5;
-    if (en) begin
-      \$82  = a2_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$83  = a2_d6;
-    if (en) begin
-      \$83  = a2_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$84  = a3_d1;
-    if (en) begin
-      \$84  = a_stream__payload[15:12];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$85  = a3_d2;
-    if (en) begin
-      \$85  = a3_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$86  = a3_d3;
-    if (en) begin
-      \$86  = a3_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$87  = a3_d4;
-    if (en) begin
-      \$87  = a3_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$88  = a3_d5;
-    if (en) begin
-      \$88  = a3_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$89  = a3_d6;
-    if (en) begin
-      \$89  = a3_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$90  = a3_d7;
-    if (en) begin
-      \$90  = a3_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$91  = b0_d1;
-    if (en) begin
-      \$91  = b_stream__payload[7:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$92  = b0_d2;
-    if (en) begin
-      \$92  = b0_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$93  = b0_d3;
-    if (en) begin
-      \$93  = b0_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$94  = b0_d4;
-    if (en) begin
-      \$94  = b0_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$95  = b1_d1;
-    if (en) begin
-      \$95  = b_stream__payload[15:8];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$96  = b1_d2;
-    if (en) begin
-      \$96  = b1_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$97  = b1_d3;
-    if (en) begin
-      \$97  = b1_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$98  = b1_d4;
-    if (en) begin
-      \$98  = b1_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$99  = b1_d5;
-    if (en) begin
-      \$99  = b1_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$100  = b2_d1;
-    if (en) begin
-      \$100  = b_stream__payload[23:16];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$101  = b2_d2;
-    if (en) begin
-      \$101  = b2_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$102  = b2_d3;
-    if (en) begin
-      \$102  = b2_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$103  = b2_d4;
-    if (en) begin
-      \$103  = b2_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$104  = b2_d5;
-    if (en) begin
-      \$104  = b2_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$105  = b2_d6;
-    if (en) begin
-      \$105  = b2_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$106  = b3_d1;
-    if (en) begin
-      \$106  = b_stream__payload[31:24];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$107  = b3_d2;
-    if (en) begin
-      \$107  = b3_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$108  = b3_d3;
-    if (en) begin
-      \$108  = b3_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$109  = b3_d4;
-    if (en) begin
-      \$109  = b3_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$110  = b3_d5;
-    if (en) begin
-      \$110  = b3_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$111  = b3_d6;
-    if (en) begin
-      \$111  = b3_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$112  = b3_d7;
-    if (en) begin
-      \$112  = b3_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$113  = v_d1;
-    if (en) begin
-      \$113  = take;
+      \$73  = take;
     end
     if (rst) begin
-      \$113  = 1'h0;
+      \$73  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$114  = v_d2;
+    \$74  = v_d2;
     if (en) begin
-      \$114  = v_d1;
+      \$74  = v_d1;
     end
     if (rst) begin
-      \$114  = 1'h0;
+      \$74  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$115  = v_d3;
+    \$75  = v_d3;
     if (en) begin
-      \$115  = v_d2;
+      \$75  = v_d2;
     end
     if (rst) begin
-      \$115  = 1'h0;
+      \$75  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$116  = v_d4;
+    \$76  = v_d4;
     if (en) begin
-      \$116  = v_d3;
+      \$76  = v_d3;
+    end
+    if (rst) begin
+      \$76  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$77  = v_d5;
+    if (en) begin
+      \$77  = v_d4;
+    end
+    if (rst) begin
+      \$77  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$78  = v_d6;
+    if (en) begin
+      \$78  = v_d5;
+    end
+    if (rst) begin
+      \$78  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$79  = v_d7;
+    if (en) begin
+      \$79  = v_d6;
+    end
+    if (rst) begin
+      \$79  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$80  = v_d8;
+    if (en) begin
+      \$80  = v_d7;
+    end
+    if (rst) begin
+      \$80  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$81  = l_d1;
+    if (en) begin
+      \$81  = a_stream__payload[16];
+    end
+    if (rst) begin
+      \$81  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$82  = l_d2;
+    if (en) begin
+      \$82  = l_d1;
+    end
+    if (rst) begin
+      \$82  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$83  = l_d3;
+    if (en) begin
+      \$83  = l_d2;
+    end
+    if (rst) begin
+      \$83  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$84  = l_d4;
+    if (en) begin
+      \$84  = l_d3;
+    end
+    if (rst) begin
+      \$84  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$85  = l_d5;
+    if (en) begin
+      \$85  = l_d4;
+    end
+    if (rst) begin
+      \$85  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$86  = l_d6;
+    if (en) begin
+      \$86  = l_d5;
+    end
+    if (rst) begin
+      \$86  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$87  = l_d7;
+    if (en) begin
+      \$87  = l_d6;
+    end
+    if (rst) begin
+      \$87  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$88  = l_d8;
+    if (en) begin
+      \$88  = l_d7;
+    end
+    if (rst) begin
+      \$88  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$89  = d_act;
+    if (en) begin
+      if (\$21 ) begin
+        \$89  = 1'h1;
+      end else if (d_act) begin
+        if (\$22 ) begin
+          \$89  = 1'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$89  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$90  = d_row;
+    if (en) begin
+      if (\$21 ) begin
+        \$90  = 2'h0;
+      end else if (d_act) begin
+        (* full_case = 32'd1 *)
+        if (\$22 ) begin
+        end else begin
+          \$90  = \$23 [1:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$90  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$91  = dact_d1;
+    if (en) begin
+      \$91  = d_act;
+    end
+    if (rst) begin
+      \$91  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$92  = dact_d2;
+    if (en) begin
+      \$92  = dact_d1;
+    end
+    if (rst) begin
+      \$92  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$93  = dact_d3;
+    if (en) begin
+      \$93  = dact_d2;
+    end
+    if (rst) begin
+      \$93  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$94  = drow_d1;
+    if (en) begin
+      \$94  = d_row;
+    end
+    if (rst) begin
+      \$94  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$95  = drow_d2;
+    if (en) begin
+      \$95  = drow_d1;
+    end
+    if (rst) begin
+      \$95  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$96  = drow_d3;
+    if (en) begin
+      \$96  = drow_d2;
+    end
+    if (rst) begin
+      \$96  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$97  = col0_lo;
+    if (en) begin
+      \$97  = \$24 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$98  = col0_hi;
+    if (en) begin
+      \$98  = \$25 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$99  = col0_cy;
+    if (en) begin
+      \$99  = \$26 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$100  = col1_lo;
+    if (en) begin
+      \$100  = \$27 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$101  = col1_hi;
+    if (en) begin
+      \$101  = \$28 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$102  = col1_cy;
+    if (en) begin
+      \$102  = \$29 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$103  = col2_lo;
+    if (en) begin
+      \$103  = \$30 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$104  = col2_hi;
+    if (en) begin
+      \$104  = \$31 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$105  = col2_cy;
+    if (en) begin
+      \$105  = \$32 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$106  = col3_lo;
+    if (en) begin
+      \$106  = \$33 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$107  = col3_hi;
+    if (en) begin
+      \$107  = \$34 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$108  = col3_cy;
+    if (en) begin
+      \$108  = \$35 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$109  = col_valid;
+    if (en) begin
+      \$109  = dact_d3;
+    end
+    if (rst) begin
+      \$109  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$110  = deskew0_d1;
+    if (en) begin
+      \$110  = { \$14 [11:0], col0_lo };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$111  = deskew0_d2;
+    if (en) begin
+      \$111  = deskew0_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$112  = deskew0_d3;
+    if (en) begin
+      \$112  = deskew0_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$113  = deskew1_d1;
+    if (en) begin
+      \$113  = { \$15 [11:0], col1_lo };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$114  = deskew1_d2;
+    if (en) begin
+      \$114  = deskew1_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$115  = deskew2_d1;
+    if (en) begin
+      \$115  = { \$16 [11:0], col2_lo };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$116  = c_stream__valid;
+    if (en) begin
+      \$116  = col_valid;
     end
     if (rst) begin
       \$116  = 1'h0;
@@ -1659,1757 +1347,21 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$117  = v_d5;
+    \$117  = c_stream__payload;
     if (en) begin
-      \$117  = v_d4;
+      \$117 [15:0] = \$39 [15:0];
+      \$117 [31:16] = \$43 [15:0];
+      \$117 [47:32] = \$47 [15:0];
+      \$117 [63:48] = \$51 [15:0];
     end
     if (rst) begin
-      \$117  = 1'h0;
+      \$117  = 64'h0000000000000000;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$118  = v_d6;
-    if (en) begin
-      \$118  = v_d5;
-    end
-    if (rst) begin
-      \$118  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$119  = v_d7;
-    if (en) begin
-      \$119  = v_d6;
-    end
-    if (rst) begin
-      \$119  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$120  = v_d8;
-    if (en) begin
-      \$120  = v_d7;
-    end
-    if (rst) begin
-      \$120  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$121  = l_d1;
-    if (en) begin
-      \$121  = a_stream__payload[16];
-    end
-    if (rst) begin
-      \$121  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$122  = l_d2;
-    if (en) begin
-      \$122  = l_d1;
-    end
-    if (rst) begin
-      \$122  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$123  = l_d3;
-    if (en) begin
-      \$123  = l_d2;
-    end
-    if (rst) begin
-      \$123  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$124  = l_d4;
-    if (en) begin
-      \$124  = l_d3;
-    end
-    if (rst) begin
-      \$124  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$125  = l_d5;
-    if (en) begin
-      \$125  = l_d4;
-    end
-    if (rst) begin
-      \$125  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$126  = l_d6;
-    if (en) begin
-      \$126  = l_d5;
-    end
-    if (rst) begin
-      \$126  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$127  = l_d7;
-    if (en) begin
-      \$127  = l_d6;
-    end
-    if (rst) begin
-      \$127  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$128  = l_d8;
-    if (en) begin
-      \$128  = l_d7;
-    end
-    if (rst) begin
-      \$128  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$129  = cap_lo_0_0;
-    if (en) begin
-      if (v_d2) begin
-        if (l_d2) begin
-          \$129  = sum_lo_0_0[11:0];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$130  = cap_hi_0_0;
-    if (en) begin
-      if (v_d2) begin
-        if (l_d2) begin
-          \$130  = \$14 [12:1];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$131  = cap_cy_0_0;
-    if (en) begin
-      if (v_d2) begin
-        if (l_d2) begin
-          \$131  = sum_lo_0_0[12];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$132  = acc_lo_0_0;
-    if (en) begin
-      if (v_d2) begin
-        (* full_case = 32'd1 *)
-        if (l_d2) begin
-          \$132  = 12'h000;
-        end else begin
-          \$132  = sum_lo_0_0[11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$132  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$133  = acc_hi_0_0;
-    if (en) begin
-      if (v_d2) begin
-        (* full_case = 32'd1 *)
-        if (l_d2) begin
-          \$133  = 12'h000;
-        end else begin
-          \$133  = \$14 [12:1];
-        end
-      end
-    end
-    if (rst) begin
-      \$133  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$134  = acc_cy_0_0;
-    if (en) begin
-      if (v_d2) begin
-        (* full_case = 32'd1 *)
-        if (l_d2) begin
-          \$134  = 1'h0;
-        end else begin
-          \$134  = sum_lo_0_0[12];
-        end
-      end
-    end
-    if (rst) begin
-      \$134  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$135  = cap_lo_0_1;
-    if (en) begin
-      if (v_d3) begin
-        if (l_d3) begin
-          \$135  = sum_lo_0_1[11:0];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$136  = cap_hi_0_1;
-    if (en) begin
-      if (v_d3) begin
-        if (l_d3) begin
-          \$136  = \$15 [12:1];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$137  = cap_cy_0_1;
-    if (en) begin
-      if (v_d3) begin
-        if (l_d3) begin
-          \$137  = sum_lo_0_1[12];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$138  = acc_lo_0_1;
-    if (en) begin
-      if (v_d3) begin
-        (* full_case = 32'd1 *)
-        if (l_d3) begin
-          \$138  = 12'h000;
-        end else begin
-          \$138  = sum_lo_0_1[11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$138  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$139  = acc_hi_0_1;
-    if (en) begin
-      if (v_d3) begin
-        (* full_case = 32'd1 *)
-        if (l_d3) begin
-          \$139  = 12'h000;
-        end else begin
-          \$139  = \$15 [12:1];
-        end
-      end
-    end
-    if (rst) begin
-      \$139  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$140  = acc_cy_0_1;
-    if (en) begin
-      if (v_d3) begin
-        (* full_case = 32'd1 *)
-        if (l_d3) begin
-          \$140  = 1'h0;
-        end else begin
-          \$140  = sum_lo_0_1[12];
-        end
-      end
-    end
-    if (rst) begin
-      \$140  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$141  = cap_lo_0_2;
-    if (en) begin
-      if (v_d4) begin
-        if (l_d4) begin
-          \$141  = sum_lo_0_2[11:0];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$142  = cap_hi_0_2;
-    if (en) begin
-      if (v_d4) begin
-        if (l_d4) begin
-          \$142  = \$16 [12:1];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$143  = cap_cy_0_2;
-    if (en) begin
-      if (v_d4) begin
-        if (l_d4) begin
-          \$143  = sum_lo_0_2[12];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$144  = acc_lo_0_2;
-    if (en) begin
-      if (v_d4) begin
-        (* full_case = 32'd1 *)
-        if (l_d4) begin
-          \$144  = 12'h000;
-        end else begin
-          \$144  = sum_lo_0_2[11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$144  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$145  = acc_hi_0_2;
-    if (en) begin
-      if (v_d4) begin
-        (* full_case = 32'd1 *)
-        if (l_d4) begin
-          \$145  = 12'h000;
-        end else begin
-          \$145  = \$16 [12:1];
-        end
-      end
-    end
-    if (rst) begin
-      \$145  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$146  = acc_cy_0_2;
-    if (en) begin
-      if (v_d4) begin
-        (* full_case = 32'd1 *)
-        if (l_d4) begin
-          \$146  = 1'h0;
-        end else begin
-          \$146  = sum_lo_0_2[12];
-        end
-      end
-    end
-    if (rst) begin
-      \$146  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$147  = cap_lo_0_3;
-    if (en) begin
-      if (v_d5) begin
-        if (l_d5) begin
-          \$147  = sum_lo_0_3[11:0];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$148  = cap_hi_0_3;
-    if (en) begin
-      if (v_d5) begin
-        if (l_d5) begin
-          \$148  = \$17 [12:1];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$149  = cap_cy_0_3;
-    if (en) begin
-      if (v_d5) begin
-        if (l_d5) begin
-          \$149  = sum_lo_0_3[12];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$150  = acc_lo_0_3;
-    if (en) begin
-      if (v_d5) begin
-        (* full_case = 32'd1 *)
-        if (l_d5) begin
-          \$150  = 12'h000;
-        end else begin
-          \$150  = sum_lo_0_3[11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$150  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$151  = acc_hi_0_3;
-    if (en) begin
-      if (v_d5) begin
-        (* full_case = 32'd1 *)
-        if (l_d5) begin
-          \$151  = 12'h000;
-        end else begin
-          \$151  = \$17 [12:1];
-        end
-      end
-    end
-    if (rst) begin
-      \$151  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$152  = acc_cy_0_3;
-    if (en) begin
-      if (v_d5) begin
-        (* full_case = 32'd1 *)
-        if (l_d5) begin
-          \$152  = 1'h0;
-        end else begin
-          \$152  = sum_lo_0_3[12];
-        end
-      end
-    end
-    if (rst) begin
-      \$152  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$153  = cap_lo_1_0;
-    if (en) begin
-      if (v_d3) begin
-        if (l_d3) begin
-          \$153  = sum_lo_1_0[11:0];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$154  = cap_hi_1_0;
-    if (en) begin
-      if (v_d3) begin
-        if (l_d3) begin
-          \$154  = \$18 [12:1];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$155  = cap_cy_1_0;
-    if (en) begin
-      if (v_d3) begin
-        if (l_d3) begin
-          \$155  = sum_lo_1_0[12];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$156  = acc_lo_1_0;
-    if (en) begin
-      if (v_d3) begin
-        (* full_case = 32'd1 *)
-        if (l_d3) begin
-          \$156  = 12'h000;
-        end else begin
-          \$156  = sum_lo_1_0[11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$156  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$157  = acc_hi_1_0;
-    if (en) begin
-      if (v_d3) begin
-        (* full_case = 32'd1 *)
-        if (l_d3) begin
-          \$157  = 12'h000;
-        end else begin
-          \$157  = \$18 [12:1];
-        end
-      end
-    end
-    if (rst) begin
-      \$157  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$158  = acc_cy_1_0;
-    if (en) begin
-      if (v_d3) begin
-        (* full_case = 32'd1 *)
-        if (l_d3) begin
-          \$158  = 1'h0;
-        end else begin
-          \$158  = sum_lo_1_0[12];
-        end
-      end
-    end
-    if (rst) begin
-      \$158  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$159  = cap_lo_1_1;
-    if (en) begin
-      if (v_d4) begin
-        if (l_d4) begin
-          \$159  = sum_lo_1_1[11:0];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$160  = cap_hi_1_1;
-    if (en) begin
-      if (v_d4) begin
-        if (l_d4) begin
-          \$160  = \$19 [12:1];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$161  = cap_cy_1_1;
-    if (en) begin
-      if (v_d4) begin
-        if (l_d4) begin
-          \$161  = sum_lo_1_1[12];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$162  = acc_lo_1_1;
-    if (en) begin
-      if (v_d4) begin
-        (* full_case = 32'd1 *)
-        if (l_d4) begin
-          \$162  = 12'h000;
-        end else begin
-          \$162  = sum_lo_1_1[11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$162  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$163  = acc_hi_1_1;
-    if (en) begin
-      if (v_d4) begin
-        (* full_case = 32'd1 *)
-        if (l_d4) begin
-          \$163  = 12'h000;
-        end else begin
-          \$163  = \$19 [12:1];
-        end
-      end
-    end
-    if (rst) begin
-      \$163  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$164  = acc_cy_1_1;
-    if (en) begin
-      if (v_d4) begin
-        (* full_case = 32'd1 *)
-        if (l_d4) begin
-          \$164  = 1'h0;
-        end else begin
-          \$164  = sum_lo_1_1[12];
-        end
-      end
-    end
-    if (rst) begin
-      \$164  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$165  = cap_lo_1_2;
-    if (en) begin
-      if (v_d5) begin
-        if (l_d5) begin
-          \$165  = sum_lo_1_2[11:0];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$166  = cap_hi_1_2;
-    if (en) begin
-      if (v_d5) begin
-        if (l_d5) begin
-          \$166  = \$20 [12:1];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$167  = cap_cy_1_2;
-    if (en) begin
-      if (v_d5) begin
-        if (l_d5) begin
-          \$167  = sum_lo_1_2[12];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$168  = acc_lo_1_2;
-    if (en) begin
-      if (v_d5) begin
-        (* full_case = 32'd1 *)
-        if (l_d5) begin
-          \$168  = 12'h000;
-        end else begin
-          \$168  = sum_lo_1_2[11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$168  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$169  = acc_hi_1_2;
-    if (en) begin
-      if (v_d5) begin
-        (* full_case = 32'd1 *)
-        if (l_d5) begin
-          \$169  = 12'h000;
-        end else begin
-          \$169  = \$20 [12:1];
-        end
-      end
-    end
-    if (rst) begin
-      \$169  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$170  = acc_cy_1_2;
-    if (en) begin
-      if (v_d5) begin
-        (* full_case = 32'd1 *)
-        if (l_d5) begin
-          \$170  = 1'h0;
-        end else begin
-          \$170  = sum_lo_1_2[12];
-        end
-      end
-    end
-    if (rst) begin
-      \$170  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$171  = cap_lo_1_3;
-    if (en) begin
-      if (v_d6) begin
-        if (l_d6) begin
-          \$171  = sum_lo_1_3[11:0];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$172  = cap_hi_1_3;
-    if (en) begin
-      if (v_d6) begin
-        if (l_d6) begin
-          \$172  = \$21 [12:1];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$173  = cap_cy_1_3;
-    if (en) begin
-      if (v_d6) begin
-        if (l_d6) begin
-          \$173  = sum_lo_1_3[12];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$174  = acc_lo_1_3;
-    if (en) begin
-      if (v_d6) begin
-        (* full_case = 32'd1 *)
-        if (l_d6) begin
-          \$174  = 12'h000;
-        end else begin
-          \$174  = sum_lo_1_3[11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$174  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$175  = acc_hi_1_3;
-    if (en) begin
-      if (v_d6) begin
-        (* full_case = 32'd1 *)
-        if (l_d6) begin
-          \$175  = 12'h000;
-        end else begin
-          \$175  = \$21 [12:1];
-        end
-      end
-    end
-    if (rst) begin
-      \$175  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$176  = acc_cy_1_3;
-    if (en) begin
-      if (v_d6) begin
-        (* full_case = 32'd1 *)
-        if (l_d6) begin
-          \$176  = 1'h0;
-        end else begin
-          \$176  = sum_lo_1_3[12];
-        end
-      end
-    end
-    if (rst) begin
-      \$176  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$177  = cap_lo_2_0;
-    if (en) begin
-      if (v_d4) begin
-        if (l_d4) begin
-          \$177  = sum_lo_2_0[11:0];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$178  = cap_hi_2_0;
-    if (en) begin
-      if (v_d4) begin
-        if (l_d4) begin
-          \$178  = \$22 [12:1];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$179  = cap_cy_2_0;
-    if (en) begin
-      if (v_d4) begin
-        if (l_d4) begin
-          \$179  = sum_lo_2_0[12];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$180  = acc_lo_2_0;
-    if (en) begin
-      if (v_d4) begin
-        (* full_case = 32'd1 *)
-        if (l_d4) begin
-          \$180  = 12'h000;
-        end else begin
-          \$180  = sum_lo_2_0[11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$180  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$181  = acc_hi_2_0;
-    if (en) begin
-      if (v_d4) begin
-        (* full_case = 32'd1 *)
-        if (l_d4) begin
-          \$181  = 12'h000;
-        end else begin
-          \$181  = \$22 [12:1];
-        end
-      end
-    end
-    if (rst) begin
-      \$181  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$182  = acc_cy_2_0;
-    if (en) begin
-      if (v_d4) begin
-        (* full_case = 32'd1 *)
-        if (l_d4) begin
-          \$182  = 1'h0;
-        end else begin
-          \$182  = sum_lo_2_0[12];
-        end
-      end
-    end
-    if (rst) begin
-      \$182  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$183  = cap_lo_2_1;
-    if (en) begin
-      if (v_d5) begin
-        if (l_d5) begin
-          \$183  = sum_lo_2_1[11:0];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$184  = cap_hi_2_1;
-    if (en) begin
-      if (v_d5) begin
-        if (l_d5) begin
-          \$184  = \$23 [12:1];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$185  = cap_cy_2_1;
-    if (en) begin
-      if (v_d5) begin
-        if (l_d5) begin
-          \$185  = sum_lo_2_1[12];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$186  = acc_lo_2_1;
-    if (en) begin
-      if (v_d5) begin
-        (* full_case = 32'd1 *)
-        if (l_d5) begin
-          \$186  = 12'h000;
-        end else begin
-          \$186  = sum_lo_2_1[11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$186  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$187  = acc_hi_2_1;
-    if (en) begin
-      if (v_d5) begin
-        (* full_case = 32'd1 *)
-        if (l_d5) begin
-          \$187  = 12'h000;
-        end else begin
-          \$187  = \$23 [12:1];
-        end
-      end
-    end
-    if (rst) begin
-      \$187  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$188  = acc_cy_2_1;
-    if (en) begin
-      if (v_d5) begin
-        (* full_case = 32'd1 *)
-        if (l_d5) begin
-          \$188  = 1'h0;
-        end else begin
-          \$188  = sum_lo_2_1[12];
-        end
-      end
-    end
-    if (rst) begin
-      \$188  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$189  = cap_lo_2_2;
-    if (en) begin
-      if (v_d6) begin
-        if (l_d6) begin
-          \$189  = sum_lo_2_2[11:0];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$190  = cap_hi_2_2;
-    if (en) begin
-      if (v_d6) begin
-        if (l_d6) begin
-          \$190  = \$24 [12:1];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$191  = cap_cy_2_2;
-    if (en) begin
-      if (v_d6) begin
-        if (l_d6) begin
-          \$191  = sum_lo_2_2[12];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$192  = acc_lo_2_2;
-    if (en) begin
-      if (v_d6) begin
-        (* full_case = 32'd1 *)
-        if (l_d6) begin
-          \$192  = 12'h000;
-        end else begin
-          \$192  = sum_lo_2_2[11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$192  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$193  = acc_hi_2_2;
-    if (en) begin
-      if (v_d6) begin
-        (* full_case = 32'd1 *)
-        if (l_d6) begin
-          \$193  = 12'h000;
-        end else begin
-          \$193  = \$24 [12:1];
-        end
-      end
-    end
-    if (rst) begin
-      \$193  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$194  = acc_cy_2_2;
-    if (en) begin
-      if (v_d6) begin
-        (* full_case = 32'd1 *)
-        if (l_d6) begin
-          \$194  = 1'h0;
-        end else begin
-          \$194  = sum_lo_2_2[12];
-        end
-      end
-    end
-    if (rst) begin
-      \$194  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$195  = cap_lo_2_3;
-    if (en) begin
-      if (v_d7) begin
-        if (l_d7) begin
-          \$195  = sum_lo_2_3[11:0];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$196  = cap_hi_2_3;
-    if (en) begin
-      if (v_d7) begin
-        if (l_d7) begin
-          \$196  = \$25 [12:1];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$197  = cap_cy_2_3;
-    if (en) begin
-      if (v_d7) begin
-        if (l_d7) begin
-          \$197  = sum_lo_2_3[12];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$198  = acc_lo_2_3;
-    if (en) begin
-      if (v_d7) begin
-        (* full_case = 32'd1 *)
-        if (l_d7) begin
-          \$198  = 12'h000;
-        end else begin
-          \$198  = sum_lo_2_3[11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$198  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$199  = acc_hi_2_3;
-    if (en) begin
-      if (v_d7) begin
-        (* full_case = 32'd1 *)
-        if (l_d7) begin
-          \$199  = 12'h000;
-        end else begin
-          \$199  = \$25 [12:1];
-        end
-      end
-    end
-    if (rst) begin
-      \$199  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$200  = acc_cy_2_3;
-    if (en) begin
-      if (v_d7) begin
-        (* full_case = 32'd1 *)
-        if (l_d7) begin
-          \$200  = 1'h0;
-        end else begin
-          \$200  = sum_lo_2_3[12];
-        end
-      end
-    end
-    if (rst) begin
-      \$200  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$201  = cap_lo_3_0;
-    if (en) begin
-      if (v_d5) begin
-        if (l_d5) begin
-          \$201  = sum_lo_3_0[11:0];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$202  = cap_hi_3_0;
-    if (en) begin
-      if (v_d5) begin
-        if (l_d5) begin
-          \$202  = \$26 [12:1];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$203  = cap_cy_3_0;
-    if (en) begin
-      if (v_d5) begin
-        if (l_d5) begin
-          \$203  = sum_lo_3_0[12];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$204  = acc_lo_3_0;
-    if (en) begin
-      if (v_d5) begin
-        (* full_case = 32'd1 *)
-        if (l_d5) begin
-          \$204  = 12'h000;
-        end else begin
-          \$204  = sum_lo_3_0[11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$204  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$205  = acc_hi_3_0;
-    if (en) begin
-      if (v_d5) begin
-        (* full_case = 32'd1 *)
-        if (l_d5) begin
-          \$205  = 12'h000;
-        end else begin
-          \$205  = \$26 [12:1];
-        end
-      end
-    end
-    if (rst) begin
-      \$205  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$206  = acc_cy_3_0;
-    if (en) begin
-      if (v_d5) begin
-        (* full_case = 32'd1 *)
-        if (l_d5) begin
-          \$206  = 1'h0;
-        end else begin
-          \$206  = sum_lo_3_0[12];
-        end
-      end
-    end
-    if (rst) begin
-      \$206  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$207  = cap_lo_3_1;
-    if (en) begin
-      if (v_d6) begin
-        if (l_d6) begin
-          \$207  = sum_lo_3_1[11:0];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$208  = cap_hi_3_1;
-    if (en) begin
-      if (v_d6) begin
-        if (l_d6) begin
-          \$208  = \$27 [12:1];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$209  = cap_cy_3_1;
-    if (en) begin
-      if (v_d6) begin
-        if (l_d6) begin
-          \$209  = sum_lo_3_1[12];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$210  = acc_lo_3_1;
-    if (en) begin
-      if (v_d6) begin
-        (* full_case = 32'd1 *)
-        if (l_d6) begin
-          \$210  = 12'h000;
-        end else begin
-          \$210  = sum_lo_3_1[11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$210  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211  = acc_hi_3_1;
-    if (en) begin
-      if (v_d6) begin
-        (* full_case = 32'd1 *)
-        if (l_d6) begin
-          \$211  = 12'h000;
-        end else begin
-          \$211  = \$27 [12:1];
-        end
-      end
-    end
-    if (rst) begin
-      \$211  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212  = acc_cy_3_1;
-    if (en) begin
-      if (v_d6) begin
-        (* full_case = 32'd1 *)
-        if (l_d6) begin
-          \$212  = 1'h0;
-        end else begin
-          \$212  = sum_lo_3_1[12];
-        end
-      end
-    end
-    if (rst) begin
-      \$212  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = cap_lo_3_2;
-    if (en) begin
-      if (v_d7) begin
-        if (l_d7) begin
-          \$213  = sum_lo_3_2[11:0];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = cap_hi_3_2;
-    if (en) begin
-      if (v_d7) begin
-        if (l_d7) begin
-          \$214  = \$28 [12:1];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = cap_cy_3_2;
-    if (en) begin
-      if (v_d7) begin
-        if (l_d7) begin
-          \$215  = sum_lo_3_2[12];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = acc_lo_3_2;
-    if (en) begin
-      if (v_d7) begin
-        (* full_case = 32'd1 *)
-        if (l_d7) begin
-          \$216  = 12'h000;
-        end else begin
-          \$216  = sum_lo_3_2[11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$216  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = acc_hi_3_2;
-    if (en) begin
-      if (v_d7) begin
-        (* full_case = 32'd1 *)
-        if (l_d7) begin
-          \$217  = 12'h000;
-        end else begin
-          \$217  = \$28 [12:1];
-        end
-      end
-    end
-    if (rst) begin
-      \$217  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = acc_cy_3_2;
-    if (en) begin
-      if (v_d7) begin
-        (* full_case = 32'd1 *)
-        if (l_d7) begin
-          \$218  = 1'h0;
-        end else begin
-          \$218  = sum_lo_3_2[12];
-        end
-      end
-    end
-    if (rst) begin
-      \$218  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = cap_lo_3_3;
-    if (en) begin
-      if (v_d8) begin
-        if (l_d8) begin
-          \$219  = sum_lo_3_3[11:0];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = cap_hi_3_3;
-    if (en) begin
-      if (v_d8) begin
-        if (l_d8) begin
-          \$220  = \$29 [12:1];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = cap_cy_3_3;
-    if (en) begin
-      if (v_d8) begin
-        if (l_d8) begin
-          \$221  = sum_lo_3_3[12];
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = acc_lo_3_3;
-    if (en) begin
-      if (v_d8) begin
-        (* full_case = 32'd1 *)
-        if (l_d8) begin
-          \$222  = 12'h000;
-        end else begin
-          \$222  = sum_lo_3_3[11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$222  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = acc_hi_3_3;
-    if (en) begin
-      if (v_d8) begin
-        (* full_case = 32'd1 *)
-        if (l_d8) begin
-          \$223  = 12'h000;
-        end else begin
-          \$223  = \$29 [12:1];
-        end
-      end
-    end
-    if (rst) begin
-      \$223  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = acc_cy_3_3;
-    if (en) begin
-      if (v_d8) begin
-        (* full_case = 32'd1 *)
-        if (l_d8) begin
-          \$224  = 1'h0;
-        end else begin
-          \$224  = sum_lo_3_3[12];
-        end
-      end
-    end
-    if (rst) begin
-      \$224  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = d_act;
-    if (en) begin
-      if (\$37 ) begin
-        \$225  = 1'h1;
-      end else if (d_act) begin
-        if (\$38 ) begin
-          \$225  = 1'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$225  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = d_row;
-    if (en) begin
-      if (\$37 ) begin
-        \$226  = 2'h0;
-      end else if (d_act) begin
-        (* full_case = 32'd1 *)
-        if (\$38 ) begin
-        end else begin
-          \$226  = \$39 [1:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$226  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = dact_d1;
-    if (en) begin
-      \$227  = d_act;
-    end
-    if (rst) begin
-      \$227  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = dact_d2;
-    if (en) begin
-      \$228  = dact_d1;
-    end
-    if (rst) begin
-      \$228  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = dact_d3;
-    if (en) begin
-      \$229  = dact_d2;
-    end
-    if (rst) begin
-      \$229  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = drow_d1;
-    if (en) begin
-      \$230  = d_row;
-    end
-    if (rst) begin
-      \$230  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = drow_d2;
-    if (en) begin
-      \$231  = drow_d1;
-    end
-    if (rst) begin
-      \$231  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$232  = drow_d3;
-    if (en) begin
-      \$232  = drow_d2;
-    end
-    if (rst) begin
-      \$232  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = col0_lo;
-    if (en) begin
-      \$233  = \$40 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = col0_hi;
-    if (en) begin
-      \$234  = \$41 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$235  = col0_cy;
-    if (en) begin
-      \$235  = \$42 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = col1_lo;
-    if (en) begin
-      \$236  = \$43 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$237  = col1_hi;
-    if (en) begin
-      \$237  = \$44 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$238  = col1_cy;
-    if (en) begin
-      \$238  = \$45 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$239  = col2_lo;
-    if (en) begin
-      \$239  = \$46 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$240  = col2_hi;
-    if (en) begin
-      \$240  = \$47 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$241  = col2_cy;
-    if (en) begin
-      \$241  = \$48 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$242  = col3_lo;
-    if (en) begin
-      \$242  = \$49 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$243  = col3_hi;
-    if (en) begin
-      \$243  = \$50 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$244  = col3_cy;
-    if (en) begin
-      \$244  = \$51 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$245  = col_valid;
-    if (en) begin
-      \$245  = dact_d3;
-    end
-    if (rst) begin
-      \$245  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$246  = deskew0_d1;
-    if (en) begin
-      \$246  = { \$30 [11:0], col0_lo };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$247  = deskew0_d2;
-    if (en) begin
-      \$247  = deskew0_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$248  = deskew0_d3;
-    if (en) begin
-      \$248  = deskew0_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$249  = deskew1_d1;
-    if (en) begin
-      \$249  = { \$31 [11:0], col1_lo };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$250  = deskew1_d2;
-    if (en) begin
-      \$250  = deskew1_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$251  = deskew2_d1;
-    if (en) begin
-      \$251  = { \$32 [11:0], col2_lo };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$252  = c_stream__valid;
-    if (en) begin
-      \$252  = col_valid;
-    end
-    if (rst) begin
-      \$252  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$253  = c_stream__payload;
-    if (en) begin
-      \$253 [15:0] = \$55 [15:0];
-      \$253 [31:16] = \$59 [15:0];
-      \$253 [47:32] = \$63 [15:0];
-      \$253 [63:48] = \$67 [15:0];
-    end
-    if (rst) begin
-      \$253  = 64'h0000000000000000;
-    end
-  end
-  assign pw_0_0 = { prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0[11], prod_0_0 };
-  assign sum_hi_0_0 = \$14 [12:1];
-  assign pw_0_1 = { prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1[11], prod_0_1 };
-  assign sum_hi_0_1 = \$15 [12:1];
-  assign pw_0_2 = { prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2[11], prod_0_2 };
-  assign sum_hi_0_2 = \$16 [12:1];
-  assign pw_0_3 = { prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3[11], prod_0_3 };
-  assign sum_hi_0_3 = \$17 [12:1];
-  assign pw_1_0 = { prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0[11], prod_1_0 };
-  assign sum_hi_1_0 = \$18 [12:1];
-  assign pw_1_1 = { prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1[11], prod_1_1 };
-  assign sum_hi_1_1 = \$19 [12:1];
-  assign pw_1_2 = { prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2[11], prod_1_2 };
-  assign sum_hi_1_2 = \$20 [12:1];
-  assign pw_1_3 = { prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3[11], prod_1_3 };
-  assign sum_hi_1_3 = \$21 [12:1];
-  assign pw_2_0 = { prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0[11], prod_2_0 };
-  assign sum_hi_2_0 = \$22 [12:1];
-  assign pw_2_1 = { prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1[11], prod_2_1 };
-  assign sum_hi_2_1 = \$23 [12:1];
-  assign pw_2_2 = { prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2[11], prod_2_2 };
-  assign sum_hi_2_2 = \$24 [12:1];
-  assign pw_2_3 = { prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3[11], prod_2_3 };
-  assign sum_hi_2_3 = \$25 [12:1];
-  assign pw_3_0 = { prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0[11], prod_3_0 };
-  assign sum_hi_3_0 = \$26 [12:1];
-  assign pw_3_1 = { prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1[11], prod_3_1 };
-  assign sum_hi_3_1 = \$27 [12:1];
-  assign pw_3_2 = { prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2[11], prod_3_2 };
-  assign sum_hi_3_2 = \$28 [12:1];
-  assign pw_3_3 = { prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3[11], prod_3_3 };
-  assign sum_hi_3_3 = \$29 [12:1];
-  assign col0 = { \$30 [11:0], col0_lo };
-  assign col1 = { \$31 [11:0], col1_lo };
-  assign col2 = { \$32 [11:0], col2_lo };
-  assign col3 = { \$33 [11:0], col3_lo };
+  assign col0 = { \$14 [11:0], col0_lo };
+  assign col1 = { \$15 [11:0], col1_lo };
+  assign col2 = { \$16 [11:0], col2_lo };
+  assign col3 = { \$17 [11:0], col3_lo };
   assign \a_stream__payload.data  = a_stream__payload[15:0];
   assign \a_stream__payload.data[0]  = a_stream__payload[3:0];
   assign \a_stream__payload.data[1]  = a_stream__payload[7:4];
@@ -3427,11 +1379,10 @@ module mac4x4_int4x8_sat(a_stream__valid, b_stream__payload, b_stream__valid, c_
   assign \c_stream__payload.data[2]  = c_stream__payload[47:32];
   assign \c_stream__payload.data[3]  = c_stream__payload[63:48];
 endmodule
-/* Generated by Amaranth Yosys 0.50 (PyPI ver 0.50.0.0.post130, git sha1 b5170e139) */
 
 (* generator = "Amaranth" *)
 module tf_mulreg_s4xs8(a, b, clk, rst, p, en);
-  reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [11:0] \$1 ;
   reg [3:0] \$2 ;
   reg [7:0] \$3 ;
@@ -3460,25 +1411,201 @@ module tf_mulreg_s4xs8(a, b, clk, rst, p, en);
   always @(posedge clk)
     b_q <= \$3 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$4  = p;
     if (en) begin
       \$4  = \$1 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$2  = a_q;
     if (en) begin
       \$2  = a;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$3  = b_q;
     if (en) begin
       \$3  = b;
     end
   end
   assign p_q = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module tf_pe_os_s4xs8_ps12_w24(a, b, pv, pl, clk, rst, a_out, b_out, cap_lo, cap_hi, cap_cy, en);
+  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
+  wire \$1 ;
+  reg \$10 ;
+  wire [13:0] \$2 ;
+  reg [3:0] \$3 ;
+  reg [7:0] \$4 ;
+  reg [11:0] \$5 ;
+  reg [11:0] \$6 ;
+  reg \$7 ;
+  reg [11:0] \$8 ;
+  reg [11:0] \$9 ;
+  input [3:0] a;
+  wire [3:0] a;
+  output [3:0] a_out;
+  reg [3:0] a_out = 4'h0;
+  (* init = 4'h0 *)
+  wire [3:0] a_q;
+  reg acc_cy = 1'h0;
+  reg [11:0] acc_hi = 12'h000;
+  reg [11:0] acc_lo = 12'h000;
+  input [7:0] b;
+  wire [7:0] b;
+  output [7:0] b_out;
+  reg [7:0] b_out = 8'h00;
+  (* init = 8'h00 *)
+  wire [7:0] b_q;
+  output cap_cy;
+  reg cap_cy = 1'h0;
+  (* init = 1'h0 *)
+  wire cap_cy_q;
+  output [11:0] cap_hi;
+  reg [11:0] cap_hi = 12'h000;
+  (* init = 12'h000 *)
+  wire [11:0] cap_hi_q;
+  output [11:0] cap_lo;
+  reg [11:0] cap_lo = 12'h000;
+  (* init = 12'h000 *)
+  wire [11:0] cap_lo_q;
+  input clk;
+  wire clk;
+  input en;
+  wire en;
+  input pl;
+  wire pl;
+  wire [11:0] prod;
+  input pv;
+  wire pv;
+  wire [23:0] pw;
+  input rst;
+  wire rst;
+  wire [11:0] sum_hi;
+  wire [12:0] sum_lo;
+  assign \$1  = en & pv;
+  assign sum_lo = acc_lo + prod;
+  assign \$2  = { acc_hi, 1'h1 } + { prod[11], prod[11], prod[11], prod[11], prod[11], prod[11], prod[11], prod[11], prod[11], prod[11], prod[11], prod[11], acc_cy };
+  always @(posedge clk)
+    a_out <= \$3 ;
+  always @(posedge clk)
+    b_out <= \$4 ;
+  always @(posedge clk)
+    cap_lo <= \$5 ;
+  always @(posedge clk)
+    cap_hi <= \$6 ;
+  always @(posedge clk)
+    cap_cy <= \$7 ;
+  always @(posedge clk)
+    acc_lo <= \$8 ;
+  always @(posedge clk)
+    acc_hi <= \$9 ;
+  always @(posedge clk)
+    acc_cy <= \$10 ;
+  tf_mulreg_s4xs8 mul (
+    .a(a),
+    .b(b),
+    .clk(clk),
+    .en(en),
+    .p(prod),
+    .rst(rst)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$3  = a_out;
+    if (en) begin
+      \$3  = a;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$4  = b_out;
+    if (en) begin
+      \$4  = b;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$5  = cap_lo;
+    if (\$1 ) begin
+      if (pl) begin
+        \$5  = sum_lo[11:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$6  = cap_hi;
+    if (\$1 ) begin
+      if (pl) begin
+        \$6  = \$2 [12:1];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$7  = cap_cy;
+    if (\$1 ) begin
+      if (pl) begin
+        \$7  = sum_lo[12];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$8  = acc_lo;
+    if (\$1 ) begin
+      (* full_case = 32'd1 *)
+      if (pl) begin
+        \$8  = 12'h000;
+      end else begin
+        \$8  = sum_lo[11:0];
+      end
+    end
+    if (rst) begin
+      \$8  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$9  = acc_hi;
+    if (\$1 ) begin
+      (* full_case = 32'd1 *)
+      if (pl) begin
+        \$9  = 12'h000;
+      end else begin
+        \$9  = \$2 [12:1];
+      end
+    end
+    if (rst) begin
+      \$9  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$10  = acc_cy;
+    if (\$1 ) begin
+      (* full_case = 32'd1 *)
+      if (pl) begin
+        \$10  = 1'h0;
+      end else begin
+        \$10  = sum_lo[12];
+      end
+    end
+    if (rst) begin
+      \$10  = 1'h0;
+    end
+  end
+  assign a_q = a_out;
+  assign b_q = b_out;
+  assign cap_lo_q = cap_lo;
+  assign cap_hi_q = cap_hi;
+  assign sum_hi = \$2 [12:1];
+  assign cap_cy_q = cap_cy;
+  assign pw = { prod[11], prod[11], prod[11], prod[11], prod[11], prod[11], prod[11], prod[11], prod[11], prod[11], prod[11], prod[11], prod };
 endmodule

@@ -7,7 +7,7 @@ import functools
 
 from generators.config import parse_config
 from generators.hls import lower
-from generators.hls.examples import jet_mlp, mlp
+from generators.hls.examples import EXAMPLES, hls4ml_config, jet_mlp, mlp
 from generators.hls.frontend import convert
 from generators.hls.lower import to_config
 
@@ -37,10 +37,40 @@ def hls_config(base: dict, reuse: int, narrow: bool) -> dict:
 @functools.cache
 def converted(which: str, reuse: int, narrow: bool, out_dir: str):
     """``(hls4ml graph, lowered model, network config)``."""
-    model = jet_mlp() if which == "jet" else mlp([6, 5, 3], seed=1, name="small")
+    model = jet_mlp(softmax=False) if which == "jet" else mlp([6, 5, 3], seed=1, name="small")
     name = f"{which}_r{reuse}{'_n' if narrow else ''}"
     graph, base = convert(model, output_dir=f"{out_dir}/{name}0", name=name)
     graph, _ = convert(model, hls4ml_config=hls_config(base, reuse, narrow),
                        output_dir=f"{out_dir}/{name}", name=name)
     lowered = lower(graph, name=name)
     return graph, lowered, parse_config(to_config(lowered, name), name)
+
+
+@functools.cache
+def example(which: str, reuse: int, out_dir: str):
+    """``(hls4ml graph, lowered model, network config)`` of an example of
+    :mod:`generators.hls.examples` (``jet_mlp``, ``ffn``) with its precisions."""
+    model = EXAMPLES[which]()
+    name = f"{which}_ex_r{reuse}"
+    _, base = convert(model, output_dir=f"{out_dir}/{name}0", name=name)
+    graph, _ = convert(model, hls4ml_config=hls4ml_config(which, base, reuse),
+                       output_dir=f"{out_dir}/{name}", name=name)
+    lowered = lower(graph, name=name)
+    return graph, lowered, parse_config(to_config(lowered, name), name)
+
+
+def trace_before(graph, lowered, x_codes, stop: type):
+    """hls4ml's own codes out of the layer just before the first layer of type ``stop``
+    (``graph.trace``, hls4ml's C++ emulation) and its final output (floats), for codes
+    ``x_codes`` in the input format."""
+    import numpy as np
+
+    idx = next(i for i, layer in enumerate(lowered.layers) if isinstance(layer, stop))
+    before = lowered.layers[idx - 1]
+    for layer in graph.get_layers():
+        layer.set_attr("trace", layer.name == before.name)
+    xf = np.ascontiguousarray(lowered.inp.fmt.dequantize(x_codes))
+    y, trace = graph.trace(xf)
+    codes = before.result.fmt.quantize(np.asarray(trace[before.name], dtype=np.float64)
+                                       .reshape(len(x_codes), -1))
+    return codes, np.asarray(y, dtype=np.float64).reshape(len(x_codes), -1)

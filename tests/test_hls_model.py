@@ -10,10 +10,22 @@ import pytest
 
 pytest.importorskip("hls4ml", reason="hls4ml is a pinned dependency; install with make")
 
+from network_cases import example, trace_before
+
 from generators.errors import UserError
-from generators.hls import BatchNormLayer, DenseLayer, ReluLayer, lower, run
-from generators.hls.examples import jet_mlp, mlp
+from generators.hls import (
+    BatchNormLayer,
+    DenseLayer,
+    GeluLayer,
+    ReluLayer,
+    SoftmaxLayer,
+    lower,
+    run,
+)
+from generators.hls.examples import ffn_block, hls4ml_config, jet_mlp, mlp
 from generators.hls.frontend import auto_notes, convert
+from generators.hls.lower import gelu_params, softmax_params
+from generators.hls.model import run_until, softmax_errors
 
 
 def _predict_codes(graph, lowered, x_codes):
@@ -36,7 +48,7 @@ def _inputs(lowered, rng, n=1000):
 
 @pytest.fixture(scope="module")
 def jet(tmp_path_factory):
-    graph, cfg = convert(jet_mlp(), name="jet",
+    graph, cfg = convert(jet_mlp(softmax=False), name="jet",
                          output_dir=str(tmp_path_factory.mktemp("jet")))
     graph.compile()
     return graph, cfg, lower(graph)
@@ -102,6 +114,7 @@ def test_unsupported_layer_one_line(tmp_path):
     msg = str(err.value)
     assert "\n" not in msg
     assert "Sigmoid" in msg and "is not supported (allowed: Input, Dense" in msg
+    assert "Softmax" in msg and "Activation(gelu)" in msg
 
 
 def test_bad_model_files(tmp_path):
@@ -117,3 +130,70 @@ def test_bad_model_files(tmp_path):
         convert(junk)
     with pytest.raises(UserError, match="is not a model hls4ml reads"):
         convert(42)
+
+
+def test_jet_mlp_softmax_logits_exact_error_smaller_than_hls4ml(tmp_path_factory, rng):
+    """Everything before the softmax equals hls4ml bit for bit; the softmax is the softmax
+    unit's golden model, and its error against float softmax of the same logits is smaller
+    than that of hls4ml's table softmax (its defaults: 1024 entries, fixed<18,8> tables)."""
+    graph, lowered, _ = example("jet_mlp", 1, str(tmp_path_factory.mktemp("jet_sm")))
+    assert [type(x) for x in lowered.layers][-1] is SoftmaxLayer
+    sm = lowered.layers[-1]
+    assert str(sm.inp.fmt) == "fixed<12,5>" and str(sm.result.fmt) == "ufixed<16,0>"
+    x = _inputs(lowered, rng, n=1000)
+    logits_hls, y_hls = trace_before(graph, lowered, x, SoftmaxLayer)
+    logits = run_until(lowered, x, SoftmaxLayer)
+    assert np.array_equal(logits, logits_hls), f"{int((logits != logits_hls).sum())} differ"
+    from generators.softmax.model import softmax as unit_softmax
+
+    got = np.asarray(run(lowered, x), dtype=np.int64)
+    assert np.array_equal(got, unit_softmax(softmax_params(sm), logits))
+    err = softmax_errors(lowered, logits, y_hls)
+    print(f"softmax error vs float over {err['rows']} rows: hls4ml {err['hls4ml']}, "
+          f"tensorfab {err['tensorfab']}")
+    assert err["tensorfab"]["max"] < err["hls4ml"]["max"]
+    assert err["tensorfab"]["mean"] < err["hls4ml"]["mean"]
+    assert err["tensorfab"]["max_lsb"] <= 0.5 + 2 ** -9  # the unit's stated bound
+
+
+def test_ffn_block_dense_exact_gelu_is_the_unit(tmp_path_factory, rng):
+    """Dense -> GELU -> Dense: the ONNX Gelu node lowers onto the gelu unit; the first Dense
+    equals hls4ml (which has no GELU to run the rest) bit for bit."""
+    out = tmp_path_factory.mktemp("ffn")
+    graph, lowered, _ = example("ffn", 1, str(out))
+    kinds = [type(x) for x in lowered.layers]
+    assert GeluLayer in kinds and kinds.count(DenseLayer) == 2
+    g = next(x for x in lowered.layers if isinstance(x, GeluLayer))
+    assert g.n == 64 and str(g.inp.fmt) == "fixed<8,3>"
+    # hls4ml runs the block up to the GELU: the same configuration on the model cut there
+    prefix = ffn_block(gelu=False)
+    _, base = convert(prefix, output_dir=str(out / "p0"), name="ffn_prefix")
+    pgraph, _ = convert(prefix, hls4ml_config=hls4ml_config("ffn", base),
+                        output_dir=str(out / "p1"), name="ffn_prefix")
+    pgraph.compile()
+    plowered = lower(pgraph)
+    x = _inputs(lowered, rng, n=1000)
+    before = run_until(lowered, x, GeluLayer)
+    assert np.array_equal(before, _predict_codes(pgraph, plowered, x))
+    from generators.gelu.model import error_lsb, gelu, reference
+
+    p = gelu_params(g)
+    assert np.asarray(run(lowered, x)).shape == (1000, 16)
+    err = error_lsb(p, gelu(p, before), reference(p, before))
+    print(f"GELU stage error vs float: max {err.max():.3f} LSB, mean {err.mean():.3f} LSB")
+    assert err.max() <= 0.5
+
+
+def test_softmax_and_gelu_need_unit_formats(tmp_path):
+    """hls4ml's default ('auto') precisions are too wide for the units: one line naming the
+    layer, the format and what is allowed."""
+    with pytest.raises(UserError) as err:
+        graph, _ = convert(jet_mlp(), output_dir=str(tmp_path / "j"), name="j")
+        lower(graph)
+    msg = str(err.value)
+    assert "\n" not in msg and "Softmax_0" in msg and "(allowed: 2..12 bits" in msg
+    with pytest.raises(UserError) as err:
+        graph, _ = convert(ffn_block(), output_dir=str(tmp_path / "f"), name="f")
+        lower(graph)
+    msg = str(err.value)
+    assert "\n" not in msg and "Gelu_0" in msg and "not allowed for the gelu unit" in msg

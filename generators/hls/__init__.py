@@ -6,7 +6,16 @@ that graph into a :class:`~generators.hls.lower.LoweredModel` of integer layers,
 ``model`` is the bit-exact golden model of the lowered pipeline (``ap_fixed`` semantics).
 """
 
-from .lower import BatchNormLayer, DenseLayer, LoweredModel, ReluLayer, lower
+from .lower import (
+                    BatchNormLayer,
+                    DenseLayer,
+                    GeluLayer,
+                    LoweredModel,
+                    ReluLayer,
+                    SoftmaxLayer,
+                    lower,
+)
 from .model import run
 
-__all__ = ["lower", "run", "LoweredModel", "DenseLayer", "BatchNormLayer", "ReluLayer"]
+__all__ = ["lower", "run", "LoweredModel", "DenseLayer", "BatchNormLayer", "ReluLayer",
+           "SoftmaxLayer", "GeluLayer"]

@@ -27,6 +27,30 @@ def _hls4ml():
     return hls4ml
 
 
+def _gelu_handler(node, input_names, input_shapes, graph):
+    """hls4ml's ONNX reader has no Gelu: pass an ONNX ``Gelu`` node (opset 20, exact GELU)
+    through as an ``Activation`` named ``gelu``, which :func:`..lower.lower` maps onto the
+    gelu unit. hls4ml itself cannot compile such a graph (it has no GELU kernel)."""
+    approx = "none"
+    for attr in node.attribute:
+        if attr.name == "approximate":
+            approx = attr.s.decode() if isinstance(attr.s, bytes) else str(attr.s)
+    if approx != "none":
+        raise ValueError(f"Gelu node {node.name!r} has approximate={approx!r} (allowed: "
+                         "'none': the gelu unit computes exact GELU)")
+    return {"name": node.name, "class_name": "Activation", "activation": "gelu",
+            "inputs": list(input_names), "outputs": list(node.output)}
+
+
+def _register_gelu(hls4ml) -> None:
+    import importlib
+
+    # the package re-exports a function of the same name: fetch the module itself
+    mod = importlib.import_module("hls4ml.converters.onnx_to_hls")
+    if "Gelu" not in mod.get_supported_onnx_layers():
+        mod.register_onnx_layer_handler("Gelu", _gelu_handler)
+
+
 def _onnx_model(model):
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.util.cleanup import cleanup_model
@@ -52,6 +76,7 @@ def convert(model, *, input_shape=None, hls4ml_config: dict | None = None,
     kind, obj = _kind(model)
     try:
         if kind == "onnx":
+            _register_gelu(hls4ml)
             obj = _onnx_model(obj)
             cfg = hls4ml_config or hls4ml.utils.config_from_onnx_model(
                 obj, granularity="name", backend=BACKEND, default_precision=default_precision)

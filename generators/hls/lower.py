@@ -21,12 +21,13 @@ import numpy as np
 from ..errors import UserError
 from ..numerics import Format
 
-__all__ = ["Quant", "DenseLayer", "BatchNormLayer", "ReluLayer", "LoweredModel", "lower",
-           "to_config", "from_config",
-           "quant_of"]
+__all__ = ["Quant", "DenseLayer", "BatchNormLayer", "ReluLayer", "SoftmaxLayer", "GeluLayer",
+           "LoweredModel", "lower", "to_config", "from_config", "quant_of", "softmax_params",
+           "gelu_params"]
 
 #: hls4ml layer classes this version lowers.
-SUPPORTED = ("Input", "Dense", "Activation(relu)", "ReLU", "BatchNormalization", "ApplyAlpha")
+SUPPORTED = ("Input", "Dense", "Activation(relu)", "ReLU", "BatchNormalization", "ApplyAlpha",
+             "Softmax", "Activation(softmax)", "Activation(gelu)")
 
 _ROUNDING = {"TRN": "trn", "RND": "rnd", "RND_CONV": "rnd_conv"}
 _OVERFLOW = {"WRAP": "wrap", "SAT": "sat"}
@@ -121,6 +122,89 @@ class ReluLayer:
     result: Quant
 
 
+@dataclass(frozen=True)
+class SoftmaxLayer:
+    """Row-wise softmax of the ``n`` values of a row, computed by the softmax unit
+    (:mod:`generators.softmax`, its integer specification): ``inp`` is the type of the layer
+    before, ``result`` hls4ml's ``result_t`` of the layer (only its format is used: the unit
+    rounds to nearest and saturates by its own specification). Not hls4ml's table softmax:
+    the outputs differ from ``predict()`` (README, "HLS flow")."""
+
+    name: str
+    n: int
+    inp: Quant
+    result: Quant
+
+    @property
+    def n_in(self) -> int:
+        return self.n
+
+    @property
+    def n_out(self) -> int:
+        return self.n
+
+
+@dataclass(frozen=True)
+class GeluLayer:
+    """Element-wise exact GELU computed by the gelu unit (:mod:`generators.gelu`), from the
+    type of the layer before (``inp``) to the layer's ``result`` format (the unit rounds to
+    nearest and saturates). hls4ml has no GELU: see :data:`GELU_NOTE`."""
+
+    name: str
+    n: int
+    inp: Quant
+    result: Quant
+
+    @property
+    def n_in(self) -> int:
+        return self.n
+
+    @property
+    def n_out(self) -> int:
+        return self.n
+
+
+#: How a GELU reaches the lowering (hls4ml has no GELU layer of its own).
+GELU_NOTE = ("an ONNX Gelu node (opset 20, or com.microsoft Gelu) or an activation named "
+             "gelu, e.g. Keras Activation('gelu')")
+
+
+def softmax_params(layer: SoftmaxLayer):
+    """The softmax unit that computes ``layer``: one row of ``n`` elements per beat."""
+    from ..softmax.params import SoftmaxParams
+
+    return SoftmaxParams(length=layer.n, lanes=layer.n, inp=layer.inp.fmt,
+                         out=layer.result.fmt, name=layer.name)
+
+
+def gelu_params(layer: GeluLayer):
+    """The gelu unit that computes ``layer``: one row of ``n`` elements per beat."""
+    from ..gelu.params import GeluParams
+
+    return GeluParams(inp=layer.inp.fmt, out=layer.result.fmt, lanes=layer.n, name=layer.name)
+
+
+def check_unit_formats(layer, where: str) -> None:
+    """Raise :class:`UserError` when the unit behind a softmax or GELU layer cannot take the
+    layer's input and result formats (one line, naming what is allowed)."""
+    i, o = layer.inp.fmt, layer.result.fmt
+    if isinstance(layer, SoftmaxLayer):
+        if not 2 <= i.width <= 12:
+            raise UserError(f"{where}: input {i} is {i.width} bits (allowed: 2..12 bits for "
+                            "the softmax unit; set the result precision of the layer before, "
+                            "e.g. fixed<12,5,RND,SAT>)")
+        if o.signed or not 2 <= o.width <= 16 or o.int_bits > 1 or o.frac_bits < 1:
+            raise UserError(f"{where}: result {o} is not a probability format (allowed: "
+                            "ufixed<W,I> with 2 <= W <= 16 and I <= 1, e.g. "
+                            "ufixed<16,0,RND,SAT>)")
+    else:
+        for what, f in (("input", i), ("result", o)):
+            if not f.signed or not 2 <= f.width <= 16:
+                raise UserError(f"{where}: {what} {f} is not allowed for the gelu unit "
+                                "(allowed: signed fixed<W,I> with 2 <= W <= 16; set it in "
+                                "the hls4ml configuration)")
+
+
 @dataclass(frozen=True, eq=False)
 class LoweredModel:
     """The integer pipeline of a model: its input type, its layers in order, and notes on how
@@ -137,11 +221,11 @@ class LoweredModel:
 
     @property
     def n_in(self) -> int:
-        return next(x.n_in for x in self.layers if isinstance(x, DenseLayer))
+        return next(x.n_in for x in self.layers if hasattr(x, "n_in"))
 
     @property
     def n_out(self) -> int:
-        last = [x for x in self.layers if isinstance(x, DenseLayer)]
+        last = [x for x in self.layers if hasattr(x, "n_out")]
         return last[-1].n_out
 
 
@@ -166,6 +250,10 @@ def _codes(values: np.ndarray, q: Quant, where: str) -> np.ndarray:
     return q.fmt.quantize(values, q.rounding, q.overflow)
 
 
+def _act(layer) -> str:
+    return str(layer.get_attr("activation") or "").lower()
+
+
 def lower(graph, name: str | None = None) -> LoweredModel:
     """Lower an hls4ml ``ModelGraph`` (after ``convert_from_*``; no compile needed).
 
@@ -182,6 +270,7 @@ def lower(graph, name: str | None = None) -> LoweredModel:
     out: list = []
     notes: list[str] = []
     cur = inp
+    width = None
     for layer in layers[1:]:
         cls = layer.class_name
         where = _describe(layer)
@@ -202,6 +291,7 @@ def lower(graph, name: str | None = None) -> LoweredModel:
                 result=rq, reuse_factor=int(layer.get_attr("reuse_factor") or 1))
             out.append(layer_out)
             cur = rq
+            width = n_out
         elif cls in ("BatchNormalization", "ApplyAlpha"):
             sq = quant_of(types["scale_t"], f"{where} scale_t")
             bq = quant_of(types["bias_t"], f"{where} bias_t")
@@ -220,11 +310,32 @@ def lower(graph, name: str | None = None) -> LoweredModel:
             rq = quant_of(types["result_t"], f"{where} result_t")
             out.append(ReluLayer(name=layer.name, inp=cur, result=rq))
             cur = rq
+        elif cls == "Softmax" or (cls == "Activation" and _act(layer) in ("softmax", "gelu")):
+            kind = "softmax" if cls == "Softmax" else _act(layer)
+            if width is None:
+                raise UserError(f"{where}: a {kind} before any Dense layer (allowed: a "
+                                "Dense layer first)")
+            if kind == "softmax":
+                axis = layer.get_attr("axis")
+                if axis not in (None, -1):
+                    raise UserError(f"{where}: softmax over axis {axis} (allowed: the last "
+                                    "axis, -1)")
+            rq = quant_of(types["result_t"], f"{where} result_t")
+            cls_ = SoftmaxLayer if kind == "softmax" else GeluLayer
+            new = cls_(name=layer.name, n=width, inp=cur, result=rq)
+            check_unit_formats(new, where)
+            out.append(new)
+            cur = rq
         else:
             act = layer.get_attr("activation")
             kind = f"{cls}({act})" if cls == "Activation" and act else cls
             raise UserError(f"{where}: type {kind} is not supported "
                             f"(allowed: {', '.join(SUPPORTED)})")
+    for i, layer in enumerate(out[:-1]):
+        if isinstance(layer, SoftmaxLayer):
+            nxt = out[i + 1]
+            raise UserError(f"layer {layer.name!r} (Softmax): followed by layer {nxt.name!r} "
+                            "(allowed: a softmax as the last layer)")
     return LoweredModel(name=name or graph.config.get_project_name(), inp=inp,
                         layers=tuple(out), notes=tuple(notes))
 
@@ -258,6 +369,9 @@ def to_config(model: LoweredModel, name: str, source: str = "") -> dict:
                            "bias": _quant_dict(layer.bias), "result": _quant_dict(layer.result),
                            "scale": np.asarray(layer.scale, dtype=np.int64).tolist(),
                            "b": np.asarray(layer.b, dtype=np.int64).tolist()})
+        elif isinstance(layer, (SoftmaxLayer, GeluLayer)):
+            layers.append({"kind": "softmax" if isinstance(layer, SoftmaxLayer) else "gelu",
+                           "name": layer.name, "result": _quant_dict(layer.result)})
         else:
             layers.append({"kind": "relu", "name": layer.name,
                            "result": _quant_dict(layer.result)})
@@ -269,6 +383,7 @@ def from_config(cfg) -> LoweredModel:
     """The lowered model a ``unit: network`` config describes."""
     cur = _quant(cfg.input)
     layers = []
+    width = None
     for lc in cfg.layers:
         if lc.kind == "dense":
             layer = DenseLayer(name=lc.name, w=np.array(lc.w, dtype=np.int64),
@@ -276,6 +391,10 @@ def from_config(cfg) -> LoweredModel:
                                weight=_quant(lc.weight), bias=_quant(lc.bias),
                                accum=_quant(lc.accum), result=_quant(lc.result),
                                reuse_factor=lc.reuse_factor)
+            width = layer.n_out
+        elif lc.kind in ("softmax", "gelu"):
+            cls = SoftmaxLayer if lc.kind == "softmax" else GeluLayer
+            layer = cls(name=lc.name, n=width, inp=cur, result=_quant(lc.result))
         elif lc.kind == "batchnorm":
             layer = BatchNormLayer(name=lc.name, scale=np.array(lc.scale, dtype=np.int64),
                                    b=np.array(lc.b, dtype=np.int64), inp=cur,

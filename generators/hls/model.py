@@ -9,9 +9,18 @@ from __future__ import annotations
 import numpy as np
 
 from ..numerics import Format, exact_matmul, requantize
-from .lower import BatchNormLayer, DenseLayer, LoweredModel, ReluLayer
+from .lower import (
+    BatchNormLayer,
+    DenseLayer,
+    GeluLayer,
+    LoweredModel,
+    ReluLayer,
+    SoftmaxLayer,
+    gelu_params,
+    softmax_params,
+)
 
-__all__ = ["run", "dense", "batchnorm", "relu"]
+__all__ = ["run", "run_until", "dense", "batchnorm", "relu", "softmax", "gelu", "softmax_errors"]
 
 
 def _product_format(layer: DenseLayer) -> Format:
@@ -71,14 +80,62 @@ def relu(layer: ReluLayer, x: np.ndarray) -> np.ndarray:
                       layer.result.overflow)
 
 
+def softmax(layer: SoftmaxLayer, x: np.ndarray) -> np.ndarray:
+    """The softmax unit's golden model (:func:`generators.softmax.model.softmax`) on each row."""
+    from ..softmax.model import softmax as unit
+
+    return unit(softmax_params(layer), np.asarray(x, dtype=np.int64))
+
+
+def gelu(layer: GeluLayer, x: np.ndarray) -> np.ndarray:
+    """The gelu unit's golden model (:func:`generators.gelu.model.gelu`), element-wise."""
+    from ..gelu.model import gelu as unit
+
+    return unit(gelu_params(layer), np.asarray(x, dtype=np.int64))
+
+
+_LAYER = {DenseLayer: dense, BatchNormLayer: batchnorm, ReluLayer: relu, SoftmaxLayer: softmax,
+          GeluLayer: gelu}
+
+
 def run(model: LoweredModel, x: np.ndarray) -> np.ndarray:
     """Codes ``x`` [batch, n_in] in the input format → codes [batch, n_out] of the last layer."""
     y = np.asarray(x)
     for layer in model.layers:
-        if isinstance(layer, DenseLayer):
-            y = dense(layer, y)
-        elif isinstance(layer, BatchNormLayer):
-            y = batchnorm(layer, y)
-        else:
-            y = relu(layer, y)
+        y = _LAYER[type(layer)](layer, y)
     return y
+
+
+def run_until(model: LoweredModel, x: np.ndarray, stop: type) -> np.ndarray:
+    """Codes out of the layers before the first layer of type ``stop`` (e.g. the logits before
+    a :class:`SoftmaxLayer`)."""
+    y = np.asarray(x)
+    for layer in model.layers:
+        if isinstance(layer, stop):
+            break
+        y = _LAYER[type(layer)](layer, y)
+    return y
+
+
+def softmax_errors(model: LoweredModel, logits: np.ndarray, y_hls: np.ndarray) -> dict:
+    """Errors against float64 softmax of the same ``logits`` (codes into the model's final
+    softmax): of hls4ml's outputs ``y_hls`` (real values, from ``predict()``) and of ours (the
+    softmax unit's golden model), as ``{"hls4ml"|"tensorfab": {"max", "mean"}}`` in absolute
+    probability and ``{"max_lsb", "mean_lsb"}`` in LSBs of the softmax's result format."""
+    from ..softmax.model import reference
+
+    layer = model.layers[-1]
+    if not isinstance(layer, SoftmaxLayer):
+        raise ValueError("the model does not end in a softmax")
+    p = softmax_params(layer)
+    exact = reference(p, np.asarray(logits, dtype=np.int64))
+    ours = p.out.dequantize(softmax(layer, logits))
+    lsb = 2.0 ** -p.out.frac_bits
+    out = {}
+    for who, y in (("hls4ml", np.asarray(y_hls, dtype=np.float64)), ("tensorfab", ours)):
+        err = np.abs(y.reshape(exact.shape) - exact)
+        out[who] = {"max": float(err.max()), "mean": float(err.mean()),
+                    "max_lsb": float(err.max() / lsb), "mean_lsb": float(err.mean() / lsb)}
+    out["rows"] = int(exact.shape[0])
+    out["result"] = str(p.out)
+    return out

@@ -23,7 +23,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigne
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..hardmul import mul_reg
+from ..hardmul import leaf, mul_reg
 from .params import OUTPUT_STATIONARY, MacArrayParams
 
 
@@ -38,6 +38,117 @@ def _delay(m: Module, sig, n: int, en, name: str, data: bool = False) -> list:
             m.d.sync += reg.eq(out[-1])
         out.append(reg)
     return out
+
+
+def _tag(shape) -> str:
+    return f"{'s' if shape.signed else 'u'}{shape.width}"
+
+
+class PeOS(wiring.Component):
+    """Output-stationary processing element: forwards its operands right and down, multiplies
+    them in a registered multiplier and accumulates the product (split accumulator, below);
+    the beat that ends a tile captures the total into ``cap_*`` and clears the accumulator.
+
+    ``pv``/``pl``: the beat whose product reaches the adder now is valid / ends its tile.
+    """
+
+    def __init__(self, a_shape, b_shape, p_shape, width: int):
+        self.shapes = (a_shape, b_shape, p_shape, width)
+        L = width // 2
+        super().__init__({
+            "en": In(1), "a": In(a_shape), "b": In(b_shape), "pv": In(1), "pl": In(1),
+            "a_out": Out(a_shape), "b_out": Out(b_shape),
+            "cap_lo": Out(L), "cap_hi": Out(width - L), "cap_cy": Out(1),
+        })
+
+    @staticmethod
+    def module_name(a_shape, b_shape, p_shape, width: int) -> str:
+        """The Verilog module of a PE with these shapes (every parameter is in the name)."""
+        return f"tf_pe_os_{_tag(a_shape)}x{_tag(b_shape)}_p{_tag(p_shape)}_w{width}"
+
+    def elaborate(self, platform):
+        m = Module()
+        a_shape, b_shape, p_shape, W = self.shapes
+        en = self.en
+        a_q = Signal(a_shape, name="a_q", reset_less=True)
+        b_q = Signal(b_shape, name="b_q", reset_less=True)
+        with m.If(en):
+            m.d.sync += [a_q.eq(self.a), b_q.eq(self.b)]
+        m.d.comb += [self.a_out.eq(a_q), self.b_out.eq(b_q)]
+        prod = Signal(p_shape, name="prod", reset_less=True)
+        mul_reg(m, platform, self.a, self.b, en, prod, "mul")
+        # Accumulator in two halves, lo (the low L bits) and hi, with the carry out of lo
+        # added into hi one cycle later: each adder's carry chain is half the width. The sum
+        # is always (hi << L) + lo + (cy << L) modulo 2**W; the pending carry of the last
+        # product is captured with the halves and added back after the drain.
+        L = W // 2
+        H = W - L
+        pw = Signal(W, name="pw")  # the product, extended to W bits
+        lo = Signal(L, name="acc_lo")
+        hi = Signal(H, name="acc_hi")
+        cy = Signal(name="acc_cy")
+        s_lo = Signal(L + 1, name="sum_lo")
+        s_hi = Signal(H, name="sum_hi")
+        m.d.comb += [
+            pw.eq(prod),
+            s_lo.eq(lo + pw[:L]),
+            # hi + pw[L:] + cy as one adder: cy enters as the carry into bit 0
+            s_hi.eq((Cat(Const(1, 1), hi) + Cat(cy, pw[L:]))[1:]),
+        ]
+        cap_lo = Signal(L, name="cap_lo_q", reset_less=True)
+        cap_hi = Signal(H, name="cap_hi_q", reset_less=True)
+        cap_cy = Signal(name="cap_cy_q", reset_less=True)
+        with m.If(en & self.pv):
+            with m.If(self.pl):
+                m.d.sync += [cap_lo.eq(s_lo[:L]), cap_hi.eq(s_hi), cap_cy.eq(s_lo[L]),
+                             lo.eq(0), hi.eq(0), cy.eq(0)]
+            with m.Else():
+                m.d.sync += [lo.eq(s_lo[:L]), hi.eq(s_hi), cy.eq(s_lo[L])]
+        m.d.comb += [self.cap_lo.eq(cap_lo), self.cap_hi.eq(cap_hi), self.cap_cy.eq(cap_cy)]
+        return m
+
+
+class PeWS(wiring.Component):
+    """Weight-stationary processing element: forwards activations right and shadow weights
+    down, multiplies its activation by its active weight and adds the partial sum from above.
+
+    ``swap``: the pass's first beat is one stage upstream, so the multiplier's weight register
+    takes the shadow weight (the weight input of the multiplier is always a plain register);
+    ``load``: a weight beat shifts the shadow weights down the column.
+    """
+
+    def __init__(self, a_shape, b_shape, p_shape, s_shape):
+        self.shapes = (a_shape, b_shape, p_shape, s_shape)
+        super().__init__({
+            "en": In(1), "a": In(a_shape), "swap": In(1), "load": In(1),
+            "w_in": In(b_shape), "psum_in": In(s_shape),
+            "a_out": Out(a_shape), "w_out": Out(b_shape), "psum": Out(s_shape),
+        })
+
+    @staticmethod
+    def module_name(a_shape, b_shape, p_shape, s_shape) -> str:
+        """The Verilog module of a PE with these shapes (every parameter is in the name)."""
+        return (f"tf_pe_ws_{_tag(a_shape)}x{_tag(b_shape)}_p{_tag(p_shape)}"
+                f"_{_tag(s_shape)}")
+
+    def elaborate(self, platform):
+        m = Module()
+        a_shape, b_shape, p_shape, s_shape = self.shapes
+        en = self.en
+        a_q = Signal(a_shape, name="a_q", reset_less=True)
+        w_sh = Signal(b_shape, name="w_sh", reset_less=True)
+        w_act = Signal(b_shape, name="w_act", reset_less=True)
+        w_next = Signal(b_shape, name="w_next")
+        prod = Signal(p_shape, name="prod", reset_less=True)
+        ps = Signal(s_shape, name="psum_q", reset_less=True)
+        with m.If(self.load):
+            m.d.sync += w_sh.eq(self.w_in)
+        m.d.comb += w_next.eq(Mux(self.swap, w_sh, w_act))
+        mul_reg(m, platform, self.a, w_next, en, prod, "mul")
+        with m.If(en):
+            m.d.sync += [a_q.eq(self.a), w_act.eq(w_next), ps.eq(self.psum_in + prod)]
+        m.d.comb += [self.a_out.eq(a_q), self.w_out.eq(w_sh), self.psum.eq(ps)]
+        return m
 
 
 class MacArray(wiring.Component):
@@ -139,53 +250,41 @@ class MacArray(wiring.Component):
             with m.Elif(since_last < R):
                 m.d.sync += since_last.eq(since_last + 1)
 
-        # Row pipelines: skew by i, then one register per PE along the row. Stage s of every
-        # row holds the beat accepted s cycles ago, so one flag pipeline serves all rows:
-        # PE (i, j) sees its operands at stage i+1+j and its product at stage i+j+2.
-        # (a_in[i][j] feeds PE (i, j)'s multiplier, whose own input registers make it the
-        # operand at stage i+1+j.)
-        a_in = [_delay(m, a.payload.data[i], i + C, en, f"a{i}", data=True)[i:]
-                for i in range(R)]
-        b_in = [_delay(m, b.payload.data[j], j + R, en, f"b{j}", data=True)[j:]
-                for j in range(C)]
+        # Row pipelines: skew lane i of a (lane j of b) by i (j) cycles, then one register per
+        # PE along the row (column), inside the PEs. Stage s of every row holds the beat
+        # accepted s cycles ago, so one flag pipeline serves all rows: PE (i, j) takes its
+        # operands at stage i+j (its multiplier's input registers make them the operands at
+        # stage i+1+j) and adds the product at stage i+j+2.
+        a_skew = [_delay(m, a.payload.data[i], i, en, f"a{i}", data=True)[-1] for i in range(R)]
+        b_skew = [_delay(m, b.payload.data[j], j, en, f"b{j}", data=True)[-1] for j in range(C)]
         vs = _delay(m, take, R + C, en, "v")
         ls = _delay(m, a.payload.last, R + C, en, "l")
 
-        # Accumulators in two halves, lo (the low L bits) and hi, with the carry out of lo
-        # added into hi one cycle later: each adder's carry chain is half the width. The sum
-        # is always (hi << L) + lo + (cy << L) modulo 2**W; the pending carry of the last
-        # product is captured with the halves and added back after the drain (see below).
+        # PEs (see PeOS): accumulators split in halves lo/hi with a pending carry cy, all
+        # three captured when a tile ends and recombined after the drain (below).
         W = p.internal_width
         L = W // 2
         H = W - L
+        a_sh, b_sh = p.a.shape(), p.b.shape()
+        p_sh = p.product.shape()
+
+        def make():
+            return PeOS(a_sh, b_sh, p_sh, W)
+
+        module = PeOS.module_name(a_sh, b_sh, p_sh, W)
         cap = [[None] * C for _ in range(R)]
+        a_fwd = [[Signal(a_sh, name=f"a_{i}_{j}") for j in range(C)] for i in range(R)]
+        b_fwd = [[Signal(b_sh, name=f"b_{i}_{j}") for j in range(C)] for i in range(R)]
         for i in range(R):
             for j in range(C):
-                prod = Signal(p.product.shape(), name=f"prod_{i}_{j}", reset_less=True)
-                pv, pl = vs[i + j + 2], ls[i + j + 2]
-                mul_reg(m, platform, a_in[i][j], b_in[j][i], en, prod, f"mul_{i}_{j}")
-                pw = Signal(W, name=f"pw_{i}_{j}")  # the product, extended to W bits
-                lo = Signal(L, name=f"acc_lo_{i}_{j}")
-                hi = Signal(H, name=f"acc_hi_{i}_{j}")
-                cy = Signal(name=f"acc_cy_{i}_{j}")
-                s_lo = Signal(L + 1, name=f"sum_lo_{i}_{j}")
-                s_hi = Signal(H, name=f"sum_hi_{i}_{j}")
-                m.d.comb += [
-                    pw.eq(prod),
-                    s_lo.eq(lo + pw[:L]),
-                    # hi + pw[L:] + cy as one adder: cy enters as the carry into bit 0
-                    s_hi.eq((Cat(Const(1, 1), hi) + Cat(cy, pw[L:]))[1:]),
-                ]
-                cp = [Signal(L, name=f"cap_lo_{i}_{j}", reset_less=True),
-                      Signal(H, name=f"cap_hi_{i}_{j}", reset_less=True),
-                      Signal(name=f"cap_cy_{i}_{j}", reset_less=True)]
-                with m.If(en):
-                    with m.If(pv):
-                        with m.If(pl):
-                            m.d.sync += [cp[0].eq(s_lo[:L]), cp[1].eq(s_hi), cp[2].eq(s_lo[L]),
-                                         lo.eq(0), hi.eq(0), cy.eq(0)]
-                        with m.Else():
-                            m.d.sync += [lo.eq(s_lo[:L]), hi.eq(s_hi), cy.eq(s_lo[L])]
+                cp = [Signal(L, name=f"cap_lo_{i}_{j}"), Signal(H, name=f"cap_hi_{i}_{j}"),
+                      Signal(name=f"cap_cy_{i}_{j}")]
+                leaf(m, platform, module, make, f"pe_{i}_{j}", en=en,
+                     a=a_skew[i] if j == 0 else a_fwd[i][j - 1],
+                     b=b_skew[j] if i == 0 else b_fwd[i - 1][j],
+                     pv=vs[i + j + 2], pl=ls[i + j + 2],
+                     a_out=a_fwd[i][j], b_out=b_fwd[i][j],
+                     cap_lo=cp[0], cap_hi=cp[1], cap_cy=cp[2])
                 cap[i][j] = cp
 
         # Drain: rows 0..R-1 of column j are read on consecutive cycles, column j one cycle
@@ -256,44 +355,43 @@ class MacArray(wiring.Component):
             with m.If(a_take):
                 m.d.sync += is_first.eq(a.payload.last)
 
-        # Shadow weights shift down the columns on each weight beat.
-        w_sh = [[Signal(p.b.shape(), name=f"wsh_{i}_{j}", reset_less=True) for j in range(C)]
-                for i in range(R)]
-        with m.If(b_fire):
-            for j in range(C):
-                m.d.sync += w_sh[0][j].eq(b.payload.data[j])
-                for i in range(1, R):
-                    m.d.sync += w_sh[i][j].eq(w_sh[i - 1][j])
-
         # Row pipelines: stage s of row i holds the beat accepted s cycles ago; PE (i, j) reads
-        # stage i+1+j and swaps in its shadow weights when the pass's first beat is one stage
-        # upstream, so the multiplier's weight input is always a plain register.
+        # stage i+j (skew i, then one register per PE inside the PEs) and swaps in its shadow
+        # weights when the pass's first beat is one stage upstream (see PeWS). Shadow weights
+        # shift down the columns on each weight beat.
         first_now = Signal()
         m.d.comb += first_now.eq(a_take & is_first)
-        a_st = [_delay(m, a.payload.data[i], i + C, en, f"a{i}", data=True) for i in range(R)]
+        a_skew = [_delay(m, a.payload.data[i], i, en, f"a{i}", data=True)[-1] for i in range(R)]
         v_st = _delay(m, a_take, R + C, en, "v")
         f_st = _delay(m, first_now, R + C, en, "f")
+        swap = []
+        for s_ in range(R + C):
+            sw = Signal(name=f"swap{s_}")
+            m.d.comb += sw.eq(v_st[s_] & f_st[s_])
+            swap.append(sw)
         # valid, last, k_first, k_last of each beat, to where its partial sums leave the array
         flags = Signal(4)
         m.d.comb += flags.eq(Cat(a_take, a.payload.last, a.payload.k_first, a.payload.k_last))
         fl_st = _delay(m, flags, R + C + 1, en, "flags")
 
-        psum = [[None] * C for _ in range(R)]
+        a_sh, b_sh = p.a.shape(), p.b.shape()
+        p_sh = p.product.shape()
+
+        def make():
+            return PeWS(a_sh, b_sh, p_sh, ishape)
+
+        module = PeWS.module_name(a_sh, b_sh, p_sh, ishape)
+        a_fwd = [[Signal(a_sh, name=f"a_{i}_{j}") for j in range(C)] for i in range(R)]
+        w_fwd = [[Signal(b_sh, name=f"wsh_{i}_{j}") for j in range(C)] for i in range(R)]
+        psum = [[Signal(ishape, name=f"psum_{i}_{j}") for j in range(C)] for i in range(R)]
         for i in range(R):
             for j in range(C):
-                w_act = Signal(p.b.shape(), name=f"w_{i}_{j}", reset_less=True)
-                prod = Signal(p.product.shape(), name=f"prod_{i}_{j}", reset_less=True)
-                ps = Signal(ishape, name=f"psum_{i}_{j}", reset_less=True)
-                s_in = i + 1 + j
-                # the weight the multiplier's B register takes: the shadow weight when the
-                # pass's first beat is one stage upstream, else the one it holds (w_act)
-                w_next = Signal(p.b.shape(), name=f"wn_{i}_{j}")
-                m.d.comb += w_next.eq(Mux(v_st[s_in - 1] & f_st[s_in - 1], w_sh[i][j], w_act))
-                mul_reg(m, platform, a_st[i][s_in - 1], w_next, en, prod, f"mul_{i}_{j}")
-                with m.If(en):
-                    m.d.sync += w_act.eq(w_next)
-                    m.d.sync += ps.eq((psum[i - 1][j] if i else 0) + prod)
-                psum[i][j] = ps
+                leaf(m, platform, module, make, f"pe_{i}_{j}", en=en,
+                     a=a_skew[i] if j == 0 else a_fwd[i][j - 1],
+                     swap=swap[i + j], load=b_fire,
+                     w_in=b.payload.data[j] if i == 0 else w_fwd[i - 1][j],
+                     psum_in=psum[i - 1][j] if i else Const(0, ishape),
+                     a_out=a_fwd[i][j], w_out=w_fwd[i][j], psum=psum[i][j])
 
         # Bottom of each column: accumulate the K-tiles of a pass in a buffer of tile_m rows.
         cols, col_valids = [], []

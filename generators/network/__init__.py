@@ -86,7 +86,7 @@ class _Family:
 
     def stats(self, params: NetworkParams, arrays: dict, cycles: int | None, **_) -> dict:
         rows = arrays["x"].shape[0]
-        macs = rows * sum(s[0].n_in * s[0].n_out for s in params.stages)
+        macs = rows * sum(s[0].n_in * s[0].n_out for s in params.dense_stages)
         out = {"rows": rows, "macs": macs, "expected_cycles": params.expected_cycles(rows)}
         if cycles:
             out["cycles"] = cycles

@@ -10,6 +10,11 @@ downstream; a new row is taken in the same cycle the result is handed on.
 
 Stage timing (see :func:`generators.network.params.expected_cycles`): accepted at cycle ``A``,
 the result is offered from ``A + C + 2``.
+
+Softmax and GELU layers are stages of their own: the softmax and gelu units' components
+(:class:`generators.softmax.rtl.Softmax`, :class:`generators.gelu.rtl.Gelu`) with one lane per
+element of the row, so a row is one beat (``last`` set, every ``keep`` bit set); ReLU and
+BatchNorm layers after a GELU are fused after it like after a Dense stage.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..hls.lower import BatchNormLayer, DenseLayer, ReluLayer
+from ..hls.lower import BatchNormLayer, DenseLayer, ReluLayer, SoftmaxLayer
 from ..hwnum import convert
 from ..numerics import requantize
 from .params import NetworkParams
@@ -46,7 +51,8 @@ class Network(wiring.Component):
         for i, stage in enumerate(self.p.stages):
             last = i == len(self.p.stages) - 1
             out_ready = self.y_stream.ready if last else Signal(name=f"s{i}_out_ready")
-            vals, out_valid = _dense_stage(m, f"s{i}", stage, valid, payload, ready, out_ready)
+            build = _dense_stage if isinstance(stage[0], DenseLayer) else _unit_stage
+            vals, out_valid = build(m, f"s{i}", stage, valid, payload, ready, out_ready)
             if last:
                 m.d.comb += self.y_stream.valid.eq(out_valid)
                 for j, v in enumerate(vals):
@@ -128,7 +134,38 @@ def _dense_stage(m: Module, name: str, stage: tuple, in_valid, in_data, in_ready
 
     vals = [convert(a, acc_fmt.frac_bits, dense.result.fmt, dense.result.rounding,
                     dense.result.overflow) for a in acc]
-    src = dense.result
+    return _tail(m, name, vals, dense.result, post), done
+
+
+def _unit_stage(m: Module, name: str, stage: tuple, in_valid, in_data, in_ready, out_ready):
+    """A softmax or gelu unit taking a whole row per beat (and its element-wise tail)."""
+    from ..network.params import NetworkParams
+
+    head = stage[0]
+    p = NetworkParams.unit_params(head)
+    if isinstance(head, SoftmaxLayer):
+        from ..softmax.rtl import Softmax
+
+        unit = Softmax(p)
+    else:
+        from ..gelu.rtl import Gelu
+
+        unit = Gelu(p)
+    m.submodules[f"{name}_{head.name.lower()}"] = unit
+    i, o = unit.i_stream, unit.o_stream
+    m.d.comb += [i.valid.eq(in_valid), i.payload.last.eq(1), in_ready.eq(i.ready),
+                 o.ready.eq(out_ready)]
+    if isinstance(head, SoftmaxLayer) and p.lanes > 1:
+        m.d.comb += i.payload.keep.eq((1 << p.lanes) - 1)
+    for j in range(head.n):
+        m.d.comb += i.payload.data[j].eq(in_data[j])
+    vals = [o.payload.data[j] for j in range(head.n)]
+    return _tail(m, name, vals, head.result, stage[1:]), o.valid
+
+
+def _tail(m: Module, name: str, vals: list, src, post: tuple) -> list:
+    """The element-wise layers ``post`` (ReLU, BatchNorm) on ``vals`` (in ``src``), as
+    combinational logic; returns one named signal per output."""
     for layer in post:
         if isinstance(layer, ReluLayer):
             vals = [convert(Mux(v > 0, v, 0), src.fmt.frac_bits, layer.result.fmt,
@@ -150,4 +187,4 @@ def _dense_stage(m: Module, name: str, stage: tuple, in_valid, in_data, in_ready
         sig = Signal(src.fmt.shape(), name=f"{name}_y{j}")
         m.d.comb += sig.eq(v)
         outs.append(sig)
-    return outs, done
+    return outs

@@ -257,9 +257,12 @@ def host_targets(res: dict) -> list[dict]:
     for fmt, goal in (("int8", 1000), ("int4", 500)):
         for held in ("int8 array", "int64 array"):
             p_, u_ = speed(fmt, "pack", held), speed(fmt, "unpack", held)
+            # int8 codes already are their wire bytes: packing them is a view, no copy
+            pack = ("a zero-copy view" if fmt == "int8" and held == "int8 array"
+                    else f"{p_:.0f} MB/s")
             out.append({"target": f"{fmt} packing >= {goal} MB/s per core, pack and unpack "
                                   f"(codes held as {held}; wire bytes)",
-                        "measured": f"pack {p_:.0f} MB/s, unpack {u_:.0f} MB/s",
+                        "measured": f"pack {pack}, unpack {u_:.0f} MB/s",
                         "met": p_ >= goal and u_ >= goal})
     sb = res.get("served_board")
     if sb:

@@ -35,6 +35,16 @@ def _params(rows, cols, dataflow="output_stationary", **kw):
                           tile_m=kw.get("tile_m", 64), name=f"bench{rows}x{cols}")
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (Yosys runs as one): a reading
+    that a busy machine stretches far less than wall time."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def bench_emission(sizes=(8, 16, 32)) -> list[dict]:
     """Seconds for what `tensorfab generate` does: elaborate, convert to Verilog (with the
     multiplier modules) and build the manifest (generators.generate.render)."""
@@ -47,12 +57,16 @@ def bench_emission(sizes=(8, 16, 32)) -> list[dict]:
             cfg = parse_config({"name": f"bench{n}x{n}", "unit": "mac_array", "rows": n,
                                 "cols": n, "a": "int8", "b": "int8", "acc": "int32",
                                 "dataflow": df}, "bench")
+            c0 = _cpu_seconds()
             t0 = time.perf_counter()
             text, _ = render(cfg)
             dt = time.perf_counter() - t0
+            cpu = _cpu_seconds() - c0
             rows.append({"array": f"{n}x{n}", "dataflow": df, "seconds": round(dt, 2),
+                         "cpu_seconds": round(cpu, 2), "load_average": os.getloadavg()[0],
                          "verilog_bytes": len(text)})
-            print(f"  emission {n}x{n} {df}: {dt:.2f} s", flush=True)
+            print(f"  emission {n}x{n} {df}: {dt:.2f} s ({cpu:.2f} s CPU, load "
+                  f"{os.getloadavg()[0]:.1f})", flush=True)
     return rows
 
 
@@ -480,9 +494,16 @@ def write_markdown(res: dict, path: Path) -> None:
                      f"{r['effective_macs_per_dsp_cycle']} | {r['nonzero_macs_per_dsp_cycle']} | "
                      f"{r['speedup_vs_dense']}x | {r['equal_to_golden']} |")
     lines += ["", "## Verilog emission time (int8 x int8 -> int32)", "",
-              "| array | dataflow | seconds | Verilog bytes |", "|---|---|---|---|"]
+              "What `tensorfab generate` does (elaborate, Verilog, manifest). Wall seconds are "
+              "the target's reading; CPU seconds (this process and Yosys) and the 1-minute "
+              "load average show how much a busy machine stretched them.", "",
+              "| array | dataflow | wall seconds | CPU seconds | load average | Verilog bytes |",
+              "|---|---|---|---|---|---|"]
     for r in res["emission"]:
-        lines.append(f"| {r['array']} | {r['dataflow']} | {r['seconds']} | {r['verilog_bytes']} |")
+        load = r.get("load_average")
+        lines.append(f"| {r['array']} | {r['dataflow']} | {r['seconds']} | "
+                     f"{r.get('cpu_seconds', '-')} | "
+                     f"{'-' if load is None else f'{load:.1f}'} | {r['verilog_bytes']} |")
     c = res["cli_run"]
     lines += ["", "## `tensorfab run --backend rtl`, 256x256x256 on 8x8, empty build cache", "",
               f"{c['wall_seconds_cold_cache']} s wall (Verilator build included), "
@@ -514,6 +535,8 @@ def foundation_targets(res: dict) -> list[dict]:
     os_row = next(r for r in res["utilization"] if r["dataflow"] == "output_stationary")
     ws_row = next(r for r in res["utilization"] if r["dataflow"] == "weight_stationary")
     em32 = max(r["seconds"] for r in res["emission"] if r["array"] == "32x32")
+    cpu32 = max((r.get("cpu_seconds", 0) for r in res["emission"] if r["array"] == "32x32"),
+                default=0)
     return [
         {"target": "PE utilization >= 98 % steady state (8x8)",
          "measured": f"OS {100 * os_row['utilization_steady_state']:.2f} %, "
@@ -525,8 +548,8 @@ def foundation_targets(res: dict) -> list[dict]:
                      f"WS {100 * ws_row['utilization_end_to_end']:.2f} %",
          "met": min(os_row["utilization_end_to_end"], ws_row["utilization_end_to_end"]) >= 0.90},
         {"target": "Emission of a 32x32 array <= 10 s (`tensorfab generate` path)",
-         "measured": f"{em32:.2f} s (slower "
-         "dataflow)", "met": em32 <= 10},
+         "measured": f"{em32:.2f} s wall (slower dataflow; {cpu32} s CPU)",
+         "met": em32 <= 10},
         {"target": "`tensorfab run --backend rtl` 256^3 on 8x8 <= 60 s incl. build",
          "measured": f"{res['cli_run']['wall_seconds_cold_cache']} s",
          "met": res["cli_run"]["wall_seconds_cold_cache"] <= 60},

@@ -414,7 +414,9 @@ def cmd_hls(args) -> int:
     lowered = lower(graph, name=name)
     for note in auto_notes(used, graph):
         _say(f"note: {note}")
-    plain = to_config(lowered, name, source=str(model))
+    # the file name only: the config (and a board's INFO description, which holds it) must
+    # not change with the folder the model was read from, or every copy rebuilds the design
+    plain = to_config(lowered, name, source=Path(model).name)
     cfg = parse_config(plain, f"<{model}>")
     out.mkdir(parents=True, exist_ok=True)
     ypath = out / f"{name}.yaml"

@@ -35,6 +35,14 @@ def _lanes(spec: dict) -> tuple[int, int]:
     return 1, spec["width"]
 
 
+def _needs_spare(fields: dict, nbytes: int) -> bool:
+    """A field that does not start on a byte boundary and reaches the beat's last byte is
+    read and written through one spare byte past the end."""
+    return any(spec["offset"] % 8 and spec["offset"] // 8
+               + (_lanes(spec)[0] * _lanes(spec)[1] + 7) // 8 >= nbytes
+               for spec in fields.values())
+
+
 def pack_beats(fields: dict, arrays: dict, nbytes: int | None = None) -> np.ndarray:
     """Beats as bytes ``[n, beat_bytes]`` (uint8) from ``{field: array}`` laid out as
     ``fields`` (a manifest stream's ``fields``). Pad bits are zero; codes are taken modulo
@@ -47,10 +55,7 @@ def pack_beats(fields: dict, arrays: dict, nbytes: int | None = None) -> np.ndar
         if arr.shape[0] != n:
             raise ValueError(f"field {name}: {arr.shape[0]} beats, other fields have {n}")
     n = n or 0
-    # one spare byte when a field that does not start on a byte reaches the last byte
-    spare = any(spec["offset"] % 8 and spec["offset"] // 8 + (_lanes(spec)[0] * _lanes(spec)[1]
-                                                              + 7) // 8 >= nbytes
-                for spec in fields.values())
+    spare = _needs_spare(fields, nbytes)
     out = np.zeros((n, nbytes + spare), dtype=np.uint8)
     for name, spec in fields.items():
         lanes, lw = _lanes(spec)
@@ -97,9 +102,7 @@ def unpack_beats(fields: dict, buf, n: int | None = None, narrow: bool = False) 
     if n is None:
         n = b.size // nbytes if nbytes else 0
     b = b[:n * nbytes].reshape(n, nbytes)
-    spare = any(spec["offset"] % 8 and spec["offset"] // 8 + (_lanes(spec)[0] * _lanes(spec)[1]
-                                                              + 7) // 8 >= nbytes
-                for spec in fields.values())
+    spare = _needs_spare(fields, nbytes)
     if spare:   # a shifted field reads one byte past its end: pad (only then copy)
         padded = np.zeros((n, nbytes + 1), dtype=np.uint8)
         padded[:, :nbytes] = b

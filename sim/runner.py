@@ -3,7 +3,9 @@
 Verilator is the default simulator, Icarus the second. A build is keyed by a hash of the
 Verilog text, the simulator, its flags and the tool versions, and kept under
 ``$TENSORFAB_CACHE`` (default ``~/.cache/tensorfab``); concurrent builders of the same design
-wait on a lock and reuse it. Waveforms are recorded only when asked (``WAVES=1`` or
+wait on a lock and reuse it. Verilator's run-time library (``verilated*.cpp``, the same for
+every design built with the same flags, and most of a small design's compile time) is compiled
+once per cache and linked into every later model (:func:`_runtime_for`). Waveforms are recorded only when asked (``WAVES=1`` or
 ``waves=True``), into the run's own folder.
 """
 
@@ -16,9 +18,11 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +93,7 @@ def build_dir_for(verilog: str | Path, top: str, sim: str = "verilator",
     """Where the cached model of ``verilog`` lives (built or not)."""
     text = for_simulator(Path(verilog).read_text(), sim)
     key = hashlib.sha256("\n".join([
-        text, sim, top, str(waves_requested(waves)), " ".join(VERILATOR_ARGS),
+        text, sim, top, str(waves_requested(waves)), " ".join(VERILATOR_ARGS), "ports.vlt",
         json.dumps(toolenv.versions(), sort_keys=True),
     ]).encode()).hexdigest()[:16]
     return cache_root() / "sim" / f"{top}-{sim}-{key}"
@@ -119,19 +123,148 @@ def build(verilog: str | Path, top: str, sim: str = "verilator",
         src = build_dir / "src" / f"{top}.v"
         src.parent.mkdir(parents=True)
         src.write_text(text)
-        from cocotb_tools.runner import get_runner
-
-        runner = get_runner(sim)
+        sources = [src]
+        if sim == "verilator":
+            sources.append(_ports_control_file(build_dir / "src", top, text))
+        runner = _get_runner(sim)
         log = build_dir / "build.log"
         args = VERILATOR_ARGS if sim == "verilator" else []
+        runtime = _runtime_for(waves) if sim == "verilator" else None
         try:
-            runner.build(sources=[src], hdl_toplevel=top, build_dir=build_dir,
-                         build_args=args, waves=waves, log_file=log, timescale=("1ns", "1ps"))
+            with _make_vars(_runtime_vars(runtime)):
+                runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir,
+                             build_args=args, waves=waves, log_file=log,
+                             timescale=("1ns", "1ps"))
         except (RuntimeError, SystemExit) as err:
             tail = log.read_text()[-2000:] if log.exists() else ""
             raise SimulationError(f"{sim} build of {top} failed: {err}\n{tail}") from None
+        if runtime is not None and not runtime.exists():
+            _keep_runtime(build_dir, runtime)
         marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
     return build_dir
+
+
+def _get_runner(sim: str):
+    """cocotb's runner for ``sim``. For Verilator, without ``--public-flat-rw``: cocotb adds it
+    so that a testbench can reach every internal signal through VPI, but it keeps Verilator
+    from optimizing anything and triples the C++ to compile. Our benches drive and read only
+    the top-level ports (sim/benches/stream_bench.py)."""
+    from cocotb_tools.runner import Verilator, get_runner
+
+    if sim != "verilator":
+        return get_runner(sim)
+
+    class _PortsOnly(Verilator):
+        def _build_command(self):
+            cmds = super()._build_command()
+            return [[a for a in cmd if a != "--public-flat-rw"] if i == 0 else cmd
+                    for i, cmd in enumerate(cmds)]
+
+    return _PortsOnly()
+
+
+def _ports_control_file(folder: Path, top: str, text: str) -> Path:
+    """A Verilator control file that makes the top module's ports, and nothing else, readable
+    and writable through VPI: all the benches need (see :func:`_get_runner`). Amaranth's
+    Verilog keeps most logic in the top module, so ``-var "*"`` would make nearly every signal
+    public again."""
+    m = re.search(rf"^module\s+{re.escape(top)}\s*\(([^)]*)\)", text, re.M)
+    if m is None:
+        raise SimulationError(f"no module {top!r} in the Verilog to simulate")
+    ports = [name.strip() for name in m.group(1).split(",") if name.strip()]
+    lines = ["`verilator_config"] + [f'public_flat_rw -module "{top}" -var "{name}"'
+                                     for name in ports]
+    path = folder / "ports.vlt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# --- Verilator's run-time library, compiled once per cache --------------------------------
+#
+# Every Verilator model links verilated.o, verilated_dpi.o, verilated_vpi.o and
+# verilated_threads.o (Vtop_classes.mk's VM_GLOBAL_FAST/SLOW), compiled from the kit's own
+# sources with flags that depend only on the tool versions and the build options (tracing).
+# They take ~20 of the ~30 CPU-seconds of a small design's build. The first build compiles
+# them as usual and they are kept, merged into one relocatable object (`ld -r`) so that the
+# link takes them whole; later builds empty VM_GLOBAL_* on make's command line and link that
+# object instead (LOADLIBES comes after the model's objects on verilated.mk's link line).
+
+RUNTIME_OBJECT = "verilated_runtime.o"
+
+
+@lru_cache(maxsize=1)
+def _compiler_id() -> str:
+    try:
+        out = subprocess.run([os.environ.get("CXX", "c++"), "--version"], capture_output=True,
+                             text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.splitlines()[0] if out else ""
+
+
+def _runtime_for(waves: bool) -> Path:
+    """Where the run-time object for builds with these options lives (built or not)."""
+    key = hashlib.sha256(json.dumps([toolenv.versions(), waves, VERILATOR_ARGS,
+                                     _compiler_id(), os.environ.get("CXXFLAGS", "")],
+                                    sort_keys=True).encode()).hexdigest()[:16]
+    return cache_root() / "sim" / f"verilator-runtime-{key}"
+
+
+def _runtime_vars(runtime: Path | None) -> list[str]:
+    """make variables that link the kept run-time object instead of compiling it again."""
+    if runtime is None or not (runtime / RUNTIME_OBJECT).exists():
+        return []
+    obj = str(runtime / RUNTIME_OBJECT)
+    if any(ch.isspace() or ch in "\\$#%" for ch in obj):  # not expressible in MAKEFLAGS
+        return []
+    return ["VM_GLOBAL_FAST=", "VM_GLOBAL_SLOW=", f"LOADLIBES={obj}"]
+
+
+@contextlib.contextmanager
+def _make_vars(assignments: list[str]):
+    """Add variable assignments to MAKEFLAGS for the duration (cocotb runs make with the
+    process environment)."""
+    if not assignments:
+        yield
+        return
+    saved = os.environ.get("MAKEFLAGS")
+    os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved or "", *assignments]))
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = saved
+
+
+_GLOBAL_LIST = re.compile(r"^VM_GLOBAL_(?:FAST|SLOW) \+= \\\n((?:  \S+ \\\n)*)", re.M)
+
+
+def _keep_runtime(build_dir: Path, runtime: Path) -> None:
+    """Keep the run-time objects that ``build_dir``'s make just compiled, as one object.
+    Best effort: without them every build compiles its own, as Verilator does by default."""
+    classes = build_dir / "Vtop_classes.mk"
+    ld = shutil.which("ld")
+    if ld is None or not classes.exists():
+        return
+    names = [n.strip(" \\") for block in _GLOBAL_LIST.findall(classes.read_text())
+             for n in block.splitlines()]
+    objs = [build_dir / f"{n}.o" for n in names if n]
+    if not objs or not all(o.exists() for o in objs):
+        return
+    tmp = runtime.with_name(f"{runtime.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        subprocess.run([ld, "-r", "-o", str(tmp / RUNTIME_OBJECT), *map(str, objs)],
+                       check=True, capture_output=True, timeout=120)
+        (tmp / "objects.txt").write_text("\n".join(o.name for o in objs) + "\n")
+        tmp.rename(runtime)  # atomic; another builder may have kept the same objects first
+    except (OSError, subprocess.SubprocessError):
+        pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run_streams(manifest: dict, verilog: str | Path, inputs: dict, outputs: dict, *,
@@ -175,9 +308,7 @@ def run_streams(manifest: dict, verilog: str | Path, inputs: dict, outputs: dict
     spec = {"streams": manifest["streams"], "inputs": list(inputs), "outputs": outputs,
             "idle": idle, "stall": stall, "seed": seed, "max_cycles": max_cycles}
     (work / "spec.json").write_text(json.dumps(spec))
-    from cocotb_tools.runner import get_runner
-
-    runner = get_runner(sim)
+    runner = _get_runner(sim)
     xml = work / "results.xml"
     env = {"TENSORFAB_SPEC": str(work / "spec.json"), "TENSORFAB_STIM": str(stim),
            "TENSORFAB_RESULT": str(result)}

@@ -5,8 +5,8 @@ Verilog text, the simulator, its flags and the tool versions, and kept under
 ``$TENSORFAB_CACHE`` (default ``~/.cache/tensorfab``); concurrent builders of the same design
 wait on a lock and reuse it. Verilator's run-time library (``verilated*.cpp``, the same for
 every design built with the same flags, and most of a small design's compile time) is compiled
-once per cache and linked into every later model (:func:`_runtime_for`). Waveforms are recorded only when asked (``WAVES=1`` or
-``waves=True``), into the run's own folder.
+once per cache and linked into every later model (:func:`verilator_runtime`). Waveforms are
+recorded only when asked (``WAVES=1`` or ``waves=True``), into the run's own folder.
 """
 
 from __future__ import annotations
@@ -129,17 +129,18 @@ def build(verilog: str | Path, top: str, sim: str = "verilator",
         runner = _get_runner(sim)
         log = build_dir / "build.log"
         args = VERILATOR_ARGS if sim == "verilator" else []
-        runtime = _runtime_for(waves) if sim == "verilator" else None
+        runtime = (verilator_runtime("cocotb", waves, *args) if sim == "verilator"
+                   else contextlib.nullcontext())
         try:
-            with _make_vars(_runtime_vars(runtime)):
+            with runtime as keep:
                 runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir,
                              build_args=args, waves=waves, log_file=log,
                              timescale=("1ns", "1ps"))
+                if keep:
+                    keep(build_dir)
         except (RuntimeError, SystemExit) as err:
             tail = log.read_text()[-2000:] if log.exists() else ""
             raise SimulationError(f"{sim} build of {top} failed: {err}\n{tail}") from None
-        if runtime is not None and not runtime.exists():
-            _keep_runtime(build_dir, runtime)
         marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
     return build_dir
 
@@ -181,10 +182,10 @@ def _ports_control_file(folder: Path, top: str, text: str) -> Path:
 
 # --- Verilator's run-time library, compiled once per cache --------------------------------
 #
-# Every Verilator model links verilated.o, verilated_dpi.o, verilated_vpi.o and
-# verilated_threads.o (Vtop_classes.mk's VM_GLOBAL_FAST/SLOW), compiled from the kit's own
-# sources with flags that depend only on the tool versions and the build options (tracing).
-# They take ~20 of the ~30 CPU-seconds of a small design's build. The first build compiles
+# Every Verilator model links verilated.o, verilated_threads.o and (per options)
+# verilated_dpi.o, verilated_vpi.o, ... (V*_classes.mk's VM_GLOBAL_FAST/SLOW), compiled from the
+# kit's own sources with flags that depend only on the tool versions and the build options.
+# They take ~10-20 of the ~30 CPU-seconds of a small design's build. The first build compiles
 # them as usual and they are kept, merged into one relocatable object (`ld -r`) so that the
 # link takes them whole; later builds empty VM_GLOBAL_* on make's command line and link that
 # object instead (LOADLIBES comes after the model's objects on verilated.mk's link line).
@@ -202,35 +203,28 @@ def _compiler_id() -> str:
     return out.splitlines()[0] if out else ""
 
 
-def _runtime_for(waves: bool) -> Path:
-    """Where the run-time object for builds with these options lives (built or not)."""
-    key = hashlib.sha256(json.dumps([toolenv.versions(), waves, VERILATOR_ARGS,
-                                     _compiler_id(), os.environ.get("CXXFLAGS", "")],
-                                    sort_keys=True).encode()).hexdigest()[:16]
-    return cache_root() / "sim" / f"verilator-runtime-{key}"
-
-
-def _runtime_vars(runtime: Path | None) -> list[str]:
-    """make variables that link the kept run-time object instead of compiling it again."""
-    if runtime is None or not (runtime / RUNTIME_OBJECT).exists():
-        return []
-    obj = str(runtime / RUNTIME_OBJECT)
-    if any(ch.isspace() or ch in "\\$#%" for ch in obj):  # not expressible in MAKEFLAGS
-        return []
-    return ["VM_GLOBAL_FAST=", "VM_GLOBAL_SLOW=", f"LOADLIBES={obj}"]
-
-
 @contextlib.contextmanager
-def _make_vars(assignments: list[str]):
-    """Add variable assignments to MAKEFLAGS for the duration (cocotb runs make with the
-    process environment)."""
-    if not assignments:
-        yield
+def verilator_runtime(*options):
+    """Around one Verilator build (anything that runs Verilator's make with this process's
+    environment): link the run-time object kept for ``options`` (everything that changes how
+    the run-time library is compiled: a build kind, tracing, flags), or, if none is kept yet,
+    yield a function to call with the finished build's make folder to keep its objects."""
+    key = hashlib.sha256(json.dumps([toolenv.versions(), _compiler_id(),
+                                     os.environ.get("CXXFLAGS", ""), [str(o) for o in options]],
+                                    sort_keys=True).encode()).hexdigest()[:16]
+    runtime = cache_root() / "sim" / f"verilator-runtime-{key}"
+    obj = str(runtime / RUNTIME_OBJECT)
+    if not (runtime / RUNTIME_OBJECT).exists():
+        yield lambda make_dir: _keep_runtime(Path(make_dir), runtime)
+        return
+    if any(ch.isspace() or ch in "\\$#%" for ch in obj):  # not expressible in MAKEFLAGS
+        yield None
         return
     saved = os.environ.get("MAKEFLAGS")
-    os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved or "", *assignments]))
+    os.environ["MAKEFLAGS"] = " ".join(filter(None, [
+        saved or "", "VM_GLOBAL_FAST=", "VM_GLOBAL_SLOW=", f"LOADLIBES={obj}"]))
     try:
-        yield
+        yield None
     finally:
         if saved is None:
             os.environ.pop("MAKEFLAGS", None)
@@ -241,16 +235,16 @@ def _make_vars(assignments: list[str]):
 _GLOBAL_LIST = re.compile(r"^VM_GLOBAL_(?:FAST|SLOW) \+= \\\n((?:  \S+ \\\n)*)", re.M)
 
 
-def _keep_runtime(build_dir: Path, runtime: Path) -> None:
-    """Keep the run-time objects that ``build_dir``'s make just compiled, as one object.
+def _keep_runtime(make_dir: Path, runtime: Path) -> None:
+    """Keep the run-time objects that ``make_dir``'s make just compiled, as one object.
     Best effort: without them every build compiles its own, as Verilator does by default."""
-    classes = build_dir / "Vtop_classes.mk"
+    classes = sorted(make_dir.glob("V*_classes.mk"))
     ld = shutil.which("ld")
-    if ld is None or not classes.exists():
+    if ld is None or len(classes) != 1 or runtime.exists():
         return
-    names = [n.strip(" \\") for block in _GLOBAL_LIST.findall(classes.read_text())
+    names = [n.strip(" \\") for block in _GLOBAL_LIST.findall(classes[0].read_text())
              for n in block.splitlines()]
-    objs = [build_dir / f"{n}.o" for n in names if n]
+    objs = [make_dir / f"{n}.o" for n in names if n]
     if not objs or not all(o.exists() for o in objs):
         return
     tmp = runtime.with_name(f"{runtime.name}.tmp{os.getpid()}")

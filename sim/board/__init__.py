@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from .. import toolenv
-from ..runner import VERILATOR_ARGS, SimulationError, _locked, cache_root
+from ..runner import VERILATOR_ARGS, SimulationError, _locked, cache_root, verilator_runtime
 
 TOP = "tensorfab_board"
 HARNESS = Path(__file__).with_name("harness.cpp")
@@ -120,7 +120,7 @@ def build(board_cfg, face: str = "bytes", say=None) -> Path:
                *BOARD_VERILATOR_ARGS, "--top-module", TOP, "-o", "board_sim",
                "-CFLAGS", cflags, "--Mdir", "obj", vpath.name, HARNESS.name]
         log = work / "build.log"
-        with open(log, "w") as fh:
+        with open(log, "w") as fh, verilator_runtime("board", cflags, *cmd[:-2]) as keep:
             proc = subprocess.Popen(cmd, cwd=work, stdout=fh, stderr=subprocess.STDOUT)
             while True:
                 try:
@@ -129,6 +129,8 @@ def build(board_cfg, face: str = "bytes", say=None) -> Path:
                 except subprocess.TimeoutExpired:
                     if say:
                         say(f"  ... still building ({time.perf_counter() - t0:.0f} s)")
+            if keep and proc.returncode == 0:
+                keep(work / "obj")
         if proc.returncode != 0:
             kept = d.with_name(d.name + ".failed")
             shutil.rmtree(kept, ignore_errors=True)

@@ -7,7 +7,7 @@ import functools
 
 from generators.config import parse_config
 from generators.hls import lower
-from generators.hls.examples import EXAMPLES, hls4ml_config, jet_mlp, mlp
+from generators.hls.examples import EXAMPLES, bn_mlp, hls4ml_config, jet_mlp, mlp
 from generators.hls.frontend import convert
 from generators.hls.lower import to_config
 
@@ -34,27 +34,46 @@ def hls_config(base: dict, reuse: int, narrow: bool) -> dict:
     return cfg
 
 
+#: Inputs per row of each network (PyTorch modules are read with input_shape=(None, n)).
+N_IN = {"jet": 16, "small": 6, "jet_mlp": 16, "ffn": 16, "bn_mlp": 6}
+
+#: The example networks by name: those of generators.hls.examples.EXAMPLES and bn_mlp.
+BUILDERS = {**EXAMPLES, "bn_mlp": bn_mlp}
+
+
+def _convert(which: str, model, front: str, **kw):
+    shape = (None, N_IN[which]) if front == "pytorch" else None
+    return convert(model, input_shape=shape, **kw)
+
+
 @functools.cache
-def converted(which: str, reuse: int, narrow: bool, out_dir: str):
-    """``(hls4ml graph, lowered model, network config)``."""
-    model = jet_mlp(softmax=False) if which == "jet" else mlp([6, 5, 3], seed=1, name="small")
+def converted(which: str, reuse: int, narrow: bool, out_dir: str, front: str = "onnx"):
+    """``(hls4ml graph, lowered model, network config)``; ``front``: the network built for the
+    ONNX (default), Keras or PyTorch front end (the same weights; ``narrow`` names ONNX
+    layers)."""
+    model = jet_mlp(softmax=False, front=front) if which == "jet" else mlp(
+        [6, 5, 3], seed=1, name="small", front=front)
     name = f"{which}_r{reuse}{'_n' if narrow else ''}"
-    graph, base = convert(model, output_dir=f"{out_dir}/{name}0", name=name)
-    graph, _ = convert(model, hls4ml_config=hls_config(base, reuse, narrow),
-                       output_dir=f"{out_dir}/{name}", name=name)
+    sub = name if front == "onnx" else f"{name}_{front}"
+    graph, base = _convert(which, model, front, output_dir=f"{out_dir}/{sub}0", name=name)
+    graph, _ = _convert(which, model, front, hls4ml_config=hls_config(base, reuse, narrow),
+                        output_dir=f"{out_dir}/{sub}", name=name)
     lowered = lower(graph, name=name)
     return graph, lowered, parse_config(to_config(lowered, name), name)
 
 
 @functools.cache
-def example(which: str, reuse: int, out_dir: str):
+def example(which: str, reuse: int, out_dir: str, front: str = "onnx"):
     """``(hls4ml graph, lowered model, network config)`` of an example of
-    :mod:`generators.hls.examples` (``jet_mlp``, ``ffn``) with its precisions."""
-    model = EXAMPLES[which]()
+    :mod:`generators.hls.examples` (``jet_mlp``, ``ffn``, ``bn_mlp``) with its precisions,
+    built for ``front`` (``onnx``, ``keras``, ``pytorch``); the design's name does not depend
+    on the front end."""
+    model = BUILDERS[which](front=front)
     name = f"{which}_ex_r{reuse}"
-    _, base = convert(model, output_dir=f"{out_dir}/{name}0", name=name)
-    graph, _ = convert(model, hls4ml_config=hls4ml_config(which, base, reuse),
-                       output_dir=f"{out_dir}/{name}", name=name)
+    sub = name if front == "onnx" else f"{name}_{front}"
+    _, base = _convert(which, model, front, output_dir=f"{out_dir}/{sub}0", name=name)
+    graph, _ = _convert(which, model, front, hls4ml_config=hls4ml_config(which, base, reuse),
+                        output_dir=f"{out_dir}/{sub}", name=name)
     lowered = lower(graph, name=name)
     return graph, lowered, parse_config(to_config(lowered, name), name)
 

@@ -1,20 +1,26 @@
 """Read a model through hls4ml's own front end (hls4ml is imported here only).
 
-Accepts a ``.onnx`` or ``.keras`` file, an ONNX ``ModelProto``, a Keras model or a PyTorch
+Accepts a ``.onnx`` or ``.keras`` file, an ONNX ``ModelProto``, a Keras 3 model or a PyTorch
 module (with ``input_shape``). The hls4ml configuration dictionary (``hls4ml_config``, as
 ``config_from_*_model`` makes it, or a user's YAML of it) sets precisions and reuse factors; when
 none is given, hls4ml's defaults are used with ``default_precision``.
+
+Keras runs on the torch backend (no TensorFlow): :func:`import_keras` is the one place that
+sets ``KERAS_BACKEND`` (unless the environment already names one) before Keras is imported;
+everything in tensorfab that needs Keras, the tests included, gets it from there.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import tempfile
 from pathlib import Path
 
 from ..errors import UserError
 
-__all__ = ["convert", "auto_notes"]
+__all__ = ["convert", "auto_notes", "import_keras"]
 
 BACKEND = "Vitis"  # only its C++ emulation (predict) is used; no vendor tool runs
 
@@ -25,6 +31,18 @@ def _hls4ml():
     except ImportError as err:  # pragma: no cover - a pinned dependency
         raise UserError(f"hls4ml is not installed ({err}) (allowed: pip install -e .)") from None
     return hls4ml
+
+
+def import_keras():
+    """The ``keras`` module, imported with ``KERAS_BACKEND=torch`` unless the environment
+    already names a backend (Keras reads the variable once, at its first import)."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    try:
+        import keras
+    except ImportError as err:
+        raise UserError(f"Keras 3 is not installed ({err}) (allowed: pip install -e '.[dev]', "
+                        "which pins keras==3.15.1 and torch==2.13.0), or an .onnx export") from None
+    return keras
 
 
 def _gelu_handler(node, input_names, input_shapes, graph):
@@ -42,13 +60,29 @@ def _gelu_handler(node, input_names, input_shapes, graph):
             "inputs": list(input_names), "outputs": list(node.output)}
 
 
+def _torch_gelu_handler(operation, layer_name, input_names, input_shapes, node, class_object,
+                        data_reader, config):
+    """hls4ml's PyTorch reader has no GELU either: pass ``nn.GELU()`` (exact) through as the
+    same ``Activation`` named ``gelu`` as :func:`_gelu_handler`."""
+    approx = getattr(class_object, "approximate", "none")
+    if approx != "none":
+        raise ValueError(f"GELU module {layer_name!r} has approximate={approx!r} (allowed: "
+                         "'none': the gelu unit computes exact GELU)")
+    return ({"name": layer_name, "class_name": "Activation", "activation": "gelu",
+             "inputs": list(input_names)}, input_shapes[0])
+
+
 def _register_gelu(hls4ml) -> None:
+    """Register the GELU pass-through handlers with hls4ml's ONNX and PyTorch readers."""
     import importlib
 
-    # the package re-exports a function of the same name: fetch the module itself
+    # the package re-exports functions of the same names: fetch the modules themselves
     mod = importlib.import_module("hls4ml.converters.onnx_to_hls")
     if "Gelu" not in mod.get_supported_onnx_layers():
         mod.register_onnx_layer_handler("Gelu", _gelu_handler)
+    mod = importlib.import_module("hls4ml.converters.pytorch_to_hls")
+    if "GELU" not in mod.get_supported_pytorch_layers():
+        mod.register_pytorch_layer_handler("GELU", _torch_gelu_handler)
 
 
 def _onnx_model(model):
@@ -74,30 +108,47 @@ def convert(model, *, input_shape=None, hls4ml_config: dict | None = None,
     common = {"output_dir": os.fspath(out), "backend": BACKEND, "io_type": "io_parallel",
               "project_name": name}
     kind, obj = _kind(model)
+    _register_gelu(hls4ml)
     try:
         if kind == "onnx":
-            _register_gelu(hls4ml)
             obj = _onnx_model(obj)
             cfg = hls4ml_config or hls4ml.utils.config_from_onnx_model(
                 obj, granularity="name", backend=BACKEND, default_precision=default_precision)
             graph = hls4ml.converters.convert_from_onnx_model(obj, hls_config=cfg, **common)
         elif kind == "keras":
-            cfg = hls4ml_config or hls4ml.utils.config_from_keras_model(
-                obj, granularity="name", backend=BACKEND, default_precision=default_precision)
-            graph = hls4ml.converters.convert_from_keras_model(obj, hls_config=cfg, **common)
+            if not hls4ml_config:
+                # it parses the model with hls4ml's da4ml fallback on, which prints a line on
+                # stderr for every layer without a Keras 3 handler when da4ml is missing
+                with contextlib.redirect_stderr(io.StringIO()):
+                    hls4ml_config = hls4ml.utils.config_from_keras_model(
+                        obj, granularity="name", backend=BACKEND,
+                        default_precision=default_precision)
+            cfg = hls4ml_config
+            # no da4ml fallback: a layer without a Keras 3 handler goes to hls4ml's Keras 2
+            # handlers (BatchNormalization does), never into a DA-combinational block
+            graph = hls4ml.converters.convert_from_keras_model(
+                obj, hls_config=cfg, allow_da_fallback=False, **common)
         else:
-            if input_shape is None:
+            # hls4ml reads the shape from the configuration's InputShape, which only
+            # config_from_pytorch_model writes: a configuration of the user's gets it too
+            shape = input_shape or (hls4ml_config or {}).get("InputShape")
+            if shape is None:
                 raise UserError("a PyTorch module needs input_shape, e.g. (None, 16) "
                                 "(allowed: a tuple with the batch dimension first)")
             cfg = hls4ml_config or hls4ml.utils.config_from_pytorch_model(
-                obj, input_shape, granularity="name", backend=BACKEND,
+                obj, shape, granularity="name", backend=BACKEND,
                 default_precision=default_precision)
+            cfg = {**cfg, "InputShape": shape}
             graph = hls4ml.converters.convert_from_pytorch_model(obj, hls_config=cfg, **common)
     except UserError:
         raise
     except Exception as err:  # hls4ml raises many types; report its words on one line
+        from .lower import SUPPORTED
+
         text = " ".join(str(err).split()) or type(err).__name__
-        raise UserError(f"hls4ml could not convert the model: {text}") from None
+        raise UserError(f"hls4ml could not convert the model: {text} (allowed: models hls4ml "
+                        f"reads, of the layers tensorfab lowers: {', '.join(SUPPORTED)})"
+                        ) from None
     return graph, cfg
 
 
@@ -114,13 +165,13 @@ def _kind(model):
             except Exception as err:
                 raise UserError(f"{path}: not a readable ONNX model ({err})") from None
         if path.suffix == ".keras":
+            keras = import_keras()
             try:
-                import keras
-            except ImportError:
-                raise UserError(f"{path}: reading .keras files needs Keras 3 "
-                                "(allowed: pip install keras==3.15.1 torch==2.13.0, "
-                                "KERAS_BACKEND=torch), or an .onnx export") from None
-            return "keras", keras.models.load_model(os.fspath(path))
+                return "keras", keras.models.load_model(os.fspath(path))
+            except Exception as err:
+                text = " ".join(str(err).split()) or type(err).__name__
+                raise UserError(f"{path}: not a readable Keras model ({text}) (allowed: a "
+                                "file written by Keras 3's model.save)") from None
         raise UserError(f"{path}: unknown model file type {path.suffix!r} "
                         "(allowed: .onnx, .keras)")
     mod = type(model).__module__

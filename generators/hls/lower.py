@@ -25,9 +25,11 @@ __all__ = ["Quant", "DenseLayer", "BatchNormLayer", "ReluLayer", "SoftmaxLayer",
            "LoweredModel", "lower", "to_config", "from_config", "quant_of", "softmax_params",
            "gelu_params"]
 
-#: hls4ml layer classes this version lowers.
-SUPPORTED = ("Input", "Dense", "Activation(relu)", "ReLU", "BatchNormalization", "ApplyAlpha",
-             "Softmax", "Activation(softmax)", "Activation(gelu)")
+#: hls4ml layer classes this version lowers (as the ONNX, Keras 3 and PyTorch front ends name
+#: them: a Keras ``ReLU`` layer reaches the graph as a threshold-0 ``ThresholdedReLU``).
+SUPPORTED = ("Input", "Dense", "Activation(relu)", "ReLU", "ThresholdedReLU(threshold 0)",
+             "BatchNormalization", "ApplyAlpha", "Softmax", "Activation(softmax)",
+             "Activation(gelu)")
 
 _ROUNDING = {"TRN": "trn", "RND": "rnd", "RND_CONV": "rnd_conv"}
 _OVERFLOW = {"WRAP": "wrap", "SAT": "sat"}
@@ -254,6 +256,27 @@ def _act(layer) -> str:
     return str(layer.get_attr("activation") or "").lower()
 
 
+def _is_relu(layer) -> bool:
+    """``max(x, 0)`` as each front end gives it to hls4ml: ``Activation(relu)`` (ONNX, PyTorch,
+    Keras ``Activation('relu')``), ``ReLU``, and the ``ParametrizedActivation(thresholdedrelu)``
+    hls4ml makes of a Keras 3 ``ReLU`` layer, which with threshold 0 (``x > 0 ? x : 0``) is the
+    same function."""
+    cls, act = layer.class_name, _act(layer)
+    if cls == "ReLU" or (cls == "Activation" and act == "relu"):
+        return True
+    return (cls in ("ParametrizedActivation", "ThresholdedReLU") and act == "thresholdedrelu"
+            and float(layer.get_attr("activ_param") or 0.0) == 0.0)
+
+
+def _softmax_axis_ok(layer, axis) -> bool:
+    """The last axis: ``-1``, or its index counted with the batch axis (PyTorch's
+    ``Softmax(dim=1)`` on [batch, n], which hls4ml keeps as ``axis=1``)."""
+    if axis in (None, -1):
+        return True
+    shape = layer.get_input_variable().shape  # without the batch axis
+    return axis == len(shape)
+
+
 def lower(graph, name: str | None = None) -> LoweredModel:
     """Lower an hls4ml ``ModelGraph`` (after ``convert_from_*``; no compile needed).
 
@@ -305,8 +328,7 @@ def lower(graph, name: str | None = None) -> LoweredModel:
                 name=layer.name, scale=_codes(sc, sq, f"{where} scale"),
                 b=_codes(b, bq, f"{where} bias"), inp=cur, scale_q=sq, bias=bq, result=rq))
             cur = rq
-        elif cls in ("Activation", "ReLU") and (
-                cls == "ReLU" or str(layer.get_attr("activation")).lower() == "relu"):
+        elif _is_relu(layer):
             rq = quant_of(types["result_t"], f"{where} result_t")
             out.append(ReluLayer(name=layer.name, inp=cur, result=rq))
             cur = rq
@@ -317,9 +339,10 @@ def lower(graph, name: str | None = None) -> LoweredModel:
                                 "Dense layer first)")
             if kind == "softmax":
                 axis = layer.get_attr("axis")
-                if axis not in (None, -1):
+                if not _softmax_axis_ok(layer, axis):
                     raise UserError(f"{where}: softmax over axis {axis} (allowed: the last "
-                                    "axis, -1)")
+                                    "axis: -1, or its index counted with the batch axis, "
+                                    "e.g. PyTorch's dim=1 on [batch, n])")
             rq = quant_of(types["result_t"], f"{where} result_t")
             cls_ = SoftmaxLayer if kind == "softmax" else GeluLayer
             new = cls_(name=layer.name, n=width, inp=cur, result=rq)
@@ -328,7 +351,10 @@ def lower(graph, name: str | None = None) -> LoweredModel:
             cur = rq
         else:
             act = layer.get_attr("activation")
-            kind = f"{cls}({act})" if cls == "Activation" and act else cls
+            if cls == "ParametrizedActivation" and _act(layer) == "thresholdedrelu":
+                act = f"thresholdedrelu, threshold {layer.get_attr('activ_param')}"
+            kind = f"{cls}({act})" if cls in ("Activation", "ParametrizedActivation") and act \
+                else cls
             raise UserError(f"{where}: type {kind} is not supported "
                             f"(allowed: {', '.join(SUPPORTED)})")
     for i, layer in enumerate(out[:-1]):

@@ -31,32 +31,61 @@ def simulate(fam, params, arrays: dict, *, sim: str = "verilator", idle: float =
     ``opts`` (e.g. a sparse chain's ``mode``) go to the family's ``schedule`` and
     ``expected_cycles``.
     """
+    if sim != "amaranth":
+        return simulate_many(fam, params, [dict(arrays=arrays, idle=idle, stall=stall,
+                                                seed=seed, max_cycles=max_cycles, opts=opts)],
+                             sim=sim, name=name, config=config)[0]
+    from generators.emit import describe_ports
+
+    from .pysim import play
+
     inputs, out_counts, ctx = fam.schedule(params, arrays, **opts)
     if max_cycles is None:
         max_cycles = default_max_cycles(inputs, out_counts,
                                         fam.expected_cycles(params, arrays, **opts))
+    comp = fam.component(params)
+    _, streams = describe_ports(comp)
+    player = StreamPlayer({k: pack_payloads(streams[k]["fields"], v)
+                           for k, v in inputs.items()},
+                          out_counts, idle=idle, stall=stall, seed=seed)
+    play(comp, player, max_cycles)
+    received = {k: unpack_payloads(streams[k]["fields"], v)
+                for k, v in player.received.items()}
+    return SimResult(fam.assemble(params, ctx, received), player.cycles,
+                     {"total_cycles": player.cycle})
+
+
+def simulate_many(fam, params, runs: list[dict], *, sim: str = "verilator",
+                  name: str | None = None, config: dict | None = None) -> list[SimResult]:
+    """:func:`simulate` for several runs of one design; in Verilator and Icarus they share
+    one simulator start-up (the design is reset between runs).
+
+    ``runs`` are dicts with ``arrays`` and optionally ``idle``, ``stall``, ``seed``,
+    ``max_cycles`` and ``opts`` (as :func:`simulate`'s keyword arguments).
+    """
     if sim == "amaranth":
-        from generators.emit import describe_ports
-
-        from .pysim import play
-
-        comp = fam.component(params)
-        _, streams = describe_ports(comp)
-        player = StreamPlayer({k: pack_payloads(streams[k]["fields"], v)
-                               for k, v in inputs.items()},
-                              out_counts, idle=idle, stall=stall, seed=seed)
-        play(comp, player, max_cycles)
-        received = {k: unpack_payloads(streams[k]["fields"], v)
-                    for k, v in player.received.items()}
-        return SimResult(fam.assemble(params, ctx, received), player.cycles,
-                         {"total_cycles": player.cycle})
+        return [simulate(fam, params, r["arrays"], sim=sim, idle=r.get("idle", 0.0),
+                         stall=r.get("stall", 0.0), seed=r.get("seed", 0),
+                         max_cycles=r.get("max_cycles"), **r.get("opts", {})) for r in runs]
     from generators.generate import cached_render
 
-    from .runner import run_streams
+    from .runner import run_stream_jobs
 
+    jobs, ctxs = [], []
+    for r in runs:
+        opts = r.get("opts", {})
+        inputs, out_counts, ctx = fam.schedule(params, r["arrays"], **opts)
+        max_cycles = r.get("max_cycles")
+        if max_cycles is None:
+            max_cycles = default_max_cycles(inputs, out_counts,
+                                            fam.expected_cycles(params, r["arrays"], **opts))
+        jobs.append({"inputs": inputs, "outputs": out_counts, "idle": r.get("idle", 0.0),
+                     "stall": r.get("stall", 0.0), "seed": r.get("seed", 0),
+                     "max_cycles": max_cycles})
+        ctxs.append(ctx)
     name = name or fam.name
     vpath, manifest = cached_render(fam, params, name, fam.name, config or {})
-    res = run_streams(manifest, vpath, inputs, out_counts, sim=sim, idle=idle, stall=stall,
-                      seed=seed, max_cycles=max_cycles)
-    info = {k: v for k, v in res.items() if k != "received"}
-    return SimResult(fam.assemble(params, ctx, res["received"]), res["cycles"], info)
+    results = run_stream_jobs(manifest, vpath, jobs, sim=sim)
+    return [SimResult(fam.assemble(params, ctx, res["received"]), res["cycles"],
+                      {k: v for k, v in res.items() if k != "received"})
+            for ctx, res in zip(ctxs, results)]

@@ -18,7 +18,7 @@ from generators.gelu import gelu
 from generators.gelu.model import all_inputs
 from generators.softmax import family as softmax_family
 from generators.softmax.stimuli import adversarial_rows
-from sim.unit import simulate
+from sim.unit import simulate, simulate_many
 
 pytestmark = pytest.mark.rtl
 
@@ -36,7 +36,12 @@ def test_softmax64_verilator(rng):
     batch = RowBatch(softmax_family)
     rows = adversarial_rows(p, rng) + [rng.integers(-128, 128, int(n))
                                        for n in rng.integers(1, 65, 40)]
-    res = simulate(batch, p, {"rows": rows}, name=name, config=plain)
+    # ragged rows, then with idle input and output back-pressure: one simulator run, the
+    # design reset between them
+    res, res_idle = simulate_many(batch, p, [
+        dict(arrays={"rows": rows}),
+        dict(arrays={"rows": rows[::3]}, idle=0.3, stall=0.4, seed=7)],
+        name=name, config=plain)
     for got, want, row in zip(res.outputs["rows"], golden_rows(p, rows), rows):
         assert np.array_equal(got, want), row.tolist()
     assert res.cycles == batch.expected_cycles(p, {"rows": rows})
@@ -46,33 +51,30 @@ def test_softmax64_verilator(rng):
     assert np.array_equal(res.outputs["y"], softmax_family.golden(p, {"x": x})["y"])
     assert res.cycles == p.expected_cycles([64] * 32) == 32 * 64 + 2 * 64 + p.sum_depth \
         + p.div_depth - 1
-    # idle input and output back-pressure
-    res = simulate(batch, p, {"rows": rows[::3]}, name=name, config=plain, idle=0.3,
-                   stall=0.4, seed=7)
-    for got, want in zip(res.outputs["rows"], golden_rows(p, rows[::3])):
+    for got, want in zip(res_idle.outputs["rows"], golden_rows(p, rows[::3])):
         assert np.array_equal(got, want)
-    assert res.cycles >= batch.expected_cycles(p, {"rows": rows[::3]})
+    assert res_idle.cycles >= batch.expected_cycles(p, {"rows": rows[::3]})
 
 
 def test_gelu8_every_input_verilator():
     cfg, name, plain = _load("gelu8")
     p = gelu_family.params(cfg)
     x = all_inputs(p)
-    res = simulate(gelu_family, p, {"x": x}, name=name, config=plain)
+    res, res_idle = simulate_many(gelu_family, p, [
+        dict(arrays={"x": x}), dict(arrays={"x": x}, idle=0.3, stall=0.4, seed=3)],
+        name=name, config=plain)
     assert np.array_equal(res.outputs["y"], gelu(p, x))
     assert res.cycles == gelu_family.expected_cycles(p, {"x": x}) == 256 + 2
-    res = simulate(gelu_family, p, {"x": x}, name=name, config=plain, idle=0.3, stall=0.4,
-                   seed=3)
-    assert np.array_equal(res.outputs["y"], gelu(p, x))
+    assert np.array_equal(res_idle.outputs["y"], gelu(p, x))
 
 
 def test_gelu16_verilator(rng):
     cfg, name, plain = _load("gelu16")
     p = gelu_family.params(cfg)
     x = np.concatenate([poly_corners(p), rng.integers(-32768, 32768, 3000)])
-    res = simulate(gelu_family, p, {"x": x}, name=name, config=plain)
+    res, res_idle = simulate_many(gelu_family, p, [
+        dict(arrays={"x": x}), dict(arrays={"x": x[:500]}, idle=0.3, stall=0.4, seed=4)],
+        name=name, config=plain)
     assert np.array_equal(res.outputs["y"], gelu(p, x))
     assert res.cycles == gelu_family.expected_cycles(p, {"x": x})
-    res = simulate(gelu_family, p, {"x": x[:500]}, name=name, config=plain, idle=0.3,
-                   stall=0.4, seed=4)
-    assert np.array_equal(res.outputs["y"], gelu(p, x[:500]))
+    assert np.array_equal(res_idle.outputs["y"], gelu(p, x[:500]))

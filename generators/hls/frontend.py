@@ -13,6 +13,7 @@ everything in tensorfab that needs Keras, the tests included, gets it from there
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import tempfile
@@ -117,12 +118,20 @@ def convert(model, *, input_shape=None, hls4ml_config: dict | None = None,
             graph = hls4ml.converters.convert_from_onnx_model(obj, hls_config=cfg, **common)
         elif kind == "keras":
             if not hls4ml_config:
-                # it parses the model with hls4ml's da4ml fallback on, which prints a line on
-                # stderr for every layer without a Keras 3 handler when da4ml is missing
-                with contextlib.redirect_stderr(io.StringIO()):
-                    hls4ml_config = hls4ml.utils.config_from_keras_model(
-                        obj, granularity="name", backend=BACKEND,
-                        default_precision=default_precision)
+                # it parses the model with hls4ml's da4ml fallback on (no argument turns it
+                # off): with da4ml installed, da4ml then fails on Keras 3 layers it has no
+                # plugin for (BatchNormalization); without, it prints a line on stderr per
+                # layer. Parse as convert_from_keras_model below does, without the fallback.
+                parse = hls4ml.converters.parse_keras_v3_model
+                hls4ml.converters.parse_keras_v3_model = functools.partial(
+                    parse, allow_da_fallback=False)
+                try:
+                    with contextlib.redirect_stderr(io.StringIO()):
+                        hls4ml_config = hls4ml.utils.config_from_keras_model(
+                            obj, granularity="name", backend=BACKEND,
+                            default_precision=default_precision)
+                finally:
+                    hls4ml.converters.parse_keras_v3_model = parse
             cfg = hls4ml_config
             # no da4ml fallback: a layer without a Keras 3 handler goes to hls4ml's Keras 2
             # handlers (BatchNormalization does), never into a DA-combinational block

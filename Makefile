@@ -62,13 +62,13 @@ ICARUS_SEL := $(shell command -v iverilog >/dev/null 2>&1 && echo "" || echo "an
 
 test: $(STAMP)
 	@test -z "$(ICARUS_SEL)" || echo "note: iverilog not found: the Icarus tests are left out (apt-get install iverilog)"
-	$(BIN)/python -m pytest -q -n $(JOBS) -m "not regress and not board $(ICARUS_SEL)" tests
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadgroup -m "not regress and not board $(ICARUS_SEL)" tests
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not rtl and not icarus" tests
 
 regress: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(JOBS) -m "regress" tests
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadgroup -m "regress" tests
 
 # The board demo on configs/demo.yaml unless CONFIG is given on the command line (a board
 # design: the same demo on it; a mac_array config: a GEMM on that unit's RTL in $(SIM)).

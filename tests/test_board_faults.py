@@ -23,7 +23,9 @@ from host import protocol as p
 from host.board import Board, BoardError
 from host.transport import FaultyTransport, SocketTransport
 
-pytestmark = pytest.mark.rtl
+# every test of the demo board on one xdist worker: it builds the board once while the
+# other worker runs other tests, instead of waiting on the build lock (`--dist loadgroup`)
+pytestmark = [pytest.mark.rtl, pytest.mark.xdist_group("demo_board")]
 
 DEMO = "configs/demo.yaml"
 T = 0.03        # reply timeout: the simulated board answers a request in a few ms

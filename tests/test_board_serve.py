@@ -48,6 +48,7 @@ def test_serve_refuses_bad_ports(tmp_path):
 
 
 @pytest.mark.rtl
+@pytest.mark.xdist_group("demo_board")  # see test_board_served.py
 def test_served_demo_with_open_board(rng):
     from generators.config import load_config
     from generators.units import family

@@ -17,7 +17,9 @@ from generators.config import load_config
 from generators.units import family
 from sim.streams import pack_payloads, unpack_payloads
 
-pytestmark = pytest.mark.rtl
+# every test of the demo board on one xdist worker: it builds the board once while the
+# other worker runs other tests, instead of waiting on the build lock (`--dist loadgroup`)
+pytestmark = [pytest.mark.rtl, pytest.mark.xdist_group("demo_board")]
 
 DEMO = "configs/demo.yaml"
 

@@ -47,6 +47,7 @@ def test_bad_input_is_exit_2_one_line(args, msg):
 
 
 @pytest.mark.rtl
+@pytest.mark.xdist_group("demo_board")  # see test_board_served.py
 def test_board_demo_table():
     r = run_demo()
     assert r.returncode == 0, r.stdout + r.stderr

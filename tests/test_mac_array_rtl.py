@@ -100,9 +100,9 @@ def test_waves_only_when_asked(rng, monkeypatch):
     from generators.mac_array import schedule
     from sim.runner import run_streams
 
-    p = make_params(1, 2)
+    p = make_params(1, 1)  # the 1x1 design of test_rtl_verilator: its plain build is shared
     a, b = random_operands(p, 2, 3, 2, rng)
-    vpath, manifest = cached_render(family, p, "waves1x2", "mac_array", {})
+    vpath, manifest = cached_render(family, p, p.name, "mac_array", {})
     s = schedule(p, a, b)
     monkeypatch.setenv("WAVES", "1")
     res = run_streams(manifest, vpath, s.inputs, {"c_stream": s.out_beats})

@@ -352,8 +352,9 @@ def run_stream_jobs(manifest: dict, verilog: str | Path, jobs: list[dict], *,
         received: dict = {}
         prefix = f"j{i}."
         for key in data.files:
-            if key.startswith(prefix) and key.count(".") == 2:
-                _, sname, fname = key.split(".")
+            rest = key[len(prefix):] if key.startswith(prefix) else ""
+            if "." in rest:
+                sname, fname = rest.split(".", 1)
                 received.setdefault(sname, {})[fname] = data[key]
         total_cycles = int(data[f"{prefix}total_cycles"])
         outs.append({"received": received, "cycles": int(data[f"{prefix}cycles"]),

@@ -120,7 +120,7 @@ def build(board_cfg, face: str = "bytes", say=None) -> Path:
                *BOARD_VERILATOR_ARGS, "--top-module", TOP, "-o", "board_sim",
                "-CFLAGS", cflags, "--Mdir", "obj", vpath.name, HARNESS.name]
         log = work / "build.log"
-        with open(log, "w") as fh, verilator_runtime("board", cflags, *cmd[:-2]) as keep:
+        with open(log, "w") as fh, verilator_runtime("board", *cmd[:-2]) as keep:
             proc = subprocess.Popen(cmd, cwd=work, stdout=fh, stderr=subprocess.STDOUT)
             while True:
                 try:

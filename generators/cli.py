@@ -375,7 +375,7 @@ def cmd_hls(args) -> int:
     name = args.name or "".join(c if c.isalnum() else "_" for c in model.stem)
     if name[:1].isdigit():
         name = "m_" + name
-    from .config import VERILOG_KEYWORDS
+    from .schema import VERILOG_KEYWORDS
 
     if name in VERILOG_KEYWORDS:
         name += "_net"

@@ -11,15 +11,15 @@ from pydantic import ValidationError
 
 from generators.config import (
     BoardConfig,
-    GeluConfig,
-    MacArrayConfig,
-    SoftmaxConfig,
-    SparseChainConfig,
     config_to_dict,
     load_config,
     parse_config,
     replace_config,
 )
+from generators.gelu import GeluParams
+from generators.mac_array import MacArrayParams
+from generators.softmax import SoftmaxParams
+from generators.sparse_chain import SparseChainParams
 from generators.errors import ConfigError, UserError
 from generators.numerics import Format
 
@@ -39,9 +39,9 @@ BASE = {
 }
 
 
-def mac(**changes) -> MacArrayConfig:
+def mac(**changes) -> MacArrayParams:
     cfg = parse_config({**BASE, **changes}, "test")
-    assert isinstance(cfg, MacArrayConfig)
+    assert isinstance(cfg, MacArrayParams)
     return cfg
 
 
@@ -66,8 +66,8 @@ GOOD_BOARDS = [p for p in GOOD if _is_board(p)]
 def test_board_config_loads_and_round_trips(path, tmp_path):
     cfg = load_config(path)
     assert isinstance(cfg, BoardConfig)
-    assert cfg.units and all(isinstance(u, (MacArrayConfig, SparseChainConfig, SoftmaxConfig,
-                                            GeluConfig)) for u in cfg.units)
+    assert cfg.units and all(isinstance(u, (MacArrayParams, SparseChainParams, SoftmaxParams,
+                                            GeluParams)) for u in cfg.units)
     hash(cfg)
     with pytest.raises(ValidationError):
         cfg.board = "icebreaker"
@@ -88,7 +88,7 @@ def test_board_defaults():
 @pytest.mark.parametrize("path", GOOD_UNITS, ids=lambda p: p.name)
 def test_good_config_loads_frozen_and_round_trips(path, tmp_path):
     cfg = load_config(path)
-    assert isinstance(cfg, (MacArrayConfig, SparseChainConfig, SoftmaxConfig, GeluConfig))
+    assert isinstance(cfg, (MacArrayParams, SparseChainParams, SoftmaxParams, GeluParams))
     assert cfg.name == path.stem  # the examples are named after their files
     with pytest.raises(ValidationError):
         cfg.name = "other"
@@ -114,8 +114,8 @@ def test_mac8x8_defaults_and_derived():
     assert (str(cfg.a), str(cfg.b), str(cfg.acc)) == ("int8", "int8", "int32")
     assert (cfg.overflow, cfg.dataflow) == ("wrap", "output_stationary")
     assert (cfg.tile_m, cfg.max_k) == (64, 65536)
-    assert str(cfg.product_format) == "int16"
-    assert cfg.internal_acc_width == 32
+    assert str(cfg.product) == "int16"
+    assert cfg.internal_width == 32
     assert cfg.macs_per_cycle == 64
     assert list(config_to_dict(cfg)) == [
         "name",
@@ -134,13 +134,13 @@ def test_mac8x8_defaults_and_derived():
 
 def test_sat_example_keeps_guard_bits():
     cfg = load_config(ROOT / "configs" / "mac4x4_int4x8_sat.yaml")
-    assert str(cfg.product_format) == "int12"
-    assert cfg.internal_acc_width == 12 + 12  # max_k = 4096 -> 12 guard bits
+    assert str(cfg.product) == "int12"
+    assert cfg.internal_width == 12 + 12  # max_k = 4096 -> 12 guard bits
 
 
 def test_fixed_point_product():
     cfg = mac(a="fixed<8,3>", b="fixed<8,3>", acc="fixed<32,22>")
-    prod = cfg.product_format
+    prod = cfg.product
     assert (prod.width, prod.frac_bits, prod.signed) == (16, 10, True)
     assert str(cfg.acc) == "fixed<32,22>"
 
@@ -162,7 +162,7 @@ def test_fixed_point_product():
     ],
 )
 def test_internal_acc_width(a, b, acc, overflow, max_k, width):
-    assert mac(a=a, b=b, acc=acc, overflow=overflow, max_k=max_k).internal_acc_width == width
+    assert mac(a=a, b=b, acc=acc, overflow=overflow, max_k=max_k).internal_width == width
 
 
 def _range(fmt: Format) -> tuple[int, int]:
@@ -176,7 +176,7 @@ SMALL_FORMATS = ["int4", "uint4", "int2", "uint3"]
 def test_product_format_holds_every_product(a, b):
     fa, fb = Format.parse(a), Format.parse(b)
     acc = "int16" if fa.signed or fb.signed else "uint16"
-    prod = mac(a=a, b=b, acc=acc).product_format
+    prod = mac(a=a, b=b, acc=acc).product
     lo, hi = _range(prod)
     products = [
         x * y
@@ -200,7 +200,7 @@ def test_product_format_holds_every_product(a, b):
 def test_sat_internal_width_holds_the_exact_sum(a, b, acc, max_k):
     cfg = mac(a=a, b=b, acc=acc, overflow="sat", max_k=max_k)
     corners = [x * y for x in _range(cfg.a) for y in _range(cfg.b)]
-    w = cfg.internal_acc_width
+    w = cfg.internal_width
     lo, hi = (-(2 ** (w - 1)), 2 ** (w - 1) - 1) if cfg.acc.signed else (0, 2**w - 1)
     assert lo <= max_k * min(corners) and max_k * max(corners) <= hi
 
@@ -228,12 +228,12 @@ def test_tile_m_is_accepted_and_ignored_for_output_stationary():
 
 
 def test_python_construction_and_format_objects():
-    cfg = MacArrayConfig(
+    cfg = MacArrayParams(
         name="m", unit="mac_array", rows=2, cols=2, a=Format.parse("int8"), b="int8", acc="int32"
     )
     assert cfg == mac(rows=2, cols=2)
     with pytest.raises(ValidationError):
-        MacArrayConfig(
+        MacArrayParams(
             name="m", unit="mac_array", rows=True, cols=2, a="int8", b="int8", acc="int32"
         )
 
@@ -248,7 +248,7 @@ def test_replace_config():
 
 
 def test_every_field_is_documented():
-    schema = MacArrayConfig.model_json_schema()
+    schema = MacArrayParams.model_json_schema()
     for key, prop in schema["properties"].items():
         assert prop.get("description"), key
 
@@ -350,10 +350,10 @@ def test_field_errors_come_in_field_order():
 
 def test_nonlinear_configs_keep_in_as_the_key():
     sm = load_config(ROOT / "configs" / "softmax64.yaml")
-    assert isinstance(sm, SoftmaxConfig)
-    assert (sm.length, sm.lanes, str(sm.in_), str(sm.out)) == (64, 1, "fixed<8,3>", "ufixed<8,0>")
+    assert isinstance(sm, SoftmaxParams)
+    assert (sm.length, sm.lanes, str(sm.inp), str(sm.out)) == (64, 1, "fixed<8,3>", "ufixed<8,0>")
     assert list(config_to_dict(sm)) == ["name", "unit", "length", "lanes", "in", "out"]
     g = replace_config(load_config(ROOT / "configs" / "gelu8.yaml"), lanes=4)
-    assert isinstance(g, GeluConfig) and g.lanes == 4 and str(g.in_) == "fixed<8,3>"
+    assert isinstance(g, GeluParams) and g.lanes == 4 and str(g.inp) == "fixed<8,3>"
     with pytest.raises(ConfigError, match=r"in: fixed<13,3> is 13 bits"):
         replace_config(sm, **{"in": "fixed<13,3>"})

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sparse_cases import CORNERS, corner_operands, make_params, random_operands, sparse_mask
 
-from generators.config import SparseChainConfig, load_config
+from generators.config import load_config
 from generators.errors import ArrayError
 from generators.numerics import Format
 from generators.sparse_chain import (
@@ -212,11 +212,11 @@ def test_check_inputs_errors():
 
 def test_config_to_params():
     cfg = load_config(Path(__file__).resolve().parent.parent / "configs" / "sparse16.yaml")
-    assert isinstance(cfg, SparseChainConfig)
+    assert isinstance(cfg, SparseChainParams)
     assert cfg.modes == ("2:4", "1:4", "4:4") and cfg.overflow == "wrap"
-    assert cfg.internal_acc_width == 32 and cfg.macs_per_cycle == 16
+    assert cfg.internal_width == 32 and cfg.macs_per_cycle == 16
     p = family.params(cfg)
     assert p.modes == cfg.modes and p.mode().n == 2 and p.mode_code("4:4") == 2
-    assert str(cfg.product_format) == "int16"
-    schema = SparseChainConfig.model_json_schema()
+    assert str(cfg.product) == "int16"
+    schema = SparseChainParams.model_json_schema()
     assert all(prop.get("description") for prop in schema["properties"].values())

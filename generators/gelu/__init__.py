@@ -12,13 +12,14 @@ import math
 
 import numpy as np
 
+from ..family import Split, UnitFamily
 from .model import check_inputs, error_lsb, gelu, reference
 from .params import GeluParams
 
 __all__ = ["GeluParams", "gelu", "reference", "error_lsb", "check_inputs", "family"]
 
 
-class _Family:
+class GeluFamily(UnitFamily):
     """The gelu unit as the CLI, the simulator runner and the benches see it.
 
     Streaming: ``x`` is flattened (C order) and cut into beats of ``lanes`` elements, the last
@@ -26,14 +27,13 @@ class _Family:
     """
 
     name = "gelu"
+    config = GeluParams
     in_arrays = ("x",)
     out_arrays = ("y",)
-
-    def params(self, cfg) -> GeluParams:
-        return GeluParams.from_config(cfg)
+    split = Split("elements")
 
     def component(self, params):
-        from .rtl import Gelu
+        from .rtl import Gelu  # local: Amaranth only when the hardware is built
 
         return Gelu(params)
 
@@ -51,16 +51,17 @@ class _Family:
                            "internal_frac_bits": params.internal_frac}
         return out
 
-    def check_inputs(self, params, arrays: dict, **_) -> dict:
+    def check_inputs(self, params, arrays: dict, *, mode: str | None = None) -> dict:
+        self.mode(params, mode)
         return {"x": check_inputs(params, arrays)}
 
-    def golden(self, params, arrays: dict, **_) -> dict:
+    def golden(self, params, arrays: dict, *, mode: str | None = None) -> dict:
         return {"y": gelu(params, arrays["x"])}
 
     def beats(self, params, arrays: dict) -> int:
         return math.ceil(np.size(arrays["x"]) / params.lanes)
 
-    def schedule(self, params, arrays: dict, **_):
+    def schedule(self, params, arrays: dict, *, mode: str | None = None):
         x = np.asarray(arrays["x"], dtype=np.int64)
         n = self.beats(params, arrays)
         flat = np.zeros(n * params.lanes, dtype=np.int64)
@@ -80,11 +81,11 @@ class _Family:
     def shape_key(self, arrays: dict) -> tuple[int]:
         return (int(np.size(arrays["x"])),)
 
-    def stream_beats(self, params, dims, **_) -> dict:
+    def stream_beats(self, params, dims, *, mode: str | None = None) -> dict:
         n = math.ceil(int(dims[0]) / params.lanes)
         return {"i_stream": n, "o_stream": n}
 
-    def unschedule(self, params, inputs: dict, dims, **_) -> dict:
+    def unschedule(self, params, inputs: dict, dims, *, mode: str | None = None) -> dict:
         """Inverse of :meth:`schedule` for ``dims = (n,)``: the flat ``x`` from the beats.
         Raises ``ValueError`` on beats that ``schedule`` cannot have made."""
         n = int(dims[0])
@@ -104,10 +105,10 @@ class _Family:
         again, _, _ = self.schedule(params, {"x": outputs["y"]})
         return {"o_stream": again["i_stream"]}
 
-    def expected_cycles(self, params, arrays: dict, **_) -> int:
+    def expected_cycles(self, params, arrays: dict, *, mode: str | None = None) -> int:
         return params.expected_cycles(self.beats(params, arrays))
 
-    def stats(self, params, arrays: dict, cycles: int | None, **_) -> dict:
+    def stats(self, params, arrays: dict, cycles: int | None, *, mode: str | None = None) -> dict:
         out = {"elements": int(np.size(arrays["x"])), "beats": self.beats(params, arrays),
                "expected_cycles": self.expected_cycles(params, arrays)}
         if cycles:
@@ -115,4 +116,4 @@ class _Family:
         return out
 
 
-family = _Family()
+family = GeluFamily()

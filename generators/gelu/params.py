@@ -1,4 +1,5 @@
-"""Parameters of the GELU unit and the one function that makes its tables and coefficients.
+"""Parameters of the GELU unit (its config model), and the one function that makes its
+tables and coefficients.
 
 ``gelu(x) = x * Phi(x) = relu(x) - delta(|x|)`` with ``delta(u) = u * Phi(-u)`` (exact GELU,
 not the tanh approximation).
@@ -26,14 +27,17 @@ Two integer specifications, chosen by the input width:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Context, Decimal
 from fractions import Fraction
-from functools import lru_cache
+from functools import cached_property, lru_cache
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import AfterValidator, ConfigDict, Field
 
 from ..numerics import Format, round_real
+from ..schema import FormatField, UnitBase, problem
 
 #: Inputs of at most this many bits use a full table.
 TABLE_MAX_BITS = 10
@@ -162,38 +166,50 @@ def poly_coefficients(inp: Format, g: int) -> Poly:
     return Poly(k=k, span=span, c0=tuple(c0s), c1=tuple(c1s), c2=tuple(c2s))
 
 
-@dataclass(frozen=True)
-class GeluParams:
-    """An element-wise GELU, ``lanes`` elements per cycle.
+WIDTHS = (2, 16)
 
-    Parameters
-    ----------
-    inp:
-        Input format (signed, 2..16 bits).
-    out:
-        Output format (signed, 2..16 bits).
-    lanes:
-        Elements per stream beat (and per cycle, sustained).
-    """
 
-    inp: Format
-    out: Format
-    lanes: int = 1
-    name: str = "gelu"
-    table: tuple = field(default=(), compare=False, repr=False)
-    poly: Poly | None = field(default=None, compare=False, repr=False)
+def check_format(fmt: Format) -> Format:
+    """The input and output formats the unit takes: signed, 2..16 bits."""
+    lo, hi = WIDTHS
+    if not fmt.signed or not lo <= fmt.width <= hi:
+        raise problem(f"{fmt} is not allowed for gelu (allowed: signed fixed<W,I> or intW "
+                      f"with {lo} <= W <= {hi})")
+    return fmt
 
-    def __post_init__(self):
-        if not self.inp.signed or not self.out.signed:
-            raise ValueError("in and out must be signed formats")
-        if self.kind == "table":
-            object.__setattr__(self, "table", gelu_table(self.inp, self.out))
-        else:
-            object.__setattr__(self, "poly", poly_coefficients(self.inp, self.internal_frac))
 
-    @classmethod
-    def from_config(cls, cfg) -> GeluParams:
-        return cls(inp=cfg.in_, out=cfg.out, lanes=cfg.lanes, name=cfg.name)
+GeluFormat = Annotated[FormatField, AfterValidator(check_format)]
+
+
+class GeluParams(UnitBase):
+    """Element-wise exact GELU, ``lanes`` elements per cycle (``unit: gelu``): ``x [...]`` in
+    ``in`` -> ``y [...]`` in ``out``; a correctly rounded table for inputs up to
+    :data:`TABLE_MAX_BITS` bits, a piecewise quadratic beyond."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", strict=True, arbitrary_types_allowed=True,
+        validate_by_alias=True, validate_by_name=True, serialize_by_alias=True,
+    )
+
+    unit: Literal["gelu"] = Field("gelu", description="The unit family: `gelu`.")
+    inp: GeluFormat = Field(
+        alias="in", description="Input format: signed fixed<W,I> or intW, 2..16 bits."
+    )
+    out: GeluFormat = Field(
+        description="Output format: signed fixed<W,I> or intW, 2..16 bits (saturating)."
+    )
+    lanes: int = Field(default=1, ge=1, le=64,
+                       description="Elements per stream beat and per cycle (sustained).")
+
+    @cached_property
+    def table(self) -> tuple[int, ...]:
+        """The table path's outputs for every input code (``()`` on the poly path)."""
+        return gelu_table(self.inp, self.out) if self.kind == "table" else ()
+
+    @cached_property
+    def poly(self) -> Poly | None:
+        """The poly path's coefficients (``None`` on the table path)."""
+        return poly_coefficients(self.inp, self.internal_frac) if self.kind == "poly" else None
 
     @property
     def kind(self) -> str:

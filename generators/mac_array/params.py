@@ -1,16 +1,19 @@
-"""Parameters of a systolic MAC array, derived once from its config.
+"""Parameters of a systolic MAC array: its config model, validated once.
 
-Everything the RTL, the schedule, the simulator and the reports need to know about an array
-(widths, latency, the analytic cycle count) is computed here, in plain Python, so nothing
-downstream re-derives it.
+:class:`MacArrayParams` is both the ``unit: mac_array`` config schema and the parameters
+everything downstream reads: the RTL, the schedule, the simulator and the reports take widths,
+latency and the analytic cycle count from it, in plain Python, so nothing re-derives them.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field, model_validator
 
 from ..numerics import Format, Overflow
+from ..schema import AccFormat, OperandFormat, UnitBase, field_problem, fmt_str
 
 OUTPUT_STATIONARY = "output_stationary"
 WEIGHT_STATIONARY = "weight_stationary"
@@ -25,87 +28,119 @@ def product_format(a: Format, b: Format) -> Format:
                   signed=a.signed or b.signed)
 
 
-@dataclass(frozen=True)
-class MacArrayParams:
-    """A rows x cols systolic array computing ``c = a @ b`` with the accumulator's overflow rule.
+def product_width_in(prod: Format, acc: Format) -> int:
+    """Bits the exact product takes in the accumulator's signedness: one more for an unsigned
+    product in a signed accumulator (its sign bit)."""
+    return prod.width + (1 if acc.signed and not prod.signed else 0)
 
-    Parameters
-    ----------
-    rows, cols:
-        Array size in processing elements.
-    a, b, acc:
-        Operand and accumulator formats (integer codes; fixed-point formats only give meaning).
-    overflow:
-        ``"wrap"`` or ``"sat"``, applied once to the exact sum (see :mod:`.model`).
-    dataflow:
-        ``"output_stationary"`` or ``"weight_stationary"``.
-    tile_m:
-        Weight-stationary only: rows of ``a`` streamed per weight load (accumulator depth).
-    max_k:
-        Longest K for which ``sat`` is exact: the accumulator keeps that many guard bits.
+
+def check_acc(a: Format, b: Format, acc: Format) -> None:
+    """The accumulator rules of every MAC-type unit, raised as an error on field ``acc``:
+    signed when the product is, the product's fraction bits, at least the product's width."""
+    prod = product_format(a, b)
+    operands = f"{a} x {b}"
+    need = product_width_in(prod, acc)
+    if prod.signed and not acc.signed:
+        raise field_problem(
+            "acc",
+            f"{acc} is unsigned but the product of {operands} is signed "
+            f"(allowed: a signed format such as {fmt_str(acc.width, acc.int_bits, True)})",
+        )
+    if acc.frac_bits != prod.frac_bits:
+        width = max(acc.width, need)
+        example = fmt_str(width, width - prod.frac_bits, acc.signed)
+        raise field_problem(
+            "acc",
+            f"{acc} has {acc.frac_bits} fraction bits but the product of "
+            f"{operands} has {prod.frac_bits} (allowed: {prod.frac_bits} fraction "
+            f"bits, e.g. {example})",
+        )
+    if acc.width < need:
+        how = "" if need == prod.width else " as a signed format"
+        raise field_problem(
+            "acc",
+            f"{acc} is narrower than the product of {operands} "
+            f"({need} bits{how}) (allowed: at least {need} bits)",
+        )
+
+
+def internal_width(prod: Format, acc: Format, overflow: str, max_k: int) -> int:
+    """Width of the accumulators inside a MAC-type unit.
+
+    With ``wrap`` the accumulator's own width suffices (two's-complement sums are exact modulo
+    2**width). With ``sat`` the exact sum must be known before it is clamped: the product's
+    width in the accumulator's signedness plus ``ceil(log2(max_k))`` guard bits, which holds
+    ``max_k`` worst-case products. Every partial sum is a sum of at most K <= max_k products
+    (padding adds zeros), so none overflows.
+    """
+    if Overflow(overflow) is Overflow.WRAP:
+        return acc.width
+    guard = (max_k - 1).bit_length()  # ceil(log2(max_k)) for integers
+    return max(acc.width, product_width_in(prod, acc) + guard)
+
+
+class MacArrayParams(UnitBase):
+    """A ``rows x cols`` systolic MAC array computing ``c = a @ b`` (``unit: mac_array``).
+
+    The exact integer product of an ``a`` code and a ``b`` code is summed over K, then the
+    accumulator's ``overflow`` rule is applied once to the exact sum (see :mod:`.model`).
+
+    Cross-field rules (checked on load): ``acc`` is signed when either operand is; ``acc``
+    has exactly ``a.frac_bits + b.frac_bits`` fraction bits; ``acc`` is at least as wide as
+    the exact product (one more bit when both operands are unsigned and ``acc`` is signed).
+    ``tile_m`` is accepted with ``output_stationary`` and ignored there.
     """
 
-    rows: int
-    cols: int
-    a: Format
-    b: Format
-    acc: Format
-    overflow: str = "wrap"
-    dataflow: str = OUTPUT_STATIONARY
-    tile_m: int = 64
-    max_k: int = 65536
-    name: str = "mac_array"
+    unit: Literal["mac_array"] = Field("mac_array", description="The unit family: `mac_array`.")
+    rows: int = Field(ge=1, le=64, description="Processing elements along M (rows of `c`).")
+    cols: int = Field(ge=1, le=64, description="Processing elements along N (columns of `c`).")
+    a: OperandFormat = Field(description="Format of the left operand `a` [M,K] (2..16 bits).")
+    b: OperandFormat = Field(description="Format of the right operand `b` [K,N] (2..16 bits).")
+    acc: AccFormat = Field(
+        description="Format of the accumulator and of the result `c` (up to 64 bits)."
+    )
+    overflow: Literal["wrap", "sat"] = Field(
+        default="wrap",
+        description="The accumulator's overflow rule, applied once to the exact sum: `wrap` "
+        "(two's complement modulo 2**acc.width) or `sat` (clamp to acc's range).",
+    )
+    dataflow: Literal["output_stationary", "weight_stationary"] = Field(
+        default=OUTPUT_STATIONARY,
+        description="`output_stationary`: each PE keeps one element of `c`; "
+        "`weight_stationary`: each PE keeps one element of `b`.",
+    )
+    tile_m: int = Field(
+        default=64, ge=1, le=4096,
+        description="weight_stationary only (ignored otherwise): rows of `a` streamed per "
+        "weight load, i.e. the depth of each column's accumulator buffer.",
+    )
+    max_k: int = Field(
+        default=65536, ge=1, le=2**24,
+        description="The longest K for which `overflow: sat` is exact: the array keeps "
+        "ceil(log2(max_k)) guard bits above the product (see internal_width).",
+    )
 
-    def __post_init__(self):
-        if self.dataflow not in DATAFLOWS:
-            raise ValueError(f"dataflow {self.dataflow!r} (allowed: {', '.join(DATAFLOWS)})")
-        if Overflow(self.overflow) not in (Overflow.WRAP, Overflow.SAT):
-            raise ValueError(f"overflow {self.overflow!r}")
-        if self.rows < 1 or self.cols < 1 or self.tile_m < 1 or self.max_k < 1:
-            raise ValueError("rows, cols, tile_m and max_k must be positive")
-
-    @classmethod
-    def from_config(cls, cfg) -> MacArrayParams:
-        return cls(
-            rows=cfg.rows,
-            cols=cfg.cols,
-            a=cfg.a,
-            b=cfg.b,
-            acc=cfg.acc,
-            overflow=str(getattr(cfg.overflow, "value", cfg.overflow)),
-            dataflow=str(getattr(cfg.dataflow, "value", cfg.dataflow)),
-            tile_m=cfg.tile_m,
-            max_k=cfg.max_k,
-            name=cfg.name,
-        )
+    @model_validator(mode="after")
+    def _check_acc(self) -> MacArrayParams:
+        check_acc(self.a, self.b, self.acc)
+        return self
 
     # -- widths -------------------------------------------------------------------------------
 
     @property
     def product(self) -> Format:
+        """The format of the exact product of an ``a`` code and a ``b`` code."""
         return product_format(self.a, self.b)
 
     @property
-    def acc_signed(self) -> bool:
-        return self.acc.signed
+    def internal_width(self) -> int:
+        """Width of the accumulators inside the array (see :func:`internal_width`)."""
+        return internal_width(self.product, self.acc, self.overflow, self.max_k)
 
     @property
-    def internal_width(self) -> int:
-        """Width of the accumulators inside the array.
-
-        With ``wrap`` the accumulator's own width suffices (two's-complement sums are exact
-        modulo 2**width). With ``sat`` the exact sum must be known before it is clamped: the
-        product's width in the accumulator's signedness (one more bit for an unsigned product
-        in a signed accumulator) plus ``ceil(log2(max_k))`` guard bits, which holds ``max_k``
-        worst-case products. Every partial sum in the array is a sum of at most K <= max_k
-        products (padding adds zeros), so none overflows.
-        """
-        if Overflow(self.overflow) is Overflow.WRAP:
-            return self.acc.width
-        prod = self.product
-        width = prod.width + (1 if self.acc.signed and not prod.signed else 0)
-        guard = (self.max_k - 1).bit_length()  # ceil(log2(max_k)) for integers
-        return max(self.acc.width, width + guard)
+    def macs_per_cycle(self) -> int:
+        """Multiply-accumulates the array completes per cycle when fully busy."""
+        return self.rows * self.cols
 
     # -- timing -------------------------------------------------------------------------------
 

@@ -9,23 +9,27 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ArrayError
+from ..family import Split, UnitFamily
+from .config import NetworkConfig
 from .params import NetworkParams
 
 __all__ = ["NetworkParams", "family"]
 
 
-class _Family:
+class NetworkFamily(UnitFamily):
     """The network unit as the CLI, the simulator runner and the benches see it."""
 
     name = "network"
+    config = NetworkConfig
     in_arrays = ("x",)
     out_arrays = ("y",)
+    split = Split("rows")
 
-    def params(self, cfg) -> NetworkParams:
+    def params(self, cfg: NetworkConfig) -> NetworkParams:
         return NetworkParams.from_config(cfg)
 
     def component(self, params: NetworkParams):
-        from .rtl import Network
+        from .rtl import Network  # local: Amaranth only when the hardware is built
 
         params.check_rtl()
         return Network(params)
@@ -41,7 +45,9 @@ class _Family:
             "expected_cycles": "NetworkParams.expected_cycles(rows)",
         }
 
-    def check_inputs(self, params: NetworkParams, arrays: dict, **_) -> dict:
+    def check_inputs(self, params: NetworkParams, arrays: dict,
+                     *, mode: str | None = None) -> dict:
+        self.mode(params, mode)
         if set(arrays) != {"x"}:
             names = ", ".join(sorted(arrays)) or "none"
             raise ArrayError(f"arrays {names} (allowed: exactly one array named x)")
@@ -52,12 +58,12 @@ class _Family:
         fmt = params.model.inp.fmt
         return {"x": fmt.check_codes(x, "x")}
 
-    def golden(self, params: NetworkParams, arrays: dict, **_) -> dict:
+    def golden(self, params: NetworkParams, arrays: dict, *, mode: str | None = None) -> dict:
         from ..hls.model import run
 
         return {"y": np.asarray(run(params.model, arrays["x"]), dtype=np.int64)}
 
-    def schedule(self, params: NetworkParams, arrays: dict, **_):
+    def schedule(self, params: NetworkParams, arrays: dict, *, mode: str | None = None):
         x = arrays["x"]
         return {"x_stream": {"data": x}}, {"y_stream": x.shape[0]}, x.shape[0]
 
@@ -69,10 +75,11 @@ class _Family:
     def shape_key(self, arrays: dict) -> tuple[int]:
         return (int(arrays["x"].shape[0]),)
 
-    def stream_beats(self, params: NetworkParams, dims, **_) -> dict:
+    def stream_beats(self, params: NetworkParams, dims, *, mode: str | None = None) -> dict:
         return {"x_stream": int(dims[0]), "y_stream": int(dims[0])}
 
-    def unschedule(self, params: NetworkParams, inputs: dict, dims, **_) -> dict:
+    def unschedule(self, params: NetworkParams, inputs: dict, dims,
+                   *, mode: str | None = None) -> dict:
         x = np.asarray(inputs["x_stream"]["data"], dtype=np.int64)
         if x.shape[0] != int(dims[0]):
             raise ValueError(f"{x.shape[0]} beats for {dims[0]} rows")
@@ -81,10 +88,12 @@ class _Family:
     def disassemble(self, params: NetworkParams, ctx, outputs: dict) -> dict:
         return {"y_stream": {"data": np.asarray(outputs["y"], dtype=np.int64)}}
 
-    def expected_cycles(self, params: NetworkParams, arrays: dict, **_) -> int:
+    def expected_cycles(self, params: NetworkParams, arrays: dict,
+                        *, mode: str | None = None) -> int:
         return params.expected_cycles(arrays["x"].shape[0])
 
-    def stats(self, params: NetworkParams, arrays: dict, cycles: int | None, **_) -> dict:
+    def stats(self, params: NetworkParams, arrays: dict, cycles: int | None,
+              *, mode: str | None = None) -> dict:
         rows = arrays["x"].shape[0]
         macs = rows * sum(s[0].n_in * s[0].n_out for s in params.dense_stages)
         out = {"rows": rows, "macs": macs, "expected_cycles": params.expected_cycles(rows)}
@@ -94,4 +103,4 @@ class _Family:
         return out
 
 
-family = _Family()
+family = NetworkFamily()

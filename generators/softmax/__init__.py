@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..family import Split, UnitFamily
 from .model import check_inputs, error_lsb, reference, softmax
 from .params import SoftmaxParams
 
@@ -55,18 +56,17 @@ def assemble_rows(p: SoftmaxParams, lengths, data: np.ndarray) -> list[np.ndarra
     return out
 
 
-class _Family:
+class SoftmaxFamily(UnitFamily):
     """The softmax unit as the CLI, the simulator runner and the benches see it."""
 
     name = "softmax"
+    config = SoftmaxParams
     in_arrays = ("x",)
     out_arrays = ("y",)
-
-    def params(self, cfg) -> SoftmaxParams:
-        return SoftmaxParams.from_config(cfg)
+    split = Split("rows")
 
     def component(self, params):
-        from .rtl import Softmax
+        from .rtl import Softmax  # local: Amaranth only when the hardware is built
 
         return Softmax(params)
 
@@ -83,13 +83,14 @@ class _Family:
             "expected_cycles": "SoftmaxParams.expected_cycles(row_lengths)",
         }
 
-    def check_inputs(self, params, arrays: dict, **_) -> dict:
+    def check_inputs(self, params, arrays: dict, *, mode: str | None = None) -> dict:
+        self.mode(params, mode)
         return {"x": check_inputs(params, arrays)}
 
-    def golden(self, params, arrays: dict, **_) -> dict:
+    def golden(self, params, arrays: dict, *, mode: str | None = None) -> dict:
         return {"y": softmax(params, arrays["x"])}
 
-    def schedule(self, params, arrays: dict, **_):
+    def schedule(self, params, arrays: dict, *, mode: str | None = None):
         x = np.asarray(arrays["x"], dtype=np.int64)
         fields, beats = schedule_rows(params, list(x))
         return {"i_stream": fields}, {"o_stream": beats}, x.shape
@@ -105,11 +106,11 @@ class _Family:
         r, n = np.shape(arrays["x"])
         return int(r), int(n)
 
-    def stream_beats(self, params, dims, **_) -> dict:
+    def stream_beats(self, params, dims, *, mode: str | None = None) -> dict:
         r, n = int(dims[0]), int(dims[1])
         return {"i_stream": r * params.beats(n), "o_stream": r * params.beats(n)}
 
-    def unschedule(self, params, inputs: dict, dims, **_) -> dict:
+    def unschedule(self, params, inputs: dict, dims, *, mode: str | None = None) -> dict:
         """Inverse of :meth:`schedule` for ``dims = (R, L)``: the ``x`` rows from the beats.
         Raises ``ValueError`` on beats that ``schedule`` cannot have made."""
         r, n = int(dims[0]), int(dims[1])
@@ -131,11 +132,11 @@ class _Family:
         fields, _ = schedule_rows(params, list(np.asarray(outputs["y"], dtype=np.int64)))
         return {"o_stream": {"data": fields["data"], "last": fields["last"]}}
 
-    def expected_cycles(self, params, arrays: dict, **_) -> int:
+    def expected_cycles(self, params, arrays: dict, *, mode: str | None = None) -> int:
         r, n = np.shape(arrays["x"])
         return params.expected_cycles([n] * r)
 
-    def stats(self, params, arrays: dict, cycles: int | None, **_) -> dict:
+    def stats(self, params, arrays: dict, cycles: int | None, *, mode: str | None = None) -> dict:
         r, n = np.shape(arrays["x"])
         out = {"rows": int(r), "row_length": int(n),
                "expected_cycles": self.expected_cycles(params, arrays)}
@@ -145,4 +146,4 @@ class _Family:
         return out
 
 
-family = _Family()
+family = SoftmaxFamily()

@@ -1,4 +1,4 @@
-"""Parameters of the softmax unit, derived once from its config (NumPy/decimal only).
+"""Parameters of the softmax unit: its config model, validated once (NumPy/decimal only).
 
 The unit's integer specification (what :mod:`.model` computes and the RTL must equal):
 
@@ -20,11 +20,14 @@ under ``2**-GUARD_MARGIN``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from decimal import Context, Decimal
-from functools import lru_cache
+from functools import cached_property, lru_cache
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from ..numerics import Format, round_real
+from ..schema import FormatField, UnitBase, field_problem, problem
 
 #: Bits of the exp table beyond those that carry the output: the table-rounding error is
 #: below ``2**-GUARD_MARGIN`` output LSBs.
@@ -57,42 +60,63 @@ def exp_table(in_fmt: Format, guard: int) -> tuple[int, ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True)
-class SoftmaxParams:
-    """A softmax over rows of up to ``length`` elements, ``lanes`` elements per cycle.
+IN_WIDTHS = (2, 12)
+OUT_WIDTHS = (2, 16)
 
-    Parameters
-    ----------
-    length:
-        Longest row (elements).
-    lanes:
-        Elements per stream beat (and per cycle, sustained).
-    inp:
-        Input format (signed or unsigned fixed/int, 2..12 bits: the exp table has up to
-        ``2**width`` entries).
-    out:
-        Output format (unsigned, ``ufixed<W,I>`` with ``I <= 1``).
+
+def check_in(fmt: Format) -> Format:
+    """The input formats the unit takes (the exp table has up to ``2**width`` entries)."""
+    lo, hi = IN_WIDTHS
+    if not lo <= fmt.width <= hi:
+        raise problem(f"{fmt} is {fmt.width} bits (allowed: {lo}..{hi} bits: the exp table "
+                      f"has up to 2**width entries)")
+    return fmt
+
+
+def check_out(fmt: Format) -> Format:
+    """The output formats the unit gives: probabilities."""
+    lo, hi = OUT_WIDTHS
+    if fmt.signed or not lo <= fmt.width <= hi or fmt.int_bits > 1 or fmt.frac_bits < 1:
+        raise problem(f"{fmt} is not a probability format (allowed: ufixed<W,I> with "
+                      f"{lo} <= W <= {hi} and I <= 1, e.g. ufixed<8,0>)")
+    return fmt
+
+
+class SoftmaxParams(UnitBase):
+    """Row-wise softmax over rows of 1..``length`` elements, ``lanes`` per cycle
+    (``unit: softmax``): ``x [R, n]`` in ``in`` -> ``y [R, n]`` probabilities in ``out``,
+    exact by the integer specification above.
+
+    Cross-field rule (checked on load): ``lanes <= length``.
     """
 
-    length: int
-    lanes: int
-    inp: Format
-    out: Format
-    name: str = "softmax"
-    table: tuple = field(default=(), compare=False, repr=False)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", strict=True, arbitrary_types_allowed=True,
+        validate_by_alias=True, validate_by_name=True, serialize_by_alias=True,
+    )
 
-    def __post_init__(self):
-        if not 1 <= self.lanes <= self.length:
-            raise ValueError(f"lanes = {self.lanes} must be 1..length ({self.length})")
-        if self.out.signed or self.out.frac_bits < 1:
-            raise ValueError(f"out {self.out} must be unsigned with fraction bits")
-        if self.inp.width > 12:
-            raise ValueError(f"in {self.inp} is wider than 12 bits")
-        object.__setattr__(self, "table", exp_table(self.inp, self.guard))
+    unit: Literal["softmax"] = Field("softmax", description="The unit family: `softmax`.")
+    length: int = Field(ge=1, le=4096, description="The longest row (elements).")
+    lanes: int = Field(default=1, ge=1, le=64,
+                       description="Elements per stream beat and per cycle (sustained).")
+    inp: Annotated[FormatField, AfterValidator(check_in)] = Field(
+        alias="in", description="Input format (logits), fixed<W,I>/intW or unsigned, 2..12 bits."
+    )
+    out: Annotated[FormatField, AfterValidator(check_out)] = Field(
+        description="Output format (probabilities): ufixed<W,I>, 2..16 bits, I <= 1."
+    )
 
-    @classmethod
-    def from_config(cls, cfg) -> SoftmaxParams:
-        return cls(length=cfg.length, lanes=cfg.lanes, inp=cfg.in_, out=cfg.out, name=cfg.name)
+    @model_validator(mode="after")
+    def _check(self) -> SoftmaxParams:
+        if self.lanes > self.length:
+            raise field_problem("lanes", f"{self.lanes} lanes exceed length {self.length} "
+                                f"(allowed: 1..{self.length})")
+        return self
+
+    @cached_property
+    def table(self) -> tuple[int, ...]:
+        """The exp table ``T`` (see :func:`exp_table`)."""
+        return exp_table(self.inp, self.guard)
 
     # -- numerics -----------------------------------------------------------------------------
 
@@ -108,11 +132,6 @@ class SoftmaxParams:
     @property
     def table_size(self) -> int:
         return len(self.table)
-
-    @property
-    def d_bits(self) -> int:
-        """Bits of a difference ``max - x`` (an unsigned in-format span)."""
-        return self.inp.width
 
     @property
     def addr_bits(self) -> int:

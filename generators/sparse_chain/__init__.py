@@ -7,6 +7,7 @@ compression and its bit packing), ``tiling`` (how any O, K, B streams through th
 
 from __future__ import annotations
 
+from ..family import Split, UnitFamily
 from .model import chain_matmul, check_inputs, compress, decompress, matmul, pack, unpack
 from .params import Mode, SparseChainParams
 from .tiling import Schedule, assemble, disassemble, schedule, stream_beats, unschedule
@@ -16,30 +17,34 @@ __all__ = ["SparseChainParams", "Mode", "matmul", "chain_matmul", "check_inputs"
            "stream_beats", "Schedule", "family"]
 
 
-class _Family:
-    """The sparse_chain unit as the CLI, the simulator runner and the benches see it.
+class SparseChainFamily(UnitFamily):
+    """The sparse_chain unit as the CLI, the simulator runner, the boards and the host see it.
 
-    ``check_inputs``, ``golden``, ``schedule``, ``expected_cycles`` and ``stats`` take a
-    ``mode`` keyword (an ``"N:M"`` string; default: the config's first mode).
+    Its modes are the config's N:M patterns (``mode="2:4"``; default: the config's first).
     """
 
     name = "sparse_chain"
+    config = SparseChainParams
     in_arrays = ("w", "x")
     out_arrays = ("y",)
     has_modes = True
+    split = Split("gemm", rows=("w", 0), cols=("x", 1))
 
-    def params(self, cfg) -> SparseChainParams:
-        return SparseChainParams.from_config(cfg)
+    def modes(self, params) -> tuple[str, ...]:
+        return params.modes
+
+    def mode(self, params, mode: str | None) -> str:
+        return str(params.mode(mode))
 
     def component(self, params):
-        from .rtl import SparseChain
+        from .rtl import SparseChain  # local: Amaranth only when the hardware is built
 
         return SparseChain(params)
 
     def manifest_extra(self, params: SparseChainParams) -> dict:
         return {
             "latency": params.latency,
-            "throughput": {"macs_per_cycle": params.length, "w_beats_per_cycle": 1,
+            "throughput": {"macs_per_cycle": params.macs_per_cycle, "w_beats_per_cycle": 1,
                            "x_beats_per_cycle": 1,
                            "dense_k_per_beat": {mode: params.k_per_pass(mode)
                                                 for mode in params.modes}},
@@ -51,15 +56,15 @@ class _Family:
             "weight_packing": "docs/sparse_packing.md",
         }
 
-    def check_inputs(self, params, arrays: dict, mode: str | None = None, **_) -> dict:
+    def check_inputs(self, params, arrays: dict, *, mode: str | None = None) -> dict:
         w, x = check_inputs(params, arrays, mode)
         return {"w": w, "x": x}
 
-    def golden(self, params, arrays: dict, mode: str | None = None, **_) -> dict:
+    def golden(self, params, arrays: dict, *, mode: str | None = None) -> dict:
         params.mode(mode)
         return {"y": matmul(params, arrays["w"], arrays["x"])}
 
-    def schedule(self, params, arrays: dict, mode: str | None = None, **_):
+    def schedule(self, params, arrays: dict, *, mode: str | None = None):
         s = schedule(params, arrays["w"], arrays["x"], mode)
         return s.inputs, {"y_stream": s.out_beats}, s
 
@@ -67,7 +72,7 @@ class _Family:
         return {"y": assemble(params, ctx, received["y_stream"]["data"])}
 
     def unschedule(self, params, inputs: dict, dims: tuple[int, int, int],
-                   mode: str | None = None, **_) -> dict:
+                   *, mode: str | None = None) -> dict:
         """Inverse of :meth:`schedule`: input beats of shape ``dims = (O, K, B)`` -> arrays."""
         return unschedule(params, inputs, dims, mode)
 
@@ -75,8 +80,8 @@ class _Family:
         """Inverse of :meth:`assemble`: ``{"y": [O,B]}`` -> the ``y_stream`` beats."""
         return {"y_stream": {"data": disassemble(params, ctx, outputs["y"])}}
 
-    def stream_beats(self, params, dims: tuple[int, int, int], mode: str | None = None,
-                     **_) -> dict:
+    def stream_beats(self, params, dims: tuple[int, int, int], *,
+                     mode: str | None = None) -> dict:
         """Beats per stream :meth:`schedule` makes for ``dims = (O, K, B)``."""
         return stream_beats(params, *dims, mode)
 
@@ -84,11 +89,11 @@ class _Family:
         o, k = arrays["w"].shape
         return o, k, arrays["x"].shape[1]
 
-    def expected_cycles(self, params, arrays: dict, mode: str | None = None, **_) -> int:
+    def expected_cycles(self, params, arrays: dict, *, mode: str | None = None) -> int:
         return params.expected_cycles(*self.shape_key(arrays), mode)
 
-    def stats(self, params, arrays: dict, cycles: int | None, mode: str | None = None,
-              **_) -> dict:
+    def stats(self, params, arrays: dict, cycles: int | None, *,
+              mode: str | None = None) -> dict:
         o, k, b = self.shape_key(arrays)
         nm = params.mode(mode)
         out = {"o": o, "k": k, "b": b, "mode": str(nm),
@@ -103,4 +108,4 @@ class _Family:
         return out
 
 
-family = _Family()
+family = SparseChainFamily()

@@ -1,8 +1,8 @@
-"""Parameters of an N:M sparse DSP chain, derived once from its config.
+"""Parameters of an N:M sparse DSP chain: its config model, validated once.
 
-Everything the RTL, the schedule, the simulator and the reports need to know about a chain
-(modes, bus widths, latency, the analytic cycle count) is computed here, in plain Python, so
-nothing downstream re-derives it.
+:class:`SparseChainParams` is both the ``unit: sparse_chain`` config schema and the parameters
+the RTL, the schedule, the simulator and the reports read (modes, bus widths, latency, the
+analytic cycle count), computed here in plain Python so nothing downstream re-derives them.
 """
 
 from __future__ import annotations
@@ -10,9 +10,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from ..mac_array.params import product_format
-from ..numerics import Format, Overflow
+from pydantic import BeforeValidator, Field, model_validator
+
+from ..mac_array.params import check_acc, internal_width, product_format
+from ..numerics import Format
+from ..schema import AccFormat, OperandFormat, UnitBase, field_problem, problem, show, tuple_of
 
 _MODE_RE = re.compile(r"\s*([0-9]+)\s*:\s*([0-9]+)\s*")
 
@@ -36,57 +40,86 @@ class Mode:
         return f"{self.n}:{self.m}"
 
 
-@dataclass(frozen=True)
-class SparseChainParams:
-    """A chain of ``length`` MAC stages computing ``y = w @ x`` from N:M-compressed ``w``.
+def _mode_text(value: Any) -> str:
+    """One ``N:M`` pattern of ``modes``, in canonical spelling."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML 1.1 reads an unquoted 2:4 as the base-60 number 124
+        raise problem(f"{value} is not an N:M pattern (allowed: quoted strings such as '2:4'; "
+                      "YAML reads an unquoted 2:4 as a number)")
+    if not isinstance(value, str):
+        raise problem(f"expected an N:M string such as '2:4', got {show(value)}")
+    try:
+        return str(Mode.parse(value))
+    except ValueError:
+        raise problem(f"{show(value)} is not an N:M pattern (allowed: strings such as "
+                      "'2:4')") from None
 
-    Parameters
-    ----------
-    length:
-        MAC stages (hard multipliers) in the chain.
-    m:
-        Group size M (a power of two; indices are ``log2(m)`` bits).
-    modes:
-        The N:M patterns (``"N:M"`` strings) selectable at run time; the first is the default.
-    w, x, acc:
-        Weight, activation and accumulator formats (integer codes).
-    overflow:
-        ``"wrap"`` or ``"sat"``, applied once to the exact sum (see :mod:`.model`).
-    max_k:
-        Longest K for which ``sat`` is exact: the accumulator keeps that many guard bits.
+
+ModeText = Annotated[str, BeforeValidator(_mode_text)]
+
+
+class SparseChainParams(UnitBase):
+    """A chain of ``length`` MAC stages computing ``y = w @ x`` from N:M-sparse ``w``
+    (``unit: sparse_chain``), the pattern chosen at run time among ``modes``.
+
+    Cross-field rules (checked on load): every mode is ``N:m`` with ``1 <= N <= m``, listed
+    once, with ``N <= length`` (a pass covers ``length // N`` whole groups); ``acc`` follows the
+    MAC array's rules for the product ``w x x``.
     """
 
-    length: int
-    m: int
-    modes: tuple[str, ...]
-    w: Format
-    x: Format
-    acc: Format
-    overflow: str = "wrap"
-    max_k: int = 65536
-    name: str = "sparse_chain"
+    unit: Literal["sparse_chain"] = Field("sparse_chain",
+                                          description="The unit family: `sparse_chain`.")
+    length: int = Field(ge=1, le=256, description="MAC stages (hard multipliers) in the chain.")
+    m: Literal[2, 4, 8, 16] = Field(
+        description="Group size M: weights are N:M sparse along K in groups of M consecutive "
+        "positions; indices are log2(M) bits."
+    )
+    modes: Annotated[tuple[ModeText, ...], tuple_of("N:M patterns such as ['2:4', '4:4']")] \
+        = Field(
+        description="N:M patterns selectable at run time (`tensorfab run --mode`), e.g. "
+        "['2:4', '1:4', '4:4']; the first is the default; the dense M:M is the baseline.",
+        json_schema_extra={"items": {"type": "string", "pattern": r"^[0-9]+:[0-9]+$"}},
+    )
+    w: OperandFormat = Field(description="Format of the weights `w` [O,K] (2..16 bits).")
+    x: OperandFormat = Field(description="Format of the activations `x` [K,B] (2..16 bits).")
+    acc: AccFormat = Field(
+        description="Format of the accumulator and of the result `y` (up to 64 bits)."
+    )
+    overflow: Literal["wrap", "sat"] = Field(
+        default="wrap",
+        description="The accumulator's overflow rule, applied once to the exact sum: `wrap` "
+        "or `sat`, as for mac_array.",
+    )
+    max_k: int = Field(
+        default=65536, ge=1, le=2**24,
+        description="The longest K for which `overflow: sat` is exact: the chain keeps "
+        "ceil(log2(max_k)) guard bits above the product.",
+    )
 
-    def __post_init__(self):
-        if Overflow(self.overflow) not in (Overflow.WRAP, Overflow.SAT):
-            raise ValueError(f"overflow {self.overflow!r}")
-        if self.m < 2 or self.m & (self.m - 1):
-            raise ValueError(f"m = {self.m} is not a power of two >= 2")
+    @model_validator(mode="after")
+    def _check(self) -> SparseChainParams:
         if not self.modes:
-            raise ValueError("at least one mode is needed")
-        object.__setattr__(self, "modes", tuple(str(Mode.parse(t)) for t in self.modes))
-        for mode in self.mode_list:
-            if mode.m != self.m or not 1 <= mode.n <= self.m:
-                raise ValueError(f"mode {mode} does not fit m = {self.m}")
+            raise field_problem("modes", "empty list (allowed: at least one N:M pattern "
+                                "such as '2:4')")
+        seen: set = set()
+        for i, text in enumerate(self.modes):
+            mode = Mode.parse(text)
+            where = f"modes[{i}]"
+            if mode.m != self.m:
+                raise field_problem(where, f"'{mode}' has M = {mode.m} but the chain's m is "
+                                    f"{self.m} (allowed: N:{self.m} with 1 <= N <= {self.m})")
+            if not 1 <= mode.n <= self.m:
+                raise field_problem(where, f"'{mode}' has N = {mode.n} (allowed: N:{self.m} "
+                                    f"with 1 <= N <= {self.m})")
             if mode.n > self.length:
-                raise ValueError(f"mode {mode} needs length >= {mode.n}")
-        if self.length < 1 or self.max_k < 1:
-            raise ValueError("length and max_k must be positive")
-
-    @classmethod
-    def from_config(cls, cfg) -> SparseChainParams:
-        return cls(length=cfg.length, m=cfg.m, modes=tuple(cfg.modes), w=cfg.w, x=cfg.x,
-                   acc=cfg.acc, overflow=str(getattr(cfg.overflow, "value", cfg.overflow)),
-                   max_k=cfg.max_k, name=cfg.name)
+                raise field_problem(where, f"'{mode}' needs at least {mode.n} stages but "
+                                    f"length is {self.length} (allowed: N <= length)")
+            if text in seen:
+                raise field_problem(where, f"'{mode}' is listed twice (allowed: each "
+                                    "pattern once)")
+            seen.add(text)
+        check_acc(self.w, self.x, self.acc)
+        return self
 
     # -- modes --------------------------------------------------------------------------------
 
@@ -139,17 +172,19 @@ class SparseChainParams:
 
     @property
     def product(self) -> Format:
+        """The format of the exact product of a ``w`` code and an ``x`` code."""
         return product_format(self.w, self.x)
 
     @property
     def internal_width(self) -> int:
-        """Width of the partial sums and of the accumulator (see
-        :attr:`generators.mac_array.params.MacArrayParams.internal_width`: the same rule)."""
-        if Overflow(self.overflow) is Overflow.WRAP:
-            return self.acc.width
-        prod = self.product
-        width = prod.width + (1 if self.acc.signed and not prod.signed else 0)
-        return max(self.acc.width, width + (self.max_k - 1).bit_length())
+        """Width of the partial sums and of the accumulator (the MAC array's rule:
+        :func:`generators.mac_array.params.internal_width`)."""
+        return internal_width(self.product, self.acc, self.overflow, self.max_k)
+
+    @property
+    def macs_per_cycle(self) -> int:
+        """Hard multiply-accumulates per cycle when the chain is busy."""
+        return self.length
 
     # -- timing -------------------------------------------------------------------------------
 

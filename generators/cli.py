@@ -102,14 +102,14 @@ def cmd_run(args) -> int:
     # given, so families without them keep their plain signatures.
     opts: dict = {}
     if args.mode is not None:
-        if not getattr(fam, "has_modes", False):
+        if not fam.has_modes:
             raise UserError(f"--mode {args.mode}: {cfg.unit} has no sparsity modes "
                             "(allowed: --mode only with a sparse_chain config)")
         try:
-            opts["mode"] = str(params.mode(args.mode))
+            opts["mode"] = fam.mode(params, args.mode)
         except ValueError:
             raise UserError(f"--mode: {args.mode!r} is not a mode of {args.config} "
-                            f"(allowed: {', '.join(params.modes)})") from None
+                            f"(allowed: {', '.join(fam.modes(params))})") from None
     out = _check_out_path(args.out, args.inputs, args.config)
     if args.stats:
         _check_out_path(args.stats, args.inputs, args.config, args.out)

@@ -142,7 +142,8 @@ class BoardConfig(BaseModel):
         description="Bytes of on-chip buffer per unit stream (block RAM).",
     )
     units: Annotated[
-        tuple[SerializeAsAny[UnitBase], ...], BeforeValidator(_units), AfterValidator(_unique_unit_names)
+        tuple[SerializeAsAny[UnitBase], ...], BeforeValidator(_units),
+        AfterValidator(_unique_unit_names),
     ] = Field(min_length=1, description="The units of the design, each a unit config.")
 
 

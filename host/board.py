@@ -40,12 +40,6 @@ DEFAULT_RETRIES = 5
 #: Rounds of one chunk (write, run, read) that may be lost to board resets before giving up.
 RESET_ROUNDS = 3
 
-# How each family's problem is cut into several RUNs: the (array, axis) that carries d0 and
-# the one that carries d2 of the family's shape (d0, K, d2); outputs are [d0, d2].
-_SPLIT = {"mac_array": (("a", 0), ("b", 1)), "sparse_chain": (("w", 0), ("x", 1))}
-#: Row- and element-wise units: split along the rows of ``x`` (gelu: its flattened elements).
-_ROWS = ("softmax", "gelu", "network")
-
 
 class BoardError(UserError):
     """A board that does not answer, refuses a request, or answers something impossible.
@@ -332,19 +326,18 @@ class Board:
         sent; problems larger than the buffers become several RUNs."""
         u = self.unit(unit)
         fam, params = u.family()
-        opts: dict = {}
-        if getattr(fam, "has_modes", False):
-            try:
-                opts["mode"] = str(params.mode(mode))
-            except ValueError as err:
-                raise ArrayError(str(err)) from None
-        elif mode is not None:
+        if mode is not None and not fam.has_modes:
             raise UserError(f"mode {mode!r}: unit {u.name} ({u.kind}) has no modes")
+        try:
+            mode = fam.mode(params, mode)
+        except ValueError as err:
+            raise ArrayError(str(err)) from None
+        opts = {"mode": mode}
         try:
             arrays = fam.check_inputs(params, dict(arrays), **opts)
         except ValueError as err:
             raise ArrayError(str(err)) from None
-        mode_code = u.modes[opts["mode"]] if "mode" in opts else 0
+        mode_code = u.modes[mode] if mode is not None else 0
         chunks = self._plan(u, fam, params, arrays, opts)
         outs = {name: None for name in fam.out_arrays}
         self.last_run = {"runs": 0, "cycles": 0}
@@ -378,11 +371,11 @@ class Board:
 
         whole = {"arrays": arrays}
         shape = tuple(fam.shape_key(arrays))
-        if not hasattr(fam, "stream_beats") or fits(*shape):
+        if fits(*shape):
             return [whole]
-        if u.kind in _ROWS:
-            return self._plan_rows(u, fits, arrays, shape)
-        if u.kind not in _SPLIT:
+        if fam.split.kind in ("rows", "elements"):
+            return self._plan_rows(u, fits, arrays, shape, flat=fam.split.kind == "elements")
+        if fam.split.kind != "gemm":
             raise ArrayError(f"shape {shape} needs more beats than unit {u.name}'s buffers "
                              f"on {self.url} hold (buffer_bytes = "
                              f"{self._desc.get('buffer_bytes', '?')}; this unit is not split "
@@ -410,7 +403,7 @@ class Board:
             if lo * n > best[0]:
                 best = (lo * n, lo, n)
         _, m0, n0 = best
-        (ra, rax), (ca, cax) = _SPLIT[u.kind]
+        (ra, rax), (ca, cax) = fam.split.rows, fam.split.cols
         chunks = []
         for i in range(0, d0, m0):
             for j in range(0, d2, n0):
@@ -421,11 +414,11 @@ class Board:
                                "out_index": (slice(i, i + m0), slice(j, j + n0))})
         return chunks
 
-    def _plan_rows(self, u: _Unit, fits, arrays: dict, shape: tuple) -> list[dict]:
-        """Chunks of whole rows of ``x`` (of elements, for gelu) as large as the buffers hold;
-        the output ``y`` has the rows of ``x`` (gelu: its shape, flattened while running)."""
+    def _plan_rows(self, u: _Unit, fits, arrays: dict, shape: tuple, flat: bool) -> list[dict]:
+        """Chunks of whole rows of ``x`` (of elements, when ``flat``) as large as the buffers
+        hold; the output ``y`` has the rows of ``x`` (``flat``: its shape, flattened while
+        running)."""
         x = np.asarray(arrays["x"])
-        flat = u.kind == "gelu"
         rows = x.reshape(-1) if flat else x
         rest = tuple(shape[1:])
         if not fits(1, *rest):
@@ -446,8 +439,6 @@ class Board:
         return chunks
 
     def _chunk_bytes(self, u: _Unit, fam, params, chunk: dict, opts: dict) -> int:
-        if not hasattr(fam, "stream_beats"):
-            return 0
         counts = fam.stream_beats(params, fam.shape_key(chunk["arrays"]), **opts)
         return sum(counts[name] * s["beat_bytes"] for name, s in u.streams)
 

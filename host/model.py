@@ -171,9 +171,6 @@ class ModelBoard:
                 inputs[name] = unpack_beats(spec["fields"], data, n)
             else:
                 wanted[name] = n
-        if not hasattr(unit.fam, "unschedule"):
-            # a family without the inverse of its schedule cannot be modelled from beats
-            raise p.NakError(op, p.NakCode.BAD_UNIT)
         try:
             arrays = unit.fam.unschedule(unit.params, inputs, req.dims, **opts)
             arrays = unit.fam.check_inputs(unit.params, arrays, **opts)

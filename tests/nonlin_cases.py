@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from generators import registry
 from generators.gelu import GeluParams
 from generators.numerics import Format
 from generators.softmax import SoftmaxParams, assemble_rows, schedule_rows, softmax
@@ -20,22 +21,12 @@ def gelu_params(inp="fixed<8,3>", out="fixed<8,3>", lanes=1, name=None) -> GeluP
                       name=name or "gelu")
 
 
-class RowBatch:
-    """A softmax "family" whose input is ``{'rows': [1-D code rows of any lengths]}``, so one
+class RowBatch(type(registry.family("softmax"))):
+    """The softmax family with input ``{'rows': [1-D code rows of any lengths]}``, so one
     simulation streams rows of different lengths back to back."""
 
-    name = "softmax"
-
-    def __init__(self, fam):
-        self.fam = fam
-
-    def component(self, params):
-        return self.fam.component(params)
-
-    def manifest_extra(self, params):
-        return self.fam.manifest_extra(params)
-
-    def schedule(self, params, arrays, **_):
+    def schedule(self, params, arrays, *, mode=None):
+        self.mode(params, mode)
         rows = arrays["rows"]
         fields, beats = schedule_rows(params, rows)
         return {"i_stream": fields}, {"o_stream": beats}, [len(r) for r in rows]
@@ -43,7 +34,7 @@ class RowBatch:
     def assemble(self, params, ctx, received):
         return {"rows": assemble_rows(params, ctx, received["o_stream"]["data"])}
 
-    def expected_cycles(self, params, arrays, **_):
+    def expected_cycles(self, params, arrays, *, mode=None):
         return params.expected_cycles([len(r) for r in arrays["rows"]])
 
 

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from generators import registry
 from generators.numerics import Format
 from generators.sparse_chain import SparseChainParams
 
@@ -89,32 +90,22 @@ def corner_operands(p: SparseChainParams, mode: str, which: str, rng, cap: int =
 CORNERS = ("allmin_longk", "allmax_longk", "minmax_mixed", "zero_groups", "k1")
 
 
-class Batch:
-    """Several ``(w, x, mode)`` runs played back to back as one stream on one design: the
-    mode changes from beat to beat, and one simulator start serves them all. Quacks like a
-    family for :func:`sim.unit.simulate` (arrays: ``{"runs": [(w, x, mode), ...]}``)."""
+class Batch(type(registry.family("sparse_chain"))):
+    """The sparse_chain family playing several ``(w, x, mode)`` runs back to back as one
+    stream on one design: the mode changes from beat to beat, and one simulator start serves
+    them all (arrays: ``{"runs": [(w, x, mode), ...]}``)."""
 
-    def __init__(self, fam):
-        self.fam = fam
-        self.name = fam.name
-
-    def component(self, params):
-        return self.fam.component(params)
-
-    def manifest_extra(self, params):
-        return self.fam.manifest_extra(params)
-
-    def schedule(self, params, arrays, **_):
-        parts = [self.fam.schedule(params, {"w": w, "x": x}, mode=mode)
-                 for w, x, mode in arrays["runs"]]
+    def schedule(self, params, arrays, *, mode=None):
+        parts = [super(Batch, self).schedule(params, {"w": w, "x": x}, mode=m)
+                 for w, x, m in arrays["runs"]]
         inputs = {s: {f: np.concatenate([p[0][s][f] for p in parts]) for f in parts[0][0][s]}
                   for s in parts[0][0]}
         return inputs, {"y_stream": sum(p[1]["y_stream"] for p in parts)}, parts
 
-    def expected_cycles(self, params, arrays, **_):
+    def expected_cycles(self, params, arrays, *, mode=None):
         """No idle, no stall: the beats of all runs back to back, then one latency."""
-        return sum(params.beats(*w.shape, x.shape[1], mode)
-                   for w, x, mode in arrays["runs"]) + params.latency
+        return sum(params.beats(*w.shape, x.shape[1], m)
+                   for w, x, m in arrays["runs"]) + params.latency
 
     def assemble(self, params, parts, received):
         data = received["y_stream"]["data"]
@@ -122,6 +113,6 @@ class Batch:
         for _, counts, ctx in parts:
             n = counts["y_stream"]
             chunk = {"y_stream": {"data": data[start:start + n]}}
-            outs.append(self.fam.assemble(params, ctx, chunk)["y"])
+            outs.append(super().assemble(params, ctx, chunk)["y"])
             start += n
         return {"y": outs}

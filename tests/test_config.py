@@ -16,12 +16,12 @@ from generators.config import (
     parse_config,
     replace_config,
 )
+from generators.errors import ConfigError, UserError
 from generators.gelu import GeluParams
 from generators.mac_array import MacArrayParams
+from generators.numerics import Format
 from generators.softmax import SoftmaxParams
 from generators.sparse_chain import SparseChainParams
-from generators.errors import ConfigError, UserError
-from generators.numerics import Format
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent

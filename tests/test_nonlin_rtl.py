@@ -33,7 +33,7 @@ def _load(name):
 def test_softmax64_verilator(rng):
     cfg, name, plain = _load("softmax64")
     p = softmax_family.params(cfg)
-    batch = RowBatch(softmax_family)
+    batch = RowBatch()
     rows = adversarial_rows(p, rng) + [rng.integers(-128, 128, int(n))
                                        for n in rng.integers(1, 65, 40)]
     # ragged rows, then with idle input and output back-pressure: one simulator run, the

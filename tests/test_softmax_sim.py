@@ -29,7 +29,7 @@ def _id(c):
 def test_adversarial_rows_exact_and_cycles(cfg, rng):
     p = softmax_params(**cfg)
     rows = adversarial_rows(p, rng, lengths=sorted({1, min(p.lanes + 1, p.length), p.length}))
-    batch = RowBatch(family)
+    batch = RowBatch()
     res = simulate(batch, p, {"rows": rows}, sim="amaranth")
     for got, want, row in zip(res.outputs["rows"], golden_rows(p, rows), rows):
         assert np.array_equal(got, want), row
@@ -41,7 +41,7 @@ def test_idle_and_backpressure(cfg, rng):
     p = softmax_params(**cfg)
     rows = [rng.integers(p.inp.min_code, p.inp.max_code + 1, int(n))
             for n in rng.integers(1, p.length + 1, 12)]
-    batch = RowBatch(family)
+    batch = RowBatch()
     for idle, stall, seed in [(0.3, 0.0, 1), (0.0, 0.5, 2), (0.4, 0.4, 3)]:
         res = simulate(batch, p, {"rows": rows}, sim="amaranth", idle=idle, stall=stall,
                        seed=seed)

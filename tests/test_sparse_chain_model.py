@@ -13,6 +13,7 @@ from generators.config import load_config
 from generators.errors import ArrayError
 from generators.numerics import Format
 from generators.sparse_chain import (
+    SparseChainParams,
     chain_matmul,
     check_inputs,
     compress,

@@ -37,7 +37,7 @@ def _check(p, runs, res):
 @pytest.mark.parametrize("cfg", CONFIGS, ids=_id)
 def test_rtl_verilator_every_mode(cfg, rng):
     p = make_params(**cfg)
-    batch = Batch(family)
+    batch = Batch()
     # one mode alone, through the family itself: exact cycle count
     mode = p.modes[-1]
     o, k, b = 5, 3 * p.k_per_pass(mode) + 3, 3

@@ -32,6 +32,8 @@ import math
 import operator
 import re
 from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
 
 import numpy as np
 
@@ -281,7 +283,7 @@ class Format:
 
     def shape(self):
         """The Amaranth shape of a code: ``signed(width)`` or ``unsigned(width)``."""
-        from amaranth.hdl import signed, unsigned
+        from amaranth.hdl import signed, unsigned  # local: the host uses formats without Amaranth
 
         return signed(self.width) if self.signed else unsigned(self.width)
 
@@ -481,9 +483,6 @@ def round_real(value, frac_bits: int) -> int:
     Tables that must be correctly rounded (softmax's exp table, GELU's table) compute their
     entries at high precision and round them here once.
     """
-    from decimal import Decimal
-    from fractions import Fraction
-
     v = Fraction(value) if isinstance(value, Decimal) else Fraction(value)
     scaled = v * (Fraction(2) ** frac_bits)
     return math.floor(scaled + Fraction(1, 2))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ArrayError
 from .params import COEF_FRAC, GeluParams, gelu_float
 
 
@@ -58,8 +59,6 @@ def all_inputs(p: GeluParams) -> np.ndarray:
 
 def check_inputs(p: GeluParams, arrays: dict) -> np.ndarray:
     """Validate a ``run`` input set ``{'x': [...]}`` (any shape, at least one element)."""
-    from ..errors import ArrayError
-
     if "x" not in arrays:
         raise ArrayError("missing array 'x' (gelu needs: x [...] of input codes)")
     extra = sorted(set(arrays) - {"x"})

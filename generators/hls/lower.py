@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import UserError
+from ..gelu.params import GeluParams
 from ..numerics import Format
+from ..softmax.params import SoftmaxParams
 
 __all__ = ["Quant", "DenseLayer", "BatchNormLayer", "ReluLayer", "SoftmaxLayer", "GeluLayer",
            "LoweredModel", "lower", "to_config", "from_config", "quant_of", "softmax_params",
@@ -173,16 +175,12 @@ GELU_NOTE = ("an ONNX Gelu node (opset 20, or com.microsoft Gelu) or an activati
 
 def softmax_params(layer: SoftmaxLayer):
     """The softmax unit that computes ``layer``: one row of ``n`` elements per beat."""
-    from ..softmax.params import SoftmaxParams
-
     return SoftmaxParams(length=layer.n, lanes=layer.n, inp=layer.inp.fmt,
                          out=layer.result.fmt, name=layer.name)
 
 
 def gelu_params(layer: GeluLayer):
     """The gelu unit that computes ``layer``: one row of ``n`` elements per beat."""
-    from ..gelu.params import GeluParams
-
     return GeluParams(inp=layer.inp.fmt, out=layer.result.fmt, lanes=layer.n, name=layer.name)
 
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..gelu.model import gelu as gelu_model
 from ..numerics import Format, exact_matmul, requantize
+from ..softmax.model import reference
+from ..softmax.model import softmax as softmax_model
 from .lower import (
     BatchNormLayer,
     DenseLayer,
@@ -82,16 +85,12 @@ def relu(layer: ReluLayer, x: np.ndarray) -> np.ndarray:
 
 def softmax(layer: SoftmaxLayer, x: np.ndarray) -> np.ndarray:
     """The softmax unit's golden model (:func:`generators.softmax.model.softmax`) on each row."""
-    from ..softmax.model import softmax as unit
-
-    return unit(softmax_params(layer), np.asarray(x, dtype=np.int64))
+    return softmax_model(softmax_params(layer), np.asarray(x, dtype=np.int64))
 
 
 def gelu(layer: GeluLayer, x: np.ndarray) -> np.ndarray:
     """The gelu unit's golden model (:func:`generators.gelu.model.gelu`), element-wise."""
-    from ..gelu.model import gelu as unit
-
-    return unit(gelu_params(layer), np.asarray(x, dtype=np.int64))
+    return gelu_model(gelu_params(layer), np.asarray(x, dtype=np.int64))
 
 
 _LAYER = {DenseLayer: dense, BatchNormLayer: batchnorm, ReluLayer: relu, SoftmaxLayer: softmax,
@@ -122,8 +121,6 @@ def softmax_errors(model: LoweredModel, logits: np.ndarray, y_hls: np.ndarray) -
     softmax): of hls4ml's outputs ``y_hls`` (real values, from ``predict()``) and of ours (the
     softmax unit's golden model), as ``{"hls4ml"|"tensorfab": {"max", "mean"}}`` in absolute
     probability and ``{"max_lsb", "mean_lsb"}`` in LSBs of the softmax's result format."""
-    from ..softmax.model import reference
-
     layer = model.layers[-1]
     if not isinstance(layer, SoftmaxLayer):
         raise ValueError("the model does not end in a softmax")

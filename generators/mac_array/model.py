@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ArrayError
 from ..numerics import exact_matmul
 from .params import MacArrayParams
 
@@ -36,8 +37,6 @@ def gemm(params: MacArrayParams, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def check_inputs(params: MacArrayParams, arrays: dict) -> tuple[np.ndarray, np.ndarray]:
     """Validate a ``run`` input set ``{'a': [M,K], 'b': [K,N]}``; raise ``ArrayError``."""
-    from ..errors import ArrayError
-
     extra = sorted(set(arrays) - {"a", "b"})
     missing = [name for name in ("a", "b") if name not in arrays]
     if missing:

@@ -23,9 +23,11 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..gelu.rtl import Gelu
 from ..hls.lower import BatchNormLayer, DenseLayer, ReluLayer, SoftmaxLayer
 from ..hwnum import convert
 from ..numerics import requantize
+from ..softmax.rtl import Softmax
 from .params import NetworkParams
 
 __all__ = ["Network"]
@@ -139,17 +141,11 @@ def _dense_stage(m: Module, name: str, stage: tuple, in_valid, in_data, in_ready
 
 def _unit_stage(m: Module, name: str, stage: tuple, in_valid, in_data, in_ready, out_ready):
     """A softmax or gelu unit taking a whole row per beat (and its element-wise tail)."""
-    from ..network.params import NetworkParams
-
     head = stage[0]
     p = NetworkParams.unit_params(head)
     if isinstance(head, SoftmaxLayer):
-        from ..softmax.rtl import Softmax
-
         unit = Softmax(p)
     else:
-        from ..gelu.rtl import Gelu
-
         unit = Gelu(p)
     m.submodules[f"{name}_{head.name.lower()}"] = unit
     i, o = unit.i_stream, unit.o_stream

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ArrayError
 from ..numerics import div_round
 from .params import SoftmaxParams
 
@@ -49,8 +50,6 @@ def error_lsb(p: SoftmaxParams, y: np.ndarray, prob: np.ndarray, signed: bool = 
 def check_inputs(p: SoftmaxParams, arrays: dict) -> np.ndarray:
     """Validate a ``run`` input set ``{'x': [R, n]}`` with ``1 <= n <= length``; raise
     ``ArrayError`` with one line."""
-    from ..errors import ArrayError
-
     need = f"softmax needs: x [R, n] with 1 <= n <= {p.length}"
     if "x" not in arrays:
         raise ArrayError(f"missing array 'x' ({need})")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ArrayError
 from ..numerics import Format, exact_matmul, pack_bits, unpack_bits
 from .params import Mode, SparseChainParams
 
@@ -190,8 +191,6 @@ def check_inputs(params: SparseChainParams, arrays: dict,
     """Validate a ``run`` input set ``{'w': [O,K], 'x': [K,B]}`` for ``mode``; raise
     ``ArrayError`` (one line) for a missing/extra array, a bad shape or code, or a ``w`` that
     breaks the mode's pattern."""
-    from ..errors import ArrayError
-
     need = "sparse_chain needs: w [O,K], x [K,B]"
     missing = [name for name in ("w", "x") if name not in arrays]
     if missing:

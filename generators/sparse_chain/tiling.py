@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .model import compress
+from .model import compress, decompress
 from .params import Mode, SparseChainParams
 
 
@@ -119,8 +119,6 @@ def unschedule(p: SparseChainParams, inputs: dict, dims: tuple[int, int, int],
     Raises ``ValueError`` when the beats are not exactly what :func:`schedule` makes for some
     ``w`` and ``x`` of that shape (counts, copies, mode or flags, non-canonical compression).
     """
-    from .model import decompress
-
     nm = p.mode(mode)
     o, k, b = (int(d) for d in dims)
     if min(o, k, b) < 1:

@@ -185,7 +185,6 @@ class AxisWrapper(wiring.Component):
         conns = {f"i_{ports['clock']}": self.aclk, f"i_{ports['reset']}": ~self.aresetn}
         for s in self._streams:
             tdata = getattr(self, f"{s.name}_tdata")
-            payload = Signal(s.payload_width, name=f"{s.name}_payload")
             # payload bit ranges in payload order, each from tdata or a side channel
             pieces, at = [], 0
             for _, off, w in s.data:
@@ -195,11 +194,11 @@ class AxisWrapper(wiring.Component):
                 pieces.append((off, w, getattr(self, f"{s.name}_{channel}")))
             pieces.sort(key=lambda p: p[0])
             if s.dir == "in":
-                m.d.comb += payload.eq(Cat(*(p[2] for p in pieces)))
-                conns[f"i_{s.ports['payload']}"] = payload
+                conns[f"i_{s.ports['payload']}"] = Cat(*(p[2] for p in pieces))
                 conns[f"i_{s.ports['valid']}"] = getattr(self, f"{s.name}_tvalid")
                 conns[f"o_{s.ports['ready']}"] = getattr(self, f"{s.name}_tready")
             else:
+                payload = Signal(s.payload_width, name=f"{s.name}_payload")
                 for off, w, sig in pieces:
                     m.d.comb += sig.eq(payload[off:off + w])
                 if at < s.tdata_width:

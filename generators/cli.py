@@ -87,7 +87,7 @@ def cmd_generate(args) -> int:
     if out.exists() and not out.is_dir():
         raise UserError(f"{args.out}: exists and is not a folder (allowed: a folder path)")
     t0 = time.perf_counter()
-    vpath, jpath = generate(cfg, out)
+    vpath, jpath = generate(cfg, out, port_style=args.port_style)
     _say(f"wrote {vpath} and {jpath} ({time.perf_counter() - t0:.2f} s)")
     return 0
 
@@ -301,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="emit Verilog and its JSON manifest from a config")
     g.add_argument("config", metavar="CONFIG", help="YAML config file")
     g.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    g.add_argument("--port-style", default="native", metavar="STYLE",
+                   help="native (the unit's own ports) | axis (also DIR/<name>_axis.v, an "
+                        "AXI4-Stream wrapper); either way DIR/<name>.core for FuseSoC")
     g.set_defaults(func=cmd_generate)
 
     r = sub.add_parser("run", help="run a unit on arrays: golden model or simulated RTL")

@@ -38,14 +38,28 @@ def render(cfg) -> tuple[str, dict]:
     return _render(comp, cfg.name, cfg.unit, config_dict(cfg), fam.manifest_extra(params))
 
 
-def generate(cfg, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``out_dir/<name>.v`` and ``out_dir/<name>.json``."""
+def generate(cfg, out_dir: str | Path, port_style: str | None = None) -> tuple[Path, Path]:
+    """Write ``out_dir/<name>.v`` and ``out_dir/<name>.json``.
+
+    With a ``port_style`` (``tensorfab generate`` passes one) the IP files are written beside
+    them too: ``<name>.core`` and, for ``"axis"``, ``<name>_axis.v`` (see
+    :mod:`generators.ipcore`). Without one nothing else is written, so ``rtl/`` and the other
+    callers keep exactly their two files.
+    """
+    if port_style is not None:
+        from .ipcore import check_port_style
+
+        check_port_style(port_style)  # before any file is written
     text, manifest = render(cfg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     vpath, jpath = out_dir / f"{cfg.name}.v", out_dir / f"{cfg.name}.json"
     vpath.write_text(text)
     jpath.write_text(json.dumps(manifest, indent=2) + "\n")
+    if port_style is not None:
+        from .ipcore import write_ipcore
+
+        write_ipcore(manifest, out_dir, port_style)
     return vpath, jpath
 
 

@@ -86,10 +86,6 @@ class MacArrayParams:
         return product_format(self.a, self.b)
 
     @property
-    def acc_signed(self) -> bool:
-        return self.acc.signed
-
-    @property
     def internal_width(self) -> int:
         """Width of the accumulators inside the array.
 

@@ -110,11 +110,6 @@ class SoftmaxParams:
         return len(self.table)
 
     @property
-    def d_bits(self) -> int:
-        """Bits of a difference ``max - x`` (an unsigned in-format span)."""
-        return self.inp.width
-
-    @property
     def addr_bits(self) -> int:
         return max(1, (self.table_size - 1).bit_length())
 

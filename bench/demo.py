@@ -217,7 +217,7 @@ def print_table(rows: list[dict], out=sys.stdout) -> None:
 
     def line(cells):
         return "  " + "  ".join(c.ljust(w) if i in left else c.rjust(w)
-                                for i, (c, w) in enumerate(zip(cells, widths)))
+                                for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
 
     print(line(head), file=out)
     print("  " + "  ".join("-" * w for w in widths), file=out)

@@ -383,7 +383,7 @@ def plots(sm: dict, ge: list[dict], out_dir: Path) -> list[str]:
     panels = [(8, (-1.5, 1.5), 0.02, "8-bit output, zoom"),
               (8, (-100, 100), 1.0, "8-bit output"),
               (16, (-100, 100), 1.0, "16-bit output")]
-    for ax, (w, (lo, hi), step, what) in zip(axes, panels):
+    for ax, (w, (lo, hi), step, what) in zip(axes, panels, strict=True):
         edges = np.arange(lo, hi + step / 2, step)
         for key, label in methods:
             h = sm["_hists"].get(f"{key}{w}")

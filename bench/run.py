@@ -208,7 +208,7 @@ def bench_synth(sizes=(2, 4, 8, 16), seeds=(1, 2, 3), jobs: int = 2,
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         reports = list(pool.map(_synth_job, plan))
     rows = {}
-    for (array, df, config, dsps, target, pnr, seed), rep in zip(plan, reports):
+    for (array, df, config, dsps, target, pnr, seed), rep in zip(plan, reports, strict=True):
         key = (array, df, target)
         if key not in rows:
             rows[key] = {

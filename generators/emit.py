@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata as md
-import json
-from pathlib import Path
 
 from amaranth.back import rtlil, verilog
 from amaranth.hdl import Shape
@@ -69,23 +67,6 @@ def describe_ports(component: wiring.Component) -> tuple[list, dict]:
             {"name": f"{name}__ready", "dir": back, "width": 1, "role": "ready", "stream": name},
         ]
     return ports, streams
-
-
-def emit(component: wiring.Component, name: str, unit: str, config: dict, extra: dict,
-         out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``out_dir/<name>.v`` and ``out_dir/<name>.json``; return both paths.
-
-    ``config`` is the unit's config as a plain dict; ``extra`` adds unit-specific manifest keys
-    (latency, throughput, ...).
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    text, manifest = render(component, name, unit, config, extra)
-    vpath = out_dir / f"{name}.v"
-    jpath = out_dir / f"{name}.json"
-    vpath.write_text(text)
-    jpath.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
-    return vpath, jpath
 
 
 def render(component: wiring.Component, name: str, unit: str, config: dict,

@@ -14,8 +14,8 @@ registers (:func:`generators.synth.ecp5_mulreg`) — where Yosys itself does not
 absorb the same registers into DSP48E1 (AREG/BREG/MREG or PREG) and SB_MAC16 themselves.
 
 The behaviour is the same with or without the module: Amaranth's simulator (no Verilog)
-elaborates the registers inline; :func:`render_modules` emits the module text that the
-Verilog simulations run.
+elaborates the registers inline; :func:`modules_rtlil` gives the modules that
+:func:`generators.emit.render` writes into the Verilog the simulators run.
 """
 
 from __future__ import annotations

@@ -494,7 +494,7 @@ class Board:
                 continue
             raw = {}
             outs = [(name, s) for name, s in u.streams if s["dir"] == "out"]
-            for (name, s), n in zip(outs, stored):
+            for (name, s), n in zip(outs, stored, strict=True):
                 if n != out_counts[name]:
                     raise BoardError(f"{self.url}: unit {u.name} stored {n} beats on {name} "
                                      f"(expected {out_counts[name]})")

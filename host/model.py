@@ -62,7 +62,7 @@ class ModelBoard:
         self.description = describe_bytes(cfg)
         self.desc = json.loads(self.description)
         self.max_payload = self.desc["max_payload"]
-        self.units = [_Unit(u, d) for u, d in zip(cfg.units, self.desc["units"])]
+        self.units = [_Unit(u, d) for u, d in zip(cfg.units, self.desc["units"], strict=True)]
         self.buffers_spec = [s for u in self.desc["units"] for s in u["streams"].values()]
         self.power_on()
 
@@ -163,7 +163,7 @@ class ModelBoard:
         elif req.mode != 0:
             raise p.NakError(op, p.NakCode.BAD_MODE)
         inputs, wanted = {}, {}
-        for (name, spec), n in zip(unit.streams, req.beats):
+        for (name, spec), n in zip(unit.streams, req.beats, strict=True):
             if n > spec["depth"] or (spec["dir"] == "in" and n == 0):
                 raise p.NakError(op, p.NakCode.BAD_RUN)
             if spec["dir"] == "in":

@@ -88,4 +88,4 @@ def simulate_many(fam, params, runs: list[dict], *, sim: str = "verilator",
     results = run_stream_jobs(manifest, vpath, jobs, sim=sim)
     return [SimResult(fam.assemble(params, ctx, res["received"]), res["cycles"],
                       {k: v for k, v in res.items() if k != "received"})
-            for ctx, res in zip(ctxs, results)]
+            for ctx, res in zip(ctxs, results, strict=True)]

@@ -32,4 +32,4 @@ STATUS_FIELDS = ("busy", "crc_errors", "bad_frames", "overflows", "naks", "runs"
 
 
 def parse_status(payload: bytes) -> dict:
-    return dict(zip(STATUS_FIELDS, struct.unpack("<BHHHHI", payload)))
+    return dict(zip(STATUS_FIELDS, struct.unpack("<BHHHHI", payload), strict=True))

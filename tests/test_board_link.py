@@ -157,7 +157,7 @@ def test_info_write_read_status(small_cfg):
         op, body = await request(send, recv, 0x03, seq + 1, struct.pack("<BIH", 0, 3, 2))
         width = 2 * 8 + 1
         mask = bytes([0xFF] * (width // 8) + [(1 << (width % 8)) - 1] + [0] * (bb - 1 - width // 8))
-        assert op == 0x83 and body == bytes(x & y for x, y in zip(data, mask * 2))
+        assert op == 0x83 and body == bytes(x & y for x, y in zip(data, mask * 2, strict=True))
         op, body = await request(send, recv, 0x05, seq + 2)
         assert op == 0x85 and parse_status(body) == dict(
             busy=0, crc_errors=0, bad_frames=0, overflows=0, naks=0, runs=0)

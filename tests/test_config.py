@@ -25,7 +25,8 @@ from generators.sparse_chain import SparseChainParams
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
-GOOD = sorted((ROOT / "configs").glob("*.yaml")) + sorted((HERE / "good_configs").glob("*.yaml"))
+# every file the project ships in configs/ must load (a stray file there is a failure too)
+GOOD = sorted(p for p in (ROOT / "configs").iterdir() if p.is_file())
 BAD = sorted((HERE / "bad_configs").glob("*.yaml"))
 
 BASE = {

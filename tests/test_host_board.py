@@ -139,7 +139,7 @@ def test_run_executes_once_per_seq(model, demo_cfg, rng):
     assert stored == (counts[2],) and cycles == mac.expected_cycles(params, {"a": a, "b": b})
     pkt = ask(model, p.Op.READ, 21, b"\x02\x00\x00\x00\x00" + counts[2].to_bytes(2, "little"))
     c = np.frombuffer(pkt.payload, "<i4").reshape(8, 8)[:3, :5]
-    assert np.array_equal(c, a @ b)
+    assert np.array_equal(c, mac.golden(params, {"a": a, "b": b})["c"])
     # the same seq and op with another payload is a new request
     model.feed(p.encode_frame(p.Op.RUN, 20, p.run_payload(0, 0, (3, 4, 5), counts[:2] + (1,))))
     assert model.runs == 2
@@ -193,14 +193,16 @@ def test_gemm_and_sparse_match_the_golden_models(demo_board, demo_cfg, rng):
         a = rng.integers(-128, 128, (m, k))
         b = rng.integers(-128, 128, (k, n))
         assert np.array_equal(demo_board.gemm(a, b), mac.golden(pm, {"a": a, "b": b})["c"])
-    assert np.array_equal(demo_board.run("mac8x8", {"a": a, "b": b})["c"], a @ b)
+    assert np.array_equal(demo_board.run("mac8x8", {"a": a, "b": b})["c"],
+                          mac.golden(pm, {"a": a, "b": b})["c"])
     ps = sparse.params(demo_cfg.units[1])
     for mode in ps.modes:
         w, x = sparse_cases.random_operands(ps, mode, 30, 100, 7, rng)
         y = demo_board.sparse_matmul(w, x, mode=mode)
         assert np.array_equal(y, sparse.golden(ps, {"w": w, "x": x}, mode=mode)["y"])
     w, x = sparse_cases.random_operands(ps, "2:4", 3, 9, 2, rng)
-    assert np.array_equal(demo_board.sparse_matmul(w, x), w @ x)       # default: first mode
+    assert np.array_equal(demo_board.sparse_matmul(w, x),        # default: first mode
+                          sparse.golden(ps, {"w": w, "x": x})["y"])
 
 
 @pytest.mark.parametrize("dataflow", ["output_stationary", "weight_stationary"])
@@ -215,11 +217,19 @@ def test_split_into_several_runs(dataflow, rng):
     pm = mac.params(cfg.units[0])
     a = rng.integers(-128, 128, (23, 40))
     b = rng.integers(-8, 8, (40, 17))
-    assert np.array_equal(board.gemm(a, b), mac.golden(pm, {"a": a, "b": b})["c"])
+    # extreme rows and columns whose exact sums (40 * 1024 = 40960) exceed the int16
+    # accumulator: a board that ignored `overflow: sat` (or wrapped) would get these wrong
+    a[:3], b[:, :2] = -128, -8
+    a[3], b[:, 2] = 127, 7
+    want = mac.golden(pm, {"a": a, "b": b})["c"]
+    exact = a @ b
+    assert (want[:3, :2] == pm.acc.max_code).all() and (exact[:3, :2] > pm.acc.max_code).all()
+    assert not np.array_equal(want, exact)
+    assert np.array_equal(board.gemm(a, b), want)
     assert board.last_run["runs"] > 1
     ps = sparse.params(cfg.units[1])
     w, x = sparse_cases.random_operands(ps, "2:4", 9, 30, 6, rng)
-    assert np.array_equal(board.sparse_matmul(w, x), w @ x)
+    assert np.array_equal(board.sparse_matmul(w, x), sparse.golden(ps, {"w": w, "x": x})["y"])
     assert board.last_run["runs"] > 1
     with pytest.raises(ArrayError, match=r"K = 5000 is too long .* K <= \d+"):
         board.gemm(np.zeros((2, 5000), np.int64), np.zeros((5000, 2), np.int64))

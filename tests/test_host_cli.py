@@ -9,6 +9,7 @@ import pytest
 
 from generators.cli import main
 from generators.config import load_config
+from generators.mac_array import family as mac
 from host import open_board
 from host.model import ModelBoard
 
@@ -62,7 +63,8 @@ def test_socket_transport_end_to_end(served, rng):
     b = rng.integers(-128, 128, (20, 9))
     with open_board(served, timeout=2) as board:
         assert board.info()["name"] == "demo"
-        assert np.array_equal(board.gemm(a, b), a @ b)
+        pm = mac.params(load_config(DEMO).units[0])
+        assert np.array_equal(board.gemm(a, b), mac.golden(pm, {"a": a, "b": b})["c"])
 
 
 def test_board_info(capsys):

@@ -51,13 +51,14 @@ def test_rtl_verilator(cfg, rng):
     p = make_params(**cfg)
     # random operands, ragged M and N, no stalls: exact cycle count
     m, k, n = 2 * p.rows + 1, 37, 3 * p.cols - 1
-    runs = [dict(arrays=dict(zip("ab", random_operands(p, m, k, n, rng))), exact=True)]
+    runs = [dict(arrays=dict(zip("ab", random_operands(p, m, k, n, rng), strict=True)), exact=True)]
     # overflow corners over a long K and K = 1 extremes, with idle inputs and back-pressure
     for i, which in enumerate(("allmin_longk", "minmax_mixed", "k1_ragged")):
-        runs.append(dict(arrays=dict(zip("ab", corner_operands(p, which, rng))), idle=0.25,
-                         stall=0.35, seed=i, exact=False))
+        runs.append(dict(arrays=dict(zip("ab", corner_operands(p, which, rng), strict=True)),
+                         idle=0.25, stall=0.35, seed=i, exact=False))
     # K = 1 without stalls keeps the exact count too
-    runs.append(dict(arrays=dict(zip("ab", corner_operands(p, "k1_ragged", rng))), exact=True))
+    runs.append(dict(arrays=dict(zip("ab", corner_operands(p, "k1_ragged", rng), strict=True)),
+                     exact=True))
     # one simulator run for all five, the design reset between them
     results = simulate_many(family, p, [{k: v for k, v in r.items() if k != "exact"}
                                         for r in runs], name=p.name)

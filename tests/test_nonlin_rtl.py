@@ -42,7 +42,7 @@ def test_softmax64_verilator(rng):
         dict(arrays={"rows": rows}),
         dict(arrays={"rows": rows[::3]}, idle=0.3, stall=0.4, seed=7)],
         name=name, config=plain)
-    for got, want, row in zip(res.outputs["rows"], golden_rows(p, rows), rows):
+    for got, want, row in zip(res.outputs["rows"], golden_rows(p, rows), rows, strict=True):
         assert np.array_equal(got, want), row.tolist()
     assert res.cycles == batch.expected_cycles(p, {"rows": rows})
     # sustained throughput: 32 full rows, one element per cycle after the first row's passes
@@ -51,7 +51,7 @@ def test_softmax64_verilator(rng):
     assert np.array_equal(res.outputs["y"], softmax_family.golden(p, {"x": x})["y"])
     assert res.cycles == p.expected_cycles([64] * 32) == 32 * 64 + 2 * 64 + p.sum_depth \
         + p.div_depth - 1
-    for got, want in zip(res_idle.outputs["rows"], golden_rows(p, rows[::3])):
+    for got, want in zip(res_idle.outputs["rows"], golden_rows(p, rows[::3]), strict=True):
         assert np.array_equal(got, want)
     assert res_idle.cycles >= batch.expected_cycles(p, {"rows": rows[::3]})
 

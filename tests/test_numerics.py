@@ -302,7 +302,7 @@ def test_dequantize_exact(fmt, data):
     codes = data.draw(st.lists(st.integers(lo, hi), min_size=1, max_size=10))
     got = fmt.dequantize(np.array(codes, dtype=np.int64))
     assert got.dtype == np.float64
-    for g, c in zip(got.tolist(), codes):
+    for g, c in zip(got.tolist(), codes, strict=True):
         assert Fraction(g) == Fraction(c) * Fraction(2) ** -fmt.frac_bits
     # quantize is the inverse of dequantize on the grid, for every rounding
     for rounding in ROUNDINGS:

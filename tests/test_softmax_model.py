@@ -124,7 +124,7 @@ def test_schedule_round_trip_with_lanes(rng):
     assert fields["last"].sum() == len(rows)
     assert fields["keep"][0] == 1 and fields["keep"][1] == 0b1111
     back = assemble_rows(p, [len(r) for r in rows], fields["data"])
-    assert all(np.array_equal(a, b) for a, b in zip(back, rows))
+    assert all(np.array_equal(a, b) for a, b in zip(back, rows, strict=True))
 
 
 def test_expected_cycles_model():

@@ -31,7 +31,7 @@ def test_adversarial_rows_exact_and_cycles(cfg, rng):
     rows = adversarial_rows(p, rng, lengths=sorted({1, min(p.lanes + 1, p.length), p.length}))
     batch = RowBatch()
     res = simulate(batch, p, {"rows": rows}, sim="amaranth")
-    for got, want, row in zip(res.outputs["rows"], golden_rows(p, rows), rows):
+    for got, want, row in zip(res.outputs["rows"], golden_rows(p, rows), rows, strict=True):
         assert np.array_equal(got, want), row
     assert res.cycles == batch.expected_cycles(p, {"rows": rows})
 
@@ -45,7 +45,7 @@ def test_idle_and_backpressure(cfg, rng):
     for idle, stall, seed in [(0.3, 0.0, 1), (0.0, 0.5, 2), (0.4, 0.4, 3)]:
         res = simulate(batch, p, {"rows": rows}, sim="amaranth", idle=idle, stall=stall,
                        seed=seed)
-        for got, want in zip(res.outputs["rows"], golden_rows(p, rows)):
+        for got, want in zip(res.outputs["rows"], golden_rows(p, rows), strict=True):
             assert np.array_equal(got, want)
         assert res.cycles >= batch.expected_cycles(p, {"rows": rows})
 

@@ -28,7 +28,7 @@ def _id(c):
 
 
 def _check(p, runs, res):
-    for (w, x, mode), y in zip(runs, res.outputs["y"]):
+    for (w, x, mode), y in zip(runs, res.outputs["y"], strict=True):
         golden = matmul(p, w, x)
         mism = np.argwhere(y != golden)
         assert mism.size == 0, f"{mode} {w.shape}: {len(mism)} mismatches at {tuple(mism[0])}"

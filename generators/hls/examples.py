@@ -57,7 +57,7 @@ def mlp_layers(sizes: list[int], seed: int = 0, softmax: bool = False,
     rng = np.random.default_rng(seed)
     bn_rng = np.random.default_rng([seed, 1])
     layers: list[tuple] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:], strict=False)):  # pairs: 1 shorter
         layers.append(_dense(rng, n_in, n_out))
         if i < len(sizes) - 2:
             if batchnorm:
@@ -112,7 +112,8 @@ def onnx_model(layers: list[tuple], name: str, opset: int = 13):
             x = f"dense{i}"
         elif kind == "batchnorm":
             params = [f"bn{i}_{p}" for p in ("scale", "bias", "mean", "var")]
-            inits += [numpy_helper.from_array(a, n) for a, n in zip(layer[1:5], params)]
+            inits += [numpy_helper.from_array(a, n)
+                      for a, n in zip(layer[1:5], params, strict=True)]
             nodes.append(helper.make_node("BatchNormalization", [x, *params], [f"bn{i}"],
                                           epsilon=layer[5]))
             x = f"bn{i}"
@@ -139,7 +140,7 @@ def keras_model(layers: list[tuple], name: str):
     n_in, _ = _sizes(layers)
     model = keras.Sequential(name=name)
     model.add(keras.Input(shape=(n_in,), name="x"))
-    for layer, lname in zip(layers, _names(layers)):
+    for layer, lname in zip(layers, _names(layers), strict=True):
         kind = layer[0]
         if kind == "dense":
             k = ks.Dense(layer[1].shape[1], name=lname)
@@ -167,7 +168,7 @@ def torch_module(layers: list[tuple]):
     from torch import nn
 
     mods = []
-    for layer, lname in zip(layers, _names(layers)):
+    for layer, lname in zip(layers, _names(layers), strict=True):
         kind = layer[0]
         if kind == "dense":
             m = nn.Linear(*layer[1].shape)
@@ -178,7 +179,7 @@ def torch_module(layers: list[tuple]):
             m = nn.BatchNorm1d(len(layer[1]), eps=layer[5])
             with torch.no_grad():
                 for dst, src in zip((m.weight, m.bias, m.running_mean, m.running_var),
-                                    layer[1:5]):
+                                    layer[1:5], strict=True):
                     dst.copy_(torch.from_numpy(src))
         elif kind == "relu":
             m = nn.ReLU()

@@ -129,7 +129,7 @@ class NetworkParams:
         t = 0
         while True:
             out_valid = []
-            for (k, _d), st in zip(kinds, state):
+            for (k, _d), st in zip(kinds, state, strict=True):
                 if k == "dense":
                     out_valid.append(st[1])
                 elif k == "gelu":

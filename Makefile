@@ -106,7 +106,7 @@ program:
 	openFPGALoader -b $(BOARD) $(firstword $(wildcard $(OUT)/bitstream-$(BOARD)/*.bit $(OUT)/bitstream-$(BOARD)/*.bin))
 
 lint: $(STAMP)
-	$(BIN)/ruff check generators sim tests bench host boards
+	$(BIN)/ruff check generators host sim boards tensorfab tests bench
 
 clean:
 	rm -rf $(OUT) build .pytest_cache

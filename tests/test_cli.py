@@ -17,8 +17,9 @@ CFG = ROOT / "configs" / "mac8x8.yaml"
 
 
 def tf(*args, cwd=None):
-    exe = Path(sys.executable).with_name("tensorfab")
-    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True,
+    # python -m tensorfab: the console script of a shared venv may predate this tree
+    return subprocess.run([sys.executable, "-m", "tensorfab", *map(str, args)],
+                          capture_output=True, text=True,
                           cwd=cwd, env=dict(os.environ), timeout=600)
 
 

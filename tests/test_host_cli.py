@@ -7,10 +7,10 @@ import threading
 import numpy as np
 import pytest
 
-from generators.cli import main
 from generators.config import load_config
 from host import open_board
 from host.model import ModelBoard
+from tensorfab.cli import main
 
 DEMO = "configs/demo.yaml"
 

@@ -258,11 +258,11 @@ def cmd_serve(args) -> int:
     def _stop(signum, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _stop)  # stop the board with us, not only on Ctrl-C
+    saved = signal.signal(signal.SIGTERM, _stop)  # stop the board with us, not only on Ctrl-C
     try:
         code = proc.wait()
         relay.join(timeout=5)  # its last words, before saying why it stopped
-        _say(f"tensorfab: the simulated board stopped by itself: {_exit_reason(code)}"
+        _say(f"tensorfab: the simulated board stopped ({_exit_reason(code)})"
              + (f"; its last message: {last[0]}" if last else ""))
         return 0 if code == 0 else 1
     except KeyboardInterrupt:
@@ -273,6 +273,8 @@ def cmd_serve(args) -> int:
             proc.kill()
         _say("stopped")
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, saved)
 
 
 def _relay_stderr(stream, last: list[str]) -> None:

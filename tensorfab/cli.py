@@ -53,7 +53,7 @@ class HelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action):
         text = action.help or ""
         if (action.option_strings and action.default not in (None, False, argparse.SUPPRESS)
-                and "default" not in text):
+                and "(default" not in text):
             text += " (default: %(default)s)"
         return text
 

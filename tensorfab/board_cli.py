@@ -113,7 +113,8 @@ def add_parser(sub) -> None:
     r.add_argument("unit", metavar="UNIT", help="unit name (or family) in the design")
     r.add_argument("--inputs", required=True, metavar="IN.npz", help="input arrays (npz)")
     r.add_argument("--out", required=True, metavar="OUT.npz", help="output arrays (npz)")
-    r.add_argument("--mode", metavar="N:M", default=None, help="sparse_chain: the N:M pattern")
+    r.add_argument("--mode", metavar="N:M", default=None,
+                   help="sparse_chain: the N:M pattern (default: the unit's first mode)")
     r.set_defaults(func=cmd_run)
     bb = acts.add_parser("bench", help="move bytes through a buffer and report throughput")
     common(bb)

@@ -36,7 +36,7 @@ import sim.board as sb
 from generators.errors import ArrayError, UserError
 from generators.units import family
 from host.files import check_out_dir, check_out_path, load_inputs
-from sim.runner import SimulationError, is_built, waves_requested
+from sim.runner import SimulationError, build, is_built, waves_requested
 
 from . import __version__, board_cli
 
@@ -155,7 +155,6 @@ def run_rtl(cfg, fam, params, arrays: dict, *, sim: str = "verilator", seed: int
     (its suffix becomes the simulator's format) or else the run's kept folder.
     """
     # local: sim.unit imports the generators' emitter, hence Amaranth (about 1 s)
-    from sim.runner import build
     from sim.unit import cached_design, simulate
 
     waves = waves_requested(waves)
@@ -409,8 +408,7 @@ class _SubParser(argparse.ArgumentParser):
 
 
 def cmd_hls(args) -> int:
-    # local: hls4ml, and through it NumPy's and Keras' tooling (seconds), Amaranth and pydantic,
-    # only for this command
+    # local: hls4ml (seconds), Amaranth and pydantic (about 1 s each) only for this command
     import yaml
 
     from generators.board_info import describe_bytes

@@ -448,3 +448,26 @@ def test_serve_says_why_the_board_stopped(capsys, monkeypatch, script, reason):
     assert main(["serve", str(ROOT / "configs" / "demo.yaml"), "--port", str(port)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"tensorfab: the simulated board stopped {reason}"
+
+
+def test_layering():
+    """generators -> host -> sim, boards -> tensorfab: a package imports only packages to its
+    left (sim and boards share a rank), and host imports no Amaranth."""
+    import ast
+
+    banned = {"generators": {"host", "sim", "boards", "tensorfab"},
+              "host": {"sim", "boards", "tensorfab", "amaranth"},
+              "sim": {"tensorfab"}, "boards": {"tensorfab"}}
+    found = []
+    for pkg, bad in banned.items():
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                    names = [node.module or ""]
+                else:
+                    continue
+                found += [(str(path.relative_to(ROOT)), n) for n in names
+                          if n.split(".")[0] in bad]
+    assert found == []

@@ -10,6 +10,11 @@ OUT    ?= out
 JOBS   ?= 2
 TARGET ?= ecp5
 SEED   ?= 1
+BOARD  ?= ulx3s
+PORT   ?= 5555
+# demo, serve and bitstream work on a board design: configs/demo.yaml unless CONFIG is given
+# on the command line (for demo, a mac_array config runs a GEMM on that unit's RTL in $(SIM))
+BOARD_CONFIG := $(if $(filter command line,$(origin CONFIG)),$(CONFIG),configs/demo.yaml)
 
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -21,22 +26,33 @@ export WAVES
 all: test
 
 help:
-	@echo "make test      fast and rtl tests (Verilator; a smaller Icarus set when iverilog is present)"
-	@echo "make demo      the board demo: build (cached) and serve configs/demo.yaml's simulated"
-	@echo "               board, run an attention head (GEMM, softmax, GEMM, GELU) and a sparse"
-	@echo "               projection through host.open_board, check every result, print a table"
-	@echo "               (CONFIG=configs/mac8x8.yaml: a GEMM on that unit's RTL in SIM instead)"
-	@echo "make bench     measure utilization, emission time, simulation speed, softmax/GELU"
-	@echo "               accuracy against I-BERT and hls4ml -> bench/RESULTS.md, bench/*.png"
-	@echo "make regress   long sweeps (many shapes and configurations)"
-	@echo "make generate  CONFIG=... OUT=...   emit Verilog + manifest"
-	@echo "make rtl       regenerate the reference Verilog in rtl/ from configs/"
-	@echo "make synth     CONFIG=... TARGET=ecp5|ice40|xilinx|generic   Yosys resource report"
-	@echo "make timing    CONFIG=... TARGET=ecp5|ice40 SEED=1   nextpnr place and route, Fmax"
-	@echo "make serve     CONFIG=configs/demo.yaml PORT=5555   the simulated board over TCP"
-	@echo "make bitstream CONFIG=configs/demo.yaml BOARD=ulx3s   bitstream via amaranth-boards + YoWASP"
-	@echo "make program   BOARD=ulx3s   load it with openFPGALoader"
-	@echo "knobs: SIM=verilator|icarus WAVES=0|1 CONFIG=... PYTHON=python3.11"
+	@echo "make test       fast and rtl tests (Verilator; a smaller Icarus set when iverilog is present)"
+	@echo "                JOBS=$(JOBS) xdist workers"
+	@echo "make test-fast  the tests that need no simulator"
+	@echo "make regress    long sweeps (many shapes and configurations), JOBS=$(JOBS)"
+	@echo "make demo       the board demo: build (cached) and serve $(BOARD_CONFIG)'s simulated"
+	@echo "                board, run an attention head (GEMM, softmax, GEMM, GELU) and a sparse"
+	@echo "                projection through host.open_board, check every result, print a table"
+	@echo "                (CONFIG=configs/mac8x8.yaml: a GEMM on that unit's RTL in SIM=$(SIM) instead)"
+	@echo "make bench      measure utilization, emission time, simulation speed, softmax/GELU"
+	@echo "                accuracy against I-BERT and hls4ml -> bench/RESULTS.md, bench/*.png"
+	@echo "make generate   CONFIG=$(CONFIG) OUT=$(OUT)   emit Verilog + manifest into OUT"
+	@echo "make rtl        regenerate the reference Verilog in rtl/ from configs/"
+	@echo "make synth      CONFIG=$(CONFIG) TARGET=$(TARGET) (ecp5|ice40|xilinx|generic)   Yosys"
+	@echo "                resource report in OUT/synth-TARGET/"
+	@echo "make timing     CONFIG=$(CONFIG) TARGET=$(TARGET) (ecp5|ice40) SEED=$(SEED)   nextpnr place"
+	@echo "                and route, Fmax, in OUT/timing-TARGET/"
+	@echo "make serve      CONFIG=$(BOARD_CONFIG) PORT=$(PORT)   the simulated board over TCP"
+	@echo "make bitstream  CONFIG=$(BOARD_CONFIG) BOARD=$(BOARD)   bitstream via amaranth-boards + YoWASP"
+	@echo "                in OUT/bitstream-BOARD/"
+	@echo "make program    BOARD=$(BOARD)   load OUT/bitstream-BOARD/ with openFPGALoader"
+	@echo "make lint       ruff on the sources and tests"
+	@echo "make venv       create or refresh $(VENV) (pip install -e '.[dev]')"
+	@echo "make clean      remove OUT=$(OUT), build/ and .pytest_cache; make distclean: $(VENV) too"
+	@echo "make all        the same as make test"
+	@echo "knobs: SIM=$(SIM) (verilator|icarus) WAVES=$(WAVES) (1: record waveforms) OUT=$(OUT)"
+	@echo "       PYTHON=$(PYTHON) VENV=$(VENV); CONFIG defaults to $(BOARD_CONFIG) for demo, serve"
+	@echo "       and bitstream, to $(CONFIG) for the others"
 
 # The venv is (re)built when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -70,11 +86,8 @@ test-fast: $(STAMP)
 regress: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadgroup -m "regress" tests
 
-# The board demo on configs/demo.yaml unless CONFIG is given on the command line (a board
-# design: the same demo on it; a mac_array config: a GEMM on that unit's RTL in $(SIM)).
-DEMO_CONFIG := $(if $(filter command line,$(origin CONFIG)),$(CONFIG),configs/demo.yaml)
 demo: $(STAMP)
-	$(BIN)/python -m bench.demo --config $(DEMO_CONFIG) --sim $(SIM)
+	$(BIN)/python -m bench.demo --config $(BOARD_CONFIG) --sim $(SIM)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run
@@ -93,20 +106,18 @@ timing: $(STAMP)
 	$(BIN)/tensorfab synth $(CONFIG) --target $(TARGET) --pnr --seed $(SEED) --out $(OUT)/timing-$(TARGET)
 
 # Board designs: the simulated board on PORT, a bitstream for BOARD, programming it.
-BOARD  ?= ulx3s
-PORT   ?= 5555
 serve: $(STAMP)
-	$(BIN)/tensorfab serve $(CONFIG) --port $(PORT)
+	$(BIN)/tensorfab serve $(BOARD_CONFIG) --port $(PORT)
 
 bitstream: $(STAMP)
-	$(BIN)/tensorfab bitstream $(CONFIG) --out $(OUT)/bitstream-$(BOARD)
+	$(BIN)/tensorfab bitstream $(BOARD_CONFIG) --out $(OUT)/bitstream-$(BOARD)
 
 program:
 	@command -v openFPGALoader >/dev/null 2>&1 || { echo "openFPGALoader not found (apt-get install openfpgaloader)"; exit 2; }
 	openFPGALoader -b $(BOARD) $(firstword $(wildcard $(OUT)/bitstream-$(BOARD)/*.bit $(OUT)/bitstream-$(BOARD)/*.bin))
 
 lint: $(STAMP)
-	$(BIN)/ruff check generators sim tests bench host boards
+	$(BIN)/ruff check generators host sim boards tensorfab tests bench
 
 clean:
 	rm -rf $(OUT) build .pytest_cache

@@ -282,10 +282,10 @@ def board_demo(cfg, args) -> int:
 
 def unit_demo(cfg, args) -> int:
     """The single-unit demo: a GEMM on a mac_array config's RTL in Verilator or Icarus."""
-    from generators.cli import run_rtl
     from generators.errors import UserError
     from generators.generate import generate
     from generators.units import family
+    from tensorfab.cli import run_rtl
 
     if cfg.unit != "mac_array":
         raise UserError(f"{args.config}: unit {cfg.unit} (allowed for the demo: a board "

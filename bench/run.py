@@ -138,9 +138,8 @@ def bench_cli_run() -> dict:
         np.savez(inp, a=rng.integers(-128, 128, (256, 256)),
                  b=rng.integers(-128, 128, (256, 256)))
         env = dict(os.environ, TENSORFAB_CACHE=str(Path(tmp) / "cache"))
-        exe = Path(sys.executable).with_name("tensorfab")
-        cmd = [str(exe), "run", str(ROOT / "configs" / "mac8x8.yaml"), "--inputs", str(inp),
-               "--out", str(Path(tmp) / "out.npz"), "--backend", "rtl",
+        cmd = [sys.executable, "-m", "tensorfab", "run", str(ROOT / "configs" / "mac8x8.yaml"),
+               "--inputs", str(inp), "--out", str(Path(tmp) / "out.npz"), "--backend", "rtl",
                "--stats", str(Path(tmp) / "stats.json")]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)

@@ -6,7 +6,8 @@ Verilog text, the simulator, its flags and the tool versions, and kept under
 wait on a lock and reuse it. Verilator's run-time library (``verilated*.cpp``, the same for
 every design built with the same flags, and most of a small design's compile time) is compiled
 once per cache and linked into every later model (:func:`verilator_runtime`). Waveforms are
-recorded only when asked (``WAVES=1`` or ``waves=True``), into the run's own folder.
+recorded only when asked (``WAVES=1`` or ``waves=True``), into the run's own folder or a
+file the caller names (``waves_to``).
 """
 
 from __future__ import annotations
@@ -150,6 +151,7 @@ def _get_runner(sim: str):
     so that a testbench can reach every internal signal through VPI, but it keeps Verilator
     from optimizing anything and triples the C++ to compile. Our benches drive and read only
     the top-level ports (sim/benches/stream_bench.py)."""
+    # local: cocotb only when a simulation runs (the command line imports this module early)
     from cocotb_tools.runner import Verilator, get_runner
 
     if sim != "verilator":
@@ -264,7 +266,7 @@ def _keep_runtime(make_dir: Path, runtime: Path) -> None:
 def run_streams(manifest: dict, verilog: str | Path, inputs: dict, outputs: dict, *,
                 sim: str = "verilator", idle: float = 0.0, stall: float = 0.0, seed: int = 0,
                 max_cycles: int | None = None, waves: bool | None = None,
-                keep_dir: str | Path | None = None) -> dict:
+                keep_dir: str | Path | None = None, waves_to: str | Path | None = None) -> dict:
     """Play stream traffic through the design in a simulator and collect what comes out.
 
     Parameters
@@ -279,6 +281,12 @@ def run_streams(manifest: dict, verilog: str | Path, inputs: dict, outputs: dict
         Random idle cycles on inputs / back-pressure on outputs.
     max_cycles:
         Fail (rather than hang) if the design has not produced everything by then.
+    waves, keep_dir, waves_to:
+        Record waveforms (default: ``WAVES``); keep the run's files in ``keep_dir`` instead of
+        a temporary folder; move the waveform file to ``waves_to`` (its suffix becomes the
+        simulator's format, ``.vcd`` or ``.fst``). The temporary folder is removed on every
+        exit, Ctrl-C included, unless waveforms were asked for without ``waves_to`` and the run
+        succeeded (then ``work_dir`` holds them).
 
     Returns
     -------
@@ -287,18 +295,21 @@ def run_streams(manifest: dict, verilog: str | Path, inputs: dict, outputs: dict
     """
     job = {"inputs": inputs, "outputs": outputs, "idle": idle, "stall": stall, "seed": seed,
            "max_cycles": max_cycles}
-    return run_stream_jobs(manifest, verilog, [job], sim=sim, waves=waves, keep_dir=keep_dir)[0]
+    return run_stream_jobs(manifest, verilog, [job], sim=sim, waves=waves, keep_dir=keep_dir,
+                           waves_to=waves_to)[0]
 
 
 def run_stream_jobs(manifest: dict, verilog: str | Path, jobs: list[dict], *,
                     sim: str = "verilator", waves: bool | None = None,
-                    keep_dir: str | Path | None = None) -> list[dict]:
+                    keep_dir: str | Path | None = None,
+                    waves_to: str | Path | None = None) -> list[dict]:
     """:func:`run_streams` for several jobs in one simulator run (one start-up of the
     simulator and cocotb, about 2 s, instead of one per job); the design is reset before each.
 
     ``jobs`` are dicts with :func:`run_streams`'s ``inputs``, ``outputs`` and optionally
     ``idle``, ``stall``, ``seed``, ``max_cycles``. Returns one :func:`run_streams` result per
-    job; ``sim_seconds`` is the whole run's.
+    job; ``sim_seconds`` is the whole run's, and with ``waves_to`` ``waves`` is the waveform
+    file's path.
     """
     if not jobs:
         return []
@@ -307,6 +318,44 @@ def run_stream_jobs(manifest: dict, verilog: str | Path, jobs: list[dict], *,
     build_dir = build(verilog, top, sim, waves)
     work = Path(keep_dir) if keep_dir else Path(tempfile.mkdtemp(prefix="tensorfab-sim-"))
     work.mkdir(parents=True, exist_ok=True)
+    done, moved = False, None
+    try:
+        outs = _play_jobs(manifest, top, build_dir, work, jobs, sim, waves)
+        done = True
+    finally:
+        # every exit, Ctrl-C included (an interrupted large run left a stimulus file of
+        # hundreds of MB behind); the waveforms of a failed run still go to waves_to
+        try:
+            if waves and waves_to:
+                moved = _move_waves(work, top, sim, waves_to)
+        finally:
+            if not keep_dir and (not done or not waves or waves_to):
+                shutil.rmtree(work, ignore_errors=True)
+    if moved is not None:
+        for out in outs:
+            out["waves"] = str(moved)
+    return outs
+
+
+def _waves_file(work: Path, top: str, sim: str) -> Path:
+    """Where the simulator writes waveforms in the run folder ``work``: Verilator's
+    ``dump.vcd`` (cocotb runs it there); Icarus' FST, sent there with a plusarg (cocotb's
+    default is the build folder, which is shared cache)."""
+    return work / ("dump.vcd" if sim == "verilator" else f"{top}.fst")
+
+
+def _move_waves(work: Path, top: str, sim: str, waves_to: str | Path) -> Path | None:
+    src = _waves_file(work, top, sim)
+    if not src.exists():
+        return None
+    dest = Path(waves_to).with_suffix(src.suffix)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(src, dest)
+    return dest
+
+
+def _play_jobs(manifest: dict, top: str, build_dir: Path, work: Path, jobs: list[dict],
+               sim: str, waves: bool) -> list[dict]:
     stim = work / "stim.npz"
     result = work / "result.npz"
     arrays = {}
@@ -330,9 +379,11 @@ def run_stream_jobs(manifest: dict, verilog: str | Path, jobs: list[dict], *,
            "TENSORFAB_RESULT": str(result)}
     saved = os.environ.pop("PYTEST_CURRENT_TEST", None)  # we read results.xml ourselves
     t0 = time.perf_counter()
+    plusargs = ([f"+dumpfile_path={_waves_file(work, top, sim)}"]
+                if waves and sim == "icarus" else [])
     try:
         runner.test(test_module=BENCH_MODULE, hdl_toplevel=top, hdl_toplevel_lang="verilog",
-                    build_dir=build_dir,
+                    build_dir=build_dir, plusargs=plusargs,
                     test_dir=work, extra_env=env, waves=waves, results_xml=str(xml),
                     log_file=work / "sim.log")
     except (RuntimeError, SystemExit):
@@ -361,8 +412,6 @@ def run_stream_jobs(manifest: dict, verilog: str | Path, jobs: list[dict], *,
                      "total_cycles": total_cycles, "sim_seconds": seconds,
                      "cycles_per_second": total_cycles / seconds if seconds else 0.0,
                      "build_dir": str(build_dir), "work_dir": str(work)})
-    if not keep_dir and not waves:
-        shutil.rmtree(work, ignore_errors=True)
     return outs
 
 

@@ -19,7 +19,7 @@ from test_board_served import Client, free_port
 from generators.board_info import describe_bytes
 from generators.config import parse_config
 
-TENSORFAB = [sys.executable, "-m", "generators.cli"]
+TENSORFAB = [sys.executable, "-m", "tensorfab"]
 
 
 def run_cli(*args, timeout=60):

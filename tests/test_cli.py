@@ -20,8 +20,9 @@ CFG = ROOT / "configs" / "mac8x8.yaml"
 
 
 def tf(*args, cwd=None):
-    exe = Path(sys.executable).with_name("tensorfab")
-    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True,
+    # python -m tensorfab: the console script of a shared venv may predate this tree
+    return subprocess.run([sys.executable, "-m", "tensorfab", *map(str, args)],
+                          capture_output=True, text=True,
                           cwd=cwd, env=dict(os.environ), timeout=600)
 
 
@@ -266,3 +267,219 @@ def test_nonlinear_bad_arrays_exit_2(tmp_path, config, arrays, msg):
     assert r.returncode == 2
     line = r.stderr.strip()
     assert "\n" not in line and msg in line, line
+
+
+# -- what a newcomer meets: version, defaults in --help, paths checked up front -----------------
+
+def test_version():
+    from tensorfab import __version__
+
+    r = tf("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"tensorfab {__version__}"
+    assert __version__ == "0.1.0" or __version__ == "unknown"
+
+
+def _parsers():
+    """Every (sub)command's parser, by its prog (`tensorfab run`, `tensorfab board run`, ...)."""
+    import argparse
+
+    from tensorfab.cli import build_parser
+
+    todo, seen = [build_parser()], {}
+    while todo:
+        p = todo.pop()
+        seen[p.prog] = p
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                todo.extend(a.choices.values())
+    return seen
+
+
+def test_help_states_every_default():
+    import argparse
+
+    parsers = _parsers()
+    assert {"tensorfab run", "tensorfab synth", "tensorfab board run"} <= set(parsers)
+    for prog, p in parsers.items():
+        text = " ".join(p.format_help().split())
+        fmt = p._get_formatter()  # the parser's own formatter class
+        for a in p._actions:
+            if a.option_strings and a.default not in (None, False, argparse.SUPPRESS):
+                assert "(default" in fmt._get_help_string(a), (prog, a.option_strings)
+        if prog == "tensorfab run":
+            assert "(default: golden)" in text and "(default: verilator)" in text
+        if prog == "tensorfab hls":
+            assert "(default: fixed<16,6>)" in text
+
+
+def test_help_does_not_import_the_heavy_packages():
+    code = ("import sys, contextlib, io\n"
+            "from tensorfab.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    for argv in (['--help'], ['run', '--help'], ['board', 'info', '--help']):\n"
+            "        try:\n"
+            "            main(argv)\n"
+            "        except SystemExit:\n"
+            "            pass\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules}\n"
+            "             & {'amaranth', 'hls4ml', 'torch', 'keras', 'pydantic', 'cocotb'}))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def _one_line_exit_2(capsys, argv, *needles):
+    from tensorfab.cli import main
+
+    assert main([str(a) for a in argv]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    for n in needles:
+        assert str(n) in lines[0], lines
+    return lines[0]
+
+
+def test_output_paths_checked_before_any_work(tmp_path, capsys):
+    np.savez(tmp_path / "in.npz", a=np.zeros((1, 1), np.int64), b=np.zeros((1, 1), np.int64))
+    afile = tmp_path / "afile"
+    afile.write_text("a file, not a folder")
+    inp = tmp_path / "in.npz"
+    board = ROOT / "configs" / "demo.yaml"
+    cases = [
+        ["run", CFG, "--inputs", inp, "--out", "/proc/x/y.npz"],
+        ["run", CFG, "--inputs", inp, "--out", tmp_path / "o.npz", "--stats", afile / "s.json"],
+        ["run", CFG, "--inputs", inp, "--out", afile / "deeper" / "o.npz"],
+        ["generate", CFG, "--out", afile / "g"],
+        ["synth", CFG, "--target", "ecp5", "--out", "/proc/x"],
+        ["bitstream", board, "--out", afile / "b"],
+        ["hls", tmp_path / "model.onnx", "--out", "/proc/x"],
+        ["board", "run", "--url", f"model://{board}", "mac", "--inputs", inp,
+         "--out", "/proc/x/y.npz"],
+    ]
+    for argv in cases:
+        bad = argv[argv.index("--stats") + 1] if "--stats" in argv else argv[-1]
+        line = _one_line_exit_2(capsys, argv, bad)
+        assert ("is a file, not a folder" in line) == (str(afile) in str(bad)), line
+        assert "(allowed: a path in a writable folder)" in line
+    assert not (tmp_path / "o.npz").exists() and not (tmp_path / "s.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "in.npz"]  # no probe left
+
+
+def test_rtl_run_checks_its_paths_before_simulating(tmp_path, capsys, monkeypatch):
+    import tensorfab.cli as cli
+
+    def no_simulation(*args, **kwargs):
+        raise AssertionError("simulated before checking the output path")
+
+    monkeypatch.setattr(cli, "run_rtl", no_simulation)
+    np.savez(tmp_path / "in.npz", a=np.zeros((1, 1), np.int64), b=np.zeros((1, 1), np.int64))
+    _one_line_exit_2(capsys, ["run", CFG, "--inputs", tmp_path / "in.npz", "--backend", "rtl",
+                              "--out", "/proc/x/y.npz"], "/proc/x/y.npz", "cannot write in")
+    # the waveform file goes next to --out: it must not overwrite an input either
+    (tmp_path / "o.vcd").mkdir()
+    _one_line_exit_2(capsys, ["run", CFG, "--inputs", tmp_path / "in.npz", "--backend", "rtl",
+                              "--waves", "--out", tmp_path / "o.npz"], "o.vcd", "is a folder")
+    _one_line_exit_2(capsys, ["run", CFG, "--inputs", tmp_path / "in.npz", "--waves",
+                              "--out", tmp_path / "o.npz"], "--waves", "--backend rtl")
+
+
+class _InterruptedRunner:
+    """cocotb's runner, as far as run_stream_jobs uses it, interrupted (Ctrl-C) mid-run."""
+
+    seen: list = []
+
+    def test(self, *, test_dir, **kwargs):
+        _InterruptedRunner.seen.append(sorted(p.name for p in Path(test_dir).iterdir()))
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_removes_the_simulation_folder(tmp_path, capsys, monkeypatch, rng):
+    import tempfile
+
+    import sim.runner
+    import tensorfab.cli as cli
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.setattr(cli, "is_built", lambda *a, **k: True)  # no Verilator build
+    monkeypatch.setattr(sim.runner, "build", lambda *a, **k: tmp_path / "no-build")
+    monkeypatch.setattr(sim.runner, "_get_runner", lambda sim: _InterruptedRunner())
+    _InterruptedRunner.seen.clear()
+    np.savez(tmp_path / "in.npz", a=rng.integers(-128, 128, (4, 3)),
+             b=rng.integers(-128, 128, (3, 2)))
+    code = cli.main([str(a) for a in ("run", CFG, "--inputs", tmp_path / "in.npz",
+                                      "--backend", "rtl", "--out", tmp_path / "o.npz")])
+    assert code == 130 and capsys.readouterr().err.strip().endswith("interrupted")
+    assert _InterruptedRunner.seen and "stim.npz" in _InterruptedRunner.seen[0]
+    assert list(scratch.iterdir()) == []  # the run folder, stimulus and all, is gone
+    assert not (tmp_path / "o.npz").exists()
+
+
+@pytest.mark.rtl
+def test_waves_go_next_to_out(tmp_path, rng):
+    cfg = tmp_path / "mac1x1.yaml"  # a tiny design: its traced build is quick
+    cfg.write_text("name: mac1x1w\nunit: mac_array\nrows: 1\ncols: 1\na: int8\nb: int8\n"
+                   "acc: int32\n")
+    np.savez(tmp_path / "in.npz", a=rng.integers(-128, 128, (2, 3)),
+             b=rng.integers(-128, 128, (3, 2)))
+    out = tmp_path / "res" / "o.npz"
+    r = tf("run", cfg, "--inputs", tmp_path / "in.npz", "--out", out, "--backend", "rtl",
+           "--waves", "--stats", tmp_path / "s.json")
+    assert r.returncode == 0, r.stderr
+    vcd = tmp_path / "res" / "o.vcd"
+    assert vcd.stat().st_size > 0 and f"waveforms recorded in {vcd}" in r.stderr
+    assert json.loads((tmp_path / "s.json").read_text())["waves"] == str(vcd)
+
+
+def _fake_board(script: str):
+    def start(cfg, port, face, say=None, timeout=30.0, stderr=None):
+        return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                                stderr=stderr, text=True)
+    return start
+
+
+@pytest.mark.parametrize("script, reason", [
+    ("import sys; print('listening', flush=True); "
+     "sys.stderr.write('harness: out of memory\\n'); sys.exit(3)",
+     "(exit status 3); its last message: harness: out of memory"),
+    ("import os, signal; print('listening', flush=True); os.kill(os.getpid(), signal.SIGKILL)",
+     "(killed by signal 9 (SIGKILL))"),
+])
+def test_serve_says_why_the_board_stopped(capsys, monkeypatch, script, reason):
+    import socket
+
+    import sim.board
+    from tensorfab.cli import main
+
+    monkeypatch.setattr(sim.board, "start", _fake_board(script))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["serve", str(ROOT / "configs" / "demo.yaml"), "--port", str(port)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"tensorfab: the simulated board stopped {reason}"
+
+
+def test_layering():
+    """generators -> host -> sim, boards -> tensorfab: a package imports only packages to its
+    left (sim and boards share a rank), and host imports no Amaranth."""
+    import ast
+
+    banned = {"generators": {"host", "sim", "boards", "tensorfab"},
+              "host": {"sim", "boards", "tensorfab", "amaranth"},
+              "sim": {"tensorfab"}, "boards": {"tensorfab"}}
+    found = []
+    for pkg, bad in banned.items():
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                    names = [node.module or ""]
+                else:
+                    continue
+                found += [(str(path.relative_to(ROOT)), n) for n in names
+                          if n.split(".")[0] in bad]
+    assert found == []

@@ -130,7 +130,7 @@ def test_hls_board_design_served(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "generators.cli", "serve", str(bpath),
+    proc = subprocess.Popen([sys.executable, "-m", "tensorfab", "serve", str(bpath),
                              "--port", str(port)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:

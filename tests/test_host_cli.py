@@ -7,11 +7,11 @@ import threading
 import numpy as np
 import pytest
 
-from generators.cli import main
 from generators.config import load_config
 from generators.mac_array import family as mac
 from host import open_board
 from host.model import ModelBoard
+from tensorfab.cli import main
 
 DEMO = "configs/demo.yaml"
 

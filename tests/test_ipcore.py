@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from generators.cli import main
 from generators.ipcore import AxisStream, render_axis_wrapper
 from sim import toolenv
+from tensorfab.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"

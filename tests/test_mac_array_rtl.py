@@ -97,9 +97,9 @@ def test_waves_only_when_asked(rng, monkeypatch):
     import shutil
     from pathlib import Path
 
-    from generators.generate import cached_render
     from generators.mac_array import schedule
     from sim.runner import run_streams
+    from sim.unit import cached_render
 
     p = make_params(1, 1)  # the 1x1 design of test_rtl_verilator: its plain build is shared
     a, b = random_operands(p, 2, 3, 2, rng)

@@ -12,11 +12,11 @@ import pytest
 import relu_unit
 
 from generators import registry
-from generators.cli import main
 from generators.config import BoardConfig, load_config
 from generators.errors import ConfigError, UserError
 from generators.family import UnitFamily
 from host import open_board
+from tensorfab.cli import main
 
 RELU = "name: relu4\nunit: relu\nfmt: int6\nlanes: 4\n"
 

@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from generators.cli import main
 from generators.config import parse_config
 from generators.synth import TARGETS, shell_verilog, synthesize
+from tensorfab.cli import main
 
 
 def _cfg(n: int, dataflow: str = "output_stationary", a: str = "int8", b: str = "int8"):

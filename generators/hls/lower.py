@@ -175,13 +175,13 @@ GELU_NOTE = ("an ONNX Gelu node (opset 20, or com.microsoft Gelu) or an activati
 
 def softmax_params(layer: SoftmaxLayer):
     """The softmax unit that computes ``layer``: one row of ``n`` elements per beat."""
-    return SoftmaxParams(length=layer.n, lanes=layer.n, inp=layer.inp.fmt,
+    return SoftmaxParams(length=int(layer.n), lanes=int(layer.n), inp=layer.inp.fmt,
                          out=layer.result.fmt, name=layer.name)
 
 
 def gelu_params(layer: GeluLayer):
     """The gelu unit that computes ``layer``: one row of ``n`` elements per beat."""
-    return GeluParams(inp=layer.inp.fmt, out=layer.result.fmt, lanes=layer.n, name=layer.name)
+    return GeluParams(inp=layer.inp.fmt, out=layer.result.fmt, lanes=int(layer.n), name=layer.name)
 
 
 def check_unit_formats(layer, where: str) -> None:

@@ -2,72 +2,66 @@
 
     tensorfab generate CONFIG --out DIR
     tensorfab run CONFIG --inputs IN.npz --out OUT.npz [--backend golden|rtl]
-                  [--sim verilator|icarus] [--stats STATS.json] [--mode N:M]
+                  [--sim verilator|icarus] [--stats STATS.json] [--mode N:M] [--waves]
     tensorfab synth CONFIG --target ice40|ecp5|xilinx|generic [--pnr] [--seed N] --out DIR
+    tensorfab hls MODEL --out DIR [...]
     tensorfab serve CONFIG --port P [--pin-level]
     tensorfab bitstream CONFIG --out DIR
-    tensorfab board info|run|bench --url URL ...   (the host driver: host/cli.py)
+    tensorfab board info|run|bench --url URL ...   (the host driver: tensorfab/board_cli.py)
+    tensorfab --version
 
 Bad input of any kind exits with status 2 and one line on stderr naming what is wrong and what
-is allowed; a failure inside tensorfab itself exits with status 1.
+is allowed; a failure inside tensorfab itself exits with status 1. Every output path is checked
+before any work. Amaranth, pydantic and hls4ml are imported only by the commands that use them
+(the ``# local:`` imports), so ``--help`` and ``board`` start quickly.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import signal
+import socket
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ArrayError, UserError
+import sim.board as sb
+from generators.errors import ArrayError, UserError
+from generators.units import family
+from host.files import check_out_dir, check_out_path, load_inputs
+from sim.runner import SimulationError, build, is_built, waves_requested
+
+from . import __version__, board_cli
 
 
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _load_inputs(path: str) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{path}: no such file (allowed: an .npz file from numpy.savez)")
-    with open(p, "rb") as fh:
-        magic = fh.read(6)
-    if magic == b"\x93NUMPY":
-        raise UserError(f"{path}: is a single .npy array, not an .npz archive "
-                        "(allowed: numpy.savez(path, a=..., b=...))")
-    if not magic.startswith(b"PK"):
-        raise UserError(f"{path}: not a readable .npz archive (allowed: an .npz file from "
-                        "numpy.savez)")
-    try:
-        with np.load(p, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except ValueError as err:
-        if "pickle" in str(err).lower():
-            raise UserError(f"{path}: holds object arrays (allowed: integer code arrays)") \
-                from None
-        raise UserError(f"{path}: not a readable .npz archive ({err})") from None
-    except Exception as err:  # zipfile/OSError: a garbled archive
-        raise UserError(f"{path}: not a readable .npz archive ({type(err).__name__}: {err})") \
-            from None
+class HelpFormatter(argparse.HelpFormatter):
+    """Help that states each option's default: argparse's ArgumentDefaultsHelpFormatter, but
+    silent where there is nothing to say (a required option, a flag) or the help already
+    says it in its own words."""
 
-
-def _check_out_path(path: str, *protect: str) -> Path:
-    out = Path(path)
-    for other in protect:
-        if other and out.resolve() == Path(other).resolve():
-            raise UserError(f"{path}: output would overwrite the input file {other} "
-                            "(allowed: a different path)")
-    if out.exists() and out.is_dir():
-        raise UserError(f"{path}: is a folder (allowed: a file path for the output)")
-    return out
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (action.option_strings and action.default not in (None, False, argparse.SUPPRESS)
+                and "(default" not in text):
+            text += " (default: %(default)s)"
+        return text
 
 
 def _unit_config(path: str, command: str):
     """Load a unit config for ``command``; a board design is a clear error (for now)."""
-    from .config import BoardConfig, load_config
+    # local: pydantic and the config models (about 1 s) only for the commands that read one
+    from generators.config import BoardConfig, load_config
 
     cfg = load_config(path)
     if isinstance(cfg, BoardConfig):
@@ -80,12 +74,11 @@ def _unit_config(path: str, command: str):
 
 
 def cmd_generate(args) -> int:
-    from .generate import generate
+    # local: Amaranth (about 1 s) only for the commands that emit Verilog
+    from generators.generate import generate
 
     cfg = _unit_config(args.config, "generate")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{args.out}: exists and is not a folder (allowed: a folder path)")
+    out = check_out_dir(args.out)
     t0 = time.perf_counter()
     vpath, jpath = generate(cfg, out, port_style=args.port_style)
     _say(f"wrote {vpath} and {jpath} ({time.perf_counter() - t0:.2f} s)")
@@ -93,8 +86,6 @@ def cmd_generate(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .units import family
-
     cfg = _unit_config(args.config, "run")
     fam = family(cfg.unit)
     params = fam.params(cfg)
@@ -110,10 +101,18 @@ def cmd_run(args) -> int:
         except ValueError:
             raise UserError(f"--mode: {args.mode!r} is not a mode of {args.config} "
                             f"(allowed: {', '.join(fam.modes(params))})") from None
-    out = _check_out_path(args.out, args.inputs, args.config)
+    out = check_out_path(args.out, args.inputs, args.config)
     if args.stats:
-        _check_out_path(args.stats, args.inputs, args.config, args.out)
-    arrays = _load_inputs(args.inputs)
+        check_out_path(args.stats, args.inputs, args.config, args.out)
+    waves_to = None
+    if args.waves and args.backend != "rtl":
+        raise UserError("--waves: records the simulated RTL (allowed: with --backend rtl)")
+    if args.backend == "rtl" and (args.waves or waves_requested()):
+        # next to the outputs, not in a temporary folder: <OUT stem>.vcd (.fst from Icarus)
+        waves_to = check_out_path(str(out.with_suffix(".vcd" if args.sim == "verilator"
+                                                      else ".fst")),
+                                  args.inputs, args.config, args.stats or "")
+    arrays = load_inputs(args.inputs)
     try:
         arrays = fam.check_inputs(params, arrays, **opts)
     except ValueError as err:  # a family that reports through ValueError
@@ -128,7 +127,7 @@ def cmd_run(args) -> int:
         stats.update(fam.stats(params, arrays, None, **opts))
     else:
         outputs, sim_stats = run_rtl(cfg, fam, params, arrays, sim=args.sim, seed=args.seed,
-                                     **opts)
+                                     waves=waves_to is not None, waves_to=waves_to, **opts)
         stats.update(sim_stats)
     stats["wall_seconds"] = round(time.perf_counter() - t0, 3)
 
@@ -146,37 +145,41 @@ def cmd_run(args) -> int:
 
 def run_rtl(cfg, fam, params, arrays: dict, *, sim: str = "verilator", seed: int = 0,
             idle: float = 0.0, stall: float = 0.0, check: bool = True,
+            waves: bool | None = None, waves_to: str | Path | None = None,
             **opts) -> tuple[dict, dict]:
     """Run a unit's emitted RTL on arrays in a simulator; return outputs and stats.
 
     ``opts`` are the family's run-time options (a sparse chain's ``mode``). With ``check`` the
     outputs are compared with the golden model and a mismatch raises (a wrong result is never
-    returned silently).
+    returned silently). ``waves`` (default: ``WAVES``) records waveforms, into ``waves_to``
+    (its suffix becomes the simulator's format) or else the run's kept folder.
     """
-    from sim.runner import build, is_built
-    from sim.unit import simulate
+    # local: sim.unit imports the generators' emitter, hence Amaranth (about 1 s)
+    from sim.unit import cached_design, simulate
 
-    from .generate import cached_design
-
+    waves = waves_requested(waves)
     vpath, manifest = cached_design(cfg)
-    if not is_built(vpath, manifest["top"], sim):
+    if not is_built(vpath, manifest["top"], sim, waves):
         _say(f"building the {sim} model of {cfg.name} (once per design; cached after)...")
         t0 = time.perf_counter()
-        build(vpath, manifest["top"], sim)
+        build(vpath, manifest["top"], sim, waves)
         _say(f"built in {time.perf_counter() - t0:.1f} s")
     _say(f"simulating {cfg.name} on {sim} (about "
          f"{fam.expected_cycles(params, arrays, **opts)} cycles)...")
     res = simulate(fam, params, arrays, sim=sim, seed=seed, idle=idle, stall=stall,
-                   name=cfg.name, config=manifest["config"], **opts)
+                   name=cfg.name, config=manifest["config"], waves=waves, waves_to=waves_to,
+                   **opts)
     outputs = res.outputs
     stats = fam.stats(params, arrays, res.cycles, **opts)
     stats.update(sim=sim, sim_seconds=round(res.info["sim_seconds"], 3),
                  sim_cycles_per_second=round(res.info["cycles_per_second"], 1))
-    from sim.runner import waves_requested
-
-    if waves_requested():
-        stats["waves"] = res.info["work_dir"]
-        _say(f"waveforms recorded in {stats['waves']}")
+    if waves:
+        where = res.info.get("waves") if waves_to else res.info["work_dir"]
+        if where:
+            stats["waves"] = where
+            _say(f"waveforms recorded in {where}")
+        else:
+            _say(f"note: {sim} wrote no waveform file")
     if check:
         golden = fam.golden(params, arrays, **opts)
         bad = {k: int(np.count_nonzero(np.asarray(outputs[k]) != np.asarray(golden[k])))
@@ -189,10 +192,12 @@ def run_rtl(cfg, fam, params, arrays: dict, *, sim: str = "verilator", seed: int
 
 
 def cmd_synth(args) -> int:
-    from .synth import SynthError, summary, synthesize, target
+    # local: Amaranth (about 1 s) only for the commands that emit Verilog
+    from generators.synth import SynthError, summary, synthesize, target
 
     target(args.target)  # a bad target is reported before any work
     cfg = _unit_config(args.config, "synth")
+    check_out_dir(args.out)
     first = not (Path.home() / ".cache" / "YoWASP").exists()
     _say(f"synthesizing {cfg.name} for {args.target}"
          + (" with place and route" if args.pnr else "")
@@ -210,8 +215,6 @@ def cmd_synth(args) -> int:
 
 
 def _free_port(text: str) -> int:
-    import socket
-
     try:
         port = int(text)
     except ValueError:
@@ -229,9 +232,8 @@ def _free_port(text: str) -> int:
 
 def cmd_serve(args) -> int:
     """Build (cached) and run the simulated board until Ctrl-C."""
-    import sim.board as sb
-
-    from .config import BoardConfig, load_config
+    # local: pydantic and the config models (about 1 s) only for the commands that read one
+    from generators.config import BoardConfig, load_config
 
     cfg = load_config(args.config)
     if not isinstance(cfg, BoardConfig):
@@ -242,21 +244,26 @@ def cmd_serve(args) -> int:
     face = "uart" if args.pin_level else "bytes"
     t0 = time.perf_counter()
     try:
-        proc = sb.start(cfg, port, face, say=_say, timeout=60)
+        proc = sb.start(cfg, port, face, say=_say, timeout=60, stderr=subprocess.PIPE)
     except sb.PortInUse:
         raise UserError(f"--port {port}: 127.0.0.1:{port} is in use (allowed: a free port)") \
             from None
     _say(f"{cfg.name} ({face} face) up in {time.perf_counter() - t0:.1f} s; Ctrl-C stops it")
     print(f"socket://127.0.0.1:{port}", flush=True)
+    last: list[str] = []
+    relay = threading.Thread(target=_relay_stderr, args=(proc.stderr, last), daemon=True)
+    relay.start()
 
     def _stop(signum, frame):
         raise KeyboardInterrupt
 
-    import signal
-
-    signal.signal(signal.SIGTERM, _stop)  # stop the board with us, not only on Ctrl-C
+    saved = signal.signal(signal.SIGTERM, _stop)  # stop the board with us, not only on Ctrl-C
     try:
-        return 0 if proc.wait() == 0 else 1
+        code = proc.wait()
+        relay.join(timeout=5)  # its last words, before saying why it stopped
+        _say(f"tensorfab: the simulated board stopped ({_exit_reason(code)})"
+             + (f"; its last message: {last[0]}" if last else ""))
+        return 0 if code == 0 else 1
     except KeyboardInterrupt:
         proc.terminate()
         try:
@@ -265,20 +272,41 @@ def cmd_serve(args) -> int:
             proc.kill()
         _say("stopped")
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, saved)
+
+
+def _relay_stderr(stream, last: list[str]) -> None:
+    """Pass the board's stderr on to ours, keeping its last non-empty line in ``last``."""
+    for line in stream:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+        if line.strip():
+            last[:] = [line.strip()]
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by signal {-code} ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
 
 
 def cmd_bitstream(args) -> int:
     """Synthesize, place and route a board design into a bitstream (YoWASP tools)."""
+    # local: Amaranth, amaranth-boards (about 1 s) and pydantic only for this command
     from boards.platforms import build as build_bitstream
     from boards.platforms import report as bitstream_report
-
-    from .config import BoardConfig, load_config
+    from generators.config import BoardConfig, load_config
 
     cfg = load_config(args.config)
     if not isinstance(cfg, BoardConfig):
         raise UserError(f"{args.config}: is a unit config (unit: {cfg.unit}), not a board "
                         "design (allowed: a config with a `board` key, such as "
                         "configs/demo.yaml)")
+    check_out_dir(args.out)
     t0 = time.perf_counter()
     path = build_bitstream(cfg, args.out, say=_say)
     _say(f"wrote {path} ({time.perf_counter() - t0:.0f} s)")
@@ -294,9 +322,11 @@ def cmd_bitstream(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="tensorfab",
+        prog="tensorfab", formatter_class=HelpFormatter,
         description="Generate, simulate and verify quantized-ML hardware units.")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                            parser_class=_SubParser)
 
     g = sub.add_parser("generate", help="emit Verilog and its JSON manifest from a config")
     g.add_argument("config", metavar="CONFIG", help="YAML config file")
@@ -310,11 +340,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("config", metavar="CONFIG", help="YAML config file")
     r.add_argument("--inputs", required=True, metavar="IN.npz", help="input arrays (npz)")
     r.add_argument("--out", required=True, metavar="OUT.npz", help="output arrays (npz)")
-    r.add_argument("--backend", choices=("golden", "rtl"), default="golden")
-    r.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
-    r.add_argument("--stats", metavar="STATS.json", help="write cycles/utilization as JSON")
+    r.add_argument("--backend", choices=("golden", "rtl"), default="golden",
+                   help="golden: the NumPy model; rtl: the emitted Verilog in --sim")
+    r.add_argument("--sim", choices=("verilator", "icarus"), default="verilator",
+                   help="simulator for --backend rtl")
+    r.add_argument("--stats", metavar="STATS.json",
+                   help="write cycles/utilization as JSON (default: not written)")
     r.add_argument("--mode", metavar="N:M", default=None,
                    help="sparse_chain: the N:M pattern of w (default: the config's first mode)")
+    r.add_argument("--waves", action="store_true",
+                   help="--backend rtl: record waveforms into OUT's folder as <OUT stem>.vcd "
+                        "(.fst from icarus); WAVES=1 does the same")
     r.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     r.set_defaults(func=cmd_run)
 
@@ -335,16 +371,18 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("model", metavar="MODEL", help=".onnx or .keras model file")
     h.add_argument("--out", required=True, metavar="DIR", help="output folder")
     h.add_argument("--hls4ml-config", metavar="FILE", default=None,
-                   help="hls4ml's configuration dictionary as YAML (precisions, ReuseFactor)")
+                   help="hls4ml's configuration dictionary as YAML (precisions, ReuseFactor) "
+                        "(default: hls4ml's own, with --default-precision)")
     h.add_argument("--name", default=None, help="name of the design (default: the file's)")
     h.add_argument("--reuse-factor", type=int, default=None, metavar="R",
-                   help="set every layer's reuse factor (hls4ml's ReuseFactor)")
+                   help="set every layer's reuse factor (hls4ml's ReuseFactor) (default: as "
+                        "the hls4ml config says)")
     h.add_argument("--default-precision", default="fixed<16,6>", metavar="TYPE",
                    help="hls4ml's default precision when no config is given")
     h.add_argument("--board", default=None, metavar="NAME",
                    help="also write DIR/<name>_board.yaml, a board design (ulx3s, icebreaker, "
                         "pynq_z2, alveo_u280) serving the network, for tensorfab serve and "
-                        "open_board")
+                        "open_board (default: no board design)")
     h.set_defaults(func=cmd_hls)
 
     v = sub.add_parser("serve", help="serve a board design's RTL, simulated, over TCP")
@@ -360,26 +398,33 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--out", required=True, metavar="DIR", help="build folder")
     bs.set_defaults(func=cmd_bitstream)
 
-    from host.cli import add_parser as add_board_parser
-
-    add_board_parser(sub)
+    board_cli.add_parser(sub)
     return ap
 
 
+class _SubParser(argparse.ArgumentParser):
+    """Every subcommand's (and the board actions') parser states its defaults."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def cmd_hls(args) -> int:
+    # local: hls4ml (seconds), Amaranth and pydantic (about 1 s each) only for this command
     import yaml
 
-    from .config import parse_config
-    from .generate import generate
-    from .hls.frontend import auto_notes, convert
-    from .hls.lower import DenseLayer, lower, to_config
+    from generators.board_info import describe_bytes
+    from generators.config import BOARDS, parse_config
+    from generators.generate import generate
+    from generators.hls.frontend import auto_notes, convert
+    from generators.hls.lower import DenseLayer, lower, to_config
+    from generators.schema import VERILOG_KEYWORDS
 
     model = Path(args.model)
     name = args.name or "".join(c if c.isalnum() else "_" for c in model.stem)
     if name[:1].isdigit():
         name = "m_" + name
-    from .schema import VERILOG_KEYWORDS
-
     if name in VERILOG_KEYWORDS:
         name += "_net"
     hls_cfg = None
@@ -394,13 +439,9 @@ def cmd_hls(args) -> int:
                             "configuration dictionary, with Model and LayerName keys)")
     if args.reuse_factor is not None and args.reuse_factor < 1:
         raise UserError(f"--reuse-factor {args.reuse_factor}: out of range (allowed: >= 1)")
-    from .config import BOARDS
-
     if args.board is not None and args.board not in BOARDS:
         raise UserError(f"--board {args.board!r}: not a board (allowed: {', '.join(BOARDS)})")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{args.out}: exists and is not a folder (allowed: a folder path)")
+    out = check_out_dir(args.out)
     _say(f"reading {model} through hls4ml...")
     with _quiet():
         graph, used = convert(model, hls4ml_config=hls_cfg, name=name,
@@ -434,8 +475,6 @@ def cmd_hls(args) -> int:
     if args.board is not None:
         board = {"name": f"{name}_board", "board": args.board, "units": [plain]}
         bcfg = parse_config(board, f"<{name}_board>")  # validated like a file
-        from .board_info import describe_bytes
-
         describe_bytes(bcfg)  # it fits the INFO reply (a clear error if not)
         bpath = out / f"{name}_board.yaml"
         bpath.write_text(yaml.safe_dump(board, sort_keys=False, width=100))
@@ -448,9 +487,6 @@ class _quiet:
     """hls4ml prints its progress on stdout; keep the command's own output readable."""
 
     def __enter__(self):
-        import contextlib
-        import io
-
         self._buf = io.StringIO()
         self._ctx = contextlib.redirect_stdout(self._buf)
         self._ctx.__enter__()
@@ -471,13 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("interrupted")
         return 130
-    except Exception as err:
-        from sim.runner import SimulationError
-
-        if isinstance(err, SimulationError):
-            _say(f"tensorfab: simulation failed: {err}")
-            return 1
-        raise
+    except SimulationError as err:
+        _say(f"tensorfab: simulation failed: {err}")
+        return 1
 
 
 if __name__ == "__main__":

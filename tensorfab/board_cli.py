@@ -1,6 +1,6 @@
 """``tensorfab board info|run|bench --url URL``: the command line of the host driver.
 
-Called from :mod:`generators.cli`; every problem is a :class:`~generators.errors.UserError`
+Called from :mod:`tensorfab.cli`; every problem is a :class:`~generators.errors.UserError`
 (exit status 2, one line), including a board that does not answer after its retries.
 """
 
@@ -13,8 +13,8 @@ import time
 import numpy as np
 
 from generators.errors import ArrayError, UserError
-
-from .board import open_board
+from host.board import open_board
+from host.files import check_out_path, load_inputs
 
 
 def _say(msg: str) -> None:
@@ -43,10 +43,8 @@ def cmd_info(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from generators.cli import _check_out_path, _load_inputs
-
-    out = _check_out_path(args.out, args.inputs)
-    arrays = _load_inputs(args.inputs)
+    out = check_out_path(args.out, args.inputs)
+    arrays = load_inputs(args.inputs)
     with _open(args) as board:
         t0 = time.perf_counter()
         try:
@@ -115,7 +113,8 @@ def add_parser(sub) -> None:
     r.add_argument("unit", metavar="UNIT", help="unit name (or family) in the design")
     r.add_argument("--inputs", required=True, metavar="IN.npz", help="input arrays (npz)")
     r.add_argument("--out", required=True, metavar="OUT.npz", help="output arrays (npz)")
-    r.add_argument("--mode", metavar="N:M", default=None, help="sparse_chain: the N:M pattern")
+    r.add_argument("--mode", metavar="N:M", default=None,
+                   help="sparse_chain: the N:M pattern (default: the unit's first mode)")
     r.set_defaults(func=cmd_run)
     bb = acts.add_parser("bench", help="move bytes through a buffer and report throughput")
     common(bb)

@@ -24,15 +24,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
-def _params(rows, cols, dataflow="output_stationary", **kw):
+def _params(rows, cols, a="int8", b="int8", acc="int32", **keys):
+    """An array of these formats; other config keys as given, else the config's defaults."""
     from generators.mac_array import MacArrayParams
     from generators.numerics import Format
 
-    return MacArrayParams(rows=rows, cols=cols, a=Format.parse(kw.get("a", "int8")),
-                          b=Format.parse(kw.get("b", "int8")),
-                          acc=Format.parse(kw.get("acc", "int32")),
-                          overflow=kw.get("overflow", "wrap"), dataflow=dataflow,
-                          tile_m=kw.get("tile_m", 64), name=f"bench{rows}x{cols}")
+    return MacArrayParams(rows=rows, cols=cols, a=Format.parse(a), b=Format.parse(b),
+                          acc=Format.parse(acc), name=f"bench{rows}x{cols}", **keys)
 
 
 def _cpu_seconds() -> float:
@@ -85,7 +83,7 @@ def _gemm_rtl(p, m, k, n, seed=0):
 def bench_utilization() -> list[dict]:
     rows = []
     for df in ("output_stationary", "weight_stationary"):
-        p = _params(8, 8, df)
+        p = _params(8, 8, dataflow=df)
         res_full, eq_full = _gemm_rtl(p, 256, 256, 256)
         res_half, eq_half = _gemm_rtl(p, 128, 256, 256, seed=1)
         macs_full, macs_half = 256 ** 3, 128 * 256 * 256
@@ -117,7 +115,7 @@ def bench_shapes() -> list[dict]:
     small M, ragged edges. RTL cycle counts next to the analytic model."""
     rows = []
     for df in ("output_stationary", "weight_stationary"):
-        p = _params(8, 8, df)
+        p = _params(8, 8, dataflow=df)
         for m, k, n in SWEEP:
             res, eq = _gemm_rtl(p, m, k, n, seed=m + k + n)
             rows.append({"dataflow": df, "shape": f"{m}x{k}x{n}", "cycles": res.cycles,

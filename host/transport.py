@@ -19,6 +19,7 @@ import socket
 import time
 from urllib.parse import parse_qs, urlsplit
 
+from generators.config import LinkConfig
 from generators.errors import UserError
 
 __all__ = ["Transport", "SocketTransport", "SerialTransport", "ModelTransport",
@@ -26,7 +27,8 @@ __all__ = ["Transport", "SocketTransport", "SerialTransport", "ModelTransport",
 
 ALLOWED_URLS = ("socket://HOST:PORT, serial://DEVICE[?baud=N] or a device path such as "
                 "/dev/ttyUSB0, model://CONFIG.yaml")
-DEFAULT_BAUD = 3_000_000
+#: A serial port's line rate when the URL gives none: the board designs' default ``link.uart``.
+DEFAULT_BAUD = LinkConfig.model_fields["uart"].default
 
 
 class Transport:

@@ -11,11 +11,11 @@ from generators.numerics import Format
 
 
 def make_params(rows: int, cols: int, a: str = "int8", b: str = "int8", acc: str = "int32",
-                overflow: str = "wrap", dataflow: str = "output_stationary", tile_m: int = 64,
-                max_k: int = 65536) -> MacArrayParams:
+                **keys) -> MacArrayParams:
+    """An array with these formats; other config keys (overflow, dataflow, tile_m, max_k) as
+    given, else the config's own defaults."""
     return MacArrayParams(rows=rows, cols=cols, a=Format.parse(a), b=Format.parse(b),
-                          acc=Format.parse(acc), overflow=overflow, dataflow=dataflow,
-                          tile_m=tile_m, max_k=max_k, name=f"mac{rows}x{cols}")
+                          acc=Format.parse(acc), name=f"mac{rows}x{cols}", **keys)
 
 
 def random_operands(p: MacArrayParams, m: int, k: int, n: int, rng) -> tuple:

@@ -12,11 +12,12 @@ from generators.sparse_chain import SparseChainParams
 
 
 def make_params(length: int, m: int, modes, w: str = "int8", x: str = "int8",
-                acc: str = "int32", overflow: str = "wrap",
-                max_k: int = 65536, name: str | None = None) -> SparseChainParams:
+                acc: str = "int32", name: str | None = None, **keys) -> SparseChainParams:
+    """A chain with these formats; other config keys (overflow, max_k) as given, else the
+    config's own defaults."""
     return SparseChainParams(length=length, m=m, modes=tuple(modes), w=Format.parse(w),
-                             x=Format.parse(x), acc=Format.parse(acc), overflow=overflow,
-                             max_k=max_k, name=name or f"sparse{length}m{m}")
+                             x=Format.parse(x), acc=Format.parse(acc),
+                             name=name or f"sparse{length}m{m}", **keys)
 
 
 def sparse_mask(rng, o: int, k: int, n: int, m: int, zero_groups: float = 0.1) -> np.ndarray:

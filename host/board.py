@@ -30,7 +30,7 @@ import numpy as np
 from generators.errors import ArrayError, UserError
 
 from . import protocol as p
-from .tensor import pack_beats, unpack_beats
+from .tensor import as_code_arrays, pack_beats, unpack_beats
 from .transport import Transport, open_transport
 
 __all__ = ["open_board", "Board", "BoardError", "DEFAULT_TIMEOUT", "DEFAULT_RETRIES"]
@@ -334,7 +334,7 @@ class Board:
             raise ArrayError(str(err)) from None
         opts = {"mode": mode}
         try:
-            arrays = fam.check_inputs(params, dict(arrays), **opts)
+            arrays = fam.check_inputs(params, as_code_arrays(arrays), **opts)
         except ValueError as err:
             raise ArrayError(str(err)) from None
         mode_code = u.modes[mode] if mode is not None else 0

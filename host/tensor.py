@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from generators.errors import ArrayError
 from generators.numerics import Format, Overflow, Rounding, pack_bits, unpack_bits
 
-__all__ = ["QTensor", "pack_beats", "unpack_beats", "beat_bytes", "code_dtype"]
+__all__ = ["QTensor", "pack_beats", "unpack_beats", "beat_bytes", "code_dtype", "as_code_arrays"]
 
 
 def beat_bytes(fields: dict) -> int:
@@ -234,3 +235,33 @@ def _param(v, name: str, dtype, t: QTensor):
         raise ValueError(f"{name}: {arr.size} values for {codes.shape[t.axis]} channels on "
                          f"axis {t.axis}")
     return arr
+
+
+def as_code_arrays(arrays: dict) -> dict:
+    """The host API's inputs as NumPy arrays, whatever NumPy takes: arrays, (nested) lists and
+    tuples, scalars, and :class:`QTensor` (its codes). Object arrays are refused (codes are
+    integers; an object array hides what it holds). The unit's ``check_inputs`` then checks
+    names, shapes, dtypes and ranges, the same for every unit.
+
+    Raises
+    ------
+    ArrayError
+        One line naming the array: not array-like (ragged lists), or of object dtype.
+    """
+    out = {}
+    for name, value in arrays.items():
+        if isinstance(value, QTensor):
+            value = value.codes
+        if isinstance(value, np.ndarray) and value.dtype == object:
+            raise ArrayError(f"{name}: dtype object (allowed: integer codes: lists, NumPy "
+                             "integer arrays or a QTensor)")
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError) as err:
+            raise ArrayError(f"{name}: not an array ({str(err).splitlines()[0]})") from None
+        if arr.dtype == object:
+            raise ArrayError(f"{name}: holds values NumPy cannot make integer codes of "
+                             "(allowed: integer codes: lists, NumPy integer arrays or a "
+                             "QTensor)")
+        out[name] = arr
+    return out

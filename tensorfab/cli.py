@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -509,6 +510,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SimulationError as err:
         _say(f"tensorfab: simulation failed: {err}")
+        return 1
+    except BrokenPipeError:
+        # the reader of our output went away (`tensorfab board info | head`): stop quietly,
+        # and keep Python from failing again when it flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import time
 from fractions import Fraction
 
 import numpy as np
@@ -368,9 +367,8 @@ def test_requantize_by_hand_and_shape():
 def test_requantize_is_vectorised(rng):
     src, dst = Format.parse("int32"), Format.parse("fixed<8,3>")
     codes = rng.integers(src.min_code, src.max_code + 1, 1_000_000)
-    t = time.perf_counter()
     out = requantize(codes, src, dst, "rnd_conv", "sat")
-    assert time.perf_counter() - t < 1.0
+    # the vectorised path stays in int64; its speed is a bench row, not a timed test
     assert out.dtype == np.int64 and out.shape == codes.shape
 
 
@@ -497,17 +495,14 @@ def test_exact_matmul_precision_edge():
         == [[0] * 3] * 2
 
 
-def test_exact_matmul_speed_and_errors(rng):
+def test_exact_matmul_stays_in_int64_and_errors(rng):
     a = rng.integers(-128, 128, (256, 256))
     b = rng.integers(-128, 128, (256, 256))
-    t = time.perf_counter()
     got = exact_matmul(a, b)
-    assert time.perf_counter() - t < 0.5
     assert got.dtype == np.int64 and np.array_equal(got, a @ b)
     a32 = rng.integers(-(2 ** 20), 2 ** 20, (256, 256))
-    t = time.perf_counter()
-    assert np.array_equal(exact_matmul(a32, a32), a32 @ a32)
-    assert time.perf_counter() - t < 0.5
+    got = exact_matmul(a32, a32)
+    assert got.dtype == np.int64 and np.array_equal(got, a32 @ a32)
     with pytest.raises(ValueError, match="do not chain"):
         exact_matmul(np.zeros((2, 3), np.int64), np.zeros((2, 3), np.int64))
     with pytest.raises(ValueError, match="2-D"):
@@ -567,11 +562,12 @@ def test_pack_fast_paths_match_general(rng):
         assert np.array_equal(back, Format(width=width, int_bits=0, signed=True).wrap(arr))
 
 
-def test_pack_speed(rng):
+def test_pack_round_trip_large(rng):
     arr = rng.integers(-8, 8, (2000, 256))
-    t = time.perf_counter()
-    back = unpack_bits(pack_bits(arr, 4), 4, 256, True)
-    assert time.perf_counter() - t < 1.0 and np.array_equal(back, arr)
+    packed = pack_bits(arr, 4)
+    assert packed.dtype == np.uint8 and packed.size == arr.size // 2
+    back = unpack_bits(packed, 4, 256, True)
+    assert back.dtype == np.int64 and np.array_equal(back, arr)
 
 
 def test_unpack_dtypes_and_errors():

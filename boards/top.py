@@ -12,6 +12,8 @@ the pin-level simulation), with a receive FIFO whose overflows STATUS counts.
 
 from __future__ import annotations
 
+import re
+
 from amaranth.hdl import (
     Array,
     Cat,
@@ -24,6 +26,7 @@ from amaranth.hdl import (
     Mux,
     ResetInserter,
     ResetSignal,
+    Shape,
     Signal,
 )
 from amaranth.lib import fifo, memory, stream, wiring
@@ -677,6 +680,31 @@ class BoardTop(wiring.Component):
             self.period = bit_period(self.clk_hz, board_cfg.link.uart)
             sig = {"uart_rx": In(1, init=1), "uart_tx": Out(1, init=1), "idle": Out(1)}
         super().__init__(sig)
+
+    def ports(self) -> list[dict]:
+        """The top's ports as ``verilog.convert`` names them, in the manifest's format
+        (:func:`generators.emit.describe_ports`: name, dir, width, role; ``stream`` for a
+        stream's ports, ``unit`` for a gated unit's clock and activity), so the simulation
+        harness reads its port names and widths from the board's manifest.
+
+        Roles: ``clock``, ``reset``, ``payload``/``valid``/``ready`` (byte face streams),
+        ``idle``, ``unit_clock``/``unit_active`` (``gate_units``), ``uart_rx``/``uart_tx``
+        (UART face pins)."""
+        ports = [{"name": "clk", "dir": "in", "width": 1, "role": "clock"},
+                 {"name": "rst", "dir": "in", "width": 1, "role": "reset"}]
+        for path, member, _ in self.signature.flatten(self):
+            name = "__".join(str(p) for p in path)
+            entry = {"name": name, "dir": "in" if member.flow == In else "out",
+                     "width": Shape.cast(member.shape).width}
+            if len(path) == 2:  # rx/tx stream members
+                entry.update(role=path[1], stream=path[0])
+            elif gated := re.fullmatch(r"u(\d+)_(clk|active)", name):
+                entry.update(role=f"unit_{'clock' if gated[2] == 'clk' else 'active'}",
+                             unit=int(gated[1]))
+            else:
+                entry["role"] = name
+            ports.append(entry)
+        return ports
 
     def elaborate(self, platform):
         m = Module()

@@ -6,6 +6,7 @@ board's manifest."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,53 @@ def test_buffer_depth():
     assert board_info.buffer_depth(256, 32) == 64
     assert board_info.buffer_depth(100, 24) == 33
     assert board_info.buffer_depth(2, 32) == 0
+
+
+def test_verilator_names():
+    from sim.board import verilator_name
+
+    assert verilator_name("rx__valid") == "rx___05Fvalid"
+    assert verilator_name("u0_clk") == "u0_clk"
+    assert verilator_name("a___b") == "a___05F_b"
+    assert verilator_name("a$b") == "a__024b"
+
+
+@pytest.mark.parametrize("face", ["bytes", "uart"])
+def test_ports_header_follows_the_manifest(small_cfg, face, tmp_path):
+    """The harness header names exactly the manifest's ports, as the members Verilator
+    makes of them (checked against Verilator's own header of the board), with their widths."""
+    import subprocess
+
+    import sim.board as sb
+    from sim import toolenv
+
+    vpath = sb.verilog(small_cfg, face)
+    meta = sb.manifest(vpath)
+    module = re.search(r"^module tensorfab_board\(([^)]*)\);", vpath.read_text(), re.M)
+    assert {p["name"] for p in meta["ports"]} == {n.strip() for n in module[1].split(",")}
+    header = sb.ports_header(meta)
+    defines = dict(re.findall(r"^#define (PORT_\w+) (\w+)$", header, re.M))
+    members = {v: defines[k + "_WIDTH"] for k, v in defines.items()
+               if not k.endswith("_WIDTH")}
+    # the manifest's widths, under Verilator's member names
+    assert members == {sb.verilator_name(p["name"]): str(p["width"]) for p in meta["ports"]}
+    n_units = len(small_cfg.units) if face == "bytes" else 0
+    assert f"#define BOARD_UNITS {n_units}\n" in header
+    assert header.count("_clk = (g >> ") == n_units
+
+    toolenv.ensure()
+    subprocess.run(["verilator", "--cc", "-Wno-fatal", "-Wno-lint", "--Mdir", str(tmp_path),
+                    str(vpath)], check=True, capture_output=True, timeout=600)
+    vl = (tmp_path / "Vtensorfab_board.h").read_text()
+    made = {name: str(int(msb) - int(lsb) + 1) for name, msb, lsb in
+            re.findall(r"VL_(?:IN|OUT)\w*\(&(\w+),(\d+),(\d+)(?:,\d+)?\)", vl)}
+    assert made == members
+
+
+def test_ports_header_changes_the_binary_key(small_cfg, monkeypatch):
+    import sim.board as sb
+
+    vpath = sb.verilog(small_cfg, "bytes")
+    before = sb.binary_dir(vpath, "bytes")
+    monkeypatch.setattr(sb, "ports_header", lambda meta: "// another header\n")
+    assert sb.binary_dir(vpath, "bytes") != before

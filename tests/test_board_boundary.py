@@ -121,3 +121,19 @@ def test_ports_header_changes_the_binary_key(small_cfg, monkeypatch):
     before = sb.binary_dir(vpath, "bytes")
     monkeypatch.setattr(sb, "ports_header", lambda meta: "// another header\n")
     assert sb.binary_dir(vpath, "bytes") != before
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "rtl").glob("*.json")))
+def test_runner_ports_come_from_the_manifest(name, tmp_path):
+    """``ports.vlt`` lists the manifest's ports, which are the Verilog module's ports."""
+    import json
+
+    from sim.runner import _ports_control_file
+
+    manifest = json.loads((ROOT / "rtl" / f"{name}.json").read_text())
+    text = (ROOT / "rtl" / f"{name}.v").read_text()
+    module = re.search(rf"^module {manifest['top']}\(([^)]*)\);", text, re.M)
+    in_verilog = {n.strip() for n in module[1].split(",")}
+    vlt = _ports_control_file(tmp_path, manifest["top"], manifest["ports"]).read_text()
+    listed = set(re.findall(rf'-module "{manifest["top"]}" -var "(\w+)"', vlt))
+    assert listed == {p["name"] for p in manifest["ports"]} == in_verilog

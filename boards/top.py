@@ -39,6 +39,7 @@ from generators.board_info import (
     buffer_depth,
     describe_bytes,
 )
+from generators.units import family
 from host.protocol import ACK_BIT, COBS_MAX, CRC_BYTES, HEADER_BYTES, NAK_OP, VERSION, NakCode, Op
 
 from .crc import INIT, crc16_update
@@ -185,8 +186,6 @@ class BoardCore(wiring.Component):
     """
 
     def __init__(self, board_cfg, gate_units: bool = False):
-        from generators.units import family
-
         self.cfg = board_cfg
         self.gate_units = gate_units
         self.info = describe_bytes(board_cfg)

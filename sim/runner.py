@@ -156,6 +156,7 @@ def _get_runner(sim: str):
     so that a testbench can reach every internal signal through VPI, but it keeps Verilator
     from optimizing anything and triples the C++ to compile. Our benches drive and read only
     the top-level ports (sim/benches/stream_bench.py)."""
+    # local: cocotb's runner (~0.3 s to import) only when a simulator is built or run
     from cocotb_tools.runner import Verilator, get_runner
 
     if sim != "verilator":

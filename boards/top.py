@@ -46,6 +46,9 @@ from .crc import INIT, crc16_update
 from .uart import UartRx, UartTx, bit_period
 
 PACKET_MAX = HEADER_BYTES + MAX_PAYLOAD + CRC_BYTES
+# The protocol's numbers are host.protocol's (one source for both sides of the link). The engine
+# compares with ``Op.X.value``, a plain int: Amaranth would cast the enum member itself to a
+# 3-bit constant and change the emitted Verilog.
 
 #: A RUN ends when no beat has moved for this many cycles (the host asked for more output
 #: beats than the unit makes, or gave inputs that do not fit together): the board answers with

@@ -9,8 +9,10 @@ vendor-flow boards with no bitstream in this version.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from amaranth.hdl import Elaboratable, Module
@@ -59,13 +61,13 @@ def build(board_cfg, out_dir: str | Path, say=None, seed: int = 1) -> Path:
 
     nextpnr runs with a fixed ``seed`` and writes ``<name>.report.json`` (utilization and
     Fmax per clock) beside the bitstream; :func:`report` summarizes it."""
-    from sim import toolenv
-
     plat = platform(board_cfg.board)
-    toolenv.ensure()  # the venv's bin folder (the YoWASP tools) on PATH
+    # the YoWASP tools beside this interpreter first (a venv need not be activated), then PATH
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     for var, tool in YOWASP_TOOLS.items():
-        if var not in os.environ and shutil.which(tool):
-            os.environ[var] = tool
+        found = shutil.which(tool, path=search)
+        if var not in os.environ and found:
+            os.environ[var] = found
     out_dir = Path(out_dir)
     if say:
         say(f"building the {board_cfg.board} bitstream of {board_cfg.name} in {out_dir} "
@@ -83,8 +85,6 @@ def report(board_cfg, out_dir: str | Path) -> dict:
     """Resources and Fmax of a built bitstream, from nextpnr's ``<name>.report.json``:
     ``{"fmax_mhz": {clock: achieved}, "constraint_mhz": {clock: target}, "utilization":
     {cell type: (used, available)}}`` (cell types with nothing used are left out)."""
-    import json
-
     path = Path(out_dir) / f"{board_cfg.name}.report.json"
     rep = json.loads(path.read_text())
     fmax = {clk: round(v.get("achieved", 0.0), 2) for clk, v in rep.get("fmax", {}).items()}

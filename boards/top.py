@@ -12,6 +12,8 @@ the pin-level simulation), with a receive FIFO whose overflows STATUS counts.
 
 from __future__ import annotations
 
+import re
+
 from amaranth.hdl import (
     Array,
     Cat,
@@ -24,24 +26,29 @@ from amaranth.hdl import (
     Mux,
     ResetInserter,
     ResetSignal,
+    Shape,
     Signal,
 )
 from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from generators.board_info import BOARD_CLOCK_HZ, MAX_PAYLOAD, describe_bytes
+from generators.board_info import (
+    BOARD_CLOCK_HZ,
+    MAX_PAYLOAD,
+    beat_bytes,
+    buffer_depth,
+    describe_bytes,
+)
+from generators.units import family
+from host.protocol import ACK_BIT, COBS_MAX, CRC_BYTES, HEADER_BYTES, NAK_OP, VERSION, NakCode, Op
 
 from .crc import INIT, crc16_update
 from .uart import UartRx, UartTx, bit_period
 
-HEADER = 6
-PACKET_MAX = HEADER + MAX_PAYLOAD + 2
-COBS_MAX = PACKET_MAX + -(-PACKET_MAX // 254) + 1
-
-OP_INFO, OP_WRITE, OP_READ, OP_RUN, OP_STATUS, OP_CLEAR = 1, 2, 3, 4, 5, 6
-OP_NAK = 0x7F
-BAD_OP, BAD_LENGTH, BAD_BUFFER, OUT_OF_RANGE, BAD_UNIT, BAD_MODE, BAD_VERSION, BAD_RUN = \
-    range(1, 9)
+PACKET_MAX = HEADER_BYTES + MAX_PAYLOAD + CRC_BYTES
+# The protocol's numbers are host.protocol's (one source for both sides of the link). The engine
+# compares with ``Op.X.value``, a plain int: Amaranth would cast the enum member itself to a
+# 3-bit constant and change the emitted Verilog.
 
 #: A RUN ends when no beat has moved for this many cycles (the host asked for more output
 #: beats than the unit makes, or gave inputs that do not fit together): the board answers with
@@ -55,7 +62,7 @@ class _Stream:
     def __init__(self, name: str, direction: str, width: int, depth: int, port, buffer: int):
         self.name, self.dir, self.width, self.depth = name, direction, width, depth
         self.port, self.buffer = port, buffer
-        self.beat_bytes = (width + 7) // 8
+        self.beat_bytes = beat_bytes(width)
 
 
 class _Runner(Elaboratable):
@@ -182,8 +189,6 @@ class BoardCore(wiring.Component):
     """
 
     def __init__(self, board_cfg, gate_units: bool = False):
-        from generators.units import family
-
         self.cfg = board_cfg
         self.gate_units = gate_units
         self.info = describe_bytes(board_cfg)
@@ -202,7 +207,7 @@ class BoardCore(wiring.Component):
                 port = getattr(comp, name)
                 width = len(port.payload.as_value())
                 direction = "in" if member.flow == In else "out"
-                depth = board_cfg.buffer_bytes // ((width + 7) // 8)
+                depth = buffer_depth(board_cfg.buffer_bytes, width)
                 streams.append(_Stream(name, direction, width, depth, port, buf))
                 buf += 1
             self.units.append((comp, streams, modes))
@@ -219,8 +224,8 @@ class BoardCore(wiring.Component):
         NB = len(bufs)
         max_streams = max(len(s) for _, s, _ in self.units)
         max_outs = max(sum(1 for x in s if x.dir == "out") for _, s, _ in self.units)
-        HB = HEADER + max(5, 14 + 4 * max_streams)  # header + the longest parameters
-        RB = HEADER + max(13, 4 + 4 * max_outs, 2)  # header + the longest fixed reply
+        HB = HEADER_BYTES + max(5, 14 + 4 * max_streams)  # header + the longest parameters
+        RB = HEADER_BYTES + max(13, 4 + 4 * max_outs, 2)  # header + the longest fixed reply
         max_width = max(b.width for b in bufs)
         max_bb = max(b.beat_bytes for b in bufs)
         info_total = len(self.info)
@@ -336,19 +341,19 @@ class BoardCore(wiring.Component):
 
         def reply(op_byte, length, small=()):
             """Start a reply: header, then the fixed bytes ``small``; the body follows."""
-            head = [Const(1, 8), op_byte, hdr[2], hdr[3], *_le(length, 2)]
+            head = [Const(VERSION, 8), op_byte, hdr[2], hdr[3], *_le(length, 2)]
             stmts = [rep[i].eq(b) for i, b in enumerate(head + list(small))]
             stmts += [rep_n.eq(len(head) + len(small)), idx.eq(0), tptr.eq(0),
                       tcrc.eq(INIT)]
             return stmts
 
         def nak(code):
-            m.d.sync += reply(Const(OP_NAK, 8), Const(2, 16), [op, Const(code, 8)])
+            m.d.sync += reply(Const(NAK_OP, 8), Const(2, 16), [op, Const(code, 8)])
             m.d.sync += [body.eq(BODY_NONE), naks.eq(naks + 1)]
             m.next = "EMIT"
 
         def ack(length, small=(), kind=BODY_NONE):
-            m.d.sync += reply(op | 0x80, length, small)
+            m.d.sync += reply(op | ACK_BIT, length, small)
             m.d.sync += body.eq(kind)
             m.next = "EMIT"
 
@@ -412,93 +417,93 @@ class BoardCore(wiring.Component):
                             m.d.sync += code_left.eq(code_left - 1)
 
             with m.State("EXEC"):
-                m.d.sync += [e_buf.eq(hdr[HEADER]), ptr.eq(0), left.eq(0)]
-                with m.If(ver != 1):
-                    nak(BAD_VERSION)
+                m.d.sync += [e_buf.eq(hdr[HEADER_BYTES]), ptr.eq(0), left.eq(0)]
+                with m.If(ver != VERSION):
+                    nak(NakCode.BAD_VERSION)
                 with m.Elif(last_valid & (seq == last_seq) & (op == last_op)
                             & (pkt_crc == last_crc)):
                     m.d.sync += blk.eq(0)
                     m.next = "SCAN"  # a retry: the same reply again, not executed again
-                with m.Elif(op == OP_INFO):
-                    off = u16(HEADER)
+                with m.Elif(op == Op.INFO.value):
+                    off = u16(HEADER_BYTES)
                     with m.If(plen != 2):
-                        nak(BAD_LENGTH)
+                        nak(NakCode.BAD_LENGTH)
                     with m.Elif(off > info_total):
-                        nak(OUT_OF_RANGE)
+                        nak(NakCode.OUT_OF_RANGE)
                     with m.Else():
                         n = Signal(16)
                         m.d.comb += n.eq(Mux(info_total - off > MAX_PAYLOAD - 2,
                                              MAX_PAYLOAD - 2, info_total - off))
                         m.d.sync += [ptr.eq(off), left.eq(n)]
                         ack((n + 2)[:16], _le(Const(info_total, 16), 2), BODY_INFO)
-                with m.Elif(op == OP_WRITE):
+                with m.Elif(op == Op.WRITE.value):
                     with m.If(plen < 5):
-                        nak(BAD_LENGTH)
-                    with m.Elif(hdr[HEADER] >= NB):
-                        nak(BAD_BUFFER)
+                        nak(NakCode.BAD_LENGTH)
+                    with m.Elif(hdr[HEADER_BYTES] >= NB):
+                        nak(NakCode.BAD_BUFFER)
                     with m.Else():
                         m.d.sync += [rem.eq(plen - 5), nbeats.eq(0)]
                         m.next = "W_DIV"
-                with m.Elif(op == OP_READ):
-                    count = u16(HEADER + 5)
-                    first = u32(HEADER + 1)
+                with m.Elif(op == Op.READ.value):
+                    count = u16(HEADER_BYTES + 5)
+                    first = u32(HEADER_BYTES + 1)
                     with m.If(plen != 7):
-                        nak(BAD_LENGTH)
-                    with m.Elif(hdr[HEADER] >= NB):
-                        nak(BAD_BUFFER)
+                        nak(NakCode.BAD_LENGTH)
+                    with m.Elif(hdr[HEADER_BYTES] >= NB):
+                        nak(NakCode.BAD_BUFFER)
                     with m.Else():
                         m.next = "R_CHECK"
                         m.d.sync += [ptr.eq(first), left.eq(count)]
-                with m.Elif(op == OP_RUN):
-                    unit = hdr[HEADER]
-                    mode = hdr[HEADER + 1]
+                with m.Elif(op == Op.RUN.value):
+                    unit = hdr[HEADER_BYTES]
+                    mode = hdr[HEADER_BYTES + 1]
                     with m.If(plen < 2):
-                        nak(BAD_LENGTH)
+                        nak(NakCode.BAD_LENGTH)
                     with m.Elif(unit >= len(self.units)):
-                        nak(BAD_UNIT)
+                        nak(NakCode.BAD_UNIT)
                     for i, (_, streams, nmodes) in enumerate(self.units):
                         with m.Elif((unit == i) & (plen != 14 + 4 * len(streams))):
-                            nak(BAD_LENGTH)
+                            nak(NakCode.BAD_LENGTH)
                         with m.Elif((unit == i) & (mode >= nmodes)):
-                            nak(BAD_MODE)
+                            nak(NakCode.BAD_MODE)
                         bad = []
                         for j, s in enumerate(streams):
-                            n_s = u32(HEADER + 14 + 4 * j)
+                            n_s = u32(HEADER_BYTES + 14 + 4 * j)
                             bad.append(n_s > s.depth)
                             if s.dir == "in":
                                 bad.append(n_s == 0)
                         with m.Elif((unit == i) & Cat(*bad).any()):
-                            nak(BAD_RUN)
+                            nak(NakCode.BAD_RUN)
                         with m.Elif(unit == i):
                             m.d.sync += [run_unit.eq(i), unit_rst[i].eq(1)]
                             for j, s in enumerate(streams):
-                                m.d.sync += runners[i].n[s.name].eq(u32(HEADER + 14 + 4 * j))
+                                m.d.sync += runners[i].n[s.name].eq(u32(HEADER_BYTES + 14 + 4 * j))
                             m.next = "RUN_START"
-                with m.Elif(op == OP_STATUS):
+                with m.Elif(op == Op.STATUS.value):
                     with m.If(plen != 0):
-                        nak(BAD_LENGTH)
+                        nak(NakCode.BAD_LENGTH)
                     with m.Else():
                         ack(Const(13, 16), [Const(0, 8), *_le(crc_errors, 2),
                                             *_le(bad_frames, 2), *_le(overflows, 2),
                                             *_le(naks, 2), *_le(runs, 4)])
-                with m.Elif(op == OP_CLEAR):
+                with m.Elif(op == Op.CLEAR.value):
                     with m.If(plen != 0):
-                        nak(BAD_LENGTH)
+                        nak(NakCode.BAD_LENGTH)
                     with m.Else():
                         m.d.sync += [crc_errors.eq(0), bad_frames.eq(0), overflows.eq(0),
                                      naks.eq(0), runs.eq(0)]
                         ack(Const(0, 16))
                 with m.Else():
-                    nak(BAD_OP)
+                    nak(NakCode.BAD_OP)
 
             # WRITE: count whole beats in the data (a subtraction loop: no divider)
             with m.State("W_DIV"):
                 with m.If(rem >= buf_bb):
                     m.d.sync += [rem.eq(rem - buf_bb), nbeats.eq(nbeats + 1)]
                 with m.Elif(rem != 0):
-                    nak(BAD_BUFFER)
-                with m.Elif(u32(HEADER + 1) + nbeats > buf_depth):
-                    nak(OUT_OF_RANGE)
+                    nak(NakCode.BAD_BUFFER)
+                with m.Elif(u32(HEADER_BYTES + 1) + nbeats > buf_depth):
+                    nak(NakCode.OUT_OF_RANGE)
                 with m.Else():
                     m.d.sync += [widx.eq(0), boff.eq(0), ri.eq(0)]
                     m.next = "W_RD"
@@ -506,7 +511,7 @@ class BoardCore(wiring.Component):
                 with m.If(widx == nbeats):
                     ack(Const(0, 16))
                 with m.Else():
-                    m.d.comb += rx_r.addr.eq(HEADER + 5 + ri)
+                    m.d.comb += rx_r.addr.eq(HEADER_BYTES + 5 + ri)
                     m.d.sync += ri.eq(ri + 1)
                     m.next = "W_GET"
             with m.State("W_GET"):
@@ -518,16 +523,16 @@ class BoardCore(wiring.Component):
                     m.d.sync += boff.eq(boff + 1)
                     m.next = "W_RD"
             with m.State("W_PUT"):
-                m.d.comb += [e_waddr.eq(u32(HEADER + 1) + widx), e_wdata.eq(beat_sr),
+                m.d.comb += [e_waddr.eq(u32(HEADER_BYTES + 1) + widx), e_wdata.eq(beat_sr),
                              e_we.eq(1)]
                 m.d.sync += widx.eq(widx + 1)
                 m.next = "W_RD"
 
             with m.State("R_CHECK"):
                 with m.If(left * buf_bb > MAX_PAYLOAD):
-                    nak(OUT_OF_RANGE)
+                    nak(NakCode.OUT_OF_RANGE)
                 with m.Elif(ptr + left > buf_depth):
-                    nak(OUT_OF_RANGE)
+                    nak(NakCode.OUT_OF_RANGE)
                 with m.Else():
                     ack((left * buf_bb)[:16], (), BODY_READ)
 
@@ -677,6 +682,31 @@ class BoardTop(wiring.Component):
             self.period = bit_period(self.clk_hz, board_cfg.link.uart)
             sig = {"uart_rx": In(1, init=1), "uart_tx": Out(1, init=1), "idle": Out(1)}
         super().__init__(sig)
+
+    def ports(self) -> list[dict]:
+        """The top's ports as ``verilog.convert`` names them, in the manifest's format
+        (:func:`generators.emit.describe_ports`: name, dir, width, role; ``stream`` for a
+        stream's ports, ``unit`` for a gated unit's clock and activity), so the simulation
+        harness reads its port names and widths from the board's manifest.
+
+        Roles: ``clock``, ``reset``, ``payload``/``valid``/``ready`` (byte face streams),
+        ``idle``, ``unit_clock``/``unit_active`` (``gate_units``), ``uart_rx``/``uart_tx``
+        (UART face pins)."""
+        ports = [{"name": "clk", "dir": "in", "width": 1, "role": "clock"},
+                 {"name": "rst", "dir": "in", "width": 1, "role": "reset"}]
+        for path, member, _ in self.signature.flatten(self):
+            name = "__".join(str(p) for p in path)
+            entry = {"name": name, "dir": "in" if member.flow == In else "out",
+                     "width": Shape.cast(member.shape).width}
+            if len(path) == 2:  # rx/tx stream members
+                entry.update(role=path[1], stream=path[0])
+            elif gated := re.fullmatch(r"u(\d+)_(clk|active)", name):
+                entry.update(role=f"unit_{'clock' if gated[2] == 'clk' else 'active'}",
+                             unit=int(gated[1]))
+            else:
+                entry["role"] = name
+            ports.append(entry)
+        return ports
 
     def elaborate(self, platform):
         m = Module()

@@ -16,7 +16,8 @@ from .config import BoardConfig, config_to_dict
 from .errors import UserError
 from .units import family
 
-__all__ = ["describe", "describe_bytes", "BOARD_CLOCK_HZ", "PROTOCOL", "MAX_PAYLOAD"]
+__all__ = ["describe", "describe_bytes", "beat_bytes", "buffer_depth", "BOARD_CLOCK_HZ",
+           "PROTOCOL", "MAX_PAYLOAD"]
 
 PROTOCOL = 1
 #: Largest packet payload on every design of protocol version 1.
@@ -24,6 +25,19 @@ MAX_PAYLOAD = 1024
 #: The clock the units run at on each board (the board's oscillator; no PLL in version 1).
 BOARD_CLOCK_HZ = {"ulx3s": 25_000_000, "icebreaker": 12_000_000, "pynq_z2": 125_000_000,
                   "alveo_u280": 300_000_000}
+
+
+def beat_bytes(width: int) -> int:
+    """Bytes of one buffered beat of a ``width``-bit stream payload (whole bytes, the way
+    WRITE and READ carry it)."""
+    return (width + 7) // 8
+
+
+def buffer_depth(buffer_bytes: int, width: int) -> int:
+    """Beats of a ``width``-bit stream that fit in a ``buffer_bytes`` stream buffer: the
+    ``depth`` INFO reports and the depth of the board's buffer memory, from this one place
+    so the two cannot disagree (0 when not even one beat fits)."""
+    return buffer_bytes // beat_bytes(width)
 
 
 def describe(cfg: BoardConfig) -> dict:
@@ -40,6 +54,7 @@ def describe(cfg: BoardConfig) -> dict:
 @lru_cache(maxsize=32)
 def describe_bytes(cfg: BoardConfig) -> bytes:
     """The description as the compact UTF-8 JSON the board sends (INFO)."""
+    # local: keeps Amaranth (~0.5 s) out of importing this module (the host's model:// board)
     from .emit import describe_ports
 
     units = []
@@ -53,8 +68,8 @@ def describe_bytes(cfg: BoardConfig) -> bytes:
         extra = fam.manifest_extra(params)
         out_streams = {}
         for name, s in streams.items():
-            nbytes = (s["payload_width"] + 7) // 8
-            depth = cfg.buffer_bytes // nbytes
+            nbytes = beat_bytes(s["payload_width"])
+            depth = buffer_depth(cfg.buffer_bytes, s["payload_width"])
             if depth < 1:
                 raise UserError(f"{cfg.name}: unit {unit_cfg.name}: stream {name} has "
                                 f"{nbytes}-byte beats but buffer_bytes is {cfg.buffer_bytes} "

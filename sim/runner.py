@@ -89,9 +89,11 @@ def for_simulator(text: str, sim: str) -> str:
                        text)
 
 
-def build_dir_for(verilog: str | Path, top: str, sim: str = "verilator",
+def build_dir_for(verilog: str | Path, manifest: dict, sim: str = "verilator",
                   waves: bool | None = None) -> Path:
-    """Where the cached model of ``verilog`` lives (built or not)."""
+    """Where the cached model of ``verilog`` (the design ``manifest`` describes) lives, built
+    or not."""
+    top = manifest["top"]
     text = for_simulator(Path(verilog).read_text(), sim)
     key = hashlib.sha256("\n".join([
         text, sim, top, str(waves_requested(waves)), " ".join(VERILATOR_ARGS), "ports.vlt",
@@ -100,19 +102,23 @@ def build_dir_for(verilog: str | Path, top: str, sim: str = "verilator",
     return cache_root() / "sim" / f"{top}-{sim}-{key}"
 
 
-def is_built(verilog: str | Path, top: str, sim: str = "verilator",
+def is_built(verilog: str | Path, manifest: dict, sim: str = "verilator",
              waves: bool | None = None) -> bool:
-    return (build_dir_for(verilog, top, sim, waves) / ".built").exists()
+    return (build_dir_for(verilog, manifest, sim, waves) / ".built").exists()
 
 
-def build(verilog: str | Path, top: str, sim: str = "verilator",
+def build(verilog: str | Path, manifest: dict, sim: str = "verilator",
           waves: bool | None = None) -> Path:
-    """Build (or reuse) the simulator model of ``verilog``; return its build folder."""
+    """Build (or reuse) the simulator model of ``verilog``; return its build folder.
+
+    ``manifest`` is the design's manifest (``<name>.json`` beside the Verilog): its ``top``
+    is the module to build and its ``ports`` the ports the benches reach."""
     toolenv.ensure()
     _check_sim(sim)
+    top = manifest["top"]
     waves = waves_requested(waves)
     text = for_simulator(Path(verilog).read_text(), sim)
-    build_dir = build_dir_for(verilog, top, sim, waves)
+    build_dir = build_dir_for(verilog, manifest, sim, waves)
     marker = build_dir / ".built"
     if marker.exists():
         return build_dir
@@ -126,7 +132,7 @@ def build(verilog: str | Path, top: str, sim: str = "verilator",
         src.write_text(text)
         sources = [src]
         if sim == "verilator":
-            sources.append(_ports_control_file(build_dir / "src", top, text))
+            sources.append(_ports_control_file(build_dir / "src", top, manifest["ports"]))
         runner = _get_runner(sim)
         log = build_dir / "build.log"
         args = VERILATOR_ARGS if sim == "verilator" else []
@@ -151,7 +157,7 @@ def _get_runner(sim: str):
     so that a testbench can reach every internal signal through VPI, but it keeps Verilator
     from optimizing anything and triples the C++ to compile. Our benches drive and read only
     the top-level ports (sim/benches/stream_bench.py)."""
-    # local: cocotb only when a simulation runs (the command line imports this module early)
+    # local: cocotb's runner (~0.3 s to import) only when a simulator is built or run
     from cocotb_tools.runner import Verilator, get_runner
 
     if sim != "verilator":
@@ -166,17 +172,13 @@ def _get_runner(sim: str):
     return _PortsOnly()
 
 
-def _ports_control_file(folder: Path, top: str, text: str) -> Path:
-    """A Verilator control file that makes the top module's ports, and nothing else, readable
-    and writable through VPI: all the benches need (see :func:`_get_runner`). Amaranth's
-    Verilog keeps most logic in the top module, so ``-var "*"`` would make nearly every signal
-    public again."""
-    m = re.search(rf"^module\s+{re.escape(top)}\s*\(([^)]*)\)", text, re.M)
-    if m is None:
-        raise SimulationError(f"no module {top!r} in the Verilog to simulate")
-    ports = [name.strip() for name in m.group(1).split(",") if name.strip()]
-    lines = ["`verilator_config"] + [f'public_flat_rw -module "{top}" -var "{name}"'
-                                     for name in ports]
+def _ports_control_file(folder: Path, top: str, ports: list[dict]) -> Path:
+    """A Verilator control file that makes the top module's ports (the manifest's
+    ``ports``), and nothing else, readable and writable through VPI: all the benches need (see
+    :func:`_get_runner`). Amaranth's Verilog keeps most logic in the top module, so
+    ``-var "*"`` would make nearly every signal public again."""
+    lines = ["`verilator_config"] + [f'public_flat_rw -module "{top}" -var "{p["name"]}"'
+                                     for p in ports]
     path = folder / "ports.vlt"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -315,7 +317,7 @@ def run_stream_jobs(manifest: dict, verilog: str | Path, jobs: list[dict], *,
         return []
     top = manifest["top"]
     waves = waves_requested(waves)
-    build_dir = build(verilog, top, sim, waves)
+    build_dir = build(verilog, manifest, sim, waves)
     work = Path(keep_dir) if keep_dir else Path(tempfile.mkdtemp(prefix="tensorfab-sim-"))
     work.mkdir(parents=True, exist_ok=True)
     done, moved = False, None

@@ -160,10 +160,10 @@ def run_rtl(cfg, fam, params, arrays: dict, *, sim: str = "verilator", seed: int
 
     waves = waves_requested(waves)
     vpath, manifest = cached_design(cfg)
-    if not is_built(vpath, manifest["top"], sim, waves):
+    if not is_built(vpath, manifest, sim, waves):
         _say(f"building the {sim} model of {cfg.name} (once per design; cached after)...")
         t0 = time.perf_counter()
-        build(vpath, manifest["top"], sim, waves)
+        build(vpath, manifest, sim, waves)
         _say(f"built in {time.perf_counter() - t0:.1f} s")
     _say(f"simulating {cfg.name} on {sim} (about "
          f"{fam.expected_cycles(params, arrays, **opts)} cycles)...")

@@ -35,17 +35,18 @@
 
 #include "Vtensorfab_board.h"
 #include "verilated.h"
-// unit_gate(top): the units whose clock runs this cycle (their u<i>_active outputs, which
-// depend on registers only); unit_clocks(top, mask): drive their u<i>_clk inputs.
-#include "board_units.h"
+// Generated from the board's manifest (sim/board/__init__.py, ports_header): PORT_<NAME>, the
+// C++ member Verilator makes of each top port (it spells Amaranth's `__` as `___05F`), and
+// PORT_<NAME>_WIDTH; unit_gate(top): the units whose clock runs this cycle (their u<i>_active
+// outputs, which depend on registers only); unit_clocks(top, mask): drive their u<i>_clk.
+#include "board_ports.h"
 
-// Verilator spells the double underscore of Amaranth's port names `___05F`.
-#define RX_VALID rx___05Fvalid
-#define RX_READY rx___05Fready
-#define RX_PAYLOAD rx___05Fpayload
-#define TX_VALID tx___05Fvalid
-#define TX_READY tx___05Fready
-#define TX_PAYLOAD tx___05Fpayload
+#ifdef PIN_LEVEL
+static_assert(PORT_UART_RX_WIDTH == 1 && PORT_UART_TX_WIDTH == 1, "UART pins are one bit");
+#else
+static_assert(PORT_RX_PAYLOAD_WIDTH == 8 && PORT_TX_PAYLOAD_WIDTH == 8,
+              "the byte face carries bytes");
+#endif
 
 static volatile sig_atomic_t g_stop = 0;
 static void on_signal(int) { g_stop = 1; }
@@ -61,22 +62,22 @@ struct Board {
     Board(int argc, char** argv) : ctx(new VerilatedContext) {
         ctx->commandArgs(argc, argv);
         top.reset(new Vtensorfab_board{ctx.get()});
-        top->clk = 0;
-        top->rst = 1;
+        top->PORT_CLK = 0;
+        top->PORT_RST = 1;
 #ifdef PIN_LEVEL
-        top->uart_rx = 1;
+        top->PORT_UART_RX = 1;
 #else
-        top->RX_VALID = 0;
-        top->TX_READY = 1;
+        top->PORT_RX_VALID = 0;
+        top->PORT_TX_READY = 1;
 #endif
         reset();
     }
     // Hold rst for a few cycles (every unit clocked), as at power-on.
     void reset() {
-        top->rst = 1;
+        top->PORT_RST = 1;
         top->eval();
         for (int i = 0; i < 4; i++) tick(~0u);  // every unit sees the reset
-        top->rst = 0;
+        top->PORT_RST = 0;
         top->eval();
     }
     // One clock cycle: inputs are set, comb outputs already evaluated before the call. The
@@ -85,10 +86,10 @@ struct Board {
     inline void tick(uint32_t force = 0) {
         Vtensorfab_board* t = top.get();
         uint32_t g = unit_gate(t) | force;
-        t->clk = 1;
+        t->PORT_CLK = 1;
         unit_clocks(t, g);
         t->eval();
-        t->clk = 0;
+        t->PORT_CLK = 0;
         unit_clocks(t, 0);
         t->eval();
         cycles++;
@@ -258,9 +259,9 @@ int main(int argc, char** argv) {
             for (; n < 65536; n++) {
                 // waiting for the host: nothing to send on RX, nothing arriving on TX, and
                 // the board idle (its `idle` output and TX line are functions of registers)
-                if (in.empty() && !uart.tx_busy && !uart.rx_busy && b.top->uart_tx
-                    && b.top->idle) break;
-                b.top->uart_rx = uart.step(in, b.top->uart_tx, out, active);
+                if (in.empty() && !uart.tx_busy && !uart.rx_busy && b.top->PORT_UART_TX
+                    && b.top->PORT_IDLE) break;
+                b.top->PORT_UART_RX = uart.step(in, b.top->PORT_UART_TX, out, active);
                 b.tick();
             }
             idle = n < 65536;
@@ -269,16 +270,16 @@ int main(int argc, char** argv) {
             int n = 0;
             for (; n < 65536; n++) {
                 bool has = !in.empty();
-                t->RX_VALID = has;
-                if (has) t->RX_PAYLOAD = in.front();
+                t->PORT_RX_VALID = has;
+                if (has) t->PORT_RX_PAYLOAD = in.front();
                 // rx ready, tx valid/payload and idle come from registers only (the byte
                 // face's FIFOs and the engine's state), so the values evaluated after the
                 // last edge still hold: no eval here. The rising-edge eval settles the new
                 // inputs first (Verilator's input-combinational stage).
-                bool rx_fire = has && t->RX_READY;
-                bool tx_fire = t->TX_VALID;  // tx__ready is always 1
-                uint8_t tx_byte = t->TX_PAYLOAD;
-                if (!has && t->idle) break;  // waiting for the host
+                bool rx_fire = has && t->PORT_RX_READY;
+                bool tx_fire = t->PORT_TX_VALID;  // tx__ready is always 1
+                uint8_t tx_byte = t->PORT_TX_PAYLOAD;
+                if (!has && t->PORT_IDLE) break;  // waiting for the host
                 b.tick();
                 if (rx_fire) in.pop_front();
                 if (tx_fire) out.push_back(tx_byte);

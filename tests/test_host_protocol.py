@@ -222,3 +222,10 @@ def test_request_parsers():
 def test_cobs_max_formula():
     assert p.COBS_MAX == 1032 + 5 + 1
     assert len(p.encode_frame(1, 1, b"\x01" * 1024)) - 1 <= p.COBS_MAX
+
+
+def test_the_default_baud_is_the_designs_default_link_rate():
+    from generators.config import LinkConfig
+    from host.transport import DEFAULT_BAUD
+
+    assert DEFAULT_BAUD == LinkConfig().uart

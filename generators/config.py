@@ -41,11 +41,7 @@ from .errors import ConfigError
 from .schema import Identifier, UnitBase, problem, show
 
 __all__ = ["UnitBase", "BoardConfig", "LinkConfig", "BOARDS", "load_config", "parse_config",
-           "parse_unit", "config_to_dict", "replace_config"]
-
-#: Any unit config: an instance of the model of one registered family.
-UnitConfig = UnitBase
-
+           "config_to_dict", "replace_config"]
 
 class _Invalid(Exception):
     """A unit config that does not validate; ``message`` is the one line without the source."""
@@ -55,7 +51,7 @@ class _Invalid(Exception):
         self.message = message
 
 
-def parse_unit(data: dict) -> UnitBase:
+def _parse_unit(data: dict) -> UnitBase:
     """Validate one unit config mapping by its ``unit`` key's family (raises :class:`_Invalid`)."""
     allowed = ", ".join(registry.names())
     if "unit" not in data:
@@ -104,7 +100,7 @@ def _units(value: Any) -> Any:
             raise PydanticCustomError("tensorfab_at", "{message}", {"message": (
                 f"units[{i}]: expected a mapping of unit config keys, got {show(item)}")})
         try:
-            out.append(parse_unit(item))
+            out.append(_parse_unit(item))
         except _Invalid as err:
             raise PydanticCustomError("tensorfab_at", "{message}",
                                       {"message": f"units[{i}].{err.message}"}) from None
@@ -182,7 +178,7 @@ def parse_config(data: object, source: str) -> UnitBase | BoardConfig:
                 return BoardConfig.model_validate(data)
             except ValidationError as err:
                 raise _Invalid(first_error(err, BoardConfig)) from None
-        return parse_unit(data)
+        return _parse_unit(data)
     except _Invalid as err:
         raise ConfigError(f"{source}: {err.message}") from None
 

@@ -24,9 +24,6 @@ BUILTIN = {
 
 _FAMILIES: dict[str, UnitFamily] = {}
 _loaded = False
-#: Bumped on every change, so what is derived from the registry (the config adapters) can be
-#: cached until then.
-generation = 0
 
 
 def _load() -> None:
@@ -41,7 +38,6 @@ def register(fam: UnitFamily) -> UnitFamily:
     """Add a family (its ``name`` must be new); returns it. Checks the protocol: a subclass of
     :class:`UnitFamily` with every abstract method implemented and a config model whose
     ``unit`` field is the family's name."""
-    global generation
     _load()
     if not isinstance(fam, UnitFamily):
         raise TypeError(f"{fam!r} is not a UnitFamily")
@@ -55,18 +51,15 @@ def register(fam: UnitFamily) -> UnitFamily:
     if fam.name in _FAMILIES and _FAMILIES[fam.name] is not fam:
         raise ValueError(f"a family named {fam.name!r} is already registered")
     _FAMILIES[fam.name] = fam
-    generation += 1
     return fam
 
 
 def unregister(name: str) -> None:
     """Remove a family added with :func:`register` (tests use it to clean up)."""
-    global generation
     _load()
     if name in BUILTIN:
         raise ValueError(f"{name} is a built-in family")
     _FAMILIES.pop(name, None)
-    generation += 1
 
 
 def names() -> tuple[str, ...]:

@@ -78,6 +78,19 @@ def _unit_config(path: str, command: str):
     return cfg
 
 
+def _board_config(path: str):
+    """A board design, or a one-line error for a unit config."""
+    # local: pydantic and the config models (about 1 s) only for the commands that read one
+    from generators.config import BoardConfig, load_config
+
+    cfg = load_config(path)
+    if not isinstance(cfg, BoardConfig):
+        raise UserError(f"{path}: is a unit config (unit: {cfg.unit}), not a board design "
+                        "(allowed: a config with a `board` key and `units`, such as "
+                        "configs/demo.yaml)")
+    return cfg
+
+
 def cmd_generate(args) -> int:
     # local: Amaranth (about 1 s) only for the commands that emit Verilog
     from generators.generate import generate
@@ -240,17 +253,11 @@ def _free_port(text: str) -> int:
 
 def cmd_serve(args) -> int:
     """Build (cached) and run the simulated board until Ctrl-C."""
-    # local: pydantic and the config models (about 1 s) only for the commands that read one
     # local: the simulated board imports Amaranth (about 1 s), which `tensorfab board` on a
     # host-only install does not have
     import sim.board as sb
-    from generators.config import BoardConfig, load_config
 
-    cfg = load_config(args.config)
-    if not isinstance(cfg, BoardConfig):
-        raise UserError(f"{args.config}: is a unit config (unit: {cfg.unit}), not a board "
-                        "design (allowed: a config with a `board` key and `units`, such as "
-                        "configs/demo.yaml)")
+    cfg = _board_config(args.config)
     port = _free_port(args.port)
     face = "uart" if args.pin_level else "bytes"
     t0 = time.perf_counter()
@@ -310,13 +317,8 @@ def cmd_bitstream(args) -> int:
     # local: Amaranth, amaranth-boards (about 1 s) and pydantic only for this command
     from boards.platforms import build as build_bitstream
     from boards.platforms import report as bitstream_report
-    from generators.config import BoardConfig, load_config
 
-    cfg = load_config(args.config)
-    if not isinstance(cfg, BoardConfig):
-        raise UserError(f"{args.config}: is a unit config (unit: {cfg.unit}), not a board "
-                        "design (allowed: a config with a `board` key, such as "
-                        "configs/demo.yaml)")
+    cfg = _board_config(args.config)
     check_out_dir(args.out)
     t0 = time.perf_counter()
     path = build_bitstream(cfg, args.out, say=_say)

@@ -8,7 +8,7 @@ latency and the analytic cycle count from it, in plain Python, so nothing re-der
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -79,6 +79,20 @@ def internal_width(prod: Format, acc: Format, overflow: str, max_k: int) -> int:
     return max(acc.width, product_width_in(prod, acc) + guard)
 
 
+#: The ``overflow`` key of every MAC-type unit.
+OverflowRule = Annotated[Literal["wrap", "sat"], Field(
+    default="wrap",
+    description="The accumulator's overflow rule, applied once to the exact sum: `wrap` "
+    "(two's complement modulo 2**acc.width) or `sat` (clamp to acc's range).",
+)]
+#: The ``max_k`` key of every MAC-type unit.
+MaxK = Annotated[int, Field(
+    default=65536, ge=1, le=2**24,
+    description="The longest K for which `overflow: sat` is exact: the unit keeps "
+    "ceil(log2(max_k)) guard bits above the product (see internal_width).",
+)]
+
+
 class MacArrayParams(UnitBase):
     """A ``rows x cols`` systolic MAC array computing ``c = a @ b`` (``unit: mac_array``).
 
@@ -99,11 +113,7 @@ class MacArrayParams(UnitBase):
     acc: AccFormat = Field(
         description="Format of the accumulator and of the result `c` (up to 64 bits)."
     )
-    overflow: Literal["wrap", "sat"] = Field(
-        default="wrap",
-        description="The accumulator's overflow rule, applied once to the exact sum: `wrap` "
-        "(two's complement modulo 2**acc.width) or `sat` (clamp to acc's range).",
-    )
+    overflow: OverflowRule
     dataflow: Literal["output_stationary", "weight_stationary"] = Field(
         default=OUTPUT_STATIONARY,
         description="`output_stationary`: each PE keeps one element of `c`; "
@@ -114,11 +124,7 @@ class MacArrayParams(UnitBase):
         description="weight_stationary only (ignored otherwise): rows of `a` streamed per "
         "weight load, i.e. the depth of each column's accumulator buffer.",
     )
-    max_k: int = Field(
-        default=65536, ge=1, le=2**24,
-        description="The longest K for which `overflow: sat` is exact: the array keeps "
-        "ceil(log2(max_k)) guard bits above the product (see internal_width).",
-    )
+    max_k: MaxK
 
     @model_validator(mode="after")
     def _check_acc(self) -> MacArrayParams:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from ..mac_array.params import check_acc, internal_width, product_format
+from ..mac_array.params import MaxK, OverflowRule, check_acc, internal_width, product_format
 from ..numerics import Format
 from ..schema import AccFormat, OperandFormat, UnitBase, field_problem, problem, show, tuple_of
 
@@ -85,16 +85,8 @@ class SparseChainParams(UnitBase):
     acc: AccFormat = Field(
         description="Format of the accumulator and of the result `y` (up to 64 bits)."
     )
-    overflow: Literal["wrap", "sat"] = Field(
-        default="wrap",
-        description="The accumulator's overflow rule, applied once to the exact sum: `wrap` "
-        "or `sat`, as for mac_array.",
-    )
-    max_k: int = Field(
-        default=65536, ge=1, le=2**24,
-        description="The longest K for which `overflow: sat` is exact: the chain keeps "
-        "ceil(log2(max_k)) guard bits above the product.",
-    )
+    overflow: OverflowRule
+    max_k: MaxK
 
     @model_validator(mode="after")
     def _check(self) -> SparseChainParams:

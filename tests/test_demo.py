@@ -18,11 +18,30 @@ def run_demo(*args, timeout=900):
                           cwd=ROOT)
 
 
-def test_makefile_demo_runs_the_board_demo():
+@pytest.mark.parametrize("target", ["demo", "serve", "bitstream"])
+def test_makefile_board_targets_default_to_the_demo_design(target):
+    """`make demo|serve|bitstream` run on configs/demo.yaml unless CONFIG is given (make -n
+    prints the commands without running them; the venv stamp is assumed fresh)."""
+    def dry(*extra):
+        r = subprocess.run(["make", "-n", "-o", ".venv/.installed", target, *extra],
+                           capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    assert "configs/demo.yaml" in dry()
+    assert "configs/other.yaml" in dry("CONFIG=configs/other.yaml")
+    if target == "demo":
+        assert "-m bench.demo --config configs/demo.yaml" in dry()
+
+
+def test_make_help_names_every_target():
     text = (ROOT / "Makefile").read_text()
-    assert "DEMO_CONFIG := $(if $(filter command line,$(origin CONFIG)),$(CONFIG)," \
-           "configs/demo.yaml)" in text
-    assert "-m bench.demo --config $(DEMO_CONFIG)" in text
+    phony = next(line for line in text.splitlines() if line.startswith(".PHONY:"))
+    r = subprocess.run(["make", "help"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0
+    for target in phony.split(":", 1)[1].split():
+        if target != "help":
+            assert f"make {target} " in r.stdout, target
 
 
 def test_demo_config_has_every_unit():

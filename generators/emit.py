@@ -14,6 +14,8 @@ from amaranth.back import rtlil, verilog
 from amaranth.hdl import Shape
 from amaranth.lib import data, stream, wiring
 
+from .hardmul import VerilogTarget, modules_rtlil
+
 MANIFEST_VERSION = 1
 
 
@@ -72,8 +74,6 @@ def describe_ports(component: wiring.Component) -> tuple[list, dict]:
 def render(component: wiring.Component, name: str, unit: str, config: dict,
            extra: dict) -> tuple[str, dict]:
     """Verilog text and manifest dict, without writing files."""
-    from .hardmul import VerilogTarget, modules_rtlil
-
     target = VerilogTarget()
     # The unit and the modules it instantiates go through Yosys's write_verilog in one run
     # (amaranth 0.5's own RTLIL-to-Verilog step, as verilog.convert uses it).

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from amaranth.back import rtlil
 from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -140,8 +141,6 @@ def modules_rtlil(target: VerilogTarget) -> str:
     """RTLIL of the leaf modules and multiplier modules a design instantiates (behavioural,
     any tool), none of them marked as the design's top. Leaf modules go first: converting
     them registers their multipliers."""
-    from amaranth.back import rtlil
-
     out = []
     for name, comp in sorted(target.modules.items()):
         out.append(rtlil.convert(comp, name=name, platform=target, emit_src=False))

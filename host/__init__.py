@@ -12,7 +12,8 @@ __all__ = ["open_board", "Board", "QTensor", "BoardError"]
 
 
 def __getattr__(name: str):
-    # Lazy: ``import host`` (and ``host.protocol``) stays cheap for tools that need only the codec.
+    # local: ``import host`` (and ``host.protocol``) stays cheap for tools that need only the
+    # codec: the driver brings NumPy and the families' golden models
     if name in ("open_board", "Board", "BoardError"):
         from . import board
 

@@ -24,8 +24,10 @@ import json
 import math
 import random
 import time
+from contextlib import nullcontext
 
 import numpy as np
+from tqdm import tqdm
 
 from generators.errors import ArrayError, UserError
 
@@ -105,6 +107,7 @@ class _Unit:
         """(family, params), loaded on first use (a unit this version cannot drive is an error
         only when it is used)."""
         if self._fam is None:
+            # local: pydantic and the config models (about 0.5 s) only once a unit is used
             from generators.config import parse_config
             from generators.units import family
 
@@ -522,12 +525,8 @@ class Board:
     # -- progress ----------------------------------------------------------------------------
 
     def _progress(self, total: int):
-        from contextlib import nullcontext
-
         if self.progress is False or total <= 0:
             return nullcontext()
-        from tqdm import tqdm
-
         bar = tqdm(total=total, unit="B", unit_scale=True, delay=1.0, leave=False,
                    desc=self.url, disable=None if self.progress is None else False)
         board = self

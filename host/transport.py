@@ -91,7 +91,7 @@ class SerialTransport(Transport):
     """A UART through pyserial (8N1)."""
 
     def __init__(self, url: str, device: str, baud: int, timeout: float):
-        import serial
+        import serial  # local: pyserial only for serial ports
 
         self.url = url
         try:
@@ -251,6 +251,7 @@ def open_transport(url: str, timeout: float = 1.0) -> Transport:
         if not rest:
             raise UserError(f"{url}: expected model://CONFIG.yaml (a board design or a unit "
                             "config)")
+        # local: the reference board reads configs (pydantic) and builds its description
         from .model import ModelBoard, board_config
 
         try:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import random
 
+from host.tensor import beat_bytes, pack_beats, unpack_beats
+
 
 def pack_payloads(fields: dict, arrays: dict) -> list[int]:
     """Payload integers, one per beat, from ``{field: array}`` laid out as in ``fields``.
@@ -19,15 +21,11 @@ def pack_payloads(fields: dict, arrays: dict) -> list[int]:
     The beats are packed by :func:`host.tensor.pack_beats` (the one packing of stream beats,
     shared with the host driver) and read as little-endian integers.
     """
-    from host.tensor import pack_beats
-
     return [int.from_bytes(row.tobytes(), "little") for row in pack_beats(fields, arrays)]
 
 
 def unpack_payloads(fields: dict, values: list[int]) -> dict:
     """Inverse of :func:`pack_payloads`: ``{field: array}`` (lane fields as ``[n, lanes]``)."""
-    from host.tensor import beat_bytes, unpack_beats
-
     nbytes = beat_bytes(fields)
     raw = b"".join(int(v).to_bytes(nbytes, "little") for v in values)
     return unpack_beats(fields, raw, len(values))

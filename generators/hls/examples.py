@@ -21,11 +21,17 @@ the same network; ``front=`` of the example builders picks one (default ONNX).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import io
 import sys
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+import yaml
+
+from .frontend import convert, import_keras
 
 __all__ = ["mlp", "jet_mlp", "ffn_block", "bn_mlp", "mlp_layers", "ffn_layers", "build",
            "onnx_model", "keras_model", "torch_module", "FRONTS", "hls4ml_config", "EXAMPLES",
@@ -98,7 +104,7 @@ def _sizes(layers: list[tuple]) -> tuple[int, int]:
 def onnx_model(layers: list[tuple], name: str, opset: int = 13):
     """An ONNX ``ModelProto``: a Dense is ``MatMul`` + ``Add`` (weights ``W<i>``, ``b<i>``),
     then ``BatchNormalization``, ``Relu``, ``Softmax`` (last axis), ``Gelu`` (opset 20)."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper, numpy_helper  # local: onnx only to build an ONNX model
 
     nodes, inits, x, i = [], [], "x", -1
     for layer in layers:
@@ -133,8 +139,6 @@ def onnx_model(layers: list[tuple], name: str, opset: int = 13):
 def keras_model(layers: list[tuple], name: str):
     """A Keras 3 ``Sequential`` model (on the backend :func:`..frontend.import_keras` sets):
     ``Dense``, ``BatchNormalization``, ``ReLU``, ``Softmax``, ``Activation('gelu')``."""
-    from .frontend import import_keras
-
     keras = import_keras()
     ks = keras.layers
     n_in, _ = _sizes(layers)
@@ -162,9 +166,7 @@ def keras_model(layers: list[tuple], name: str):
 def torch_module(layers: list[tuple]):
     """A ``torch.nn.Sequential`` in eval mode: ``Linear``, ``BatchNorm1d``, ``ReLU``,
     ``Softmax(dim=1)``, ``GELU()``; read it with ``input_shape=(None, n_in)``."""
-    from collections import OrderedDict
-
-    import torch
+    import torch  # local: torch (seconds to import) only for the PyTorch variant
     from torch import nn
 
     mods = []
@@ -284,10 +286,7 @@ def hls4ml_config(name: str, base: dict, reuse: int | None = None) -> dict:
 
 def write_examples(out: Path) -> list[Path]:
     """Write each example's ``.onnx`` and ``_hls4ml.yaml`` into ``out``."""
-    import onnx
-    import yaml
-
-    from .frontend import convert
+    import onnx  # local: onnx only to write the example files
 
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -302,9 +301,6 @@ def write_examples(out: Path) -> list[Path]:
 
 
 def main(argv=None) -> int:
-    import contextlib
-    import io
-
     ap = argparse.ArgumentParser(prog="python -m generators.hls.examples",
                                  description="write the HLS-flow example models")
     ap.add_argument("--out", required=True, metavar="DIR", help="output folder")

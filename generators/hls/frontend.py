@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import io
 import os
 import tempfile
 from pathlib import Path
 
 from ..errors import UserError
+from .lower import SUPPORTED
 
 __all__ = ["convert", "auto_notes", "import_keras"]
 
@@ -28,7 +30,7 @@ BACKEND = "Vitis"  # only its C++ emulation (predict) is used; no vendor tool ru
 
 def _hls4ml():
     try:
-        import hls4ml
+        import hls4ml  # local: hls4ml takes seconds to import; only the HLS flow needs it
     except ImportError as err:  # pragma: no cover - a pinned dependency
         raise UserError(f"hls4ml is not installed ({err}) (allowed: pip install -e .)") from None
     return hls4ml
@@ -39,7 +41,7 @@ def import_keras():
     already names a backend (Keras reads the variable once, at its first import)."""
     os.environ.setdefault("KERAS_BACKEND", "torch")
     try:
-        import keras
+        import keras  # local: Keras and torch (seconds) only for .keras models
     except ImportError as err:
         raise UserError(f"Keras 3 is not installed ({err}) (allowed: pip install -e '.[dev]', "
                         "which pins keras==3.15.1 and torch==2.13.0), or an .onnx export") from None
@@ -75,8 +77,6 @@ def _torch_gelu_handler(operation, layer_name, input_names, input_shapes, node, 
 
 def _register_gelu(hls4ml) -> None:
     """Register the GELU pass-through handlers with hls4ml's ONNX and PyTorch readers."""
-    import importlib
-
     # the package re-exports functions of the same names: fetch the modules themselves
     mod = importlib.import_module("hls4ml.converters.onnx_to_hls")
     if "Gelu" not in mod.get_supported_onnx_layers():
@@ -87,6 +87,7 @@ def _register_gelu(hls4ml) -> None:
 
 
 def _onnx_model(model):
+    # local: qonnx (and onnxruntime behind it) only for ONNX models
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.util.cleanup import cleanup_model
 
@@ -152,8 +153,6 @@ def convert(model, *, input_shape=None, hls4ml_config: dict | None = None,
     except UserError:
         raise
     except Exception as err:  # hls4ml raises many types; report its words on one line
-        from .lower import SUPPORTED
-
         text = " ".join(str(err).split()) or type(err).__name__
         raise UserError(f"hls4ml could not convert the model: {text} (allowed: models hls4ml "
                         f"reads, of the layers tensorfab lowers: {', '.join(SUPPORTED)})"
@@ -167,7 +166,7 @@ def _kind(model):
         if not path.exists():
             raise UserError(f"{path}: no such file (allowed: a .onnx or .keras model file)")
         if path.suffix == ".onnx":
-            import onnx
+            import onnx  # local: only for ONNX files
 
             try:
                 return "onnx", onnx.load(os.fspath(path))

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import ArrayError
 from ..family import Split, UnitFamily
+from ..hls.model import run
 from .config import NetworkConfig
 from .params import NetworkParams
 
@@ -59,8 +60,6 @@ class NetworkFamily(UnitFamily):
         return {"x": fmt.check_codes(x, "x")}
 
     def golden(self, params: NetworkParams, arrays: dict, *, mode: str | None = None) -> dict:
-        from ..hls.model import run
-
         return {"y": np.asarray(run(params.model, arrays["x"]), dtype=np.int64)}
 
     def schedule(self, params: NetworkParams, arrays: dict, *, mode: str | None = None):

@@ -54,6 +54,22 @@ def waves_requested(waves: bool | None = None) -> bool:
 
 
 @contextlib.contextmanager
+def _waves_env(waves: bool):
+    """cocotb's runner lets the ``WAVES`` environment variable override its ``waves``
+    argument (and the Makefile exports ``WAVES=0``): make the variable say what we decided, so
+    ``--waves`` and the build cache key agree with what cocotb builds and runs."""
+    saved = os.environ.get("WAVES")
+    os.environ["WAVES"] = "1" if waves else "0"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("WAVES", None)
+        else:
+            os.environ["WAVES"] = saved
+
+
+@contextlib.contextmanager
 def _locked(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:
@@ -141,7 +157,7 @@ def build(verilog: str | Path, manifest: dict, sim: str = "verilator",
         runtime = (verilator_runtime("cocotb", *args) if sim == "verilator" and not waves
                    else contextlib.nullcontext())
         try:
-            with runtime as keep:
+            with runtime as keep, _waves_env(waves):
                 runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir,
                              build_args=args, waves=waves, log_file=log,
                              timescale=("1ns", "1ps"))
@@ -386,10 +402,11 @@ def _play_jobs(manifest: dict, top: str, build_dir: Path, work: Path, jobs: list
     plusargs = ([f"+dumpfile_path={_waves_file(work, top, sim)}"]
                 if waves and sim == "icarus" else [])
     try:
-        runner.test(test_module=BENCH_MODULE, hdl_toplevel=top, hdl_toplevel_lang="verilog",
-                    build_dir=build_dir, plusargs=plusargs,
-                    test_dir=work, extra_env=env, waves=waves, results_xml=str(xml),
-                    log_file=work / "sim.log")
+        with _waves_env(waves):
+            runner.test(test_module=BENCH_MODULE, hdl_toplevel=top,
+                        hdl_toplevel_lang="verilog", build_dir=build_dir, plusargs=plusargs,
+                        test_dir=work, extra_env=env, waves=waves, results_xml=str(xml),
+                        log_file=work / "sim.log")
     except (RuntimeError, SystemExit):
         pass  # judged from results.xml and the result file below
     finally:

@@ -487,8 +487,8 @@ def quantize_multiplier(real_scale, bits: int = 32):
     ``multiplier >> (32 - bits)`` (one rounding, not a 32-bit rounding rounded again).
 
     ``real_scale`` is a scalar (Python ints back) or an array (int64 arrays back). Raises
-    ``ValueError`` for a negative, NaN or infinite scale and for one of ``2**30`` or more
-    (its shift would exceed :data:`SHIFT_RANGE`).
+    ``ValueError`` for a negative, NaN or infinite scale and for one that rounds to ``2**30``
+    or more (its shift would exceed :data:`SHIFT_RANGE`).
     """
     if not _is_int(bits) or not 2 <= bits <= 32:
         raise ValueError(f"bits {bits!r} is not allowed (allowed: 2..32)")
@@ -514,8 +514,9 @@ def quantize_multiplier(real_scale, bits: int = 32):
     if big.any():
         i = int(np.flatnonzero(big.reshape(-1))[0])
         where = _index_text(s.shape, i) if s.ndim else ""
-        raise ValueError(f"real_scale: {s.reshape(-1)[i]}{where} is too large (allowed: "
-                         f"below 2**{SHIFT_RANGE[1]})")
+        raise ValueError(f"real_scale: {s.reshape(-1)[i]}{where} is too large (its shift "
+                         f"would exceed {SHIFT_RANGE[1]}; allowed: scales that round below "
+                         f"2**{SHIFT_RANGE[1]})")
     tiny = e < SHIFT_RANGE[0]
     m = np.where(tiny, 0, m << (32 - bits))
     e = np.where(tiny | (m == 0), 0, e)

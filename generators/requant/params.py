@@ -82,7 +82,8 @@ class RequantParams(UnitBase):
     @model_validator(mode="after")
     def _check(self) -> RequantParams:
         if not self.uses_multiplier and "mult_bits" in self.model_fields_set:
-            raise field_problem("mult_bits", f"is not used with rounding {self.rounding} "
+            raise field_problem("mult_bits", f"{self.mult_bits} is not used with rounding "
+                                f"{self.rounding} "
                                 "(a power-of-two scale 2**shift; allowed: omit mult_bits, or "
                                 "rounding double or single)")
         return self

@@ -320,3 +320,41 @@ def test_run_golden_writes_y(tmp_path, rng):
     assert np.array_equal(want[:, 3], [ref_requant(int(acc[i, 3]), int(arrays["bias"][3]),
                                                    int(m[3]), int(s[3]), -5, -128, 127,
                                                    "double") for i in range(5)])
+
+
+@pytest.mark.parametrize("per", ["channel", "tensor"])
+def test_unschedule_takes_the_wire_format(rng, per):
+    # scalar fields come off the wire as raw bits (host.tensor.unpack_beats)
+    from generators.emit import describe_ports
+    from host.tensor import pack_beats, unpack_beats
+
+    p = _params(per=per, out="int4")
+    a = family.check_inputs(p, {
+        "acc": rng.integers(-2 ** 31, 2 ** 31, (3, 5)), "bias": rng.integers(-9, 9, 5),
+        "multiplier": np.int64(1 << 30) if per == "tensor" else rng.integers(0, 2 ** 31, 5),
+        "shift": np.int64(-7) if per == "tensor" else rng.integers(-31, 31, 5),
+        "zero_point": np.int64(-3), "act_min": np.int64(-8), "act_max": np.int64(-1)})
+    inputs, _, _ = family.schedule(p, a)
+    _, streams = describe_ports(family.component(p))
+    wire = {k: unpack_beats(streams[k]["fields"], pack_beats(streams[k]["fields"], v).tobytes(),
+                            len(v["last"])) for k, v in inputs.items()}
+    back = family.unschedule(p, wire, (3, 5, 0))
+    assert all(np.array_equal(back[k], a[k]) for k in a)
+
+
+def test_model_board_runs_requant(tmp_path, rng):
+    from host.board import BoardError, open_board
+
+    design = tmp_path / "rq.yaml"
+    design.write_text("name: rqb\nboard: ulx3s\nlink: {uart: 3000000}\nunits:\n"
+                      "  - {name: rq, unit: requant, in: int32, out: int8, channels: 64, "
+                      "lanes: 4}\n")
+    arrays = {"acc": rng.integers(-2 ** 31, 2 ** 31, (6, 10)),
+              "bias": rng.integers(-1000, 1000, 10), "multiplier": rng.integers(0, 2 ** 31, 10),
+              "shift": rng.integers(-31, 31, 10), "zero_point": np.int64(-3)}
+    with open_board(f"model://{design}") as board:
+        y = board.run("rq", arrays)["y"]
+        with pytest.raises((ArrayError, BoardError), match="shift"):
+            board.run("rq", {**arrays, "shift": np.full(10, 40)})
+    p = _params(channels=64, lanes=4)
+    assert np.array_equal(y, family.golden(p, family.check_inputs(p, arrays))["y"])

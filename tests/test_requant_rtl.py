@@ -159,3 +159,28 @@ def test_requant_amaranth_every_variant(rounding, per, rng):
     p = _cfg(rounding=rounding, per=per, channels=7, lanes=2,
              **({"mult_bits": 12} if rounding == "single" and per == "channel" else {}))
     check_runs(p, corner_runs(p, rng)[::2], sim="amaranth")
+
+
+@pytest.mark.rtl
+def test_requant8_run_rtl_through_the_command_line(tmp_path, rng):
+    import subprocess
+    import sys
+
+    arrays = {"acc": rng.integers(I32_MIN, I32_MAX + 1, (7, 64)),
+              "bias": rng.integers(-1000, 1000, 64), "multiplier": rng.integers(0, 1 << 31, 64),
+              "shift": rng.integers(-31, 31, 64), "zero_point": np.int64(-128),
+              "act_max": np.int64(100)}
+    np.savez(tmp_path / "in.npz", **arrays)
+    r = subprocess.run([sys.executable, "-m", "tensorfab", "run", ROOT / "configs" /
+                        "requant8.yaml", "--inputs", tmp_path / "in.npz", "--out",
+                        tmp_path / "out.npz", "--backend", "rtl", "--stats",
+                        tmp_path / "s.json"], capture_output=True, text=True, cwd=ROOT,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    p = family.params(load_config(ROOT / "configs" / "requant8.yaml"))
+    want = family.golden(p, family.check_inputs(p, arrays))["y"]
+    assert np.array_equal(np.load(tmp_path / "out.npz")["y"], want)
+    import json
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["cycles"] == stats["expected_cycles"] == 16 + 7 * 16 + 7
+    assert stats["mismatches"] == 0

@@ -21,11 +21,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ArrayError
 from ..family import Split, UnitFamily
 from .model import ARRAYS, check_inputs, requant
-from .params import RequantParams
+from .params import SHIFT_BITS, RequantParams
 
 __all__ = ["RequantParams", "requant", "check_inputs", "family"]
+
+
+def _sign_extend(v: np.ndarray, width: int) -> np.ndarray:
+    """Raw ``width``-bit values as two's complement (values already signed stay as they
+    are)."""
+    half = 1 << (width - 1)
+    return ((v + half) & ((1 << width) - 1)) - half
 
 
 class RequantFamily(UnitFamily):
@@ -119,7 +127,7 @@ class RequantFamily(UnitFamily):
         return int(r), int(n)
 
     def stream_beats(self, params, dims, *, mode: str | None = None) -> dict:
-        r, n = (int(d) for d in dims)
+        r, n = int(dims[0]), int(dims[1])
         p = params.row_beats(n)
         return {"p_stream": p, "acc_stream": r * p, "y_stream": r * p}
 
@@ -127,7 +135,7 @@ class RequantFamily(UnitFamily):
         """Inverse of :meth:`schedule` for ``dims = (R, N)``; ``ValueError`` for beats that no
         schedule makes (padding that is not zero, scalars that differ between beats, values
         out of range)."""
-        r, n = (int(d) for d in dims)
+        r, n = int(dims[0]), int(dims[1])
         if r < 1 or not 1 <= n <= params.channels:
             raise ValueError(f"dims {(r, n)} (allowed: R >= 1, 1 <= N <= {params.channels})")
         beats = self.stream_beats(params, (r, n))
@@ -138,6 +146,12 @@ class RequantFamily(UnitFamily):
         per = params.per == "channel"
         arrays = {"acc": ain["data"].reshape(r, -1)[:, :n],
                   "bias": pin["bias"].reshape(-1)[:n]}
+        # signed scalar fields arrive as their raw bits (host.tensor.unpack_beats)
+        if params.out.signed:
+            for name in ("zero_point", "act_min", "act_max"):
+                pin[name] = _sign_extend(pin[name], params.out.width)
+        if not per:
+            pin["shift"] = _sign_extend(pin["shift"], SHIFT_BITS)
         for name in ("multiplier", "shift") if params.uses_multiplier else ("shift",):
             v = pin[name].reshape(-1)[:n] if per else pin[name][0]
             arrays[name] = v << params.mult_shift if name == "multiplier" else v
@@ -145,7 +159,7 @@ class RequantFamily(UnitFamily):
             arrays[name] = pin[name][0]
         try:
             checked = check_inputs(params, arrays)
-        except Exception as err:  # ArrayError: beats no valid run makes
+        except ArrayError as err:  # beats that no valid run makes
             raise ValueError(str(err)) from None
         again, _, _ = self.schedule(params, checked)
         for sname, fields in (("p_stream", pin), ("acc_stream", ain)):

@@ -184,3 +184,55 @@ def test_requant8_run_rtl_through_the_command_line(tmp_path, rng):
     stats = json.loads((tmp_path / "s.json").read_text())
     assert stats["cycles"] == stats["expected_cycles"] == 16 + 7 * 16 + 7
     assert stats["mismatches"] == 0
+
+
+@pytest.mark.parametrize("rounding,mult_bits,x_fmt,overflow", [
+    ("double", 32, "int24", "sat"), ("single", 18, "int20", "sat"), ("rnd", 32, "int16", "wrap")])
+def test_lane_alone_with_other_accumulator_rules(rounding, mult_bits, x_fmt, overflow, rng):
+    """RequantLane as another unit would instantiate it (an accumulator format of its own and
+    a saturating ``acc + bias``), with a clock enable that drops at random, in the Amaranth
+    simulator: every output equals requantize_fixed with that acc_fmt and overflow."""
+    from amaranth.sim import Simulator
+
+    from generators.numerics import Format, requantize_fixed
+    from generators.requant.rtl import RequantLane
+
+    inp, out, xf = Format.parse("int32"), Format.parse("int8"), Format.parse(x_fmt)
+    dut = RequantLane(inp, out, rounding, mult_bits, x_fmt=xf, overflow=overflow)
+    n = 600
+    k = 32 - mult_bits
+    acc = rng.integers(I32_MIN, I32_MAX + 1, n) >> rng.integers(0, 32, n)
+    bias = rng.integers(-(1 << 20), 1 << 20, n)
+    mult = rng.integers(0, 1 << 31, n) >> k << k
+    shift = rng.integers(-31, 31, n)
+    zp, lo, hi = -5, -100, 90
+    want = requantize_fixed(acc, bias=bias, multiplier=mult if dut.uses_multiplier else None,
+                            shift=shift, zero_point=zp, act_min=lo, act_max=hi,
+                            rounding=rounding, out_fmt=out, acc_fmt=xf, overflow=overflow)
+    got = []
+
+    async def bench(ctx):
+        ctx.set(dut.zero_point, zp)
+        ctx.set(dut.act_min, lo)
+        ctx.set(dut.act_max, hi)
+        taken = 0
+        while len(got) < n:
+            en = int(rng.random() >= 0.3)
+            i = min(taken, n - 1)
+            ctx.set(dut.en, en)
+            ctx.set(dut.acc, int(acc[i]))
+            ctx.set(dut.bias, int(bias[i]))
+            ctx.set(dut.shift, int(shift[i]))
+            if dut.uses_multiplier:
+                ctx.set(dut.multiplier, int(mult[i]) >> k)
+            await ctx.tick()
+            if en:
+                taken += 1
+                if taken >= dut.latency:
+                    got.append(ctx.get(dut.y))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert np.array_equal(got, want)

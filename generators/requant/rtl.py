@@ -149,8 +149,10 @@ class RequantLane(wiring.Component):
             # stage 2: exact left shift, or floor right shift and the dropped bits' verdict
             pw = Signal(unsigned(32))
             m.d.comb += pw.eq((Const(1, 32) << right)[:32])
+            # the dropped bits of x sign-extended to 32 (a narrower x_fmt has them too)
+            x32 = Signal(signed(32))
             rem = Signal(unsigned(32))
-            m.d.comb += rem.eq(x1.as_unsigned() & (pw - 1)[:32])
+            m.d.comb += [x32.eq(x1), rem.eq(x32.as_unsigned() & (pw - 1)[:32])]
             half = pw >> 1
             v2 = reg(signed(xw + 31), Mux(sh1 >= 0, x1 << left, x1 >> right), "v2")
             gt2 = reg(1, rem > half, "gt2")

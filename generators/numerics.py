@@ -38,7 +38,8 @@ from fractions import Fraction
 import numpy as np
 
 __all__ = ["Format", "Overflow", "Rounding", "div_round", "exact_matmul", "pack_bits",
-           "requantize", "round_real", "unpack_bits"]
+           "requantize", "round_real", "unpack_bits", "REQUANT_ROUNDINGS", "SHIFT_RANGE",
+           "quantize_multiplier", "requantize_fixed"]
 
 _I64_MIN = -(1 << 63)
 _I64_MAX = (1 << 63) - 1
@@ -457,6 +458,170 @@ def requantize(codes, src: Format, dst: Format, rounding: Rounding | str = "trn"
     c = _int_array(codes, "codes")
     flat = _rescale(c.reshape(-1), dst.frac_bits - src.frac_bits, rnd)
     return dst._overflow_flat(flat, ov).reshape(c.shape)
+
+
+# -- integer-only requantization (gemmlowp / TFLite reference kernels) ---------------------------
+
+#: ``rounding`` of :func:`requantize_fixed`: the two fixed-point multiplier variants, then the
+#: power-of-two ``ap_fixed`` casts.
+REQUANT_ROUNDINGS = ("double", "single", "trn", "rnd", "rnd_conv")
+#: Allowed ``shift`` (positive = left) of :func:`requantize_fixed`.
+SHIFT_RANGE = (-31, 30)
+_INT32 = Format(width=32, int_bits=32, signed=True)
+_I32_MIN = -(1 << 31)
+_I32_MAX = (1 << 31) - 1
+
+
+def quantize_multiplier(real_scale, bits: int = 32):
+    """``(multiplier, shift)`` with ``real_scale ~= multiplier * 2**(shift - 31)``: TFLite's
+    ``QuantizeMultiplier``, exactly.
+
+    ``q, shift = frexp(real_scale)`` (``q`` in ``[0.5, 1)``); ``multiplier = round(q * 2**31)``
+    half away from zero; a multiplier of ``2**31`` is halved and ``shift`` incremented; a
+    shift below -31 gives ``(0, 0)`` (scales below about ``2**-32`` flush to zero), as does
+    ``real_scale == 0``.
+
+    ``bits < 32`` (2..31) rounds ``q`` once, directly to ``bits - 1`` significant bits:
+    ``multiplier = round(q * 2**(bits - 1)) * 2**(32 - bits)``, so its low ``32 - bits`` bits
+    are zero and a ``bits``-bit signed hardware multiplier operand holds
+    ``multiplier >> (32 - bits)`` (one rounding, not a 32-bit rounding rounded again).
+
+    ``real_scale`` is a scalar (Python ints back) or an array (int64 arrays back). Raises
+    ``ValueError`` for a negative, NaN or infinite scale and for one that rounds to ``2**30``
+    or more (its shift would exceed :data:`SHIFT_RANGE`).
+    """
+    if not _is_int(bits) or not 2 <= bits <= 32:
+        raise ValueError(f"bits {bits!r} is not allowed (allowed: 2..32)")
+    scalar = np.ndim(real_scale) == 0
+    try:
+        s = np.asarray(real_scale, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("real_scale: not real numbers") from None
+    bad = ~np.isfinite(s) | (s < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad.reshape(-1))[0])
+        where = _index_text(s.shape, i) if s.ndim else ""
+        raise ValueError(f"real_scale: {s.reshape(-1)[i]}{where} is not allowed "
+                         "(allowed: finite and >= 0)")
+    q, e = np.frexp(s)
+    # q * 2**(bits-1) has at most 53 significant bits below 2**31: + 0.5 and floor are exact,
+    # and q >= 0, so this is round half away from zero
+    m = np.floor(np.ldexp(q, bits - 1) + 0.5).astype(np.int64)
+    full = m == (1 << (bits - 1))
+    m = np.where(full, m >> 1, m)
+    e = np.where(full, e + 1, e).astype(np.int64)
+    big = e > SHIFT_RANGE[1]
+    if big.any():
+        i = int(np.flatnonzero(big.reshape(-1))[0])
+        where = _index_text(s.shape, i) if s.ndim else ""
+        raise ValueError(f"real_scale: {s.reshape(-1)[i]}{where} is too large (its shift "
+                         f"would exceed {SHIFT_RANGE[1]}; allowed: scales that round below "
+                         f"2**{SHIFT_RANGE[1]})")
+    tiny = e < SHIFT_RANGE[0]
+    m = np.where(tiny, 0, m << (32 - bits))
+    e = np.where(tiny | (m == 0), 0, e)
+    if scalar:
+        return int(m), int(e)
+    return m, e
+
+
+def _wrap32(v: np.ndarray) -> np.ndarray:
+    return ((v + (1 << 31)) & ((1 << 32) - 1)) - (1 << 31)
+
+
+def _srdhm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """gemmlowp's ``SaturatingRoundingDoublingHighMul`` of int32 values (int64 arrays)."""
+    ab = a * b                                  # |ab| <= 2**62: exact in int64
+    v = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    q = np.where(v >= 0, v >> 31, -((-v) >> 31))  # C division: toward zero
+    return np.where((a == _I32_MIN) & (b == _I32_MIN), _I32_MAX, q)
+
+
+def _rdbpot(v: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """gemmlowp's ``RoundingDivideByPOT``: ``v / 2**e`` to nearest, ties away from zero."""
+    mask = (np.int64(1) << e) - 1
+    threshold = (mask >> 1) + (v < 0)
+    return (v >> e) + ((v & mask) > threshold)
+
+
+def requantize_fixed(acc, *, bias=0, multiplier=None, shift=0, zero_point=0, act_min=None,
+                     act_max=None, rounding: str = "double", out_fmt: Format,
+                     acc_fmt: Format = _INT32, overflow: Overflow | str = "wrap") -> np.ndarray:
+    """Integer-only requantization of accumulator codes (gemmlowp / TFLite reference kernels).
+
+    The one golden model of the ``requant`` unit (and of any epilogue doing the same)::
+
+        x   = acc + bias                     exact, then acc_fmt's overflow rule
+        y   = zero_point + MulByQuantizedMultiplier(x, multiplier, shift)
+        out = clamp(y, act_min, act_max)     (defaults: out_fmt's code range)
+
+    ``rounding``:
+
+    - ``double``: ``RDBPOT(SRDHM(wrap32(x * 2**max(shift, 0)), multiplier), max(-shift, 0))``
+      (gemmlowp and TFLite's default build; the left shift wraps in int32);
+    - ``single``: ``(x * multiplier + 2**(30 - shift)) >> (31 - shift)`` in 64 bits
+      (``TFLITE_SINGLE_ROUNDING``, CMSIS-NN);
+    - ``trn``, ``rnd``, ``rnd_conv``: a power-of-two scale, ``round(x * 2**shift)`` exactly
+      with that ``ap_fixed`` rounding (the rounding of :func:`requantize`); ``multiplier`` is
+      not used and must be ``None``.
+
+    ``bias``, ``multiplier`` and ``shift`` are scalars or arrays broadcast against ``acc``
+    (per-channel arrays ``[N]`` along its last axis); ``zero_point``, ``act_min`` and
+    ``act_max`` are scalars. ``acc_fmt`` is the format ``x`` is held in (a signed integer
+    format of at most 32 bits; the reference kernels' int32 by default). Returns int64 codes
+    of ``acc``'s broadcast shape. Raises ``ValueError`` (one line) for parameters outside
+    their ranges: ``multiplier`` in ``[0, 2**31)``, ``shift`` in :data:`SHIFT_RANGE`,
+    ``zero_point``, ``act_min <= act_max`` in ``out_fmt``.
+    """
+    if rounding not in REQUANT_ROUNDINGS:
+        raise ValueError(f"rounding {rounding!r} is not allowed (allowed: "
+                         f"{', '.join(REQUANT_ROUNDINGS)})")
+    if not (acc_fmt.signed and acc_fmt.is_integer and acc_fmt.width <= 32):
+        raise ValueError(f"acc_fmt {acc_fmt} is not allowed (allowed: intN with N <= 32)")
+    lo = out_fmt.min_code if act_min is None else int(act_min)
+    hi = out_fmt.max_code if act_max is None else int(act_max)
+    zp = int(zero_point)
+    for what, v in (("zero_point", zp), ("act_min", lo), ("act_max", hi)):
+        if not out_fmt.min_code <= v <= out_fmt.max_code:
+            raise ValueError(f"{what} {v} is out of range for {out_fmt} (allowed: "
+                             f"{out_fmt.min_code}..{out_fmt.max_code})")
+    if lo > hi:
+        raise ValueError(f"act_min {lo} > act_max {hi} (allowed: act_min <= act_max)")
+    a = _int_array(acc, "acc").astype(np.int64)
+    b = _int_array(bias, "bias").astype(np.int64)
+    s = _int_array(shift, "shift").astype(np.int64)
+    if s.size and (int(s.min()) < SHIFT_RANGE[0] or int(s.max()) > SHIFT_RANGE[1]):
+        raise ValueError(f"shift out of range (allowed: {SHIFT_RANGE[0]}..{SHIFT_RANGE[1]})")
+    if b.size and (int(b.min()) < _I32_MIN or int(b.max()) > _I32_MAX):
+        raise ValueError("bias out of range (allowed: int32)")
+    if a.size and (int(a.min()) < _I32_MIN or int(a.max()) > _I32_MAX):
+        raise ValueError("acc out of range (allowed: int32)")
+    x = acc_fmt.apply_overflow(a + b, overflow)
+    if rounding in ("double", "single"):
+        if multiplier is None:
+            raise ValueError(f"rounding {rounding} needs a multiplier")
+        m = _int_array(multiplier, "multiplier").astype(np.int64)
+        if m.size and (int(m.min()) < 0 or int(m.max()) > _I32_MAX):
+            raise ValueError("multiplier out of range (allowed: 0..2**31-1)")
+        x, m, s = np.broadcast_arrays(x, m, s)
+        if rounding == "double":
+            left = np.maximum(s, 0)
+            r = _rdbpot(_srdhm(_wrap32(x << left), m), np.maximum(-s, 0))
+        else:
+            # |x * m| < 2**62 and the nudge is at most 2**61: exact in int64
+            r = (x * m + (np.int64(1) << (30 - s))) >> (31 - s)
+    else:
+        if multiplier is not None:
+            raise ValueError(f"rounding {rounding} has a power-of-two scale 2**shift "
+                             "(allowed: multiplier=None)")
+        x, s = np.broadcast_arrays(x, s)
+        r = np.empty(x.shape, dtype=np.int64)
+        rnd = _rounding(rounding)
+        for sv in np.unique(s):
+            sel = s == sv
+            # |x| <= 2**31 and shift <= 30: exact in int64
+            r[sel] = _rescale(x[sel], int(sv), rnd)
+    return np.clip(zp + r, lo, hi)
 
 
 def div_round(num, den) -> np.ndarray:

@@ -19,6 +19,7 @@ BUILTIN = {
     "sparse_chain": "generators.sparse_chain",
     "softmax": "generators.softmax",
     "gelu": "generators.gelu",
+    "requant": "generators.requant",
     "network": "generators.network",
 }
 

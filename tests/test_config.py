@@ -20,6 +20,7 @@ from generators.errors import ConfigError, UserError
 from generators.gelu import GeluParams
 from generators.mac_array import MacArrayParams
 from generators.numerics import Format
+from generators.requant import RequantParams
 from generators.softmax import SoftmaxParams
 from generators.sparse_chain import SparseChainParams
 
@@ -89,7 +90,8 @@ def test_board_defaults():
 @pytest.mark.parametrize("path", GOOD_UNITS, ids=lambda p: p.name)
 def test_good_config_loads_frozen_and_round_trips(path, tmp_path):
     cfg = load_config(path)
-    assert isinstance(cfg, (MacArrayParams, SparseChainParams, SoftmaxParams, GeluParams))
+    assert isinstance(cfg, (MacArrayParams, SparseChainParams, SoftmaxParams, GeluParams,
+                            RequantParams))
     assert cfg.name == path.stem  # the examples are named after their files
     with pytest.raises(ValidationError):
         cfg.name = "other"
@@ -316,7 +318,7 @@ def test_not_utf8(tmp_path):
         (
             {**BASE, "unit": None},
             "unit: null is not a unit (allowed: mac_array, sparse_chain, softmax, gelu, "
-            "network)",
+            "requant, network)",
         ),
         (
             {**BASE, "unit": "gelu"},

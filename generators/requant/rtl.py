@@ -1,0 +1,314 @@
+"""Amaranth components of the requant unit.
+
+:class:`RequantLane` is one lane's datapath (``x = acc + bias``, the multiplier, the rounding
+shift, the zero point and the clamp), pipelined under one clock enable and parameterized only
+by formats, rounding and multiplier width, so that any unit producing accumulators (a MAC
+array's output lanes) can instantiate it per lane. :class:`Requant` is the stand-alone unit: a
+parameter memory per lane, loaded from ``p_stream``, feeding ``lanes`` of them.
+
+The hardware computes the formulas of :func:`generators.numerics.requantize_fixed` in forms
+that are equal for every input (``tests/test_requant_model.py`` checks these identities on the
+golden model; the RTL tests check the whole):
+
+- ``SRDHM(a, m) = (a*m + 2**30) >> 31`` (floor) for ``m >= 0``: the nudge ``1 - 2**30`` of a
+  negative product followed by division toward zero is the same as adding ``2**30`` and
+  flooring, and ``a == m == INT32_MIN`` cannot occur;
+- ``RDBPOT(v, e) = (v + 2**(e-1) - (v < 0)) >> e`` for ``e >= 1`` (``v`` for ``e = 0``);
+- a multiplier ``M = m * 2**k`` (``k = 32 - mult_bits``) is stored and multiplied as ``m``;
+  ``(a*m*2**k + 2**30) >> 31 = (a*m + 2**(30-k)) >> (31-k)``, and the single-rounding sum
+  ``x*m*2**k + 2**(30-s)`` is formed by wiring (the low ``k`` bits of the product are zero).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..numerics import Format
+from .params import BIAS_BITS, LANE_STAGES, SHIFT_BITS, X_FORMAT, RequantParams
+
+
+class RequantLane(wiring.Component):
+    """One lane: ``y = clamp(zero_point + MulByQuantizedMultiplier(ovf(acc + bias), m, s))``.
+
+    Parameters
+    ----------
+    inp : Format
+        The accumulator's format (a signed integer format of at most 32 bits).
+    out : Format
+        The output format (integer, 2..16 bits).
+    rounding : str
+        ``double``, ``single``, ``trn``, ``rnd`` or ``rnd_conv``.
+    mult_bits : int
+        Multiplier width (2..32): the ``multiplier`` port holds ``M >> (32 - mult_bits)``.
+    x_fmt : Format
+        The format ``acc + bias`` is held in (at most 32 bits), under ``overflow``.
+    overflow : str
+        ``wrap`` or ``sat`` for ``acc + bias``.
+
+    Ports
+    -----
+    en : in
+        Clock enable of every stage (a frozen pipeline holds its values).
+    acc, bias, multiplier, shift : in
+        One element and its channel's parameters, sampled together (``multiplier`` only with
+        ``double``/``single``).
+    zero_point, act_min, act_max : in
+        Read by the last stage: hold them while data is in flight.
+    y : out
+        The output code, :attr:`latency` enabled cycles after its inputs were sampled.
+    """
+
+    def __init__(self, inp: Format, out: Format, rounding: str, mult_bits: int = 32,
+                 x_fmt: Format = X_FORMAT, overflow: str = "wrap"):
+        if rounding not in LANE_STAGES:
+            raise ValueError(f"rounding {rounding!r}")
+        if not (x_fmt.signed and x_fmt.is_integer and x_fmt.width <= 32):
+            raise ValueError(f"x_fmt {x_fmt} (allowed: intN, N <= 32)")
+        if overflow not in ("wrap", "sat"):
+            raise ValueError(f"overflow {overflow!r}")
+        self.inp, self.out, self.rounding = inp, out, rounding
+        self.mult_bits, self.x_fmt, self.overflow = mult_bits, x_fmt, overflow
+        self.uses_multiplier = rounding in ("double", "single")
+        ports = {"en": In(1), "acc": In(inp.shape()), "bias": In(signed(BIAS_BITS)),
+                 "shift": In(signed(SHIFT_BITS)), "zero_point": In(out.shape()),
+                 "act_min": In(out.shape()), "act_max": In(out.shape()), "y": Out(out.shape())}
+        if self.uses_multiplier:
+            ports["multiplier"] = In(unsigned(mult_bits - 1))
+        super().__init__(ports)
+
+    @property
+    def latency(self) -> int:
+        """Register stages from the inputs to ``y``."""
+        return LANE_STAGES[self.rounding]
+
+    def elaborate(self, platform):
+        m = Module()
+        stages = 0
+
+        def reg(shape, value, name):
+            r = Signal(shape, name=name, reset_less=True)
+            with m.If(self.en):
+                m.d.sync += r.eq(value)
+            return r
+
+        # stage 1: x = acc + bias under the overflow rule
+        xw = self.x_fmt.width
+        total = Signal(signed(max(self.inp.width, BIAS_BITS) + 1))
+        m.d.comb += total.eq(self.acc + self.bias)
+        if self.overflow == "wrap":
+            xv = total[:xw].as_signed()
+        else:
+            lo, hi = self.x_fmt.min_code, self.x_fmt.max_code
+            xv = Mux(total > hi, hi, Mux(total < lo, lo, total))
+        x1 = reg(signed(xw), xv, "x1")
+        sh1 = reg(signed(SHIFT_BITS), self.shift, "sh1")
+        m1 = reg(self.multiplier.shape(), self.multiplier, "m1") if self.uses_multiplier \
+            else None
+        stages += 1
+        left = Signal(unsigned(5))    # max(shift, 0) <= 30
+        right = Signal(unsigned(5))   # max(-shift, 0) <= 31
+        k = 32 - self.mult_bits
+
+        if self.rounding == "double":
+            m.d.comb += [left.eq(Mux(sh1 > 0, sh1, 0)), right.eq(Mux(sh1 < 0, -sh1, 0))]
+            # stage 2: the left shift, in int32 (wraps)
+            a2 = reg(signed(32), (x1 << left)[:32].as_signed(), "a2")
+            m2 = reg(m1.shape(), m1, "m2")
+            e2 = reg(unsigned(5), right, "e2")
+            # stage 3: the product (registered operands and result)
+            p3 = reg(signed(32 + self.mult_bits), a2 * m2, "p3")
+            e3 = reg(unsigned(5), e2, "e3")
+            # stage 4: SRDHM = (a*M + 2**30) >> 31 = (a*m + 2**(30-k)) >> (31-k)
+            h4 = reg(signed(32), (p3 + (1 << (30 - k))) >> (31 - k), "h4")
+            e4 = reg(unsigned(5), e3, "e4")
+            # stage 5: RDBPOT, round to nearest, ties away from zero
+            half = Signal(unsigned(32))
+            m.d.comb += half.eq((Const(1, 32) << e4)[:32] >> 1)
+            neg = (e4 != 0) & h4[31]
+            r = reg(signed(34), (h4 + half - neg) >> e4, "r5")
+            stages += 4
+        elif self.rounding == "single":
+            # stage 2: the product
+            p2 = reg(signed(xw + self.mult_bits), x1 * m1, "p2")
+            sh2 = reg(signed(SHIFT_BITS), sh1, "sh2")
+            # stage 3: + 2**(30 - s), 0 <= 30 - s <= 61; |x*M| < 2**62
+            nudge = Signal(unsigned(6))
+            m.d.comb += nudge.eq(30 - sh2)
+            t3 = reg(signed(64), (p2 << k) + (Const(1, 1) << nudge), "t3")
+            sh3 = reg(signed(SHIFT_BITS), sh2, "sh3")
+            # stage 4: >> (31 - s), 1 <= 31 - s <= 62 (arithmetic)
+            amount = Signal(unsigned(6))
+            m.d.comb += amount.eq(31 - sh3)
+            r = reg(signed(64), t3 >> amount, "r4")
+            stages += 3
+        else:
+            m.d.comb += [left.eq(Mux(sh1 > 0, sh1, 0)), right.eq(Mux(sh1 < 0, -sh1, 0))]
+            # stage 2: exact left shift, or floor right shift and the dropped bits' verdict
+            pw = Signal(unsigned(32))
+            m.d.comb += pw.eq((Const(1, 32) << right)[:32])
+            # the dropped bits of x sign-extended to 32 (a narrower x_fmt has them too)
+            x32 = Signal(signed(32))
+            rem = Signal(unsigned(32))
+            m.d.comb += [x32.eq(x1), rem.eq(x32.as_unsigned() & (pw - 1)[:32])]
+            half = pw >> 1
+            v2 = reg(signed(xw + 31), Mux(sh1 >= 0, x1 << left, x1 >> right), "v2")
+            gt2 = reg(1, rem > half, "gt2")
+            eq2 = reg(1, rem == half, "eq2")
+            rt2 = reg(1, right != 0, "rt2")
+            # stage 3: the rounding increment (trn: none; rnd: ties up; rnd_conv: ties to even)
+            if self.rounding == "trn":
+                up = Const(0, 1)
+            elif self.rounding == "rnd":
+                up = rt2 & (gt2 | eq2)
+            else:
+                up = rt2 & (gt2 | (eq2 & v2[0]))
+            r = reg(signed(xw + 32), v2 + up, "r3")
+            stages += 2
+
+        # last stage: zero point and clamp, into the output register
+        yv = Signal(signed(len(r) + 2))
+        m.d.comb += yv.eq(self.zero_point + r)
+        clamped = Mux(yv < self.act_min, self.act_min, Mux(yv > self.act_max, self.act_max, yv))
+        with m.If(self.en):
+            m.d.sync += self.y.eq(clamped)
+        stages += 1
+        assert stages == self.latency, (stages, self.latency)
+        return m
+
+
+class Requant(wiring.Component):
+    """The stand-alone requant unit streaming ``lanes`` codes per cycle.
+
+    Ports (see :mod:`generators.requant` for the beat order)
+    -----
+    p_stream : in
+        A run's parameters, one beat per ``lanes`` channels, ``last`` on the final one; taken
+        (one per cycle) while no run is loaded and the pipeline is empty.
+    acc_stream : in
+        ``data``: ``lanes`` accumulator codes; ``last`` ends the run (the next one loads new
+        parameters). Taken (one per cycle) once the parameters are loaded.
+    y_stream : out
+        ``data``: ``lanes`` output codes; ``last`` of the ``acc`` beat.
+    """
+
+    def __init__(self, params: RequantParams):
+        self.params = p = params
+        per = p.per == "channel"
+        lanes = p.lanes
+
+        def field(shape):
+            return data.ArrayLayout(shape, lanes) if per else shape
+
+        fields = {"bias": data.ArrayLayout(signed(BIAS_BITS), lanes)}
+        if p.uses_multiplier:
+            fields["multiplier"] = field(unsigned(p.mult_width))
+        fields["shift"] = field(signed(SHIFT_BITS))
+        fields.update(zero_point=p.out.shape(), act_min=p.out.shape(), act_max=p.out.shape(),
+                      last=1)
+        super().__init__({
+            "p_stream": In(stream.Signature(data.StructLayout(fields))),
+            "acc_stream": In(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(p.inp.shape(), lanes), "last": 1}))),
+            "y_stream": Out(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(p.out.shape(), lanes), "last": 1}))),
+        })
+
+    @property
+    def latency(self) -> int:
+        return self.params.latency
+
+    def elaborate(self, platform):
+        p = self.params
+        per = p.per == "channel"
+        m = Module()
+        pin, ain, o = self.p_stream, self.acc_stream, self.y_stream
+        aw = max(1, (p.depth - 1).bit_length())
+
+        en = Signal()
+        loaded = Signal()      # a run's parameters are in; acc beats are taken
+        busy = Signal()        # a beat is in the pipeline (scalars must not change)
+        wptr = Signal(unsigned(aw))
+        rptr = Signal(unsigned(aw))
+        top = Signal(unsigned(aw))  # parameter beats of the run, minus one
+        take_p = Signal()
+        take_a = Signal()
+        m.d.comb += [
+            en.eq(~o.valid | o.ready),
+            pin.ready.eq(~loaded & ~busy),
+            ain.ready.eq(en & loaded),
+            take_p.eq(pin.valid & pin.ready),
+            take_a.eq(ain.valid & ain.ready),
+        ]
+
+        # the scalars, and per tensor the multiplier and shift, in registers
+        zp = Signal(p.out.shape())
+        amin = Signal(p.out.shape())
+        amax = Signal(p.out.shape())
+        scalars = [(zp, pin.payload.zero_point), (amin, pin.payload.act_min),
+                   (amax, pin.payload.act_max)]
+        mult_t = Signal(unsigned(p.mult_width)) if p.uses_multiplier and not per else None
+        shift_t = Signal(signed(SHIFT_BITS)) if not per else None
+        if mult_t is not None:
+            scalars.append((mult_t, pin.payload.multiplier))
+        if shift_t is not None:
+            scalars.append((shift_t, pin.payload.shift))
+
+        with m.If(take_p):
+            m.d.sync += [dst.eq(src) for dst, src in scalars]
+            m.d.sync += wptr.eq(wptr + 1)
+            with m.If(pin.payload.last):
+                m.d.sync += [loaded.eq(1), top.eq(wptr), wptr.eq(0), rptr.eq(0)]
+        with m.If(take_a):
+            m.d.sync += rptr.eq(Mux(rptr == top, 0, rptr + 1))
+            with m.If(ain.payload.last):
+                m.d.sync += [loaded.eq(0), rptr.eq(0)]
+
+        # stage A: the parameter memory read, beside the accumulators
+        entry = {"bias": signed(BIAS_BITS)}
+        if per:
+            if p.uses_multiplier:
+                entry["multiplier"] = unsigned(p.mult_width)
+            entry["shift"] = signed(SHIFT_BITS)
+        layout = data.StructLayout(entry)
+        flags_a = Signal(2)
+        with m.If(en):
+            m.d.sync += flags_a.eq(Cat(take_a, ain.payload.last))
+        chain = [flags_a]
+        for s in range(p.lane_latency - 1):
+            f = Signal(2, name=f"flags{s + 1}")
+            with m.If(en):
+                m.d.sync += f.eq(chain[-1])
+            chain.append(f)
+        with m.If(en):
+            m.d.sync += [o.valid.eq(chain[-1][0]), o.payload.last.eq(chain[-1][1])]
+        m.d.comb += busy.eq(Cat(*(f[0] for f in chain), o.valid).any())
+
+        for lane in range(p.lanes):
+            mem = Memory(shape=layout, depth=p.depth, init=[])
+            m.submodules[f"params{lane}"] = mem
+            wp = mem.write_port()
+            rp = mem.read_port(domain="sync")
+            src = pin.payload
+            m.d.comb += [wp.addr.eq(wptr), wp.en.eq(take_p),
+                         wp.data.bias.eq(src.bias[lane]),
+                         rp.addr.eq(rptr), rp.en.eq(en)]
+            if per:
+                m.d.comb += wp.data.shift.eq(src.shift[lane])
+                if p.uses_multiplier:
+                    m.d.comb += wp.data.multiplier.eq(src.multiplier[lane])
+            acc_a = Signal(p.inp.shape(), name=f"acc_a{lane}", reset_less=True)
+            with m.If(en):
+                m.d.sync += acc_a.eq(ain.payload.data[lane])
+
+            dp = RequantLane(p.inp, p.out, p.rounding, p.mult_bits)
+            m.submodules[f"lane{lane}"] = dp
+            m.d.comb += [dp.en.eq(en), dp.acc.eq(acc_a), dp.bias.eq(rp.data.bias),
+                         dp.shift.eq(rp.data.shift if per else shift_t),
+                         dp.zero_point.eq(zp), dp.act_min.eq(amin), dp.act_max.eq(amax),
+                         o.payload.data[lane].eq(dp.y)]
+            if p.uses_multiplier:
+                m.d.comb += dp.multiplier.eq(rp.data.multiplier if per else mult_t)
+        return m

@@ -179,6 +179,83 @@ class RequantLane(wiring.Component):
         return m
 
 
+def param_layout(p: RequantParams, extra: dict | None = None) -> data.StructLayout:
+    """The ``p_stream`` beat of a requant unit (and, with ``extra`` fields after ``last``, of
+    a fused epilogue): per-lane ``bias`` (and per channel ``multiplier``, ``shift``), the
+    scalars and ``last``."""
+    per = p.per == "channel"
+
+    def field(shape):
+        return data.ArrayLayout(shape, p.lanes) if per else shape
+
+    fields = {"bias": data.ArrayLayout(signed(BIAS_BITS), p.lanes)}
+    if p.uses_multiplier:
+        fields["multiplier"] = field(unsigned(p.mult_width))
+    fields["shift"] = field(signed(SHIFT_BITS))
+    fields.update(zero_point=p.out.shape(), act_min=p.out.shape(), act_max=p.out.shape(),
+                  last=1)
+    fields.update(extra or {})
+    return data.StructLayout(fields)
+
+
+def _scalar_regs(p: RequantParams, pin):
+    """Registers of the scalars (and per tensor of the multiplier and shift), with the
+    ``(register, p_stream field)`` pairs a parameter beat loads."""
+    per = p.per == "channel"
+    zp = Signal(p.out.shape())
+    amin = Signal(p.out.shape())
+    amax = Signal(p.out.shape())
+    scalars = [(zp, pin.payload.zero_point), (amin, pin.payload.act_min),
+               (amax, pin.payload.act_max)]
+    mult_t = Signal(unsigned(p.mult_width)) if p.uses_multiplier and not per else None
+    shift_t = Signal(signed(SHIFT_BITS)) if not per else None
+    if mult_t is not None:
+        scalars.append((mult_t, pin.payload.multiplier))
+    if shift_t is not None:
+        scalars.append((shift_t, pin.payload.shift))
+    return zp, amin, amax, mult_t, shift_t, scalars
+
+
+def _param_lanes(m: Module, p: RequantParams, pin, take_p, wptr, rptr, en, acc_in, y_out,
+                 regs) -> None:
+    """Per lane: the parameter memory (written at ``wptr`` by a parameter beat, read at
+    ``rptr`` under ``en``), the accumulator register beside the read (stage A), and a
+    :class:`RequantLane` driving ``y_out[lane]``."""
+    per = p.per == "channel"
+    zp, amin, amax, mult_t, shift_t = regs
+    entry = {"bias": signed(BIAS_BITS)}
+    if per:
+        if p.uses_multiplier:
+            entry["multiplier"] = unsigned(p.mult_width)
+        entry["shift"] = signed(SHIFT_BITS)
+    layout = data.StructLayout(entry)
+    for lane in range(p.lanes):
+        mem = Memory(shape=layout, depth=p.depth, init=[])
+        m.submodules[f"params{lane}"] = mem
+        wp = mem.write_port()
+        rp = mem.read_port(domain="sync")
+        src = pin.payload
+        m.d.comb += [wp.addr.eq(wptr), wp.en.eq(take_p),
+                     wp.data.bias.eq(src.bias[lane]),
+                     rp.addr.eq(rptr), rp.en.eq(en)]
+        if per:
+            m.d.comb += wp.data.shift.eq(src.shift[lane])
+            if p.uses_multiplier:
+                m.d.comb += wp.data.multiplier.eq(src.multiplier[lane])
+        acc_a = Signal(p.inp.shape(), name=f"acc_a{lane}", reset_less=True)
+        with m.If(en):
+            m.d.sync += acc_a.eq(acc_in[lane])
+
+        dp = RequantLane(p.inp, p.out, p.rounding, p.mult_bits)
+        m.submodules[f"lane{lane}"] = dp
+        m.d.comb += [dp.en.eq(en), dp.acc.eq(acc_a), dp.bias.eq(rp.data.bias),
+                     dp.shift.eq(rp.data.shift if per else shift_t),
+                     dp.zero_point.eq(zp), dp.act_min.eq(amin), dp.act_max.eq(amax),
+                     y_out[lane].eq(dp.y)]
+        if p.uses_multiplier:
+            m.d.comb += dp.multiplier.eq(rp.data.multiplier if per else mult_t)
+
+
 class Requant(wiring.Component):
     """The stand-alone requant unit streaming ``lanes`` codes per cycle.
 
@@ -196,20 +273,9 @@ class Requant(wiring.Component):
 
     def __init__(self, params: RequantParams):
         self.params = p = params
-        per = p.per == "channel"
         lanes = p.lanes
-
-        def field(shape):
-            return data.ArrayLayout(shape, lanes) if per else shape
-
-        fields = {"bias": data.ArrayLayout(signed(BIAS_BITS), lanes)}
-        if p.uses_multiplier:
-            fields["multiplier"] = field(unsigned(p.mult_width))
-        fields["shift"] = field(signed(SHIFT_BITS))
-        fields.update(zero_point=p.out.shape(), act_min=p.out.shape(), act_max=p.out.shape(),
-                      last=1)
         super().__init__({
-            "p_stream": In(stream.Signature(data.StructLayout(fields))),
+            "p_stream": In(stream.Signature(param_layout(p))),
             "acc_stream": In(stream.Signature(data.StructLayout({
                 "data": data.ArrayLayout(p.inp.shape(), lanes), "last": 1}))),
             "y_stream": Out(stream.Signature(data.StructLayout({
@@ -222,7 +288,6 @@ class Requant(wiring.Component):
 
     def elaborate(self, platform):
         p = self.params
-        per = p.per == "channel"
         m = Module()
         pin, ain, o = self.p_stream, self.acc_stream, self.y_stream
         aw = max(1, (p.depth - 1).bit_length())
@@ -243,19 +308,7 @@ class Requant(wiring.Component):
             take_a.eq(ain.valid & ain.ready),
         ]
 
-        # the scalars, and per tensor the multiplier and shift, in registers
-        zp = Signal(p.out.shape())
-        amin = Signal(p.out.shape())
-        amax = Signal(p.out.shape())
-        scalars = [(zp, pin.payload.zero_point), (amin, pin.payload.act_min),
-                   (amax, pin.payload.act_max)]
-        mult_t = Signal(unsigned(p.mult_width)) if p.uses_multiplier and not per else None
-        shift_t = Signal(signed(SHIFT_BITS)) if not per else None
-        if mult_t is not None:
-            scalars.append((mult_t, pin.payload.multiplier))
-        if shift_t is not None:
-            scalars.append((shift_t, pin.payload.shift))
-
+        zp, amin, amax, mult_t, shift_t, scalars = _scalar_regs(p, pin)
         with m.If(take_p):
             m.d.sync += [dst.eq(src) for dst, src in scalars]
             m.d.sync += wptr.eq(wptr + 1)
@@ -267,12 +320,6 @@ class Requant(wiring.Component):
                 m.d.sync += [loaded.eq(0), rptr.eq(0)]
 
         # stage A: the parameter memory read, beside the accumulators
-        entry = {"bias": signed(BIAS_BITS)}
-        if per:
-            if p.uses_multiplier:
-                entry["multiplier"] = unsigned(p.mult_width)
-            entry["shift"] = signed(SHIFT_BITS)
-        layout = data.StructLayout(entry)
         flags_a = Signal(2)
         with m.If(en):
             m.d.sync += flags_a.eq(Cat(take_a, ain.payload.last))
@@ -286,29 +333,6 @@ class Requant(wiring.Component):
             m.d.sync += [o.valid.eq(chain[-1][0]), o.payload.last.eq(chain[-1][1])]
         m.d.comb += busy.eq(Cat(*(f[0] for f in chain), o.valid).any())
 
-        for lane in range(p.lanes):
-            mem = Memory(shape=layout, depth=p.depth, init=[])
-            m.submodules[f"params{lane}"] = mem
-            wp = mem.write_port()
-            rp = mem.read_port(domain="sync")
-            src = pin.payload
-            m.d.comb += [wp.addr.eq(wptr), wp.en.eq(take_p),
-                         wp.data.bias.eq(src.bias[lane]),
-                         rp.addr.eq(rptr), rp.en.eq(en)]
-            if per:
-                m.d.comb += wp.data.shift.eq(src.shift[lane])
-                if p.uses_multiplier:
-                    m.d.comb += wp.data.multiplier.eq(src.multiplier[lane])
-            acc_a = Signal(p.inp.shape(), name=f"acc_a{lane}", reset_less=True)
-            with m.If(en):
-                m.d.sync += acc_a.eq(ain.payload.data[lane])
-
-            dp = RequantLane(p.inp, p.out, p.rounding, p.mult_bits)
-            m.submodules[f"lane{lane}"] = dp
-            m.d.comb += [dp.en.eq(en), dp.acc.eq(acc_a), dp.bias.eq(rp.data.bias),
-                         dp.shift.eq(rp.data.shift if per else shift_t),
-                         dp.zero_point.eq(zp), dp.act_min.eq(amin), dp.act_max.eq(amax),
-                         o.payload.data[lane].eq(dp.y)]
-            if p.uses_multiplier:
-                m.d.comb += dp.multiplier.eq(rp.data.multiplier if per else mult_t)
+        _param_lanes(m, p, pin, take_p, wptr, rptr, en, ain.payload.data, o.payload.data,
+                     (zp, amin, amax, mult_t, shift_t))
         return m

@@ -413,6 +413,12 @@ class Board:
                 sub = dict(arrays)
                 sub[ra] = np.take(arrays[ra], np.arange(i, min(d0, i + m0)), axis=rax)
                 sub[ca] = np.take(arrays[ca], np.arange(j, min(d2, j + n0)), axis=cax)
+                # per-channel parameters go with their rows/columns; scalars go whole
+                for names, lo, hi in ((fam.split.row_arrays, i, min(d0, i + m0)),
+                                      (fam.split.col_arrays, j, min(d2, j + n0))):
+                    for name in names:
+                        if name in sub and np.ndim(sub[name]) == 1:
+                            sub[name] = np.asarray(arrays[name])[lo:hi]
                 chunks.append({"arrays": sub, "out_shape": (d0, d2),
                                "out_index": (slice(i, i + m0), slice(j, j + n0))})
         return chunks

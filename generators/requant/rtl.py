@@ -336,3 +336,126 @@ class Requant(wiring.Component):
         _param_lanes(m, p, pin, take_p, wptr, rptr, en, ain.payload.data, o.payload.data,
                      (zp, amin, amax, mult_t, shift_t))
         return m
+
+
+class RequantEpilogue(wiring.Component):
+    """The requant unit as a MAC-type unit's fused epilogue: ``lanes`` accumulators per beat in,
+    ``lanes`` output codes per beat out, one beat per cycle.
+
+    The parameter memory, its loading and the lanes are the stand-alone unit's
+    (:func:`param_layout`, :func:`_param_lanes`). What differs is how a beat finds its
+    parameter entry: the accumulator beats carry no ``last`` and no channel, so ``p_stream``
+    adds the run's sequence (:data:`~.epilogue.SEQ_FIELDS`, see :mod:`.epilogue`): ``groups``
+    walks over the ``P`` entries, each used for ``rep`` beats (``rep_last`` in the final
+    group). The beat that ends the sequence ends the run.
+
+    Ports
+    -----
+    p_stream : in
+        The run's parameter beats (taken while no run is loaded and the pipeline is empty).
+    acc_stream : in
+        ``data``: ``lanes`` accumulator codes (the unit's output beat); always ready when the
+        pipeline advances.
+    y_stream : out
+        ``data``: ``lanes`` output codes, :attr:`latency` cycles after the ``acc`` beat.
+    open : out
+        A run's parameters are loaded and its last beat has not arrived: the unit may take
+        input beats (it gates the array's inputs with it).
+    """
+
+    def __init__(self, params: RequantParams):
+        from .epilogue import SEQ_BITS, SEQ_FIELDS
+
+        self.params = p = params
+        seq = {name: unsigned(SEQ_BITS) for name in SEQ_FIELDS}
+        super().__init__({
+            "p_stream": In(stream.Signature(param_layout(p, seq))),
+            "acc_stream": In(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(p.inp.shape(), p.lanes)}))),
+            "y_stream": Out(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(p.out.shape(), p.lanes)}))),
+            "open": Out(1),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from taking an ``acc`` beat to its ``y`` beat being valid."""
+        return self.params.latency
+
+    def elaborate(self, platform):
+        from .epilogue import SEQ_BITS
+
+        p = self.params
+        m = Module()
+        pin, ain, o = self.p_stream, self.acc_stream, self.y_stream
+        aw = max(1, (p.depth - 1).bit_length())
+
+        en = Signal()
+        loaded = Signal()
+        busy = Signal()
+        wptr = Signal(unsigned(aw))
+        rptr = Signal(unsigned(aw))
+        top = Signal(unsigned(aw))
+        take_p = Signal()
+        take_a = Signal()
+        m.d.comb += [
+            en.eq(~o.valid | o.ready),
+            pin.ready.eq(~loaded & ~busy),
+            ain.ready.eq(en),
+            take_p.eq(pin.valid & pin.ready),
+            take_a.eq(ain.valid & en),
+            self.open.eq(loaded),
+        ]
+        zp, amin, amax, mult_t, shift_t, scalars = _scalar_regs(p, pin)
+        rep = Signal(unsigned(SEQ_BITS))
+        rep_last = Signal(unsigned(SEQ_BITS))
+        groups = Signal(unsigned(SEQ_BITS))
+        scalars += [(rep, pin.payload.rep_m1), (rep_last, pin.payload.rep_last_m1),
+                    (groups, pin.payload.groups_m1)]
+        beat = Signal(unsigned(SEQ_BITS))    # beats of the current entry so far
+        group = Signal(unsigned(SEQ_BITS))
+        final = Signal()
+        m.d.comb += final.eq(group == groups)
+
+        with m.If(take_p):
+            m.d.sync += [dst.eq(src) for dst, src in scalars]
+            m.d.sync += wptr.eq(wptr + 1)
+            with m.If(pin.payload.last):
+                m.d.sync += [loaded.eq(1), top.eq(wptr), wptr.eq(0), rptr.eq(0),
+                             beat.eq(0), group.eq(0)]
+        with m.If(take_a):
+            with m.If(beat == Mux(final, rep_last, rep)):
+                m.d.sync += beat.eq(0)
+                with m.If(rptr == top):
+                    m.d.sync += rptr.eq(0)
+                    with m.If(final):
+                        m.d.sync += [loaded.eq(0), group.eq(0)]
+                    with m.Else():
+                        m.d.sync += group.eq(group + 1)
+                with m.Else():
+                    m.d.sync += rptr.eq(rptr + 1)
+            with m.Else():
+                m.d.sync += beat.eq(beat + 1)
+
+        # valid of the beat at each stage: the memory read (stage A), the lane's stages
+        chain = _delay_flags(m, take_a, p.lane_latency, en)
+        with m.If(en):
+            m.d.sync += o.valid.eq(chain[-1])
+        m.d.comb += busy.eq(Cat(*chain, o.valid).any())
+        _param_lanes(m, p, pin, take_p, wptr, rptr, en, ain.payload.data, o.payload.data,
+                     (zp, amin, amax, mult_t, shift_t))
+        return m
+
+
+def _delay_flags(m: Module, flag, n: int, en) -> list:
+    """``n`` registered copies of ``flag`` advancing under ``en`` (the first one is stage
+    A)."""
+    chain = []
+    prev = flag
+    for s in range(n):
+        f = Signal(name=f"valid{s}")
+        with m.If(en):
+            m.d.sync += f.eq(prev)
+        chain.append(f)
+        prev = f
+    return chain

@@ -44,7 +44,7 @@ class MacArrayFamily(UnitFamily):
             "internal_acc_width": params.internal_width,
             "dataflow": params.dataflow,
             "expected_cycles": "MacArrayParams.expected_cycles(M, K, N)",
-            **_epilogue_manifest(params),
+            **epi.manifest(params.epilogue, "ceil(N / cols), before the a/b beats"),
         }
 
     def check_inputs(self, params, arrays: dict, *, mode: str | None = None) -> dict:
@@ -126,17 +126,6 @@ class MacArrayFamily(UnitFamily):
 
 def _param_part(arrays: dict) -> dict:
     return {k: v for k, v in arrays.items() if k in epi.PARAM_ARRAYS}
-
-
-def _epilogue_manifest(params) -> dict:
-    """Manifest keys of the fused epilogue (none without the block: the manifest is today's)."""
-    rp = params.epilogue
-    if rp is None:
-        return {}
-    return {"requant": {"out": str(rp.out), "rounding": rp.rounding, "per": rp.per,
-                        "mult_bits": rp.mult_bits, "channels": rp.channels,
-                        "lanes": rp.lanes, "latency": rp.latency,
-                        "p_beats": "ceil(N / cols), before the a/b beats"}}
 
 
 family = MacArrayFamily()

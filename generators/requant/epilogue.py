@@ -30,7 +30,7 @@ from .params import MAX_IN_BITS, RequantParams, check_out
 
 __all__ = ["RequantBlock", "RequantField", "PARAM_ARRAYS", "SEQ_FIELDS", "SEQ_BITS",
            "drop_absent_block", "check_block_acc", "epilogue_params", "check_param_arrays",
-           "param_beats", "params_from_beats", "requantize"]
+           "param_beats", "params_from_beats", "requantize", "manifest"]
 
 #: Run-time arrays of the epilogue (the requant unit's, without ``acc``).
 PARAM_ARRAYS = tuple(a for a in ARRAYS if a != "acc")
@@ -158,3 +158,12 @@ def params_from_beats(rp: RequantParams, pin: dict, n: int, seq: tuple[int, int,
         if not np.array_equal(pin[name], np.full(beats, int(v) - 1)):
             raise ValueError(f"p_stream.{name} is not what schedule makes")
     return checked
+
+
+def manifest(rp: RequantParams | None, p_beats: str) -> dict:
+    """Manifest keys of the fused epilogue (none without the block: the manifest is today's)."""
+    if rp is None:
+        return {}
+    return {"requant": {"out": str(rp.out), "rounding": rp.rounding, "per": rp.per,
+                        "mult_bits": rp.mult_bits, "channels": rp.channels,
+                        "lanes": rp.lanes, "latency": rp.latency, "p_beats": p_beats}}

@@ -51,11 +51,17 @@ class Split:
         ``cols`` the one along ``d2``; outputs are ``[d0, d2]`` and K must fit;
       - ``"rows"``: whole rows of ``x`` (axis 0), outputs have the rows of ``x``;
       - ``"elements"``: ``x`` flattened, cut into runs of elements, outputs reshaped back.
+
+    ``row_arrays``/``col_arrays`` (gemm): per-channel arrays along ``d0``/``d2`` (a fused
+    epilogue's ``bias``, ``multiplier``, ``shift``); a 1-D one is cut with the rows/columns,
+    a scalar goes whole to every RUN.
     """
 
     kind: str = "none"
     rows: tuple[str, int] | None = None
     cols: tuple[str, int] | None = None
+    row_arrays: tuple[str, ...] = ()
+    col_arrays: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.kind not in ("none", "gemm", "rows", "elements"):

@@ -304,16 +304,41 @@ class Board:
         names = ", ".join(f"{u.name} ({u.kind})" for u in self.units)
         raise UserError(f"{self.url}: the design has no {kind_or_name} unit (units: {names})")
 
-    def gemm(self, a, b, unit: str = "mac_array") -> np.ndarray:
+    def gemm(self, a, b, unit: str = "mac_array", requant: dict | None = None) -> np.ndarray:
         """``c = a @ b`` on a mac_array unit, with the accumulator's overflow rule (the codes
-        ``tensorfab run`` gives)."""
-        return self.run(unit, {"a": a, "b": b})["c"]
+        ``tensorfab run`` gives). ``requant``: the epilogue's arrays (``bias``,
+        ``multiplier``, ``shift`` per column of ``c`` or scalar; ``zero_point``, ``act_min``,
+        ``act_max``) for a unit with the ``requant`` block; ``c`` is then codes of its
+        ``out``."""
+        return self.run(unit, self._with_requant(unit, {"a": a, "b": b}, requant))["c"]
 
-    def sparse_matmul(self, w, x, mode: str | None = None,
-                      unit: str = "sparse_chain") -> np.ndarray:
+    def sparse_matmul(self, w, x, mode: str | None = None, unit: str = "sparse_chain",
+                      requant: dict | None = None) -> np.ndarray:
         """``y = w @ x`` on a sparse_chain unit; ``w`` must be ``mode``-sparse (default: the
-        unit's first mode)."""
-        return self.run(unit, {"w": w, "x": x}, mode=mode)["y"]
+        unit's first mode). ``requant``: as :meth:`gemm`'s, per row of ``y``."""
+        return self.run(unit, self._with_requant(unit, {"w": w, "x": x}, requant),
+                        mode=mode)["y"]
+
+    def _with_requant(self, unit: str, arrays: dict, requant: dict | None) -> dict:
+        """``arrays`` plus the epilogue's; a unit without the epilogue refuses ``requant=``
+        (and a unit with it needs one: its ``multiplier`` has no default)."""
+        if requant is None:
+            return arrays
+        from generators.requant.epilogue import PARAM_ARRAYS
+
+        u = self.unit(unit)
+        _, params = u.family()
+        if getattr(params, "requant", None) is None:
+            raise UserError(f"requant=: unit {u.name} ({u.kind}) has no requant epilogue "
+                            "(allowed: requant= only for a unit whose config has a requant "
+                            "block)")
+        if not isinstance(requant, dict):
+            raise UserError(f"requant=: expected a dict of arrays, got {type(requant).__name__}")
+        extra = sorted(set(requant) - set(PARAM_ARRAYS))
+        if extra:
+            raise ArrayError(f"requant: unexpected array {extra[0]!r} (allowed: "
+                             f"{', '.join(PARAM_ARRAYS)})")
+        return {**arrays, **requant}
 
     def softmax(self, x, unit: str = "softmax") -> np.ndarray:
         """Row-wise softmax codes on a softmax unit (a design without one is an error)."""
@@ -413,6 +438,12 @@ class Board:
                 sub = dict(arrays)
                 sub[ra] = np.take(arrays[ra], np.arange(i, min(d0, i + m0)), axis=rax)
                 sub[ca] = np.take(arrays[ca], np.arange(j, min(d2, j + n0)), axis=cax)
+                # per-channel parameters go with their rows/columns; scalars go whole
+                for names, lo, hi in ((fam.split.row_arrays, i, min(d0, i + m0)),
+                                      (fam.split.col_arrays, j, min(d2, j + n0))):
+                    for name in names:
+                        if name in sub and np.ndim(sub[name]) == 1:
+                            sub[name] = np.asarray(arrays[name])[lo:hi]
                 chunks.append({"arrays": sub, "out_shape": (d0, d2),
                                "out_index": (slice(i, i + m0), slice(j, j + n0))})
         return chunks

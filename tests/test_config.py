@@ -100,8 +100,11 @@ def test_good_config_loads_frozen_and_round_trips(path, tmp_path):
     hash(cfg)  # frozen configs are values: usable as cache keys
 
     plain = config_to_dict(cfg)
-    scalars = [v for v in plain.values() if not isinstance(v, list)]
-    lists = [v for v in plain.values() if isinstance(v, list)]
+    # a nested block (mac_array's requant) is a mapping of the same plain values
+    flat = [v for v in plain.values() if not isinstance(v, dict)]
+    flat += [x for v in plain.values() if isinstance(v, dict) for x in v.values()]
+    scalars = [v for v in flat if not isinstance(v, list)]
+    lists = [v for v in flat if isinstance(v, list)]
     assert all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in scalars)
     assert all(isinstance(x, str) for v in lists for x in v)
     assert parse_config(plain, "dict") == cfg
@@ -342,7 +345,7 @@ def test_first_error_is_deterministic_and_unknown_keys_come_first():
         msgs.add(str(info.value))
     assert msgs == {
         "f: rows_: unknown key, did you mean 'rows'? (allowed: a, acc, b, cols, "
-        "dataflow, max_k, name, overflow, rows, tile_m, unit)"
+        "dataflow, max_k, name, overflow, requant, rows, tile_m, unit)"
     }
 
 

@@ -10,9 +10,17 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, model_serializer, model_validator
 
 from ..numerics import Format, Overflow
+from ..requant.epilogue import (
+    RequantBlock,
+    RequantField,
+    check_block_acc,
+    drop_absent_block,
+    epilogue_params,
+)
+from ..requant.params import RequantParams
 from ..schema import AccFormat, OperandFormat, UnitBase, field_problem, fmt_str
 
 OUTPUT_STATIONARY = "output_stationary"
@@ -125,11 +133,31 @@ class MacArrayParams(UnitBase):
         "weight load, i.e. the depth of each column's accumulator buffer.",
     )
     max_k: MaxK
+    requant: RequantBlock | None = RequantField
 
     @model_validator(mode="after")
     def _check_acc(self) -> MacArrayParams:
         check_acc(self.a, self.b, self.acc)
+        if self.requant is not None:
+            check_block_acc(self.acc)
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        return drop_absent_block(handler(self))
+
+    @property
+    def epilogue(self) -> RequantParams | None:
+        """The fused requant epilogue (one lane per column), or ``None`` without the block."""
+        if self.requant is None:
+            return None
+        return epilogue_params(self.requant, self.acc, self.cols)
+
+    @property
+    def out_format(self) -> Format:
+        """The format of ``c`` as it leaves the unit: the accumulator's, or the epilogue's
+        ``out``."""
+        return self.acc if self.requant is None else self.requant.out
 
     # -- widths -------------------------------------------------------------------------------
 
@@ -154,11 +182,12 @@ class MacArrayParams(UnitBase):
     def latency(self) -> int:
         """Cycles from accepting the input beat that completes an output row to that row being
         valid on ``c_stream`` (no stalls)."""
+        epi = 0 if self.requant is None else self.epilogue.latency
         if self.dataflow == OUTPUT_STATIONARY:
             # skew register, PE input chain (cols), product register, accumulate+capture,
             # drain select, deskew (cols-1), output register
-            return self.cols + 4
-        return self.rows + self.cols + 3
+            return self.cols + 4 + epi
+        return self.rows + self.cols + 3 + epi
 
     @property
     def ws_pass_gap(self) -> int:
@@ -178,6 +207,12 @@ class MacArrayParams(UnitBase):
         cycles and no output back-pressure."""
         if min(m, k, n) < 1:
             raise ValueError("M, K and N must be at least 1")
+        # with the epilogue, the parameter beats (one per cycle) come before the array starts
+        # (the epilogue's latency is in self.latency)
+        params = 0 if self.requant is None else self.epilogue.row_beats(n)
+        return params + self._array_cycles(m, k, n)
+
+    def _array_cycles(self, m: int, k: int, n: int) -> int:
         R, C = self.rows, self.cols
         if self.dataflow == OUTPUT_STATIONARY:
             tiles = math.ceil(m / R) * math.ceil(n / C)
@@ -201,6 +236,16 @@ class MacArrayParams(UnitBase):
                     first += max(rows_p, self.ws_pass_gap)
                 last_rows = rows_p
         return first + last_rows - 1 + self.latency + 1
+
+    def epilogue_seq(self, m: int) -> tuple[int, int, int]:
+        """``(rep, rep_last, groups)`` of the epilogue's parameter sequence for ``M`` rows (see
+        :mod:`generators.requant.epilogue`): output stationary emits tiles of ``rows`` beats,
+        N-blocks inner; weight stationary emits, per block of ``tile_m`` rows (the last one
+        shorter), every N-block's rows in turn."""
+        if self.dataflow == OUTPUT_STATIONARY:
+            return self.rows, self.rows, math.ceil(m / self.rows)
+        groups = math.ceil(m / self.tile_m)
+        return self.tile_m, m - (groups - 1) * self.tile_m, groups
 
     def macs(self, m: int, k: int, n: int) -> int:
         return m * k * n

@@ -439,3 +439,44 @@ class MacArray(wiring.Component):
             col_valids.append(cv)
         self._output(m, en, cols, col_valids[C - 1])
 
+
+
+class MacArrayRequant(wiring.Component):
+    """The array with the fused requant epilogue (config block ``requant``): the array's
+    ``c`` beats go through :class:`~generators.requant.rtl.RequantEpilogue` (one
+    :class:`~generators.requant.rtl.RequantLane` per column) and leave as codes of ``out``.
+
+    Ports: the array's ``a_stream`` and ``b_stream`` (taken only while a run's parameters are
+    loaded), ``p_stream`` (the epilogue's parameter beats, first) and ``c_stream`` (``cols``
+    lanes of ``out``). The epilogue always takes the array's beat when it advances, so the
+    array runs at its own rate: one ``c`` beat per cycle.
+    """
+
+    def __init__(self, params: MacArrayParams):
+        from ..requant.rtl import RequantEpilogue
+
+        self.params = p = params
+        self._array = MacArray(p)
+        self._epilogue = RequantEpilogue(p.epilogue)
+        arr, ep = self._array.signature.members, self._epilogue.signature.members
+        # the same members (directions included) as the array's and the epilogue's ports
+        super().__init__({"p_stream": ep["p_stream"], "a_stream": arr["a_stream"],
+                          "b_stream": arr["b_stream"], "c_stream": ep["y_stream"]})
+
+    @property
+    def latency(self) -> int:
+        return self.params.latency
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.array = arr = self._array
+        m.submodules.epilogue = epi = self._epilogue
+        wiring.connect(m, wiring.flipped(self.p_stream), epi.p_stream)
+        wiring.connect(m, arr.c_stream, epi.acc_stream)
+        wiring.connect(m, epi.y_stream, wiring.flipped(self.c_stream))
+        for name in ("a_stream", "b_stream"):
+            outer, inner = getattr(self, name), getattr(arr, name)
+            m.d.comb += [inner.payload.eq(outer.payload),
+                         inner.valid.eq(outer.valid & epi.open),
+                         outer.ready.eq(inner.ready & epi.open)]
+        return m

@@ -83,7 +83,7 @@ class RequantFamily(UnitFamily):
         flat[:n] = v
         return flat.reshape(p, params.lanes)
 
-    def _p_beats(self, params, arrays: dict, n: int) -> dict:
+    def param_beats(self, params, arrays: dict, n: int) -> dict:
         p = params.row_beats(n)
         per = params.per == "channel"
         fields = {"bias": self._lane_rows(params, arrays["bias"], n)}
@@ -111,7 +111,7 @@ class RequantFamily(UnitFamily):
 
     def schedule(self, params, arrays: dict, *, mode: str | None = None):
         acc = np.asarray(arrays["acc"], dtype=np.int64)
-        inputs = {"p_stream": self._p_beats(params, arrays, acc.shape[1]),
+        inputs = {"p_stream": self.param_beats(params, arrays, acc.shape[1]),
                   "acc_stream": self._acc_beats(params, acc)}
         return inputs, {"y_stream": len(inputs["acc_stream"]["last"])}, acc.shape
 

@@ -179,6 +179,83 @@ class RequantLane(wiring.Component):
         return m
 
 
+def param_layout(p: RequantParams, extra: dict | None = None) -> data.StructLayout:
+    """The ``p_stream`` beat of a requant unit (and, with ``extra`` fields after ``last``, of
+    a fused epilogue): per-lane ``bias`` (and per channel ``multiplier``, ``shift``), the
+    scalars and ``last``."""
+    per = p.per == "channel"
+
+    def field(shape):
+        return data.ArrayLayout(shape, p.lanes) if per else shape
+
+    fields = {"bias": data.ArrayLayout(signed(BIAS_BITS), p.lanes)}
+    if p.uses_multiplier:
+        fields["multiplier"] = field(unsigned(p.mult_width))
+    fields["shift"] = field(signed(SHIFT_BITS))
+    fields.update(zero_point=p.out.shape(), act_min=p.out.shape(), act_max=p.out.shape(),
+                  last=1)
+    fields.update(extra or {})
+    return data.StructLayout(fields)
+
+
+def _scalar_regs(p: RequantParams, pin):
+    """Registers of the scalars (and per tensor of the multiplier and shift), with the
+    ``(register, p_stream field)`` pairs a parameter beat loads."""
+    per = p.per == "channel"
+    zp = Signal(p.out.shape())
+    amin = Signal(p.out.shape())
+    amax = Signal(p.out.shape())
+    scalars = [(zp, pin.payload.zero_point), (amin, pin.payload.act_min),
+               (amax, pin.payload.act_max)]
+    mult_t = Signal(unsigned(p.mult_width)) if p.uses_multiplier and not per else None
+    shift_t = Signal(signed(SHIFT_BITS)) if not per else None
+    if mult_t is not None:
+        scalars.append((mult_t, pin.payload.multiplier))
+    if shift_t is not None:
+        scalars.append((shift_t, pin.payload.shift))
+    return zp, amin, amax, mult_t, shift_t, scalars
+
+
+def _param_lanes(m: Module, p: RequantParams, pin, take_p, wptr, rptr, en, acc_in, y_out,
+                 regs) -> None:
+    """Per lane: the parameter memory (written at ``wptr`` by a parameter beat, read at
+    ``rptr`` under ``en``), the accumulator register beside the read (stage A), and a
+    :class:`RequantLane` driving ``y_out[lane]``."""
+    per = p.per == "channel"
+    zp, amin, amax, mult_t, shift_t = regs
+    entry = {"bias": signed(BIAS_BITS)}
+    if per:
+        if p.uses_multiplier:
+            entry["multiplier"] = unsigned(p.mult_width)
+        entry["shift"] = signed(SHIFT_BITS)
+    layout = data.StructLayout(entry)
+    for lane in range(p.lanes):
+        mem = Memory(shape=layout, depth=p.depth, init=[])
+        m.submodules[f"params{lane}"] = mem
+        wp = mem.write_port()
+        rp = mem.read_port(domain="sync")
+        src = pin.payload
+        m.d.comb += [wp.addr.eq(wptr), wp.en.eq(take_p),
+                     wp.data.bias.eq(src.bias[lane]),
+                     rp.addr.eq(rptr), rp.en.eq(en)]
+        if per:
+            m.d.comb += wp.data.shift.eq(src.shift[lane])
+            if p.uses_multiplier:
+                m.d.comb += wp.data.multiplier.eq(src.multiplier[lane])
+        acc_a = Signal(p.inp.shape(), name=f"acc_a{lane}", reset_less=True)
+        with m.If(en):
+            m.d.sync += acc_a.eq(acc_in[lane])
+
+        dp = RequantLane(p.inp, p.out, p.rounding, p.mult_bits)
+        m.submodules[f"lane{lane}"] = dp
+        m.d.comb += [dp.en.eq(en), dp.acc.eq(acc_a), dp.bias.eq(rp.data.bias),
+                     dp.shift.eq(rp.data.shift if per else shift_t),
+                     dp.zero_point.eq(zp), dp.act_min.eq(amin), dp.act_max.eq(amax),
+                     y_out[lane].eq(dp.y)]
+        if p.uses_multiplier:
+            m.d.comb += dp.multiplier.eq(rp.data.multiplier if per else mult_t)
+
+
 class Requant(wiring.Component):
     """The stand-alone requant unit streaming ``lanes`` codes per cycle.
 
@@ -196,20 +273,9 @@ class Requant(wiring.Component):
 
     def __init__(self, params: RequantParams):
         self.params = p = params
-        per = p.per == "channel"
         lanes = p.lanes
-
-        def field(shape):
-            return data.ArrayLayout(shape, lanes) if per else shape
-
-        fields = {"bias": data.ArrayLayout(signed(BIAS_BITS), lanes)}
-        if p.uses_multiplier:
-            fields["multiplier"] = field(unsigned(p.mult_width))
-        fields["shift"] = field(signed(SHIFT_BITS))
-        fields.update(zero_point=p.out.shape(), act_min=p.out.shape(), act_max=p.out.shape(),
-                      last=1)
         super().__init__({
-            "p_stream": In(stream.Signature(data.StructLayout(fields))),
+            "p_stream": In(stream.Signature(param_layout(p))),
             "acc_stream": In(stream.Signature(data.StructLayout({
                 "data": data.ArrayLayout(p.inp.shape(), lanes), "last": 1}))),
             "y_stream": Out(stream.Signature(data.StructLayout({
@@ -222,7 +288,6 @@ class Requant(wiring.Component):
 
     def elaborate(self, platform):
         p = self.params
-        per = p.per == "channel"
         m = Module()
         pin, ain, o = self.p_stream, self.acc_stream, self.y_stream
         aw = max(1, (p.depth - 1).bit_length())
@@ -243,19 +308,7 @@ class Requant(wiring.Component):
             take_a.eq(ain.valid & ain.ready),
         ]
 
-        # the scalars, and per tensor the multiplier and shift, in registers
-        zp = Signal(p.out.shape())
-        amin = Signal(p.out.shape())
-        amax = Signal(p.out.shape())
-        scalars = [(zp, pin.payload.zero_point), (amin, pin.payload.act_min),
-                   (amax, pin.payload.act_max)]
-        mult_t = Signal(unsigned(p.mult_width)) if p.uses_multiplier and not per else None
-        shift_t = Signal(signed(SHIFT_BITS)) if not per else None
-        if mult_t is not None:
-            scalars.append((mult_t, pin.payload.multiplier))
-        if shift_t is not None:
-            scalars.append((shift_t, pin.payload.shift))
-
+        zp, amin, amax, mult_t, shift_t, scalars = _scalar_regs(p, pin)
         with m.If(take_p):
             m.d.sync += [dst.eq(src) for dst, src in scalars]
             m.d.sync += wptr.eq(wptr + 1)
@@ -267,12 +320,6 @@ class Requant(wiring.Component):
                 m.d.sync += [loaded.eq(0), rptr.eq(0)]
 
         # stage A: the parameter memory read, beside the accumulators
-        entry = {"bias": signed(BIAS_BITS)}
-        if per:
-            if p.uses_multiplier:
-                entry["multiplier"] = unsigned(p.mult_width)
-            entry["shift"] = signed(SHIFT_BITS)
-        layout = data.StructLayout(entry)
         flags_a = Signal(2)
         with m.If(en):
             m.d.sync += flags_a.eq(Cat(take_a, ain.payload.last))
@@ -286,29 +333,129 @@ class Requant(wiring.Component):
             m.d.sync += [o.valid.eq(chain[-1][0]), o.payload.last.eq(chain[-1][1])]
         m.d.comb += busy.eq(Cat(*(f[0] for f in chain), o.valid).any())
 
-        for lane in range(p.lanes):
-            mem = Memory(shape=layout, depth=p.depth, init=[])
-            m.submodules[f"params{lane}"] = mem
-            wp = mem.write_port()
-            rp = mem.read_port(domain="sync")
-            src = pin.payload
-            m.d.comb += [wp.addr.eq(wptr), wp.en.eq(take_p),
-                         wp.data.bias.eq(src.bias[lane]),
-                         rp.addr.eq(rptr), rp.en.eq(en)]
-            if per:
-                m.d.comb += wp.data.shift.eq(src.shift[lane])
-                if p.uses_multiplier:
-                    m.d.comb += wp.data.multiplier.eq(src.multiplier[lane])
-            acc_a = Signal(p.inp.shape(), name=f"acc_a{lane}", reset_less=True)
-            with m.If(en):
-                m.d.sync += acc_a.eq(ain.payload.data[lane])
-
-            dp = RequantLane(p.inp, p.out, p.rounding, p.mult_bits)
-            m.submodules[f"lane{lane}"] = dp
-            m.d.comb += [dp.en.eq(en), dp.acc.eq(acc_a), dp.bias.eq(rp.data.bias),
-                         dp.shift.eq(rp.data.shift if per else shift_t),
-                         dp.zero_point.eq(zp), dp.act_min.eq(amin), dp.act_max.eq(amax),
-                         o.payload.data[lane].eq(dp.y)]
-            if p.uses_multiplier:
-                m.d.comb += dp.multiplier.eq(rp.data.multiplier if per else mult_t)
+        _param_lanes(m, p, pin, take_p, wptr, rptr, en, ain.payload.data, o.payload.data,
+                     (zp, amin, amax, mult_t, shift_t))
         return m
+
+
+class RequantEpilogue(wiring.Component):
+    """The requant unit as a MAC-type unit's fused epilogue: ``lanes`` accumulators per beat in,
+    ``lanes`` output codes per beat out, one beat per cycle.
+
+    The parameter memory, its loading and the lanes are the stand-alone unit's
+    (:func:`param_layout`, :func:`_param_lanes`). What differs is how a beat finds its
+    parameter entry: the accumulator beats carry no ``last`` and no channel, so ``p_stream``
+    adds the run's sequence (:data:`~.epilogue.SEQ_FIELDS`, see :mod:`.epilogue`): ``groups``
+    walks over the ``P`` entries, each used for ``rep`` beats (``rep_last`` in the final
+    group). The beat that ends the sequence ends the run.
+
+    Ports
+    -----
+    p_stream : in
+        The run's parameter beats (taken while no run is loaded and the pipeline is empty).
+    acc_stream : in
+        ``data``: ``lanes`` accumulator codes (the unit's output beat); always ready when the
+        pipeline advances.
+    y_stream : out
+        ``data``: ``lanes`` output codes, :attr:`latency` cycles after the ``acc`` beat.
+    open : out
+        A run's parameters are loaded and its last beat has not arrived: the unit may take
+        input beats (it gates the array's inputs with it).
+    """
+
+    def __init__(self, params: RequantParams):
+        from .epilogue import SEQ_BITS, SEQ_FIELDS
+
+        self.params = p = params
+        seq = {name: unsigned(SEQ_BITS) for name in SEQ_FIELDS}
+        super().__init__({
+            "p_stream": In(stream.Signature(param_layout(p, seq))),
+            "acc_stream": In(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(p.inp.shape(), p.lanes)}))),
+            "y_stream": Out(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(p.out.shape(), p.lanes)}))),
+            "open": Out(1),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from taking an ``acc`` beat to its ``y`` beat being valid."""
+        return self.params.latency
+
+    def elaborate(self, platform):
+        from .epilogue import SEQ_BITS
+
+        p = self.params
+        m = Module()
+        pin, ain, o = self.p_stream, self.acc_stream, self.y_stream
+        aw = max(1, (p.depth - 1).bit_length())
+
+        en = Signal()
+        loaded = Signal()
+        busy = Signal()
+        wptr = Signal(unsigned(aw))
+        rptr = Signal(unsigned(aw))
+        top = Signal(unsigned(aw))
+        take_p = Signal()
+        take_a = Signal()
+        m.d.comb += [
+            en.eq(~o.valid | o.ready),
+            pin.ready.eq(~loaded & ~busy),
+            ain.ready.eq(en),
+            take_p.eq(pin.valid & pin.ready),
+            take_a.eq(ain.valid & en),
+            self.open.eq(loaded),
+        ]
+        zp, amin, amax, mult_t, shift_t, scalars = _scalar_regs(p, pin)
+        rep = Signal(unsigned(SEQ_BITS))
+        rep_last = Signal(unsigned(SEQ_BITS))
+        groups = Signal(unsigned(SEQ_BITS))
+        scalars += [(rep, pin.payload.rep_m1), (rep_last, pin.payload.rep_last_m1),
+                    (groups, pin.payload.groups_m1)]
+        beat = Signal(unsigned(SEQ_BITS))    # beats of the current entry so far
+        group = Signal(unsigned(SEQ_BITS))
+        final = Signal()
+        m.d.comb += final.eq(group == groups)
+
+        with m.If(take_p):
+            m.d.sync += [dst.eq(src) for dst, src in scalars]
+            m.d.sync += wptr.eq(wptr + 1)
+            with m.If(pin.payload.last):
+                m.d.sync += [loaded.eq(1), top.eq(wptr), wptr.eq(0), rptr.eq(0),
+                             beat.eq(0), group.eq(0)]
+        with m.If(take_a):
+            with m.If(beat == Mux(final, rep_last, rep)):
+                m.d.sync += beat.eq(0)
+                with m.If(rptr == top):
+                    m.d.sync += rptr.eq(0)
+                    with m.If(final):
+                        m.d.sync += [loaded.eq(0), group.eq(0)]
+                    with m.Else():
+                        m.d.sync += group.eq(group + 1)
+                with m.Else():
+                    m.d.sync += rptr.eq(rptr + 1)
+            with m.Else():
+                m.d.sync += beat.eq(beat + 1)
+
+        # valid of the beat at each stage: the memory read (stage A), the lane's stages
+        chain = _delay_flags(m, take_a, p.lane_latency, en)
+        with m.If(en):
+            m.d.sync += o.valid.eq(chain[-1])
+        m.d.comb += busy.eq(Cat(*chain, o.valid).any())
+        _param_lanes(m, p, pin, take_p, wptr, rptr, en, ain.payload.data, o.payload.data,
+                     (zp, amin, amax, mult_t, shift_t))
+        return m
+
+
+def _delay_flags(m: Module, flag, n: int, en) -> list:
+    """``n`` registered copies of ``flag`` advancing under ``en`` (the first one is stage
+    A)."""
+    chain = []
+    prev = flag
+    for s in range(n):
+        f = Signal(name=f"valid{s}")
+        with m.If(en):
+            m.d.sync += f.eq(prev)
+        chain.append(f)
+        prev = f
+    return chain

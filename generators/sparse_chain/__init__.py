@@ -3,11 +3,17 @@
 ``params`` (sizes, modes, widths, latency, ``expected_cycles``), ``model`` (the golden model,
 compression and its bit packing), ``tiling`` (how any O, K, B streams through the chain) and
 ``rtl`` (the Amaranth component).
+
+With the config block ``requant`` (:mod:`generators.requant.epilogue`), ``y`` leaves as codes
+of ``requant.out``, requantized per output row ``o``: the run also takes the requant unit's
+arrays (``bias``, ``multiplier``, ``shift`` [O] or scalar; ``zero_point``, ``act_min``,
+``act_max``), carried first by a ``p_stream``.
 """
 
 from __future__ import annotations
 
 from ..family import Split, UnitFamily
+from ..requant import epilogue as epi
 from .model import chain_matmul, check_inputs, compress, decompress, matmul, pack, unpack
 from .params import Mode, SparseChainParams
 from .tiling import Schedule, assemble, disassemble, schedule, stream_beats, unschedule
@@ -28,7 +34,8 @@ class SparseChainFamily(UnitFamily):
     in_arrays = ("w", "x")
     out_arrays = ("y",)
     has_modes = True
-    split = Split("gemm", rows=("w", 0), cols=("x", 1))
+    split = Split("gemm", rows=("w", 0), cols=("x", 1), row_arrays=("bias", "multiplier",
+                                                                     "shift"))
 
     def modes(self, params) -> tuple[str, ...]:
         return params.modes
@@ -37,9 +44,9 @@ class SparseChainFamily(UnitFamily):
         return str(params.mode(mode))
 
     def component(self, params):
-        from .rtl import SparseChain  # local: Amaranth only when the hardware is built
+        from .rtl import SparseChain, SparseChainRequant  # local: Amaranth only to build
 
-        return SparseChain(params)
+        return SparseChain(params) if params.requant is None else SparseChainRequant(params)
 
     def manifest_extra(self, params: SparseChainParams) -> dict:
         return {
@@ -54,19 +61,35 @@ class SparseChainFamily(UnitFamily):
             "internal_acc_width": params.internal_width,
             "expected_cycles": "SparseChainParams.expected_cycles(O, K, B, mode)",
             "weight_packing": "docs/sparse_packing.md",
+            **epi.manifest(params.epilogue, "O, before the w/x beats"),
         }
 
     def check_inputs(self, params, arrays: dict, *, mode: str | None = None) -> dict:
-        w, x = check_inputs(params, arrays, mode)
-        return {"w": w, "x": x}
+        rp = params.epilogue
+        own = arrays if rp is None else {k: v for k, v in arrays.items()
+                                         if k not in epi.PARAM_ARRAYS}
+        w, x = check_inputs(params, own, mode)
+        out = {"w": w, "x": x}
+        if rp is not None:
+            out.update(epi.check_param_arrays(rp, arrays, w.shape[0], "sparse_chain", "w: O"))
+        return out
 
     def golden(self, params, arrays: dict, *, mode: str | None = None) -> dict:
         params.mode(mode)
-        return {"y": matmul(params, arrays["w"], arrays["x"])}
+        y = matmul(params, arrays["w"], arrays["x"])
+        if params.requant is not None:  # channels are the rows of y: requantize y.T
+            part = {k: v for k, v in arrays.items() if k in epi.PARAM_ARRAYS}
+            y = epi.requantize(params.epilogue, y.T, part).T
+        return {"y": y}
 
     def schedule(self, params, arrays: dict, *, mode: str | None = None):
         s = schedule(params, arrays["w"], arrays["x"], mode)
-        return s.inputs, {"y_stream": s.out_beats}, s
+        inputs = s.inputs
+        if params.requant is not None:
+            o, b = arrays["w"].shape[0], arrays["x"].shape[1]
+            inputs = {"p_stream": epi.param_beats(params.epilogue, arrays, o,
+                                                  params.epilogue_seq(b)), **inputs}
+        return inputs, {"y_stream": s.out_beats}, s
 
     def assemble(self, params, ctx: Schedule, received: dict) -> dict:
         return {"y": assemble(params, ctx, received["y_stream"]["data"])}
@@ -74,7 +97,18 @@ class SparseChainFamily(UnitFamily):
     def unschedule(self, params, inputs: dict, dims: tuple[int, int, int],
                    *, mode: str | None = None) -> dict:
         """Inverse of :meth:`schedule`: input beats of shape ``dims = (O, K, B)`` -> arrays."""
-        return unschedule(params, inputs, dims, mode)
+        if params.requant is None:
+            return unschedule(params, inputs, dims, mode)
+        if "p_stream" not in inputs:
+            raise ValueError("missing stream p_stream")
+        arrays = unschedule(params, {k: v for k, v in inputs.items() if k != "p_stream"},
+                            dims, mode)
+        o, b = int(dims[0]), int(dims[2])
+        if o > params.epilogue.channels:
+            raise ValueError(f"O = {o} exceeds the epilogue's channels")
+        arrays.update(epi.params_from_beats(params.epilogue, inputs["p_stream"], o,
+                                            params.epilogue_seq(b)))
+        return arrays
 
     def disassemble(self, params, ctx: Schedule, outputs: dict) -> dict:
         """Inverse of :meth:`assemble`: ``{"y": [O,B]}`` -> the ``y_stream`` beats."""
@@ -83,7 +117,10 @@ class SparseChainFamily(UnitFamily):
     def stream_beats(self, params, dims: tuple[int, int, int], *,
                      mode: str | None = None) -> dict:
         """Beats per stream :meth:`schedule` makes for ``dims = (O, K, B)``."""
-        return stream_beats(params, *dims, mode)
+        beats = stream_beats(params, *dims, mode)
+        if params.requant is not None:
+            beats = {"p_stream": params.epilogue.row_beats(int(dims[0])), **beats}
+        return beats
 
     def shape_key(self, arrays: dict) -> tuple[int, int, int]:
         o, k = arrays["w"].shape

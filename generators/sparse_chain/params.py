@@ -12,10 +12,18 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, model_serializer, model_validator
 
 from ..mac_array.params import MaxK, OverflowRule, check_acc, internal_width, product_format
 from ..numerics import Format
+from ..requant.epilogue import (
+    RequantBlock,
+    RequantField,
+    check_block_acc,
+    drop_absent_block,
+    epilogue_params,
+)
+from ..requant.params import RequantParams
 from ..schema import AccFormat, OperandFormat, UnitBase, field_problem, problem, show, tuple_of
 
 _MODE_RE = re.compile(r"\s*([0-9]+)\s*:\s*([0-9]+)\s*")
@@ -87,6 +95,23 @@ class SparseChainParams(UnitBase):
     )
     overflow: OverflowRule
     max_k: MaxK
+    requant: RequantBlock | None = RequantField
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        return drop_absent_block(handler(self))
+
+    @property
+    def epilogue(self) -> RequantParams | None:
+        """The fused requant epilogue (one lane; a channel per row of ``y``), or ``None``."""
+        if self.requant is None:
+            return None
+        return epilogue_params(self.requant, self.acc, 1)
+
+    def epilogue_seq(self, b: int) -> tuple[int, int, int]:
+        """``(rep, rep_last, groups)`` of the epilogue's sequence: ``y`` leaves row-major, so
+        row ``o``'s parameters serve ``B`` consecutive beats, in one group."""
+        return b, b, 1
 
     @model_validator(mode="after")
     def _check(self) -> SparseChainParams:
@@ -111,6 +136,8 @@ class SparseChainParams(UnitBase):
                                     "pattern once)")
             seen.add(text)
         check_acc(self.w, self.x, self.acc)
+        if self.requant is not None:
+            check_block_acc(self.acc)
         return self
 
     # -- modes --------------------------------------------------------------------------------
@@ -185,8 +212,8 @@ class SparseChainParams(UnitBase):
         """Cycles from accepting the beat that ends an output to that output being valid on
         ``y_stream``: the mux register, ``length - 1`` skew stages, the product register,
         ``length`` cascade adders of which the last also accumulates, and the output register
-        (no stalls)."""
-        return self.length + 3
+        (no stalls); with the epilogue, its latency too."""
+        return self.length + 3 + (0 if self.requant is None else self.epilogue.latency)
 
     def passes(self, k: int, mode: str | Mode | None = None) -> int:
         """Beats per output element: ``ceil(ceil(K / m) / groups_per_pass)``."""
@@ -201,7 +228,8 @@ class SparseChainParams(UnitBase):
         and no output back-pressure: one beat per cycle, then the pipeline latency."""
         if min(o, k, b) < 1:
             raise ValueError("O, K and B must be at least 1")
-        return self.beats(o, k, b, mode) + self.latency
+        params = 0 if self.requant is None else self.epilogue.row_beats(o)  # p_stream first
+        return params + self.beats(o, k, b, mode) + self.latency
 
     def dense_macs(self, o: int, k: int, b: int) -> int:
         """The MACs of the dense product ``w @ x`` (what the chain's work is worth)."""

@@ -10,6 +10,7 @@ OUT    ?= out
 JOBS   ?= 2
 TARGET ?= ecp5
 SEED   ?= 1
+PYTEST_ARGS ?=
 BOARD  ?= ulx3s
 PORT   ?= 5555
 # demo, serve and bitstream work on a board design: configs/demo.yaml unless CONFIG is given
@@ -52,6 +53,7 @@ help:
 	@echo "make distclean  make clean, and remove $(VENV) too"
 	@echo "make all        the same as make test"
 	@echo "knobs: SIM=$(SIM) (verilator|icarus) WAVES=$(WAVES) (1: record waveforms) OUT=$(OUT)"
+	@echo "       PYTEST_ARGS=...   extra pytest arguments for make test (e.g. -k board --durations=20)"
 	@echo "       PYTHON=$(PYTHON) VENV=$(VENV); CONFIG defaults to $(BOARD_CONFIG) for demo, serve"
 	@echo "       and bitstream, to $(CONFIG) for the others"
 
@@ -79,7 +81,7 @@ ICARUS_SEL := $(shell command -v iverilog >/dev/null 2>&1 && echo "" || echo "an
 
 test: $(STAMP)
 	@test -z "$(ICARUS_SEL)" || echo "note: iverilog not found: the Icarus tests are left out (apt-get install iverilog)"
-	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadgroup -m "not regress and not board $(ICARUS_SEL)" tests
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadgroup -m "not regress and not board $(ICARUS_SEL)" tests $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not rtl and not icarus" tests

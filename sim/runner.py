@@ -152,9 +152,7 @@ def build(verilog: str | Path, manifest: dict, sim: str = "verilator",
         runner = _get_runner(sim)
         log = build_dir / "build.log"
         args = VERILATOR_ARGS if sim == "verilator" else []
-        # A traced build compiles its own run-time library: the trace writers (verilated_vcd_c)
-        # are not among the objects make lists as global, so a kept object would lack them.
-        runtime = (verilator_runtime("cocotb", *args) if sim == "verilator" and not waves
+        runtime = (verilator_runtime("cocotb", waves, *args) if sim == "verilator"
                    else contextlib.nullcontext())
         try:
             with runtime as keep, _waves_env(waves):

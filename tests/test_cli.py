@@ -419,8 +419,9 @@ def test_ctrl_c_removes_the_simulation_folder(tmp_path, capsys, monkeypatch, rng
 
 @pytest.mark.rtl
 def test_waves_go_next_to_out(tmp_path, rng):
-    cfg = tmp_path / "mac1x1.yaml"  # a tiny design: its traced build is quick
-    cfg.write_text("name: mac1x1w\nunit: mac_array\nrows: 1\ncols: 1\na: int8\nb: int8\n"
+    # the 1x1 array of tests/test_mac_array_rtl.py's waves test: one traced build serves both
+    cfg = tmp_path / "mac1x1.yaml"
+    cfg.write_text("name: mac1x1\nunit: mac_array\nrows: 1\ncols: 1\na: int8\nb: int8\n"
                    "acc: int32\n")
     np.savez(tmp_path / "in.npz", a=rng.integers(-128, 128, (2, 3)),
              b=rng.integers(-128, 128, (3, 2)))

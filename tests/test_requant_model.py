@@ -291,16 +291,26 @@ BAD = [
 
 
 @pytest.mark.parametrize("backend", ["golden", "rtl"])
-def test_bad_arrays_exit_2_one_line(tmp_path, backend):
+def test_bad_arrays_exit_2_one_line(tmp_path, backend, capsys):
+    """Every bad array is exit 2 and one line; the command runs in this process (the same
+    main() as the console script; the first case also through a real subprocess)."""
+    from tensorfab.cli import main
+
     cases = BAD if backend == "golden" else BAD[-5:-3]   # rtl: refused before building
     for i, (change, msg) in enumerate(cases):
         path = tmp_path / f"in{i}.npz"
         np.savez(path, **{**GOOD, **change})
-        r = tf("run", CFG, "--inputs", path, "--out", tmp_path / "o.npz", "--backend", backend)
-        assert r.returncode == 2, (msg, r.stderr)
-        lines = r.stderr.strip().splitlines()
-        assert len(lines) == 1 and msg in lines[0], (msg, r.stderr)
-        assert "Traceback" not in r.stderr
+        argv = ["run", str(CFG), "--inputs", str(path), "--out", str(tmp_path / "o.npz"),
+                "--backend", backend]
+        if i == 0:
+            r = tf(*argv)
+            code, err = r.returncode, r.stderr
+        else:
+            code, err = main(argv), capsys.readouterr().err
+        assert code == 2, (msg, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and msg in lines[0], (msg, err)
+        assert "Traceback" not in err
 
 
 def test_run_golden_writes_y(tmp_path, rng):

@@ -368,3 +368,17 @@ def test_model_board_runs_requant(tmp_path, rng):
             board.run("rq", {**arrays, "shift": np.full(10, 40)})
     p = _params(channels=64, lanes=4)
     assert np.array_equal(y, family.golden(p, family.check_inputs(p, arrays))["y"])
+
+
+@pytest.mark.parametrize("rounding", ["double", "single", "trn", "rnd", "rnd_conv"])
+def test_every_rounding_round_trips_through_its_dump(rounding):
+    """A dumped config (config_to_dict, and so a board's INFO) parses back, for the unit and
+    for the fused block: a power-of-two rounding keeps the default mult_bits in its dump."""
+    from generators.config import config_to_dict
+
+    unit = parse_config({"name": "r", "unit": "requant", "in": "int32", "out": "int8",
+                         "rounding": rounding, "channels": 8}, "t")
+    assert parse_config(config_to_dict(unit), "again") == unit
+    mac = parse_config({"name": "m", "unit": "mac_array", "rows": 2, "cols": 2, "a": "int8",
+                        "b": "int8", "acc": "int32", "requant": {"rounding": rounding}}, "t")
+    assert parse_config(config_to_dict(mac), "again") == mac

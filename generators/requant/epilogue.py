@@ -62,7 +62,8 @@ class RequantBlock(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> RequantBlock:
-        if self.rounding not in ("double", "single") and "mult_bits" in self.model_fields_set:
+        # the default (32) is allowed without a multiplier, so a dumped block parses back
+        if self.rounding not in ("double", "single") and self.mult_bits != 32:
             raise field_problem("mult_bits", f"{self.mult_bits} is not used with rounding "
                                 f"{self.rounding} (a power-of-two scale 2**shift; allowed: "
                                 "omit mult_bits, or rounding double or single)")

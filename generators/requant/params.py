@@ -81,7 +81,9 @@ class RequantParams(UnitBase):
 
     @model_validator(mode="after")
     def _check(self) -> RequantParams:
-        if not self.uses_multiplier and "mult_bits" in self.model_fields_set:
+        # the default (32) is no multiplier width at all without a multiplier: allowed, so a
+        # dumped config (config_to_dict, a board's INFO) parses back
+        if not self.uses_multiplier and self.mult_bits != 32:
             raise field_problem("mult_bits", f"{self.mult_bits} is not used with rounding "
                                 f"{self.rounding} "
                                 "(a power-of-two scale 2**shift; allowed: omit mult_bits, or "

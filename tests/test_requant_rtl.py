@@ -138,8 +138,14 @@ BUILDS = {
 }
 
 
+#: Verilator builds in `make test`; the power-of-two roundings' builds run in `make regress`
+#: (their RTL is checked in every run by the Amaranth simulator below).
+REGRESS_BUILDS = ("rnd_conv_channel", "trn_tensor")
+
+
 @pytest.mark.rtl
-@pytest.mark.parametrize("build", list(BUILDS))
+@pytest.mark.parametrize("build", [pytest.param(b, marks=pytest.mark.regress)
+                                   if b in REGRESS_BUILDS else b for b in BUILDS])
 def test_requant_verilator(build, rng):
     if BUILDS[build] is None:
         cfg = load_config(ROOT / "configs" / "requant8.yaml")

@@ -32,9 +32,14 @@ class MacArrayFamily(UnitFamily):
                                                                      "shift"))
 
     def component(self, params):
-        from .rtl import MacArray, MacArrayRequant  # local: Amaranth only to build hardware
+        # local: Amaranth only to build hardware
+        from ..requant.rtl import WithRequant
+        from .rtl import MacArray
 
-        return MacArray(params) if params.requant is None else MacArrayRequant(params)
+        if params.requant is None:
+            return MacArray(params)
+        return WithRequant(MacArray(params), params.epilogue, ("a_stream", "b_stream"),
+                           "c_stream", "array", params.latency)
 
     def manifest_extra(self, params: MacArrayParams) -> dict:
         return {

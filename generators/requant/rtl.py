@@ -459,3 +459,53 @@ def _delay_flags(m: Module, flag, n: int, en) -> list:
         chain.append(f)
         prev = f
     return chain
+
+
+class WithRequant(wiring.Component):
+    """A MAC-type unit followed by its fused requant epilogue (config block ``requant``): the
+    unit's result beats go through :class:`RequantEpilogue` (one :class:`RequantLane` per
+    result lane) and leave as codes of ``out``.
+
+    Ports: ``p_stream`` (the epilogue's parameter beats, first), the unit's input streams
+    (taken only while a run's parameters are loaded) and the result stream, named as the
+    unit names it. The epilogue takes the unit's beat whenever it advances, so the unit keeps
+    its own rate (one result beat per cycle).
+
+    Parameters
+    ----------
+    unit:
+        The unit's component (its ``signature`` has the input streams and ``result``).
+    epilogue:
+        The epilogue's :class:`RequantParams`-like parameters (``params.epilogue``).
+    inputs, result:
+        The names of the unit's input streams and of its result stream.
+    name:
+        The unit's submodule name (it names the unit's signals in the Verilog).
+    latency:
+        The whole unit's latency (the unit's plus the epilogue's).
+    """
+
+    def __init__(self, unit: wiring.Component, epilogue, inputs: tuple[str, ...],
+                 result: str, name: str, latency: int):
+        self._unit, self._epilogue = unit, RequantEpilogue(epilogue)
+        self._inputs, self._result, self._name = inputs, result, name
+        self.latency = latency
+        members, ep = unit.signature.members, self._epilogue.signature.members
+        # the same members (directions included) as the unit's and the epilogue's ports
+        super().__init__({"p_stream": ep["p_stream"],
+                          **{k: members[k] for k in inputs}, result: ep["y_stream"]})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules[self._name] = unit = self._unit
+        m.submodules.epilogue = epi = self._epilogue
+        wiring.connect(m, wiring.flipped(self.p_stream), epi.p_stream)
+        wiring.connect(m, getattr(unit, self._result), epi.acc_stream)
+        wiring.connect(m, epi.y_stream, wiring.flipped(getattr(self, self._result)))
+        for name in self._inputs:
+            outer, inner = getattr(self, name), getattr(unit, name)
+            m.d.comb += [inner.payload.eq(outer.payload),
+                         inner.valid.eq(outer.valid & epi.open),
+                         outer.ready.eq(inner.ready & epi.open)]
+        return m
+

@@ -44,9 +44,14 @@ class SparseChainFamily(UnitFamily):
         return str(params.mode(mode))
 
     def component(self, params):
-        from .rtl import SparseChain, SparseChainRequant  # local: Amaranth only to build
+        # local: Amaranth only to build hardware
+        from ..requant.rtl import WithRequant
+        from .rtl import SparseChain
 
-        return SparseChain(params) if params.requant is None else SparseChainRequant(params)
+        if params.requant is None:
+            return SparseChain(params)
+        return WithRequant(SparseChain(params), params.epilogue, ("w_stream", "x_stream"),
+                           "y_stream", "chain", params.latency)
 
     def manifest_extra(self, params: SparseChainParams) -> dict:
         return {

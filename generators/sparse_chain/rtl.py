@@ -161,38 +161,3 @@ class DenseChainBaseline(SparseChain):
     def _window(self, s: int) -> list:
         return [self.x_stream.payload.data[s * self.params.m]]
 
-
-class SparseChainRequant(wiring.Component):
-    """The chain with the fused requant epilogue (config block ``requant``): each ``y`` beat
-    goes through :class:`~generators.requant.rtl.RequantEpilogue` (one lane, parameters per
-    row of ``y``) and leaves as a code of ``out``. Ports: the chain's ``w_stream`` and
-    ``x_stream`` (taken only while a run's parameters are loaded), ``p_stream`` first, and
-    ``y_stream``. The epilogue takes a beat every cycle, so the chain keeps its rate."""
-
-    def __init__(self, params: SparseChainParams):
-        from ..requant.rtl import RequantEpilogue
-
-        self.params = p = params
-        self._chain = SparseChain(p)
-        self._epilogue = RequantEpilogue(p.epilogue)
-        ch, ep = self._chain.signature.members, self._epilogue.signature.members
-        super().__init__({"p_stream": ep["p_stream"], "w_stream": ch["w_stream"],
-                          "x_stream": ch["x_stream"], "y_stream": ep["y_stream"]})
-
-    @property
-    def latency(self) -> int:
-        return self.params.latency
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.chain = ch = self._chain
-        m.submodules.epilogue = epi = self._epilogue
-        wiring.connect(m, wiring.flipped(self.p_stream), epi.p_stream)
-        wiring.connect(m, ch.y_stream, epi.acc_stream)
-        wiring.connect(m, epi.y_stream, wiring.flipped(self.y_stream))
-        for name in ("w_stream", "x_stream"):
-            outer, inner = getattr(self, name), getattr(ch, name)
-            m.d.comb += [inner.payload.eq(outer.payload),
-                         inner.valid.eq(outer.valid & epi.open),
-                         outer.ready.eq(inner.ready & epi.open)]
-        return m

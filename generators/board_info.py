@@ -20,6 +20,8 @@ __all__ = ["describe", "describe_bytes", "beat_bytes", "buffer_depth", "BOARD_CL
            "PROTOCOL", "MAX_PAYLOAD"]
 
 PROTOCOL = 1
+#: The protocol of a design with a tensor memory (docs/programs.md).
+PROTOCOL_TM = 2
 #: Largest packet payload on every design of protocol version 1.
 MAX_PAYLOAD = 1024
 #: The clock the units run at on each board (the board's oscillator; no PLL in version 1).
@@ -80,11 +82,18 @@ def describe_bytes(cfg: BoardConfig) -> bytes:
         units.append({"name": unit_cfg.name, "unit": unit_cfg.unit,
                       "config": config_to_dict(unit_cfg), "latency": extra.get("latency"),
                       "modes": extra.get("modes", {}), "streams": out_streams})
-    desc = {"protocol": PROTOCOL, "name": cfg.name, "board": cfg.board,
+    protocol = PROTOCOL if cfg.tensor_memory is None else PROTOCOL_TM
+    desc = {"protocol": protocol, "name": cfg.name, "board": cfg.board,
             "clock_hz": BOARD_CLOCK_HZ.get(cfg.board, 0), "max_payload": MAX_PAYLOAD,
-            "buffer_bytes": cfg.buffer_bytes, "units": units}
+            "buffer_bytes": cfg.buffer_bytes}
+    tm = cfg.tensor_memory
+    if tm is not None:
+        desc["tensor_memory"] = {"banks": tm.banks, "bank_bytes": tm.bank_bytes(cfg.board),
+                                 "word_bytes": tm.word_bytes}
+        desc["program_bytes"] = tm.program_bytes
+    desc["units"] = units
     body = json.dumps(desc, separators=(",", ":"))
-    desc = {"protocol": PROTOCOL, "name": cfg.name, "board": cfg.board,
+    desc = {"protocol": protocol, "name": cfg.name, "board": cfg.board,
             "hash": hashlib.sha256(body.encode()).hexdigest()[:16], **{
                 k: v for k, v in desc.items() if k not in ("protocol", "name", "board")}}
     data = json.dumps(desc, separators=(",", ":")).encode()

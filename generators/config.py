@@ -40,7 +40,8 @@ from .config_errors import dotted, first_error, kind_of, non_string_key
 from .errors import ConfigError
 from .schema import Identifier, UnitBase, problem, show
 
-__all__ = ["UnitBase", "BoardConfig", "LinkConfig", "BOARDS", "load_config", "parse_config",
+__all__ = ["UnitBase", "BoardConfig", "LinkConfig", "TensorMemoryConfig", "BOARDS",
+           "TENSOR_MEMORY_BYTES", "load_config", "parse_config",
            "config_to_dict", "replace_config"]
 
 class _Invalid(Exception):
@@ -71,6 +72,10 @@ def _parse_unit(data: dict) -> UnitBase:
 #: Boards a design can name (see boards/): the open-flow ones build bitstreams here, the
 #: vendor-flow ones get RTL and constraints only.
 BOARDS = ("ulx3s", "icebreaker", "pynq_z2", "alveo_u280")
+#: Default tensor-memory size per board (all banks together): what the board's block RAM holds
+#: beside the units' stream buffers and the link's packet memories.
+TENSOR_MEMORY_BYTES = {"ulx3s": 1 << 18, "icebreaker": 1 << 14, "pynq_z2": 1 << 18,
+                       "alveo_u280": 1 << 22}
 
 
 class LinkConfig(BaseModel):
@@ -116,6 +121,32 @@ def _unique_unit_names(units: tuple) -> tuple:
     return units
 
 
+def _power_of_two(name: str, v: int) -> int:
+    if v & (v - 1):
+        raise problem(f"{name} {v} is not a power of two (allowed: 1, 2, 4, 8, ...)")
+    return v
+
+
+class TensorMemoryConfig(BaseModel):
+    """The on-chip tensor memory of a protocol-2 design (docs/programs.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    banks: int = Field(4, ge=1, le=16, description="Independent banks (one read and one "
+                       "write port each).")
+    bytes: int | None = Field(None, ge=1024, le=1 << 26, description="Bytes of all banks "
+                              "together (default: the board's, see docs/programs.md).")
+    word_bytes: Annotated[int, AfterValidator(lambda v: _power_of_two("word_bytes", v))] = \
+        Field(32, ge=1, le=128, description="Bytes of one memory word (a power of two).")
+    program_bytes: int = Field(4096, ge=256, le=1 << 16, description="Bytes of the program "
+                               "memory.")
+
+    def bank_bytes(self, board: str) -> int:
+        """Bytes of one bank: ``bytes // banks``, rounded down to whole words."""
+        total = self.bytes if self.bytes is not None else TENSOR_MEMORY_BYTES[board]
+        return total // self.banks // self.word_bytes * self.word_bytes
+
+
 class BoardConfig(BaseModel):
     """A design for a board: a host link plus the units it serves.
 
@@ -134,6 +165,9 @@ class BoardConfig(BaseModel):
         16384, ge=256, le=1 << 20,
         description="Bytes of on-chip buffer per unit stream (block RAM).",
     )
+    tensor_memory: TensorMemoryConfig | None = Field(
+        None, description="On-chip tensor memory and program memory (protocol 2, "
+        "docs/programs.md); absent: a protocol-1 design with stream buffers only.")
     units: Annotated[
         tuple[SerializeAsAny[UnitBase], ...], BeforeValidator(_units),
         AfterValidator(_unique_unit_names),

@@ -68,6 +68,11 @@ class Op(enum.IntEnum):
     RUN = 0x04
     STATUS = 0x05
     CLEAR = 0x06
+    # protocol 2 (designs with a tensor memory, docs/programs.md)
+    TM_WRITE = 0x07
+    TM_READ = 0x08
+    PROG_WRITE = 0x09
+    PROG_RUN = 0x0A
 
 
 class NakCode(enum.IntEnum):
@@ -81,6 +86,7 @@ class NakCode(enum.IntEnum):
     BAD_MODE = 6
     BAD_VERSION = 7
     BAD_RUN = 8
+    BAD_PROGRAM = 9
 
 
 # -- errors ------------------------------------------------------------------------------------

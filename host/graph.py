@@ -795,6 +795,11 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
             u = picks[node.name]
             f = u.streams[u.fam.operand_streams[s.key.split(":")[1]]]["fields"]
             board.tm_write(s.bank, s.base, P.raw_tensor_bytes(f, s.beats, s.ld))
+    # intermediates: zero once (the units read their padding codes; a producer writes its
+    # own padding, never the stored rows past its tiles)
+    for s in stored:
+        if s.tensor is not None and s.tensor.node.kind not in ("input", "weight"):
+            board.tm_write(s.bank, s.base, bytes(s.nbytes))
     board.prog_write(0, data)
     weight_bytes = board.stats["wire_out"] + board.stats["wire_in"] - before
     mem = sum(s.nbytes for s in stored)

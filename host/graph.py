@@ -494,7 +494,7 @@ class Program:
                 self.board.tm_write(s.bank, s.base, P.raw_tensor_bytes(
                     u.streams[u.fam.operand_streams[key.split(":")[-1]]]["fields"], beats,
                     s.ld))
-        total, per_op = self.board.prog_run(0, self.nops)
+        total, per_op = self.board.prog_run(self.addr, self.nops)
         out = {}
         want = dict(g.outputs)
         for k in keep_names:
@@ -739,8 +739,9 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
         plan.append((node, u, dims, raw_inputs))
         ops_places.append((node, u, dims, places, mode))
 
-    # banks: an op's inputs in different banks; bump allocation, most free bank first
-    free = [0] * tmd["banks"]
+    # banks: an op's inputs in different banks; bump allocation, most free bank first, after
+    # what earlier compiles on this board hold (their programs stay valid)
+    free = list(getattr(board, "_tm_next", None) or [0] * tmd["banks"])
     byk = {s.key: s for s in stored}
     for s in stored:
         taken = {byk[k].bank for k in s.co if byk[k].bank >= 0}
@@ -779,9 +780,11 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
                         tuple(descs.values())))
     prog = P.Program(tuple(ops))
     data = P.to_bytes(prog)
-    if len(data) > info.get("program_bytes", 0):
-        raise GraphError(f"the program is {len(data)} bytes (allowed: at most "
-                         f"{info.get('program_bytes')}, the program memory)")
+    paddr = getattr(board, "_prog_next", 0)
+    if paddr + len(data) > info.get("program_bytes", 0):
+        raise GraphError(f"the program is {len(data)} bytes, {paddr} are taken by earlier "
+                         f"programs (allowed: at most {info.get('program_bytes')}, the program "
+                         "memory)")
     if 4 + 4 * len(ops) > board.max_payload:
         raise GraphError(f"{len(ops)} ops (allowed: at most {(board.max_payload - 4) // 4})")
     # requests from here on: weights and resident raw operands once, then the program
@@ -800,7 +803,10 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
     for s in stored:
         if s.tensor is not None and s.tensor.node.kind not in ("input", "weight"):
             board.tm_write(s.bank, s.base, bytes(s.nbytes))
-    board.prog_write(0, data)
+    board.prog_write(paddr, data)
+    board._tm_next, board._prog_next = free, paddr + len(data)
     weight_bytes = board.stats["wire_out"] + board.stats["wire_in"] - before
     mem = sum(s.nbytes for s in stored)
-    return Program(board, graph, plan, stored, prog, len(ops), mem, weight_bytes, pad)
+    out = Program(board, graph, plan, stored, prog, len(ops), mem, weight_bytes, pad)
+    out.addr = paddr
+    return out

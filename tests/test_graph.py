@@ -17,7 +17,7 @@ DESIGN = str(Path(__file__).parent / "tm_design.yaml")
 CFG = board_config(DESIGN)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def board():
     with open_board("model://" + DESIGN, timeout=0.05, progress=False) as b:
         yield b
@@ -234,3 +234,18 @@ def test_evaluate_without_a_design_uses_the_op_formats():
         want = requantize_fixed(X @ w, bias=bias, multiplier=1 << 30, shift=shift,
                                 out_fmt=Format.parse("int8"))
         assert np.array_equal(got[name], want), name
+
+
+def test_two_programs_stay_resident_on_one_board():
+    with open_board("model://" + DESIGN, timeout=0.05, progress=False) as b:
+        rng = np.random.default_rng(11)
+        g1, g2 = _attention(rng, 8, 16), _random_graph(np.random.default_rng(1003))
+        p1, p2 = b.compile(g1), b.compile(g2)
+        assert p2.addr > p1.addr == 0
+        for _ in range(2):
+            X1 = rng.integers(-128, 128, (8, 16))
+            X2 = rng.integers(-128, 128, g2.tensors["x"].shape)
+            got1, got2 = p1(x=X1), p2(x=X2)
+            assert np.array_equal(got1["y"], g1.evaluate(design=CFG, x=X1)["y"])
+            for name, want in g2.evaluate(design=CFG, x=X2).items():
+                assert np.array_equal(got2[name], want)

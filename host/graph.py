@@ -578,6 +578,17 @@ def _need_layouts(graph: Graph, picks: dict) -> tuple[dict, dict, dict]:
     return need, modes, producers_fixed
 
 
+def _has_unwritten_padding(t: Tensor, u: _DUnit, pad: int) -> bool:
+    """Whether the stored copy of ``t`` has padding codes its producer does not write: a
+    tensor whose axes are multiples of ``pad`` has none, a MAC array with ``rows`` and
+    ``cols`` equal to ``pad`` writes all of its padded tiles."""
+    r, c = t.shape
+    if r % pad == 0 and c % pad == 0:
+        return False
+    p = u.params
+    return not (u.fam.name == "mac_array" and p.rows == p.cols == pad)
+
+
 def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
     """Check, lay out, allocate, write weights and the program; return a :class:`Program`.
 
@@ -801,7 +812,8 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
     # intermediates: zero once (the units read their padding codes; a producer writes its
     # own padding, never the stored rows past its tiles)
     for s in stored:
-        if s.tensor is not None and s.tensor.node.kind not in ("input", "weight"):
+        if s.tensor is not None and s.tensor.node.kind not in ("input", "weight") and \
+                _has_unwritten_padding(s.tensor, picks[s.tensor.node.name], pad):
             board.tm_write(s.bank, s.base, bytes(s.nbytes))
     board.prog_write(paddr, data)
     board._tm_next, board._prog_next = free, paddr + len(data)

@@ -249,3 +249,17 @@ def test_two_programs_stay_resident_on_one_board():
             assert np.array_equal(got1["y"], g1.evaluate(design=CFG, x=X1)["y"])
             for name, want in g2.evaluate(design=CFG, x=X2).items():
                 assert np.array_equal(got2[name], want)
+
+
+def test_stale_memory_does_not_leak_into_padding(board):
+    """Whatever the tensor memory held before (another program's tensors), the compiler
+    leaves zeros where the units read padding."""
+    tm = board.tensor_memory
+    for bank in range(tm["banks"]):
+        board.tm_write(bank, 0, b"\xa5" * 8192)
+    rng = np.random.default_rng(12)
+    for g in (_attention(rng, 13, 19), _random_graph(np.random.default_rng(1001))):
+        prog = board.compile(g)
+        X = rng.integers(-128, 128, g.tensors["x"].shape)
+        for name, want in g.evaluate(design=CFG, x=X).items():
+            assert np.array_equal(prog(x=X)[name], want), name

@@ -164,3 +164,22 @@ def test_protocol_1_designs_refuse_the_new_ops():
     assert b.info()["protocol"] == 1 and b.tensor_memory is None
     with pytest.raises(UserError, match="needs a design with a tensor memory"):
         b.tm_write(0, 0, b"x")
+
+
+def test_protocol_2_payloads_round_trip():
+    assert p.parse_tm_write_request(p.tm_write_payload(3, 70000, b"abc")) == (3, 70000, b"abc")
+    assert p.parse_tm_read_request(p.tm_read_payload(1, 5, 900)) == (1, 5, 900)
+    assert p.parse_prog_write_request(p.prog_write_payload(12, b"\x01")) == (12, b"\x01")
+    assert p.parse_prog_run_request(p.prog_run_payload(40)) == 40
+    assert p.parse_prog_run_reply(p.prog_run_reply(30, [10, 20]), 2) == (30, (10, 20))
+    with pytest.raises(p.ReplyMismatch, match="PROG_RUN reply of 12 bytes .expected 8"):
+        p.parse_prog_run_reply(p.prog_run_reply(30, [10, 20]), 1)
+    with pytest.raises(p.ReplyMismatch, match="TM_READ reply of 2 bytes"):
+        p.parse_tm_read_reply(b"ab", 3)
+    for parse, bad in [(p.parse_tm_write_request, b"\x00\x01"),
+                       (p.parse_tm_read_request, b"\x00" * 6),
+                       (p.parse_prog_write_request, b"\x00"),
+                       (p.parse_prog_run_request, b"\x00" * 5)]:
+        with pytest.raises(p.NakError) as err:
+            parse(bad)
+        assert err.value.code == p.NakCode.BAD_LENGTH

@@ -263,3 +263,30 @@ def test_stale_memory_does_not_leak_into_padding(board):
         X = rng.integers(-128, 128, g.tensors["x"].shape)
         for name, want in g.evaluate(design=CFG, x=X).items():
             assert np.array_equal(prog(x=X)[name], want), name
+
+
+def test_a_weight_stationary_array_chains_per_channel_matmuls():
+    """A weight-stationary array reads a in row layout: x @ W1 @ W2 with per-channel
+    requant on both (an output-stationary array would need scalars on the first)."""
+    from generators.config import parse_config
+
+    ws = parse_config({"name": "macws", "unit": "mac_array", "rows": 8, "cols": 8,
+                       "a": "int8", "b": "int8", "acc": "int32",
+                       "dataflow": "weight_stationary", "tile_m": 16,
+                       "requant": {"out": "int8", "channels": 64}}, "t")
+    cfg = BoardConfig(name="ws", board="ulx3s", tensor_memory=TensorMemoryConfig(),
+                      units=(ws, *CFG.units[2:4]))
+    b = Board(ModelTransport("model://ws", ModelBoard(cfg)), timeout=0.05, progress=False)
+    rng = np.random.default_rng(21)
+    g = Graph()
+    x = g.input("x", (32, 20), "int8")
+
+    def rq(n):
+        return dict(bias=rng.integers(-50, 50, n), multiplier=rng.integers(1 << 29, 1 << 31, n),
+                    shift=rng.integers(-12, -9, n))
+    h = g.matmul(x, g.weight("w1", rng.integers(-128, 128, (20, 24))), requant=rq(24))
+    y = g.matmul(h, g.weight("w2", rng.integers(-128, 128, (24, 9))), requant=rq(9))
+    g.output("y", y)
+    prog = b.compile(g)
+    X = rng.integers(-128, 128, (32, 20))
+    assert np.array_equal(prog(x=X)["y"], g.evaluate(design=cfg, x=X)["y"])

@@ -86,6 +86,9 @@ class UnitFamily(ABC):
     has_modes: ClassVar[bool] = False
     #: How the host splits large problems.
     split: ClassVar[Split] = Split()
+    #: Operand (a key of :meth:`program_streams`' ``places``) -> the stream that reads or
+    #: writes it, for families that can run from the tensor memory (``p``: parameters).
+    operand_streams: ClassVar[dict[str, str]] = {}
 
     # -- parameters and hardware -------------------------------------------------------------
 
@@ -157,6 +160,33 @@ class UnitFamily(ABC):
     @abstractmethod
     def expected_cycles(self, params, arrays: Arrays, *, mode: str | None = None) -> int:
         """Cycles the RTL takes with no idle input and no back-pressure (asserted by tests)."""
+
+    # -- programs over the tensor memory (protocol 2, docs/programs.md) ---------------------
+
+    def program_streams(self, params, dims: tuple[int, ...], places: dict, streams: dict, *,
+                        mode: str | None = None) -> dict:
+        """The stream descriptors that play exactly the beats :meth:`schedule` makes for a
+        problem of RUN dims ``dims``, with each operand at its place in the tensor memory.
+
+        ``places``: operand name (the family's array names; ``p`` for a parameter stream) ->
+        :class:`generators.tm.Place` (bank, base, layout, leading stride, optional shape).
+        ``streams``: the unit's INFO ``streams`` (fields and beat bytes per stream). Returns
+        one :class:`generators.tm.Descriptor` per stream, in the unit's stream order.
+        Raises :class:`generators.tm.ProgramError` (one line) for places the unit cannot
+        play: a layout it cannot read, a shape it cannot take. A ``raw`` stream's bytes are
+        the stream's beats from :meth:`schedule` packed as protocol 1 packs them, each
+        distinct beat stored once, ``ld`` bytes apart (see each family's docstring).
+        """
+        from .tm import no_program
+
+        raise no_program(self.name)
+
+    def raw_operands(self, params, arrays: Arrays, *, mode: str | None = None) -> dict:
+        """The beats to store for each operand that :meth:`program_streams` plays ``raw``
+        (operand -> ``{field: array}``, each distinct beat once, in stored order), from the
+        run's arrays (only the raw operands' arrays need be real; the others may be zeros of
+        the right shape). ``{}`` for a family without raw operands."""
+        return {}
 
     @abstractmethod
     def stats(self, params, arrays: Arrays, cycles: int | None, *,

@@ -8,7 +8,7 @@ quantized tensors and beat packing are in :mod:`host.tensor`. Nothing here impor
 
 from __future__ import annotations
 
-__all__ = ["open_board", "Board", "QTensor", "BoardError"]
+__all__ = ["open_board", "Board", "QTensor", "BoardError", "Graph", "GraphError"]
 
 
 def __getattr__(name: str):
@@ -18,6 +18,10 @@ def __getattr__(name: str):
         from . import board
 
         return getattr(board, name)
+    if name in ("Graph", "GraphError"):
+        from . import graph
+
+        return getattr(graph, name)
     if name == "QTensor":
         from .tensor import QTensor
 

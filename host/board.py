@@ -212,7 +212,7 @@ class Board:
         try:
             desc = json.loads(b"".join(parts).decode("utf-8"))
             units = desc["units"]
-            ok = desc.get("protocol") == p.VERSION and isinstance(units, list) and all(
+            ok = desc.get("protocol") in p.PROTOCOLS and isinstance(units, list) and all(
                 isinstance(u, dict) and {"name", "unit", "config", "streams"} <= set(u)
                 for u in units)
         except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
@@ -290,6 +290,87 @@ class Board:
         wait = self.timeout + expect_cycles / cps
         return self._transact(p.Op.RUN, p.run_payload(unit, mode, dims, beats),
                               lambda pl: p.parse_run_reply(pl, outs), wait=wait)
+
+    # -- protocol 2: tensor memory and programs (docs/programs.md) ----------------------------
+
+    @property
+    def tensor_memory(self) -> dict | None:
+        """INFO's ``tensor_memory`` (``banks``, ``bank_bytes``, ``word_bytes``), or ``None`` on
+        a protocol-1 design."""
+        tm = self._desc.get("tensor_memory")
+        return dict(tm) if tm else None
+
+    def _need_tm(self, what: str) -> dict:
+        tm = self.tensor_memory
+        if tm is None:
+            raise UserError(f"{self.url}: {what} needs a design with a tensor memory "
+                            f"(protocol 2); this design {self._desc.get('name')} has none")
+        return tm
+
+    def tm_write(self, bank: int, addr: int, data: bytes) -> None:
+        """Write ``data`` into tensor-memory bank ``bank`` from byte ``addr`` (TM_WRITE
+        frames of at most ``max_payload``)."""
+        tm = self._need_tm("tm_write")
+        data = bytes(data)
+        if not 0 <= bank < tm["banks"] or addr < 0 or addr + len(data) > tm["bank_bytes"]:
+            raise UserError(f"tm_write of {len(data)} bytes at {addr} of bank {bank} (allowed: "
+                            f"banks 0..{tm['banks'] - 1}, bytes 0..{tm['bank_bytes'] - 1})")
+        per = self.max_payload - 5
+        for pos in range(0, len(data), per):
+            chunk = data[pos:pos + per]
+            self._transact(p.Op.TM_WRITE, p.tm_write_payload(bank, addr + pos, chunk),
+                           p.parse_write_reply)
+            self.stats["payload_out"] += len(chunk)
+
+    def tm_read(self, bank: int, addr: int, count: int) -> bytes:
+        """Read ``count`` bytes of bank ``bank`` from byte ``addr`` (TM_READ frames)."""
+        tm = self._need_tm("tm_read")
+        if not 0 <= bank < tm["banks"] or addr < 0 or count < 0 or \
+                addr + count > tm["bank_bytes"]:
+            raise UserError(f"tm_read of {count} bytes at {addr} of bank {bank} (allowed: "
+                            f"banks 0..{tm['banks'] - 1}, bytes 0..{tm['bank_bytes'] - 1})")
+        out = bytearray()
+        per = self.max_payload
+        for pos in range(0, count, per):
+            n = min(per, count - pos)
+            out += self._transact(p.Op.TM_READ, p.tm_read_payload(bank, addr + pos, n),
+                                  lambda pl, n=n: p.parse_tm_read_reply(pl, n))
+            self.stats["payload_in"] += n
+        return bytes(out)
+
+    def prog_write(self, addr: int, data: bytes) -> None:
+        """Write program bytes into program memory from byte ``addr`` (PROG_WRITE frames)."""
+        self._need_tm("prog_write")
+        size = int(self._desc.get("program_bytes", 0))
+        data = bytes(data)
+        if addr < 0 or addr + len(data) > size:
+            raise UserError(f"a program of {len(data)} bytes at {addr} does not fit the "
+                            f"program memory (allowed: {size} bytes)")
+        per = self.max_payload - 4
+        for pos in range(0, len(data), per):
+            chunk = data[pos:pos + per]
+            self._transact(p.Op.PROG_WRITE, p.prog_write_payload(addr + pos, chunk),
+                           p.parse_write_reply)
+            self.stats["payload_out"] += len(chunk)
+
+    def prog_run(self, addr: int = 0, nops: int | None = None, expect_cycles: int = 0
+                 ) -> tuple[int, tuple[int, ...]]:
+        """Run the program at ``addr`` (one PROG_RUN): ``(total_cycles, cycles per op)``."""
+        self._need_tm("prog_run")
+        cps = self.transport.cycles_per_second or self._desc.get("clock_hz") or 1e6
+        out = self._transact(p.Op.PROG_RUN, p.prog_run_payload(addr),
+                             lambda pl: p.parse_prog_run_reply(pl, nops),
+                             wait=self.timeout + expect_cycles / cps)
+        self.last_run = {"runs": 1, "cycles": out[0], "op_cycles": out[1]}
+        return out
+
+    def compile(self, graph, **options):
+        """Compile a :class:`host.Graph` for this board (see :mod:`host.graph`): checks the
+        design can run it, allocates the tensor memory, writes the weights and the program
+        once; returns the callable :class:`host.graph.Program`."""
+        from .graph import compile_graph
+
+        return compile_graph(self, graph, **options)
 
     # -- units -------------------------------------------------------------------------------
 

@@ -64,11 +64,20 @@ class ModelBoard:
         self.max_payload = self.desc["max_payload"]
         self.units = [_Unit(u, d) for u, d in zip(cfg.units, self.desc["units"], strict=True)]
         self.buffers_spec = [s for u in self.desc["units"] for s in u["streams"].values()]
+        self.tm_spec = self.desc.get("tensor_memory")
+        self.program_bytes = int(self.desc.get("program_bytes", 0))
         self.power_on()
 
     def power_on(self) -> None:
         """The state after configuration or a reset: buffers zero, counters zero, no cache."""
         self.buffers = [bytearray(s["depth"] * s["beat_bytes"]) for s in self.buffers_spec]
+        self.tm = None
+        if self.tm_spec is not None:
+            from .program import TensorMemory
+
+            t = self.tm_spec
+            self.tm = TensorMemory(t["banks"], t["bank_bytes"], t["word_bytes"])
+            self.program = bytearray(self.program_bytes)
         self.decoder = p.FrameDecoder(self.max_payload)
         self.naks = 0
         self.runs = 0
@@ -141,7 +150,122 @@ class ModelBoard:
             d.crc_errors = d.bad_frames = d.overflows = 0
             self.naks = self.runs = 0
             return b""
+        if self.tm is not None and op in (p.Op.TM_WRITE, p.Op.TM_READ, p.Op.PROG_WRITE,
+                                          p.Op.PROG_RUN):
+            return self._execute_v2(op, payload)
         raise p.NakError(op, p.NakCode.BAD_OP)
+
+    # -- protocol 2 (docs/programs.md) -------------------------------------------------------
+
+    def _tm_range(self, op: int, bank: int, addr: int, n: int) -> None:
+        if bank >= self.tm.banks:
+            raise p.NakError(op, p.NakCode.BAD_BUFFER)
+        if addr + n > self.tm.bank_bytes:
+            raise p.NakError(op, p.NakCode.OUT_OF_RANGE)
+
+    def _execute_v2(self, op: int, payload: bytes) -> bytes:
+        if op == p.Op.TM_WRITE:
+            bank, addr, data = p.parse_tm_write_request(payload)
+            self._tm_range(op, bank, addr, len(data))
+            self.tm.write(bank, addr, data)
+            return b""
+        if op == p.Op.TM_READ:
+            bank, addr, count = p.parse_tm_read_request(payload)
+            if count > self.max_payload:
+                raise p.NakError(op, p.NakCode.OUT_OF_RANGE)
+            self._tm_range(op, bank, addr, count)
+            return self.tm.read(bank, addr, count)
+        if op == p.Op.PROG_WRITE:
+            addr, data = p.parse_prog_write_request(payload)
+            if addr + len(data) > self.program_bytes:
+                raise p.NakError(op, p.NakCode.OUT_OF_RANGE)
+            self.program[addr:addr + len(data)] = data
+            return b""
+        addr = p.parse_prog_run_request(payload)
+        return self._prog_run(addr)
+
+    def check_program(self, addr: int):
+        """The program at ``addr`` of program memory, checked whole (``ProgramError`` for
+        anything the board refuses): op kinds, units, stream counts, modes, descriptors,
+        beat counts per stream for the op's dims, and the reply size."""
+        from . import program as P
+
+        if addr >= self.program_bytes:
+            raise P.ProgramError(f"program address {addr} (allowed: 0..{self.program_bytes - 1})")
+        prog = P.from_bytes(bytes(self.program), addr)
+        if 4 + 4 * len(prog.ops) > self.max_payload:
+            raise P.ProgramError(f"{len(prog.ops)} ops (allowed: at most "
+                                 f"{(self.max_payload - 4) // 4}: the reply's cycles)")
+        t = self.tm
+        for i, o in enumerate(prog.ops):
+            if o.kind != P.UNIT_OP:
+                raise P.ProgramError(f"op {i}: kind {o.kind} (allowed: {P.UNIT_OP})")
+            if o.unit >= len(self.units):
+                raise P.ProgramError(f"op {i}: unit {o.unit} (allowed: 0..{len(self.units) - 1})")
+            unit = self.units[o.unit]
+            if len(o.streams) != len(unit.streams):
+                raise P.ProgramError(f"op {i}: {len(o.streams)} streams (allowed: "
+                                     f"{len(unit.streams)})")
+            opts = self._mode_opts(unit, o.mode, i)
+            dims = tuple(int(d) for d in o.dims)
+            try:
+                want = unit.fam.stream_beats(unit.params, dims, **opts)
+            except (ValueError, KeyError, TypeError, UserError):
+                raise P.ProgramError(f"op {i}: dims {dims} the unit cannot take") from None
+            for (name, spec), d in zip(unit.streams, o.streams, strict=True):
+                P.check_descriptor(d, spec["fields"], t.bank_bytes, t.word_bytes, t.banks,
+                                   f"op {i} {name}")
+                if d.beats != want.get(name, d.beats):
+                    raise P.ProgramError(f"op {i} {name}: {d.beats} beats (allowed: "
+                                         f"{want[name]} for dims {dims})")
+        return prog
+
+    def _mode_opts(self, unit, mode: int, i: int) -> dict:
+        from .program import ProgramError
+
+        if unit.modes:
+            if mode not in unit.modes:
+                raise ProgramError(f"op {i}: mode {mode} (allowed: {sorted(unit.modes)})")
+            return {"mode": unit.modes[mode]}
+        if mode != 0:
+            raise ProgramError(f"op {i}: mode {mode} (allowed: 0)")
+        return {}
+
+    def _prog_run(self, addr: int) -> bytes:
+        """Check the program whole, run it on a copy of the tensor memory (an op whose beats
+        no schedule makes refuses the whole program), then keep the copy."""
+        from . import program as P
+
+        op = p.Op.PROG_RUN
+        try:
+            prog = self.check_program(addr)
+        except P.ProgramError:
+            raise p.NakError(op, p.NakCode.BAD_PROGRAM) from None
+        mem = [bank.copy() for bank in self.tm.mem]
+        cycles = []
+        for o in prog.ops:
+            unit = self.units[o.unit]
+            opts = self._mode_opts(unit, o.mode, 0)
+            dims = tuple(int(d) for d in o.dims)
+            inputs = {}
+            for (name, spec), d in zip(unit.streams, o.streams, strict=True):
+                if spec["dir"] == "in":
+                    inputs[name] = P.play(mem[d.bank], d, spec["fields"], o.mode)
+            try:
+                arrays = unit.fam.unschedule(unit.params, inputs, dims, **opts)
+                arrays = unit.fam.check_inputs(unit.params, arrays, **opts)
+            except (ValueError, KeyError, UserError):
+                raise p.NakError(op, p.NakCode.BAD_PROGRAM) from None
+            outputs = unit.fam.golden(unit.params, arrays, **opts)
+            _, _, ctx = unit.fam.schedule(unit.params, arrays, **opts)
+            beats = unit.fam.disassemble(unit.params, ctx, outputs)
+            for (name, spec), d in zip(unit.streams, o.streams, strict=True):
+                if spec["dir"] == "out":
+                    P.store(mem[d.bank], d, spec["fields"], beats[name])
+            cycles.append(unit.fam.expected_cycles(unit.params, arrays, **opts))
+        self.tm.mem = mem
+        self.runs += 1
+        return p.prog_run_reply(sum(cycles), cycles)
 
     def _buffer(self, op: int, buf: int) -> dict:
         if buf >= len(self.buffers_spec):

@@ -14,40 +14,28 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from generators.tm import (
+    DATA,
+    DESCRIPTOR_BYTES,
+    LOOPS,
+    RAW,
+    Descriptor,
+    ProgramError,
+    data_lanes,
+    storage_bits,
+)
+
 from .tensor import beat_bytes, pack_beats, unpack_beats
 
 __all__ = ["LOOPS", "DATA", "RAW", "UNIT_OP", "DESCRIPTOR_BYTES", "OP_HEADER_BYTES",
            "Descriptor", "Op", "Program", "ProgramError", "storage_bits", "data_lanes",
            "stream_nbytes", "alignment", "addresses", "check_descriptor", "play", "store",
-           "TensorMemory", "to_bytes", "from_bytes"]
+           "TensorMemory", "to_bytes", "from_bytes", "layout_bytes", "layout_codes",
+           "raw_tensor_bytes", "raw_pitch"]
 
-LOOPS = 4
-DATA, RAW = 0, 1
 UNIT_OP = 1
-_DESC = struct.Struct("<BBHI4H4i4B4B")
 _OP = struct.Struct("<BBBB3I")
-DESCRIPTOR_BYTES = _DESC.size   # 40
 OP_HEADER_BYTES = _OP.size      # 16
-
-
-class ProgramError(ValueError):
-    """A program or descriptor a board refuses (NAK ``BAD_PROGRAM``); one line."""
-
-
-def storage_bits(width: int) -> int:
-    """Bits a code of ``width`` bits takes in the tensor memory: 4, 8, 16 or 32."""
-    for bits in (4, 8, 16, 32):
-        if width <= bits:
-            return bits
-    raise ProgramError(f"a {width}-bit code has no tensor-memory storage (allowed: up to 32 "
-                       "bits)")
-
-
-def data_lanes(spec: dict) -> tuple[int, int, bool]:
-    """``(lanes, lane_width, signed)`` of a stream's ``data`` field spec (INFO ``fields``)."""
-    if "lanes" in spec:
-        return spec["lanes"], spec["lane_width"], bool(spec.get("signed"))
-    return 1, spec["width"], bool(spec.get("signed"))
 
 
 def stream_nbytes(fields: dict, kind: int) -> int:
@@ -58,43 +46,6 @@ def stream_nbytes(fields: dict, kind: int) -> int:
         raise ProgramError("the stream has no data field (allowed: kind raw)")
     lanes, width, _ = data_lanes(fields["data"])
     return (lanes * storage_bits(width) + 7) // 8
-
-
-@dataclass(frozen=True)
-class Descriptor:
-    """One stream's address generator (``docs/programs.md``, "Streams")."""
-
-    bank: int
-    kind: int
-    nbytes: int
-    base: int
-    count: tuple[int, ...] = (1, 1, 1, 1)
-    stride: tuple[int, ...] = (0, 0, 0, 0)
-    first: tuple[int, ...] = (0, 0, 0, 0)
-    last: tuple[int, ...] = (0, 0, 0, 0)
-
-    def __post_init__(self):
-        for name in ("count", "stride", "first", "last"):
-            v = tuple(int(x) for x in getattr(self, name))
-            if len(v) < LOOPS and name in ("count", "stride"):
-                # fewer loops given: they are the innermost ones
-                v = (1 if name == "count" else 0,) * (LOOPS - len(v)) + v
-            elif len(v) < LOOPS:
-                v = v + (0,) * (LOOPS - len(v))
-            object.__setattr__(self, name, v)
-
-    @property
-    def beats(self) -> int:
-        return int(np.prod(self.count))
-
-    def pack(self) -> bytes:
-        return _DESC.pack(self.bank, self.kind, self.nbytes, self.base, *self.count,
-                          *self.stride, *self.first, *self.last)
-
-    @classmethod
-    def unpack(cls, data: bytes) -> Descriptor:
-        v = _DESC.unpack(data)
-        return cls(v[0], v[1], v[2], v[3], v[4:8], v[8:12], v[12:16], v[16:20])
 
 
 @dataclass(frozen=True)
@@ -294,3 +245,51 @@ class TensorMemory:
         if addr < 0 or addr + n > self.bank_bytes:
             raise ProgramError(f"bytes {addr}..{addr + n - 1} of bank {bank} (allowed: "
                                f"0..{self.bank_bytes - 1})")
+
+
+# -- tensors in their layouts (generators.tm, "Layouts") --------------------------------------
+
+
+def layout_bytes(codes, layout: str, width: int, ld: int, rows: int | None = None) -> bytes:
+    """The bytes of a 2-D code tensor stored in ``layout`` (``row`` or ``col``) with leading
+    stride ``ld`` bytes and ``rows`` stored rows (rows of the tensor for ``row``, columns for
+    ``col``; default: as many as it has): padding codes zero."""
+    m = np.asarray(codes, dtype=np.int64)
+    m = m if layout == "row" else m.T
+    sw = storage_bits(width)
+    per = ld * 8 // sw
+    rows = m.shape[0] if rows is None else rows
+    if m.shape[1] > per or m.shape[0] > rows:
+        raise ProgramError(f"a {m.shape[0]}x{m.shape[1]} tensor does not fit {rows} stored "
+                           f"rows of {ld} bytes")
+    full = np.zeros((rows, per), dtype=np.int64)
+    full[:m.shape[0], :m.shape[1]] = m & ((1 << width) - 1)
+    return _pack_elements(full, sw, ld).tobytes()
+
+
+def layout_codes(data: bytes, layout: str, shape, width: int, signed: bool, ld: int
+                 ) -> np.ndarray:
+    """Inverse of :func:`layout_bytes`: the ``shape`` codes of a stored tensor."""
+    r, n = shape
+    rows, cols = (r, n) if layout == "row" else (n, r)
+    sw = storage_bits(width)
+    raw = np.frombuffer(bytes(data), dtype=np.uint8)[:rows * ld].reshape(rows, ld)
+    v = _unpack_elements(raw, ld * 8 // sw, sw)[:, :cols] & ((1 << width) - 1)
+    if signed:
+        v = np.where(v >> (width - 1), v - (1 << width), v)
+    return v if layout == "row" else v.T
+
+
+def raw_pitch(nbytes: int, word_bytes: int) -> int:
+    """Bytes between stored beats of a ``raw`` place: ``nbytes`` rounded up to its alignment."""
+    unit = alignment(nbytes, word_bytes)
+    return -(-nbytes // unit) * unit
+
+
+def raw_tensor_bytes(fields: dict, beats: dict, pitch: int) -> bytes:
+    """Beats (``{field: array}``) packed as protocol 1 packs them, one every ``pitch`` bytes:
+    the bytes of a ``raw`` place (``generators.tm``)."""
+    packed = pack_beats(fields, beats)
+    out = np.zeros((packed.shape[0], pitch), dtype=np.uint8)
+    out[:, :packed.shape[1]] = packed
+    return out.tobytes()

@@ -34,6 +34,11 @@ __all__ = [
     "info_request", "write_request", "read_request", "run_request", "run_payload",
     "status_request",
     "clear_request",
+    "PROTOCOLS", "tm_write_payload", "tm_read_payload", "prog_write_payload",
+    "prog_run_payload", "tm_write_request", "tm_read_request", "prog_write_request",
+    "prog_run_request", "parse_tm_read_reply", "parse_prog_run_reply",
+    "parse_tm_write_request", "parse_tm_read_request", "parse_prog_write_request",
+    "parse_prog_run_request", "prog_run_reply",
     "reply_payload", "parse_info_reply", "parse_read_reply", "parse_run_reply",
     "parse_status_reply", "parse_write_reply", "parse_clear_reply",
     "parse_info_request", "parse_write_request", "parse_read_request", "parse_run_request",
@@ -41,6 +46,9 @@ __all__ = [
 ]
 
 VERSION = 1
+#: Design-description protocols (INFO ``protocol``) this host speaks: 1 (stream buffers) and 2
+#: (tensor memory and programs, docs/programs.md); frames are the same (``VERSION``).
+PROTOCOLS = (1, 2)
 #: Largest payload of one packet on every design of protocol version 1 (INFO tells it too).
 MAX_PAYLOAD = 1024
 HEADER = struct.Struct("<BBHH")  # ver, op, seq, len
@@ -333,6 +341,42 @@ def run_payload(unit: int, mode: int, dims: Iterable[int], beats: Iterable[int])
     return struct.pack(f"<BB3I{len(beats)}I", unit, mode, *dims, *beats)
 
 
+def tm_write_payload(bank: int, addr: int, data: bytes) -> bytes:
+    """TM_WRITE (protocol 2): ``data`` into bank ``bank`` from byte ``addr``."""
+    return struct.pack("<BI", bank, addr) + bytes(data)
+
+
+def tm_read_payload(bank: int, addr: int, count: int) -> bytes:
+    """TM_READ (protocol 2): ``count`` bytes of bank ``bank`` from byte ``addr``."""
+    return struct.pack("<BIH", bank, addr, count)
+
+
+def prog_write_payload(addr: int, data: bytes) -> bytes:
+    """PROG_WRITE (protocol 2): program bytes ``data`` from byte ``addr`` of program memory."""
+    return struct.pack("<I", addr) + bytes(data)
+
+
+def prog_run_payload(addr: int) -> bytes:
+    """PROG_RUN (protocol 2): run the program whose ``nops`` is at byte ``addr``."""
+    return struct.pack("<I", addr)
+
+
+def tm_write_request(seq: int, bank: int, addr: int, data: bytes) -> bytes:
+    return encode_frame(Op.TM_WRITE, seq, tm_write_payload(bank, addr, data))
+
+
+def tm_read_request(seq: int, bank: int, addr: int, count: int) -> bytes:
+    return encode_frame(Op.TM_READ, seq, tm_read_payload(bank, addr, count))
+
+
+def prog_write_request(seq: int, addr: int, data: bytes) -> bytes:
+    return encode_frame(Op.PROG_WRITE, seq, prog_write_payload(addr, data))
+
+
+def prog_run_request(seq: int, addr: int) -> bytes:
+    return encode_frame(Op.PROG_RUN, seq, prog_run_payload(addr))
+
+
 def status_request(seq: int) -> bytes:
     return encode_frame(Op.STATUS, seq)
 
@@ -422,6 +466,22 @@ def parse_run_reply(payload: bytes, outputs: int) -> tuple[int, tuple[int, ...]]
     return vals[0], tuple(vals[1:])
 
 
+def parse_tm_read_reply(payload: bytes, count: int) -> bytes:
+    _need(payload, count, "TM_READ")
+    return bytes(payload)
+
+
+def parse_prog_run_reply(payload: bytes, nops: int | None = None
+                         ) -> tuple[int, tuple[int, ...]]:
+    """``(total_cycles, cycles per op)`` of a PROG_RUN ACK (``nops`` checked when given)."""
+    if len(payload) < 4 or len(payload) % 4 or (nops is not None and
+                                                 len(payload) != 4 + 4 * nops):
+        want = "4 + 4 per op" if nops is None else str(4 + 4 * nops)
+        raise ReplyMismatch(f"PROG_RUN reply of {len(payload)} bytes (expected {want})")
+    vals = struct.unpack(f"<{len(payload) // 4}I", payload)
+    return vals[0], tuple(vals[1:])
+
+
 def parse_status_reply(payload: bytes) -> Status:
     _need(payload, STATUS.size, "STATUS")
     return Status(*STATUS.unpack(payload))
@@ -471,6 +531,41 @@ def parse_run_request(payload: bytes, streams: int | None = None) -> RunRequest:
         raise _bad_length(Op.RUN)
     vals = struct.unpack(f"<BB3I{n // 4}I", payload)
     return RunRequest(vals[0], vals[1], tuple(vals[2:5]), tuple(vals[5:]))
+
+
+def parse_tm_write_request(payload: bytes) -> tuple[int, int, bytes]:
+    """``(bank, addr, data)`` of a TM_WRITE request."""
+    if len(payload) < 5:
+        raise _bad_length(Op.TM_WRITE)
+    bank, addr = struct.unpack_from("<BI", payload)
+    return bank, addr, bytes(payload[5:])
+
+
+def parse_tm_read_request(payload: bytes) -> tuple[int, int, int]:
+    """``(bank, addr, count)`` of a TM_READ request."""
+    if len(payload) != 7:
+        raise _bad_length(Op.TM_READ)
+    return struct.unpack("<BIH", payload)
+
+
+def parse_prog_write_request(payload: bytes) -> tuple[int, bytes]:
+    """``(addr, data)`` of a PROG_WRITE request."""
+    if len(payload) < 4:
+        raise _bad_length(Op.PROG_WRITE)
+    return struct.unpack_from("<I", payload)[0], bytes(payload[4:])
+
+
+def parse_prog_run_request(payload: bytes) -> int:
+    """``addr`` of a PROG_RUN request."""
+    if len(payload) != 4:
+        raise _bad_length(Op.PROG_RUN)
+    return struct.unpack("<I", payload)[0]
+
+
+def prog_run_reply(total: int, cycles: Iterable[int]) -> bytes:
+    """PROG_RUN ACK payload."""
+    cycles = tuple(c & 0xFFFFFFFF for c in cycles)
+    return struct.pack(f"<I{len(cycles)}I", total & 0xFFFFFFFF, *cycles)
 
 
 def parse_empty_request(op: int, payload: bytes) -> None:

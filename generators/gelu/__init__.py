@@ -30,6 +30,7 @@ class GeluFamily(UnitFamily):
     config = GeluParams
     in_arrays = ("x",)
     out_arrays = ("y",)
+    operand_streams = {"x": "i_stream", "y": "o_stream"}
     split = Split("elements")
 
     def component(self, params):
@@ -108,6 +109,16 @@ class GeluFamily(UnitFamily):
     def expected_cycles(self, params, arrays: dict, *, mode: str | None = None) -> int:
         return params.expected_cycles(self.beats(params, arrays))
 
+    def program_streams(self, params, dims, places, streams, *, mode=None) -> dict:
+        """Descriptors for ``y = gelu(x)`` of ``dims = (n,)``: ``x`` and ``y`` are 2-D
+        tensors (``Place.shape``, ``R * N = n``; flattened row by row as :meth:`schedule`
+        does). One lane: any ``row`` or ``col`` places (element strides; so GELU also
+        changes a tensor's layout for free). More lanes: ``row`` places with ``N`` a
+        multiple of ``lanes``, or dense (``ld`` = ``N`` codes) with the last beat's padding
+        zero in memory."""
+        self.mode(params, mode)
+        return _program_streams(params, int(dims[0]), places, streams)
+
     def stats(self, params, arrays: dict, cycles: int | None, *, mode: str | None = None) -> dict:
         out = {"elements": int(np.size(arrays["x"])), "beats": self.beats(params, arrays),
                "expected_cycles": self.expected_cycles(params, arrays)}
@@ -117,3 +128,37 @@ class GeluFamily(UnitFamily):
 
 
 family = GeluFamily()
+
+
+def _elementwise(place, n: int, lanes: int, sw: int, nbytes: int, what: str):
+    """``(count, stride)`` of beats of ``lanes`` codes walking a 2-D place row by row (the
+    flattening of ``schedule``), shared by the element-wise streams."""
+    from ..tm import ProgramError, elem_bytes, elements
+
+    place.need(what, "row", "col")
+    if place.shape is None or int(np.prod(place.shape)) != n:
+        raise ProgramError(f"{what}: place shape {place.shape} does not hold {n} elements "
+                           "(allowed: a 2-D shape (R, N) with R * N elements)")
+    r, c = place.shape
+    if lanes == 1:
+        return elements(place, r, c, elem_bytes(sw, what))
+    if place.layout == "row" and c % lanes == 0:
+        return (r, c // lanes), (place.ld, nbytes)
+    if place.layout == "row" and (place.ld * 8 == c * sw or r == 1):
+        return (math.ceil(n / lanes),), (nbytes,)
+    raise ProgramError(f"{what}: {lanes} lanes over a {place.layout} tensor of shape "
+                       f"{place.shape} (allowed: 1 lane, or row layout with N a multiple of "
+                       f"{lanes} or stored dense)")
+
+
+def _program_streams(params, n: int, places: dict, streams: dict) -> dict:
+    from ..tm import DATA, Descriptor, data_beat, flags
+
+    out = {}
+    for op, stream in (("x", "i_stream"), ("y", "o_stream")):
+        lanes, sw, nb = data_beat(streams, stream, f"gelu {op}")
+        count, stride = _elementwise(places[op], n, lanes, sw, nb, f"gelu {op}")
+        pl = places[op]
+        last = flags(streams, stream, last=0b1111) if op == "x" else ()
+        out[stream] = Descriptor(pl.bank, DATA, nb, pl.base, count, stride, last=last)
+    return {s: out[s] for s in streams}

@@ -28,6 +28,7 @@ class MacArrayFamily(UnitFamily):
     config = MacArrayParams
     in_arrays = ("a", "b")
     out_arrays = ("c",)
+    operand_streams = {"a": "a_stream", "b": "b_stream", "c": "c_stream", "p": "p_stream"}
     split = Split("gemm", rows=("a", 0), cols=("b", 1), col_arrays=("bias", "multiplier",
                                                                      "shift"))
 
@@ -116,6 +117,26 @@ class MacArrayFamily(UnitFamily):
     def expected_cycles(self, params, arrays: dict, *, mode: str | None = None) -> int:
         return params.expected_cycles(*self.shape_key(arrays))
 
+    def program_streams(self, params, dims, places, streams, *, mode=None) -> dict:
+        """Descriptors for ``c = a @ b`` of ``dims = (M, K, N)`` (operands ``a``, ``b``,
+        ``c``, and ``p`` with the requant block).
+
+        Output stationary: ``a`` in ``col`` layout (a beat is ``rows`` codes of one column of
+        a row block), ``b`` and ``c`` in ``row`` layout; weight stationary: ``a``, ``b``
+        and ``c`` all in ``row`` layout, ``M <= tile_m`` or a multiple of it. ``a`` is
+        read with its rows padded to a multiple of ``rows`` (output stationary), ``b`` with
+        its columns padded to a multiple of ``cols`` (and K to a multiple of ``rows``,
+        weight stationary), ``c`` is written so too: the padding codes must be zero.
+        ``p`` (requant parameters): ``raw``, the ``p_stream`` beats of :meth:`schedule`.
+        """
+        self.mode(params, mode)
+        return _program_streams(params, dims, places, streams)
+
+    def raw_operands(self, params, arrays: dict, *, mode=None) -> dict:
+        if params.requant is None:
+            return {}
+        return {"p": self.schedule(params, arrays)[0]["p_stream"]}
+
     def stats(self, params, arrays: dict, cycles: int | None, *,
               mode: str | None = None) -> dict:
         m, k, n = self.shape_key(arrays)
@@ -134,3 +155,61 @@ def _param_part(arrays: dict) -> dict:
 
 
 family = MacArrayFamily()
+
+
+def _program_streams(params, dims, places, streams):
+    """:meth:`UnitFamily.program_streams` of the MAC array (see :class:`MacArrayFamily`)."""
+    import math
+
+    from ..tm import DATA, RAW, Descriptor, ProgramError, data_beat, raw_bytes
+    from ..tm import flags as _flags
+    from .params import OUTPUT_STATIONARY
+
+    m, k, n = (int(d) for d in dims)
+    R, C = params.rows, params.cols
+    nb = math.ceil(n / C)
+    a, b, c = places["a"], places["b"], places["c"]
+    a.need("mac_array a", "col") if params.dataflow == OUTPUT_STATIONARY else \
+        a.need("mac_array a", "row")
+    b.need("mac_array b", "row")
+    c.need("mac_array c", "row")
+    _, sa, na = data_beat(streams, "a_stream", "mac_array a")
+    _, sb, nbb = data_beat(streams, "b_stream", "mac_array b")
+    _, sc, nc = data_beat(streams, "c_stream", "mac_array c")
+    out = {}
+    if params.requant is not None:
+        pp = places["p"]
+        pp.need("mac_array p (requant parameters)", "raw")
+        out["p_stream"] = Descriptor(pp.bank, RAW, raw_bytes(streams, "p_stream"), pp.base,
+                                     (params.epilogue.row_beats(n),), (pp.ld,))
+    if params.dataflow == OUTPUT_STATIONARY:
+        mb = math.ceil(m / R)
+        # beat (mb, nb, k): column k of a's row block mb; row k of b's column block nb
+        out["a_stream"] = Descriptor(a.bank, DATA, na, a.base, (1, mb, nb, k),
+                                     (0, na, 0, a.ld),
+                                     last=_flags(streams, "a_stream", last=0b1000))
+        out["b_stream"] = Descriptor(b.bank, DATA, nbb, b.base, (1, mb, nb, k),
+                                     (0, 0, nbb, b.ld))
+        out["c_stream"] = Descriptor(c.bank, DATA, nc, c.base, (1, mb, nb, R),
+                                     (0, R * c.ld, nc, c.ld))
+    else:
+        tm_ = params.tile_m
+        if m > tm_ and m % tm_:
+            raise ProgramError(f"mac_array (weight_stationary): M = {m} is not a multiple "
+                               f"of tile_m {tm_} (allowed: M <= {tm_} or a multiple of it: "
+                               "one loop nest per op)")
+        mt, rows = math.ceil(m / tm_), min(m, tm_)
+        kt = math.ceil(k / R)
+        # pass (m-block, n-block, k-tile): R rows of b's block, last row first; then the
+        # m-block's rows of a restricted to the k-tile; flags last / k_first / k_last
+        out["a_stream"] = Descriptor(a.bank, DATA, na, a.base, (mt, nb, kt, rows),
+                                     (tm_ * a.ld, 0, na, a.ld),
+                                     first=_flags(streams, "a_stream", k_first=0b0100),
+                                     last=_flags(streams, "a_stream", last=0b1000,
+                                                 k_last=0b0100))
+        out["b_stream"] = Descriptor(b.bank, DATA, nbb, b.base + (R - 1) * b.ld,
+                                     (mt, nb, kt, R), (0, nbb, R * b.ld, -b.ld))
+        out["c_stream"] = Descriptor(c.bank, DATA, nc, c.base, (mt, nb, rows),
+                                     (tm_ * c.ld, nc, c.ld))
+    del sa, sb, sc
+    return {s: out[s] for s in streams if s in out}

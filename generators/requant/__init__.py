@@ -47,6 +47,7 @@ class RequantFamily(UnitFamily):
     config = RequantParams
     in_arrays = ARRAYS
     out_arrays = ("y",)
+    operand_streams = {"acc": "acc_stream", "y": "y_stream", "p": "p_stream"}
     split = Split("none")
 
     def component(self, params):
@@ -175,6 +176,35 @@ class RequantFamily(UnitFamily):
 
     def expected_cycles(self, params, arrays: dict, *, mode: str | None = None) -> int:
         return params.expected_cycles(*self.shape_key(arrays))
+
+    def program_streams(self, params, dims, places, streams, *, mode=None) -> dict:
+        """Descriptors for ``y = requant(acc)`` of ``dims = (R, N)``: ``p`` ``raw`` (the
+        ``p_stream`` beats, :meth:`raw_operands`), ``acc`` and ``y`` at ``row`` places (rows
+        of ``ceil(N / lanes)`` beats, each row's padding codes zero in memory) or, with one
+        lane, ``row`` or ``col`` places (element strides)."""
+        from ..tm import DATA, RAW, Descriptor, data_beat, elem_bytes, elements, flags, raw_bytes
+
+        self.mode(params, mode)
+        r, n = int(dims[0]), int(dims[1])
+        pp = places["p"]
+        pp.need("requant p (parameters)", "raw")
+        out = {"p_stream": Descriptor(pp.bank, RAW, raw_bytes(streams, "p_stream"), pp.base,
+                                      (params.row_beats(n),), (pp.ld,))}
+        for op, stream in (("acc", "acc_stream"), ("y", "y_stream")):
+            pl = places[op]
+            lanes, sw, nb = data_beat(streams, stream, f"requant {op}")
+            if lanes == 1:
+                pl.need(f"requant {op}", "row", "col")
+                count, stride = elements(pl, r, n, elem_bytes(sw, f"requant {op}"))
+            else:
+                pl.need(f"requant {op} ({lanes} lanes)", "row")
+                count, stride = (r, params.row_beats(n)), (pl.ld, nb)
+            last = flags(streams, stream, last=0b1111) if op == "acc" else ()
+            out[stream] = Descriptor(pl.bank, DATA, nb, pl.base, count, stride, last=last)
+        return {s: out[s] for s in streams}
+
+    def raw_operands(self, params, arrays: dict, *, mode=None) -> dict:
+        return {"p": self.schedule(params, arrays)[0]["p_stream"]}
 
     def stats(self, params, arrays: dict, cycles: int | None, *, mode: str | None = None) -> dict:
         r, n = self.shape_key(arrays)

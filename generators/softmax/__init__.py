@@ -63,6 +63,7 @@ class SoftmaxFamily(UnitFamily):
     config = SoftmaxParams
     in_arrays = ("x",)
     out_arrays = ("y",)
+    operand_streams = {"x": "i_stream", "y": "o_stream"}
     split = Split("rows")
 
     def component(self, params):
@@ -135,6 +136,28 @@ class SoftmaxFamily(UnitFamily):
     def expected_cycles(self, params, arrays: dict, *, mode: str | None = None) -> int:
         r, n = np.shape(arrays["x"])
         return params.expected_cycles([n] * r)
+
+    def program_streams(self, params, dims, places, streams, *, mode=None) -> dict:
+        """Descriptors for the row softmax of ``dims = (R, L)``: ``x`` and ``y`` at ``row``
+        or ``col`` places (one code per beat, element strides: the output can be written in
+        either layout). A unit of more than one lane is refused: its ``keep`` field is not
+        one bit, so its input beats cannot be played from the tensor memory."""
+        from ..tm import DATA, Descriptor, ProgramError, elem_bytes, elements, flags
+
+        self.mode(params, mode)
+        r, n = int(dims[0]), int(dims[1])
+        if params.lanes != 1:
+            raise ProgramError(f"softmax with {params.lanes} lanes cannot read from the tensor "
+                               "memory (its keep field is not one bit; allowed: lanes 1)")
+        out = {}
+        for op, stream in (("x", "i_stream"), ("y", "o_stream")):
+            pl = places[op]
+            pl.need(f"softmax {op}", "row", "col")
+            e = elem_bytes(streams[stream]["fields"]["data"]["width"], f"softmax {op}")
+            count, stride = elements(pl, r, n, e)
+            last = flags(streams, stream, last=0b1000) if op == "x" else ()
+            out[stream] = Descriptor(pl.bank, DATA, e, pl.base, count, stride, last=last)
+        return {s: out[s] for s in streams}
 
     def stats(self, params, arrays: dict, cycles: int | None, *, mode: str | None = None) -> dict:
         r, n = np.shape(arrays["x"])

@@ -12,6 +12,8 @@ arrays (``bias``, ``multiplier``, ``shift`` [O] or scalar; ``zero_point``, ``act
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..family import Split, UnitFamily
 from ..requant import epilogue as epi
 from .model import chain_matmul, check_inputs, compress, decompress, matmul, pack, unpack
@@ -33,6 +35,7 @@ class SparseChainFamily(UnitFamily):
     config = SparseChainParams
     in_arrays = ("w", "x")
     out_arrays = ("y",)
+    operand_streams = {"w": "w_stream", "x": "x_stream", "y": "y_stream", "p": "p_stream"}
     has_modes = True
     split = Split("gemm", rows=("w", 0), cols=("x", 1), row_arrays=("bias", "multiplier",
                                                                      "shift"))
@@ -133,6 +136,53 @@ class SparseChainFamily(UnitFamily):
 
     def expected_cycles(self, params, arrays: dict, *, mode: str | None = None) -> int:
         return params.expected_cycles(*self.shape_key(arrays), mode)
+
+    def program_streams(self, params, dims, places, streams, *, mode=None) -> dict:
+        """Descriptors for ``y = w @ x`` of ``dims = (O, K, B)`` in ``mode``.
+
+        ``w``: ``raw``, the compressed weight beats of one ``b`` (``O * passes`` beats, row
+        ``o``'s passes in order), replayed for every column of ``x``. ``x``: ``raw`` too, the
+        ``x_stream`` beats of one ``o`` (``B * passes``), replayed for every row of ``w``:
+        an ``x_stream`` beat repeats each group's window once per slot, which no loop nest
+        over a stored tensor makes, so ``x`` is packed by the host (an input, not an
+        intermediate). ``y`` (one code per beat): ``row`` or ``col``. ``p``: ``raw``."""
+        from ..tm import DATA, RAW, Descriptor, data_beat, elem_bytes, elements, raw_bytes
+
+        nm = params.mode(mode)
+        o, k, b = (int(d) for d in dims)
+        passes = params.passes(k, nm)
+        w, x, y = places["w"], places["x"], places["y"]
+        w.need("sparse_chain w", "raw")
+        x.need("sparse_chain x", "raw")
+        y.need("sparse_chain y", "row", "col")
+        out = {"w_stream": Descriptor(w.bank, RAW, raw_bytes(streams, "w_stream"), w.base,
+                                      (o, b, passes), (passes * w.ld, 0, w.ld)),
+               "x_stream": Descriptor(x.bank, RAW, raw_bytes(streams, "x_stream"), x.base,
+                                      (o, b, passes), (0, passes * x.ld, x.ld))}
+        _, sw, _ = data_beat(streams, "y_stream", "sparse_chain y")
+        e = elem_bytes(sw, "sparse_chain y")
+        count, stride = elements(y, o, b, e)
+        out["y_stream"] = Descriptor(y.bank, DATA, e, y.base, count, stride)
+        if params.requant is not None:
+            pp = places["p"]
+            pp.need("sparse_chain p (requant parameters)", "raw")
+            out["p_stream"] = Descriptor(pp.bank, RAW, raw_bytes(streams, "p_stream"),
+                                         pp.base, (params.epilogue.row_beats(o),), (pp.ld,))
+        return {s: out[s] for s in streams}
+
+    def raw_operands(self, params, arrays: dict, *, mode=None) -> dict:
+        o, k = arrays["w"].shape
+        b = arrays["x"].shape[1]
+        passes = params.passes(k, params.mode(mode))
+        ins = self.schedule(params, arrays, mode=mode)[0]
+        w = {f: np.asarray(v).reshape(o, b, passes, *np.shape(v)[1:])[:, 0].reshape(
+            o * passes, *np.shape(v)[1:]) for f, v in ins["w_stream"].items()}
+        x = {f: np.asarray(v).reshape(o, b, passes, *np.shape(v)[1:])[0].reshape(
+            b * passes, *np.shape(v)[1:]) for f, v in ins["x_stream"].items()}
+        out = {"w": w, "x": x}
+        if params.requant is not None:
+            out["p"] = ins["p_stream"]
+        return out
 
     def stats(self, params, arrays: dict, cycles: int | None, *,
               mode: str | None = None) -> dict:

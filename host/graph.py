@@ -1,0 +1,824 @@
+"""Graphs of unit ops and their compiler for protocol-2 boards (docs/graph.md).
+
+>>> g = Graph()                                                     # doctest: +SKIP
+>>> x = g.input("x", (64, 32), "int8")
+>>> q = g.matmul(x, g.weight("wq", Wq), requant=dict(bias=0, multiplier=m, shift=-7))
+>>> g.output("y", g.gelu(q))
+>>> want = g.evaluate(x=X)                    # golden models only
+>>> prog = board.compile(g)                   # weights and the program written once
+>>> got = prog(x=X)                           # one PROG_RUN per call
+
+The board only plays stream descriptors; every family's knowledge is here, on the host: the
+compiler picks a unit per op, a layout per tensor (``row`` or ``col``, see
+:mod:`generators.tm`; a matmul whose output is needed in columns computes ``C^T = B^T A^T``),
+banks and addresses, and asks each family's ``program_streams`` for the descriptors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from generators.errors import UserError
+from generators.numerics import Format
+from generators.tm import Place, ProgramError, storage_bits
+
+from . import program as P
+
+__all__ = ["Graph", "Tensor", "GraphError", "Program", "compile_graph"]
+
+REQUANT_KEYS = ("bias", "multiplier", "shift", "zero_point", "act_min", "act_max")
+
+
+class GraphError(UserError):
+    """A graph the host or the board's design cannot run; one line, raised before anything
+    is sent."""
+
+
+def _fmt(f) -> Format:
+    if isinstance(f, Format):
+        return f
+    try:
+        return Format.parse(str(f))
+    except ValueError as err:
+        raise GraphError(f"format {f!r}: {err}") from None
+
+
+def _flip(layout: str) -> str:
+    return {"row": "col", "col": "row"}[layout]
+
+
+@dataclass(eq=False)
+class Tensor:
+    """A tensor of a :class:`Graph`: its name, 2-D shape and format (codes)."""
+
+    graph: Graph
+    name: str
+    shape: tuple[int, int]
+    fmt: Format
+    node: Node | None = None
+
+    def __repr__(self) -> str:
+        return f"Tensor({self.name!r}, {self.shape}, {self.fmt})"
+
+
+@dataclass(eq=False)
+class Node:
+    kind: str
+    name: str
+    inputs: tuple[Tensor, ...]
+    attrs: dict
+    out: Tensor | None = None
+
+
+class Graph:
+    """A dataflow graph of unit ops over 2-D code tensors (see the module docstring)."""
+
+    def __init__(self):
+        self.nodes: list[Node] = []
+        self.tensors: dict[str, Tensor] = {}
+        self.outputs: dict[str, Tensor] = {}
+
+    # -- building ----------------------------------------------------------------------------
+
+    def _tensor(self, name, shape, fmt, node) -> Tensor:
+        if name in self.tensors:
+            raise GraphError(f"tensor name {name!r} is used twice (allowed: distinct names)")
+        t = Tensor(self, name, tuple(int(s) for s in shape), fmt, node)
+        self.tensors[name] = t
+        if node is not None:
+            node.out = t
+        return t
+
+    def _node(self, kind, name, inputs, attrs, shape, fmt) -> Tensor:
+        for t in inputs:
+            if not isinstance(t, Tensor) or t.graph is not self:
+                raise GraphError(f"{kind} {name or ''}: an operand is not a tensor of this "
+                                 "graph (allowed: tensors from g.input, g.weight or an op)")
+        name = name or f"{kind}{len(self.nodes)}"
+        node = Node(kind, name, tuple(inputs), attrs)
+        self.nodes.append(node)
+        return self._tensor(name, shape, fmt, node)
+
+    def input(self, name: str, shape, fmt="int8") -> Tensor:
+        """An input tensor, given at each call of the compiled program."""
+        shape = tuple(int(s) for s in shape)
+        if len(shape) != 2 or min(shape) < 1:
+            raise GraphError(f"input {name}: shape {shape} (allowed: 2-D, both axes >= 1)")
+        return self._node("input", name, (), {}, shape, _fmt(fmt))
+
+    def weight(self, name: str, codes, fmt="int8") -> Tensor:
+        """A constant tensor of codes, written to the board once at compile time."""
+        f = _fmt(fmt)
+        c = np.asarray(codes)
+        if c.ndim != 2 or 0 in c.shape or c.dtype.kind not in "iub":
+            raise GraphError(f"weight {name}: shape {c.shape} dtype {c.dtype} (allowed: a "
+                             "2-D array of integer codes)")
+        c = c.astype(np.int64)
+        if c.min() < f.min_code or c.max() > f.max_code:
+            raise GraphError(f"weight {name}: codes {c.min()}..{c.max()} do not fit {f} "
+                             f"(allowed: {f.min_code}..{f.max_code})")
+        return self._node("weight", name, (), {"codes": c}, c.shape, f)
+
+    def matmul(self, a: Tensor, b: Tensor, transpose_b: bool = False,
+               requant: dict | None = None, name: str | None = None) -> Tensor:
+        """``a @ b`` (``a @ b.T`` with ``transpose_b``) on a MAC array; ``requant``: the
+        fused epilogue's arrays (``bias``, ``multiplier``, ``shift``, ``zero_point``,
+        ``act_min``, ``act_max``; per output column or scalar) and ``out`` (its format, or a
+        fixed-point format of the same width and sign that names the codes' scale) and
+        ``rounding``."""
+        bs = b.shape[::-1] if transpose_b else b.shape
+        if a.shape[1] != bs[0]:
+            raise GraphError(f"matmul {name or ''}: a {a.shape} and b {b.shape}"
+                             f"{' transposed' if transpose_b else ''} do not chain (allowed: "
+                             "a [M, K] and b [K, N])")
+        rq = _requant_attrs("matmul", name, requant, bs[1])
+        fmt = rq["out"] if rq else _fmt("int32")
+        return self._node("matmul", name, (a, b), {"transpose_b": bool(transpose_b),
+                                                    "requant": rq}, (a.shape[0], bs[1]), fmt)
+
+    def sparse_matmul(self, w: Tensor, x: Tensor, mode: str | None = None,
+                      requant: dict | None = None, name: str | None = None) -> Tensor:
+        """``w @ x`` on the N:M sparse chain in ``mode`` (``w`` a weight that keeps the
+        pattern; ``x`` an input: the chain's activation beats are packed by the host)."""
+        if w.shape[1] != x.shape[0]:
+            raise GraphError(f"sparse_matmul {name or ''}: w {w.shape} and x {x.shape} do "
+                             "not chain (allowed: w [O, K] and x [K, B])")
+        rq = _requant_attrs("sparse_matmul", name, requant, w.shape[0])
+        fmt = rq["out"] if rq else _fmt("int32")
+        return self._node("sparse_matmul", name, (w, x), {"mode": mode, "requant": rq},
+                          (w.shape[0], x.shape[1]), fmt)
+
+    def softmax(self, x: Tensor, name: str | None = None) -> Tensor:
+        """Row softmax (the output format is the unit's; ``ufixed<8,0>`` until compiled)."""
+        return self._node("softmax", name, (x,), {}, x.shape, None)
+
+    def gelu(self, x: Tensor, name: str | None = None) -> Tensor:
+        """Element-wise GELU (the output format is the unit's)."""
+        return self._node("gelu", name, (x,), {}, x.shape, x.fmt)
+
+    def requant(self, x: Tensor, out="int8", name: str | None = None, **params) -> Tensor:
+        """The stand-alone requant unit on accumulator codes ``x [R, N]`` (channels along
+        axis 1): ``bias``, ``multiplier``, ``shift``, ``zero_point``, ``act_min``,
+        ``act_max``, ``rounding``."""
+        rq = _requant_attrs("requant", name, {**params, "out": out}, x.shape[1])
+        return self._node("requant", name, (x,), {"requant": rq}, x.shape, rq["out"])
+
+    def output(self, name: str, t: Tensor) -> None:
+        """Name ``t`` an output of the graph (read back at every call)."""
+        if not isinstance(t, Tensor) or t.graph is not self:
+            raise GraphError(f"output {name}: not a tensor of this graph")
+        if name in self.outputs:
+            raise GraphError(f"output name {name!r} is used twice (allowed: distinct names)")
+        self.outputs[name] = t
+
+    # -- golden ------------------------------------------------------------------------------
+
+    def evaluate(self, design=None, keep=(), **inputs) -> dict:
+        """The outputs (and the ``keep`` tensors) from the golden models only, no board.
+
+        ``design``: a :class:`~generators.config.BoardConfig` (or a board's INFO dict) whose
+        units run the ops; without it, units are made from the ops' formats (``acc``
+        int32 with wrap; softmax ``length`` 4096, ``out`` ``ufixed<8,0>``), which equals
+        any board whose units have those parameters.
+        """
+        units = _design_units(design)
+        plan = [(n, _pick(units, n, {})) for n in self.nodes]
+        vals = {}
+        for node, (_idx, fam, params, _) in plan:
+            vals[node.out.name] = _golden(node, fam, params, vals, inputs)
+        return _results(self, vals, keep)
+
+
+def _requant_attrs(kind, name, requant, channels) -> dict | None:
+    if requant is None:
+        return None
+    if not isinstance(requant, dict):
+        raise GraphError(f"{kind} {name or ''}: requant {requant!r} (allowed: a dict of "
+                         f"{', '.join(REQUANT_KEYS)}, out, rounding)")
+    bad = set(requant) - set(REQUANT_KEYS) - {"out", "rounding"}
+    if bad:
+        raise GraphError(f"{kind} {name or ''}: requant key {sorted(bad)[0]!r} (allowed: "
+                         f"{', '.join(REQUANT_KEYS)}, out, rounding)")
+    arrays = {k: np.asarray(v, dtype=np.int64) for k, v in requant.items()
+              if k in REQUANT_KEYS}
+    for k in ("bias", "multiplier", "shift"):
+        if k in arrays and arrays[k].ndim and arrays[k].shape != (channels,):
+            raise GraphError(f"{kind} {name or ''}: requant {k} of shape {arrays[k].shape} "
+                             f"(allowed: a scalar or ({channels},), one per output channel)")
+    return {"out": _fmt(requant.get("out", "int8")), "rounding": requant.get("rounding"),
+            "arrays": arrays}
+
+
+# -- units of a design -----------------------------------------------------------------------
+
+
+@dataclass
+class _DUnit:
+    index: int
+    name: str
+    fam: object
+    params: object
+    streams: dict | None
+
+
+def _design_units(design) -> list | None:
+    """``[_DUnit]`` of a design (BoardConfig, INFO dict or None)."""
+    from generators.config import BoardConfig, parse_config
+    from generators.units import family
+
+    if design is None:
+        return None
+    if isinstance(design, BoardConfig):
+        cfgs = [(u, None) for u in design.units]
+    else:
+        cfgs = [(parse_config(u["config"], f"unit {u['name']}"), u["streams"])
+                for u in design["units"]]
+    out = []
+    for i, (cfg, streams) in enumerate(cfgs):
+        fam = family(cfg.unit)
+        out.append(_DUnit(i, cfg.name, fam, fam.params(cfg), streams))
+    return out
+
+
+def _codes_fit(prod: Format, cons: Format) -> bool:
+    """Codes of ``prod`` read by a unit that takes ``cons``: the same format, or an integer
+    ``cons`` of the same storage holding every code of ``prod``."""
+    if prod == cons:
+        return True
+    return (cons.is_integer and storage_bits(prod.width) == storage_bits(cons.width)
+            and cons.min_code <= prod.min_code and prod.max_code <= cons.max_code)
+
+
+def _same_codes(user: Format, unit: Format) -> bool:
+    return user.width == unit.width and user.signed == unit.signed
+
+
+def _synth(node: Node):
+    """A unit config for ``node`` from its formats (evaluate without a design)."""
+    from generators.config import parse_config
+    from generators.units import family
+
+    ins = node.inputs
+    if node.kind == "matmul":
+        keys = {"name": "mac", "unit": "mac_array", "rows": 8, "cols": 8,
+                "a": str(ins[0].fmt), "b": str(ins[1].fmt), "acc": "int32"}
+        rq = node.attrs["requant"]
+        if rq:
+            keys["requant"] = {"out": f"{'int' if rq['out'].signed else 'uint'}"
+                                      f"{rq['out'].width}", "channels": 4096,
+                               "rounding": rq["rounding"] or "double"}
+    elif node.kind == "sparse_matmul":
+        keys = {"name": "sc", "unit": "sparse_chain", "length": 16, "m": 4,
+                "modes": [node.attrs["mode"] or "2:4"], "w": str(ins[0].fmt),
+                "x": str(ins[1].fmt), "acc": "int32"}
+        rq = node.attrs["requant"]
+        if rq:
+            keys["requant"] = {"out": f"{'int' if rq['out'].signed else 'uint'}"
+                                      f"{rq['out'].width}", "channels": 4096,
+                               "rounding": rq["rounding"] or "double"}
+    elif node.kind == "softmax":
+        keys = {"name": "sm", "unit": "softmax", "length": 4096, "in": str(ins[0].fmt),
+                "out": "ufixed<8,0>"}
+    elif node.kind == "gelu":
+        keys = {"name": "ge", "unit": "gelu", "in": str(ins[0].fmt), "out": str(ins[0].fmt)}
+    else:
+        rq = node.attrs["requant"]
+        keys = {"name": "rq", "unit": "requant", "in": str(ins[0].fmt),
+                "out": f"{'int' if rq['out'].signed else 'uint'}{rq['out'].width}",
+                "channels": 4096, "rounding": rq["rounding"] or "double"}
+    cfg = parse_config(keys, f"{node.kind} {node.name}")
+    fam = family(cfg.unit)
+    return _DUnit(-1, cfg.name, fam, fam.params(cfg), None)
+
+
+_FAMILY = {"matmul": "mac_array", "sparse_matmul": "sparse_chain", "softmax": "softmax",
+           "gelu": "gelu", "requant": "requant"}
+
+
+def _unit_fits(node: Node, u: _DUnit) -> str | None:
+    """``None`` when unit ``u`` can run ``node``, else what does not fit."""
+    p = u.params
+    ins = node.inputs
+    rq = node.attrs.get("requant")
+    if node.kind in ("matmul", "sparse_matmul"):
+        fa, fb = (p.a, p.b) if node.kind == "matmul" else (p.w, p.x)
+        if not (_codes_fit(ins[0].fmt, fa) and _codes_fit(ins[1].fmt, fb)):
+            return f"operands {ins[0].fmt}, {ins[1].fmt} (unit {u.name} takes {fa}, {fb})"
+        if (p.requant is None) != (rq is None):
+            return (f"unit {u.name} {'has no' if p.requant is None else 'has a'} requant "
+                    "epilogue")
+        if rq and not _same_codes(rq["out"], p.epilogue.out):
+            return f"requant out {rq['out']} (unit {u.name} gives {p.epilogue.out})"
+        if rq and rq["rounding"] and rq["rounding"] != p.epilogue.rounding:
+            return f"rounding {rq['rounding']} (unit {u.name} has {p.epilogue.rounding})"
+        if node.kind == "sparse_matmul" and node.attrs["mode"] is not None:
+            try:
+                p.mode(node.attrs["mode"])
+            except ValueError as err:
+                return str(err)
+        return None
+    if node.kind == "requant":
+        if not _codes_fit(ins[0].fmt, p.inp):
+            return f"input {ins[0].fmt}"
+        if not _same_codes(rq["out"], p.out):
+            return f"out {rq['out']} (unit {u.name} gives {p.out})"
+        if rq["rounding"] and rq["rounding"] != p.rounding:
+            return f"rounding {rq['rounding']} (unit {u.name} has {p.rounding})"
+        return None
+    if ins[0].fmt != p.inp:
+        return f"input format {ins[0].fmt} (unit {u.name} takes {p.inp})"
+    return None
+
+
+def _pick(units, node: Node, _) -> tuple:
+    """``(index, family, params, unit)`` of the unit that runs ``node``."""
+    if node.kind in ("input", "weight"):
+        return (None, None, None, None)
+    if units is None:
+        u = _synth(node)
+    else:
+        fam = _FAMILY[node.kind]
+        cands = [u for u in units if u.fam.name == fam]
+        if not cands:
+            have = ", ".join(sorted({u.fam.name for u in units}))
+            raise GraphError(f"{node.kind} {node.name}: the design has no {fam} unit "
+                             f"(allowed ops for its units: {have})")
+        why = [(u, _unit_fits(node, u)) for u in cands]
+        ok = [u for u, w in why if w is None]
+        if not ok:
+            raise GraphError(f"{node.kind} {node.name}: no {fam} unit takes it: "
+                             f"{'; '.join(w for _, w in why)}")
+        u = ok[0]
+    if node.out.fmt is None or node.kind == "softmax":
+        node.out.fmt = u.params.out
+    elif node.kind == "gelu":
+        node.out.fmt = u.params.out
+    return (u.index, u.fam, u.params, u)
+
+
+def _arrays(node: Node, vals: dict) -> dict:
+    """The family's run arrays of ``node`` from the values of its inputs."""
+    ins = [vals[t.name] for t in node.inputs]
+    rq = node.attrs.get("requant")
+    extra = dict(rq["arrays"]) if rq else {}
+    if node.kind == "matmul":
+        b = ins[1].T if node.attrs["transpose_b"] else ins[1]
+        return {"a": ins[0], "b": np.ascontiguousarray(b), **extra}
+    if node.kind == "sparse_matmul":
+        return {"w": ins[0], "x": ins[1], **extra}
+    if node.kind == "requant":
+        return {"acc": ins[0], **extra}
+    return {"x": ins[0]}
+
+
+def _check_input(t: Tensor, v) -> np.ndarray:
+    a = np.asarray(v)
+    if a.shape != t.shape or a.dtype.kind not in "iub":
+        raise GraphError(f"input {t.name}: shape {a.shape} dtype {a.dtype} (allowed: "
+                         f"{t.shape} integer codes of {t.fmt})")
+    a = a.astype(np.int64)
+    if a.size and (a.min() < t.fmt.min_code or a.max() > t.fmt.max_code):
+        raise GraphError(f"input {t.name}: codes {a.min()}..{a.max()} do not fit {t.fmt} "
+                         f"(allowed: {t.fmt.min_code}..{t.fmt.max_code})")
+    return a
+
+
+def _golden(node, fam, params, vals, inputs):
+    if node.kind == "input":
+        if node.name not in inputs:
+            names = [n.name for n in node.out.graph.nodes if n.kind == "input"]
+            raise GraphError(f"input {node.name} is not given (allowed: the inputs "
+                             f"{', '.join(names)})")
+        return _check_input(node.out, inputs[node.name])
+    if node.kind == "weight":
+        return node.attrs["codes"]
+    mode = node.attrs.get("mode") if node.kind == "sparse_matmul" else None
+    try:
+        arrays = fam.check_inputs(params, _arrays(node, vals), mode=mode)
+    except (UserError, ValueError) as err:
+        raise GraphError(f"{node.kind} {node.name}: {err}") from None
+    out = fam.golden(params, arrays, mode=mode)
+    return np.asarray(out[fam.out_arrays[0]], dtype=np.int64)
+
+
+def _results(graph: Graph, vals: dict, keep) -> dict:
+    out = {name: vals[t.name] for name, t in graph.outputs.items()}
+    for k in keep:
+        name = k.name if isinstance(k, Tensor) else str(k)
+        if name not in vals:
+            raise GraphError(f"keep {name!r} is not a tensor of the graph (allowed: "
+                             f"{', '.join(vals)})")
+        out[name] = vals[name]
+    return out
+
+
+# -- the compiler ----------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Stored:
+    """One stored copy of a tensor (``layout`` row/col) or a raw operand."""
+
+    key: str
+    layout: str
+    nbytes: int
+    ld: int
+    rows: int = 0
+    tensor: Tensor | None = None
+    bank: int = -1
+    base: int = -1
+    co: set = field(default_factory=set)   # keys read in the same op
+
+
+def _mac_layouts(params) -> tuple[str, str, str]:
+    from generators.mac_array.params import OUTPUT_STATIONARY
+
+    return ("col", "row", "row") if params.dataflow == OUTPUT_STATIONARY else \
+        ("row", "row", "row")
+
+
+def _lanes(u: _DUnit, stream: str) -> int:
+    lanes, _, _ = P.data_lanes(u.streams[stream]["fields"]["data"])
+    return lanes
+
+
+class Program:
+    """A compiled graph on a board: call it with the inputs (see :func:`compile_graph`).
+
+    ``stats``: ``weight_bytes`` (link bytes of loading, once), then per call
+    ``link_bytes``, ``cycles`` (total), ``op_cycles`` (name -> cycles),
+    ``mac_utilization`` (useful MACs over the MAC-type units' capacity in the program's
+    cycles).
+    """
+
+    def __init__(self, board, graph, plan, stored, prog, nops, mem_bytes, weight_bytes, pad):
+        self.board, self.graph, self.plan, self.stored = board, graph, plan, stored
+        self.program, self.nops, self.pad = prog, nops, pad
+        self.stats = {"weight_bytes": weight_bytes, "memory_bytes": mem_bytes,
+                      "program_bytes": len(P.to_bytes(prog))}
+
+    def _write(self, s: _Stored, codes) -> None:
+        data = P.layout_bytes(codes, s.layout, s.tensor.fmt.width, s.ld, s.rows)
+        self.board.tm_write(s.bank, s.base, data)
+
+    def _read(self, s: _Stored) -> np.ndarray:
+        t = s.tensor
+        rows = t.shape[0] if s.layout == "row" else t.shape[1]
+        data = self.board.tm_read(s.bank, s.base, rows * s.ld)
+        return P.layout_codes(data, s.layout, t.shape, t.fmt.width, t.fmt.signed, s.ld)
+
+    def __call__(self, keep=(), **inputs) -> dict:
+        g = self.graph
+        names = [n.name for n in g.nodes if n.kind == "input"]
+        extra = set(inputs) - set(names)
+        if extra or set(names) - set(inputs):
+            raise GraphError(f"inputs {sorted(inputs)} (allowed: exactly {sorted(names)})")
+        vals = {n: _check_input(g.tensors[n], v) for n, v in inputs.items()}
+        keep_names = [k.name if isinstance(k, Tensor) else str(k) for k in keep]
+        for k in keep_names:
+            if k not in g.tensors:
+                raise GraphError(f"keep {k!r} is not a tensor of the graph (allowed: "
+                                 f"{', '.join(g.tensors)})")
+        # every check is done: from here on, requests
+        before = self.board.stats["wire_out"] + self.board.stats["wire_in"]
+        for s in self.stored:
+            if s.tensor is not None and s.tensor.node.kind == "input":
+                self._write(s, vals[s.tensor.name])
+        for _node, u, _, raw_inputs in self.plan:
+            for key, fn in raw_inputs.items():
+                s = next(x for x in self.stored if x.key == key)
+                beats = fn(vals)
+                self.board.tm_write(s.bank, s.base, P.raw_tensor_bytes(
+                    u.streams[u.fam.operand_streams[key.split(":")[-1]]]["fields"], beats,
+                    s.ld))
+        total, per_op = self.board.prog_run(self.addr, self.nops)
+        out = {}
+        want = dict(g.outputs)
+        for k in keep_names:
+            want[k] = g.tensors[k]
+        for name, t in want.items():
+            if t.node.kind == "input":
+                out[name] = vals[t.name]
+                continue
+            if t.node.kind == "weight":
+                out[name] = t.node.attrs["codes"]
+                continue
+            s = next(x for x in self.stored if x.tensor is t)
+            out[name] = self._read(s)
+        after = self.board.stats["wire_out"] + self.board.stats["wire_in"]
+        macs = cap = 0
+        op_cycles = {}
+        for (node, u, dims, _), c in zip(self.plan, per_op, strict=True):
+            op_cycles[node.name] = c
+            if u.fam.name in ("mac_array", "sparse_chain"):
+                macs += int(np.prod(dims))
+                cap = max(cap, u.params.macs_per_cycle)
+        self.stats.update(link_bytes=after - before, cycles=total, op_cycles=op_cycles,
+                          mac_utilization=round(macs / (cap * total), 4) if cap and total
+                          else 0.0)
+        return out
+
+
+def _need_layouts(graph: Graph, picks: dict) -> tuple[dict, dict, dict]:
+    """Layouts: ``need[tensor name]`` = set of layouts its consumers read it in, and
+    ``mode[matmul name]`` = ``normal`` or ``transposed``; raises GraphError on a conflict."""
+    need: dict[str, set] = {t: set() for t in graph.tensors}
+    modes = {}
+    producers_fixed = {}
+    for node in reversed(graph.nodes):
+        out = node.out
+        u = picks[node.name]
+        wanted = need[out.name]
+        if node.kind == "matmul":
+            la, lb, lc = _mac_layouts(u.params)
+            if wanted == {_flip(lc)}:
+                rq = node.attrs["requant"]
+                if rq and any(np.ndim(rq["arrays"].get(k, 0)) for k in
+                              ("bias", "multiplier", "shift")):
+                    raise GraphError(f"matmul {node.name}: its output is read in "
+                                     f"{_flip(lc)} layout, computed as C^T = B^T A^T, so "
+                                     "requant bias, multiplier and shift must be scalars "
+                                     "(allowed: scalars here; per-channel needs a row-layout "
+                                     "consumer)")
+                modes[node.name] = "transposed"
+                need_a, need_bt = _flip(lb), _flip(la)
+                producers_fixed[out.name] = _flip(lc)
+            else:
+                if len(wanted) > 1:
+                    raise GraphError(f"matmul {node.name}: its output is read in both row "
+                                     "and col layout (allowed: one; copy/transpose ops are "
+                                     "not built)")
+                modes[node.name] = "normal"
+                need_a, need_bt = la, lb
+                producers_fixed[out.name] = lc
+            a, b = node.inputs
+            need[a.name].add(need_a)
+            need[b.name].add(_flip(need_bt) if node.attrs["transpose_b"] else need_bt)
+        elif node.kind == "sparse_matmul":
+            w, x = node.inputs
+            if x.node.kind != "input":
+                raise GraphError(f"sparse_matmul {node.name}: x {x.name} is made by "
+                                 f"{x.node.kind} {x.node.name} (allowed: an input: the "
+                                 "chain's x_stream repeats each window per slot, so the host "
+                                 "packs its beats)")
+            if w.node.kind != "weight":
+                raise GraphError(f"sparse_matmul {node.name}: w {w.name} is not a weight "
+                                 "(allowed: g.weight codes, compressed on the host)")
+        elif node.kind in ("softmax", "gelu", "requant"):
+            stream = {"softmax": "i_stream", "gelu": "i_stream", "requant": "acc_stream"}
+            x = node.inputs[0]
+            if _lanes(u, stream[node.kind]) > 1:
+                need[x.name].add("row")
+            if node.kind == "softmax" and x.shape[1] > u.params.length:
+                raise GraphError(f"softmax {node.name}: rows of {x.shape[1]} elements "
+                                 f"(allowed: at most {u.params.length}, the unit's length)")
+    return need, modes, producers_fixed
+
+
+def _has_unwritten_padding(t: Tensor, u: _DUnit, pad: int) -> bool:
+    """Whether the stored copy of ``t`` has padding codes its producer does not write: a
+    tensor whose axes are multiples of ``pad`` has none, a MAC array with ``rows`` and
+    ``cols`` equal to ``pad`` writes all of its padded tiles."""
+    r, c = t.shape
+    if r % pad == 0 and c % pad == 0:
+        return False
+    p = u.params
+    return not (u.fam.name == "mac_array" and p.rows == p.cols == pad)
+
+
+def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
+    """Check, lay out, allocate, write weights and the program; return a :class:`Program`.
+
+    Every check is made before anything is sent (GraphError, one line). Not built: tiling of
+    ops larger than a unit or the memory, reuse of memory between tensors, copy/transpose
+    ops.
+    """
+    info = board.info()
+    tmd = info.get("tensor_memory")
+    if not tmd:
+        raise GraphError(f"{board.url}: design {info.get('name')} has no tensor memory "
+                         "(allowed: a protocol-2 design with tensor_memory)")
+    if not graph.outputs:
+        raise GraphError("the graph has no outputs (allowed: g.output(name, tensor))")
+    units = _design_units(info)
+    picks = {}
+    for node in graph.nodes:
+        picks[node.name] = _pick(units, node, {})[3]
+    # the golden checks of constant operands (weights fit the unit, sparsity pattern, params)
+    for node in graph.nodes:
+        for t in node.inputs:
+            if t.fmt is None:
+                raise GraphError(f"{node.kind} {node.name}: input {t.name} has no format")
+    need, modes, fixed = _need_layouts(graph, picks)
+    word = tmd["word_bytes"]
+    pad = 2
+    for u in units:
+        p = u.params
+        for v in (getattr(p, "rows", 1), getattr(p, "cols", 1), getattr(p, "lanes", 1)):
+            pad = pad * v // math.gcd(pad, v)
+
+    stored: list[_Stored] = []
+    by_tensor: dict[tuple, _Stored] = {}
+
+    def data_item(t: Tensor, layout: str) -> _Stored:
+        if (t.name, layout) in by_tensor:
+            return by_tensor[(t.name, layout)]
+        r, c = t.shape if layout == "row" else t.shape[::-1]
+        rows = -(-r // pad) * pad
+        ld = -(-(-(-c // pad) * pad * storage_bits(t.fmt.width) // 8) // word) * word
+        s = _Stored(f"{t.name}:{layout}", layout, rows * ld, ld, rows, t)
+        stored.append(s)
+        by_tensor[(t.name, layout)] = s
+        return s
+
+    layout_of = {}
+    for node in graph.nodes:
+        t = node.out
+        wanted = need[t.name]
+        if node.kind in ("input", "weight"):
+            users = [c for c in graph.nodes if t in c.inputs]
+            only_raw = bool(users) and all(c.kind == "sparse_matmul" for c in users)
+            lays = sorted(wanted) or ([] if only_raw and t not in graph.outputs.values()
+                                      else ["row"])
+            for lay in lays:
+                data_item(t, lay)
+            layout_of[t.name] = lays
+        elif t.name in fixed:
+            layout_of[t.name] = [fixed[t.name]]
+        else:
+            if len(wanted) > 1:
+                raise GraphError(f"{node.kind} {node.name}: its output is read in both row "
+                                 "and col layout (allowed: one; copy ops are not built)")
+            layout_of[t.name] = sorted(wanted) or ["row"]
+
+    plan = []
+    ops_places = []
+    for node in graph.nodes:
+        if node.kind in ("input", "weight"):
+            continue
+        u = picks[node.name]
+        fam, params = u.fam, u.params
+        raw_inputs = {}
+        places = {}
+        dims = None
+        mode = node.attrs.get("mode") if node.kind == "sparse_matmul" else None
+
+        def place(t, layout, transposed=False):
+            s = by_tensor[(t.name, layout)]
+            return s, (t.shape[::-1] if transposed else t.shape)
+
+        reads = []
+        if node.kind == "matmul":
+            a, b = node.inputs
+            la, lb, lc = _mac_layouts(params)
+            tb = node.attrs["transpose_b"]
+            m, k = a.shape
+            n = node.out.shape[1]
+            if modes[node.name] == "normal":
+                sa, _ = place(a, la)
+                sb, _ = place(b, _flip(lb) if tb else lb)
+                places["a"] = ("a", sa, la)
+                places["b"] = ("b", sb, lb)
+                sc = data_item(node.out, lc)
+                places["c"] = ("c", sc, lc)
+                dims = (m, k, n)
+            else:
+                # C^T = B^T A^T: a' = b_eff^T (b_eff stored flip(la)), b' = a^T
+                sbt, _ = place(b, la if tb else _flip(la))
+                sat, _ = place(a, _flip(lb))
+                places["a"] = ("a", sbt, la)
+                places["b"] = ("b", sat, lb)
+                sc = data_item(node.out, _flip(lc))
+                places["c"] = ("c", sc, lc)
+                dims = (n, k, m)
+            reads = [places["a"][1], places["b"][1]]
+        elif node.kind == "sparse_matmul":
+            w, x = node.inputs
+            dims = (w.shape[0], w.shape[1], x.shape[1])
+            lay = layout_of[node.out.name][0]
+            places["y"] = ("y", data_item(node.out, lay), lay)
+        else:
+            x = node.inputs[0]
+            sx = next(by_tensor[(x.name, lay)] for lay in ("row", "col")
+                      if (x.name, lay) in by_tensor)
+            op_in = "acc" if node.kind == "requant" else "x"
+            places[op_in] = (op_in, sx, sx.layout)
+            lay = layout_of[node.out.name][0]
+            places["y"] = ("y", data_item(node.out, lay), lay)
+            r, c = x.shape
+            dims = {"softmax": (r, c), "gelu": (r * c,), "requant": (r, c)}[node.kind]
+            reads = [sx]
+        # raw operands: resident (parameters, sparse weights) or per call (sparse x)
+        zeros = {t.name: np.zeros(t.shape, np.int64) for t in node.inputs}
+        consts = {t.name: t.node.attrs["codes"] for t in node.inputs if t.node.kind == "weight"}
+
+        def run_arrays(vals, node=node, zeros=zeros, consts=consts, dims=dims):
+            v = {**zeros, **consts, **vals}
+            arr = _arrays(node, v)
+            if node.kind == "matmul" and modes[node.name] == "transposed":
+                arr = {**arr, "a": np.ascontiguousarray(arr["b"].T),
+                       "b": np.ascontiguousarray(arr["a"].T)}
+            return arr
+
+        try:
+            checked = fam.check_inputs(params, run_arrays({}), mode=mode)
+            raw = fam.raw_operands(params, checked, mode=mode)
+        except (UserError, ValueError) as err:
+            raise GraphError(f"{node.kind} {node.name}: {err}") from None
+        for op_name, beats in raw.items():
+            stream = fam.operand_streams[op_name]
+            bb = u.streams[stream]["beat_bytes"]
+            pitch = P.raw_pitch(bb, word)
+            n_beats = len(next(iter(beats.values())))
+            s = _Stored(f"{node.name}:{op_name}", "raw", n_beats * pitch, pitch)
+            s.beats = beats
+            stored.append(s)
+            places[op_name] = (op_name, s, "raw")
+            reads.append(s)
+            if node.kind == "sparse_matmul" and op_name == "x":
+                s.beats = None
+
+                def fn(vals, run_arrays=run_arrays, fam=fam, params=params, mode=mode):
+                    ch = fam.check_inputs(params, run_arrays(vals), mode=mode)
+                    return fam.raw_operands(params, ch, mode=mode)["x"]
+                raw_inputs[s.key] = fn
+        for s in reads:
+            s.co.update(x.key for x in reads if x is not s)
+        plan.append((node, u, dims, raw_inputs))
+        ops_places.append((node, u, dims, places, mode))
+
+    # banks: an op's inputs in different banks; bump allocation, most free bank first, after
+    # what earlier compiles on this board hold (their programs stay valid)
+    free = list(getattr(board, "_tm_next", None) or [0] * tmd["banks"])
+    byk = {s.key: s for s in stored}
+    for s in stored:
+        taken = {byk[k].bank for k in s.co if byk[k].bank >= 0}
+        choices = [b for b in range(tmd["banks"]) if b not in taken] or list(range(tmd["banks"]))
+        bank = min(choices, key=lambda b: free[b])
+        base = -(-free[bank] // word) * word
+        if base + s.nbytes > tmd["bank_bytes"]:
+            what = s.tensor.name if s.tensor is not None else s.key
+            user = next((n for n in graph.nodes if s.tensor is n.out), None)
+            opname = f"{user.kind} {user.name}" if user else f"op {s.key.split(':')[0]}"
+            raise GraphError(f"{opname}: tensor {what} needs {s.nbytes} bytes; bank {bank} "
+                             f"has {tmd['bank_bytes'] - base} left of {tmd['bank_bytes']} "
+                             f"({tmd['banks']} banks; tiling larger-than-memory ops is not "
+                             "built)")
+        s.bank, s.base = bank, base
+        free[bank] = base + s.nbytes
+
+    ops = []
+    for node, u, dims, places, mode in ops_places:
+        pl = {}
+        for op_name, (_, s, lay) in places.items():
+            t = s.tensor
+            shape = None
+            if t is not None:
+                shape = t.shape if lay == s.layout else t.shape[::-1]
+            pl[op_name] = Place(s.bank, s.base, lay, s.ld, shape)
+        try:
+            descs = u.fam.program_streams(u.params, dims, pl, u.streams, mode=mode)
+            for sname, d in descs.items():
+                P.check_descriptor(d, u.streams[sname]["fields"], tmd["bank_bytes"],
+                                   tmd["word_bytes"], tmd["banks"], sname)
+        except ProgramError as err:
+            raise GraphError(f"{node.kind} {node.name}: {err}") from None
+        mcode = u.params.mode_code(mode) if u.fam.has_modes else 0
+        ops.append(P.Op(u.index, mcode, tuple(dims) + (0,) * (3 - len(dims)),
+                        tuple(descs.values())))
+    prog = P.Program(tuple(ops))
+    data = P.to_bytes(prog)
+    paddr = getattr(board, "_prog_next", 0)
+    if paddr + len(data) > info.get("program_bytes", 0):
+        raise GraphError(f"the program is {len(data)} bytes, {paddr} are taken by earlier "
+                         f"programs (allowed: at most {info.get('program_bytes')}, the program "
+                         "memory)")
+    if 4 + 4 * len(ops) > board.max_payload:
+        raise GraphError(f"{len(ops)} ops (allowed: at most {(board.max_payload - 4) // 4})")
+    # requests from here on: weights and resident raw operands once, then the program
+    before = board.stats["wire_out"] + board.stats["wire_in"]
+    for s in stored:
+        if s.tensor is not None and s.tensor.node.kind == "weight":
+            board.tm_write(s.bank, s.base, P.layout_bytes(
+                s.tensor.node.attrs["codes"], s.layout, s.tensor.fmt.width, s.ld, s.rows))
+        elif s.layout == "raw" and getattr(s, "beats", None) is not None:
+            node = next(n for n in graph.nodes if n.name == s.key.split(":")[0])
+            u = picks[node.name]
+            f = u.streams[u.fam.operand_streams[s.key.split(":")[1]]]["fields"]
+            board.tm_write(s.bank, s.base, P.raw_tensor_bytes(f, s.beats, s.ld))
+    # intermediates: zero once (the units read their padding codes; a producer writes its
+    # own padding, never the stored rows past its tiles)
+    for s in stored:
+        if s.tensor is not None and s.tensor.node.kind not in ("input", "weight") and \
+                _has_unwritten_padding(s.tensor, picks[s.tensor.node.name], pad):
+            board.tm_write(s.bank, s.base, bytes(s.nbytes))
+    board.prog_write(paddr, data)
+    board._tm_next, board._prog_next = free, paddr + len(data)
+    weight_bytes = board.stats["wire_out"] + board.stats["wire_in"] - before
+    mem = sum(s.nbytes for s in stored)
+    out = Program(board, graph, plan, stored, prog, len(ops), mem, weight_bytes, pad)
+    out.addr = paddr
+    return out

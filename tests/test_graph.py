@@ -1,0 +1,292 @@
+"""host.Graph and board.compile on model:// with a protocol-2 design (tests/tm_design.yaml):
+evaluate (golden models only) equals the compiled program's outputs code for code; bad graphs
+are refused on the host, before anything is sent, with one line."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from generators.config import BoardConfig, TensorMemoryConfig
+from host import Graph, GraphError, open_board
+from host.board import Board
+from host.model import ModelBoard, board_config
+from host.transport import ModelTransport
+
+DESIGN = str(Path(__file__).parent / "tm_design.yaml")
+CFG = board_config(DESIGN)
+
+
+@pytest.fixture
+def board():
+    with open_board("model://" + DESIGN, timeout=0.05, progress=False) as b:
+        yield b
+
+
+def _attention(rng, s=16, d=24, per_channel_v=True):
+    g = Graph()
+    x = g.input("x", (s, d), "int8")
+    rq = dict(bias=3, multiplier=1 << 30, shift=-9, zero_point=0, out="int8")
+    q = g.matmul(x, g.weight("wq", rng.integers(-128, 128, (d, d))), requant=rq, name="q")
+    k = g.matmul(x, g.weight("wk", rng.integers(-128, 128, (d, d))), requant=rq, name="k")
+    vb = rng.integers(-99, 99, d) if per_channel_v else 0
+    v = g.matmul(x, g.weight("wv", rng.integers(-128, 128, (d, d))),
+                 requant=dict(bias=vb, multiplier=rng.integers(1 << 29, 1 << 30, d),
+                              shift=-9), name="v")
+    sc = g.matmul(q, k, transpose_b=True, requant=dict(rq, out="fixed<8,3>"), name="s")
+    p = g.softmax(sc, name="p")
+    o = g.matmul(p, v, requant=dict(bias=0, multiplier=1 << 30, shift=-7,
+                                    out="fixed<8,3>"), name="o")
+    g.output("y", g.gelu(o, name="y"))
+    return g
+
+
+@pytest.mark.parametrize("s,d", [(16, 24), (13, 19), (64, 32)])
+def test_attention_chain_equals_evaluate(board, s, d):
+    rng = np.random.default_rng(s * d)
+    g = _attention(rng, s, d)
+    prog = board.compile(g)
+    assert prog.stats["weight_bytes"] > 3 * d * d
+    for _ in range(2):      # weights resident: the second call sends only x
+        X = rng.integers(-128, 128, (s, d))
+        want = g.evaluate(design=CFG, x=X, keep=["p", "s", "q"])
+        got = prog(x=X, keep=["p", "s", "q"])
+        assert set(got) == {"y", "p", "s", "q"}
+        for name in want:
+            assert np.array_equal(got[name], want[name]), name
+        assert len(np.unique(want["p"])) > 1   # not a degenerate softmax
+    st = prog.stats
+    assert list(st["op_cycles"]) == ["q", "k", "v", "s", "p", "o", "y"]
+    assert st["cycles"] == sum(st["op_cycles"].values())
+    assert 0 < st["mac_utilization"] < 1
+    # the link carries x, y (padded rows) and frames, not the weights
+    assert st["link_bytes"] < 3 * (s * d + 4 * s * -(-d // 32) * 32) + 400
+
+
+def _random_graph(rng):
+    """A random chain over the design's units: matmuls (normal, transposed b, with and
+    without requant), the requant unit, gelu, softmax, a sparse matmul on an input."""
+    g = Graph()
+    r, c = int(rng.integers(1, 20)), int(rng.integers(1, 20))
+    t = g.input("x", (r, c), "int8")
+    outs = 0
+    for i in range(int(rng.integers(2, 6))):
+        kind = rng.choice(["matmul", "matmul_t", "requant_unit", "gelu", "softmax"])
+        fmt = str(t.fmt)
+        n = int(rng.integers(1, 20))
+        if fmt == "int8" and kind in ("matmul", "matmul_t"):
+            if kind == "matmul":
+                w = g.weight(f"w{i}", rng.integers(-128, 128, (t.shape[1], n)))
+                # scalars: a matmul whose output feeds another's a is computed
+                # transposed (C^T = B^T A^T), where per-channel parameters are refused
+                rq = dict(bias=int(rng.integers(-50, 50)), multiplier=int(rng.integers(
+                    1 << 29, 1 << 31)), shift=int(rng.integers(-12, -8)),
+                          out=str(rng.choice(["int8", "fixed<8,3>"])))
+                t = g.matmul(t, w, requant=rq)
+            else:
+                w = g.weight(f"w{i}", rng.integers(-128, 128, (n, t.shape[1])))
+                t = g.matmul(t, w, transpose_b=True, requant=dict(
+                    bias=int(rng.integers(-9, 9)), multiplier=1 << 30, shift=-8))
+        elif fmt == "int8" and kind == "requant_unit":
+            w = g.weight(f"w{i}", rng.integers(-128, 128, (t.shape[1], n)))
+            acc = g.matmul(t, w)                       # the plain MAC array: int32
+            t = g.requant(acc, bias=rng.integers(-50, 50, n), multiplier=1 << 30,
+                          shift=-10, zero_point=int(rng.integers(-3, 3)))
+        elif fmt == "fixed<8,3>" and kind == "gelu":
+            t = g.gelu(t)
+        elif fmt == "fixed<8,3>" and kind == "softmax":
+            t = g.softmax(t)
+            g.output(f"out{outs}", t)
+            outs += 1
+            break
+        elif fmt == "fixed<8,3>":
+            t = g.gelu(t)
+    g.output(f"out{outs}", t)
+    return g
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_graphs_equal_evaluate(board, seed):
+    rng = np.random.default_rng(1000 + seed)
+    g = _random_graph(rng)
+    prog = board.compile(g)
+    x = g.tensors["x"]
+    X = rng.integers(-128, 128, x.shape)
+    want = g.evaluate(design=CFG, x=X)
+    got = prog(x=X)
+    assert set(got) == set(want)
+    for name in want:
+        assert np.array_equal(got[name], want[name]), (seed, name)
+
+
+def _sparse_w(rng, o, k):
+    w = rng.integers(-128, 128, (o, k))
+    for r in range(o):
+        for g0 in range(0, k, 4):
+            idx = rng.permutation(np.arange(g0, min(k, g0 + 4)))
+            w[r, idx[2:]] = 0
+    return w
+
+
+def test_sparse_matmul_on_an_input(board):
+    rng = np.random.default_rng(5)
+    g = Graph()
+    x = g.input("x", (30, 7), "int8")
+    w = g.weight("w24", _sparse_w(rng, 9, 30))
+    y = g.sparse_matmul(w, x, mode="2:4", name="y")
+    g.output("y", y)
+    prog = board.compile(g)
+    for _ in range(2):
+        X = rng.integers(-128, 128, (30, 7))
+        assert np.array_equal(prog(x=X)["y"], g.evaluate(design=CFG, x=X)["y"])
+
+
+def _refused(board, g, match):
+    before = board.stats["requests"]
+    with pytest.raises(GraphError, match=match) as err:
+        board.compile(g)
+    assert "\n" not in str(err.value)
+    assert board.stats["requests"] == before      # nothing was sent
+
+
+def test_bad_graphs_are_refused_before_anything_is_sent(board):
+    rng = np.random.default_rng(6)
+    with pytest.raises(GraphError, match=r"weight w: codes -300\.\.\d+ do not fit int8"):
+        Graph().weight("w", np.array([[-300, 5]]))
+    g = Graph()
+    x = g.input("x", (4, 4), "int8")
+    g.output("y", g.softmax(x))
+    _refused(board, g, r"softmax softmax\d: no softmax unit takes it: input format int8 "
+             r"\(unit softmax64 takes fixed<8,3>\)")
+    g = Graph()
+    x = g.input("x", (4, 100), "fixed<8,3>")
+    g.output("y", g.softmax(x))
+    _refused(board, g, "rows of 100 elements .allowed: at most 64")
+    g = Graph()
+    x = g.input("x", (4, 8), "int8")
+    q = g.matmul(x, g.weight("w", rng.integers(-9, 9, (8, 8))),
+                 requant=dict(bias=np.arange(8), multiplier=1 << 30, shift=-8))
+    g.output("s", g.matmul(x, q, transpose_b=True, requant=dict(multiplier=1 << 30,
+                                                                 shift=-8)))
+    _refused(board, g, "computed as C\\^T = B\\^T A\\^T, so requant bias, multiplier and "
+             "shift must be scalars")
+    g = Graph()
+    x = g.input("x", (300, 300), "int8")
+    g.output("y", g.matmul(x, g.weight("w", rng.integers(-9, 9, (300, 300))),
+                           requant=dict(multiplier=1 << 30, shift=-8)))
+    _refused(board, g, "N = 300 output channels exceed the requant epilogue's parameter "
+             "memory")
+    g = Graph()
+    x = g.input("x", (300, 300), "int8")
+    g.output("y", g.matmul(x, g.weight("w", rng.integers(-9, 9, (300, 300)))))
+    _refused(board, g, r"needs \d+ bytes; bank \d has \d+ left of 65536 .* tiling "
+             "larger-than-memory ops is not built")
+    g = Graph()
+    x = g.input("x", (8, 8), "int8")
+    acc = g.matmul(x, g.weight("w3", np.eye(8, dtype=int)))
+    xr = g.requant(acc, multiplier=1 << 30, shift=-1, name="xr")
+    g.output("z", g.sparse_matmul(g.weight("w", _sparse_w(rng, 4, 8)), xr, mode="2:4"))
+    _refused(board, g, r"sparse_matmul sparse_matmul\d: x xr is made by requant xr "
+             r"\(allowed: an input")
+    with pytest.raises(GraphError, match="do not chain"):
+        Graph().matmul(Graph().input("a", (2, 3)), Graph().input("b", (4, 2)))
+
+
+def test_a_unit_the_design_lacks_and_bad_call_inputs(board):
+    v = BoardConfig(name="nogelu", board="ulx3s", tensor_memory=TensorMemoryConfig(),
+                    units=CFG.units[:2])
+    b2 = Board(ModelTransport("model://nogelu", ModelBoard(v)), timeout=0.05, progress=False)
+    g = Graph()
+    x = g.input("x", (4, 4), "fixed<8,3>")
+    g.output("y", g.gelu(x))
+    _refused(b2, g, r"gelu gelu\d: the design has no gelu unit")
+    v1 = BoardConfig(name="v1", board="ulx3s", units=CFG.units[3:4])
+    b1 = Board(ModelTransport("model://v1", ModelBoard(v1)), timeout=0.05, progress=False)
+    _refused(b1, g, "has no tensor memory")
+    prog = board.compile(g)
+    X = np.arange(-8, 8).reshape(4, 4)
+    assert np.array_equal(prog(x=X)["y"], g.evaluate(design=CFG, x=X)["y"])
+    before = board.stats["requests"]
+    with pytest.raises(GraphError, match=r"input x: shape \(4, 5\)"):
+        prog(x=np.zeros((4, 5), int))
+    with pytest.raises(GraphError, match=r"input x: codes -200\.\.-200 do not fit fixed<8,3>"):
+        prog(x=np.full((4, 4), -200))
+    with pytest.raises(GraphError, match="allowed: exactly"):
+        prog(z=X)
+    with pytest.raises(GraphError, match="keep 'nope'"):
+        prog(x=X, keep=["nope"])
+    assert board.stats["requests"] == before
+
+
+def test_evaluate_without_a_design_uses_the_op_formats():
+    rng = np.random.default_rng(8)
+    g = Graph()
+    x = g.input("x", (5, 6), "int8")
+    w = rng.integers(-128, 128, (6, 7))
+    g.output("y", g.matmul(x, g.weight("w", w), requant=dict(multiplier=1 << 30, shift=-6,
+                                                            bias=2)))
+    g.output("z", g.requant(g.matmul(x, g.weight("w2", w)), multiplier=1 << 30, shift=-7))
+    X = rng.integers(-128, 128, (5, 6))
+    from generators.numerics import Format, requantize_fixed
+
+    got = g.evaluate(x=X)
+    for name, bias, shift in (("y", 2, -6), ("z", 0, -7)):
+        want = requantize_fixed(X @ w, bias=bias, multiplier=1 << 30, shift=shift,
+                                out_fmt=Format.parse("int8"))
+        assert np.array_equal(got[name], want), name
+
+
+def test_two_programs_stay_resident_on_one_board():
+    with open_board("model://" + DESIGN, timeout=0.05, progress=False) as b:
+        rng = np.random.default_rng(11)
+        g1, g2 = _attention(rng, 8, 16), _random_graph(np.random.default_rng(1003))
+        p1, p2 = b.compile(g1), b.compile(g2)
+        assert p2.addr > p1.addr == 0
+        for _ in range(2):
+            X1 = rng.integers(-128, 128, (8, 16))
+            X2 = rng.integers(-128, 128, g2.tensors["x"].shape)
+            got1, got2 = p1(x=X1), p2(x=X2)
+            assert np.array_equal(got1["y"], g1.evaluate(design=CFG, x=X1)["y"])
+            for name, want in g2.evaluate(design=CFG, x=X2).items():
+                assert np.array_equal(got2[name], want)
+
+
+def test_stale_memory_does_not_leak_into_padding(board):
+    """Whatever the tensor memory held before (another program's tensors), the compiler
+    leaves zeros where the units read padding."""
+    tm = board.tensor_memory
+    for bank in range(tm["banks"]):
+        board.tm_write(bank, 0, b"\xa5" * 8192)
+    rng = np.random.default_rng(12)
+    for g in (_attention(rng, 13, 19), _random_graph(np.random.default_rng(1001))):
+        prog = board.compile(g)
+        X = rng.integers(-128, 128, g.tensors["x"].shape)
+        for name, want in g.evaluate(design=CFG, x=X).items():
+            assert np.array_equal(prog(x=X)[name], want), name
+
+
+def test_a_weight_stationary_array_chains_per_channel_matmuls():
+    """A weight-stationary array reads a in row layout: x @ W1 @ W2 with per-channel
+    requant on both (an output-stationary array would need scalars on the first)."""
+    from generators.config import parse_config
+
+    ws = parse_config({"name": "macws", "unit": "mac_array", "rows": 8, "cols": 8,
+                       "a": "int8", "b": "int8", "acc": "int32",
+                       "dataflow": "weight_stationary", "tile_m": 16,
+                       "requant": {"out": "int8", "channels": 64}}, "t")
+    cfg = BoardConfig(name="ws", board="ulx3s", tensor_memory=TensorMemoryConfig(),
+                      units=(ws, *CFG.units[2:4]))
+    b = Board(ModelTransport("model://ws", ModelBoard(cfg)), timeout=0.05, progress=False)
+    rng = np.random.default_rng(21)
+    g = Graph()
+    x = g.input("x", (32, 20), "int8")
+
+    def rq(n):
+        return dict(bias=rng.integers(-50, 50, n), multiplier=rng.integers(1 << 29, 1 << 31, n),
+                    shift=rng.integers(-12, -9, n))
+    h = g.matmul(x, g.weight("w1", rng.integers(-128, 128, (20, 24))), requant=rq(24))
+    y = g.matmul(h, g.weight("w2", rng.integers(-128, 128, (24, 9))), requant=rq(9))
+    g.output("y", y)
+    prog = b.compile(g)
+    X = rng.integers(-128, 128, (32, 20))
+    assert np.array_equal(prog(x=X)["y"], g.evaluate(design=cfg, x=X)["y"])

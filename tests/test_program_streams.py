@@ -1,0 +1,235 @@
+"""Each family's ``program_streams``: descriptors over a tensor memory holding the operands in
+their layouts play exactly the beats of the family's ``schedule``, and storing the output
+beats of ``disassemble(golden)`` through the output descriptor gives the golden array."""
+
+import numpy as np
+import pytest
+
+from generators.board_info import describe
+from generators.config import (
+    BoardConfig,
+    TensorMemoryConfig,
+    config_to_dict,
+    load_config,
+    parse_config,
+)
+from generators.tm import Place, ProgramError, data_lanes, storage_bits
+from generators.units import family
+from host import program as P
+
+WORD = 32
+
+
+def _design(unit_cfg):
+    cfg = BoardConfig(name="t", board="ulx3s", tensor_memory=TensorMemoryConfig(),
+                      units=(unit_cfg,))
+    info = describe(cfg)
+    return info["units"][0]["streams"], info["tensor_memory"]
+
+
+def _up(v, m):
+    return -(-v // m) * m
+
+
+def run_case(unit_cfg, arrays, layouts, mode=None, pad=32):
+    """Place every operand in its own bank, play, store, compare; returns the descriptors."""
+    fam = family(unit_cfg.unit)
+    params = fam.params(unit_cfg)
+    streams, tmd = _design(unit_cfg)
+    checked = fam.check_inputs(params, arrays, mode=mode)
+    dims = fam.shape_key(checked)
+    golden = fam.golden(params, checked, mode=mode)
+    tm = P.TensorMemory(tmd["banks"], tmd["bank_bytes"], tmd["word_bytes"])
+    tensors = {**{k: checked[k] for k in fam.in_arrays}, **golden}
+    raw = fam.raw_operands(params, checked, mode=mode)
+    places = {}
+    for bank, (op, stream) in enumerate(fam.operand_streams.items()):
+        if stream not in streams:
+            continue
+        fields = streams[stream]["fields"]
+        if layouts.get(op, "raw") == "raw":
+            pitch = P.raw_pitch(streams[stream]["beat_bytes"], WORD)
+            places[op] = Place(bank, 64, "raw", pitch)
+            tm.write(bank, 64, P.raw_tensor_bytes(fields, raw[op], pitch))
+            continue
+        t = np.asarray(tensors[op])
+        t2 = t.reshape(t.shape[0], -1) if t.ndim != 1 else t.reshape(1, -1)
+        _, width, _ = data_lanes(fields["data"])
+        layout = layouts[op]
+        r, c = t2.shape if layout == "row" else t2.shape[::-1]
+        ld = _up(_up(c, pad) * storage_bits(width) // 8, WORD)
+        places[op] = Place(bank, 64, layout, ld, t2.shape)
+        if streams[stream]["dir"] == "in":
+            tm.write(bank, 64, P.layout_bytes(t2, layout, width, ld, _up(r, pad)))
+    descs = fam.program_streams(params, dims, places, streams, mode=mode)
+    assert list(descs) == list(streams)
+    ins, _, ctx = fam.schedule(params, checked, mode=mode)
+    code = params.mode_code(mode) if fam.has_modes else 0
+    for s, d in descs.items():
+        P.check_descriptor(d, streams[s]["fields"], tmd["bank_bytes"], tmd["word_bytes"],
+                           tmd["banks"], s)
+        if streams[s]["dir"] == "in":
+            got = P.play(tm.mem[d.bank], d, streams[s]["fields"], code)
+            assert set(got) == set(ins[s]), s
+            if d.kind == P.RAW:   # signed fields come back as raw bits: compare the bytes
+                from host.tensor import pack_beats
+                f = streams[s]["fields"]
+                assert np.array_equal(pack_beats(f, got), pack_beats(f, ins[s])), s
+                continue
+            for f in ins[s]:
+                assert np.array_equal(got[f], np.asarray(ins[s][f])), (s, f)
+    outs = fam.disassemble(params, ctx, golden)
+    for op, stream in fam.operand_streams.items():
+        if stream in streams and streams[stream]["dir"] == "out":
+            d = descs[stream]
+            P.store(tm.mem[d.bank], d, streams[stream]["fields"], outs[stream])
+            pl = places[op]
+            lanes, width, signed = data_lanes(streams[stream]["fields"]["data"])
+            want = np.asarray(golden[op])
+            w2 = want.reshape(want.shape[0], -1) if want.ndim != 1 else want.reshape(1, -1)
+            got = P.layout_codes(tm.read(pl.bank, 64, tmd["bank_bytes"] - 64), pl.layout,
+                                 w2.shape, width, signed, pl.ld)
+            assert np.array_equal(got, w2), op
+    return descs
+
+
+def _mac(name, **changes):
+    cfg = load_config(f"configs/{name}.yaml")
+    return parse_config({**config_to_dict(cfg), **changes}, "t") if changes else cfg
+
+
+def _rq(rng, n, per=True):
+    from generators.numerics import quantize_multiplier  # noqa: F401 (exists)
+
+    return {"bias": rng.integers(-500, 500, n),
+            "multiplier": rng.integers(1 << 29, (1 << 31) - 1, n) if per else
+            np.int64(1 << 30),
+            "shift": rng.integers(-9, -5, n) if per else np.int64(-7),
+            "zero_point": np.int64(3)}
+
+
+SHAPES = [(8, 8, 8), (20, 13, 19), (1, 1, 1), (17, 40, 9)]
+
+
+@pytest.mark.parametrize("m,k,n", SHAPES)
+def test_mac_array_output_stationary(m, k, n):
+    rng = np.random.default_rng(m * 1000 + k * 10 + n)
+    a, b = rng.integers(-128, 128, (m, k)), rng.integers(-128, 128, (k, n))
+    run_case(_mac("mac8x8"), {"a": a, "b": b}, {"a": "col", "b": "row", "c": "row"})
+
+
+@pytest.mark.parametrize("m,k,n", SHAPES)
+def test_mac_array_fused_requant(m, k, n):
+    rng = np.random.default_rng(m + k + n)
+    a, b = rng.integers(-128, 128, (m, k)), rng.integers(-128, 128, (k, n))
+    run_case(_mac("mac8x8_requant"), {"a": a, "b": b, **_rq(rng, n)},
+             {"a": "col", "b": "row", "c": "row"})
+
+
+def test_mac_array_int4_operand():
+    rng = np.random.default_rng(4)
+    a, b = rng.integers(-8, 8, (7, 10)), rng.integers(-128, 128, (10, 6))
+    run_case(_mac("mac4x4_int4x8_sat"), {"a": a, "b": b}, {"a": "col", "b": "row", "c": "row"})
+
+
+@pytest.mark.parametrize("m,k,n", [(16, 16, 16), (96, 20, 33), (5, 40, 17), (1, 1, 1)])
+def test_mac_array_weight_stationary(m, k, n):
+    rng = np.random.default_rng(m * 7 + k + n)
+    a, b = rng.integers(-128, 128, (m, k)), rng.integers(-128, 128, (k, n))
+    run_case(_mac("mac16x16_ws", tile_m=32), {"a": a, "b": b}, {"a": "row", "b": "row", "c": "row"})
+
+
+def test_mac_array_refuses_what_it_cannot_play():
+    rng = np.random.default_rng(1)
+    a, b = rng.integers(-128, 128, (8, 4)), rng.integers(-128, 128, (4, 8))
+    with pytest.raises(ProgramError, match="mac_array a: row layout"):
+        run_case(_mac("mac8x8"), {"a": a, "b": b}, {"a": "row", "b": "row", "c": "row"})
+    with pytest.raises(ProgramError, match="mac_array c: col layout"):
+        run_case(_mac("mac8x8"), {"a": a, "b": b}, {"a": "col", "b": "row", "c": "col"})
+    with pytest.raises(ProgramError, match="not a multiple of tile_m 128"):
+        a = rng.integers(-128, 128, (130, 4))
+        run_case(_mac("mac16x16_ws"), {"a": a, "b": b}, {"a": "row", "b": "row", "c": "row"})
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (1, 1), (64, 64), (3, 33)])
+@pytest.mark.parametrize("lin,lout", [("row", "row"), ("row", "col"), ("col", "row")])
+def test_softmax_rows_any_layout(shape, lin, lout):
+    rng = np.random.default_rng(shape[0] * 64 + shape[1])
+    run_case(load_config("configs/softmax64.yaml"), {"x": rng.integers(-128, 128, shape)},
+             {"x": lin, "y": lout})
+
+
+def test_softmax_with_lanes_is_refused():
+    cfg = parse_config({**config_to_dict(load_config("configs/softmax64.yaml")), "lanes": 4},
+                       "t")
+    with pytest.raises(ProgramError, match="softmax with 4 lanes"):
+        run_case(cfg, {"x": np.zeros((2, 8), np.int64)}, {"x": "row", "y": "row"})
+
+
+@pytest.mark.parametrize("name,lanes", [("gelu8", 1), ("gelu16", 1), ("gelu8", 4)])
+@pytest.mark.parametrize("shape", [(6, 8), (1, 1), (9, 17)])
+@pytest.mark.parametrize("lin,lout", [("row", "row"), ("col", "row"), ("row", "col")])
+def test_gelu(name, lanes, shape, lin, lout):
+    cfg = load_config(f"configs/{name}.yaml")
+    if lanes > 1:
+        cfg = parse_config({**config_to_dict(cfg), "lanes": lanes}, "t")
+    fmt = cfg.inp
+    rng = np.random.default_rng(shape[0] * 3 + shape[1])
+    x = rng.integers(fmt.min_code, fmt.max_code + 1, shape)
+    if lanes > 1 and ((shape[1] % lanes and shape[0] > 1) or "col" in (lin, lout)):
+        with pytest.raises(ProgramError, match="lanes over a"):
+            run_case(cfg, {"x": x}, {"x": lin, "y": lout})
+        return
+    run_case(cfg, {"x": x}, {"x": lin, "y": lout})
+
+
+@pytest.mark.parametrize("r,n", [(3, 10), (1, 1), (9, 64), (4, 8)])
+@pytest.mark.parametrize("lanes", [4, 1])
+def test_requant_unit(r, n, lanes):
+    cfg = load_config("configs/requant8.yaml")
+    if lanes != 4:
+        cfg = parse_config({**config_to_dict(cfg), "lanes": lanes}, "t")
+    rng = np.random.default_rng(r * 100 + n)
+    acc = rng.integers(-(1 << 20), 1 << 20, (r, n))
+    run_case(cfg, {"acc": acc, **_rq(rng, n)}, {"acc": "row", "y": "row"})
+    if lanes == 1:
+        run_case(cfg, {"acc": acc, **_rq(rng, n)}, {"acc": "col", "y": "col"})
+
+
+def _sparse_w(rng, o, k, n, m):
+    w = rng.integers(-128, 128, (o, k))
+    for r in range(o):
+        for g in range(0, k, m):
+            idx = rng.permutation(np.arange(g, min(k, g + m)))
+            w[r, idx[n:]] = 0
+    return w
+
+
+@pytest.mark.parametrize("mode", ["2:4", "1:4", "4:4"])
+@pytest.mark.parametrize("o,k,b", [(6, 20, 5), (1, 1, 1), (16, 64, 3), (3, 70, 8)])
+def test_sparse_chain(mode, o, k, b):
+    cfg = load_config("configs/sparse16.yaml")
+    n, m = (int(v) for v in mode.split(":"))
+    rng = np.random.default_rng(o * 100 + k + b)
+    arrays = {"w": _sparse_w(rng, o, k, n, m), "x": rng.integers(-128, 128, (k, b))}
+    run_case(cfg, arrays, {"y": "row"}, mode=mode)
+    run_case(cfg, arrays, {"y": "col"}, mode=mode)
+
+
+def test_sparse_chain_fused_requant():
+    cfg = parse_config({**config_to_dict(load_config("configs/sparse16.yaml")),
+                        "requant": {"rounding": "single", "per": "channel"}}, "t")
+    rng = np.random.default_rng(9)
+    arrays = {"w": _sparse_w(rng, 7, 30, 2, 4), "x": rng.integers(-128, 128, (30, 4)),
+              **_rq(rng, 7)}
+    run_case(cfg, arrays, {"y": "row"}, mode="2:4")
+
+
+def test_a_family_without_program_streams_says_so():
+    from types import SimpleNamespace
+
+    from generators.family import UnitFamily
+
+    with pytest.raises(ProgramError, match="unit family other cannot run from the tensor "
+                       "memory"):
+        UnitFamily.program_streams(SimpleNamespace(name="other"), None, (1,), {}, {})

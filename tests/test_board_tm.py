@@ -1,0 +1,203 @@
+"""The protocol-2 board's RTL (docs/programs.md): the address generators (boards/agen.py)
+against host.program.play/store in Amaranth's simulator, and the board core's tensor memory,
+program memory and PROG_RUN driven through its byte streams."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+from amaranth.hdl import Value, signed, unsigned
+from amaranth.lib import data
+from amaranth.sim import Simulator
+
+from boards.agen import Player, Storer
+from generators.emit import _fields
+from host import program as P
+
+WB = 8          # word bytes of the generator tests
+BANK = 1024     # bank bytes of the generator tests
+
+LAYOUTS = {
+    # int8 lanes with a flag (mac_array's a stream)
+    "int8x2_last": data.StructLayout({"data": data.ArrayLayout(signed(8), 2), "last": 1}),
+    # int4 lanes (nibbles), two flags and a mode field
+    "int4x3_flags_mode": data.StructLayout({"data": data.ArrayLayout(signed(4), 3),
+                                            "first": 1, "last": 1, "mode": 2}),
+    # 12-bit lanes stored in 16 bits, four of them: 8 bytes (one word)
+    "u12x4": data.StructLayout({"data": data.ArrayLayout(unsigned(12), 4)}),
+    # int32 lanes, 3 of them: 12 bytes, two words per beat
+    "int32x3": data.StructLayout({"data": data.ArrayLayout(signed(32), 3)}),
+    # a plain 6-bit shape
+    "plain6": unsigned(6),
+    # a raw-only stream (a 3-bit field): 3 bytes
+    "raw_only": data.StructLayout({"data": data.ArrayLayout(signed(8), 2), "tag": 3}),
+}
+
+
+def _random_descriptor(rng, fields, kind):
+    nbytes = P.stream_nbytes(fields, kind)
+    al = P.alignment(nbytes, WB)
+    for _ in range(1000):
+        count = tuple(int(c) for c in rng.integers(1, 4, P.LOOPS))
+        stride = tuple(int(s) * al for s in rng.integers(-6, 7, P.LOOPS))
+        base = int(rng.integers(0, BANK // al)) * al
+        nflags = sum(1 for n, s in fields.items() if n not in ("data", "mode") and
+                     s["width"] == 1)
+        first = tuple(int(x) for x in rng.integers(0, 16, nflags)) + (0,) * (4 - nflags)
+        last = tuple(int(x) for x in rng.integers(0, 16, nflags)) + (0,) * (4 - nflags)
+        d = P.Descriptor(0, kind, nbytes, base, count, stride, first, last)
+        try:
+            P.check_descriptor(d, fields, BANK, WB, 1)
+        except P.ProgramError:
+            continue
+        return d
+    raise AssertionError("no descriptor found")
+
+
+def _words(bank: np.ndarray) -> list[int]:
+    return [int.from_bytes(bank[i:i + WB].tobytes(), "little") for i in range(0, BANK, WB)]
+
+
+def _run_player(layout, d, mem, mode, rng, stall):
+    dut = Player(layout, WB, (BANK // WB - 1).bit_length())
+    words = _words(mem)
+    got = []
+    n = d.beats
+    out = {"cycles": 0}
+
+    async def tb(ctx):
+        ctx.set(dut.desc, int.from_bytes(d.pack(), "little"))
+        ctx.set(dut.mode, mode)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        ctx.set(dut.run, 1)
+        pending = None
+        for cyc in range(40 * n + 50):
+            ctx.set(dut.rdata, words[pending] if pending is not None else 0)
+            pending = None
+            if ctx.get(dut.req):
+                g = not stall or rng.random() < 0.6
+                ctx.set(dut.grant, g)
+                if g:
+                    pending = ctx.get(dut.addr)
+            else:
+                ctx.set(dut.grant, 0)
+            ready = not stall or rng.random() < 0.7
+            ctx.set(dut.port.ready, ready)
+            if ready and ctx.get(dut.port.valid):
+                got.append(ctx.get(Value.cast(dut.port.payload)))
+            if ctx.get(dut.done):
+                out["cycles"] = cyc
+                break
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+    return got, out["cycles"]
+
+
+def _expected_payloads(layout, d, mem, mode):
+    fields = _fields(layout)
+    beats = P.play(mem, d, fields, mode)
+    from host.tensor import pack_beats
+    raw = pack_beats(fields, beats)
+    return [int.from_bytes(r.tobytes(), "little") for r in raw]
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+@pytest.mark.parametrize("kind", [P.DATA, P.RAW])
+def test_player_plays_the_reference(name, kind):
+    layout = LAYOUTS[name]
+    fields = _fields(layout)
+    if kind == P.DATA and name == "raw_only":
+        pytest.skip("a raw-only stream")
+    rng = np.random.default_rng(zlib.crc32(f"{name}{kind}".encode()))
+    for trial in range(3):
+        mem = rng.integers(0, 256, BANK).astype(np.uint8)
+        d = _random_descriptor(rng, fields, kind)
+        mode = int(rng.integers(0, 4))
+        got, _ = _run_player(layout, d, mem, mode, rng, stall=trial > 0)
+        want = _expected_payloads(layout, d, mem, mode)
+        assert got == want, (name, kind, d)
+
+
+def test_player_one_beat_per_cycle():
+    layout = LAYOUTS["int8x2_last"]
+    d = P.Descriptor(0, P.DATA, 2, 6, (1, 1, 4, 8), (0, 0, 16, 2), last=(0b1000,))
+    mem = np.arange(BANK, dtype=np.uint64).astype(np.uint8)
+    rng = np.random.default_rng(0)
+    got, cycles = _run_player(layout, d, mem, 0, rng, stall=False)
+    assert got == _expected_payloads(layout, d, mem, 0)
+    assert cycles <= d.beats + 3
+
+
+def _run_storer(layout, d, beats_payload, mem, rng, stall):
+    dut = Storer(layout, WB, (BANK // WB - 1).bit_length())
+    state = {"taken": 0, "cycles": 0}
+
+    async def tb(ctx):
+        ctx.set(dut.desc, int.from_bytes(d.pack(), "little"))
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        ctx.set(dut.run, 1)
+        for cyc in range(40 * len(beats_payload) + 50):
+            g = ctx.get(dut.req) and (not stall or rng.random() < 0.6)
+            ctx.set(dut.grant, g)
+            if g:
+                a, wd, be = ctx.get(dut.addr), ctx.get(dut.wdata), ctx.get(dut.be)
+                for k in range(WB):
+                    if be >> k & 1:
+                        mem[a * WB + k] = wd >> (8 * k) & 0xFF
+            t = state["taken"]
+            offer = t < len(beats_payload) and (not stall or rng.random() < 0.7)
+            ctx.set(dut.port.valid, offer)
+            if offer:
+                ctx.set(Value.cast(dut.port.payload), beats_payload[t])
+                if ctx.get(dut.port.ready):
+                    state["taken"] += 1
+            if ctx.get(dut.done):
+                state["cycles"] = cyc
+                break
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+    return state
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+@pytest.mark.parametrize("kind", [P.DATA, P.RAW])
+def test_storer_stores_the_reference(name, kind):
+    from host.tensor import unpack_beats
+
+    layout = LAYOUTS[name]
+    fields = _fields(layout)
+    if kind == P.DATA and name == "raw_only":
+        pytest.skip("a raw-only stream")
+    rng = np.random.default_rng(zlib.crc32(f"store{name}{kind}".encode()))
+    for trial in range(3):
+        d = _random_descriptor(rng, fields, kind)
+        total = max(s["offset"] + s["width"] for s in fields.values())
+        nb = (total + 7) // 8
+        # random payloads (two more than the descriptor takes: the storer must refuse them)
+        payloads = [int(x) for x in rng.integers(0, 1 << min(total, 62), d.beats + 2)]
+        if total > 62:
+            payloads = [p | int(rng.integers(0, 1 << (total - 62))) << 62 for p in payloads]
+        init = rng.integers(0, 256, BANK).astype(np.uint8)
+        mem = init.copy()
+        st = _run_storer(layout, d, payloads, mem, rng, stall=trial > 0)
+        assert st["taken"] == d.beats
+        want = init.copy()
+        raw = np.array([list(p.to_bytes(nb, "little")) for p in payloads[:d.beats]],
+                       dtype=np.uint8)
+        beats = unpack_beats(fields, raw.reshape(-1), n=d.beats)
+        P.store(want, d, fields, beats)
+        assert mem.tobytes() == want.tobytes(), (name, kind, d)

@@ -313,7 +313,7 @@ class Storer(wiring.Component):
         return m
 
 
-def arbitrate(m, requests, banks: list, nbanks: int):
+def arbitrate(m, requests, banks: list):
     """Fixed-priority grants: ``requests[i]`` wants bank ``banks[i]``; the lowest ``i`` asking
     for a bank gets it. Returns the grant signals."""
     grants = []

@@ -295,3 +295,72 @@ def test_core_tm_write_read_any_alignment():
                     (rep[9], NakCode.BAD_OP)):
         assert p.op == NAK_OP and p.payload[1] == code, (p.op, p.payload)
     assert _ack(rep[8], Op.PROG_WRITE) == b""
+
+
+def _gemm_gelu_program(m, k, n, x_len):
+    """a (bank 0) @ b (bank 1) -> c (bank 2) on the 2x2 mac_array, then gelu of x (bank 3 at
+    0) -> y (bank 3 at 512); layouts as tests/test_program.py's."""
+    r = c = 2
+    mb, nb = -(-m // r), -(-n // c)
+    da = P.Descriptor(0, P.DATA, r, 0, (1, mb, nb, k), (0, k * r, 0, r), last=(0b1000,))
+    db = P.Descriptor(1, P.DATA, c, 8, (1, mb, nb, k), (0, 0, k * c, c))
+    dc = P.Descriptor(2, P.DATA, 4 * c, 16, (1, mb, nb, r),
+                      (0, r * nb * c * 4, c * 4, nb * c * 4))
+    dx = P.Descriptor(3, P.DATA, 1, 0, (x_len,), (1,), last=(0b1000,))
+    dy = P.Descriptor(3, P.DATA, 1, 512, (x_len,), (1,))
+    return P.Program((P.Op(0, 0, (m, k, n), (da, db, dc)), P.Op(1, 0, (x_len, 0, 0), (dx, dy))))
+
+
+def _gemm_operands(rng, m, k, n):
+    r = c = 2
+    mb, nb = -(-m // r), -(-n // c)
+    a = rng.integers(-128, 128, (m, k))
+    b = rng.integers(-128, 128, (k, n))
+    at = np.zeros((mb * r, k), np.int64)
+    at[:m] = a
+    bt = np.zeros((k, nb * c), np.int64)
+    bt[:, :n] = b
+    a_bytes = at.reshape(mb, r, k).transpose(0, 2, 1).astype(np.int8).tobytes()
+    b_bytes = bt.reshape(k, nb, c).transpose(1, 0, 2).astype(np.int8).tobytes()
+    return a, b, a_bytes, b_bytes, mb * r * nb * c * 4
+
+
+def test_core_program_runs_gemm_and_gelu():
+    from generators.units import family
+
+    m, k, n, x_len = 3, 5, 3, 7
+    rng = np.random.default_rng(11)
+    a, b, a_bytes, b_bytes, c_bytes = _gemm_operands(rng, m, k, n)
+    x = rng.integers(-128, 128, x_len)
+    prog = P.to_bytes(_gemm_gelu_program(m, k, n, x_len))
+    run = (Op.PROG_RUN, struct.pack("<I", 40))
+    reqs = [(Op.TM_WRITE, struct.pack("<BI", 0, 0) + a_bytes),
+            (Op.TM_WRITE, struct.pack("<BI", 1, 8) + b_bytes),
+            (Op.TM_WRITE, struct.pack("<BI", 3, 0) + x.astype(np.int8).tobytes()),
+            (Op.PROG_WRITE, struct.pack("<I", 40) + prog),
+            run,
+            # the same PROG_RUN again with the same seq (a retry): answered from the cache
+            (*run, 4),
+            (Op.TM_READ, struct.pack("<BIH", 2, 16, c_bytes)),
+            (Op.TM_READ, struct.pack("<BIH", 3, 512, x_len)),
+            (Op.STATUS, b"")]
+    rep, cyc = _serve(reqs)
+    for p, op in zip(rep[:4], (Op.TM_WRITE,) * 3 + (Op.PROG_WRITE,), strict=True):
+        assert _ack(p, op) == b""
+    body = _ack(rep[4], Op.PROG_RUN)
+    total, *per_op = struct.unpack(f"<{len(body) // 4}I", body)
+    assert len(per_op) == 2 and total == sum(per_op) and all(c > 0 for c in per_op)
+    # the GEMM streams 2*2 tiles of k beats: a few cycles more than the beats, not many more
+    assert per_op[0] < 4 * k + 40, per_op
+    mac = family("mac_array")
+    cfg = _tm_cfg()
+    want_c = mac.golden(mac.params(cfg.units[0]), {"a": a, "b": b})["c"]
+    got_c = np.frombuffer(_ack(rep[6], Op.TM_READ), np.int32).reshape(4, 4)[:m, :n]
+    assert np.array_equal(got_c, want_c)
+    gelu = family("gelu")
+    want_y = gelu.golden(gelu.params(cfg.units[1]), {"x": x})["y"]
+    got_y = np.frombuffer(_ack(rep[7], Op.TM_READ), np.int8)
+    assert np.array_equal(got_y, want_y)
+    assert rep[5].payload == rep[4].payload and rep[5].op == rep[4].op
+    runs = struct.unpack("<I", _ack(rep[8], Op.STATUS)[9:13])[0]
+    assert runs == 1   # the retried PROG_RUN did not run again

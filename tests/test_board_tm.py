@@ -308,7 +308,11 @@ def _gemm_gelu_program(m, k, n, x_len):
                       (0, r * nb * c * 4, c * 4, nb * c * 4))
     dx = P.Descriptor(3, P.DATA, 1, 0, (x_len,), (1,), last=(0b1000,))
     dy = P.Descriptor(3, P.DATA, 1, 512, (x_len,), (1,))
-    return P.Program((P.Op(0, 0, (m, k, n), (da, db, dc)), P.Op(1, 0, (x_len, 0, 0), (dx, dy))))
+    # gelu again, x read backwards (a negative stride) into y2 at 600, written backwards
+    dx2 = P.Descriptor(3, P.DATA, 1, x_len - 1, (x_len,), (-1,), last=(0b1000,))
+    dy2 = P.Descriptor(3, P.DATA, 1, 600 + x_len - 1, (x_len,), (-1,))
+    return P.Program((P.Op(0, 0, (m, k, n), (da, db, dc)), P.Op(1, 0, (x_len, 0, 0), (dx, dy)),
+                      P.Op(1, 0, (x_len, 0, 0), (dx2, dy2))))
 
 
 def _gemm_operands(rng, m, k, n):
@@ -343,13 +347,14 @@ def test_core_program_runs_gemm_and_gelu():
             (*run, 4),
             (Op.TM_READ, struct.pack("<BIH", 2, 16, c_bytes)),
             (Op.TM_READ, struct.pack("<BIH", 3, 512, x_len)),
+            (Op.TM_READ, struct.pack("<BIH", 3, 600, x_len)),
             (Op.STATUS, b"")]
     rep, cyc = _serve(reqs)
     for p, op in zip(rep[:4], (Op.TM_WRITE,) * 3 + (Op.PROG_WRITE,), strict=True):
         assert _ack(p, op) == b""
     body = _ack(rep[4], Op.PROG_RUN)
     total, *per_op = struct.unpack(f"<{len(body) // 4}I", body)
-    assert len(per_op) == 2 and total == sum(per_op) and all(c > 0 for c in per_op)
+    assert len(per_op) == 3 and total == sum(per_op) and all(c > 0 for c in per_op)
     # the GEMM streams 2*2 tiles of k beats: a few cycles more than the beats, not many more
     assert per_op[0] < 4 * k + 40, per_op
     mac = family("mac_array")
@@ -361,6 +366,83 @@ def test_core_program_runs_gemm_and_gelu():
     want_y = gelu.golden(gelu.params(cfg.units[1]), {"x": x})["y"]
     got_y = np.frombuffer(_ack(rep[7], Op.TM_READ), np.int8)
     assert np.array_equal(got_y, want_y)
+    assert np.array_equal(np.frombuffer(_ack(rep[8], Op.TM_READ), np.int8), want_y)
     assert rep[5].payload == rep[4].payload and rep[5].op == rep[4].op
-    runs = struct.unpack("<I", _ack(rep[8], Op.STATUS)[9:13])[0]
+    runs = struct.unpack("<I", _ack(rep[9], Op.STATUS)[9:13])[0]
     assert runs == 1   # the retried PROG_RUN did not run again
+
+
+def _bad_programs():
+    """``(what, program bytes)``: each has something the board must refuse (NAK BAD_PROGRAM)
+    before its first op runs; host.program's checks agree where they cover it."""
+    from generators.board_info import describe
+
+    info = describe(_tm_cfg())
+    fields = [{k: v["fields"] for k, v in u["streams"].items()} for u in info["units"]]
+    good = _gemm_gelu_program(3, 5, 3, 7)
+    gemm, gelu = good.ops[:2]
+
+    def with_desc(j, **kw):
+        s = list(gemm.streams)
+        s[j] = P.Descriptor(**{**s[j].__dict__, **kw})
+        # the reference's check refuses it too
+        with pytest.raises(P.ProgramError):
+            P.check_descriptor(s[j], fields[0][names[j]], 1024, 8, 4)
+        return P.Op(0, 0, gemm.dims, tuple(s))
+
+    names = list(fields[0])
+    cases = {
+        "bad unit": [gelu, P.Op(2, 0, gemm.dims, gemm.streams)],
+        "bad op kind": [P.Op(0, 0, gemm.dims, gemm.streams, kind=2)],
+        "wrong nstreams": [P.Op(0, 0, gemm.dims, gemm.streams[:2])],
+        "bad mode": [P.Op(1, 1, gelu.dims, gelu.streams)],
+        "address past the bank": [with_desc(2, base=1024 - 40)],
+        "address below the bank": [with_desc(0, stride=(0, -10, 0, 2), base=0)],
+        "misaligned stride": [with_desc(1, stride=(0, 0, 10, 3))],
+        "misaligned base": [with_desc(2, base=20)],
+        "wrong nbytes": [with_desc(0, nbytes=3)],
+        "raw nbytes": [with_desc(0, kind=P.RAW, nbytes=2)],
+        "bad kind": [with_desc(0, kind=2)],
+        "bad bank": [with_desc(1, bank=4)],
+        "zero count": [with_desc(0, count=(0, 2, 2, 5))],
+        "bad flag mask": [with_desc(0, last=(0x18,))],
+        # the second op is bad: the first must not run either
+        "second op bad": [gemm, with_desc(2, base=1024)],
+    }
+    out = [(what, P.to_bytes(P.Program(tuple(ops)))) for what, ops in cases.items()]
+    # more ops than a reply holds
+    out.append(("too many ops", struct.pack("<H", 300) + P.to_bytes(P.Program((gelu,)))[2:]))
+    return out
+
+
+def test_core_refuses_bad_programs_before_running():
+    from generators.board_info import describe_bytes
+
+    rng = np.random.default_rng(3)
+    _, _, a_bytes, b_bytes, c_bytes = _gemm_operands(rng, 3, 5, 3)
+    reqs = [(Op.TM_WRITE, struct.pack("<BI", 0, 0) + a_bytes),
+            (Op.TM_WRITE, struct.pack("<BI", 1, 8) + b_bytes)]
+    bad = _bad_programs()
+    for _, prog in bad:
+        reqs += [(Op.PROG_WRITE, struct.pack("<I", 0) + prog),
+                 (Op.PROG_RUN, struct.pack("<I", 0))]
+    # a program running past the end of the program memory
+    reqs += [(Op.PROG_WRITE, struct.pack("<I", 500) + struct.pack("<H", 1) + bytes(10)),
+             (Op.PROG_RUN, struct.pack("<I", 500)),
+             (Op.PROG_RUN, b"\x00")]                         # bad length
+    total = len(describe_bytes(_tm_cfg()))
+    reqs += [(Op.TM_READ, struct.pack("<BIH", 2, 0, 64)),
+             (Op.INFO, struct.pack("<H", total - 6)),
+             (Op.STATUS, b"")]
+    rep, _ = _serve(reqs)
+    for i, (what, _) in enumerate(bad):
+        assert _ack(rep[2 + 2 * i], Op.PROG_WRITE) == b""
+        p = rep[3 + 2 * i]
+        assert p.op == NAK_OP and p.payload == bytes([Op.PROG_RUN, NakCode.BAD_PROGRAM]), what
+    k = 2 + 2 * len(bad)
+    assert rep[k + 1].op == NAK_OP and rep[k + 1].payload[1] == NakCode.BAD_PROGRAM
+    assert rep[k + 2].op == NAK_OP and rep[k + 2].payload[1] == NakCode.BAD_LENGTH
+    assert _ack(rep[k + 3], Op.TM_READ) == bytes(64)   # no op ran: c's bank untouched
+    info = _ack(rep[k + 4], Op.INFO)
+    assert info[:2] == total.to_bytes(2, "little") and info[2:] == describe_bytes(_tm_cfg())[-6:]
+    assert struct.unpack("<I", _ack(rep[k + 5], Op.STATUS)[9:13])[0] == 0

@@ -311,8 +311,13 @@ def _gemm_gelu_program(m, k, n, x_len):
     # gelu again, x read backwards (a negative stride) into y2 at 600, written backwards
     dx2 = P.Descriptor(3, P.DATA, 1, x_len - 1, (x_len,), (-1,), last=(0b1000,))
     dy2 = P.Descriptor(3, P.DATA, 1, 600 + x_len - 1, (x_len,), (-1,))
+    # the GEMM again with a and b in one bank (b's copy at 512 of bank 0): the two players
+    # share its read port; c2 at 512 of bank 2
+    db2 = P.Descriptor(**{**db.__dict__, "bank": 0, "base": 512})
+    dc2 = P.Descriptor(**{**dc.__dict__, "base": 512})
     return P.Program((P.Op(0, 0, (m, k, n), (da, db, dc)), P.Op(1, 0, (x_len, 0, 0), (dx, dy)),
-                      P.Op(1, 0, (x_len, 0, 0), (dx2, dy2))))
+                      P.Op(1, 0, (x_len, 0, 0), (dx2, dy2)),
+                      P.Op(0, 0, (m, k, n), (da, db2, dc2))))
 
 
 def _gemm_operands(rng, m, k, n):
@@ -341,20 +346,23 @@ def test_core_program_runs_gemm_and_gelu():
     reqs = [(Op.TM_WRITE, struct.pack("<BI", 0, 0) + a_bytes),
             (Op.TM_WRITE, struct.pack("<BI", 1, 8) + b_bytes),
             (Op.TM_WRITE, struct.pack("<BI", 3, 0) + x.astype(np.int8).tobytes()),
+            (Op.TM_WRITE, struct.pack("<BI", 0, 512) + b_bytes),
             (Op.PROG_WRITE, struct.pack("<I", 40) + prog),
             run,
             # the same PROG_RUN again with the same seq (a retry): answered from the cache
-            (*run, 4),
+            (*run, 5),
             (Op.TM_READ, struct.pack("<BIH", 2, 16, c_bytes)),
             (Op.TM_READ, struct.pack("<BIH", 3, 512, x_len)),
             (Op.TM_READ, struct.pack("<BIH", 3, 600, x_len)),
-            (Op.STATUS, b"")]
+            (Op.STATUS, b""),
+            (Op.TM_READ, struct.pack("<BIH", 2, 512, c_bytes))]
     rep, cyc = _serve(reqs)
-    for p, op in zip(rep[:4], (Op.TM_WRITE,) * 3 + (Op.PROG_WRITE,), strict=True):
-        assert _ack(p, op) == b""
+    assert [_ack(p, op) for p, op in zip(rep[:5], (Op.TM_WRITE,) * 4 + (Op.PROG_WRITE,),
+                                         strict=True)] == [b""] * 5
+    rep = rep[1:]   # (one more TM_WRITE than the indices below count)
     body = _ack(rep[4], Op.PROG_RUN)
     total, *per_op = struct.unpack(f"<{len(body) // 4}I", body)
-    assert len(per_op) == 3 and total == sum(per_op) and all(c > 0 for c in per_op)
+    assert len(per_op) == 4 and total == sum(per_op) and all(c > 0 for c in per_op)
     # the GEMM streams 2*2 tiles of k beats: a few cycles more than the beats, not many more
     assert per_op[0] < 4 * k + 40, per_op
     mac = family("mac_array")
@@ -370,6 +378,9 @@ def test_core_program_runs_gemm_and_gelu():
     assert rep[5].payload == rep[4].payload and rep[5].op == rep[4].op
     runs = struct.unpack("<I", _ack(rep[9], Op.STATUS)[9:13])[0]
     assert runs == 1   # the retried PROG_RUN did not run again
+    assert _ack(rep[10], Op.TM_READ) == _ack(rep[6], Op.TM_READ)
+    # sharing a bank's read port costs cycles, and nothing else
+    assert per_op[3] > per_op[0], per_op
 
 
 def _bad_programs():

@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from host.program import DATA, LOOPS, RAW, storage_bits
 
-__all__ = ["Player", "Storer", "StreamLayout", "DESC_BITS"]
+__all__ = ["Player", "Storer", "StreamLayout", "DescFields", "DESC_BITS", "arbitrate"]
 
 DESC_BITS = 320
 
@@ -74,7 +74,7 @@ class StreamLayout:
         return max(self.raw_nbytes, self.data_nbytes if self.data_ok else 0)
 
 
-class _Desc:
+class DescFields:
     """The fields of a packed descriptor value."""
 
     def __init__(self, v):
@@ -93,7 +93,7 @@ class _LoopNest:
     ``step`` moves to the next beat (``done`` after the last). No multiplier: ``p[l]`` is the
     address with the loops inside ``l`` at 0, updated by adding strides."""
 
-    def __init__(self, m, d: _Desc, start, step, prefix):
+    def __init__(self, m, d: DescFields, start, step, prefix):
         self.idx = [Signal(16, name=f"{prefix}_i{i}") for i in range(LOOPS)]
         self.p = [Signal(32, name=f"{prefix}_p{i}") for i in range(LOOPS)]
         self.done = Signal(name=f"{prefix}_done")
@@ -120,7 +120,7 @@ class _LoopNest:
             with m.Else():
                 m.d.sync += self.done.eq(1)
 
-    def flag(self, d: _Desc, j: int):
+    def flag(self, d: DescFields, j: int):
         """Flag ``j`` of the current beat (docs/programs.md)."""
         terms = []
         for lv in range(LOOPS):
@@ -153,7 +153,7 @@ class Player(wiring.Component):
         m = Module()
         sl, wb = self.sl, self.word_bytes
         lg = wb.bit_length() - 1
-        d = _Desc(self.desc)
+        d = DescFields(self.desc)
         q = fifo.SyncFIFO(width=sl.width, depth=self.FIFO_DEPTH)
         m.submodules.fifo = q
 
@@ -254,7 +254,7 @@ class Storer(wiring.Component):
         sl, wb = self.sl, self.word_bytes
         lg = wb.bit_length() - 1
         wbits = 8 * wb
-        d = _Desc(self.desc)
+        d = DescFields(self.desc)
         nbits = self.max_words * wbits
 
         w = Signal(range(max(2, self.max_words)))

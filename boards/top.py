@@ -45,7 +45,7 @@ from generators.units import family
 from host.program import LOOPS, alignment
 from host.protocol import ACK_BIT, COBS_MAX, CRC_BYTES, HEADER_BYTES, NAK_OP, VERSION, NakCode, Op
 
-from .agen import DESC_BITS, Player, Storer, StreamLayout, _Desc, arbitrate
+from .agen import DESC_BITS, DescFields, Player, Storer, StreamLayout, arbitrate
 from .crc import INIT, crc16_update
 from .uart import UartRx, UartTx, bit_period
 
@@ -181,6 +181,17 @@ class BoardCore(wiring.Component):
     board_cfg : BoardConfig
         The design: its units (instantiated through their family's ``component``) and
         ``buffer_bytes`` per unit stream.
+
+        A design with ``tensor_memory`` (protocol 2, docs/programs.md) has no stream buffers:
+        its units are fed by a :class:`~boards.agen.Player` per input stream and drained by a
+        :class:`~boards.agen.Storer` per output stream over the tensor memory's banks, and the
+        engine serves TM_WRITE, TM_READ, PROG_WRITE and PROG_RUN (with INFO, STATUS and
+        CLEAR) instead of WRITE, READ and RUN (NAK BAD_OP). PROG_RUN checks the whole program
+        (the checks of ``host.program.check_descriptor``, plus op kind, unit, stream count,
+        mode and the reply size) before its first op runs; then each op loads its
+        descriptors, holds the unit and its generators in reset for a cycle and streams until
+        every stream has moved its beats (or :data:`RUN_WATCHDOG` cycles without a move). An
+        op's cycles count from its first streaming cycle to its last.
 
     Ports
     -----
@@ -513,7 +524,7 @@ class BoardCore(wiring.Component):
                 m.next = "CK_OP"
             with m.Else():
                 read(40, PH_CDESC)
-        d = _Desc(pbuf)
+        d = DescFields(pbuf)
         with m.State("CK_DESC1"):
             m.d.sync += tab.eq((op_unit * x.max_streams + j) * 2 + d.kind[0])
             m.next = "CK_DESC2"

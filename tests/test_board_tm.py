@@ -264,6 +264,52 @@ def _serve(requests, max_cycles=400_000):
     return replies, cycles
 
 
+def _serve_verilator(requests):
+    """As :func:`_serve`, on the simulated board (Verilator, the TCP harness of sim/board;
+    built once per design and cached)."""
+    import socket
+    import subprocess
+
+    from host.protocol import FrameDecoder
+    from sim import board
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = board.start(_tm_cfg(), port, stderr=subprocess.DEVNULL)
+    replies = []
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=120)
+        dec = FrameDecoder()
+        for seq, req in enumerate(requests):
+            op, payload = req[:2]
+            sock.sendall(encode_frame(op, req[2] if len(req) > 2 else seq, payload))
+            got = []
+            while not got:
+                chunk = sock.recv(65536)
+                assert chunk, "board closed the connection"
+                got = dec.feed(chunk)
+            replies.append(got[0])
+        sock.close()
+    finally:
+        proc.kill()
+        proc.wait()
+    return replies, None
+
+
+@pytest.fixture(params=["amaranth", pytest.param("verilator", marks=pytest.mark.rtl)])
+def serve(request):
+    """The board core in Amaranth's simulator, or the whole board top through Verilator."""
+    if request.param == "amaranth":
+        return _serve
+    from sim import board, toolenv
+    toolenv.ensure()
+    if not toolenv.have("verilator"):
+        pytest.skip("Verilator is not installed")
+    del board
+    return _serve_verilator
+
+
 def _ack(p, op):
     assert p.op == op | 0x80, (p.op, p.payload)
     return p.payload
@@ -334,7 +380,7 @@ def _gemm_operands(rng, m, k, n):
     return a, b, a_bytes, b_bytes, mb * r * nb * c * 4
 
 
-def test_core_program_runs_gemm_and_gelu():
+def test_core_program_runs_gemm_and_gelu(serve):
     from generators.units import family
 
     m, k, n, x_len = 3, 5, 3, 7
@@ -356,7 +402,7 @@ def test_core_program_runs_gemm_and_gelu():
             (Op.TM_READ, struct.pack("<BIH", 3, 600, x_len)),
             (Op.STATUS, b""),
             (Op.TM_READ, struct.pack("<BIH", 2, 512, c_bytes))]
-    rep, cyc = _serve(reqs)
+    rep, _ = serve(reqs)
     assert [_ack(p, op) for p, op in zip(rep[:5], (Op.TM_WRITE,) * 4 + (Op.PROG_WRITE,),
                                          strict=True)] == [b""] * 5
     rep = rep[1:]   # (one more TM_WRITE than the indices below count)
@@ -426,7 +472,7 @@ def _bad_programs():
     return out
 
 
-def test_core_refuses_bad_programs_before_running():
+def test_core_refuses_bad_programs_before_running(serve):
     from generators.board_info import describe_bytes
 
     rng = np.random.default_rng(3)
@@ -445,7 +491,7 @@ def test_core_refuses_bad_programs_before_running():
     reqs += [(Op.TM_READ, struct.pack("<BIH", 2, 0, 64)),
              (Op.INFO, struct.pack("<H", total - 6)),
              (Op.STATUS, b"")]
-    rep, _ = _serve(reqs)
+    rep, _ = serve(reqs)
     for i, (what, _) in enumerate(bad):
         assert _ack(rep[2 + 2 * i], Op.PROG_WRITE) == b""
         p = rep[3 + 2 * i]

@@ -503,3 +503,33 @@ def test_core_refuses_bad_programs_before_running(serve):
     info = _ack(rep[k + 4], Op.INFO)
     assert info[:2] == total.to_bytes(2, "little") and info[2:] == describe_bytes(_tm_cfg())[-6:]
     assert struct.unpack("<I", _ack(rep[k + 5], Op.STATUS)[9:13])[0] == 0
+
+
+@pytest.mark.rtl
+def test_board_program_watchdog_ends_a_stuck_op():
+    """An op whose storer waits for more beats than the unit makes ends after the watchdog's
+    65,536 idle cycles; the next op runs and the board still answers (Verilator only: the
+    Python simulator would take minutes for the idle cycles)."""
+    from generators.units import family
+    from sim import toolenv
+
+    toolenv.ensure()
+    if not toolenv.have("verilator"):
+        pytest.skip("Verilator is not installed")
+    x = np.arange(-3, 5)
+    dx = P.Descriptor(3, P.DATA, 1, 0, (8,), (1,), last=(0b1000,))
+    stuck = P.Op(1, 0, (8, 0, 0), (dx, P.Descriptor(3, P.DATA, 1, 512, (11,), (1,))))
+    fine = P.Op(1, 0, (8, 0, 0), (dx, P.Descriptor(3, P.DATA, 1, 600, (8,), (1,))))
+    prog = P.to_bytes(P.Program((stuck, fine)))
+    rep, _ = _serve_verilator([
+        (Op.TM_WRITE, struct.pack("<BI", 3, 0) + x.astype(np.int8).tobytes()),
+        (Op.PROG_WRITE, struct.pack("<I", 0) + prog),
+        (Op.PROG_RUN, struct.pack("<I", 0)),
+        (Op.TM_READ, struct.pack("<BIH", 3, 512, 11)),
+        (Op.TM_READ, struct.pack("<BIH", 3, 600, 8))])
+    total, c0, c1 = struct.unpack("<3I", _ack(rep[2], Op.PROG_RUN))
+    assert c0 >= 65536 and c1 < 100 and total == c0 + c1
+    gelu = family("gelu")
+    want = gelu.golden(gelu.params(_tm_cfg().units[1]), {"x": x})["y"].astype(np.int8).tobytes()
+    assert _ack(rep[3], Op.TM_READ) == want + bytes(3)
+    assert _ack(rep[4], Op.TM_READ) == want

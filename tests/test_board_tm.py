@@ -533,3 +533,66 @@ def test_board_program_watchdog_ends_a_stuck_op():
     want = gelu.golden(gelu.params(_tm_cfg().units[1]), {"x": x})["y"].astype(np.int8).tobytes()
     assert _ack(rep[3], Op.TM_READ) == want + bytes(3)
     assert _ack(rep[4], Op.TM_READ) == want
+
+
+@pytest.mark.rtl
+def test_board_checks_agree_with_the_reference():
+    """Random output descriptors of a GELU op: the board NAKs BAD_PROGRAM exactly when
+    host.program.check_descriptor refuses, and a program it accepts stores what
+    host.program.store says (Verilator)."""
+    from generators.board_info import describe
+    from generators.units import family
+    from sim import toolenv
+
+    toolenv.ensure()
+    if not toolenv.have("verilator"):
+        pytest.skip("Verilator is not installed")
+    info = describe(_tm_cfg())
+    fields = info["units"][1]["streams"]["o_stream"]["fields"]
+    rng = np.random.default_rng(21)
+    x = rng.integers(-128, 128, 8)
+    dx = P.Descriptor(3, P.DATA, 1, 0, (8,), (1,), last=(0b1000,))
+    gelu = family("gelu")
+    y = gelu.golden(gelu.params(_tm_cfg().units[1]), {"x": x})["y"]
+    reqs = [(Op.TM_WRITE, struct.pack("<BI", 3, 0) + x.astype(np.int8).tobytes())]
+    cases = []
+    for _ in range(40):
+        kind = int(rng.integers(0, 2)) if rng.random() < 0.9 else 2
+        nbytes = (2 if kind == P.RAW else 1) if rng.random() < 0.85 else int(rng.integers(0, 4))
+        count = [1, 1, 1, 1]
+        count[int(rng.integers(0, 4))] = 8   # 8 beats: what the unit makes
+        if rng.random() < 0.1:
+            count[int(rng.integers(0, 4))] = 0
+        stride = [int(rng.integers(-300, 300)) if rng.random() < 0.1 else
+                  int(rng.integers(-40, 40)) * 2 for _ in range(4)]
+        base = int(rng.integers(0, 1100)) if rng.random() < 0.2 else int(rng.integers(0, 500)) * 2
+        bank = int(rng.integers(0, 5)) if rng.random() < 0.2 else 2
+        masks = [int(rng.integers(0, 16)) if rng.random() < 0.95 else 16 for _ in range(2)]
+        d = P.Descriptor(bank, kind, nbytes, base, tuple(count), tuple(stride),
+                         first=(masks[0],), last=(masks[1],))
+        try:
+            P.check_descriptor(d, fields, 1024, 8, 4)
+            ok = True
+        except P.ProgramError:
+            ok = False
+        cases.append((d, ok))
+        prog = P.to_bytes(P.Program((P.Op(1, 0, (8, 0, 0), (dx, d)),)))
+        reqs += [(Op.TM_WRITE, struct.pack("<BI", 2, 0) + bytes(1000)),
+                 (Op.TM_WRITE, struct.pack("<BI", 2, 1000) + bytes(24)),
+                 (Op.PROG_WRITE, struct.pack("<I", 0) + prog),
+                 (Op.PROG_RUN, struct.pack("<I", 0)),
+                 (Op.TM_READ, struct.pack("<BIH", 2, 0, 1000)),
+                 (Op.TM_READ, struct.pack("<BIH", 2, 1000, 24))]
+    assert 5 < sum(ok for _, ok in cases) < 35   # both verdicts are exercised
+    rep, _ = _serve_verilator(reqs)
+    for t, (d, ok) in enumerate(cases):
+        p = rep[1 + 6 * t + 3]
+        if not ok:
+            assert p.op == NAK_OP and p.payload[1] == NakCode.BAD_PROGRAM, d
+            continue
+        _ack(p, Op.PROG_RUN)
+        want = np.zeros(1024, np.uint8)
+        P.store(want, d, fields, gelu.disassemble(gelu.params(_tm_cfg().units[1]), x.shape,
+                                                  {"y": y})["o_stream"])
+        got = _ack(rep[1 + 6 * t + 4], Op.TM_READ) + _ack(rep[1 + 6 * t + 5], Op.TM_READ)
+        assert got == want.tobytes(), d

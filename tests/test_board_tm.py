@@ -297,9 +297,11 @@ def _serve_verilator(requests):
     return replies, None
 
 
-@pytest.fixture(params=["amaranth", pytest.param("verilator", marks=pytest.mark.rtl)])
+@pytest.fixture(params=[pytest.param("amaranth", marks=pytest.mark.regress),
+                        pytest.param("verilator", marks=pytest.mark.rtl)])
 def serve(request):
-    """The board core in Amaranth's simulator, or the whole board top through Verilator."""
+    """The whole board top through Verilator, or (``make regress``: about a minute per test
+    on a loaded machine) the board core in Amaranth's simulator."""
     if request.param == "amaranth":
         return _serve
     from sim import board, toolenv

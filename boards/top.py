@@ -29,6 +29,7 @@ from amaranth.hdl import (
     ResetSignal,
     Shape,
     Signal,
+    Value,
     signed,
 )
 from amaranth.lib import fifo, memory, stream, wiring
@@ -80,8 +81,9 @@ class _Runner(Elaboratable):
 
     FIFO_DEPTH = 4
 
-    def __init__(self, unit, streams: list):
+    def __init__(self, unit, streams: list, own_unit: bool = True):
         self.unit, self.streams = unit, streams
+        self.own_unit = own_unit  # else the streams' ports are stand-ins the core connects
         self.go = Signal()
         self.n = {s.name: Signal(32, name=f"n_{s.name}") for s in streams}
         self.raddr = {s.name: Signal(range(s.depth), name=f"raddr_{s.name}")
@@ -100,7 +102,8 @@ class _Runner(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.unit = self.unit
+        if self.own_unit:
+            m.submodules.unit = self.unit
         finished, moved, offered = [], [], []
         for s in self.streams:
             port = s.port
@@ -168,6 +171,12 @@ class _Runner(Elaboratable):
         return m
 
 
+def _standin(comp, s: _Stream):
+    """A stream interface shaped like unit stream ``s`` of ``comp`` (plain signals)."""
+    sig = comp.signature.members[s.name].signature
+    return sig.create(path=(f"rs_{s.name}",))
+
+
 def _le(value, nbytes: int) -> list:
     return [value.word_select(i, 8) if len(value) > 8 * i else Const(0, 8)
             for i in range(nbytes)]
@@ -182,11 +191,12 @@ class BoardCore(wiring.Component):
         The design: its units (instantiated through their family's ``component``) and
         ``buffer_bytes`` per unit stream.
 
-        A design with ``tensor_memory`` (protocol 2, docs/programs.md) has no stream buffers:
-        its units are fed by a :class:`~boards.agen.Player` per input stream and drained by a
-        :class:`~boards.agen.Storer` per output stream over the tensor memory's banks, and the
-        engine serves TM_WRITE, TM_READ, PROG_WRITE and PROG_RUN (with INFO, STATUS and
-        CLEAR) instead of WRITE, READ and RUN (NAK BAD_OP). PROG_RUN checks the whole program
+        A design with ``tensor_memory`` (protocol 2, docs/programs.md) keeps all of the
+        above and adds the tensor memory's banks, a program memory, a
+        :class:`~boards.agen.Player` per unit input stream and a :class:`~boards.agen.Storer`
+        per output stream (muxed with the runner onto the unit's ports: ``prog`` says a
+        PROG_RUN streams), and serves TM_WRITE, TM_READ, PROG_WRITE and PROG_RUN. PROG_RUN
+        checks the whole program
         (the checks of ``host.program.check_descriptor``, plus op kind, unit, stream count,
         mode and the reply size) before its first op runs; then each op loads its
         descriptors, holds the unit and its generators in reset for a cycle and streams until
@@ -234,17 +244,17 @@ class BoardCore(wiring.Component):
         super().__init__(sig)
 
     # -- protocol 2: tensor memory, program memory and the program sequencer ------------------
-    # (docs/programs.md; only for a design with ``tensor_memory``, which has no stream buffers)
+    # (docs/programs.md; only for a design with ``tensor_memory``)
 
     BODY_TM, BODY_CYC = 3, 4
     #: PROG_RUN's reply holds total_cycles and one u32 per op
     MAX_OPS = (MAX_PAYLOAD - 4) // 4
 
-    def _tm_build(self, m, unit_rst, running, run_unit):
+    def _tm_build(self, m, unit_rst, running, run_unit, prog, proxies):
         """The tensor memory, program memory, the units with a player per input stream and a
         storer per output stream, and the bank arbiters. Returns the engine's handles."""
         tmc = self.cfg.tensor_memory
-        x = SimpleNamespace(running=running, run_unit=run_unit, unit_rst=unit_rst)
+        x = SimpleNamespace(running=running, run_unit=run_unit, unit_rst=unit_rst, prog=prog)
         x.banks, x.wb = tmc.banks, tmc.word_bytes
         x.bank_bytes = tmc.bank_bytes(self.cfg.board)
         x.pbytes = tmc.program_bytes
@@ -278,31 +288,37 @@ class BoardCore(wiring.Component):
         players, storers = [], []
         x.done, x.moved = [], []
         for i, (comp, streams, _) in enumerate(self.units):
+            # the unit beside its runner (as in the runner's reset and clock domain)
             unit = ResetInserter({"sync": unit_rst[i]})(comp)
             if self.gate_units:
                 unit = DomainRenamer({"sync": f"u{i}"})(unit)
-                m.d.comb += self.unit_active[i].eq((run_unit == i) & (running | unit_rst[i]))
             m.submodules[f"unit_{self.cfg.units[i].name}"] = unit
             mine = run_unit == i
             done = []
             for j, s in enumerate(streams):
                 layout = comp.signature.members[s.name].signature.members["payload"].shape
+                sub = proxies[i][j].port  # the runner's stand-in port
                 if s.dir == "in":
                     g = Player(layout, x.wb, abits)
-                    m.d.comb += [g.mode.eq(x.mode), s.port.valid.eq(g.port.valid),
-                                 s.port.payload.eq(g.port.payload),
-                                 g.port.ready.eq(s.port.ready)]
+                    m.d.comb += [g.mode.eq(x.mode),
+                                 s.port.valid.eq(Mux(prog, g.port.valid, sub.valid)),
+                                 s.port.payload.eq(Mux(prog, Value.cast(g.port.payload),
+                                                       Value.cast(sub.payload))),
+                                 g.port.ready.eq(s.port.ready & prog),
+                                 sub.ready.eq(s.port.ready & ~prog)]
                     players.append(g)
                 else:
                     g = Storer(layout, x.wb, abits)
-                    m.d.comb += [g.port.valid.eq(s.port.valid),
+                    m.d.comb += [g.port.valid.eq(s.port.valid & prog),
+                                 sub.valid.eq(s.port.valid & ~prog),
                                  g.port.payload.eq(s.port.payload),
-                                 s.port.ready.eq(g.port.ready)]
+                                 sub.payload.eq(s.port.payload),
+                                 s.port.ready.eq(Mux(prog, g.port.ready, sub.ready))]
                     storers.append(g)
                 m.submodules[f"gen_{self.cfg.units[i].name}_{s.name}"] = \
                     ResetInserter({"sync": unit_rst[i]})(g)
                 m.d.comb += [g.desc.eq(x.slot[j]), g.start.eq(x.start & mine),
-                             g.run.eq(running & mine)]
+                             g.run.eq(running & prog & mine)]
                 done.append(g.done)
                 x.moved.append(g.moved)
             x.done.append(Cat(*done).all())
@@ -601,13 +617,14 @@ class BoardCore(wiring.Component):
             m.next = "RN_LOAD"
         with m.State("RN_LOAD"):
             m.d.comb += x.start.eq(1)
-            m.d.sync += [x.running.eq(1), op_cyc.eq(0), idle.eq(0)]
+            m.d.sync += [x.running.eq(1), x.prog.eq(1), op_cyc.eq(0), idle.eq(0)]
             m.next = "RN_WAIT"
         with m.State("RN_WAIT"):
             all_done = Array(x.done)[run_unit_sel]
             with m.If(all_done | (idle == RUN_WATCHDOG)):
                 m.d.comb += [x.cm_w.addr.eq(opi), x.cm_w.data.eq(op_cyc), x.cm_w.en.eq(1)]
-                m.d.sync += [x.running.eq(0), total.eq(total + op_cyc), opi.eq(opi + 1)]
+                m.d.sync += [x.running.eq(0), x.prog.eq(0), total.eq(total + op_cyc),
+                             opi.eq(opi + 1)]
                 m.next = "RN_OP"
             with m.Else():
                 m.d.sync += op_cyc.eq(op_cyc + 1)
@@ -669,8 +686,19 @@ class BoardCore(wiring.Component):
         runners = []
         unit_rst = [Signal(name=f"unit_rst{i}") for i in range(len(self.units))]
         tm = self.cfg.tensor_memory
-        for i, (comp, streams, _) in enumerate(self.units if tm is None else ()):
-            r = _Runner(comp, streams)
+        proxies = []
+        if tm is not None:
+            prog = Signal()  # a PROG_RUN streams (else a RUN): who drives the units' ports
+        for i, (comp, streams, _) in enumerate(self.units):
+            if tm is not None:
+                # protocol 2 keeps protocol 1's buffers and RUN: the runner drives stand-in
+                # ports, which _tm_build muxes with the generators' onto the unit
+                streams = [_Stream(s.name, s.dir, s.width, s.depth, _standin(comp, s), s.buffer)
+                           for s in streams]
+                proxies.append(streams)
+                r = _Runner(comp, streams, own_unit=False)
+            else:
+                r = _Runner(comp, streams)
             inner = ResetInserter({"sync": unit_rst[i]})(r)
             if self.gate_units:
                 # The runner and its unit in a domain of their own, clocked (by the simulation
@@ -681,7 +709,8 @@ class BoardCore(wiring.Component):
                 inner = DomainRenamer({"sync": f"u{i}"})(inner)
                 m.d.comb += self.unit_active[i].eq((run_unit == i) & (running | unit_rst[i]))
             m.submodules[f"run_{self.cfg.units[i].name}"] = inner
-            m.d.comb += r.go.eq(running & (run_unit == i))
+            m.d.comb += r.go.eq(running & (run_unit == i) if tm is None else
+                                running & ~prog & (run_unit == i))
             runners.append(r)
             for s in streams:
                 mem = memory.Memory(shape=s.width, depth=s.depth, init=[])
@@ -704,7 +733,7 @@ class BoardCore(wiring.Component):
             return Array([Const(v, width) for v in values])[e_buf]
 
         if tm is not None:
-            tmx = self._tm_build(m, unit_rst, running, run_unit)
+            tmx = self._tm_build(m, unit_rst, running, run_unit, prog, proxies)
         buf_bb = const_by_buf([b.beat_bytes for b in bufs], 8)
         buf_depth = const_by_buf([b.depth for b in bufs], 32)
         buf_rdata = Array([Signal(max_width, name=f"rdata{i}") for i in range(NB)])
@@ -856,51 +885,50 @@ class BoardCore(wiring.Component):
                                              MAX_PAYLOAD - 2, info_total - off))
                         m.d.sync += [ptr.eq(off), left.eq(n)]
                         ack((n + 2)[:16], _le(Const(info_total, 16), 2), BODY_INFO)
-                if tm is None:
-                    with m.Elif(op == Op.WRITE.value):
-                        with m.If(plen < 5):
+                with m.Elif(op == Op.WRITE.value):
+                    with m.If(plen < 5):
+                        nak(NakCode.BAD_LENGTH)
+                    with m.Elif(hdr[HEADER_BYTES] >= NB):
+                        nak(NakCode.BAD_BUFFER)
+                    with m.Else():
+                        m.d.sync += [rem.eq(plen - 5), nbeats.eq(0)]
+                        m.next = "W_DIV"
+                with m.Elif(op == Op.READ.value):
+                    count = u16(HEADER_BYTES + 5)
+                    first = u32(HEADER_BYTES + 1)
+                    with m.If(plen != 7):
+                        nak(NakCode.BAD_LENGTH)
+                    with m.Elif(hdr[HEADER_BYTES] >= NB):
+                        nak(NakCode.BAD_BUFFER)
+                    with m.Else():
+                        m.next = "R_CHECK"
+                        m.d.sync += [ptr.eq(first), left.eq(count)]
+                with m.Elif(op == Op.RUN.value):
+                    unit = hdr[HEADER_BYTES]
+                    mode = hdr[HEADER_BYTES + 1]
+                    with m.If(plen < 2):
+                        nak(NakCode.BAD_LENGTH)
+                    with m.Elif(unit >= len(self.units)):
+                        nak(NakCode.BAD_UNIT)
+                    for i, (_, streams, nmodes) in enumerate(self.units):
+                        with m.Elif((unit == i) & (plen != 14 + 4 * len(streams))):
                             nak(NakCode.BAD_LENGTH)
-                        with m.Elif(hdr[HEADER_BYTES] >= NB):
-                            nak(NakCode.BAD_BUFFER)
-                        with m.Else():
-                            m.d.sync += [rem.eq(plen - 5), nbeats.eq(0)]
-                            m.next = "W_DIV"
-                    with m.Elif(op == Op.READ.value):
-                        count = u16(HEADER_BYTES + 5)
-                        first = u32(HEADER_BYTES + 1)
-                        with m.If(plen != 7):
-                            nak(NakCode.BAD_LENGTH)
-                        with m.Elif(hdr[HEADER_BYTES] >= NB):
-                            nak(NakCode.BAD_BUFFER)
-                        with m.Else():
-                            m.next = "R_CHECK"
-                            m.d.sync += [ptr.eq(first), left.eq(count)]
-                    with m.Elif(op == Op.RUN.value):
-                        unit = hdr[HEADER_BYTES]
-                        mode = hdr[HEADER_BYTES + 1]
-                        with m.If(plen < 2):
-                            nak(NakCode.BAD_LENGTH)
-                        with m.Elif(unit >= len(self.units)):
-                            nak(NakCode.BAD_UNIT)
-                        for i, (_, streams, nmodes) in enumerate(self.units):
-                            with m.Elif((unit == i) & (plen != 14 + 4 * len(streams))):
-                                nak(NakCode.BAD_LENGTH)
-                            with m.Elif((unit == i) & (mode >= nmodes)):
-                                nak(NakCode.BAD_MODE)
-                            bad = []
+                        with m.Elif((unit == i) & (mode >= nmodes)):
+                            nak(NakCode.BAD_MODE)
+                        bad = []
+                        for j, s in enumerate(streams):
+                            n_s = u32(HEADER_BYTES + 14 + 4 * j)
+                            bad.append(n_s > s.depth)
+                            if s.dir == "in":
+                                bad.append(n_s == 0)
+                        with m.Elif((unit == i) & Cat(*bad).any()):
+                            nak(NakCode.BAD_RUN)
+                        with m.Elif(unit == i):
+                            m.d.sync += [run_unit.eq(i), unit_rst[i].eq(1)]
                             for j, s in enumerate(streams):
-                                n_s = u32(HEADER_BYTES + 14 + 4 * j)
-                                bad.append(n_s > s.depth)
-                                if s.dir == "in":
-                                    bad.append(n_s == 0)
-                            with m.Elif((unit == i) & Cat(*bad).any()):
-                                nak(NakCode.BAD_RUN)
-                            with m.Elif(unit == i):
-                                m.d.sync += [run_unit.eq(i), unit_rst[i].eq(1)]
-                                for j, s in enumerate(streams):
-                                    m.d.sync += runners[i].n[s.name].eq(
-                                        u32(HEADER_BYTES + 14 + 4 * j))
-                                m.next = "RUN_START"
+                                m.d.sync += runners[i].n[s.name].eq(
+                                    u32(HEADER_BYTES + 14 + 4 * j))
+                            m.next = "RUN_START"
                 with m.Elif(op == Op.STATUS.value):
                     with m.If(plen != 0):
                         nak(NakCode.BAD_LENGTH)
@@ -920,62 +948,61 @@ class BoardCore(wiring.Component):
                 with m.Else():
                     nak(NakCode.BAD_OP)
 
-            if tm is None:
-                # WRITE: count whole beats in the data (a subtraction loop: no divider)
-                with m.State("W_DIV"):
-                    with m.If(rem >= buf_bb):
-                        m.d.sync += [rem.eq(rem - buf_bb), nbeats.eq(nbeats + 1)]
-                    with m.Elif(rem != 0):
-                        nak(NakCode.BAD_BUFFER)
-                    with m.Elif(u32(HEADER_BYTES + 1) + nbeats > buf_depth):
-                        nak(NakCode.OUT_OF_RANGE)
-                    with m.Else():
-                        m.d.sync += [widx.eq(0), boff.eq(0), ri.eq(0)]
-                        m.next = "W_RD"
-                with m.State("W_RD"):
-                    with m.If(widx == nbeats):
-                        ack(Const(0, 16))
-                    with m.Else():
-                        m.d.comb += rx_r.addr.eq(HEADER_BYTES + 5 + ri)
-                        m.d.sync += ri.eq(ri + 1)
-                        m.next = "W_GET"
-                with m.State("W_GET"):
-                    m.d.sync += beat_sr.word_select(boff, 8).eq(rx_r.data)
-                    with m.If(boff == buf_bb - 1):
-                        m.d.sync += boff.eq(0)
-                        m.next = "W_PUT"
-                    with m.Else():
-                        m.d.sync += boff.eq(boff + 1)
-                        m.next = "W_RD"
-                with m.State("W_PUT"):
-                    m.d.comb += [e_waddr.eq(u32(HEADER_BYTES + 1) + widx), e_wdata.eq(beat_sr),
-                                 e_we.eq(1)]
-                    m.d.sync += widx.eq(widx + 1)
+            # WRITE: count whole beats in the data (a subtraction loop: no divider)
+            with m.State("W_DIV"):
+                with m.If(rem >= buf_bb):
+                    m.d.sync += [rem.eq(rem - buf_bb), nbeats.eq(nbeats + 1)]
+                with m.Elif(rem != 0):
+                    nak(NakCode.BAD_BUFFER)
+                with m.Elif(u32(HEADER_BYTES + 1) + nbeats > buf_depth):
+                    nak(NakCode.OUT_OF_RANGE)
+                with m.Else():
+                    m.d.sync += [widx.eq(0), boff.eq(0), ri.eq(0)]
                     m.next = "W_RD"
+            with m.State("W_RD"):
+                with m.If(widx == nbeats):
+                    ack(Const(0, 16))
+                with m.Else():
+                    m.d.comb += rx_r.addr.eq(HEADER_BYTES + 5 + ri)
+                    m.d.sync += ri.eq(ri + 1)
+                    m.next = "W_GET"
+            with m.State("W_GET"):
+                m.d.sync += beat_sr.word_select(boff, 8).eq(rx_r.data)
+                with m.If(boff == buf_bb - 1):
+                    m.d.sync += boff.eq(0)
+                    m.next = "W_PUT"
+                with m.Else():
+                    m.d.sync += boff.eq(boff + 1)
+                    m.next = "W_RD"
+            with m.State("W_PUT"):
+                m.d.comb += [e_waddr.eq(u32(HEADER_BYTES + 1) + widx), e_wdata.eq(beat_sr),
+                             e_we.eq(1)]
+                m.d.sync += widx.eq(widx + 1)
+                m.next = "W_RD"
 
-                with m.State("R_CHECK"):
-                    with m.If(left * buf_bb > MAX_PAYLOAD):
-                        nak(NakCode.OUT_OF_RANGE)
-                    with m.Elif(ptr + left > buf_depth):
-                        nak(NakCode.OUT_OF_RANGE)
-                    with m.Else():
-                        ack((left * buf_bb)[:16], (), BODY_READ)
+            with m.State("R_CHECK"):
+                with m.If(left * buf_bb > MAX_PAYLOAD):
+                    nak(NakCode.OUT_OF_RANGE)
+                with m.Elif(ptr + left > buf_depth):
+                    nak(NakCode.OUT_OF_RANGE)
+                with m.Else():
+                    ack((left * buf_bb)[:16], (), BODY_READ)
 
-                with m.State("RUN_START"):
-                    m.d.sync += [Cat(*unit_rst).eq(0), running.eq(1)]
-                    m.next = "RUN_WAIT"
-                with m.State("RUN_WAIT"):
-                    for i, (_, streams, _) in enumerate(self.units):
-                        r = runners[i]
-                        outs = [s for s in streams if s.dir == "out"]
-                        with m.If((run_unit == i) & r.done):
-                            m.d.sync += [running.eq(0), runs.eq(runs + 1)]
-                            small = _le(r.cycles, 4)
-                            for s in outs:
-                                small += _le(r.stored[s.name], 4)
-                            ack(Const(4 + 4 * len(outs), 16), small)
+            with m.State("RUN_START"):
+                m.d.sync += [Cat(*unit_rst).eq(0), running.eq(1)]
+                m.next = "RUN_WAIT"
+            with m.State("RUN_WAIT"):
+                for i, (_, streams, _) in enumerate(self.units):
+                    r = runners[i]
+                    outs = [s for s in streams if s.dir == "out"]
+                    with m.If((run_unit == i) & r.done):
+                        m.d.sync += [running.eq(0), runs.eq(runs + 1)]
+                        small = _le(r.cycles, 4)
+                        for s in outs:
+                            small += _le(r.stored[s.name], 4)
+                        ack(Const(4 + 4 * len(outs), 16), small)
 
-            else:
+            if tm is not None:
                 self._tm_states(m, tmx, nak, ack, put, rx_r, ptr, left, body, runs)
 
             # -- build the reply in the reply RAM ---------------------------------------------
@@ -985,10 +1012,9 @@ class BoardCore(wiring.Component):
                     m.d.sync += idx.eq(idx + 1)
                 with m.Elif(body == BODY_INFO):
                     m.next = "INFO_RD"
-                if tm is None:
-                    with m.Elif(body == BODY_READ):
-                        m.next = "READ_RD"
-                else:
+                with m.Elif(body == BODY_READ):
+                    m.next = "READ_RD"
+                if tm is not None:
                     with m.Elif(body == self.BODY_TM):
                         m.next = "TR_RD"
                     with m.Elif(body == self.BODY_CYC):
@@ -1005,22 +1031,21 @@ class BoardCore(wiring.Component):
             with m.State("INFO_PUT"):
                 put(rom_r.data)
                 m.next = "INFO_RD"
-            if tm is None:
-                with m.State("READ_RD"):
-                    with m.If(left == 0):
-                        m.next = "CRC_HI"
-                    with m.Else():
-                        m.d.comb += e_raddr.eq(ptr)
-                        m.d.sync += [ptr.eq(ptr + 1), left.eq(left - 1), boff.eq(0)]
-                        m.next = "READ_LATCH"
-                with m.State("READ_LATCH"):
-                    m.d.sync += beat_sr.eq(buf_rdata[e_buf])
-                    m.next = "READ_PUT"
-                with m.State("READ_PUT"):
-                    put(beat_sr.word_select(boff, 8))
-                    m.d.sync += boff.eq(boff + 1)
-                    with m.If(boff == buf_bb - 1):
-                        m.next = "READ_RD"
+            with m.State("READ_RD"):
+                with m.If(left == 0):
+                    m.next = "CRC_HI"
+                with m.Else():
+                    m.d.comb += e_raddr.eq(ptr)
+                    m.d.sync += [ptr.eq(ptr + 1), left.eq(left - 1), boff.eq(0)]
+                    m.next = "READ_LATCH"
+            with m.State("READ_LATCH"):
+                m.d.sync += beat_sr.eq(buf_rdata[e_buf])
+                m.next = "READ_PUT"
+            with m.State("READ_PUT"):
+                put(beat_sr.word_select(boff, 8))
+                m.d.sync += boff.eq(boff + 1)
+                with m.If(boff == buf_bb - 1):
+                    m.next = "READ_RD"
             with m.State("CRC_HI"):
                 m.d.comb += [tx_w.addr.eq(tptr), tx_w.data.eq(tcrc[8:]), tx_w.en.eq(1)]
                 m.d.sync += tptr.eq(tptr + 1)

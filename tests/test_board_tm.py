@@ -320,6 +320,8 @@ def test_core_tm_write_read_any_alignment():
     rng = np.random.default_rng(5)
     data = rng.integers(0, 256, 21).astype(np.uint8).tobytes()
     more = bytes([0xAA, 0x55, 0x00])
+    x = np.array([-128, -7, 0, 9, 127])
+    gelu_in = b"".join(struct.pack("<bB", int(v), int(i == 4)) for i, v in enumerate(x))
     reqs = [(Op.TM_WRITE, struct.pack("<BI", 2, 13) + data),
             (Op.TM_WRITE, struct.pack("<BI", 2, 20) + more),
             (Op.TM_READ, struct.pack("<BIH", 2, 11, 26)),
@@ -329,7 +331,10 @@ def test_core_tm_write_read_any_alignment():
             (Op.TM_WRITE, struct.pack("<BI", 0, 1023) + b"ab"),
             (Op.PROG_WRITE, struct.pack("<I", 510) + b"abc"),
             (Op.PROG_WRITE, struct.pack("<I", 0) + b"abc"),
-            (Op.WRITE, bytes(5))]                            # protocol 1: not on this design
+            # protocol 1's buffers and RUN are still there: a GELU RUN of 5 beats
+            (Op.WRITE, struct.pack("<BI", 3, 0) + gelu_in),
+            (Op.RUN, struct.pack("<BB3I2I", 1, 0, 5, 0, 0, 5, 5)),
+            (Op.READ, struct.pack("<BIH", 4, 0, 5))]
     rep, _ = _serve(reqs)
     ref = bytearray(1024)
     ref[13:13 + 21] = data
@@ -338,10 +343,17 @@ def test_core_tm_write_read_any_alignment():
     assert _ack(rep[2], Op.TM_READ) == bytes(ref[11:37])
     assert _ack(rep[3], Op.TM_READ) == bytes(4)
     for p, code in ((rep[4], NakCode.OUT_OF_RANGE), (rep[5], NakCode.BAD_BUFFER),
-                    (rep[6], NakCode.OUT_OF_RANGE), (rep[7], NakCode.OUT_OF_RANGE),
-                    (rep[9], NakCode.BAD_OP)):
+                    (rep[6], NakCode.OUT_OF_RANGE), (rep[7], NakCode.OUT_OF_RANGE)):
         assert p.op == NAK_OP and p.payload[1] == code, (p.op, p.payload)
     assert _ack(rep[8], Op.PROG_WRITE) == b""
+    from generators.units import family
+    gelu = family("gelu")
+    want = gelu.golden(gelu.params(_tm_cfg().units[1]), {"x": x})["y"]
+    assert _ack(rep[9], Op.WRITE) == b""
+    cycles, stored = struct.unpack("<2I", _ack(rep[10], Op.RUN))
+    assert stored == 5
+    got = np.frombuffer(_ack(rep[11], Op.READ), np.int8)[0::2]
+    assert np.array_equal(got, want)
 
 
 def _gemm_gelu_program(m, k, n, x_len):

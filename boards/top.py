@@ -13,6 +13,7 @@ the pin-level simulation), with a receive FIFO whose overflows STATUS counts.
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 from amaranth.hdl import (
     Array,
@@ -28,6 +29,8 @@ from amaranth.hdl import (
     ResetSignal,
     Shape,
     Signal,
+    Value,
+    signed,
 )
 from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -40,8 +43,10 @@ from generators.board_info import (
     describe_bytes,
 )
 from generators.units import family
+from host.program import LOOPS, alignment
 from host.protocol import ACK_BIT, COBS_MAX, CRC_BYTES, HEADER_BYTES, NAK_OP, VERSION, NakCode, Op
 
+from .agen import DESC_BITS, DescFields, Player, Storer, StreamLayout, arbitrate
 from .crc import INIT, crc16_update
 from .uart import UartRx, UartTx, bit_period
 
@@ -76,8 +81,9 @@ class _Runner(Elaboratable):
 
     FIFO_DEPTH = 4
 
-    def __init__(self, unit, streams: list):
+    def __init__(self, unit, streams: list, own_unit: bool = True):
         self.unit, self.streams = unit, streams
+        self.own_unit = own_unit  # else the streams' ports are stand-ins the core connects
         self.go = Signal()
         self.n = {s.name: Signal(32, name=f"n_{s.name}") for s in streams}
         self.raddr = {s.name: Signal(range(s.depth), name=f"raddr_{s.name}")
@@ -96,7 +102,8 @@ class _Runner(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.unit = self.unit
+        if self.own_unit:
+            m.submodules.unit = self.unit
         finished, moved, offered = [], [], []
         for s in self.streams:
             port = s.port
@@ -164,6 +171,12 @@ class _Runner(Elaboratable):
         return m
 
 
+def _standin(comp, s: _Stream):
+    """A stream interface shaped like unit stream ``s`` of ``comp`` (plain signals)."""
+    sig = comp.signature.members[s.name].signature
+    return sig.create(path=(f"rs_{s.name}",))
+
+
 def _le(value, nbytes: int) -> list:
     return [value.word_select(i, 8) if len(value) > 8 * i else Const(0, 8)
             for i in range(nbytes)]
@@ -177,6 +190,18 @@ class BoardCore(wiring.Component):
     board_cfg : BoardConfig
         The design: its units (instantiated through their family's ``component``) and
         ``buffer_bytes`` per unit stream.
+
+        A design with ``tensor_memory`` (protocol 2, docs/programs.md) keeps all of the
+        above and adds the tensor memory's banks, a program memory, a
+        :class:`~boards.agen.Player` per unit input stream and a :class:`~boards.agen.Storer`
+        per output stream (muxed with the runner onto the unit's ports: ``prog`` says a
+        PROG_RUN streams), and serves TM_WRITE, TM_READ, PROG_WRITE and PROG_RUN. PROG_RUN
+        checks the whole program
+        (the checks of ``host.program.check_descriptor``, plus op kind, unit, stream count,
+        mode and the reply size) before its first op runs; then each op loads its
+        descriptors, holds the unit and its generators in reset for a cycle and streams until
+        every stream has moved its beats (or :data:`RUN_WATCHDOG` cycles without a move). An
+        op's cycles count from its first streaming cycle to its last.
 
     Ports
     -----
@@ -218,6 +243,415 @@ class BoardCore(wiring.Component):
             sig["unit_active"] = Out(len(self.units))
         super().__init__(sig)
 
+    # -- protocol 2: tensor memory, program memory and the program sequencer ------------------
+    # (docs/programs.md; only for a design with ``tensor_memory``)
+
+    BODY_TM, BODY_CYC = 3, 4
+    #: PROG_RUN's reply holds total_cycles and one u32 per op
+    MAX_OPS = (MAX_PAYLOAD - 4) // 4
+
+    def _tm_build(self, m, unit_rst, running, run_unit, prog, proxies):
+        """The tensor memory, program memory, the units with a player per input stream and a
+        storer per output stream, and the bank arbiters. Returns the engine's handles."""
+        tmc = self.cfg.tensor_memory
+        x = SimpleNamespace(running=running, run_unit=run_unit, unit_rst=unit_rst, prog=prog)
+        x.banks, x.wb = tmc.banks, tmc.word_bytes
+        x.bank_bytes = tmc.bank_bytes(self.cfg.board)
+        x.pbytes = tmc.program_bytes
+        x.lg = x.wb.bit_length() - 1
+        words = x.bank_bytes // x.wb
+        abits = max(1, (words - 1).bit_length())
+        x.max_streams = max(len(s) for _, s, _ in self.units)
+
+        # engine access to the banks (TM_WRITE / TM_READ) while no program runs
+        x.bank = Signal(range(max(2, x.banks)))
+        x.e_raddr = Signal(abits)
+        x.e_waddr = Signal(abits)
+        x.e_wdata = Signal(8)
+        x.e_we = Signal()
+        x.e_be = Signal(x.wb)
+        ports = []
+        for b in range(x.banks):
+            mem = memory.Memory(shape=8 * x.wb, depth=words, init=[])
+            m.submodules[f"tm{b}"] = mem
+            ports.append((mem.read_port(transparent_for=()), mem.write_port(granularity=8)))
+        x.rdata = Array([rp.data for rp, _ in ports])
+        m.submodules.progmem = pm = memory.Memory(shape=8, depth=x.pbytes, init=[])
+        x.pm_r, x.pm_w = pm.read_port(transparent_for=()), pm.write_port()
+        m.submodules.cycmem = cm = memory.Memory(shape=32, depth=self.MAX_OPS, init=[])
+        x.cm_r, x.cm_w = cm.read_port(transparent_for=()), cm.write_port()
+
+        # the descriptor of each stream slot of the running op, and the op's mode
+        x.slot = [Signal(DESC_BITS, name=f"slot{j}") for j in range(x.max_streams)]
+        x.mode = Signal(8)
+        x.start = Signal()  # load the descriptors into the running unit's generators
+        players, storers = [], []
+        x.done, x.moved = [], []
+        for i, (comp, streams, _) in enumerate(self.units):
+            # the unit beside its runner (as in the runner's reset and clock domain)
+            unit = ResetInserter({"sync": unit_rst[i]})(comp)
+            if self.gate_units:
+                unit = DomainRenamer({"sync": f"u{i}"})(unit)
+            m.submodules[f"unit_{self.cfg.units[i].name}"] = unit
+            mine = run_unit == i
+            done = []
+            for j, s in enumerate(streams):
+                layout = comp.signature.members[s.name].signature.members["payload"].shape
+                sub = proxies[i][j].port  # the runner's stand-in port
+                if s.dir == "in":
+                    g = Player(layout, x.wb, abits)
+                    m.d.comb += [g.mode.eq(x.mode),
+                                 s.port.valid.eq(Mux(prog, g.port.valid, sub.valid)),
+                                 s.port.payload.eq(Mux(prog, Value.cast(g.port.payload),
+                                                       Value.cast(sub.payload))),
+                                 g.port.ready.eq(s.port.ready & prog),
+                                 sub.ready.eq(s.port.ready & ~prog)]
+                    players.append(g)
+                else:
+                    g = Storer(layout, x.wb, abits)
+                    m.d.comb += [g.port.valid.eq(s.port.valid & prog),
+                                 sub.valid.eq(s.port.valid & ~prog),
+                                 g.port.payload.eq(s.port.payload),
+                                 sub.payload.eq(s.port.payload),
+                                 s.port.ready.eq(Mux(prog, g.port.ready, sub.ready))]
+                    storers.append(g)
+                m.submodules[f"gen_{self.cfg.units[i].name}_{s.name}"] = \
+                    ResetInserter({"sync": unit_rst[i]})(g)
+                m.d.comb += [g.desc.eq(x.slot[j]), g.start.eq(x.start & mine),
+                             g.run.eq(running & prog & mine)]
+                done.append(g.done)
+                x.moved.append(g.moved)
+            x.done.append(Cat(*done).all())
+
+        # fixed-priority bank arbitration: the reads of the players, the writes of the storers
+        def bank_of(g):
+            return g.desc[0:8]
+
+        rgrant = arbitrate(m, [g.req for g in players], [bank_of(g) for g in players])
+        wgrant = arbitrate(m, [g.req for g in storers], [bank_of(g) for g in storers])
+        for g, gr in zip(players, rgrant, strict=True):
+            m.d.comb += [g.grant.eq(gr), g.rdata.eq(x.rdata[bank_of(g)])]
+        for g, gr in zip(storers, wgrant, strict=True):
+            m.d.comb += g.grant.eq(gr)
+        for b, (rp, wp) in enumerate(ports):
+            raddr = x.e_raddr
+            for g, gr in zip(players, rgrant, strict=True):
+                raddr = Mux(gr & (bank_of(g) == b), g.addr, raddr)
+            m.d.comb += rp.addr.eq(raddr)
+            waddr, wdata = x.e_waddr, Cat(*[x.e_wdata] * x.wb)
+            wen = Mux(x.e_we & (x.bank == b), x.e_be, 0)
+            for g, gr in zip(storers, wgrant, strict=True):
+                hit = gr & (bank_of(g) == b)
+                waddr, wdata = Mux(hit, g.addr, waddr), Mux(hit, g.wdata, wdata)
+                wen = Mux(hit, g.be, wen)
+            m.d.comb += [wp.addr.eq(waddr), wp.data.eq(wdata), wp.en.eq(wen)]
+
+        # the checks' tables, by (unit, stream slot, kind)
+        nb, al = [], []
+        for _, streams, _ in self.units:
+            for j in range(x.max_streams):
+                for kind in (0, 1):
+                    if j < len(streams):
+                        lay = StreamLayout(streams[j].port.payload.shape())
+                        n = lay.nbytes(kind)
+                    else:
+                        n = 0
+                    nb.append(n)
+                    al.append(alignment(n, x.wb) if n else 1)
+        x.want_nbytes, x.align = nb, al
+        x.nstreams = [len(s) for _, s, _ in self.units]
+        x.nmodes = [n for _, _, n in self.units]
+        return x
+
+    def _tm_exec(self, m, x, u32, hdr, plen, nak, ack):
+        """EXEC's branches for the protocol-2 requests."""
+        H = HEADER_BYTES
+        x.ptr = Signal(33)   # TM/program byte address
+        x.n = Signal(16)     # bytes left to move
+        x.ri = Signal(range(MAX_PAYLOAD + 1))
+        with m.Elif(hdr[1] == Op.TM_WRITE.value):
+            addr = u32(H + 1)
+            with m.If(plen < 5):
+                nak(NakCode.BAD_LENGTH)
+            with m.Elif(hdr[H] >= x.banks):
+                nak(NakCode.BAD_BUFFER)
+            with m.Elif(addr + (plen - 5) > x.bank_bytes):
+                nak(NakCode.OUT_OF_RANGE)
+            with m.Else():
+                m.d.sync += [x.bank.eq(hdr[H]), x.ptr.eq(addr), x.n.eq(plen - 5), x.ri.eq(0)]
+                m.next = "TW_RD"
+        with m.Elif(hdr[1] == Op.TM_READ.value):
+            addr, count = u32(H + 1), Cat(hdr[H + 5], hdr[H + 6])
+            with m.If(plen != 7):
+                nak(NakCode.BAD_LENGTH)
+            with m.Elif(hdr[H] >= x.banks):
+                nak(NakCode.BAD_BUFFER)
+            with m.Elif((count > MAX_PAYLOAD) | (addr + count > x.bank_bytes)):
+                nak(NakCode.OUT_OF_RANGE)
+            with m.Else():
+                m.d.sync += [x.bank.eq(hdr[H]), x.ptr.eq(addr), x.n.eq(count)]
+                ack(count, (), self.BODY_TM)
+        with m.Elif(hdr[1] == Op.PROG_WRITE.value):
+            addr = u32(H)
+            with m.If(plen < 4):
+                nak(NakCode.BAD_LENGTH)
+            with m.Elif(addr + (plen - 4) > x.pbytes):
+                nak(NakCode.OUT_OF_RANGE)
+            with m.Else():
+                m.d.sync += [x.ptr.eq(addr), x.n.eq(plen - 4), x.ri.eq(0)]
+                m.next = "PW_RD"
+        with m.Elif(hdr[1] == Op.PROG_RUN.value):
+            with m.If(plen != 4):
+                nak(NakCode.BAD_LENGTH)
+            with m.Else():
+                m.d.sync += [x.ptr.eq(u32(H))]
+                m.next = "PR_BEGIN"
+
+    def _tm_states(self, m, x, nak, ack, put, rx_r, ptr, left, body, runs):
+        """The engine states of the protocol-2 requests."""
+        H = HEADER_BYTES
+        wb, lg = x.wb, x.lg
+
+        # TM_WRITE: one byte per two cycles, a byte-enabled word write each
+        with m.State("TW_RD"):
+            with m.If(x.ri == x.n):
+                ack(Const(0, 16))
+            with m.Else():
+                m.d.comb += rx_r.addr.eq(H + 5 + x.ri)
+                m.d.sync += x.ri.eq(x.ri + 1)
+                m.next = "TW_PUT"
+        with m.State("TW_PUT"):
+            m.d.comb += [x.e_waddr.eq(x.ptr >> lg), x.e_wdata.eq(rx_r.data), x.e_we.eq(1),
+                         x.e_be.eq(Const(1, wb) << (x.ptr[:lg] if lg else 0))]
+            m.d.sync += x.ptr.eq(x.ptr + 1)
+            m.next = "TW_RD"
+        # TM_READ's body: a word read per byte
+        with m.State("TR_RD"):
+            with m.If(x.n == 0):
+                m.next = "CRC_HI"
+            with m.Else():
+                m.d.comb += x.e_raddr.eq(x.ptr >> lg)
+                m.next = "TR_PUT"
+        with m.State("TR_PUT"):
+            put(x.rdata[x.bank].word_select(x.ptr[:lg] if lg else Const(0, 1), 8))
+            m.d.sync += [x.ptr.eq(x.ptr + 1), x.n.eq(x.n - 1)]
+            m.next = "TR_RD"
+        # PROG_WRITE
+        with m.State("PW_RD"):
+            with m.If(x.ri == x.n):
+                ack(Const(0, 16))
+            with m.Else():
+                m.d.comb += rx_r.addr.eq(H + 4 + x.ri)
+                m.d.sync += x.ri.eq(x.ri + 1)
+                m.next = "PW_PUT"
+        with m.State("PW_PUT"):
+            m.d.comb += [x.pm_w.addr.eq(x.ptr), x.pm_w.data.eq(rx_r.data), x.pm_w.en.eq(1)]
+            m.d.sync += x.ptr.eq(x.ptr + 1)
+            m.next = "PW_RD"
+
+        # -- PROG_RUN: check the whole program, then run its ops ---------------------------
+        # program bytes are read into ``pbuf`` from the top (after n bytes, byte 0 of them is
+        # at bit 8 * (40 - n)); ``phase`` says which state continues after a read
+        pbuf = Signal(8 * 40)
+        nread = Signal(6)
+        want = Signal(6)
+        phase = Signal(3)
+        PH_NOPS, PH_CHDR, PH_CDESC, PH_RHDR, PH_RDESC = range(5)
+        nops = Signal(16)
+        opi = Signal(16)
+        pc0 = Signal(33)
+        j = Signal(8)
+        op_unit = Signal(8)
+        ns = Signal(8)
+        total = Signal(32)
+        op_cyc = Signal(32)
+        idle = Signal(range(RUN_WATCHDOG + 1))
+        # the descriptor checks' state
+        lo = Signal(signed(52))
+        hi = Signal(signed(52))
+        loop = Signal(3)
+        mcand = Signal(33)
+        mplier = Signal(16)
+        acc = Signal(50)
+        neg = Signal()
+        dnb = Signal(16)
+        tab = Signal(range(max(2, len(x.want_nbytes))))
+        run_unit_sel = Signal(8)
+
+        def read(n, ph):
+            m.d.sync += [nread.eq(0), want.eq(n), phase.eq(ph)]
+            m.next = "PR_RD"
+
+        def bad():
+            nak(NakCode.BAD_PROGRAM)
+
+        with m.State("PR_BEGIN"):
+            read(2, PH_NOPS)
+        with m.State("PR_RD"):
+            with m.If(nread == want):
+                with m.If(phase == PH_NOPS):
+                    m.next = "PR_NOPS"
+                with m.Elif(phase == PH_CHDR):
+                    m.next = "CK_HDR"
+                with m.Elif(phase == PH_CDESC):
+                    m.next = "CK_DESC1"
+                with m.Elif(phase == PH_RHDR):
+                    m.next = "RN_HDR"
+                with m.Else():
+                    m.next = "RN_DESC1"
+            with m.Elif(x.ptr >= x.pbytes):
+                bad()  # the program runs past the program memory
+            with m.Else():
+                m.d.comb += x.pm_r.addr.eq(x.ptr)
+                m.next = "PR_GET"
+        with m.State("PR_GET"):
+            m.d.sync += [pbuf.eq(Cat(pbuf[8:], x.pm_r.data)), nread.eq(nread + 1),
+                         x.ptr.eq(x.ptr + 1)]
+            m.next = "PR_RD"
+        with m.State("PR_NOPS"):
+            n = pbuf[-16:]
+            with m.If(n > self.MAX_OPS):
+                bad()
+            with m.Else():
+                m.d.sync += [nops.eq(n), opi.eq(0), pc0.eq(x.ptr)]
+                m.next = "CK_OP"
+
+        # check pass
+        with m.State("CK_OP"):
+            with m.If(opi == nops):
+                m.d.sync += [x.ptr.eq(pc0), opi.eq(0), total.eq(0)]
+                m.next = "RN_OP"
+            with m.Else():
+                read(16, PH_CHDR)
+        hdr = pbuf[-128:]
+        kind, unit, mode, nst = hdr[0:8], hdr[8:16], hdr[16:24], hdr[24:32]
+        with m.State("CK_HDR"):
+            nst_ok = Array([Const(v, 8) for v in x.nstreams])[unit]
+            nmodes = Array([Const(v, 9) for v in x.nmodes])[unit]
+            with m.If((kind != 1) | (unit >= len(self.units)) | (nst != nst_ok)
+                      | (mode >= nmodes)):
+                bad()
+            with m.Else():
+                m.d.sync += [op_unit.eq(unit), ns.eq(nst), j.eq(0)]
+                m.next = "CK_DESC"
+        with m.State("CK_DESC"):
+            with m.If(j == ns):
+                m.d.sync += opi.eq(opi + 1)
+                m.next = "CK_OP"
+            with m.Else():
+                read(40, PH_CDESC)
+        d = DescFields(pbuf)
+        with m.State("CK_DESC1"):
+            m.d.sync += tab.eq((op_unit * x.max_streams + j) * 2 + d.kind[0])
+            m.next = "CK_DESC2"
+        with m.State("CK_DESC2"):
+            wantn = Array([Const(v, 16) for v in x.want_nbytes])[tab]
+            amask = Array([Const(v - 1, 8) for v in x.align])[tab]
+            bad_align = [(d.base & amask) != 0]
+            for lv in range(LOOPS):
+                bad_align.append((d.count[lv] > 1) & ((d.stride[lv].as_unsigned() & amask) != 0))
+            masks = [(v >> LOOPS) != 0 for v in d.first + d.last]
+            with m.If((d.bank >= x.banks) | (d.kind > 1) | (wantn == 0) | (d.nbytes != wantn)
+                      | Cat(*[c == 0 for c in d.count]).any() | Cat(*bad_align).any()
+                      | Cat(*masks).any()):
+                bad()
+            with m.Else():
+                m.d.sync += [lo.eq(d.base), hi.eq(d.base), loop.eq(0), dnb.eq(d.nbytes)]
+                m.next = "CK_LOOP"
+        # lo/hi = base + sum(min/max(0, stride) * (count - 1)): a shift-add multiply per loop
+        stride_l = Array(d.stride)[loop[:2]]
+        count_l = Array(d.count)[loop[:2]]
+        with m.State("CK_LOOP"):
+            with m.If(loop == LOOPS):
+                m.next = "CK_RANGE"
+            with m.Else():
+                m.d.sync += [mcand.eq(Mux(stride_l < 0, -stride_l, stride_l)),
+                             neg.eq(stride_l < 0), mplier.eq(count_l - 1), acc.eq(0)]
+                m.next = "CK_MUL"
+        with m.State("CK_MUL"):
+            with m.If(mplier == 0):
+                with m.If(neg):
+                    m.d.sync += lo.eq(lo - acc)
+                with m.Else():
+                    m.d.sync += hi.eq(hi + acc)
+                m.d.sync += loop.eq(loop + 1)
+                m.next = "CK_LOOP"
+            with m.Else():
+                with m.If(mplier[0]):
+                    m.d.sync += acc.eq(acc + mcand)
+                m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1)]
+        with m.State("CK_RANGE"):
+            with m.If((lo < 0) | (hi + dnb > x.bank_bytes)):
+                bad()
+            with m.Else():
+                m.d.sync += j.eq(j + 1)
+                m.next = "CK_DESC"
+
+        # run pass
+        with m.State("RN_OP"):
+            with m.If(opi == nops):
+                m.d.sync += [runs.eq(runs + 1), ptr.eq(0), left.eq(nops)]
+                ack((4 + 4 * nops)[:16], _le(total, 4), self.BODY_CYC)
+            with m.Else():
+                read(16, PH_RHDR)
+        with m.State("RN_HDR"):
+            m.d.sync += [x.run_unit.eq(unit), run_unit_sel.eq(unit), x.mode.eq(mode),
+                         ns.eq(nst), j.eq(0)]
+            m.next = "RN_DESC"
+        with m.State("RN_DESC"):
+            with m.If(j == ns):
+                for i, r in enumerate(x.unit_rst):
+                    with m.If(run_unit_sel == i):
+                        m.d.sync += r.eq(1)
+                m.next = "RN_RST"
+            with m.Else():
+                read(40, PH_RDESC)
+        with m.State("RN_DESC1"):
+            for k in range(x.max_streams):
+                with m.If(j == k):
+                    m.d.sync += x.slot[k].eq(pbuf)
+            m.d.sync += j.eq(j + 1)
+            m.next = "RN_DESC"
+        with m.State("RN_RST"):  # the unit and its generators are in reset this cycle
+            m.d.sync += Cat(*x.unit_rst).eq(0)
+            m.next = "RN_LOAD"
+        with m.State("RN_LOAD"):
+            m.d.comb += x.start.eq(1)
+            m.d.sync += [x.running.eq(1), x.prog.eq(1), op_cyc.eq(0), idle.eq(0)]
+            m.next = "RN_WAIT"
+        with m.State("RN_WAIT"):
+            all_done = Array(x.done)[run_unit_sel]
+            with m.If(all_done | (idle == RUN_WATCHDOG)):
+                m.d.comb += [x.cm_w.addr.eq(opi), x.cm_w.data.eq(op_cyc), x.cm_w.en.eq(1)]
+                m.d.sync += [x.running.eq(0), x.prog.eq(0), total.eq(total + op_cyc),
+                             opi.eq(opi + 1)]
+                m.next = "RN_OP"
+            with m.Else():
+                m.d.sync += op_cyc.eq(op_cyc + 1)
+                with m.If(Cat(*x.moved).any()):
+                    m.d.sync += idle.eq(0)
+                with m.Else():
+                    m.d.sync += idle.eq(idle + 1)
+
+        # PROG_RUN's body: the cycles of each op
+        cbyte = Signal(2)
+        cword = Signal(32)
+        with m.State("CY_RD"):
+            with m.If(left == 0):
+                m.next = "CRC_HI"
+            with m.Else():
+                m.d.comb += x.cm_r.addr.eq(ptr)
+                m.d.sync += [ptr.eq(ptr + 1), left.eq(left - 1), cbyte.eq(0)]
+                m.next = "CY_LATCH"
+        with m.State("CY_LATCH"):
+            m.d.sync += cword.eq(x.cm_r.data)
+            m.next = "CY_PUT"
+        with m.State("CY_PUT"):
+            put(cword.word_select(cbyte, 8))
+            m.d.sync += cbyte.eq(cbyte + 1)
+            with m.If(cbyte == 3):
+                m.next = "CY_RD"
+
     def elaborate(self, platform):
         m = Module()
         bufs = self.buffers
@@ -251,8 +685,20 @@ class BoardCore(wiring.Component):
         mem_rdata = []
         runners = []
         unit_rst = [Signal(name=f"unit_rst{i}") for i in range(len(self.units))]
+        tm = self.cfg.tensor_memory
+        proxies = []
+        if tm is not None:
+            prog = Signal()  # a PROG_RUN streams (else a RUN): who drives the units' ports
         for i, (comp, streams, _) in enumerate(self.units):
-            r = _Runner(comp, streams)
+            if tm is not None:
+                # protocol 2 keeps protocol 1's buffers and RUN: the runner drives stand-in
+                # ports, which _tm_build muxes with the generators' onto the unit
+                streams = [_Stream(s.name, s.dir, s.width, s.depth, _standin(comp, s), s.buffer)
+                           for s in streams]
+                proxies.append(streams)
+                r = _Runner(comp, streams, own_unit=False)
+            else:
+                r = _Runner(comp, streams)
             inner = ResetInserter({"sync": unit_rst[i]})(r)
             if self.gate_units:
                 # The runner and its unit in a domain of their own, clocked (by the simulation
@@ -263,7 +709,8 @@ class BoardCore(wiring.Component):
                 inner = DomainRenamer({"sync": f"u{i}"})(inner)
                 m.d.comb += self.unit_active[i].eq((run_unit == i) & (running | unit_rst[i]))
             m.submodules[f"run_{self.cfg.units[i].name}"] = inner
-            m.d.comb += r.go.eq(running & (run_unit == i))
+            m.d.comb += r.go.eq(running & (run_unit == i) if tm is None else
+                                running & ~prog & (run_unit == i))
             runners.append(r)
             for s in streams:
                 mem = memory.Memory(shape=s.width, depth=s.depth, init=[])
@@ -285,6 +732,8 @@ class BoardCore(wiring.Component):
         def const_by_buf(values, width=32):
             return Array([Const(v, width) for v in values])[e_buf]
 
+        if tm is not None:
+            tmx = self._tm_build(m, unit_rst, running, run_unit, prog, proxies)
         buf_bb = const_by_buf([b.beat_bytes for b in bufs], 8)
         buf_depth = const_by_buf([b.depth for b in bufs], 32)
         buf_rdata = Array([Signal(max_width, name=f"rdata{i}") for i in range(NB)])
@@ -324,7 +773,7 @@ class BoardCore(wiring.Component):
         # -- reply state -------------------------------------------------------------------
         rep = Array([Signal(8, name=f"rep{i}") for i in range(RB)])
         rep_n = Signal(range(RB + 1))
-        body = Signal(2)  # 0 none, 1 INFO bytes, 2 READ beats
+        body = Signal(2 if tm is None else 3)  # 0 none, 1 INFO bytes, 2 READ beats
         BODY_NONE, BODY_INFO, BODY_READ = 0, 1, 2
         ptr = Signal(32)  # INFO offset / READ beat
         left = Signal(32)  # INFO bytes / READ beats still to copy
@@ -477,7 +926,8 @@ class BoardCore(wiring.Component):
                         with m.Elif(unit == i):
                             m.d.sync += [run_unit.eq(i), unit_rst[i].eq(1)]
                             for j, s in enumerate(streams):
-                                m.d.sync += runners[i].n[s.name].eq(u32(HEADER_BYTES + 14 + 4 * j))
+                                m.d.sync += runners[i].n[s.name].eq(
+                                    u32(HEADER_BYTES + 14 + 4 * j))
                             m.next = "RUN_START"
                 with m.Elif(op == Op.STATUS.value):
                     with m.If(plen != 0):
@@ -493,6 +943,8 @@ class BoardCore(wiring.Component):
                         m.d.sync += [crc_errors.eq(0), bad_frames.eq(0), overflows.eq(0),
                                      naks.eq(0), runs.eq(0)]
                         ack(Const(0, 16))
+                if tm is not None:
+                    self._tm_exec(m, tmx, u32, hdr, plen, nak, ack)
                 with m.Else():
                     nak(NakCode.BAD_OP)
 
@@ -550,6 +1002,9 @@ class BoardCore(wiring.Component):
                             small += _le(r.stored[s.name], 4)
                         ack(Const(4 + 4 * len(outs), 16), small)
 
+            if tm is not None:
+                self._tm_states(m, tmx, nak, ack, put, rx_r, ptr, left, body, runs)
+
             # -- build the reply in the reply RAM ---------------------------------------------
             with m.State("EMIT"):
                 with m.If(idx < rep_n):
@@ -559,6 +1014,11 @@ class BoardCore(wiring.Component):
                     m.next = "INFO_RD"
                 with m.Elif(body == BODY_READ):
                     m.next = "READ_RD"
+                if tm is not None:
+                    with m.Elif(body == self.BODY_TM):
+                        m.next = "TR_RD"
+                    with m.Elif(body == self.BODY_CYC):
+                        m.next = "CY_RD"
                 with m.Else():
                     m.next = "CRC_HI"
             with m.State("INFO_RD"):

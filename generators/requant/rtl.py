@@ -16,7 +16,10 @@ golden model; the RTL tests check the whole):
 - ``RDBPOT(v, e) = (v + 2**(e-1) - (v < 0)) >> e`` for ``e >= 1`` (``v`` for ``e = 0``);
 - a multiplier ``M = m * 2**k`` (``k = 32 - mult_bits``) is stored and multiplied as ``m``;
   ``(a*m*2**k + 2**30) >> 31 = (a*m + 2**(30-k)) >> (31-k)``, and the single-rounding sum
-  ``x*m*2**k + 2**(30-s)`` is formed by wiring (the low ``k`` bits of the product are zero).
+  ``x*m*2**k + 2**(30-s)`` is formed by wiring (the low ``k`` bits of the product are zero);
+- with ``mult_bits <= 17`` and an operand wider than 18 bits (``double``'s ``a``, a ``single``
+  ``x`` wider than int18), ``a*m = a[18:]*m*2**18 + a[:18]*m``: one 18 x 18 multiplier and
+  LUT logic (:mod:`.widemul`), one stage more (:func:`.params.lane_stages`).
 """
 
 from __future__ import annotations

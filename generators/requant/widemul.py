@@ -15,7 +15,8 @@ as soon as ``a`` is wider than 18 bits. With a narrow multiplier (``mult_bits <=
 ``a_hi * b`` (at most 14 x 16 bits) is LUT logic with no ``*`` in it: radix-4 Booth partial
 products of the operand with fewer digits (:func:`booth_terms`), summed by two-operand adders
 whose results are ``keep`` wires (:func:`add_terms`), so Yosys maps each to one carry chain
-rather than merging them into a carry-save tree of full adders (about twice the LUTs).
+rather than merging them into a carry-save tree of full adders (14 x 15 bits on ECP5: 199
+LUT4s and 72 CCU2Cs kept, 616 LUT4s and 15 CCU2Cs merged).
 
 Pipeline (:func:`split_product`), every register under the lane's enable: the operands'
 registers (the caller's, and the multiplier's own), then the hard product beside the partial
@@ -42,9 +43,9 @@ def booth_terms(m: Module, x, y, name: str) -> list[tuple]:
     signedness): ``(value, shift)`` pairs whose ``sum(value << shift)`` is ``x * y``.
 
     Digit ``i`` is ``d = -2*x[2i+1] + x[2i] + x[2i-1]`` (``x[-1] = 0``) in -2..2; its row is
-    ``|d| * y`` or, when ``d`` is negative, ``~(|d| * y)``, plus one at bit ``2i``: that one
-    is put into the free low bits of the next row (shifted two places more), the last one
-    is a term of its own."""
+    ``|d| * y`` or, when ``x[2i+1]`` is set (``d`` negative, or 0 from ``111``),
+    ``~(|d| * y)`` plus one at bit ``2i``: that one is put into the free low bits of the next
+    row (shifted two places more), the last one is a term of its own."""
     xs = x.shape()
     n = booth_digits(xs.width, xs.signed)
     xe = Signal(signed(2 * n), name=f"{name}_x")
@@ -122,7 +123,7 @@ def split_product(m: Module, platform, reg, en, a_now, b_now, a_q, b_q, width: i
                   name: str) -> Signal:
     """``a * b`` in a register of ``width`` bits (signed), three enabled cycles after
     ``a_now``/``b_now`` (``a`` signed, wider than :data:`DSP_BITS`; ``b`` unsigned, at most
-    :data:`DSP_BITS` bits).
+    :data:`DSP_BITS` bits on ECP5, 17 for one DSP48E1).
 
     ``a_q``/``b_q`` are the caller's registers of the same operands (one cycle after):
     the LUT part starts from them, the hard multiplier from ``a_now[:18]``/``b_now`` (its own

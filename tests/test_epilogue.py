@@ -2,7 +2,8 @@
 the family's golden then numerics.requantize_fixed, configs without the block unchanged, RTL
 equal to golden code for code with exact cycles (Amaranth simulator for both dataflows and
 the chain; Verilator for configs/mac8x8_requant.yaml), tensorfab run, model:// board with a
-split problem, and bad inputs."""
+split problem, and bad inputs. With mult_bits 16 each lane's product is split over one 18 x 18
+multiplier and LUT logic (Amaranth simulator; Verilator under regress)."""
 
 from __future__ import annotations
 
@@ -112,6 +113,57 @@ def test_mac_epilogue_amaranth(dataflow, rng):
         assert r.cycles == mac.expected_cycles(cfg, arr)
         r = simulate(mac, cfg, arr, sim="amaranth", idle=0.3, stall=0.4, seed=3)
         assert np.array_equal(r.outputs["c"], want) and r.cycles > mac.expected_cycles(cfg, arr)
+
+
+def _split_runs(cfg, rng, shapes):
+    """Runs of a mult_bits 16 epilogue: random and corner parameters (multipliers multiples
+    of 2**16), accumulators from random a and b."""
+    k = 32 - cfg.requant.mult_bits
+    runs = []
+    for m, kk, n in shapes:
+        a, b = rng.integers(-128, 128, (m, kk)), rng.integers(-128, 128, (kk, n))
+        par = _params(rng, n, zero_point=np.int64(-7))
+        par["multiplier"] = par["multiplier"] >> k << k
+        runs.append(mac.check_inputs(cfg, {"a": a, "b": b, **par}))
+        corner = {key: np.resize(v, n) for key, v in _corner_arrays(rng, 8).items()}
+        corner["multiplier"] = corner["multiplier"] >> k << k
+        runs.append(mac.check_inputs(cfg, {"a": a, "b": b, **corner,
+                                           "zero_point": np.int64(127)}))
+    return runs
+
+
+def _split_cfg(acc):
+    return _mac(rows=2, cols=3, acc=acc, requant={"out": "int8", "rounding": "double",
+                                                  "per": "channel", "mult_bits": 16})
+
+
+@pytest.mark.parametrize("acc", ["int24", pytest.param("int32", marks=pytest.mark.regress)])
+def test_mac_epilogue_split_product_amaranth(acc, rng):
+    """mult_bits 16: each lane's product is split over one 18 x 18 multiplier and LUT logic
+    (generators/requant/widemul.py), one stage more than with mult_bits 32; exact, with
+    exact cycle counts."""
+    cfg = _split_cfg(acc)
+    assert cfg.latency == _mac(rows=2, cols=3, acc=acc).latency + 1
+    assert cfg.epilogue.latency == 1 + 7
+    for arr in _split_runs(cfg, rng, [(5, 7, 5), (1, 3, 3)]):
+        want = mac.golden(cfg, arr)["c"]
+        r = simulate(mac, cfg, arr, sim="amaranth")
+        assert np.array_equal(r.outputs["c"], want)
+        assert r.cycles == mac.expected_cycles(cfg, arr)
+
+
+@pytest.mark.rtl
+@pytest.mark.regress
+def test_mac_epilogue_split_product_verilator(rng):
+    cfg = _split_cfg("int24")
+    runs = _split_runs(cfg, rng, [(9, 5, 7), (4, 2, 3), (2, 9, 12)])
+    jobs = [dict(arrays=r) for r in runs] + [dict(arrays=r, idle=0.3, stall=0.4, seed=i)
+                                             for i, r in enumerate(runs)]
+    res = simulate_many(mac, cfg, jobs, name="epi_split", config=config_to_dict(cfg))
+    for job, r in zip(jobs, res, strict=True):
+        assert np.array_equal(r.outputs["c"], mac.golden(cfg, job["arrays"])["c"])
+        expected = mac.expected_cycles(cfg, job["arrays"])
+        assert r.cycles == expected if "idle" not in job else r.cycles > expected
 
 
 def test_sparse_epilogue_amaranth(rng):

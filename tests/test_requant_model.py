@@ -202,6 +202,47 @@ def test_hardware_identities_of_the_rtl(rng):
     assert np.array_equal((v + (1 << (e - 1)) - (v < 0)) >> e, want)
 
 
+def test_split_product_identities(rng):
+    # the split product of a lane with mult_bits <= 17 (generators/requant/widemul.py):
+    # a = a_hi * 2**18 + a_lo (a_lo = a[:18] unsigned, a_hi = a[18:] signed), and radix-4
+    # Booth digits d_i = -2*x[2i+1] + x[2i] + x[2i-1] (x[-1] = 0) of x sign- or zero-extended
+    # to 2n bits sum to x
+    a = rng.integers(I32_MIN, I32_MAX + 1, 100000)
+    a[:3] = [I32_MIN, I32_MAX, -1]
+    m = rng.integers(0, 1 << 16, 100000)
+    a_lo, a_hi = a & ((1 << 18) - 1), a >> 18
+    assert a_lo.min() >= 0 and a_hi.min() >= -(1 << 13) and a_hi.max() < 1 << 13
+    assert np.array_equal(a_hi * m * (1 << 18) + a_lo * m, a * m)
+    for x, width, signed in [(a_hi, 14, True), (m, 16, False), (m >> 13, 3, False)]:
+        n = (width + (0 if signed else 1) + 1) // 2
+        u = x & ((1 << (2 * n)) - 1)          # two's complement in 2n bits
+        bit = [(u >> j) & 1 for j in range(2 * n)]
+        digits = [-2 * bit[2 * i + 1] + bit[2 * i] + (bit[2 * i - 1] if i else 0)
+                  for i in range(n)]
+        assert all(d.min() >= -2 and d.max() <= 2 for d in digits)
+        if not signed:
+            assert digits[-1].min() >= 0    # an unsigned operand's top digit: never negative
+        assert np.array_equal(sum(d * 4 ** i for i, d in enumerate(digits)), x)
+
+
+@pytest.mark.parametrize("rounding", ["double", "single", "trn"])
+def test_latency_with_the_split_product(rounding):
+    """mult_bits <= 17 splits the lane's product (double: always, the product's operand being
+    x << left in int32; single: x is int32 here): one stage more."""
+    from generators.requant.params import LANE_STAGES
+    from generators.requant.rtl import RequantLane
+
+    for mult_bits in ((2, 12, 16, 17, 18, 24, 32) if rounding != "trn" else (32,)):
+        p = _params(rounding=rounding, mult_bits=mult_bits)
+        split = rounding != "trn" and mult_bits <= 17
+        assert p.latency == 1 + LANE_STAGES[rounding] + split
+        assert RequantLane(p.inp, p.out, rounding, mult_bits).latency == p.lane_latency
+    if rounding == "single":   # an x of at most 18 bits keeps one product
+        for x_fmt, split in [("int18", False), ("int19", True)]:
+            lane = RequantLane(INT8, INT8, "single", 16, x_fmt=Format.parse(x_fmt))
+            assert lane.latency == LANE_STAGES["single"] + split
+
+
 # -- the family's arrays and streams ---------------------------------------------------------
 
 

@@ -3,6 +3,10 @@ golden model (generators.numerics.requantize_fixed) on random, corner and advers
 with exact cycle counts, then idle inputs and back-pressure. Four builds: configs/requant8.yaml
 (double, per channel) and single/per tensor/mult_bits 16, rnd_conv/per channel and trn/per
 tensor; every rounding x per combination also runs in the Amaranth simulator (not marked rtl).
+The split product of a narrow multiplier (generators/requant/widemul.py, mult_bits <= 17) is
+checked on its own (exhaustively on narrow operands), in lanes of several widths and in the
+unit (single/mult_bits 16 above; double/mult_bits 16 in the Amaranth simulator, and in
+Verilator under regress).
 """
 
 from __future__ import annotations
@@ -135,12 +139,13 @@ BUILDS = {
     "rnd_conv_channel": dict(rounding="rnd_conv", out="int16", lanes=3, channels=12),
     "trn_tensor": dict(rounding="trn", per="tensor", **{"in": "int24"}, out="int4", lanes=1,
                        channels=5),
+    "double_channel_m16": dict(mult_bits=16, **{"in": "int24"}, lanes=2, channels=7),
 }
 
 
-#: Verilator builds in `make test`; the power-of-two roundings' builds run in `make regress`
-#: (their RTL is checked in every run by the Amaranth simulator below).
-REGRESS_BUILDS = ("rnd_conv_channel", "trn_tensor")
+#: Verilator builds in `make test`; these run in `make regress` (their RTL is checked in every
+#: run by the Amaranth simulator below; single_tensor_m16 has the split product in Verilator).
+REGRESS_BUILDS = ("rnd_conv_channel", "trn_tensor", "double_channel_m16")
 
 
 @pytest.mark.rtl
@@ -164,6 +169,15 @@ def test_requant_verilator(build, rng):
 def test_requant_amaranth_every_variant(rounding, per, rng):
     p = _cfg(rounding=rounding, per=per, channels=7, lanes=2,
              **({"mult_bits": 12} if rounding == "single" and per == "channel" else {}))
+    check_runs(p, corner_runs(p, rng)[::2], sim="amaranth")
+
+
+@pytest.mark.parametrize("mult_bits", [16, pytest.param(17, marks=pytest.mark.regress)])
+def test_requant_amaranth_split_product(mult_bits, rng):
+    """double, mult_bits <= 17: the product split over one 18 x 18 multiplier and LUT logic,
+    one stage more (latency 1 + 7), exact on the corner runs with exact cycle counts."""
+    p = _cfg(rounding="double", mult_bits=mult_bits, channels=7, lanes=2, **{"in": "int24"})
+    assert p.latency == 1 + 7
     check_runs(p, corner_runs(p, rng)[::2], sim="amaranth")
 
 
@@ -198,8 +212,6 @@ def test_lane_alone_with_other_accumulator_rules(rounding, mult_bits, x_fmt, ove
     """RequantLane as another unit would instantiate it (an accumulator format of its own and
     a saturating ``acc + bias``), with a clock enable that drops at random, in the Amaranth
     simulator: every output equals requantize_fixed with that acc_fmt and overflow."""
-    from amaranth.sim import Simulator
-
     from generators.numerics import Format, requantize_fixed
     from generators.requant.rtl import RequantLane
 
@@ -215,6 +227,59 @@ def test_lane_alone_with_other_accumulator_rules(rounding, mult_bits, x_fmt, ove
     want = requantize_fixed(acc, bias=bias, multiplier=mult if dut.uses_multiplier else None,
                             shift=shift, zero_point=zp, act_min=lo, act_max=hi,
                             rounding=rounding, out_fmt=out, acc_fmt=xf, overflow=overflow)
+    got = _lane_outputs(dut, rng, acc, bias, mult >> k, shift, zp, lo, hi)
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("rounding,mult_bits,x_fmt,overflow", [
+    ("double", 16, "int32", "wrap"), ("double", 12, "int24", "sat"),
+    ("double", 17, "int32", "wrap"), ("double", 2, "int32", "wrap"),
+    ("single", 16, "int32", "wrap"), ("single", 17, "int24", "sat"),
+    ("single", 12, "int32", "sat"), ("single", 16, "int19", "wrap"),
+    ("single", 16, "int18", "wrap")])
+def test_lane_split_product_exact(rounding, mult_bits, x_fmt, overflow, rng):
+    """Lanes whose product is split (mult_bits <= 17 with a 32-bit ``x << left`` or an ``x``
+    wider than 18 bits; int18 ``x`` with single keeps one product): every output equals
+    requantize_fixed, with shifts chosen so that most outputs are not clamped (the product's
+    bits reach the output) and the corners: x at INT32_MIN/MAX, the largest multiplier, 0."""
+    from generators.numerics import Format, requantize_fixed
+    from generators.requant.params import lane_stages, splits_product
+    from generators.requant.rtl import RequantLane
+
+    inp, out, xf = Format.parse("int32"), Format.parse("int16"), Format.parse(x_fmt)
+    dut = RequantLane(inp, out, rounding, mult_bits, x_fmt=xf, overflow=overflow)
+    split = splits_product(rounding, mult_bits, xf.width)
+    assert split == (rounding == "double" or xf.width > 18)
+    assert dut.latency == lane_stages(rounding) + split
+    n = 300
+    k = 32 - mult_bits
+    mags = rng.integers(0, 32, n)
+    acc = rng.integers(I32_MIN, I32_MAX + 1, n) >> mags
+    bias = rng.integers(-(1 << 8), 1 << 8, n)
+    mult = rng.integers(1 << 30, 1 << 31, n) >> k << k
+    # |result| ~ |x| * 2**(shift - 1): about 2**13 for most, some left shifts (wrapping a)
+    shift = np.clip(14 - (31 - mags) + rng.integers(-2, 2, n), -31, 30)
+    top = ((1 << 31) - 1) >> k << k
+    corner = [(I32_MIN, top, 0), (I32_MAX, top, 0), (I32_MIN, top, -17), (I32_MAX, top, -17),
+              (I32_MIN, 0, 0), (-1, top, 30), (1, top, 30), (-(1 << 17), top, -3),
+              ((1 << 18) - 1, top, -4), (-(1 << 18), top, -5), (12345, 1 << k, 14)]
+    for i, (a, mv, sv) in enumerate(corner):
+        acc[i], mult[i], shift[i], bias[i] = a, mv, sv, 0
+    zp, lo, hi = 3, out.min_code, out.max_code
+    want = requantize_fixed(acc, bias=bias, multiplier=mult, shift=shift, zero_point=zp,
+                            act_min=lo, act_max=hi, rounding=rounding, out_fmt=out,
+                            acc_fmt=xf, overflow=overflow)
+    assert np.mean((want > lo) & (want < hi)) > 0.7   # the product reaches most outputs
+    got = _lane_outputs(dut, rng, acc, bias, mult >> k, shift, zp, lo, hi)
+    assert np.array_equal(got, want)
+
+
+def _lane_outputs(dut, rng, acc, bias, mult, shift, zp, lo, hi) -> list[int]:
+    """Drive a RequantLane with a clock enable that drops at random (30% of cycles) in the
+    Amaranth simulator; its outputs, one per element."""
+    from amaranth.sim import Simulator
+
+    n = len(acc)
     got = []
 
     async def bench(ctx):
@@ -230,7 +295,7 @@ def test_lane_alone_with_other_accumulator_rules(rounding, mult_bits, x_fmt, ove
             ctx.set(dut.bias, int(bias[i]))
             ctx.set(dut.shift, int(shift[i]))
             if dut.uses_multiplier:
-                ctx.set(dut.multiplier, int(mult[i]) >> k)
+                ctx.set(dut.multiplier, int(mult[i]))
             await ctx.tick()
             if en:
                 taken += 1
@@ -241,4 +306,92 @@ def test_lane_alone_with_other_accumulator_rules(rounding, mult_bits, x_fmt, ove
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    assert np.array_equal(got, want)
+    return got
+
+
+@pytest.mark.parametrize("a_bits,b_bits", [
+    (24, 5), (25, 4), (19, 3),
+    pytest.param(24, 7, marks=pytest.mark.regress), pytest.param(28, 5, marks=pytest.mark.regress)])
+def test_split_product_exhaustive_on_narrow_operands(a_bits, b_bits, rng):
+    """widemul.split_product equals a * b for every upper part of ``a`` and every ``b`` (with
+    lower parts 0, 2**18 - 1 and random ones), three enabled cycles later under an enable
+    that drops at random. (24, 5) and (24, 7) Booth-recode ``a[18:]``, (25, 4) and (28, 5)
+    recode ``b``, (19, 3) has a one-bit upper part."""
+    lo_bits = 18
+    hi = np.arange(-(1 << (a_bits - lo_bits - 1)), 1 << (a_bits - lo_bits - 1))
+    b = np.arange(1 << b_bits)
+    hh, bb = (v.ravel() for v in np.meshgrid(hi, b))
+    low = rng.integers(0, 1 << lo_bits, len(hh))
+    low[::3], low[1::3] = 0, (1 << lo_bits) - 1
+    _check_split_product(a_bits, b_bits, hh * (1 << lo_bits) + low, bb, rng)
+
+
+@pytest.mark.parametrize("b_bits", [15, 16, 11, 1])
+def test_split_product_full_width(b_bits, rng):
+    """The lanes' shapes (a 32-bit ``a``; ``b`` of mult_bits - 1 bits): corners and random."""
+    n = 500
+    a = rng.integers(I32_MIN, I32_MAX + 1, n) >> rng.integers(0, 20, n)
+    b = rng.integers(0, 1 << b_bits, n)
+    top = (1 << b_bits) - 1
+    corners = [(I32_MIN, top), (I32_MAX, top), (I32_MIN, 0), (-1, top), (-(1 << 18), top),
+               ((1 << 18) - 1, top), (-(1 << 18) - 1, 1), (1 << 30, top), (-(1 << 30), 1)]
+    for i, (av, bv) in enumerate(corners):
+        a[i], b[i] = av, bv
+    _check_split_product(32, b_bits, a, b, rng)
+
+
+def _check_split_product(a_bits, b_bits, a, b, rng):
+    from amaranth.hdl import Module, Signal, signed, unsigned
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+    from amaranth.sim import Simulator
+
+    from generators.requant.widemul import split_product
+
+    width = a_bits + b_bits + 1
+
+    class Dut(wiring.Component):
+        def __init__(self):
+            super().__init__({"en": In(1), "a": In(signed(a_bits)), "b": In(unsigned(b_bits)),
+                              "p": Out(signed(width))})
+
+        def elaborate(self, platform):
+            m = Module()
+
+            def reg(shape, value, name):
+                r = Signal(shape, name=name, reset_less=True)
+                with m.If(self.en):
+                    m.d.sync += r.eq(value)
+                return r
+
+            a_q = reg(self.a.shape(), self.a, "a_q")
+            b_q = reg(self.b.shape(), self.b, "b_q")
+            p = split_product(m, platform, reg, self.en, self.a, self.b, a_q, b_q, width, "p")
+            m.d.comb += self.p.eq(p)
+            return m
+
+    dut = Dut()
+    n = len(a)
+    got = []
+
+    async def bench(ctx):
+        taken = 0
+        while len(got) < n:
+            en = int(rng.random() >= 0.3)
+            i = min(taken, n - 1)
+            ctx.set(dut.en, en)
+            ctx.set(dut.a, int(a[i]))
+            ctx.set(dut.b, int(b[i]))
+            await ctx.tick()
+            if en:
+                taken += 1
+                if taken >= 3:
+                    got.append(ctx.get(dut.p))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    want = [int(x) * int(y) for x, y in zip(a, b, strict=True)]
+    bad = [i for i in range(n) if got[i] != want[i]]
+    assert not bad, (len(bad), [(int(a[i]), int(b[i]), got[i], want[i]) for i in bad[:3]])

@@ -25,11 +25,33 @@ OUT_WIDTHS = (2, 16)
 SHIFT_BITS = 6
 #: Width of a bias.
 BIAS_BITS = 32
-#: Register stages of one lane's datapath (:class:`.rtl.RequantLane`), by rounding.
+#: Register stages of one lane's datapath (:class:`.rtl.RequantLane`), by rounding, with the
+#: product as one ``*`` (:func:`lane_stages` adds the split product's stage).
 LANE_STAGES = {"double": 6, "single": 5, "trn": 4, "rnd": 4, "rnd_conv": 4}
+#: Operand bits one hard multiplier takes (ECP5 MULT18X18D: 18 x 18).
+DSP_BITS = 18
+#: Widest ``mult_bits`` whose lanes split a product wider than one hard multiplier into one
+#: hard ``a[:18] * m`` and a LUT ``a[18:] * m`` (:mod:`.widemul`): one MULT18X18D per lane
+#: instead of two.
+SPLIT_MAX_MULT_BITS = 17
 
 #: The format ``x = acc + bias`` is held in (wraps, as int32 addition in the reference kernels).
 X_FORMAT = Format(width=32, int_bits=32, signed=True)
+
+
+def splits_product(rounding: str, mult_bits: int, x_width: int) -> bool:
+    """Whether a lane splits its product (:mod:`.widemul`): with ``double`` the multiplied
+    operand is ``x << left`` in int32, with ``single`` it is ``x`` (``x_width`` bits); split
+    when that is wider than one hard multiplier and ``mult_bits <= SPLIT_MAX_MULT_BITS``."""
+    if rounding not in ("double", "single") or mult_bits > SPLIT_MAX_MULT_BITS:
+        return False
+    return (32 if rounding == "double" else x_width) > DSP_BITS
+
+
+def lane_stages(rounding: str, mult_bits: int = 32, x_width: int = X_FORMAT.width) -> int:
+    """Register stages of one lane's datapath: :data:`LANE_STAGES`, plus one for a split
+    product."""
+    return LANE_STAGES[rounding] + splits_product(rounding, mult_bits, x_width)
 
 
 def check_in(fmt: Format) -> Format:
@@ -114,8 +136,8 @@ class RequantParams(UnitBase):
 
     @property
     def lane_latency(self) -> int:
-        """Register stages of one lane's datapath."""
-        return LANE_STAGES[self.rounding]
+        """Register stages of one lane's datapath (x in int32)."""
+        return lane_stages(self.rounding, self.mult_bits)
 
     @property
     def latency(self) -> int:

@@ -16,7 +16,10 @@ golden model; the RTL tests check the whole):
 - ``RDBPOT(v, e) = (v + 2**(e-1) - (v < 0)) >> e`` for ``e >= 1`` (``v`` for ``e = 0``);
 - a multiplier ``M = m * 2**k`` (``k = 32 - mult_bits``) is stored and multiplied as ``m``;
   ``(a*m*2**k + 2**30) >> 31 = (a*m + 2**(30-k)) >> (31-k)``, and the single-rounding sum
-  ``x*m*2**k + 2**(30-s)`` is formed by wiring (the low ``k`` bits of the product are zero).
+  ``x*m*2**k + 2**(30-s)`` is formed by wiring (the low ``k`` bits of the product are zero);
+- with ``mult_bits <= 17`` and an operand wider than 18 bits (``double``'s ``a``, a ``single``
+  ``x`` wider than int18), ``a*m = a[18:]*m*2**18 + a[:18]*m``: one 18 x 18 multiplier and
+  LUT logic (:mod:`.widemul`), one stage more (:func:`.params.lane_stages`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,16 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..numerics import Format
-from .params import BIAS_BITS, LANE_STAGES, SHIFT_BITS, X_FORMAT, RequantParams
+from .params import (
+    BIAS_BITS,
+    LANE_STAGES,
+    SHIFT_BITS,
+    X_FORMAT,
+    RequantParams,
+    lane_stages,
+    splits_product,
+)
+from .widemul import split_product
 
 
 class RequantLane(wiring.Component):
@@ -82,7 +94,7 @@ class RequantLane(wiring.Component):
     @property
     def latency(self) -> int:
         """Register stages from the inputs to ``y``."""
-        return LANE_STAGES[self.rounding]
+        return lane_stages(self.rounding, self.mult_bits, self.x_fmt.width)
 
     def elaborate(self, platform):
         m = Module()
@@ -111,38 +123,57 @@ class RequantLane(wiring.Component):
         left = Signal(unsigned(5))    # max(shift, 0) <= 30
         right = Signal(unsigned(5))   # max(-shift, 0) <= 31
         k = 32 - self.mult_bits
+        split = splits_product(self.rounding, self.mult_bits, xw)
 
         if self.rounding == "double":
             m.d.comb += [left.eq(Mux(sh1 > 0, sh1, 0)), right.eq(Mux(sh1 < 0, -sh1, 0))]
             # stage 2: the left shift, in int32 (wraps)
-            a2 = reg(signed(32), (x1 << left)[:32].as_signed(), "a2")
+            a2v = (x1 << left)[:32].as_signed()
+            a2 = reg(signed(32), a2v, "a2")
             m2 = reg(m1.shape(), m1, "m2")
             e2 = reg(unsigned(5), right, "e2")
-            # stage 3: the product (registered operands and result)
-            p3 = reg(signed(32 + self.mult_bits), a2 * m2, "p3")
-            e3 = reg(unsigned(5), e2, "e3")
+            if split:
+                # stages 3, 4: the product, split (widemul)
+                p3 = split_product(m, platform, reg, self.en, a2v, m1, a2, m2,
+                                  32 + self.mult_bits, "p4")
+                e3 = reg(unsigned(5), reg(unsigned(5), e2, "e3"), "e4")
+                names, stages = ("h5", "e5", "r6"), stages + 1
+            else:
+                # stage 3: the product (registered operands and result)
+                p3 = reg(signed(32 + self.mult_bits), a2 * m2, "p3")
+                e3 = reg(unsigned(5), e2, "e3")
+                names = ("h4", "e4", "r5")
             # stage 4: SRDHM = (a*M + 2**30) >> 31 = (a*m + 2**(30-k)) >> (31-k)
-            h4 = reg(signed(32), (p3 + (1 << (30 - k))) >> (31 - k), "h4")
-            e4 = reg(unsigned(5), e3, "e4")
+            h4 = reg(signed(32), (p3 + (1 << (30 - k))) >> (31 - k), names[0])
+            e4 = reg(unsigned(5), e3, names[1])
             # stage 5: RDBPOT, round to nearest, ties away from zero
             half = Signal(unsigned(32))
             m.d.comb += half.eq((Const(1, 32) << e4)[:32] >> 1)
             neg = (e4 != 0) & h4[31]
-            r = reg(signed(34), (h4 + half - neg) >> e4, "r5")
+            r = reg(signed(34), (h4 + half - neg) >> e4, names[2])
             stages += 4
         elif self.rounding == "single":
-            # stage 2: the product
-            p2 = reg(signed(xw + self.mult_bits), x1 * m1, "p2")
-            sh2 = reg(signed(SHIFT_BITS), sh1, "sh2")
+            if split:
+                # stages 2, 3: the product, split (widemul); the hard multiplier's operand
+                # registers are stage 1's x1 and m1
+                p2 = split_product(m, platform, reg, self.en, xv, self.multiplier, x1, m1,
+                                  xw + self.mult_bits, "p3")
+                sh2 = reg(signed(SHIFT_BITS), reg(signed(SHIFT_BITS), sh1, "sh2"), "sh3")
+                names, stages = ("t4", "sh4", "r5"), stages + 1
+            else:
+                # stage 2: the product
+                p2 = reg(signed(xw + self.mult_bits), x1 * m1, "p2")
+                sh2 = reg(signed(SHIFT_BITS), sh1, "sh2")
+                names = ("t3", "sh3", "r4")
             # stage 3: + 2**(30 - s), 0 <= 30 - s <= 61; |x*M| < 2**62
             nudge = Signal(unsigned(6))
             m.d.comb += nudge.eq(30 - sh2)
-            t3 = reg(signed(64), (p2 << k) + (Const(1, 1) << nudge), "t3")
-            sh3 = reg(signed(SHIFT_BITS), sh2, "sh3")
+            t3 = reg(signed(64), (p2 << k) + (Const(1, 1) << nudge), names[0])
+            sh3 = reg(signed(SHIFT_BITS), sh2, names[1])
             # stage 4: >> (31 - s), 1 <= 31 - s <= 62 (arithmetic)
             amount = Signal(unsigned(6))
             m.d.comb += amount.eq(31 - sh3)
-            r = reg(signed(64), t3 >> amount, "r4")
+            r = reg(signed(64), t3 >> amount, names[2])
             stages += 3
         else:
             m.d.comb += [left.eq(Mux(sh1 > 0, sh1, 0)), right.eq(Mux(sh1 < 0, -sh1, 0))]

@@ -19,45 +19,44 @@ import numpy as np
 TARGET = "xilinx"
 
 
-def _layers():
-    from generators.hls import DenseLayer, lower
+def _stages():
+    """The Dense stages of the jet MLP (hls4ml's default types)."""
+    from generators.hls import lower
     from generators.hls.examples import jet_mlp
     from generators.hls.frontend import convert
 
     graph, _ = convert(jet_mlp(softmax=False), name="jet",
                        output_dir=tempfile.mkdtemp(prefix="tf-jet-"))
-    return [x for x in lower(graph).layers if isinstance(x, DenseLayer)]
+    return lower(graph).dense_stages
 
 
-def _ours(layer, out: Path) -> dict:
-    from generators.config import parse_config
+def _ours(stage, out: Path) -> dict:
     from generators.generate import render
-    from generators.hls.lower import LoweredModel, to_config
     from generators.network.params import NetworkParams
     from generators.synth import synthesize_files
 
+    layer = stage.head
     name = f"tf_{layer.name.lower()}"
-    plain = to_config(LoweredModel(name=name, inp=layer.inp, layers=(layer,)), name)
-    cfg = parse_config(plain, name)
-    text, _ = render(cfg)
+    p = NetworkParams(name=name, input=stage.inp, layers=(layer,))  # the Dense layer alone
+    text, _ = render(p)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.v").write_text(text)
     rep = synthesize_files([out / f"{name}.v"], name, TARGET, out)
-    p = NetworkParams.from_config(cfg)
     rep.update(latency_cycles=p.latency, interval_cycles=p.stage_cycles()[0],
                multipliers=p.multipliers)
     return rep
 
 
-def _da4ml(layer, out: Path) -> dict:
+def _da4ml(stage, out: Path) -> dict:
     from da4ml.codegen import VerilogModel
     from da4ml.trace import FixedVariableArrayInput, comb_trace
 
     from generators.synth import synthesize_files
 
-    fi, fw, fb = layer.inp.fmt, layer.weight.fmt, layer.bias.fmt
-    w = np.ldexp(layer.w.astype(np.float64), -fw.frac_bits)
-    b = np.ldexp(layer.b.astype(np.float64), -fb.frac_bits)
+    layer = stage.head
+    fi, fw, fb = stage.inp.format, layer.weight.format, layer.bias.format
+    w = np.ldexp(layer.w_codes.astype(np.float64), -fw.frac_bits)
+    b = np.ldexp(layer.b_codes.astype(np.float64), -fb.frac_bits)
     k = 1 if fi.signed else 0
     inp = FixedVariableArrayInput((layer.n_in,)).quantize(k, fi.int_bits - k, fi.frac_bits)
     comb = comb_trace(inp, inp @ w + b)
@@ -82,16 +81,18 @@ def bench_hls(out_dir: str | None = None) -> list[dict]:
         da_version = md.version("da4ml")
     except md.PackageNotFoundError:
         da_version = None
-    for layer in _layers():
+    for stage in _stages():
+        layer = stage.head
         row = {"layer": layer.name, "shape": f"{layer.n_in}x{layer.n_out}",
-               "input": str(layer.inp.fmt), "weight": str(layer.weight.fmt), "target": TARGET}
+               "input": str(stage.inp.format), "weight": str(layer.weight.format),
+               "target": TARGET}
         t0 = time.perf_counter()
-        row["tensorfab"] = _slim(_ours(layer, root / "ours" / layer.name))
+        row["tensorfab"] = _slim(_ours(stage, root / "ours" / layer.name))
         print(f"  {layer.name}: tensorfab {row['tensorfab']} ({time.perf_counter() - t0:.0f} s)",
               flush=True)
         if da_version:
             t0 = time.perf_counter()
-            row["da4ml"] = _slim(_da4ml(layer, root / "da4ml" / layer.name))
+            row["da4ml"] = _slim(_da4ml(stage, root / "da4ml" / layer.name))
             row["da4ml"]["version"] = da_version
             print(f"  {layer.name}: da4ml {row['da4ml']} ({time.perf_counter() - t0:.0f} s)",
                   flush=True)
@@ -107,10 +108,11 @@ def bench_hls_accuracy(rows: int = 5000, seed: int = 0) -> dict:
     import contextlib
     import io
 
-    from generators.hls import SoftmaxLayer, lower
+    from generators.hls import lower
     from generators.hls.examples import hls4ml_config, jet_mlp
     from generators.hls.frontend import convert
     from generators.hls.model import run_until, softmax_errors
+    from generators.network.layers import SoftmaxLayer
 
     tmp = tempfile.mkdtemp(prefix="tf-bench-hls-acc-")
     with contextlib.redirect_stdout(io.StringIO()):
@@ -123,17 +125,17 @@ def bench_hls_accuracy(rows: int = 5000, seed: int = 0) -> dict:
         for layer in graph.get_layers():
             layer.set_attr("trace", layer.name == before.name)
         rng = np.random.default_rng(seed)
-        fmt = lowered.inp.fmt
+        fmt = lowered.input.format
         x = fmt.quantize(rng.normal(0, 2, (rows, lowered.n_in)))
         y, trace = graph.trace(np.ascontiguousarray(fmt.dequantize(x)))
-    logits_hls = before.result.fmt.quantize(np.asarray(trace[before.name], dtype=np.float64)
+    logits_hls = before.result.format.quantize(np.asarray(trace[before.name], dtype=np.float64)
                                             .reshape(rows, -1))
     logits = run_until(lowered, x, SoftmaxLayer)
     mismatches = int((logits != logits_hls).sum())
     err = softmax_errors(lowered, logits_hls, np.asarray(y, dtype=np.float64))
-    sm = lowered.layers[-1]
+    sm = lowered.stages[-1]
     return {"model": "jet_mlp 16-64-32-32-5 + softmax", "rows": rows, "seed": seed,
-            "logits": str(sm.inp.fmt), "result": str(sm.result.fmt),
+            "logits": str(sm.inp.format), "result": str(sm.result.format),
             "logit_mismatches_vs_hls4ml": mismatches,
             "hls4ml_softmax": "hls4ml 1.3 stable, table_size 1024, exp/inv tables "
                               "fixed<18,8,RND,SAT>",

@@ -93,8 +93,8 @@ class UnitFamily(ABC):
     # -- parameters and hardware -------------------------------------------------------------
 
     def params(self, cfg):
-        """The unit's parameters: the validated config itself (a family whose hardware needs a
-        derived object, like ``network``'s stages, overrides this)."""
+        """The unit's parameters: the validated config itself (derived values, like
+        ``network``'s stages, are properties of the config model)."""
         return cfg
 
     @abstractmethod

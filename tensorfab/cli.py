@@ -428,10 +428,10 @@ def cmd_hls(args) -> int:
     import yaml
 
     from generators.board_info import describe_bytes
-    from generators.config import BOARDS, parse_config
+    from generators.config import BOARDS, config_to_dict, parse_config
     from generators.generate import generate
     from generators.hls.frontend import auto_notes, convert
-    from generators.hls.lower import DenseLayer, lower, to_config
+    from generators.hls.lower import lower
     from generators.schema import VERILOG_KEYWORDS
 
     model = Path(args.model)
@@ -468,20 +468,19 @@ def cmd_hls(args) -> int:
                     lc["ReuseFactor"] = args.reuse_factor
             graph, used = convert(model, hls4ml_config=used, name=name,
                                   output_dir=str(out / "hls4ml_prj"))
-    lowered = lower(graph, name=name)
-    for note in auto_notes(used, graph):
-        _say(f"note: {note}")
     # the file name only: the config (and a board's INFO description, which holds it) must
     # not change with the folder the model was read from, or every copy rebuilds the design
-    plain = to_config(lowered, name, source=Path(model).name)
-    cfg = parse_config(plain, f"<{model}>")
+    cfg = lower(graph, name=name, source=Path(model).name)
+    for note in auto_notes(used, graph):
+        _say(f"note: {note}")
+    plain = config_to_dict(cfg)
     out.mkdir(parents=True, exist_ok=True)
     ypath = out / f"{name}.yaml"
     ypath.write_text(yaml.safe_dump(plain, sort_keys=False, width=100))
     (out / "hls4ml_config.yaml").write_text(yaml.safe_dump(used, sort_keys=False))
-    for layer in lowered.layers:
+    for layer in cfg.layers:
         shape = f"{layer.n_in}->{layer.n_out} reuse {layer.reuse_factor}" \
-            if isinstance(layer, DenseLayer) else ""
+            if layer.kind == "dense" else ""
         _say(f"  {layer.name:<20} {type(layer).__name__:<15} {shape:<22} -> {layer.result}")
     vpath, jpath = generate(cfg, out)
     _say(f"wrote {ypath}, {vpath} and {jpath}")

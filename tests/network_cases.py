@@ -5,11 +5,9 @@ from __future__ import annotations
 import copy
 import functools
 
-from generators.config import parse_config
 from generators.hls import lower
 from generators.hls.examples import EXAMPLES, bn_mlp, hls4ml_config, jet_mlp, mlp
 from generators.hls.frontend import convert
-from generators.hls.lower import to_config
 
 # narrow types on purpose: products lose fraction bits (rounded to even), results round and
 # saturate, ReLU outputs are unsigned
@@ -48,9 +46,9 @@ def _convert(which: str, model, front: str, **kw):
 
 @functools.cache
 def converted(which: str, reuse: int, narrow: bool, out_dir: str, front: str = "onnx"):
-    """``(hls4ml graph, lowered model, network config)``; ``front``: the network built for the
-    ONNX (default), Keras or PyTorch front end (the same weights; ``narrow`` names ONNX
-    layers)."""
+    """``(hls4ml graph, lowered network)`` (the network a ``unit: network`` config is);
+    ``front``: the network built for the ONNX (default), Keras or PyTorch front end (the same
+    weights; ``narrow`` names ONNX layers)."""
     model = jet_mlp(softmax=False, front=front) if which == "jet" else mlp(
         [6, 5, 3], seed=1, name="small", front=front)
     name = f"{which}_r{reuse}{'_n' if narrow else ''}"
@@ -58,13 +56,12 @@ def converted(which: str, reuse: int, narrow: bool, out_dir: str, front: str = "
     graph, base = _convert(which, model, front, output_dir=f"{out_dir}/{sub}0", name=name)
     graph, _ = _convert(which, model, front, hls4ml_config=hls_config(base, reuse, narrow),
                         output_dir=f"{out_dir}/{sub}", name=name)
-    lowered = lower(graph, name=name)
-    return graph, lowered, parse_config(to_config(lowered, name), name)
+    return graph, lower(graph, name=name)
 
 
 @functools.cache
 def example(which: str, reuse: int, out_dir: str, front: str = "onnx"):
-    """``(hls4ml graph, lowered model, network config)`` of an example of
+    """``(hls4ml graph, lowered network)`` of an example of
     :mod:`generators.hls.examples` (``jet_mlp``, ``ffn``, ``bn_mlp``) with its precisions,
     built for ``front`` (``onnx``, ``keras``, ``pytorch``); the design's name does not depend
     on the front end."""
@@ -74,22 +71,21 @@ def example(which: str, reuse: int, out_dir: str, front: str = "onnx"):
     _, base = _convert(which, model, front, output_dir=f"{out_dir}/{sub}0", name=name)
     graph, _ = _convert(which, model, front, hls4ml_config=hls4ml_config(which, base, reuse),
                         output_dir=f"{out_dir}/{sub}", name=name)
-    lowered = lower(graph, name=name)
-    return graph, lowered, parse_config(to_config(lowered, name), name)
+    return graph, lower(graph, name=name)
 
 
-def trace_before(graph, lowered, x_codes, stop: type):
+def trace_before(graph, net, x_codes, stop: type):
     """hls4ml's own codes out of the layer just before the first layer of type ``stop``
     (``graph.trace``, hls4ml's C++ emulation) and its final output (floats), for codes
     ``x_codes`` in the input format."""
     import numpy as np
 
-    idx = next(i for i, layer in enumerate(lowered.layers) if isinstance(layer, stop))
-    before = lowered.layers[idx - 1]
+    idx = next(i for i, layer in enumerate(net.layers) if isinstance(layer, stop))
+    before = net.layers[idx - 1]
     for layer in graph.get_layers():
         layer.set_attr("trace", layer.name == before.name)
-    xf = np.ascontiguousarray(lowered.inp.fmt.dequantize(x_codes))
+    xf = np.ascontiguousarray(net.input.format.dequantize(x_codes))
     y, trace = graph.trace(xf)
-    codes = before.result.fmt.quantize(np.asarray(trace[before.name], dtype=np.float64)
+    codes = before.result.format.quantize(np.asarray(trace[before.name], dtype=np.float64)
                                        .reshape(len(x_codes), -1))
     return codes, np.asarray(y, dtype=np.float64).reshape(len(x_codes), -1)

@@ -27,21 +27,19 @@ import yaml
 from network_cases import N_IN, converted, example, trace_before
 from test_cli import tf
 
+from generators.config import config_to_dict
 from generators.errors import UserError
-from generators.hls import (
+from generators.hls import lower, run
+from generators.hls.examples import bn_mlp, jet_mlp, mlp
+from generators.hls.frontend import convert, import_keras
+from generators.hls.model import run_until, softmax_errors
+from generators.network.layers import (
     BatchNormLayer,
     DenseLayer,
     GeluLayer,
-    LoweredModel,
     ReluLayer,
     SoftmaxLayer,
-    lower,
-    run,
 )
-from generators.hls.examples import bn_mlp, jet_mlp, mlp
-from generators.hls.frontend import convert, import_keras
-from generators.hls.lower import softmax_params, to_config
-from generators.hls.model import run_until, softmax_errors
 
 FRONTS = ("keras", "pytorch")
 
@@ -52,20 +50,20 @@ def out_dir(tmp_path_factory):
 
 
 def _inputs(lowered, rng, n=1000):
-    fmt = lowered.inp.fmt
+    fmt = lowered.input.format
     x = fmt.quantize(rng.normal(0, 2, (n, lowered.n_in)))
     x[0], x[1], x[2] = fmt.min_code, fmt.max_code, 0  # corners: all-min, all-max, zeros
     return x
 
 
 def _layers(cfg) -> list[dict]:
-    """The layers of a lowered config (a ``to_config`` dict) without their names: the names
+    """The layers of a network's config (``config_to_dict``) without their names: the names
     are each front end's (``fc0``, ``Dense_MatMul_0``); everything else makes the design."""
     return [{k: v for k, v in layer.items() if k != "name"} for layer in cfg["layers"]]
 
 
 def _plain(lowered) -> dict:
-    return to_config(lowered, lowered.name)
+    return config_to_dict(lowered)
 
 
 def _merge_split_bias(layers: list[dict]) -> tuple[list[dict], int]:
@@ -110,19 +108,19 @@ def jet(request, out_dir):
 @pytest.fixture(scope="module", params=FRONTS)
 def bn(request, out_dir):
     """The Dense/BatchNorm/ReLU example with narrow types, compiled by hls4ml."""
-    graph, lowered, cfg = example("bn_mlp", 1, out_dir, request.param)
+    graph, lowered = example("bn_mlp", 1, out_dir, request.param)
     graph.compile()
-    return request.param, graph, lowered, cfg
+    return request.param, graph, lowered
 
 
 def test_jet_mlp_logits_equal_hls4ml_trace(jet, rng):
-    front, graph, lowered, _ = jet
+    front, graph, lowered = jet
     kinds = [type(x) for x in lowered.layers]
     assert kinds == [DenseLayer, ReluLayer] * 3 + [DenseLayer, SoftmaxLayer], front
     assert [x.name for x in lowered.layers if isinstance(x, DenseLayer)] == [
         "fc0", "fc1", "fc2", "fc3"]  # the Keras layer / PyTorch module names
-    sm = lowered.layers[-1]
-    assert str(sm.inp.fmt) == "fixed<12,5>" and str(sm.result.fmt) == "ufixed<16,0>"
+    sm = lowered.stages[-1]
+    assert str(sm.inp.format) == "fixed<12,5>" and str(sm.result.format) == "ufixed<16,0>"
     x = _inputs(lowered, rng)
     logits_hls, y_hls = trace_before(graph, lowered, x, SoftmaxLayer)
     logits = run_until(lowered, x, SoftmaxLayer)
@@ -130,28 +128,27 @@ def test_jet_mlp_logits_equal_hls4ml_trace(jet, rng):
     assert len(np.unique(logits)) > 100  # a real spread, not a saturated constant
     from generators.softmax.model import softmax as unit_softmax
 
-    assert np.array_equal(run(lowered, x), unit_softmax(softmax_params(sm), logits))
+    assert np.array_equal(run(lowered, x), unit_softmax(sm.unit, logits))
     err = softmax_errors(lowered, logits, y_hls)
     assert err["tensorfab"]["max"] < err["hls4ml"]["max"]
 
 
 def test_dense_batchnorm_relu_equals_hls4ml_predict(bn, rng):
-    front, graph, lowered, _ = bn
+    front, graph, lowered = bn
     kinds = [type(x) for x in lowered.layers]
     assert kinds == [DenseLayer, BatchNormLayer, ReluLayer, DenseLayer], front
     norm = lowered.layers[1]
-    assert norm.name == "bn0" and len(set(norm.scale.tolist())) > 1  # a real BatchNorm
+    assert norm.name == "bn0" and len(set(norm.scale)) > 1  # a real BatchNorm
     x = _inputs(lowered, rng)
-    xf = np.ascontiguousarray(lowered.inp.fmt.dequantize(x))
+    xf = np.ascontiguousarray(lowered.input.format.dequantize(x))
     y = np.asarray(graph.predict(xf), dtype=np.float64).reshape(len(x), -1)
-    expect = lowered.out.fmt.quantize(y)
-    assert np.array_equal(lowered.out.fmt.dequantize(expect), y)  # every code exact
+    expect = lowered.out.format.quantize(y)
+    assert np.array_equal(lowered.out.format.dequantize(expect), y)  # every code exact
     got = np.asarray(run(lowered, x), dtype=np.int64)
     assert np.array_equal(got, expect), f"{int((got != expect).sum())} codes differ"
     assert len(np.unique(expect)) > 100
     # the narrow types do saturate: the BatchNorm's fixed<10,4> tops out on some inputs
-    head = LoweredModel(name="head", inp=lowered.inp, layers=lowered.layers[:2])
-    assert norm.result.fmt.max_code in run(head, x)
+    assert norm.result.format.max_code in run_until(lowered, x, ReluLayer)
 
 
 # -- the same designs as the ONNX path --------------------------------------------------------
@@ -163,7 +160,7 @@ def small_design_hash(out_dir):
     of the designs test_network_sim.py runs in the Amaranth simulator."""
     from generators.generate import render
 
-    return render(converted("small", 2, False, out_dir)[2])[1]["design_hash"]
+    return render(converted("small", 2, False, out_dir)[1])[1]["design_hash"]
 
 
 @pytest.mark.parametrize("front", FRONTS)
@@ -171,14 +168,14 @@ def small_design_hash(out_dir):
 def test_default_types_give_the_onnx_design(out_dir, small_design_hash, front, which, reuse):
     """hls4ml's default ('auto') types: the lowered config equals the ONNX path's layer for
     layer (weights, types, reuse factors), the design the network tests run as RTL."""
-    _, ours, cfg = converted(which, reuse, False, out_dir, front)
-    _, ref, _ = converted(which, reuse, False, out_dir)
+    _, ours = converted(which, reuse, False, out_dir, front)
+    _, ref = converted(which, reuse, False, out_dir)
     assert _layers(_plain(ours)) == _layers(_plain(ref))
     assert _plain(ours)["input"] == _plain(ref)["input"]
     if which == "small" and front == "pytorch":  # the Verilog is the same, byte for byte
         from generators.generate import render  # (Keras: through the command line, below)
 
-        assert render(cfg)[1]["design_hash"] == small_design_hash
+        assert render(ours)[1]["design_hash"] == small_design_hash
 
 
 @pytest.mark.parametrize("front", FRONTS)
@@ -208,8 +205,8 @@ def test_example_types_onnx_differs_only_by_its_split_bias(out_dir, which, reuse
     assert merged == _layers(keras_cfg)
     assert keras_cfg["input"] == onnx_cfg["input"]
     if which == "ffn":  # Keras Activation('gelu') and PyTorch nn.GELU() reach the gelu unit
-        gelu = example(which, reuse, out_dir, "keras")[1].layers[1]
-        assert isinstance(gelu, GeluLayer) and str(gelu.inp.fmt) == "fixed<8,3>"
+        gelu = example(which, reuse, out_dir, "keras")[1].stages[1]
+        assert isinstance(gelu.head, GeluLayer) and str(gelu.inp.format) == "fixed<8,3>"
 
 
 # -- the command line ------------------------------------------------------------------------
@@ -234,7 +231,7 @@ def test_hls_cli_keras_file_end_to_end(tmp_path, out_dir, small_design_hash, mon
     cfg = yaml.safe_load((tmp_path / "out" / "small_r2.yaml").read_text())
     assert [x["name"] for x in cfg["layers"]] == ["fc0", "relu0", "fc1"]
     assert cfg["source"] == "small_r2.keras"
-    _, ref, _ = converted("small", 2, False, out_dir)
+    _, ref = converted("small", 2, False, out_dir)
     assert _layers(cfg) == _layers(_plain(ref))
     manifest = json.loads((tmp_path / "out" / "small_r2.json").read_text())
     assert manifest["unit"] == "network" and manifest["top"] == "small_r2"

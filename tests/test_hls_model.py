@@ -10,33 +10,33 @@ import numpy as np
 import pytest
 from network_cases import example, trace_before
 
+from generators.config import config_to_dict, parse_config
 from generators.errors import UserError
-from generators.hls import (
+from generators.hls import lower, run
+from generators.hls.examples import ffn_block, hls4ml_config, jet_mlp, mlp
+from generators.hls.frontend import auto_notes, convert
+from generators.hls.model import run_until, softmax_errors
+from generators.network.layers import (
     BatchNormLayer,
     DenseLayer,
     GeluLayer,
     ReluLayer,
     SoftmaxLayer,
-    lower,
-    run,
 )
-from generators.hls.examples import ffn_block, hls4ml_config, jet_mlp, mlp
-from generators.hls.frontend import auto_notes, convert
-from generators.hls.lower import gelu_params, softmax_params
-from generators.hls.model import run_until, softmax_errors
+from generators.registry import family
 
 
 def _predict_codes(graph, lowered, x_codes):
-    xf = np.ascontiguousarray(lowered.inp.fmt.dequantize(x_codes))
+    xf = np.ascontiguousarray(lowered.input.format.dequantize(x_codes))
     y = np.asarray(graph.predict(xf), dtype=np.float64).reshape(len(x_codes), -1)
-    codes = lowered.out.fmt.quantize(y)
+    codes = lowered.out.format.quantize(y)
     # float64 holds every code of these formats exactly: nothing was rounded on the way back
-    assert np.array_equal(lowered.out.fmt.dequantize(codes), y)
+    assert np.array_equal(lowered.out.format.dequantize(codes), y)
     return codes
 
 
 def _inputs(lowered, rng, n=1000):
-    fmt = lowered.inp.fmt
+    fmt = lowered.input.format
     x = fmt.quantize(rng.normal(0, 2, (n, lowered.n_in)))
     x[0] = fmt.min_code  # corners: all-min, all-max, zeros
     x[1] = fmt.max_code
@@ -55,6 +55,9 @@ def jet(tmp_path_factory):
 def test_jet_mlp_auto_precisions_bit_exact(jet, rng):
     graph, cfg, lowered = jet
     assert [type(x) for x in lowered.layers] == [DenseLayer, ReluLayer] * 3 + [DenseLayer]
+    # the lowered network is the `unit: network` config: its YAML dump parses back to it
+    assert parse_config(config_to_dict(lowered), "<jet>") == lowered
+    assert family("network").params(lowered) is lowered
     assert [x.n_out for x in lowered.layers if isinstance(x, DenseLayer)] == [64, 32, 32, 5]
     x = _inputs(lowered, rng)
     expect = _predict_codes(graph, lowered, x)
@@ -134,10 +137,11 @@ def test_jet_mlp_softmax_logits_exact_error_smaller_than_hls4ml(tmp_path_factory
     """Everything before the softmax equals hls4ml bit for bit; the softmax is the softmax
     unit's golden model, and its error against float softmax of the same logits is smaller
     than that of hls4ml's table softmax (its defaults: 1024 entries, fixed<18,8> tables)."""
-    graph, lowered, _ = example("jet_mlp", 1, str(tmp_path_factory.mktemp("jet_sm")))
+    graph, lowered = example("jet_mlp", 1, str(tmp_path_factory.mktemp("jet_sm")))
     assert [type(x) for x in lowered.layers][-1] is SoftmaxLayer
-    sm = lowered.layers[-1]
-    assert str(sm.inp.fmt) == "fixed<12,5>" and str(sm.result.fmt) == "ufixed<16,0>"
+    sm = lowered.stages[-1]  # the softmax unit's stage: its input is the last Dense's result
+    assert sm.head is lowered.layers[-1] and sm.inp is lowered.layers[-2].result
+    assert str(sm.inp.format) == "fixed<12,5>" and str(sm.result.format) == "ufixed<16,0>"
     x = _inputs(lowered, rng, n=1000)
     logits_hls, y_hls = trace_before(graph, lowered, x, SoftmaxLayer)
     logits = run_until(lowered, x, SoftmaxLayer)
@@ -145,7 +149,7 @@ def test_jet_mlp_softmax_logits_exact_error_smaller_than_hls4ml(tmp_path_factory
     from generators.softmax.model import softmax as unit_softmax
 
     got = np.asarray(run(lowered, x), dtype=np.int64)
-    assert np.array_equal(got, unit_softmax(softmax_params(sm), logits))
+    assert np.array_equal(got, unit_softmax(sm.unit, logits))
     err = softmax_errors(lowered, logits, y_hls)
     print(f"softmax error vs float over {err['rows']} rows: hls4ml {err['hls4ml']}, "
           f"tensorfab {err['tensorfab']}")
@@ -158,11 +162,11 @@ def test_ffn_block_dense_exact_gelu_is_the_unit(tmp_path_factory, rng):
     """Dense -> GELU -> Dense: the ONNX Gelu node lowers onto the gelu unit; the first Dense
     equals hls4ml (which has no GELU to run the rest) bit for bit."""
     out = tmp_path_factory.mktemp("ffn")
-    graph, lowered, _ = example("ffn", 1, str(out))
+    graph, lowered = example("ffn", 1, str(out))
     kinds = [type(x) for x in lowered.layers]
     assert GeluLayer in kinds and kinds.count(DenseLayer) == 2
-    g = next(x for x in lowered.layers if isinstance(x, GeluLayer))
-    assert g.n == 64 and str(g.inp.fmt) == "fixed<8,3>"
+    g = next(s for s in lowered.stages if isinstance(s.head, GeluLayer))
+    assert g.n_in == 64 and str(g.inp.format) == "fixed<8,3>"
     # hls4ml runs the block up to the GELU: the same configuration on the model cut there
     prefix = ffn_block(gelu=False)
     _, base = convert(prefix, output_dir=str(out / "p0"), name="ffn_prefix")
@@ -175,7 +179,8 @@ def test_ffn_block_dense_exact_gelu_is_the_unit(tmp_path_factory, rng):
     assert np.array_equal(before, _predict_codes(pgraph, plowered, x))
     from generators.gelu.model import error_lsb, gelu, reference
 
-    p = gelu_params(g)
+    p = g.unit
+    assert (p.lanes, p.inp, p.out) == (64, g.inp.format, g.head.result.format)
     assert np.asarray(run(lowered, x)).shape == (1000, 16)
     err = error_lsb(p, gelu(p, before), reference(p, before))
     print(f"GELU stage error vs float: max {err.max():.3f} LSB, mean {err.mean():.3f} LSB")

@@ -15,13 +15,12 @@ from sim.unit import simulate
 @pytest.mark.parametrize("reuse", [1, 2, 4, 6])
 @pytest.mark.parametrize("narrow", [False, True], ids=["auto", "narrow"])
 def test_rtl_equals_golden_and_cycles(tmp_path_factory, rng, reuse, narrow):
-    _, lowered, cfg = converted("small", reuse, narrow,
-                                str(tmp_path_factory.getbasetemp() / "hls"))
-    p = family.params(cfg)
-    kinds = [type(x).__name__ for x in lowered.layers]
+    _, net = converted("small", reuse, narrow, str(tmp_path_factory.getbasetemp() / "hls"))
+    p = family.params(net)
+    kinds = [type(x).__name__ for x in p.layers]
     if narrow:  # hls4ml keeps the bias apart (ApplyAlpha) with these types: the BN path
         assert "BatchNormLayer" in kinds
-    fmt = lowered.inp.fmt
+    fmt = p.input.format
     x = fmt.quantize(rng.normal(0, 3, (25, p.n_in)))
     x[0], x[1], x[2] = fmt.min_code, fmt.max_code, 0
     arrays = family.check_inputs(p, {"x": x})
@@ -37,15 +36,15 @@ def test_rtl_equals_golden_and_cycles(tmp_path_factory, rng, reuse, narrow):
 
 
 def test_expected_cycles_single_row_is_latency(tmp_path_factory):
-    _, _, cfg = converted("small", 2, False, str(tmp_path_factory.getbasetemp() / "hls"))
-    p = family.params(cfg)
+    _, net = converted("small", 2, False, str(tmp_path_factory.getbasetemp() / "hls"))
+    p = family.params(net)
     assert p.expected_cycles(1) == p.latency + 1
     assert p.expected_cycles(0) == 0
 
 
 def test_bad_arrays(tmp_path_factory):
-    _, lowered, cfg = converted("small", 1, False, str(tmp_path_factory.getbasetemp() / "hls"))
-    p = family.params(cfg)
+    _, net = converted("small", 1, False, str(tmp_path_factory.getbasetemp() / "hls"))
+    p = family.params(net)
     from generators.errors import ArrayError
 
     with pytest.raises(ArrayError, match=r"x has shape \[3, 5\] \(allowed: \[rows, 6\]"):
@@ -53,4 +52,4 @@ def test_bad_arrays(tmp_path_factory):
     with pytest.raises(ArrayError, match="exactly one array named x"):
         family.check_inputs(p, {"a": np.zeros((3, 6), dtype=np.int64)})
     with pytest.raises(ValueError, match="x"):
-        family.check_inputs(p, {"x": np.full((2, 6), lowered.inp.fmt.max_code + 1)})
+        family.check_inputs(p, {"x": np.full((2, 6), p.input.format.max_code + 1)})

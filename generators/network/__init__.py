@@ -1,7 +1,8 @@
 """A network lowered from hls4ml (``unit: network``): ``y = layers(x)`` row by row.
 
-``params`` (stages, cycle model), ``rtl`` (the Amaranth component); the golden model is
-:func:`generators.hls.model.run`, the one model of a lowered network.
+``params`` (:class:`NetworkParams`: the config model and the parameters, its stages and cycle
+model), ``layers`` (the layer models of its ``layers``), ``rtl`` (the Amaranth component); the
+golden model is :func:`generators.hls.model.run`, the one model of a lowered network.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import numpy as np
 from ..errors import ArrayError
 from ..family import Split, UnitFamily
 from ..hls.model import run
-from .config import NetworkConfig
 from .params import NetworkParams
 
 __all__ = ["NetworkParams", "family"]
@@ -21,13 +21,10 @@ class NetworkFamily(UnitFamily):
     """The network unit as the CLI, the simulator runner and the benches see it."""
 
     name = "network"
-    config = NetworkConfig
+    config = NetworkParams
     in_arrays = ("x",)
     out_arrays = ("y",)
     split = Split("rows")
-
-    def params(self, cfg: NetworkConfig) -> NetworkParams:
-        return NetworkParams.from_config(cfg)
 
     def component(self, params: NetworkParams):
         from .rtl import Network  # local: Amaranth only when the hardware is built
@@ -40,9 +37,9 @@ class NetworkFamily(UnitFamily):
             "latency": params.latency,
             "throughput": {"multipliers": params.multipliers,
                            "stage_cycles": params.stage_cycles()},
-            "layers": [layer.name for stage in params.stages for layer in stage],
-            "input_format": str(params.model.inp.fmt),
-            "output_format": str(params.model.out.fmt),
+            "layers": [layer.name for layer in params.layers],
+            "input_format": str(params.input.format),
+            "output_format": str(params.out.format),
             "expected_cycles": "NetworkParams.expected_cycles(rows)",
         }
 
@@ -56,11 +53,11 @@ class NetworkFamily(UnitFamily):
         if x.ndim != 2 or x.shape[1] != params.n_in or x.shape[0] < 1:
             raise ArrayError(f"x has shape {list(x.shape)} (allowed: [rows, {params.n_in}], "
                              "rows >= 1)")
-        fmt = params.model.inp.fmt
+        fmt = params.input.format
         return {"x": fmt.check_codes(x, "x")}
 
     def golden(self, params: NetworkParams, arrays: dict, *, mode: str | None = None) -> dict:
-        return {"y": np.asarray(run(params.model, arrays["x"]), dtype=np.int64)}
+        return {"y": np.asarray(run(params, arrays["x"]), dtype=np.int64)}
 
     def schedule(self, params: NetworkParams, arrays: dict, *, mode: str | None = None):
         x = arrays["x"]
@@ -94,7 +91,7 @@ class NetworkFamily(UnitFamily):
     def stats(self, params: NetworkParams, arrays: dict, cycles: int | None,
               *, mode: str | None = None) -> dict:
         rows = arrays["x"].shape[0]
-        macs = rows * sum(s[0].n_in * s[0].n_out for s in params.dense_stages)
+        macs = rows * sum(s.n_in * s.n_out for s in params.dense_stages)
         out = {"rows": rows, "macs": macs, "expected_cycles": params.expected_cycles(rows)}
         if cycles:
             out["cycles"] = cycles

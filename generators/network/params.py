@@ -1,97 +1,170 @@
-"""Parameters of the `network` unit: the lowered model, its stages and its cycle model."""
+"""Parameters of the `network` unit: its config model, validated once.
+
+:class:`NetworkParams` is both the ``unit: network`` config schema (a network lowered from
+hls4ml by ``tensorfab hls``: its layers with hls4ml's ``ap_fixed`` types and its weights as
+integer codes) and the parameters everything downstream reads: :func:`generators.hls.lower.lower`
+builds it, the golden model (:func:`generators.hls.model.run`), the RTL and the cycle model read
+its layers (:mod:`.layers`), its ``inputs`` (the type into each layer) and its ``stages``.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from ..errors import ConfigError
-from ..hls.lower import (
-    DenseLayer,
-    GeluLayer,
-    LoweredModel,
-    SoftmaxLayer,
-    from_config,
-    gelu_params,
-    softmax_params,
-)
+from ..gelu.params import check_format as gelu_format
+from ..numerics import Format
+from ..schema import UnitBase, field_problem, tuple_of
+from ..softmax.params import check_in as softmax_in
+from ..softmax.params import check_out as softmax_out
+from .layers import HEAD_KINDS, DenseLayer, Layer, Quant
 
-__all__ = ["NetworkParams"]
-
-#: Layers that start a stage of their own (the others, ReLU and BatchNorm, are fused after it).
-HEADS = (DenseLayer, SoftmaxLayer, GeluLayer)
+__all__ = ["NetworkParams", "Stage"]
 
 
 @dataclass(frozen=True, eq=False)
-class NetworkParams:
-    """A lowered model cut into stages: each a Dense layer, a softmax unit or a gelu unit,
-    followed by the element-wise layers (ReLU, BatchNorm) after it."""
+class Stage:
+    """One stage of the hardware: a head (a Dense layer, or the softmax or gelu unit of a
+    softmax or GELU layer) and the element-wise layers fused after it (ReLU, BatchNorm), with
+    the type ``inp`` and width ``n_in`` of the rows it takes and the width ``n_out`` it gives."""
 
-    name: str
-    model: LoweredModel
-    stages: tuple
+    layers: tuple
+    inp: Quant
+    n_in: int
+    n_out: int
 
-    @classmethod
-    def from_config(cls, cfg) -> NetworkParams:
-        model = from_config(cfg)
-        stages: list[list] = []
-        for layer in model.layers:
-            if isinstance(layer, HEADS):
-                stages.append([layer])
+    @property
+    def head(self):
+        return self.layers[0]
+
+    @property
+    def tail(self) -> tuple:
+        """The element-wise layers after the head."""
+        return self.layers[1:]
+
+    @property
+    def kind(self) -> str:
+        """The head's kind: ``dense``, ``softmax`` or ``gelu``."""
+        return self.head.kind
+
+    @property
+    def result(self) -> Quant:
+        """The type of the rows the stage gives."""
+        return self.layers[-1].result
+
+    @cached_property
+    def unit(self):
+        """The softmax or gelu unit's parameters behind the head (one row per beat; None for
+        a Dense stage)."""
+        return None if self.kind == "dense" else self.head.unit_params(self.inp.format,
+                                                                        self.n_in)
+
+    @property
+    def chunking(self) -> tuple[int, int]:
+        """Dense: ``(P, C)``, inputs multiplied per cycle and cycles per row, from the reuse
+        factor."""
+        reuse = max(1, min(self.head.reuse_factor, self.n_in))
+        p = math.ceil(self.n_in / reuse)
+        return p, math.ceil(self.n_in / p)
+
+
+class NetworkParams(UnitBase):
+    """A network lowered from hls4ml (``tensorfab hls``): ``y = layers(x)`` row by row, each
+    layer with hls4ml's ``ap_fixed`` types; weights are integer codes in the file. In hardware
+    it is cut into :attr:`stages`."""
+
+    unit: Literal["network"] = Field("network", description="The unit family: `network`.")
+    input: Quant = Field(description="The type of the input codes `x`.")
+    layers: Annotated[tuple[Layer, ...], tuple_of("layers")] = Field(
+        min_length=1, description="The layers in order; the first is a dense layer.")
+    source: str = Field("", description="What the network was lowered from (informative).")
+
+    @model_validator(mode="after")
+    def _check(self) -> NetworkParams:
+        if self.layers[0].kind != "dense":
+            raise field_problem("layers[0]", f"the first layer is {self.layers[0].kind} "
+                                 "(allowed: a dense layer first)")
+        width = None
+        prev = self.input.format
+        for i, layer in enumerate(self.layers):
+            if layer.kind == "softmax" and i != len(self.layers) - 1:
+                raise field_problem(f"layers[{i}]", "a softmax before other layers (allowed: "
+                                     "softmax as the last layer)")
+            if layer.kind in ("softmax", "gelu"):
+                _check_unit_layer(f"layers[{i}]", layer.kind, prev, layer.result.format)
+            prev = layer.result.format
+            if layer.kind == "dense":
+                n_in = len(layer.w)
+                if width is not None and n_in != width:
+                    raise field_problem(f"layers[{i}].w", f"{n_in} inputs but the layer "
+                                         f"before gives {width} (allowed: {width} rows)")
+                width = len(layer.w[0])
+            elif layer.kind == "batchnorm" and len(layer.scale) != width:
+                raise field_problem(f"layers[{i}].scale", f"{len(layer.scale)} codes but the "
+                                     f"layer before gives {width} (allowed: {width})")
+        return self
+
+    # -- the layers in context ---------------------------------------------------------------
+
+    @cached_property
+    def inputs(self) -> tuple[Quant, ...]:
+        """The type of the codes into each layer: ``input``, then each layer's ``result``."""
+        return (self.input,) + tuple(x.result for x in self.layers[:-1])
+
+    @property
+    def out(self) -> Quant:
+        """The type of the output codes ``y``."""
+        return self.layers[-1].result
+
+    @cached_property
+    def stages(self) -> tuple[Stage, ...]:
+        """The layers cut into stages: each Dense, softmax or GELU layer starts one."""
+        groups: list[list[int]] = []
+        for i, layer in enumerate(self.layers):
+            if layer.kind in HEAD_KINDS:
+                groups.append([i])
             else:
-                stages[-1].append(layer)
-        return cls(name=cfg.name, model=model, stages=tuple(tuple(s) for s in stages))
-
-    def __repr__(self) -> str:  # the build cache key: everything that shapes the RTL
-        parts = []
-        for stage in self.stages:
-            for layer in stage:
-                d = {k: v for k, v in vars(layer).items() if k not in ("w", "b", "scale")}
-                for k in ("w", "b", "scale"):
-                    if hasattr(layer, k):
-                        d[k] = getattr(layer, k).tolist()
-                parts.append(repr(sorted(d.items())))
-        return f"NetworkParams({self.model.inp!r}, {parts})"
+                groups[-1].append(i)
+        out = []
+        width = self.layers[0].n_in
+        for g in groups:
+            head = self.layers[g[0]]
+            n_out = head.n_out if isinstance(head, DenseLayer) else width
+            out.append(Stage(tuple(self.layers[i] for i in g), self.inputs[g[0]], width, n_out))
+            width = n_out
+        return tuple(out)
 
     @property
     def n_in(self) -> int:
-        return self.stages[0][0].n_in
+        return self.layers[0].n_in
 
     @property
     def n_out(self) -> int:
-        return self.stages[-1][0].n_out
+        return self.stages[-1].n_out
 
     @property
-    def dense_stages(self) -> list:
-        return [s for s in self.stages if isinstance(s[0], DenseLayer)]
+    def dense_stages(self) -> list[Stage]:
+        return [s for s in self.stages if s.kind == "dense"]
 
-    @staticmethod
-    def chunking(dense: DenseLayer) -> tuple[int, int]:
-        """``(P, C)``: inputs multiplied per cycle and cycles per row, from the reuse factor."""
-        reuse = max(1, min(dense.reuse_factor, dense.n_in))
-        p = math.ceil(dense.n_in / reuse)
-        return p, math.ceil(dense.n_in / p)
+    # -- the hardware ------------------------------------------------------------------------
 
     @property
     def multipliers(self) -> int:
         """Multipliers of the Dense stages (the gelu unit's polynomial path adds two per
         element of its row when its input is wider than 10 bits; they are not counted)."""
-        return sum(self.chunking(s[0])[0] * s[0].n_out for s in self.dense_stages)
-
-    @staticmethod
-    def unit_params(head):
-        """The softmax or gelu unit's parameters behind a stage head (None for Dense)."""
-        if isinstance(head, SoftmaxLayer):
-            return softmax_params(head)
-        if isinstance(head, GeluLayer):
-            return gelu_params(head)
-        return None
+        return sum(s.chunking[0] * s.n_out for s in self.dense_stages)
 
     def stage_cycles(self) -> list[int]:
         """Cycles from a stage taking a row to offering its result: ``C + 2`` for Dense, the
         unit's latency for softmax (one beat per row) and GELU."""
-        return [self.chunking(s[0])[1] + 2 if isinstance(s[0], DenseLayer)
-                else self.unit_params(s[0]).latency for s in self.stages]
+        return [s.chunking[1] + 2 if s.kind == "dense" else s.unit.latency
+                for s in self.stages]
 
     @property
     def latency(self) -> int:
@@ -111,15 +184,8 @@ class NetworkParams:
         """
         if rows <= 0:
             return 0
-        kinds = []
-        for s in self.stages:
-            head = s[0]
-            if isinstance(head, DenseLayer):
-                kinds.append(("dense", self.chunking(head)[1]))
-            elif isinstance(head, GeluLayer):
-                kinds.append(("gelu", self.unit_params(head).latency))
-            else:
-                kinds.append(("softmax", self.unit_params(head).latency))
+        kinds = [(s.kind, s.chunking[1] if s.kind == "dense" else s.unit.latency)
+                 for s in self.stages]
         n = len(kinds)
         # dense: [run, done, cnt]; gelu: list of valid bits (last = out valid);
         # softmax: list of cycles at which rows are offered
@@ -186,9 +252,22 @@ class NetworkParams:
     def check_rtl(self) -> None:
         """Raise :class:`ConfigError` for what the RTL does not build (the golden model does)."""
         for stage in self.dense_stages:
-            acc = stage[0].accum
-            if acc.overflow != "wrap":
+            if stage.head.accum.overflow != "wrap":
                 raise ConfigError(
-                    f"{self.name}: layer {stage[0].name!r}: a saturating accumulator is "
+                    f"{self.name}: layer {stage.head.name!r}: a saturating accumulator is "
                     "modelled but not built in RTL (allowed for --backend rtl: overflow wrap "
                     "in accum)")
+
+
+def _check_unit_layer(where: str, kind: str, inp: Format, out: Format) -> None:
+    """The formats a softmax/gelu layer's unit accepts (its input: the layer before)."""
+    checks = ((softmax_in, inp, "input (the result of the layer before)"),
+              (softmax_out, out, "result.format")) if kind == "softmax" else (
+        (gelu_format, inp, "input (the result of the layer before)"),
+        (gelu_format, out, "result.format"))
+    for check, fmt, what in checks:
+        try:
+            check(fmt)
+        except PydanticCustomError as err:
+            raise field_problem(f"{where}", f"{kind} {what}: {err.context['problem']}") \
+                from None

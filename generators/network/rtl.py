@@ -8,8 +8,8 @@ accumulators that start at the converted bias. After the last chunk the row's re
 to the result type and through the elementwise layers that follow (ReLU, BatchNorm), is offered
 downstream; a new row is taken in the same cycle the result is handed on.
 
-Stage timing (see :func:`generators.network.params.expected_cycles`): accepted at cycle ``A``,
-the result is offered from ``A + C + 2``.
+Stage timing (see :meth:`generators.network.params.NetworkParams.expected_cycles`): accepted
+at cycle ``A``, the result is offered from ``A + C + 2``.
 
 Softmax and GELU layers are stages of their own: the softmax and gelu units' components
 (:class:`generators.softmax.rtl.Softmax`, :class:`generators.gelu.rtl.Gelu`) with one lane per
@@ -24,11 +24,11 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..gelu.rtl import Gelu
-from ..hls.lower import BatchNormLayer, DenseLayer, ReluLayer, SoftmaxLayer
 from ..hwnum import convert
 from ..numerics import requantize
 from ..softmax.rtl import Softmax
-from .params import NetworkParams
+from .layers import BatchNormLayer, DenseLayer, ReluLayer
+from .params import NetworkParams, Stage
 
 __all__ = ["Network"]
 
@@ -38,12 +38,11 @@ class Network(wiring.Component):
 
     def __init__(self, params: NetworkParams):
         self.p = params
-        m = params.model
         super().__init__({
             "x_stream": In(stream.Signature(data.StructLayout(
-                {"data": data.ArrayLayout(m.inp.fmt.shape(), params.n_in)}))),
+                {"data": data.ArrayLayout(params.input.format.shape(), params.n_in)}))),
             "y_stream": Out(stream.Signature(data.StructLayout(
-                {"data": data.ArrayLayout(m.out.fmt.shape(), params.n_out)}))),
+                {"data": data.ArrayLayout(params.out.format.shape(), params.n_out)}))),
         })
 
     def elaborate(self, platform):
@@ -53,35 +52,36 @@ class Network(wiring.Component):
         for i, stage in enumerate(self.p.stages):
             last = i == len(self.p.stages) - 1
             out_ready = self.y_stream.ready if last else Signal(name=f"s{i}_out_ready")
-            build = _dense_stage if isinstance(stage[0], DenseLayer) else _unit_stage
+            build = _dense_stage if stage.kind == "dense" else _unit_stage
             vals, out_valid = build(m, f"s{i}", stage, valid, payload, ready, out_ready)
             if last:
                 m.d.comb += self.y_stream.valid.eq(out_valid)
                 for j, v in enumerate(vals):
                     m.d.comb += self.y_stream.payload.data[j].eq(v)
             else:
-                nxt = self.p.stages[i + 1][0]
-                row = Signal(data.ArrayLayout(nxt.inp.fmt.shape(), nxt.n_in), name=f"s{i}_y")
+                nxt = self.p.stages[i + 1]
+                row = Signal(data.ArrayLayout(nxt.inp.format.shape(), nxt.n_in),
+                             name=f"s{i}_y")
                 for j, v in enumerate(vals):
                     m.d.comb += row[j].eq(v)
                 valid, payload, ready = out_valid, row, out_ready
         return m
 
 
-def _dense_stage(m: Module, name: str, stage: tuple, in_valid, in_data, in_ready, out_ready):
+def _dense_stage(m: Module, name: str, stage: Stage, in_valid, in_data, in_ready, out_ready):
     """Build one Dense stage (and its elementwise tail); return the output values and valid."""
-    dense: DenseLayer = stage[0]
-    post = stage[1:]
+    dense: DenseLayer = stage.head
     n_in, n_out = dense.n_in, dense.n_out
-    P, C = NetworkParams.chunking(dense)
-    acc_fmt = dense.accum.fmt
-    in_fmt = dense.inp.fmt
-    prod_frac = in_fmt.frac_bits + dense.weight.fmt.frac_bits
+    P, C = stage.chunking
+    acc_fmt = dense.accum.format
+    in_fmt = stage.inp.format
+    w_fmt = dense.weight.format
+    prod_frac = in_fmt.frac_bits + w_fmt.frac_bits
 
     xbuf = [Signal(in_fmt.shape(), name=f"{name}_x{i}") for i in range(n_in)]
     acc = [Signal(acc_fmt.shape(), name=f"{name}_acc{j}", reset_less=True)
            for j in range(n_out)]
-    prod_shape = (in_fmt.shape(), dense.weight.fmt.shape())
+    prod_shape = (in_fmt.shape(), w_fmt.shape())
     preg = [[Signal.like(Const(0, prod_shape[0]) * Const(0, prod_shape[1]),
                          name=f"{name}_p{p}_{j}", reset_less=True) for j in range(n_out)]
             for p in range(P)]
@@ -90,7 +90,7 @@ def _dense_stage(m: Module, name: str, stage: tuple, in_valid, in_data, in_ready
     pv = Signal(name=f"{name}_pv")
     cnt = Signal(range(C + 1), name=f"{name}_cnt")
 
-    bias = requantize(dense.b, dense.bias.fmt, acc_fmt, dense.accum.rounding, "wrap")
+    bias = requantize(dense.b_codes, dense.bias.format, acc_fmt, dense.accum.rounding, "wrap")
     take = Signal(name=f"{name}_take")
     give = Signal(name=f"{name}_give")
     m.d.comb += [
@@ -120,7 +120,7 @@ def _dense_stage(m: Module, name: str, stage: tuple, in_valid, in_data, in_ready
                 xs = [xbuf[i] if i < n_in else Const(0, in_fmt.shape()) for i in idx]
                 x = pick(xs)
                 for j in range(n_out):
-                    ws = [Const(int(dense.w[i, j]) if i < n_in else 0, dense.weight.fmt.shape())
+                    ws = [Const(dense.w[i][j] if i < n_in else 0, w_fmt.shape())
                           for i in idx]
                     w = pick(ws)
                     m.d.sync += preg[p][j].eq(x * w)
@@ -134,16 +134,16 @@ def _dense_stage(m: Module, name: str, stage: tuple, in_valid, in_data, in_ready
                                             dense.accum.rounding, "wrap")
                 m.d.sync += acc[j].eq(total[:acc_fmt.width])
 
-    vals = [convert(a, acc_fmt.frac_bits, dense.result.fmt, dense.result.rounding,
+    vals = [convert(a, acc_fmt.frac_bits, dense.result.format, dense.result.rounding,
                     dense.result.overflow) for a in acc]
-    return _tail(m, name, vals, dense.result, post), done
+    return _tail(m, name, vals, dense.result, stage.tail), done
 
 
-def _unit_stage(m: Module, name: str, stage: tuple, in_valid, in_data, in_ready, out_ready):
+def _unit_stage(m: Module, name: str, stage: Stage, in_valid, in_data, in_ready, out_ready):
     """A softmax or gelu unit taking a whole row per beat (and its element-wise tail)."""
-    head = stage[0]
-    p = NetworkParams.unit_params(head)
-    if isinstance(head, SoftmaxLayer):
+    head = stage.head
+    p = stage.unit
+    if stage.kind == "softmax":
         unit = Softmax(p)
     else:
         unit = Gelu(p)
@@ -151,12 +151,12 @@ def _unit_stage(m: Module, name: str, stage: tuple, in_valid, in_data, in_ready,
     i, o = unit.i_stream, unit.o_stream
     m.d.comb += [i.valid.eq(in_valid), i.payload.last.eq(1), in_ready.eq(i.ready),
                  o.ready.eq(out_ready)]
-    if isinstance(head, SoftmaxLayer) and p.lanes > 1:
+    if stage.kind == "softmax" and p.lanes > 1:
         m.d.comb += i.payload.keep.eq((1 << p.lanes) - 1)
-    for j in range(head.n):
+    for j in range(stage.n_in):
         m.d.comb += i.payload.data[j].eq(in_data[j])
-    vals = [o.payload.data[j] for j in range(head.n)]
-    return _tail(m, name, vals, head.result, stage[1:]), o.valid
+    vals = [o.payload.data[j] for j in range(stage.n_in)]
+    return _tail(m, name, vals, head.result, stage.tail), o.valid
 
 
 def _tail(m: Module, name: str, vals: list, src, post: tuple) -> list:
@@ -164,23 +164,24 @@ def _tail(m: Module, name: str, vals: list, src, post: tuple) -> list:
     combinational logic; returns one named signal per output."""
     for layer in post:
         if isinstance(layer, ReluLayer):
-            vals = [convert(Mux(v > 0, v, 0), src.fmt.frac_bits, layer.result.fmt,
+            vals = [convert(Mux(v > 0, v, 0), src.format.frac_bits, layer.result.format,
                             layer.result.rounding, layer.result.overflow) for v in vals]
         elif isinstance(layer, BatchNormLayer):
-            fx, fs, fb = src.fmt.frac_bits, layer.scale_q.fmt.frac_bits, layer.bias.fmt.frac_bits
+            s_fmt, b_fmt = layer.scale_type.format, layer.bias.format
+            fx, fs, fb = src.format.frac_bits, s_fmt.frac_bits, b_fmt.frac_bits
             frac = max(fx + fs, fb)
             new = []
             for j, v in enumerate(vals):
-                s = Const(int(layer.scale[j]), layer.scale_q.fmt.shape())
-                b = Const(int(layer.b[j]), layer.bias.fmt.shape())
+                s = Const(layer.scale[j], s_fmt.shape())
+                b = Const(layer.b[j], b_fmt.shape())
                 total = ((v * s) << (frac - fx - fs)) + (b << (frac - fb))
-                new.append(convert(total, frac, layer.result.fmt, layer.result.rounding,
+                new.append(convert(total, frac, layer.result.format, layer.result.rounding,
                                    layer.result.overflow))
             vals = new
         src = layer.result
     outs = []
     for j, v in enumerate(vals):
-        sig = Signal(src.fmt.shape(), name=f"{name}_y{j}")
+        sig = Signal(src.format.shape(), name=f"{name}_y{j}")
         m.d.comb += sig.eq(v)
         outs.append(sig)
     return outs

@@ -13,37 +13,34 @@ import time
 import numpy as np
 import pytest
 from board_wire import parse_status
+from cli_helpers import tf
 from test_board_link import SMALL
 from test_board_served import Client, free_port
 
 from generators.board_info import describe_bytes
 from generators.config import parse_config
 
-TENSORFAB = [sys.executable, "-m", "tensorfab"]
-
-
-def run_cli(*args, timeout=60):
-    return subprocess.run([*TENSORFAB, *args], capture_output=True, text=True, timeout=timeout)
+TENSORFAB = [sys.executable, "-m", "tensorfab"]  # the served demo: a real process to stop
 
 
 def test_serve_refuses_a_unit_config():
-    r = run_cli("serve", "configs/mac8x8.yaml", "--port", "5555")
+    r = tf("serve", "configs/mac8x8.yaml", "--port", "5555")
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "not a board design" in r.stderr
 
 
 def test_serve_refuses_bad_ports(tmp_path):
-    r = run_cli("serve", "configs/demo.yaml", "--port", "http")
+    r = tf("serve", "configs/demo.yaml", "--port", "http")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "1..65535" in r.stderr
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen(1)
         port = s.getsockname()[1]
-        r = run_cli("serve", "configs/demo.yaml", "--port", str(port))
+        r = tf("serve", "configs/demo.yaml", "--port", str(port))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and f"{port}" in r.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nboard: ulx3s\nunits: []\n")
-    r = run_cli("serve", str(bad), "--port", "5555")
+    r = tf("serve", str(bad), "--port", "5555")
     assert r.returncode == 2 and r.stderr.count("\n") == 1
 
 
@@ -121,5 +118,5 @@ def test_bitstream_boards():
     assert platform("icebreaker").default_clk_frequency == 12e6
     with pytest.raises(UserError, match="no open bitstream flow"):
         platform("pynq_z2")
-    r = run_cli("bitstream", "configs/mac8x8.yaml", "--out", "out/never")
+    r = tf("bitstream", "configs/mac8x8.yaml", "--out", "out/never")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a board design" in r.stderr

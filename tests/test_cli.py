@@ -1,29 +1,24 @@
 """The `tensorfab` command: generate, run (golden and rtl), and exit status 2 with one line on
-every bad input."""
+every bad input. The commands run main() in this process (tests/cli_helpers.py); the entry
+points themselves, `python -m tensorfab` and the console script, run as real processes in
+test_the_real_entry_points."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import real_tf, tf
 
 from generators.config import load_config
 from generators.units import family
 
 ROOT = Path(__file__).resolve().parent.parent
 CFG = ROOT / "configs" / "mac8x8.yaml"
-
-
-def tf(*args, cwd=None):
-    # python -m tensorfab: the console script of a shared venv may predate this tree
-    return subprocess.run([sys.executable, "-m", "tensorfab", *map(str, args)],
-                          capture_output=True, text=True,
-                          cwd=cwd, env=dict(os.environ), timeout=600)
 
 
 def golden(cfg_path, arrays: dict) -> dict:
@@ -277,6 +272,23 @@ def test_version():
     r = tf("--version")
     assert r.returncode == 0 and r.stdout.strip() == f"tensorfab {__version__}"
     assert __version__ == "0.1.0" or __version__ == "unknown"
+
+
+def test_the_real_entry_points(tmp_path):
+    """`python -m tensorfab` and the installed console script as real processes: the exit
+    status and the one line on stderr reach the shell as main() returns them in-process."""
+    from tensorfab import __version__
+
+    r = real_tf("--version")
+    assert (r.returncode, r.stdout.strip(), r.stderr) == (0, f"tensorfab {__version__}", "")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nunit: mac_array\nrows: 0\ncols: 2\na: int8\nb: int8\nacc: int32\n")
+    for console_script in (False, True):
+        r = real_tf("generate", bad, "--out", tmp_path / "g", console_script=console_script)
+        assert r.returncode == 2, (console_script, r.stderr)
+        assert r.stderr.strip().splitlines() == [
+            f"{bad}: rows: 0 is out of range (allowed: 1..64)"], (console_script, r.stderr)
+        assert r.stdout == "" and not (tmp_path / "g").exists()
 
 
 def _parsers():

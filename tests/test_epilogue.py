@@ -7,12 +7,11 @@ multiplier and LUT logic (Amaranth simulator; Verilator under regress)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import tf
 
 from generators.config import config_to_dict, load_config, parse_config
 from generators.errors import ArrayError, ConfigError
@@ -234,9 +233,7 @@ def test_run_golden_with_the_arrays_and_bad_ones(tmp_path, rng):
     np.savez(tmp_path / "in.npz", a=a, b=b, **par)
 
     def run(inputs):
-        return subprocess.run([sys.executable, "-m", "tensorfab", "run", MAC_RQ, "--inputs",
-                               inputs, "--out", tmp_path / "out.npz"], capture_output=True,
-                              text=True, cwd=ROOT, timeout=300)
+        return tf("run", MAC_RQ, "--inputs", inputs, "--out", tmp_path / "out.npz", cwd=ROOT)
 
     r = run(tmp_path / "in.npz")
     assert r.returncode == 0, r.stderr
@@ -255,10 +252,8 @@ def test_run_golden_with_the_arrays_and_bad_ones(tmp_path, rng):
             r.stderr
     # the unit without the block refuses the arrays
     np.savez(tmp_path / "plain.npz", a=a, b=b, bias=par["bias"])
-    r = subprocess.run([sys.executable, "-m", "tensorfab", "run", ROOT / "configs" /
-                        "mac8x8.yaml", "--inputs", tmp_path / "plain.npz", "--out",
-                        tmp_path / "o.npz"], capture_output=True, text=True, cwd=ROOT,
-                       timeout=300)
+    r = tf("run", ROOT / "configs" / "mac8x8.yaml", "--inputs", tmp_path / "plain.npz", "--out",
+           tmp_path / "o.npz", cwd=ROOT)
     assert r.returncode == 2 and "unexpected array 'bias'" in r.stderr
 
 

@@ -104,6 +104,9 @@ def test_qtensor_errors(bad, msg):
         QTensor(np.array([200]), Format.parse("int8"))
 
 
+# make test runs this check, and more, as
+# test_layers.py::test_import_host_pulls_in_no_generator_tools
+@pytest.mark.regress
 def test_host_does_not_import_amaranth():
     code = ("import sys, host, host.protocol, host.tensor, host.transport, host.board; "
             "print(any(m.split('.')[0] == 'amaranth' for m in sys.modules))")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import tf
 
 from generators.ipcore import AxisStream, render_axis_wrapper
 from sim import toolenv
@@ -221,14 +222,8 @@ def test_native_output_is_the_reference_rtl(tmp_path):
     assert not (tmp_path / "native" / "softmax64_axis.v").exists()
 
 
-def _tf(*args):
-    exe = Path(sys.executable).with_name("tensorfab")
-    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True,
-                          env=dict(os.environ), timeout=300)
-
-
 def test_bad_port_style_exit_2_one_line(tmp_path):
-    r = _tf("generate", CONFIGS / "mac8x8.yaml", "--out", tmp_path / "g", "--port-style",
+    r = tf("generate", CONFIGS / "mac8x8.yaml", "--out", tmp_path / "g", "--port-style",
             "axi4")
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [

@@ -6,13 +6,12 @@ line, exit 2 and one line)."""
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import tf
 
 from generators.config import parse_config
 from generators.errors import ArrayError
@@ -294,11 +293,6 @@ def test_defaults_and_check_inputs():
 # -- bad input through the command line: exit 2, one line ------------------------------------
 
 
-def tf(*args):
-    return subprocess.run([sys.executable, "-m", "tensorfab", *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
-
-
 N = 8
 GOOD = {"acc": np.zeros((3, N), np.int32), "bias": np.zeros(N, np.int32),
         "multiplier": np.full(N, 1 << 30, np.int64), "shift": np.full(N, -3, np.int64)}
@@ -332,22 +326,16 @@ BAD = [
 
 
 @pytest.mark.parametrize("backend", ["golden", "rtl"])
-def test_bad_arrays_exit_2_one_line(tmp_path, backend, capsys):
-    """Every bad array is exit 2 and one line; the command runs in this process (the same
-    main() as the console script; the first case also through a real subprocess)."""
-    from tensorfab.cli import main
-
+def test_bad_arrays_exit_2_one_line(tmp_path, backend):
+    """Every bad array is exit 2 and one line; the command runs main() in this process
+    (tests/cli_helpers.py; tests/test_cli.py runs the real entry points as processes)."""
     cases = BAD if backend == "golden" else BAD[-5:-3]   # rtl: refused before building
     for i, (change, msg) in enumerate(cases):
         path = tmp_path / f"in{i}.npz"
         np.savez(path, **{**GOOD, **change})
-        argv = ["run", str(CFG), "--inputs", str(path), "--out", str(tmp_path / "o.npz"),
-                "--backend", backend]
-        if i == 0:
-            r = tf(*argv)
-            code, err = r.returncode, r.stderr
-        else:
-            code, err = main(argv), capsys.readouterr().err
+        r = tf("run", CFG, "--inputs", path, "--out", tmp_path / "o.npz", "--backend", backend,
+               cwd=ROOT)
+        code, err = r.returncode, r.stderr
         assert code == 2, (msg, err)
         lines = err.strip().splitlines()
         assert len(lines) == 1 and msg in lines[0], (msg, err)
@@ -359,7 +347,7 @@ def test_run_golden_writes_y(tmp_path, rng):
     m, s = quantize_multiplier(rng.uniform(1e-6, 1e-3, 64))
     np.savez(tmp_path / "in.npz", acc=acc, bias=rng.integers(-2 ** 20, 2 ** 20, 64),
              multiplier=m, shift=s, zero_point=np.int64(-5))
-    r = tf("run", CFG, "--inputs", tmp_path / "in.npz", "--out", tmp_path / "out.npz")
+    r = tf("run", CFG, "--inputs", tmp_path / "in.npz", "--out", tmp_path / "out.npz", cwd=ROOT)
     assert r.returncode == 0, r.stderr
     with np.load(tmp_path / "in.npz") as f:
         arrays = dict(f)

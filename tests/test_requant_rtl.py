@@ -183,19 +183,15 @@ def test_requant_amaranth_split_product(mult_bits, rng):
 
 @pytest.mark.rtl
 def test_requant8_run_rtl_through_the_command_line(tmp_path, rng):
-    import subprocess
-    import sys
+    from cli_helpers import tf
 
     arrays = {"acc": rng.integers(I32_MIN, I32_MAX + 1, (7, 64)),
               "bias": rng.integers(-1000, 1000, 64), "multiplier": rng.integers(0, 1 << 31, 64),
               "shift": rng.integers(-31, 31, 64), "zero_point": np.int64(-128),
               "act_max": np.int64(100)}
     np.savez(tmp_path / "in.npz", **arrays)
-    r = subprocess.run([sys.executable, "-m", "tensorfab", "run", ROOT / "configs" /
-                        "requant8.yaml", "--inputs", tmp_path / "in.npz", "--out",
-                        tmp_path / "out.npz", "--backend", "rtl", "--stats",
-                        tmp_path / "s.json"], capture_output=True, text=True, cwd=ROOT,
-                       timeout=600)
+    r = tf("run", ROOT / "configs" / "requant8.yaml", "--inputs", tmp_path / "in.npz", "--out",
+           tmp_path / "out.npz", "--backend", "rtl", "--stats", tmp_path / "s.json", cwd=ROOT)
     assert r.returncode == 0, r.stderr
     p = family.params(load_config(ROOT / "configs" / "requant8.yaml"))
     want = family.golden(p, family.check_inputs(p, arrays))["y"]

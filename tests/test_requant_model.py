@@ -227,20 +227,23 @@ def test_split_product_identities(rng):
 
 @pytest.mark.parametrize("rounding", ["double", "single", "trn"])
 def test_latency_with_the_split_product(rounding):
-    """mult_bits <= 17 splits the lane's product (double: always, the product's operand being
-    x << left in int32; single: x is int32 here): one stage more."""
+    """A product wider than one hard multiplier's operands takes one stage more: split with
+    mult_bits <= 17, four (or two) summed hard partial products with mult_bits >= 18 (double:
+    always, the product's operand being x << left in int32; single: x is int32 here)."""
     from generators.requant.params import LANE_STAGES
     from generators.requant.rtl import RequantLane
 
     for mult_bits in ((2, 12, 16, 17, 18, 24, 32) if rounding != "trn" else (32,)):
         p = _params(rounding=rounding, mult_bits=mult_bits)
-        split = rounding != "trn" and mult_bits <= 17
-        assert p.latency == 1 + LANE_STAGES[rounding] + split
+        several = rounding != "trn"
+        assert p.latency == 1 + LANE_STAGES[rounding] + several
         assert RequantLane(p.inp, p.out, rounding, mult_bits).latency == p.lane_latency
-    if rounding == "single":   # an x of at most 18 bits keeps one product
-        for x_fmt, split in [("int18", False), ("int19", True)]:
-            lane = RequantLane(INT8, INT8, "single", 16, x_fmt=Format.parse(x_fmt))
-            assert lane.latency == LANE_STAGES["single"] + split
+    if rounding == "single":   # an x and a multiplier of at most 18 bits keep one product
+        for x_fmt, mult_bits, several in [("int18", 16, False), ("int19", 16, True),
+                                          ("int18", 19, False), ("int18", 20, True),
+                                          ("int19", 18, True)]:
+            lane = RequantLane(INT8, INT8, "single", mult_bits, x_fmt=Format.parse(x_fmt))
+            assert lane.latency == LANE_STAGES["single"] + several
 
 
 # -- the family's arrays and streams ---------------------------------------------------------

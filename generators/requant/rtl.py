@@ -19,7 +19,17 @@ golden model; the RTL tests check the whole):
   ``x*m*2**k + 2**(30-s)`` is formed by wiring (the low ``k`` bits of the product are zero);
 - with ``mult_bits <= 17`` and an operand wider than 18 bits (``double``'s ``a``, a ``single``
   ``x`` wider than int18), ``a*m = a[18:]*m*2**18 + a[:18]*m``: one 18 x 18 multiplier and
-  LUT logic (:mod:`.widemul`), one stage more (:func:`.params.lane_stages`).
+  LUT logic (:mod:`.widemul`), one stage more (:func:`.params.lane_stages`);
+- with ``mult_bits >= 18`` and an operand wider than 18 bits, each wide operand is split at
+  bit 18 (``v = v_hi*2**18 + v_lo``, ``v_lo`` unsigned) and ``a*m = a_lo*m_lo +
+  a_hi*m_hi*2**36 + (a_hi*m_lo + a_lo*m_hi)*2**18``: four registered hard multipliers (two
+  when ``m`` has at most 18 bits); ``0 <= a_lo*m_lo < 2**36``, so the first two terms are
+  one concatenation, the nudge is added to it beside the sum of the middle two, and the last
+  sum is the next stage (:func:`.widemul.wide_product`), one stage more;
+- ``v + 2**(e-1) - (v < 0) = v + (2**(e-1) - 1 if v < 0 else 2**(e-1))`` for ``e >= 1``
+  (both decoded from ``e`` a stage ahead), and the shifted value saturated to
+  ``out.width + 2`` bits gives the same clamped output (``|zero_point|, |act_min|,
+  |act_max| < 2**out.width``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""A product wider than one hard multiplier, on one hard multiplier and LUT logic.
+"""A product wider than one hard multiplier: on one hard multiplier and LUT logic
+(``mult_bits <= 17``, :func:`split_product`), or on registered hard multipliers, one per
+partial product, summed over a pipeline stage (:func:`wide_product`).
 
 :class:`~.rtl.RequantLane` multiplies a signed operand ``a`` of up to 32 bits (``double``:
 ``x << left`` in int32; ``single``: ``x``) by the stored multiplier ``b`` (unsigned,

@@ -6,7 +6,8 @@ tensor; every rounding x per combination also runs in the Amaranth simulator (no
 The split product of a narrow multiplier (generators/requant/widemul.py, mult_bits <= 17) is
 checked on its own (exhaustively on narrow operands), in lanes of several widths and in the
 unit (single/mult_bits 16 above; double/mult_bits 16 in the Amaranth simulator, and in
-Verilator under regress).
+Verilator under regress); the wide product of mult_bits >= 18 (2 or 4 registered hard
+partial products) in lanes of several widths and in every build with 32-bit multipliers.
 """
 
 from __future__ import annotations

@@ -171,15 +171,15 @@ class RequantLane(wiring.Component):
             halfm5 = reg(unsigned(32), Mux(e4 != 0, half - 1, 0), "halfm5")
             t6 = reg(signed(34), h5 + Mux(h5[31], halfm5, half5), "t6")
             e6 = reg(unsigned(5), e5, "e6")
-            # stage 7: the shift, saturated to out.width + 2 bits (every value beyond is
-            # clamped to act_min or act_max by the last stage all the same)
+            # stage 7: the shift
+            v7 = reg(signed(34), t6 >> e6, "v7")
+            # stage 8: saturated to out.width + 2 bits (every value beyond is clamped to
+            # act_min or act_max by the last stage all the same)
             sw = self.out.width + 2
-            v7 = Signal(signed(34))
-            m.d.comb += v7.eq(t6 >> e6)
             fits = (v7[sw - 1:] == 0) | (v7[sw - 1:] == (1 << (34 - sw + 1)) - 1)
             lo_c, hi_c = -(1 << (sw - 1)), (1 << (sw - 1)) - 1
-            r = reg(signed(sw), Mux(fits, v7[:sw].as_signed(), Mux(v7[33], lo_c, hi_c)), "r7")
-            stages += 6
+            r = reg(signed(sw), Mux(fits, v7[:sw].as_signed(), Mux(v7[33], lo_c, hi_c)), "r8")
+            stages += 7
         elif self.rounding == "single":
             wide = uses_wide_product("single", self.mult_bits, xw)
             if split:

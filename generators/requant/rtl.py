@@ -492,12 +492,13 @@ class RequantEpilogue(wiring.Component):
                     (groups, pin.payload.groups_m1)]
         beat = Signal(unsigned(SEQ_BITS))    # beats of the current entry so far
         group = Signal(unsigned(SEQ_BITS))
-        final = Signal()
-        m.d.comb += final.eq(group == groups)
+        # group == groups, registered (no compare between group and its next value): group
+        # is 0 while parameters load and after a run
+        final = Signal(init=1)
 
         with m.If(take_p):
             m.d.sync += [dst.eq(src) for dst, src in scalars]
-            m.d.sync += wptr.eq(wptr + 1)
+            m.d.sync += [wptr.eq(wptr + 1), final.eq(pin.payload.groups_m1 == 0)]
             with m.If(pin.payload.last):
                 m.d.sync += [loaded.eq(1), top.eq(wptr), wptr.eq(0), rptr.eq(0),
                              beat.eq(0), group.eq(0)]
@@ -507,9 +508,9 @@ class RequantEpilogue(wiring.Component):
                 with m.If(rptr == top):
                     m.d.sync += rptr.eq(0)
                     with m.If(final):
-                        m.d.sync += [loaded.eq(0), group.eq(0)]
+                        m.d.sync += [loaded.eq(0), group.eq(0), final.eq(groups == 0)]
                     with m.Else():
-                        m.d.sync += group.eq(group + 1)
+                        m.d.sync += [group.eq(group + 1), final.eq(group + 1 == groups)]
                 with m.Else():
                     m.d.sync += rptr.eq(rptr + 1)
             with m.Else():

@@ -224,22 +224,53 @@ def test_split_product_identities(rng):
         assert np.array_equal(sum(d * 4 ** i for i, d in enumerate(digits)), x)
 
 
+def test_wide_product_and_rounding_identities(rng):
+    # a lane with mult_bits >= 18 (generators/requant/widemul.py wide_product): both operands
+    # split at bit 18; the weight-0 and weight-36 products side by side (no overlap), plus
+    # the nudge, plus the middle sum << 18, is a*m + nudge; double's rounding shift as the RTL
+    # forms it (the nudge picked by the sign) and its saturation to out.width + 2 bits
+    a = rng.integers(I32_MIN, I32_MAX + 1, 100000)
+    m = rng.integers(0, 1 << 31, 100000)
+    a[:4], m[:4] = [I32_MIN, I32_MAX, -1, I32_MIN], [(1 << 31) - 1, (1 << 31) - 1, 1, 0]
+    lo18 = (1 << 18) - 1
+    a_lo, a_hi, m_lo, m_hi = a & lo18, a >> 18, m & lo18, m >> 18
+    p00, p11 = a_lo * m_lo, a_hi * m_hi
+    assert p00.min() >= 0 and p00.max() < 1 << 36
+    base = (p00 | (p11 << 36)) + (1 << 30)          # concatenation, then the nudge
+    mid = a_hi * m_lo + a_lo * m_hi
+    assert np.array_equal((base + (mid << 18)) >> 31, (a * m + (1 << 30)) >> 31)
+    v = rng.integers(I32_MIN, I32_MAX + 1, 100000)
+    e = rng.integers(0, 32, 100000)
+    half = (1 << e) >> 1
+    t = v + np.where((v < 0) & (e != 0), half - 1, half)
+    want = np.where(e == 0, v, (v + half - (v < 0)) >> np.maximum(e, 1))
+    assert np.array_equal(t >> e, want)
+    for w in (2, 8, 16):
+        for zp, lo, hi in [(-(1 << (w - 1)), -(1 << (w - 1)), (1 << (w - 1)) - 1),
+                           ((1 << w) - 1, 0, (1 << w) - 1), (0, 0, 0)]:
+            sat = np.clip(want, -(1 << (w + 1)), (1 << (w + 1)) - 1)
+            assert np.array_equal(np.clip(zp + sat, lo, hi), np.clip(zp + want, lo, hi))
+
+
 @pytest.mark.parametrize("rounding", ["double", "single", "trn"])
 def test_latency_with_the_split_product(rounding):
-    """mult_bits <= 17 splits the lane's product (double: always, the product's operand being
-    x << left in int32; single: x is int32 here): one stage more."""
+    """A product wider than one hard multiplier's operands takes one stage more: split with
+    mult_bits <= 17, four (or two) summed hard partial products with mult_bits >= 18 (double:
+    always, the product's operand being x << left in int32; single: x is int32 here)."""
     from generators.requant.params import LANE_STAGES
     from generators.requant.rtl import RequantLane
 
     for mult_bits in ((2, 12, 16, 17, 18, 24, 32) if rounding != "trn" else (32,)):
         p = _params(rounding=rounding, mult_bits=mult_bits)
-        split = rounding != "trn" and mult_bits <= 17
-        assert p.latency == 1 + LANE_STAGES[rounding] + split
+        several = rounding != "trn"
+        assert p.latency == 1 + LANE_STAGES[rounding] + several
         assert RequantLane(p.inp, p.out, rounding, mult_bits).latency == p.lane_latency
-    if rounding == "single":   # an x of at most 18 bits keeps one product
-        for x_fmt, split in [("int18", False), ("int19", True)]:
-            lane = RequantLane(INT8, INT8, "single", 16, x_fmt=Format.parse(x_fmt))
-            assert lane.latency == LANE_STAGES["single"] + split
+    if rounding == "single":   # an x and a multiplier of at most 18 bits keep one product
+        for x_fmt, mult_bits, several in [("int18", 16, False), ("int19", 16, True),
+                                          ("int18", 19, False), ("int18", 20, True),
+                                          ("int19", 18, True)]:
+            lane = RequantLane(INT8, INT8, "single", mult_bits, x_fmt=Format.parse(x_fmt))
+            assert lane.latency == LANE_STAGES["single"] + several
 
 
 # -- the family's arrays and streams ---------------------------------------------------------

@@ -6,7 +6,8 @@ tensor; every rounding x per combination also runs in the Amaranth simulator (no
 The split product of a narrow multiplier (generators/requant/widemul.py, mult_bits <= 17) is
 checked on its own (exhaustively on narrow operands), in lanes of several widths and in the
 unit (single/mult_bits 16 above; double/mult_bits 16 in the Amaranth simulator, and in
-Verilator under regress).
+Verilator under regress); the wide product of mult_bits >= 18 (2 or 4 registered hard
+partial products) in lanes of several widths and in every build with 32-bit multipliers.
 """
 
 from __future__ import annotations
@@ -160,8 +161,8 @@ def test_requant_verilator(build, rng):
     runs = corner_runs(p, rng)
     check_runs(p, runs, name=cfg.name, config=config_to_dict(cfg))
     if build == "requant8":
-        # sustained rate: one beat per cycle after the parameter beats, latency 7
-        assert p.latency == 7 and family.expected_cycles(p, runs[-1]) == 16 + 5 * 16 + 7
+        # sustained rate: one beat per cycle after the parameter beats, latency 10
+        assert p.latency == 10 and family.expected_cycles(p, runs[-1]) == 16 + 5 * 16 + 10
 
 
 @pytest.mark.parametrize("rounding", ["double", "single", "trn", "rnd", "rnd_conv"])
@@ -175,9 +176,10 @@ def test_requant_amaranth_every_variant(rounding, per, rng):
 @pytest.mark.parametrize("mult_bits", [16, pytest.param(17, marks=pytest.mark.regress)])
 def test_requant_amaranth_split_product(mult_bits, rng):
     """double, mult_bits <= 17: the product split over one 18 x 18 multiplier and LUT logic,
-    one stage more (latency 1 + 7), exact on the corner runs with exact cycle counts."""
+    as many stages as the four-multiplier product of
+    mult_bits 32 (latency 1 + 9), exact on the corner runs with exact cycle counts."""
     p = _cfg(rounding="double", mult_bits=mult_bits, channels=7, lanes=2, **{"in": "int24"})
-    assert p.latency == 1 + 7
+    assert p.latency == 1 + 9
     check_runs(p, corner_runs(p, rng)[::2], sim="amaranth")
 
 
@@ -198,7 +200,7 @@ def test_requant8_run_rtl_through_the_command_line(tmp_path, rng):
     assert np.array_equal(np.load(tmp_path / "out.npz")["y"], want)
     import json
     stats = json.loads((tmp_path / "s.json").read_text())
-    assert stats["cycles"] == stats["expected_cycles"] == 16 + 7 * 16 + 7
+    assert stats["cycles"] == stats["expected_cycles"] == 16 + 7 * 16 + 10
     assert stats["mismatches"] == 0
 
 
@@ -232,21 +234,33 @@ def test_lane_alone_with_other_accumulator_rules(rounding, mult_bits, x_fmt, ove
     ("double", 17, "int32", "wrap"), ("double", 2, "int32", "wrap"),
     ("single", 16, "int32", "wrap"), ("single", 17, "int24", "sat"),
     ("single", 12, "int32", "sat"), ("single", 16, "int19", "wrap"),
-    ("single", 16, "int18", "wrap")])
+    ("single", 16, "int18", "wrap"),
+    ("double", 32, "int32", "wrap"), ("double", 18, "int32", "wrap"),
+    ("double", 19, "int24", "sat"), ("double", 20, "int32", "wrap"),
+    ("double", 25, "int32", "sat"), ("single", 32, "int32", "wrap"),
+    ("single", 18, "int32", "sat"), ("single", 19, "int18", "wrap"),
+    ("single", 20, "int18", "wrap"), ("single", 32, "int16", "wrap"),
+    ("single", 24, "int20", "sat")])
 def test_lane_split_product_exact(rounding, mult_bits, x_fmt, overflow, rng):
-    """Lanes whose product is split (mult_bits <= 17 with a 32-bit ``x << left`` or an ``x``
-    wider than 18 bits; int18 ``x`` with single keeps one product): every output equals
+    """Lanes whose product takes more than one hard multiplier's operands: split
+    (mult_bits <= 17 with a 32-bit ``x << left`` or an ``x`` wider than 18 bits) or wide
+    (mult_bits >= 18: 2 or 4 hard partial products summed over a stage more); int18 ``x``
+    with single and a multiplier of at most 18 bits keeps one product. Every output equals
     requantize_fixed, with shifts chosen so that most outputs are not clamped (the product's
     bits reach the output) and the corners: x at INT32_MIN/MAX, the largest multiplier, 0."""
     from generators.numerics import Format, requantize_fixed
-    from generators.requant.params import lane_stages, splits_product
+    from generators.requant.params import LANE_STAGES, splits_product, wide_product
     from generators.requant.rtl import RequantLane
 
     inp, out, xf = Format.parse("int32"), Format.parse("int16"), Format.parse(x_fmt)
     dut = RequantLane(inp, out, rounding, mult_bits, x_fmt=xf, overflow=overflow)
     split = splits_product(rounding, mult_bits, xf.width)
-    assert split == (rounding == "double" or xf.width > 18)
-    assert dut.latency == lane_stages(rounding) + split
+    wide = wide_product(rounding, mult_bits, xf.width)
+    assert not (split and wide)
+    assert split == (mult_bits <= 17 and (rounding == "double" or xf.width > 18))
+    assert wide == (mult_bits >= 18 and (rounding == "double" or xf.width > 18
+                                         or mult_bits > 19))
+    assert dut.latency == LANE_STAGES[rounding] + (split or wide)
     n = 300
     k = 32 - mult_bits
     mags = rng.integers(0, 32, n)

@@ -26,8 +26,9 @@ SHIFT_BITS = 6
 #: Width of a bias.
 BIAS_BITS = 32
 #: Register stages of one lane's datapath (:class:`.rtl.RequantLane`), by rounding, with the
-#: product as one ``*`` (:func:`lane_stages` adds the split product's stage).
-LANE_STAGES = {"double": 6, "single": 5, "trn": 4, "rnd": 4, "rnd_conv": 4}
+#: product as one ``*`` (:func:`lane_stages` adds the stage of a product over several hard
+#: multipliers, split or wide; ``double``'s 32-bit ``x << left`` always takes one).
+LANE_STAGES = {"double": 8, "single": 5, "trn": 4, "rnd": 4, "rnd_conv": 4}
 #: Operand bits one hard multiplier takes (ECP5 MULT18X18D: 18 x 18).
 DSP_BITS = 18
 #: Widest ``mult_bits`` whose lanes split a product wider than one hard multiplier into one
@@ -48,10 +49,21 @@ def splits_product(rounding: str, mult_bits: int, x_width: int) -> bool:
     return (32 if rounding == "double" else x_width) > DSP_BITS
 
 
+def wide_product(rounding: str, mult_bits: int, x_width: int) -> bool:
+    """Whether a lane with ``mult_bits > SPLIT_MAX_MULT_BITS`` forms its product from partial
+    products on hard multipliers (:func:`.widemul.wide_product`): when the multiplied operand
+    (``double``: 32 bits; ``single``: ``x_width``) or the stored multiplier
+    (``mult_bits - 1`` bits) is wider than one hard multiplier takes."""
+    if rounding not in ("double", "single") or mult_bits <= SPLIT_MAX_MULT_BITS:
+        return False
+    return max(32 if rounding == "double" else x_width, mult_bits - 1) > DSP_BITS
+
+
 def lane_stages(rounding: str, mult_bits: int = 32, x_width: int = X_FORMAT.width) -> int:
-    """Register stages of one lane's datapath: :data:`LANE_STAGES`, plus one for a split
-    product."""
-    return LANE_STAGES[rounding] + splits_product(rounding, mult_bits, x_width)
+    """Register stages of one lane's datapath: :data:`LANE_STAGES`, plus one for a split or
+    wide product."""
+    return LANE_STAGES[rounding] + (splits_product(rounding, mult_bits, x_width)
+                                    or wide_product(rounding, mult_bits, x_width))
 
 
 def check_in(fmt: Format) -> Format:

@@ -19,7 +19,17 @@ golden model; the RTL tests check the whole):
   ``x*m*2**k + 2**(30-s)`` is formed by wiring (the low ``k`` bits of the product are zero);
 - with ``mult_bits <= 17`` and an operand wider than 18 bits (``double``'s ``a``, a ``single``
   ``x`` wider than int18), ``a*m = a[18:]*m*2**18 + a[:18]*m``: one 18 x 18 multiplier and
-  LUT logic (:mod:`.widemul`), one stage more (:func:`.params.lane_stages`).
+  LUT logic (:mod:`.widemul`), one stage more (:func:`.params.lane_stages`);
+- with ``mult_bits >= 18`` and an operand wider than 18 bits, each wide operand is split at
+  bit 18 (``v = v_hi*2**18 + v_lo``, ``v_lo`` unsigned) and ``a*m = a_lo*m_lo +
+  a_hi*m_hi*2**36 + (a_hi*m_lo + a_lo*m_hi)*2**18``: four registered hard multipliers (two
+  when ``m`` has at most 18 bits); ``0 <= a_lo*m_lo < 2**36``, so the first two terms are
+  one concatenation, the nudge is added to it beside the sum of the middle two, and the last
+  sum is the next stage (:func:`.widemul.wide_product`), one stage more;
+- ``v + 2**(e-1) - (v < 0) = v + (2**(e-1) - 1 if v < 0 else 2**(e-1))`` for ``e >= 1``
+  (both decoded from ``e`` a stage ahead), and the shifted value saturated to
+  ``out.width + 2`` bits gives the same clamped output (``|zero_point|, |act_min|,
+  |act_max| < 2**out.width``).
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from amaranth.lib.wiring import In, Out
 from ..numerics import Format
 from .params import (
     BIAS_BITS,
+    DSP_BITS,
     LANE_STAGES,
     SHIFT_BITS,
     X_FORMAT,
@@ -39,7 +50,8 @@ from .params import (
     lane_stages,
     splits_product,
 )
-from .widemul import split_product
+from .params import wide_product as uses_wide_product
+from .widemul import split_product, wide_product
 
 
 class RequantLane(wiring.Component):
@@ -126,7 +138,10 @@ class RequantLane(wiring.Component):
         split = splits_product(self.rounding, self.mult_bits, xw)
 
         if self.rounding == "double":
-            m.d.comb += [left.eq(Mux(sh1 > 0, sh1, 0)), right.eq(Mux(sh1 < 0, -sh1, 0))]
+            # left = max(shift, 0) and right = max(-shift, 0), registered beside x1
+            m.d.comb += [left.eq(reg(unsigned(5), Mux(self.shift > 0, self.shift, 0), "left1")),
+                         right.eq(reg(unsigned(5), Mux(self.shift < 0, -self.shift, 0),
+                                      "right1"))]
             # stage 2: the left shift, in int32 (wraps)
             a2v = (x1 << left)[:32].as_signed()
             a2 = reg(signed(32), a2v, "a2")
@@ -136,23 +151,37 @@ class RequantLane(wiring.Component):
                 # stages 3, 4: the product, split (widemul)
                 p3 = split_product(m, platform, reg, self.en, a2v, m1, a2, m2,
                                   32 + self.mult_bits, "p4")
-                e3 = reg(unsigned(5), reg(unsigned(5), e2, "e3"), "e4")
-                names, stages = ("h5", "e5", "r6"), stages + 1
+                e4 = reg(unsigned(5), reg(unsigned(5), e2, "e3"), "e4")
+                # stage 5: SRDHM = (a*M + 2**30) >> 31 = (a*m + 2**(30-k)) >> (31-k)
+                h5 = reg(signed(32), (p3 + (1 << (30 - k))) >> (31 - k), "h5")
             else:
-                # stage 3: the product (registered operands and result)
-                p3 = reg(signed(32 + self.mult_bits), a2 * m2, "p3")
-                e3 = reg(unsigned(5), e2, "e3")
-                names = ("h4", "e4", "r5")
-            # stage 4: SRDHM = (a*M + 2**30) >> 31 = (a*m + 2**(30-k)) >> (31-k)
-            h4 = reg(signed(32), (p3 + (1 << (30 - k))) >> (31 - k), names[0])
-            e4 = reg(unsigned(5), e3, names[1])
-            # stage 5: RDBPOT, round to nearest, ties away from zero
+                # stages 3, 4: the product's partial products on hard multipliers (their
+                # operand registers are stage 2), then their sums with the nudge (widemul)
+                base, mid = wide_product(m, platform, reg, self.en, a2v, m1, 0,
+                                         Const(1 << (30 - k), 64), "p")
+                e4 = reg(unsigned(5), reg(unsigned(5), e2, "e3"), "e4")
+                # stage 5: SRDHM, the last sum
+                h5 = reg(signed(32), (base + (mid << DSP_BITS)) >> (31 - k), "h5")
+            e5 = reg(unsigned(5), e4, "e5")
+            # stage 6: RDBPOT's nudge 2**(e-1) - (v < 0), round to nearest, ties away from 0;
+            # 2**(e-1) and 2**(e-1) - 1 (0 for e = 0) decoded from e in stage 5
             half = Signal(unsigned(32))
             m.d.comb += half.eq((Const(1, 32) << e4)[:32] >> 1)
-            neg = (e4 != 0) & h4[31]
-            r = reg(signed(34), (h4 + half - neg) >> e4, names[2])
-            stages += 4
+            half5 = reg(unsigned(32), half, "half5")
+            halfm5 = reg(unsigned(32), Mux(e4 != 0, half - 1, 0), "halfm5")
+            t6 = reg(signed(34), h5 + Mux(h5[31], halfm5, half5), "t6")
+            e6 = reg(unsigned(5), e5, "e6")
+            # stage 7: the shift
+            v7 = reg(signed(34), t6 >> e6, "v7")
+            # stage 8: saturated to out.width + 2 bits (every value beyond is clamped to
+            # act_min or act_max by the last stage all the same)
+            sw = self.out.width + 2
+            fits = (v7[sw - 1:] == 0) | (v7[sw - 1:] == (1 << (34 - sw + 1)) - 1)
+            lo_c, hi_c = -(1 << (sw - 1)), (1 << (sw - 1)) - 1
+            r = reg(signed(sw), Mux(fits, v7[:sw].as_signed(), Mux(v7[33], lo_c, hi_c)), "r8")
+            stages += 7
         elif self.rounding == "single":
+            wide = uses_wide_product("single", self.mult_bits, xw)
             if split:
                 # stages 2, 3: the product, split (widemul); the hard multiplier's operand
                 # registers are stage 1's x1 and m1
@@ -160,21 +189,39 @@ class RequantLane(wiring.Component):
                                   xw + self.mult_bits, "p3")
                 sh2 = reg(signed(SHIFT_BITS), reg(signed(SHIFT_BITS), sh1, "sh2"), "sh3")
                 names, stages = ("t4", "sh4", "r5"), stages + 1
+            elif wide:
+                # stages 2, 3: the partial products on hard multipliers (operand registers:
+                # stage 1), then their sums with the nudge 2**(30 - s) (widemul)
+                sh2 = reg(signed(SHIFT_BITS), sh1, "sh2")
+                nudge = Signal(unsigned(6))
+                m.d.comb += nudge.eq(30 - sh2)
+                base, mid = wide_product(m, platform, reg, self.en, xv, self.multiplier, k,
+                                         Const(1, 1) << nudge, "p")
+                sh3 = reg(signed(SHIFT_BITS), sh2, "sh3")
+                # stage 4: the last sum
+                t4 = reg(signed(64), base + (mid << (DSP_BITS + k)), "t4")
+                sh4 = reg(signed(SHIFT_BITS), sh3, "sh4")
+                amount = Signal(unsigned(6))
+                m.d.comb += amount.eq(31 - sh4)
+                # stage 5: >> (31 - s)
+                r = reg(signed(64), t4 >> amount, "r5")
+                stages += 4
             else:
                 # stage 2: the product
                 p2 = reg(signed(xw + self.mult_bits), x1 * m1, "p2")
                 sh2 = reg(signed(SHIFT_BITS), sh1, "sh2")
                 names = ("t3", "sh3", "r4")
-            # stage 3: + 2**(30 - s), 0 <= 30 - s <= 61; |x*M| < 2**62
-            nudge = Signal(unsigned(6))
-            m.d.comb += nudge.eq(30 - sh2)
-            t3 = reg(signed(64), (p2 << k) + (Const(1, 1) << nudge), names[0])
-            sh3 = reg(signed(SHIFT_BITS), sh2, names[1])
-            # stage 4: >> (31 - s), 1 <= 31 - s <= 62 (arithmetic)
-            amount = Signal(unsigned(6))
-            m.d.comb += amount.eq(31 - sh3)
-            r = reg(signed(64), t3 >> amount, names[2])
-            stages += 3
+            if not wide:
+                # stage 3: + 2**(30 - s), 0 <= 30 - s <= 61; |x*M| < 2**62
+                nudge = Signal(unsigned(6))
+                m.d.comb += nudge.eq(30 - sh2)
+                t3 = reg(signed(64), (p2 << k) + (Const(1, 1) << nudge), names[0])
+                sh3 = reg(signed(SHIFT_BITS), sh2, names[1])
+                # stage 4: >> (31 - s), 1 <= 31 - s <= 62 (arithmetic)
+                amount = Signal(unsigned(6))
+                m.d.comb += amount.eq(31 - sh3)
+                r = reg(signed(64), t3 >> amount, names[2])
+                stages += 3
         else:
             m.d.comb += [left.eq(Mux(sh1 > 0, sh1, 0)), right.eq(Mux(sh1 < 0, -sh1, 0))]
             # stage 2: exact left shift, or floor right shift and the dropped bits' verdict
@@ -445,12 +492,13 @@ class RequantEpilogue(wiring.Component):
                     (groups, pin.payload.groups_m1)]
         beat = Signal(unsigned(SEQ_BITS))    # beats of the current entry so far
         group = Signal(unsigned(SEQ_BITS))
-        final = Signal()
-        m.d.comb += final.eq(group == groups)
+        # group == groups, registered (no compare between group and its next value): group
+        # is 0 while parameters load and after a run
+        final = Signal(init=1)
 
         with m.If(take_p):
             m.d.sync += [dst.eq(src) for dst, src in scalars]
-            m.d.sync += wptr.eq(wptr + 1)
+            m.d.sync += [wptr.eq(wptr + 1), final.eq(pin.payload.groups_m1 == 0)]
             with m.If(pin.payload.last):
                 m.d.sync += [loaded.eq(1), top.eq(wptr), wptr.eq(0), rptr.eq(0),
                              beat.eq(0), group.eq(0)]
@@ -460,9 +508,9 @@ class RequantEpilogue(wiring.Component):
                 with m.If(rptr == top):
                     m.d.sync += rptr.eq(0)
                     with m.If(final):
-                        m.d.sync += [loaded.eq(0), group.eq(0)]
+                        m.d.sync += [loaded.eq(0), group.eq(0), final.eq(groups == 0)]
                     with m.Else():
-                        m.d.sync += group.eq(group + 1)
+                        m.d.sync += [group.eq(group + 1), final.eq(group + 1 == groups)]
                 with m.Else():
                     m.d.sync += rptr.eq(rptr + 1)
             with m.Else():

@@ -1,4 +1,6 @@
-"""A product wider than one hard multiplier, on one hard multiplier and LUT logic.
+"""A product wider than one hard multiplier: on one hard multiplier and LUT logic
+(``mult_bits <= 17``, :func:`split_product`), or on registered hard multipliers, one per
+partial product, summed over a pipeline stage (:func:`wide_product`).
 
 :class:`~.rtl.RequantLane` multiplies a signed operand ``a`` of up to 32 bits (``double``:
 ``x << left`` in int32; ``single``: ``x``) by the stored multiplier ``b`` (unsigned,
@@ -145,3 +147,63 @@ def split_product(m: Module, platform, reg, en, a_now, b_now, a_q, b_q, width: i
     (hi, shift), = reduce_terms(m, sums, 1, f"{name}_t")
     value, _ = add_terms(m, (plo, 0), (hi, lo + shift), f"{name}_sum")
     return reg(signed(width), value, name)
+
+
+def hard_partials(m: Module, platform, en, a_now, b_now, name: str) -> list[tuple]:
+    """The partial products of ``a * b`` on hard multipliers (``a`` signed, ``b`` unsigned,
+    either wider than :data:`DSP_BITS`), two enabled cycles after ``a_now``/``b_now``:
+    ``(product, weight)`` pairs whose ``sum(product << weight)`` is ``a * b``.
+
+    An operand wider than :data:`DSP_BITS` is split as ``v = v_hi * 2**18 + v_lo`` (``v_lo =
+    v[:18]`` unsigned, ``v_hi = v[18:]``, signed for ``a``), so every part fits one
+    ``MULT18X18D`` (18 x 18, each operand signed or unsigned); each partial product is one
+    :func:`generators.hardmul.mul_reg` module (its operand and product registers inside the
+    cell on ECP5). With both operands split the weights are 0, 18, 18 and 36, and the weight-0
+    product is exactly 36 bits wide, so the weight-0 and weight-36 products do not overlap."""
+
+    def parts(v, is_signed):
+        if len(v) <= DSP_BITS:
+            return [(v, 0)]
+        hi = v[DSP_BITS:]
+        return [(v[:DSP_BITS], 0), (hi.as_signed() if is_signed else hi, DSP_BITS)]
+
+    out = []
+    for i, (av, wa) in enumerate(parts(a_now, True)):
+        for j, (bv, wb) in enumerate(parts(b_now, False)):
+            width = len(av) + len(bv)
+            shape = signed(width) if av.shape().signed or bv.shape().signed \
+                else unsigned(width)
+            p = Signal(shape, name=f"{name}_p{i}{j}")
+            mul_reg(m, platform, av, bv, en, p, f"{name}_mul{i}{j}")
+            out.append((p, wa + wb))
+    return out
+
+
+def wide_product(m: Module, platform, reg, en, a_now, b_now, scale: int, nudge,
+                 name: str) -> tuple:
+    """``a * b * 2**scale + nudge`` over the hard multipliers of :func:`hard_partials`, with
+    no more than one wide carry chain per stage: three enabled cycles after ``a_now``/
+    ``b_now``, as ``(base, mid)`` registered two cycles after them, to be added by the caller
+    (``base + (mid << (18 + scale))``) into its next register.
+
+    Stage 1 (after the hard products): ``base`` is the weight-0 and weight-36 products side by
+    side (they do not overlap: concatenated, no adder) shifted by ``scale``, plus ``nudge``
+    (one carry chain); ``mid`` is the sum of the weight-18 products (one carry chain, in
+    parallel)."""
+    terms = hard_partials(m, platform, en, a_now, b_now, name)
+    by_weight = {}
+    for v, w in terms:
+        by_weight.setdefault(w, []).append(v)
+    (low,) = by_weight.get(0)
+    top = by_weight.get(2 * DSP_BITS)
+    if top:
+        assert len(low) == 2 * DSP_BITS
+        low = Cat(low, top[0]).as_signed()
+    mids = by_weight.get(DSP_BITS, [])
+    base = reg(signed(64), (low << scale) + nudge, f"{name}_base")
+    if len(mids) == 2:
+        msum = mids[0] + mids[1]
+    else:
+        (msum,) = mids
+    mid = reg(signed(len(msum) + 1), msum, f"{name}_mid")
+    return base, mid

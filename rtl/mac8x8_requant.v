@@ -4252,41 +4252,49 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire [32:0] \$10 ;
-  reg [7:0] \$11 ;
-  reg [7:0] \$12 ;
-  reg [7:0] \$13 ;
-  reg [31:0] \$14 ;
-  reg [31:0] \$15 ;
-  reg [31:0] \$16 ;
-  reg [4:0] \$17 ;
-  reg \$18 ;
-  reg [4:0] \$19 ;
+  wire [32:0] \$11 ;
+  wire \$12 ;
+  wire [5:0] \$13 ;
+  wire [32:0] \$14 ;
+  reg [7:0] \$15 ;
+  reg [7:0] \$16 ;
+  reg [7:0] \$17 ;
+  reg [31:0] \$18 ;
+  reg [31:0] \$19 ;
   wire \$2 ;
-  reg [4:0] \$20 ;
-  reg [31:0] \$21 ;
-  reg [31:0] \$22 ;
+  reg [31:0] \$20 ;
+  reg [4:0] \$21 ;
+  reg \$22 ;
   reg \$23 ;
-  reg \$24 ;
-  reg \$25 ;
-  reg \$26 ;
-  reg \$27 ;
+  reg [4:0] \$24 ;
+  reg [4:0] \$25 ;
+  reg [31:0] \$26 ;
+  reg [31:0] \$27 ;
   reg \$28 ;
   reg \$29 ;
   wire \$3 ;
-  reg [31:0] \$30 ;
-  reg [31:0] \$31 ;
-  reg [31:0] \$32 ;
-  reg [31:0] \$33 ;
-  reg [31:0] \$34 ;
-  reg [31:0] \$35 ;
-  reg [31:0] \$36 ;
-  reg [31:0] \$37 ;
+  reg \$30 ;
+  reg \$31 ;
+  reg \$32 ;
+  reg \$33 ;
+  reg \$34 ;
+  reg \$35 ;
+  reg \$36 ;
+  reg \$37 ;
+  reg [31:0] \$38 ;
+  reg [31:0] \$39 ;
   wire [5:0] \$4 ;
-  wire [31:0] \$5 ;
-  wire \$6 ;
+  reg [31:0] \$40 ;
+  reg [31:0] \$41 ;
+  reg [31:0] \$42 ;
+  reg [31:0] \$43 ;
+  reg [31:0] \$44 ;
+  reg [31:0] \$45 ;
+  wire \$5 ;
+  wire [31:0] \$6 ;
   wire \$7 ;
-  wire [32:0] \$8 ;
-  wire [5:0] \$9 ;
+  wire \$8 ;
+  wire \$9 ;
   reg [31:0] acc = 32'd0;
   reg [31:0] \acc$114  = 32'd0;
   reg [31:0] \acc$130  = 32'd0;
@@ -4381,7 +4389,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
   wire \en$65 ;
   wire \en$81 ;
   wire \en$97 ;
-  wire \final ;
+  reg \final  = 1'h1;
   reg [31:0] group = 32'd0;
   reg [31:0] groups = 32'd0;
   output loaded;
@@ -4514,6 +4522,9 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
   reg valid3 = 1'h0;
   reg valid4 = 1'h0;
   reg valid5 = 1'h0;
+  reg valid6 = 1'h0;
+  reg valid7 = 1'h0;
+  reg valid8 = 1'h0;
   reg [4:0] wp__addr = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] \wp__addr$108 ;
@@ -4980,47 +4991,65 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
   end
   assign \rp__data$149  = _7_;
   always @(posedge clk)
-    wp__addr <= \$17 ;
+    act_min <= \$16 ;
   always @(posedge clk)
-    loaded <= \$18 ;
+    act_max <= \$17 ;
   always @(posedge clk)
-    top <= \$19 ;
+    rep <= \$18 ;
   always @(posedge clk)
-    rp__addr <= \$20 ;
+    rep_last <= \$19 ;
   always @(posedge clk)
-    beat <= \$21 ;
+    groups <= \$20 ;
   always @(posedge clk)
-    group <= \$22 ;
+    wp__addr <= \$21 ;
   always @(posedge clk)
-    valid0 <= \$23 ;
+    \final  <= \$22 ;
   always @(posedge clk)
-    valid1 <= \$24 ;
+    loaded <= \$23 ;
   always @(posedge clk)
-    valid2 <= \$25 ;
+    top <= \$24 ;
   always @(posedge clk)
-    valid3 <= \$26 ;
+    rp__addr <= \$25 ;
   always @(posedge clk)
-    valid4 <= \$27 ;
+    beat <= \$26 ;
   always @(posedge clk)
-    valid5 <= \$28 ;
+    group <= \$27 ;
   always @(posedge clk)
-    y_stream__valid <= \$29 ;
+    valid0 <= \$28 ;
   always @(posedge clk)
-    acc <= \$30 ;
+    valid1 <= \$29 ;
   always @(posedge clk)
-    \acc$50  <= \$31 ;
+    valid2 <= \$30 ;
   always @(posedge clk)
-    \acc$66  <= \$32 ;
+    valid3 <= \$31 ;
   always @(posedge clk)
-    \acc$82  <= \$33 ;
+    valid4 <= \$32 ;
   always @(posedge clk)
-    \acc$98  <= \$34 ;
+    valid5 <= \$33 ;
   always @(posedge clk)
-    \acc$114  <= \$35 ;
+    valid6 <= \$34 ;
   always @(posedge clk)
-    \acc$130  <= \$36 ;
+    valid7 <= \$35 ;
   always @(posedge clk)
-    \acc$146  <= \$37 ;
+    valid8 <= \$36 ;
+  always @(posedge clk)
+    y_stream__valid <= \$37 ;
+  always @(posedge clk)
+    acc <= \$38 ;
+  always @(posedge clk)
+    \acc$50  <= \$39 ;
+  always @(posedge clk)
+    \acc$66  <= \$40 ;
+  always @(posedge clk)
+    \acc$82  <= \$41 ;
+  always @(posedge clk)
+    \acc$98  <= \$42 ;
+  always @(posedge clk)
+    \acc$114  <= \$43 ;
+  always @(posedge clk)
+    \acc$130  <= \$44 ;
+  always @(posedge clk)
+    \acc$146  <= \$45 ;
   assign \$1  = ~ y_stream__valid;
   assign en = \$1  | y_stream__ready;
   assign \$2  = ~ loaded;
@@ -5028,34 +5057,27 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
   assign p_stream__ready = \$2  & \$3 ;
   assign take_p = p_stream__valid & p_stream__ready;
   assign take_a = acc_stream__valid & en;
-  assign \final  = group == groups;
-  assign busy = | { y_stream__valid, valid5, valid4, valid3, valid2, valid1, valid0 };
+  assign busy = | { y_stream__valid, valid8, valid7, valid6, valid5, valid4, valid3, valid2, valid1, valid0 };
   assign \$4  = wp__addr + 1'h1;
-  assign \$5  = \final  ? rep_last : rep;
-  assign \$6  = beat == \$5 ;
-  assign \$7  = rp__addr == top;
-  assign \$8  = group + 1'h1;
-  assign \$9  = rp__addr + 1'h1;
-  assign \$10  = beat + 1'h1;
+  assign \$5  = ! p_stream__payload[672:641];
+  assign \$6  = \final  ? rep_last : rep;
+  assign \$7  = beat == \$6 ;
+  assign \$8  = rp__addr == top;
+  assign \$9  = ! groups;
+  assign \$10  = group + 1'h1;
+  assign \$11  = group + 1'h1;
+  assign \$12  = \$11  == groups;
+  assign \$13  = rp__addr + 1'h1;
+  assign \$14  = beat + 1'h1;
   always @(posedge clk)
-    zero_point <= \$11 ;
-  always @(posedge clk)
-    act_min <= \$12 ;
-  always @(posedge clk)
-    act_max <= \$13 ;
-  always @(posedge clk)
-    rep <= \$14 ;
-  always @(posedge clk)
-    rep_last <= \$15 ;
-  always @(posedge clk)
-    groups <= \$16 ;
+    zero_point <= \$15 ;
   \mac8x8_requant.epilogue.lane0  lane0 (
     .acc(acc),
     .act_max(act_max),
     .act_min(act_min),
     .clk(clk),
     .en(en),
-    .\port$252$0 (rp__data),
+    .\port$255$0 (rp__data),
     .rst(rst),
     .y(y),
     .zero_point(zero_point)
@@ -5066,7 +5088,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
     .act_min(act_min),
     .clk(clk),
     .en(en),
-    .\port$281$0 (\rp__data$53 ),
+    .\port$301$0 (\rp__data$53 ),
     .rst(rst),
     .y(\y$58 ),
     .zero_point(zero_point)
@@ -5077,7 +5099,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
     .act_min(act_min),
     .clk(clk),
     .en(en),
-    .\port$310$0 (\rp__data$69 ),
+    .\port$347$0 (\rp__data$69 ),
     .rst(rst),
     .y(\y$74 ),
     .zero_point(zero_point)
@@ -5088,7 +5110,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
     .act_min(act_min),
     .clk(clk),
     .en(en),
-    .\port$339$0 (\rp__data$85 ),
+    .\port$393$0 (\rp__data$85 ),
     .rst(rst),
     .y(\y$90 ),
     .zero_point(zero_point)
@@ -5099,7 +5121,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
     .act_min(act_min),
     .clk(clk),
     .en(en),
-    .\port$368$0 (\rp__data$101 ),
+    .\port$439$0 (\rp__data$101 ),
     .rst(rst),
     .y(\y$106 ),
     .zero_point(zero_point)
@@ -5110,7 +5132,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
     .act_min(act_min),
     .clk(clk),
     .en(en),
-    .\port$397$0 (\rp__data$117 ),
+    .\port$485$0 (\rp__data$117 ),
     .rst(rst),
     .y(\y$122 ),
     .zero_point(zero_point)
@@ -5121,7 +5143,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
     .act_min(act_min),
     .clk(clk),
     .en(en),
-    .\port$426$0 (\rp__data$133 ),
+    .\port$531$0 (\rp__data$133 ),
     .rst(rst),
     .y(\y$138 ),
     .zero_point(zero_point)
@@ -5132,115 +5154,112 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
     .act_min(act_min),
     .clk(clk),
     .en(en),
-    .\port$455$0 (\rp__data$149 ),
+    .\port$577$0 (\rp__data$149 ),
     .rst(rst),
     .y(\y$154 ),
     .zero_point(zero_point)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$18  = loaded;
+    \$16  = act_min;
     if (take_p) begin
-      if (p_stream__payload[576]) begin
-        \$18  = 1'h1;
-      end
-    end
-    if (take_a) begin
-      if (\$6 ) begin
-        if (\$7 ) begin
-          if (\final ) begin
-            \$18  = 1'h0;
-          end
-        end
-      end
+      \$16  = p_stream__payload[567:560];
     end
     if (rst) begin
-      \$18  = 1'h0;
+      \$16  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$19  = top;
+    \$17  = act_max;
     if (take_p) begin
-      if (p_stream__payload[576]) begin
-        \$19  = wp__addr;
-      end
+      \$17  = p_stream__payload[575:568];
     end
     if (rst) begin
-      \$19  = 5'h00;
+      \$17  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$20  = rp__addr;
+    \$18  = rep;
     if (take_p) begin
-      if (p_stream__payload[576]) begin
-        \$20  = 5'h00;
-      end
-    end
-    if (take_a) begin
-      if (\$6 ) begin
-        (* full_case = 32'd1 *)
-        if (\$7 ) begin
-          \$20  = 5'h00;
-        end else begin
-          \$20  = \$9 [4:0];
-        end
-      end
+      \$18  = p_stream__payload[608:577];
     end
     if (rst) begin
-      \$20  = 5'h00;
+      \$18  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$21  = beat;
+    \$19  = rep_last;
     if (take_p) begin
-      if (p_stream__payload[576]) begin
-        \$21  = 32'd0;
-      end
-    end
-    if (take_a) begin
-      (* full_case = 32'd1 *)
-      if (\$6 ) begin
-        \$21  = 32'd0;
-      end else begin
-        \$21  = \$10 [31:0];
-      end
+      \$19  = p_stream__payload[640:609];
     end
     if (rst) begin
-      \$21  = 32'd0;
+      \$19  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$22  = group;
+    \$20  = groups;
     if (take_p) begin
+      \$20  = p_stream__payload[672:641];
+    end
+    if (rst) begin
+      \$20  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$21  = wp__addr;
+    if (take_p) begin
+      \$21  = \$4 [4:0];
       if (p_stream__payload[576]) begin
-        \$22  = 32'd0;
+        \$21  = 5'h00;
       end
     end
+    if (rst) begin
+      \$21  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$22  = \final ;
+    if (take_p) begin
+      \$22  = \$5 ;
+    end
     if (take_a) begin
-      if (\$6 ) begin
-        if (\$7 ) begin
+      if (\$7 ) begin
+        if (\$8 ) begin
           (* full_case = 32'd1 *)
           if (\final ) begin
-            \$22  = 32'd0;
+            \$22  = \$9 ;
           end else begin
-            \$22  = \$8 [31:0];
+            \$22  = \$12 ;
           end
         end
       end
     end
     if (rst) begin
-      \$22  = 32'd0;
+      \$22  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$23  = valid0;
-    if (en) begin
-      \$23  = take_a;
+    \$23  = loaded;
+    if (take_p) begin
+      if (p_stream__payload[576]) begin
+        \$23  = 1'h1;
+      end
+    end
+    if (take_a) begin
+      if (\$7 ) begin
+        if (\$8 ) begin
+          if (\final ) begin
+            \$23  = 1'h0;
+          end
+        end
+      end
     end
     if (rst) begin
       \$23  = 1'h0;
@@ -5248,49 +5267,87 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$24  = valid1;
-    if (en) begin
-      \$24  = valid0;
+    \$24  = top;
+    if (take_p) begin
+      if (p_stream__payload[576]) begin
+        \$24  = wp__addr;
+      end
     end
     if (rst) begin
-      \$24  = 1'h0;
+      \$24  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$25  = valid2;
-    if (en) begin
-      \$25  = valid1;
+    \$25  = rp__addr;
+    if (take_p) begin
+      if (p_stream__payload[576]) begin
+        \$25  = 5'h00;
+      end
+    end
+    if (take_a) begin
+      if (\$7 ) begin
+        (* full_case = 32'd1 *)
+        if (\$8 ) begin
+          \$25  = 5'h00;
+        end else begin
+          \$25  = \$13 [4:0];
+        end
+      end
     end
     if (rst) begin
-      \$25  = 1'h0;
+      \$25  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$26  = valid3;
-    if (en) begin
-      \$26  = valid2;
+    \$26  = beat;
+    if (take_p) begin
+      if (p_stream__payload[576]) begin
+        \$26  = 32'd0;
+      end
+    end
+    if (take_a) begin
+      (* full_case = 32'd1 *)
+      if (\$7 ) begin
+        \$26  = 32'd0;
+      end else begin
+        \$26  = \$14 [31:0];
+      end
     end
     if (rst) begin
-      \$26  = 1'h0;
+      \$26  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$27  = valid4;
-    if (en) begin
-      \$27  = valid3;
+    \$27  = group;
+    if (take_p) begin
+      if (p_stream__payload[576]) begin
+        \$27  = 32'd0;
+      end
+    end
+    if (take_a) begin
+      if (\$7 ) begin
+        if (\$8 ) begin
+          (* full_case = 32'd1 *)
+          if (\final ) begin
+            \$27  = 32'd0;
+          end else begin
+            \$27  = \$10 [31:0];
+          end
+        end
+      end
     end
     if (rst) begin
-      \$27  = 1'h0;
+      \$27  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$28  = valid5;
+    \$28  = valid0;
     if (en) begin
-      \$28  = valid4;
+      \$28  = take_a;
     end
     if (rst) begin
       \$28  = 1'h0;
@@ -5298,9 +5355,9 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$29  = y_stream__valid;
+    \$29  = valid1;
     if (en) begin
-      \$29  = valid5;
+      \$29  = valid0;
     end
     if (rst) begin
       \$29  = 1'h0;
@@ -5308,131 +5365,148 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$30  = acc;
+    \$30  = valid2;
     if (en) begin
-      \$30  = acc_stream__payload[31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$31  = \acc$50 ;
-    if (en) begin
-      \$31  = acc_stream__payload[63:32];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$32  = \acc$66 ;
-    if (en) begin
-      \$32  = acc_stream__payload[95:64];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$33  = \acc$82 ;
-    if (en) begin
-      \$33  = acc_stream__payload[127:96];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$34  = \acc$98 ;
-    if (en) begin
-      \$34  = acc_stream__payload[159:128];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$35  = \acc$114 ;
-    if (en) begin
-      \$35  = acc_stream__payload[191:160];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$36  = \acc$130 ;
-    if (en) begin
-      \$36  = acc_stream__payload[223:192];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$37  = \acc$146 ;
-    if (en) begin
-      \$37  = acc_stream__payload[255:224];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$11  = zero_point;
-    if (take_p) begin
-      \$11  = p_stream__payload[559:552];
+      \$30  = valid1;
     end
     if (rst) begin
-      \$11  = 8'h00;
+      \$30  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$12  = act_min;
-    if (take_p) begin
-      \$12  = p_stream__payload[567:560];
+    \$31  = valid3;
+    if (en) begin
+      \$31  = valid2;
     end
     if (rst) begin
-      \$12  = 8'h00;
+      \$31  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$13  = act_max;
-    if (take_p) begin
-      \$13  = p_stream__payload[575:568];
+    \$32  = valid4;
+    if (en) begin
+      \$32  = valid3;
     end
     if (rst) begin
-      \$13  = 8'h00;
+      \$32  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$14  = rep;
-    if (take_p) begin
-      \$14  = p_stream__payload[608:577];
+    \$33  = valid5;
+    if (en) begin
+      \$33  = valid4;
     end
     if (rst) begin
-      \$14  = 32'd0;
+      \$33  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$15  = rep_last;
-    if (take_p) begin
-      \$15  = p_stream__payload[640:609];
+    \$34  = valid6;
+    if (en) begin
+      \$34  = valid5;
     end
     if (rst) begin
-      \$15  = 32'd0;
+      \$34  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$16  = groups;
-    if (take_p) begin
-      \$16  = p_stream__payload[672:641];
+    \$35  = valid7;
+    if (en) begin
+      \$35  = valid6;
     end
     if (rst) begin
-      \$16  = 32'd0;
+      \$35  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$17  = wp__addr;
-    if (take_p) begin
-      \$17  = \$4 [4:0];
-      if (p_stream__payload[576]) begin
-        \$17  = 5'h00;
-      end
+    \$36  = valid8;
+    if (en) begin
+      \$36  = valid7;
     end
     if (rst) begin
-      \$17  = 5'h00;
+      \$36  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$37  = y_stream__valid;
+    if (en) begin
+      \$37  = valid8;
+    end
+    if (rst) begin
+      \$37  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$38  = acc;
+    if (en) begin
+      \$38  = acc_stream__payload[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$39  = \acc$50 ;
+    if (en) begin
+      \$39  = acc_stream__payload[63:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$40  = \acc$66 ;
+    if (en) begin
+      \$40  = acc_stream__payload[95:64];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$41  = \acc$82 ;
+    if (en) begin
+      \$41  = acc_stream__payload[127:96];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$42  = \acc$98 ;
+    if (en) begin
+      \$42  = acc_stream__payload[159:128];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$43  = \acc$114 ;
+    if (en) begin
+      \$43  = acc_stream__payload[191:160];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$44  = \acc$130 ;
+    if (en) begin
+      \$44  = acc_stream__payload[223:192];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$45  = \acc$146 ;
+    if (en) begin
+      \$45  = acc_stream__payload[255:224];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$15  = zero_point;
+    if (take_p) begin
+      \$15  = p_stream__payload[559:552];
+    end
+    if (rst) begin
+      \$15  = 8'h00;
     end
   end
   assign acc_stream__ready = en;
@@ -5668,40 +5742,62 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane0 (rst, en, \port$252$0 , zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane0 (rst, en, \port$255$0 , zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
-  wire \$1 ;
-  wire [64:0] \$10 ;
-  wire [64:0] \$11 ;
-  wire [33:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire [34:0] \$15 ;
-  wire [34:0] \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [35:0] \$19 ;
-  wire [5:0] \$2 ;
-  wire [35:0] \$20 ;
-  reg [31:0] \$21 ;
-  reg [5:0] \$22 ;
-  reg [30:0] \$23 ;
-  reg [31:0] \$24 ;
-  reg [30:0] \$25 ;
-  reg [4:0] \$26 ;
-  reg [63:0] \$27 ;
-  reg [4:0] \$28 ;
-  reg [31:0] \$29 ;
+  wire [62:0] \$1 ;
+  wire [65:0] \$10 ;
+  wire [32:0] \$11 ;
+  wire [64:0] \$12 ;
+  wire [65:0] \$13 ;
+  wire [65:0] \$14 ;
+  wire \$15 ;
+  wire [32:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [31:0] \$18 ;
+  wire [33:0] \$19 ;
+  wire [10:0] \$2 ;
+  wire [33:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
   wire \$3 ;
-  reg [4:0] \$30 ;
-  reg [33:0] \$31 ;
-  reg [7:0] \$32 ;
-  wire [6:0] \$4 ;
-  wire [6:0] \$5 ;
-  wire [62:0] \$6 ;
-  wire [34:0] \$7 ;
+  wire [62:0] \$30 ;
+  wire [62:0] \$31 ;
+  wire [62:0] \$32 ;
+  wire [62:0] \$33 ;
+  reg [31:0] \$34 ;
+  reg [5:0] \$35 ;
+  reg [30:0] \$36 ;
+  reg [4:0] \$37 ;
+  reg [4:0] \$38 ;
+  reg [31:0] \$39 ;
+  wire [5:0] \$4 ;
+  reg [30:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [63:0] \$42 ;
+  reg [33:0] \$43 ;
+  reg [4:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg [31:0] \$46 ;
+  reg [4:0] \$47 ;
+  reg [31:0] \$48 ;
+  reg [31:0] \$49 ;
+  wire \$5 ;
+  reg [33:0] \$50 ;
+  reg [4:0] \$51 ;
+  reg [33:0] \$52 ;
+  reg [9:0] \$53 ;
+  reg [7:0] \$54 ;
+  wire [6:0] \$6 ;
+  wire [6:0] \$7 ;
   wire [62:0] \$8 ;
-  wire [62:0] \$9 ;
+  wire [63:0] \$9 ;
   reg [31:0] a2 = 32'd0;
   input [31:0] acc;
   wire [31:0] acc;
@@ -5715,206 +5811,369 @@ module \mac8x8_requant.epilogue.lane0 (rst, en, \port$252$0 , zero_point, act_mi
   reg [4:0] e2 = 5'h00;
   reg [4:0] e3 = 5'h00;
   reg [4:0] e4 = 5'h00;
+  reg [4:0] e5 = 5'h00;
+  reg [4:0] e6 = 5'h00;
   input en;
   wire en;
-  reg [31:0] h4 = 32'd0;
+  reg [31:0] h5 = 32'd0;
   wire [31:0] half;
-  wire [4:0] left;
+  reg [31:0] half5 = 32'd0;
+  reg [31:0] halfm5 = 32'd0;
+  reg [4:0] left = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] left1;
   reg [30:0] m1 = 31'h00000000;
   reg [30:0] m2 = 31'h00000000;
   wire [30:0] multiplier;
-  reg [63:0] p3 = 64'h0000000000000000;
-  input [68:0] \port$252$0 ;
-  wire [68:0] \port$252$0 ;
-  reg [33:0] r5 = 34'h000000000;
-  wire [4:0] right;
+  reg [63:0] p_base = 64'h0000000000000000;
+  reg [33:0] p_mid = 34'h000000000;
+  wire [35:0] p_p00;
+  wire [30:0] p_p01;
+  wire [31:0] p_p10;
+  wire [26:0] p_p11;
+  input [68:0] \port$255$0 ;
+  wire [68:0] \port$255$0 ;
+  reg [9:0] r8 = 10'h000;
+  reg [4:0] right = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] right1;
   input rst;
   wire rst;
   reg [5:0] sh1 = 6'h00;
   wire [5:0] shift;
+  reg [33:0] t6 = 34'h000000000;
   wire [32:0] total;
+  reg [33:0] v7 = 34'h000000000;
   reg [31:0] x1 = 32'd0;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  wire [35:0] yv;
+  wire [11:0] yv;
   input [7:0] zero_point;
   wire [7:0] zero_point;
-  assign total = $signed(acc) + $signed(\port$252$0 [31:0]);
-  assign \$1  = $signed(sh1) > $signed(1'h0);
-  assign \$2  = \$1  ? sh1 : 6'h00;
-  assign \$3  = $signed(sh1) < $signed(1'h0);
-  assign \$4  = - $signed(sh1);
-  assign \$5  = \$3  ? \$4  : 7'h00;
-  assign \$6  = 1'h1 << e4;
-  assign \$7  = $signed(zero_point) + $signed(r5);
-  assign \$8  = $signed(x1) << \$2 [4:0];
-  assign \$9  = $signed(a2) * $signed({ 1'h0, m2 });
-  assign \$10  = $signed(p3) + $signed(32'd1073741824);
-  assign \$12  = $signed(h4) + $signed({ 1'h0, half });
-  assign \$13  = | e4;
-  assign \$14  = \$13  & h4[31];
-  assign \$15  = $signed(\$12 ) - $signed({ 1'h0, \$14  });
-  assign \$16  = $signed(\$15 ) >>> e4;
-  assign \$17  = $signed(\$7 ) < $signed(act_min);
-  assign \$18  = $signed(\$7 ) > $signed(act_max);
-  assign \$19  = \$18  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$7 [34], \$7  };
-  assign \$20  = \$17  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$19 ;
   always @(posedge clk)
-    x1 <= \$21 ;
+    a2 <= \$39 ;
   always @(posedge clk)
-    sh1 <= \$22 ;
+    m2 <= \$40 ;
   always @(posedge clk)
-    m1 <= \$23 ;
+    e2 <= \$41 ;
   always @(posedge clk)
-    a2 <= \$24 ;
+    p_base <= \$42 ;
   always @(posedge clk)
-    m2 <= \$25 ;
+    p_mid <= \$43 ;
   always @(posedge clk)
-    e2 <= \$26 ;
+    e3 <= \$44 ;
   always @(posedge clk)
-    p3 <= \$27 ;
+    e4 <= \$45 ;
   always @(posedge clk)
-    e3 <= \$28 ;
+    h5 <= \$46 ;
   always @(posedge clk)
-    h4 <= \$29 ;
+    e5 <= \$47 ;
   always @(posedge clk)
-    e4 <= \$30 ;
+    half5 <= \$48 ;
   always @(posedge clk)
-    r5 <= \$31 ;
+    halfm5 <= \$49 ;
   always @(posedge clk)
-    y <= \$32 ;
+    t6 <= \$50 ;
+  always @(posedge clk)
+    e6 <= \$51 ;
+  always @(posedge clk)
+    v7 <= \$52 ;
+  always @(posedge clk)
+    r8 <= \$53 ;
+  always @(posedge clk)
+    y <= \$54 ;
+  assign total = $signed(acc) + $signed(\port$255$0 [31:0]);
+  assign \$1  = 1'h1 << e4;
+  assign \$2  = $signed(zero_point) + $signed(r8);
+  assign \$3  = $signed(\port$255$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$255$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$255$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$255$0 [68:63]);
+  assign \$7  = \$5  ? \$6  : 7'h00;
+  assign \$8  = $signed(x1) << left;
+  assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
+  assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
+  assign \$13  = $signed(p_base) + $signed(\$12 );
+  assign \$15  = | e4;
+  assign \$16  = half - 1'h1;
+  assign \$17  = \$15  ? \$16  : 33'h000000000;
+  assign \$18  = h5[31] ? halfm5 : half5;
+  assign \$19  = $signed(h5) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t6) >>> e6;
+  assign \$21  = ! v7[33:9];
+  assign \$22  = v7[33:9] == 25'h1ffffff;
+  assign \$23  = \$21  | \$22 ;
+  assign \$24  = v7[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v7[9:0] : \$24 ;
+  assign \$26  = $signed(\$2 ) < $signed(act_min);
+  assign \$27  = $signed(\$2 ) > $signed(act_max);
+  assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
+  assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
+  assign \$30  = $signed(x1) << left;
+  assign \$31  = $signed(x1) << left;
+  assign \$32  = $signed(x1) << left;
+  assign \$33  = $signed(x1) << left;
+  always @(posedge clk)
+    x1 <= \$34 ;
+  always @(posedge clk)
+    sh1 <= \$35 ;
+  always @(posedge clk)
+    m1 <= \$36 ;
+  always @(posedge clk)
+    left <= \$37 ;
+  always @(posedge clk)
+    right <= \$38 ;
+  tf_mulreg_u18xu18 p_mul00 (
+    .a(\$30 [17:0]),
+    .b(m1[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p00),
+    .rst(rst)
+  );
+  tf_mulreg_u18xu13 p_mul01 (
+    .a(\$31 [17:0]),
+    .b(m1[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p01),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu18 p_mul10 (
+    .a(\$32 [31:18]),
+    .b(m1[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p10),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu13 p_mul11 (
+    .a(\$33 [31:18]),
+    .b(m1[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p11),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$21  = x1;
+    \$39  = a2;
     if (en) begin
-      \$21  = total[31:0];
+      \$39  = \$8 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$22  = sh1;
+    \$40  = m2;
     if (en) begin
-      \$22  = \port$252$0 [68:63];
+      \$40  = m1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$23  = m1;
+    \$41  = e2;
     if (en) begin
-      \$23  = \port$252$0 [62:32];
+      \$41  = right;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$24  = a2;
+    \$42  = p_base;
     if (en) begin
-      \$24  = \$8 [31:0];
+      \$42  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$25  = m2;
+    \$43  = p_mid;
     if (en) begin
-      \$25  = m1;
+      \$43  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$26  = e2;
+    \$44  = e3;
     if (en) begin
-      \$26  = \$5 [4:0];
+      \$44  = e2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$27  = p3;
+    \$45  = e4;
     if (en) begin
-      \$27  = { \$9 [62], \$9  };
+      \$45  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$28  = e3;
+    \$46  = h5;
     if (en) begin
-      \$28  = e2;
+      \$46  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$29  = h4;
+    \$47  = e5;
     if (en) begin
-      \$29  = \$11 [31:0];
+      \$47  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$30  = e4;
+    \$48  = half5;
     if (en) begin
-      \$30  = e3;
+      \$48  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$31  = r5;
+    \$49  = halfm5;
     if (en) begin
-      \$31  = \$16 [33:0];
+      \$49  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$32  = y;
+    \$50  = t6;
     if (en) begin
-      \$32  = \$20 [7:0];
+      \$50  = \$19 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$51  = e6;
+    if (en) begin
+      \$51  = e5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$52  = v7;
+    if (en) begin
+      \$52  = \$20 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$53  = r8;
+    if (en) begin
+      \$53  = \$25 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$54  = y;
+    if (en) begin
+      \$54  = \$29 [7:0];
     end
     if (rst) begin
-      \$32  = 8'h00;
+      \$54  = 8'h00;
     end
   end
-  assign bias = \port$252$0 [31:0];
-  assign left = \$2 [4:0];
-  assign right = \$5 [4:0];
-  assign yv = { \$7 [34], \$7  };
-  assign shift = \port$252$0 [68:63];
-  assign multiplier = \port$252$0 [62:32];
-  assign half = { 1'h0, \$6 [31:1] };
-  assign \$11  = { \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64:31] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$34  = x1;
+    if (en) begin
+      \$34  = total[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$35  = sh1;
+    if (en) begin
+      \$35  = \port$255$0 [68:63];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$36  = m1;
+    if (en) begin
+      \$36  = \port$255$0 [62:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$37  = left;
+    if (en) begin
+      \$37  = \$4 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$38  = right;
+    if (en) begin
+      \$38  = \$7 [4:0];
+    end
+  end
+  assign bias = \port$255$0 [31:0];
+  assign left1 = left;
+  assign right1 = right;
+  assign yv = { \$2 [10], \$2  };
+  assign shift = \port$255$0 [68:63];
+  assign multiplier = \port$255$0 [62:32];
+  assign half = { 1'h0, \$1 [31:1] };
+  assign \$9  = { p_p11[26], p_p11, p_p00 };
+  assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
+  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:31] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane1 (rst, en, \port$281$0 , zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane1 (rst, en, \port$301$0 , zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire \$1 ;
-  wire [64:0] \$10 ;
-  wire [64:0] \$11 ;
-  wire [33:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire [34:0] \$15 ;
-  wire [34:0] \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [35:0] \$19 ;
-  wire [5:0] \$2 ;
-  wire [35:0] \$20 ;
-  reg [31:0] \$21 ;
-  reg [5:0] \$22 ;
-  reg [30:0] \$23 ;
-  reg [31:0] \$24 ;
-  reg [30:0] \$25 ;
-  reg [4:0] \$26 ;
-  reg [63:0] \$27 ;
-  reg [4:0] \$28 ;
-  reg [31:0] \$29 ;
+  wire [62:0] \$1 ;
+  wire [65:0] \$10 ;
+  wire [32:0] \$11 ;
+  wire [64:0] \$12 ;
+  wire [65:0] \$13 ;
+  wire [65:0] \$14 ;
+  wire \$15 ;
+  wire [32:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [31:0] \$18 ;
+  wire [33:0] \$19 ;
+  wire [10:0] \$2 ;
+  wire [33:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
   wire \$3 ;
-  reg [4:0] \$30 ;
-  reg [33:0] \$31 ;
-  reg [7:0] \$32 ;
-  wire [6:0] \$4 ;
-  wire [6:0] \$5 ;
-  wire [62:0] \$6 ;
-  wire [34:0] \$7 ;
+  wire [62:0] \$30 ;
+  wire [62:0] \$31 ;
+  wire [62:0] \$32 ;
+  wire [62:0] \$33 ;
+  reg [31:0] \$34 ;
+  reg [5:0] \$35 ;
+  reg [30:0] \$36 ;
+  reg [4:0] \$37 ;
+  reg [4:0] \$38 ;
+  reg [31:0] \$39 ;
+  wire [5:0] \$4 ;
+  reg [30:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [63:0] \$42 ;
+  reg [33:0] \$43 ;
+  reg [4:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg [31:0] \$46 ;
+  reg [4:0] \$47 ;
+  reg [31:0] \$48 ;
+  reg [31:0] \$49 ;
+  wire \$5 ;
+  reg [33:0] \$50 ;
+  reg [4:0] \$51 ;
+  reg [33:0] \$52 ;
+  reg [9:0] \$53 ;
+  reg [7:0] \$54 ;
+  wire [6:0] \$6 ;
+  wire [6:0] \$7 ;
   wire [62:0] \$8 ;
-  wire [62:0] \$9 ;
+  wire [63:0] \$9 ;
   reg [31:0] a2 = 32'd0;
   input [31:0] acc;
   wire [31:0] acc;
@@ -5928,206 +6187,369 @@ module \mac8x8_requant.epilogue.lane1 (rst, en, \port$281$0 , zero_point, act_mi
   reg [4:0] e2 = 5'h00;
   reg [4:0] e3 = 5'h00;
   reg [4:0] e4 = 5'h00;
+  reg [4:0] e5 = 5'h00;
+  reg [4:0] e6 = 5'h00;
   input en;
   wire en;
-  reg [31:0] h4 = 32'd0;
+  reg [31:0] h5 = 32'd0;
   wire [31:0] half;
-  wire [4:0] left;
+  reg [31:0] half5 = 32'd0;
+  reg [31:0] halfm5 = 32'd0;
+  reg [4:0] left = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] left1;
   reg [30:0] m1 = 31'h00000000;
   reg [30:0] m2 = 31'h00000000;
   wire [30:0] multiplier;
-  reg [63:0] p3 = 64'h0000000000000000;
-  input [68:0] \port$281$0 ;
-  wire [68:0] \port$281$0 ;
-  reg [33:0] r5 = 34'h000000000;
-  wire [4:0] right;
+  reg [63:0] p_base = 64'h0000000000000000;
+  reg [33:0] p_mid = 34'h000000000;
+  wire [35:0] p_p00;
+  wire [30:0] p_p01;
+  wire [31:0] p_p10;
+  wire [26:0] p_p11;
+  input [68:0] \port$301$0 ;
+  wire [68:0] \port$301$0 ;
+  reg [9:0] r8 = 10'h000;
+  reg [4:0] right = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] right1;
   input rst;
   wire rst;
   reg [5:0] sh1 = 6'h00;
   wire [5:0] shift;
+  reg [33:0] t6 = 34'h000000000;
   wire [32:0] total;
+  reg [33:0] v7 = 34'h000000000;
   reg [31:0] x1 = 32'd0;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  wire [35:0] yv;
+  wire [11:0] yv;
   input [7:0] zero_point;
   wire [7:0] zero_point;
-  assign total = $signed(acc) + $signed(\port$281$0 [31:0]);
-  assign \$1  = $signed(sh1) > $signed(1'h0);
-  assign \$2  = \$1  ? sh1 : 6'h00;
-  assign \$3  = $signed(sh1) < $signed(1'h0);
-  assign \$4  = - $signed(sh1);
-  assign \$5  = \$3  ? \$4  : 7'h00;
-  assign \$6  = 1'h1 << e4;
-  assign \$7  = $signed(zero_point) + $signed(r5);
-  assign \$8  = $signed(x1) << \$2 [4:0];
-  assign \$9  = $signed(a2) * $signed({ 1'h0, m2 });
-  assign \$10  = $signed(p3) + $signed(32'd1073741824);
-  assign \$12  = $signed(h4) + $signed({ 1'h0, half });
-  assign \$13  = | e4;
-  assign \$14  = \$13  & h4[31];
-  assign \$15  = $signed(\$12 ) - $signed({ 1'h0, \$14  });
-  assign \$16  = $signed(\$15 ) >>> e4;
-  assign \$17  = $signed(\$7 ) < $signed(act_min);
-  assign \$18  = $signed(\$7 ) > $signed(act_max);
-  assign \$19  = \$18  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$7 [34], \$7  };
-  assign \$20  = \$17  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$19 ;
   always @(posedge clk)
-    x1 <= \$21 ;
+    a2 <= \$39 ;
   always @(posedge clk)
-    sh1 <= \$22 ;
+    m2 <= \$40 ;
   always @(posedge clk)
-    m1 <= \$23 ;
+    e2 <= \$41 ;
   always @(posedge clk)
-    a2 <= \$24 ;
+    p_base <= \$42 ;
   always @(posedge clk)
-    m2 <= \$25 ;
+    p_mid <= \$43 ;
   always @(posedge clk)
-    e2 <= \$26 ;
+    e3 <= \$44 ;
   always @(posedge clk)
-    p3 <= \$27 ;
+    e4 <= \$45 ;
   always @(posedge clk)
-    e3 <= \$28 ;
+    h5 <= \$46 ;
   always @(posedge clk)
-    h4 <= \$29 ;
+    e5 <= \$47 ;
   always @(posedge clk)
-    e4 <= \$30 ;
+    half5 <= \$48 ;
   always @(posedge clk)
-    r5 <= \$31 ;
+    halfm5 <= \$49 ;
   always @(posedge clk)
-    y <= \$32 ;
+    t6 <= \$50 ;
+  always @(posedge clk)
+    e6 <= \$51 ;
+  always @(posedge clk)
+    v7 <= \$52 ;
+  always @(posedge clk)
+    r8 <= \$53 ;
+  always @(posedge clk)
+    y <= \$54 ;
+  assign total = $signed(acc) + $signed(\port$301$0 [31:0]);
+  assign \$1  = 1'h1 << e4;
+  assign \$2  = $signed(zero_point) + $signed(r8);
+  assign \$3  = $signed(\port$301$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$301$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$301$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$301$0 [68:63]);
+  assign \$7  = \$5  ? \$6  : 7'h00;
+  assign \$8  = $signed(x1) << left;
+  assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
+  assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
+  assign \$13  = $signed(p_base) + $signed(\$12 );
+  assign \$15  = | e4;
+  assign \$16  = half - 1'h1;
+  assign \$17  = \$15  ? \$16  : 33'h000000000;
+  assign \$18  = h5[31] ? halfm5 : half5;
+  assign \$19  = $signed(h5) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t6) >>> e6;
+  assign \$21  = ! v7[33:9];
+  assign \$22  = v7[33:9] == 25'h1ffffff;
+  assign \$23  = \$21  | \$22 ;
+  assign \$24  = v7[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v7[9:0] : \$24 ;
+  assign \$26  = $signed(\$2 ) < $signed(act_min);
+  assign \$27  = $signed(\$2 ) > $signed(act_max);
+  assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
+  assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
+  assign \$30  = $signed(x1) << left;
+  assign \$31  = $signed(x1) << left;
+  assign \$32  = $signed(x1) << left;
+  assign \$33  = $signed(x1) << left;
+  always @(posedge clk)
+    x1 <= \$34 ;
+  always @(posedge clk)
+    sh1 <= \$35 ;
+  always @(posedge clk)
+    m1 <= \$36 ;
+  always @(posedge clk)
+    left <= \$37 ;
+  always @(posedge clk)
+    right <= \$38 ;
+  tf_mulreg_u18xu18 p_mul00 (
+    .a(\$30 [17:0]),
+    .b(m1[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p00),
+    .rst(rst)
+  );
+  tf_mulreg_u18xu13 p_mul01 (
+    .a(\$31 [17:0]),
+    .b(m1[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p01),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu18 p_mul10 (
+    .a(\$32 [31:18]),
+    .b(m1[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p10),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu13 p_mul11 (
+    .a(\$33 [31:18]),
+    .b(m1[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p11),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$21  = x1;
+    \$39  = a2;
     if (en) begin
-      \$21  = total[31:0];
+      \$39  = \$8 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$22  = sh1;
+    \$40  = m2;
     if (en) begin
-      \$22  = \port$281$0 [68:63];
+      \$40  = m1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$23  = m1;
+    \$41  = e2;
     if (en) begin
-      \$23  = \port$281$0 [62:32];
+      \$41  = right;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$24  = a2;
+    \$42  = p_base;
     if (en) begin
-      \$24  = \$8 [31:0];
+      \$42  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$25  = m2;
+    \$43  = p_mid;
     if (en) begin
-      \$25  = m1;
+      \$43  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$26  = e2;
+    \$44  = e3;
     if (en) begin
-      \$26  = \$5 [4:0];
+      \$44  = e2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$27  = p3;
+    \$45  = e4;
     if (en) begin
-      \$27  = { \$9 [62], \$9  };
+      \$45  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$28  = e3;
+    \$46  = h5;
     if (en) begin
-      \$28  = e2;
+      \$46  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$29  = h4;
+    \$47  = e5;
     if (en) begin
-      \$29  = \$11 [31:0];
+      \$47  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$30  = e4;
+    \$48  = half5;
     if (en) begin
-      \$30  = e3;
+      \$48  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$31  = r5;
+    \$49  = halfm5;
     if (en) begin
-      \$31  = \$16 [33:0];
+      \$49  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$32  = y;
+    \$50  = t6;
     if (en) begin
-      \$32  = \$20 [7:0];
+      \$50  = \$19 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$51  = e6;
+    if (en) begin
+      \$51  = e5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$52  = v7;
+    if (en) begin
+      \$52  = \$20 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$53  = r8;
+    if (en) begin
+      \$53  = \$25 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$54  = y;
+    if (en) begin
+      \$54  = \$29 [7:0];
     end
     if (rst) begin
-      \$32  = 8'h00;
+      \$54  = 8'h00;
     end
   end
-  assign bias = \port$281$0 [31:0];
-  assign left = \$2 [4:0];
-  assign right = \$5 [4:0];
-  assign yv = { \$7 [34], \$7  };
-  assign shift = \port$281$0 [68:63];
-  assign multiplier = \port$281$0 [62:32];
-  assign half = { 1'h0, \$6 [31:1] };
-  assign \$11  = { \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64:31] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$34  = x1;
+    if (en) begin
+      \$34  = total[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$35  = sh1;
+    if (en) begin
+      \$35  = \port$301$0 [68:63];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$36  = m1;
+    if (en) begin
+      \$36  = \port$301$0 [62:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$37  = left;
+    if (en) begin
+      \$37  = \$4 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$38  = right;
+    if (en) begin
+      \$38  = \$7 [4:0];
+    end
+  end
+  assign bias = \port$301$0 [31:0];
+  assign left1 = left;
+  assign right1 = right;
+  assign yv = { \$2 [10], \$2  };
+  assign shift = \port$301$0 [68:63];
+  assign multiplier = \port$301$0 [62:32];
+  assign half = { 1'h0, \$1 [31:1] };
+  assign \$9  = { p_p11[26], p_p11, p_p00 };
+  assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
+  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:31] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane2 (rst, en, \port$310$0 , zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane2 (rst, en, \port$347$0 , zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
-  wire \$1 ;
-  wire [64:0] \$10 ;
-  wire [64:0] \$11 ;
-  wire [33:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire [34:0] \$15 ;
-  wire [34:0] \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [35:0] \$19 ;
-  wire [5:0] \$2 ;
-  wire [35:0] \$20 ;
-  reg [31:0] \$21 ;
-  reg [5:0] \$22 ;
-  reg [30:0] \$23 ;
-  reg [31:0] \$24 ;
-  reg [30:0] \$25 ;
-  reg [4:0] \$26 ;
-  reg [63:0] \$27 ;
-  reg [4:0] \$28 ;
-  reg [31:0] \$29 ;
+  wire [62:0] \$1 ;
+  wire [65:0] \$10 ;
+  wire [32:0] \$11 ;
+  wire [64:0] \$12 ;
+  wire [65:0] \$13 ;
+  wire [65:0] \$14 ;
+  wire \$15 ;
+  wire [32:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [31:0] \$18 ;
+  wire [33:0] \$19 ;
+  wire [10:0] \$2 ;
+  wire [33:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
   wire \$3 ;
-  reg [4:0] \$30 ;
-  reg [33:0] \$31 ;
-  reg [7:0] \$32 ;
-  wire [6:0] \$4 ;
-  wire [6:0] \$5 ;
-  wire [62:0] \$6 ;
-  wire [34:0] \$7 ;
+  wire [62:0] \$30 ;
+  wire [62:0] \$31 ;
+  wire [62:0] \$32 ;
+  wire [62:0] \$33 ;
+  reg [31:0] \$34 ;
+  reg [5:0] \$35 ;
+  reg [30:0] \$36 ;
+  reg [4:0] \$37 ;
+  reg [4:0] \$38 ;
+  reg [31:0] \$39 ;
+  wire [5:0] \$4 ;
+  reg [30:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [63:0] \$42 ;
+  reg [33:0] \$43 ;
+  reg [4:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg [31:0] \$46 ;
+  reg [4:0] \$47 ;
+  reg [31:0] \$48 ;
+  reg [31:0] \$49 ;
+  wire \$5 ;
+  reg [33:0] \$50 ;
+  reg [4:0] \$51 ;
+  reg [33:0] \$52 ;
+  reg [9:0] \$53 ;
+  reg [7:0] \$54 ;
+  wire [6:0] \$6 ;
+  wire [6:0] \$7 ;
   wire [62:0] \$8 ;
-  wire [62:0] \$9 ;
+  wire [63:0] \$9 ;
   reg [31:0] a2 = 32'd0;
   input [31:0] acc;
   wire [31:0] acc;
@@ -6141,206 +6563,369 @@ module \mac8x8_requant.epilogue.lane2 (rst, en, \port$310$0 , zero_point, act_mi
   reg [4:0] e2 = 5'h00;
   reg [4:0] e3 = 5'h00;
   reg [4:0] e4 = 5'h00;
+  reg [4:0] e5 = 5'h00;
+  reg [4:0] e6 = 5'h00;
   input en;
   wire en;
-  reg [31:0] h4 = 32'd0;
+  reg [31:0] h5 = 32'd0;
   wire [31:0] half;
-  wire [4:0] left;
+  reg [31:0] half5 = 32'd0;
+  reg [31:0] halfm5 = 32'd0;
+  reg [4:0] left = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] left1;
   reg [30:0] m1 = 31'h00000000;
   reg [30:0] m2 = 31'h00000000;
   wire [30:0] multiplier;
-  reg [63:0] p3 = 64'h0000000000000000;
-  input [68:0] \port$310$0 ;
-  wire [68:0] \port$310$0 ;
-  reg [33:0] r5 = 34'h000000000;
-  wire [4:0] right;
+  reg [63:0] p_base = 64'h0000000000000000;
+  reg [33:0] p_mid = 34'h000000000;
+  wire [35:0] p_p00;
+  wire [30:0] p_p01;
+  wire [31:0] p_p10;
+  wire [26:0] p_p11;
+  input [68:0] \port$347$0 ;
+  wire [68:0] \port$347$0 ;
+  reg [9:0] r8 = 10'h000;
+  reg [4:0] right = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] right1;
   input rst;
   wire rst;
   reg [5:0] sh1 = 6'h00;
   wire [5:0] shift;
+  reg [33:0] t6 = 34'h000000000;
   wire [32:0] total;
+  reg [33:0] v7 = 34'h000000000;
   reg [31:0] x1 = 32'd0;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  wire [35:0] yv;
+  wire [11:0] yv;
   input [7:0] zero_point;
   wire [7:0] zero_point;
-  assign total = $signed(acc) + $signed(\port$310$0 [31:0]);
-  assign \$1  = $signed(sh1) > $signed(1'h0);
-  assign \$2  = \$1  ? sh1 : 6'h00;
-  assign \$3  = $signed(sh1) < $signed(1'h0);
-  assign \$4  = - $signed(sh1);
-  assign \$5  = \$3  ? \$4  : 7'h00;
-  assign \$6  = 1'h1 << e4;
-  assign \$7  = $signed(zero_point) + $signed(r5);
-  assign \$8  = $signed(x1) << \$2 [4:0];
-  assign \$9  = $signed(a2) * $signed({ 1'h0, m2 });
-  assign \$10  = $signed(p3) + $signed(32'd1073741824);
-  assign \$12  = $signed(h4) + $signed({ 1'h0, half });
-  assign \$13  = | e4;
-  assign \$14  = \$13  & h4[31];
-  assign \$15  = $signed(\$12 ) - $signed({ 1'h0, \$14  });
-  assign \$16  = $signed(\$15 ) >>> e4;
-  assign \$17  = $signed(\$7 ) < $signed(act_min);
-  assign \$18  = $signed(\$7 ) > $signed(act_max);
-  assign \$19  = \$18  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$7 [34], \$7  };
-  assign \$20  = \$17  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$19 ;
   always @(posedge clk)
-    x1 <= \$21 ;
+    a2 <= \$39 ;
   always @(posedge clk)
-    sh1 <= \$22 ;
+    m2 <= \$40 ;
   always @(posedge clk)
-    m1 <= \$23 ;
+    e2 <= \$41 ;
   always @(posedge clk)
-    a2 <= \$24 ;
+    p_base <= \$42 ;
   always @(posedge clk)
-    m2 <= \$25 ;
+    p_mid <= \$43 ;
   always @(posedge clk)
-    e2 <= \$26 ;
+    e3 <= \$44 ;
   always @(posedge clk)
-    p3 <= \$27 ;
+    e4 <= \$45 ;
   always @(posedge clk)
-    e3 <= \$28 ;
+    h5 <= \$46 ;
   always @(posedge clk)
-    h4 <= \$29 ;
+    e5 <= \$47 ;
   always @(posedge clk)
-    e4 <= \$30 ;
+    half5 <= \$48 ;
   always @(posedge clk)
-    r5 <= \$31 ;
+    halfm5 <= \$49 ;
   always @(posedge clk)
-    y <= \$32 ;
+    t6 <= \$50 ;
+  always @(posedge clk)
+    e6 <= \$51 ;
+  always @(posedge clk)
+    v7 <= \$52 ;
+  always @(posedge clk)
+    r8 <= \$53 ;
+  always @(posedge clk)
+    y <= \$54 ;
+  assign total = $signed(acc) + $signed(\port$347$0 [31:0]);
+  assign \$1  = 1'h1 << e4;
+  assign \$2  = $signed(zero_point) + $signed(r8);
+  assign \$3  = $signed(\port$347$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$347$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$347$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$347$0 [68:63]);
+  assign \$7  = \$5  ? \$6  : 7'h00;
+  assign \$8  = $signed(x1) << left;
+  assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
+  assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
+  assign \$13  = $signed(p_base) + $signed(\$12 );
+  assign \$15  = | e4;
+  assign \$16  = half - 1'h1;
+  assign \$17  = \$15  ? \$16  : 33'h000000000;
+  assign \$18  = h5[31] ? halfm5 : half5;
+  assign \$19  = $signed(h5) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t6) >>> e6;
+  assign \$21  = ! v7[33:9];
+  assign \$22  = v7[33:9] == 25'h1ffffff;
+  assign \$23  = \$21  | \$22 ;
+  assign \$24  = v7[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v7[9:0] : \$24 ;
+  assign \$26  = $signed(\$2 ) < $signed(act_min);
+  assign \$27  = $signed(\$2 ) > $signed(act_max);
+  assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
+  assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
+  assign \$30  = $signed(x1) << left;
+  assign \$31  = $signed(x1) << left;
+  assign \$32  = $signed(x1) << left;
+  assign \$33  = $signed(x1) << left;
+  always @(posedge clk)
+    x1 <= \$34 ;
+  always @(posedge clk)
+    sh1 <= \$35 ;
+  always @(posedge clk)
+    m1 <= \$36 ;
+  always @(posedge clk)
+    left <= \$37 ;
+  always @(posedge clk)
+    right <= \$38 ;
+  tf_mulreg_u18xu18 p_mul00 (
+    .a(\$30 [17:0]),
+    .b(m1[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p00),
+    .rst(rst)
+  );
+  tf_mulreg_u18xu13 p_mul01 (
+    .a(\$31 [17:0]),
+    .b(m1[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p01),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu18 p_mul10 (
+    .a(\$32 [31:18]),
+    .b(m1[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p10),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu13 p_mul11 (
+    .a(\$33 [31:18]),
+    .b(m1[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p11),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$21  = x1;
+    \$39  = a2;
     if (en) begin
-      \$21  = total[31:0];
+      \$39  = \$8 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$22  = sh1;
+    \$40  = m2;
     if (en) begin
-      \$22  = \port$310$0 [68:63];
+      \$40  = m1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$23  = m1;
+    \$41  = e2;
     if (en) begin
-      \$23  = \port$310$0 [62:32];
+      \$41  = right;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$24  = a2;
+    \$42  = p_base;
     if (en) begin
-      \$24  = \$8 [31:0];
+      \$42  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$25  = m2;
+    \$43  = p_mid;
     if (en) begin
-      \$25  = m1;
+      \$43  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$26  = e2;
+    \$44  = e3;
     if (en) begin
-      \$26  = \$5 [4:0];
+      \$44  = e2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$27  = p3;
+    \$45  = e4;
     if (en) begin
-      \$27  = { \$9 [62], \$9  };
+      \$45  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$28  = e3;
+    \$46  = h5;
     if (en) begin
-      \$28  = e2;
+      \$46  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$29  = h4;
+    \$47  = e5;
     if (en) begin
-      \$29  = \$11 [31:0];
+      \$47  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$30  = e4;
+    \$48  = half5;
     if (en) begin
-      \$30  = e3;
+      \$48  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$31  = r5;
+    \$49  = halfm5;
     if (en) begin
-      \$31  = \$16 [33:0];
+      \$49  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$32  = y;
+    \$50  = t6;
     if (en) begin
-      \$32  = \$20 [7:0];
+      \$50  = \$19 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$51  = e6;
+    if (en) begin
+      \$51  = e5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$52  = v7;
+    if (en) begin
+      \$52  = \$20 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$53  = r8;
+    if (en) begin
+      \$53  = \$25 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$54  = y;
+    if (en) begin
+      \$54  = \$29 [7:0];
     end
     if (rst) begin
-      \$32  = 8'h00;
+      \$54  = 8'h00;
     end
   end
-  assign bias = \port$310$0 [31:0];
-  assign left = \$2 [4:0];
-  assign right = \$5 [4:0];
-  assign yv = { \$7 [34], \$7  };
-  assign shift = \port$310$0 [68:63];
-  assign multiplier = \port$310$0 [62:32];
-  assign half = { 1'h0, \$6 [31:1] };
-  assign \$11  = { \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64:31] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$34  = x1;
+    if (en) begin
+      \$34  = total[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$35  = sh1;
+    if (en) begin
+      \$35  = \port$347$0 [68:63];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$36  = m1;
+    if (en) begin
+      \$36  = \port$347$0 [62:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$37  = left;
+    if (en) begin
+      \$37  = \$4 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$38  = right;
+    if (en) begin
+      \$38  = \$7 [4:0];
+    end
+  end
+  assign bias = \port$347$0 [31:0];
+  assign left1 = left;
+  assign right1 = right;
+  assign yv = { \$2 [10], \$2  };
+  assign shift = \port$347$0 [68:63];
+  assign multiplier = \port$347$0 [62:32];
+  assign half = { 1'h0, \$1 [31:1] };
+  assign \$9  = { p_p11[26], p_p11, p_p00 };
+  assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
+  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:31] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane3 (rst, en, \port$339$0 , zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane3 (rst, en, \port$393$0 , zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
-  wire \$1 ;
-  wire [64:0] \$10 ;
-  wire [64:0] \$11 ;
-  wire [33:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire [34:0] \$15 ;
-  wire [34:0] \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [35:0] \$19 ;
-  wire [5:0] \$2 ;
-  wire [35:0] \$20 ;
-  reg [31:0] \$21 ;
-  reg [5:0] \$22 ;
-  reg [30:0] \$23 ;
-  reg [31:0] \$24 ;
-  reg [30:0] \$25 ;
-  reg [4:0] \$26 ;
-  reg [63:0] \$27 ;
-  reg [4:0] \$28 ;
-  reg [31:0] \$29 ;
+  wire [62:0] \$1 ;
+  wire [65:0] \$10 ;
+  wire [32:0] \$11 ;
+  wire [64:0] \$12 ;
+  wire [65:0] \$13 ;
+  wire [65:0] \$14 ;
+  wire \$15 ;
+  wire [32:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [31:0] \$18 ;
+  wire [33:0] \$19 ;
+  wire [10:0] \$2 ;
+  wire [33:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
   wire \$3 ;
-  reg [4:0] \$30 ;
-  reg [33:0] \$31 ;
-  reg [7:0] \$32 ;
-  wire [6:0] \$4 ;
-  wire [6:0] \$5 ;
-  wire [62:0] \$6 ;
-  wire [34:0] \$7 ;
+  wire [62:0] \$30 ;
+  wire [62:0] \$31 ;
+  wire [62:0] \$32 ;
+  wire [62:0] \$33 ;
+  reg [31:0] \$34 ;
+  reg [5:0] \$35 ;
+  reg [30:0] \$36 ;
+  reg [4:0] \$37 ;
+  reg [4:0] \$38 ;
+  reg [31:0] \$39 ;
+  wire [5:0] \$4 ;
+  reg [30:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [63:0] \$42 ;
+  reg [33:0] \$43 ;
+  reg [4:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg [31:0] \$46 ;
+  reg [4:0] \$47 ;
+  reg [31:0] \$48 ;
+  reg [31:0] \$49 ;
+  wire \$5 ;
+  reg [33:0] \$50 ;
+  reg [4:0] \$51 ;
+  reg [33:0] \$52 ;
+  reg [9:0] \$53 ;
+  reg [7:0] \$54 ;
+  wire [6:0] \$6 ;
+  wire [6:0] \$7 ;
   wire [62:0] \$8 ;
-  wire [62:0] \$9 ;
+  wire [63:0] \$9 ;
   reg [31:0] a2 = 32'd0;
   input [31:0] acc;
   wire [31:0] acc;
@@ -6354,206 +6939,369 @@ module \mac8x8_requant.epilogue.lane3 (rst, en, \port$339$0 , zero_point, act_mi
   reg [4:0] e2 = 5'h00;
   reg [4:0] e3 = 5'h00;
   reg [4:0] e4 = 5'h00;
+  reg [4:0] e5 = 5'h00;
+  reg [4:0] e6 = 5'h00;
   input en;
   wire en;
-  reg [31:0] h4 = 32'd0;
+  reg [31:0] h5 = 32'd0;
   wire [31:0] half;
-  wire [4:0] left;
+  reg [31:0] half5 = 32'd0;
+  reg [31:0] halfm5 = 32'd0;
+  reg [4:0] left = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] left1;
   reg [30:0] m1 = 31'h00000000;
   reg [30:0] m2 = 31'h00000000;
   wire [30:0] multiplier;
-  reg [63:0] p3 = 64'h0000000000000000;
-  input [68:0] \port$339$0 ;
-  wire [68:0] \port$339$0 ;
-  reg [33:0] r5 = 34'h000000000;
-  wire [4:0] right;
+  reg [63:0] p_base = 64'h0000000000000000;
+  reg [33:0] p_mid = 34'h000000000;
+  wire [35:0] p_p00;
+  wire [30:0] p_p01;
+  wire [31:0] p_p10;
+  wire [26:0] p_p11;
+  input [68:0] \port$393$0 ;
+  wire [68:0] \port$393$0 ;
+  reg [9:0] r8 = 10'h000;
+  reg [4:0] right = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] right1;
   input rst;
   wire rst;
   reg [5:0] sh1 = 6'h00;
   wire [5:0] shift;
+  reg [33:0] t6 = 34'h000000000;
   wire [32:0] total;
+  reg [33:0] v7 = 34'h000000000;
   reg [31:0] x1 = 32'd0;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  wire [35:0] yv;
+  wire [11:0] yv;
   input [7:0] zero_point;
   wire [7:0] zero_point;
-  assign total = $signed(acc) + $signed(\port$339$0 [31:0]);
-  assign \$1  = $signed(sh1) > $signed(1'h0);
-  assign \$2  = \$1  ? sh1 : 6'h00;
-  assign \$3  = $signed(sh1) < $signed(1'h0);
-  assign \$4  = - $signed(sh1);
-  assign \$5  = \$3  ? \$4  : 7'h00;
-  assign \$6  = 1'h1 << e4;
-  assign \$7  = $signed(zero_point) + $signed(r5);
-  assign \$8  = $signed(x1) << \$2 [4:0];
-  assign \$9  = $signed(a2) * $signed({ 1'h0, m2 });
-  assign \$10  = $signed(p3) + $signed(32'd1073741824);
-  assign \$12  = $signed(h4) + $signed({ 1'h0, half });
-  assign \$13  = | e4;
-  assign \$14  = \$13  & h4[31];
-  assign \$15  = $signed(\$12 ) - $signed({ 1'h0, \$14  });
-  assign \$16  = $signed(\$15 ) >>> e4;
-  assign \$17  = $signed(\$7 ) < $signed(act_min);
-  assign \$18  = $signed(\$7 ) > $signed(act_max);
-  assign \$19  = \$18  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$7 [34], \$7  };
-  assign \$20  = \$17  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$19 ;
   always @(posedge clk)
-    x1 <= \$21 ;
+    a2 <= \$39 ;
   always @(posedge clk)
-    sh1 <= \$22 ;
+    m2 <= \$40 ;
   always @(posedge clk)
-    m1 <= \$23 ;
+    e2 <= \$41 ;
   always @(posedge clk)
-    a2 <= \$24 ;
+    p_base <= \$42 ;
   always @(posedge clk)
-    m2 <= \$25 ;
+    p_mid <= \$43 ;
   always @(posedge clk)
-    e2 <= \$26 ;
+    e3 <= \$44 ;
   always @(posedge clk)
-    p3 <= \$27 ;
+    e4 <= \$45 ;
   always @(posedge clk)
-    e3 <= \$28 ;
+    h5 <= \$46 ;
   always @(posedge clk)
-    h4 <= \$29 ;
+    e5 <= \$47 ;
   always @(posedge clk)
-    e4 <= \$30 ;
+    half5 <= \$48 ;
   always @(posedge clk)
-    r5 <= \$31 ;
+    halfm5 <= \$49 ;
   always @(posedge clk)
-    y <= \$32 ;
+    t6 <= \$50 ;
+  always @(posedge clk)
+    e6 <= \$51 ;
+  always @(posedge clk)
+    v7 <= \$52 ;
+  always @(posedge clk)
+    r8 <= \$53 ;
+  always @(posedge clk)
+    y <= \$54 ;
+  assign total = $signed(acc) + $signed(\port$393$0 [31:0]);
+  assign \$1  = 1'h1 << e4;
+  assign \$2  = $signed(zero_point) + $signed(r8);
+  assign \$3  = $signed(\port$393$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$393$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$393$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$393$0 [68:63]);
+  assign \$7  = \$5  ? \$6  : 7'h00;
+  assign \$8  = $signed(x1) << left;
+  assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
+  assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
+  assign \$13  = $signed(p_base) + $signed(\$12 );
+  assign \$15  = | e4;
+  assign \$16  = half - 1'h1;
+  assign \$17  = \$15  ? \$16  : 33'h000000000;
+  assign \$18  = h5[31] ? halfm5 : half5;
+  assign \$19  = $signed(h5) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t6) >>> e6;
+  assign \$21  = ! v7[33:9];
+  assign \$22  = v7[33:9] == 25'h1ffffff;
+  assign \$23  = \$21  | \$22 ;
+  assign \$24  = v7[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v7[9:0] : \$24 ;
+  assign \$26  = $signed(\$2 ) < $signed(act_min);
+  assign \$27  = $signed(\$2 ) > $signed(act_max);
+  assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
+  assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
+  assign \$30  = $signed(x1) << left;
+  assign \$31  = $signed(x1) << left;
+  assign \$32  = $signed(x1) << left;
+  assign \$33  = $signed(x1) << left;
+  always @(posedge clk)
+    x1 <= \$34 ;
+  always @(posedge clk)
+    sh1 <= \$35 ;
+  always @(posedge clk)
+    m1 <= \$36 ;
+  always @(posedge clk)
+    left <= \$37 ;
+  always @(posedge clk)
+    right <= \$38 ;
+  tf_mulreg_u18xu18 p_mul00 (
+    .a(\$30 [17:0]),
+    .b(m1[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p00),
+    .rst(rst)
+  );
+  tf_mulreg_u18xu13 p_mul01 (
+    .a(\$31 [17:0]),
+    .b(m1[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p01),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu18 p_mul10 (
+    .a(\$32 [31:18]),
+    .b(m1[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p10),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu13 p_mul11 (
+    .a(\$33 [31:18]),
+    .b(m1[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p11),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$21  = x1;
+    \$39  = a2;
     if (en) begin
-      \$21  = total[31:0];
+      \$39  = \$8 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$22  = sh1;
+    \$40  = m2;
     if (en) begin
-      \$22  = \port$339$0 [68:63];
+      \$40  = m1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$23  = m1;
+    \$41  = e2;
     if (en) begin
-      \$23  = \port$339$0 [62:32];
+      \$41  = right;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$24  = a2;
+    \$42  = p_base;
     if (en) begin
-      \$24  = \$8 [31:0];
+      \$42  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$25  = m2;
+    \$43  = p_mid;
     if (en) begin
-      \$25  = m1;
+      \$43  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$26  = e2;
+    \$44  = e3;
     if (en) begin
-      \$26  = \$5 [4:0];
+      \$44  = e2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$27  = p3;
+    \$45  = e4;
     if (en) begin
-      \$27  = { \$9 [62], \$9  };
+      \$45  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$28  = e3;
+    \$46  = h5;
     if (en) begin
-      \$28  = e2;
+      \$46  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$29  = h4;
+    \$47  = e5;
     if (en) begin
-      \$29  = \$11 [31:0];
+      \$47  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$30  = e4;
+    \$48  = half5;
     if (en) begin
-      \$30  = e3;
+      \$48  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$31  = r5;
+    \$49  = halfm5;
     if (en) begin
-      \$31  = \$16 [33:0];
+      \$49  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$32  = y;
+    \$50  = t6;
     if (en) begin
-      \$32  = \$20 [7:0];
+      \$50  = \$19 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$51  = e6;
+    if (en) begin
+      \$51  = e5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$52  = v7;
+    if (en) begin
+      \$52  = \$20 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$53  = r8;
+    if (en) begin
+      \$53  = \$25 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$54  = y;
+    if (en) begin
+      \$54  = \$29 [7:0];
     end
     if (rst) begin
-      \$32  = 8'h00;
+      \$54  = 8'h00;
     end
   end
-  assign bias = \port$339$0 [31:0];
-  assign left = \$2 [4:0];
-  assign right = \$5 [4:0];
-  assign yv = { \$7 [34], \$7  };
-  assign shift = \port$339$0 [68:63];
-  assign multiplier = \port$339$0 [62:32];
-  assign half = { 1'h0, \$6 [31:1] };
-  assign \$11  = { \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64:31] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$34  = x1;
+    if (en) begin
+      \$34  = total[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$35  = sh1;
+    if (en) begin
+      \$35  = \port$393$0 [68:63];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$36  = m1;
+    if (en) begin
+      \$36  = \port$393$0 [62:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$37  = left;
+    if (en) begin
+      \$37  = \$4 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$38  = right;
+    if (en) begin
+      \$38  = \$7 [4:0];
+    end
+  end
+  assign bias = \port$393$0 [31:0];
+  assign left1 = left;
+  assign right1 = right;
+  assign yv = { \$2 [10], \$2  };
+  assign shift = \port$393$0 [68:63];
+  assign multiplier = \port$393$0 [62:32];
+  assign half = { 1'h0, \$1 [31:1] };
+  assign \$9  = { p_p11[26], p_p11, p_p00 };
+  assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
+  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:31] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane4 (rst, en, \port$368$0 , zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane4 (rst, en, \port$439$0 , zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
-  wire \$1 ;
-  wire [64:0] \$10 ;
-  wire [64:0] \$11 ;
-  wire [33:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire [34:0] \$15 ;
-  wire [34:0] \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [35:0] \$19 ;
-  wire [5:0] \$2 ;
-  wire [35:0] \$20 ;
-  reg [31:0] \$21 ;
-  reg [5:0] \$22 ;
-  reg [30:0] \$23 ;
-  reg [31:0] \$24 ;
-  reg [30:0] \$25 ;
-  reg [4:0] \$26 ;
-  reg [63:0] \$27 ;
-  reg [4:0] \$28 ;
-  reg [31:0] \$29 ;
+  wire [62:0] \$1 ;
+  wire [65:0] \$10 ;
+  wire [32:0] \$11 ;
+  wire [64:0] \$12 ;
+  wire [65:0] \$13 ;
+  wire [65:0] \$14 ;
+  wire \$15 ;
+  wire [32:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [31:0] \$18 ;
+  wire [33:0] \$19 ;
+  wire [10:0] \$2 ;
+  wire [33:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
   wire \$3 ;
-  reg [4:0] \$30 ;
-  reg [33:0] \$31 ;
-  reg [7:0] \$32 ;
-  wire [6:0] \$4 ;
-  wire [6:0] \$5 ;
-  wire [62:0] \$6 ;
-  wire [34:0] \$7 ;
+  wire [62:0] \$30 ;
+  wire [62:0] \$31 ;
+  wire [62:0] \$32 ;
+  wire [62:0] \$33 ;
+  reg [31:0] \$34 ;
+  reg [5:0] \$35 ;
+  reg [30:0] \$36 ;
+  reg [4:0] \$37 ;
+  reg [4:0] \$38 ;
+  reg [31:0] \$39 ;
+  wire [5:0] \$4 ;
+  reg [30:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [63:0] \$42 ;
+  reg [33:0] \$43 ;
+  reg [4:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg [31:0] \$46 ;
+  reg [4:0] \$47 ;
+  reg [31:0] \$48 ;
+  reg [31:0] \$49 ;
+  wire \$5 ;
+  reg [33:0] \$50 ;
+  reg [4:0] \$51 ;
+  reg [33:0] \$52 ;
+  reg [9:0] \$53 ;
+  reg [7:0] \$54 ;
+  wire [6:0] \$6 ;
+  wire [6:0] \$7 ;
   wire [62:0] \$8 ;
-  wire [62:0] \$9 ;
+  wire [63:0] \$9 ;
   reg [31:0] a2 = 32'd0;
   input [31:0] acc;
   wire [31:0] acc;
@@ -6567,206 +7315,369 @@ module \mac8x8_requant.epilogue.lane4 (rst, en, \port$368$0 , zero_point, act_mi
   reg [4:0] e2 = 5'h00;
   reg [4:0] e3 = 5'h00;
   reg [4:0] e4 = 5'h00;
+  reg [4:0] e5 = 5'h00;
+  reg [4:0] e6 = 5'h00;
   input en;
   wire en;
-  reg [31:0] h4 = 32'd0;
+  reg [31:0] h5 = 32'd0;
   wire [31:0] half;
-  wire [4:0] left;
+  reg [31:0] half5 = 32'd0;
+  reg [31:0] halfm5 = 32'd0;
+  reg [4:0] left = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] left1;
   reg [30:0] m1 = 31'h00000000;
   reg [30:0] m2 = 31'h00000000;
   wire [30:0] multiplier;
-  reg [63:0] p3 = 64'h0000000000000000;
-  input [68:0] \port$368$0 ;
-  wire [68:0] \port$368$0 ;
-  reg [33:0] r5 = 34'h000000000;
-  wire [4:0] right;
+  reg [63:0] p_base = 64'h0000000000000000;
+  reg [33:0] p_mid = 34'h000000000;
+  wire [35:0] p_p00;
+  wire [30:0] p_p01;
+  wire [31:0] p_p10;
+  wire [26:0] p_p11;
+  input [68:0] \port$439$0 ;
+  wire [68:0] \port$439$0 ;
+  reg [9:0] r8 = 10'h000;
+  reg [4:0] right = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] right1;
   input rst;
   wire rst;
   reg [5:0] sh1 = 6'h00;
   wire [5:0] shift;
+  reg [33:0] t6 = 34'h000000000;
   wire [32:0] total;
+  reg [33:0] v7 = 34'h000000000;
   reg [31:0] x1 = 32'd0;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  wire [35:0] yv;
+  wire [11:0] yv;
   input [7:0] zero_point;
   wire [7:0] zero_point;
-  assign total = $signed(acc) + $signed(\port$368$0 [31:0]);
-  assign \$1  = $signed(sh1) > $signed(1'h0);
-  assign \$2  = \$1  ? sh1 : 6'h00;
-  assign \$3  = $signed(sh1) < $signed(1'h0);
-  assign \$4  = - $signed(sh1);
-  assign \$5  = \$3  ? \$4  : 7'h00;
-  assign \$6  = 1'h1 << e4;
-  assign \$7  = $signed(zero_point) + $signed(r5);
-  assign \$8  = $signed(x1) << \$2 [4:0];
-  assign \$9  = $signed(a2) * $signed({ 1'h0, m2 });
-  assign \$10  = $signed(p3) + $signed(32'd1073741824);
-  assign \$12  = $signed(h4) + $signed({ 1'h0, half });
-  assign \$13  = | e4;
-  assign \$14  = \$13  & h4[31];
-  assign \$15  = $signed(\$12 ) - $signed({ 1'h0, \$14  });
-  assign \$16  = $signed(\$15 ) >>> e4;
-  assign \$17  = $signed(\$7 ) < $signed(act_min);
-  assign \$18  = $signed(\$7 ) > $signed(act_max);
-  assign \$19  = \$18  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$7 [34], \$7  };
-  assign \$20  = \$17  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$19 ;
   always @(posedge clk)
-    x1 <= \$21 ;
+    a2 <= \$39 ;
   always @(posedge clk)
-    sh1 <= \$22 ;
+    m2 <= \$40 ;
   always @(posedge clk)
-    m1 <= \$23 ;
+    e2 <= \$41 ;
   always @(posedge clk)
-    a2 <= \$24 ;
+    p_base <= \$42 ;
   always @(posedge clk)
-    m2 <= \$25 ;
+    p_mid <= \$43 ;
   always @(posedge clk)
-    e2 <= \$26 ;
+    e3 <= \$44 ;
   always @(posedge clk)
-    p3 <= \$27 ;
+    e4 <= \$45 ;
   always @(posedge clk)
-    e3 <= \$28 ;
+    h5 <= \$46 ;
   always @(posedge clk)
-    h4 <= \$29 ;
+    e5 <= \$47 ;
   always @(posedge clk)
-    e4 <= \$30 ;
+    half5 <= \$48 ;
   always @(posedge clk)
-    r5 <= \$31 ;
+    halfm5 <= \$49 ;
   always @(posedge clk)
-    y <= \$32 ;
+    t6 <= \$50 ;
+  always @(posedge clk)
+    e6 <= \$51 ;
+  always @(posedge clk)
+    v7 <= \$52 ;
+  always @(posedge clk)
+    r8 <= \$53 ;
+  always @(posedge clk)
+    y <= \$54 ;
+  assign total = $signed(acc) + $signed(\port$439$0 [31:0]);
+  assign \$1  = 1'h1 << e4;
+  assign \$2  = $signed(zero_point) + $signed(r8);
+  assign \$3  = $signed(\port$439$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$439$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$439$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$439$0 [68:63]);
+  assign \$7  = \$5  ? \$6  : 7'h00;
+  assign \$8  = $signed(x1) << left;
+  assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
+  assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
+  assign \$13  = $signed(p_base) + $signed(\$12 );
+  assign \$15  = | e4;
+  assign \$16  = half - 1'h1;
+  assign \$17  = \$15  ? \$16  : 33'h000000000;
+  assign \$18  = h5[31] ? halfm5 : half5;
+  assign \$19  = $signed(h5) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t6) >>> e6;
+  assign \$21  = ! v7[33:9];
+  assign \$22  = v7[33:9] == 25'h1ffffff;
+  assign \$23  = \$21  | \$22 ;
+  assign \$24  = v7[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v7[9:0] : \$24 ;
+  assign \$26  = $signed(\$2 ) < $signed(act_min);
+  assign \$27  = $signed(\$2 ) > $signed(act_max);
+  assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
+  assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
+  assign \$30  = $signed(x1) << left;
+  assign \$31  = $signed(x1) << left;
+  assign \$32  = $signed(x1) << left;
+  assign \$33  = $signed(x1) << left;
+  always @(posedge clk)
+    x1 <= \$34 ;
+  always @(posedge clk)
+    sh1 <= \$35 ;
+  always @(posedge clk)
+    m1 <= \$36 ;
+  always @(posedge clk)
+    left <= \$37 ;
+  always @(posedge clk)
+    right <= \$38 ;
+  tf_mulreg_u18xu18 p_mul00 (
+    .a(\$30 [17:0]),
+    .b(m1[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p00),
+    .rst(rst)
+  );
+  tf_mulreg_u18xu13 p_mul01 (
+    .a(\$31 [17:0]),
+    .b(m1[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p01),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu18 p_mul10 (
+    .a(\$32 [31:18]),
+    .b(m1[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p10),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu13 p_mul11 (
+    .a(\$33 [31:18]),
+    .b(m1[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p11),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$21  = x1;
+    \$39  = a2;
     if (en) begin
-      \$21  = total[31:0];
+      \$39  = \$8 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$22  = sh1;
+    \$40  = m2;
     if (en) begin
-      \$22  = \port$368$0 [68:63];
+      \$40  = m1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$23  = m1;
+    \$41  = e2;
     if (en) begin
-      \$23  = \port$368$0 [62:32];
+      \$41  = right;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$24  = a2;
+    \$42  = p_base;
     if (en) begin
-      \$24  = \$8 [31:0];
+      \$42  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$25  = m2;
+    \$43  = p_mid;
     if (en) begin
-      \$25  = m1;
+      \$43  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$26  = e2;
+    \$44  = e3;
     if (en) begin
-      \$26  = \$5 [4:0];
+      \$44  = e2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$27  = p3;
+    \$45  = e4;
     if (en) begin
-      \$27  = { \$9 [62], \$9  };
+      \$45  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$28  = e3;
+    \$46  = h5;
     if (en) begin
-      \$28  = e2;
+      \$46  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$29  = h4;
+    \$47  = e5;
     if (en) begin
-      \$29  = \$11 [31:0];
+      \$47  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$30  = e4;
+    \$48  = half5;
     if (en) begin
-      \$30  = e3;
+      \$48  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$31  = r5;
+    \$49  = halfm5;
     if (en) begin
-      \$31  = \$16 [33:0];
+      \$49  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$32  = y;
+    \$50  = t6;
     if (en) begin
-      \$32  = \$20 [7:0];
+      \$50  = \$19 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$51  = e6;
+    if (en) begin
+      \$51  = e5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$52  = v7;
+    if (en) begin
+      \$52  = \$20 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$53  = r8;
+    if (en) begin
+      \$53  = \$25 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$54  = y;
+    if (en) begin
+      \$54  = \$29 [7:0];
     end
     if (rst) begin
-      \$32  = 8'h00;
+      \$54  = 8'h00;
     end
   end
-  assign bias = \port$368$0 [31:0];
-  assign left = \$2 [4:0];
-  assign right = \$5 [4:0];
-  assign yv = { \$7 [34], \$7  };
-  assign shift = \port$368$0 [68:63];
-  assign multiplier = \port$368$0 [62:32];
-  assign half = { 1'h0, \$6 [31:1] };
-  assign \$11  = { \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64:31] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$34  = x1;
+    if (en) begin
+      \$34  = total[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$35  = sh1;
+    if (en) begin
+      \$35  = \port$439$0 [68:63];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$36  = m1;
+    if (en) begin
+      \$36  = \port$439$0 [62:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$37  = left;
+    if (en) begin
+      \$37  = \$4 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$38  = right;
+    if (en) begin
+      \$38  = \$7 [4:0];
+    end
+  end
+  assign bias = \port$439$0 [31:0];
+  assign left1 = left;
+  assign right1 = right;
+  assign yv = { \$2 [10], \$2  };
+  assign shift = \port$439$0 [68:63];
+  assign multiplier = \port$439$0 [62:32];
+  assign half = { 1'h0, \$1 [31:1] };
+  assign \$9  = { p_p11[26], p_p11, p_p00 };
+  assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
+  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:31] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane5 (rst, en, \port$397$0 , zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane5 (rst, en, \port$485$0 , zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
-  wire \$1 ;
-  wire [64:0] \$10 ;
-  wire [64:0] \$11 ;
-  wire [33:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire [34:0] \$15 ;
-  wire [34:0] \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [35:0] \$19 ;
-  wire [5:0] \$2 ;
-  wire [35:0] \$20 ;
-  reg [31:0] \$21 ;
-  reg [5:0] \$22 ;
-  reg [30:0] \$23 ;
-  reg [31:0] \$24 ;
-  reg [30:0] \$25 ;
-  reg [4:0] \$26 ;
-  reg [63:0] \$27 ;
-  reg [4:0] \$28 ;
-  reg [31:0] \$29 ;
+  wire [62:0] \$1 ;
+  wire [65:0] \$10 ;
+  wire [32:0] \$11 ;
+  wire [64:0] \$12 ;
+  wire [65:0] \$13 ;
+  wire [65:0] \$14 ;
+  wire \$15 ;
+  wire [32:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [31:0] \$18 ;
+  wire [33:0] \$19 ;
+  wire [10:0] \$2 ;
+  wire [33:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
   wire \$3 ;
-  reg [4:0] \$30 ;
-  reg [33:0] \$31 ;
-  reg [7:0] \$32 ;
-  wire [6:0] \$4 ;
-  wire [6:0] \$5 ;
-  wire [62:0] \$6 ;
-  wire [34:0] \$7 ;
+  wire [62:0] \$30 ;
+  wire [62:0] \$31 ;
+  wire [62:0] \$32 ;
+  wire [62:0] \$33 ;
+  reg [31:0] \$34 ;
+  reg [5:0] \$35 ;
+  reg [30:0] \$36 ;
+  reg [4:0] \$37 ;
+  reg [4:0] \$38 ;
+  reg [31:0] \$39 ;
+  wire [5:0] \$4 ;
+  reg [30:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [63:0] \$42 ;
+  reg [33:0] \$43 ;
+  reg [4:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg [31:0] \$46 ;
+  reg [4:0] \$47 ;
+  reg [31:0] \$48 ;
+  reg [31:0] \$49 ;
+  wire \$5 ;
+  reg [33:0] \$50 ;
+  reg [4:0] \$51 ;
+  reg [33:0] \$52 ;
+  reg [9:0] \$53 ;
+  reg [7:0] \$54 ;
+  wire [6:0] \$6 ;
+  wire [6:0] \$7 ;
   wire [62:0] \$8 ;
-  wire [62:0] \$9 ;
+  wire [63:0] \$9 ;
   reg [31:0] a2 = 32'd0;
   input [31:0] acc;
   wire [31:0] acc;
@@ -6780,206 +7691,369 @@ module \mac8x8_requant.epilogue.lane5 (rst, en, \port$397$0 , zero_point, act_mi
   reg [4:0] e2 = 5'h00;
   reg [4:0] e3 = 5'h00;
   reg [4:0] e4 = 5'h00;
+  reg [4:0] e5 = 5'h00;
+  reg [4:0] e6 = 5'h00;
   input en;
   wire en;
-  reg [31:0] h4 = 32'd0;
+  reg [31:0] h5 = 32'd0;
   wire [31:0] half;
-  wire [4:0] left;
+  reg [31:0] half5 = 32'd0;
+  reg [31:0] halfm5 = 32'd0;
+  reg [4:0] left = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] left1;
   reg [30:0] m1 = 31'h00000000;
   reg [30:0] m2 = 31'h00000000;
   wire [30:0] multiplier;
-  reg [63:0] p3 = 64'h0000000000000000;
-  input [68:0] \port$397$0 ;
-  wire [68:0] \port$397$0 ;
-  reg [33:0] r5 = 34'h000000000;
-  wire [4:0] right;
+  reg [63:0] p_base = 64'h0000000000000000;
+  reg [33:0] p_mid = 34'h000000000;
+  wire [35:0] p_p00;
+  wire [30:0] p_p01;
+  wire [31:0] p_p10;
+  wire [26:0] p_p11;
+  input [68:0] \port$485$0 ;
+  wire [68:0] \port$485$0 ;
+  reg [9:0] r8 = 10'h000;
+  reg [4:0] right = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] right1;
   input rst;
   wire rst;
   reg [5:0] sh1 = 6'h00;
   wire [5:0] shift;
+  reg [33:0] t6 = 34'h000000000;
   wire [32:0] total;
+  reg [33:0] v7 = 34'h000000000;
   reg [31:0] x1 = 32'd0;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  wire [35:0] yv;
+  wire [11:0] yv;
   input [7:0] zero_point;
   wire [7:0] zero_point;
-  assign total = $signed(acc) + $signed(\port$397$0 [31:0]);
-  assign \$1  = $signed(sh1) > $signed(1'h0);
-  assign \$2  = \$1  ? sh1 : 6'h00;
-  assign \$3  = $signed(sh1) < $signed(1'h0);
-  assign \$4  = - $signed(sh1);
-  assign \$5  = \$3  ? \$4  : 7'h00;
-  assign \$6  = 1'h1 << e4;
-  assign \$7  = $signed(zero_point) + $signed(r5);
-  assign \$8  = $signed(x1) << \$2 [4:0];
-  assign \$9  = $signed(a2) * $signed({ 1'h0, m2 });
-  assign \$10  = $signed(p3) + $signed(32'd1073741824);
-  assign \$12  = $signed(h4) + $signed({ 1'h0, half });
-  assign \$13  = | e4;
-  assign \$14  = \$13  & h4[31];
-  assign \$15  = $signed(\$12 ) - $signed({ 1'h0, \$14  });
-  assign \$16  = $signed(\$15 ) >>> e4;
-  assign \$17  = $signed(\$7 ) < $signed(act_min);
-  assign \$18  = $signed(\$7 ) > $signed(act_max);
-  assign \$19  = \$18  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$7 [34], \$7  };
-  assign \$20  = \$17  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$19 ;
   always @(posedge clk)
-    x1 <= \$21 ;
+    a2 <= \$39 ;
   always @(posedge clk)
-    sh1 <= \$22 ;
+    m2 <= \$40 ;
   always @(posedge clk)
-    m1 <= \$23 ;
+    e2 <= \$41 ;
   always @(posedge clk)
-    a2 <= \$24 ;
+    p_base <= \$42 ;
   always @(posedge clk)
-    m2 <= \$25 ;
+    p_mid <= \$43 ;
   always @(posedge clk)
-    e2 <= \$26 ;
+    e3 <= \$44 ;
   always @(posedge clk)
-    p3 <= \$27 ;
+    e4 <= \$45 ;
   always @(posedge clk)
-    e3 <= \$28 ;
+    h5 <= \$46 ;
   always @(posedge clk)
-    h4 <= \$29 ;
+    e5 <= \$47 ;
   always @(posedge clk)
-    e4 <= \$30 ;
+    half5 <= \$48 ;
   always @(posedge clk)
-    r5 <= \$31 ;
+    halfm5 <= \$49 ;
   always @(posedge clk)
-    y <= \$32 ;
+    t6 <= \$50 ;
+  always @(posedge clk)
+    e6 <= \$51 ;
+  always @(posedge clk)
+    v7 <= \$52 ;
+  always @(posedge clk)
+    r8 <= \$53 ;
+  always @(posedge clk)
+    y <= \$54 ;
+  assign total = $signed(acc) + $signed(\port$485$0 [31:0]);
+  assign \$1  = 1'h1 << e4;
+  assign \$2  = $signed(zero_point) + $signed(r8);
+  assign \$3  = $signed(\port$485$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$485$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$485$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$485$0 [68:63]);
+  assign \$7  = \$5  ? \$6  : 7'h00;
+  assign \$8  = $signed(x1) << left;
+  assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
+  assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
+  assign \$13  = $signed(p_base) + $signed(\$12 );
+  assign \$15  = | e4;
+  assign \$16  = half - 1'h1;
+  assign \$17  = \$15  ? \$16  : 33'h000000000;
+  assign \$18  = h5[31] ? halfm5 : half5;
+  assign \$19  = $signed(h5) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t6) >>> e6;
+  assign \$21  = ! v7[33:9];
+  assign \$22  = v7[33:9] == 25'h1ffffff;
+  assign \$23  = \$21  | \$22 ;
+  assign \$24  = v7[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v7[9:0] : \$24 ;
+  assign \$26  = $signed(\$2 ) < $signed(act_min);
+  assign \$27  = $signed(\$2 ) > $signed(act_max);
+  assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
+  assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
+  assign \$30  = $signed(x1) << left;
+  assign \$31  = $signed(x1) << left;
+  assign \$32  = $signed(x1) << left;
+  assign \$33  = $signed(x1) << left;
+  always @(posedge clk)
+    x1 <= \$34 ;
+  always @(posedge clk)
+    sh1 <= \$35 ;
+  always @(posedge clk)
+    m1 <= \$36 ;
+  always @(posedge clk)
+    left <= \$37 ;
+  always @(posedge clk)
+    right <= \$38 ;
+  tf_mulreg_u18xu18 p_mul00 (
+    .a(\$30 [17:0]),
+    .b(m1[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p00),
+    .rst(rst)
+  );
+  tf_mulreg_u18xu13 p_mul01 (
+    .a(\$31 [17:0]),
+    .b(m1[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p01),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu18 p_mul10 (
+    .a(\$32 [31:18]),
+    .b(m1[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p10),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu13 p_mul11 (
+    .a(\$33 [31:18]),
+    .b(m1[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p11),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$21  = x1;
+    \$39  = a2;
     if (en) begin
-      \$21  = total[31:0];
+      \$39  = \$8 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$22  = sh1;
+    \$40  = m2;
     if (en) begin
-      \$22  = \port$397$0 [68:63];
+      \$40  = m1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$23  = m1;
+    \$41  = e2;
     if (en) begin
-      \$23  = \port$397$0 [62:32];
+      \$41  = right;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$24  = a2;
+    \$42  = p_base;
     if (en) begin
-      \$24  = \$8 [31:0];
+      \$42  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$25  = m2;
+    \$43  = p_mid;
     if (en) begin
-      \$25  = m1;
+      \$43  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$26  = e2;
+    \$44  = e3;
     if (en) begin
-      \$26  = \$5 [4:0];
+      \$44  = e2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$27  = p3;
+    \$45  = e4;
     if (en) begin
-      \$27  = { \$9 [62], \$9  };
+      \$45  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$28  = e3;
+    \$46  = h5;
     if (en) begin
-      \$28  = e2;
+      \$46  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$29  = h4;
+    \$47  = e5;
     if (en) begin
-      \$29  = \$11 [31:0];
+      \$47  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$30  = e4;
+    \$48  = half5;
     if (en) begin
-      \$30  = e3;
+      \$48  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$31  = r5;
+    \$49  = halfm5;
     if (en) begin
-      \$31  = \$16 [33:0];
+      \$49  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$32  = y;
+    \$50  = t6;
     if (en) begin
-      \$32  = \$20 [7:0];
+      \$50  = \$19 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$51  = e6;
+    if (en) begin
+      \$51  = e5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$52  = v7;
+    if (en) begin
+      \$52  = \$20 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$53  = r8;
+    if (en) begin
+      \$53  = \$25 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$54  = y;
+    if (en) begin
+      \$54  = \$29 [7:0];
     end
     if (rst) begin
-      \$32  = 8'h00;
+      \$54  = 8'h00;
     end
   end
-  assign bias = \port$397$0 [31:0];
-  assign left = \$2 [4:0];
-  assign right = \$5 [4:0];
-  assign yv = { \$7 [34], \$7  };
-  assign shift = \port$397$0 [68:63];
-  assign multiplier = \port$397$0 [62:32];
-  assign half = { 1'h0, \$6 [31:1] };
-  assign \$11  = { \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64:31] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$34  = x1;
+    if (en) begin
+      \$34  = total[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$35  = sh1;
+    if (en) begin
+      \$35  = \port$485$0 [68:63];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$36  = m1;
+    if (en) begin
+      \$36  = \port$485$0 [62:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$37  = left;
+    if (en) begin
+      \$37  = \$4 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$38  = right;
+    if (en) begin
+      \$38  = \$7 [4:0];
+    end
+  end
+  assign bias = \port$485$0 [31:0];
+  assign left1 = left;
+  assign right1 = right;
+  assign yv = { \$2 [10], \$2  };
+  assign shift = \port$485$0 [68:63];
+  assign multiplier = \port$485$0 [62:32];
+  assign half = { 1'h0, \$1 [31:1] };
+  assign \$9  = { p_p11[26], p_p11, p_p00 };
+  assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
+  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:31] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane6 (rst, en, \port$426$0 , zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane6 (rst, en, \port$531$0 , zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
-  wire \$1 ;
-  wire [64:0] \$10 ;
-  wire [64:0] \$11 ;
-  wire [33:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire [34:0] \$15 ;
-  wire [34:0] \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [35:0] \$19 ;
-  wire [5:0] \$2 ;
-  wire [35:0] \$20 ;
-  reg [31:0] \$21 ;
-  reg [5:0] \$22 ;
-  reg [30:0] \$23 ;
-  reg [31:0] \$24 ;
-  reg [30:0] \$25 ;
-  reg [4:0] \$26 ;
-  reg [63:0] \$27 ;
-  reg [4:0] \$28 ;
-  reg [31:0] \$29 ;
+  wire [62:0] \$1 ;
+  wire [65:0] \$10 ;
+  wire [32:0] \$11 ;
+  wire [64:0] \$12 ;
+  wire [65:0] \$13 ;
+  wire [65:0] \$14 ;
+  wire \$15 ;
+  wire [32:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [31:0] \$18 ;
+  wire [33:0] \$19 ;
+  wire [10:0] \$2 ;
+  wire [33:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
   wire \$3 ;
-  reg [4:0] \$30 ;
-  reg [33:0] \$31 ;
-  reg [7:0] \$32 ;
-  wire [6:0] \$4 ;
-  wire [6:0] \$5 ;
-  wire [62:0] \$6 ;
-  wire [34:0] \$7 ;
+  wire [62:0] \$30 ;
+  wire [62:0] \$31 ;
+  wire [62:0] \$32 ;
+  wire [62:0] \$33 ;
+  reg [31:0] \$34 ;
+  reg [5:0] \$35 ;
+  reg [30:0] \$36 ;
+  reg [4:0] \$37 ;
+  reg [4:0] \$38 ;
+  reg [31:0] \$39 ;
+  wire [5:0] \$4 ;
+  reg [30:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [63:0] \$42 ;
+  reg [33:0] \$43 ;
+  reg [4:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg [31:0] \$46 ;
+  reg [4:0] \$47 ;
+  reg [31:0] \$48 ;
+  reg [31:0] \$49 ;
+  wire \$5 ;
+  reg [33:0] \$50 ;
+  reg [4:0] \$51 ;
+  reg [33:0] \$52 ;
+  reg [9:0] \$53 ;
+  reg [7:0] \$54 ;
+  wire [6:0] \$6 ;
+  wire [6:0] \$7 ;
   wire [62:0] \$8 ;
-  wire [62:0] \$9 ;
+  wire [63:0] \$9 ;
   reg [31:0] a2 = 32'd0;
   input [31:0] acc;
   wire [31:0] acc;
@@ -6993,206 +8067,369 @@ module \mac8x8_requant.epilogue.lane6 (rst, en, \port$426$0 , zero_point, act_mi
   reg [4:0] e2 = 5'h00;
   reg [4:0] e3 = 5'h00;
   reg [4:0] e4 = 5'h00;
+  reg [4:0] e5 = 5'h00;
+  reg [4:0] e6 = 5'h00;
   input en;
   wire en;
-  reg [31:0] h4 = 32'd0;
+  reg [31:0] h5 = 32'd0;
   wire [31:0] half;
-  wire [4:0] left;
+  reg [31:0] half5 = 32'd0;
+  reg [31:0] halfm5 = 32'd0;
+  reg [4:0] left = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] left1;
   reg [30:0] m1 = 31'h00000000;
   reg [30:0] m2 = 31'h00000000;
   wire [30:0] multiplier;
-  reg [63:0] p3 = 64'h0000000000000000;
-  input [68:0] \port$426$0 ;
-  wire [68:0] \port$426$0 ;
-  reg [33:0] r5 = 34'h000000000;
-  wire [4:0] right;
+  reg [63:0] p_base = 64'h0000000000000000;
+  reg [33:0] p_mid = 34'h000000000;
+  wire [35:0] p_p00;
+  wire [30:0] p_p01;
+  wire [31:0] p_p10;
+  wire [26:0] p_p11;
+  input [68:0] \port$531$0 ;
+  wire [68:0] \port$531$0 ;
+  reg [9:0] r8 = 10'h000;
+  reg [4:0] right = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] right1;
   input rst;
   wire rst;
   reg [5:0] sh1 = 6'h00;
   wire [5:0] shift;
+  reg [33:0] t6 = 34'h000000000;
   wire [32:0] total;
+  reg [33:0] v7 = 34'h000000000;
   reg [31:0] x1 = 32'd0;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  wire [35:0] yv;
+  wire [11:0] yv;
   input [7:0] zero_point;
   wire [7:0] zero_point;
-  assign total = $signed(acc) + $signed(\port$426$0 [31:0]);
-  assign \$1  = $signed(sh1) > $signed(1'h0);
-  assign \$2  = \$1  ? sh1 : 6'h00;
-  assign \$3  = $signed(sh1) < $signed(1'h0);
-  assign \$4  = - $signed(sh1);
-  assign \$5  = \$3  ? \$4  : 7'h00;
-  assign \$6  = 1'h1 << e4;
-  assign \$7  = $signed(zero_point) + $signed(r5);
-  assign \$8  = $signed(x1) << \$2 [4:0];
-  assign \$9  = $signed(a2) * $signed({ 1'h0, m2 });
-  assign \$10  = $signed(p3) + $signed(32'd1073741824);
-  assign \$12  = $signed(h4) + $signed({ 1'h0, half });
-  assign \$13  = | e4;
-  assign \$14  = \$13  & h4[31];
-  assign \$15  = $signed(\$12 ) - $signed({ 1'h0, \$14  });
-  assign \$16  = $signed(\$15 ) >>> e4;
-  assign \$17  = $signed(\$7 ) < $signed(act_min);
-  assign \$18  = $signed(\$7 ) > $signed(act_max);
-  assign \$19  = \$18  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$7 [34], \$7  };
-  assign \$20  = \$17  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$19 ;
   always @(posedge clk)
-    x1 <= \$21 ;
+    a2 <= \$39 ;
   always @(posedge clk)
-    sh1 <= \$22 ;
+    m2 <= \$40 ;
   always @(posedge clk)
-    m1 <= \$23 ;
+    e2 <= \$41 ;
   always @(posedge clk)
-    a2 <= \$24 ;
+    p_base <= \$42 ;
   always @(posedge clk)
-    m2 <= \$25 ;
+    p_mid <= \$43 ;
   always @(posedge clk)
-    e2 <= \$26 ;
+    e3 <= \$44 ;
   always @(posedge clk)
-    p3 <= \$27 ;
+    e4 <= \$45 ;
   always @(posedge clk)
-    e3 <= \$28 ;
+    h5 <= \$46 ;
   always @(posedge clk)
-    h4 <= \$29 ;
+    e5 <= \$47 ;
   always @(posedge clk)
-    e4 <= \$30 ;
+    half5 <= \$48 ;
   always @(posedge clk)
-    r5 <= \$31 ;
+    halfm5 <= \$49 ;
   always @(posedge clk)
-    y <= \$32 ;
+    t6 <= \$50 ;
+  always @(posedge clk)
+    e6 <= \$51 ;
+  always @(posedge clk)
+    v7 <= \$52 ;
+  always @(posedge clk)
+    r8 <= \$53 ;
+  always @(posedge clk)
+    y <= \$54 ;
+  assign total = $signed(acc) + $signed(\port$531$0 [31:0]);
+  assign \$1  = 1'h1 << e4;
+  assign \$2  = $signed(zero_point) + $signed(r8);
+  assign \$3  = $signed(\port$531$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$531$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$531$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$531$0 [68:63]);
+  assign \$7  = \$5  ? \$6  : 7'h00;
+  assign \$8  = $signed(x1) << left;
+  assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
+  assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
+  assign \$13  = $signed(p_base) + $signed(\$12 );
+  assign \$15  = | e4;
+  assign \$16  = half - 1'h1;
+  assign \$17  = \$15  ? \$16  : 33'h000000000;
+  assign \$18  = h5[31] ? halfm5 : half5;
+  assign \$19  = $signed(h5) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t6) >>> e6;
+  assign \$21  = ! v7[33:9];
+  assign \$22  = v7[33:9] == 25'h1ffffff;
+  assign \$23  = \$21  | \$22 ;
+  assign \$24  = v7[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v7[9:0] : \$24 ;
+  assign \$26  = $signed(\$2 ) < $signed(act_min);
+  assign \$27  = $signed(\$2 ) > $signed(act_max);
+  assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
+  assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
+  assign \$30  = $signed(x1) << left;
+  assign \$31  = $signed(x1) << left;
+  assign \$32  = $signed(x1) << left;
+  assign \$33  = $signed(x1) << left;
+  always @(posedge clk)
+    x1 <= \$34 ;
+  always @(posedge clk)
+    sh1 <= \$35 ;
+  always @(posedge clk)
+    m1 <= \$36 ;
+  always @(posedge clk)
+    left <= \$37 ;
+  always @(posedge clk)
+    right <= \$38 ;
+  tf_mulreg_u18xu18 p_mul00 (
+    .a(\$30 [17:0]),
+    .b(m1[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p00),
+    .rst(rst)
+  );
+  tf_mulreg_u18xu13 p_mul01 (
+    .a(\$31 [17:0]),
+    .b(m1[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p01),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu18 p_mul10 (
+    .a(\$32 [31:18]),
+    .b(m1[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p10),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu13 p_mul11 (
+    .a(\$33 [31:18]),
+    .b(m1[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p11),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$21  = x1;
+    \$39  = a2;
     if (en) begin
-      \$21  = total[31:0];
+      \$39  = \$8 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$22  = sh1;
+    \$40  = m2;
     if (en) begin
-      \$22  = \port$426$0 [68:63];
+      \$40  = m1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$23  = m1;
+    \$41  = e2;
     if (en) begin
-      \$23  = \port$426$0 [62:32];
+      \$41  = right;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$24  = a2;
+    \$42  = p_base;
     if (en) begin
-      \$24  = \$8 [31:0];
+      \$42  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$25  = m2;
+    \$43  = p_mid;
     if (en) begin
-      \$25  = m1;
+      \$43  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$26  = e2;
+    \$44  = e3;
     if (en) begin
-      \$26  = \$5 [4:0];
+      \$44  = e2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$27  = p3;
+    \$45  = e4;
     if (en) begin
-      \$27  = { \$9 [62], \$9  };
+      \$45  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$28  = e3;
+    \$46  = h5;
     if (en) begin
-      \$28  = e2;
+      \$46  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$29  = h4;
+    \$47  = e5;
     if (en) begin
-      \$29  = \$11 [31:0];
+      \$47  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$30  = e4;
+    \$48  = half5;
     if (en) begin
-      \$30  = e3;
+      \$48  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$31  = r5;
+    \$49  = halfm5;
     if (en) begin
-      \$31  = \$16 [33:0];
+      \$49  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$32  = y;
+    \$50  = t6;
     if (en) begin
-      \$32  = \$20 [7:0];
+      \$50  = \$19 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$51  = e6;
+    if (en) begin
+      \$51  = e5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$52  = v7;
+    if (en) begin
+      \$52  = \$20 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$53  = r8;
+    if (en) begin
+      \$53  = \$25 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$54  = y;
+    if (en) begin
+      \$54  = \$29 [7:0];
     end
     if (rst) begin
-      \$32  = 8'h00;
+      \$54  = 8'h00;
     end
   end
-  assign bias = \port$426$0 [31:0];
-  assign left = \$2 [4:0];
-  assign right = \$5 [4:0];
-  assign yv = { \$7 [34], \$7  };
-  assign shift = \port$426$0 [68:63];
-  assign multiplier = \port$426$0 [62:32];
-  assign half = { 1'h0, \$6 [31:1] };
-  assign \$11  = { \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64:31] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$34  = x1;
+    if (en) begin
+      \$34  = total[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$35  = sh1;
+    if (en) begin
+      \$35  = \port$531$0 [68:63];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$36  = m1;
+    if (en) begin
+      \$36  = \port$531$0 [62:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$37  = left;
+    if (en) begin
+      \$37  = \$4 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$38  = right;
+    if (en) begin
+      \$38  = \$7 [4:0];
+    end
+  end
+  assign bias = \port$531$0 [31:0];
+  assign left1 = left;
+  assign right1 = right;
+  assign yv = { \$2 [10], \$2  };
+  assign shift = \port$531$0 [68:63];
+  assign multiplier = \port$531$0 [62:32];
+  assign half = { 1'h0, \$1 [31:1] };
+  assign \$9  = { p_p11[26], p_p11, p_p00 };
+  assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
+  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:31] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane7 (rst, en, \port$455$0 , zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane7 (rst, en, \port$577$0 , zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
-  wire \$1 ;
-  wire [64:0] \$10 ;
-  wire [64:0] \$11 ;
-  wire [33:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire [34:0] \$15 ;
-  wire [34:0] \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [35:0] \$19 ;
-  wire [5:0] \$2 ;
-  wire [35:0] \$20 ;
-  reg [31:0] \$21 ;
-  reg [5:0] \$22 ;
-  reg [30:0] \$23 ;
-  reg [31:0] \$24 ;
-  reg [30:0] \$25 ;
-  reg [4:0] \$26 ;
-  reg [63:0] \$27 ;
-  reg [4:0] \$28 ;
-  reg [31:0] \$29 ;
+  wire [62:0] \$1 ;
+  wire [65:0] \$10 ;
+  wire [32:0] \$11 ;
+  wire [64:0] \$12 ;
+  wire [65:0] \$13 ;
+  wire [65:0] \$14 ;
+  wire \$15 ;
+  wire [32:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [31:0] \$18 ;
+  wire [33:0] \$19 ;
+  wire [10:0] \$2 ;
+  wire [33:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
   wire \$3 ;
-  reg [4:0] \$30 ;
-  reg [33:0] \$31 ;
-  reg [7:0] \$32 ;
-  wire [6:0] \$4 ;
-  wire [6:0] \$5 ;
-  wire [62:0] \$6 ;
-  wire [34:0] \$7 ;
+  wire [62:0] \$30 ;
+  wire [62:0] \$31 ;
+  wire [62:0] \$32 ;
+  wire [62:0] \$33 ;
+  reg [31:0] \$34 ;
+  reg [5:0] \$35 ;
+  reg [30:0] \$36 ;
+  reg [4:0] \$37 ;
+  reg [4:0] \$38 ;
+  reg [31:0] \$39 ;
+  wire [5:0] \$4 ;
+  reg [30:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [63:0] \$42 ;
+  reg [33:0] \$43 ;
+  reg [4:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg [31:0] \$46 ;
+  reg [4:0] \$47 ;
+  reg [31:0] \$48 ;
+  reg [31:0] \$49 ;
+  wire \$5 ;
+  reg [33:0] \$50 ;
+  reg [4:0] \$51 ;
+  reg [33:0] \$52 ;
+  reg [9:0] \$53 ;
+  reg [7:0] \$54 ;
+  wire [6:0] \$6 ;
+  wire [6:0] \$7 ;
   wire [62:0] \$8 ;
-  wire [62:0] \$9 ;
+  wire [63:0] \$9 ;
   reg [31:0] a2 = 32'd0;
   input [31:0] acc;
   wire [31:0] acc;
@@ -7206,197 +8443,338 @@ module \mac8x8_requant.epilogue.lane7 (rst, en, \port$455$0 , zero_point, act_mi
   reg [4:0] e2 = 5'h00;
   reg [4:0] e3 = 5'h00;
   reg [4:0] e4 = 5'h00;
+  reg [4:0] e5 = 5'h00;
+  reg [4:0] e6 = 5'h00;
   input en;
   wire en;
-  reg [31:0] h4 = 32'd0;
+  reg [31:0] h5 = 32'd0;
   wire [31:0] half;
-  wire [4:0] left;
+  reg [31:0] half5 = 32'd0;
+  reg [31:0] halfm5 = 32'd0;
+  reg [4:0] left = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] left1;
   reg [30:0] m1 = 31'h00000000;
   reg [30:0] m2 = 31'h00000000;
   wire [30:0] multiplier;
-  reg [63:0] p3 = 64'h0000000000000000;
-  input [68:0] \port$455$0 ;
-  wire [68:0] \port$455$0 ;
-  reg [33:0] r5 = 34'h000000000;
-  wire [4:0] right;
+  reg [63:0] p_base = 64'h0000000000000000;
+  reg [33:0] p_mid = 34'h000000000;
+  wire [35:0] p_p00;
+  wire [30:0] p_p01;
+  wire [31:0] p_p10;
+  wire [26:0] p_p11;
+  input [68:0] \port$577$0 ;
+  wire [68:0] \port$577$0 ;
+  reg [9:0] r8 = 10'h000;
+  reg [4:0] right = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] right1;
   input rst;
   wire rst;
   reg [5:0] sh1 = 6'h00;
   wire [5:0] shift;
+  reg [33:0] t6 = 34'h000000000;
   wire [32:0] total;
+  reg [33:0] v7 = 34'h000000000;
   reg [31:0] x1 = 32'd0;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  wire [35:0] yv;
+  wire [11:0] yv;
   input [7:0] zero_point;
   wire [7:0] zero_point;
-  assign total = $signed(acc) + $signed(\port$455$0 [31:0]);
-  assign \$1  = $signed(sh1) > $signed(1'h0);
-  assign \$2  = \$1  ? sh1 : 6'h00;
-  assign \$3  = $signed(sh1) < $signed(1'h0);
-  assign \$4  = - $signed(sh1);
-  assign \$5  = \$3  ? \$4  : 7'h00;
-  assign \$6  = 1'h1 << e4;
-  assign \$7  = $signed(zero_point) + $signed(r5);
-  assign \$8  = $signed(x1) << \$2 [4:0];
-  assign \$9  = $signed(a2) * $signed({ 1'h0, m2 });
-  assign \$10  = $signed(p3) + $signed(32'd1073741824);
-  assign \$12  = $signed(h4) + $signed({ 1'h0, half });
-  assign \$13  = | e4;
-  assign \$14  = \$13  & h4[31];
-  assign \$15  = $signed(\$12 ) - $signed({ 1'h0, \$14  });
-  assign \$16  = $signed(\$15 ) >>> e4;
-  assign \$17  = $signed(\$7 ) < $signed(act_min);
-  assign \$18  = $signed(\$7 ) > $signed(act_max);
-  assign \$19  = \$18  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$7 [34], \$7  };
-  assign \$20  = \$17  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$19 ;
   always @(posedge clk)
-    x1 <= \$21 ;
+    a2 <= \$39 ;
   always @(posedge clk)
-    sh1 <= \$22 ;
+    m2 <= \$40 ;
   always @(posedge clk)
-    m1 <= \$23 ;
+    e2 <= \$41 ;
   always @(posedge clk)
-    a2 <= \$24 ;
+    p_base <= \$42 ;
   always @(posedge clk)
-    m2 <= \$25 ;
+    p_mid <= \$43 ;
   always @(posedge clk)
-    e2 <= \$26 ;
+    e3 <= \$44 ;
   always @(posedge clk)
-    p3 <= \$27 ;
+    e4 <= \$45 ;
   always @(posedge clk)
-    e3 <= \$28 ;
+    h5 <= \$46 ;
   always @(posedge clk)
-    h4 <= \$29 ;
+    e5 <= \$47 ;
   always @(posedge clk)
-    e4 <= \$30 ;
+    half5 <= \$48 ;
   always @(posedge clk)
-    r5 <= \$31 ;
+    halfm5 <= \$49 ;
   always @(posedge clk)
-    y <= \$32 ;
+    t6 <= \$50 ;
+  always @(posedge clk)
+    e6 <= \$51 ;
+  always @(posedge clk)
+    v7 <= \$52 ;
+  always @(posedge clk)
+    r8 <= \$53 ;
+  always @(posedge clk)
+    y <= \$54 ;
+  assign total = $signed(acc) + $signed(\port$577$0 [31:0]);
+  assign \$1  = 1'h1 << e4;
+  assign \$2  = $signed(zero_point) + $signed(r8);
+  assign \$3  = $signed(\port$577$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$577$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$577$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$577$0 [68:63]);
+  assign \$7  = \$5  ? \$6  : 7'h00;
+  assign \$8  = $signed(x1) << left;
+  assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
+  assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
+  assign \$13  = $signed(p_base) + $signed(\$12 );
+  assign \$15  = | e4;
+  assign \$16  = half - 1'h1;
+  assign \$17  = \$15  ? \$16  : 33'h000000000;
+  assign \$18  = h5[31] ? halfm5 : half5;
+  assign \$19  = $signed(h5) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t6) >>> e6;
+  assign \$21  = ! v7[33:9];
+  assign \$22  = v7[33:9] == 25'h1ffffff;
+  assign \$23  = \$21  | \$22 ;
+  assign \$24  = v7[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v7[9:0] : \$24 ;
+  assign \$26  = $signed(\$2 ) < $signed(act_min);
+  assign \$27  = $signed(\$2 ) > $signed(act_max);
+  assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
+  assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
+  assign \$30  = $signed(x1) << left;
+  assign \$31  = $signed(x1) << left;
+  assign \$32  = $signed(x1) << left;
+  assign \$33  = $signed(x1) << left;
+  always @(posedge clk)
+    x1 <= \$34 ;
+  always @(posedge clk)
+    sh1 <= \$35 ;
+  always @(posedge clk)
+    m1 <= \$36 ;
+  always @(posedge clk)
+    left <= \$37 ;
+  always @(posedge clk)
+    right <= \$38 ;
+  tf_mulreg_u18xu18 p_mul00 (
+    .a(\$30 [17:0]),
+    .b(m1[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p00),
+    .rst(rst)
+  );
+  tf_mulreg_u18xu13 p_mul01 (
+    .a(\$31 [17:0]),
+    .b(m1[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p01),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu18 p_mul10 (
+    .a(\$32 [31:18]),
+    .b(m1[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p10),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu13 p_mul11 (
+    .a(\$33 [31:18]),
+    .b(m1[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p11),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$21  = x1;
+    \$39  = a2;
     if (en) begin
-      \$21  = total[31:0];
+      \$39  = \$8 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$22  = sh1;
+    \$40  = m2;
     if (en) begin
-      \$22  = \port$455$0 [68:63];
+      \$40  = m1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$23  = m1;
+    \$41  = e2;
     if (en) begin
-      \$23  = \port$455$0 [62:32];
+      \$41  = right;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$24  = a2;
+    \$42  = p_base;
     if (en) begin
-      \$24  = \$8 [31:0];
+      \$42  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$25  = m2;
+    \$43  = p_mid;
     if (en) begin
-      \$25  = m1;
+      \$43  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$26  = e2;
+    \$44  = e3;
     if (en) begin
-      \$26  = \$5 [4:0];
+      \$44  = e2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$27  = p3;
+    \$45  = e4;
     if (en) begin
-      \$27  = { \$9 [62], \$9  };
+      \$45  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$28  = e3;
+    \$46  = h5;
     if (en) begin
-      \$28  = e2;
+      \$46  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$29  = h4;
+    \$47  = e5;
     if (en) begin
-      \$29  = \$11 [31:0];
+      \$47  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$30  = e4;
+    \$48  = half5;
     if (en) begin
-      \$30  = e3;
+      \$48  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$31  = r5;
+    \$49  = halfm5;
     if (en) begin
-      \$31  = \$16 [33:0];
+      \$49  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$32  = y;
+    \$50  = t6;
     if (en) begin
-      \$32  = \$20 [7:0];
+      \$50  = \$19 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$51  = e6;
+    if (en) begin
+      \$51  = e5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$52  = v7;
+    if (en) begin
+      \$52  = \$20 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$53  = r8;
+    if (en) begin
+      \$53  = \$25 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$54  = y;
+    if (en) begin
+      \$54  = \$29 [7:0];
     end
     if (rst) begin
-      \$32  = 8'h00;
+      \$54  = 8'h00;
     end
   end
-  assign bias = \port$455$0 [31:0];
-  assign left = \$2 [4:0];
-  assign right = \$5 [4:0];
-  assign yv = { \$7 [34], \$7  };
-  assign shift = \port$455$0 [68:63];
-  assign multiplier = \port$455$0 [62:32];
-  assign half = { 1'h0, \$6 [31:1] };
-  assign \$11  = { \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64:31] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$34  = x1;
+    if (en) begin
+      \$34  = total[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$35  = sh1;
+    if (en) begin
+      \$35  = \port$577$0 [68:63];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$36  = m1;
+    if (en) begin
+      \$36  = \port$577$0 [62:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$37  = left;
+    if (en) begin
+      \$37  = \$4 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$38  = right;
+    if (en) begin
+      \$38  = \$7 [4:0];
+    end
+  end
+  assign bias = \port$577$0 [31:0];
+  assign left1 = left;
+  assign right1 = right;
+  assign yv = { \$2 [10], \$2  };
+  assign shift = \port$577$0 [68:63];
+  assign multiplier = \port$577$0 [62:32];
+  assign half = { 1'h0, \$1 [31:1] };
+  assign \$9  = { p_p11[26], p_p11, p_p00 };
+  assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
+  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:31] };
 endmodule
 
 (* generator = "Amaranth" *)
-module tf_mulreg_s8xs8(a, b, clk, rst, p, en);
+module tf_mulreg_s14xu13(a, b, clk, rst, p, en);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
-  wire [15:0] \$1 ;
-  reg [7:0] \$2 ;
-  reg [7:0] \$3 ;
-  reg [15:0] \$4 ;
-  input [7:0] a;
-  wire [7:0] a;
-  reg [7:0] a_q = 8'h00;
-  input [7:0] b;
-  wire [7:0] b;
-  reg [7:0] b_q = 8'h00;
+  wire [26:0] \$1 ;
+  reg [13:0] \$2 ;
+  reg [12:0] \$3 ;
+  reg [26:0] \$4 ;
+  input [13:0] a;
+  wire [13:0] a;
+  reg [13:0] a_q = 14'h0000;
+  input [12:0] b;
+  wire [12:0] b;
+  reg [12:0] b_q = 13'h0000;
   input clk;
   wire clk;
   input en;
   wire en;
-  output [15:0] p;
-  reg [15:0] p = 16'h0000;
-  (* init = 16'h0000 *)
-  wire [15:0] p_q;
+  output [26:0] p;
+  reg [26:0] p = 27'h0000000;
+  (* init = 27'h0000000 *)
+  wire [26:0] p_q;
   input rst;
   wire rst;
   always @(posedge clk)
     p <= \$4 ;
-  assign \$1  = $signed(a_q) * $signed(b_q);
+  assign \$1  = $signed(a_q) * $signed({ 1'h0, b_q });
   always @(posedge clk)
     a_q <= \$2 ;
   always @(posedge clk)
@@ -7426,8 +8804,224 @@ module tf_mulreg_s8xs8(a, b, clk, rst, p, en);
 endmodule
 
 (* generator = "Amaranth" *)
-module tf_pe_os_s8xs8_ps16_w32(a, b, pv, pl, clk, rst, a_out, b_out, cap_lo, cap_hi, cap_cy, en);
+module tf_mulreg_s14xu18(a, b, clk, rst, p, en);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  wire [31:0] \$1 ;
+  reg [13:0] \$2 ;
+  reg [17:0] \$3 ;
+  reg [31:0] \$4 ;
+  input [13:0] a;
+  wire [13:0] a;
+  reg [13:0] a_q = 14'h0000;
+  input [17:0] b;
+  wire [17:0] b;
+  reg [17:0] b_q = 18'h00000;
+  input clk;
+  wire clk;
+  input en;
+  wire en;
+  output [31:0] p;
+  reg [31:0] p = 32'd0;
+  (* init = 32'd0 *)
+  wire [31:0] p_q;
+  input rst;
+  wire rst;
+  always @(posedge clk)
+    p <= \$4 ;
+  assign \$1  = $signed(a_q) * $signed({ 1'h0, b_q });
+  always @(posedge clk)
+    a_q <= \$2 ;
+  always @(posedge clk)
+    b_q <= \$3 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$4  = p;
+    if (en) begin
+      \$4  = \$1 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$2  = a_q;
+    if (en) begin
+      \$2  = a;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$3  = b_q;
+    if (en) begin
+      \$3  = b;
+    end
+  end
+  assign p_q = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module tf_mulreg_s8xs8(a, b, clk, rst, p, en);
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  wire [15:0] \$1 ;
+  reg [7:0] \$2 ;
+  reg [7:0] \$3 ;
+  reg [15:0] \$4 ;
+  input [7:0] a;
+  wire [7:0] a;
+  reg [7:0] a_q = 8'h00;
+  input [7:0] b;
+  wire [7:0] b;
+  reg [7:0] b_q = 8'h00;
+  input clk;
+  wire clk;
+  input en;
+  wire en;
+  output [15:0] p;
+  reg [15:0] p = 16'h0000;
+  (* init = 16'h0000 *)
+  wire [15:0] p_q;
+  input rst;
+  wire rst;
+  always @(posedge clk)
+    p <= \$4 ;
+  assign \$1  = $signed(a_q) * $signed(b_q);
+  always @(posedge clk)
+    a_q <= \$2 ;
+  always @(posedge clk)
+    b_q <= \$3 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$4  = p;
+    if (en) begin
+      \$4  = \$1 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$2  = a_q;
+    if (en) begin
+      \$2  = a;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$3  = b_q;
+    if (en) begin
+      \$3  = b;
+    end
+  end
+  assign p_q = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module tf_mulreg_u18xu13(a, b, clk, rst, p, en);
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  wire [30:0] \$1 ;
+  reg [17:0] \$2 ;
+  reg [12:0] \$3 ;
+  reg [30:0] \$4 ;
+  input [17:0] a;
+  wire [17:0] a;
+  reg [17:0] a_q = 18'h00000;
+  input [12:0] b;
+  wire [12:0] b;
+  reg [12:0] b_q = 13'h0000;
+  input clk;
+  wire clk;
+  input en;
+  wire en;
+  output [30:0] p;
+  reg [30:0] p = 31'h00000000;
+  (* init = 31'h00000000 *)
+  wire [30:0] p_q;
+  input rst;
+  wire rst;
+  always @(posedge clk)
+    p <= \$4 ;
+  assign \$1  = a_q * b_q;
+  always @(posedge clk)
+    a_q <= \$2 ;
+  always @(posedge clk)
+    b_q <= \$3 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$4  = p;
+    if (en) begin
+      \$4  = \$1 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$2  = a_q;
+    if (en) begin
+      \$2  = a;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$3  = b_q;
+    if (en) begin
+      \$3  = b;
+    end
+  end
+  assign p_q = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module tf_mulreg_u18xu18(a, b, clk, rst, p, en);
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  wire [35:0] \$1 ;
+  reg [17:0] \$2 ;
+  reg [17:0] \$3 ;
+  reg [35:0] \$4 ;
+  input [17:0] a;
+  wire [17:0] a;
+  reg [17:0] a_q = 18'h00000;
+  input [17:0] b;
+  wire [17:0] b;
+  reg [17:0] b_q = 18'h00000;
+  input clk;
+  wire clk;
+  input en;
+  wire en;
+  output [35:0] p;
+  reg [35:0] p = 36'h000000000;
+  (* init = 36'h000000000 *)
+  wire [35:0] p_q;
+  input rst;
+  wire rst;
+  always @(posedge clk)
+    p <= \$4 ;
+  assign \$1  = a_q * b_q;
+  always @(posedge clk)
+    a_q <= \$2 ;
+  always @(posedge clk)
+    b_q <= \$3 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$4  = p;
+    if (en) begin
+      \$4  = \$1 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$2  = a_q;
+    if (en) begin
+      \$2  = a;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$3  = b_q;
+    if (en) begin
+      \$3  = b;
+    end
+  end
+  assign p_q = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module tf_pe_os_s8xs8_ps16_w32(a, b, pv, pl, clk, rst, a_out, b_out, cap_lo, cap_hi, cap_cy, en);
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   reg \$10 ;
   wire [17:0] \$2 ;
@@ -7507,21 +9101,21 @@ module tf_pe_os_s8xs8_ps16_w32(a, b, pv, pl, clk, rst, a_out, b_out, cap_lo, cap
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$3  = a_out;
     if (en) begin
       \$3  = a;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$4  = b_out;
     if (en) begin
       \$4  = b;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$5  = cap_lo;
     if (\$1 ) begin
       if (pl) begin
@@ -7530,7 +9124,7 @@ module tf_pe_os_s8xs8_ps16_w32(a, b, pv, pl, clk, rst, a_out, b_out, cap_lo, cap
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$6  = cap_hi;
     if (\$1 ) begin
       if (pl) begin
@@ -7539,7 +9133,7 @@ module tf_pe_os_s8xs8_ps16_w32(a, b, pv, pl, clk, rst, a_out, b_out, cap_lo, cap
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$7  = cap_cy;
     if (\$1 ) begin
       if (pl) begin
@@ -7548,7 +9142,7 @@ module tf_pe_os_s8xs8_ps16_w32(a, b, pv, pl, clk, rst, a_out, b_out, cap_lo, cap
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$8  = acc_lo;
     if (\$1 ) begin
       (* full_case = 32'd1 *)
@@ -7563,7 +9157,7 @@ module tf_pe_os_s8xs8_ps16_w32(a, b, pv, pl, clk, rst, a_out, b_out, cap_lo, cap
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$9  = acc_hi;
     if (\$1 ) begin
       (* full_case = 32'd1 *)
@@ -7578,7 +9172,7 @@ module tf_pe_os_s8xs8_ps16_w32(a, b, pv, pl, clk, rst, a_out, b_out, cap_lo, cap
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$10  = acc_cy;
     if (\$1 ) begin
       (* full_case = 32'd1 *)

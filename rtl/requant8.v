@@ -23,12 +23,15 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   reg [1:0] \$21 ;
   reg [1:0] \$22 ;
   reg [1:0] \$23 ;
-  reg \$24 ;
-  reg [31:0] \$25 ;
-  reg [31:0] \$26 ;
-  reg [31:0] \$27 ;
+  reg [1:0] \$24 ;
+  reg [1:0] \$25 ;
+  reg [1:0] \$26 ;
+  reg \$27 ;
   reg [31:0] \$28 ;
+  reg [31:0] \$29 ;
   wire \$3 ;
+  reg [31:0] \$30 ;
+  reg [31:0] \$31 ;
   wire [4:0] \$4 ;
   wire \$5 ;
   wire [4:0] \$6 ;
@@ -36,9 +39,9 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   wire [31:0] \$8 ;
   reg \$9 ;
   reg [31:0] acc = 32'd0;
-  reg [31:0] \acc$49  = 32'd0;
-  reg [31:0] \acc$65  = 32'd0;
-  reg [31:0] \acc$81  = 32'd0;
+  reg [31:0] \acc$52  = 32'd0;
+  reg [31:0] \acc$68  = 32'd0;
+  reg [31:0] \acc$84  = 32'd0;
   (* init = 32'd0 *)
   wire [31:0] acc_a0;
   (* init = 32'd0 *)
@@ -61,45 +64,48 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   wire acc_stream__valid;
   reg [7:0] act_max = 8'h00;
   (* init = 8'h00 *)
-  wire [7:0] \act_max$56 ;
+  wire [7:0] \act_max$59 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_max$72 ;
+  wire [7:0] \act_max$75 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_max$88 ;
+  wire [7:0] \act_max$91 ;
   reg [7:0] act_min = 8'h00;
   (* init = 8'h00 *)
-  wire [7:0] \act_min$55 ;
+  wire [7:0] \act_min$58 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_min$71 ;
+  wire [7:0] \act_min$74 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_min$87 ;
+  wire [7:0] \act_min$90 ;
   (* init = 8'h00 *)
   wire [7:0] amax;
   (* init = 8'h00 *)
   wire [7:0] amin;
   wire [31:0] bias;
-  wire [31:0] \bias$51 ;
-  wire [31:0] \bias$67 ;
-  wire [31:0] \bias$83 ;
+  wire [31:0] \bias$54 ;
+  wire [31:0] \bias$70 ;
+  wire [31:0] \bias$86 ;
   wire busy;
   input clk;
   wire clk;
   wire en;
-  wire \en$29 ;
-  wire \en$48 ;
-  wire \en$64 ;
-  wire \en$80 ;
+  wire \en$32 ;
+  wire \en$51 ;
+  wire \en$67 ;
+  wire \en$83 ;
   reg [1:0] flags1 = 2'h0;
   reg [1:0] flags2 = 2'h0;
   reg [1:0] flags3 = 2'h0;
   reg [1:0] flags4 = 2'h0;
   reg [1:0] flags5 = 2'h0;
+  reg [1:0] flags6 = 2'h0;
+  reg [1:0] flags7 = 2'h0;
+  reg [1:0] flags8 = 2'h0;
   reg [1:0] flags_a = 2'h0;
   reg loaded = 1'h0;
   wire [30:0] multiplier;
-  wire [30:0] \multiplier$58 ;
-  wire [30:0] \multiplier$74 ;
-  wire [30:0] \multiplier$90 ;
+  wire [30:0] \multiplier$61 ;
+  wire [30:0] \multiplier$77 ;
+  wire [30:0] \multiplier$93 ;
   input [300:0] p_stream__payload;
   wire [300:0] p_stream__payload;
   wire [7:0] \p_stream__payload.act_max ;
@@ -127,75 +133,75 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   wire p_stream__valid;
   reg [3:0] rp__addr = 4'h0;
   (* init = 4'h0 *)
-  wire [3:0] \rp__addr$46 ;
+  wire [3:0] \rp__addr$49 ;
   (* init = 4'h0 *)
-  wire [3:0] \rp__addr$62 ;
+  wire [3:0] \rp__addr$65 ;
   (* init = 4'h0 *)
-  wire [3:0] \rp__addr$78 ;
+  wire [3:0] \rp__addr$81 ;
   wire [68:0] rp__data;
-  wire [68:0] \rp__data$52 ;
-  wire [31:0] \rp__data$52.bias ;
-  wire [30:0] \rp__data$52.multiplier ;
-  wire [5:0] \rp__data$52.shift ;
-  wire [68:0] \rp__data$68 ;
-  wire [31:0] \rp__data$68.bias ;
-  wire [30:0] \rp__data$68.multiplier ;
-  wire [5:0] \rp__data$68.shift ;
-  wire [68:0] \rp__data$84 ;
-  wire [31:0] \rp__data$84.bias ;
-  wire [30:0] \rp__data$84.multiplier ;
-  wire [5:0] \rp__data$84.shift ;
+  wire [68:0] \rp__data$55 ;
+  wire [31:0] \rp__data$55.bias ;
+  wire [30:0] \rp__data$55.multiplier ;
+  wire [5:0] \rp__data$55.shift ;
+  wire [68:0] \rp__data$71 ;
+  wire [31:0] \rp__data$71.bias ;
+  wire [30:0] \rp__data$71.multiplier ;
+  wire [5:0] \rp__data$71.shift ;
+  wire [68:0] \rp__data$87 ;
+  wire [31:0] \rp__data$87.bias ;
+  wire [30:0] \rp__data$87.multiplier ;
+  wire [5:0] \rp__data$87.shift ;
   wire [31:0] \rp__data.bias ;
   wire [30:0] \rp__data.multiplier ;
   wire [5:0] \rp__data.shift ;
   wire rp__en;
-  wire \rp__en$47 ;
-  wire \rp__en$63 ;
-  wire \rp__en$79 ;
+  wire \rp__en$50 ;
+  wire \rp__en$66 ;
+  wire \rp__en$82 ;
   (* init = 4'h0 *)
   wire [3:0] rptr;
   input rst;
   wire rst;
   wire [5:0] shift;
-  wire [5:0] \shift$53 ;
-  wire [5:0] \shift$69 ;
-  wire [5:0] \shift$85 ;
+  wire [5:0] \shift$56 ;
+  wire [5:0] \shift$72 ;
+  wire [5:0] \shift$88 ;
   wire take_a;
   wire take_p;
   reg [3:0] top = 4'h0;
   reg [3:0] wp__addr = 4'h0;
   (* init = 4'h0 *)
-  wire [3:0] \wp__addr$43 ;
+  wire [3:0] \wp__addr$46 ;
   (* init = 4'h0 *)
-  wire [3:0] \wp__addr$59 ;
+  wire [3:0] \wp__addr$62 ;
   (* init = 4'h0 *)
-  wire [3:0] \wp__addr$75 ;
+  wire [3:0] \wp__addr$78 ;
   wire [68:0] wp__data;
-  wire [68:0] \wp__data$45 ;
-  wire [31:0] \wp__data$45.bias ;
-  wire [30:0] \wp__data$45.multiplier ;
-  wire [5:0] \wp__data$45.shift ;
-  wire [68:0] \wp__data$61 ;
-  wire [31:0] \wp__data$61.bias ;
-  wire [30:0] \wp__data$61.multiplier ;
-  wire [5:0] \wp__data$61.shift ;
-  wire [68:0] \wp__data$77 ;
-  wire [31:0] \wp__data$77.bias ;
-  wire [30:0] \wp__data$77.multiplier ;
-  wire [5:0] \wp__data$77.shift ;
+  wire [68:0] \wp__data$48 ;
+  wire [31:0] \wp__data$48.bias ;
+  wire [30:0] \wp__data$48.multiplier ;
+  wire [5:0] \wp__data$48.shift ;
+  wire [68:0] \wp__data$64 ;
+  wire [31:0] \wp__data$64.bias ;
+  wire [30:0] \wp__data$64.multiplier ;
+  wire [5:0] \wp__data$64.shift ;
+  wire [68:0] \wp__data$80 ;
+  wire [31:0] \wp__data$80.bias ;
+  wire [30:0] \wp__data$80.multiplier ;
+  wire [5:0] \wp__data$80.shift ;
   wire [31:0] \wp__data.bias ;
   wire [30:0] \wp__data.multiplier ;
   wire [5:0] \wp__data.shift ;
   wire wp__en;
-  wire \wp__en$44 ;
-  wire \wp__en$60 ;
-  wire \wp__en$76 ;
+  wire \wp__en$47 ;
+  wire \wp__en$63 ;
+  wire \wp__en$79 ;
   (* init = 4'h0 *)
   wire [3:0] wptr;
   wire [7:0] y;
-  wire [7:0] \y$57 ;
-  wire [7:0] \y$73 ;
-  wire [7:0] \y$89 ;
+  wire [7:0] \y$60 ;
+  wire [7:0] \y$76 ;
+  wire [7:0] \y$92 ;
   output [32:0] y_stream__payload;
   wire [32:0] y_stream__payload;
   wire [31:0] \y_stream__payload.data ;
@@ -210,11 +216,11 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   reg y_stream__valid = 1'h0;
   reg [7:0] zero_point = 8'h00;
   (* init = 8'h00 *)
-  wire [7:0] \zero_point$54 ;
+  wire [7:0] \zero_point$57 ;
   (* init = 8'h00 *)
-  wire [7:0] \zero_point$70 ;
+  wire [7:0] \zero_point$73 ;
   (* init = 8'h00 *)
-  wire [7:0] \zero_point$86 ;
+  wire [7:0] \zero_point$89 ;
   (* init = 8'h00 *)
   wire [7:0] zp;
   reg [68:0] params0 [15:0];
@@ -268,7 +274,7 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   end
   always @(posedge clk) begin
     if (take_p)
-      params1[wp__addr] <= \wp__data$45 ;
+      params1[wp__addr] <= \wp__data$48 ;
   end
   reg [68:0] _1_;
   always @(posedge clk) begin
@@ -276,7 +282,7 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
       _1_ <= params1[rp__addr];
     end
   end
-  assign \rp__data$52  = _1_;
+  assign \rp__data$55  = _1_;
   reg [68:0] params2 [15:0];
   initial begin
     params2[0] = 69'h000000000000000000;
@@ -298,7 +304,7 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   end
   always @(posedge clk) begin
     if (take_p)
-      params2[wp__addr] <= \wp__data$61 ;
+      params2[wp__addr] <= \wp__data$64 ;
   end
   reg [68:0] _2_;
   always @(posedge clk) begin
@@ -306,7 +312,7 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
       _2_ <= params2[rp__addr];
     end
   end
-  assign \rp__data$68  = _2_;
+  assign \rp__data$71  = _2_;
   reg [68:0] params3 [15:0];
   initial begin
     params3[0] = 69'h000000000000000000;
@@ -328,7 +334,7 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   end
   always @(posedge clk) begin
     if (take_p)
-      params3[wp__addr] <= \wp__data$77 ;
+      params3[wp__addr] <= \wp__data$80 ;
   end
   reg [68:0] _3_;
   always @(posedge clk) begin
@@ -336,7 +342,13 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
       _3_ <= params3[rp__addr];
     end
   end
-  assign \rp__data$84  = _3_;
+  assign \rp__data$87  = _3_;
+  always @(posedge clk)
+    \acc$52  <= \$29 ;
+  always @(posedge clk)
+    \acc$68  <= \$30 ;
+  always @(posedge clk)
+    \acc$84  <= \$31 ;
   assign \$1  = ~ y_stream__valid;
   assign en = \$1  | y_stream__ready;
   assign \$2  = ~ loaded;
@@ -345,7 +357,7 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   assign acc_stream__ready = en & loaded;
   assign take_p = p_stream__valid & p_stream__ready;
   assign take_a = acc_stream__valid & acc_stream__ready;
-  assign busy = | { y_stream__valid, flags5[0], flags4[0], flags3[0], flags2[0], flags1[0], flags_a[0] };
+  assign busy = | { y_stream__valid, flags8[0], flags7[0], flags6[0], flags5[0], flags4[0], flags3[0], flags2[0], flags1[0], flags_a[0] };
   assign \$4  = wp__addr + 1'h1;
   assign \$5  = rp__addr == top;
   assign \$6  = rp__addr + 1'h1;
@@ -379,15 +391,15 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   always @(posedge clk)
     flags5 <= \$23 ;
   always @(posedge clk)
-    y_stream__valid <= \$24 ;
+    flags6 <= \$24 ;
   always @(posedge clk)
-    acc <= \$25 ;
+    flags7 <= \$25 ;
   always @(posedge clk)
-    \acc$49  <= \$26 ;
+    flags8 <= \$26 ;
   always @(posedge clk)
-    \acc$65  <= \$27 ;
+    y_stream__valid <= \$27 ;
   always @(posedge clk)
-    \acc$81  <= \$28 ;
+    acc <= \$28 ;
   \requant8.lane0  lane0 (
     .acc(acc),
     .act_max(act_max),
@@ -400,43 +412,64 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
     .zero_point(zero_point)
   );
   \requant8.lane1  lane1 (
-    .acc(\acc$49 ),
+    .acc(\acc$52 ),
     .act_max(act_max),
     .act_min(act_min),
     .clk(clk),
     .en(en),
-    .\port$61$0 (\rp__data$52 ),
+    .\port$78$0 (\rp__data$55 ),
     .rst(rst),
-    .y(\y$57 ),
+    .y(\y$60 ),
     .zero_point(zero_point)
   );
   \requant8.lane2  lane2 (
-    .acc(\acc$65 ),
+    .acc(\acc$68 ),
     .act_max(act_max),
     .act_min(act_min),
     .clk(clk),
     .en(en),
-    .\port$90$0 (\rp__data$68 ),
+    .\port$124$0 (\rp__data$71 ),
     .rst(rst),
-    .y(\y$73 ),
+    .y(\y$76 ),
     .zero_point(zero_point)
   );
   \requant8.lane3  lane3 (
-    .acc(\acc$81 ),
+    .acc(\acc$84 ),
     .act_max(act_max),
     .act_min(act_min),
     .clk(clk),
     .en(en),
-    .\port$119$0 (\rp__data$84 ),
+    .\port$170$0 (\rp__data$87 ),
     .rst(rst),
-    .y(\y$89 ),
+    .y(\y$92 ),
     .zero_point(zero_point)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$29  = \acc$52 ;
+    if (en) begin
+      \$29  = acc_stream__payload[63:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$30  = \acc$68 ;
+    if (en) begin
+      \$30  = acc_stream__payload[95:64];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$31  = \acc$84 ;
+    if (en) begin
+      \$31  = acc_stream__payload[127:96];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$9  = \$10 ;
     if (en) begin
-      \$9  = flags5[1];
+      \$9  = flags8[1];
     end
     if (rst) begin
       \$9  = 1'h0;
@@ -594,47 +627,56 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$24  = y_stream__valid;
+    \$24  = flags6;
     if (en) begin
-      \$24  = flags5[0];
+      \$24  = flags5;
     end
     if (rst) begin
-      \$24  = 1'h0;
+      \$24  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$25  = acc;
+    \$25  = flags7;
     if (en) begin
-      \$25  = acc_stream__payload[31:0];
+      \$25  = flags6;
+    end
+    if (rst) begin
+      \$25  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$26  = \acc$49 ;
+    \$26  = flags8;
     if (en) begin
-      \$26  = acc_stream__payload[63:32];
+      \$26  = flags7;
+    end
+    if (rst) begin
+      \$26  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$27  = \acc$65 ;
+    \$27  = y_stream__valid;
     if (en) begin
-      \$27  = acc_stream__payload[95:64];
+      \$27  = flags8[0];
+    end
+    if (rst) begin
+      \$27  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$28  = \acc$81 ;
+    \$28  = acc;
     if (en) begin
-      \$28  = acc_stream__payload[127:96];
+      \$28  = acc_stream__payload[31:0];
     end
   end
   assign wptr = wp__addr;
   assign wp__en = take_p;
   assign rptr = rp__addr;
   assign rp__en = en;
-  assign \en$29  = en;
+  assign \en$32  = en;
   assign acc_a0 = acc;
   assign bias = rp__data[31:0];
   assign shift = rp__data[68:63];
@@ -642,42 +684,42 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   assign amin = act_min;
   assign amax = act_max;
   assign multiplier = rp__data[62:32];
-  assign \wp__addr$43  = wp__addr;
-  assign \wp__en$44  = take_p;
-  assign \rp__addr$46  = rp__addr;
-  assign \rp__en$47  = en;
-  assign \en$48  = en;
-  assign acc_a1 = \acc$49 ;
-  assign \bias$51  = \rp__data$52 [31:0];
-  assign \shift$53  = \rp__data$52 [68:63];
-  assign \zero_point$54  = zero_point;
-  assign \act_min$55  = act_min;
-  assign \act_max$56  = act_max;
-  assign \multiplier$58  = \rp__data$52 [62:32];
-  assign \wp__addr$59  = wp__addr;
-  assign \wp__en$60  = take_p;
-  assign \rp__addr$62  = rp__addr;
-  assign \rp__en$63  = en;
-  assign \en$64  = en;
-  assign acc_a2 = \acc$65 ;
-  assign \bias$67  = \rp__data$68 [31:0];
-  assign \shift$69  = \rp__data$68 [68:63];
-  assign \zero_point$70  = zero_point;
-  assign \act_min$71  = act_min;
-  assign \act_max$72  = act_max;
-  assign \multiplier$74  = \rp__data$68 [62:32];
-  assign \wp__addr$75  = wp__addr;
-  assign \wp__en$76  = take_p;
-  assign \rp__addr$78  = rp__addr;
-  assign \rp__en$79  = en;
-  assign \en$80  = en;
-  assign acc_a3 = \acc$81 ;
-  assign \bias$83  = \rp__data$84 [31:0];
-  assign \shift$85  = \rp__data$84 [68:63];
-  assign \zero_point$86  = zero_point;
-  assign \act_min$87  = act_min;
-  assign \act_max$88  = act_max;
-  assign \multiplier$90  = \rp__data$84 [62:32];
+  assign \wp__addr$46  = wp__addr;
+  assign \wp__en$47  = take_p;
+  assign \rp__addr$49  = rp__addr;
+  assign \rp__en$50  = en;
+  assign \en$51  = en;
+  assign acc_a1 = \acc$52 ;
+  assign \bias$54  = \rp__data$55 [31:0];
+  assign \shift$56  = \rp__data$55 [68:63];
+  assign \zero_point$57  = zero_point;
+  assign \act_min$58  = act_min;
+  assign \act_max$59  = act_max;
+  assign \multiplier$61  = \rp__data$55 [62:32];
+  assign \wp__addr$62  = wp__addr;
+  assign \wp__en$63  = take_p;
+  assign \rp__addr$65  = rp__addr;
+  assign \rp__en$66  = en;
+  assign \en$67  = en;
+  assign acc_a2 = \acc$68 ;
+  assign \bias$70  = \rp__data$71 [31:0];
+  assign \shift$72  = \rp__data$71 [68:63];
+  assign \zero_point$73  = zero_point;
+  assign \act_min$74  = act_min;
+  assign \act_max$75  = act_max;
+  assign \multiplier$77  = \rp__data$71 [62:32];
+  assign \wp__addr$78  = wp__addr;
+  assign \wp__en$79  = take_p;
+  assign \rp__addr$81  = rp__addr;
+  assign \rp__en$82  = en;
+  assign \en$83  = en;
+  assign acc_a3 = \acc$84 ;
+  assign \bias$86  = \rp__data$87 [31:0];
+  assign \shift$88  = \rp__data$87 [68:63];
+  assign \zero_point$89  = zero_point;
+  assign \act_min$90  = act_min;
+  assign \act_max$91  = act_max;
+  assign \multiplier$93  = \rp__data$87 [62:32];
   assign y_stream__payload = { \$10 , \$8  };
   assign \p_stream__payload.bias  = p_stream__payload[127:0];
   assign \p_stream__payload.bias[0]  = p_stream__payload[31:0];
@@ -716,36 +758,36 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   assign \rp__data.bias  = rp__data[31:0];
   assign \rp__data.multiplier  = rp__data[62:32];
   assign \rp__data.shift  = rp__data[68:63];
-  assign \wp__data$45.bias  = \wp__data$45 [31:0];
-  assign \wp__data$45.multiplier  = \wp__data$45 [62:32];
-  assign \wp__data$45.shift  = \wp__data$45 [68:63];
-  assign \rp__data$52.bias  = \rp__data$52 [31:0];
-  assign \rp__data$52.multiplier  = \rp__data$52 [62:32];
-  assign \rp__data$52.shift  = \rp__data$52 [68:63];
-  assign \wp__data$61.bias  = \wp__data$61 [31:0];
-  assign \wp__data$61.multiplier  = \wp__data$61 [62:32];
-  assign \wp__data$61.shift  = \wp__data$61 [68:63];
-  assign \rp__data$68.bias  = \rp__data$68 [31:0];
-  assign \rp__data$68.multiplier  = \rp__data$68 [62:32];
-  assign \rp__data$68.shift  = \rp__data$68 [68:63];
-  assign \wp__data$77.bias  = \wp__data$77 [31:0];
-  assign \wp__data$77.multiplier  = \wp__data$77 [62:32];
-  assign \wp__data$77.shift  = \wp__data$77 [68:63];
-  assign \rp__data$84.bias  = \rp__data$84 [31:0];
-  assign \rp__data$84.multiplier  = \rp__data$84 [62:32];
-  assign \rp__data$84.shift  = \rp__data$84 [68:63];
-  assign \wp__data$77 [62:32] = p_stream__payload[251:221];
-  assign \wp__data$77 [68:63] = p_stream__payload[275:270];
-  assign \wp__data$77 [31:0] = p_stream__payload[127:96];
-  assign \wp__data$61 [62:32] = p_stream__payload[220:190];
-  assign \wp__data$61 [68:63] = p_stream__payload[269:264];
-  assign \wp__data$61 [31:0] = p_stream__payload[95:64];
-  assign \wp__data$45 [62:32] = p_stream__payload[189:159];
-  assign \wp__data$45 [68:63] = p_stream__payload[263:258];
-  assign \wp__data$45 [31:0] = p_stream__payload[63:32];
-  assign \$8 [31:24] = \y$89 ;
-  assign \$8 [23:16] = \y$73 ;
-  assign \$8 [15:8] = \y$57 ;
+  assign \wp__data$48.bias  = \wp__data$48 [31:0];
+  assign \wp__data$48.multiplier  = \wp__data$48 [62:32];
+  assign \wp__data$48.shift  = \wp__data$48 [68:63];
+  assign \rp__data$55.bias  = \rp__data$55 [31:0];
+  assign \rp__data$55.multiplier  = \rp__data$55 [62:32];
+  assign \rp__data$55.shift  = \rp__data$55 [68:63];
+  assign \wp__data$64.bias  = \wp__data$64 [31:0];
+  assign \wp__data$64.multiplier  = \wp__data$64 [62:32];
+  assign \wp__data$64.shift  = \wp__data$64 [68:63];
+  assign \rp__data$71.bias  = \rp__data$71 [31:0];
+  assign \rp__data$71.multiplier  = \rp__data$71 [62:32];
+  assign \rp__data$71.shift  = \rp__data$71 [68:63];
+  assign \wp__data$80.bias  = \wp__data$80 [31:0];
+  assign \wp__data$80.multiplier  = \wp__data$80 [62:32];
+  assign \wp__data$80.shift  = \wp__data$80 [68:63];
+  assign \rp__data$87.bias  = \rp__data$87 [31:0];
+  assign \rp__data$87.multiplier  = \rp__data$87 [62:32];
+  assign \rp__data$87.shift  = \rp__data$87 [68:63];
+  assign \wp__data$80 [62:32] = p_stream__payload[251:221];
+  assign \wp__data$80 [68:63] = p_stream__payload[275:270];
+  assign \wp__data$80 [31:0] = p_stream__payload[127:96];
+  assign \wp__data$64 [62:32] = p_stream__payload[220:190];
+  assign \wp__data$64 [68:63] = p_stream__payload[269:264];
+  assign \wp__data$64 [31:0] = p_stream__payload[95:64];
+  assign \wp__data$48 [62:32] = p_stream__payload[189:159];
+  assign \wp__data$48 [68:63] = p_stream__payload[263:258];
+  assign \wp__data$48 [31:0] = p_stream__payload[63:32];
+  assign \$8 [31:24] = \y$92 ;
+  assign \$8 [23:16] = \y$76 ;
+  assign \$8 [15:8] = \y$60 ;
   assign \$8 [7:0] = y;
   assign wp__data[62:32] = p_stream__payload[158:128];
   assign wp__data[68:63] = p_stream__payload[257:252];
@@ -755,38 +797,60 @@ endmodule
 (* generator = "Amaranth" *)
 module \requant8.lane0 (rst, en, \port$32$0 , zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
-  wire \$1 ;
-  wire [64:0] \$10 ;
-  wire [64:0] \$11 ;
-  wire [33:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire [34:0] \$15 ;
-  wire [34:0] \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [35:0] \$19 ;
-  wire [5:0] \$2 ;
-  wire [35:0] \$20 ;
-  reg [31:0] \$21 ;
-  reg [5:0] \$22 ;
-  reg [30:0] \$23 ;
-  reg [31:0] \$24 ;
-  reg [30:0] \$25 ;
-  reg [4:0] \$26 ;
-  reg [63:0] \$27 ;
-  reg [4:0] \$28 ;
-  reg [31:0] \$29 ;
+  wire [62:0] \$1 ;
+  wire [65:0] \$10 ;
+  wire [32:0] \$11 ;
+  wire [64:0] \$12 ;
+  wire [65:0] \$13 ;
+  wire [65:0] \$14 ;
+  wire \$15 ;
+  wire [32:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [31:0] \$18 ;
+  wire [33:0] \$19 ;
+  wire [10:0] \$2 ;
+  wire [33:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
   wire \$3 ;
-  reg [4:0] \$30 ;
-  reg [33:0] \$31 ;
-  reg [7:0] \$32 ;
-  wire [6:0] \$4 ;
-  wire [6:0] \$5 ;
-  wire [62:0] \$6 ;
-  wire [34:0] \$7 ;
+  wire [62:0] \$30 ;
+  wire [62:0] \$31 ;
+  wire [62:0] \$32 ;
+  wire [62:0] \$33 ;
+  reg [31:0] \$34 ;
+  reg [5:0] \$35 ;
+  reg [30:0] \$36 ;
+  reg [4:0] \$37 ;
+  reg [4:0] \$38 ;
+  reg [31:0] \$39 ;
+  wire [5:0] \$4 ;
+  reg [30:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [63:0] \$42 ;
+  reg [33:0] \$43 ;
+  reg [4:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg [31:0] \$46 ;
+  reg [4:0] \$47 ;
+  reg [31:0] \$48 ;
+  reg [31:0] \$49 ;
+  wire \$5 ;
+  reg [33:0] \$50 ;
+  reg [4:0] \$51 ;
+  reg [33:0] \$52 ;
+  reg [9:0] \$53 ;
+  reg [7:0] \$54 ;
+  wire [6:0] \$6 ;
+  wire [6:0] \$7 ;
   wire [62:0] \$8 ;
-  wire [62:0] \$9 ;
+  wire [63:0] \$9 ;
   reg [31:0] a2 = 32'd0;
   input [31:0] acc;
   wire [31:0] acc;
@@ -800,206 +864,369 @@ module \requant8.lane0 (rst, en, \port$32$0 , zero_point, act_min, act_max, acc,
   reg [4:0] e2 = 5'h00;
   reg [4:0] e3 = 5'h00;
   reg [4:0] e4 = 5'h00;
+  reg [4:0] e5 = 5'h00;
+  reg [4:0] e6 = 5'h00;
   input en;
   wire en;
-  reg [31:0] h4 = 32'd0;
+  reg [31:0] h5 = 32'd0;
   wire [31:0] half;
-  wire [4:0] left;
+  reg [31:0] half5 = 32'd0;
+  reg [31:0] halfm5 = 32'd0;
+  reg [4:0] left = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] left1;
   reg [30:0] m1 = 31'h00000000;
   reg [30:0] m2 = 31'h00000000;
   wire [30:0] multiplier;
-  reg [63:0] p3 = 64'h0000000000000000;
+  reg [63:0] p_base = 64'h0000000000000000;
+  reg [33:0] p_mid = 34'h000000000;
+  wire [35:0] p_p00;
+  wire [30:0] p_p01;
+  wire [31:0] p_p10;
+  wire [26:0] p_p11;
   input [68:0] \port$32$0 ;
   wire [68:0] \port$32$0 ;
-  reg [33:0] r5 = 34'h000000000;
-  wire [4:0] right;
+  reg [9:0] r8 = 10'h000;
+  reg [4:0] right = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] right1;
   input rst;
   wire rst;
   reg [5:0] sh1 = 6'h00;
   wire [5:0] shift;
+  reg [33:0] t6 = 34'h000000000;
   wire [32:0] total;
+  reg [33:0] v7 = 34'h000000000;
   reg [31:0] x1 = 32'd0;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  wire [35:0] yv;
+  wire [11:0] yv;
   input [7:0] zero_point;
   wire [7:0] zero_point;
+  always @(posedge clk)
+    a2 <= \$39 ;
+  always @(posedge clk)
+    m2 <= \$40 ;
+  always @(posedge clk)
+    e2 <= \$41 ;
+  always @(posedge clk)
+    p_base <= \$42 ;
+  always @(posedge clk)
+    p_mid <= \$43 ;
+  always @(posedge clk)
+    e3 <= \$44 ;
+  always @(posedge clk)
+    e4 <= \$45 ;
+  always @(posedge clk)
+    h5 <= \$46 ;
+  always @(posedge clk)
+    e5 <= \$47 ;
+  always @(posedge clk)
+    half5 <= \$48 ;
+  always @(posedge clk)
+    halfm5 <= \$49 ;
+  always @(posedge clk)
+    t6 <= \$50 ;
+  always @(posedge clk)
+    e6 <= \$51 ;
+  always @(posedge clk)
+    v7 <= \$52 ;
+  always @(posedge clk)
+    r8 <= \$53 ;
+  always @(posedge clk)
+    y <= \$54 ;
   assign total = $signed(acc) + $signed(\port$32$0 [31:0]);
-  assign \$1  = $signed(sh1) > $signed(1'h0);
-  assign \$2  = \$1  ? sh1 : 6'h00;
-  assign \$3  = $signed(sh1) < $signed(1'h0);
-  assign \$4  = - $signed(sh1);
-  assign \$5  = \$3  ? \$4  : 7'h00;
-  assign \$6  = 1'h1 << e4;
-  assign \$7  = $signed(zero_point) + $signed(r5);
-  assign \$8  = $signed(x1) << \$2 [4:0];
-  assign \$9  = $signed(a2) * $signed({ 1'h0, m2 });
-  assign \$10  = $signed(p3) + $signed(32'd1073741824);
-  assign \$12  = $signed(h4) + $signed({ 1'h0, half });
-  assign \$13  = | e4;
-  assign \$14  = \$13  & h4[31];
-  assign \$15  = $signed(\$12 ) - $signed({ 1'h0, \$14  });
-  assign \$16  = $signed(\$15 ) >>> e4;
-  assign \$17  = $signed(\$7 ) < $signed(act_min);
-  assign \$18  = $signed(\$7 ) > $signed(act_max);
-  assign \$19  = \$18  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$7 [34], \$7  };
-  assign \$20  = \$17  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$19 ;
+  assign \$1  = 1'h1 << e4;
+  assign \$2  = $signed(zero_point) + $signed(r8);
+  assign \$3  = $signed(\port$32$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$32$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$32$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$32$0 [68:63]);
+  assign \$7  = \$5  ? \$6  : 7'h00;
+  assign \$8  = $signed(x1) << left;
+  assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
+  assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
+  assign \$13  = $signed(p_base) + $signed(\$12 );
+  assign \$15  = | e4;
+  assign \$16  = half - 1'h1;
+  assign \$17  = \$15  ? \$16  : 33'h000000000;
+  assign \$18  = h5[31] ? halfm5 : half5;
+  assign \$19  = $signed(h5) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t6) >>> e6;
+  assign \$21  = ! v7[33:9];
+  assign \$22  = v7[33:9] == 25'h1ffffff;
+  assign \$23  = \$21  | \$22 ;
+  assign \$24  = v7[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v7[9:0] : \$24 ;
+  assign \$26  = $signed(\$2 ) < $signed(act_min);
+  assign \$27  = $signed(\$2 ) > $signed(act_max);
+  assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
+  assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
+  assign \$30  = $signed(x1) << left;
+  assign \$31  = $signed(x1) << left;
+  assign \$32  = $signed(x1) << left;
+  assign \$33  = $signed(x1) << left;
   always @(posedge clk)
-    x1 <= \$21 ;
+    x1 <= \$34 ;
   always @(posedge clk)
-    sh1 <= \$22 ;
+    sh1 <= \$35 ;
   always @(posedge clk)
-    m1 <= \$23 ;
+    m1 <= \$36 ;
   always @(posedge clk)
-    a2 <= \$24 ;
+    left <= \$37 ;
   always @(posedge clk)
-    m2 <= \$25 ;
-  always @(posedge clk)
-    e2 <= \$26 ;
-  always @(posedge clk)
-    p3 <= \$27 ;
-  always @(posedge clk)
-    e3 <= \$28 ;
-  always @(posedge clk)
-    h4 <= \$29 ;
-  always @(posedge clk)
-    e4 <= \$30 ;
-  always @(posedge clk)
-    r5 <= \$31 ;
-  always @(posedge clk)
-    y <= \$32 ;
+    right <= \$38 ;
+  tf_mulreg_u18xu18 p_mul00 (
+    .a(\$30 [17:0]),
+    .b(m1[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p00),
+    .rst(rst)
+  );
+  tf_mulreg_u18xu13 p_mul01 (
+    .a(\$31 [17:0]),
+    .b(m1[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p01),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu18 p_mul10 (
+    .a(\$32 [31:18]),
+    .b(m1[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p10),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu13 p_mul11 (
+    .a(\$33 [31:18]),
+    .b(m1[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p11),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$21  = x1;
+    \$39  = a2;
     if (en) begin
-      \$21  = total[31:0];
+      \$39  = \$8 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$22  = sh1;
+    \$40  = m2;
     if (en) begin
-      \$22  = \port$32$0 [68:63];
+      \$40  = m1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$23  = m1;
+    \$41  = e2;
     if (en) begin
-      \$23  = \port$32$0 [62:32];
+      \$41  = right;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$24  = a2;
+    \$42  = p_base;
     if (en) begin
-      \$24  = \$8 [31:0];
+      \$42  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$25  = m2;
+    \$43  = p_mid;
     if (en) begin
-      \$25  = m1;
+      \$43  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$26  = e2;
+    \$44  = e3;
     if (en) begin
-      \$26  = \$5 [4:0];
+      \$44  = e2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$27  = p3;
+    \$45  = e4;
     if (en) begin
-      \$27  = { \$9 [62], \$9  };
+      \$45  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$28  = e3;
+    \$46  = h5;
     if (en) begin
-      \$28  = e2;
+      \$46  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$29  = h4;
+    \$47  = e5;
     if (en) begin
-      \$29  = \$11 [31:0];
+      \$47  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$30  = e4;
+    \$48  = half5;
     if (en) begin
-      \$30  = e3;
+      \$48  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$31  = r5;
+    \$49  = halfm5;
     if (en) begin
-      \$31  = \$16 [33:0];
+      \$49  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$32  = y;
+    \$50  = t6;
     if (en) begin
-      \$32  = \$20 [7:0];
+      \$50  = \$19 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$51  = e6;
+    if (en) begin
+      \$51  = e5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$52  = v7;
+    if (en) begin
+      \$52  = \$20 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$53  = r8;
+    if (en) begin
+      \$53  = \$25 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$54  = y;
+    if (en) begin
+      \$54  = \$29 [7:0];
     end
     if (rst) begin
-      \$32  = 8'h00;
+      \$54  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$34  = x1;
+    if (en) begin
+      \$34  = total[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$35  = sh1;
+    if (en) begin
+      \$35  = \port$32$0 [68:63];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$36  = m1;
+    if (en) begin
+      \$36  = \port$32$0 [62:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$37  = left;
+    if (en) begin
+      \$37  = \$4 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$38  = right;
+    if (en) begin
+      \$38  = \$7 [4:0];
     end
   end
   assign bias = \port$32$0 [31:0];
-  assign left = \$2 [4:0];
-  assign right = \$5 [4:0];
-  assign yv = { \$7 [34], \$7  };
+  assign left1 = left;
+  assign right1 = right;
+  assign yv = { \$2 [10], \$2  };
   assign shift = \port$32$0 [68:63];
   assign multiplier = \port$32$0 [62:32];
-  assign half = { 1'h0, \$6 [31:1] };
-  assign \$11  = { \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64:31] };
+  assign half = { 1'h0, \$1 [31:1] };
+  assign \$9  = { p_p11[26], p_p11, p_p00 };
+  assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
+  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:31] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \requant8.lane1 (rst, en, \port$61$0 , zero_point, act_min, act_max, acc, y, clk);
+module \requant8.lane1 (rst, en, \port$78$0 , zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
-  wire \$1 ;
-  wire [64:0] \$10 ;
-  wire [64:0] \$11 ;
-  wire [33:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire [34:0] \$15 ;
-  wire [34:0] \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [35:0] \$19 ;
-  wire [5:0] \$2 ;
-  wire [35:0] \$20 ;
-  reg [31:0] \$21 ;
-  reg [5:0] \$22 ;
-  reg [30:0] \$23 ;
-  reg [31:0] \$24 ;
-  reg [30:0] \$25 ;
-  reg [4:0] \$26 ;
-  reg [63:0] \$27 ;
-  reg [4:0] \$28 ;
-  reg [31:0] \$29 ;
+  wire [62:0] \$1 ;
+  wire [65:0] \$10 ;
+  wire [32:0] \$11 ;
+  wire [64:0] \$12 ;
+  wire [65:0] \$13 ;
+  wire [65:0] \$14 ;
+  wire \$15 ;
+  wire [32:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [31:0] \$18 ;
+  wire [33:0] \$19 ;
+  wire [10:0] \$2 ;
+  wire [33:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
   wire \$3 ;
-  reg [4:0] \$30 ;
-  reg [33:0] \$31 ;
-  reg [7:0] \$32 ;
-  wire [6:0] \$4 ;
-  wire [6:0] \$5 ;
-  wire [62:0] \$6 ;
-  wire [34:0] \$7 ;
+  wire [62:0] \$30 ;
+  wire [62:0] \$31 ;
+  wire [62:0] \$32 ;
+  wire [62:0] \$33 ;
+  reg [31:0] \$34 ;
+  reg [5:0] \$35 ;
+  reg [30:0] \$36 ;
+  reg [4:0] \$37 ;
+  reg [4:0] \$38 ;
+  reg [31:0] \$39 ;
+  wire [5:0] \$4 ;
+  reg [30:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [63:0] \$42 ;
+  reg [33:0] \$43 ;
+  reg [4:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg [31:0] \$46 ;
+  reg [4:0] \$47 ;
+  reg [31:0] \$48 ;
+  reg [31:0] \$49 ;
+  wire \$5 ;
+  reg [33:0] \$50 ;
+  reg [4:0] \$51 ;
+  reg [33:0] \$52 ;
+  reg [9:0] \$53 ;
+  reg [7:0] \$54 ;
+  wire [6:0] \$6 ;
+  wire [6:0] \$7 ;
   wire [62:0] \$8 ;
-  wire [62:0] \$9 ;
+  wire [63:0] \$9 ;
   reg [31:0] a2 = 32'd0;
   input [31:0] acc;
   wire [31:0] acc;
@@ -1013,206 +1240,369 @@ module \requant8.lane1 (rst, en, \port$61$0 , zero_point, act_min, act_max, acc,
   reg [4:0] e2 = 5'h00;
   reg [4:0] e3 = 5'h00;
   reg [4:0] e4 = 5'h00;
+  reg [4:0] e5 = 5'h00;
+  reg [4:0] e6 = 5'h00;
   input en;
   wire en;
-  reg [31:0] h4 = 32'd0;
+  reg [31:0] h5 = 32'd0;
   wire [31:0] half;
-  wire [4:0] left;
+  reg [31:0] half5 = 32'd0;
+  reg [31:0] halfm5 = 32'd0;
+  reg [4:0] left = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] left1;
   reg [30:0] m1 = 31'h00000000;
   reg [30:0] m2 = 31'h00000000;
   wire [30:0] multiplier;
-  reg [63:0] p3 = 64'h0000000000000000;
-  input [68:0] \port$61$0 ;
-  wire [68:0] \port$61$0 ;
-  reg [33:0] r5 = 34'h000000000;
-  wire [4:0] right;
+  reg [63:0] p_base = 64'h0000000000000000;
+  reg [33:0] p_mid = 34'h000000000;
+  wire [35:0] p_p00;
+  wire [30:0] p_p01;
+  wire [31:0] p_p10;
+  wire [26:0] p_p11;
+  input [68:0] \port$78$0 ;
+  wire [68:0] \port$78$0 ;
+  reg [9:0] r8 = 10'h000;
+  reg [4:0] right = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] right1;
   input rst;
   wire rst;
   reg [5:0] sh1 = 6'h00;
   wire [5:0] shift;
+  reg [33:0] t6 = 34'h000000000;
   wire [32:0] total;
+  reg [33:0] v7 = 34'h000000000;
   reg [31:0] x1 = 32'd0;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  wire [35:0] yv;
+  wire [11:0] yv;
   input [7:0] zero_point;
   wire [7:0] zero_point;
-  assign total = $signed(acc) + $signed(\port$61$0 [31:0]);
-  assign \$1  = $signed(sh1) > $signed(1'h0);
-  assign \$2  = \$1  ? sh1 : 6'h00;
-  assign \$3  = $signed(sh1) < $signed(1'h0);
-  assign \$4  = - $signed(sh1);
-  assign \$5  = \$3  ? \$4  : 7'h00;
-  assign \$6  = 1'h1 << e4;
-  assign \$7  = $signed(zero_point) + $signed(r5);
-  assign \$8  = $signed(x1) << \$2 [4:0];
-  assign \$9  = $signed(a2) * $signed({ 1'h0, m2 });
-  assign \$10  = $signed(p3) + $signed(32'd1073741824);
-  assign \$12  = $signed(h4) + $signed({ 1'h0, half });
-  assign \$13  = | e4;
-  assign \$14  = \$13  & h4[31];
-  assign \$15  = $signed(\$12 ) - $signed({ 1'h0, \$14  });
-  assign \$16  = $signed(\$15 ) >>> e4;
-  assign \$17  = $signed(\$7 ) < $signed(act_min);
-  assign \$18  = $signed(\$7 ) > $signed(act_max);
-  assign \$19  = \$18  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$7 [34], \$7  };
-  assign \$20  = \$17  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$19 ;
   always @(posedge clk)
-    x1 <= \$21 ;
+    a2 <= \$39 ;
   always @(posedge clk)
-    sh1 <= \$22 ;
+    m2 <= \$40 ;
   always @(posedge clk)
-    m1 <= \$23 ;
+    e2 <= \$41 ;
   always @(posedge clk)
-    a2 <= \$24 ;
+    p_base <= \$42 ;
   always @(posedge clk)
-    m2 <= \$25 ;
+    p_mid <= \$43 ;
   always @(posedge clk)
-    e2 <= \$26 ;
+    e3 <= \$44 ;
   always @(posedge clk)
-    p3 <= \$27 ;
+    e4 <= \$45 ;
   always @(posedge clk)
-    e3 <= \$28 ;
+    h5 <= \$46 ;
   always @(posedge clk)
-    h4 <= \$29 ;
+    e5 <= \$47 ;
   always @(posedge clk)
-    e4 <= \$30 ;
+    half5 <= \$48 ;
   always @(posedge clk)
-    r5 <= \$31 ;
+    halfm5 <= \$49 ;
   always @(posedge clk)
-    y <= \$32 ;
+    t6 <= \$50 ;
+  always @(posedge clk)
+    e6 <= \$51 ;
+  always @(posedge clk)
+    v7 <= \$52 ;
+  always @(posedge clk)
+    r8 <= \$53 ;
+  always @(posedge clk)
+    y <= \$54 ;
+  assign total = $signed(acc) + $signed(\port$78$0 [31:0]);
+  assign \$1  = 1'h1 << e4;
+  assign \$2  = $signed(zero_point) + $signed(r8);
+  assign \$3  = $signed(\port$78$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$78$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$78$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$78$0 [68:63]);
+  assign \$7  = \$5  ? \$6  : 7'h00;
+  assign \$8  = $signed(x1) << left;
+  assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
+  assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
+  assign \$13  = $signed(p_base) + $signed(\$12 );
+  assign \$15  = | e4;
+  assign \$16  = half - 1'h1;
+  assign \$17  = \$15  ? \$16  : 33'h000000000;
+  assign \$18  = h5[31] ? halfm5 : half5;
+  assign \$19  = $signed(h5) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t6) >>> e6;
+  assign \$21  = ! v7[33:9];
+  assign \$22  = v7[33:9] == 25'h1ffffff;
+  assign \$23  = \$21  | \$22 ;
+  assign \$24  = v7[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v7[9:0] : \$24 ;
+  assign \$26  = $signed(\$2 ) < $signed(act_min);
+  assign \$27  = $signed(\$2 ) > $signed(act_max);
+  assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
+  assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
+  assign \$30  = $signed(x1) << left;
+  assign \$31  = $signed(x1) << left;
+  assign \$32  = $signed(x1) << left;
+  assign \$33  = $signed(x1) << left;
+  always @(posedge clk)
+    x1 <= \$34 ;
+  always @(posedge clk)
+    sh1 <= \$35 ;
+  always @(posedge clk)
+    m1 <= \$36 ;
+  always @(posedge clk)
+    left <= \$37 ;
+  always @(posedge clk)
+    right <= \$38 ;
+  tf_mulreg_u18xu18 p_mul00 (
+    .a(\$30 [17:0]),
+    .b(m1[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p00),
+    .rst(rst)
+  );
+  tf_mulreg_u18xu13 p_mul01 (
+    .a(\$31 [17:0]),
+    .b(m1[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p01),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu18 p_mul10 (
+    .a(\$32 [31:18]),
+    .b(m1[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p10),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu13 p_mul11 (
+    .a(\$33 [31:18]),
+    .b(m1[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p11),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$21  = x1;
+    \$39  = a2;
     if (en) begin
-      \$21  = total[31:0];
+      \$39  = \$8 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$22  = sh1;
+    \$40  = m2;
     if (en) begin
-      \$22  = \port$61$0 [68:63];
+      \$40  = m1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$23  = m1;
+    \$41  = e2;
     if (en) begin
-      \$23  = \port$61$0 [62:32];
+      \$41  = right;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$24  = a2;
+    \$42  = p_base;
     if (en) begin
-      \$24  = \$8 [31:0];
+      \$42  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$25  = m2;
+    \$43  = p_mid;
     if (en) begin
-      \$25  = m1;
+      \$43  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$26  = e2;
+    \$44  = e3;
     if (en) begin
-      \$26  = \$5 [4:0];
+      \$44  = e2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$27  = p3;
+    \$45  = e4;
     if (en) begin
-      \$27  = { \$9 [62], \$9  };
+      \$45  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$28  = e3;
+    \$46  = h5;
     if (en) begin
-      \$28  = e2;
+      \$46  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$29  = h4;
+    \$47  = e5;
     if (en) begin
-      \$29  = \$11 [31:0];
+      \$47  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$30  = e4;
+    \$48  = half5;
     if (en) begin
-      \$30  = e3;
+      \$48  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$31  = r5;
+    \$49  = halfm5;
     if (en) begin
-      \$31  = \$16 [33:0];
+      \$49  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$32  = y;
+    \$50  = t6;
     if (en) begin
-      \$32  = \$20 [7:0];
+      \$50  = \$19 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$51  = e6;
+    if (en) begin
+      \$51  = e5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$52  = v7;
+    if (en) begin
+      \$52  = \$20 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$53  = r8;
+    if (en) begin
+      \$53  = \$25 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$54  = y;
+    if (en) begin
+      \$54  = \$29 [7:0];
     end
     if (rst) begin
-      \$32  = 8'h00;
+      \$54  = 8'h00;
     end
   end
-  assign bias = \port$61$0 [31:0];
-  assign left = \$2 [4:0];
-  assign right = \$5 [4:0];
-  assign yv = { \$7 [34], \$7  };
-  assign shift = \port$61$0 [68:63];
-  assign multiplier = \port$61$0 [62:32];
-  assign half = { 1'h0, \$6 [31:1] };
-  assign \$11  = { \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64:31] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$34  = x1;
+    if (en) begin
+      \$34  = total[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$35  = sh1;
+    if (en) begin
+      \$35  = \port$78$0 [68:63];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$36  = m1;
+    if (en) begin
+      \$36  = \port$78$0 [62:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$37  = left;
+    if (en) begin
+      \$37  = \$4 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$38  = right;
+    if (en) begin
+      \$38  = \$7 [4:0];
+    end
+  end
+  assign bias = \port$78$0 [31:0];
+  assign left1 = left;
+  assign right1 = right;
+  assign yv = { \$2 [10], \$2  };
+  assign shift = \port$78$0 [68:63];
+  assign multiplier = \port$78$0 [62:32];
+  assign half = { 1'h0, \$1 [31:1] };
+  assign \$9  = { p_p11[26], p_p11, p_p00 };
+  assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
+  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:31] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \requant8.lane2 (rst, en, \port$90$0 , zero_point, act_min, act_max, acc, y, clk);
+module \requant8.lane2 (rst, en, \port$124$0 , zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire \$1 ;
-  wire [64:0] \$10 ;
-  wire [64:0] \$11 ;
-  wire [33:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire [34:0] \$15 ;
-  wire [34:0] \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [35:0] \$19 ;
-  wire [5:0] \$2 ;
-  wire [35:0] \$20 ;
-  reg [31:0] \$21 ;
-  reg [5:0] \$22 ;
-  reg [30:0] \$23 ;
-  reg [31:0] \$24 ;
-  reg [30:0] \$25 ;
-  reg [4:0] \$26 ;
-  reg [63:0] \$27 ;
-  reg [4:0] \$28 ;
-  reg [31:0] \$29 ;
+  wire [62:0] \$1 ;
+  wire [65:0] \$10 ;
+  wire [32:0] \$11 ;
+  wire [64:0] \$12 ;
+  wire [65:0] \$13 ;
+  wire [65:0] \$14 ;
+  wire \$15 ;
+  wire [32:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [31:0] \$18 ;
+  wire [33:0] \$19 ;
+  wire [10:0] \$2 ;
+  wire [33:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
   wire \$3 ;
-  reg [4:0] \$30 ;
-  reg [33:0] \$31 ;
-  reg [7:0] \$32 ;
-  wire [6:0] \$4 ;
-  wire [6:0] \$5 ;
-  wire [62:0] \$6 ;
-  wire [34:0] \$7 ;
+  wire [62:0] \$30 ;
+  wire [62:0] \$31 ;
+  wire [62:0] \$32 ;
+  wire [62:0] \$33 ;
+  reg [31:0] \$34 ;
+  reg [5:0] \$35 ;
+  reg [30:0] \$36 ;
+  reg [4:0] \$37 ;
+  reg [4:0] \$38 ;
+  reg [31:0] \$39 ;
+  wire [5:0] \$4 ;
+  reg [30:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [63:0] \$42 ;
+  reg [33:0] \$43 ;
+  reg [4:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg [31:0] \$46 ;
+  reg [4:0] \$47 ;
+  reg [31:0] \$48 ;
+  reg [31:0] \$49 ;
+  wire \$5 ;
+  reg [33:0] \$50 ;
+  reg [4:0] \$51 ;
+  reg [33:0] \$52 ;
+  reg [9:0] \$53 ;
+  reg [7:0] \$54 ;
+  wire [6:0] \$6 ;
+  wire [6:0] \$7 ;
   wire [62:0] \$8 ;
-  wire [62:0] \$9 ;
+  wire [63:0] \$9 ;
   reg [31:0] a2 = 32'd0;
   input [31:0] acc;
   wire [31:0] acc;
@@ -1226,206 +1616,369 @@ module \requant8.lane2 (rst, en, \port$90$0 , zero_point, act_min, act_max, acc,
   reg [4:0] e2 = 5'h00;
   reg [4:0] e3 = 5'h00;
   reg [4:0] e4 = 5'h00;
+  reg [4:0] e5 = 5'h00;
+  reg [4:0] e6 = 5'h00;
   input en;
   wire en;
-  reg [31:0] h4 = 32'd0;
+  reg [31:0] h5 = 32'd0;
   wire [31:0] half;
-  wire [4:0] left;
+  reg [31:0] half5 = 32'd0;
+  reg [31:0] halfm5 = 32'd0;
+  reg [4:0] left = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] left1;
   reg [30:0] m1 = 31'h00000000;
   reg [30:0] m2 = 31'h00000000;
   wire [30:0] multiplier;
-  reg [63:0] p3 = 64'h0000000000000000;
-  input [68:0] \port$90$0 ;
-  wire [68:0] \port$90$0 ;
-  reg [33:0] r5 = 34'h000000000;
-  wire [4:0] right;
+  reg [63:0] p_base = 64'h0000000000000000;
+  reg [33:0] p_mid = 34'h000000000;
+  wire [35:0] p_p00;
+  wire [30:0] p_p01;
+  wire [31:0] p_p10;
+  wire [26:0] p_p11;
+  input [68:0] \port$124$0 ;
+  wire [68:0] \port$124$0 ;
+  reg [9:0] r8 = 10'h000;
+  reg [4:0] right = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] right1;
   input rst;
   wire rst;
   reg [5:0] sh1 = 6'h00;
   wire [5:0] shift;
+  reg [33:0] t6 = 34'h000000000;
   wire [32:0] total;
+  reg [33:0] v7 = 34'h000000000;
   reg [31:0] x1 = 32'd0;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  wire [35:0] yv;
+  wire [11:0] yv;
   input [7:0] zero_point;
   wire [7:0] zero_point;
-  assign total = $signed(acc) + $signed(\port$90$0 [31:0]);
-  assign \$1  = $signed(sh1) > $signed(1'h0);
-  assign \$2  = \$1  ? sh1 : 6'h00;
-  assign \$3  = $signed(sh1) < $signed(1'h0);
-  assign \$4  = - $signed(sh1);
-  assign \$5  = \$3  ? \$4  : 7'h00;
-  assign \$6  = 1'h1 << e4;
-  assign \$7  = $signed(zero_point) + $signed(r5);
-  assign \$8  = $signed(x1) << \$2 [4:0];
-  assign \$9  = $signed(a2) * $signed({ 1'h0, m2 });
-  assign \$10  = $signed(p3) + $signed(32'd1073741824);
-  assign \$12  = $signed(h4) + $signed({ 1'h0, half });
-  assign \$13  = | e4;
-  assign \$14  = \$13  & h4[31];
-  assign \$15  = $signed(\$12 ) - $signed({ 1'h0, \$14  });
-  assign \$16  = $signed(\$15 ) >>> e4;
-  assign \$17  = $signed(\$7 ) < $signed(act_min);
-  assign \$18  = $signed(\$7 ) > $signed(act_max);
-  assign \$19  = \$18  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$7 [34], \$7  };
-  assign \$20  = \$17  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$19 ;
   always @(posedge clk)
-    x1 <= \$21 ;
+    a2 <= \$39 ;
   always @(posedge clk)
-    sh1 <= \$22 ;
+    m2 <= \$40 ;
   always @(posedge clk)
-    m1 <= \$23 ;
+    e2 <= \$41 ;
   always @(posedge clk)
-    a2 <= \$24 ;
+    p_base <= \$42 ;
   always @(posedge clk)
-    m2 <= \$25 ;
+    p_mid <= \$43 ;
   always @(posedge clk)
-    e2 <= \$26 ;
+    e3 <= \$44 ;
   always @(posedge clk)
-    p3 <= \$27 ;
+    e4 <= \$45 ;
   always @(posedge clk)
-    e3 <= \$28 ;
+    h5 <= \$46 ;
   always @(posedge clk)
-    h4 <= \$29 ;
+    e5 <= \$47 ;
   always @(posedge clk)
-    e4 <= \$30 ;
+    half5 <= \$48 ;
   always @(posedge clk)
-    r5 <= \$31 ;
+    halfm5 <= \$49 ;
   always @(posedge clk)
-    y <= \$32 ;
+    t6 <= \$50 ;
+  always @(posedge clk)
+    e6 <= \$51 ;
+  always @(posedge clk)
+    v7 <= \$52 ;
+  always @(posedge clk)
+    r8 <= \$53 ;
+  always @(posedge clk)
+    y <= \$54 ;
+  assign total = $signed(acc) + $signed(\port$124$0 [31:0]);
+  assign \$1  = 1'h1 << e4;
+  assign \$2  = $signed(zero_point) + $signed(r8);
+  assign \$3  = $signed(\port$124$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$124$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$124$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$124$0 [68:63]);
+  assign \$7  = \$5  ? \$6  : 7'h00;
+  assign \$8  = $signed(x1) << left;
+  assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
+  assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
+  assign \$13  = $signed(p_base) + $signed(\$12 );
+  assign \$15  = | e4;
+  assign \$16  = half - 1'h1;
+  assign \$17  = \$15  ? \$16  : 33'h000000000;
+  assign \$18  = h5[31] ? halfm5 : half5;
+  assign \$19  = $signed(h5) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t6) >>> e6;
+  assign \$21  = ! v7[33:9];
+  assign \$22  = v7[33:9] == 25'h1ffffff;
+  assign \$23  = \$21  | \$22 ;
+  assign \$24  = v7[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v7[9:0] : \$24 ;
+  assign \$26  = $signed(\$2 ) < $signed(act_min);
+  assign \$27  = $signed(\$2 ) > $signed(act_max);
+  assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
+  assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
+  assign \$30  = $signed(x1) << left;
+  assign \$31  = $signed(x1) << left;
+  assign \$32  = $signed(x1) << left;
+  assign \$33  = $signed(x1) << left;
+  always @(posedge clk)
+    x1 <= \$34 ;
+  always @(posedge clk)
+    sh1 <= \$35 ;
+  always @(posedge clk)
+    m1 <= \$36 ;
+  always @(posedge clk)
+    left <= \$37 ;
+  always @(posedge clk)
+    right <= \$38 ;
+  tf_mulreg_u18xu18 p_mul00 (
+    .a(\$30 [17:0]),
+    .b(m1[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p00),
+    .rst(rst)
+  );
+  tf_mulreg_u18xu13 p_mul01 (
+    .a(\$31 [17:0]),
+    .b(m1[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p01),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu18 p_mul10 (
+    .a(\$32 [31:18]),
+    .b(m1[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p10),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu13 p_mul11 (
+    .a(\$33 [31:18]),
+    .b(m1[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p11),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$21  = x1;
+    \$39  = a2;
     if (en) begin
-      \$21  = total[31:0];
+      \$39  = \$8 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$22  = sh1;
+    \$40  = m2;
     if (en) begin
-      \$22  = \port$90$0 [68:63];
+      \$40  = m1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$23  = m1;
+    \$41  = e2;
     if (en) begin
-      \$23  = \port$90$0 [62:32];
+      \$41  = right;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$24  = a2;
+    \$42  = p_base;
     if (en) begin
-      \$24  = \$8 [31:0];
+      \$42  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$25  = m2;
+    \$43  = p_mid;
     if (en) begin
-      \$25  = m1;
+      \$43  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$26  = e2;
+    \$44  = e3;
     if (en) begin
-      \$26  = \$5 [4:0];
+      \$44  = e2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$27  = p3;
+    \$45  = e4;
     if (en) begin
-      \$27  = { \$9 [62], \$9  };
+      \$45  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$28  = e3;
+    \$46  = h5;
     if (en) begin
-      \$28  = e2;
+      \$46  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$29  = h4;
+    \$47  = e5;
     if (en) begin
-      \$29  = \$11 [31:0];
+      \$47  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$30  = e4;
+    \$48  = half5;
     if (en) begin
-      \$30  = e3;
+      \$48  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$31  = r5;
+    \$49  = halfm5;
     if (en) begin
-      \$31  = \$16 [33:0];
+      \$49  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$32  = y;
+    \$50  = t6;
     if (en) begin
-      \$32  = \$20 [7:0];
+      \$50  = \$19 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$51  = e6;
+    if (en) begin
+      \$51  = e5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$52  = v7;
+    if (en) begin
+      \$52  = \$20 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$53  = r8;
+    if (en) begin
+      \$53  = \$25 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$54  = y;
+    if (en) begin
+      \$54  = \$29 [7:0];
     end
     if (rst) begin
-      \$32  = 8'h00;
+      \$54  = 8'h00;
     end
   end
-  assign bias = \port$90$0 [31:0];
-  assign left = \$2 [4:0];
-  assign right = \$5 [4:0];
-  assign yv = { \$7 [34], \$7  };
-  assign shift = \port$90$0 [68:63];
-  assign multiplier = \port$90$0 [62:32];
-  assign half = { 1'h0, \$6 [31:1] };
-  assign \$11  = { \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64:31] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$34  = x1;
+    if (en) begin
+      \$34  = total[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$35  = sh1;
+    if (en) begin
+      \$35  = \port$124$0 [68:63];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$36  = m1;
+    if (en) begin
+      \$36  = \port$124$0 [62:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$37  = left;
+    if (en) begin
+      \$37  = \$4 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$38  = right;
+    if (en) begin
+      \$38  = \$7 [4:0];
+    end
+  end
+  assign bias = \port$124$0 [31:0];
+  assign left1 = left;
+  assign right1 = right;
+  assign yv = { \$2 [10], \$2  };
+  assign shift = \port$124$0 [68:63];
+  assign multiplier = \port$124$0 [62:32];
+  assign half = { 1'h0, \$1 [31:1] };
+  assign \$9  = { p_p11[26], p_p11, p_p00 };
+  assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
+  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:31] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \requant8.lane3 (rst, en, \port$119$0 , zero_point, act_min, act_max, acc, y, clk);
+module \requant8.lane3 (rst, en, \port$170$0 , zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
-  wire \$1 ;
-  wire [64:0] \$10 ;
-  wire [64:0] \$11 ;
-  wire [33:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire [34:0] \$15 ;
-  wire [34:0] \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [35:0] \$19 ;
-  wire [5:0] \$2 ;
-  wire [35:0] \$20 ;
-  reg [31:0] \$21 ;
-  reg [5:0] \$22 ;
-  reg [30:0] \$23 ;
-  reg [31:0] \$24 ;
-  reg [30:0] \$25 ;
-  reg [4:0] \$26 ;
-  reg [63:0] \$27 ;
-  reg [4:0] \$28 ;
-  reg [31:0] \$29 ;
+  wire [62:0] \$1 ;
+  wire [65:0] \$10 ;
+  wire [32:0] \$11 ;
+  wire [64:0] \$12 ;
+  wire [65:0] \$13 ;
+  wire [65:0] \$14 ;
+  wire \$15 ;
+  wire [32:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [31:0] \$18 ;
+  wire [33:0] \$19 ;
+  wire [10:0] \$2 ;
+  wire [33:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
   wire \$3 ;
-  reg [4:0] \$30 ;
-  reg [33:0] \$31 ;
-  reg [7:0] \$32 ;
-  wire [6:0] \$4 ;
-  wire [6:0] \$5 ;
-  wire [62:0] \$6 ;
-  wire [34:0] \$7 ;
+  wire [62:0] \$30 ;
+  wire [62:0] \$31 ;
+  wire [62:0] \$32 ;
+  wire [62:0] \$33 ;
+  reg [31:0] \$34 ;
+  reg [5:0] \$35 ;
+  reg [30:0] \$36 ;
+  reg [4:0] \$37 ;
+  reg [4:0] \$38 ;
+  reg [31:0] \$39 ;
+  wire [5:0] \$4 ;
+  reg [30:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [63:0] \$42 ;
+  reg [33:0] \$43 ;
+  reg [4:0] \$44 ;
+  reg [4:0] \$45 ;
+  reg [31:0] \$46 ;
+  reg [4:0] \$47 ;
+  reg [31:0] \$48 ;
+  reg [31:0] \$49 ;
+  wire \$5 ;
+  reg [33:0] \$50 ;
+  reg [4:0] \$51 ;
+  reg [33:0] \$52 ;
+  reg [9:0] \$53 ;
+  reg [7:0] \$54 ;
+  wire [6:0] \$6 ;
+  wire [6:0] \$7 ;
   wire [62:0] \$8 ;
-  wire [62:0] \$9 ;
+  wire [63:0] \$9 ;
   reg [31:0] a2 = 32'd0;
   input [31:0] acc;
   wire [31:0] acc;
@@ -1439,167 +1992,524 @@ module \requant8.lane3 (rst, en, \port$119$0 , zero_point, act_min, act_max, acc
   reg [4:0] e2 = 5'h00;
   reg [4:0] e3 = 5'h00;
   reg [4:0] e4 = 5'h00;
+  reg [4:0] e5 = 5'h00;
+  reg [4:0] e6 = 5'h00;
   input en;
   wire en;
-  reg [31:0] h4 = 32'd0;
+  reg [31:0] h5 = 32'd0;
   wire [31:0] half;
-  wire [4:0] left;
+  reg [31:0] half5 = 32'd0;
+  reg [31:0] halfm5 = 32'd0;
+  reg [4:0] left = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] left1;
   reg [30:0] m1 = 31'h00000000;
   reg [30:0] m2 = 31'h00000000;
   wire [30:0] multiplier;
-  reg [63:0] p3 = 64'h0000000000000000;
-  input [68:0] \port$119$0 ;
-  wire [68:0] \port$119$0 ;
-  reg [33:0] r5 = 34'h000000000;
-  wire [4:0] right;
+  reg [63:0] p_base = 64'h0000000000000000;
+  reg [33:0] p_mid = 34'h000000000;
+  wire [35:0] p_p00;
+  wire [30:0] p_p01;
+  wire [31:0] p_p10;
+  wire [26:0] p_p11;
+  input [68:0] \port$170$0 ;
+  wire [68:0] \port$170$0 ;
+  reg [9:0] r8 = 10'h000;
+  reg [4:0] right = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] right1;
   input rst;
   wire rst;
   reg [5:0] sh1 = 6'h00;
   wire [5:0] shift;
+  reg [33:0] t6 = 34'h000000000;
   wire [32:0] total;
+  reg [33:0] v7 = 34'h000000000;
   reg [31:0] x1 = 32'd0;
   output [7:0] y;
   reg [7:0] y = 8'h00;
-  wire [35:0] yv;
+  wire [11:0] yv;
   input [7:0] zero_point;
   wire [7:0] zero_point;
-  assign total = $signed(acc) + $signed(\port$119$0 [31:0]);
-  assign \$1  = $signed(sh1) > $signed(1'h0);
-  assign \$2  = \$1  ? sh1 : 6'h00;
-  assign \$3  = $signed(sh1) < $signed(1'h0);
-  assign \$4  = - $signed(sh1);
-  assign \$5  = \$3  ? \$4  : 7'h00;
-  assign \$6  = 1'h1 << e4;
-  assign \$7  = $signed(zero_point) + $signed(r5);
-  assign \$8  = $signed(x1) << \$2 [4:0];
-  assign \$9  = $signed(a2) * $signed({ 1'h0, m2 });
-  assign \$10  = $signed(p3) + $signed(32'd1073741824);
-  assign \$12  = $signed(h4) + $signed({ 1'h0, half });
-  assign \$13  = | e4;
-  assign \$14  = \$13  & h4[31];
-  assign \$15  = $signed(\$12 ) - $signed({ 1'h0, \$14  });
-  assign \$16  = $signed(\$15 ) >>> e4;
-  assign \$17  = $signed(\$7 ) < $signed(act_min);
-  assign \$18  = $signed(\$7 ) > $signed(act_max);
-  assign \$19  = \$18  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$7 [34], \$7  };
-  assign \$20  = \$17  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$19 ;
   always @(posedge clk)
-    x1 <= \$21 ;
+    a2 <= \$39 ;
   always @(posedge clk)
-    sh1 <= \$22 ;
+    m2 <= \$40 ;
   always @(posedge clk)
-    m1 <= \$23 ;
+    e2 <= \$41 ;
   always @(posedge clk)
-    a2 <= \$24 ;
+    p_base <= \$42 ;
   always @(posedge clk)
-    m2 <= \$25 ;
+    p_mid <= \$43 ;
   always @(posedge clk)
-    e2 <= \$26 ;
+    e3 <= \$44 ;
   always @(posedge clk)
-    p3 <= \$27 ;
+    e4 <= \$45 ;
   always @(posedge clk)
-    e3 <= \$28 ;
+    h5 <= \$46 ;
   always @(posedge clk)
-    h4 <= \$29 ;
+    e5 <= \$47 ;
   always @(posedge clk)
-    e4 <= \$30 ;
+    half5 <= \$48 ;
   always @(posedge clk)
-    r5 <= \$31 ;
+    halfm5 <= \$49 ;
   always @(posedge clk)
-    y <= \$32 ;
+    t6 <= \$50 ;
+  always @(posedge clk)
+    e6 <= \$51 ;
+  always @(posedge clk)
+    v7 <= \$52 ;
+  always @(posedge clk)
+    r8 <= \$53 ;
+  always @(posedge clk)
+    y <= \$54 ;
+  assign total = $signed(acc) + $signed(\port$170$0 [31:0]);
+  assign \$1  = 1'h1 << e4;
+  assign \$2  = $signed(zero_point) + $signed(r8);
+  assign \$3  = $signed(\port$170$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$170$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$170$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$170$0 [68:63]);
+  assign \$7  = \$5  ? \$6  : 7'h00;
+  assign \$8  = $signed(x1) << left;
+  assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
+  assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
+  assign \$13  = $signed(p_base) + $signed(\$12 );
+  assign \$15  = | e4;
+  assign \$16  = half - 1'h1;
+  assign \$17  = \$15  ? \$16  : 33'h000000000;
+  assign \$18  = h5[31] ? halfm5 : half5;
+  assign \$19  = $signed(h5) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t6) >>> e6;
+  assign \$21  = ! v7[33:9];
+  assign \$22  = v7[33:9] == 25'h1ffffff;
+  assign \$23  = \$21  | \$22 ;
+  assign \$24  = v7[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v7[9:0] : \$24 ;
+  assign \$26  = $signed(\$2 ) < $signed(act_min);
+  assign \$27  = $signed(\$2 ) > $signed(act_max);
+  assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
+  assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
+  assign \$30  = $signed(x1) << left;
+  assign \$31  = $signed(x1) << left;
+  assign \$32  = $signed(x1) << left;
+  assign \$33  = $signed(x1) << left;
+  always @(posedge clk)
+    x1 <= \$34 ;
+  always @(posedge clk)
+    sh1 <= \$35 ;
+  always @(posedge clk)
+    m1 <= \$36 ;
+  always @(posedge clk)
+    left <= \$37 ;
+  always @(posedge clk)
+    right <= \$38 ;
+  tf_mulreg_u18xu18 p_mul00 (
+    .a(\$30 [17:0]),
+    .b(m1[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p00),
+    .rst(rst)
+  );
+  tf_mulreg_u18xu13 p_mul01 (
+    .a(\$31 [17:0]),
+    .b(m1[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p01),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu18 p_mul10 (
+    .a(\$32 [31:18]),
+    .b(m1[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p10),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu13 p_mul11 (
+    .a(\$33 [31:18]),
+    .b(m1[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p11),
+    .rst(rst)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$21  = x1;
+    \$39  = a2;
     if (en) begin
-      \$21  = total[31:0];
+      \$39  = \$8 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$22  = sh1;
+    \$40  = m2;
     if (en) begin
-      \$22  = \port$119$0 [68:63];
+      \$40  = m1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$23  = m1;
+    \$41  = e2;
     if (en) begin
-      \$23  = \port$119$0 [62:32];
+      \$41  = right;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$24  = a2;
+    \$42  = p_base;
     if (en) begin
-      \$24  = \$8 [31:0];
+      \$42  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$25  = m2;
+    \$43  = p_mid;
     if (en) begin
-      \$25  = m1;
+      \$43  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$26  = e2;
+    \$44  = e3;
     if (en) begin
-      \$26  = \$5 [4:0];
+      \$44  = e2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$27  = p3;
+    \$45  = e4;
     if (en) begin
-      \$27  = { \$9 [62], \$9  };
+      \$45  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$28  = e3;
+    \$46  = h5;
     if (en) begin
-      \$28  = e2;
+      \$46  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$29  = h4;
+    \$47  = e5;
     if (en) begin
-      \$29  = \$11 [31:0];
+      \$47  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$30  = e4;
+    \$48  = half5;
     if (en) begin
-      \$30  = e3;
+      \$48  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$31  = r5;
+    \$49  = halfm5;
     if (en) begin
-      \$31  = \$16 [33:0];
+      \$49  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$32  = y;
+    \$50  = t6;
     if (en) begin
-      \$32  = \$20 [7:0];
+      \$50  = \$19 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$51  = e6;
+    if (en) begin
+      \$51  = e5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$52  = v7;
+    if (en) begin
+      \$52  = \$20 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$53  = r8;
+    if (en) begin
+      \$53  = \$25 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$54  = y;
+    if (en) begin
+      \$54  = \$29 [7:0];
     end
     if (rst) begin
-      \$32  = 8'h00;
+      \$54  = 8'h00;
     end
   end
-  assign bias = \port$119$0 [31:0];
-  assign left = \$2 [4:0];
-  assign right = \$5 [4:0];
-  assign yv = { \$7 [34], \$7  };
-  assign shift = \port$119$0 [68:63];
-  assign multiplier = \port$119$0 [62:32];
-  assign half = { 1'h0, \$6 [31:1] };
-  assign \$11  = { \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64], \$10 [64:31] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$34  = x1;
+    if (en) begin
+      \$34  = total[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$35  = sh1;
+    if (en) begin
+      \$35  = \port$170$0 [68:63];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$36  = m1;
+    if (en) begin
+      \$36  = \port$170$0 [62:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$37  = left;
+    if (en) begin
+      \$37  = \$4 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$38  = right;
+    if (en) begin
+      \$38  = \$7 [4:0];
+    end
+  end
+  assign bias = \port$170$0 [31:0];
+  assign left1 = left;
+  assign right1 = right;
+  assign yv = { \$2 [10], \$2  };
+  assign shift = \port$170$0 [68:63];
+  assign multiplier = \port$170$0 [62:32];
+  assign half = { 1'h0, \$1 [31:1] };
+  assign \$9  = { p_p11[26], p_p11, p_p00 };
+  assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
+  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:31] };
+endmodule
+
+(* generator = "Amaranth" *)
+module tf_mulreg_s14xu13(a, b, clk, rst, p, en);
+  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
+  wire [26:0] \$1 ;
+  reg [13:0] \$2 ;
+  reg [12:0] \$3 ;
+  reg [26:0] \$4 ;
+  input [13:0] a;
+  wire [13:0] a;
+  reg [13:0] a_q = 14'h0000;
+  input [12:0] b;
+  wire [12:0] b;
+  reg [12:0] b_q = 13'h0000;
+  input clk;
+  wire clk;
+  input en;
+  wire en;
+  output [26:0] p;
+  reg [26:0] p = 27'h0000000;
+  (* init = 27'h0000000 *)
+  wire [26:0] p_q;
+  input rst;
+  wire rst;
+  always @(posedge clk)
+    p <= \$4 ;
+  assign \$1  = $signed(a_q) * $signed({ 1'h0, b_q });
+  always @(posedge clk)
+    a_q <= \$2 ;
+  always @(posedge clk)
+    b_q <= \$3 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$4  = p;
+    if (en) begin
+      \$4  = \$1 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$2  = a_q;
+    if (en) begin
+      \$2  = a;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$3  = b_q;
+    if (en) begin
+      \$3  = b;
+    end
+  end
+  assign p_q = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module tf_mulreg_s14xu18(a, b, clk, rst, p, en);
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+  wire [31:0] \$1 ;
+  reg [13:0] \$2 ;
+  reg [17:0] \$3 ;
+  reg [31:0] \$4 ;
+  input [13:0] a;
+  wire [13:0] a;
+  reg [13:0] a_q = 14'h0000;
+  input [17:0] b;
+  wire [17:0] b;
+  reg [17:0] b_q = 18'h00000;
+  input clk;
+  wire clk;
+  input en;
+  wire en;
+  output [31:0] p;
+  reg [31:0] p = 32'd0;
+  (* init = 32'd0 *)
+  wire [31:0] p_q;
+  input rst;
+  wire rst;
+  always @(posedge clk)
+    p <= \$4 ;
+  assign \$1  = $signed(a_q) * $signed({ 1'h0, b_q });
+  always @(posedge clk)
+    a_q <= \$2 ;
+  always @(posedge clk)
+    b_q <= \$3 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$4  = p;
+    if (en) begin
+      \$4  = \$1 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$2  = a_q;
+    if (en) begin
+      \$2  = a;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$3  = b_q;
+    if (en) begin
+      \$3  = b;
+    end
+  end
+  assign p_q = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module tf_mulreg_u18xu13(a, b, clk, rst, p, en);
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+  wire [30:0] \$1 ;
+  reg [17:0] \$2 ;
+  reg [12:0] \$3 ;
+  reg [30:0] \$4 ;
+  input [17:0] a;
+  wire [17:0] a;
+  reg [17:0] a_q = 18'h00000;
+  input [12:0] b;
+  wire [12:0] b;
+  reg [12:0] b_q = 13'h0000;
+  input clk;
+  wire clk;
+  input en;
+  wire en;
+  output [30:0] p;
+  reg [30:0] p = 31'h00000000;
+  (* init = 31'h00000000 *)
+  wire [30:0] p_q;
+  input rst;
+  wire rst;
+  always @(posedge clk)
+    p <= \$4 ;
+  assign \$1  = a_q * b_q;
+  always @(posedge clk)
+    a_q <= \$2 ;
+  always @(posedge clk)
+    b_q <= \$3 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$4  = p;
+    if (en) begin
+      \$4  = \$1 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$2  = a_q;
+    if (en) begin
+      \$2  = a;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$3  = b_q;
+    if (en) begin
+      \$3  = b;
+    end
+  end
+  assign p_q = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module tf_mulreg_u18xu18(a, b, clk, rst, p, en);
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  wire [35:0] \$1 ;
+  reg [17:0] \$2 ;
+  reg [17:0] \$3 ;
+  reg [35:0] \$4 ;
+  input [17:0] a;
+  wire [17:0] a;
+  reg [17:0] a_q = 18'h00000;
+  input [17:0] b;
+  wire [17:0] b;
+  reg [17:0] b_q = 18'h00000;
+  input clk;
+  wire clk;
+  input en;
+  wire en;
+  output [35:0] p;
+  reg [35:0] p = 36'h000000000;
+  (* init = 36'h000000000 *)
+  wire [35:0] p_q;
+  input rst;
+  wire rst;
+  always @(posedge clk)
+    p <= \$4 ;
+  assign \$1  = a_q * b_q;
+  always @(posedge clk)
+    a_q <= \$2 ;
+  always @(posedge clk)
+    b_q <= \$3 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$4  = p;
+    if (en) begin
+      \$4  = \$1 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$2  = a_q;
+    if (en) begin
+      \$2  = a;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$3  = b_q;
+    if (en) begin
+      \$3  = b;
+    end
+  end
+  assign p_q = p;
 endmodule

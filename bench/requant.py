@@ -272,17 +272,36 @@ def agreement(codes: int = 10 ** 5, seed: int = 14) -> dict:
     return res
 
 
-def bench_resources(mult_bits=(32, 16), targets=("ecp5", "xilinx"),
+#: The designs of the resource rows: (label, config file, mult_bits or None for the file's).
+RESOURCE_DESIGNS = (("requant8", "requant8.yaml", 32), ("requant8", "requant8.yaml", 16),
+                    ("mac8x8 (no epilogue)", "mac8x8.yaml", None),
+                    ("mac8x8_requant", "mac8x8_requant.yaml", 32),
+                    ("mac8x8_requant", "mac8x8_requant.yaml", 16))
+
+
+def _with_mult_bits(cfg, bits):
+    from generators.config import config_to_dict, parse_config, replace_config
+
+    if bits is None:
+        return cfg
+    if cfg.unit == "requant":
+        return replace_config(cfg, mult_bits=bits)
+    d = config_to_dict(cfg)
+    d["requant"] = {**d["requant"], "mult_bits": bits}
+    return parse_config(d, "bench")
+
+
+def bench_resources(designs=RESOURCE_DESIGNS, targets=("ecp5", "xilinx"),
                     fmax: bool = False) -> list[dict]:
-    """Yosys resources of configs/requant8.yaml at each ``mult_bits``; with ``fmax``, also
-    nextpnr on ECP5 (seed 1, 125 MHz constraint)."""
-    from generators.config import load_config, replace_config
+    """Yosys resources of the requant unit and of the 8x8 array with and without the fused
+    epilogue, at each ``mult_bits``; with ``fmax``, also nextpnr on ECP5 (seed 1, 125 MHz
+    constraint)."""
+    from generators.config import load_config
     from generators.synth import synthesize
 
-    base = load_config(ROOT / "configs" / "requant8.yaml")
     rows = []
-    for bits in mult_bits:
-        cfg = replace_config(base, mult_bits=bits)
+    for label, name, bits in designs:
+        cfg = _with_mult_bits(load_config(ROOT / "configs" / name), bits)
         for target in targets:
             pnr = fmax and target == "ecp5"
             with tempfile.TemporaryDirectory(prefix="tensorfab-requant-") as tmp:
@@ -290,8 +309,8 @@ def bench_resources(mult_bits=(32, 16), targets=("ecp5", "xilinx"),
                 rep = synthesize(cfg, target, tmp, pnr=pnr, seed=1)
                 wall = time.perf_counter() - t0
             cp = (rep.get("pnr") or {}).get("critical_path") or {}
-            rows.append({"config": "configs/requant8.yaml", "mult_bits": bits,
-                         "channels": cfg.channels, "lanes": cfg.lanes, "target": target,
+            rows.append({"design": label, "config": f"configs/{name}", "mult_bits": bits,
+                         "target": target,
                          "device": rep["device"], "dsps": rep["dsps"], "luts": rep["luts"],
                          "ffs": rep["ffs"], "carry": rep["carry"], "brams": rep["brams"],
                          "generic_multipliers": rep["generic_multipliers"],
@@ -300,9 +319,9 @@ def bench_resources(mult_bits=(32, 16), targets=("ecp5", "xilinx"),
                                            f"({cp.get('delay_ns')} ns)") if pnr and cp else None,
                          "seconds": round(wall, 1), "tools": rep["tools"]})
             r = rows[-1]
-            print(f"  requant8 mult_bits {bits} {target}: DSPs {r['dsps']}, LUTs {r['luts']}, "
-                  f"FFs {r['ffs']}" + (f", Fmax {r['fmax_mhz']} MHz" if pnr else "")
-                  + f" ({wall:.0f} s)", flush=True)
+            print(f"  {label} mult_bits {bits or '-'} {target}: DSPs {r['dsps']}, LUTs "
+                  f"{r['luts']}, FFs {r['ffs']}" + (f", Fmax {r['fmax_mhz']} MHz" if pnr
+                                                    else "") + f" ({wall:.0f} s)", flush=True)
     return rows
 
 
@@ -372,15 +391,18 @@ def markdown(sec: dict) -> list[str]:
     res = sec.get("resources") or []
     if res:
         tools = res[0]["tools"]
-        lines += ["", "### requant unit resources (configs/requant8.yaml: 64 channels, 4 "
-                  "lanes, int32 -> int8, double rounding)", "",
+        lines += ["", "### requant unit and 8x8 array resources (configs/requant8.yaml: 64 "
+                  "channels, 4 lanes, int32 -> int8, double rounding; configs/mac8x8.yaml and "
+                  "configs/mac8x8_requant.yaml: the 8x8 int8 array without and with the fused "
+                  "epilogue, 8 output lanes)", "",
                   "Yosys on the unit alone. Tools: "
                   + ", ".join(f"{k} {v}" for k, v in tools.items()) + ". "
                   + (sec.get("fmax_note") or ""), "",
-                  "| mult_bits | target | DSPs | LUTs | FFs | carry | BRAMs | Fmax MHz "
-                  "(ECP5, seed 1) |", "|---|---|---|---|---|---|---|---|"]
+                  "| design | mult_bits | target | DSPs | LUTs | FFs | carry | BRAMs | Fmax MHz "
+                  "(ECP5, seed 1) |", "|---|---|---|---|---|---|---|---|---|"]
         for r in res:
-            lines.append(f"| {r['mult_bits']} | {r['target']} | {r['dsps']} | {r['luts']} | "
+            lines.append(f"| {r.get('design', 'requant8')} | {r['mult_bits'] or '-'} | "
+                         f"{r['target']} | {r['dsps']} | {r['luts']} | "
                          f"{r['ffs']} | {r['carry']} | {r['brams']} | "
                          f"{r['fmax_mhz'] if r['fmax_mhz'] is not None else '-'} |")
     return lines + [""]

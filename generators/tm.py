@@ -87,11 +87,16 @@ def elements(place: Place, rows: int, cols: int, e: int) -> tuple[tuple, tuple]:
     return (rows, cols), (e, place.ld)
 
 
+def flag_names(fields: dict) -> list[str]:
+    """The flag fields of a stream's ``fields``: its one-bit fields other than ``data`` and
+    ``mode``, in field order (flag ``j`` of a ``data`` descriptor is the ``j``-th)."""
+    return [n for n, s in fields.items() if n not in ("data", "mode") and s["width"] == 1]
+
+
 def flags(streams: dict, stream: str, **masks: int) -> tuple[int, ...]:
     """``first`` or ``last`` masks of a ``data`` descriptor by flag field name: the stream's
     one-bit fields other than ``mode``, in field order, are flags 0, 1, ..."""
-    names = [n for n, s in streams[stream]["fields"].items()
-             if n not in ("data", "mode") and s["width"] == 1]
+    names = flag_names(streams[stream]["fields"])
     unknown = set(masks) - set(names)
     if unknown:
         raise ProgramError(f"{stream}: no flag field {sorted(unknown)[0]} (allowed: "

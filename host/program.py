@@ -22,6 +22,7 @@ from generators.tm import (
     Descriptor,
     ProgramError,
     data_lanes,
+    flag_names,
     storage_bits,
 )
 
@@ -131,7 +132,7 @@ def check_descriptor(d: Descriptor, fields: dict, bank_bytes: int, word_bytes: i
         raise ProgramError(f"{what}: base or stride {bad[0]} is not a multiple of {unit} "
                            f"(allowed: multiples of {unit} for {d.nbytes}-byte beats in "
                            f"{word_bytes}-byte words)")
-    one_bit = [n for n, s in fields.items() if n not in ("data", "mode") and s["width"] == 1]
+    one_bit = flag_names(fields)
     if d.kind == DATA:
         other = [n for n in fields if n not in ("data", "mode") and n not in one_bit]
         if other:
@@ -198,7 +199,7 @@ def play(bank: np.ndarray, d: Descriptor, fields: dict, mode: int = 0) -> dict:
     if signed:
         v = np.where(v >> (width - 1), v - (1 << width), v)
     out = {"data": v if "lanes" in fields["data"] else v[:, 0]}
-    one_bit = [n for n, s in fields.items() if n not in ("data", "mode") and s["width"] == 1]
+    one_bit = flag_names(fields)
     out.update(_flags(d, one_bit))
     if "mode" in fields:
         out["mode"] = np.full(len(a), mode, dtype=np.int64)

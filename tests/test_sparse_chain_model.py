@@ -99,6 +99,8 @@ CHAINS = [
          acc="int40", overflow="sat", max_k=256),
     dict(length=3, m=4, modes=("1:4", "3:4"), w="uint8", x="int8", acc="int17"),
     dict(length=5, m=16, modes=("1:16", "4:16"), w="int8", x="uint8", acc="int18"),
+    # no 1:m mode (x_lanes < length * m), stages past the last whole group in 3:4
+    dict(length=7, m=4, modes=("3:4", "2:4", "4:4")),
 ]
 
 
@@ -128,22 +130,34 @@ def reference(p, w, x):
     return out
 
 
-def _emulate(p, sched):
-    """What the stream protocol means, from the beats alone (an m:1 index mux per stage on
-    the stage's own window of lanes, cascade, accumulation over passes with ``last``): the
-    reference for the schedule."""
-    ws, xs = sched.inputs["w_stream"], sched.inputs["x_stream"]
+def _emulate(p, sched, x_data=None):
+    """What the stream protocol means, from the beats alone (in the beat's mode n:m, stage
+    ``s < (length // n) * n`` multiplies lane ``(s // n) * m + idx`` of the dense activation
+    beat, the others nothing; cascade, accumulation over passes with ``last``): the
+    reference for the schedule. ``x_data`` replaces the ``x_stream`` lanes."""
+    ws = sched.inputs["w_stream"]
+    xd = sched.inputs["x_stream"]["data"] if x_data is None else x_data
     out, acc = [], 0
     for t in range(len(ws["last"])):
+        nm = p.mode_list[int(ws["mode"][t])]
         s_sum = 0
-        for s in range(p.length):
-            lane = s * p.m + int(ws["idx"][t, s])
-            s_sum += int(ws["w"][t, s]) * int(xs["data"][t, lane])
+        for s in range(p.groups_per_pass(nm) * nm.n):
+            lane = (s // nm.n) * p.m + int(ws["idx"][t, s])
+            s_sum += int(ws["w"][t, s]) * int(xd[t, lane])
         acc += s_sum
         if ws["last"][t]:
             out.append([acc])
             acc = 0
     return p.acc.apply_overflow(np.array(out, dtype=object), p.overflow)
+
+
+def _garbage_past_pass(p, sched, mode, rng):
+    """The ``x_stream`` lanes past the mode's ``k_per_pass`` filled with random codes (what a
+    beat read from memory carries there); the lanes that matter unchanged."""
+    xd = np.array(sched.inputs["x_stream"]["data"])
+    kp = p.k_per_pass(mode)
+    xd[:, kp:] = rng.integers(p.x.min_code, p.x.max_code + 1, xd[:, kp:].shape)
+    return xd
 
 
 @pytest.mark.parametrize("cfg", CHAINS, ids=_id)
@@ -167,6 +181,17 @@ def test_models_agree_in_every_mode(cfg, rng):
             assert len(beats) == sched.out_beats
             assert np.array_equal(assemble(p, sched, beats), golden.astype(object)), (mode,
                                                                                      shape)
+            # a beat is the pass's K positions once, densely; the lanes past it are zero
+            kp = p.k_per_pass(mode)
+            xd = sched.inputs["x_stream"]["data"]
+            assert xd.shape[1] == p.x_lanes and not xd[:, kp:].any()
+            xpad = np.zeros((p.passes(shape[1], mode) * kp, shape[2]), dtype=np.int64)
+            xpad[:shape[1]] = x
+            assert np.array_equal(xd[:shape[2] * p.passes(shape[1], mode), :kp],
+                                  xpad.T.reshape(-1, kp))
+            if kp < p.x_lanes:   # and don't-care: garbage there changes nothing
+                junk = _emulate(p, sched, _garbage_past_pass(p, sched, mode, rng))
+                assert np.array_equal(assemble(p, sched, junk), golden.astype(object))
             assert len(sched.inputs["w_stream"]["last"]) == p.beats(*shape, mode)
 
 
@@ -188,6 +213,13 @@ def test_cycle_model_speedups():
     assert p.expected_cycles(1, 1, 1) == 1 + p.latency
     p = make_params(6, 4, ("1:4", "4:4"))  # 4:4 uses 4 of 6 stages; 1:4 all 6
     assert (p.k_per_pass("4:4"), p.k_per_pass("1:4"), p.x_lanes) == (4, 24, 6 * 4)
+    # the beat is the largest pass: length * m only with a 1:m mode
+    p = make_params(16, 4, ("2:4",))
+    assert (p.x_lanes, p.x_overread_bytes("2:4", 1)) == (32, 0)
+    p = make_params(16, 4, ("2:4", "4:4"))
+    assert (p.x_lanes, p.x_overread_bytes("4:4", 2), p.x_overread_bytes("2:4")) == (32, 32, 0)
+    p = make_params(16, 4, ("3:4",))   # 5 groups of 4: stage 15 holds no slot
+    assert (p.k_per_pass("3:4"), p.x_lanes) == (20, 20)
 
 
 def test_check_inputs_errors():

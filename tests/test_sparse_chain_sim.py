@@ -62,3 +62,34 @@ def test_modes_switch_per_beat_on_one_design(rng):
         got = y[start: start + s.out_beats].reshape(s.o, s.b)
         assert np.array_equal(got, golden), s.mode
         start += s.out_beats
+
+
+@pytest.mark.parametrize("cfg", [dict(length=16, m=4, modes=("2:4", "1:4", "4:4")),
+                                 dict(length=16, m=4, modes=("2:4",)),
+                                 dict(length=7, m=4, modes=("3:4", "2:4", "4:4"))],
+                         ids=["sparse16", "L16-2:4", "L7-3:4"])
+def test_lanes_past_the_pass_are_dont_care(cfg, rng):
+    """An ``x_stream`` beat read from memory carries whatever follows the pass on the lanes
+    past ``k_per_pass``: random codes there leave the result unchanged (in 3:4 at length 7,
+    stage 6 holds no slot and must not pick any of them either)."""
+    from generators.emit import describe_ports
+    from generators.sparse_chain import schedule
+    from sim.pysim import play
+    from sim.streams import StreamPlayer, pack_payloads, unpack_payloads
+
+    p = make_params(**cfg)
+    comp = family.component(p)
+    _, streams = describe_ports(comp)
+    for mode in p.modes:
+        kp = p.k_per_pass(mode)
+        w, x = random_operands(p, mode, 3, 2 * kp + 5, 2, rng)
+        s = schedule(p, w, x, mode)
+        ins = {k: dict(v) for k, v in s.inputs.items()}
+        xd = np.array(ins["x_stream"]["data"])
+        xd[:, kp:] = rng.integers(p.x.min_code, p.x.max_code + 1, xd[:, kp:].shape)
+        ins["x_stream"]["data"] = xd
+        beats = {k: pack_payloads(streams[k]["fields"], ins[k]) for k in ins}
+        player = StreamPlayer(beats, {"y_stream": s.out_beats})
+        play(comp, player, 5000)
+        y = unpack_payloads(streams["y_stream"]["fields"], player.received["y_stream"])["data"]
+        assert np.array_equal(y.reshape(s.o, s.b), matmul(p, w, x)), mode

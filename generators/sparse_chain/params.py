@@ -183,9 +183,18 @@ class SparseChainParams(UnitBase):
 
     @property
     def x_lanes(self) -> int:
-        """Activation lanes per ``x_stream`` beat: one window of ``m`` per stage, ``length * m``
-        (stage ``s`` reads lanes ``s*m .. s*m+m-1`` only, whatever the mode)."""
-        return self.length * self.m
+        """Activation lanes per ``x_stream`` beat: the largest ``k_per_pass`` over ``modes``
+        (``length * m`` only when a ``1:m`` mode is configured). A beat carries the pass's
+        ``k_per_pass(mode)`` consecutive K positions of one column once, densely, on its first
+        lanes; the lanes above are don't-care (see :mod:`.tiling`)."""
+        return max(self.k_per_pass(mode) for mode in self.mode_list)
+
+    def x_overread_bytes(self, mode: str | Mode | None = None, elem_bytes: int = 1) -> int:
+        """Bytes an ``x_stream`` beat read from a ``col`` place of ``x`` (``elem_bytes`` per
+        element) may read past the last pass of the last column in ``mode``: ``(x_lanes -
+        k_per_pass(mode)) * elem_bytes``. The tensor's bank must hold that many bytes after
+        the tensor's last stored column (any values: those lanes do not change the result)."""
+        return (self.x_lanes - self.k_per_pass(mode)) * int(elem_bytes)
 
     # -- widths -------------------------------------------------------------------------------
 

@@ -6,10 +6,14 @@ The chain is one row of ``length`` MAC stages in the DSP-cascade style:
   chain advances in lock step unless an output beat is held, so back-pressure freezes it and an
   input idle cycle becomes a bubble that flows through like data;
 * a beat carries ``length`` compressed weights (value + ``log2(m)``-bit index), a mode, and
-  ``length`` windows of ``m`` dense activations, one per stage: the schedule puts the window of
-  stage ``s``'s group (group ``s // n`` in mode ``n:m``) on the stage's own lanes, so stage
-  ``s`` owns an ``m``:1 multiplexer that picks one activation by its index alone, the same in
-  every mode, and every mode uses the same multipliers and adders;
+  the pass's ``k_per_pass`` dense activations of one column, each once (see :mod:`.tiling`):
+  in mode ``n:m`` stage ``s`` holds a slot of group ``g = s // n`` and picks lane ``g * m +
+  idx[s]``, i.e. an ``m``:1 multiplexer over its group's window, the window's lanes fixed
+  wiring per mode. With one mode there is no mode multiplexer; with several, each stage first
+  selects its window among the (distinct) windows its group has in the modes, by the beat's
+  mode. A stage past the mode's last whole group (``s >= (length // n) * n``) multiplies 0 in
+  that mode (its weight lanes are zero too), so the lanes past ``k_per_pass`` are don't-care;
+  every mode uses the same multipliers and adders;
 * the picked activation and the weight are registered, then skewed by ``s`` cycles so that
   stage ``s`` sees the beat when stage ``s - 1``'s partial sum for it arrives; each stage
   registers its product (``prod <= w * x``, the M register of a pipelined DSP) and adds it to
@@ -23,7 +27,7 @@ Cycle behaviour is stated by :class:`.params.SparseChainParams` (``latency`` and
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -54,8 +58,9 @@ class SparseChain(wiring.Component):
         ``log2(m)`` bits; ``mode``: position of the beat's N:M pattern in the config's
         ``modes``; ``last``: the pass that completes an output.
     x_stream : in
-        ``data``: ``x_lanes = length * m`` lanes in the ``x`` format: lanes ``s*m ..
-        s*m+m-1`` are the activation window of stage ``s`` (see :mod:`.tiling`).
+        ``data``: ``x_lanes`` lanes in the ``x`` format (the largest ``k_per_pass`` of the
+        modes): the pass's consecutive K positions of one column on the first
+        ``k_per_pass(mode)`` lanes, the rest don't-care (see :mod:`.tiling`).
     y_stream : out
         ``data``: one lane in the accumulator format.
     """
@@ -96,12 +101,39 @@ class SparseChain(wiring.Component):
             return Mux(value > hi, hi, value)
         return Mux(value > hi, hi, Mux(value < lo, lo, value))
 
-    def _window(self, s: int) -> list:
-        """Stage ``s``'s multiplexer inputs, addressed by its index: its own ``m`` lanes of
-        ``x_stream`` (the schedule puts the window of the stage's group there in every
-        mode), so the multiplexer is ``m``:1 and needs no mode."""
+    def _windows(self, s: int) -> list:
+        """Stage ``s``'s windows: ``(first lane, mode codes)`` for each distinct window its
+        group has in the modes, the window of mode ``n:m`` being lanes ``(s // n) * m + j``
+        (``j < m``), addressed by the index; first lane ``None`` for the modes in which the
+        stage holds no slot (it then multiplies 0)."""
+        p = self.params
+        out: dict = {}
+        for code, nm in enumerate(p.mode_list):
+            g = s // nm.n
+            out.setdefault(None if g >= p.groups_per_pass(nm) else g * p.m, []).append(code)
+        return list(out.items())
+
+    def _pick(self, s: int, idx, mode):
+        """The activation stage ``s`` multiplies: its index's lane of the window the beat's
+        mode gives it (the window chosen by mode over fixed lanes, then the ``m``:1 index
+        multiplexer; no mode multiplexer where all modes share the window)."""
+        p = self.params
         lanes = self.x_stream.payload.data
-        return [lanes[s * self.params.m + j] for j in range(self.params.m)]
+        zero = Const(0, p.x.shape())
+
+        def window(first):
+            return [zero] * p.m if first is None else [lanes[first + j] for j in range(p.m)]
+
+        found = self._windows(s)
+        cols = window(found[-1][0])
+        for first, codes in reversed(found[:-1]):
+            hit = mode == codes[0]
+            for c in codes[1:]:
+                hit = hit | (mode == c)
+            cols = [Mux(hit, a, b) for a, b in zip(window(first), cols, strict=True)]
+        if len(found) == 1 and found[0][0] is None:
+            return zero
+        return Array(cols)[idx]
 
     def elaborate(self, platform):
         p = self.params
@@ -123,7 +155,7 @@ class SparseChain(wiring.Component):
         for s in range(L):
             # the stage's multiplexer, then its A/B input registers skewed by s
             pick = Signal(p.x.shape(), name=f"pick{s}")
-            m.d.comb += pick.eq(Array(self._window(s))[w_in.payload.idx[s]])
+            m.d.comb += pick.eq(self._pick(s, w_in.payload.idx[s], w_in.payload.mode))
             # (the multiplier's own input registers are the last skew stage)
             x_s = _delay(m, pick, s, en, f"x{s}", data=True)[-1]
             w_s = _delay(m, w_in.payload.w[s], s, en, f"w{s}", data=True)[-1]
@@ -154,10 +186,11 @@ class SparseChain(wiring.Component):
 
 
 class DenseChainBaseline(SparseChain):
-    """The same chain with no selection at all: stage ``s`` multiplies the first lane of its
-    window, whatever the index. Not a unit of its own: the dense-only chain of the same
-    length that the sparse chain's logic cost is measured against (``bench/run.py``)."""
+    """The same chain with no selection at all: a dense chain of ``length`` stages, stage
+    ``s`` multiplying lane ``s`` of the beat (``s mod x_lanes``) whatever the index and the
+    mode, i.e. the dense ``m:m`` layout with the index wired to ``s mod m``. Not a unit of its
+    own: the dense-only chain of the same length that the sparse chain's logic cost is
+    measured against (``bench/run.py``)."""
 
-    def _window(self, s: int) -> list:
-        return [self.x_stream.payload.data[s * self.params.m]]
-
+    def _pick(self, s: int, idx, mode):
+        return self.x_stream.payload.data[s % self.params.x_lanes]

@@ -14,10 +14,14 @@ into ``C = ceil(ceil(K / m) / P)`` passes (the last zero-padded). Beats are orde
     of row ``o`` (value and its position in the group); lanes ``s >= P * n`` are zero.
     ``mode``: the mode's position in the config's ``modes`` list. ``last``: set when ``c = C-1``.
 ``x_stream``
-    ``data``: ``x_lanes = length * m`` lanes, ``m`` per stage: lanes ``s*m + j`` (``j < m``)
-    are ``x[(c * P + s // n) * m + j, b]``, the window of the group whose slot lane ``s`` of
-    ``w_stream`` holds; zero for stages ``s >= P * n``. A window thus appears ``n`` times in a
-    beat (once per slot of its group), which lets each stage select by its index alone.
+    ``data``: ``x_lanes`` lanes (the largest ``P * m`` over the config's modes): lane ``i <
+    P * m`` is ``x[c * P * m + i, b]``, the pass's ``P * m`` consecutive K positions of column
+    ``b``, each once (zero past ``K``); lanes ``i >= P * m`` are zero here and don't-care for
+    the chain (stage ``s`` reads lane ``(s // n) * m + idx[s]`` of its group's window, and a
+    stage ``s >= P * n`` reads none). A beat is thus ``x_lanes`` consecutive codes of a column
+    stored contiguously, starting at K position ``c * P * m``: the board's address generator
+    reads it straight from a ``col`` place of ``x`` (``SparseChainFamily.program_streams``),
+    the lanes past the pass reading whatever follows (``SparseChainParams.x_overread_bytes``).
 ``y_stream``
     ``data``: one lane, ``y[o, b]``, after the pass with ``last`` (``O * B`` beats, row-major).
 """
@@ -72,10 +76,8 @@ def schedule(p: SparseChainParams, w: np.ndarray, x: np.ndarray,
     kp = per * p.m
     xp = np.zeros((passes * kp, b), dtype=np.int64)
     xp[:k] = x
-    xl = np.zeros((b, passes, L, p.m), dtype=np.int64)
-    windows = xp.reshape(passes, per, p.m, b).transpose(3, 0, 1, 2)  # [b, passes, per, m]
-    xl[:, :, :used] = np.repeat(windows, nm.n, axis=2)             # stage s: group s // n
-    xl = xl.reshape(b, passes, p.x_lanes)
+    xl = np.zeros((b, passes, p.x_lanes), dtype=np.int64)
+    xl[:, :, :kp] = xp.reshape(passes, kp, b).transpose(2, 0, 1)   # [b, passes, kp]
     beats = o * b * passes
     last = np.zeros((o, b, passes), dtype=np.int64)
     last[..., -1] = 1
@@ -141,9 +143,10 @@ def unschedule(p: SparseChainParams, inputs: dict, dims: tuple[int, int, int],
     wv = wl.reshape(o, b, passes, L)[:, 0, :, :used].reshape(o, passes * per, nm.n)
     iv = il.reshape(o, b, passes, L)[:, 0, :, :used].reshape(o, passes * per, nm.n)
     w = decompress(wv[:, :groups], iv[:, :groups], p.m, k)
-    # stage s holds the M-lane window of group s // n: read one stage per group
-    xs = xl.reshape(o, b, passes, L, p.m)[0, :, :, :used:nm.n, :]   # [b, passes, per, m]
-    x = np.ascontiguousarray(xs.transpose(1, 2, 3, 0).reshape(passes * per * p.m, b)[:k])
+    # a beat holds the pass's k_per_pass positions of one column on its first lanes
+    kp = per * p.m
+    xs = xl.reshape(o, b, passes, p.x_lanes)[0, :, :, :kp]            # [b, passes, kp]
+    x = np.ascontiguousarray(xs.transpose(1, 2, 0).reshape(passes * kp, b)[:k])
     made = schedule(p, w, x, nm).inputs
     for stream, fields in made.items():
         for name, arr in fields.items():

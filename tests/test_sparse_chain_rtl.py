@@ -19,6 +19,8 @@ CONFIGS = [
     dict(length=6, m=2, modes=("1:2", "2:2"), w="int4", x="int8", acc="int14", overflow="sat"),
     dict(length=8, m=8, modes=("2:8", "1:8", "8:8"), w="int16", x="int16", acc="int40",
          overflow="sat", max_k=1024),
+    # no 1:m mode: x_lanes = 12 (2:4) < length * m; stage 6 holds no slot in 3:4
+    dict(length=7, m=4, modes=("3:4", "2:4", "4:4"), w="int8", x="uint8", acc="int24"),
 ]
 
 

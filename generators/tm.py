@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["LOOPS", "DATA", "RAW", "LAYOUTS", "Descriptor", "Place", "ProgramError",
-           "storage_bits", "elem_bytes", "data_lanes", "data_beat", "raw_bytes",
+           "storage_bits", "alignment", "elem_bytes", "data_lanes", "data_beat", "raw_bytes",
            "elements", "flags", "no_program", "DESCRIPTOR_BYTES"]
 
 LOOPS = 4
@@ -54,6 +54,12 @@ def storage_bits(width: int) -> int:
             return bits
     raise ProgramError(f"a {width}-bit code has no tensor-memory storage (allowed: up to 32 "
                        "bits)")
+
+
+def alignment(nbytes: int, word_bytes: int) -> int:
+    """The multiple every beat address of ``nbytes``-byte beats must be: the smallest power of
+    two ``>= nbytes``, at most ``word_bytes`` (so a beat lies inside one word, or starts one)."""
+    return min(1 << max(0, (nbytes - 1).bit_length()), word_bytes)
 
 
 def data_lanes(spec: dict) -> tuple[int, int, bool]:

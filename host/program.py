@@ -21,6 +21,7 @@ from generators.tm import (
     RAW,
     Descriptor,
     ProgramError,
+    alignment,
     data_lanes,
     flag_names,
     storage_bits,
@@ -93,12 +94,6 @@ def from_bytes(data: bytes, offset: int = 0) -> Program:
         descs = tuple(Descriptor.unpack(take(DESCRIPTOR_BYTES)) for _ in range(ns))
         ops.append(Op(unit, mode, tuple(dims), descs, kind))
     return Program(tuple(ops))
-
-
-def alignment(nbytes: int, word_bytes: int) -> int:
-    """The multiple every beat address of ``nbytes``-byte beats must be: the smallest power of
-    two ``>= nbytes``, at most ``word_bytes`` (so a beat lies inside one word, or starts one)."""
-    return min(1 << max(0, (nbytes - 1).bit_length()), word_bytes)
 
 
 def addresses(d: Descriptor) -> np.ndarray:

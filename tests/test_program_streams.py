@@ -20,8 +20,9 @@ from host import program as P
 WORD = 32
 
 
-def _design(unit_cfg):
-    cfg = BoardConfig(name="t", board="ulx3s", tensor_memory=TensorMemoryConfig(),
+def _design(unit_cfg, word_bytes=WORD):
+    cfg = BoardConfig(name="t", board="ulx3s",
+                      tensor_memory=TensorMemoryConfig(word_bytes=word_bytes),
                       units=(unit_cfg,))
     info = describe(cfg)
     return info["units"][0]["streams"], info["tensor_memory"]
@@ -233,3 +234,82 @@ def test_a_family_without_program_streams_says_so():
     with pytest.raises(ProgramError, match="unit family other cannot run from the tensor "
                        "memory"):
         UnitFamily.program_streams(SimpleNamespace(name="other"), None, (1,), {}, {})
+
+
+def _chain_sums(params, w_beats, x_data):
+    """What the chain computes from its beats alone: in the beat's mode n:m stage s < P*n
+    multiplies lane (s // n) * m + idx[s] of the x beat; summed over the passes until last."""
+    out, acc = [], 0
+    for t in range(len(w_beats["last"])):
+        nm = params.mode_list[int(w_beats["mode"][t])]
+        used = params.groups_per_pass(nm) * nm.n
+        lanes = (np.arange(used) // nm.n) * params.m + w_beats["idx"][t, :used]
+        acc += int((w_beats["w"][t, :used].astype(object) *
+                    x_data[t, lanes].astype(object)).sum())
+        if w_beats["last"][t]:
+            out.append(acc)
+            acc = 0
+    return params.acc.apply_overflow(np.array(out, dtype=object), params.overflow)
+
+
+@pytest.mark.parametrize("word", [32, 16])
+@pytest.mark.parametrize("mode", ["2:4", "1:4", "4:4"])
+@pytest.mark.parametrize("o,k,b", [(6, 20, 5), (1, 1, 1), (3, 70, 8), (2, 64, 3)])
+def test_sparse_chain_x_from_a_col_place(mode, o, k, b, word):
+    """x [K, B] stored by columns is read straight as x_stream beats: on the lanes that matter
+    (the pass's positions below K) exactly the schedule's; the rest, read from the next column
+    or from the junk after the tensor (x_overread_bytes of it), leaves the product unchanged."""
+    cfg = load_config("configs/sparse16.yaml")
+    fam = family(cfg.unit)
+    n, m = (int(v) for v in mode.split(":"))
+    rng = np.random.default_rng(o * 100 + k + b)
+    arrays = {"w": _sparse_w(rng, o, k, n, m), "x": rng.integers(-128, 128, (k, b))}
+    streams, tmd = _design(cfg, word)
+    tm = P.TensorMemory(tmd["banks"], tmd["bank_bytes"], tmd["word_bytes"])
+    kp, passes = cfg.k_per_pass(mode), cfg.passes(k, mode)
+    assert cfg.x_pass_bytes(mode) == kp       # int8
+    # w raw in bank 0; x by columns in bank 1, each column padded to 32 bytes only (so a
+    # pass may run into the next column) and random junk after it; y in bank 2
+    raw = fam.raw_operands(cfg, arrays, mode=mode)
+    pitch = P.raw_pitch(streams["w_stream"]["beat_bytes"], word)
+    tm.write(0, 0, P.raw_tensor_bytes(streams["w_stream"]["fields"], raw["w"], pitch))
+    ld = _up(k, word)
+    xbytes = P.layout_bytes(arrays["x"], "col", 8, ld)
+    tm.write(1, 64, xbytes)
+    tm.mem[1][64 + len(xbytes):] = rng.integers(0, 256, tmd["bank_bytes"] - 64 - len(xbytes))
+    places = {"w": Place(0, 0, "raw", pitch), "x": Place(1, 64, "col", ld, (k, b)),
+              "y": Place(2, 0, "row", _up(b * 4, word))}
+    ins, _, ctx = fam.schedule(cfg, arrays, mode=mode)
+    code = cfg.mode_code(mode)
+    descs = fam.program_streams(cfg, (o, k, b), places, streams, mode=mode)
+    try:
+        cfg.check_x_col(word, k, mode)
+    except ProgramError as err:
+        # the pass stride is below the beat's alignment: the board refuses the descriptor
+        assert passes > 1 and mode == "4:4" and word == 32, err
+        assert str(err) == ("sparse_chain x: a col place steps 16 bytes per pass in mode 4:4, "
+                            "not a multiple of 32 (64-lane beats in 32-byte words) (allowed: "
+                            "raw x, or col x with K <= 16, or modes 2:4, 1:4)")
+        with pytest.raises(ProgramError, match="stride 16 is not a multiple of 32"):
+            P.check_descriptor(descs["x_stream"], streams["x_stream"]["fields"],
+                               tmd["bank_bytes"], tmd["word_bytes"], tmd["banks"], "x_stream")
+        return
+    for s, d in descs.items():
+        P.check_descriptor(d, streams[s]["fields"], tmd["bank_bytes"], tmd["word_bytes"],
+                           tmd["banks"], s)
+    d = descs["x_stream"]
+    assert d.kind == P.DATA and d.nbytes == cfg.x_lanes
+    # the last beat ends exactly x_overread_bytes past the last pass of the last column
+    end = int(P.addresses(d).max()) + d.nbytes
+    assert end == 64 + (b - 1) * ld + passes * cfg.x_pass_bytes(mode) + cfg.x_overread_bytes(mode)
+    got = P.play(tm.mem[1], d, streams["x_stream"]["fields"], code)["data"]
+    want = np.asarray(ins["x_stream"]["data"])
+    assert got.shape == want.shape == (o * b * passes, cfg.x_lanes)
+    pos = (np.arange(o * b * passes) % passes)[:, None] * kp + np.arange(cfg.x_lanes)[None]
+    matters = (np.arange(cfg.x_lanes)[None] < kp) & (pos < k)
+    assert np.array_equal(got[matters], want[matters])
+    if passes * kp > ld or cfg.x_overread_bytes(mode):
+        assert not np.array_equal(got, want)   # the junk is really there
+    wb = P.play(tm.mem[0], descs["w_stream"], streams["w_stream"]["fields"], code)
+    y = _chain_sums(cfg, wb, got).reshape(o, b)
+    assert np.array_equal(y, fam.golden(cfg, arrays, mode=mode)["y"])

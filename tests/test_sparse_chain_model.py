@@ -215,9 +215,11 @@ def test_cycle_model_speedups():
     assert (p.k_per_pass("4:4"), p.k_per_pass("1:4"), p.x_lanes) == (4, 24, 6 * 4)
     # the beat is the largest pass: length * m only with a 1:m mode
     p = make_params(16, 4, ("2:4",))
-    assert (p.x_lanes, p.x_overread_bytes("2:4", 1)) == (32, 0)
-    p = make_params(16, 4, ("2:4", "4:4"))
-    assert (p.x_lanes, p.x_overread_bytes("4:4", 2), p.x_overread_bytes("2:4")) == (32, 32, 0)
+    assert (p.x_lanes, p.x_overread_bytes("2:4"), p.x_pass_bytes("2:4")) == (32, 0, 32)
+    p = make_params(16, 4, ("2:4", "4:4"), x="int16", acc="int40")
+    assert (p.x_lanes, p.x_overread_bytes("4:4"), p.x_overread_bytes("2:4")) == (32, 32, 0)
+    p = make_params(16, 4, ("2:4", "1:4", "4:4"), x="int4", acc="int32")
+    assert (p.x_pass_bytes("4:4"), p.x_overread_bytes("4:4"), p.x_overread_bytes()) == (8, 24, 16)
     p = make_params(16, 4, ("3:4",))   # 5 groups of 4: stage 15 holds no slot
     assert (p.k_per_pass("3:4"), p.x_lanes) == (20, 20)
 

@@ -141,11 +141,17 @@ class SparseChainFamily(UnitFamily):
         """Descriptors for ``y = w @ x`` of ``dims = (O, K, B)`` in ``mode``.
 
         ``w``: ``raw``, the compressed weight beats of one ``b`` (``O * passes`` beats, row
-        ``o``'s passes in order), replayed for every column of ``x``. ``x``: ``raw`` too, the
-        ``x_stream`` beats of one ``o`` (``B * passes``), replayed for every row of ``w``:
-        an ``x_stream`` beat repeats each group's window once per slot, which no loop nest
-        over a stored tensor makes, so ``x`` is packed by the host (an input, not an
-        intermediate). ``y`` (one code per beat): ``row`` or ``col``. ``p``: ``raw``."""
+        ``o``'s passes in order), replayed for every column of ``x``. ``x``: ``col`` (each
+        column contiguous), read as ``data`` beats of ``x_lanes`` codes, pass ``c`` of column
+        ``b`` at ``base + b * ld + c * x_pass_bytes(mode)`` and replayed for every row of
+        ``w``; the lanes past ``k_per_pass(mode)`` read whatever follows, so the bank must hold
+        :meth:`SparseChainParams.x_overread_bytes` bytes (any values) after the last pass of
+        the last column, and the codes past K need not be zero (the weights are zero there).
+        The pass stride must be a multiple of the beat's alignment on the board
+        (``host.program.alignment(x beat bytes, word_bytes)``, which the board checks): e.g.
+        sparse16's 4:4 mode steps 16 bytes for 64-byte beats, too little on 32-byte words.
+        Or ``raw``: the ``x_stream`` beats of one ``o`` (``B * passes``), packed by the host.
+        ``y`` (one code per beat): ``row`` or ``col``. ``p``: ``raw``."""
         from ..tm import DATA, RAW, Descriptor, data_beat, elem_bytes, elements, raw_bytes
 
         nm = params.mode(mode)
@@ -153,12 +159,17 @@ class SparseChainFamily(UnitFamily):
         passes = params.passes(k, nm)
         w, x, y = places["w"], places["x"], places["y"]
         w.need("sparse_chain w", "raw")
-        x.need("sparse_chain x", "raw")
+        x.need("sparse_chain x", "col", "raw")
         y.need("sparse_chain y", "row", "col")
         out = {"w_stream": Descriptor(w.bank, RAW, raw_bytes(streams, "w_stream"), w.base,
-                                      (o, b, passes), (passes * w.ld, 0, w.ld)),
-               "x_stream": Descriptor(x.bank, RAW, raw_bytes(streams, "x_stream"), x.base,
-                                      (o, b, passes), (0, passes * x.ld, x.ld))}
+                                      (o, b, passes), (passes * w.ld, 0, w.ld))}
+        if x.layout == "raw":
+            out["x_stream"] = Descriptor(x.bank, RAW, raw_bytes(streams, "x_stream"), x.base,
+                                         (o, b, passes), (0, passes * x.ld, x.ld))
+        else:
+            _, _, nx = data_beat(streams, "x_stream", "sparse_chain x")
+            out["x_stream"] = Descriptor(x.bank, DATA, nx, x.base, (o, b, passes),
+                                         (0, x.ld, params.x_pass_bytes(nm)))
         _, sw, _ = data_beat(streams, "y_stream", "sparse_chain y")
         e = elem_bytes(sw, "sparse_chain y")
         count, stride = elements(y, o, b, e)

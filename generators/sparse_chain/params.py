@@ -189,12 +189,50 @@ class SparseChainParams(UnitBase):
         lanes; the lanes above are don't-care (see :mod:`.tiling`)."""
         return max(self.k_per_pass(mode) for mode in self.mode_list)
 
-    def x_overread_bytes(self, mode: str | Mode | None = None, elem_bytes: int = 1) -> int:
-        """Bytes an ``x_stream`` beat read from a ``col`` place of ``x`` (``elem_bytes`` per
-        element) may read past the last pass of the last column in ``mode``: ``(x_lanes -
-        k_per_pass(mode)) * elem_bytes``. The tensor's bank must hold that many bytes after
-        the tensor's last stored column (any values: those lanes do not change the result)."""
-        return (self.x_lanes - self.k_per_pass(mode)) * int(elem_bytes)
+    @property
+    def x_storage_bits(self) -> int:
+        """Bits one ``x`` code takes in the tensor memory (:func:`generators.tm.storage_bits`)."""
+        from ..tm import storage_bits
+
+        return storage_bits(self.x.width)
+
+    def x_pass_bytes(self, mode: str | Mode | None = None) -> int:
+        """Bytes between the ``x_stream`` beats of consecutive passes read from a ``col`` place
+        of ``x``: ``k_per_pass(mode)`` codes (a whole number of bytes: ``m`` is even)."""
+        return self.k_per_pass(mode) * self.x_storage_bits // 8
+
+    def x_overread_bytes(self, mode: str | Mode | None = None) -> int:
+        """Slack for an ``x`` read from a ``col`` place in ``mode``: the bytes an ``x_stream``
+        beat reads past the end of its pass, ``(x_lanes - k_per_pass(mode))`` codes, so also
+        past the end of the last pass of the last column (byte ``(B-1)*ld + passes *
+        x_pass_bytes``). The bank must hold that many bytes after it, any values (those lanes
+        do not change the result); 0 in the mode with the largest pass."""
+        return (self.x_lanes - self.k_per_pass(mode)) * self.x_storage_bits // 8
+
+    def check_x_col(self, word_bytes: int, k: int | None = None,
+                    mode: str | Mode | None = None) -> None:
+        """Whether ``x`` can be read from a ``col`` place in ``mode`` on a tensor memory of
+        ``word_bytes``-byte words (for ``K = k``; any K when ``None``): the pass stride
+        :meth:`x_pass_bytes` must be a multiple of the ``x_stream`` beat's alignment
+        (:func:`generators.tm.alignment`, the board's rule) once there are two passes or more.
+        Raises :class:`generators.tm.ProgramError` (one line naming the modes that can)."""
+        from ..tm import ProgramError, alignment
+
+        unit = alignment(self.x_lanes * self.x_storage_bits // 8, word_bytes)
+
+        def fits(nm):
+            return self.x_pass_bytes(nm) % unit == 0
+
+        nm = self.mode(mode)
+        if fits(nm) or (k is not None and self.passes(k, nm) <= 1):
+            return
+        ok = [str(v) for v in self.mode_list if fits(v)]
+        limit = f"K <= {self.k_per_pass(nm)}" if not ok else \
+            f"K <= {self.k_per_pass(nm)}, or modes {', '.join(ok)}"
+        raise ProgramError(
+            f"sparse_chain x: a col place steps {self.x_pass_bytes(nm)} bytes per pass in mode "
+            f"{nm}, not a multiple of {unit} ({self.x_lanes}-lane beats in {word_bytes}-byte "
+            f"words) (allowed: raw x, or col x with {limit})")
 
     # -- widths -------------------------------------------------------------------------------
 

@@ -74,3 +74,24 @@ def test_sparse_unschedule_refuses_wrong_mode(rng):
     inputs, _, _ = sparse.schedule(p, {"w": w, "x": x}, mode="2:4")
     with pytest.raises(ValueError):
         sparse.unschedule(p, inputs, (2, 8, 2), mode="4:4")
+
+
+@pytest.mark.parametrize("lane", ["past_pass", "past_k", "copy"])
+def test_sparse_unschedule_refuses_x_beats_that_are_not_a_schedule(rng, lane):
+    """An x beat is the pass's K positions once, zero past the pass and past K: a non-zero
+    code there, or two copies of a beat that disagree, is not a schedule."""
+    p = sparse_cases.make_params(16, 4, ("2:4", "1:4", "4:4"))
+    w, x = sparse_cases.random_operands(p, "2:4", 2, 40, 2, rng)
+    inputs, _, _ = sparse.schedule(p, {"w": w, "x": x}, mode="2:4")
+    assert sparse.unschedule(p, inputs, (2, 40, 2), mode="2:4")["x"].shape == (40, 2)
+    xd = np.array(inputs["x_stream"]["data"])
+    assert xd.shape == (2 * 2 * 2, 64)
+    if lane == "past_pass":
+        xd[0, 32] = 1           # lanes past k_per_pass = 32
+    elif lane == "past_k":
+        xd[1, 40 - 32] = 1      # pass 1 of column 0 holds K 32..63: position 40 is past K
+    else:
+        xd[4, 3] += 1           # row 1's copy of column 0, pass 0
+    bad = {**inputs, "x_stream": {"data": xd}}
+    with pytest.raises(ValueError, match="not a 2x40x2 schedule in mode 2:4"):
+        sparse.unschedule(p, bad, (2, 40, 2), mode="2:4")

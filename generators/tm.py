@@ -14,7 +14,7 @@ Layouts of a 2-D tensor ``[R, N]`` of storage width ``sw`` bits (:func:`storage_
 - ``raw``: whole beats packed by the host as protocol 1 packs them, one every ``ld`` bytes
   (``ld`` a multiple of the beat's alignment); the beats are those the family's ``schedule``
   makes for the stream, each distinct beat stored once (a unit's parameter stream, the
-  sparse chain's compressed weights and its replicated activation windows).
+  sparse chain's compressed weights, and its activation beats when x is not stored by columns).
 
 ``shape`` (optional) is the 2-D shape ``(R, N)`` of the stored tensor, for families whose
 RUN dims do not carry it (``gelu``'s dims are the element count).

@@ -148,8 +148,10 @@ class SparseChainFamily(UnitFamily):
         :meth:`SparseChainParams.x_overread_bytes` bytes (any values) after the last pass of
         the last column, and the codes past K need not be zero (the weights are zero there).
         The pass stride must be a multiple of the beat's alignment on the board
-        (``host.program.alignment(x beat bytes, word_bytes)``, which the board checks): e.g.
-        sparse16's 4:4 mode steps 16 bytes for 64-byte beats, too little on 32-byte words.
+        (:func:`generators.tm.alignment`; the board refuses the descriptor otherwise, and
+        :meth:`SparseChainParams.check_x_col` says so beforehand, knowing the word size):
+        e.g. sparse16's 4:4 mode steps 16 bytes for 64-byte beats, too little on 32-byte
+        words once K needs two passes.
         Or ``raw``: the ``x_stream`` beats of one ``o`` (``B * passes``), packed by the host.
         ``y`` (one code per beat): ``row`` or ``col``. ``p``: ``raw``."""
         from ..tm import DATA, RAW, Descriptor, data_beat, elem_bytes, elements, raw_bytes

@@ -8,195 +8,195 @@
 module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__ready, clk, rst, w_stream__ready, x_stream__ready, y_stream__payload, y_stream__valid, w_stream__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
-  wire [32:0] \$10 ;
-  reg [7:0] \$100 ;
-  reg [31:0] \$101 ;
-  reg [7:0] \$102 ;
-  reg [7:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [7:0] \$106 ;
-  reg [7:0] \$107 ;
-  reg [7:0] \$108 ;
-  reg [7:0] \$109 ;
-  wire [32:0] \$11 ;
-  reg [7:0] \$110 ;
-  reg [7:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [7:0] \$114 ;
-  reg [7:0] \$115 ;
-  reg [7:0] \$116 ;
-  reg [7:0] \$117 ;
-  reg [7:0] \$118 ;
-  reg [7:0] \$119 ;
-  wire [32:0] \$12 ;
-  reg [31:0] \$120 ;
-  reg [7:0] \$121 ;
-  reg [7:0] \$122 ;
-  reg [7:0] \$123 ;
-  reg [7:0] \$124 ;
-  reg [7:0] \$125 ;
-  reg [7:0] \$126 ;
-  reg [7:0] \$127 ;
-  reg [7:0] \$128 ;
-  reg [7:0] \$129 ;
-  wire [32:0] \$13 ;
-  reg [7:0] \$130 ;
-  reg [7:0] \$131 ;
-  reg [7:0] \$132 ;
-  reg [7:0] \$133 ;
-  reg [7:0] \$134 ;
-  reg [7:0] \$135 ;
-  reg [7:0] \$136 ;
-  reg [7:0] \$137 ;
-  reg [7:0] \$138 ;
-  reg [7:0] \$139 ;
-  wire [32:0] \$14 ;
-  reg [7:0] \$140 ;
-  reg [31:0] \$141 ;
-  reg [7:0] \$142 ;
-  reg [7:0] \$143 ;
-  reg [7:0] \$144 ;
-  reg [7:0] \$145 ;
-  reg [7:0] \$146 ;
-  reg [7:0] \$147 ;
-  reg [7:0] \$148 ;
-  reg [7:0] \$149 ;
-  wire [32:0] \$15 ;
-  reg [7:0] \$150 ;
-  reg [7:0] \$151 ;
-  reg [7:0] \$152 ;
-  reg [7:0] \$153 ;
-  reg [7:0] \$154 ;
-  reg [7:0] \$155 ;
-  reg [7:0] \$156 ;
-  reg [7:0] \$157 ;
-  reg [7:0] \$158 ;
-  reg [7:0] \$159 ;
-  wire [32:0] \$16 ;
-  reg [7:0] \$160 ;
-  reg [7:0] \$161 ;
-  reg [7:0] \$162 ;
-  reg [7:0] \$163 ;
-  reg [31:0] \$164 ;
-  reg [7:0] \$165 ;
-  reg [7:0] \$166 ;
-  reg [7:0] \$167 ;
-  reg [7:0] \$168 ;
-  reg [7:0] \$169 ;
-  wire [32:0] \$17 ;
-  reg [7:0] \$170 ;
-  reg [7:0] \$171 ;
-  reg [7:0] \$172 ;
-  reg [7:0] \$173 ;
-  reg [7:0] \$174 ;
-  reg [7:0] \$175 ;
-  reg [7:0] \$176 ;
-  reg [7:0] \$177 ;
-  reg [7:0] \$178 ;
-  reg [7:0] \$179 ;
-  wire [32:0] \$18 ;
-  reg [7:0] \$180 ;
-  reg [7:0] \$181 ;
-  reg [7:0] \$182 ;
-  reg [7:0] \$183 ;
-  reg [7:0] \$184 ;
-  reg [7:0] \$185 ;
-  reg [7:0] \$186 ;
-  reg [7:0] \$187 ;
-  reg [7:0] \$188 ;
-  reg [31:0] \$189 ;
-  wire [32:0] \$19 ;
-  reg [7:0] \$190 ;
-  reg [7:0] \$191 ;
-  reg [7:0] \$192 ;
-  reg [7:0] \$193 ;
-  reg [7:0] \$194 ;
-  reg [7:0] \$195 ;
-  reg [7:0] \$196 ;
-  reg [7:0] \$197 ;
-  reg [7:0] \$198 ;
-  reg [7:0] \$199 ;
+  wire [7:0] \$10 ;
+  wire \$100 ;
+  wire [7:0] \$101 ;
+  wire [7:0] \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire [7:0] \$105 ;
+  wire [7:0] \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire [7:0] \$109 ;
+  wire \$11 ;
+  wire [7:0] \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire [7:0] \$113 ;
+  wire [7:0] \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire [7:0] \$117 ;
+  wire [7:0] \$118 ;
+  wire \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire [7:0] \$121 ;
+  wire [7:0] \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire [7:0] \$125 ;
+  wire [7:0] \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire [7:0] \$129 ;
+  wire \$13 ;
+  wire [7:0] \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire [7:0] \$133 ;
+  wire [7:0] \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire [7:0] \$137 ;
+  wire [7:0] \$138 ;
+  wire \$139 ;
+  wire [7:0] \$14 ;
+  wire \$140 ;
+  wire [7:0] \$141 ;
+  wire [7:0] \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire [7:0] \$145 ;
+  wire [7:0] \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire [7:0] \$149 ;
+  wire \$15 ;
+  wire [7:0] \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire [7:0] \$153 ;
+  wire [7:0] \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire [7:0] \$157 ;
+  wire [7:0] \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire [7:0] \$161 ;
+  wire [7:0] \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire [7:0] \$165 ;
+  wire [7:0] \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire [7:0] \$169 ;
+  wire \$17 ;
+  wire [7:0] \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire [7:0] \$173 ;
+  wire [7:0] \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire [7:0] \$177 ;
+  wire [7:0] \$178 ;
+  wire \$179 ;
+  wire [7:0] \$18 ;
+  wire \$180 ;
+  wire [7:0] \$181 ;
+  wire [7:0] \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire [7:0] \$185 ;
+  wire [7:0] \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire [7:0] \$189 ;
+  wire \$19 ;
+  wire [7:0] \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire [7:0] \$193 ;
+  wire [7:0] \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire [7:0] \$197 ;
+  wire [7:0] \$198 ;
+  wire \$199 ;
   wire \$2 ;
   wire \$20 ;
-  reg [7:0] \$200 ;
-  reg [7:0] \$201 ;
-  reg [7:0] \$202 ;
-  reg [7:0] \$203 ;
-  reg [7:0] \$204 ;
-  reg [7:0] \$205 ;
-  reg [7:0] \$206 ;
-  reg [7:0] \$207 ;
-  reg [7:0] \$208 ;
-  reg [7:0] \$209 ;
-  reg [31:0] \$21 ;
-  reg [7:0] \$210 ;
-  reg [7:0] \$211 ;
-  reg [7:0] \$212 ;
-  reg [7:0] \$213 ;
-  reg [7:0] \$214 ;
-  reg [7:0] \$215 ;
-  reg [31:0] \$216 ;
-  reg [7:0] \$217 ;
-  reg [7:0] \$218 ;
-  reg [7:0] \$219 ;
-  reg [7:0] \$22 ;
-  reg [7:0] \$220 ;
-  reg [7:0] \$221 ;
-  reg [7:0] \$222 ;
-  reg [7:0] \$223 ;
-  reg [7:0] \$224 ;
-  reg [7:0] \$225 ;
-  reg [7:0] \$226 ;
-  reg [7:0] \$227 ;
-  reg [7:0] \$228 ;
-  reg [7:0] \$229 ;
-  reg [7:0] \$23 ;
-  reg [7:0] \$230 ;
-  reg [7:0] \$231 ;
-  reg [7:0] \$232 ;
-  reg [7:0] \$233 ;
-  reg [7:0] \$234 ;
-  reg [7:0] \$235 ;
-  reg [7:0] \$236 ;
-  reg [7:0] \$237 ;
-  reg [7:0] \$238 ;
-  reg [7:0] \$239 ;
-  reg [31:0] \$24 ;
-  reg [7:0] \$240 ;
-  reg [7:0] \$241 ;
-  reg [7:0] \$242 ;
-  reg [7:0] \$243 ;
-  reg [7:0] \$244 ;
-  reg [31:0] \$245 ;
-  reg [7:0] \$246 ;
-  reg [7:0] \$247 ;
-  reg [7:0] \$248 ;
-  reg [7:0] \$249 ;
-  reg [7:0] \$25 ;
-  reg [7:0] \$250 ;
-  reg [7:0] \$251 ;
-  reg [7:0] \$252 ;
-  reg [7:0] \$253 ;
-  reg [7:0] \$254 ;
-  reg [7:0] \$255 ;
-  reg [7:0] \$256 ;
-  reg [7:0] \$257 ;
-  reg [7:0] \$258 ;
-  reg [7:0] \$259 ;
-  reg [7:0] \$26 ;
-  reg [7:0] \$260 ;
-  reg [7:0] \$261 ;
+  wire \$200 ;
+  wire [7:0] \$201 ;
+  wire [7:0] \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire [7:0] \$205 ;
+  wire [7:0] \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire [7:0] \$209 ;
+  wire [7:0] \$21 ;
+  wire [7:0] \$210 ;
+  wire \$211 ;
+  wire \$212 ;
+  wire [7:0] \$213 ;
+  wire [7:0] \$214 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire [7:0] \$217 ;
+  wire [7:0] \$218 ;
+  wire \$219 ;
+  wire [7:0] \$22 ;
+  wire \$220 ;
+  wire [7:0] \$221 ;
+  wire [7:0] \$222 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire [7:0] \$225 ;
+  wire [7:0] \$226 ;
+  wire \$227 ;
+  wire \$228 ;
+  wire [7:0] \$229 ;
+  wire \$23 ;
+  wire [7:0] \$230 ;
+  wire \$231 ;
+  wire \$232 ;
+  wire [7:0] \$233 ;
+  wire [7:0] \$234 ;
+  wire \$235 ;
+  wire \$236 ;
+  wire [7:0] \$237 ;
+  wire [7:0] \$238 ;
+  wire \$239 ;
+  wire \$24 ;
+  wire \$240 ;
+  wire [7:0] \$241 ;
+  wire [7:0] \$242 ;
+  wire [31:0] \$243 ;
+  wire [32:0] \$244 ;
+  wire [32:0] \$245 ;
+  wire [32:0] \$246 ;
+  wire [32:0] \$247 ;
+  wire [32:0] \$248 ;
+  wire [32:0] \$249 ;
+  wire [7:0] \$25 ;
+  wire [32:0] \$250 ;
+  wire [32:0] \$251 ;
+  wire [32:0] \$252 ;
+  wire [32:0] \$253 ;
+  wire [32:0] \$254 ;
+  wire [32:0] \$255 ;
+  wire [32:0] \$256 ;
+  wire [32:0] \$257 ;
+  wire [32:0] \$258 ;
+  wire [32:0] \$259 ;
+  wire [7:0] \$26 ;
+  wire \$260 ;
+  reg [31:0] \$261 ;
   reg [7:0] \$262 ;
   reg [7:0] \$263 ;
-  reg [7:0] \$264 ;
+  reg [31:0] \$264 ;
   reg [7:0] \$265 ;
   reg [7:0] \$266 ;
   reg [7:0] \$267 ;
   reg [7:0] \$268 ;
-  reg [7:0] \$269 ;
-  reg [7:0] \$27 ;
+  reg [31:0] \$269 ;
+  wire \$27 ;
   reg [7:0] \$270 ;
   reg [7:0] \$271 ;
   reg [7:0] \$272 ;
@@ -204,107 +204,347 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   reg [7:0] \$274 ;
   reg [7:0] \$275 ;
   reg [31:0] \$276 ;
-  reg [1:0] \$277 ;
-  reg [1:0] \$278 ;
-  reg [1:0] \$279 ;
-  reg [7:0] \$28 ;
-  reg [1:0] \$280 ;
-  reg [1:0] \$281 ;
-  reg [1:0] \$282 ;
-  reg [1:0] \$283 ;
-  reg [1:0] \$284 ;
-  reg [1:0] \$285 ;
-  reg [1:0] \$286 ;
-  reg [1:0] \$287 ;
-  reg [1:0] \$288 ;
-  reg [1:0] \$289 ;
-  reg [31:0] \$29 ;
-  reg [1:0] \$290 ;
-  reg [1:0] \$291 ;
-  reg [1:0] \$292 ;
-  reg [1:0] \$293 ;
-  reg [1:0] \$294 ;
-  reg \$295 ;
+  reg [7:0] \$277 ;
+  reg [7:0] \$278 ;
+  reg [7:0] \$279 ;
+  wire \$28 ;
+  reg [7:0] \$280 ;
+  reg [7:0] \$281 ;
+  reg [7:0] \$282 ;
+  reg [7:0] \$283 ;
+  reg [7:0] \$284 ;
+  reg [31:0] \$285 ;
+  reg [7:0] \$286 ;
+  reg [7:0] \$287 ;
+  reg [7:0] \$288 ;
+  reg [7:0] \$289 ;
+  wire [7:0] \$29 ;
+  reg [7:0] \$290 ;
+  reg [7:0] \$291 ;
+  reg [7:0] \$292 ;
+  reg [7:0] \$293 ;
+  reg [7:0] \$294 ;
+  reg [7:0] \$295 ;
   reg [31:0] \$296 ;
-  reg \$297 ;
-  reg [31:0] \$298 ;
-  wire [31:0] \$3 ;
-  reg [7:0] \$30 ;
-  reg [7:0] \$31 ;
-  reg [7:0] \$32 ;
-  reg [7:0] \$33 ;
-  reg [7:0] \$34 ;
-  reg [7:0] \$35 ;
-  reg [31:0] \$36 ;
-  reg [7:0] \$37 ;
-  reg [7:0] \$38 ;
-  reg [7:0] \$39 ;
-  wire [32:0] \$4 ;
-  reg [7:0] \$40 ;
-  reg [7:0] \$41 ;
-  reg [7:0] \$42 ;
-  reg [7:0] \$43 ;
-  reg [7:0] \$44 ;
-  reg [31:0] \$45 ;
-  reg [7:0] \$46 ;
-  reg [7:0] \$47 ;
-  reg [7:0] \$48 ;
-  reg [7:0] \$49 ;
-  wire [32:0] \$5 ;
-  reg [7:0] \$50 ;
-  reg [7:0] \$51 ;
-  reg [7:0] \$52 ;
-  reg [7:0] \$53 ;
-  reg [7:0] \$54 ;
-  reg [7:0] \$55 ;
-  reg [31:0] \$56 ;
-  reg [7:0] \$57 ;
-  reg [7:0] \$58 ;
-  reg [7:0] \$59 ;
-  wire [32:0] \$6 ;
-  reg [7:0] \$60 ;
-  reg [7:0] \$61 ;
-  reg [7:0] \$62 ;
-  reg [7:0] \$63 ;
-  reg [7:0] \$64 ;
-  reg [7:0] \$65 ;
-  reg [7:0] \$66 ;
-  reg [7:0] \$67 ;
-  reg [7:0] \$68 ;
-  reg [31:0] \$69 ;
-  wire [32:0] \$7 ;
-  reg [7:0] \$70 ;
-  reg [7:0] \$71 ;
-  reg [7:0] \$72 ;
-  reg [7:0] \$73 ;
-  reg [7:0] \$74 ;
-  reg [7:0] \$75 ;
-  reg [7:0] \$76 ;
-  reg [7:0] \$77 ;
-  reg [7:0] \$78 ;
-  reg [7:0] \$79 ;
-  wire [32:0] \$8 ;
-  reg [7:0] \$80 ;
-  reg [7:0] \$81 ;
-  reg [7:0] \$82 ;
-  reg [7:0] \$83 ;
-  reg [31:0] \$84 ;
-  reg [7:0] \$85 ;
-  reg [7:0] \$86 ;
-  reg [7:0] \$87 ;
-  reg [7:0] \$88 ;
-  reg [7:0] \$89 ;
-  wire [32:0] \$9 ;
-  reg [7:0] \$90 ;
-  reg [7:0] \$91 ;
-  reg [7:0] \$92 ;
-  reg [7:0] \$93 ;
-  reg [7:0] \$94 ;
-  reg [7:0] \$95 ;
-  reg [7:0] \$96 ;
-  reg [7:0] \$97 ;
-  reg [7:0] \$98 ;
-  reg [7:0] \$99 ;
+  reg [7:0] \$297 ;
+  reg [7:0] \$298 ;
+  reg [7:0] \$299 ;
+  wire \$3 ;
+  wire [7:0] \$30 ;
+  reg [7:0] \$300 ;
+  reg [7:0] \$301 ;
+  reg [7:0] \$302 ;
+  reg [7:0] \$303 ;
+  reg [7:0] \$304 ;
+  reg [7:0] \$305 ;
+  reg [7:0] \$306 ;
+  reg [7:0] \$307 ;
+  reg [7:0] \$308 ;
+  reg [31:0] \$309 ;
+  wire \$31 ;
+  reg [7:0] \$310 ;
+  reg [7:0] \$311 ;
+  reg [7:0] \$312 ;
+  reg [7:0] \$313 ;
+  reg [7:0] \$314 ;
+  reg [7:0] \$315 ;
+  reg [7:0] \$316 ;
+  reg [7:0] \$317 ;
+  reg [7:0] \$318 ;
+  reg [7:0] \$319 ;
+  wire \$32 ;
+  reg [7:0] \$320 ;
+  reg [7:0] \$321 ;
+  reg [7:0] \$322 ;
+  reg [7:0] \$323 ;
+  reg [31:0] \$324 ;
+  reg [7:0] \$325 ;
+  reg [7:0] \$326 ;
+  reg [7:0] \$327 ;
+  reg [7:0] \$328 ;
+  reg [7:0] \$329 ;
+  wire [7:0] \$33 ;
+  reg [7:0] \$330 ;
+  reg [7:0] \$331 ;
+  reg [7:0] \$332 ;
+  reg [7:0] \$333 ;
+  reg [7:0] \$334 ;
+  reg [7:0] \$335 ;
+  reg [7:0] \$336 ;
+  reg [7:0] \$337 ;
+  reg [7:0] \$338 ;
+  reg [7:0] \$339 ;
+  wire [7:0] \$34 ;
+  reg [7:0] \$340 ;
+  reg [31:0] \$341 ;
+  reg [7:0] \$342 ;
+  reg [7:0] \$343 ;
+  reg [7:0] \$344 ;
+  reg [7:0] \$345 ;
+  reg [7:0] \$346 ;
+  reg [7:0] \$347 ;
+  reg [7:0] \$348 ;
+  reg [7:0] \$349 ;
+  wire \$35 ;
+  reg [7:0] \$350 ;
+  reg [7:0] \$351 ;
+  reg [7:0] \$352 ;
+  reg [7:0] \$353 ;
+  reg [7:0] \$354 ;
+  reg [7:0] \$355 ;
+  reg [7:0] \$356 ;
+  reg [7:0] \$357 ;
+  reg [7:0] \$358 ;
+  reg [7:0] \$359 ;
+  wire \$36 ;
+  reg [31:0] \$360 ;
+  reg [7:0] \$361 ;
+  reg [7:0] \$362 ;
+  reg [7:0] \$363 ;
+  reg [7:0] \$364 ;
+  reg [7:0] \$365 ;
+  reg [7:0] \$366 ;
+  reg [7:0] \$367 ;
+  reg [7:0] \$368 ;
+  reg [7:0] \$369 ;
+  wire [7:0] \$37 ;
+  reg [7:0] \$370 ;
+  reg [7:0] \$371 ;
+  reg [7:0] \$372 ;
+  reg [7:0] \$373 ;
+  reg [7:0] \$374 ;
+  reg [7:0] \$375 ;
+  reg [7:0] \$376 ;
+  reg [7:0] \$377 ;
+  reg [7:0] \$378 ;
+  reg [7:0] \$379 ;
+  wire [7:0] \$38 ;
+  reg [7:0] \$380 ;
+  reg [31:0] \$381 ;
+  reg [7:0] \$382 ;
+  reg [7:0] \$383 ;
+  reg [7:0] \$384 ;
+  reg [7:0] \$385 ;
+  reg [7:0] \$386 ;
+  reg [7:0] \$387 ;
+  reg [7:0] \$388 ;
+  reg [7:0] \$389 ;
+  wire \$39 ;
+  reg [7:0] \$390 ;
+  reg [7:0] \$391 ;
+  reg [7:0] \$392 ;
+  reg [7:0] \$393 ;
+  reg [7:0] \$394 ;
+  reg [7:0] \$395 ;
+  reg [7:0] \$396 ;
+  reg [7:0] \$397 ;
+  reg [7:0] \$398 ;
+  reg [7:0] \$399 ;
+  wire \$4 ;
+  wire \$40 ;
+  reg [7:0] \$400 ;
+  reg [7:0] \$401 ;
+  reg [7:0] \$402 ;
+  reg [7:0] \$403 ;
+  reg [31:0] \$404 ;
+  reg [7:0] \$405 ;
+  reg [7:0] \$406 ;
+  reg [7:0] \$407 ;
+  reg [7:0] \$408 ;
+  reg [7:0] \$409 ;
+  wire [7:0] \$41 ;
+  reg [7:0] \$410 ;
+  reg [7:0] \$411 ;
+  reg [7:0] \$412 ;
+  reg [7:0] \$413 ;
+  reg [7:0] \$414 ;
+  reg [7:0] \$415 ;
+  reg [7:0] \$416 ;
+  reg [7:0] \$417 ;
+  reg [7:0] \$418 ;
+  reg [7:0] \$419 ;
+  wire [7:0] \$42 ;
+  reg [7:0] \$420 ;
+  reg [7:0] \$421 ;
+  reg [7:0] \$422 ;
+  reg [7:0] \$423 ;
+  reg [7:0] \$424 ;
+  reg [7:0] \$425 ;
+  reg [7:0] \$426 ;
+  reg [7:0] \$427 ;
+  reg [7:0] \$428 ;
+  reg [31:0] \$429 ;
+  wire \$43 ;
+  reg [7:0] \$430 ;
+  reg [7:0] \$431 ;
+  reg [7:0] \$432 ;
+  reg [7:0] \$433 ;
+  reg [7:0] \$434 ;
+  reg [7:0] \$435 ;
+  reg [7:0] \$436 ;
+  reg [7:0] \$437 ;
+  reg [7:0] \$438 ;
+  reg [7:0] \$439 ;
+  wire \$44 ;
+  reg [7:0] \$440 ;
+  reg [7:0] \$441 ;
+  reg [7:0] \$442 ;
+  reg [7:0] \$443 ;
+  reg [7:0] \$444 ;
+  reg [7:0] \$445 ;
+  reg [7:0] \$446 ;
+  reg [7:0] \$447 ;
+  reg [7:0] \$448 ;
+  reg [7:0] \$449 ;
+  wire [7:0] \$45 ;
+  reg [7:0] \$450 ;
+  reg [7:0] \$451 ;
+  reg [7:0] \$452 ;
+  reg [7:0] \$453 ;
+  reg [7:0] \$454 ;
+  reg [7:0] \$455 ;
+  reg [31:0] \$456 ;
+  reg [7:0] \$457 ;
+  reg [7:0] \$458 ;
+  reg [7:0] \$459 ;
+  wire [7:0] \$46 ;
+  reg [7:0] \$460 ;
+  reg [7:0] \$461 ;
+  reg [7:0] \$462 ;
+  reg [7:0] \$463 ;
+  reg [7:0] \$464 ;
+  reg [7:0] \$465 ;
+  reg [7:0] \$466 ;
+  reg [7:0] \$467 ;
+  reg [7:0] \$468 ;
+  reg [7:0] \$469 ;
+  wire \$47 ;
+  reg [7:0] \$470 ;
+  reg [7:0] \$471 ;
+  reg [7:0] \$472 ;
+  reg [7:0] \$473 ;
+  reg [7:0] \$474 ;
+  reg [7:0] \$475 ;
+  reg [7:0] \$476 ;
+  reg [7:0] \$477 ;
+  reg [7:0] \$478 ;
+  reg [7:0] \$479 ;
+  wire \$48 ;
+  reg [7:0] \$480 ;
+  reg [7:0] \$481 ;
+  reg [7:0] \$482 ;
+  reg [7:0] \$483 ;
+  reg [7:0] \$484 ;
+  reg [31:0] \$485 ;
+  reg [7:0] \$486 ;
+  reg [7:0] \$487 ;
+  reg [7:0] \$488 ;
+  reg [7:0] \$489 ;
+  wire [7:0] \$49 ;
+  reg [7:0] \$490 ;
+  reg [7:0] \$491 ;
+  reg [7:0] \$492 ;
+  reg [7:0] \$493 ;
+  reg [7:0] \$494 ;
+  reg [7:0] \$495 ;
+  reg [7:0] \$496 ;
+  reg [7:0] \$497 ;
+  reg [7:0] \$498 ;
+  reg [7:0] \$499 ;
+  wire \$5 ;
+  wire [7:0] \$50 ;
+  reg [7:0] \$500 ;
+  reg [7:0] \$501 ;
+  reg [7:0] \$502 ;
+  reg [7:0] \$503 ;
+  reg [7:0] \$504 ;
+  reg [7:0] \$505 ;
+  reg [7:0] \$506 ;
+  reg [7:0] \$507 ;
+  reg [7:0] \$508 ;
+  reg [7:0] \$509 ;
+  wire \$51 ;
+  reg [7:0] \$510 ;
+  reg [7:0] \$511 ;
+  reg [7:0] \$512 ;
+  reg [7:0] \$513 ;
+  reg [7:0] \$514 ;
+  reg [7:0] \$515 ;
+  reg [31:0] \$516 ;
+  reg [1:0] \$517 ;
+  reg [1:0] \$518 ;
+  reg [1:0] \$519 ;
+  wire \$52 ;
+  reg [1:0] \$520 ;
+  reg [1:0] \$521 ;
+  reg [1:0] \$522 ;
+  reg [1:0] \$523 ;
+  reg [1:0] \$524 ;
+  reg [1:0] \$525 ;
+  reg [1:0] \$526 ;
+  reg [1:0] \$527 ;
+  reg [1:0] \$528 ;
+  reg [1:0] \$529 ;
+  wire [7:0] \$53 ;
+  reg [1:0] \$530 ;
+  reg [1:0] \$531 ;
+  reg [1:0] \$532 ;
+  reg [1:0] \$533 ;
+  reg [1:0] \$534 ;
+  reg \$535 ;
+  reg [31:0] \$536 ;
+  reg \$537 ;
+  reg [31:0] \$538 ;
+  wire [7:0] \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire [7:0] \$57 ;
+  wire [7:0] \$58 ;
+  wire \$59 ;
+  wire [7:0] \$6 ;
+  wire \$60 ;
+  wire [7:0] \$61 ;
+  wire [7:0] \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire [7:0] \$65 ;
+  wire [7:0] \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire [7:0] \$69 ;
+  wire \$7 ;
+  wire [7:0] \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire [7:0] \$73 ;
+  wire [7:0] \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire [7:0] \$77 ;
+  wire [7:0] \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire [7:0] \$81 ;
+  wire [7:0] \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire [7:0] \$85 ;
+  wire [7:0] \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire [7:0] \$89 ;
+  wire \$9 ;
+  wire [7:0] \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire [7:0] \$93 ;
+  wire [7:0] \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire [7:0] \$97 ;
+  wire [7:0] \$98 ;
+  wire \$99 ;
   reg [31:0] acc = 32'd0;
   input clk;
   wire clk;
@@ -742,586 +982,826 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   wire y_stream__ready;
   output y_stream__valid;
   reg y_stream__valid = 1'h0;
+  always @(posedge clk)
+    w9_d1 <= \$351 ;
+  always @(posedge clk)
+    w9_d2 <= \$352 ;
+  always @(posedge clk)
+    w9_d3 <= \$353 ;
+  always @(posedge clk)
+    w9_d4 <= \$354 ;
+  always @(posedge clk)
+    w9_d5 <= \$355 ;
+  always @(posedge clk)
+    w9_d6 <= \$356 ;
+  always @(posedge clk)
+    w9_d7 <= \$357 ;
+  always @(posedge clk)
+    w9_d8 <= \$358 ;
+  always @(posedge clk)
+    w9_d9 <= \$359 ;
+  always @(posedge clk)
+    psum9 <= \$360 ;
+  always @(posedge clk)
+    x10_d1 <= \$361 ;
+  always @(posedge clk)
+    x10_d2 <= \$362 ;
+  always @(posedge clk)
+    x10_d3 <= \$363 ;
+  always @(posedge clk)
+    x10_d4 <= \$364 ;
+  always @(posedge clk)
+    x10_d5 <= \$365 ;
+  always @(posedge clk)
+    x10_d6 <= \$366 ;
+  always @(posedge clk)
+    x10_d7 <= \$367 ;
+  always @(posedge clk)
+    x10_d8 <= \$368 ;
+  always @(posedge clk)
+    x10_d9 <= \$369 ;
+  always @(posedge clk)
+    x10_d10 <= \$370 ;
+  always @(posedge clk)
+    w10_d1 <= \$371 ;
+  always @(posedge clk)
+    w10_d2 <= \$372 ;
+  always @(posedge clk)
+    w10_d3 <= \$373 ;
+  always @(posedge clk)
+    w10_d4 <= \$374 ;
+  always @(posedge clk)
+    w10_d5 <= \$375 ;
+  always @(posedge clk)
+    w10_d6 <= \$376 ;
+  always @(posedge clk)
+    w10_d7 <= \$377 ;
+  always @(posedge clk)
+    w10_d8 <= \$378 ;
+  always @(posedge clk)
+    w10_d9 <= \$379 ;
+  always @(posedge clk)
+    w10_d10 <= \$380 ;
+  always @(posedge clk)
+    psum10 <= \$381 ;
+  always @(posedge clk)
+    x11_d1 <= \$382 ;
+  always @(posedge clk)
+    x11_d2 <= \$383 ;
+  always @(posedge clk)
+    x11_d3 <= \$384 ;
+  always @(posedge clk)
+    x11_d4 <= \$385 ;
+  always @(posedge clk)
+    x11_d5 <= \$386 ;
+  always @(posedge clk)
+    x11_d6 <= \$387 ;
+  always @(posedge clk)
+    x11_d7 <= \$388 ;
+  always @(posedge clk)
+    x11_d8 <= \$389 ;
+  always @(posedge clk)
+    x11_d9 <= \$390 ;
+  always @(posedge clk)
+    x11_d10 <= \$391 ;
+  always @(posedge clk)
+    x11_d11 <= \$392 ;
+  always @(posedge clk)
+    w11_d1 <= \$393 ;
+  always @(posedge clk)
+    w11_d2 <= \$394 ;
+  always @(posedge clk)
+    w11_d3 <= \$395 ;
+  always @(posedge clk)
+    w11_d4 <= \$396 ;
+  always @(posedge clk)
+    w11_d5 <= \$397 ;
+  always @(posedge clk)
+    w11_d6 <= \$398 ;
+  always @(posedge clk)
+    w11_d7 <= \$399 ;
+  always @(posedge clk)
+    w11_d8 <= \$400 ;
+  always @(posedge clk)
+    w11_d9 <= \$401 ;
+  always @(posedge clk)
+    w11_d10 <= \$402 ;
+  always @(posedge clk)
+    w11_d11 <= \$403 ;
+  always @(posedge clk)
+    psum11 <= \$404 ;
+  always @(posedge clk)
+    x12_d1 <= \$405 ;
+  always @(posedge clk)
+    x12_d2 <= \$406 ;
+  always @(posedge clk)
+    x12_d3 <= \$407 ;
+  always @(posedge clk)
+    x12_d4 <= \$408 ;
+  always @(posedge clk)
+    x12_d5 <= \$409 ;
+  always @(posedge clk)
+    x12_d6 <= \$410 ;
+  always @(posedge clk)
+    x12_d7 <= \$411 ;
+  always @(posedge clk)
+    x12_d8 <= \$412 ;
+  always @(posedge clk)
+    x12_d9 <= \$413 ;
+  always @(posedge clk)
+    x12_d10 <= \$414 ;
+  always @(posedge clk)
+    x12_d11 <= \$415 ;
+  always @(posedge clk)
+    x12_d12 <= \$416 ;
+  always @(posedge clk)
+    w12_d1 <= \$417 ;
+  always @(posedge clk)
+    w12_d2 <= \$418 ;
+  always @(posedge clk)
+    w12_d3 <= \$419 ;
+  always @(posedge clk)
+    w12_d4 <= \$420 ;
+  always @(posedge clk)
+    w12_d5 <= \$421 ;
+  always @(posedge clk)
+    w12_d6 <= \$422 ;
+  always @(posedge clk)
+    w12_d7 <= \$423 ;
+  always @(posedge clk)
+    w12_d8 <= \$424 ;
+  always @(posedge clk)
+    w12_d9 <= \$425 ;
+  always @(posedge clk)
+    w12_d10 <= \$426 ;
+  always @(posedge clk)
+    w12_d11 <= \$427 ;
+  always @(posedge clk)
+    w12_d12 <= \$428 ;
+  always @(posedge clk)
+    psum12 <= \$429 ;
+  always @(posedge clk)
+    x13_d1 <= \$430 ;
+  always @(posedge clk)
+    x13_d2 <= \$431 ;
+  always @(posedge clk)
+    x13_d3 <= \$432 ;
+  always @(posedge clk)
+    x13_d4 <= \$433 ;
+  always @(posedge clk)
+    x13_d5 <= \$434 ;
+  always @(posedge clk)
+    x13_d6 <= \$435 ;
+  always @(posedge clk)
+    x13_d7 <= \$436 ;
+  always @(posedge clk)
+    x13_d8 <= \$437 ;
+  always @(posedge clk)
+    x13_d9 <= \$438 ;
+  always @(posedge clk)
+    x13_d10 <= \$439 ;
+  always @(posedge clk)
+    x13_d11 <= \$440 ;
+  always @(posedge clk)
+    x13_d12 <= \$441 ;
+  always @(posedge clk)
+    x13_d13 <= \$442 ;
+  always @(posedge clk)
+    w13_d1 <= \$443 ;
+  always @(posedge clk)
+    w13_d2 <= \$444 ;
+  always @(posedge clk)
+    w13_d3 <= \$445 ;
+  always @(posedge clk)
+    w13_d4 <= \$446 ;
+  always @(posedge clk)
+    w13_d5 <= \$447 ;
+  always @(posedge clk)
+    w13_d6 <= \$448 ;
+  always @(posedge clk)
+    w13_d7 <= \$449 ;
+  always @(posedge clk)
+    w13_d8 <= \$450 ;
+  always @(posedge clk)
+    w13_d9 <= \$451 ;
+  always @(posedge clk)
+    w13_d10 <= \$452 ;
+  always @(posedge clk)
+    w13_d11 <= \$453 ;
+  always @(posedge clk)
+    w13_d12 <= \$454 ;
+  always @(posedge clk)
+    w13_d13 <= \$455 ;
+  always @(posedge clk)
+    psum13 <= \$456 ;
+  always @(posedge clk)
+    x14_d1 <= \$457 ;
+  always @(posedge clk)
+    x14_d2 <= \$458 ;
+  always @(posedge clk)
+    x14_d3 <= \$459 ;
+  always @(posedge clk)
+    x14_d4 <= \$460 ;
+  always @(posedge clk)
+    x14_d5 <= \$461 ;
+  always @(posedge clk)
+    x14_d6 <= \$462 ;
+  always @(posedge clk)
+    x14_d7 <= \$463 ;
+  always @(posedge clk)
+    x14_d8 <= \$464 ;
+  always @(posedge clk)
+    x14_d9 <= \$465 ;
+  always @(posedge clk)
+    x14_d10 <= \$466 ;
+  always @(posedge clk)
+    x14_d11 <= \$467 ;
+  always @(posedge clk)
+    x14_d12 <= \$468 ;
+  always @(posedge clk)
+    x14_d13 <= \$469 ;
+  always @(posedge clk)
+    x14_d14 <= \$470 ;
+  always @(posedge clk)
+    w14_d1 <= \$471 ;
+  always @(posedge clk)
+    w14_d2 <= \$472 ;
+  always @(posedge clk)
+    w14_d3 <= \$473 ;
+  always @(posedge clk)
+    w14_d4 <= \$474 ;
+  always @(posedge clk)
+    w14_d5 <= \$475 ;
+  always @(posedge clk)
+    w14_d6 <= \$476 ;
+  always @(posedge clk)
+    w14_d7 <= \$477 ;
+  always @(posedge clk)
+    w14_d8 <= \$478 ;
+  always @(posedge clk)
+    w14_d9 <= \$479 ;
+  always @(posedge clk)
+    w14_d10 <= \$480 ;
+  always @(posedge clk)
+    w14_d11 <= \$481 ;
+  always @(posedge clk)
+    w14_d12 <= \$482 ;
+  always @(posedge clk)
+    w14_d13 <= \$483 ;
+  always @(posedge clk)
+    w14_d14 <= \$484 ;
+  always @(posedge clk)
+    psum14 <= \$485 ;
+  always @(posedge clk)
+    x15_d1 <= \$486 ;
+  always @(posedge clk)
+    x15_d2 <= \$487 ;
+  always @(posedge clk)
+    x15_d3 <= \$488 ;
+  always @(posedge clk)
+    x15_d4 <= \$489 ;
+  always @(posedge clk)
+    x15_d5 <= \$490 ;
+  always @(posedge clk)
+    x15_d6 <= \$491 ;
+  always @(posedge clk)
+    x15_d7 <= \$492 ;
+  always @(posedge clk)
+    x15_d8 <= \$493 ;
+  always @(posedge clk)
+    x15_d9 <= \$494 ;
+  always @(posedge clk)
+    x15_d10 <= \$495 ;
+  always @(posedge clk)
+    x15_d11 <= \$496 ;
+  always @(posedge clk)
+    x15_d12 <= \$497 ;
+  always @(posedge clk)
+    x15_d13 <= \$498 ;
+  always @(posedge clk)
+    x15_d14 <= \$499 ;
+  always @(posedge clk)
+    x15_d15 <= \$500 ;
+  always @(posedge clk)
+    w15_d1 <= \$501 ;
+  always @(posedge clk)
+    w15_d2 <= \$502 ;
+  always @(posedge clk)
+    w15_d3 <= \$503 ;
+  always @(posedge clk)
+    w15_d4 <= \$504 ;
+  always @(posedge clk)
+    w15_d5 <= \$505 ;
+  always @(posedge clk)
+    w15_d6 <= \$506 ;
+  always @(posedge clk)
+    w15_d7 <= \$507 ;
+  always @(posedge clk)
+    w15_d8 <= \$508 ;
+  always @(posedge clk)
+    w15_d9 <= \$509 ;
+  always @(posedge clk)
+    w15_d10 <= \$510 ;
+  always @(posedge clk)
+    w15_d11 <= \$511 ;
+  always @(posedge clk)
+    w15_d12 <= \$512 ;
+  always @(posedge clk)
+    w15_d13 <= \$513 ;
+  always @(posedge clk)
+    w15_d14 <= \$514 ;
+  always @(posedge clk)
+    w15_d15 <= \$515 ;
+  always @(posedge clk)
+    psum15 <= \$516 ;
+  always @(posedge clk)
+    flags_d1 <= \$517 ;
+  always @(posedge clk)
+    flags_d2 <= \$518 ;
+  always @(posedge clk)
+    flags_d3 <= \$519 ;
+  always @(posedge clk)
+    flags_d4 <= \$520 ;
+  always @(posedge clk)
+    flags_d5 <= \$521 ;
+  always @(posedge clk)
+    flags_d6 <= \$522 ;
+  always @(posedge clk)
+    flags_d7 <= \$523 ;
+  always @(posedge clk)
+    flags_d8 <= \$524 ;
+  always @(posedge clk)
+    flags_d9 <= \$525 ;
+  always @(posedge clk)
+    flags_d10 <= \$526 ;
+  always @(posedge clk)
+    flags_d11 <= \$527 ;
+  always @(posedge clk)
+    flags_d12 <= \$528 ;
+  always @(posedge clk)
+    flags_d13 <= \$529 ;
+  always @(posedge clk)
+    flags_d14 <= \$530 ;
+  always @(posedge clk)
+    flags_d15 <= \$531 ;
+  always @(posedge clk)
+    flags_d16 <= \$532 ;
+  always @(posedge clk)
+    flags_d17 <= \$533 ;
+  always @(posedge clk)
+    flags_d18 <= \$534 ;
+  always @(posedge clk)
+    y_stream__valid <= \$535 ;
+  always @(posedge clk)
+    acc <= \$536 ;
+  always @(posedge clk)
+    fresh <= \$537 ;
+  always @(posedge clk)
+    y_stream__payload <= \$538 ;
   assign \$1  = ~ y_stream__valid;
   assign en = \$1  | y_stream__ready;
   assign \$2  = en & w_stream__valid;
   assign fire = \$2  & x_stream__valid;
   assign w_stream__ready = en & x_stream__valid;
   assign x_stream__ready = en & w_stream__valid;
-  assign \$3  = fresh ? 32'd0 : acc;
-  assign \$4  = $signed(\$3 ) + $signed(psum15);
-  assign \$5  = $signed(psum0) + $signed(prod1);
-  assign \$6  = $signed(psum1) + $signed(prod2);
-  assign \$7  = $signed(psum2) + $signed(prod3);
-  assign \$8  = $signed(psum3) + $signed(prod4);
-  assign \$9  = $signed(psum4) + $signed(prod5);
-  assign \$10  = $signed(psum5) + $signed(prod6);
-  assign \$11  = $signed(psum6) + $signed(prod7);
-  assign \$12  = $signed(psum7) + $signed(prod8);
-  assign \$13  = $signed(psum8) + $signed(prod9);
-  assign \$14  = $signed(psum9) + $signed(prod10);
-  assign \$15  = $signed(psum10) + $signed(prod11);
-  assign \$16  = $signed(psum11) + $signed(prod12);
-  assign \$17  = $signed(psum12) + $signed(prod13);
-  assign \$18  = $signed(psum13) + $signed(prod14);
-  assign \$19  = $signed(psum14) + $signed(prod15);
-  assign \$20  = flags_d18[0] & flags_d18[1];
+  assign \$3  = ! w_stream__payload[161:160];
+  assign \$4  = w_stream__payload[161:160] == 2'h2;
+  assign \$5  = \$3  | \$4 ;
+  assign \$6  = \$5  ? x_stream__payload[7:0] : x_stream__payload[39:32];
+  assign \$7  = ! w_stream__payload[161:160];
+  assign \$8  = w_stream__payload[161:160] == 2'h2;
+  assign \$9  = \$7  | \$8 ;
+  assign \$10  = \$9  ? x_stream__payload[15:8] : x_stream__payload[47:40];
+  assign \$11  = ! w_stream__payload[161:160];
+  assign \$12  = w_stream__payload[161:160] == 2'h2;
+  assign \$13  = \$11  | \$12 ;
+  assign \$14  = \$13  ? x_stream__payload[23:16] : x_stream__payload[55:48];
+  assign \$15  = ! w_stream__payload[161:160];
+  assign \$16  = w_stream__payload[161:160] == 2'h2;
+  assign \$17  = \$15  | \$16 ;
+  assign \$18  = \$17  ? x_stream__payload[31:24] : x_stream__payload[63:56];
+  assign \$19  = ! w_stream__payload[161:160];
+  assign \$20  = w_stream__payload[161:160] == 1'h1;
+  assign \$21  = \$20  ? x_stream__payload[71:64] : x_stream__payload[7:0];
+  assign \$22  = \$19  ? x_stream__payload[39:32] : \$21 ;
+  assign \$23  = ! w_stream__payload[161:160];
+  assign \$24  = w_stream__payload[161:160] == 1'h1;
+  assign \$25  = \$24  ? x_stream__payload[79:72] : x_stream__payload[15:8];
+  assign \$26  = \$23  ? x_stream__payload[47:40] : \$25 ;
+  assign \$27  = ! w_stream__payload[161:160];
+  assign \$28  = w_stream__payload[161:160] == 1'h1;
+  assign \$29  = \$28  ? x_stream__payload[87:80] : x_stream__payload[23:16];
+  assign \$30  = \$27  ? x_stream__payload[55:48] : \$29 ;
+  assign \$31  = ! w_stream__payload[161:160];
+  assign \$32  = w_stream__payload[161:160] == 1'h1;
+  assign \$33  = \$32  ? x_stream__payload[95:88] : x_stream__payload[31:24];
+  assign \$34  = \$31  ? x_stream__payload[63:56] : \$33 ;
+  assign \$35  = ! w_stream__payload[161:160];
+  assign \$36  = w_stream__payload[161:160] == 1'h1;
+  assign \$37  = \$36  ? x_stream__payload[103:96] : x_stream__payload[7:0];
+  assign \$38  = \$35  ? x_stream__payload[39:32] : \$37 ;
+  assign \$39  = ! w_stream__payload[161:160];
+  assign \$40  = w_stream__payload[161:160] == 1'h1;
+  assign \$41  = \$40  ? x_stream__payload[111:104] : x_stream__payload[15:8];
+  assign \$42  = \$39  ? x_stream__payload[47:40] : \$41 ;
+  assign \$43  = ! w_stream__payload[161:160];
+  assign \$44  = w_stream__payload[161:160] == 1'h1;
+  assign \$45  = \$44  ? x_stream__payload[119:112] : x_stream__payload[23:16];
+  assign \$46  = \$43  ? x_stream__payload[55:48] : \$45 ;
+  assign \$47  = ! w_stream__payload[161:160];
+  assign \$48  = w_stream__payload[161:160] == 1'h1;
+  assign \$49  = \$48  ? x_stream__payload[127:120] : x_stream__payload[31:24];
+  assign \$50  = \$47  ? x_stream__payload[63:56] : \$49 ;
+  assign \$51  = ! w_stream__payload[161:160];
+  assign \$52  = w_stream__payload[161:160] == 1'h1;
+  assign \$53  = \$52  ? x_stream__payload[135:128] : x_stream__payload[39:32];
+  assign \$54  = \$51  ? x_stream__payload[71:64] : \$53 ;
+  assign \$55  = ! w_stream__payload[161:160];
+  assign \$56  = w_stream__payload[161:160] == 1'h1;
+  assign \$57  = \$56  ? x_stream__payload[143:136] : x_stream__payload[47:40];
+  assign \$58  = \$55  ? x_stream__payload[79:72] : \$57 ;
+  assign \$59  = ! w_stream__payload[161:160];
+  assign \$60  = w_stream__payload[161:160] == 1'h1;
+  assign \$61  = \$60  ? x_stream__payload[151:144] : x_stream__payload[55:48];
+  assign \$62  = \$59  ? x_stream__payload[87:80] : \$61 ;
+  assign \$63  = ! w_stream__payload[161:160];
+  assign \$64  = w_stream__payload[161:160] == 1'h1;
+  assign \$65  = \$64  ? x_stream__payload[159:152] : x_stream__payload[63:56];
+  assign \$66  = \$63  ? x_stream__payload[95:88] : \$65 ;
+  assign \$67  = ! w_stream__payload[161:160];
+  assign \$68  = w_stream__payload[161:160] == 1'h1;
+  assign \$69  = \$68  ? x_stream__payload[167:160] : x_stream__payload[39:32];
+  assign \$70  = \$67  ? x_stream__payload[71:64] : \$69 ;
+  assign \$71  = ! w_stream__payload[161:160];
+  assign \$72  = w_stream__payload[161:160] == 1'h1;
+  assign \$73  = \$72  ? x_stream__payload[175:168] : x_stream__payload[47:40];
+  assign \$74  = \$71  ? x_stream__payload[79:72] : \$73 ;
+  assign \$75  = ! w_stream__payload[161:160];
+  assign \$76  = w_stream__payload[161:160] == 1'h1;
+  assign \$77  = \$76  ? x_stream__payload[183:176] : x_stream__payload[55:48];
+  assign \$78  = \$75  ? x_stream__payload[87:80] : \$77 ;
+  assign \$79  = ! w_stream__payload[161:160];
+  assign \$80  = w_stream__payload[161:160] == 1'h1;
+  assign \$81  = \$80  ? x_stream__payload[191:184] : x_stream__payload[63:56];
+  assign \$82  = \$79  ? x_stream__payload[95:88] : \$81 ;
+  assign \$83  = ! w_stream__payload[161:160];
+  assign \$84  = w_stream__payload[161:160] == 1'h1;
+  assign \$85  = \$84  ? x_stream__payload[199:192] : x_stream__payload[39:32];
+  assign \$86  = \$83  ? x_stream__payload[103:96] : \$85 ;
+  assign \$87  = ! w_stream__payload[161:160];
+  assign \$88  = w_stream__payload[161:160] == 1'h1;
+  assign \$89  = \$88  ? x_stream__payload[207:200] : x_stream__payload[47:40];
+  assign \$90  = \$87  ? x_stream__payload[111:104] : \$89 ;
+  assign \$91  = ! w_stream__payload[161:160];
+  assign \$92  = w_stream__payload[161:160] == 1'h1;
+  assign \$93  = \$92  ? x_stream__payload[215:208] : x_stream__payload[55:48];
+  assign \$94  = \$91  ? x_stream__payload[119:112] : \$93 ;
+  assign \$95  = ! w_stream__payload[161:160];
+  assign \$96  = w_stream__payload[161:160] == 1'h1;
+  assign \$97  = \$96  ? x_stream__payload[223:216] : x_stream__payload[63:56];
+  assign \$98  = \$95  ? x_stream__payload[127:120] : \$97 ;
+  assign \$99  = ! w_stream__payload[161:160];
+  assign \$100  = w_stream__payload[161:160] == 1'h1;
+  assign \$101  = \$100  ? x_stream__payload[231:224] : x_stream__payload[39:32];
+  assign \$102  = \$99  ? x_stream__payload[103:96] : \$101 ;
+  assign \$103  = ! w_stream__payload[161:160];
+  assign \$104  = w_stream__payload[161:160] == 1'h1;
+  assign \$105  = \$104  ? x_stream__payload[239:232] : x_stream__payload[47:40];
+  assign \$106  = \$103  ? x_stream__payload[111:104] : \$105 ;
+  assign \$107  = ! w_stream__payload[161:160];
+  assign \$108  = w_stream__payload[161:160] == 1'h1;
+  assign \$109  = \$108  ? x_stream__payload[247:240] : x_stream__payload[55:48];
+  assign \$110  = \$107  ? x_stream__payload[119:112] : \$109 ;
+  assign \$111  = ! w_stream__payload[161:160];
+  assign \$112  = w_stream__payload[161:160] == 1'h1;
+  assign \$113  = \$112  ? x_stream__payload[255:248] : x_stream__payload[63:56];
+  assign \$114  = \$111  ? x_stream__payload[127:120] : \$113 ;
+  assign \$115  = ! w_stream__payload[161:160];
+  assign \$116  = w_stream__payload[161:160] == 1'h1;
+  assign \$117  = \$116  ? x_stream__payload[263:256] : x_stream__payload[71:64];
+  assign \$118  = \$115  ? x_stream__payload[135:128] : \$117 ;
+  assign \$119  = ! w_stream__payload[161:160];
+  assign \$120  = w_stream__payload[161:160] == 1'h1;
+  assign \$121  = \$120  ? x_stream__payload[271:264] : x_stream__payload[79:72];
+  assign \$122  = \$119  ? x_stream__payload[143:136] : \$121 ;
+  assign \$123  = ! w_stream__payload[161:160];
+  assign \$124  = w_stream__payload[161:160] == 1'h1;
+  assign \$125  = \$124  ? x_stream__payload[279:272] : x_stream__payload[87:80];
+  assign \$126  = \$123  ? x_stream__payload[151:144] : \$125 ;
+  assign \$127  = ! w_stream__payload[161:160];
+  assign \$128  = w_stream__payload[161:160] == 1'h1;
+  assign \$129  = \$128  ? x_stream__payload[287:280] : x_stream__payload[95:88];
+  assign \$130  = \$127  ? x_stream__payload[159:152] : \$129 ;
+  assign \$131  = ! w_stream__payload[161:160];
+  assign \$132  = w_stream__payload[161:160] == 1'h1;
+  assign \$133  = \$132  ? x_stream__payload[295:288] : x_stream__payload[71:64];
+  assign \$134  = \$131  ? x_stream__payload[135:128] : \$133 ;
+  assign \$135  = ! w_stream__payload[161:160];
+  assign \$136  = w_stream__payload[161:160] == 1'h1;
+  assign \$137  = \$136  ? x_stream__payload[303:296] : x_stream__payload[79:72];
+  assign \$138  = \$135  ? x_stream__payload[143:136] : \$137 ;
+  assign \$139  = ! w_stream__payload[161:160];
+  assign \$140  = w_stream__payload[161:160] == 1'h1;
+  assign \$141  = \$140  ? x_stream__payload[311:304] : x_stream__payload[87:80];
+  assign \$142  = \$139  ? x_stream__payload[151:144] : \$141 ;
+  assign \$143  = ! w_stream__payload[161:160];
+  assign \$144  = w_stream__payload[161:160] == 1'h1;
+  assign \$145  = \$144  ? x_stream__payload[319:312] : x_stream__payload[95:88];
+  assign \$146  = \$143  ? x_stream__payload[159:152] : \$145 ;
+  assign \$147  = ! w_stream__payload[161:160];
+  assign \$148  = w_stream__payload[161:160] == 1'h1;
+  assign \$149  = \$148  ? x_stream__payload[327:320] : x_stream__payload[71:64];
+  assign \$150  = \$147  ? x_stream__payload[167:160] : \$149 ;
+  assign \$151  = ! w_stream__payload[161:160];
+  assign \$152  = w_stream__payload[161:160] == 1'h1;
+  assign \$153  = \$152  ? x_stream__payload[335:328] : x_stream__payload[79:72];
+  assign \$154  = \$151  ? x_stream__payload[175:168] : \$153 ;
+  assign \$155  = ! w_stream__payload[161:160];
+  assign \$156  = w_stream__payload[161:160] == 1'h1;
+  assign \$157  = \$156  ? x_stream__payload[343:336] : x_stream__payload[87:80];
+  assign \$158  = \$155  ? x_stream__payload[183:176] : \$157 ;
+  assign \$159  = ! w_stream__payload[161:160];
+  assign \$160  = w_stream__payload[161:160] == 1'h1;
+  assign \$161  = \$160  ? x_stream__payload[351:344] : x_stream__payload[95:88];
+  assign \$162  = \$159  ? x_stream__payload[191:184] : \$161 ;
+  assign \$163  = ! w_stream__payload[161:160];
+  assign \$164  = w_stream__payload[161:160] == 1'h1;
+  assign \$165  = \$164  ? x_stream__payload[359:352] : x_stream__payload[71:64];
+  assign \$166  = \$163  ? x_stream__payload[167:160] : \$165 ;
+  assign \$167  = ! w_stream__payload[161:160];
+  assign \$168  = w_stream__payload[161:160] == 1'h1;
+  assign \$169  = \$168  ? x_stream__payload[367:360] : x_stream__payload[79:72];
+  assign \$170  = \$167  ? x_stream__payload[175:168] : \$169 ;
+  assign \$171  = ! w_stream__payload[161:160];
+  assign \$172  = w_stream__payload[161:160] == 1'h1;
+  assign \$173  = \$172  ? x_stream__payload[375:368] : x_stream__payload[87:80];
+  assign \$174  = \$171  ? x_stream__payload[183:176] : \$173 ;
+  assign \$175  = ! w_stream__payload[161:160];
+  assign \$176  = w_stream__payload[161:160] == 1'h1;
+  assign \$177  = \$176  ? x_stream__payload[383:376] : x_stream__payload[95:88];
+  assign \$178  = \$175  ? x_stream__payload[191:184] : \$177 ;
+  assign \$179  = ! w_stream__payload[161:160];
+  assign \$180  = w_stream__payload[161:160] == 1'h1;
+  assign \$181  = \$180  ? x_stream__payload[391:384] : x_stream__payload[103:96];
+  assign \$182  = \$179  ? x_stream__payload[199:192] : \$181 ;
+  assign \$183  = ! w_stream__payload[161:160];
+  assign \$184  = w_stream__payload[161:160] == 1'h1;
+  assign \$185  = \$184  ? x_stream__payload[399:392] : x_stream__payload[111:104];
+  assign \$186  = \$183  ? x_stream__payload[207:200] : \$185 ;
+  assign \$187  = ! w_stream__payload[161:160];
+  assign \$188  = w_stream__payload[161:160] == 1'h1;
+  assign \$189  = \$188  ? x_stream__payload[407:400] : x_stream__payload[119:112];
+  assign \$190  = \$187  ? x_stream__payload[215:208] : \$189 ;
+  assign \$191  = ! w_stream__payload[161:160];
+  assign \$192  = w_stream__payload[161:160] == 1'h1;
+  assign \$193  = \$192  ? x_stream__payload[415:408] : x_stream__payload[127:120];
+  assign \$194  = \$191  ? x_stream__payload[223:216] : \$193 ;
+  assign \$195  = ! w_stream__payload[161:160];
+  assign \$196  = w_stream__payload[161:160] == 1'h1;
+  assign \$197  = \$196  ? x_stream__payload[423:416] : x_stream__payload[103:96];
+  assign \$198  = \$195  ? x_stream__payload[199:192] : \$197 ;
+  assign \$199  = ! w_stream__payload[161:160];
+  assign \$200  = w_stream__payload[161:160] == 1'h1;
+  assign \$201  = \$200  ? x_stream__payload[431:424] : x_stream__payload[111:104];
+  assign \$202  = \$199  ? x_stream__payload[207:200] : \$201 ;
+  assign \$203  = ! w_stream__payload[161:160];
+  assign \$204  = w_stream__payload[161:160] == 1'h1;
+  assign \$205  = \$204  ? x_stream__payload[439:432] : x_stream__payload[119:112];
+  assign \$206  = \$203  ? x_stream__payload[215:208] : \$205 ;
+  assign \$207  = ! w_stream__payload[161:160];
+  assign \$208  = w_stream__payload[161:160] == 1'h1;
+  assign \$209  = \$208  ? x_stream__payload[447:440] : x_stream__payload[127:120];
+  assign \$210  = \$207  ? x_stream__payload[223:216] : \$209 ;
+  assign \$211  = ! w_stream__payload[161:160];
+  assign \$212  = w_stream__payload[161:160] == 1'h1;
+  assign \$213  = \$212  ? x_stream__payload[455:448] : x_stream__payload[103:96];
+  assign \$214  = \$211  ? x_stream__payload[231:224] : \$213 ;
+  assign \$215  = ! w_stream__payload[161:160];
+  assign \$216  = w_stream__payload[161:160] == 1'h1;
+  assign \$217  = \$216  ? x_stream__payload[463:456] : x_stream__payload[111:104];
+  assign \$218  = \$215  ? x_stream__payload[239:232] : \$217 ;
+  assign \$219  = ! w_stream__payload[161:160];
+  assign \$220  = w_stream__payload[161:160] == 1'h1;
+  assign \$221  = \$220  ? x_stream__payload[471:464] : x_stream__payload[119:112];
+  assign \$222  = \$219  ? x_stream__payload[247:240] : \$221 ;
+  assign \$223  = ! w_stream__payload[161:160];
+  assign \$224  = w_stream__payload[161:160] == 1'h1;
+  assign \$225  = \$224  ? x_stream__payload[479:472] : x_stream__payload[127:120];
+  assign \$226  = \$223  ? x_stream__payload[255:248] : \$225 ;
+  assign \$227  = ! w_stream__payload[161:160];
+  assign \$228  = w_stream__payload[161:160] == 1'h1;
+  assign \$229  = \$228  ? x_stream__payload[487:480] : x_stream__payload[103:96];
+  assign \$230  = \$227  ? x_stream__payload[231:224] : \$229 ;
+  assign \$231  = ! w_stream__payload[161:160];
+  assign \$232  = w_stream__payload[161:160] == 1'h1;
+  assign \$233  = \$232  ? x_stream__payload[495:488] : x_stream__payload[111:104];
+  assign \$234  = \$231  ? x_stream__payload[239:232] : \$233 ;
+  assign \$235  = ! w_stream__payload[161:160];
+  assign \$236  = w_stream__payload[161:160] == 1'h1;
+  assign \$237  = \$236  ? x_stream__payload[503:496] : x_stream__payload[119:112];
+  assign \$238  = \$235  ? x_stream__payload[247:240] : \$237 ;
+  assign \$239  = ! w_stream__payload[161:160];
+  assign \$240  = w_stream__payload[161:160] == 1'h1;
+  assign \$241  = \$240  ? x_stream__payload[511:504] : x_stream__payload[127:120];
+  assign \$242  = \$239  ? x_stream__payload[255:248] : \$241 ;
+  assign \$243  = fresh ? 32'd0 : acc;
+  assign \$244  = $signed(\$243 ) + $signed(psum15);
+  assign \$245  = $signed(psum0) + $signed(prod1);
+  assign \$246  = $signed(psum1) + $signed(prod2);
+  assign \$247  = $signed(psum2) + $signed(prod3);
+  assign \$248  = $signed(psum3) + $signed(prod4);
+  assign \$249  = $signed(psum4) + $signed(prod5);
+  assign \$250  = $signed(psum5) + $signed(prod6);
+  assign \$251  = $signed(psum6) + $signed(prod7);
+  assign \$252  = $signed(psum7) + $signed(prod8);
+  assign \$253  = $signed(psum8) + $signed(prod9);
+  assign \$254  = $signed(psum9) + $signed(prod10);
+  assign \$255  = $signed(psum10) + $signed(prod11);
+  assign \$256  = $signed(psum11) + $signed(prod12);
+  assign \$257  = $signed(psum12) + $signed(prod13);
+  assign \$258  = $signed(psum13) + $signed(prod14);
+  assign \$259  = $signed(psum14) + $signed(prod15);
+  assign \$260  = flags_d18[0] & flags_d18[1];
+  always @(posedge clk)
+    psum0 <= \$261 ;
+  always @(posedge clk)
+    x1_d1 <= \$262 ;
+  always @(posedge clk)
+    w1_d1 <= \$263 ;
+  always @(posedge clk)
+    psum1 <= \$264 ;
+  always @(posedge clk)
+    x2_d1 <= \$265 ;
+  always @(posedge clk)
+    x2_d2 <= \$266 ;
+  always @(posedge clk)
+    w2_d1 <= \$267 ;
+  always @(posedge clk)
+    w2_d2 <= \$268 ;
+  always @(posedge clk)
+    psum2 <= \$269 ;
+  always @(posedge clk)
+    x3_d1 <= \$270 ;
+  always @(posedge clk)
+    x3_d2 <= \$271 ;
+  always @(posedge clk)
+    x3_d3 <= \$272 ;
+  always @(posedge clk)
+    w3_d1 <= \$273 ;
+  always @(posedge clk)
+    w3_d2 <= \$274 ;
+  always @(posedge clk)
+    w3_d3 <= \$275 ;
+  always @(posedge clk)
+    psum3 <= \$276 ;
+  always @(posedge clk)
+    x4_d1 <= \$277 ;
+  always @(posedge clk)
+    x4_d2 <= \$278 ;
+  always @(posedge clk)
+    x4_d3 <= \$279 ;
+  always @(posedge clk)
+    x4_d4 <= \$280 ;
+  always @(posedge clk)
+    w4_d1 <= \$281 ;
+  always @(posedge clk)
+    w4_d2 <= \$282 ;
+  always @(posedge clk)
+    w4_d3 <= \$283 ;
+  always @(posedge clk)
+    w4_d4 <= \$284 ;
+  always @(posedge clk)
+    psum4 <= \$285 ;
+  always @(posedge clk)
+    x5_d1 <= \$286 ;
+  always @(posedge clk)
+    x5_d2 <= \$287 ;
+  always @(posedge clk)
+    x5_d3 <= \$288 ;
+  always @(posedge clk)
+    x5_d4 <= \$289 ;
   always @(posedge clk)
-    psum0 <= \$21 ;
+    x5_d5 <= \$290 ;
   always @(posedge clk)
-    x1_d1 <= \$22 ;
+    w5_d1 <= \$291 ;
   always @(posedge clk)
-    w1_d1 <= \$23 ;
+    w5_d2 <= \$292 ;
   always @(posedge clk)
-    psum1 <= \$24 ;
+    w5_d3 <= \$293 ;
   always @(posedge clk)
-    x2_d1 <= \$25 ;
+    w5_d4 <= \$294 ;
   always @(posedge clk)
-    x2_d2 <= \$26 ;
+    w5_d5 <= \$295 ;
   always @(posedge clk)
-    w2_d1 <= \$27 ;
+    psum5 <= \$296 ;
   always @(posedge clk)
-    w2_d2 <= \$28 ;
+    x6_d1 <= \$297 ;
   always @(posedge clk)
-    psum2 <= \$29 ;
+    x6_d2 <= \$298 ;
   always @(posedge clk)
-    x3_d1 <= \$30 ;
+    x6_d3 <= \$299 ;
   always @(posedge clk)
-    x3_d2 <= \$31 ;
+    x6_d4 <= \$300 ;
   always @(posedge clk)
-    x3_d3 <= \$32 ;
+    x6_d5 <= \$301 ;
   always @(posedge clk)
-    w3_d1 <= \$33 ;
+    x6_d6 <= \$302 ;
   always @(posedge clk)
-    w3_d2 <= \$34 ;
+    w6_d1 <= \$303 ;
   always @(posedge clk)
-    w3_d3 <= \$35 ;
+    w6_d2 <= \$304 ;
   always @(posedge clk)
-    psum3 <= \$36 ;
+    w6_d3 <= \$305 ;
   always @(posedge clk)
-    x4_d1 <= \$37 ;
+    w6_d4 <= \$306 ;
   always @(posedge clk)
-    x4_d2 <= \$38 ;
+    w6_d5 <= \$307 ;
   always @(posedge clk)
-    x4_d3 <= \$39 ;
+    w6_d6 <= \$308 ;
   always @(posedge clk)
-    x4_d4 <= \$40 ;
+    psum6 <= \$309 ;
   always @(posedge clk)
-    w4_d1 <= \$41 ;
+    x7_d1 <= \$310 ;
   always @(posedge clk)
-    w4_d2 <= \$42 ;
+    x7_d2 <= \$311 ;
   always @(posedge clk)
-    w4_d3 <= \$43 ;
+    x7_d3 <= \$312 ;
   always @(posedge clk)
-    w4_d4 <= \$44 ;
+    x7_d4 <= \$313 ;
   always @(posedge clk)
-    psum4 <= \$45 ;
+    x7_d5 <= \$314 ;
   always @(posedge clk)
-    x5_d1 <= \$46 ;
+    x7_d6 <= \$315 ;
   always @(posedge clk)
-    x5_d2 <= \$47 ;
+    x7_d7 <= \$316 ;
   always @(posedge clk)
-    x5_d3 <= \$48 ;
+    w7_d1 <= \$317 ;
   always @(posedge clk)
-    x5_d4 <= \$49 ;
+    w7_d2 <= \$318 ;
   always @(posedge clk)
-    x5_d5 <= \$50 ;
+    w7_d3 <= \$319 ;
   always @(posedge clk)
-    w5_d1 <= \$51 ;
+    w7_d4 <= \$320 ;
   always @(posedge clk)
-    w5_d2 <= \$52 ;
+    w7_d5 <= \$321 ;
   always @(posedge clk)
-    w5_d3 <= \$53 ;
+    w7_d6 <= \$322 ;
   always @(posedge clk)
-    w5_d4 <= \$54 ;
+    w7_d7 <= \$323 ;
   always @(posedge clk)
-    w5_d5 <= \$55 ;
+    psum7 <= \$324 ;
   always @(posedge clk)
-    psum5 <= \$56 ;
+    x8_d1 <= \$325 ;
   always @(posedge clk)
-    x6_d1 <= \$57 ;
+    x8_d2 <= \$326 ;
   always @(posedge clk)
-    x6_d2 <= \$58 ;
+    x8_d3 <= \$327 ;
   always @(posedge clk)
-    x6_d3 <= \$59 ;
+    x8_d4 <= \$328 ;
   always @(posedge clk)
-    x6_d4 <= \$60 ;
+    x8_d5 <= \$329 ;
   always @(posedge clk)
-    x6_d5 <= \$61 ;
+    x8_d6 <= \$330 ;
   always @(posedge clk)
-    x6_d6 <= \$62 ;
+    x8_d7 <= \$331 ;
   always @(posedge clk)
-    w6_d1 <= \$63 ;
+    x8_d8 <= \$332 ;
   always @(posedge clk)
-    w6_d2 <= \$64 ;
+    w8_d1 <= \$333 ;
   always @(posedge clk)
-    w6_d3 <= \$65 ;
+    w8_d2 <= \$334 ;
   always @(posedge clk)
-    w6_d4 <= \$66 ;
+    w8_d3 <= \$335 ;
   always @(posedge clk)
-    w6_d5 <= \$67 ;
+    w8_d4 <= \$336 ;
   always @(posedge clk)
-    w6_d6 <= \$68 ;
+    w8_d5 <= \$337 ;
   always @(posedge clk)
-    psum6 <= \$69 ;
+    w8_d6 <= \$338 ;
   always @(posedge clk)
-    x7_d1 <= \$70 ;
+    w8_d7 <= \$339 ;
   always @(posedge clk)
-    x7_d2 <= \$71 ;
+    w8_d8 <= \$340 ;
   always @(posedge clk)
-    x7_d3 <= \$72 ;
+    psum8 <= \$341 ;
   always @(posedge clk)
-    x7_d4 <= \$73 ;
+    x9_d1 <= \$342 ;
   always @(posedge clk)
-    x7_d5 <= \$74 ;
+    x9_d2 <= \$343 ;
   always @(posedge clk)
-    x7_d6 <= \$75 ;
+    x9_d3 <= \$344 ;
   always @(posedge clk)
-    x7_d7 <= \$76 ;
+    x9_d4 <= \$345 ;
   always @(posedge clk)
-    w7_d1 <= \$77 ;
+    x9_d5 <= \$346 ;
   always @(posedge clk)
-    w7_d2 <= \$78 ;
+    x9_d6 <= \$347 ;
   always @(posedge clk)
-    w7_d3 <= \$79 ;
+    x9_d7 <= \$348 ;
   always @(posedge clk)
-    w7_d4 <= \$80 ;
+    x9_d8 <= \$349 ;
   always @(posedge clk)
-    w7_d5 <= \$81 ;
-  always @(posedge clk)
-    w7_d6 <= \$82 ;
-  always @(posedge clk)
-    w7_d7 <= \$83 ;
-  always @(posedge clk)
-    psum7 <= \$84 ;
-  always @(posedge clk)
-    x8_d1 <= \$85 ;
-  always @(posedge clk)
-    x8_d2 <= \$86 ;
-  always @(posedge clk)
-    x8_d3 <= \$87 ;
-  always @(posedge clk)
-    x8_d4 <= \$88 ;
-  always @(posedge clk)
-    x8_d5 <= \$89 ;
-  always @(posedge clk)
-    x8_d6 <= \$90 ;
-  always @(posedge clk)
-    x8_d7 <= \$91 ;
-  always @(posedge clk)
-    x8_d8 <= \$92 ;
-  always @(posedge clk)
-    w8_d1 <= \$93 ;
-  always @(posedge clk)
-    w8_d2 <= \$94 ;
-  always @(posedge clk)
-    w8_d3 <= \$95 ;
-  always @(posedge clk)
-    w8_d4 <= \$96 ;
-  always @(posedge clk)
-    w8_d5 <= \$97 ;
-  always @(posedge clk)
-    w8_d6 <= \$98 ;
-  always @(posedge clk)
-    w8_d7 <= \$99 ;
-  always @(posedge clk)
-    w8_d8 <= \$100 ;
-  always @(posedge clk)
-    psum8 <= \$101 ;
-  always @(posedge clk)
-    x9_d1 <= \$102 ;
-  always @(posedge clk)
-    x9_d2 <= \$103 ;
-  always @(posedge clk)
-    x9_d3 <= \$104 ;
-  always @(posedge clk)
-    x9_d4 <= \$105 ;
-  always @(posedge clk)
-    x9_d5 <= \$106 ;
-  always @(posedge clk)
-    x9_d6 <= \$107 ;
-  always @(posedge clk)
-    x9_d7 <= \$108 ;
-  always @(posedge clk)
-    x9_d8 <= \$109 ;
-  always @(posedge clk)
-    x9_d9 <= \$110 ;
-  always @(posedge clk)
-    w9_d1 <= \$111 ;
-  always @(posedge clk)
-    w9_d2 <= \$112 ;
-  always @(posedge clk)
-    w9_d3 <= \$113 ;
-  always @(posedge clk)
-    w9_d4 <= \$114 ;
-  always @(posedge clk)
-    w9_d5 <= \$115 ;
-  always @(posedge clk)
-    w9_d6 <= \$116 ;
-  always @(posedge clk)
-    w9_d7 <= \$117 ;
-  always @(posedge clk)
-    w9_d8 <= \$118 ;
-  always @(posedge clk)
-    w9_d9 <= \$119 ;
-  always @(posedge clk)
-    psum9 <= \$120 ;
-  always @(posedge clk)
-    x10_d1 <= \$121 ;
-  always @(posedge clk)
-    x10_d2 <= \$122 ;
-  always @(posedge clk)
-    x10_d3 <= \$123 ;
-  always @(posedge clk)
-    x10_d4 <= \$124 ;
-  always @(posedge clk)
-    x10_d5 <= \$125 ;
-  always @(posedge clk)
-    x10_d6 <= \$126 ;
-  always @(posedge clk)
-    x10_d7 <= \$127 ;
-  always @(posedge clk)
-    x10_d8 <= \$128 ;
-  always @(posedge clk)
-    x10_d9 <= \$129 ;
-  always @(posedge clk)
-    x10_d10 <= \$130 ;
-  always @(posedge clk)
-    w10_d1 <= \$131 ;
-  always @(posedge clk)
-    w10_d2 <= \$132 ;
-  always @(posedge clk)
-    w10_d3 <= \$133 ;
-  always @(posedge clk)
-    w10_d4 <= \$134 ;
-  always @(posedge clk)
-    w10_d5 <= \$135 ;
-  always @(posedge clk)
-    w10_d6 <= \$136 ;
-  always @(posedge clk)
-    w10_d7 <= \$137 ;
-  always @(posedge clk)
-    w10_d8 <= \$138 ;
-  always @(posedge clk)
-    w10_d9 <= \$139 ;
-  always @(posedge clk)
-    w10_d10 <= \$140 ;
-  always @(posedge clk)
-    psum10 <= \$141 ;
-  always @(posedge clk)
-    x11_d1 <= \$142 ;
-  always @(posedge clk)
-    x11_d2 <= \$143 ;
-  always @(posedge clk)
-    x11_d3 <= \$144 ;
-  always @(posedge clk)
-    x11_d4 <= \$145 ;
-  always @(posedge clk)
-    x11_d5 <= \$146 ;
-  always @(posedge clk)
-    x11_d6 <= \$147 ;
-  always @(posedge clk)
-    x11_d7 <= \$148 ;
-  always @(posedge clk)
-    x11_d8 <= \$149 ;
-  always @(posedge clk)
-    x11_d9 <= \$150 ;
-  always @(posedge clk)
-    x11_d10 <= \$151 ;
-  always @(posedge clk)
-    x11_d11 <= \$152 ;
-  always @(posedge clk)
-    w11_d1 <= \$153 ;
-  always @(posedge clk)
-    w11_d2 <= \$154 ;
-  always @(posedge clk)
-    w11_d3 <= \$155 ;
-  always @(posedge clk)
-    w11_d4 <= \$156 ;
-  always @(posedge clk)
-    w11_d5 <= \$157 ;
-  always @(posedge clk)
-    w11_d6 <= \$158 ;
-  always @(posedge clk)
-    w11_d7 <= \$159 ;
-  always @(posedge clk)
-    w11_d8 <= \$160 ;
-  always @(posedge clk)
-    w11_d9 <= \$161 ;
-  always @(posedge clk)
-    w11_d10 <= \$162 ;
-  always @(posedge clk)
-    w11_d11 <= \$163 ;
-  always @(posedge clk)
-    psum11 <= \$164 ;
-  always @(posedge clk)
-    x12_d1 <= \$165 ;
-  always @(posedge clk)
-    x12_d2 <= \$166 ;
-  always @(posedge clk)
-    x12_d3 <= \$167 ;
-  always @(posedge clk)
-    x12_d4 <= \$168 ;
-  always @(posedge clk)
-    x12_d5 <= \$169 ;
-  always @(posedge clk)
-    x12_d6 <= \$170 ;
-  always @(posedge clk)
-    x12_d7 <= \$171 ;
-  always @(posedge clk)
-    x12_d8 <= \$172 ;
-  always @(posedge clk)
-    x12_d9 <= \$173 ;
-  always @(posedge clk)
-    x12_d10 <= \$174 ;
-  always @(posedge clk)
-    x12_d11 <= \$175 ;
-  always @(posedge clk)
-    x12_d12 <= \$176 ;
-  always @(posedge clk)
-    w12_d1 <= \$177 ;
-  always @(posedge clk)
-    w12_d2 <= \$178 ;
-  always @(posedge clk)
-    w12_d3 <= \$179 ;
-  always @(posedge clk)
-    w12_d4 <= \$180 ;
-  always @(posedge clk)
-    w12_d5 <= \$181 ;
-  always @(posedge clk)
-    w12_d6 <= \$182 ;
-  always @(posedge clk)
-    w12_d7 <= \$183 ;
-  always @(posedge clk)
-    w12_d8 <= \$184 ;
-  always @(posedge clk)
-    w12_d9 <= \$185 ;
-  always @(posedge clk)
-    w12_d10 <= \$186 ;
-  always @(posedge clk)
-    w12_d11 <= \$187 ;
-  always @(posedge clk)
-    w12_d12 <= \$188 ;
-  always @(posedge clk)
-    psum12 <= \$189 ;
-  always @(posedge clk)
-    x13_d1 <= \$190 ;
-  always @(posedge clk)
-    x13_d2 <= \$191 ;
-  always @(posedge clk)
-    x13_d3 <= \$192 ;
-  always @(posedge clk)
-    x13_d4 <= \$193 ;
-  always @(posedge clk)
-    x13_d5 <= \$194 ;
-  always @(posedge clk)
-    x13_d6 <= \$195 ;
-  always @(posedge clk)
-    x13_d7 <= \$196 ;
-  always @(posedge clk)
-    x13_d8 <= \$197 ;
-  always @(posedge clk)
-    x13_d9 <= \$198 ;
-  always @(posedge clk)
-    x13_d10 <= \$199 ;
-  always @(posedge clk)
-    x13_d11 <= \$200 ;
-  always @(posedge clk)
-    x13_d12 <= \$201 ;
-  always @(posedge clk)
-    x13_d13 <= \$202 ;
-  always @(posedge clk)
-    w13_d1 <= \$203 ;
-  always @(posedge clk)
-    w13_d2 <= \$204 ;
-  always @(posedge clk)
-    w13_d3 <= \$205 ;
-  always @(posedge clk)
-    w13_d4 <= \$206 ;
-  always @(posedge clk)
-    w13_d5 <= \$207 ;
-  always @(posedge clk)
-    w13_d6 <= \$208 ;
-  always @(posedge clk)
-    w13_d7 <= \$209 ;
-  always @(posedge clk)
-    w13_d8 <= \$210 ;
-  always @(posedge clk)
-    w13_d9 <= \$211 ;
-  always @(posedge clk)
-    w13_d10 <= \$212 ;
-  always @(posedge clk)
-    w13_d11 <= \$213 ;
-  always @(posedge clk)
-    w13_d12 <= \$214 ;
-  always @(posedge clk)
-    w13_d13 <= \$215 ;
-  always @(posedge clk)
-    psum13 <= \$216 ;
-  always @(posedge clk)
-    x14_d1 <= \$217 ;
-  always @(posedge clk)
-    x14_d2 <= \$218 ;
-  always @(posedge clk)
-    x14_d3 <= \$219 ;
-  always @(posedge clk)
-    x14_d4 <= \$220 ;
-  always @(posedge clk)
-    x14_d5 <= \$221 ;
-  always @(posedge clk)
-    x14_d6 <= \$222 ;
-  always @(posedge clk)
-    x14_d7 <= \$223 ;
-  always @(posedge clk)
-    x14_d8 <= \$224 ;
-  always @(posedge clk)
-    x14_d9 <= \$225 ;
-  always @(posedge clk)
-    x14_d10 <= \$226 ;
-  always @(posedge clk)
-    x14_d11 <= \$227 ;
-  always @(posedge clk)
-    x14_d12 <= \$228 ;
-  always @(posedge clk)
-    x14_d13 <= \$229 ;
-  always @(posedge clk)
-    x14_d14 <= \$230 ;
-  always @(posedge clk)
-    w14_d1 <= \$231 ;
-  always @(posedge clk)
-    w14_d2 <= \$232 ;
-  always @(posedge clk)
-    w14_d3 <= \$233 ;
-  always @(posedge clk)
-    w14_d4 <= \$234 ;
-  always @(posedge clk)
-    w14_d5 <= \$235 ;
-  always @(posedge clk)
-    w14_d6 <= \$236 ;
-  always @(posedge clk)
-    w14_d7 <= \$237 ;
-  always @(posedge clk)
-    w14_d8 <= \$238 ;
-  always @(posedge clk)
-    w14_d9 <= \$239 ;
-  always @(posedge clk)
-    w14_d10 <= \$240 ;
-  always @(posedge clk)
-    w14_d11 <= \$241 ;
-  always @(posedge clk)
-    w14_d12 <= \$242 ;
-  always @(posedge clk)
-    w14_d13 <= \$243 ;
-  always @(posedge clk)
-    w14_d14 <= \$244 ;
-  always @(posedge clk)
-    psum14 <= \$245 ;
-  always @(posedge clk)
-    x15_d1 <= \$246 ;
-  always @(posedge clk)
-    x15_d2 <= \$247 ;
-  always @(posedge clk)
-    x15_d3 <= \$248 ;
-  always @(posedge clk)
-    x15_d4 <= \$249 ;
-  always @(posedge clk)
-    x15_d5 <= \$250 ;
-  always @(posedge clk)
-    x15_d6 <= \$251 ;
-  always @(posedge clk)
-    x15_d7 <= \$252 ;
-  always @(posedge clk)
-    x15_d8 <= \$253 ;
-  always @(posedge clk)
-    x15_d9 <= \$254 ;
-  always @(posedge clk)
-    x15_d10 <= \$255 ;
-  always @(posedge clk)
-    x15_d11 <= \$256 ;
-  always @(posedge clk)
-    x15_d12 <= \$257 ;
-  always @(posedge clk)
-    x15_d13 <= \$258 ;
-  always @(posedge clk)
-    x15_d14 <= \$259 ;
-  always @(posedge clk)
-    x15_d15 <= \$260 ;
-  always @(posedge clk)
-    w15_d1 <= \$261 ;
-  always @(posedge clk)
-    w15_d2 <= \$262 ;
-  always @(posedge clk)
-    w15_d3 <= \$263 ;
-  always @(posedge clk)
-    w15_d4 <= \$264 ;
-  always @(posedge clk)
-    w15_d5 <= \$265 ;
-  always @(posedge clk)
-    w15_d6 <= \$266 ;
-  always @(posedge clk)
-    w15_d7 <= \$267 ;
-  always @(posedge clk)
-    w15_d8 <= \$268 ;
-  always @(posedge clk)
-    w15_d9 <= \$269 ;
-  always @(posedge clk)
-    w15_d10 <= \$270 ;
-  always @(posedge clk)
-    w15_d11 <= \$271 ;
-  always @(posedge clk)
-    w15_d12 <= \$272 ;
-  always @(posedge clk)
-    w15_d13 <= \$273 ;
-  always @(posedge clk)
-    w15_d14 <= \$274 ;
-  always @(posedge clk)
-    w15_d15 <= \$275 ;
-  always @(posedge clk)
-    psum15 <= \$276 ;
-  always @(posedge clk)
-    flags_d1 <= \$277 ;
-  always @(posedge clk)
-    flags_d2 <= \$278 ;
-  always @(posedge clk)
-    flags_d3 <= \$279 ;
-  always @(posedge clk)
-    flags_d4 <= \$280 ;
-  always @(posedge clk)
-    flags_d5 <= \$281 ;
-  always @(posedge clk)
-    flags_d6 <= \$282 ;
-  always @(posedge clk)
-    flags_d7 <= \$283 ;
-  always @(posedge clk)
-    flags_d8 <= \$284 ;
-  always @(posedge clk)
-    flags_d9 <= \$285 ;
-  always @(posedge clk)
-    flags_d10 <= \$286 ;
-  always @(posedge clk)
-    flags_d11 <= \$287 ;
-  always @(posedge clk)
-    flags_d12 <= \$288 ;
-  always @(posedge clk)
-    flags_d13 <= \$289 ;
-  always @(posedge clk)
-    flags_d14 <= \$290 ;
-  always @(posedge clk)
-    flags_d15 <= \$291 ;
-  always @(posedge clk)
-    flags_d16 <= \$292 ;
-  always @(posedge clk)
-    flags_d17 <= \$293 ;
-  always @(posedge clk)
-    flags_d18 <= \$294 ;
-  always @(posedge clk)
-    y_stream__valid <= \$295 ;
-  always @(posedge clk)
-    acc <= \$296 ;
-  always @(posedge clk)
-    fresh <= \$297 ;
-  always @(posedge clk)
-    y_stream__payload <= \$298 ;
+    x9_d9 <= \$350 ;
   tf_mulreg_s8xs8 mul0 (
     .a(w_stream__payload[7:0]),
     .b(pick0),
@@ -1452,6 +1932,1386 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$352  = w9_d2;
+    if (en) begin
+      \$352  = w9_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$353  = w9_d3;
+    if (en) begin
+      \$353  = w9_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$354  = w9_d4;
+    if (en) begin
+      \$354  = w9_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$355  = w9_d5;
+    if (en) begin
+      \$355  = w9_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$356  = w9_d6;
+    if (en) begin
+      \$356  = w9_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$357  = w9_d7;
+    if (en) begin
+      \$357  = w9_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$358  = w9_d8;
+    if (en) begin
+      \$358  = w9_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$359  = w9_d9;
+    if (en) begin
+      \$359  = w9_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$360  = psum9;
+    if (en) begin
+      \$360  = \$253 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$361  = x10_d1;
+    if (en) begin
+      \$361  = pick10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$362  = x10_d2;
+    if (en) begin
+      \$362  = x10_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$363  = x10_d3;
+    if (en) begin
+      \$363  = x10_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$364  = x10_d4;
+    if (en) begin
+      \$364  = x10_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$365  = x10_d5;
+    if (en) begin
+      \$365  = x10_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$366  = x10_d6;
+    if (en) begin
+      \$366  = x10_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$367  = x10_d7;
+    if (en) begin
+      \$367  = x10_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$368  = x10_d8;
+    if (en) begin
+      \$368  = x10_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$369  = x10_d9;
+    if (en) begin
+      \$369  = x10_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$370  = x10_d10;
+    if (en) begin
+      \$370  = x10_d9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$371  = w10_d1;
+    if (en) begin
+      \$371  = w_stream__payload[87:80];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$372  = w10_d2;
+    if (en) begin
+      \$372  = w10_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$373  = w10_d3;
+    if (en) begin
+      \$373  = w10_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$374  = w10_d4;
+    if (en) begin
+      \$374  = w10_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$375  = w10_d5;
+    if (en) begin
+      \$375  = w10_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$376  = w10_d6;
+    if (en) begin
+      \$376  = w10_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$377  = w10_d7;
+    if (en) begin
+      \$377  = w10_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$378  = w10_d8;
+    if (en) begin
+      \$378  = w10_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$379  = w10_d9;
+    if (en) begin
+      \$379  = w10_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$380  = w10_d10;
+    if (en) begin
+      \$380  = w10_d9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$381  = psum10;
+    if (en) begin
+      \$381  = \$254 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$382  = x11_d1;
+    if (en) begin
+      \$382  = pick11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$383  = x11_d2;
+    if (en) begin
+      \$383  = x11_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$384  = x11_d3;
+    if (en) begin
+      \$384  = x11_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$385  = x11_d4;
+    if (en) begin
+      \$385  = x11_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$386  = x11_d5;
+    if (en) begin
+      \$386  = x11_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$387  = x11_d6;
+    if (en) begin
+      \$387  = x11_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$388  = x11_d7;
+    if (en) begin
+      \$388  = x11_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$389  = x11_d8;
+    if (en) begin
+      \$389  = x11_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$390  = x11_d9;
+    if (en) begin
+      \$390  = x11_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$391  = x11_d10;
+    if (en) begin
+      \$391  = x11_d9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$392  = x11_d11;
+    if (en) begin
+      \$392  = x11_d10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$393  = w11_d1;
+    if (en) begin
+      \$393  = w_stream__payload[95:88];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$394  = w11_d2;
+    if (en) begin
+      \$394  = w11_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$395  = w11_d3;
+    if (en) begin
+      \$395  = w11_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$396  = w11_d4;
+    if (en) begin
+      \$396  = w11_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$397  = w11_d5;
+    if (en) begin
+      \$397  = w11_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$398  = w11_d6;
+    if (en) begin
+      \$398  = w11_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$399  = w11_d7;
+    if (en) begin
+      \$399  = w11_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$400  = w11_d8;
+    if (en) begin
+      \$400  = w11_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$401  = w11_d9;
+    if (en) begin
+      \$401  = w11_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$402  = w11_d10;
+    if (en) begin
+      \$402  = w11_d9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$403  = w11_d11;
+    if (en) begin
+      \$403  = w11_d10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$404  = psum11;
+    if (en) begin
+      \$404  = \$255 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$405  = x12_d1;
+    if (en) begin
+      \$405  = pick12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$406  = x12_d2;
+    if (en) begin
+      \$406  = x12_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$407  = x12_d3;
+    if (en) begin
+      \$407  = x12_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$408  = x12_d4;
+    if (en) begin
+      \$408  = x12_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$409  = x12_d5;
+    if (en) begin
+      \$409  = x12_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$410  = x12_d6;
+    if (en) begin
+      \$410  = x12_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$411  = x12_d7;
+    if (en) begin
+      \$411  = x12_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$412  = x12_d8;
+    if (en) begin
+      \$412  = x12_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$413  = x12_d9;
+    if (en) begin
+      \$413  = x12_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$414  = x12_d10;
+    if (en) begin
+      \$414  = x12_d9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$415  = x12_d11;
+    if (en) begin
+      \$415  = x12_d10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$416  = x12_d12;
+    if (en) begin
+      \$416  = x12_d11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$417  = w12_d1;
+    if (en) begin
+      \$417  = w_stream__payload[103:96];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$418  = w12_d2;
+    if (en) begin
+      \$418  = w12_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$419  = w12_d3;
+    if (en) begin
+      \$419  = w12_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$420  = w12_d4;
+    if (en) begin
+      \$420  = w12_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$421  = w12_d5;
+    if (en) begin
+      \$421  = w12_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$422  = w12_d6;
+    if (en) begin
+      \$422  = w12_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$423  = w12_d7;
+    if (en) begin
+      \$423  = w12_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$424  = w12_d8;
+    if (en) begin
+      \$424  = w12_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$425  = w12_d9;
+    if (en) begin
+      \$425  = w12_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$426  = w12_d10;
+    if (en) begin
+      \$426  = w12_d9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$427  = w12_d11;
+    if (en) begin
+      \$427  = w12_d10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$428  = w12_d12;
+    if (en) begin
+      \$428  = w12_d11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$429  = psum12;
+    if (en) begin
+      \$429  = \$256 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$430  = x13_d1;
+    if (en) begin
+      \$430  = pick13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$431  = x13_d2;
+    if (en) begin
+      \$431  = x13_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$432  = x13_d3;
+    if (en) begin
+      \$432  = x13_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$433  = x13_d4;
+    if (en) begin
+      \$433  = x13_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$434  = x13_d5;
+    if (en) begin
+      \$434  = x13_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$435  = x13_d6;
+    if (en) begin
+      \$435  = x13_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$436  = x13_d7;
+    if (en) begin
+      \$436  = x13_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$437  = x13_d8;
+    if (en) begin
+      \$437  = x13_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$438  = x13_d9;
+    if (en) begin
+      \$438  = x13_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$439  = x13_d10;
+    if (en) begin
+      \$439  = x13_d9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$440  = x13_d11;
+    if (en) begin
+      \$440  = x13_d10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$441  = x13_d12;
+    if (en) begin
+      \$441  = x13_d11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$442  = x13_d13;
+    if (en) begin
+      \$442  = x13_d12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$443  = w13_d1;
+    if (en) begin
+      \$443  = w_stream__payload[111:104];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$444  = w13_d2;
+    if (en) begin
+      \$444  = w13_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$445  = w13_d3;
+    if (en) begin
+      \$445  = w13_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$446  = w13_d4;
+    if (en) begin
+      \$446  = w13_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$447  = w13_d5;
+    if (en) begin
+      \$447  = w13_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$448  = w13_d6;
+    if (en) begin
+      \$448  = w13_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$449  = w13_d7;
+    if (en) begin
+      \$449  = w13_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$450  = w13_d8;
+    if (en) begin
+      \$450  = w13_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$451  = w13_d9;
+    if (en) begin
+      \$451  = w13_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$452  = w13_d10;
+    if (en) begin
+      \$452  = w13_d9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$453  = w13_d11;
+    if (en) begin
+      \$453  = w13_d10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$454  = w13_d12;
+    if (en) begin
+      \$454  = w13_d11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$455  = w13_d13;
+    if (en) begin
+      \$455  = w13_d12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$456  = psum13;
+    if (en) begin
+      \$456  = \$257 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$457  = x14_d1;
+    if (en) begin
+      \$457  = pick14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$458  = x14_d2;
+    if (en) begin
+      \$458  = x14_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$459  = x14_d3;
+    if (en) begin
+      \$459  = x14_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$460  = x14_d4;
+    if (en) begin
+      \$460  = x14_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$461  = x14_d5;
+    if (en) begin
+      \$461  = x14_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$462  = x14_d6;
+    if (en) begin
+      \$462  = x14_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$463  = x14_d7;
+    if (en) begin
+      \$463  = x14_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$464  = x14_d8;
+    if (en) begin
+      \$464  = x14_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$465  = x14_d9;
+    if (en) begin
+      \$465  = x14_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$466  = x14_d10;
+    if (en) begin
+      \$466  = x14_d9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$467  = x14_d11;
+    if (en) begin
+      \$467  = x14_d10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$468  = x14_d12;
+    if (en) begin
+      \$468  = x14_d11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$469  = x14_d13;
+    if (en) begin
+      \$469  = x14_d12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$470  = x14_d14;
+    if (en) begin
+      \$470  = x14_d13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$471  = w14_d1;
+    if (en) begin
+      \$471  = w_stream__payload[119:112];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$472  = w14_d2;
+    if (en) begin
+      \$472  = w14_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$473  = w14_d3;
+    if (en) begin
+      \$473  = w14_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$474  = w14_d4;
+    if (en) begin
+      \$474  = w14_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$475  = w14_d5;
+    if (en) begin
+      \$475  = w14_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$476  = w14_d6;
+    if (en) begin
+      \$476  = w14_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$477  = w14_d7;
+    if (en) begin
+      \$477  = w14_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$478  = w14_d8;
+    if (en) begin
+      \$478  = w14_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$479  = w14_d9;
+    if (en) begin
+      \$479  = w14_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$480  = w14_d10;
+    if (en) begin
+      \$480  = w14_d9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$481  = w14_d11;
+    if (en) begin
+      \$481  = w14_d10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$482  = w14_d12;
+    if (en) begin
+      \$482  = w14_d11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$483  = w14_d13;
+    if (en) begin
+      \$483  = w14_d12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$484  = w14_d14;
+    if (en) begin
+      \$484  = w14_d13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$485  = psum14;
+    if (en) begin
+      \$485  = \$258 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$486  = x15_d1;
+    if (en) begin
+      \$486  = pick15;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$487  = x15_d2;
+    if (en) begin
+      \$487  = x15_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$488  = x15_d3;
+    if (en) begin
+      \$488  = x15_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$489  = x15_d4;
+    if (en) begin
+      \$489  = x15_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$490  = x15_d5;
+    if (en) begin
+      \$490  = x15_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$491  = x15_d6;
+    if (en) begin
+      \$491  = x15_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$492  = x15_d7;
+    if (en) begin
+      \$492  = x15_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$493  = x15_d8;
+    if (en) begin
+      \$493  = x15_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$494  = x15_d9;
+    if (en) begin
+      \$494  = x15_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$495  = x15_d10;
+    if (en) begin
+      \$495  = x15_d9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$496  = x15_d11;
+    if (en) begin
+      \$496  = x15_d10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$497  = x15_d12;
+    if (en) begin
+      \$497  = x15_d11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$498  = x15_d13;
+    if (en) begin
+      \$498  = x15_d12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$499  = x15_d14;
+    if (en) begin
+      \$499  = x15_d13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$500  = x15_d15;
+    if (en) begin
+      \$500  = x15_d14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$501  = w15_d1;
+    if (en) begin
+      \$501  = w_stream__payload[127:120];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$502  = w15_d2;
+    if (en) begin
+      \$502  = w15_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$503  = w15_d3;
+    if (en) begin
+      \$503  = w15_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$504  = w15_d4;
+    if (en) begin
+      \$504  = w15_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$505  = w15_d5;
+    if (en) begin
+      \$505  = w15_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$506  = w15_d6;
+    if (en) begin
+      \$506  = w15_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$507  = w15_d7;
+    if (en) begin
+      \$507  = w15_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$508  = w15_d8;
+    if (en) begin
+      \$508  = w15_d7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$509  = w15_d9;
+    if (en) begin
+      \$509  = w15_d8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$510  = w15_d10;
+    if (en) begin
+      \$510  = w15_d9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$511  = w15_d11;
+    if (en) begin
+      \$511  = w15_d10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$512  = w15_d12;
+    if (en) begin
+      \$512  = w15_d11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$513  = w15_d13;
+    if (en) begin
+      \$513  = w15_d12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$514  = w15_d14;
+    if (en) begin
+      \$514  = w15_d13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$515  = w15_d15;
+    if (en) begin
+      \$515  = w15_d14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$516  = psum15;
+    if (en) begin
+      \$516  = \$259 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$517  = flags_d1;
+    if (en) begin
+      \$517  = { w_stream__payload[162], fire };
+    end
+    if (rst) begin
+      \$517  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$518  = flags_d2;
+    if (en) begin
+      \$518  = flags_d1;
+    end
+    if (rst) begin
+      \$518  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$519  = flags_d3;
+    if (en) begin
+      \$519  = flags_d2;
+    end
+    if (rst) begin
+      \$519  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$520  = flags_d4;
+    if (en) begin
+      \$520  = flags_d3;
+    end
+    if (rst) begin
+      \$520  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$521  = flags_d5;
+    if (en) begin
+      \$521  = flags_d4;
+    end
+    if (rst) begin
+      \$521  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$522  = flags_d6;
+    if (en) begin
+      \$522  = flags_d5;
+    end
+    if (rst) begin
+      \$522  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$523  = flags_d7;
+    if (en) begin
+      \$523  = flags_d6;
+    end
+    if (rst) begin
+      \$523  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$524  = flags_d8;
+    if (en) begin
+      \$524  = flags_d7;
+    end
+    if (rst) begin
+      \$524  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$525  = flags_d9;
+    if (en) begin
+      \$525  = flags_d8;
+    end
+    if (rst) begin
+      \$525  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$526  = flags_d10;
+    if (en) begin
+      \$526  = flags_d9;
+    end
+    if (rst) begin
+      \$526  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$527  = flags_d11;
+    if (en) begin
+      \$527  = flags_d10;
+    end
+    if (rst) begin
+      \$527  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$528  = flags_d12;
+    if (en) begin
+      \$528  = flags_d11;
+    end
+    if (rst) begin
+      \$528  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$529  = flags_d13;
+    if (en) begin
+      \$529  = flags_d12;
+    end
+    if (rst) begin
+      \$529  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$530  = flags_d14;
+    if (en) begin
+      \$530  = flags_d13;
+    end
+    if (rst) begin
+      \$530  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$531  = flags_d15;
+    if (en) begin
+      \$531  = flags_d14;
+    end
+    if (rst) begin
+      \$531  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$532  = flags_d16;
+    if (en) begin
+      \$532  = flags_d15;
+    end
+    if (rst) begin
+      \$532  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$533  = flags_d17;
+    if (en) begin
+      \$533  = flags_d16;
+    end
+    if (rst) begin
+      \$533  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$534  = flags_d18;
+    if (en) begin
+      \$534  = flags_d17;
+    end
+    if (rst) begin
+      \$534  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$535  = y_stream__valid;
+    if (en) begin
+      \$535  = \$260 ;
+    end
+    if (rst) begin
+      \$535  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$536  = acc;
+    if (en) begin
+      if (flags_d18[0]) begin
+        \$536  = \$244 [31:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$537  = fresh;
+    if (en) begin
+      if (flags_d18[0]) begin
+        \$537  = flags_d18[1];
+      end
+    end
+    if (rst) begin
+      \$537  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$538  = y_stream__payload;
+    if (en) begin
+      if (flags_d18[0]) begin
+        if (flags_d18[1]) begin
+          \$538  = \$244 [31:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$538  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     casez (w_stream__payload[129:128])
       2'h0:
@@ -1469,13 +3329,13 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
     (* full_case = 32'd1 *)
     casez (w_stream__payload[131:130])
       2'h0:
-          pick1 = x_stream__payload[39:32];
+          pick1 = \$6 ;
       2'h1:
-          pick1 = x_stream__payload[47:40];
+          pick1 = \$10 ;
       2'h2:
-          pick1 = x_stream__payload[55:48];
+          pick1 = \$14 ;
       2'h3:
-          pick1 = x_stream__payload[63:56];
+          pick1 = \$18 ;
     endcase
   end
   always @* begin
@@ -1483,13 +3343,13 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
     (* full_case = 32'd1 *)
     casez (w_stream__payload[133:132])
       2'h0:
-          pick2 = x_stream__payload[71:64];
+          pick2 = \$22 ;
       2'h1:
-          pick2 = x_stream__payload[79:72];
+          pick2 = \$26 ;
       2'h2:
-          pick2 = x_stream__payload[87:80];
+          pick2 = \$30 ;
       2'h3:
-          pick2 = x_stream__payload[95:88];
+          pick2 = \$34 ;
     endcase
   end
   always @* begin
@@ -1497,13 +3357,13 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
     (* full_case = 32'd1 *)
     casez (w_stream__payload[135:134])
       2'h0:
-          pick3 = x_stream__payload[103:96];
+          pick3 = \$38 ;
       2'h1:
-          pick3 = x_stream__payload[111:104];
+          pick3 = \$42 ;
       2'h2:
-          pick3 = x_stream__payload[119:112];
+          pick3 = \$46 ;
       2'h3:
-          pick3 = x_stream__payload[127:120];
+          pick3 = \$50 ;
     endcase
   end
   always @* begin
@@ -1511,13 +3371,13 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
     (* full_case = 32'd1 *)
     casez (w_stream__payload[137:136])
       2'h0:
-          pick4 = x_stream__payload[135:128];
+          pick4 = \$54 ;
       2'h1:
-          pick4 = x_stream__payload[143:136];
+          pick4 = \$58 ;
       2'h2:
-          pick4 = x_stream__payload[151:144];
+          pick4 = \$62 ;
       2'h3:
-          pick4 = x_stream__payload[159:152];
+          pick4 = \$66 ;
     endcase
   end
   always @* begin
@@ -1525,13 +3385,13 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
     (* full_case = 32'd1 *)
     casez (w_stream__payload[139:138])
       2'h0:
-          pick5 = x_stream__payload[167:160];
+          pick5 = \$70 ;
       2'h1:
-          pick5 = x_stream__payload[175:168];
+          pick5 = \$74 ;
       2'h2:
-          pick5 = x_stream__payload[183:176];
+          pick5 = \$78 ;
       2'h3:
-          pick5 = x_stream__payload[191:184];
+          pick5 = \$82 ;
     endcase
   end
   always @* begin
@@ -1539,13 +3399,13 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
     (* full_case = 32'd1 *)
     casez (w_stream__payload[141:140])
       2'h0:
-          pick6 = x_stream__payload[199:192];
+          pick6 = \$86 ;
       2'h1:
-          pick6 = x_stream__payload[207:200];
+          pick6 = \$90 ;
       2'h2:
-          pick6 = x_stream__payload[215:208];
+          pick6 = \$94 ;
       2'h3:
-          pick6 = x_stream__payload[223:216];
+          pick6 = \$98 ;
     endcase
   end
   always @* begin
@@ -1553,13 +3413,13 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
     (* full_case = 32'd1 *)
     casez (w_stream__payload[143:142])
       2'h0:
-          pick7 = x_stream__payload[231:224];
+          pick7 = \$102 ;
       2'h1:
-          pick7 = x_stream__payload[239:232];
+          pick7 = \$106 ;
       2'h2:
-          pick7 = x_stream__payload[247:240];
+          pick7 = \$110 ;
       2'h3:
-          pick7 = x_stream__payload[255:248];
+          pick7 = \$114 ;
     endcase
   end
   always @* begin
@@ -1567,13 +3427,13 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
     (* full_case = 32'd1 *)
     casez (w_stream__payload[145:144])
       2'h0:
-          pick8 = x_stream__payload[263:256];
+          pick8 = \$118 ;
       2'h1:
-          pick8 = x_stream__payload[271:264];
+          pick8 = \$122 ;
       2'h2:
-          pick8 = x_stream__payload[279:272];
+          pick8 = \$126 ;
       2'h3:
-          pick8 = x_stream__payload[287:280];
+          pick8 = \$130 ;
     endcase
   end
   always @* begin
@@ -1581,13 +3441,13 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
     (* full_case = 32'd1 *)
     casez (w_stream__payload[147:146])
       2'h0:
-          pick9 = x_stream__payload[295:288];
+          pick9 = \$134 ;
       2'h1:
-          pick9 = x_stream__payload[303:296];
+          pick9 = \$138 ;
       2'h2:
-          pick9 = x_stream__payload[311:304];
+          pick9 = \$142 ;
       2'h3:
-          pick9 = x_stream__payload[319:312];
+          pick9 = \$146 ;
     endcase
   end
   always @* begin
@@ -1595,13 +3455,13 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
     (* full_case = 32'd1 *)
     casez (w_stream__payload[149:148])
       2'h0:
-          pick10 = x_stream__payload[327:320];
+          pick10 = \$150 ;
       2'h1:
-          pick10 = x_stream__payload[335:328];
+          pick10 = \$154 ;
       2'h2:
-          pick10 = x_stream__payload[343:336];
+          pick10 = \$158 ;
       2'h3:
-          pick10 = x_stream__payload[351:344];
+          pick10 = \$162 ;
     endcase
   end
   always @* begin
@@ -1609,13 +3469,13 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
     (* full_case = 32'd1 *)
     casez (w_stream__payload[151:150])
       2'h0:
-          pick11 = x_stream__payload[359:352];
+          pick11 = \$166 ;
       2'h1:
-          pick11 = x_stream__payload[367:360];
+          pick11 = \$170 ;
       2'h2:
-          pick11 = x_stream__payload[375:368];
+          pick11 = \$174 ;
       2'h3:
-          pick11 = x_stream__payload[383:376];
+          pick11 = \$178 ;
     endcase
   end
   always @* begin
@@ -1623,13 +3483,13 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
     (* full_case = 32'd1 *)
     casez (w_stream__payload[153:152])
       2'h0:
-          pick12 = x_stream__payload[391:384];
+          pick12 = \$182 ;
       2'h1:
-          pick12 = x_stream__payload[399:392];
+          pick12 = \$186 ;
       2'h2:
-          pick12 = x_stream__payload[407:400];
+          pick12 = \$190 ;
       2'h3:
-          pick12 = x_stream__payload[415:408];
+          pick12 = \$194 ;
     endcase
   end
   always @* begin
@@ -1637,13 +3497,13 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
     (* full_case = 32'd1 *)
     casez (w_stream__payload[155:154])
       2'h0:
-          pick13 = x_stream__payload[423:416];
+          pick13 = \$198 ;
       2'h1:
-          pick13 = x_stream__payload[431:424];
+          pick13 = \$202 ;
       2'h2:
-          pick13 = x_stream__payload[439:432];
+          pick13 = \$206 ;
       2'h3:
-          pick13 = x_stream__payload[447:440];
+          pick13 = \$210 ;
     endcase
   end
   always @* begin
@@ -1651,13 +3511,13 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
     (* full_case = 32'd1 *)
     casez (w_stream__payload[157:156])
       2'h0:
-          pick14 = x_stream__payload[455:448];
+          pick14 = \$214 ;
       2'h1:
-          pick14 = x_stream__payload[463:456];
+          pick14 = \$218 ;
       2'h2:
-          pick14 = x_stream__payload[471:464];
+          pick14 = \$222 ;
       2'h3:
-          pick14 = x_stream__payload[479:472];
+          pick14 = \$226 ;
     endcase
   end
   always @* begin
@@ -1665,2034 +3525,654 @@ module sparse16(w_stream__valid, x_stream__payload, x_stream__valid, y_stream__r
     (* full_case = 32'd1 *)
     casez (w_stream__payload[159:158])
       2'h0:
-          pick15 = x_stream__payload[487:480];
+          pick15 = \$230 ;
       2'h1:
-          pick15 = x_stream__payload[495:488];
+          pick15 = \$234 ;
       2'h2:
-          pick15 = x_stream__payload[503:496];
+          pick15 = \$238 ;
       2'h3:
-          pick15 = x_stream__payload[511:504];
+          pick15 = \$242 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$21  = psum0;
+    \$261  = psum0;
     if (en) begin
-      \$21  = { prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0 };
+      \$261  = { prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0[15], prod0 };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$22  = x1_d1;
+    \$262  = x1_d1;
     if (en) begin
-      \$22  = pick1;
+      \$262  = pick1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$23  = w1_d1;
+    \$263  = w1_d1;
     if (en) begin
-      \$23  = w_stream__payload[15:8];
+      \$263  = w_stream__payload[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$24  = psum1;
+    \$264  = psum1;
     if (en) begin
-      \$24  = \$5 [31:0];
+      \$264  = \$245 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$25  = x2_d1;
+    \$265  = x2_d1;
     if (en) begin
-      \$25  = pick2;
+      \$265  = pick2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$26  = x2_d2;
+    \$266  = x2_d2;
     if (en) begin
-      \$26  = x2_d1;
+      \$266  = x2_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$27  = w2_d1;
+    \$267  = w2_d1;
     if (en) begin
-      \$27  = w_stream__payload[23:16];
+      \$267  = w_stream__payload[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$28  = w2_d2;
+    \$268  = w2_d2;
     if (en) begin
-      \$28  = w2_d1;
+      \$268  = w2_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$29  = psum2;
+    \$269  = psum2;
     if (en) begin
-      \$29  = \$6 [31:0];
+      \$269  = \$246 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$30  = x3_d1;
+    \$270  = x3_d1;
     if (en) begin
-      \$30  = pick3;
+      \$270  = pick3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$31  = x3_d2;
+    \$271  = x3_d2;
     if (en) begin
-      \$31  = x3_d1;
+      \$271  = x3_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$32  = x3_d3;
+    \$272  = x3_d3;
     if (en) begin
-      \$32  = x3_d2;
+      \$272  = x3_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$33  = w3_d1;
+    \$273  = w3_d1;
     if (en) begin
-      \$33  = w_stream__payload[31:24];
+      \$273  = w_stream__payload[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$34  = w3_d2;
+    \$274  = w3_d2;
     if (en) begin
-      \$34  = w3_d1;
+      \$274  = w3_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$35  = w3_d3;
+    \$275  = w3_d3;
     if (en) begin
-      \$35  = w3_d2;
+      \$275  = w3_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$36  = psum3;
+    \$276  = psum3;
     if (en) begin
-      \$36  = \$7 [31:0];
+      \$276  = \$247 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$37  = x4_d1;
+    \$277  = x4_d1;
     if (en) begin
-      \$37  = pick4;
+      \$277  = pick4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$38  = x4_d2;
+    \$278  = x4_d2;
     if (en) begin
-      \$38  = x4_d1;
+      \$278  = x4_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$39  = x4_d3;
+    \$279  = x4_d3;
     if (en) begin
-      \$39  = x4_d2;
+      \$279  = x4_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$40  = x4_d4;
+    \$280  = x4_d4;
     if (en) begin
-      \$40  = x4_d3;
+      \$280  = x4_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$41  = w4_d1;
+    \$281  = w4_d1;
     if (en) begin
-      \$41  = w_stream__payload[39:32];
+      \$281  = w_stream__payload[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$42  = w4_d2;
+    \$282  = w4_d2;
     if (en) begin
-      \$42  = w4_d1;
+      \$282  = w4_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$43  = w4_d3;
+    \$283  = w4_d3;
     if (en) begin
-      \$43  = w4_d2;
+      \$283  = w4_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$44  = w4_d4;
+    \$284  = w4_d4;
     if (en) begin
-      \$44  = w4_d3;
+      \$284  = w4_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$45  = psum4;
+    \$285  = psum4;
     if (en) begin
-      \$45  = \$8 [31:0];
+      \$285  = \$248 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$46  = x5_d1;
+    \$286  = x5_d1;
     if (en) begin
-      \$46  = pick5;
+      \$286  = pick5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$47  = x5_d2;
+    \$287  = x5_d2;
     if (en) begin
-      \$47  = x5_d1;
+      \$287  = x5_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$48  = x5_d3;
+    \$288  = x5_d3;
     if (en) begin
-      \$48  = x5_d2;
+      \$288  = x5_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$49  = x5_d4;
+    \$289  = x5_d4;
     if (en) begin
-      \$49  = x5_d3;
+      \$289  = x5_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$50  = x5_d5;
+    \$290  = x5_d5;
     if (en) begin
-      \$50  = x5_d4;
+      \$290  = x5_d4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$51  = w5_d1;
+    \$291  = w5_d1;
     if (en) begin
-      \$51  = w_stream__payload[47:40];
+      \$291  = w_stream__payload[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$52  = w5_d2;
+    \$292  = w5_d2;
     if (en) begin
-      \$52  = w5_d1;
+      \$292  = w5_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$53  = w5_d3;
+    \$293  = w5_d3;
     if (en) begin
-      \$53  = w5_d2;
+      \$293  = w5_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$54  = w5_d4;
+    \$294  = w5_d4;
     if (en) begin
-      \$54  = w5_d3;
+      \$294  = w5_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$55  = w5_d5;
+    \$295  = w5_d5;
     if (en) begin
-      \$55  = w5_d4;
+      \$295  = w5_d4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$56  = psum5;
+    \$296  = psum5;
     if (en) begin
-      \$56  = \$9 [31:0];
+      \$296  = \$249 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$57  = x6_d1;
+    \$297  = x6_d1;
     if (en) begin
-      \$57  = pick6;
+      \$297  = pick6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$58  = x6_d2;
+    \$298  = x6_d2;
     if (en) begin
-      \$58  = x6_d1;
+      \$298  = x6_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$59  = x6_d3;
+    \$299  = x6_d3;
     if (en) begin
-      \$59  = x6_d2;
+      \$299  = x6_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$60  = x6_d4;
+    \$300  = x6_d4;
     if (en) begin
-      \$60  = x6_d3;
+      \$300  = x6_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$61  = x6_d5;
+    \$301  = x6_d5;
     if (en) begin
-      \$61  = x6_d4;
+      \$301  = x6_d4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$62  = x6_d6;
+    \$302  = x6_d6;
     if (en) begin
-      \$62  = x6_d5;
+      \$302  = x6_d5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$63  = w6_d1;
+    \$303  = w6_d1;
     if (en) begin
-      \$63  = w_stream__payload[55:48];
+      \$303  = w_stream__payload[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$64  = w6_d2;
+    \$304  = w6_d2;
     if (en) begin
-      \$64  = w6_d1;
+      \$304  = w6_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$65  = w6_d3;
+    \$305  = w6_d3;
     if (en) begin
-      \$65  = w6_d2;
+      \$305  = w6_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$66  = w6_d4;
+    \$306  = w6_d4;
     if (en) begin
-      \$66  = w6_d3;
+      \$306  = w6_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$67  = w6_d5;
+    \$307  = w6_d5;
     if (en) begin
-      \$67  = w6_d4;
+      \$307  = w6_d4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$68  = w6_d6;
+    \$308  = w6_d6;
     if (en) begin
-      \$68  = w6_d5;
+      \$308  = w6_d5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$69  = psum6;
+    \$309  = psum6;
     if (en) begin
-      \$69  = \$10 [31:0];
+      \$309  = \$250 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$70  = x7_d1;
+    \$310  = x7_d1;
     if (en) begin
-      \$70  = pick7;
+      \$310  = pick7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$71  = x7_d2;
+    \$311  = x7_d2;
     if (en) begin
-      \$71  = x7_d1;
+      \$311  = x7_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$72  = x7_d3;
+    \$312  = x7_d3;
     if (en) begin
-      \$72  = x7_d2;
+      \$312  = x7_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$73  = x7_d4;
+    \$313  = x7_d4;
     if (en) begin
-      \$73  = x7_d3;
+      \$313  = x7_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$74  = x7_d5;
+    \$314  = x7_d5;
     if (en) begin
-      \$74  = x7_d4;
+      \$314  = x7_d4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$75  = x7_d6;
+    \$315  = x7_d6;
     if (en) begin
-      \$75  = x7_d5;
+      \$315  = x7_d5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$76  = x7_d7;
+    \$316  = x7_d7;
     if (en) begin
-      \$76  = x7_d6;
+      \$316  = x7_d6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$77  = w7_d1;
+    \$317  = w7_d1;
     if (en) begin
-      \$77  = w_stream__payload[63:56];
+      \$317  = w_stream__payload[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$78  = w7_d2;
+    \$318  = w7_d2;
     if (en) begin
-      \$78  = w7_d1;
+      \$318  = w7_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$79  = w7_d3;
+    \$319  = w7_d3;
     if (en) begin
-      \$79  = w7_d2;
+      \$319  = w7_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$80  = w7_d4;
+    \$320  = w7_d4;
     if (en) begin
-      \$80  = w7_d3;
+      \$320  = w7_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$81  = w7_d5;
+    \$321  = w7_d5;
     if (en) begin
-      \$81  = w7_d4;
+      \$321  = w7_d4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$82  = w7_d6;
+    \$322  = w7_d6;
     if (en) begin
-      \$82  = w7_d5;
+      \$322  = w7_d5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$83  = w7_d7;
+    \$323  = w7_d7;
     if (en) begin
-      \$83  = w7_d6;
+      \$323  = w7_d6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$84  = psum7;
+    \$324  = psum7;
     if (en) begin
-      \$84  = \$11 [31:0];
+      \$324  = \$251 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$85  = x8_d1;
+    \$325  = x8_d1;
     if (en) begin
-      \$85  = pick8;
+      \$325  = pick8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$86  = x8_d2;
+    \$326  = x8_d2;
     if (en) begin
-      \$86  = x8_d1;
+      \$326  = x8_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$87  = x8_d3;
+    \$327  = x8_d3;
     if (en) begin
-      \$87  = x8_d2;
+      \$327  = x8_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$88  = x8_d4;
+    \$328  = x8_d4;
     if (en) begin
-      \$88  = x8_d3;
+      \$328  = x8_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$89  = x8_d5;
+    \$329  = x8_d5;
     if (en) begin
-      \$89  = x8_d4;
+      \$329  = x8_d4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$90  = x8_d6;
+    \$330  = x8_d6;
     if (en) begin
-      \$90  = x8_d5;
+      \$330  = x8_d5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$91  = x8_d7;
+    \$331  = x8_d7;
     if (en) begin
-      \$91  = x8_d6;
+      \$331  = x8_d6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$92  = x8_d8;
+    \$332  = x8_d8;
     if (en) begin
-      \$92  = x8_d7;
+      \$332  = x8_d7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$93  = w8_d1;
+    \$333  = w8_d1;
     if (en) begin
-      \$93  = w_stream__payload[71:64];
+      \$333  = w_stream__payload[71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$94  = w8_d2;
+    \$334  = w8_d2;
     if (en) begin
-      \$94  = w8_d1;
+      \$334  = w8_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$95  = w8_d3;
+    \$335  = w8_d3;
     if (en) begin
-      \$95  = w8_d2;
+      \$335  = w8_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$96  = w8_d4;
+    \$336  = w8_d4;
     if (en) begin
-      \$96  = w8_d3;
+      \$336  = w8_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$97  = w8_d5;
+    \$337  = w8_d5;
     if (en) begin
-      \$97  = w8_d4;
+      \$337  = w8_d4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$98  = w8_d6;
+    \$338  = w8_d6;
     if (en) begin
-      \$98  = w8_d5;
+      \$338  = w8_d5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$99  = w8_d7;
+    \$339  = w8_d7;
     if (en) begin
-      \$99  = w8_d6;
+      \$339  = w8_d6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$100  = w8_d8;
+    \$340  = w8_d8;
     if (en) begin
-      \$100  = w8_d7;
+      \$340  = w8_d7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$101  = psum8;
+    \$341  = psum8;
     if (en) begin
-      \$101  = \$12 [31:0];
+      \$341  = \$252 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$102  = x9_d1;
+    \$342  = x9_d1;
     if (en) begin
-      \$102  = pick9;
+      \$342  = pick9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$103  = x9_d2;
+    \$343  = x9_d2;
     if (en) begin
-      \$103  = x9_d1;
+      \$343  = x9_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$104  = x9_d3;
+    \$344  = x9_d3;
     if (en) begin
-      \$104  = x9_d2;
+      \$344  = x9_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$105  = x9_d4;
+    \$345  = x9_d4;
     if (en) begin
-      \$105  = x9_d3;
+      \$345  = x9_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$106  = x9_d5;
+    \$346  = x9_d5;
     if (en) begin
-      \$106  = x9_d4;
+      \$346  = x9_d4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$107  = x9_d6;
+    \$347  = x9_d6;
     if (en) begin
-      \$107  = x9_d5;
+      \$347  = x9_d5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$108  = x9_d7;
+    \$348  = x9_d7;
     if (en) begin
-      \$108  = x9_d6;
+      \$348  = x9_d6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$109  = x9_d8;
+    \$349  = x9_d8;
     if (en) begin
-      \$109  = x9_d7;
+      \$349  = x9_d7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$110  = x9_d9;
+    \$350  = x9_d9;
     if (en) begin
-      \$110  = x9_d8;
+      \$350  = x9_d8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$111  = w9_d1;
+    \$351  = w9_d1;
     if (en) begin
-      \$111  = w_stream__payload[79:72];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$112  = w9_d2;
-    if (en) begin
-      \$112  = w9_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$113  = w9_d3;
-    if (en) begin
-      \$113  = w9_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$114  = w9_d4;
-    if (en) begin
-      \$114  = w9_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$115  = w9_d5;
-    if (en) begin
-      \$115  = w9_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$116  = w9_d6;
-    if (en) begin
-      \$116  = w9_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$117  = w9_d7;
-    if (en) begin
-      \$117  = w9_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$118  = w9_d8;
-    if (en) begin
-      \$118  = w9_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$119  = w9_d9;
-    if (en) begin
-      \$119  = w9_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$120  = psum9;
-    if (en) begin
-      \$120  = \$13 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$121  = x10_d1;
-    if (en) begin
-      \$121  = pick10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$122  = x10_d2;
-    if (en) begin
-      \$122  = x10_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$123  = x10_d3;
-    if (en) begin
-      \$123  = x10_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$124  = x10_d4;
-    if (en) begin
-      \$124  = x10_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$125  = x10_d5;
-    if (en) begin
-      \$125  = x10_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$126  = x10_d6;
-    if (en) begin
-      \$126  = x10_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$127  = x10_d7;
-    if (en) begin
-      \$127  = x10_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$128  = x10_d8;
-    if (en) begin
-      \$128  = x10_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$129  = x10_d9;
-    if (en) begin
-      \$129  = x10_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$130  = x10_d10;
-    if (en) begin
-      \$130  = x10_d9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$131  = w10_d1;
-    if (en) begin
-      \$131  = w_stream__payload[87:80];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$132  = w10_d2;
-    if (en) begin
-      \$132  = w10_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$133  = w10_d3;
-    if (en) begin
-      \$133  = w10_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$134  = w10_d4;
-    if (en) begin
-      \$134  = w10_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$135  = w10_d5;
-    if (en) begin
-      \$135  = w10_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$136  = w10_d6;
-    if (en) begin
-      \$136  = w10_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$137  = w10_d7;
-    if (en) begin
-      \$137  = w10_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$138  = w10_d8;
-    if (en) begin
-      \$138  = w10_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$139  = w10_d9;
-    if (en) begin
-      \$139  = w10_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$140  = w10_d10;
-    if (en) begin
-      \$140  = w10_d9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$141  = psum10;
-    if (en) begin
-      \$141  = \$14 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$142  = x11_d1;
-    if (en) begin
-      \$142  = pick11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$143  = x11_d2;
-    if (en) begin
-      \$143  = x11_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$144  = x11_d3;
-    if (en) begin
-      \$144  = x11_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$145  = x11_d4;
-    if (en) begin
-      \$145  = x11_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$146  = x11_d5;
-    if (en) begin
-      \$146  = x11_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$147  = x11_d6;
-    if (en) begin
-      \$147  = x11_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$148  = x11_d7;
-    if (en) begin
-      \$148  = x11_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$149  = x11_d8;
-    if (en) begin
-      \$149  = x11_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$150  = x11_d9;
-    if (en) begin
-      \$150  = x11_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$151  = x11_d10;
-    if (en) begin
-      \$151  = x11_d9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$152  = x11_d11;
-    if (en) begin
-      \$152  = x11_d10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$153  = w11_d1;
-    if (en) begin
-      \$153  = w_stream__payload[95:88];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$154  = w11_d2;
-    if (en) begin
-      \$154  = w11_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$155  = w11_d3;
-    if (en) begin
-      \$155  = w11_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$156  = w11_d4;
-    if (en) begin
-      \$156  = w11_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$157  = w11_d5;
-    if (en) begin
-      \$157  = w11_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$158  = w11_d6;
-    if (en) begin
-      \$158  = w11_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$159  = w11_d7;
-    if (en) begin
-      \$159  = w11_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$160  = w11_d8;
-    if (en) begin
-      \$160  = w11_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$161  = w11_d9;
-    if (en) begin
-      \$161  = w11_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$162  = w11_d10;
-    if (en) begin
-      \$162  = w11_d9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$163  = w11_d11;
-    if (en) begin
-      \$163  = w11_d10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$164  = psum11;
-    if (en) begin
-      \$164  = \$15 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$165  = x12_d1;
-    if (en) begin
-      \$165  = pick12;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$166  = x12_d2;
-    if (en) begin
-      \$166  = x12_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$167  = x12_d3;
-    if (en) begin
-      \$167  = x12_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$168  = x12_d4;
-    if (en) begin
-      \$168  = x12_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$169  = x12_d5;
-    if (en) begin
-      \$169  = x12_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$170  = x12_d6;
-    if (en) begin
-      \$170  = x12_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$171  = x12_d7;
-    if (en) begin
-      \$171  = x12_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$172  = x12_d8;
-    if (en) begin
-      \$172  = x12_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$173  = x12_d9;
-    if (en) begin
-      \$173  = x12_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$174  = x12_d10;
-    if (en) begin
-      \$174  = x12_d9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$175  = x12_d11;
-    if (en) begin
-      \$175  = x12_d10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$176  = x12_d12;
-    if (en) begin
-      \$176  = x12_d11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$177  = w12_d1;
-    if (en) begin
-      \$177  = w_stream__payload[103:96];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$178  = w12_d2;
-    if (en) begin
-      \$178  = w12_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$179  = w12_d3;
-    if (en) begin
-      \$179  = w12_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$180  = w12_d4;
-    if (en) begin
-      \$180  = w12_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$181  = w12_d5;
-    if (en) begin
-      \$181  = w12_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$182  = w12_d6;
-    if (en) begin
-      \$182  = w12_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$183  = w12_d7;
-    if (en) begin
-      \$183  = w12_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$184  = w12_d8;
-    if (en) begin
-      \$184  = w12_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$185  = w12_d9;
-    if (en) begin
-      \$185  = w12_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$186  = w12_d10;
-    if (en) begin
-      \$186  = w12_d9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$187  = w12_d11;
-    if (en) begin
-      \$187  = w12_d10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$188  = w12_d12;
-    if (en) begin
-      \$188  = w12_d11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$189  = psum12;
-    if (en) begin
-      \$189  = \$16 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$190  = x13_d1;
-    if (en) begin
-      \$190  = pick13;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$191  = x13_d2;
-    if (en) begin
-      \$191  = x13_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$192  = x13_d3;
-    if (en) begin
-      \$192  = x13_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$193  = x13_d4;
-    if (en) begin
-      \$193  = x13_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$194  = x13_d5;
-    if (en) begin
-      \$194  = x13_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$195  = x13_d6;
-    if (en) begin
-      \$195  = x13_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$196  = x13_d7;
-    if (en) begin
-      \$196  = x13_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$197  = x13_d8;
-    if (en) begin
-      \$197  = x13_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$198  = x13_d9;
-    if (en) begin
-      \$198  = x13_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$199  = x13_d10;
-    if (en) begin
-      \$199  = x13_d9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$200  = x13_d11;
-    if (en) begin
-      \$200  = x13_d10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$201  = x13_d12;
-    if (en) begin
-      \$201  = x13_d11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$202  = x13_d13;
-    if (en) begin
-      \$202  = x13_d12;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$203  = w13_d1;
-    if (en) begin
-      \$203  = w_stream__payload[111:104];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$204  = w13_d2;
-    if (en) begin
-      \$204  = w13_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$205  = w13_d3;
-    if (en) begin
-      \$205  = w13_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$206  = w13_d4;
-    if (en) begin
-      \$206  = w13_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$207  = w13_d5;
-    if (en) begin
-      \$207  = w13_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$208  = w13_d6;
-    if (en) begin
-      \$208  = w13_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$209  = w13_d7;
-    if (en) begin
-      \$209  = w13_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$210  = w13_d8;
-    if (en) begin
-      \$210  = w13_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211  = w13_d9;
-    if (en) begin
-      \$211  = w13_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212  = w13_d10;
-    if (en) begin
-      \$212  = w13_d9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = w13_d11;
-    if (en) begin
-      \$213  = w13_d10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = w13_d12;
-    if (en) begin
-      \$214  = w13_d11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = w13_d13;
-    if (en) begin
-      \$215  = w13_d12;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = psum13;
-    if (en) begin
-      \$216  = \$17 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = x14_d1;
-    if (en) begin
-      \$217  = pick14;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = x14_d2;
-    if (en) begin
-      \$218  = x14_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = x14_d3;
-    if (en) begin
-      \$219  = x14_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = x14_d4;
-    if (en) begin
-      \$220  = x14_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = x14_d5;
-    if (en) begin
-      \$221  = x14_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = x14_d6;
-    if (en) begin
-      \$222  = x14_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = x14_d7;
-    if (en) begin
-      \$223  = x14_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = x14_d8;
-    if (en) begin
-      \$224  = x14_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = x14_d9;
-    if (en) begin
-      \$225  = x14_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = x14_d10;
-    if (en) begin
-      \$226  = x14_d9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = x14_d11;
-    if (en) begin
-      \$227  = x14_d10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$228  = x14_d12;
-    if (en) begin
-      \$228  = x14_d11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$229  = x14_d13;
-    if (en) begin
-      \$229  = x14_d12;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$230  = x14_d14;
-    if (en) begin
-      \$230  = x14_d13;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$231  = w14_d1;
-    if (en) begin
-      \$231  = w_stream__payload[119:112];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$232  = w14_d2;
-    if (en) begin
-      \$232  = w14_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$233  = w14_d3;
-    if (en) begin
-      \$233  = w14_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$234  = w14_d4;
-    if (en) begin
-      \$234  = w14_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$235  = w14_d5;
-    if (en) begin
-      \$235  = w14_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$236  = w14_d6;
-    if (en) begin
-      \$236  = w14_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$237  = w14_d7;
-    if (en) begin
-      \$237  = w14_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$238  = w14_d8;
-    if (en) begin
-      \$238  = w14_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$239  = w14_d9;
-    if (en) begin
-      \$239  = w14_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$240  = w14_d10;
-    if (en) begin
-      \$240  = w14_d9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$241  = w14_d11;
-    if (en) begin
-      \$241  = w14_d10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$242  = w14_d12;
-    if (en) begin
-      \$242  = w14_d11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$243  = w14_d13;
-    if (en) begin
-      \$243  = w14_d12;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$244  = w14_d14;
-    if (en) begin
-      \$244  = w14_d13;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$245  = psum14;
-    if (en) begin
-      \$245  = \$18 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$246  = x15_d1;
-    if (en) begin
-      \$246  = pick15;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$247  = x15_d2;
-    if (en) begin
-      \$247  = x15_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$248  = x15_d3;
-    if (en) begin
-      \$248  = x15_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$249  = x15_d4;
-    if (en) begin
-      \$249  = x15_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$250  = x15_d5;
-    if (en) begin
-      \$250  = x15_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$251  = x15_d6;
-    if (en) begin
-      \$251  = x15_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$252  = x15_d7;
-    if (en) begin
-      \$252  = x15_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$253  = x15_d8;
-    if (en) begin
-      \$253  = x15_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$254  = x15_d9;
-    if (en) begin
-      \$254  = x15_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$255  = x15_d10;
-    if (en) begin
-      \$255  = x15_d9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$256  = x15_d11;
-    if (en) begin
-      \$256  = x15_d10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$257  = x15_d12;
-    if (en) begin
-      \$257  = x15_d11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$258  = x15_d13;
-    if (en) begin
-      \$258  = x15_d12;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$259  = x15_d14;
-    if (en) begin
-      \$259  = x15_d13;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$260  = x15_d15;
-    if (en) begin
-      \$260  = x15_d14;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$261  = w15_d1;
-    if (en) begin
-      \$261  = w_stream__payload[127:120];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$262  = w15_d2;
-    if (en) begin
-      \$262  = w15_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$263  = w15_d3;
-    if (en) begin
-      \$263  = w15_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$264  = w15_d4;
-    if (en) begin
-      \$264  = w15_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$265  = w15_d5;
-    if (en) begin
-      \$265  = w15_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$266  = w15_d6;
-    if (en) begin
-      \$266  = w15_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$267  = w15_d7;
-    if (en) begin
-      \$267  = w15_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$268  = w15_d8;
-    if (en) begin
-      \$268  = w15_d7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$269  = w15_d9;
-    if (en) begin
-      \$269  = w15_d8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$270  = w15_d10;
-    if (en) begin
-      \$270  = w15_d9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$271  = w15_d11;
-    if (en) begin
-      \$271  = w15_d10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$272  = w15_d12;
-    if (en) begin
-      \$272  = w15_d11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$273  = w15_d13;
-    if (en) begin
-      \$273  = w15_d12;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$274  = w15_d14;
-    if (en) begin
-      \$274  = w15_d13;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$275  = w15_d15;
-    if (en) begin
-      \$275  = w15_d14;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$276  = psum15;
-    if (en) begin
-      \$276  = \$19 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$277  = flags_d1;
-    if (en) begin
-      \$277  = { w_stream__payload[162], fire };
-    end
-    if (rst) begin
-      \$277  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$278  = flags_d2;
-    if (en) begin
-      \$278  = flags_d1;
-    end
-    if (rst) begin
-      \$278  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$279  = flags_d3;
-    if (en) begin
-      \$279  = flags_d2;
-    end
-    if (rst) begin
-      \$279  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$280  = flags_d4;
-    if (en) begin
-      \$280  = flags_d3;
-    end
-    if (rst) begin
-      \$280  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$281  = flags_d5;
-    if (en) begin
-      \$281  = flags_d4;
-    end
-    if (rst) begin
-      \$281  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$282  = flags_d6;
-    if (en) begin
-      \$282  = flags_d5;
-    end
-    if (rst) begin
-      \$282  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$283  = flags_d7;
-    if (en) begin
-      \$283  = flags_d6;
-    end
-    if (rst) begin
-      \$283  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$284  = flags_d8;
-    if (en) begin
-      \$284  = flags_d7;
-    end
-    if (rst) begin
-      \$284  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$285  = flags_d9;
-    if (en) begin
-      \$285  = flags_d8;
-    end
-    if (rst) begin
-      \$285  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$286  = flags_d10;
-    if (en) begin
-      \$286  = flags_d9;
-    end
-    if (rst) begin
-      \$286  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$287  = flags_d11;
-    if (en) begin
-      \$287  = flags_d10;
-    end
-    if (rst) begin
-      \$287  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$288  = flags_d12;
-    if (en) begin
-      \$288  = flags_d11;
-    end
-    if (rst) begin
-      \$288  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$289  = flags_d13;
-    if (en) begin
-      \$289  = flags_d12;
-    end
-    if (rst) begin
-      \$289  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$290  = flags_d14;
-    if (en) begin
-      \$290  = flags_d13;
-    end
-    if (rst) begin
-      \$290  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$291  = flags_d15;
-    if (en) begin
-      \$291  = flags_d14;
-    end
-    if (rst) begin
-      \$291  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$292  = flags_d16;
-    if (en) begin
-      \$292  = flags_d15;
-    end
-    if (rst) begin
-      \$292  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$293  = flags_d17;
-    if (en) begin
-      \$293  = flags_d16;
-    end
-    if (rst) begin
-      \$293  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$294  = flags_d18;
-    if (en) begin
-      \$294  = flags_d17;
-    end
-    if (rst) begin
-      \$294  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$295  = y_stream__valid;
-    if (en) begin
-      \$295  = \$20 ;
-    end
-    if (rst) begin
-      \$295  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$296  = acc;
-    if (en) begin
-      if (flags_d18[0]) begin
-        \$296  = \$4 [31:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$297  = fresh;
-    if (en) begin
-      if (flags_d18[0]) begin
-        \$297  = flags_d18[1];
-      end
-    end
-    if (rst) begin
-      \$297  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$298  = y_stream__payload;
-    if (en) begin
-      if (flags_d18[0]) begin
-        if (flags_d18[1]) begin
-          \$298  = \$4 [31:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$298  = 32'd0;
+      \$351  = w_stream__payload[79:72];
     end
   end
   assign flags = { w_stream__payload[162], fire };
-  assign total = \$4 [31:0];
+  assign total = \$244 [31:0];
   assign \w_stream__payload.w  = w_stream__payload[127:0];
   assign \w_stream__payload.w[0]  = w_stream__payload[7:0];
   assign \w_stream__payload.w[1]  = w_stream__payload[15:8];

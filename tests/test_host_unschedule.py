@@ -76,10 +76,12 @@ def test_sparse_unschedule_refuses_wrong_mode(rng):
         sparse.unschedule(p, inputs, (2, 8, 2), mode="4:4")
 
 
-@pytest.mark.parametrize("lane", ["past_pass", "past_k", "copy"])
-def test_sparse_unschedule_refuses_x_beats_that_are_not_a_schedule(rng, lane):
-    """An x beat is the pass's K positions once, zero past the pass and past K: a non-zero
-    code there, or two copies of a beat that disagree, is not a schedule."""
+@pytest.mark.parametrize("lane", ["past_pass", "past_k", "copy", "in_pass"])
+def test_sparse_unschedule_x_beats_dont_care_lanes(rng, lane):
+    """An x beat is the pass's K positions once: the lanes past the pass and past K are
+    don't-care (any codes, as a board reading x from its tensor memory has there) and give
+    the same x; a changed code inside the pass, or two copies of a beat that disagree, is not
+    a schedule."""
     p = sparse_cases.make_params(16, 4, ("2:4", "1:4", "4:4"))
     w, x = sparse_cases.random_operands(p, "2:4", 2, 40, 2, rng)
     inputs, _, _ = sparse.schedule(p, {"w": w, "x": x}, mode="2:4")
@@ -87,11 +89,22 @@ def test_sparse_unschedule_refuses_x_beats_that_are_not_a_schedule(rng, lane):
     xd = np.array(inputs["x_stream"]["data"])
     assert xd.shape == (2 * 2 * 2, 64)
     if lane == "past_pass":
-        xd[0, 32] = 1           # lanes past k_per_pass = 32
+        xd[:, 32:] = rng.integers(-128, 128, (8, 32))     # lanes past k_per_pass = 32
     elif lane == "past_k":
-        xd[1, 40 - 32] = 1      # pass 1 of column 0 holds K 32..63: position 40 is past K
-    else:
+        xd[1::2, 40 - 32:32] = 77   # pass 1 of each column holds K 32..63: 40.. is past K
+    elif lane == "copy":
         xd[4, 3] += 1           # row 1's copy of column 0, pass 0
+    else:
+        xd[[0, 4], 3] += 1      # both rows' copies of K position 3, column 0: another x
     bad = {**inputs, "x_stream": {"data": xd}}
-    with pytest.raises(ValueError, match="not a 2x40x2 schedule in mode 2:4"):
-        sparse.unschedule(p, bad, (2, 40, 2), mode="2:4")
+    if lane in ("past_pass", "past_k"):
+        got = sparse.unschedule(p, bad, (2, 40, 2), mode="2:4")
+        assert np.array_equal(got["x"], x) and np.array_equal(got["w"], w)
+    elif lane == "copy":
+        with pytest.raises(ValueError, match="not a 2x40x2 schedule in mode 2:4"):
+            sparse.unschedule(p, bad, (2, 40, 2), mode="2:4")
+    else:
+        got = sparse.unschedule(p, bad, (2, 40, 2), mode="2:4")["x"]
+        want = x.copy()
+        want[3, 0] += 1
+        assert np.array_equal(got, want)

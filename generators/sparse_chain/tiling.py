@@ -119,7 +119,10 @@ def unschedule(p: SparseChainParams, inputs: dict, dims: tuple[int, int, int],
     ``{"w": [O,K], "x": [K,B]}``.
 
     Raises ``ValueError`` when the beats are not exactly what :func:`schedule` makes for some
-    ``w`` and ``x`` of that shape (counts, copies, mode or flags, non-canonical compression).
+    ``w`` and ``x`` of that shape (counts, copies, mode or flags, non-canonical compression),
+    except in the ``x_stream`` lanes that are don't-care: past the pass's ``k_per_pass``
+    positions and past K, any code is accepted (the chain multiplies them by zero weights,
+    and a board playing ``x`` from its tensor memory reads whatever follows the tensor there).
     """
     nm = p.mode(mode)
     o, k, b = (int(d) for d in dims)
@@ -148,9 +151,17 @@ def unschedule(p: SparseChainParams, inputs: dict, dims: tuple[int, int, int],
     xs = xl.reshape(o, b, passes, p.x_lanes)[0, :, :, :kp]            # [b, passes, kp]
     x = np.ascontiguousarray(xs.transpose(1, 2, 0).reshape(passes * kp, b)[:k])
     made = schedule(p, w, x, nm).inputs
+    # the lanes past the pass and the K positions past K are don't-care (their weights are
+    # zero, the chain never reads them): a board playing x from memory has any codes there
+    lane = np.arange(p.x_lanes)
+    valid = (lane[None, :] < kp) & (np.arange(passes)[:, None] * kp + lane[None, :] < k)
+    given_x = np.where(np.broadcast_to(valid, (o, b, passes, p.x_lanes)).reshape(
+        beats, p.x_lanes), xl, 0)
     for stream, fields in made.items():
         for name, arr in fields.items():
             given = np.asarray(inputs[stream].get(name)) if name in inputs[stream] else None
+            if stream == "x_stream" and name == "data":
+                given = given_x
             if given is None or given.shape != arr.shape or not np.array_equal(given, arr):
                 raise ValueError(f"the beats are not a {o}x{k}x{b} schedule in mode {nm} "
                                  f"({stream}.{name} differs)")

@@ -140,16 +140,21 @@ class Graph:
                                                     "requant": rq}, (a.shape[0], bs[1]), fmt)
 
     def sparse_matmul(self, w: Tensor, x: Tensor, mode: str | None = None,
-                      requant: dict | None = None, name: str | None = None) -> Tensor:
+                      requant: dict | None = None, transpose_x: bool = False,
+                      name: str | None = None) -> Tensor:
         """``w @ x`` on the N:M sparse chain in ``mode`` (``w`` a weight that keeps the
-        pattern; ``x`` an input: the chain's activation beats are packed by the host)."""
-        if w.shape[1] != x.shape[0]:
-            raise GraphError(f"sparse_matmul {name or ''}: w {w.shape} and x {x.shape} do "
-                             "not chain (allowed: w [O, K] and x [K, B])")
+        pattern, compressed on the host; ``x`` any tensor, read from the tensor memory with
+        each column contiguous; ``transpose_x``: ``w @ x.T``, x [B, K] read by rows)."""
+        xs = x.shape[::-1] if transpose_x else x.shape
+        if w.shape[1] != xs[0]:
+            raise GraphError(f"sparse_matmul {name or ''}: w {w.shape} and x {x.shape}"
+                             f"{' transposed' if transpose_x else ''} do not chain (allowed: "
+                             "w [O, K] and x [K, B])")
         rq = _requant_attrs("sparse_matmul", name, requant, w.shape[0])
         fmt = rq["out"] if rq else _fmt("int32")
-        return self._node("sparse_matmul", name, (w, x), {"mode": mode, "requant": rq},
-                          (w.shape[0], x.shape[1]), fmt)
+        return self._node("sparse_matmul", name, (w, x), {"mode": mode, "requant": rq,
+                                                          "transpose_x": bool(transpose_x)},
+                          (w.shape[0], xs[1]), fmt)
 
     def softmax(self, x: Tensor, name: str | None = None) -> Tensor:
         """Row softmax (the output format is the unit's; ``ufixed<8,0>`` until compiled)."""
@@ -165,6 +170,29 @@ class Graph:
         ``act_max``, ``rounding``."""
         rq = _requant_attrs("requant", name, {**params, "out": out}, x.shape[1])
         return self._node("requant", name, (x,), {"requant": rq}, x.shape, rq["out"])
+
+    def concat(self, tensors, name: str | None = None) -> Tensor:
+        """The tensors side by side along axis 1 (``np.concatenate(..., axis=1)``). Free on
+        the board: each piece's producer writes into its columns of the result (the pieces
+        must be made by ops, each used in one concat, with column counts that are multiples
+        of the design's tile, see docs/graph.md)."""
+        ts = tuple(tensors)
+        if len(ts) < 2:
+            raise GraphError(f"concat {name or ''}: {len(ts)} tensors (allowed: 2 or more)")
+        for t in ts:
+            if not isinstance(t, Tensor) or t.graph is not self:
+                raise GraphError(f"concat {name or ''}: an operand is not a tensor of this "
+                                 "graph (allowed: tensors from g.input, g.weight or an op)")
+        rows = {t.shape[0] for t in ts}
+        fmts = {t.fmt for t in ts}
+        if len(rows) > 1:
+            raise GraphError(f"concat {name or ''}: row counts {[t.shape[0] for t in ts]} "
+                             "(allowed: the same for every piece)")
+        if len(fmts) > 1 or None in fmts:
+            raise GraphError(f"concat {name or ''}: formats "
+                             f"{', '.join(str(t.fmt) for t in ts)} (allowed: one format)")
+        return self._node("concat", name, ts, {}, (ts[0].shape[0],
+                          sum(t.shape[1] for t in ts)), ts[0].fmt)
 
     def output(self, name: str, t: Tensor) -> None:
         """Name ``t`` an output of the graph (read back at every call)."""
@@ -190,6 +218,50 @@ class Graph:
         for node, (_idx, fam, params, _) in plan:
             vals[node.out.name] = _golden(node, fam, params, vals, inputs)
         return _results(self, vals, keep)
+
+    def run_ops(self, board, keep=(), host_requant: bool = False, **inputs) -> tuple:
+        """The op-by-op way, for comparison with a compiled program: every op is one
+        protocol-1 ``board.run`` (operands to the board, results back, over the link), a
+        ``concat`` is done on the host. ``host_requant``: the matmuls' requantization is
+        done on the host instead (int32 accumulators cross the link; a design whose MAC
+        units have no epilogue). Returns ``(outputs, stats)``: ``link_bytes``, ``runs``,
+        ``cycles`` and ``op_cycles`` (op name -> unit cycles)."""
+        from generators.numerics import requantize_fixed
+
+        units = _design_units(board.info())
+        vals = {}
+        stats = {"runs": 0, "cycles": 0, "op_cycles": {}}
+        before = board.stats["wire_out"] + board.stats["wire_in"]
+        for node in self.nodes:
+            if node.kind in ("input", "weight", "concat"):
+                vals[node.out.name] = _golden(node, None, None, vals, inputs)
+                continue
+            rq = node.attrs.get("requant")
+            run = node
+            if host_requant and rq and node.kind in ("matmul", "sparse_matmul"):
+                run = Node(node.kind, node.name, node.inputs, {**node.attrs, "requant": None})
+                run.out = Tensor(self, node.name, node.out.shape, _fmt("int32"), run)
+            u = _pick(units, run, {})[3]
+            arrays = _arrays(run, vals)
+            mode = node.attrs.get("mode") if node.kind == "sparse_matmul" else None
+            try:
+                out = board.run(u.name, arrays, mode=mode)[u.fam.out_arrays[0]]
+            except (UserError, ValueError) as err:
+                raise GraphError(f"{node.kind} {node.name}: {err}") from None
+            out = np.asarray(out, dtype=np.int64)
+            if run is not node:
+                f = rq["out"]
+                a = rq["arrays"]
+                out = requantize_fixed(
+                    out, **{k: a[k] for k in a}, rounding=rq["rounding"] or "double",
+                    out_fmt=Format.parse(f"{'int' if f.signed else 'uint'}{f.width}"),
+                    acc_fmt=u.params.acc, overflow=u.params.overflow)
+            vals[node.out.name] = out
+            stats["runs"] += board.last_run["runs"]
+            stats["cycles"] += board.last_run["cycles"]
+            stats["op_cycles"][node.name] = board.last_run["cycles"]
+        stats["link_bytes"] = board.stats["wire_out"] + board.stats["wire_in"] - before
+        return _results(self, vals, keep), stats
 
 
 def _requant_attrs(kind, name, requant, channels) -> dict | None:
@@ -335,7 +407,7 @@ def _unit_fits(node: Node, u: _DUnit) -> str | None:
 
 def _pick(units, node: Node, _) -> tuple:
     """``(index, family, params, unit)`` of the unit that runs ``node``."""
-    if node.kind in ("input", "weight"):
+    if node.kind in ("input", "weight", "concat"):
         return (None, None, None, None)
     if units is None:
         u = _synth(node)
@@ -368,7 +440,8 @@ def _arrays(node: Node, vals: dict) -> dict:
         b = ins[1].T if node.attrs["transpose_b"] else ins[1]
         return {"a": ins[0], "b": np.ascontiguousarray(b), **extra}
     if node.kind == "sparse_matmul":
-        return {"w": ins[0], "x": ins[1], **extra}
+        x = ins[1].T if node.attrs["transpose_x"] else ins[1]
+        return {"w": ins[0], "x": np.ascontiguousarray(x), **extra}
     if node.kind == "requant":
         return {"acc": ins[0], **extra}
     return {"x": ins[0]}
@@ -395,6 +468,8 @@ def _golden(node, fam, params, vals, inputs):
         return _check_input(node.out, inputs[node.name])
     if node.kind == "weight":
         return node.attrs["codes"]
+    if node.kind == "concat":
+        return np.concatenate([vals[t.name] for t in node.inputs], axis=1)
     mode = node.attrs.get("mode") if node.kind == "sparse_matmul" else None
     try:
         arrays = fam.check_inputs(params, _arrays(node, vals), mode=mode)
@@ -431,6 +506,14 @@ class _Stored:
     bank: int = -1
     base: int = -1
     co: set = field(default_factory=set)   # keys read in the same op
+    parent: _Stored | None = None          # a view (a concat's piece) of this stored tensor
+    offset: int = 0                        # ... at this byte offset from its base
+
+
+def _root(s: _Stored) -> _Stored:
+    while s.parent is not None:
+        s = s.parent
+    return s
 
 
 def _mac_layouts(params) -> tuple[str, str, str]:
@@ -467,7 +550,11 @@ class Program:
     def _read(self, s: _Stored) -> np.ndarray:
         t = s.tensor
         rows = t.shape[0] if s.layout == "row" else t.shape[1]
-        data = self.board.tm_read(s.bank, s.base, rows * s.ld)
+        # the last row only as far as its codes go (a concat's piece ends inside the row)
+        used = -(-(t.shape[1] if s.layout == "row" else t.shape[0])
+                 * storage_bits(t.fmt.width) // 8)
+        data = self.board.tm_read(s.bank, s.base, (rows - 1) * s.ld + used)
+        data += bytes(rows * s.ld - len(data))
         return P.layout_codes(data, s.layout, t.shape, t.fmt.width, t.fmt.signed, s.ld)
 
     def __call__(self, keep=(), **inputs) -> dict:
@@ -487,13 +574,6 @@ class Program:
         for s in self.stored:
             if s.tensor is not None and s.tensor.node.kind == "input":
                 self._write(s, vals[s.tensor.name])
-        for _node, u, _, raw_inputs in self.plan:
-            for key, fn in raw_inputs.items():
-                s = next(x for x in self.stored if x.key == key)
-                beats = fn(vals)
-                self.board.tm_write(s.bank, s.base, P.raw_tensor_bytes(
-                    u.streams[u.fam.operand_streams[key.split(":")[-1]]]["fields"], beats,
-                    s.ld))
         total, per_op = self.board.prog_run(self.addr, self.nops)
         out = {}
         want = dict(g.outputs)
@@ -511,7 +591,7 @@ class Program:
         after = self.board.stats["wire_out"] + self.board.stats["wire_in"]
         macs = cap = 0
         op_cycles = {}
-        for (node, u, dims, _), c in zip(self.plan, per_op, strict=True):
+        for (node, u, dims), c in zip(self.plan, per_op, strict=True):
             op_cycles[node.name] = c
             if u.fam.name in ("mac_array", "sparse_chain"):
                 macs += int(np.prod(dims))
@@ -557,13 +637,15 @@ def _need_layouts(graph: Graph, picks: dict) -> tuple[dict, dict, dict]:
             a, b = node.inputs
             need[a.name].add(need_a)
             need[b.name].add(_flip(need_bt) if node.attrs["transpose_b"] else need_bt)
+        elif node.kind == "concat":
+            if len(wanted) > 1:
+                raise GraphError(f"concat {node.name}: its output is read in both row and col "
+                                 "layout (allowed: one; copy/transpose ops are not built)")
+            for t in node.inputs:
+                need[t.name] |= wanted or {"row"}
         elif node.kind == "sparse_matmul":
             w, x = node.inputs
-            if x.node.kind != "input":
-                raise GraphError(f"sparse_matmul {node.name}: x {x.name} is made by "
-                                 f"{x.node.kind} {x.node.name} (allowed: an input: the "
-                                 "chain's x_stream repeats each window per slot, so the host "
-                                 "packs its beats)")
+            need[x.name].add("row" if node.attrs["transpose_x"] else "col")
             if w.node.kind != "weight":
                 raise GraphError(f"sparse_matmul {node.name}: w {w.name} is not a weight "
                                  "(allowed: g.weight codes, compressed on the host)")
@@ -585,6 +667,8 @@ def _has_unwritten_padding(t: Tensor, u: _DUnit, pad: int) -> bool:
     r, c = t.shape
     if r % pad == 0 and c % pad == 0:
         return False
+    if u is None:       # a concat: its pieces' producers write their own columns only
+        return True
     p = u.params
     return not (u.fam.name == "mac_array" and p.rows == p.cols == pad)
 
@@ -622,14 +706,29 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
 
     stored: list[_Stored] = []
     by_tensor: dict[tuple, _Stored] = {}
+    # a stored tensor's tail: a player may read up to one beat past its last element (the
+    # sparse chain's activation beats of a short last pass)
+    tail = max([int(st["beat_bytes"]) for u in units for st in (u.streams or {}).values()]
+               + [word])
+    view_of: dict[str, tuple] = {}     # piece name -> (concat tensor, first column)
 
     def data_item(t: Tensor, layout: str) -> _Stored:
         if (t.name, layout) in by_tensor:
             return by_tensor[(t.name, layout)]
-        r, c = t.shape if layout == "row" else t.shape[::-1]
-        rows = -(-r // pad) * pad
-        ld = -(-(-(-c // pad) * pad * storage_bits(t.fmt.width) // 8) // word) * word
-        s = _Stored(f"{t.name}:{layout}", layout, rows * ld, ld, rows, t)
+        if t.name in view_of:
+            whole, col0, last = view_of[t.name]
+            parent = data_item(whole, layout)
+            sw = storage_bits(t.fmt.width)
+            off = col0 * sw // 8 if layout == "row" else col0 * parent.ld
+            rows = parent.rows if layout == "row" else \
+                (parent.rows - col0 if last else t.shape[1])
+            s = _Stored(f"{t.name}:{layout}", layout, 0, parent.ld, rows, t)
+            s.parent, s.offset = parent, off
+        else:
+            r, c = t.shape if layout == "row" else t.shape[::-1]
+            rows = -(-r // pad) * pad
+            ld = -(-(-(-c // pad) * pad * storage_bits(t.fmt.width) // 8) // word) * word
+            s = _Stored(f"{t.name}:{layout}", layout, rows * ld + tail, ld, rows, t)
         stored.append(s)
         by_tensor[(t.name, layout)] = s
         return s
@@ -653,15 +752,34 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
                 raise GraphError(f"{node.kind} {node.name}: its output is read in both row "
                                  "and col layout (allowed: one; copy ops are not built)")
             layout_of[t.name] = sorted(wanted) or ["row"]
+    # concat: the pieces are views of the whole (in its layout), written by their producers
+    for node in graph.nodes:
+        if node.kind != "concat":
+            continue
+        col0 = 0
+        for t in node.inputs:
+            why = None
+            if t.node.kind in ("input", "weight", "concat"):
+                why = f"it is {'an' if t.node.kind == 'input' else 'a'} {t.node.kind}"
+            elif t.name in view_of:
+                why = f"it is a piece of concat {view_of[t.name][0].name} too"
+            elif t.shape[1] % pad and t is not node.inputs[-1]:
+                why = (f"{t.shape[1]} columns (allowed: multiples of {pad}, the design's "
+                       "tile, except for the last piece)")
+            if why:
+                raise GraphError(f"concat {node.name}: piece {t.name}: {why} (allowed: op "
+                                 "outputs, each in one concat, whose producers write into the "
+                                 "concat's columns)")
+            view_of[t.name] = (node.out, col0, t is node.inputs[-1])
+            col0 += t.shape[1]
 
     plan = []
     ops_places = []
     for node in graph.nodes:
-        if node.kind in ("input", "weight"):
+        if node.kind in ("input", "weight", "concat"):
             continue
         u = picks[node.name]
         fam, params = u.fam, u.params
-        raw_inputs = {}
         places = {}
         dims = None
         mode = node.attrs.get("mode") if node.kind == "sparse_matmul" else None
@@ -697,9 +815,13 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
             reads = [places["a"][1], places["b"][1]]
         elif node.kind == "sparse_matmul":
             w, x = node.inputs
-            dims = (w.shape[0], w.shape[1], x.shape[1])
+            tx = node.attrs["transpose_x"]
+            dims = (w.shape[0], w.shape[1], x.shape[0] if tx else x.shape[1])
+            sx, _ = place(x, "row" if tx else "col")
+            places["x"] = ("x", sx, "col")      # x^T stored in rows = x in columns
             lay = layout_of[node.out.name][0]
             places["y"] = ("y", data_item(node.out, lay), lay)
+            reads = [sx]
         else:
             x = node.inputs[0]
             sx = next(by_tensor[(x.name, lay)] for lay in ("row", "col")
@@ -711,7 +833,7 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
             r, c = x.shape
             dims = {"softmax": (r, c), "gelu": (r * c,), "requant": (r, c)}[node.kind]
             reads = [sx]
-        # raw operands: resident (parameters, sparse weights) or per call (sparse x)
+        # raw operands, resident: parameters, compressed sparse weights
         zeros = {t.name: np.zeros(t.shape, np.int64) for t in node.inputs}
         consts = {t.name: t.node.attrs["codes"] for t in node.inputs if t.node.kind == "weight"}
 
@@ -729,6 +851,8 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
         except (UserError, ValueError) as err:
             raise GraphError(f"{node.kind} {node.name}: {err}") from None
         for op_name, beats in raw.items():
+            if op_name in places:       # read from its stored tensor instead
+                continue
             stream = fam.operand_streams[op_name]
             bb = u.streams[stream]["beat_bytes"]
             pitch = P.raw_pitch(bb, word)
@@ -738,16 +862,10 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
             stored.append(s)
             places[op_name] = (op_name, s, "raw")
             reads.append(s)
-            if node.kind == "sparse_matmul" and op_name == "x":
-                s.beats = None
-
-                def fn(vals, run_arrays=run_arrays, fam=fam, params=params, mode=mode):
-                    ch = fam.check_inputs(params, run_arrays(vals), mode=mode)
-                    return fam.raw_operands(params, ch, mode=mode)["x"]
-                raw_inputs[s.key] = fn
+        reads = [_root(s) for s in reads]
         for s in reads:
             s.co.update(x.key for x in reads if x is not s)
-        plan.append((node, u, dims, raw_inputs))
+        plan.append((node, u, dims))
         ops_places.append((node, u, dims, places, mode))
 
     # banks: an op's inputs in different banks; bump allocation, most free bank first, after
@@ -755,6 +873,8 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
     free = list(getattr(board, "_tm_next", None) or [0] * tmd["banks"])
     byk = {s.key: s for s in stored}
     for s in stored:
+        if s.parent is not None:
+            continue
         taken = {byk[k].bank for k in s.co if byk[k].bank >= 0}
         choices = [b for b in range(tmd["banks"]) if b not in taken] or list(range(tmd["banks"]))
         bank = min(choices, key=lambda b: free[b])
@@ -769,6 +889,10 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
                              "built)")
         s.bank, s.base = bank, base
         free[bank] = base + s.nbytes
+    for s in stored:
+        if s.parent is not None:
+            root = _root(s)
+            s.bank, s.base = root.bank, s.parent.base + s.offset
 
     ops = []
     for node, u, dims, places, mode in ops_places:
@@ -812,13 +936,14 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
     # intermediates: zero once (the units read their padding codes; a producer writes its
     # own padding, never the stored rows past its tiles)
     for s in stored:
-        if s.tensor is not None and s.tensor.node.kind not in ("input", "weight") and \
+        if s.tensor is not None and s.parent is None and \
+                s.tensor.node.kind not in ("input", "weight") and \
                 _has_unwritten_padding(s.tensor, picks[s.tensor.node.name], pad):
-            board.tm_write(s.bank, s.base, bytes(s.nbytes))
+            board.tm_write(s.bank, s.base, bytes(s.nbytes - tail))
     board.prog_write(paddr, data)
     board._tm_next, board._prog_next = free, paddr + len(data)
     weight_bytes = board.stats["wire_out"] + board.stats["wire_in"] - before
-    mem = sum(s.nbytes for s in stored)
+    mem = sum(s.nbytes for s in stored if s.parent is None)
     out = Program(board, graph, plan, stored, prog, len(ops), mem, weight_bytes, pad)
     out.addr = paddr
     return out

@@ -141,6 +141,28 @@ def test_sparse_matmul_on_an_input(board):
         assert np.array_equal(prog(x=X)["y"], g.evaluate(design=CFG, x=X)["y"])
 
 
+@pytest.mark.parametrize("transpose_x", [False, True])
+def test_sparse_matmul_on_an_intermediate(board, transpose_x):
+    """The chain reads x from the tensor memory, one column per pass (x^T by rows with
+    transpose_x): x made on the board by the requant unit, never sent."""
+    rng = np.random.default_rng(9)
+    g = Graph()
+    x = g.input("x", (20, 40), "int8")
+    acc = g.matmul(x, g.weight("w3", rng.integers(-128, 128, (40, 36))))
+    xr = g.requant(acc, multiplier=1 << 30, shift=-9, name="xr")            # [20, 36]
+    k = 20 if not transpose_x else 36
+    y = g.sparse_matmul(g.weight("w", _sparse_w(rng, 9, k)), xr, mode="2:4",
+                        transpose_x=transpose_x, name="y")
+    g.output("y", y)
+    prog = board.compile(g)
+    for _ in range(2):
+        X = rng.integers(-128, 128, (20, 40))
+        want = g.evaluate(design=CFG, x=X, keep=["xr"])
+        got = prog(x=X, keep=["xr"])
+        assert np.array_equal(got["y"], want["y"]) and np.array_equal(got["xr"], want["xr"])
+    assert y.shape == ((9, 36) if not transpose_x else (9, 20))
+
+
 def _refused(board, g, match):
     before = board.stats["requests"]
     with pytest.raises(GraphError, match=match) as err:
@@ -181,13 +203,6 @@ def test_bad_graphs_are_refused_before_anything_is_sent(board):
     g.output("y", g.matmul(x, g.weight("w", rng.integers(-9, 9, (300, 300)))))
     _refused(board, g, r"needs \d+ bytes; bank \d has \d+ left of 65536 .* tiling "
              "larger-than-memory ops is not built")
-    g = Graph()
-    x = g.input("x", (8, 8), "int8")
-    acc = g.matmul(x, g.weight("w3", np.eye(8, dtype=int)))
-    xr = g.requant(acc, multiplier=1 << 30, shift=-1, name="xr")
-    g.output("z", g.sparse_matmul(g.weight("w", _sparse_w(rng, 4, 8)), xr, mode="2:4"))
-    _refused(board, g, r"sparse_matmul sparse_matmul\d: x xr is made by requant xr "
-             r"\(allowed: an input")
     with pytest.raises(GraphError, match="do not chain"):
         Graph().matmul(Graph().input("a", (2, 3)), Graph().input("b", (4, 2)))
 
@@ -290,3 +305,74 @@ def test_a_weight_stationary_array_chains_per_channel_matmuls():
     prog = b.compile(g)
     X = rng.integers(-128, 128, (32, 20))
     assert np.array_equal(prog(x=X)["y"], g.evaluate(design=cfg, x=X)["y"])
+
+
+def _two_heads(rng, s, d, dh):
+    """Two attention heads side by side (a concat of their outputs), then the output
+    projection over both: the multi-head layout of a transformer."""
+    g = Graph()
+    x = g.input("x", (s, d), "int8")
+    rq = dict(bias=0, multiplier=1 << 30, shift=-9, out="int8")
+    heads = []
+    for h in range(2):
+        q = g.matmul(x, g.weight(f"wq{h}", rng.integers(-128, 128, (d, dh))), requant=rq,
+                     name=f"q{h}")
+        k = g.matmul(x, g.weight(f"wk{h}", rng.integers(-128, 128, (d, dh))), requant=rq,
+                     name=f"k{h}")
+        v = g.matmul(x, g.weight(f"wv{h}", rng.integers(-128, 128, (d, dh))), name=f"v{h}",
+                     requant=dict(bias=rng.integers(-99, 99, dh),
+                                  multiplier=rng.integers(1 << 29, 1 << 30, dh), shift=-9))
+        sc = g.matmul(q, k, transpose_b=True, requant=dict(rq, out="fixed<8,3>"),
+                      name=f"s{h}")
+        p = g.softmax(sc, name=f"p{h}")
+        heads.append(g.matmul(p, v, requant=dict(bias=0, multiplier=1 << 30, shift=-7),
+                              name=f"o{h}"))
+    o = g.concat(heads, name="o")
+    g.output("y", g.matmul(o, g.weight("wo", rng.integers(-128, 128, (2 * dh, d))),
+                           requant=dict(bias=rng.integers(-99, 99, d), multiplier=1 << 30,
+                                        shift=-9), name="y"))
+    return g
+
+
+@pytest.mark.parametrize("s,d,dh", [(16, 24, 8), (13, 19, 16), (64, 32, 16)])
+def test_concat_of_heads_costs_no_op(board, s, d, dh):
+    rng = np.random.default_rng(s + d + dh)
+    g = _two_heads(rng, s, d, dh)
+    prog = board.compile(g)
+    keep = ["o0", "o1", "o", "p1"]
+    for _ in range(2):
+        X = rng.integers(-128, 128, (s, d))
+        want = g.evaluate(design=CFG, x=X, keep=keep)
+        got = prog(x=X, keep=keep)
+        assert np.array_equal(want["o"], np.concatenate([want["o0"], want["o1"]], axis=1))
+        for name in want:
+            assert np.array_equal(got[name], want[name]), name
+    # the concat is no op on the board: its pieces' producers write into its columns
+    assert "o" not in prog.stats["op_cycles"] and len(prog.stats["op_cycles"]) == 13
+
+
+def test_bad_concats_are_refused(board):
+    rng = np.random.default_rng(8)
+    g = Graph()
+    x = g.input("x", (8, 8), "int8")
+    w = g.weight("w", rng.integers(-9, 9, (8, 12)))
+    a = g.matmul(x, w, requant=dict(multiplier=1 << 30, shift=-8), name="a")
+    b = g.matmul(x, w, requant=dict(multiplier=1 << 30, shift=-8), name="b")
+    g.output("y", g.concat([a, b], name="c"))
+    _refused(board, g, r"concat c: piece a: 12 columns \(allowed: multiples of 8")
+    g = Graph()
+    x = g.input("x", (8, 8), "int8")
+    a = g.matmul(x, g.weight("w", rng.integers(-9, 9, (8, 8))),
+                 requant=dict(multiplier=1 << 30, shift=-8), name="a")
+    g.output("y", g.concat([x, a], name="c"))
+    _refused(board, g, r"concat c: piece x: it is an input")
+    g = Graph()
+    x = g.input("x", (8, 8), "int8")
+    a = g.matmul(x, g.weight("w", rng.integers(-9, 9, (8, 8))),
+                 requant=dict(multiplier=1 << 30, shift=-8), name="a")
+    g.output("y", g.concat([a, a], name="c"))
+    _refused(board, g, r"concat c: piece a: it is a piece of concat c too")
+    with pytest.raises(GraphError, match=r"concat c: row counts \[8, 4\]"):
+        g.concat([a, g.input("z", (4, 8))], name="c")
+    with pytest.raises(GraphError, match="concat d: formats int8, fixed<8,3>"):
+        g.concat([a, g.input("z2", (8, 8), "fixed<8,3>")], name="d")

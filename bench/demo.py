@@ -1,20 +1,25 @@
-"""`make demo`: the board demo end to end on the simulated board.
+"""`make demo`: a transformer encoder block on the simulated board, op by op and as a program.
 
-For a board design (default ``configs/demo.yaml``): emit the board top's Verilog, build it with
-the C++ TCP harness in Verilator (cached by design hash), serve it on a free local port (the
-``tensorfab serve`` machinery) and drive it from the host through
-``host.open_board("socket://127.0.0.1:P")`` with a quantized workload, one attention head and
-its feed-forward step:
+For a protocol-2 board design (default ``configs/demo.yaml``): emit the board top's Verilog,
+build it with the C++ TCP harness in Verilator (cached by design hash), serve it on a free
+local port (the ``tensorfab serve`` machinery) and drive it from the host through
+``host.open_board("socket://127.0.0.1:P")`` with the encoder block of :mod:`bench.encoder`
+(multi-head attention, then an FFN with a GELU and a 2:4-sparse down-projection; seq 64,
+d_model 64, 2 heads, FFN 256 by default):
 
-1. ``scores = Q @ K^T`` on the MAC array (int8 codes, int32 accumulators),
-2. the scores requantized on the host to the softmax unit's input format, softmax on the board,
-3. the probabilities requantized to int8, ``P @ V`` on the MAC array,
-4. the attention output requantized to the GELU unit's format, GELU on the board,
-5. a 2:4-sparse projection of the GELU output on the sparse chain.
+- **op by op**: ``Graph.run_ops``, every op one protocol-1 RUN, operands to the board and
+  results back over the link (8-bit intermediates: the MAC array and the sparse chain
+  requantize on the board); also, on ``model://`` with the design's units stripped of their
+  epilogues, the same with int32 accumulators requantized on the host (the protocol's own
+  byte counts);
+- **program**: ``board.compile`` (weights and the program written once), then ``--batch``
+  inputs, one PROG_RUN each.
 
-Every result is compared with the unit family's golden model on the same inputs; a table gives
-per step the bytes moved, the unit's cycles, the wall time and the mismatches (all must be 0;
-any mismatch makes the exit status 1). Bad input is exit status 2 and one line.
+It prints both ways side by side (link bytes, board cycles, link time on the design's UART
+from the byte counts, compute time at the board clock, how busy the board is), the program's
+cycles per op against each op's stand-alone ``expected_cycles``, and the simulated board's
+speed. Every output must equal ``Graph.evaluate`` (the golden models); any mismatch makes the
+exit status 1. Bad input is exit status 2 and one line, before anything is built.
 
 A unit config (``--config configs/mac8x8.yaml``) runs the older single-unit demo: a GEMM on
 the unit's RTL in Verilator through ``tensorfab run``'s runner.
@@ -107,128 +112,8 @@ def harness_report(proc, timeout: float = 10.0) -> dict | None:
     return None
 
 
-def _units_needed(board) -> dict:
-    from generators.errors import UserError
-
-    have = {}
-    for u in board.units:
-        have.setdefault(u.kind, u)
-    missing = [k for k in NEEDS if k not in have]
-    if missing:
-        names = ", ".join(f"{u.name} ({u.kind})" for u in board.units)
-        raise UserError(f"{board.url}: the board demo needs a {', '.join(missing)} unit as "
-                        f"well (the design has: {names}; allowed: a design like "
-                        "configs/demo.yaml)")
-    return have
-
-
-def attention_workload(board, seq: int = 64, dim: int = 32, seed: int = 2026) -> list[dict]:
-    """Run the demo workload on ``board`` (an open :class:`host.board.Board`); returns one row
-    per step: ``step``, ``unit``, ``shape``, ``runs``, ``payload_bytes``, ``link_bytes``,
-    ``cycles``, ``wall_s``, ``mismatches``, ``elements``."""
-    from generators.errors import UserError
-    from generators.numerics import Format, requantize
-    from host import QTensor
-
-    have = _units_needed(board)
-    fam = {k: u.family() for k, u in have.items()}
-    sm_p = fam["softmax"][1]
-    if seq > sm_p.length:
-        raise UserError(f"--seq {seq}: longer than the softmax unit's rows (allowed: "
-                        f"1..{sm_p.length})")
-    rng = np.random.default_rng(seed)
-    scale = 1 / 32                                     # int8 codes of N(0, 1) activations
-    q = QTensor.quantize(rng.normal(0, 1, (seq, dim)), "int8", scale=scale).codes
-    k = QTensor.quantize(rng.normal(0, 1, (seq, dim)), "int8", scale=scale).codes
-    v = QTensor.quantize(rng.normal(0, 1, (seq, dim)), "int8", scale=scale).codes
-    rows: list[dict] = []
-
-    def step(name, kind, call, golden, inputs, shape, mode=None):
-        u = have[kind]
-        f, p = fam[kind]
-        before = dict(board.stats)
-        t0 = time.perf_counter()
-        out = call(u.name)
-        wall = time.perf_counter() - t0
-        want = f.golden(p, inputs, **({"mode": mode} if mode else {}))[golden]
-        bad = int(np.count_nonzero(np.asarray(out) != want)) if out.shape == want.shape \
-            else int(want.size)
-        st = board.stats
-        rows.append({
-            "step": name, "unit": u.name, "shape": shape, "runs": board.last_run["runs"],
-            "payload_bytes": st["payload_out"] + st["payload_in"]
-            - before["payload_out"] - before["payload_in"],
-            "link_bytes": st["wire_out"] + st["wire_in"] - before["wire_out"] - before["wire_in"],
-            "cycles": int(board.last_run["cycles"]), "wall_s": wall, "mismatches": bad,
-            "elements": int(want.size)})
-        return out
-
-    # 1. scores = Q @ K^T: int32 codes at scale 2**-10 (two int8 codes of scale 2**-5)
-    kt = np.ascontiguousarray(k.T)
-    scores = step("scores = Q @ K^T", "mac_array", lambda n: board.gemm(q, kt, unit=n), "c",
-                  {"a": q, "b": kt}, f"{seq}x{dim} @ {dim}x{seq}")
-    # 2. softmax of scores / sqrt(dim): fold 1/sqrt(32) ~ 2**-2.5 into a shift of 3 bits
-    acc = fam["mac_array"][1].acc
-    s_in = Format.parse(str(have["softmax"].desc["config"]["in"]))
-    logits = requantize(scores, Format(width=acc.width, int_bits=acc.width - 13, signed=True),
-                        s_in, "rnd_conv", "sat")
-    probs = step("P = softmax(scores)", "softmax", lambda n: board.softmax(logits, unit=n), "y",
-                 {"x": logits}, f"{seq} rows of {seq}")
-    # 3. out = P @ V with P as int8 codes (7 fraction bits)
-    s_out = Format.parse(str(have["softmax"].desc["config"]["out"]))
-    p8 = requantize(probs, s_out, Format.parse("fixed<8,1>"), "rnd_conv", "sat")
-    att = step("O = P @ V", "mac_array", lambda n: board.gemm(p8, v, unit=n), "c",
-               {"a": p8, "b": v}, f"{seq}x{seq} @ {seq}x{dim}")
-    # 4. GELU of the attention output (7 + 5 fraction bits) in the GELU unit's format
-    g_in = Format.parse(str(have["gelu"].desc["config"]["in"]))
-    o_q = requantize(att, Format(width=acc.width, int_bits=acc.width - 12, signed=True), g_in,
-                     "rnd_conv", "sat")
-    g = step("H = GELU(O)", "gelu", lambda n: board.gelu(o_q, unit=n), "y", {"x": o_q},
-             f"{seq}x{dim}")
-    # 5. a 2:4-sparse projection of H^T on the sparse chain
-    sp_p = fam["sparse_chain"][1]
-    mode = str(sp_p.modes[0])
-    nm = sp_p.mode(mode)
-    w = QTensor.quantize(rng.normal(0, 0.5, (dim, dim)), "int8", scale=scale).codes
-    groups = w.reshape(dim, -1, nm.m)
-    order = np.argsort(-np.abs(groups), axis=-1, kind="stable")   # keep the N largest of M
-    mask = np.zeros_like(groups, dtype=bool)
-    np.put_along_axis(mask, order[..., :nm.n], True, axis=-1)
-    w = np.where(mask, groups, 0).reshape(dim, dim)
-    ht = np.ascontiguousarray(g.T)
-    step(f"Y = W({mode}) @ H^T", "sparse_chain",
-         lambda n: board.sparse_matmul(w, ht, mode=mode, unit=n), "y", {"w": w, "x": ht},
-         f"{dim}x{dim} @ {dim}x{seq}", mode=mode)
-    return rows
-
-
-def print_table(rows: list[dict], out=sys.stdout) -> None:
-    head = ("step", "unit", "shape", "RUNs", "payload B", "link B", "cycles", "wall s",
-            "mismatches")
-    body = [(r["step"], r["unit"], r["shape"], str(r["runs"]), str(r["payload_bytes"]),
-             str(r["link_bytes"]), str(r["cycles"]), f"{r['wall_s']:.3f}",
-             str(r["mismatches"])) for r in rows]
-    tot = ("total", "", "", str(sum(r["runs"] for r in rows)),
-           str(sum(r["payload_bytes"] for r in rows)), str(sum(r["link_bytes"] for r in rows)),
-           str(sum(r["cycles"] for r in rows)), f"{sum(r['wall_s'] for r in rows):.3f}",
-           str(sum(r["mismatches"] for r in rows)))
-    widths = [max(len(x[i]) for x in (head, *body, tot)) for i in range(len(head))]
-    left = {0, 1, 2}
-
-    def line(cells):
-        return "  " + "  ".join(c.ljust(w) if i in left else c.rjust(w)
-                                for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
-
-    print(line(head), file=out)
-    print("  " + "  ".join("-" * w for w in widths), file=out)
-    for b in body:
-        print(line(b), file=out)
-    print("  " + "  ".join("-" * w for w in widths), file=out)
-    print(line(tot), file=out)
-
-
-def check_design(cfg, seq: int, where: str) -> None:
-    """Refuse (one line) a design the workload cannot run on, before anything is built."""
+def check_design(cfg, args, where: str) -> None:
+    """Refuse (one line) a design the encoder block cannot run on, before anything is built."""
     from generators.errors import UserError
 
     kinds = [u.unit for u in cfg.units]
@@ -237,16 +122,204 @@ def check_design(cfg, seq: int, where: str) -> None:
         names = ", ".join(f"{u.name} ({u.unit})" for u in cfg.units)
         raise UserError(f"{where}: the board demo needs a {', '.join(missing)} unit as well "
                         f"(the design has: {names}; allowed: a design like configs/demo.yaml)")
+    if cfg.tensor_memory is None:
+        raise UserError(f"{where}: design {cfg.name} has no tensor_memory (allowed: a "
+                        "protocol-2 design like configs/demo.yaml)")
     length = next(u.length for u in cfg.units if u.unit == "softmax")
-    if seq > length:
-        raise UserError(f"--seq {seq}: longer than the softmax unit's rows (allowed: "
+    if args.seq > length:
+        raise UserError(f"--seq {args.seq}: longer than the softmax unit's rows (allowed: "
                         f"1..{length})")
+    modes = [str(m) for m in next(u for u in cfg.units if u.unit == "sparse_chain").modes]
+    if args.mode not in modes:
+        raise UserError(f"--mode {args.mode}: not a mode of the design's sparse chain "
+                        f"(allowed: {', '.join(modes)})")
+    # the whole graph through the compiler on model:// (every graph error before any build)
+    from host import open_board
+
+    from .encoder import encoder_block
+
+    g, x0 = encoder_block(cfg, args.seq, args.d_model, args.heads, args.ffn, args.mode,
+                          args.seed)
+    with open_board("model://" + str(args.config), progress=False) as ref:
+        ref.compile(g)
+
+
+def _packed_bytes(graph) -> dict:
+    """Packed sizes of what a compile loads: ``weights`` (dense codes at their storage width;
+    an N:M weight as its kept values and their indices) and ``params`` (requant bias and
+    multiplier 4 bytes, shift 1 byte, per channel or once)."""
+    from generators.tm import storage_bits
+
+    w = params = 0
+    for node in graph.nodes:
+        if node.kind == "weight":
+            c = node.attrs["codes"]
+            users = [n for n in graph.nodes if node.out in n.inputs]
+            sparse = next((n for n in users if n.kind == "sparse_matmul"), None)
+            if sparse is not None:
+                n_, m_ = (int(v) for v in (sparse.attrs["mode"] or "2:4").split(":"))
+                w += c.size * n_ // m_ * (storage_bits(node.out.fmt.width)
+                                          + (m_ - 1).bit_length()) // 8
+            else:
+                w += c.size * storage_bits(node.out.fmt.width) // 8
+        rq = node.attrs.get("requant")
+        if rq:
+            ch = node.out.shape[1] if node.kind != "sparse_matmul" else node.out.shape[0]
+            per = any(np.ndim(rq["arrays"].get(k, 0)) for k in ("bias", "multiplier", "shift"))
+            params += 9 * (ch if per else 1)
+    return {"weights": w, "params": params}
+
+
+def encoder_workload(board, cfg, args, say=print) -> dict:
+    """The encoder block on ``board`` both ways: op by op (each op one protocol-1 RUN, the
+    intermediates over the link) and as one compiled program (weights resident, then
+    ``args.batch`` inputs). Every output is compared with ``Graph.evaluate``."""
+    from host import open_board
+
+    from .encoder import encoder_block
+
+    g, x0 = encoder_block(cfg, args.seq, args.d_model, args.heads, args.ffn, args.mode,
+                          args.seed)
+    rng = np.random.default_rng(args.seed + 1)
+    xs = [x0] + [np.clip(np.rint(rng.normal(0, 1, x0.shape) * 32), -128, 127).astype(np.int64)
+                 for _ in range(args.batch - 1)]
+    wants = [g.evaluate(design=cfg, x=x) for x in xs]
+    res = {"graph": g, "ops": {}, "prog": {}, "mismatches": 0}
+
+    def bad(got, want):
+        return sum(int(np.count_nonzero(got[k] != want[k])) if got[k].shape == want[k].shape
+                   else int(want[k].size) for k in want)
+
+    say(f"op by op: {len([n for n in g.nodes if n.kind not in ('input', 'weight', 'concat')])} "
+        "ops, each a protocol-1 RUN (operands and results over the link)...")
+    t0 = time.perf_counter()
+    got, st = g.run_ops(board, x=x0)
+    res["ops"] = {**st, "wall_s": time.perf_counter() - t0, "mismatches": bad(got, wants[0])}
+    say("program: compile (weights and the program written once), then "
+        f"{args.batch} inputs, one PROG_RUN each...")
+    t0 = time.perf_counter()
+    prog = board.compile(g)
+    compile_s = time.perf_counter() - t0
+    calls = []
+    for x, want in zip(xs, wants, strict=True):
+        t0 = time.perf_counter()
+        got = prog(x=x)
+        calls.append({**{k: v for k, v in prog.stats.items() if k != "op_cycles"},
+                      "op_cycles": dict(prog.stats["op_cycles"]),
+                      "wall_s": time.perf_counter() - t0, "mismatches": bad(got, want)})
+    res["prog"] = {"calls": calls, "compile_s": compile_s,
+                   "weight_bytes": prog.stats["weight_bytes"],
+                   "memory_bytes": prog.stats["memory_bytes"],
+                   "program_bytes": prog.stats["program_bytes"],
+                   "units": {n.name: u.name for n, u, _ in prog.plan}}
+    # the same program on model://: each op's stand-alone expected_cycles, and the op-by-op
+    # way with int32 accumulators and the requantization on the host (the design's units
+    # without their epilogues), byte for byte the same protocol
+    with open_board("model://" + args.config, progress=False) as ref:
+        rp = ref.compile(g)
+        rp(x=x0)
+        res["expected_cycles"] = dict(rp.stats["op_cycles"])
+    plain = cfg.model_copy(update={"units": tuple(
+        u.model_copy(update={"requant": None}) if getattr(u, "requant", None) is not None
+        else u for u in cfg.units)})
+    from host.board import Board
+    from host.model import ModelBoard
+    from host.transport import ModelTransport
+
+    with Board(ModelTransport("model://" + cfg.name + "-int32", ModelBoard(plain)),
+               progress=False) as b32:
+        got, st = g.run_ops(b32, host_requant=True, x=x0)
+        res["ops32"] = {**st, "mismatches": bad(got, wants[0])}
+    res["mismatches"] = (res["ops"]["mismatches"] + res["ops32"]["mismatches"]
+                         + sum(c["mismatches"] for c in calls))
+    x_io = x0.size + sum(w.size for w in wants[0].values())     # int8 codes, 1 byte each
+    res["io_bytes"] = x_io
+    res["packed"] = _packed_bytes(g)
+    return res
+
+
+def _table(rows, head, out=sys.stdout, left=1):
+    widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(len(head))]
+
+    def line(cells):
+        return "  " + "  ".join(str(c).ljust(w) if i < left else str(c).rjust(w)
+                                for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+
+    print(line(head), file=out)
+    print("  " + "  ".join("-" * w for w in widths), file=out)
+    for r in rows:
+        print(line(r), file=out)
+
+
+def print_report(res, cfg, args, out=sys.stdout) -> None:
+    from generators.board_info import BOARD_CLOCK_HZ
+
+    clk = BOARD_CLOCK_HZ[cfg.board]
+    baud = cfg.link.uart
+    ops, ops32, pr = res["ops"], res["ops32"], res["prog"]
+    call = pr["calls"][-1]
+
+    def link_s(n):
+        return n * 10 / baud          # 8N1: 10 bits per byte
+
+    def cols(st, bytes_, runs):
+        comp = st["cycles"] / clk
+        lk = link_s(bytes_)
+        return [f"{bytes_:,}", f"{st['cycles']:,}", f"{lk * 1e3:.1f} ms", f"{comp * 1e3:.2f} ms",
+                f"{100 * comp / (comp + lk):.2f} %", str(runs)]
+
+    a = cols(ops32, ops32["link_bytes"], ops32["runs"])
+    b = cols(ops, ops["link_bytes"], ops["runs"])
+    c = cols(call, call["link_bytes"], 1)
+    names = ["link bytes per inference", "board cycles per inference",
+             f"link time at {baud / 1e6:g} Mbaud", f"compute time at {clk / 1e6:g} MHz",
+             "board busy (compute / (link + compute))", "RUNs / PROG_RUNs per inference"]
+    rows = [[n, x, y, z] for n, x, y, z in zip(names, a, b, c, strict=True)]
+    rows.append(["mismatches against evaluate", ops32["mismatches"], ops["mismatches"],
+                 sum(c["mismatches"] for c in pr["calls"])])
+    print(file=out)
+    _table(rows, ["encoder block", "op by op, int32 (model://)", "op by op (board)",
+                  "program (board)"], out)
+    print(file=out)
+    r_ops = ops["link_bytes"] / call["link_bytes"]
+    r_32 = ops32["link_bytes"] / ops["link_bytes"]
+    exp = sum(res["expected_cycles"].values())
+    units = pr["units"]
+    mac = next(u.name for u in cfg.units if u.unit == "mac_array")
+    mac_busy = sum(v for k, v in call["op_cycles"].items() if units[k] == mac)
+    pk = res["packed"]
+    dense = [k for k in ops["op_link_bytes"] if units[k] == mac]
+    d32 = sum(ops32["op_link_bytes"][k] for k in dense)
+    d8 = sum(ops["op_link_bytes"][k] for k in dense)
+    chain = next(u.name for u in cfg.units if u.unit == "sparse_chain")
+    sp = sum(v for k, v in ops["op_link_bytes"].items() if units[k] == chain)
+    print(f"  link bytes, op by op / program: {r_ops:.1f}x; int32 op by op / on-board "
+          f"requant op by op: {r_32:.2f}x (the MAC array's ops alone: {d32:,} / {d8:,} = "
+          f"{d32 / d8:.2f}x; the sparse chain's protocol-1 beats, replayed per output, are "
+          f"{sp:,} B of the op-by-op bytes)", file=out)
+    print(f"  program link bytes per inference / (input + output bytes = {res['io_bytes']:,}): "
+          f"{call['link_bytes'] / res['io_bytes']:.3f}x", file=out)
+    print(f"  weight load: {pr['weight_bytes']:,} link bytes, once (packed weights "
+          f"{pk['weights']:,} B + requant parameters {pk['params']:,} B + program "
+          f"{pr['program_bytes']:,} B: {pr['weight_bytes'] / pk['weights']:.3f}x the weights, "
+          f"{pr['weight_bytes'] / (pk['weights'] + pk['params']):.3f}x weights and "
+          "parameters)", file=out)
+    print(f"  program cycles {call['cycles']:,} / sum of the ops' stand-alone expected cycles "
+          f"{exp:,}: {call['cycles'] / exp:.3f}x; MAC array {mac} busy "
+          f"{mac_busy:,} of {call['cycles']:,} cycles = {100 * mac_busy / call['cycles']:.1f} %",
+          file=out)
+    print(f"  tensor memory used: {pr['memory_bytes']:,} of {res['tm_bytes']:,} bytes; "
+          f"batch of {len(pr['calls'])} inputs, weights resident", file=out)
+    print(file=out)
+    rows = [[k, units[k], f"{v:,}", f"{res['expected_cycles'][k]:,}",
+             f"{v / res['expected_cycles'][k]:.3f}"] for k, v in call["op_cycles"].items()]
+    _table(rows, ["program op", "unit", "cycles (board)", "expected", "ratio"], out, left=2)
 
 
 def board_demo(cfg, args) -> int:
     from host import open_board
 
-    check_design(cfg, args.seq, args.config)
+    check_design(cfg, args, args.config)
 
     def say(msg):
         print(msg, flush=True)
@@ -258,25 +331,29 @@ def board_demo(cfg, args) -> int:
             f"serving {url} (up in {times['start']:.1f} s)")
         with open_board(url, timeout=args.timeout, progress=False) as board:
             info = board.info()
-            say(f"INFO: design {info['name']} on {info['board']}, hash {info['hash']}, units "
+            say(f"INFO: design {info['name']} on {info['board']}, protocol "
+                f"{info.get('protocol', 1)}, hash {info['hash']}, units "
                 + ", ".join(f"{u['name']} ({u['unit']})" for u in info["units"]))
-            say(f"workload: one attention head (seq {args.seq}, head dim {args.dim}) and a "
-                "sparse projection, int8 codes from N(0, 1) data")
-            rows = attention_workload(board, args.seq, args.dim, args.seed)
+            say(f"workload: a transformer encoder block (seq {args.seq}, d_model "
+                f"{args.d_model}, {args.heads} heads, FFN {args.ffn}, {args.mode}-sparse "
+                "down-projection), int8 codes")
+            res = encoder_workload(board, cfg, args, say)
+            res["tm_bytes"] = info["tensor_memory"]["bank_bytes"] * \
+                info["tensor_memory"]["banks"]
             stats = dict(board.stats)
         report = harness_report(proc)
-    print()
-    print_table(rows)
+    print_report(res, cfg, args)
     print()
     if report:
-        print(f"  simulated board: {report['cycles']} cycles in {report['busy_s']:.3f} s of "
+        print(f"  simulated board: {report['cycles']:,} cycles in {report['busy_s']:.3f} s of "
               f"simulation = {report['cycles_per_s'] / 1e6:.2f} M cycles/s "
               f"(Verilator, {report['wall_s']:.2f} s connected)")
-    print(f"  link: {stats['wire_out'] + stats['wire_in']} bytes, {stats['requests']} requests, "
-          f"{stats['retries']} retries; total wall time {time.perf_counter() - t_all:.1f} s")
-    bad = sum(r["mismatches"] for r in rows)
+    print(f"  link: {stats['wire_out'] + stats['wire_in']:,} bytes, {stats['requests']} "
+          f"requests, {stats['retries']} retries; total wall time "
+          f"{time.perf_counter() - t_all:.1f} s")
+    bad = res["mismatches"]
     verdict = "yes" if bad == 0 else f"NO ({bad} mismatches)"
-    print(f"  every result equals its golden model: {verdict}")
+    print(f"  every output equals Graph.evaluate (the golden models): {verdict}")
     return 0 if bad == 0 else 1
 
 
@@ -333,14 +410,19 @@ def unit_demo(cfg, args) -> int:
     return 0 if ok else 1
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m bench.demo",
         description="The board demo on the simulated board (a board design), or a GEMM on a "
                     "mac_array unit's RTL (a unit config).")
     ap.add_argument("--config", default="configs/demo.yaml")
     ap.add_argument("--seq", type=int, default=64, help="sequence length (board demo)")
-    ap.add_argument("--dim", type=int, default=32, help="head dimension (board demo)")
+    ap.add_argument("--d-model", type=int, default=64, help="model width (board demo)")
+    ap.add_argument("--heads", type=int, default=2, help="attention heads (board demo)")
+    ap.add_argument("--ffn", type=int, default=256, help="FFN width (board demo)")
+    ap.add_argument("--mode", default="2:4", help="N:M mode of the FFN down-projection")
+    ap.add_argument("--batch", type=int, default=4,
+                    help="inputs run through the program (board demo)")
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--timeout", type=float, default=5.0,
                     help="seconds to wait for each reply (board demo)")
@@ -348,7 +430,11 @@ def main(argv=None) -> int:
                     help="simulator (unit demo; the board demo runs Verilator)")
     ap.add_argument("--out", default="out/demo", help="output folder (unit demo)")
     ap.add_argument("--shape", default="100,200,120", help="M,K,N of the GEMM (unit demo)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
 
     from amaranth.hdl import UnusedElaboratable
 
@@ -358,13 +444,14 @@ def main(argv=None) -> int:
 
     warnings.simplefilter("ignore", UnusedElaboratable)
     try:
-        for name in ("seq", "dim"):
+        for name in ("seq", "d_model", "heads", "ffn", "batch"):
             val = getattr(args, name)
             if not 1 <= val <= 4096:
-                raise UserError(f"--{name} {val}: out of range (allowed: 1..4096)")
-        if args.dim % 4:
-            raise UserError(f"--dim {args.dim}: not a multiple of 4 (allowed: multiples of 4, "
-                            "the sparse groups)")
+                raise UserError(f"--{name.replace('_', '-')} {val}: out of range (allowed: "
+                                "1..4096)")
+        if args.d_model % args.heads:
+            raise UserError(f"--d-model {args.d_model}: not a multiple of --heads "
+                            f"{args.heads} (allowed: d_model = heads x head width)")
         cfg = load_config(args.config)
         if isinstance(cfg, BoardConfig):
             return board_demo(cfg, args)

@@ -66,7 +66,7 @@ def bench_beats() -> list[dict]:
     from generators.mac_array import family as mac
     from host.tensor import pack_beats, unpack_beats
 
-    cfg = load_config("configs/demo.yaml")
+    cfg = load_config("configs/ulx3s_units.yaml")
     streams = describe(cfg)["units"][0]["streams"]
     rng = np.random.default_rng(1)
     a = rng.integers(-128, 128, (512, 2048))
@@ -119,13 +119,13 @@ def bench_overhead(total: int = 1 << 20) -> list[dict]:
 
 def bench_model_board() -> dict:
     """End to end through the driver on model:// (Python reference board): a 256x256x256 GEMM
-    on configs/demo.yaml's 8x8 array (split into RUNs by the buffers)."""
+    on configs/ulx3s_units.yaml's 8x8 array (split into RUNs by the buffers)."""
     from host import open_board
 
     rng = np.random.default_rng(3)
     a = rng.integers(-128, 128, (256, 256))
     b = rng.integers(-128, 128, (256, 256))
-    with open_board("model://configs/demo.yaml", progress=False) as board:
+    with open_board("model://configs/ulx3s_units.yaml", progress=False) as board:
         t0 = time.perf_counter()
         c = board.gemm(a, b)
         wall = time.perf_counter() - t0
@@ -140,10 +140,10 @@ def bench_model_board() -> dict:
 
 
 def bench_served_board(repeats: int = 3) -> dict:
-    """The simulated board's speed on the demo workload (`make demo`: an attention head and a
-    sparse projection on configs/demo.yaml, served by the Verilator harness): simulated
+    """The simulated board's speed on the demo workload (`make demo`: the encoder block on
+    configs/demo.yaml, op by op and as a program, served by the Verilator harness): simulated
     cycles per second of simulation time (the harness's own count while it clocks the model),
-    best of ``repeats`` connections."""
+    best of ``repeats`` connections, and the workload's link bytes and cycles."""
     import warnings
 
     from amaranth.hdl import UnusedElaboratable
@@ -151,25 +151,36 @@ def bench_served_board(repeats: int = 3) -> dict:
     from generators.config import load_config
     from host import open_board
 
-    from .demo import attention_workload, harness_report, served_board
+    from .demo import encoder_workload, harness_report, parser, served_board
 
     warnings.simplefilter("ignore", UnusedElaboratable)
-    cfg = load_config("configs/demo.yaml")
+    args = parser().parse_args(["--batch", "2"])
+    cfg = load_config(args.config)
     best = None
     with served_board(cfg, say=lambda m: print(f"  {m}", flush=True)) as (url, proc, times):
         for _ in range(repeats):
             with open_board(url, timeout=5.0, progress=False) as board:
                 t0 = time.perf_counter()
-                rows = attention_workload(board)
+                res = encoder_workload(board, cfg, args, say=lambda m: None)
                 wall = time.perf_counter() - t0
             rep = harness_report(proc)
-            bad = sum(r["mismatches"] for r in rows)
             if rep and (best is None or rep["cycles_per_s"] > best["cycles_per_s"]):
-                best = {"design": "configs/demo.yaml", "workload": "bench.demo attention head "
-                        "(seq 64, dim 32) + 2:4 projection", "cycles": rep["cycles"],
+                call = res["prog"]["calls"][-1]
+                best = {"design": args.config, "workload": "bench.demo encoder block (seq 64, "
+                        "d_model 64, 2 heads, FFN 256, 2:4 down-projection), op by op and as "
+                        "a program (2 inputs)", "cycles": rep["cycles"],
                         "sim_seconds": rep["busy_s"], "cycles_per_s": round(rep["cycles_per_s"]),
-                        "workload_wall_seconds": round(wall, 3), "mismatches": bad,
-                        "link_bytes": sum(r["link_bytes"] for r in rows)}
+                        "workload_wall_seconds": round(wall, 3),
+                        "mismatches": res["mismatches"],
+                        "op_by_op_link_bytes": res["ops"]["link_bytes"],
+                        "op_by_op_int32_link_bytes": res["ops32"]["link_bytes"],
+                        "program_link_bytes": call["link_bytes"],
+                        "program_cycles": call["cycles"],
+                        "expected_cycles": sum(res["expected_cycles"].values()),
+                        "weight_load_bytes": res["prog"]["weight_bytes"],
+                        "packed_weight_bytes": res["packed"]["weights"],
+                        "packed_param_bytes": res["packed"]["params"],
+                        "io_bytes": res["io_bytes"]}
     if best is None:
         raise RuntimeError("the simulated board reported no cycle count")
     print(f"  served demo board: {best['cycles']} cycles in {best['sim_seconds']:.2f} s = "
@@ -179,7 +190,7 @@ def bench_served_board(repeats: int = 3) -> dict:
 
 
 def bench_pin_level(nbytes: int = 16384) -> dict:
-    """The pin-level UART face of configs/demo.yaml (3 Mbaud from 25 MHz, the harness driving
+    """The pin-level UART face of configs/ulx3s_units.yaml (3 Mbaud from 25 MHz, the harness driving
     and decoding the pins) moving ``nbytes`` payload bytes with WRITE, then reading them back
     with READ, through ``open_board``. The harness counts only the cycles in which the link or
     the board is busy (it stops clocking while both lines are quiet and the board waits for
@@ -199,7 +210,7 @@ def bench_pin_level(nbytes: int = 16384) -> dict:
     from .demo import _free_port, harness_report
 
     warnings.simplefilter("ignore", UnusedElaboratable)
-    cfg = load_config("configs/demo.yaml")
+    cfg = load_config("configs/ulx3s_units.yaml")
     clk, baud = BOARD_CLOCK_HZ[cfg.board], cfg.link.uart
     data = np.random.default_rng(4).integers(0, 256, nbytes, dtype=np.uint8).tobytes()
     sb.build(cfg, "uart", say=lambda m: print(f"  {m}", flush=True))
@@ -230,7 +241,7 @@ def bench_pin_level(nbytes: int = 16384) -> dict:
         proc.stderr.close()
     line = baud / 10   # bytes/s per direction
     w_s, r_s = (cycles[1] - cycles[0]) / clk, (cycles[2] - cycles[1]) / clk
-    row = {"design": "configs/demo.yaml (uart face)", "clock_hz": clk, "baud": baud,
+    row = {"design": "configs/ulx3s_units.yaml (uart face)", "clock_hz": clk, "baud": baud,
            "payload_bytes": nbytes, "write_cycles": cycles[1] - cycles[0],
            "read_cycles": cycles[2] - cycles[1],
            "write_pct_of_line": round(100 * nbytes / w_s / line, 2),
@@ -315,7 +326,7 @@ def host_markdown(res: dict) -> list[str]:
                      f"{r['write_overhead_pct']} % | {r['read_link_bytes']} | "
                      f"{r['read_overhead_pct']} % |")
     m = res["model_board"]
-    lines += ["", f"`model://configs/demo.yaml`, {m['gemm']} GEMM through `open_board`: "
+    lines += ["", f"`model://configs/ulx3s_units.yaml`, {m['gemm']} GEMM through `open_board`: "
               f"{m['runs']} RUNs, {m['wall_seconds']} s, {m['payload_bytes']} payload bytes "
               f"({m['link_bytes']} link bytes), equal to the golden model: "
               f"{m['equal_to_golden']}.", ""]
@@ -324,12 +335,26 @@ def host_markdown(res: dict) -> list[str]:
         lines += [f"Simulated board (`tensorfab serve configs/demo.yaml`, Verilator harness, "
                   f"the `make demo` workload: {sb['workload']}): {sb['cycles']} cycles in "
                   f"{sb['sim_seconds']} s of simulation = **{sb['cycles_per_s'] / 1e6:.2f} M "
-                  f"simulated cycles/s** (best of 3 connections; {sb['link_bytes']} link "
-                  f"bytes, workload wall time {sb['workload_wall_seconds']} s, "
-                  f"{sb['mismatches']} mismatches).", ""]
+                  f"simulated cycles/s** (best of 3 connections; workload wall time "
+                  f"{sb['workload_wall_seconds']} s, {sb['mismatches']} mismatches).", ""]
+        if "program_link_bytes" in sb:
+            lb, io = sb["program_link_bytes"], sb["io_bytes"]
+            wl, pw, pp = (sb["weight_load_bytes"], sb["packed_weight_bytes"],
+                          sb["packed_param_bytes"])
+            lines += [
+                "Encoder block per inference (link bytes from the protocol's byte counts): "
+                "op by op with int32 accumulators and host requantization (model://) "
+                f"{sb['op_by_op_int32_link_bytes']:,} B; op by op with on-board requant "
+                f"{sb['op_by_op_link_bytes']:,} B; program {lb:,} B = {lb / io:.3f}x the input "
+                f"and output codes ({io:,} B), **{sb['op_by_op_link_bytes'] / lb:.0f}x** fewer "
+                f"than op by op. Weight load (once): {wl:,} B = {wl / pw:.3f}x the packed "
+                f"weights ({pw:,} B; with the requant parameters {wl / (pw + pp):.3f}x). "
+                f"Program cycles {sb['program_cycles']:,} = "
+                f"{sb['program_cycles'] / sb['expected_cycles']:.3f}x the ops' stand-alone "
+                "expected cycles.", ""]
     pl = res.get("pin_level")
     if pl:
-        lines += [f"Pin-level UART (`tensorfab serve configs/demo.yaml --pin-level`: "
+        lines += [f"Pin-level UART (`tensorfab serve configs/ulx3s_units.yaml --pin-level`: "
                   f"{pl['baud']} baud from {pl['clock_hz'] / 1e6:g} MHz, 8N1, the harness "
                   f"driving and decoding the pins), {pl['payload_bytes']} payload bytes "
                   f"written then read back through `open_board`, in simulated time with an "

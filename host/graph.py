@@ -225,13 +225,13 @@ class Graph:
         ``concat`` is done on the host. ``host_requant``: the matmuls' requantization is
         done on the host instead (int32 accumulators cross the link; a design whose MAC
         units have no epilogue). Returns ``(outputs, stats)``: ``link_bytes``, ``runs``,
-        ``cycles`` and ``op_cycles`` (op name -> unit cycles)."""
+        ``cycles``, ``op_cycles`` (op name -> unit cycles) and ``op_link_bytes``."""
         from generators.numerics import requantize_fixed
 
         units = _design_units(board.info())
         vals = {}
-        stats = {"runs": 0, "cycles": 0, "op_cycles": {}}
-        before = board.stats["wire_out"] + board.stats["wire_in"]
+        stats = {"runs": 0, "cycles": 0, "op_cycles": {}, "op_link_bytes": {}}
+        before = mark = board.stats["wire_out"] + board.stats["wire_in"]
         for node in self.nodes:
             if node.kind in ("input", "weight", "concat"):
                 vals[node.out.name] = _golden(node, None, None, vals, inputs)
@@ -252,14 +252,20 @@ class Graph:
             if run is not node:
                 f = rq["out"]
                 a = rq["arrays"]
+                rows = node.kind == "sparse_matmul"     # its channels are the rows of y
                 out = requantize_fixed(
-                    out, **{k: a[k] for k in a}, rounding=rq["rounding"] or "double",
+                    out.T if rows else out, **{k: a[k] for k in a},
+                    rounding=rq["rounding"] or "double",
                     out_fmt=Format.parse(f"{'int' if f.signed else 'uint'}{f.width}"),
                     acc_fmt=u.params.acc, overflow=u.params.overflow)
+                out = out.T if rows else out
             vals[node.out.name] = out
             stats["runs"] += board.last_run["runs"]
             stats["cycles"] += board.last_run["cycles"]
             stats["op_cycles"][node.name] = board.last_run["cycles"]
+            now = board.stats["wire_out"] + board.stats["wire_in"]
+            stats["op_link_bytes"][node.name] = now - mark
+            mark = now
         stats["link_bytes"] = board.stats["wire_out"] + board.stats["wire_in"] - before
         return _results(self, vals, keep), stats
 

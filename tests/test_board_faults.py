@@ -27,7 +27,7 @@ from host.transport import FaultyTransport, SocketTransport
 # other worker runs other tests, instead of waiting on the build lock (`--dist loadgroup`)
 pytestmark = [pytest.mark.rtl, pytest.mark.xdist_group("demo_board")]
 
-DEMO = "configs/demo.yaml"
+DEMO = "configs/ulx3s_units.yaml"
 T = 0.03        # reply timeout: the simulated board answers a request in a few ms
 RETRIES = 15
 

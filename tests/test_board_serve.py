@@ -30,13 +30,13 @@ def test_serve_refuses_a_unit_config():
 
 
 def test_serve_refuses_bad_ports(tmp_path):
-    r = tf("serve", "configs/demo.yaml", "--port", "http")
+    r = tf("serve", "configs/ulx3s_units.yaml", "--port", "http")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "1..65535" in r.stderr
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen(1)
         port = s.getsockname()[1]
-        r = tf("serve", "configs/demo.yaml", "--port", str(port))
+        r = tf("serve", "configs/ulx3s_units.yaml", "--port", str(port))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and f"{port}" in r.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nboard: ulx3s\nunits: []\n")
@@ -51,9 +51,9 @@ def test_served_demo_with_open_board(rng):
     from generators.units import family
     from host import open_board
 
-    cfg = load_config("configs/demo.yaml")
+    cfg = load_config("configs/ulx3s_units.yaml")
     port = free_port()
-    proc = subprocess.Popen([*TENSORFAB, "serve", "configs/demo.yaml", "--port", str(port)],
+    proc = subprocess.Popen([*TENSORFAB, "serve", "configs/ulx3s_units.yaml", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = proc.stdout.readline().strip()

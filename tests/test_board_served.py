@@ -21,7 +21,7 @@ from sim.streams import pack_payloads, unpack_payloads
 # other worker runs other tests, instead of waiting on the build lock (`--dist loadgroup`)
 pytestmark = [pytest.mark.rtl, pytest.mark.xdist_group("demo_board")]
 
-DEMO = "configs/demo.yaml"
+DEMO = "configs/ulx3s_units.yaml"
 
 
 def free_port() -> int:

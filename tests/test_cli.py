@@ -138,7 +138,7 @@ def test_bad_config_exit_2_one_line(tmp_path):
 
 
 def test_unit_commands_refuse_a_board_design(tmp_path):
-    board = ROOT / "configs" / "demo.yaml"
+    board = ROOT / "configs" / "ulx3s_units.yaml"
     for cmd in (["generate", board, "--out", tmp_path / "g"],
                 ["run", board, "--inputs", tmp_path / "i.npz", "--out", tmp_path / "o.npz"]):
         r = tf(*cmd)
@@ -357,7 +357,7 @@ def test_output_paths_checked_before_any_work(tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("a file, not a folder")
     inp = tmp_path / "in.npz"
-    board = ROOT / "configs" / "demo.yaml"
+    board = ROOT / "configs" / "ulx3s_units.yaml"
     cases = [
         ["run", CFG, "--inputs", inp, "--out", "/proc/x/y.npz"],
         ["run", CFG, "--inputs", inp, "--out", tmp_path / "o.npz", "--stats", afile / "s.json"],
@@ -470,7 +470,7 @@ def test_serve_says_why_the_board_stopped(capsys, monkeypatch, script, reason):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    assert main(["serve", str(ROOT / "configs" / "demo.yaml"), "--port", str(port)]) == 1
+    assert main(["serve", str(ROOT / "configs" / "ulx3s_units.yaml"), "--port", str(port)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"tensorfab: the simulated board stopped {reason}"
 

@@ -58,16 +58,19 @@ def test_demo_config_has_every_unit():
     from generators.config import load_config
 
     cfg = load_config(ROOT / "configs" / "demo.yaml")
-    assert cfg.board == "ulx3s"
+    assert cfg.board == "ulx3s" and cfg.tensor_memory is not None
     assert [u.unit for u in cfg.units] == ["mac_array", "sparse_chain", "softmax", "gelu"]
+    assert cfg.units[0].requant is not None and cfg.units[1].requant is not None
 
 
 @pytest.mark.parametrize("args, msg", [
     (["--config", "configs/nope.yaml"], "configs/nope.yaml"),
     (["--seq", "0"], "--seq 0: out of range (allowed: 1..4096)"),
-    (["--dim", "30"], "--dim 30: not a multiple of 4"),
+    (["--d-model", "30", "--heads", "4"], "--d-model 30: not a multiple of --heads 4"),
     (["--seq", "65"], "--seq 65: longer than the softmax unit's rows (allowed: 1..64)"),
     (["--config", "configs/softmax64.yaml"], "configs/softmax64.yaml: unit softmax (allowed"),
+    (["--config", "configs/ulx3s_units.yaml"], "design ulx3s_units has no tensor_memory"),
+    (["--mode", "3:4"], "--mode 3:4"),
 ])
 def test_bad_input_is_exit_2_one_line(args, msg):
     r = run_demo_here(*args)
@@ -75,21 +78,30 @@ def test_bad_input_is_exit_2_one_line(args, msg):
     assert r.stderr.count("\n") == 1 and msg in r.stderr and "Traceback" not in r.stderr
 
 
+def _cell(out, row):
+    line = next(line for line in out.splitlines() if line.strip().startswith(row))
+    return line[len(line) - len(line.lstrip()) + len(row):].split()
+
+
 @pytest.mark.rtl
-@pytest.mark.xdist_group("demo_board")  # see test_board_served.py
+@pytest.mark.xdist_group("demo_board")
 def test_board_demo_table():
-    r = run_demo()
+    """The encoder block op by op and as a program on the RTL board: every output equals
+    evaluate, and the table's figures hold together."""
+    r = run_demo("--batch", "2")
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
-    steps = ["scores = Q @ K^T", "P = softmax(scores)", "O = P @ V", "H = GELU(O)",
-             "Y = W(2:4) @ H^T"]
-    lines = {s: next(line for line in out.splitlines() if line.strip().startswith(s))
-             for s in steps}
-    for line in lines.values():
-        cells = line.split()
-        assert cells[-1] == "0", line            # mismatches
-        assert int(cells[-3]) > 0, line           # cycles
-    total = next(line for line in out.splitlines() if line.strip().startswith("total"))
-    assert total.split()[-1] == "0"
-    assert "every result equals its golden model: yes" in out
+    assert _cell(out, "mismatches against evaluate") == ["0", "0", "0"]
+    b32, b_ops, b_prog = (int(v.replace(",", "")) for v in _cell(out, "link bytes per inference"))
+    assert b32 > b_ops > 30 * b_prog          # int32 > 8-bit op by op >> program
+    runs = _cell(out, "RUNs / PROG_RUNs per inference")
+    assert int(runs[2]) == 1 and int(runs[1]) >= 16
+    ops = [line.split() for line in out.splitlines()
+           if line.strip().split()[:1] and line.split()[0] in
+           ("q0", "k0", "v0", "s0", "p0", "o0", "attn", "up", "gelu", "down")]
+    assert len(ops) == 10
+    for cells in ops:
+        assert int(cells[2].replace(",", "")) > 0
+        assert 1.0 <= float(cells[4]) < 1.25, cells     # measured / expected cycles
+    assert "every output equals Graph.evaluate (the golden models): yes" in out
     assert "M cycles/s" in out

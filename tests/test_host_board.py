@@ -19,7 +19,7 @@ from host.model import ModelBoard
 from host.tensor import pack_beats
 from host.transport import ModelTransport, open_transport
 
-DEMO = "configs/demo.yaml"
+DEMO = "configs/ulx3s_units.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def nak_code(pkt: p.Packet, op) -> int:
 
 def test_description_fields(demo_cfg):
     d = describe(demo_cfg)
-    assert d["protocol"] == 1 and d["name"] == "demo" and d["board"] == "ulx3s"
+    assert d["protocol"] == 1 and d["name"] == "ulx3s_units" and d["board"] == "ulx3s"
     assert len(d["hash"]) == 16 and d["max_payload"] == 1024 and d["clock_hz"] > 0
     bufs = [s["buffer"] for u in d["units"] for s in u["streams"].values()]
     assert bufs == list(range(len(bufs)))

@@ -13,7 +13,7 @@ from host import open_board
 from host.model import ModelBoard
 from tensorfab.cli import main
 
-DEMO = "configs/demo.yaml"
+DEMO = "configs/ulx3s_units.yaml"
 
 
 class _Server:
@@ -62,7 +62,7 @@ def test_socket_transport_end_to_end(served, rng):
     a = rng.integers(-128, 128, (10, 20))
     b = rng.integers(-128, 128, (20, 9))
     with open_board(served, timeout=2) as board:
-        assert board.info()["name"] == "demo"
+        assert board.info()["name"] == "ulx3s_units"
         pm = mac.params(load_config(DEMO).units[0])
         assert np.array_equal(board.gemm(a, b), mac.golden(pm, {"a": a, "b": b})["c"])
 
@@ -70,7 +70,7 @@ def test_socket_transport_end_to_end(served, rng):
 def test_board_info(capsys):
     assert main(["board", "info", "--url", f"model://{DEMO}"]) == 0
     out = capsys.readouterr().out
-    assert "demo on ulx3s" in out and "a_stream" in out and "modes 2:4, 1:4, 4:4" in out
+    assert "ulx3s_units on ulx3s" in out and "a_stream" in out and "modes 2:4, 1:4, 4:4" in out
     assert main(["board", "info", "--url", f"model://{DEMO}", "--json"]) == 0
     assert '"hash"' in capsys.readouterr().out
 

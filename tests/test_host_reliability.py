@@ -16,7 +16,7 @@ from host.board import Board, BoardError
 from host.model import ModelBoard
 from host.transport import FaultyTransport, ModelTransport, Transport
 
-DEMO = "configs/demo.yaml"
+DEMO = "configs/ulx3s_units.yaml"
 T = 0.02  # reply timeout in these tests: the model board answers at once
 
 
@@ -169,4 +169,4 @@ def test_random_bytes_then_info(cfg):
         link.write(r.randbytes(r.randrange(1, 3000)))
     link.read(0)
     board = Board(link, timeout=T, retries=3, progress=False)   # opens with INFO
-    assert board.info()["name"] == "demo"
+    assert board.info()["name"] == "ulx3s_units"

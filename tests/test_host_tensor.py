@@ -27,7 +27,7 @@ def _random_fields(fields, n, rng):
 
 
 def test_pack_beats_matches_payload_ints(rng):
-    desc = describe(load_config("configs/demo.yaml"))
+    desc = describe(load_config("configs/ulx3s_units.yaml"))
     for unit in desc["units"]:
         for name, s in unit["streams"].items():
             arrays = _random_fields(s["fields"], 13, rng)

@@ -13,7 +13,7 @@ from generators.units import family
 from host import open_board
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
-DEMO = ROOT / "configs" / "demo.yaml"
+DEMO = ROOT / "configs" / "ulx3s_units.yaml"
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from graph_cases import random_graph, small_graph
+
 from host import open_board
 from host import program as P
 from host import protocol as proto

@@ -543,11 +543,36 @@ class Program:
     cycles).
     """
 
-    def __init__(self, board, graph, plan, stored, prog, nops, mem_bytes, weight_bytes, pad):
+    def __init__(self, board, graph, plan, stored, prog, nops, mem_bytes, pad, loads, addr):
         self.board, self.graph, self.plan, self.stored = board, graph, plan, stored
-        self.program, self.nops, self.pad = prog, nops, pad
-        self.stats = {"weight_bytes": weight_bytes, "memory_bytes": mem_bytes,
-                      "program_bytes": len(P.to_bytes(prog))}
+        self.program, self.nops, self.pad, self.addr = prog, nops, pad, addr
+        self._loads = loads       # [(bank, base, bytes)]: weights, raw operands, zeros
+        self.stats = {"weight_bytes": 0, "memory_bytes": mem_bytes,
+                      "program_bytes": len(P.to_bytes(prog)), "reloads": 0}
+
+    def _load(self) -> None:
+        """Write the resident tensors and the program; again if the board reset meanwhile
+        (its STATUS counters, as protocol-1 runs check them: docs/protocol.md)."""
+        from .board import RESET_ROUNDS
+
+        b = self.board
+        for _ in range(RESET_ROUNDS):
+            before = b._ensure_marker()
+            for bank, base, data in self._loads:
+                b.tm_write(bank, base, data)
+            b.prog_write(self.addr, P.to_bytes(self.program))
+            after = b.status()
+            if after.runs == before.runs and after.naks == before.naks:
+                b._marker = after
+                return
+            b._reset_seen()
+        raise GraphError(f"{b.url}: the board reset while the program was loaded "
+                         f"{RESET_ROUNDS} times in a row")
+
+    def _after_reset(self) -> None:
+        self.board._reset_seen()
+        self.stats["reloads"] += 1
+        self._load()
 
     def _write(self, s: _Stored, codes) -> None:
         data = P.layout_bytes(codes, s.layout, s.tensor.fmt.width, s.ld, s.rows)
@@ -576,25 +601,49 @@ class Program:
                 raise GraphError(f"keep {k!r} is not a tensor of the graph (allowed: "
                                  f"{', '.join(g.tensors)})")
         # every check is done: from here on, requests
-        before = self.board.stats["wire_out"] + self.board.stats["wire_in"]
-        for s in self.stored:
-            if s.tensor is not None and s.tensor.node.kind == "input":
-                self._write(s, vals[s.tensor.name])
-        total, per_op = self.board.prog_run(self.addr, self.nops)
-        out = {}
+        from . import protocol as proto
+        from .board import RESET_ROUNDS, BoardError
+
+        b = self.board
+        before = b.stats["wire_out"] + b.stats["wire_in"]
         want = dict(g.outputs)
         for k in keep_names:
             want[k] = g.tensors[k]
-        for name, t in want.items():
-            if t.node.kind == "input":
-                out[name] = vals[t.name]
+        for _ in range(RESET_ROUNDS):
+            mark = b._ensure_marker()
+            for s in self.stored:
+                if s.tensor is not None and s.tensor.node.kind == "input":
+                    self._write(s, vals[s.tensor.name])
+            try:
+                total, per_op = b.prog_run(self.addr, self.nops)
+            except BoardError as err:
+                # a reset can leave a half-written program, which the board refuses
+                if err.nak is None or err.nak.code != proto.NakCode.BAD_PROGRAM:
+                    raise
+                st = b.status()
+                if st.runs == mark.runs and st.naks == mark.naks + 1:
+                    raise
+                self._after_reset()
                 continue
-            if t.node.kind == "weight":
-                out[name] = t.node.attrs["codes"]
-                continue
-            s = next(x for x in self.stored if x.tensor is t)
-            out[name] = self._read(s)
-        after = self.board.stats["wire_out"] + self.board.stats["wire_in"]
+            out = {}
+            for name, t in want.items():
+                if t.node.kind == "input":
+                    out[name] = vals[t.name]
+                elif t.node.kind == "weight":
+                    out[name] = t.node.attrs["codes"]
+                else:
+                    out[name] = self._read(next(x for x in self.stored if x.tensor is t))
+            st = b.status()
+            if st.runs == mark.runs + 1 and st.naks == mark.naks:
+                b._marker = st
+                break
+            # a reset since the last check (the counters fell behind): the resident tensors
+            # and the program are not what was written; load them again, run again
+            self._after_reset()
+        else:
+            raise GraphError(f"{b.url}: the board reset during the program run "
+                             f"{RESET_ROUNDS} times in a row")
+        after = b.stats["wire_out"] + b.stats["wire_in"]
         macs = cap = 0
         op_cycles = {}
         for (node, u, dims), c in zip(self.plan, per_op, strict=True):
@@ -928,28 +977,29 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
                          "memory)")
     if 4 + 4 * len(ops) > board.max_payload:
         raise GraphError(f"{len(ops)} ops (allowed: at most {(board.max_payload - 4) // 4})")
-    # requests from here on: weights and resident raw operands once, then the program
-    before = board.stats["wire_out"] + board.stats["wire_in"]
+    # what a load writes: weights and resident raw operands, then zeros over the
+    # intermediates whose padding no unit writes (the units read their padding codes; a
+    # producer writes its own padding, never the stored rows past its tiles)
+    loads = []
     for s in stored:
         if s.tensor is not None and s.tensor.node.kind == "weight":
-            board.tm_write(s.bank, s.base, P.layout_bytes(
-                s.tensor.node.attrs["codes"], s.layout, s.tensor.fmt.width, s.ld, s.rows))
+            loads.append((s.bank, s.base, P.layout_bytes(
+                s.tensor.node.attrs["codes"], s.layout, s.tensor.fmt.width, s.ld, s.rows)))
         elif s.layout == "raw" and getattr(s, "beats", None) is not None:
             node = next(n for n in graph.nodes if n.name == s.key.split(":")[0])
             u = picks[node.name]
             f = u.streams[u.fam.operand_streams[s.key.split(":")[1]]]["fields"]
-            board.tm_write(s.bank, s.base, P.raw_tensor_bytes(f, s.beats, s.ld))
-    # intermediates: zero once (the units read their padding codes; a producer writes its
-    # own padding, never the stored rows past its tiles)
+            loads.append((s.bank, s.base, P.raw_tensor_bytes(f, s.beats, s.ld)))
     for s in stored:
         if s.tensor is not None and s.parent is None and \
                 s.tensor.node.kind not in ("input", "weight") and \
                 _has_unwritten_padding(s.tensor, picks[s.tensor.node.name], pad):
-            board.tm_write(s.bank, s.base, bytes(s.nbytes - tail))
-    board.prog_write(paddr, data)
-    board._tm_next, board._prog_next = free, paddr + len(data)
-    weight_bytes = board.stats["wire_out"] + board.stats["wire_in"] - before
+            loads.append((s.bank, s.base, bytes(s.nbytes - tail)))
     mem = sum(s.nbytes for s in stored if s.parent is None)
-    out = Program(board, graph, plan, stored, prog, len(ops), mem, weight_bytes, pad)
-    out.addr = paddr
+    out = Program(board, graph, plan, stored, prog, len(ops), mem, pad, loads, paddr)
+    # requests from here on
+    board._tm_next, board._prog_next = free, paddr + len(data)
+    before = board.stats["wire_out"] + board.stats["wire_in"]
+    out._load()
+    out.stats["weight_bytes"] = board.stats["wire_out"] + board.stats["wire_in"] - before
     return out

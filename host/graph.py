@@ -477,12 +477,26 @@ def _golden(node, fam, params, vals, inputs):
     if node.kind == "concat":
         return np.concatenate([vals[t.name] for t in node.inputs], axis=1)
     mode = node.attrs.get("mode") if node.kind == "sparse_matmul" else None
-    try:
-        arrays = fam.check_inputs(params, _arrays(node, vals), mode=mode)
-    except (UserError, ValueError) as err:
-        raise GraphError(f"{node.kind} {node.name}: {err}") from None
-    out = fam.golden(params, arrays, mode=mode)
-    return np.asarray(out[fam.out_arrays[0]], dtype=np.int64)
+    whole = _arrays(node, vals)
+    parts = []
+    n = node.out.shape[1]
+    unit = _DUnit(-1, "", fam, params, None)
+    # the column blocks the compiler cuts a matmul into (same codes as one op: the blocks
+    # are independent columns with their slices of the per-channel parameters)
+    for j0, j1 in _blocks(node, unit, (0, 0, n), 1):
+        arrays = whole
+        if (j0, j1) != (0, n):
+            arrays = {**whole, "b": np.ascontiguousarray(whole["b"][:, j0:j1])}
+            for key in ("bias", "multiplier", "shift"):
+                if key in arrays and np.ndim(arrays[key]):
+                    arrays[key] = arrays[key][j0:j1]
+        try:
+            arrays = fam.check_inputs(params, arrays, mode=mode)
+        except (UserError, ValueError) as err:
+            raise GraphError(f"{node.kind} {node.name}: {err}") from None
+        out = fam.golden(params, arrays, mode=mode)
+        parts.append(np.asarray(out[fam.out_arrays[0]], dtype=np.int64))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
 
 def _results(graph: Graph, vals: dict, keep) -> dict:
@@ -647,7 +661,7 @@ class Program:
         macs = cap = 0
         op_cycles = {}
         for (node, u, dims), c in zip(self.plan, per_op, strict=True):
-            op_cycles[node.name] = c
+            op_cycles[node.name] = op_cycles.get(node.name, 0) + c
             if u.fam.name in ("mac_array", "sparse_chain"):
                 macs += int(np.prod(dims))
                 cap = max(cap, u.params.macs_per_cycle)
@@ -713,6 +727,23 @@ def _need_layouts(graph: Graph, picks: dict) -> tuple[dict, dict, dict]:
                 raise GraphError(f"softmax {node.name}: rows of {x.shape[1]} elements "
                                  f"(allowed: at most {u.params.length}, the unit's length)")
     return need, modes, producers_fixed
+
+
+def _blocks(node: Node, u: _DUnit, dims, pad: int) -> list[tuple[int, int]]:
+    """Column blocks ``[(j0, j1)]`` of a matmul's computed output: one op per block when its
+    channels exceed the requant epilogue's parameter memory (each block a multiple of the
+    padding unit ``pad``, so blocks never write into each other's columns)."""
+    n = dims[-1]
+    p = u.params
+    if node.kind != "matmul" or p.requant is None or n <= p.epilogue.channels:
+        return [(0, n)]
+    step = p.epilogue.channels // pad * pad
+    if step == 0:
+        raise GraphError(f"matmul {node.name}: N = {n} output channels exceed unit {u.name}'s "
+                         f"{p.epilogue.channels}-entry requant memory, and no block of "
+                         f"{pad} channels (the tile) fits it (allowed: N <= "
+                         f"{p.epilogue.channels})")
+    return [(j, min(n, j + step)) for j in range(0, n, step)]
 
 
 def _has_unwritten_padding(t: Tensor, u: _DUnit, pad: int) -> bool:
@@ -892,7 +923,7 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
         zeros = {t.name: np.zeros(t.shape, np.int64) for t in node.inputs}
         consts = {t.name: t.node.attrs["codes"] for t in node.inputs if t.node.kind == "weight"}
 
-        def run_arrays(vals, node=node, zeros=zeros, consts=consts, dims=dims):
+        def run_arrays(vals, node=node, zeros=zeros, consts=consts):
             v = {**zeros, **consts, **vals}
             arr = _arrays(node, v)
             if node.kind == "matmul" and modes[node.name] == "transposed":
@@ -900,28 +931,46 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
                        "b": np.ascontiguousarray(arr["a"].T)}
             return arr
 
-        try:
-            checked = fam.check_inputs(params, run_arrays({}), mode=mode)
-            raw = fam.raw_operands(params, checked, mode=mode)
-        except (UserError, ValueError) as err:
-            raise GraphError(f"{node.kind} {node.name}: {err}") from None
-        for op_name, beats in raw.items():
-            if op_name in places:       # read from its stored tensor instead
-                continue
-            stream = fam.operand_streams[op_name]
-            bb = u.streams[stream]["beat_bytes"]
-            pitch = P.raw_pitch(bb, word)
-            n_beats = len(next(iter(beats.values())))
-            s = _Stored(f"{node.name}:{op_name}", "raw", n_beats * pitch, pitch)
-            s.beats = beats
-            stored.append(s)
-            places[op_name] = (op_name, s, "raw")
-            reads.append(s)
-        reads = [_root(s) for s in reads]
-        for s in reads:
-            s.co.update(x.key for x in reads if x is not s)
-        plan.append((node, u, dims))
-        ops_places.append((node, u, dims, places, mode))
+        for bi, (j0, j1) in enumerate(_blocks(node, u, dims, pad)):
+            job = dict(places)
+            jdims = dims
+            arrays = run_arrays({})
+            if (j0, j1) != (0, dims[-1]):
+                # a column block of the computed c (and of b, and of the per-channel
+                # parameters): a place inside the stored tensors, one op each
+                e = {k: storage_bits(job[k][1].tensor.fmt.width) // 8 for k in ("b", "c")}
+                for k in ("b", "c"):
+                    name, st, lay = job[k][:3]
+                    rows = dims[1] if k == "b" else dims[0]
+                    job[k] = (name, st, lay, j0 * e[k], (rows, j1 - j0))
+                jdims = dims[:2] + (j1 - j0,)
+                arrays = {**arrays, "b": np.ascontiguousarray(arrays["b"][:, j0:j1])}
+                for key in ("bias", "multiplier", "shift"):
+                    if key in arrays and np.ndim(arrays[key]):
+                        arrays[key] = arrays[key][j0:j1]
+            try:
+                checked = fam.check_inputs(params, arrays, mode=mode)
+                raw = fam.raw_operands(params, checked, mode=mode)
+            except (UserError, ValueError) as err:
+                raise GraphError(f"{node.kind} {node.name}: {err}") from None
+            jreads = list(reads)
+            for op_name, beats in raw.items():
+                if op_name in job:       # read from its stored tensor instead
+                    continue
+                stream = fam.operand_streams[op_name]
+                bb = u.streams[stream]["beat_bytes"]
+                pitch = P.raw_pitch(bb, word)
+                n_beats = len(next(iter(beats.values())))
+                s = _Stored(f"{node.name}#{bi}:{op_name}", "raw", n_beats * pitch, pitch)
+                s.beats, s.node, s.operand = beats, node, op_name
+                stored.append(s)
+                job[op_name] = (op_name, s, "raw")
+                jreads.append(s)
+            jreads = [_root(s) for s in jreads]
+            for s in jreads:
+                s.co.update(x.key for x in jreads if x is not s)
+            plan.append((node, u, jdims))
+            ops_places.append((node, u, jdims, job, mode))
 
     # banks: an op's inputs in different banks; bump allocation, most free bank first, after
     # what earlier compiles on this board hold (their programs stay valid)
@@ -952,12 +1001,15 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
     ops = []
     for node, u, dims, places, mode in ops_places:
         pl = {}
-        for op_name, (_, s, lay) in places.items():
+        for op_name, (_, s, lay, *block) in places.items():
             t = s.tensor
             shape = None
             if t is not None:
                 shape = t.shape if lay == s.layout else t.shape[::-1]
-            pl[op_name] = Place(s.bank, s.base, lay, s.ld, shape)
+            off = 0
+            if block:
+                off, shape = block
+            pl[op_name] = Place(s.bank, s.base + off, lay, s.ld, shape)
         try:
             descs = u.fam.program_streams(u.params, dims, pl, u.streams, mode=mode)
             for sname, d in descs.items():
@@ -986,9 +1038,8 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
             loads.append((s.bank, s.base, P.layout_bytes(
                 s.tensor.node.attrs["codes"], s.layout, s.tensor.fmt.width, s.ld, s.rows)))
         elif s.layout == "raw" and getattr(s, "beats", None) is not None:
-            node = next(n for n in graph.nodes if n.name == s.key.split(":")[0])
-            u = picks[node.name]
-            f = u.streams[u.fam.operand_streams[s.key.split(":")[1]]]["fields"]
+            u = picks[s.node.name]
+            f = u.streams[u.fam.operand_streams[s.operand]]["fields"]
             loads.append((s.bank, s.base, P.raw_tensor_bytes(f, s.beats, s.ld)))
     for s in stored:
         if s.tensor is not None and s.parent is None and \

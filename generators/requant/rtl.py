@@ -567,6 +567,8 @@ class WithRequant(wiring.Component):
     def __init__(self, unit: wiring.Component, epilogue, inputs: tuple[str, ...],
                  result: str, name: str, latency: int):
         self._unit, self._epilogue = unit, RequantEpilogue(epilogue)
+        # the parts are elaborated with this wrapper: only an unused wrapper is a mistake
+        unit._MustUse__silence = self._epilogue._MustUse__silence = True
         self._inputs, self._result, self._name = inputs, result, name
         self.latency = latency
         members, ep = unit.signature.members, self._epilogue.signature.members

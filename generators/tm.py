@@ -17,7 +17,8 @@ Layouts of a 2-D tensor ``[R, N]`` of storage width ``sw`` bits (:func:`storage_
   sparse chain's compressed weights, and its activation beats when x is not stored by columns).
 
 ``shape`` (optional) is the 2-D shape ``(R, N)`` of the stored tensor, for families whose
-RUN dims do not carry it (``gelu``'s dims are the element count).
+RUN dims do not carry it (the element-wise families, ``gelu`` and ``copy``: their dims are the
+element count; :func:`elementwise_streams`).
 
 The codes a unit reads past a tensor's edge (the zero padding of a ragged tile) must be zero
 in memory: the compiler allocates each tensor with that padding and writes it as zeros.
@@ -26,6 +27,7 @@ NumPy only; no family is known here.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 
@@ -33,7 +35,8 @@ import numpy as np
 
 __all__ = ["LOOPS", "DATA", "RAW", "LAYOUTS", "Descriptor", "Place", "ProgramError",
            "storage_bits", "alignment", "elem_bytes", "data_lanes", "data_beat", "raw_bytes",
-           "elements", "flags", "no_program", "DESCRIPTOR_BYTES"]
+           "elements", "elementwise", "elementwise_streams", "flags", "no_program",
+           "DESCRIPTOR_BYTES"]
 
 LOOPS = 4
 DATA, RAW = 0, 1
@@ -177,6 +180,48 @@ class Place:
         if self.layout not in layouts:
             raise ProgramError(f"{what}: {self.layout} layout (allowed: "
                                f"{' or '.join(layouts)})")
+
+
+def elementwise(place: Place, n: int, lanes: int, sw: int, nbytes: int, what: str
+                ) -> tuple[tuple, tuple]:
+    """``(count, stride)`` of beats of ``lanes`` codes walking a 2-D place row by row (the
+    flattening of an element-wise family's ``schedule``): one lane over any ``row`` or ``col``
+    place (element strides, so an element-wise op also changes a tensor's layout); more lanes
+    over a ``row`` place with ``N`` a multiple of ``lanes``, or stored dense (``ld`` = ``N``
+    codes, or one row) with the last beat's padding zero in memory."""
+    place.need(what, "row", "col")
+    if place.shape is None or int(np.prod(place.shape)) != n:
+        raise ProgramError(f"{what}: place shape {place.shape} does not hold {n} elements "
+                           "(allowed: a 2-D shape (R, N) with R * N elements)")
+    r, c = place.shape
+    if lanes == 1:
+        return elements(place, r, c, elem_bytes(sw, what))
+    if place.layout == "row" and c % lanes == 0:
+        return (r, c // lanes), (place.ld, nbytes)
+    if place.layout == "row" and (place.ld * 8 == c * sw or r == 1):
+        return (math.ceil(n / lanes),), (nbytes,)
+    raise ProgramError(f"{what}: {lanes} lanes over a {place.layout} tensor of shape "
+                       f"{place.shape} (allowed: 1 lane, or row layout with N a multiple of "
+                       f"{lanes} or stored dense)")
+
+
+def elementwise_streams(unit: str, n: int, places: dict, streams: dict,
+                        operands: tuple[tuple[str, str], ...] = (("x", "i_stream"),
+                                                                  ("y", "o_stream")),
+                        ) -> dict:
+    """The descriptors of an element-wise op ``y = f(x)`` of ``n`` elements: one ``data``
+    descriptor per ``(operand, stream)`` of ``operands`` walking its place as
+    :func:`elementwise` does; the first operand is the input, its last beat marked ``last``.
+    ``unit`` (the family's name) prefixes the messages. Returns them in ``streams``' order."""
+    out = {}
+    for k, (op, stream) in enumerate(operands):
+        what = f"{unit} {op}"
+        lanes, sw, nb = data_beat(streams, stream, what)
+        pl = places[op]
+        count, stride = elementwise(pl, n, lanes, sw, nb, what)
+        last = flags(streams, stream, last=0b1111) if k == 0 else ()
+        out[stream] = Descriptor(pl.bank, DATA, nb, pl.base, count, stride, last=last)
+    return {s: out[s] for s in streams}
 
 
 def no_program(family: str) -> ProgramError:

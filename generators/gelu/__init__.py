@@ -116,8 +116,10 @@ class GeluFamily(UnitFamily):
         changes a tensor's layout for free). More lanes: ``row`` places with ``N`` a
         multiple of ``lanes``, or dense (``ld`` = ``N`` codes) with the last beat's padding
         zero in memory."""
+        from ..tm import elementwise_streams
+
         self.mode(params, mode)
-        return _program_streams(params, int(dims[0]), places, streams)
+        return elementwise_streams("gelu", int(dims[0]), places, streams)
 
     def stats(self, params, arrays: dict, cycles: int | None, *, mode: str | None = None) -> dict:
         out = {"elements": int(np.size(arrays["x"])), "beats": self.beats(params, arrays),
@@ -129,36 +131,3 @@ class GeluFamily(UnitFamily):
 
 family = GeluFamily()
 
-
-def _elementwise(place, n: int, lanes: int, sw: int, nbytes: int, what: str):
-    """``(count, stride)`` of beats of ``lanes`` codes walking a 2-D place row by row (the
-    flattening of ``schedule``), shared by the element-wise streams."""
-    from ..tm import ProgramError, elem_bytes, elements
-
-    place.need(what, "row", "col")
-    if place.shape is None or int(np.prod(place.shape)) != n:
-        raise ProgramError(f"{what}: place shape {place.shape} does not hold {n} elements "
-                           "(allowed: a 2-D shape (R, N) with R * N elements)")
-    r, c = place.shape
-    if lanes == 1:
-        return elements(place, r, c, elem_bytes(sw, what))
-    if place.layout == "row" and c % lanes == 0:
-        return (r, c // lanes), (place.ld, nbytes)
-    if place.layout == "row" and (place.ld * 8 == c * sw or r == 1):
-        return (math.ceil(n / lanes),), (nbytes,)
-    raise ProgramError(f"{what}: {lanes} lanes over a {place.layout} tensor of shape "
-                       f"{place.shape} (allowed: 1 lane, or row layout with N a multiple of "
-                       f"{lanes} or stored dense)")
-
-
-def _program_streams(params, n: int, places: dict, streams: dict) -> dict:
-    from ..tm import DATA, Descriptor, data_beat, flags
-
-    out = {}
-    for op, stream in (("x", "i_stream"), ("y", "o_stream")):
-        lanes, sw, nb = data_beat(streams, stream, f"gelu {op}")
-        count, stride = _elementwise(places[op], n, lanes, sw, nb, f"gelu {op}")
-        pl = places[op]
-        last = flags(streams, stream, last=0b1111) if op == "x" else ()
-        out[stream] = Descriptor(pl.bank, DATA, nb, pl.base, count, stride, last=last)
-    return {s: out[s] for s in streams}

@@ -21,6 +21,7 @@ BUILTIN = {
     "gelu": "generators.gelu",
     "requant": "generators.requant",
     "network": "generators.network",
+    "copy": "generators.copy",
 }
 
 _FAMILIES: dict[str, UnitFamily] = {}

@@ -321,7 +321,7 @@ def test_not_utf8(tmp_path):
         (
             {**BASE, "unit": None},
             "unit: null is not a unit (allowed: mac_array, sparse_chain, softmax, gelu, "
-            "requant, network)",
+            "requant, network, copy)",
         ),
         (
             {**BASE, "unit": "gelu"},

@@ -57,7 +57,7 @@ def test_an_unregistered_unit_names_every_registered_one(tmp_path, relu_family):
     path = tmp_path / "x.yaml"
     path.write_text("name: x\nunit: reluu\n")
     with pytest.raises(ConfigError, match=r"unit: 'reluu' is not a unit \(allowed: mac_array, "
-                                          r"sparse_chain, softmax, gelu, requant, network, "
+                                          r"sparse_chain, softmax, gelu, requant, network, copy, "
                                           r"relu\)"):
         load_config(path)
     registry.unregister("relu")

@@ -88,6 +88,9 @@ class CopyFamily(UnitFamily):
         if n < 1:
             raise ValueError(f"dims {n} (allowed: n >= 1)")
         data = np.asarray(inputs["i_stream"]["data"], dtype=np.int64).reshape(-1)
+        if data.size != math.ceil(n / params.lanes) * params.lanes:
+            raise ValueError(f"{data.size} data codes for {n} elements (allowed: "
+                             f"{math.ceil(n / params.lanes)} beats of {params.lanes})")
         x = data[:n]
         again, _, _ = self.schedule(params, {"x": x})
         for name, v in again["i_stream"].items():

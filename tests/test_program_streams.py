@@ -313,3 +313,32 @@ def test_sparse_chain_x_from_a_col_place(mode, o, k, b, word):
     wb = P.play(tm.mem[0], descs["w_stream"], streams["w_stream"]["fields"], code)
     y = _chain_sums(cfg, wb, got).reshape(o, b)
     assert np.array_equal(y, fam.golden(cfg, arrays, mode=mode)["y"])
+
+
+@pytest.mark.parametrize("fmt,lanes", [("int8", 1), ("int16", 1), ("uint32", 1),
+                                       ("int8", 4), ("int4", 2)])
+@pytest.mark.parametrize("shape", [(13, 7), (1, 1), (8, 16)])
+@pytest.mark.parametrize("lin,lout", [("row", "row"), ("row", "col"), ("col", "row"),
+                                      ("col", "col")])
+def test_copy(fmt, lanes, shape, lin, lout):
+    from generators.copy import CopyParams
+    from generators.numerics import Format
+
+    cfg = CopyParams(name="cp", format=Format.parse(fmt), lanes=lanes)
+    rng = np.random.default_rng(shape[0] * 5 + shape[1] + lanes)
+    x = rng.integers(cfg.format.min_code, cfg.format.max_code + 1, shape)
+    if lanes > 1 and ((shape[1] % lanes and shape[0] > 1) or "col" in (lin, lout)):
+        with pytest.raises(ProgramError, match="lanes over a"):
+            run_case(cfg, {"x": x}, {"x": lin, "y": lout})
+        return
+    run_case(cfg, {"x": x}, {"x": lin, "y": lout})
+    run_case(cfg, {"x": x}, {"x": lin, "y": lout}, pad=2)   # ld: rounded to the word only
+
+
+def test_copy_of_nibbles_one_by_one_is_refused():
+    from generators.copy import CopyParams
+    from generators.numerics import Format
+
+    cfg = CopyParams(name="cp", format=Format.parse("int4"), lanes=1)
+    with pytest.raises(ProgramError, match="copy x: 1 lanes of 4-bit storage are not whole bytes"):
+        run_case(cfg, {"x": np.zeros((3, 4), np.int64)}, {"x": "row", "y": "col"})

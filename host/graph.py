@@ -671,35 +671,46 @@ class Program:
         return out
 
 
-def _need_layouts(graph: Graph, picks: dict) -> tuple[dict, dict, dict]:
-    """Layouts: ``need[tensor name]`` = set of layouts its consumers read it in, and
-    ``mode[matmul name]`` = ``normal`` or ``transposed``; raises GraphError on a conflict."""
+def _need_layouts(graph: Graph, picks: dict, copier) -> tuple[dict, dict, dict, dict]:
+    """Layouts: ``need[tensor name]`` = set of layouts its consumers read it in,
+    ``mode[matmul name]`` = ``normal`` or ``transposed``, the layout each producer writes,
+    and ``copies[tensor name]`` = the other layout a copy op makes from it (``copier(t)``:
+    the design's copy unit for tensor ``t``, or None); raises GraphError on a conflict no
+    copy resolves."""
     need: dict[str, set] = {t: set() for t in graph.tensors}
     modes = {}
     producers_fixed = {}
+    copies = {}
+
+    def copy_or(t: Tensor, layout: str, why: str) -> None:
+        if copier(t) is None:
+            raise GraphError(f"{why} (allowed: one layout, or a copy unit taking {t.fmt} "
+                             "in the design for the copy/transpose op)")
+        copies[t.name] = layout
+
     for node in reversed(graph.nodes):
         out = node.out
         u = picks[node.name]
         wanted = need[out.name]
         if node.kind == "matmul":
             la, lb, lc = _mac_layouts(u.params)
-            if wanted == {_flip(lc)}:
-                rq = node.attrs["requant"]
-                if rq and any(np.ndim(rq["arrays"].get(k, 0)) for k in
-                              ("bias", "multiplier", "shift")):
+            rq = node.attrs["requant"]
+            per_channel = rq and any(np.ndim(rq["arrays"].get(k, 0)) for k in
+                                     ("bias", "multiplier", "shift"))
+            if wanted == {_flip(lc)} and not (per_channel and copier(out) is not None):
+                if per_channel:
                     raise GraphError(f"matmul {node.name}: its output is read in "
                                      f"{_flip(lc)} layout, computed as C^T = B^T A^T, so "
                                      "requant bias, multiplier and shift must be scalars "
-                                     "(allowed: scalars here; per-channel needs a row-layout "
-                                     "consumer)")
+                                     "(allowed: scalars here, a row-layout consumer, or a "
+                                     "copy unit in the design to transpose the output)")
                 modes[node.name] = "transposed"
                 need_a, need_bt = _flip(lb), _flip(la)
                 producers_fixed[out.name] = _flip(lc)
             else:
-                if len(wanted) > 1:
-                    raise GraphError(f"matmul {node.name}: its output is read in both row "
-                                     "and col layout (allowed: one; copy/transpose ops are "
-                                     "not built)")
+                if wanted - {lc}:
+                    copy_or(out, _flip(lc), f"matmul {node.name}: its output is read in "
+                            f"{' and '.join(sorted(wanted))} layout, computed in {lc}")
                 modes[node.name] = "normal"
                 need_a, need_bt = la, lb
                 producers_fixed[out.name] = lc
@@ -708,8 +719,10 @@ def _need_layouts(graph: Graph, picks: dict) -> tuple[dict, dict, dict]:
             need[b.name].add(_flip(need_bt) if node.attrs["transpose_b"] else need_bt)
         elif node.kind == "concat":
             if len(wanted) > 1:
-                raise GraphError(f"concat {node.name}: its output is read in both row and col "
-                                 "layout (allowed: one; copy/transpose ops are not built)")
+                copy_or(out, "col", f"concat {node.name}: its output is read in both row and "
+                        "col layout")
+                wanted = {"row"}
+                producers_fixed[out.name] = "row"
             for t in node.inputs:
                 need[t.name] |= wanted or {"row"}
         elif node.kind == "sparse_matmul":
@@ -726,7 +739,11 @@ def _need_layouts(graph: Graph, picks: dict) -> tuple[dict, dict, dict]:
             if node.kind == "softmax" and x.shape[1] > u.params.length:
                 raise GraphError(f"softmax {node.name}: rows of {x.shape[1]} elements "
                                  f"(allowed: at most {u.params.length}, the unit's length)")
-    return need, modes, producers_fixed
+        if node.kind in ("softmax", "gelu", "requant", "sparse_matmul") and len(wanted) > 1:
+            copy_or(out, "col", f"{node.kind} {node.name}: its output is read in both row "
+                    "and col layout")
+            producers_fixed[out.name] = "row"
+    return need, modes, producers_fixed, copies
 
 
 def _blocks(node: Node, u: _DUnit, dims, pad: int) -> list[tuple[int, int]]:
@@ -753,8 +770,8 @@ def _has_unwritten_padding(t: Tensor, u: _DUnit, pad: int) -> bool:
     r, c = t.shape
     if r % pad == 0 and c % pad == 0:
         return False
-    if u is None:       # a concat: its pieces' producers write their own columns only
-        return True
+    if u is None:       # a concat (its pieces' producers write their own columns only) or
+        return True     # a copy (one lane: the codes only)
     p = u.params
     return not (u.fam.name == "mac_array" and p.rows == p.cols == pad)
 
@@ -782,7 +799,13 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
         for t in node.inputs:
             if t.fmt is None:
                 raise GraphError(f"{node.kind} {node.name}: input {t.name} has no format")
-    need, modes, fixed = _need_layouts(graph, picks)
+    copy_units = [u for u in units if u.fam.name == "copy"]
+
+    def copier(t: Tensor):
+        # the codes pass unchanged: the copy unit must hold every code of t (same storage)
+        return next((u for u in copy_units if _codes_fit(t.fmt, u.params.format)), None)
+
+    need, modes, fixed, copies = _need_layouts(graph, picks, copier)
     word = tmd["word_bytes"]
     pad = 2
     for u in units:
@@ -834,7 +857,7 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
         elif t.name in fixed:
             layout_of[t.name] = [fixed[t.name]]
         else:
-            if len(wanted) > 1:
+            if len(wanted) > 1:   # (a copy makes the second layout: in ``fixed``)
                 raise GraphError(f"{node.kind} {node.name}: its output is read in both row "
                                  "and col layout (allowed: one; copy ops are not built)")
             layout_of[t.name] = sorted(wanted) or ["row"]
@@ -861,7 +884,23 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
 
     plan = []
     ops_places = []
+
+    def emit_copy(t: Tensor) -> None:
+        """The copy op that makes ``t``'s second stored layout from the one its producer
+        wrote (a transpose: one lane, element strides on both sides)."""
+        src_l, dst_l = layout_of[t.name][0], copies[t.name]
+        src, dst = data_item(t, src_l), data_item(t, dst_l)
+        dst.by_copy = True
+        cu = copier(t)
+        cnode = Node("copy", f"{t.name}.{dst_l}", (t,), {})
+        cdims = (t.shape[0] * t.shape[1],)
+        plan.append((cnode, cu, cdims))
+        ops_places.append((cnode, cu, cdims, {"x": ("x", src, src_l), "y": ("y", dst, dst_l)},
+                           None))
+
     for node in graph.nodes:
+        if node.kind == "concat" and node.out.name in copies:
+            emit_copy(node.out)
         if node.kind in ("input", "weight", "concat"):
             continue
         u = picks[node.name]
@@ -971,6 +1010,8 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
                 s.co.update(x.key for x in jreads if x is not s)
             plan.append((node, u, jdims))
             ops_places.append((node, u, jdims, job, mode))
+        if node.out.name in copies:
+            emit_copy(node.out)
 
     # banks: an op's inputs in different banks; bump allocation, most free bank first, after
     # what earlier compiles on this board hold (their programs stay valid)
@@ -1042,9 +1083,11 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
             f = u.streams[u.fam.operand_streams[s.operand]]["fields"]
             loads.append((s.bank, s.base, P.raw_tensor_bytes(f, s.beats, s.ld)))
     for s in stored:
+        writer = None if getattr(s, "by_copy", False) else picks.get(s.tensor.node.name) \
+            if s.tensor is not None else None
         if s.tensor is not None and s.parent is None and \
                 s.tensor.node.kind not in ("input", "weight") and \
-                _has_unwritten_padding(s.tensor, picks[s.tensor.node.name], pad):
+                _has_unwritten_padding(s.tensor, writer, pad):
             loads.append((s.bank, s.base, bytes(s.nbytes - tail)))
     mem = sum(s.nbytes for s in stored if s.parent is None)
     out = Program(board, graph, plan, stored, prog, len(ops), mem, pad, loads, paddr)

@@ -62,6 +62,8 @@ def random_graph(rng, design, max_ops: int = 6, max_dim: int = 24):
     ge = units.get("gelu")
     rqu = units.get("requant")
     sc = units.get("sparse_chain")
+    # with a copy unit a per-channel matmul may feed columns (computed in rows, transposed)
+    per_ok = "copy" in units
     sm_in = str(sm.inp) if sm else None
     ge_in = str(ge.inp) if ge else None
     g = Graph()
@@ -96,7 +98,7 @@ def random_graph(rng, design, max_ops: int = 6, max_dim: int = 24):
         if kind in ("matmul", "matmul_t", "concat"):
             shape = (n, t.shape[1]) if kind == "matmul_t" else (t.shape[1], n)
             w = g.weight(f"w{i}", rng.integers(-128, 128, shape))
-            rq = _rq(rng, n, outf, False) if epi else None
+            rq = _rq(rng, n, outf, per_ok and bool(rng.integers(0, 2))) if epi else None
             if kind == "concat":
                 # two branches of the same input side by side; the first's columns a
                 # multiple of the tile

@@ -398,3 +398,60 @@ def test_bad_concats_are_refused(board):
         g.concat([a, g.input("z", (4, 8))], name="c")
     with pytest.raises(GraphError, match="concat d: formats int8, fixed<8,3>"):
         g.concat([a, g.input("z2", (8, 8), "fixed<8,3>")], name="d")
+
+
+def _with_copy(units_extra=({"name": "copy8", "unit": "copy", "format": "int8"},)):
+    from generators.config import parse_config
+
+    cfg = parse_config({**CFG.model_dump(by_alias=True, exclude_none=True),
+                        "name": "tm_copy", "units": [*[u.model_dump(by_alias=True,
+                                                                    exclude_none=True)
+                                                       for u in CFG.units],
+                                                     *units_extra]}, "tm_copy")
+    return cfg, Board(ModelTransport("model://tm_copy", ModelBoard(cfg)), timeout=0.05,
+                      progress=False)
+
+
+def test_copy_ops_transpose_where_a_tensor_is_needed_in_columns():
+    """With a copy unit in the design: a per-channel matmul whose output is the a operand of
+    the next (read in columns) is computed in rows and transposed by a copy op, and a tensor
+    read in both layouts is stored in both; evaluate equals the program."""
+    cfg, board = _with_copy()
+    rng = np.random.default_rng(21)
+    g = Graph()
+    x = g.input("x", (13, 20), "int8")
+    h = g.matmul(x, g.weight("w1", rng.integers(-128, 128, (20, 24))), name="h",
+                 requant=dict(bias=rng.integers(-99, 99, 24),
+                              multiplier=rng.integers(1 << 29, 1 << 31, 24), shift=-9))
+    y = g.matmul(h, g.weight("w2", rng.integers(-128, 128, (24, 8))), name="y",
+                 requant=dict(multiplier=1 << 30, shift=-8))
+    q = g.matmul(h, h, transpose_b=True, name="q", requant=dict(multiplier=1 << 30, shift=-9))
+    r = g.matmul(g.weight("w3", rng.integers(-128, 128, (5, 13))), h, name="r",
+                 requant=dict(bias=rng.integers(-9, 9, 24), multiplier=1 << 30, shift=-9))
+    g.output("y", y)
+    g.output("q", q)
+    g.output("r", r)     # h also in rows (the b of r): both stored layouts
+    with board:
+        prog = board.compile(g)
+        for _ in range(2):
+            X = rng.integers(-128, 128, (13, 20))
+            want = g.evaluate(design=cfg, x=X, keep=["h"])
+            got = prog(x=X, keep=["h"])
+            for k in want:
+                assert np.array_equal(got[k], want[k]), k
+        assert "h.col" in prog.stats["op_cycles"]
+        assert [n.kind for n, _, _ in prog.plan].count("copy") == 1
+
+
+def test_without_a_copy_unit_both_layouts_are_refused(board):
+    rng = np.random.default_rng(22)
+    g = Graph()
+    x = g.input("x", (8, 8), "int8")
+    h = g.matmul(x, g.weight("w1", rng.integers(-9, 9, (8, 8))),
+                 requant=dict(multiplier=1 << 30, shift=-8), name="h")
+    g.output("q", g.matmul(h, h, transpose_b=True, requant=dict(multiplier=1 << 30,
+                                                                   shift=-8)))
+    g.output("r", g.matmul(g.weight("w2", rng.integers(-9, 9, (8, 8))), h,
+                           requant=dict(multiplier=1 << 30, shift=-8)))
+    _refused(board, g, r"matmul h: its output is read in col and row layout, computed in row "
+             r"\(allowed: one layout, or a copy unit taking int8 in the design")

@@ -614,6 +614,10 @@ class Program:
             if k not in g.tensors:
                 raise GraphError(f"keep {k!r} is not a tensor of the graph (allowed: "
                                  f"{', '.join(g.tensors)})")
+            if k in self.reused:
+                raise GraphError(f"keep {k!r}: its memory is reused later in the program "
+                                 "(allowed: the outputs, and tensors named in "
+                                 "board.compile(graph, keep=[...]))")
         # every check is done: from here on, requests
         from . import protocol as proto
         from .board import RESET_ROUNDS, BoardError
@@ -746,6 +750,80 @@ def _need_layouts(graph: Graph, picks: dict, copier) -> tuple[dict, dict, dict, 
     return need, modes, producers_fixed, copies
 
 
+def _lives(stored, ops_places, graph, keep: set, needs_zeros: set) -> dict:
+    """``{root key: (first op, last op)}``: when each stored tensor holds codes the program
+    needs. Resident tensors (weights, raw operands, tensors whose zero padding is written
+    once at load) live always; inputs from before the run; outputs and ``keep`` tensors to
+    after it."""
+    end = len(ops_places) + 1
+    lives = {}
+    for i, (_node, _u, _dims, places, _mode) in enumerate(ops_places):
+        for _, st, *_rest in places.values():
+            r = _root(st)
+            lo, hi = lives.get(r.key, (i, i))
+            lives[r.key] = (min(lo, i), max(hi, i))
+    outs = {t.name for t in graph.outputs.values()} | set(keep)
+    for s in stored:
+        if s.parent is not None:
+            continue
+        lo, hi = lives.get(s.key, (-1, end))
+        t = s.tensor
+        if t is None or t.node.kind == "weight" or s.key in needs_zeros:
+            lo, hi = -1, end
+        elif t.node.kind == "input":
+            lo = -1
+        if t is not None and (t.name in outs or any(v.tensor is not None and v.tensor.name
+                                                    in outs and _root(v) is s
+                                                    for v in stored)):
+            hi = end
+        lives[s.key] = (lo, hi)
+    return lives
+
+
+def _allocate(stored, lives, floor, tmd, word, graph) -> list[int]:
+    """Give every stored root a bank and a base; returns each bank's end. The operands an op
+    reads together go to different banks where possible (one read port each), else the bank
+    where the tensor starts lowest. ``lives`` None: each tensor its own bytes (a bump per
+    bank); else first fit among the tensors whose lives overlap."""
+    banks, size = tmd["banks"], tmd["bank_bytes"]
+    placed = [[] for _ in range(banks)]     # per bank: (base, end, lo, hi)
+    byk = {s.key: s for s in stored}
+    for s in stored:
+        s.bank = s.base = -1
+    always = (-1, 1 << 30)
+
+    def fit(bank, s):
+        life = lives[s.key] if lives else always
+        busy = sorted((b, e) for b, e, lo, hi in placed[bank]
+                      if lo <= life[1] and life[0] <= hi)
+        base = -(-floor[bank] // word) * word
+        for b, e in busy:
+            if base + s.nbytes <= b:
+                break
+            base = max(base, -(-e // word) * word)
+        return base, life
+
+    for s in stored:
+        if s.parent is not None:
+            continue
+        taken = {byk[k].bank for k in s.co if byk[k].bank >= 0}
+        choices = [b for b in range(banks) if b not in taken] or list(range(banks))
+        bank = min(choices, key=lambda b: fit(b, s)[0])
+        base, life = fit(bank, s)
+        if base + s.nbytes > size:
+            what = s.tensor.name if s.tensor is not None else s.key
+            user = next((n for n in graph.nodes if s.tensor is n.out), None)
+            opname = f"{user.kind} {user.name}" if user else f"op {s.key.split(':')[0]}"
+            shared = ", memory shared between tensors whose lives do not overlap" \
+                if lives else ""
+            raise GraphError(f"{opname}: tensor {what} needs {s.nbytes} bytes; bank {bank} "
+                             f"has {max(0, size - base)} left of {size} ({banks} banks"
+                             f"{shared}; tiling larger-than-memory ops is not built)")
+        s.bank, s.base = bank, base
+        placed[bank].append((base, base + s.nbytes, *life))
+    return [max([floor[b]] + [e for _, e, _, _ in placed[b]]) for b in range(banks)]
+
+
 def _blocks(node: Node, u: _DUnit, dims, pad: int) -> list[tuple[int, int]]:
     """Column blocks ``[(j0, j1)]`` of a matmul's computed output: one op per block when its
     channels exceed the requant epilogue's parameter memory (each block a multiple of the
@@ -776,12 +854,15 @@ def _has_unwritten_padding(t: Tensor, u: _DUnit, pad: int) -> bool:
     return not (u.fam.name == "mac_array" and p.rows == p.cols == pad)
 
 
-def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
+def compile_graph(board, graph: Graph, *, keep=(), reuse: bool | None = None,
+                  name_prefix: str = "") -> Program:
     """Check, lay out, allocate, write weights and the program; return a :class:`Program`.
 
-    Every check is made before anything is sent (GraphError, one line). Not built: tiling of
-    ops larger than a unit or the memory, reuse of memory between tensors, copy/transpose
-    ops.
+    Every check is made before anything is sent (GraphError, one line). ``reuse``: share
+    tensor memory between intermediates whose lives in the program do not overlap (``None``:
+    only if the graph does not fit otherwise). With reuse, only the outputs and the tensors
+    named in ``keep`` can be read back at a call. Not built: tiling of ops larger than the
+    memory.
     """
     info = board.info()
     tmd = info.get("tensor_memory")
@@ -1013,31 +1094,31 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
         if node.out.name in copies:
             emit_copy(node.out)
 
-    # banks: an op's inputs in different banks; bump allocation, most free bank first, after
-    # what earlier compiles on this board hold (their programs stay valid)
-    free = list(getattr(board, "_tm_next", None) or [0] * tmd["banks"])
-    byk = {s.key: s for s in stored}
-    for s in stored:
-        if s.parent is not None:
-            continue
-        taken = {byk[k].bank for k in s.co if byk[k].bank >= 0}
-        choices = [b for b in range(tmd["banks"]) if b not in taken] or list(range(tmd["banks"]))
-        bank = min(choices, key=lambda b: free[b])
-        base = -(-free[bank] // word) * word
-        if base + s.nbytes > tmd["bank_bytes"]:
-            what = s.tensor.name if s.tensor is not None else s.key
-            user = next((n for n in graph.nodes if s.tensor is n.out), None)
-            opname = f"{user.kind} {user.name}" if user else f"op {s.key.split(':')[0]}"
-            raise GraphError(f"{opname}: tensor {what} needs {s.nbytes} bytes; bank {bank} "
-                             f"has {tmd['bank_bytes'] - base} left of {tmd['bank_bytes']} "
-                             f"({tmd['banks']} banks; tiling larger-than-memory ops is not "
-                             "built)")
-        s.bank, s.base = bank, base
-        free[bank] = base + s.nbytes
+    # banks and addresses (after what earlier compiles on this board hold: their programs
+    # stay valid); first without reusing memory, then, if that does not fit, sharing memory
+    # between tensors whose lives in the program do not overlap
+    floor = list(getattr(board, "_tm_next", None) or [0] * tmd["banks"])
+    needs_zeros = {s.key for s in stored if s.tensor is not None and s.parent is None
+                   and s.tensor.node.kind not in ("input", "weight")
+                   and _has_unwritten_padding(s.tensor, None if getattr(s, "by_copy", False)
+                                              else picks.get(s.tensor.node.name), pad)}
+    lives = _lives(stored, ops_places, graph, set(keep), needs_zeros)
+    if reuse is not True:
+        try:
+            free = _allocate(stored, None, floor, tmd, word, graph)
+        except GraphError:
+            if reuse is False:
+                raise
+            reuse = True
+    if reuse is True:
+        free = _allocate(stored, lives, floor, tmd, word, graph)
     for s in stored:
         if s.parent is not None:
             root = _root(s)
             s.bank, s.base = root.bank, s.parent.base + s.offset
+    end = len(ops_places) + 1
+    reused = {s.tensor.name for s in stored if reuse is True and s.tensor is not None
+              and lives[_root(s).key][1] < end}
 
     ops = []
     for node, u, dims, places, mode in ops_places:
@@ -1089,8 +1170,9 @@ def compile_graph(board, graph: Graph, *, name_prefix: str = "") -> Program:
                 s.tensor.node.kind not in ("input", "weight") and \
                 _has_unwritten_padding(s.tensor, writer, pad):
             loads.append((s.bank, s.base, bytes(s.nbytes - tail)))
-    mem = sum(s.nbytes for s in stored if s.parent is None)
+    mem = sum(f - f0 for f, f0 in zip(free, floor, strict=True))
     out = Program(board, graph, plan, stored, prog, len(ops), mem, pad, loads, paddr)
+    out.reused = reused
     # requests from here on
     board._tm_next, board._prog_next = free, paddr + len(data)
     before = board.stats["wire_out"] + board.stats["wire_in"]

@@ -455,3 +455,45 @@ def test_without_a_copy_unit_both_layouts_are_refused(board):
                            requant=dict(multiplier=1 << 30, shift=-8)))
     _refused(board, g, r"matmul h: its output is read in col and row layout, computed in row "
              r"\(allowed: one layout, or a copy unit taking int8 in the design")
+
+
+def _deep(rng, layers=10, d=64):
+    g = Graph()
+    t = g.input("x", (64, d), "int8")
+    for i in range(layers):
+        t = g.matmul(t, g.weight(f"w{i}", rng.integers(-128, 128, (d, d))), name=f"h{i}",
+                     requant=dict(bias=int(rng.integers(-99, 99)), multiplier=1 << 30,
+                                  shift=-9))
+    g.output("y", t)
+    return g
+
+
+def test_memory_is_shared_between_tensors_whose_lives_do_not_overlap():
+    """Eight 64x64 layers (about 41 KiB of weights and requant parameters, 37 KiB of
+    activations) in 64 KiB of tensor memory: refused without reuse, run with it (the
+    activations share a few buffers); the outputs equal evaluate, and only outputs and
+    compile-time keep tensors can be read back."""
+    small = CFG.model_copy(update={"name": "tm_small", "tensor_memory": TensorMemoryConfig(
+        banks=4, bytes=65536, word_bytes=32)})
+    rng = np.random.default_rng(31)
+    g = _deep(rng, layers=8)
+
+    def board():
+        return Board(ModelTransport("model://tm_small", ModelBoard(small)), timeout=0.05,
+                     progress=False)
+
+    with board() as b, pytest.raises(GraphError, match=r"needs \d+ bytes; bank \d has \d+ "
+                                     r"left of 16384 \(4 banks; tiling"):
+        b.compile(g, reuse=False)
+    with board() as b:
+        prog = b.compile(g)                    # reuse=None: shares memory because it must
+        assert prog.stats["memory_bytes"] < 65536
+        X = rng.integers(-128, 128, (64, 64))
+        want = g.evaluate(design=small, x=X, keep=["h3"])
+        assert np.array_equal(prog(x=X)["y"], want["y"])
+        with pytest.raises(GraphError, match="keep 'h3': its memory is reused later"):
+            prog(x=X, keep=["h3"])
+    with board() as b:
+        prog = b.compile(g, keep=["h3"])
+        got = prog(x=X, keep=["h3"])
+        assert np.array_equal(got["h3"], want["h3"]) and np.array_equal(got["y"], want["y"])

@@ -227,19 +227,29 @@ def start(board_cfg, port: int, face: str = "bytes", say=None,
                 "--baud", str(board_cfg.link.uart)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True)
     deadline = time.monotonic() + timeout
-    line = ""
-    while time.monotonic() < deadline:
+    said = []
+    while (left := deadline - time.monotonic()) > 0:
+        # wait for a line with a deadline (a silent harness must not block us forever)
+        ready, _, _ = select.select([proc.stdout], [], [], left)
+        if not ready:
+            break
         line = proc.stdout.readline()
         if line.startswith("listening"):
             return proc
-        if proc.poll() is not None:
+        if line:
+            said.append(line.strip())
+        elif proc.poll() is not None:
             break
-    if proc.poll() is None:
+    timed_out = proc.poll() is None
+    if timed_out:
         proc.kill()
-        proc.wait()
-    if proc.returncode == 2:
+    proc.wait()
+    if proc.returncode == 2 and not timed_out:
         raise PortInUse(f"127.0.0.1:{port} is in use")
-    raise SimulationError(f"the simulated board did not start (exit status {proc.returncode})")
+    last = f": {said[-1]}" if said else ""
+    what = f"did not listen within {timeout:g} s" if timed_out else \
+        f"exited with status {proc.returncode}"
+    raise SimulationError(f"the simulated board {board_cfg.name} {what}{last} ({exe})")
 
 
 def reset(proc: subprocess.Popen, timeout: float = 10.0) -> None:

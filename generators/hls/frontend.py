@@ -86,12 +86,65 @@ def _register_gelu(hls4ml) -> None:
         mod.register_pytorch_layer_handler("GELU", _torch_gelu_handler)
 
 
+def _gemm_bias(model) -> None:
+    """Give every ``Gemm`` without its optional ``C`` input (``torch.onnx.export`` of an
+    ``nn.Linear(bias=False)``) a zero bias, which qonnx's ``GemmToMatMul`` expects (it reads
+    ``C`` unconditionally); hls4ml folds the zero ``Add`` into the Dense."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    for node in model.graph.node:
+        if node.op_type != "Gemm" or (len(node.input) > 2 and node.input[2]):
+            continue
+        shape = model.get_tensor_shape(node.output[0])
+        if not shape:
+            continue  # GemmToMatMul then fails, and the message says so
+        name = model.make_new_valueinfo_name()
+        model.graph.initializer.append(
+            numpy_helper.from_array(np.zeros(shape[-1], dtype=np.float32), name))
+        del node.input[2:]
+        node.input.append(name)
+
+
+def _needs_channels_last(model) -> bool:
+    """Whether qonnx's channels-last conversion has anything to do: a node of the layouts it
+    converts (``Conv``, ``MaxPool``, ``BatchNormalization``) on a 3D or 4D tensor. On an MLP
+    ([batch, features] everywhere) it changes nothing, and it is not run."""
+    from qonnx.transformation.channels_last import _channelsLast_node_types
+
+    for node in model.graph.node:
+        if node.op_type in _channelsLast_node_types and node.domain == "":
+            shape = model.get_tensor_shape(node.input[0])
+            if shape is not None and len(shape) in (3, 4):
+                return True
+    return False
+
+
 def _onnx_model(model):
+    """``model`` prepared for hls4ml's ONNX reader as its documentation says (hls4ml 1.x,
+    "ONNX and QONNX"): qonnx's cleanup (constant folding, shape inference, names), the
+    channels-last conversion where the model has channels-first layers, ``Gemm`` → ``MatMul``
+    + ``Add`` (every ``nn.Linear`` of a ``torch.onnx.export``), and a cleanup again. A plain
+    PyTorch export needs no step of its own."""
+    import warnings
+
     # local: qonnx (and onnxruntime behind it) only for ONNX models
     from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
+    from qonnx.transformation.gemm_to_matmul import GemmToMatMul
     from qonnx.util.cleanup import cleanup_model
 
-    return cleanup_model(ModelWrapper(model))
+    model = cleanup_model(ModelWrapper(model))
+    if _needs_channels_last(model):
+        model = model.transform(ConvertToChannelsLastAndClean())
+    if any(node.op_type == "Gemm" for node in model.graph.node):
+        _gemm_bias(model)
+        with warnings.catch_warnings():
+            # "only offers explicit support for version 9 of the Gemm node": Gemm is the same
+            # operator from opset 9 to 21 but for the optional C, which _gemm_bias supplies
+            warnings.filterwarnings("ignore", message=".*GemmToMatMul transformation")
+            model = model.transform(GemmToMatMul())
+    return cleanup_model(model)
 
 
 def convert(model, *, input_shape=None, hls4ml_config: dict | None = None,

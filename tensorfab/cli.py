@@ -382,7 +382,11 @@ def build_parser() -> argparse.ArgumentParser:
     h = sub.add_parser("hls", help="lower a .onnx/.keras model through hls4ml into a network "
                        "config and its RTL")
     h.add_argument("model", metavar="MODEL", help=".onnx or .keras model file")
-    h.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    h.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (required unless --layers)")
+    h.add_argument("--layers", action="store_true",
+                   help="list the model's layers as hls4ml's configuration names them, with "
+                        "the precision keys each takes, on stdout, and stop (writes nothing)")
     h.add_argument("--hls4ml-config", metavar="FILE", default=None,
                    help="hls4ml's configuration dictionary as YAML (precisions, ReuseFactor) "
                         "(default: hls4ml's own, with --default-precision)")
@@ -435,6 +439,9 @@ def cmd_hls(args) -> int:
     from generators.schema import VERILOG_KEYWORDS
 
     model = Path(args.model)
+    if args.out is None and not args.layers:
+        raise UserError("tensorfab hls: --out DIR is needed (allowed: --out DIR, or --layers "
+                        "to list the model's layers)")
     name = args.name or "".join(c if c.isalnum() else "_" for c in model.stem)
     if name[:1].isdigit():
         name = "m_" + name
@@ -454,12 +461,24 @@ def cmd_hls(args) -> int:
         raise UserError(f"--reuse-factor {args.reuse_factor}: out of range (allowed: >= 1)")
     if args.board is not None and args.board not in BOARDS:
         raise UserError(f"--board {args.board!r}: not a board (allowed: {', '.join(BOARDS)})")
+    source = args.hls4ml_config or "the hls4ml configuration"
+    if args.layers:
+        import tempfile
+
+        from generators.hls.frontend import layer_table
+
+        with tempfile.TemporaryDirectory(prefix="tensorfab-hls-") as tmp, _quiet():
+            graph, _ = convert(model, hls4ml_config=hls_cfg, name=name,
+                               default_precision=args.default_precision,
+                               output_dir=tmp, config_source=source)
+        print(_layer_listing(model, layer_table(graph), graph))
+        return 0
     out = check_out_dir(args.out)
     _say(f"reading {model} through hls4ml...")
     with _quiet():
         graph, used = convert(model, hls4ml_config=hls_cfg, name=name,
                               default_precision=args.default_precision,
-                              output_dir=str(out / "hls4ml_prj"))
+                              output_dir=str(out / "hls4ml_prj"), config_source=source)
         if args.reuse_factor is not None:
             used = dict(used)
             used.setdefault("Model", {})["ReuseFactor"] = args.reuse_factor
@@ -467,7 +486,7 @@ def cmd_hls(args) -> int:
                 if "ReuseFactor" in lc:
                     lc["ReuseFactor"] = args.reuse_factor
             graph, used = convert(model, hls4ml_config=used, name=name,
-                                  output_dir=str(out / "hls4ml_prj"))
+                                  output_dir=str(out / "hls4ml_prj"), config_source=source)
     # the file name only: the config (and a board's INFO description, which holds it) must
     # not change with the folder the model was read from, or every copy rebuilds the design
     cfg = lower(graph, name=name, source=Path(model).name)
@@ -493,6 +512,25 @@ def cmd_hls(args) -> int:
         _say(f"wrote {bpath} (board design: tensorfab serve {bpath} --port P, or "
              f"open_board('model://{bpath}'))")
     return 0
+
+
+def _layer_listing(model, rows, graph) -> str:
+    """``tensorfab hls --layers``: one line per layer of hls4ml's configuration."""
+    classes = {x.name: x.class_name for x in graph.get_layers()}
+    table = [("name", "class", "precisions", "in the converted graph")]
+    for row in rows:
+        if row.source:
+            becomes = f"made by hls4ml from {row.source}, whose entry configures it"
+        elif row.becomes:
+            becomes = ", ".join(f"{b} ({classes[b]})" for b in row.becomes)
+        else:
+            becomes = "- (folded into another layer by hls4ml)"
+        table.append((row.name, row.cls, ", ".join(row.precisions) or "-", becomes))
+    w = [max(len(r[i]) for r in table) for i in range(3)]
+    lines = [f"{model}: {len(rows)} layers; set a precision as LayerName.<name>.Precision.<key> "
+             "in --hls4ml-config (hls4ml's configuration dictionary as YAML)"]
+    lines += [f"  {a:<{w[0]}}  {b:<{w[1]}}  {c:<{w[2]}}  {d}".rstrip() for a, b, c, d in table]
+    return "\n".join(lines)
 
 
 class _quiet:

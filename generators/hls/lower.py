@@ -35,7 +35,7 @@ from ..network.layers import (
 from ..network.params import NetworkParams
 from ..numerics import Format
 
-__all__ = ["lower", "quant_of", "SUPPORTED", "GELU_NOTE"]
+__all__ = ["lower", "quant_of", "SUPPORTED", "GELU_NOTE", "config_name"]
 
 #: hls4ml layer classes this version lowers (as the ONNX, Keras 3 and PyTorch front ends name
 #: them: a Keras ``ReLU`` layer reaches the graph as a threshold-0 ``ThresholdedReLU``).
@@ -47,29 +47,32 @@ _ROUNDING = {"TRN": "trn", "RND": "rnd", "RND_CONV": "rnd_conv"}
 _OVERFLOW = {"WRAP": "wrap", "SAT": "sat"}
 
 
-def quant_of(precision, where: str) -> Quant:
+def quant_of(precision, where: str, setting: str = "") -> Quant:
     """A :class:`Quant` from an hls4ml precision type (``FixedPrecisionType``,
-    ``IntegerPrecisionType``); ``where`` names the layer and type in messages."""
+    ``IntegerPrecisionType``); ``where`` names the layer and type in messages, ``setting``
+    (``"LayerName.MatMul_0.Precision.weight"``) the configuration entry that sets it."""
+    to = f"; set {setting} in the hls4ml configuration" if setting else ""
     name = type(precision).__name__
     width = getattr(precision, "width", None)
     kinds = {c.__name__ for c in type(precision).__mro__}
     if width is None or not kinds & {"FixedPrecisionType", "IntegerPrecisionType"}:
         raise UserError(f"{where}: precision {precision} ({name}) is not supported "
-                        "(allowed: ap_fixed, ap_ufixed, ap_int, ap_uint)")
+                        f"(allowed: ap_fixed, ap_ufixed, ap_int, ap_uint{to})")
     integer = precision.integer
     signed = bool(precision.signed)
     rnd = getattr(getattr(precision, "rounding_mode", None), "name", "TRN") or "TRN"
     sat = getattr(getattr(precision, "saturation_mode", None), "name", "WRAP") or "WRAP"
     if rnd not in _ROUNDING:
         raise UserError(f"{where}: rounding mode {rnd} of {precision} is not supported "
-                        f"(allowed: {', '.join(_ROUNDING)})")
+                        f"(allowed: {', '.join(_ROUNDING)}{to})")
     if sat not in _OVERFLOW or getattr(precision, "saturation_bits", 0):
         raise UserError(f"{where}: saturation mode {sat} of {precision} is not supported "
-                        f"(allowed: {', '.join(_OVERFLOW)})")
+                        f"(allowed: {', '.join(_OVERFLOW)}{to})")
     try:
         fmt = Format(width=int(width), int_bits=int(integer), signed=signed)
     except (TypeError, ValueError) as err:
-        raise UserError(f"{where}: precision {precision}: {err}") from None
+        hint = f" (allowed: {to[2:]})" if to else ""
+        raise UserError(f"{where}: precision {precision}: {err}{hint}") from None
     return Quant(format=fmt, rounding=_ROUNDING[rnd], overflow=_OVERFLOW[sat])
 
 
@@ -78,26 +81,53 @@ GELU_NOTE = ("an ONNX Gelu node (opset 20, or com.microsoft Gelu) or an activati
              "gelu, e.g. Keras Activation('gelu')")
 
 
-def check_unit_formats(layer, inp: Quant, where: str) -> None:
+def check_unit_formats(layer, inp: Quant, where: str, before: str = "",
+                       own: str = "") -> None:
     """Raise :class:`UserError` when the unit behind a softmax or GELU layer cannot take the
     layer's input (``inp``, the result of the layer before) and result formats (one line,
-    naming what is allowed)."""
+    naming what is allowed and the precision to change: ``before``, the configuration entry
+    of the layer before's result, ``own`` that of this layer's, e.g.
+    ``"LayerName.Add_1.Precision.result"``)."""
+    before = before or "the result precision of the layer before"
+    own = own or "the layer's result precision"
     i, o = inp.format, layer.result.format
     if isinstance(layer, SoftmaxLayer):
         if not 2 <= i.width <= 12:
             raise UserError(f"{where}: input {i} is {i.width} bits (allowed: 2..12 bits for "
-                            "the softmax unit; set the result precision of the layer before, "
+                            f"the softmax unit; set {before} in the hls4ml configuration, "
                             "e.g. fixed<12,5,RND,SAT>)")
         if o.signed or not 2 <= o.width <= 16 or o.int_bits > 1 or o.frac_bits < 1:
             raise UserError(f"{where}: result {o} is not a probability format (allowed: "
-                            "ufixed<W,I> with 2 <= W <= 16 and I <= 1, e.g. "
-                            "ufixed<16,0,RND,SAT>)")
+                            "ufixed<W,I> with 2 <= W <= 16 and I <= 1; set "
+                            f"{own} in the hls4ml configuration, e.g. ufixed<16,0,RND,SAT>)")
     else:
-        for what, f in (("input", i), ("result", o)):
+        for what, f, entry in (("input", i, before), ("result", o, own)):
             if not f.signed or not 2 <= f.width <= 16:
                 raise UserError(f"{where}: {what} {f} is not allowed for the gelu unit "
-                                "(allowed: signed fixed<W,I> with 2 <= W <= 16; set it in "
-                                "the hls4ml configuration)")
+                                "(allowed: signed fixed<W,I> with 2 <= W <= 16; set "
+                                f"{entry} in the hls4ml configuration, e.g. "
+                                "fixed<8,3,RND,SAT>)")
+
+
+def config_name(layer_name: str, names) -> str:
+    """The entry of hls4ml's ``LayerName`` configuration that configures the graph layer
+    ``layer_name``: itself, or the layer of ``names`` hls4ml's optimizers made it from (they
+    name it by a prefix: ``Dense_MatMul_0`` of ``MatMul_0``, ``bn_Add_0`` of ``Add_0``, and
+    copy that layer's configuration to it), the shortest such name."""
+    match = [n for n in names if layer_name == n or layer_name.endswith("_" + n)]
+    return min(match, key=len) if match else layer_name
+
+
+def _config_names(graph) -> list[str]:
+    """The layer names hls4ml's reader made of the model (the keys of a ``granularity="name"``
+    configuration): those :func:`..frontend.convert` recorded, else the configuration's."""
+    from .frontend import _PARSED  # local: frontend imports this module
+
+    made = _PARSED.get(graph)
+    if made is not None:
+        return [n for n, _ in made[0]]
+    hls = graph.config.config.get("HLSConfig") or {}
+    return list(hls.get("LayerName") or ())
 
 
 def _types(layer) -> dict:
@@ -171,19 +201,28 @@ def lower(graph, name: str | None = None, source: str = "") -> NetworkParams:
     layers = list(graph.get_layers())
     if not layers or layers[0].class_name != "Input":
         raise UserError("the model has no input layer (allowed: models hls4ml converts)")
-    inp = quant_of(_types(layers[0])["result_t"], _describe(layers[0]) + " result_t")
+    names = _config_names(graph)
+
+    def setting(layer, key: str) -> str:
+        return f"LayerName.{config_name(layer.name, names)}.Precision.{key}"
+
+    def q(layer, key: str) -> Quant:
+        return quant_of(_types(layer)[f"{key}_t"], f"{_describe(layer)} {key}_t",
+                        setting(layer, key))
+
+    inp = q(layers[0], "result")
     out: list = []
     cur = inp
+    cur_setting = setting(layers[0], "result")
     width = None
     for layer in layers[1:]:
         cls = layer.class_name
         where = _describe(layer)
-        types = _types(layer)
         if cls == "Dense":
-            wq = quant_of(types["weight_t"], f"{where} weight_t")
-            bq = quant_of(types["bias_t"], f"{where} bias_t")
-            aq = quant_of(types["accum_t"], f"{where} accum_t")
-            rq = quant_of(types["result_t"], f"{where} result_t")
+            wq = q(layer, "weight")
+            bq = q(layer, "bias")
+            aq = q(layer, "accum")
+            rq = q(layer, "result")
             w = _weights(layer, "weight")
             b = _weights(layer, "bias")
             n_in, n_out = layer.get_attr("n_in"), layer.get_attr("n_out")
@@ -193,12 +232,12 @@ def lower(graph, name: str | None = None, source: str = "") -> NetworkParams:
                 DenseLayer, where, name=layer.name, weight=wq, bias=bq, accum=aq, result=rq,
                 reuse_factor=int(layer.get_attr("reuse_factor") or 1),
                 w=_codes(w, wq, f"{where} weights"), b=_codes(b, bq, f"{where} biases")))
-            cur = rq
+            cur, cur_setting = rq, setting(layer, "result")
             width = n_out
         elif cls in ("BatchNormalization", "ApplyAlpha"):
-            sq = quant_of(types["scale_t"], f"{where} scale_t")
-            bq = quant_of(types["bias_t"], f"{where} bias_t")
-            rq = quant_of(types["result_t"], f"{where} result_t")
+            sq = q(layer, "scale")
+            bq = q(layer, "bias")
+            rq = q(layer, "result")
             n = int(layer.get_attr("n_in"))
             sc = _weights(layer, "scale")
             b = _weights(layer, "bias")
@@ -207,11 +246,11 @@ def lower(graph, name: str | None = None, source: str = "") -> NetworkParams:
             out.append(_build(
                 BatchNormLayer, where, name=layer.name, scale_type=sq, bias=bq, result=rq,
                 scale=_codes(sc, sq, f"{where} scale"), b=_codes(b, bq, f"{where} bias")))
-            cur = rq
+            cur, cur_setting = rq, setting(layer, "result")
         elif _is_relu(layer):
-            rq = quant_of(types["result_t"], f"{where} result_t")
+            rq = q(layer, "result")
             out.append(_build(ReluLayer, where, name=layer.name, result=rq))
-            cur = rq
+            cur, cur_setting = rq, setting(layer, "result")
         elif cls == "Softmax" or (cls == "Activation" and _act(layer) in ("softmax", "gelu")):
             kind = "softmax" if cls == "Softmax" else _act(layer)
             if width is None:
@@ -223,12 +262,13 @@ def lower(graph, name: str | None = None, source: str = "") -> NetworkParams:
                     raise UserError(f"{where}: softmax over axis {axis} (allowed: the last "
                                     "axis: -1, or its index counted with the batch axis, "
                                     "e.g. PyTorch's dim=1 on [batch, n])")
-            rq = quant_of(types["result_t"], f"{where} result_t")
+            rq = q(layer, "result")
             new = _build(SoftmaxLayer if kind == "softmax" else GeluLayer, where,
                          name=layer.name, result=rq)
-            check_unit_formats(new, cur, where)
+            check_unit_formats(new, cur, where, before=f"{cur_setting} (the result of the "
+                               "layer before)", own=setting(layer, "result"))
             out.append(new)
-            cur = rq
+            cur, cur_setting = rq, setting(layer, "result")
         else:
             act = layer.get_attr("activation")
             if cls == "ParametrizedActivation" and _act(layer) == "thresholdedrelu":

@@ -16,7 +16,7 @@ Both dataflows share the same skeleton:
 With the fused requant epilogue the array runs in lock step with it (``lockstep``, see
 :mod:`generators.lockstep`): instead of ``en`` each PE row, the input side (skews, flags,
 control) and the output side (drain, deskew, output register) advance on their own
-registered copy of the ``advance`` input.
+registered copy of the enable (made from the epilogue's ``room`` input).
 
 Cycle behaviour is stated by :class:`.params.MacArrayParams` (``latency`` and
 ``expected_cycles``) and asserted by the RTL tests.
@@ -29,7 +29,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..hardmul import leaf, mul_reg
-from ..lockstep import enables
+from ..lockstep import ROOM, enables
 from .params import OUTPUT_STATIONARY, MacArrayParams
 
 
@@ -170,9 +170,10 @@ class MacArray(wiring.Component):
         ``data``: ``cols`` lanes in the ``b`` format.
     c_stream : out
         ``data``: ``cols`` lanes in the accumulator format, one row of ``c`` per beat.
-    advance : in (``lockstep`` only)
-        The array advances in the next cycle (:mod:`generators.lockstep`); ``c_stream.ready``
-        is then not read (the consumer advances with the array).
+    room : in (``lockstep`` only)
+        The epilogue's FIFO room (:mod:`generators.lockstep`): the array advances on copies
+        of the enable made from it; ``c_stream.ready`` is then not
+        read (the consumer advances with the array).
     """
 
     def __init__(self, params: MacArrayParams, lockstep: bool = False):
@@ -187,7 +188,7 @@ class MacArray(wiring.Component):
                 data.StructLayout({"data": data.ArrayLayout(p.b.shape(), p.cols)}))),
             "c_stream": Out(stream.Signature(
                 data.StructLayout({"data": data.ArrayLayout(p.acc.shape(), p.cols)}))),
-            **({"advance": In(1)} if lockstep else {}),
+            **({"room": In(ROOM)} if lockstep else {}),
         })
 
     @property
@@ -229,7 +230,7 @@ class MacArray(wiring.Component):
         R = self.params.rows
         if self.lockstep:
             # the input side, the output side and each PE row: a copy of the enable each
-            en_in, en_out, *rows = enables(m, self.advance, ["en_in", "en_out",
+            en_in, en_out, *rows = enables(m, self.room, ["en_in", "en_out",
                                                              *(f"en_row{i}" for i in range(R))])
         else:
             en = Signal()

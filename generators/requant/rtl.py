@@ -39,7 +39,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..lockstep import enables
+from ..lockstep import ROOM, enables
 from ..numerics import Format
 from .params import (
     BIAS_BITS,
@@ -431,9 +431,9 @@ class RequantEpilogue(wiring.Component):
     group). The beat that ends the sequence ends the run.
 
     And how the pipeline advances: the unit and the epilogue advance together, the control
-    and each lane on its own registered copy of ``advance``. The last stage's beat goes into
+    and each lane on its own registered copy of one enable. The last stage's beat goes into
     an output FIFO of :data:`FIFO_DEPTH` beats the cycle after it was loaded (when the FIFO is
-    empty and ``y_stream`` ready, past it: the FIFO adds no latency). ``advance`` is true when
+    empty and ``y_stream`` ready, past it: the FIFO adds no latency). The enable is true when
     the FIFO has room for the beat already on its way and one more, so the pipeline never
     waits on ``ready`` combinationally and never overflows the FIFO; with ``ready`` high the
     FIFO stays empty and the pipeline never stops.
@@ -444,14 +444,15 @@ class RequantEpilogue(wiring.Component):
         The run's parameter beats (taken while no run is loaded and the pipeline is empty).
     acc_stream : in
         ``data``: ``lanes`` accumulator codes (the unit's output beat); ``ready`` is the
-        epilogue's enable: the unit advances with it (on its copy of ``advance``).
+        epilogue's enable: the unit advances with it (on its copies of the same enable).
     y_stream : out
         ``data``: ``lanes`` output codes, :attr:`latency` cycles after the ``acc`` beat.
     open : out
         A run's parameters are loaded and its last beat has not arrived: the unit may take
         input beats (it gates the array's inputs with it).
-    advance : out
-        The pipeline advances in the next cycle: the unit's ``advance`` input.
+    room : out
+        The FIFO's room (:data:`generators.lockstep.ROOM`), from which the epilogue and the
+        unit (its ``room`` input) make their copies of the enable.
     """
 
     #: Beats the output FIFO holds: 2 keep the full rate, 4 cover the restart after
@@ -470,7 +471,7 @@ class RequantEpilogue(wiring.Component):
             "y_stream": Out(stream.Signature(data.StructLayout({
                 "data": data.ArrayLayout(p.out.shape(), p.lanes)}))),
             "open": Out(1),
-            "advance": Out(1),
+            "room": Out(ROOM),
         })
 
     @property
@@ -487,7 +488,7 @@ class RequantEpilogue(wiring.Component):
         aw = max(1, (p.depth - 1).bit_length())
 
         # the control's enable and each lane's
-        en, *lane_en = enables(m, self.advance, ["en_ctl", *(f"en_lane{i}"
+        en, *lane_en = enables(m, self.room, ["en_ctl", *(f"en_lane{i}"
                                                             for i in range(p.lanes))])
         loaded = Signal()
         busy = Signal()
@@ -572,9 +573,11 @@ class RequantEpilogue(wiring.Component):
             wp.data.eq(y),
             rp.addr.eq(r_at),
             count_next.eq(count + push - pop),
-            # room for the beat on its way (loaded now) and one more: the one the pipeline
-            # may load in the next cycle
-            self.advance.eq(count_next + (en & chain[-1]) < D),
+            # the pipeline advances in the next cycle if there is room for the beat it may
+            # load then besides the one it loads now (lockstep.enables)
+            self.room.one.eq(count_next < D),
+            self.room.two.eq(count_next < D - 1),
+            self.room.incoming.eq(chain[-1]),
         ]
         m.d.sync += count.eq(count_next)
         with m.If(wp.en):
@@ -606,14 +609,14 @@ class WithRequant(wiring.Component):
     Ports: ``p_stream`` (the epilogue's parameter beats, first), the unit's input streams
     (taken only while a run's parameters are loaded) and the result stream, named as the
     unit names it. The unit (built with ``lockstep=True``) and the epilogue advance together
-    on the epilogue's ``advance`` (:mod:`generators.lockstep`), so the unit keeps its own rate
+    on copies of one enable made from the epilogue's ``room`` (:mod:`generators.lockstep`), so the unit keeps its own rate
     (one result beat per cycle).
 
     Parameters
     ----------
     unit:
         The unit's component in lock step (its ``signature`` has the input streams,
-        ``result`` and ``advance``).
+        ``result`` and ``room``).
     epilogue:
         The epilogue's :class:`RequantParams`-like parameters (``params.epilogue``).
     inputs, result:
@@ -640,7 +643,7 @@ class WithRequant(wiring.Component):
         m.submodules.epilogue = epi = self._epilogue
         wiring.connect(m, wiring.flipped(self.p_stream), epi.p_stream)
         wiring.connect(m, getattr(unit, self._result), epi.acc_stream)
-        m.d.comb += unit.advance.eq(epi.advance)
+        m.d.comb += unit.room.eq(epi.room)
         wiring.connect(m, epi.y_stream, wiring.flipped(getattr(self, self._result)))
         for name in self._inputs:
             outer, inner = getattr(self, name), getattr(unit, name)

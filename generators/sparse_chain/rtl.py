@@ -23,8 +23,8 @@ The chain is one row of ``length`` MAC stages in the DSP-cascade style:
 
 With the fused requant epilogue the chain runs in lock step with it (``lockstep``, see
 :mod:`generators.lockstep`): instead of ``en`` the control and each group of
-:data:`STAGES_PER_ENABLE` stages advance on their own registered copy of the ``advance``
-input.
+:data:`STAGES_PER_ENABLE` stages advance on their own registered copy of the enable
+(made from the epilogue's ``room`` input).
 
 Cycle behaviour is stated by :class:`.params.SparseChainParams` (``latency`` and
 ``expected_cycles``) and asserted by the tests.
@@ -37,7 +37,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..hardmul import mul_reg
-from ..lockstep import enables
+from ..lockstep import ROOM, enables
 from .params import SparseChainParams
 
 #: Stages that share one copy of the enable in lock step.
@@ -72,9 +72,10 @@ class SparseChain(wiring.Component):
         ``k_per_pass(mode)`` lanes, the rest don't-care (see :mod:`.tiling`).
     y_stream : out
         ``data``: one lane in the accumulator format.
-    advance : in (``lockstep`` only)
-        The chain advances in the next cycle (:mod:`generators.lockstep`); ``y_stream.ready``
-        is then not read (the consumer advances with the chain).
+    room : in (``lockstep`` only)
+        The epilogue's FIFO room (:mod:`generators.lockstep`): the chain advances on copies
+        of the enable made from it; ``y_stream.ready`` is then not
+        read (the consumer advances with the chain).
     """
 
     def __init__(self, params: SparseChainParams, lockstep: bool = False):
@@ -91,7 +92,7 @@ class SparseChain(wiring.Component):
                 "data": data.ArrayLayout(p.x.shape(), p.x_lanes)}))),
             "y_stream": Out(stream.Signature(data.StructLayout({
                 "data": data.ArrayLayout(p.acc.shape(), 1)}))),
-            **({"advance": In(1)} if lockstep else {}),
+            **({"room": In(ROOM)} if lockstep else {}),
         })
 
     @property
@@ -158,7 +159,7 @@ class SparseChain(wiring.Component):
 
         groups = -(-L // STAGES_PER_ENABLE)
         if self.lockstep:
-            en, *en_groups = enables(m, self.advance, ["en_ctl", *(f"en_stages{g}"
+            en, *en_groups = enables(m, self.room, ["en_ctl", *(f"en_stages{g}"
                                                                    for g in range(groups))])
         else:
             en = Signal()

@@ -8,17 +8,17 @@
 module mac8x8_requant(p_stream__valid, a_stream__payload, a_stream__valid, b_stream__payload, b_stream__valid, c_stream__ready, clk, rst, p_stream__ready, a_stream__ready, b_stream__ready, c_stream__payload, c_stream__valid, p_stream__payload);
   input [64:0] a_stream__payload;
   wire [64:0] a_stream__payload;
-  wire [64:0] \a_stream__payload$26 ;
-  wire [63:0] \a_stream__payload$26.data ;
-  wire [7:0] \a_stream__payload$26.data[0] ;
-  wire [7:0] \a_stream__payload$26.data[1] ;
-  wire [7:0] \a_stream__payload$26.data[2] ;
-  wire [7:0] \a_stream__payload$26.data[3] ;
-  wire [7:0] \a_stream__payload$26.data[4] ;
-  wire [7:0] \a_stream__payload$26.data[5] ;
-  wire [7:0] \a_stream__payload$26.data[6] ;
-  wire [7:0] \a_stream__payload$26.data[7] ;
-  wire \a_stream__payload$26.last ;
+  wire [64:0] \a_stream__payload$28 ;
+  wire [63:0] \a_stream__payload$28.data ;
+  wire [7:0] \a_stream__payload$28.data[0] ;
+  wire [7:0] \a_stream__payload$28.data[1] ;
+  wire [7:0] \a_stream__payload$28.data[2] ;
+  wire [7:0] \a_stream__payload$28.data[3] ;
+  wire [7:0] \a_stream__payload$28.data[4] ;
+  wire [7:0] \a_stream__payload$28.data[5] ;
+  wire [7:0] \a_stream__payload$28.data[6] ;
+  wire [7:0] \a_stream__payload$28.data[7] ;
+  wire \a_stream__payload$28.last ;
   wire [63:0] \a_stream__payload.data ;
   wire [7:0] \a_stream__payload.data[0] ;
   wire [7:0] \a_stream__payload.data[1] ;
@@ -31,10 +31,10 @@ module mac8x8_requant(p_stream__valid, a_stream__payload, a_stream__valid, b_str
   wire \a_stream__payload.last ;
   output a_stream__ready;
   wire a_stream__ready;
-  wire \a_stream__ready$29 ;
+  wire \a_stream__ready$31 ;
   input a_stream__valid;
   wire a_stream__valid;
-  wire \a_stream__valid$27 ;
+  wire \a_stream__valid$29 ;
   wire [255:0] acc_stream__payload;
   wire [255:0] \acc_stream__payload.data ;
   wire [31:0] \acc_stream__payload.data[0] ;
@@ -49,16 +49,16 @@ module mac8x8_requant(p_stream__valid, a_stream__payload, a_stream__valid, b_str
   wire acc_stream__valid;
   input [63:0] b_stream__payload;
   wire [63:0] b_stream__payload;
-  wire [63:0] \b_stream__payload$30 ;
-  wire [63:0] \b_stream__payload$30.data ;
-  wire [7:0] \b_stream__payload$30.data[0] ;
-  wire [7:0] \b_stream__payload$30.data[1] ;
-  wire [7:0] \b_stream__payload$30.data[2] ;
-  wire [7:0] \b_stream__payload$30.data[3] ;
-  wire [7:0] \b_stream__payload$30.data[4] ;
-  wire [7:0] \b_stream__payload$30.data[5] ;
-  wire [7:0] \b_stream__payload$30.data[6] ;
-  wire [7:0] \b_stream__payload$30.data[7] ;
+  wire [63:0] \b_stream__payload$32 ;
+  wire [63:0] \b_stream__payload$32.data ;
+  wire [7:0] \b_stream__payload$32.data[0] ;
+  wire [7:0] \b_stream__payload$32.data[1] ;
+  wire [7:0] \b_stream__payload$32.data[2] ;
+  wire [7:0] \b_stream__payload$32.data[3] ;
+  wire [7:0] \b_stream__payload$32.data[4] ;
+  wire [7:0] \b_stream__payload$32.data[5] ;
+  wire [7:0] \b_stream__payload$32.data[6] ;
+  wire [7:0] \b_stream__payload$32.data[7] ;
   wire [63:0] \b_stream__payload.data ;
   wire [7:0] \b_stream__payload.data[0] ;
   wire [7:0] \b_stream__payload.data[1] ;
@@ -70,10 +70,10 @@ module mac8x8_requant(p_stream__valid, a_stream__payload, a_stream__valid, b_str
   wire [7:0] \b_stream__payload.data[7] ;
   output b_stream__ready;
   wire b_stream__ready;
-  wire \b_stream__ready$32 ;
+  wire \b_stream__ready$34 ;
   input b_stream__valid;
   wire b_stream__valid;
-  wire \b_stream__valid$31 ;
+  wire \b_stream__valid$33 ;
   output [63:0] c_stream__payload;
   wire [63:0] c_stream__payload;
   wire [255:0] \c_stream__payload$18 ;
@@ -181,6 +181,14 @@ module mac8x8_requant(p_stream__valid, a_stream__payload, a_stream__valid, b_str
   input p_stream__valid;
   wire p_stream__valid;
   wire \p_stream__valid$16 ;
+  wire [2:0] room;
+  wire [2:0] \room$24 ;
+  wire \room$24.incoming ;
+  wire \room$24.one ;
+  wire \room$24.two ;
+  wire \room.incoming ;
+  wire \room.one ;
+  wire \room.two ;
   input rst;
   wire rst;
   wire [63:0] y_stream__payload;
@@ -195,32 +203,33 @@ module mac8x8_requant(p_stream__valid, a_stream__payload, a_stream__valid, b_str
   wire [7:0] \y_stream__payload.data[7] ;
   wire y_stream__ready;
   wire y_stream__valid;
-  assign \a_stream__valid$27  = a_stream__valid & open;
-  assign a_stream__ready = \a_stream__ready$29  & open;
-  assign \b_stream__valid$31  = b_stream__valid & open;
-  assign b_stream__ready = \b_stream__ready$32  & open;
+  assign \a_stream__valid$29  = a_stream__valid & open;
+  assign a_stream__ready = \a_stream__ready$31  & open;
+  assign \b_stream__valid$33  = b_stream__valid & open;
+  assign b_stream__ready = \b_stream__ready$34  & open;
   \mac8x8_requant.array  array (
     .a_stream__payload(a_stream__payload),
-    .a_stream__ready(\a_stream__ready$29 ),
-    .a_stream__valid(\a_stream__valid$27 ),
+    .a_stream__ready(\a_stream__ready$31 ),
+    .a_stream__valid(\a_stream__valid$29 ),
     .b_stream__payload(b_stream__payload),
-    .b_stream__ready(\b_stream__ready$32 ),
-    .b_stream__valid(\b_stream__valid$31 ),
+    .b_stream__ready(\b_stream__ready$34 ),
+    .b_stream__valid(\b_stream__valid$33 ),
     .c_stream__payload(acc_stream__payload),
-    .c_stream__ready(\c_stream__ready$19 ),
     .c_stream__valid(acc_stream__valid),
     .clk(clk),
+    .room(room),
     .rst(rst)
   );
   \mac8x8_requant.epilogue  epilogue (
     .acc_stream__payload(acc_stream__payload),
     .acc_stream__valid(acc_stream__valid),
     .clk(clk),
-    .en(\c_stream__ready$19 ),
+    .en_ctl(\c_stream__ready$19 ),
     .loaded(open),
     .p_stream__payload(p_stream__payload),
     .p_stream__ready(p_stream__ready),
     .p_stream__valid(p_stream__valid),
+    .room(room),
     .rst(rst),
     .y_stream__payload(c_stream__payload),
     .y_stream__ready(c_stream__ready),
@@ -232,11 +241,12 @@ module mac8x8_requant(p_stream__valid, a_stream__payload, a_stream__valid, b_str
   assign \c_stream__payload$18  = acc_stream__payload;
   assign acc_stream__ready = \c_stream__ready$19 ;
   assign \c_stream__valid$22  = acc_stream__valid;
+  assign \room$24  = room;
   assign y_stream__payload = c_stream__payload;
   assign y_stream__ready = c_stream__ready;
   assign y_stream__valid = c_stream__valid;
-  assign \a_stream__payload$26  = a_stream__payload;
-  assign \b_stream__payload$30  = b_stream__payload;
+  assign \a_stream__payload$28  = a_stream__payload;
+  assign \b_stream__payload$32  = b_stream__payload;
   assign \p_stream__payload.bias  = p_stream__payload[255:0];
   assign \p_stream__payload.bias[0]  = p_stream__payload[31:0];
   assign \p_stream__payload.bias[1]  = p_stream__payload[63:32];
@@ -351,6 +361,12 @@ module mac8x8_requant(p_stream__valid, a_stream__payload, a_stream__valid, b_str
   assign \c_stream__payload$18.data[5]  = acc_stream__payload[191:160];
   assign \c_stream__payload$18.data[6]  = acc_stream__payload[223:192];
   assign \c_stream__payload$18.data[7]  = acc_stream__payload[255:224];
+  assign \room.one  = room[0];
+  assign \room.two  = room[1];
+  assign \room.incoming  = room[2];
+  assign \room$24.one  = room[0];
+  assign \room$24.two  = room[1];
+  assign \room$24.incoming  = room[2];
   assign \y_stream__payload.data  = c_stream__payload;
   assign \y_stream__payload.data[0]  = c_stream__payload[7:0];
   assign \y_stream__payload.data[1]  = c_stream__payload[15:8];
@@ -360,51 +376,51 @@ module mac8x8_requant(p_stream__valid, a_stream__payload, a_stream__valid, b_str
   assign \y_stream__payload.data[5]  = c_stream__payload[47:40];
   assign \y_stream__payload.data[6]  = c_stream__payload[55:48];
   assign \y_stream__payload.data[7]  = c_stream__payload[63:56];
-  assign \a_stream__payload$26.data  = a_stream__payload[63:0];
-  assign \a_stream__payload$26.data[0]  = a_stream__payload[7:0];
-  assign \a_stream__payload$26.data[1]  = a_stream__payload[15:8];
-  assign \a_stream__payload$26.data[2]  = a_stream__payload[23:16];
-  assign \a_stream__payload$26.data[3]  = a_stream__payload[31:24];
-  assign \a_stream__payload$26.data[4]  = a_stream__payload[39:32];
-  assign \a_stream__payload$26.data[5]  = a_stream__payload[47:40];
-  assign \a_stream__payload$26.data[6]  = a_stream__payload[55:48];
-  assign \a_stream__payload$26.data[7]  = a_stream__payload[63:56];
-  assign \a_stream__payload$26.last  = a_stream__payload[64];
-  assign \b_stream__payload$30.data  = b_stream__payload;
-  assign \b_stream__payload$30.data[0]  = b_stream__payload[7:0];
-  assign \b_stream__payload$30.data[1]  = b_stream__payload[15:8];
-  assign \b_stream__payload$30.data[2]  = b_stream__payload[23:16];
-  assign \b_stream__payload$30.data[3]  = b_stream__payload[31:24];
-  assign \b_stream__payload$30.data[4]  = b_stream__payload[39:32];
-  assign \b_stream__payload$30.data[5]  = b_stream__payload[47:40];
-  assign \b_stream__payload$30.data[6]  = b_stream__payload[55:48];
-  assign \b_stream__payload$30.data[7]  = b_stream__payload[63:56];
+  assign \a_stream__payload$28.data  = a_stream__payload[63:0];
+  assign \a_stream__payload$28.data[0]  = a_stream__payload[7:0];
+  assign \a_stream__payload$28.data[1]  = a_stream__payload[15:8];
+  assign \a_stream__payload$28.data[2]  = a_stream__payload[23:16];
+  assign \a_stream__payload$28.data[3]  = a_stream__payload[31:24];
+  assign \a_stream__payload$28.data[4]  = a_stream__payload[39:32];
+  assign \a_stream__payload$28.data[5]  = a_stream__payload[47:40];
+  assign \a_stream__payload$28.data[6]  = a_stream__payload[55:48];
+  assign \a_stream__payload$28.data[7]  = a_stream__payload[63:56];
+  assign \a_stream__payload$28.last  = a_stream__payload[64];
+  assign \b_stream__payload$32.data  = b_stream__payload;
+  assign \b_stream__payload$32.data[0]  = b_stream__payload[7:0];
+  assign \b_stream__payload$32.data[1]  = b_stream__payload[15:8];
+  assign \b_stream__payload$32.data[2]  = b_stream__payload[23:16];
+  assign \b_stream__payload$32.data[3]  = b_stream__payload[31:24];
+  assign \b_stream__payload$32.data[4]  = b_stream__payload[39:32];
+  assign \b_stream__payload$32.data[5]  = b_stream__payload[47:40];
+  assign \b_stream__payload$32.data[6]  = b_stream__payload[55:48];
+  assign \b_stream__payload$32.data[7]  = b_stream__payload[63:56];
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_stream__valid, a_stream__ready, b_stream__ready, c_stream__ready, c_stream__valid, c_stream__payload, a_stream__payload);
+module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_stream__valid, a_stream__ready, b_stream__ready, c_stream__valid, c_stream__payload, room, a_stream__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
   wire \$10 ;
-  reg [7:0] \$100 ;
-  reg [7:0] \$101 ;
-  reg [7:0] \$102 ;
-  reg [7:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [7:0] \$106 ;
-  reg [7:0] \$107 ;
-  reg [7:0] \$108 ;
-  reg [7:0] \$109 ;
+  wire [7:0] \$100 ;
+  wire [7:0] \$101 ;
+  wire [7:0] \$102 ;
+  wire [7:0] \$103 ;
+  wire [7:0] \$104 ;
+  wire [7:0] \$105 ;
+  wire [7:0] \$106 ;
+  reg \$107 ;
+  reg \$108 ;
+  reg \$109 ;
   wire \$11 ;
-  reg [7:0] \$110 ;
-  reg [7:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [7:0] \$114 ;
-  reg [7:0] \$115 ;
-  reg [7:0] \$116 ;
-  reg [7:0] \$117 ;
+  reg \$110 ;
+  reg \$111 ;
+  reg \$112 ;
+  reg \$113 ;
+  reg \$114 ;
+  reg \$115 ;
+  reg \$116 ;
+  reg [3:0] \$117 ;
   reg [7:0] \$118 ;
   reg [7:0] \$119 ;
   wire \$12 ;
@@ -413,204 +429,253 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
   reg [7:0] \$122 ;
   reg [7:0] \$123 ;
   reg [7:0] \$124 ;
-  reg \$125 ;
-  reg \$126 ;
-  reg \$127 ;
-  reg \$128 ;
-  reg \$129 ;
+  reg [7:0] \$125 ;
+  reg [7:0] \$126 ;
+  reg [7:0] \$127 ;
+  reg [7:0] \$128 ;
+  reg [7:0] \$129 ;
   wire \$13 ;
-  reg \$130 ;
-  reg \$131 ;
-  reg \$132 ;
-  reg \$133 ;
-  reg \$134 ;
-  reg \$135 ;
-  reg \$136 ;
-  reg \$137 ;
-  reg \$138 ;
-  reg \$139 ;
-  wire [16:0] \$14 ;
-  reg \$140 ;
-  reg \$141 ;
-  reg \$142 ;
-  reg \$143 ;
-  reg \$144 ;
-  reg \$145 ;
-  reg \$146 ;
-  reg \$147 ;
-  reg \$148 ;
-  reg \$149 ;
-  wire [16:0] \$15 ;
-  reg \$150 ;
-  reg \$151 ;
-  reg \$152 ;
-  reg \$153 ;
-  reg \$154 ;
-  reg \$155 ;
-  reg \$156 ;
-  reg \$157 ;
-  reg [2:0] \$158 ;
-  reg \$159 ;
-  wire [16:0] \$16 ;
-  reg \$160 ;
-  reg \$161 ;
-  reg \$162 ;
-  reg \$163 ;
-  reg \$164 ;
-  reg \$165 ;
-  reg [2:0] \$166 ;
-  reg [2:0] \$167 ;
-  reg [2:0] \$168 ;
-  reg [2:0] \$169 ;
-  wire [16:0] \$17 ;
-  reg [2:0] \$170 ;
-  reg [2:0] \$171 ;
-  reg [2:0] \$172 ;
-  reg [15:0] \$173 ;
-  reg [15:0] \$174 ;
+  reg [7:0] \$130 ;
+  reg [7:0] \$131 ;
+  reg [7:0] \$132 ;
+  reg [7:0] \$133 ;
+  reg [7:0] \$134 ;
+  reg [7:0] \$135 ;
+  reg [7:0] \$136 ;
+  reg [7:0] \$137 ;
+  reg [7:0] \$138 ;
+  reg [7:0] \$139 ;
+  wire \$14 ;
+  reg [7:0] \$140 ;
+  reg [7:0] \$141 ;
+  reg [7:0] \$142 ;
+  reg [7:0] \$143 ;
+  reg [7:0] \$144 ;
+  reg [7:0] \$145 ;
+  reg [7:0] \$146 ;
+  reg [7:0] \$147 ;
+  reg [7:0] \$148 ;
+  reg [7:0] \$149 ;
+  wire \$15 ;
+  reg [7:0] \$150 ;
+  reg [7:0] \$151 ;
+  reg [7:0] \$152 ;
+  reg [7:0] \$153 ;
+  reg [7:0] \$154 ;
+  reg [7:0] \$155 ;
+  reg [7:0] \$156 ;
+  reg [7:0] \$157 ;
+  reg [7:0] \$158 ;
+  reg [7:0] \$159 ;
+  wire \$16 ;
+  reg [7:0] \$160 ;
+  reg [7:0] \$161 ;
+  reg [7:0] \$162 ;
+  reg [7:0] \$163 ;
+  reg [7:0] \$164 ;
+  reg [7:0] \$165 ;
+  reg [7:0] \$166 ;
+  reg [7:0] \$167 ;
+  reg [7:0] \$168 ;
+  reg [7:0] \$169 ;
+  wire \$17 ;
+  reg [7:0] \$170 ;
+  reg [7:0] \$171 ;
+  reg [7:0] \$172 ;
+  reg [7:0] \$173 ;
+  reg \$174 ;
   reg \$175 ;
-  reg [15:0] \$176 ;
-  reg [15:0] \$177 ;
+  reg \$176 ;
+  reg \$177 ;
   reg \$178 ;
-  reg [15:0] \$179 ;
-  wire [16:0] \$18 ;
-  reg [15:0] \$180 ;
+  reg \$179 ;
+  wire \$18 ;
+  reg \$180 ;
   reg \$181 ;
-  reg [15:0] \$182 ;
-  reg [15:0] \$183 ;
+  reg \$182 ;
+  reg \$183 ;
   reg \$184 ;
-  reg [15:0] \$185 ;
-  reg [15:0] \$186 ;
+  reg \$185 ;
+  reg \$186 ;
   reg \$187 ;
-  reg [15:0] \$188 ;
-  reg [15:0] \$189 ;
-  wire [16:0] \$19 ;
+  reg \$188 ;
+  reg \$189 ;
+  wire \$19 ;
   reg \$190 ;
-  reg [15:0] \$191 ;
-  reg [15:0] \$192 ;
+  reg \$191 ;
+  reg \$192 ;
   reg \$193 ;
-  reg [15:0] \$194 ;
-  reg [15:0] \$195 ;
+  reg \$194 ;
+  reg \$195 ;
   reg \$196 ;
   reg \$197 ;
-  reg [31:0] \$198 ;
-  reg [31:0] \$199 ;
+  reg \$198 ;
+  reg \$199 ;
   wire \$2 ;
-  wire [16:0] \$20 ;
-  reg [31:0] \$200 ;
-  reg [31:0] \$201 ;
-  reg [31:0] \$202 ;
-  reg [31:0] \$203 ;
-  reg [31:0] \$204 ;
-  reg [31:0] \$205 ;
-  reg [31:0] \$206 ;
-  reg [31:0] \$207 ;
-  reg [31:0] \$208 ;
-  reg [31:0] \$209 ;
-  wire [16:0] \$21 ;
-  reg [31:0] \$210 ;
-  reg [31:0] \$211 ;
-  reg [31:0] \$212 ;
-  reg [31:0] \$213 ;
-  reg [31:0] \$214 ;
-  reg [31:0] \$215 ;
-  reg [31:0] \$216 ;
-  reg [31:0] \$217 ;
-  reg [31:0] \$218 ;
-  reg [31:0] \$219 ;
+  wire \$20 ;
+  reg \$200 ;
+  reg \$201 ;
+  reg \$202 ;
+  reg \$203 ;
+  reg \$204 ;
+  reg \$205 ;
+  reg \$206 ;
+  reg [2:0] \$207 ;
+  reg \$208 ;
+  reg \$209 ;
+  wire \$21 ;
+  reg \$210 ;
+  reg \$211 ;
+  reg \$212 ;
+  reg \$213 ;
+  reg \$214 ;
+  reg [2:0] \$215 ;
+  reg [2:0] \$216 ;
+  reg [2:0] \$217 ;
+  reg [2:0] \$218 ;
+  reg [2:0] \$219 ;
   wire \$22 ;
-  reg [31:0] \$220 ;
-  reg [31:0] \$221 ;
-  reg [31:0] \$222 ;
-  reg [31:0] \$223 ;
-  reg [31:0] \$224 ;
-  reg [31:0] \$225 ;
-  reg \$226 ;
-  reg [255:0] \$227 ;
+  reg [2:0] \$220 ;
+  reg [2:0] \$221 ;
+  reg [15:0] \$222 ;
+  reg [15:0] \$223 ;
+  reg \$224 ;
+  reg [15:0] \$225 ;
+  reg [15:0] \$226 ;
+  reg \$227 ;
+  reg [15:0] \$228 ;
+  reg [15:0] \$229 ;
   wire \$23 ;
-  wire [4:0] \$24 ;
+  reg \$230 ;
+  reg [15:0] \$231 ;
+  reg [15:0] \$232 ;
+  reg \$233 ;
+  reg [15:0] \$234 ;
+  reg [15:0] \$235 ;
+  reg \$236 ;
+  reg [15:0] \$237 ;
+  reg [15:0] \$238 ;
+  reg \$239 ;
+  wire \$24 ;
+  reg [15:0] \$240 ;
+  reg [15:0] \$241 ;
+  reg \$242 ;
+  reg [15:0] \$243 ;
+  reg [15:0] \$244 ;
+  reg \$245 ;
+  reg \$246 ;
+  reg [31:0] \$247 ;
+  reg [31:0] \$248 ;
+  reg [31:0] \$249 ;
   wire \$25 ;
+  reg [31:0] \$250 ;
+  reg [31:0] \$251 ;
+  reg [31:0] \$252 ;
+  reg [31:0] \$253 ;
+  reg [31:0] \$254 ;
+  reg [31:0] \$255 ;
+  reg [31:0] \$256 ;
+  reg [31:0] \$257 ;
+  reg [31:0] \$258 ;
+  reg [31:0] \$259 ;
   wire \$26 ;
-  wire [3:0] \$27 ;
-  reg [15:0] \$28 ;
-  reg [15:0] \$29 ;
+  reg [31:0] \$260 ;
+  reg [31:0] \$261 ;
+  reg [31:0] \$262 ;
+  reg [31:0] \$263 ;
+  reg [31:0] \$264 ;
+  reg [31:0] \$265 ;
+  reg [31:0] \$266 ;
+  reg [31:0] \$267 ;
+  reg [31:0] \$268 ;
+  reg [31:0] \$269 ;
+  wire \$27 ;
+  reg [31:0] \$270 ;
+  reg [31:0] \$271 ;
+  reg [31:0] \$272 ;
+  reg [31:0] \$273 ;
+  reg [31:0] \$274 ;
+  reg \$275 ;
+  reg [255:0] \$276 ;
+  wire \$28 ;
+  wire \$29 ;
   wire \$3 ;
-  reg \$30 ;
-  reg [15:0] \$31 ;
-  reg [15:0] \$32 ;
-  reg \$33 ;
-  reg [15:0] \$34 ;
-  reg [15:0] \$35 ;
-  reg \$36 ;
-  reg [15:0] \$37 ;
-  reg [15:0] \$38 ;
-  reg \$39 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
   wire \$4 ;
-  reg [15:0] \$40 ;
-  reg [15:0] \$41 ;
-  reg \$42 ;
-  reg [15:0] \$43 ;
-  reg [15:0] \$44 ;
-  reg \$45 ;
-  reg [15:0] \$46 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire [4:0] \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire [3:0] \$46 ;
   reg [15:0] \$47 ;
-  reg \$48 ;
-  reg [15:0] \$49 ;
+  reg [15:0] \$48 ;
+  reg \$49 ;
   wire \$5 ;
   reg [15:0] \$50 ;
-  reg \$51 ;
-  wire [7:0] \$52 ;
-  wire [7:0] \$53 ;
-  wire [7:0] \$54 ;
-  wire [7:0] \$55 ;
-  wire [7:0] \$56 ;
-  wire [7:0] \$57 ;
-  wire [7:0] \$58 ;
-  wire [7:0] \$59 ;
+  reg [15:0] \$51 ;
+  reg \$52 ;
+  reg [15:0] \$53 ;
+  reg [15:0] \$54 ;
+  reg \$55 ;
+  reg [15:0] \$56 ;
+  reg [15:0] \$57 ;
+  reg \$58 ;
+  reg [15:0] \$59 ;
   wire \$6 ;
-  wire [7:0] \$60 ;
-  wire [7:0] \$61 ;
-  wire [7:0] \$62 ;
-  wire [7:0] \$63 ;
-  wire [7:0] \$64 ;
-  wire [7:0] \$65 ;
-  wire [7:0] \$66 ;
-  wire [7:0] \$67 ;
-  reg [3:0] \$68 ;
-  reg [7:0] \$69 ;
+  reg [15:0] \$60 ;
+  reg \$61 ;
+  reg [15:0] \$62 ;
+  reg [15:0] \$63 ;
+  reg \$64 ;
+  reg [15:0] \$65 ;
+  reg [15:0] \$66 ;
+  reg \$67 ;
+  reg [15:0] \$68 ;
+  reg [15:0] \$69 ;
   wire \$7 ;
-  reg [7:0] \$70 ;
-  reg [7:0] \$71 ;
-  reg [7:0] \$72 ;
-  reg [7:0] \$73 ;
-  reg [7:0] \$74 ;
-  reg [7:0] \$75 ;
-  reg [7:0] \$76 ;
-  reg [7:0] \$77 ;
-  reg [7:0] \$78 ;
-  reg [7:0] \$79 ;
+  reg \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  reg [7:0] \$80 ;
-  reg [7:0] \$81 ;
-  reg [7:0] \$82 ;
-  reg [7:0] \$83 ;
-  reg [7:0] \$84 ;
-  reg [7:0] \$85 ;
-  reg [7:0] \$86 ;
-  reg [7:0] \$87 ;
-  reg [7:0] \$88 ;
-  reg [7:0] \$89 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire [16:0] \$83 ;
+  wire [16:0] \$84 ;
+  wire [16:0] \$85 ;
+  wire [16:0] \$86 ;
+  wire [16:0] \$87 ;
+  wire [16:0] \$88 ;
+  wire [16:0] \$89 ;
   wire \$9 ;
-  reg [7:0] \$90 ;
-  reg [7:0] \$91 ;
-  reg [7:0] \$92 ;
-  reg [7:0] \$93 ;
-  reg [7:0] \$94 ;
-  reg [7:0] \$95 ;
-  reg [7:0] \$96 ;
-  reg [7:0] \$97 ;
-  reg [7:0] \$98 ;
-  reg [7:0] \$99 ;
+  wire [16:0] \$90 ;
+  wire [7:0] \$91 ;
+  wire [7:0] \$92 ;
+  wire [7:0] \$93 ;
+  wire [7:0] \$94 ;
+  wire [7:0] \$95 ;
+  wire [7:0] \$96 ;
+  wire [7:0] \$97 ;
+  wire [7:0] \$98 ;
+  wire [7:0] \$99 ;
   reg [7:0] a1_d1 = 8'h00;
   reg [7:0] a2_d1 = 8'h00;
   reg [7:0] a2_d2 = 8'h00;
@@ -821,8 +886,6 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
   wire [31:0] \c_stream__payload.data[5] ;
   wire [31:0] \c_stream__payload.data[6] ;
   wire [31:0] \c_stream__payload.data[7] ;
-  input c_stream__ready;
-  wire c_stream__ready;
   output c_stream__valid;
   reg c_stream__valid = 1'h0;
   wire cap_cy_0_0;
@@ -1096,7 +1159,16 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
   reg [2:0] drow_d5 = 3'h0;
   reg [2:0] drow_d6 = 3'h0;
   reg [2:0] drow_d7 = 3'h0;
-  wire en;
+  reg en_in = 1'h1;
+  reg en_out = 1'h1;
+  reg en_row0 = 1'h1;
+  reg en_row1 = 1'h1;
+  reg en_row2 = 1'h1;
+  reg en_row3 = 1'h1;
+  reg en_row4 = 1'h1;
+  reg en_row5 = 1'h1;
+  reg en_row6 = 1'h1;
+  reg en_row7 = 1'h1;
   reg l_d1 = 1'h0;
   reg l_d10 = 1'h0;
   reg l_d11 = 1'h0;
@@ -1113,6 +1185,11 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
   reg l_d7 = 1'h0;
   reg l_d8 = 1'h0;
   reg l_d9 = 1'h0;
+  input [2:0] room;
+  wire [2:0] room;
+  wire \room.incoming ;
+  wire \room.one ;
+  wire \room.two ;
   input rst;
   wire rst;
   reg [3:0] since_last = 4'h8;
@@ -1133,357 +1210,415 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
   reg v_d7 = 1'h0;
   reg v_d8 = 1'h0;
   reg v_d9 = 1'h0;
-  assign \$1  = ~ c_stream__valid;
-  assign en = \$1  | c_stream__ready;
-  assign \$2  = a_stream__valid & b_stream__valid;
-  assign \$3  = ~ a_stream__payload[64];
-  assign \$4  = since_last >= 4'h8;
-  assign \$5  = \$3  | \$4 ;
-  assign take = \$2  & \$5 ;
-  assign \$6  = en & b_stream__valid;
-  assign \$7  = ~ a_stream__payload[64];
-  assign \$8  = since_last >= 4'h8;
-  assign \$9  = \$7  | \$8 ;
-  assign a_stream__ready = \$6  & \$9 ;
-  assign \$10  = en & a_stream__valid;
-  assign \$11  = ~ a_stream__payload[64];
-  assign \$12  = since_last >= 4'h8;
-  assign \$13  = \$11  | \$12 ;
-  assign b_stream__ready = \$10  & \$13 ;
-  assign \$14  = col0_hi + col0_cy;
-  assign \$15  = col1_hi + col1_cy;
-  assign \$16  = col2_hi + col2_cy;
-  assign \$17  = col3_hi + col3_cy;
-  assign \$18  = col4_hi + col4_cy;
-  assign \$19  = col5_hi + col5_cy;
-  assign \$20  = col6_hi + col6_cy;
-  assign \$21  = col7_hi + col7_cy;
-  assign \$22  = take & a_stream__payload[64];
-  assign \$23  = since_last < 4'h8;
-  assign \$24  = since_last + 1'h1;
-  assign \$25  = v_d2 & l_d2;
-  assign \$26  = d_row == 3'h7;
-  assign \$27  = d_row + 1'h1;
+  assign \$1  = en_in & room[2];
+  assign \$2  = ~ \$1 ;
+  assign \$3  = room[0] & \$2 ;
+  assign \$4  = room[1] | \$3 ;
+  assign \$5  = en_out & room[2];
+  assign \$6  = ~ \$5 ;
+  assign \$7  = room[0] & \$6 ;
+  assign \$8  = room[1] | \$7 ;
+  assign \$9  = en_row0 & room[2];
+  assign \$10  = ~ \$9 ;
+  assign \$11  = room[0] & \$10 ;
+  assign \$12  = room[1] | \$11 ;
+  assign \$13  = en_row1 & room[2];
+  assign \$14  = ~ \$13 ;
+  assign \$15  = room[0] & \$14 ;
+  assign \$16  = room[1] | \$15 ;
+  assign \$17  = en_row2 & room[2];
+  assign \$18  = ~ \$17 ;
+  assign \$19  = room[0] & \$18 ;
+  assign \$20  = room[1] | \$19 ;
+  assign \$21  = en_row3 & room[2];
+  assign \$22  = ~ \$21 ;
+  assign \$23  = room[0] & \$22 ;
+  assign \$24  = room[1] | \$23 ;
+  assign \$25  = en_row4 & room[2];
+  assign \$26  = ~ \$25 ;
+  assign \$27  = room[0] & \$26 ;
+  assign \$28  = room[1] | \$27 ;
+  assign \$29  = en_row5 & room[2];
+  assign \$30  = ~ \$29 ;
+  assign \$31  = room[0] & \$30 ;
+  assign \$32  = room[1] | \$31 ;
+  assign \$33  = en_row6 & room[2];
+  assign \$34  = ~ \$33 ;
+  assign \$35  = room[0] & \$34 ;
+  assign \$36  = room[1] | \$35 ;
+  assign \$37  = en_row7 & room[2];
+  assign \$38  = ~ \$37 ;
+  assign \$39  = room[0] & \$38 ;
+  assign \$40  = room[1] | \$39 ;
+  assign \$41  = take & a_stream__payload[64];
+  assign \$42  = since_last < 4'h8;
+  assign \$43  = since_last + 1'h1;
+  assign \$44  = v_d2 & l_d2;
+  assign \$45  = d_row == 3'h7;
+  assign \$46  = d_row + 1'h1;
+  assign \$71  = a_stream__valid & b_stream__valid;
+  assign \$72  = ~ a_stream__payload[64];
+  assign \$73  = since_last >= 4'h8;
+  assign \$74  = \$72  | \$73 ;
+  assign take = \$71  & \$74 ;
+  assign \$75  = en_in & b_stream__valid;
+  assign \$76  = ~ a_stream__payload[64];
+  assign \$77  = since_last >= 4'h8;
+  assign \$78  = \$76  | \$77 ;
+  assign a_stream__ready = \$75  & \$78 ;
+  assign \$79  = en_in & a_stream__valid;
+  assign \$80  = ~ a_stream__payload[64];
+  assign \$81  = since_last >= 4'h8;
+  assign \$82  = \$80  | \$81 ;
+  assign b_stream__ready = \$79  & \$82 ;
+  assign \$83  = col0_hi + col0_cy;
+  assign \$84  = col1_hi + col1_cy;
+  assign \$85  = col2_hi + col2_cy;
+  assign \$86  = col3_hi + col3_cy;
+  assign \$87  = col4_hi + col4_cy;
+  assign \$88  = col5_hi + col5_cy;
+  assign \$89  = col6_hi + col6_cy;
+  assign \$90  = col7_hi + col7_cy;
   always @(posedge clk)
-    since_last <= \$68 ;
+    en_in <= \$107 ;
   always @(posedge clk)
-    a1_d1 <= \$69 ;
+    en_out <= \$108 ;
   always @(posedge clk)
-    a2_d1 <= \$70 ;
+    en_row0 <= \$109 ;
   always @(posedge clk)
-    a2_d2 <= \$71 ;
+    en_row1 <= \$110 ;
   always @(posedge clk)
-    a3_d1 <= \$72 ;
+    en_row2 <= \$111 ;
   always @(posedge clk)
-    a3_d2 <= \$73 ;
+    en_row3 <= \$112 ;
   always @(posedge clk)
-    a3_d3 <= \$74 ;
+    en_row4 <= \$113 ;
   always @(posedge clk)
-    a4_d1 <= \$75 ;
+    en_row5 <= \$114 ;
   always @(posedge clk)
-    a4_d2 <= \$76 ;
+    en_row6 <= \$115 ;
   always @(posedge clk)
-    a4_d3 <= \$77 ;
+    en_row7 <= \$116 ;
   always @(posedge clk)
-    a4_d4 <= \$78 ;
+    since_last <= \$117 ;
   always @(posedge clk)
-    a5_d1 <= \$79 ;
+    a1_d1 <= \$118 ;
   always @(posedge clk)
-    a5_d2 <= \$80 ;
+    a2_d1 <= \$119 ;
   always @(posedge clk)
-    a5_d3 <= \$81 ;
+    a2_d2 <= \$120 ;
   always @(posedge clk)
-    a5_d4 <= \$82 ;
+    a3_d1 <= \$121 ;
   always @(posedge clk)
-    a5_d5 <= \$83 ;
+    a3_d2 <= \$122 ;
   always @(posedge clk)
-    a6_d1 <= \$84 ;
+    a3_d3 <= \$123 ;
   always @(posedge clk)
-    a6_d2 <= \$85 ;
+    a4_d1 <= \$124 ;
   always @(posedge clk)
-    a6_d3 <= \$86 ;
+    a4_d2 <= \$125 ;
   always @(posedge clk)
-    a6_d4 <= \$87 ;
+    a4_d3 <= \$126 ;
   always @(posedge clk)
-    a6_d5 <= \$88 ;
+    a4_d4 <= \$127 ;
   always @(posedge clk)
-    a6_d6 <= \$89 ;
+    a5_d1 <= \$128 ;
   always @(posedge clk)
-    a7_d1 <= \$90 ;
+    a5_d2 <= \$129 ;
   always @(posedge clk)
-    a7_d2 <= \$91 ;
+    a5_d3 <= \$130 ;
   always @(posedge clk)
-    a7_d3 <= \$92 ;
+    a5_d4 <= \$131 ;
   always @(posedge clk)
-    a7_d4 <= \$93 ;
+    a5_d5 <= \$132 ;
   always @(posedge clk)
-    a7_d5 <= \$94 ;
+    a6_d1 <= \$133 ;
   always @(posedge clk)
-    a7_d6 <= \$95 ;
+    a6_d2 <= \$134 ;
   always @(posedge clk)
-    a7_d7 <= \$96 ;
+    a6_d3 <= \$135 ;
   always @(posedge clk)
-    b1_d1 <= \$97 ;
+    a6_d4 <= \$136 ;
   always @(posedge clk)
-    b2_d1 <= \$98 ;
+    a6_d5 <= \$137 ;
   always @(posedge clk)
-    b2_d2 <= \$99 ;
+    a6_d6 <= \$138 ;
   always @(posedge clk)
-    b3_d1 <= \$100 ;
+    a7_d1 <= \$139 ;
   always @(posedge clk)
-    b3_d2 <= \$101 ;
+    a7_d2 <= \$140 ;
   always @(posedge clk)
-    b3_d3 <= \$102 ;
+    a7_d3 <= \$141 ;
   always @(posedge clk)
-    b4_d1 <= \$103 ;
+    a7_d4 <= \$142 ;
   always @(posedge clk)
-    b4_d2 <= \$104 ;
+    a7_d5 <= \$143 ;
   always @(posedge clk)
-    b4_d3 <= \$105 ;
+    a7_d6 <= \$144 ;
   always @(posedge clk)
-    b4_d4 <= \$106 ;
+    a7_d7 <= \$145 ;
   always @(posedge clk)
-    b5_d1 <= \$107 ;
+    b1_d1 <= \$146 ;
   always @(posedge clk)
-    b5_d2 <= \$108 ;
+    b2_d1 <= \$147 ;
   always @(posedge clk)
-    b5_d3 <= \$109 ;
+    b2_d2 <= \$148 ;
   always @(posedge clk)
-    b5_d4 <= \$110 ;
+    b3_d1 <= \$149 ;
   always @(posedge clk)
-    b5_d5 <= \$111 ;
+    b3_d2 <= \$150 ;
   always @(posedge clk)
-    b6_d1 <= \$112 ;
+    b3_d3 <= \$151 ;
   always @(posedge clk)
-    b6_d2 <= \$113 ;
+    b4_d1 <= \$152 ;
   always @(posedge clk)
-    b6_d3 <= \$114 ;
+    b4_d2 <= \$153 ;
   always @(posedge clk)
-    b6_d4 <= \$115 ;
+    b4_d3 <= \$154 ;
   always @(posedge clk)
-    b6_d5 <= \$116 ;
+    b4_d4 <= \$155 ;
   always @(posedge clk)
-    b6_d6 <= \$117 ;
+    b5_d1 <= \$156 ;
   always @(posedge clk)
-    b7_d1 <= \$118 ;
+    b5_d2 <= \$157 ;
   always @(posedge clk)
-    b7_d2 <= \$119 ;
+    b5_d3 <= \$158 ;
   always @(posedge clk)
-    b7_d3 <= \$120 ;
+    b5_d4 <= \$159 ;
   always @(posedge clk)
-    b7_d4 <= \$121 ;
+    b5_d5 <= \$160 ;
   always @(posedge clk)
-    b7_d5 <= \$122 ;
+    b6_d1 <= \$161 ;
   always @(posedge clk)
-    b7_d6 <= \$123 ;
+    b6_d2 <= \$162 ;
   always @(posedge clk)
-    b7_d7 <= \$124 ;
+    b6_d3 <= \$163 ;
   always @(posedge clk)
-    v_d1 <= \$125 ;
+    b6_d4 <= \$164 ;
   always @(posedge clk)
-    v_d2 <= \$126 ;
+    b6_d5 <= \$165 ;
   always @(posedge clk)
-    v_d3 <= \$127 ;
+    b6_d6 <= \$166 ;
   always @(posedge clk)
-    v_d4 <= \$128 ;
+    b7_d1 <= \$167 ;
   always @(posedge clk)
-    v_d5 <= \$129 ;
+    b7_d2 <= \$168 ;
   always @(posedge clk)
-    v_d6 <= \$130 ;
+    b7_d3 <= \$169 ;
   always @(posedge clk)
-    v_d7 <= \$131 ;
+    b7_d4 <= \$170 ;
   always @(posedge clk)
-    v_d8 <= \$132 ;
+    b7_d5 <= \$171 ;
   always @(posedge clk)
-    v_d9 <= \$133 ;
+    b7_d6 <= \$172 ;
   always @(posedge clk)
-    v_d10 <= \$134 ;
+    b7_d7 <= \$173 ;
   always @(posedge clk)
-    v_d11 <= \$135 ;
+    v_d1 <= \$174 ;
   always @(posedge clk)
-    v_d12 <= \$136 ;
+    v_d2 <= \$175 ;
   always @(posedge clk)
-    v_d13 <= \$137 ;
+    v_d3 <= \$176 ;
   always @(posedge clk)
-    v_d14 <= \$138 ;
+    v_d4 <= \$177 ;
   always @(posedge clk)
-    v_d15 <= \$139 ;
+    v_d5 <= \$178 ;
   always @(posedge clk)
-    v_d16 <= \$140 ;
+    v_d6 <= \$179 ;
   always @(posedge clk)
-    l_d1 <= \$141 ;
+    v_d7 <= \$180 ;
   always @(posedge clk)
-    l_d2 <= \$142 ;
+    v_d8 <= \$181 ;
   always @(posedge clk)
-    l_d3 <= \$143 ;
+    v_d9 <= \$182 ;
   always @(posedge clk)
-    l_d4 <= \$144 ;
+    v_d10 <= \$183 ;
   always @(posedge clk)
-    l_d5 <= \$145 ;
+    v_d11 <= \$184 ;
   always @(posedge clk)
-    l_d6 <= \$146 ;
+    v_d12 <= \$185 ;
   always @(posedge clk)
-    l_d7 <= \$147 ;
+    v_d13 <= \$186 ;
   always @(posedge clk)
-    l_d8 <= \$148 ;
+    v_d14 <= \$187 ;
   always @(posedge clk)
-    l_d9 <= \$149 ;
+    v_d15 <= \$188 ;
   always @(posedge clk)
-    l_d10 <= \$150 ;
+    v_d16 <= \$189 ;
   always @(posedge clk)
-    l_d11 <= \$151 ;
+    l_d1 <= \$190 ;
   always @(posedge clk)
-    l_d12 <= \$152 ;
+    l_d2 <= \$191 ;
   always @(posedge clk)
-    l_d13 <= \$153 ;
+    l_d3 <= \$192 ;
   always @(posedge clk)
-    l_d14 <= \$154 ;
+    l_d4 <= \$193 ;
   always @(posedge clk)
-    l_d15 <= \$155 ;
+    l_d5 <= \$194 ;
   always @(posedge clk)
-    l_d16 <= \$156 ;
+    l_d6 <= \$195 ;
   always @(posedge clk)
-    d_act <= \$157 ;
+    l_d7 <= \$196 ;
   always @(posedge clk)
-    d_row <= \$158 ;
+    l_d8 <= \$197 ;
   always @(posedge clk)
-    dact_d1 <= \$159 ;
+    l_d9 <= \$198 ;
   always @(posedge clk)
-    dact_d2 <= \$160 ;
+    l_d10 <= \$199 ;
   always @(posedge clk)
-    dact_d3 <= \$161 ;
+    l_d11 <= \$200 ;
   always @(posedge clk)
-    dact_d4 <= \$162 ;
+    l_d12 <= \$201 ;
   always @(posedge clk)
-    dact_d5 <= \$163 ;
+    l_d13 <= \$202 ;
   always @(posedge clk)
-    dact_d6 <= \$164 ;
+    l_d14 <= \$203 ;
   always @(posedge clk)
-    dact_d7 <= \$165 ;
+    l_d15 <= \$204 ;
   always @(posedge clk)
-    drow_d1 <= \$166 ;
+    l_d16 <= \$205 ;
   always @(posedge clk)
-    drow_d2 <= \$167 ;
+    d_act <= \$206 ;
   always @(posedge clk)
-    drow_d3 <= \$168 ;
+    d_row <= \$207 ;
   always @(posedge clk)
-    drow_d4 <= \$169 ;
+    dact_d1 <= \$208 ;
   always @(posedge clk)
-    drow_d5 <= \$170 ;
+    dact_d2 <= \$209 ;
   always @(posedge clk)
-    drow_d6 <= \$171 ;
+    dact_d3 <= \$210 ;
   always @(posedge clk)
-    drow_d7 <= \$172 ;
+    dact_d4 <= \$211 ;
   always @(posedge clk)
-    col0_lo <= \$173 ;
+    dact_d5 <= \$212 ;
   always @(posedge clk)
-    col0_hi <= \$174 ;
+    dact_d6 <= \$213 ;
   always @(posedge clk)
-    col0_cy <= \$175 ;
+    dact_d7 <= \$214 ;
   always @(posedge clk)
-    col1_lo <= \$176 ;
+    drow_d1 <= \$215 ;
   always @(posedge clk)
-    col1_hi <= \$177 ;
+    drow_d2 <= \$216 ;
   always @(posedge clk)
-    col1_cy <= \$178 ;
+    drow_d3 <= \$217 ;
   always @(posedge clk)
-    col2_lo <= \$179 ;
+    drow_d4 <= \$218 ;
   always @(posedge clk)
-    col2_hi <= \$180 ;
+    drow_d5 <= \$219 ;
   always @(posedge clk)
-    col2_cy <= \$181 ;
+    drow_d6 <= \$220 ;
   always @(posedge clk)
-    col3_lo <= \$182 ;
+    drow_d7 <= \$221 ;
   always @(posedge clk)
-    col3_hi <= \$183 ;
+    col0_lo <= \$222 ;
   always @(posedge clk)
-    col3_cy <= \$184 ;
+    col0_hi <= \$223 ;
   always @(posedge clk)
-    col4_lo <= \$185 ;
+    col0_cy <= \$224 ;
   always @(posedge clk)
-    col4_hi <= \$186 ;
+    col1_lo <= \$225 ;
   always @(posedge clk)
-    col4_cy <= \$187 ;
+    col1_hi <= \$226 ;
   always @(posedge clk)
-    col5_lo <= \$188 ;
+    col1_cy <= \$227 ;
   always @(posedge clk)
-    col5_hi <= \$189 ;
+    col2_lo <= \$228 ;
   always @(posedge clk)
-    col5_cy <= \$190 ;
+    col2_hi <= \$229 ;
   always @(posedge clk)
-    col6_lo <= \$191 ;
+    col2_cy <= \$230 ;
   always @(posedge clk)
-    col6_hi <= \$192 ;
+    col3_lo <= \$231 ;
   always @(posedge clk)
-    col6_cy <= \$193 ;
+    col3_hi <= \$232 ;
   always @(posedge clk)
-    col7_lo <= \$194 ;
+    col3_cy <= \$233 ;
   always @(posedge clk)
-    col7_hi <= \$195 ;
+    col4_lo <= \$234 ;
   always @(posedge clk)
-    col7_cy <= \$196 ;
+    col4_hi <= \$235 ;
   always @(posedge clk)
-    col_valid <= \$197 ;
+    col4_cy <= \$236 ;
   always @(posedge clk)
-    deskew0_d1 <= \$198 ;
+    col5_lo <= \$237 ;
   always @(posedge clk)
-    deskew0_d2 <= \$199 ;
+    col5_hi <= \$238 ;
   always @(posedge clk)
-    deskew0_d3 <= \$200 ;
+    col5_cy <= \$239 ;
   always @(posedge clk)
-    deskew0_d4 <= \$201 ;
+    col6_lo <= \$240 ;
   always @(posedge clk)
-    deskew0_d5 <= \$202 ;
+    col6_hi <= \$241 ;
   always @(posedge clk)
-    deskew0_d6 <= \$203 ;
+    col6_cy <= \$242 ;
   always @(posedge clk)
-    deskew0_d7 <= \$204 ;
+    col7_lo <= \$243 ;
   always @(posedge clk)
-    deskew1_d1 <= \$205 ;
+    col7_hi <= \$244 ;
   always @(posedge clk)
-    deskew1_d2 <= \$206 ;
+    col7_cy <= \$245 ;
   always @(posedge clk)
-    deskew1_d3 <= \$207 ;
+    col_valid <= \$246 ;
   always @(posedge clk)
-    deskew1_d4 <= \$208 ;
+    deskew0_d1 <= \$247 ;
   always @(posedge clk)
-    deskew1_d5 <= \$209 ;
+    deskew0_d2 <= \$248 ;
   always @(posedge clk)
-    deskew1_d6 <= \$210 ;
+    deskew0_d3 <= \$249 ;
   always @(posedge clk)
-    deskew2_d1 <= \$211 ;
+    deskew0_d4 <= \$250 ;
   always @(posedge clk)
-    deskew2_d2 <= \$212 ;
+    deskew0_d5 <= \$251 ;
   always @(posedge clk)
-    deskew2_d3 <= \$213 ;
+    deskew0_d6 <= \$252 ;
   always @(posedge clk)
-    deskew2_d4 <= \$214 ;
+    deskew0_d7 <= \$253 ;
   always @(posedge clk)
-    deskew2_d5 <= \$215 ;
+    deskew1_d1 <= \$254 ;
   always @(posedge clk)
-    deskew3_d1 <= \$216 ;
+    deskew1_d2 <= \$255 ;
   always @(posedge clk)
-    deskew3_d2 <= \$217 ;
+    deskew1_d3 <= \$256 ;
   always @(posedge clk)
-    deskew3_d3 <= \$218 ;
+    deskew1_d4 <= \$257 ;
   always @(posedge clk)
-    deskew3_d4 <= \$219 ;
+    deskew1_d5 <= \$258 ;
   always @(posedge clk)
-    deskew4_d1 <= \$220 ;
+    deskew1_d6 <= \$259 ;
   always @(posedge clk)
-    deskew4_d2 <= \$221 ;
+    deskew2_d1 <= \$260 ;
   always @(posedge clk)
-    deskew4_d3 <= \$222 ;
+    deskew2_d2 <= \$261 ;
   always @(posedge clk)
-    deskew5_d1 <= \$223 ;
+    deskew2_d3 <= \$262 ;
   always @(posedge clk)
-    deskew5_d2 <= \$224 ;
+    deskew2_d4 <= \$263 ;
   always @(posedge clk)
-    deskew6_d1 <= \$225 ;
+    deskew2_d5 <= \$264 ;
   always @(posedge clk)
-    c_stream__valid <= \$226 ;
+    deskew3_d1 <= \$265 ;
   always @(posedge clk)
-    c_stream__payload <= \$227 ;
+    deskew3_d2 <= \$266 ;
+  always @(posedge clk)
+    deskew3_d3 <= \$267 ;
+  always @(posedge clk)
+    deskew3_d4 <= \$268 ;
+  always @(posedge clk)
+    deskew4_d1 <= \$269 ;
+  always @(posedge clk)
+    deskew4_d2 <= \$270 ;
+  always @(posedge clk)
+    deskew4_d3 <= \$271 ;
+  always @(posedge clk)
+    deskew5_d1 <= \$272 ;
+  always @(posedge clk)
+    deskew5_d2 <= \$273 ;
+  always @(posedge clk)
+    deskew6_d1 <= \$274 ;
+  always @(posedge clk)
+    c_stream__valid <= \$275 ;
+  always @(posedge clk)
+    c_stream__payload <= \$276 ;
   tf_pe_os_s8xs8_ps16_w32 pe_0_0 (
     .a(a_stream__payload[7:0]),
     .a_out(a_0_0),
@@ -1493,7 +1628,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_0_0),
     .cap_lo(cap_lo_0_0),
     .clk(clk),
-    .en(en),
+    .en(en_row0),
     .pl(l_d2),
     .pv(v_d2),
     .rst(rst)
@@ -1507,7 +1642,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_0_1),
     .cap_lo(cap_lo_0_1),
     .clk(clk),
-    .en(en),
+    .en(en_row0),
     .pl(l_d3),
     .pv(v_d3),
     .rst(rst)
@@ -1521,7 +1656,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_0_2),
     .cap_lo(cap_lo_0_2),
     .clk(clk),
-    .en(en),
+    .en(en_row0),
     .pl(l_d4),
     .pv(v_d4),
     .rst(rst)
@@ -1535,7 +1670,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_0_3),
     .cap_lo(cap_lo_0_3),
     .clk(clk),
-    .en(en),
+    .en(en_row0),
     .pl(l_d5),
     .pv(v_d5),
     .rst(rst)
@@ -1549,7 +1684,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_0_4),
     .cap_lo(cap_lo_0_4),
     .clk(clk),
-    .en(en),
+    .en(en_row0),
     .pl(l_d6),
     .pv(v_d6),
     .rst(rst)
@@ -1563,7 +1698,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_0_5),
     .cap_lo(cap_lo_0_5),
     .clk(clk),
-    .en(en),
+    .en(en_row0),
     .pl(l_d7),
     .pv(v_d7),
     .rst(rst)
@@ -1577,21 +1712,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_0_6),
     .cap_lo(cap_lo_0_6),
     .clk(clk),
-    .en(en),
+    .en(en_row0),
     .pl(l_d8),
     .pv(v_d8),
     .rst(rst)
   );
   tf_pe_os_s8xs8_ps16_w32 pe_0_7 (
     .a(a_0_6),
-    .a_out(\$52 ),
+    .a_out(\$91 ),
     .b(b7_d7),
     .b_out(b_0_7),
     .cap_cy(cap_cy_0_7),
     .cap_hi(cap_hi_0_7),
     .cap_lo(cap_lo_0_7),
     .clk(clk),
-    .en(en),
+    .en(en_row0),
     .pl(l_d9),
     .pv(v_d9),
     .rst(rst)
@@ -1605,7 +1740,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_1_0),
     .cap_lo(cap_lo_1_0),
     .clk(clk),
-    .en(en),
+    .en(en_row1),
     .pl(l_d3),
     .pv(v_d3),
     .rst(rst)
@@ -1619,7 +1754,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_1_1),
     .cap_lo(cap_lo_1_1),
     .clk(clk),
-    .en(en),
+    .en(en_row1),
     .pl(l_d4),
     .pv(v_d4),
     .rst(rst)
@@ -1633,7 +1768,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_1_2),
     .cap_lo(cap_lo_1_2),
     .clk(clk),
-    .en(en),
+    .en(en_row1),
     .pl(l_d5),
     .pv(v_d5),
     .rst(rst)
@@ -1647,7 +1782,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_1_3),
     .cap_lo(cap_lo_1_3),
     .clk(clk),
-    .en(en),
+    .en(en_row1),
     .pl(l_d6),
     .pv(v_d6),
     .rst(rst)
@@ -1661,7 +1796,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_1_4),
     .cap_lo(cap_lo_1_4),
     .clk(clk),
-    .en(en),
+    .en(en_row1),
     .pl(l_d7),
     .pv(v_d7),
     .rst(rst)
@@ -1675,7 +1810,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_1_5),
     .cap_lo(cap_lo_1_5),
     .clk(clk),
-    .en(en),
+    .en(en_row1),
     .pl(l_d8),
     .pv(v_d8),
     .rst(rst)
@@ -1689,21 +1824,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_1_6),
     .cap_lo(cap_lo_1_6),
     .clk(clk),
-    .en(en),
+    .en(en_row1),
     .pl(l_d9),
     .pv(v_d9),
     .rst(rst)
   );
   tf_pe_os_s8xs8_ps16_w32 pe_1_7 (
     .a(a_1_6),
-    .a_out(\$53 ),
+    .a_out(\$92 ),
     .b(b_0_7),
     .b_out(b_1_7),
     .cap_cy(cap_cy_1_7),
     .cap_hi(cap_hi_1_7),
     .cap_lo(cap_lo_1_7),
     .clk(clk),
-    .en(en),
+    .en(en_row1),
     .pl(l_d10),
     .pv(v_d10),
     .rst(rst)
@@ -1717,7 +1852,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_2_0),
     .cap_lo(cap_lo_2_0),
     .clk(clk),
-    .en(en),
+    .en(en_row2),
     .pl(l_d4),
     .pv(v_d4),
     .rst(rst)
@@ -1731,7 +1866,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_2_1),
     .cap_lo(cap_lo_2_1),
     .clk(clk),
-    .en(en),
+    .en(en_row2),
     .pl(l_d5),
     .pv(v_d5),
     .rst(rst)
@@ -1745,7 +1880,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_2_2),
     .cap_lo(cap_lo_2_2),
     .clk(clk),
-    .en(en),
+    .en(en_row2),
     .pl(l_d6),
     .pv(v_d6),
     .rst(rst)
@@ -1759,7 +1894,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_2_3),
     .cap_lo(cap_lo_2_3),
     .clk(clk),
-    .en(en),
+    .en(en_row2),
     .pl(l_d7),
     .pv(v_d7),
     .rst(rst)
@@ -1773,7 +1908,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_2_4),
     .cap_lo(cap_lo_2_4),
     .clk(clk),
-    .en(en),
+    .en(en_row2),
     .pl(l_d8),
     .pv(v_d8),
     .rst(rst)
@@ -1787,7 +1922,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_2_5),
     .cap_lo(cap_lo_2_5),
     .clk(clk),
-    .en(en),
+    .en(en_row2),
     .pl(l_d9),
     .pv(v_d9),
     .rst(rst)
@@ -1801,21 +1936,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_2_6),
     .cap_lo(cap_lo_2_6),
     .clk(clk),
-    .en(en),
+    .en(en_row2),
     .pl(l_d10),
     .pv(v_d10),
     .rst(rst)
   );
   tf_pe_os_s8xs8_ps16_w32 pe_2_7 (
     .a(a_2_6),
-    .a_out(\$54 ),
+    .a_out(\$93 ),
     .b(b_1_7),
     .b_out(b_2_7),
     .cap_cy(cap_cy_2_7),
     .cap_hi(cap_hi_2_7),
     .cap_lo(cap_lo_2_7),
     .clk(clk),
-    .en(en),
+    .en(en_row2),
     .pl(l_d11),
     .pv(v_d11),
     .rst(rst)
@@ -1829,7 +1964,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_3_0),
     .cap_lo(cap_lo_3_0),
     .clk(clk),
-    .en(en),
+    .en(en_row3),
     .pl(l_d5),
     .pv(v_d5),
     .rst(rst)
@@ -1843,7 +1978,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_3_1),
     .cap_lo(cap_lo_3_1),
     .clk(clk),
-    .en(en),
+    .en(en_row3),
     .pl(l_d6),
     .pv(v_d6),
     .rst(rst)
@@ -1857,7 +1992,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_3_2),
     .cap_lo(cap_lo_3_2),
     .clk(clk),
-    .en(en),
+    .en(en_row3),
     .pl(l_d7),
     .pv(v_d7),
     .rst(rst)
@@ -1871,7 +2006,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_3_3),
     .cap_lo(cap_lo_3_3),
     .clk(clk),
-    .en(en),
+    .en(en_row3),
     .pl(l_d8),
     .pv(v_d8),
     .rst(rst)
@@ -1885,7 +2020,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_3_4),
     .cap_lo(cap_lo_3_4),
     .clk(clk),
-    .en(en),
+    .en(en_row3),
     .pl(l_d9),
     .pv(v_d9),
     .rst(rst)
@@ -1899,7 +2034,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_3_5),
     .cap_lo(cap_lo_3_5),
     .clk(clk),
-    .en(en),
+    .en(en_row3),
     .pl(l_d10),
     .pv(v_d10),
     .rst(rst)
@@ -1913,21 +2048,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_3_6),
     .cap_lo(cap_lo_3_6),
     .clk(clk),
-    .en(en),
+    .en(en_row3),
     .pl(l_d11),
     .pv(v_d11),
     .rst(rst)
   );
   tf_pe_os_s8xs8_ps16_w32 pe_3_7 (
     .a(a_3_6),
-    .a_out(\$55 ),
+    .a_out(\$94 ),
     .b(b_2_7),
     .b_out(b_3_7),
     .cap_cy(cap_cy_3_7),
     .cap_hi(cap_hi_3_7),
     .cap_lo(cap_lo_3_7),
     .clk(clk),
-    .en(en),
+    .en(en_row3),
     .pl(l_d12),
     .pv(v_d12),
     .rst(rst)
@@ -1941,7 +2076,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_4_0),
     .cap_lo(cap_lo_4_0),
     .clk(clk),
-    .en(en),
+    .en(en_row4),
     .pl(l_d6),
     .pv(v_d6),
     .rst(rst)
@@ -1955,7 +2090,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_4_1),
     .cap_lo(cap_lo_4_1),
     .clk(clk),
-    .en(en),
+    .en(en_row4),
     .pl(l_d7),
     .pv(v_d7),
     .rst(rst)
@@ -1969,7 +2104,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_4_2),
     .cap_lo(cap_lo_4_2),
     .clk(clk),
-    .en(en),
+    .en(en_row4),
     .pl(l_d8),
     .pv(v_d8),
     .rst(rst)
@@ -1983,7 +2118,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_4_3),
     .cap_lo(cap_lo_4_3),
     .clk(clk),
-    .en(en),
+    .en(en_row4),
     .pl(l_d9),
     .pv(v_d9),
     .rst(rst)
@@ -1997,7 +2132,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_4_4),
     .cap_lo(cap_lo_4_4),
     .clk(clk),
-    .en(en),
+    .en(en_row4),
     .pl(l_d10),
     .pv(v_d10),
     .rst(rst)
@@ -2011,7 +2146,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_4_5),
     .cap_lo(cap_lo_4_5),
     .clk(clk),
-    .en(en),
+    .en(en_row4),
     .pl(l_d11),
     .pv(v_d11),
     .rst(rst)
@@ -2025,21 +2160,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_4_6),
     .cap_lo(cap_lo_4_6),
     .clk(clk),
-    .en(en),
+    .en(en_row4),
     .pl(l_d12),
     .pv(v_d12),
     .rst(rst)
   );
   tf_pe_os_s8xs8_ps16_w32 pe_4_7 (
     .a(a_4_6),
-    .a_out(\$56 ),
+    .a_out(\$95 ),
     .b(b_3_7),
     .b_out(b_4_7),
     .cap_cy(cap_cy_4_7),
     .cap_hi(cap_hi_4_7),
     .cap_lo(cap_lo_4_7),
     .clk(clk),
-    .en(en),
+    .en(en_row4),
     .pl(l_d13),
     .pv(v_d13),
     .rst(rst)
@@ -2053,7 +2188,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_5_0),
     .cap_lo(cap_lo_5_0),
     .clk(clk),
-    .en(en),
+    .en(en_row5),
     .pl(l_d7),
     .pv(v_d7),
     .rst(rst)
@@ -2067,7 +2202,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_5_1),
     .cap_lo(cap_lo_5_1),
     .clk(clk),
-    .en(en),
+    .en(en_row5),
     .pl(l_d8),
     .pv(v_d8),
     .rst(rst)
@@ -2081,7 +2216,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_5_2),
     .cap_lo(cap_lo_5_2),
     .clk(clk),
-    .en(en),
+    .en(en_row5),
     .pl(l_d9),
     .pv(v_d9),
     .rst(rst)
@@ -2095,7 +2230,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_5_3),
     .cap_lo(cap_lo_5_3),
     .clk(clk),
-    .en(en),
+    .en(en_row5),
     .pl(l_d10),
     .pv(v_d10),
     .rst(rst)
@@ -2109,7 +2244,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_5_4),
     .cap_lo(cap_lo_5_4),
     .clk(clk),
-    .en(en),
+    .en(en_row5),
     .pl(l_d11),
     .pv(v_d11),
     .rst(rst)
@@ -2123,7 +2258,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_5_5),
     .cap_lo(cap_lo_5_5),
     .clk(clk),
-    .en(en),
+    .en(en_row5),
     .pl(l_d12),
     .pv(v_d12),
     .rst(rst)
@@ -2137,21 +2272,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_5_6),
     .cap_lo(cap_lo_5_6),
     .clk(clk),
-    .en(en),
+    .en(en_row5),
     .pl(l_d13),
     .pv(v_d13),
     .rst(rst)
   );
   tf_pe_os_s8xs8_ps16_w32 pe_5_7 (
     .a(a_5_6),
-    .a_out(\$57 ),
+    .a_out(\$96 ),
     .b(b_4_7),
     .b_out(b_5_7),
     .cap_cy(cap_cy_5_7),
     .cap_hi(cap_hi_5_7),
     .cap_lo(cap_lo_5_7),
     .clk(clk),
-    .en(en),
+    .en(en_row5),
     .pl(l_d14),
     .pv(v_d14),
     .rst(rst)
@@ -2165,7 +2300,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_6_0),
     .cap_lo(cap_lo_6_0),
     .clk(clk),
-    .en(en),
+    .en(en_row6),
     .pl(l_d8),
     .pv(v_d8),
     .rst(rst)
@@ -2179,7 +2314,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_6_1),
     .cap_lo(cap_lo_6_1),
     .clk(clk),
-    .en(en),
+    .en(en_row6),
     .pl(l_d9),
     .pv(v_d9),
     .rst(rst)
@@ -2193,7 +2328,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_6_2),
     .cap_lo(cap_lo_6_2),
     .clk(clk),
-    .en(en),
+    .en(en_row6),
     .pl(l_d10),
     .pv(v_d10),
     .rst(rst)
@@ -2207,7 +2342,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_6_3),
     .cap_lo(cap_lo_6_3),
     .clk(clk),
-    .en(en),
+    .en(en_row6),
     .pl(l_d11),
     .pv(v_d11),
     .rst(rst)
@@ -2221,7 +2356,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_6_4),
     .cap_lo(cap_lo_6_4),
     .clk(clk),
-    .en(en),
+    .en(en_row6),
     .pl(l_d12),
     .pv(v_d12),
     .rst(rst)
@@ -2235,7 +2370,7 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_6_5),
     .cap_lo(cap_lo_6_5),
     .clk(clk),
-    .en(en),
+    .en(en_row6),
     .pl(l_d13),
     .pv(v_d13),
     .rst(rst)
@@ -2249,21 +2384,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .cap_hi(cap_hi_6_6),
     .cap_lo(cap_lo_6_6),
     .clk(clk),
-    .en(en),
+    .en(en_row6),
     .pl(l_d14),
     .pv(v_d14),
     .rst(rst)
   );
   tf_pe_os_s8xs8_ps16_w32 pe_6_7 (
     .a(a_6_6),
-    .a_out(\$58 ),
+    .a_out(\$97 ),
     .b(b_5_7),
     .b_out(b_6_7),
     .cap_cy(cap_cy_6_7),
     .cap_hi(cap_hi_6_7),
     .cap_lo(cap_lo_6_7),
     .clk(clk),
-    .en(en),
+    .en(en_row6),
     .pl(l_d15),
     .pv(v_d15),
     .rst(rst)
@@ -2272,12 +2407,12 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .a(a7_d7),
     .a_out(a_7_0),
     .b(b_6_0),
-    .b_out(\$59 ),
+    .b_out(\$98 ),
     .cap_cy(cap_cy_7_0),
     .cap_hi(cap_hi_7_0),
     .cap_lo(cap_lo_7_0),
     .clk(clk),
-    .en(en),
+    .en(en_row7),
     .pl(l_d9),
     .pv(v_d9),
     .rst(rst)
@@ -2286,12 +2421,12 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .a(a_7_0),
     .a_out(a_7_1),
     .b(b_6_1),
-    .b_out(\$60 ),
+    .b_out(\$99 ),
     .cap_cy(cap_cy_7_1),
     .cap_hi(cap_hi_7_1),
     .cap_lo(cap_lo_7_1),
     .clk(clk),
-    .en(en),
+    .en(en_row7),
     .pl(l_d10),
     .pv(v_d10),
     .rst(rst)
@@ -2300,12 +2435,12 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .a(a_7_1),
     .a_out(a_7_2),
     .b(b_6_2),
-    .b_out(\$61 ),
+    .b_out(\$100 ),
     .cap_cy(cap_cy_7_2),
     .cap_hi(cap_hi_7_2),
     .cap_lo(cap_lo_7_2),
     .clk(clk),
-    .en(en),
+    .en(en_row7),
     .pl(l_d11),
     .pv(v_d11),
     .rst(rst)
@@ -2314,12 +2449,12 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .a(a_7_2),
     .a_out(a_7_3),
     .b(b_6_3),
-    .b_out(\$62 ),
+    .b_out(\$101 ),
     .cap_cy(cap_cy_7_3),
     .cap_hi(cap_hi_7_3),
     .cap_lo(cap_lo_7_3),
     .clk(clk),
-    .en(en),
+    .en(en_row7),
     .pl(l_d12),
     .pv(v_d12),
     .rst(rst)
@@ -2328,12 +2463,12 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .a(a_7_3),
     .a_out(a_7_4),
     .b(b_6_4),
-    .b_out(\$63 ),
+    .b_out(\$102 ),
     .cap_cy(cap_cy_7_4),
     .cap_hi(cap_hi_7_4),
     .cap_lo(cap_lo_7_4),
     .clk(clk),
-    .en(en),
+    .en(en_row7),
     .pl(l_d13),
     .pv(v_d13),
     .rst(rst)
@@ -2342,12 +2477,12 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .a(a_7_4),
     .a_out(a_7_5),
     .b(b_6_5),
-    .b_out(\$64 ),
+    .b_out(\$103 ),
     .cap_cy(cap_cy_7_5),
     .cap_hi(cap_hi_7_5),
     .cap_lo(cap_lo_7_5),
     .clk(clk),
-    .en(en),
+    .en(en_row7),
     .pl(l_d14),
     .pv(v_d14),
     .rst(rst)
@@ -2356,26 +2491,26 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     .a(a_7_5),
     .a_out(a_7_6),
     .b(b_6_6),
-    .b_out(\$65 ),
+    .b_out(\$104 ),
     .cap_cy(cap_cy_7_6),
     .cap_hi(cap_hi_7_6),
     .cap_lo(cap_lo_7_6),
     .clk(clk),
-    .en(en),
+    .en(en_row7),
     .pl(l_d15),
     .pv(v_d15),
     .rst(rst)
   );
   tf_pe_os_s8xs8_ps16_w32 pe_7_7 (
     .a(a_7_6),
-    .a_out(\$66 ),
+    .a_out(\$105 ),
     .b(b_6_7),
-    .b_out(\$67 ),
+    .b_out(\$106 ),
     .cap_cy(cap_cy_7_7),
     .cap_hi(cap_hi_7_7),
     .cap_lo(cap_lo_7_7),
     .clk(clk),
-    .en(en),
+    .en(en_row7),
     .pl(l_d16),
     .pv(v_d16),
     .rst(rst)
@@ -2385,21 +2520,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     (* full_case = 32'd1 *)
     casez (d_row)
       3'h0:
-          \$28  = cap_lo_0_0;
+          \$47  = cap_lo_0_0;
       3'h1:
-          \$28  = cap_lo_1_0;
+          \$47  = cap_lo_1_0;
       3'h2:
-          \$28  = cap_lo_2_0;
+          \$47  = cap_lo_2_0;
       3'h3:
-          \$28  = cap_lo_3_0;
+          \$47  = cap_lo_3_0;
       3'h4:
-          \$28  = cap_lo_4_0;
+          \$47  = cap_lo_4_0;
       3'h5:
-          \$28  = cap_lo_5_0;
+          \$47  = cap_lo_5_0;
       3'h6:
-          \$28  = cap_lo_6_0;
+          \$47  = cap_lo_6_0;
       3'h7:
-          \$28  = cap_lo_7_0;
+          \$47  = cap_lo_7_0;
     endcase
   end
   always @* begin
@@ -2407,21 +2542,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     (* full_case = 32'd1 *)
     casez (d_row)
       3'h0:
-          \$29  = cap_hi_0_0;
+          \$48  = cap_hi_0_0;
       3'h1:
-          \$29  = cap_hi_1_0;
+          \$48  = cap_hi_1_0;
       3'h2:
-          \$29  = cap_hi_2_0;
+          \$48  = cap_hi_2_0;
       3'h3:
-          \$29  = cap_hi_3_0;
+          \$48  = cap_hi_3_0;
       3'h4:
-          \$29  = cap_hi_4_0;
+          \$48  = cap_hi_4_0;
       3'h5:
-          \$29  = cap_hi_5_0;
+          \$48  = cap_hi_5_0;
       3'h6:
-          \$29  = cap_hi_6_0;
+          \$48  = cap_hi_6_0;
       3'h7:
-          \$29  = cap_hi_7_0;
+          \$48  = cap_hi_7_0;
     endcase
   end
   always @* begin
@@ -2429,21 +2564,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     (* full_case = 32'd1 *)
     casez (d_row)
       3'h0:
-          \$30  = cap_cy_0_0;
+          \$49  = cap_cy_0_0;
       3'h1:
-          \$30  = cap_cy_1_0;
+          \$49  = cap_cy_1_0;
       3'h2:
-          \$30  = cap_cy_2_0;
+          \$49  = cap_cy_2_0;
       3'h3:
-          \$30  = cap_cy_3_0;
+          \$49  = cap_cy_3_0;
       3'h4:
-          \$30  = cap_cy_4_0;
+          \$49  = cap_cy_4_0;
       3'h5:
-          \$30  = cap_cy_5_0;
+          \$49  = cap_cy_5_0;
       3'h6:
-          \$30  = cap_cy_6_0;
+          \$49  = cap_cy_6_0;
       3'h7:
-          \$30  = cap_cy_7_0;
+          \$49  = cap_cy_7_0;
     endcase
   end
   always @* begin
@@ -2451,21 +2586,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     (* full_case = 32'd1 *)
     casez (drow_d1)
       3'h0:
-          \$31  = cap_lo_0_1;
+          \$50  = cap_lo_0_1;
       3'h1:
-          \$31  = cap_lo_1_1;
+          \$50  = cap_lo_1_1;
       3'h2:
-          \$31  = cap_lo_2_1;
+          \$50  = cap_lo_2_1;
       3'h3:
-          \$31  = cap_lo_3_1;
+          \$50  = cap_lo_3_1;
       3'h4:
-          \$31  = cap_lo_4_1;
+          \$50  = cap_lo_4_1;
       3'h5:
-          \$31  = cap_lo_5_1;
+          \$50  = cap_lo_5_1;
       3'h6:
-          \$31  = cap_lo_6_1;
+          \$50  = cap_lo_6_1;
       3'h7:
-          \$31  = cap_lo_7_1;
+          \$50  = cap_lo_7_1;
     endcase
   end
   always @* begin
@@ -2473,21 +2608,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     (* full_case = 32'd1 *)
     casez (drow_d1)
       3'h0:
-          \$32  = cap_hi_0_1;
+          \$51  = cap_hi_0_1;
       3'h1:
-          \$32  = cap_hi_1_1;
+          \$51  = cap_hi_1_1;
       3'h2:
-          \$32  = cap_hi_2_1;
+          \$51  = cap_hi_2_1;
       3'h3:
-          \$32  = cap_hi_3_1;
+          \$51  = cap_hi_3_1;
       3'h4:
-          \$32  = cap_hi_4_1;
+          \$51  = cap_hi_4_1;
       3'h5:
-          \$32  = cap_hi_5_1;
+          \$51  = cap_hi_5_1;
       3'h6:
-          \$32  = cap_hi_6_1;
+          \$51  = cap_hi_6_1;
       3'h7:
-          \$32  = cap_hi_7_1;
+          \$51  = cap_hi_7_1;
     endcase
   end
   always @* begin
@@ -2495,21 +2630,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     (* full_case = 32'd1 *)
     casez (drow_d1)
       3'h0:
-          \$33  = cap_cy_0_1;
+          \$52  = cap_cy_0_1;
       3'h1:
-          \$33  = cap_cy_1_1;
+          \$52  = cap_cy_1_1;
       3'h2:
-          \$33  = cap_cy_2_1;
+          \$52  = cap_cy_2_1;
       3'h3:
-          \$33  = cap_cy_3_1;
+          \$52  = cap_cy_3_1;
       3'h4:
-          \$33  = cap_cy_4_1;
+          \$52  = cap_cy_4_1;
       3'h5:
-          \$33  = cap_cy_5_1;
+          \$52  = cap_cy_5_1;
       3'h6:
-          \$33  = cap_cy_6_1;
+          \$52  = cap_cy_6_1;
       3'h7:
-          \$33  = cap_cy_7_1;
+          \$52  = cap_cy_7_1;
     endcase
   end
   always @* begin
@@ -2517,21 +2652,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     (* full_case = 32'd1 *)
     casez (drow_d2)
       3'h0:
-          \$34  = cap_lo_0_2;
+          \$53  = cap_lo_0_2;
       3'h1:
-          \$34  = cap_lo_1_2;
+          \$53  = cap_lo_1_2;
       3'h2:
-          \$34  = cap_lo_2_2;
+          \$53  = cap_lo_2_2;
       3'h3:
-          \$34  = cap_lo_3_2;
+          \$53  = cap_lo_3_2;
       3'h4:
-          \$34  = cap_lo_4_2;
+          \$53  = cap_lo_4_2;
       3'h5:
-          \$34  = cap_lo_5_2;
+          \$53  = cap_lo_5_2;
       3'h6:
-          \$34  = cap_lo_6_2;
+          \$53  = cap_lo_6_2;
       3'h7:
-          \$34  = cap_lo_7_2;
+          \$53  = cap_lo_7_2;
     endcase
   end
   always @* begin
@@ -2539,21 +2674,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     (* full_case = 32'd1 *)
     casez (drow_d2)
       3'h0:
-          \$35  = cap_hi_0_2;
+          \$54  = cap_hi_0_2;
       3'h1:
-          \$35  = cap_hi_1_2;
+          \$54  = cap_hi_1_2;
       3'h2:
-          \$35  = cap_hi_2_2;
+          \$54  = cap_hi_2_2;
       3'h3:
-          \$35  = cap_hi_3_2;
+          \$54  = cap_hi_3_2;
       3'h4:
-          \$35  = cap_hi_4_2;
+          \$54  = cap_hi_4_2;
       3'h5:
-          \$35  = cap_hi_5_2;
+          \$54  = cap_hi_5_2;
       3'h6:
-          \$35  = cap_hi_6_2;
+          \$54  = cap_hi_6_2;
       3'h7:
-          \$35  = cap_hi_7_2;
+          \$54  = cap_hi_7_2;
     endcase
   end
   always @* begin
@@ -2561,21 +2696,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     (* full_case = 32'd1 *)
     casez (drow_d2)
       3'h0:
-          \$36  = cap_cy_0_2;
+          \$55  = cap_cy_0_2;
       3'h1:
-          \$36  = cap_cy_1_2;
+          \$55  = cap_cy_1_2;
       3'h2:
-          \$36  = cap_cy_2_2;
+          \$55  = cap_cy_2_2;
       3'h3:
-          \$36  = cap_cy_3_2;
+          \$55  = cap_cy_3_2;
       3'h4:
-          \$36  = cap_cy_4_2;
+          \$55  = cap_cy_4_2;
       3'h5:
-          \$36  = cap_cy_5_2;
+          \$55  = cap_cy_5_2;
       3'h6:
-          \$36  = cap_cy_6_2;
+          \$55  = cap_cy_6_2;
       3'h7:
-          \$36  = cap_cy_7_2;
+          \$55  = cap_cy_7_2;
     endcase
   end
   always @* begin
@@ -2583,21 +2718,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     (* full_case = 32'd1 *)
     casez (drow_d3)
       3'h0:
-          \$37  = cap_lo_0_3;
+          \$56  = cap_lo_0_3;
       3'h1:
-          \$37  = cap_lo_1_3;
+          \$56  = cap_lo_1_3;
       3'h2:
-          \$37  = cap_lo_2_3;
+          \$56  = cap_lo_2_3;
       3'h3:
-          \$37  = cap_lo_3_3;
+          \$56  = cap_lo_3_3;
       3'h4:
-          \$37  = cap_lo_4_3;
+          \$56  = cap_lo_4_3;
       3'h5:
-          \$37  = cap_lo_5_3;
+          \$56  = cap_lo_5_3;
       3'h6:
-          \$37  = cap_lo_6_3;
+          \$56  = cap_lo_6_3;
       3'h7:
-          \$37  = cap_lo_7_3;
+          \$56  = cap_lo_7_3;
     endcase
   end
   always @* begin
@@ -2605,21 +2740,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     (* full_case = 32'd1 *)
     casez (drow_d3)
       3'h0:
-          \$38  = cap_hi_0_3;
+          \$57  = cap_hi_0_3;
       3'h1:
-          \$38  = cap_hi_1_3;
+          \$57  = cap_hi_1_3;
       3'h2:
-          \$38  = cap_hi_2_3;
+          \$57  = cap_hi_2_3;
       3'h3:
-          \$38  = cap_hi_3_3;
+          \$57  = cap_hi_3_3;
       3'h4:
-          \$38  = cap_hi_4_3;
+          \$57  = cap_hi_4_3;
       3'h5:
-          \$38  = cap_hi_5_3;
+          \$57  = cap_hi_5_3;
       3'h6:
-          \$38  = cap_hi_6_3;
+          \$57  = cap_hi_6_3;
       3'h7:
-          \$38  = cap_hi_7_3;
+          \$57  = cap_hi_7_3;
     endcase
   end
   always @* begin
@@ -2627,21 +2762,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     (* full_case = 32'd1 *)
     casez (drow_d3)
       3'h0:
-          \$39  = cap_cy_0_3;
+          \$58  = cap_cy_0_3;
       3'h1:
-          \$39  = cap_cy_1_3;
+          \$58  = cap_cy_1_3;
       3'h2:
-          \$39  = cap_cy_2_3;
+          \$58  = cap_cy_2_3;
       3'h3:
-          \$39  = cap_cy_3_3;
+          \$58  = cap_cy_3_3;
       3'h4:
-          \$39  = cap_cy_4_3;
+          \$58  = cap_cy_4_3;
       3'h5:
-          \$39  = cap_cy_5_3;
+          \$58  = cap_cy_5_3;
       3'h6:
-          \$39  = cap_cy_6_3;
+          \$58  = cap_cy_6_3;
       3'h7:
-          \$39  = cap_cy_7_3;
+          \$58  = cap_cy_7_3;
     endcase
   end
   always @* begin
@@ -2649,21 +2784,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     (* full_case = 32'd1 *)
     casez (drow_d4)
       3'h0:
-          \$40  = cap_lo_0_4;
+          \$59  = cap_lo_0_4;
       3'h1:
-          \$40  = cap_lo_1_4;
+          \$59  = cap_lo_1_4;
       3'h2:
-          \$40  = cap_lo_2_4;
+          \$59  = cap_lo_2_4;
       3'h3:
-          \$40  = cap_lo_3_4;
+          \$59  = cap_lo_3_4;
       3'h4:
-          \$40  = cap_lo_4_4;
+          \$59  = cap_lo_4_4;
       3'h5:
-          \$40  = cap_lo_5_4;
+          \$59  = cap_lo_5_4;
       3'h6:
-          \$40  = cap_lo_6_4;
+          \$59  = cap_lo_6_4;
       3'h7:
-          \$40  = cap_lo_7_4;
+          \$59  = cap_lo_7_4;
     endcase
   end
   always @* begin
@@ -2671,21 +2806,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     (* full_case = 32'd1 *)
     casez (drow_d4)
       3'h0:
-          \$41  = cap_hi_0_4;
+          \$60  = cap_hi_0_4;
       3'h1:
-          \$41  = cap_hi_1_4;
+          \$60  = cap_hi_1_4;
       3'h2:
-          \$41  = cap_hi_2_4;
+          \$60  = cap_hi_2_4;
       3'h3:
-          \$41  = cap_hi_3_4;
+          \$60  = cap_hi_3_4;
       3'h4:
-          \$41  = cap_hi_4_4;
+          \$60  = cap_hi_4_4;
       3'h5:
-          \$41  = cap_hi_5_4;
+          \$60  = cap_hi_5_4;
       3'h6:
-          \$41  = cap_hi_6_4;
+          \$60  = cap_hi_6_4;
       3'h7:
-          \$41  = cap_hi_7_4;
+          \$60  = cap_hi_7_4;
     endcase
   end
   always @* begin
@@ -2693,21 +2828,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     (* full_case = 32'd1 *)
     casez (drow_d4)
       3'h0:
-          \$42  = cap_cy_0_4;
+          \$61  = cap_cy_0_4;
       3'h1:
-          \$42  = cap_cy_1_4;
+          \$61  = cap_cy_1_4;
       3'h2:
-          \$42  = cap_cy_2_4;
+          \$61  = cap_cy_2_4;
       3'h3:
-          \$42  = cap_cy_3_4;
+          \$61  = cap_cy_3_4;
       3'h4:
-          \$42  = cap_cy_4_4;
+          \$61  = cap_cy_4_4;
       3'h5:
-          \$42  = cap_cy_5_4;
+          \$61  = cap_cy_5_4;
       3'h6:
-          \$42  = cap_cy_6_4;
+          \$61  = cap_cy_6_4;
       3'h7:
-          \$42  = cap_cy_7_4;
+          \$61  = cap_cy_7_4;
     endcase
   end
   always @* begin
@@ -2715,21 +2850,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     (* full_case = 32'd1 *)
     casez (drow_d5)
       3'h0:
-          \$43  = cap_lo_0_5;
+          \$62  = cap_lo_0_5;
       3'h1:
-          \$43  = cap_lo_1_5;
+          \$62  = cap_lo_1_5;
       3'h2:
-          \$43  = cap_lo_2_5;
+          \$62  = cap_lo_2_5;
       3'h3:
-          \$43  = cap_lo_3_5;
+          \$62  = cap_lo_3_5;
       3'h4:
-          \$43  = cap_lo_4_5;
+          \$62  = cap_lo_4_5;
       3'h5:
-          \$43  = cap_lo_5_5;
+          \$62  = cap_lo_5_5;
       3'h6:
-          \$43  = cap_lo_6_5;
+          \$62  = cap_lo_6_5;
       3'h7:
-          \$43  = cap_lo_7_5;
+          \$62  = cap_lo_7_5;
     endcase
   end
   always @* begin
@@ -2737,21 +2872,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     (* full_case = 32'd1 *)
     casez (drow_d5)
       3'h0:
-          \$44  = cap_hi_0_5;
+          \$63  = cap_hi_0_5;
       3'h1:
-          \$44  = cap_hi_1_5;
+          \$63  = cap_hi_1_5;
       3'h2:
-          \$44  = cap_hi_2_5;
+          \$63  = cap_hi_2_5;
       3'h3:
-          \$44  = cap_hi_3_5;
+          \$63  = cap_hi_3_5;
       3'h4:
-          \$44  = cap_hi_4_5;
+          \$63  = cap_hi_4_5;
       3'h5:
-          \$44  = cap_hi_5_5;
+          \$63  = cap_hi_5_5;
       3'h6:
-          \$44  = cap_hi_6_5;
+          \$63  = cap_hi_6_5;
       3'h7:
-          \$44  = cap_hi_7_5;
+          \$63  = cap_hi_7_5;
     endcase
   end
   always @* begin
@@ -2759,21 +2894,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     (* full_case = 32'd1 *)
     casez (drow_d5)
       3'h0:
-          \$45  = cap_cy_0_5;
+          \$64  = cap_cy_0_5;
       3'h1:
-          \$45  = cap_cy_1_5;
+          \$64  = cap_cy_1_5;
       3'h2:
-          \$45  = cap_cy_2_5;
+          \$64  = cap_cy_2_5;
       3'h3:
-          \$45  = cap_cy_3_5;
+          \$64  = cap_cy_3_5;
       3'h4:
-          \$45  = cap_cy_4_5;
+          \$64  = cap_cy_4_5;
       3'h5:
-          \$45  = cap_cy_5_5;
+          \$64  = cap_cy_5_5;
       3'h6:
-          \$45  = cap_cy_6_5;
+          \$64  = cap_cy_6_5;
       3'h7:
-          \$45  = cap_cy_7_5;
+          \$64  = cap_cy_7_5;
     endcase
   end
   always @* begin
@@ -2781,21 +2916,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     (* full_case = 32'd1 *)
     casez (drow_d6)
       3'h0:
-          \$46  = cap_lo_0_6;
+          \$65  = cap_lo_0_6;
       3'h1:
-          \$46  = cap_lo_1_6;
+          \$65  = cap_lo_1_6;
       3'h2:
-          \$46  = cap_lo_2_6;
+          \$65  = cap_lo_2_6;
       3'h3:
-          \$46  = cap_lo_3_6;
+          \$65  = cap_lo_3_6;
       3'h4:
-          \$46  = cap_lo_4_6;
+          \$65  = cap_lo_4_6;
       3'h5:
-          \$46  = cap_lo_5_6;
+          \$65  = cap_lo_5_6;
       3'h6:
-          \$46  = cap_lo_6_6;
+          \$65  = cap_lo_6_6;
       3'h7:
-          \$46  = cap_lo_7_6;
+          \$65  = cap_lo_7_6;
     endcase
   end
   always @* begin
@@ -2803,21 +2938,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     (* full_case = 32'd1 *)
     casez (drow_d6)
       3'h0:
-          \$47  = cap_hi_0_6;
+          \$66  = cap_hi_0_6;
       3'h1:
-          \$47  = cap_hi_1_6;
+          \$66  = cap_hi_1_6;
       3'h2:
-          \$47  = cap_hi_2_6;
+          \$66  = cap_hi_2_6;
       3'h3:
-          \$47  = cap_hi_3_6;
+          \$66  = cap_hi_3_6;
       3'h4:
-          \$47  = cap_hi_4_6;
+          \$66  = cap_hi_4_6;
       3'h5:
-          \$47  = cap_hi_5_6;
+          \$66  = cap_hi_5_6;
       3'h6:
-          \$47  = cap_hi_6_6;
+          \$66  = cap_hi_6_6;
       3'h7:
-          \$47  = cap_hi_7_6;
+          \$66  = cap_hi_7_6;
     endcase
   end
   always @* begin
@@ -2825,21 +2960,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     (* full_case = 32'd1 *)
     casez (drow_d6)
       3'h0:
-          \$48  = cap_cy_0_6;
+          \$67  = cap_cy_0_6;
       3'h1:
-          \$48  = cap_cy_1_6;
+          \$67  = cap_cy_1_6;
       3'h2:
-          \$48  = cap_cy_2_6;
+          \$67  = cap_cy_2_6;
       3'h3:
-          \$48  = cap_cy_3_6;
+          \$67  = cap_cy_3_6;
       3'h4:
-          \$48  = cap_cy_4_6;
+          \$67  = cap_cy_4_6;
       3'h5:
-          \$48  = cap_cy_5_6;
+          \$67  = cap_cy_5_6;
       3'h6:
-          \$48  = cap_cy_6_6;
+          \$67  = cap_cy_6_6;
       3'h7:
-          \$48  = cap_cy_7_6;
+          \$67  = cap_cy_7_6;
     endcase
   end
   always @* begin
@@ -2847,21 +2982,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     (* full_case = 32'd1 *)
     casez (drow_d7)
       3'h0:
-          \$49  = cap_lo_0_7;
+          \$68  = cap_lo_0_7;
       3'h1:
-          \$49  = cap_lo_1_7;
+          \$68  = cap_lo_1_7;
       3'h2:
-          \$49  = cap_lo_2_7;
+          \$68  = cap_lo_2_7;
       3'h3:
-          \$49  = cap_lo_3_7;
+          \$68  = cap_lo_3_7;
       3'h4:
-          \$49  = cap_lo_4_7;
+          \$68  = cap_lo_4_7;
       3'h5:
-          \$49  = cap_lo_5_7;
+          \$68  = cap_lo_5_7;
       3'h6:
-          \$49  = cap_lo_6_7;
+          \$68  = cap_lo_6_7;
       3'h7:
-          \$49  = cap_lo_7_7;
+          \$68  = cap_lo_7_7;
     endcase
   end
   always @* begin
@@ -2869,21 +3004,21 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     (* full_case = 32'd1 *)
     casez (drow_d7)
       3'h0:
-          \$50  = cap_hi_0_7;
+          \$69  = cap_hi_0_7;
       3'h1:
-          \$50  = cap_hi_1_7;
+          \$69  = cap_hi_1_7;
       3'h2:
-          \$50  = cap_hi_2_7;
+          \$69  = cap_hi_2_7;
       3'h3:
-          \$50  = cap_hi_3_7;
+          \$69  = cap_hi_3_7;
       3'h4:
-          \$50  = cap_hi_4_7;
+          \$69  = cap_hi_4_7;
       3'h5:
-          \$50  = cap_hi_5_7;
+          \$69  = cap_hi_5_7;
       3'h6:
-          \$50  = cap_hi_6_7;
+          \$69  = cap_hi_6_7;
       3'h7:
-          \$50  = cap_hi_7_7;
+          \$69  = cap_hi_7_7;
     endcase
   end
   always @* begin
@@ -2891,1096 +3026,734 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
     (* full_case = 32'd1 *)
     casez (drow_d7)
       3'h0:
-          \$51  = cap_cy_0_7;
+          \$70  = cap_cy_0_7;
       3'h1:
-          \$51  = cap_cy_1_7;
+          \$70  = cap_cy_1_7;
       3'h2:
-          \$51  = cap_cy_2_7;
+          \$70  = cap_cy_2_7;
       3'h3:
-          \$51  = cap_cy_3_7;
+          \$70  = cap_cy_3_7;
       3'h4:
-          \$51  = cap_cy_4_7;
+          \$70  = cap_cy_4_7;
       3'h5:
-          \$51  = cap_cy_5_7;
+          \$70  = cap_cy_5_7;
       3'h6:
-          \$51  = cap_cy_6_7;
+          \$70  = cap_cy_6_7;
       3'h7:
-          \$51  = cap_cy_7_7;
+          \$70  = cap_cy_7_7;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$68  = since_last;
-    if (en) begin
-      if (\$22 ) begin
-        \$68  = 4'h1;
-      end else if (\$23 ) begin
-        \$68  = \$24 [3:0];
+    \$107  = \$4 ;
+    if (rst) begin
+      \$107  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$108  = \$8 ;
+    if (rst) begin
+      \$108  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$109  = \$12 ;
+    if (rst) begin
+      \$109  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$110  = \$16 ;
+    if (rst) begin
+      \$110  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$111  = \$20 ;
+    if (rst) begin
+      \$111  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$112  = \$24 ;
+    if (rst) begin
+      \$112  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$113  = \$28 ;
+    if (rst) begin
+      \$113  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$114  = \$32 ;
+    if (rst) begin
+      \$114  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$115  = \$36 ;
+    if (rst) begin
+      \$115  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$116  = \$40 ;
+    if (rst) begin
+      \$116  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$117  = since_last;
+    if (en_in) begin
+      if (\$41 ) begin
+        \$117  = 4'h1;
+      end else if (\$42 ) begin
+        \$117  = \$43 [3:0];
       end
     end
     if (rst) begin
-      \$68  = 4'h8;
+      \$117  = 4'h8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$69  = a1_d1;
-    if (en) begin
-      \$69  = a_stream__payload[15:8];
+    \$118  = a1_d1;
+    if (en_in) begin
+      \$118  = a_stream__payload[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$70  = a2_d1;
-    if (en) begin
-      \$70  = a_stream__payload[23:16];
+    \$119  = a2_d1;
+    if (en_in) begin
+      \$119  = a_stream__payload[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$71  = a2_d2;
-    if (en) begin
-      \$71  = a2_d1;
+    \$120  = a2_d2;
+    if (en_in) begin
+      \$120  = a2_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$72  = a3_d1;
-    if (en) begin
-      \$72  = a_stream__payload[31:24];
+    \$121  = a3_d1;
+    if (en_in) begin
+      \$121  = a_stream__payload[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$73  = a3_d2;
-    if (en) begin
-      \$73  = a3_d1;
+    \$122  = a3_d2;
+    if (en_in) begin
+      \$122  = a3_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$74  = a3_d3;
-    if (en) begin
-      \$74  = a3_d2;
+    \$123  = a3_d3;
+    if (en_in) begin
+      \$123  = a3_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$75  = a4_d1;
-    if (en) begin
-      \$75  = a_stream__payload[39:32];
+    \$124  = a4_d1;
+    if (en_in) begin
+      \$124  = a_stream__payload[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$76  = a4_d2;
-    if (en) begin
-      \$76  = a4_d1;
+    \$125  = a4_d2;
+    if (en_in) begin
+      \$125  = a4_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$77  = a4_d3;
-    if (en) begin
-      \$77  = a4_d2;
+    \$126  = a4_d3;
+    if (en_in) begin
+      \$126  = a4_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$78  = a4_d4;
-    if (en) begin
-      \$78  = a4_d3;
+    \$127  = a4_d4;
+    if (en_in) begin
+      \$127  = a4_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$79  = a5_d1;
-    if (en) begin
-      \$79  = a_stream__payload[47:40];
+    \$128  = a5_d1;
+    if (en_in) begin
+      \$128  = a_stream__payload[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$80  = a5_d2;
-    if (en) begin
-      \$80  = a5_d1;
+    \$129  = a5_d2;
+    if (en_in) begin
+      \$129  = a5_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$81  = a5_d3;
-    if (en) begin
-      \$81  = a5_d2;
+    \$130  = a5_d3;
+    if (en_in) begin
+      \$130  = a5_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$82  = a5_d4;
-    if (en) begin
-      \$82  = a5_d3;
+    \$131  = a5_d4;
+    if (en_in) begin
+      \$131  = a5_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$83  = a5_d5;
-    if (en) begin
-      \$83  = a5_d4;
+    \$132  = a5_d5;
+    if (en_in) begin
+      \$132  = a5_d4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$84  = a6_d1;
-    if (en) begin
-      \$84  = a_stream__payload[55:48];
+    \$133  = a6_d1;
+    if (en_in) begin
+      \$133  = a_stream__payload[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$85  = a6_d2;
-    if (en) begin
-      \$85  = a6_d1;
+    \$134  = a6_d2;
+    if (en_in) begin
+      \$134  = a6_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$86  = a6_d3;
-    if (en) begin
-      \$86  = a6_d2;
+    \$135  = a6_d3;
+    if (en_in) begin
+      \$135  = a6_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$87  = a6_d4;
-    if (en) begin
-      \$87  = a6_d3;
+    \$136  = a6_d4;
+    if (en_in) begin
+      \$136  = a6_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$88  = a6_d5;
-    if (en) begin
-      \$88  = a6_d4;
+    \$137  = a6_d5;
+    if (en_in) begin
+      \$137  = a6_d4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$89  = a6_d6;
-    if (en) begin
-      \$89  = a6_d5;
+    \$138  = a6_d6;
+    if (en_in) begin
+      \$138  = a6_d5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$90  = a7_d1;
-    if (en) begin
-      \$90  = a_stream__payload[63:56];
+    \$139  = a7_d1;
+    if (en_in) begin
+      \$139  = a_stream__payload[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$91  = a7_d2;
-    if (en) begin
-      \$91  = a7_d1;
+    \$140  = a7_d2;
+    if (en_in) begin
+      \$140  = a7_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$92  = a7_d3;
-    if (en) begin
-      \$92  = a7_d2;
+    \$141  = a7_d3;
+    if (en_in) begin
+      \$141  = a7_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$93  = a7_d4;
-    if (en) begin
-      \$93  = a7_d3;
+    \$142  = a7_d4;
+    if (en_in) begin
+      \$142  = a7_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$94  = a7_d5;
-    if (en) begin
-      \$94  = a7_d4;
+    \$143  = a7_d5;
+    if (en_in) begin
+      \$143  = a7_d4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$95  = a7_d6;
-    if (en) begin
-      \$95  = a7_d5;
+    \$144  = a7_d6;
+    if (en_in) begin
+      \$144  = a7_d5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$96  = a7_d7;
-    if (en) begin
-      \$96  = a7_d6;
+    \$145  = a7_d7;
+    if (en_in) begin
+      \$145  = a7_d6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$97  = b1_d1;
-    if (en) begin
-      \$97  = b_stream__payload[15:8];
+    \$146  = b1_d1;
+    if (en_in) begin
+      \$146  = b_stream__payload[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$98  = b2_d1;
-    if (en) begin
-      \$98  = b_stream__payload[23:16];
+    \$147  = b2_d1;
+    if (en_in) begin
+      \$147  = b_stream__payload[23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$99  = b2_d2;
-    if (en) begin
-      \$99  = b2_d1;
+    \$148  = b2_d2;
+    if (en_in) begin
+      \$148  = b2_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$100  = b3_d1;
-    if (en) begin
-      \$100  = b_stream__payload[31:24];
+    \$149  = b3_d1;
+    if (en_in) begin
+      \$149  = b_stream__payload[31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$101  = b3_d2;
-    if (en) begin
-      \$101  = b3_d1;
+    \$150  = b3_d2;
+    if (en_in) begin
+      \$150  = b3_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$102  = b3_d3;
-    if (en) begin
-      \$102  = b3_d2;
+    \$151  = b3_d3;
+    if (en_in) begin
+      \$151  = b3_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$103  = b4_d1;
-    if (en) begin
-      \$103  = b_stream__payload[39:32];
+    \$152  = b4_d1;
+    if (en_in) begin
+      \$152  = b_stream__payload[39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$104  = b4_d2;
-    if (en) begin
-      \$104  = b4_d1;
+    \$153  = b4_d2;
+    if (en_in) begin
+      \$153  = b4_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$105  = b4_d3;
-    if (en) begin
-      \$105  = b4_d2;
+    \$154  = b4_d3;
+    if (en_in) begin
+      \$154  = b4_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$106  = b4_d4;
-    if (en) begin
-      \$106  = b4_d3;
+    \$155  = b4_d4;
+    if (en_in) begin
+      \$155  = b4_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$107  = b5_d1;
-    if (en) begin
-      \$107  = b_stream__payload[47:40];
+    \$156  = b5_d1;
+    if (en_in) begin
+      \$156  = b_stream__payload[47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$108  = b5_d2;
-    if (en) begin
-      \$108  = b5_d1;
+    \$157  = b5_d2;
+    if (en_in) begin
+      \$157  = b5_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$109  = b5_d3;
-    if (en) begin
-      \$109  = b5_d2;
+    \$158  = b5_d3;
+    if (en_in) begin
+      \$158  = b5_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$110  = b5_d4;
-    if (en) begin
-      \$110  = b5_d3;
+    \$159  = b5_d4;
+    if (en_in) begin
+      \$159  = b5_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$111  = b5_d5;
-    if (en) begin
-      \$111  = b5_d4;
+    \$160  = b5_d5;
+    if (en_in) begin
+      \$160  = b5_d4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$112  = b6_d1;
-    if (en) begin
-      \$112  = b_stream__payload[55:48];
+    \$161  = b6_d1;
+    if (en_in) begin
+      \$161  = b_stream__payload[55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$113  = b6_d2;
-    if (en) begin
-      \$113  = b6_d1;
+    \$162  = b6_d2;
+    if (en_in) begin
+      \$162  = b6_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$114  = b6_d3;
-    if (en) begin
-      \$114  = b6_d2;
+    \$163  = b6_d3;
+    if (en_in) begin
+      \$163  = b6_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$115  = b6_d4;
-    if (en) begin
-      \$115  = b6_d3;
+    \$164  = b6_d4;
+    if (en_in) begin
+      \$164  = b6_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$116  = b6_d5;
-    if (en) begin
-      \$116  = b6_d4;
+    \$165  = b6_d5;
+    if (en_in) begin
+      \$165  = b6_d4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$117  = b6_d6;
-    if (en) begin
-      \$117  = b6_d5;
+    \$166  = b6_d6;
+    if (en_in) begin
+      \$166  = b6_d5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$118  = b7_d1;
-    if (en) begin
-      \$118  = b_stream__payload[63:56];
+    \$167  = b7_d1;
+    if (en_in) begin
+      \$167  = b_stream__payload[63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$119  = b7_d2;
-    if (en) begin
-      \$119  = b7_d1;
+    \$168  = b7_d2;
+    if (en_in) begin
+      \$168  = b7_d1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$120  = b7_d3;
-    if (en) begin
-      \$120  = b7_d2;
+    \$169  = b7_d3;
+    if (en_in) begin
+      \$169  = b7_d2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$121  = b7_d4;
-    if (en) begin
-      \$121  = b7_d3;
+    \$170  = b7_d4;
+    if (en_in) begin
+      \$170  = b7_d3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$122  = b7_d5;
-    if (en) begin
-      \$122  = b7_d4;
+    \$171  = b7_d5;
+    if (en_in) begin
+      \$171  = b7_d4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$123  = b7_d6;
-    if (en) begin
-      \$123  = b7_d5;
+    \$172  = b7_d6;
+    if (en_in) begin
+      \$172  = b7_d5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$124  = b7_d7;
-    if (en) begin
-      \$124  = b7_d6;
+    \$173  = b7_d7;
+    if (en_in) begin
+      \$173  = b7_d6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$125  = v_d1;
-    if (en) begin
-      \$125  = take;
-    end
-    if (rst) begin
-      \$125  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$126  = v_d2;
-    if (en) begin
-      \$126  = v_d1;
+    \$174  = v_d1;
+    if (en_in) begin
+      \$174  = take;
     end
     if (rst) begin
-      \$126  = 1'h0;
+      \$174  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$127  = v_d3;
-    if (en) begin
-      \$127  = v_d2;
-    end
-    if (rst) begin
-      \$127  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$128  = v_d4;
-    if (en) begin
-      \$128  = v_d3;
+    \$175  = v_d2;
+    if (en_in) begin
+      \$175  = v_d1;
     end
     if (rst) begin
-      \$128  = 1'h0;
+      \$175  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$129  = v_d5;
-    if (en) begin
-      \$129  = v_d4;
-    end
-    if (rst) begin
-      \$129  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$130  = v_d6;
-    if (en) begin
-      \$130  = v_d5;
+    \$176  = v_d3;
+    if (en_in) begin
+      \$176  = v_d2;
     end
     if (rst) begin
-      \$130  = 1'h0;
+      \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$131  = v_d7;
-    if (en) begin
-      \$131  = v_d6;
-    end
-    if (rst) begin
-      \$131  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$132  = v_d8;
-    if (en) begin
-      \$132  = v_d7;
+    \$177  = v_d4;
+    if (en_in) begin
+      \$177  = v_d3;
     end
     if (rst) begin
-      \$132  = 1'h0;
+      \$177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$133  = v_d9;
-    if (en) begin
-      \$133  = v_d8;
-    end
-    if (rst) begin
-      \$133  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$134  = v_d10;
-    if (en) begin
-      \$134  = v_d9;
+    \$178  = v_d5;
+    if (en_in) begin
+      \$178  = v_d4;
     end
     if (rst) begin
-      \$134  = 1'h0;
+      \$178  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$135  = v_d11;
-    if (en) begin
-      \$135  = v_d10;
+    \$179  = v_d6;
+    if (en_in) begin
+      \$179  = v_d5;
     end
     if (rst) begin
-      \$135  = 1'h0;
+      \$179  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$136  = v_d12;
-    if (en) begin
-      \$136  = v_d11;
+    \$180  = v_d7;
+    if (en_in) begin
+      \$180  = v_d6;
     end
     if (rst) begin
-      \$136  = 1'h0;
+      \$180  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$137  = v_d13;
-    if (en) begin
-      \$137  = v_d12;
+    \$181  = v_d8;
+    if (en_in) begin
+      \$181  = v_d7;
     end
     if (rst) begin
-      \$137  = 1'h0;
+      \$181  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$138  = v_d14;
-    if (en) begin
-      \$138  = v_d13;
+    \$182  = v_d9;
+    if (en_in) begin
+      \$182  = v_d8;
     end
     if (rst) begin
-      \$138  = 1'h0;
+      \$182  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$139  = v_d15;
-    if (en) begin
-      \$139  = v_d14;
+    \$183  = v_d10;
+    if (en_in) begin
+      \$183  = v_d9;
     end
     if (rst) begin
-      \$139  = 1'h0;
+      \$183  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$140  = v_d16;
-    if (en) begin
-      \$140  = v_d15;
+    \$184  = v_d11;
+    if (en_in) begin
+      \$184  = v_d10;
     end
     if (rst) begin
-      \$140  = 1'h0;
+      \$184  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$141  = l_d1;
-    if (en) begin
-      \$141  = a_stream__payload[64];
+    \$185  = v_d12;
+    if (en_in) begin
+      \$185  = v_d11;
     end
     if (rst) begin
-      \$141  = 1'h0;
+      \$185  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$142  = l_d2;
-    if (en) begin
-      \$142  = l_d1;
+    \$186  = v_d13;
+    if (en_in) begin
+      \$186  = v_d12;
     end
     if (rst) begin
-      \$142  = 1'h0;
+      \$186  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$143  = l_d3;
-    if (en) begin
-      \$143  = l_d2;
+    \$187  = v_d14;
+    if (en_in) begin
+      \$187  = v_d13;
     end
     if (rst) begin
-      \$143  = 1'h0;
+      \$187  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$144  = l_d4;
-    if (en) begin
-      \$144  = l_d3;
+    \$188  = v_d15;
+    if (en_in) begin
+      \$188  = v_d14;
     end
     if (rst) begin
-      \$144  = 1'h0;
+      \$188  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$145  = l_d5;
-    if (en) begin
-      \$145  = l_d4;
+    \$189  = v_d16;
+    if (en_in) begin
+      \$189  = v_d15;
     end
     if (rst) begin
-      \$145  = 1'h0;
+      \$189  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$146  = l_d6;
-    if (en) begin
-      \$146  = l_d5;
+    \$190  = l_d1;
+    if (en_in) begin
+      \$190  = a_stream__payload[64];
     end
     if (rst) begin
-      \$146  = 1'h0;
+      \$190  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$147  = l_d7;
-    if (en) begin
-      \$147  = l_d6;
+    \$191  = l_d2;
+    if (en_in) begin
+      \$191  = l_d1;
     end
     if (rst) begin
-      \$147  = 1'h0;
+      \$191  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$148  = l_d8;
-    if (en) begin
-      \$148  = l_d7;
+    \$192  = l_d3;
+    if (en_in) begin
+      \$192  = l_d2;
     end
     if (rst) begin
-      \$148  = 1'h0;
+      \$192  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$149  = l_d9;
-    if (en) begin
-      \$149  = l_d8;
+    \$193  = l_d4;
+    if (en_in) begin
+      \$193  = l_d3;
     end
     if (rst) begin
-      \$149  = 1'h0;
+      \$193  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$150  = l_d10;
-    if (en) begin
-      \$150  = l_d9;
+    \$194  = l_d5;
+    if (en_in) begin
+      \$194  = l_d4;
     end
     if (rst) begin
-      \$150  = 1'h0;
+      \$194  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$151  = l_d11;
-    if (en) begin
-      \$151  = l_d10;
+    \$195  = l_d6;
+    if (en_in) begin
+      \$195  = l_d5;
     end
     if (rst) begin
-      \$151  = 1'h0;
+      \$195  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$152  = l_d12;
-    if (en) begin
-      \$152  = l_d11;
+    \$196  = l_d7;
+    if (en_in) begin
+      \$196  = l_d6;
     end
     if (rst) begin
-      \$152  = 1'h0;
+      \$196  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$153  = l_d13;
-    if (en) begin
-      \$153  = l_d12;
-    end
-    if (rst) begin
-      \$153  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$154  = l_d14;
-    if (en) begin
-      \$154  = l_d13;
-    end
-    if (rst) begin
-      \$154  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$155  = l_d15;
-    if (en) begin
-      \$155  = l_d14;
-    end
-    if (rst) begin
-      \$155  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$156  = l_d16;
-    if (en) begin
-      \$156  = l_d15;
-    end
-    if (rst) begin
-      \$156  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$157  = d_act;
-    if (en) begin
-      if (\$25 ) begin
-        \$157  = 1'h1;
-      end else if (d_act) begin
-        if (\$26 ) begin
-          \$157  = 1'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$157  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$158  = d_row;
-    if (en) begin
-      if (\$25 ) begin
-        \$158  = 3'h0;
-      end else if (d_act) begin
-        (* full_case = 32'd1 *)
-        if (\$26 ) begin
-        end else begin
-          \$158  = \$27 [2:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$158  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$159  = dact_d1;
-    if (en) begin
-      \$159  = d_act;
-    end
-    if (rst) begin
-      \$159  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$160  = dact_d2;
-    if (en) begin
-      \$160  = dact_d1;
-    end
-    if (rst) begin
-      \$160  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$161  = dact_d3;
-    if (en) begin
-      \$161  = dact_d2;
-    end
-    if (rst) begin
-      \$161  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$162  = dact_d4;
-    if (en) begin
-      \$162  = dact_d3;
-    end
-    if (rst) begin
-      \$162  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$163  = dact_d5;
-    if (en) begin
-      \$163  = dact_d4;
-    end
-    if (rst) begin
-      \$163  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$164  = dact_d6;
-    if (en) begin
-      \$164  = dact_d5;
-    end
-    if (rst) begin
-      \$164  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$165  = dact_d7;
-    if (en) begin
-      \$165  = dact_d6;
-    end
-    if (rst) begin
-      \$165  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$166  = drow_d1;
-    if (en) begin
-      \$166  = d_row;
-    end
-    if (rst) begin
-      \$166  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$167  = drow_d2;
-    if (en) begin
-      \$167  = drow_d1;
-    end
-    if (rst) begin
-      \$167  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$168  = drow_d3;
-    if (en) begin
-      \$168  = drow_d2;
-    end
-    if (rst) begin
-      \$168  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$169  = drow_d4;
-    if (en) begin
-      \$169  = drow_d3;
-    end
-    if (rst) begin
-      \$169  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$170  = drow_d5;
-    if (en) begin
-      \$170  = drow_d4;
-    end
-    if (rst) begin
-      \$170  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$171  = drow_d6;
-    if (en) begin
-      \$171  = drow_d5;
-    end
-    if (rst) begin
-      \$171  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$172  = drow_d7;
-    if (en) begin
-      \$172  = drow_d6;
-    end
-    if (rst) begin
-      \$172  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$173  = col0_lo;
-    if (en) begin
-      \$173  = \$28 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$174  = col0_hi;
-    if (en) begin
-      \$174  = \$29 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$175  = col0_cy;
-    if (en) begin
-      \$175  = \$30 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$176  = col1_lo;
-    if (en) begin
-      \$176  = \$31 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$177  = col1_hi;
-    if (en) begin
-      \$177  = \$32 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$178  = col1_cy;
-    if (en) begin
-      \$178  = \$33 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$179  = col2_lo;
-    if (en) begin
-      \$179  = \$34 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$180  = col2_hi;
-    if (en) begin
-      \$180  = \$35 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$181  = col2_cy;
-    if (en) begin
-      \$181  = \$36 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$182  = col3_lo;
-    if (en) begin
-      \$182  = \$37 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$183  = col3_hi;
-    if (en) begin
-      \$183  = \$38 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$184  = col3_cy;
-    if (en) begin
-      \$184  = \$39 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$185  = col4_lo;
-    if (en) begin
-      \$185  = \$40 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$186  = col4_hi;
-    if (en) begin
-      \$186  = \$41 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$187  = col4_cy;
-    if (en) begin
-      \$187  = \$42 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$188  = col5_lo;
-    if (en) begin
-      \$188  = \$43 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$189  = col5_hi;
-    if (en) begin
-      \$189  = \$44 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$190  = col5_cy;
-    if (en) begin
-      \$190  = \$45 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$191  = col6_lo;
-    if (en) begin
-      \$191  = \$46 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$192  = col6_hi;
-    if (en) begin
-      \$192  = \$47 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$193  = col6_cy;
-    if (en) begin
-      \$193  = \$48 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$194  = col7_lo;
-    if (en) begin
-      \$194  = \$49 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$195  = col7_hi;
-    if (en) begin
-      \$195  = \$50 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$196  = col7_cy;
-    if (en) begin
-      \$196  = \$51 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$197  = col_valid;
-    if (en) begin
-      \$197  = dact_d7;
+    \$197  = l_d8;
+    if (en_in) begin
+      \$197  = l_d7;
     end
     if (rst) begin
       \$197  = 1'h0;
@@ -3988,235 +3761,670 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$198  = deskew0_d1;
-    if (en) begin
-      \$198  = { \$14 [15:0], col0_lo };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$199  = deskew0_d2;
-    if (en) begin
-      \$199  = deskew0_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$200  = deskew0_d3;
-    if (en) begin
-      \$200  = deskew0_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$201  = deskew0_d4;
-    if (en) begin
-      \$201  = deskew0_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$202  = deskew0_d5;
-    if (en) begin
-      \$202  = deskew0_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$203  = deskew0_d6;
-    if (en) begin
-      \$203  = deskew0_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$204  = deskew0_d7;
-    if (en) begin
-      \$204  = deskew0_d6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$205  = deskew1_d1;
-    if (en) begin
-      \$205  = { \$15 [15:0], col1_lo };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$206  = deskew1_d2;
-    if (en) begin
-      \$206  = deskew1_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$207  = deskew1_d3;
-    if (en) begin
-      \$207  = deskew1_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$208  = deskew1_d4;
-    if (en) begin
-      \$208  = deskew1_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$209  = deskew1_d5;
-    if (en) begin
-      \$209  = deskew1_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$210  = deskew1_d6;
-    if (en) begin
-      \$210  = deskew1_d5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$211  = deskew2_d1;
-    if (en) begin
-      \$211  = { \$16 [15:0], col2_lo };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$212  = deskew2_d2;
-    if (en) begin
-      \$212  = deskew2_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$213  = deskew2_d3;
-    if (en) begin
-      \$213  = deskew2_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$214  = deskew2_d4;
-    if (en) begin
-      \$214  = deskew2_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$215  = deskew2_d5;
-    if (en) begin
-      \$215  = deskew2_d4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$216  = deskew3_d1;
-    if (en) begin
-      \$216  = { \$17 [15:0], col3_lo };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$217  = deskew3_d2;
-    if (en) begin
-      \$217  = deskew3_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$218  = deskew3_d3;
-    if (en) begin
-      \$218  = deskew3_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$219  = deskew3_d4;
-    if (en) begin
-      \$219  = deskew3_d3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$220  = deskew4_d1;
-    if (en) begin
-      \$220  = { \$18 [15:0], col4_lo };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$221  = deskew4_d2;
-    if (en) begin
-      \$221  = deskew4_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$222  = deskew4_d3;
-    if (en) begin
-      \$222  = deskew4_d2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$223  = deskew5_d1;
-    if (en) begin
-      \$223  = { \$19 [15:0], col5_lo };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$224  = deskew5_d2;
-    if (en) begin
-      \$224  = deskew5_d1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$225  = deskew6_d1;
-    if (en) begin
-      \$225  = { \$20 [15:0], col6_lo };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$226  = c_stream__valid;
-    if (en) begin
-      \$226  = col_valid;
+    \$198  = l_d9;
+    if (en_in) begin
+      \$198  = l_d8;
     end
     if (rst) begin
-      \$226  = 1'h0;
+      \$198  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$227  = c_stream__payload;
-    if (en) begin
-      \$227 [31:0] = deskew0_d7;
-      \$227 [63:32] = deskew1_d6;
-      \$227 [95:64] = deskew2_d5;
-      \$227 [127:96] = deskew3_d4;
-      \$227 [159:128] = deskew4_d3;
-      \$227 [191:160] = deskew5_d2;
-      \$227 [223:192] = deskew6_d1;
-      \$227 [255:224] = { \$21 [15:0], col7_lo };
+    \$199  = l_d10;
+    if (en_in) begin
+      \$199  = l_d9;
     end
     if (rst) begin
-      \$227  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+      \$199  = 1'h0;
     end
   end
-  assign col0 = { \$14 [15:0], col0_lo };
-  assign col1 = { \$15 [15:0], col1_lo };
-  assign col2 = { \$16 [15:0], col2_lo };
-  assign col3 = { \$17 [15:0], col3_lo };
-  assign col4 = { \$18 [15:0], col4_lo };
-  assign col5 = { \$19 [15:0], col5_lo };
-  assign col6 = { \$20 [15:0], col6_lo };
-  assign col7 = { \$21 [15:0], col7_lo };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$200  = l_d11;
+    if (en_in) begin
+      \$200  = l_d10;
+    end
+    if (rst) begin
+      \$200  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$201  = l_d12;
+    if (en_in) begin
+      \$201  = l_d11;
+    end
+    if (rst) begin
+      \$201  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$202  = l_d13;
+    if (en_in) begin
+      \$202  = l_d12;
+    end
+    if (rst) begin
+      \$202  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$203  = l_d14;
+    if (en_in) begin
+      \$203  = l_d13;
+    end
+    if (rst) begin
+      \$203  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$204  = l_d15;
+    if (en_in) begin
+      \$204  = l_d14;
+    end
+    if (rst) begin
+      \$204  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$205  = l_d16;
+    if (en_in) begin
+      \$205  = l_d15;
+    end
+    if (rst) begin
+      \$205  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$206  = d_act;
+    if (en_out) begin
+      if (\$44 ) begin
+        \$206  = 1'h1;
+      end else if (d_act) begin
+        if (\$45 ) begin
+          \$206  = 1'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$206  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$207  = d_row;
+    if (en_out) begin
+      if (\$44 ) begin
+        \$207  = 3'h0;
+      end else if (d_act) begin
+        (* full_case = 32'd1 *)
+        if (\$45 ) begin
+        end else begin
+          \$207  = \$46 [2:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$207  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$208  = dact_d1;
+    if (en_out) begin
+      \$208  = d_act;
+    end
+    if (rst) begin
+      \$208  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$209  = dact_d2;
+    if (en_out) begin
+      \$209  = dact_d1;
+    end
+    if (rst) begin
+      \$209  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$210  = dact_d3;
+    if (en_out) begin
+      \$210  = dact_d2;
+    end
+    if (rst) begin
+      \$210  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$211  = dact_d4;
+    if (en_out) begin
+      \$211  = dact_d3;
+    end
+    if (rst) begin
+      \$211  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$212  = dact_d5;
+    if (en_out) begin
+      \$212  = dact_d4;
+    end
+    if (rst) begin
+      \$212  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$213  = dact_d6;
+    if (en_out) begin
+      \$213  = dact_d5;
+    end
+    if (rst) begin
+      \$213  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$214  = dact_d7;
+    if (en_out) begin
+      \$214  = dact_d6;
+    end
+    if (rst) begin
+      \$214  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$215  = drow_d1;
+    if (en_out) begin
+      \$215  = d_row;
+    end
+    if (rst) begin
+      \$215  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$216  = drow_d2;
+    if (en_out) begin
+      \$216  = drow_d1;
+    end
+    if (rst) begin
+      \$216  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$217  = drow_d3;
+    if (en_out) begin
+      \$217  = drow_d2;
+    end
+    if (rst) begin
+      \$217  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$218  = drow_d4;
+    if (en_out) begin
+      \$218  = drow_d3;
+    end
+    if (rst) begin
+      \$218  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$219  = drow_d5;
+    if (en_out) begin
+      \$219  = drow_d4;
+    end
+    if (rst) begin
+      \$219  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$220  = drow_d6;
+    if (en_out) begin
+      \$220  = drow_d5;
+    end
+    if (rst) begin
+      \$220  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$221  = drow_d7;
+    if (en_out) begin
+      \$221  = drow_d6;
+    end
+    if (rst) begin
+      \$221  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$222  = col0_lo;
+    if (en_out) begin
+      \$222  = \$47 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$223  = col0_hi;
+    if (en_out) begin
+      \$223  = \$48 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$224  = col0_cy;
+    if (en_out) begin
+      \$224  = \$49 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$225  = col1_lo;
+    if (en_out) begin
+      \$225  = \$50 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$226  = col1_hi;
+    if (en_out) begin
+      \$226  = \$51 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$227  = col1_cy;
+    if (en_out) begin
+      \$227  = \$52 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$228  = col2_lo;
+    if (en_out) begin
+      \$228  = \$53 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$229  = col2_hi;
+    if (en_out) begin
+      \$229  = \$54 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$230  = col2_cy;
+    if (en_out) begin
+      \$230  = \$55 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$231  = col3_lo;
+    if (en_out) begin
+      \$231  = \$56 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$232  = col3_hi;
+    if (en_out) begin
+      \$232  = \$57 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$233  = col3_cy;
+    if (en_out) begin
+      \$233  = \$58 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$234  = col4_lo;
+    if (en_out) begin
+      \$234  = \$59 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$235  = col4_hi;
+    if (en_out) begin
+      \$235  = \$60 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$236  = col4_cy;
+    if (en_out) begin
+      \$236  = \$61 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$237  = col5_lo;
+    if (en_out) begin
+      \$237  = \$62 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$238  = col5_hi;
+    if (en_out) begin
+      \$238  = \$63 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$239  = col5_cy;
+    if (en_out) begin
+      \$239  = \$64 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$240  = col6_lo;
+    if (en_out) begin
+      \$240  = \$65 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$241  = col6_hi;
+    if (en_out) begin
+      \$241  = \$66 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$242  = col6_cy;
+    if (en_out) begin
+      \$242  = \$67 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$243  = col7_lo;
+    if (en_out) begin
+      \$243  = \$68 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$244  = col7_hi;
+    if (en_out) begin
+      \$244  = \$69 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$245  = col7_cy;
+    if (en_out) begin
+      \$245  = \$70 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$246  = col_valid;
+    if (en_out) begin
+      \$246  = dact_d7;
+    end
+    if (rst) begin
+      \$246  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$247  = deskew0_d1;
+    if (en_out) begin
+      \$247  = { \$83 [15:0], col0_lo };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$248  = deskew0_d2;
+    if (en_out) begin
+      \$248  = deskew0_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$249  = deskew0_d3;
+    if (en_out) begin
+      \$249  = deskew0_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$250  = deskew0_d4;
+    if (en_out) begin
+      \$250  = deskew0_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$251  = deskew0_d5;
+    if (en_out) begin
+      \$251  = deskew0_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$252  = deskew0_d6;
+    if (en_out) begin
+      \$252  = deskew0_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$253  = deskew0_d7;
+    if (en_out) begin
+      \$253  = deskew0_d6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$254  = deskew1_d1;
+    if (en_out) begin
+      \$254  = { \$84 [15:0], col1_lo };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$255  = deskew1_d2;
+    if (en_out) begin
+      \$255  = deskew1_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$256  = deskew1_d3;
+    if (en_out) begin
+      \$256  = deskew1_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$257  = deskew1_d4;
+    if (en_out) begin
+      \$257  = deskew1_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$258  = deskew1_d5;
+    if (en_out) begin
+      \$258  = deskew1_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$259  = deskew1_d6;
+    if (en_out) begin
+      \$259  = deskew1_d5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$260  = deskew2_d1;
+    if (en_out) begin
+      \$260  = { \$85 [15:0], col2_lo };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$261  = deskew2_d2;
+    if (en_out) begin
+      \$261  = deskew2_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$262  = deskew2_d3;
+    if (en_out) begin
+      \$262  = deskew2_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$263  = deskew2_d4;
+    if (en_out) begin
+      \$263  = deskew2_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$264  = deskew2_d5;
+    if (en_out) begin
+      \$264  = deskew2_d4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$265  = deskew3_d1;
+    if (en_out) begin
+      \$265  = { \$86 [15:0], col3_lo };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$266  = deskew3_d2;
+    if (en_out) begin
+      \$266  = deskew3_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$267  = deskew3_d3;
+    if (en_out) begin
+      \$267  = deskew3_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$268  = deskew3_d4;
+    if (en_out) begin
+      \$268  = deskew3_d3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$269  = deskew4_d1;
+    if (en_out) begin
+      \$269  = { \$87 [15:0], col4_lo };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$270  = deskew4_d2;
+    if (en_out) begin
+      \$270  = deskew4_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$271  = deskew4_d3;
+    if (en_out) begin
+      \$271  = deskew4_d2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$272  = deskew5_d1;
+    if (en_out) begin
+      \$272  = { \$88 [15:0], col5_lo };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$273  = deskew5_d2;
+    if (en_out) begin
+      \$273  = deskew5_d1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$274  = deskew6_d1;
+    if (en_out) begin
+      \$274  = { \$89 [15:0], col6_lo };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$275  = c_stream__valid;
+    if (en_out) begin
+      \$275  = col_valid;
+    end
+    if (rst) begin
+      \$275  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$276  = c_stream__payload;
+    if (en_out) begin
+      \$276 [31:0] = deskew0_d7;
+      \$276 [63:32] = deskew1_d6;
+      \$276 [95:64] = deskew2_d5;
+      \$276 [127:96] = deskew3_d4;
+      \$276 [159:128] = deskew4_d3;
+      \$276 [191:160] = deskew5_d2;
+      \$276 [223:192] = deskew6_d1;
+      \$276 [255:224] = { \$90 [15:0], col7_lo };
+    end
+    if (rst) begin
+      \$276  = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  assign col0 = { \$83 [15:0], col0_lo };
+  assign col1 = { \$84 [15:0], col1_lo };
+  assign col2 = { \$85 [15:0], col2_lo };
+  assign col3 = { \$86 [15:0], col3_lo };
+  assign col4 = { \$87 [15:0], col4_lo };
+  assign col5 = { \$88 [15:0], col5_lo };
+  assign col6 = { \$89 [15:0], col6_lo };
+  assign col7 = { \$90 [15:0], col7_lo };
+  assign \room.one  = room[0];
+  assign \room.two  = room[1];
+  assign \room.incoming  = room[2];
   assign \a_stream__payload.data  = a_stream__payload[63:0];
   assign \a_stream__payload.data[0]  = a_stream__payload[7:0];
   assign \a_stream__payload.data[1]  = a_stream__payload[15:8];
@@ -4248,77 +4456,142 @@ module \mac8x8_requant.array (b_stream__payload, clk, rst, a_stream__valid, b_st
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en, p_stream__ready, acc_stream__valid, acc_stream__payload, y_stream__payload, loaded, y_stream__valid, p_stream__payload);
+module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_stream__ready, y_stream__valid, y_stream__payload, acc_stream__valid, acc_stream__payload, en_ctl, loaded, room, p_stream__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
-  wire [32:0] \$10 ;
-  wire [32:0] \$11 ;
+  wire \$10 ;
+  reg [31:0] \$100 ;
+  reg [31:0] \$101 ;
+  reg [31:0] \$102 ;
+  reg [31:0] \$103 ;
+  reg [31:0] \$104 ;
+  reg [31:0] \$105 ;
+  reg [31:0] \$106 ;
+  reg \$107 ;
+  reg [2:0] \$108 ;
+  reg [1:0] \$109 ;
+  wire \$11 ;
+  reg [1:0] \$110 ;
   wire \$12 ;
-  wire [5:0] \$13 ;
-  wire [32:0] \$14 ;
-  reg [7:0] \$15 ;
-  reg [7:0] \$16 ;
-  reg [7:0] \$17 ;
-  reg [31:0] \$18 ;
-  reg [31:0] \$19 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
-  reg [31:0] \$20 ;
-  reg [4:0] \$21 ;
-  reg \$22 ;
-  reg \$23 ;
-  reg [4:0] \$24 ;
-  reg [4:0] \$25 ;
-  reg [31:0] \$26 ;
-  reg [31:0] \$27 ;
-  reg \$28 ;
-  reg \$29 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
   wire \$3 ;
-  reg \$30 ;
-  reg \$31 ;
-  reg \$32 ;
-  reg \$33 ;
-  reg \$34 ;
-  reg \$35 ;
-  reg \$36 ;
-  reg \$37 ;
-  reg [31:0] \$38 ;
-  reg [31:0] \$39 ;
-  wire [5:0] \$4 ;
-  reg [31:0] \$40 ;
-  reg [31:0] \$41 ;
-  reg [31:0] \$42 ;
-  reg [31:0] \$43 ;
-  reg [31:0] \$44 ;
-  reg [31:0] \$45 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire [5:0] \$37 ;
+  wire \$38 ;
+  wire [31:0] \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire [32:0] \$43 ;
+  wire [32:0] \$44 ;
+  wire \$45 ;
+  wire [5:0] \$46 ;
+  wire [32:0] \$47 ;
+  wire \$48 ;
+  wire [2:0] \$49 ;
   wire \$5 ;
-  wire [31:0] \$6 ;
+  wire [2:0] \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire [2:0] \$54 ;
+  wire [2:0] \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire [3:0] \$63 ;
+  wire [4:0] \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  reg \$67 ;
+  reg \$68 ;
+  reg \$69 ;
   wire \$7 ;
+  reg \$70 ;
+  reg \$71 ;
+  reg \$72 ;
+  reg \$73 ;
+  reg \$74 ;
+  reg \$75 ;
+  reg [7:0] \$76 ;
+  reg [7:0] \$77 ;
+  reg [7:0] \$78 ;
+  reg [31:0] \$79 ;
   wire \$8 ;
+  reg [31:0] \$80 ;
+  reg [31:0] \$81 ;
+  reg [4:0] \$82 ;
+  reg \$83 ;
+  reg \$84 ;
+  reg [4:0] \$85 ;
+  reg [4:0] \$86 ;
+  reg [31:0] \$87 ;
+  reg [31:0] \$88 ;
+  reg \$89 ;
   wire \$9 ;
-  reg [31:0] acc = 32'd0;
-  reg [31:0] \acc$114  = 32'd0;
-  reg [31:0] \acc$130  = 32'd0;
-  reg [31:0] \acc$146  = 32'd0;
-  reg [31:0] \acc$50  = 32'd0;
-  reg [31:0] \acc$66  = 32'd0;
-  reg [31:0] \acc$82  = 32'd0;
-  reg [31:0] \acc$98  = 32'd0;
+  reg \$90 ;
+  reg \$91 ;
+  reg \$92 ;
+  reg \$93 ;
+  reg \$94 ;
+  reg \$95 ;
+  reg \$96 ;
+  reg \$97 ;
+  reg \$98 ;
+  reg [31:0] \$99 ;
   (* init = 32'd0 *)
-  wire [31:0] acc_a0;
+  wire [31:0] acc;
   (* init = 32'd0 *)
-  wire [31:0] acc_a1;
+  wire [31:0] \acc$112 ;
   (* init = 32'd0 *)
-  wire [31:0] acc_a2;
+  wire [31:0] \acc$127 ;
   (* init = 32'd0 *)
-  wire [31:0] acc_a3;
+  wire [31:0] \acc$142 ;
   (* init = 32'd0 *)
-  wire [31:0] acc_a4;
+  wire [31:0] \acc$157 ;
   (* init = 32'd0 *)
-  wire [31:0] acc_a5;
+  wire [31:0] \acc$172 ;
   (* init = 32'd0 *)
-  wire [31:0] acc_a6;
+  wire [31:0] \acc$82 ;
   (* init = 32'd0 *)
-  wire [31:0] acc_a7;
+  wire [31:0] \acc$97 ;
+  reg [31:0] acc_a0 = 32'd0;
+  reg [31:0] acc_a1 = 32'd0;
+  reg [31:0] acc_a2 = 32'd0;
+  reg [31:0] acc_a3 = 32'd0;
+  reg [31:0] acc_a4 = 32'd0;
+  reg [31:0] acc_a5 = 32'd0;
+  reg [31:0] acc_a6 = 32'd0;
+  reg [31:0] acc_a7 = 32'd0;
   input [255:0] acc_stream__payload;
   wire [255:0] acc_stream__payload;
   wire [255:0] \acc_stream__payload.data ;
@@ -4330,78 +4603,103 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
   wire [31:0] \acc_stream__payload.data[5] ;
   wire [31:0] \acc_stream__payload.data[6] ;
   wire [31:0] \acc_stream__payload.data[7] ;
+  (* init = 1'h1 *)
   wire acc_stream__ready;
   input acc_stream__valid;
   wire acc_stream__valid;
-  reg [7:0] act_max = 8'h00;
   (* init = 8'h00 *)
-  wire [7:0] \act_max$105 ;
+  wire [7:0] act_max;
   (* init = 8'h00 *)
-  wire [7:0] \act_max$121 ;
+  wire [7:0] \act_max$103 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_max$137 ;
+  wire [7:0] \act_max$118 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_max$153 ;
+  wire [7:0] \act_max$133 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_max$57 ;
+  wire [7:0] \act_max$148 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_max$73 ;
+  wire [7:0] \act_max$163 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_max$89 ;
-  reg [7:0] act_min = 8'h00;
+  wire [7:0] \act_max$178 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_min$104 ;
+  wire [7:0] \act_max$88 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_min$120 ;
+  wire [7:0] act_min;
   (* init = 8'h00 *)
-  wire [7:0] \act_min$136 ;
+  wire [7:0] \act_min$102 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_min$152 ;
+  wire [7:0] \act_min$117 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_min$56 ;
+  wire [7:0] \act_min$132 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_min$72 ;
+  wire [7:0] \act_min$147 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_min$88 ;
+  wire [7:0] \act_min$162 ;
   (* init = 8'h00 *)
-  wire [7:0] amax;
+  wire [7:0] \act_min$177 ;
   (* init = 8'h00 *)
-  wire [7:0] amin;
+  wire [7:0] \act_min$87 ;
+  reg [7:0] amax = 8'h00;
+  reg [7:0] amin = 8'h00;
   reg [31:0] beat = 32'd0;
   wire [31:0] bias;
-  wire [31:0] \bias$100 ;
-  wire [31:0] \bias$116 ;
-  wire [31:0] \bias$132 ;
-  wire [31:0] \bias$148 ;
-  wire [31:0] \bias$52 ;
-  wire [31:0] \bias$68 ;
-  wire [31:0] \bias$84 ;
+  wire [31:0] \bias$113 ;
+  wire [31:0] \bias$128 ;
+  wire [31:0] \bias$143 ;
+  wire [31:0] \bias$158 ;
+  wire [31:0] \bias$173 ;
+  wire [31:0] \bias$83 ;
+  wire [31:0] \bias$98 ;
   wire busy;
   input clk;
   wire clk;
-  output en;
+  (* init = 1'h1 *)
   wire en;
-  wire \en$113 ;
-  wire \en$129 ;
-  wire \en$145 ;
-  wire \en$29 ;
-  wire \en$49 ;
-  wire \en$65 ;
+  (* init = 1'h1 *)
+  wire \en$111 ;
+  (* init = 1'h1 *)
+  wire \en$126 ;
+  (* init = 1'h1 *)
+  wire \en$141 ;
+  (* init = 1'h1 *)
+  wire \en$156 ;
+  (* init = 1'h1 *)
+  wire \en$171 ;
+  (* init = 1'h1 *)
   wire \en$81 ;
-  wire \en$97 ;
+  (* init = 1'h1 *)
+  wire \en$96 ;
+  output en_ctl;
+  reg en_ctl = 1'h1;
+  reg en_lane0 = 1'h1;
+  reg en_lane1 = 1'h1;
+  reg en_lane2 = 1'h1;
+  reg en_lane3 = 1'h1;
+  reg en_lane4 = 1'h1;
+  reg en_lane5 = 1'h1;
+  reg en_lane6 = 1'h1;
+  reg en_lane7 = 1'h1;
+  reg [2:0] fifo_count = 3'h0;
+  wire [2:0] fifo_count_next;
+  wire fifo_pop;
+  wire fifo_push;
+  reg [1:0] fifo_rptr = 2'h0;
+  reg [1:0] fifo_wptr = 2'h0;
   reg \final  = 1'h1;
   reg [31:0] group = 32'd0;
   reg [31:0] groups = 32'd0;
+  reg last_valid = 1'h0;
   output loaded;
   reg loaded = 1'h0;
+  reg loaded_last = 1'h0;
   wire [30:0] multiplier;
-  wire [30:0] \multiplier$107 ;
-  wire [30:0] \multiplier$123 ;
-  wire [30:0] \multiplier$139 ;
-  wire [30:0] \multiplier$155 ;
-  wire [30:0] \multiplier$59 ;
-  wire [30:0] \multiplier$75 ;
-  wire [30:0] \multiplier$91 ;
+  wire [30:0] \multiplier$105 ;
+  wire [30:0] \multiplier$120 ;
+  wire [30:0] \multiplier$135 ;
+  wire [30:0] \multiplier$150 ;
+  wire [30:0] \multiplier$165 ;
+  wire [30:0] \multiplier$180 ;
+  wire [30:0] \multiplier$90 ;
   (* init = 1'h0 *)
   wire open;
   input [672:0] p_stream__payload;
@@ -4446,73 +4744,97 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
   wire p_stream__valid;
   reg [31:0] rep = 32'd0;
   reg [31:0] rep_last = 32'd0;
-  reg [4:0] rp__addr = 5'h00;
+  output [2:0] room;
+  wire [2:0] room;
+  wire \room.incoming ;
+  wire \room.one ;
+  wire \room.two ;
   (* init = 5'h00 *)
-  wire [4:0] \rp__addr$111 ;
+  wire [4:0] rp__addr;
   (* init = 5'h00 *)
-  wire [4:0] \rp__addr$127 ;
+  wire [4:0] \rp__addr$109 ;
   (* init = 5'h00 *)
-  wire [4:0] \rp__addr$143 ;
+  wire [4:0] \rp__addr$124 ;
   (* init = 5'h00 *)
-  wire [4:0] \rp__addr$47 ;
+  wire [4:0] \rp__addr$139 ;
   (* init = 5'h00 *)
-  wire [4:0] \rp__addr$63 ;
+  wire [4:0] \rp__addr$154 ;
+  (* init = 5'h00 *)
+  wire [4:0] \rp__addr$169 ;
+  (* init = 2'h0 *)
+  wire [1:0] \rp__addr$188 ;
   (* init = 5'h00 *)
   wire [4:0] \rp__addr$79 ;
   (* init = 5'h00 *)
-  wire [4:0] \rp__addr$95 ;
+  wire [4:0] \rp__addr$94 ;
   wire [68:0] rp__data;
-  wire [68:0] \rp__data$101 ;
-  wire [31:0] \rp__data$101.bias ;
-  wire [30:0] \rp__data$101.multiplier ;
-  wire [5:0] \rp__data$101.shift ;
-  wire [68:0] \rp__data$117 ;
-  wire [31:0] \rp__data$117.bias ;
-  wire [30:0] \rp__data$117.multiplier ;
-  wire [5:0] \rp__data$117.shift ;
-  wire [68:0] \rp__data$133 ;
-  wire [31:0] \rp__data$133.bias ;
-  wire [30:0] \rp__data$133.multiplier ;
-  wire [5:0] \rp__data$133.shift ;
-  wire [68:0] \rp__data$149 ;
-  wire [31:0] \rp__data$149.bias ;
-  wire [30:0] \rp__data$149.multiplier ;
-  wire [5:0] \rp__data$149.shift ;
-  wire [68:0] \rp__data$53 ;
-  wire [31:0] \rp__data$53.bias ;
-  wire [30:0] \rp__data$53.multiplier ;
-  wire [5:0] \rp__data$53.shift ;
-  wire [68:0] \rp__data$69 ;
-  wire [31:0] \rp__data$69.bias ;
-  wire [30:0] \rp__data$69.multiplier ;
-  wire [5:0] \rp__data$69.shift ;
-  wire [68:0] \rp__data$85 ;
-  wire [31:0] \rp__data$85.bias ;
-  wire [30:0] \rp__data$85.multiplier ;
-  wire [5:0] \rp__data$85.shift ;
+  wire [68:0] \rp__data$114 ;
+  wire [31:0] \rp__data$114.bias ;
+  wire [30:0] \rp__data$114.multiplier ;
+  wire [5:0] \rp__data$114.shift ;
+  wire [68:0] \rp__data$129 ;
+  wire [31:0] \rp__data$129.bias ;
+  wire [30:0] \rp__data$129.multiplier ;
+  wire [5:0] \rp__data$129.shift ;
+  wire [68:0] \rp__data$144 ;
+  wire [31:0] \rp__data$144.bias ;
+  wire [30:0] \rp__data$144.multiplier ;
+  wire [5:0] \rp__data$144.shift ;
+  wire [68:0] \rp__data$159 ;
+  wire [31:0] \rp__data$159.bias ;
+  wire [30:0] \rp__data$159.multiplier ;
+  wire [5:0] \rp__data$159.shift ;
+  wire [68:0] \rp__data$174 ;
+  wire [31:0] \rp__data$174.bias ;
+  wire [30:0] \rp__data$174.multiplier ;
+  wire [5:0] \rp__data$174.shift ;
+  wire [63:0] \rp__data$184 ;
+  wire [7:0] \rp__data$184[0] ;
+  wire [7:0] \rp__data$184[1] ;
+  wire [7:0] \rp__data$184[2] ;
+  wire [7:0] \rp__data$184[3] ;
+  wire [7:0] \rp__data$184[4] ;
+  wire [7:0] \rp__data$184[5] ;
+  wire [7:0] \rp__data$184[6] ;
+  wire [7:0] \rp__data$184[7] ;
+  wire [68:0] \rp__data$84 ;
+  wire [31:0] \rp__data$84.bias ;
+  wire [30:0] \rp__data$84.multiplier ;
+  wire [5:0] \rp__data$84.shift ;
+  wire [68:0] \rp__data$99 ;
+  wire [31:0] \rp__data$99.bias ;
+  wire [30:0] \rp__data$99.multiplier ;
+  wire [5:0] \rp__data$99.shift ;
   wire [31:0] \rp__data.bias ;
   wire [30:0] \rp__data.multiplier ;
   wire [5:0] \rp__data.shift ;
+  (* init = 1'h1 *)
   wire rp__en;
-  wire \rp__en$112 ;
-  wire \rp__en$128 ;
-  wire \rp__en$144 ;
-  wire \rp__en$48 ;
-  wire \rp__en$64 ;
+  (* init = 1'h1 *)
+  wire \rp__en$110 ;
+  (* init = 1'h1 *)
+  wire \rp__en$125 ;
+  (* init = 1'h1 *)
+  wire \rp__en$140 ;
+  (* init = 1'h1 *)
+  wire \rp__en$155 ;
+  (* init = 1'h1 *)
+  wire \rp__en$170 ;
+  (* init = 1'h1 *)
   wire \rp__en$80 ;
-  wire \rp__en$96 ;
-  (* init = 5'h00 *)
-  wire [4:0] rptr;
+  (* init = 1'h1 *)
+  wire \rp__en$95 ;
+  reg [4:0] rptr = 5'h00;
   input rst;
   wire rst;
   wire [5:0] shift;
-  wire [5:0] \shift$102 ;
-  wire [5:0] \shift$118 ;
-  wire [5:0] \shift$134 ;
-  wire [5:0] \shift$150 ;
-  wire [5:0] \shift$54 ;
-  wire [5:0] \shift$70 ;
-  wire [5:0] \shift$86 ;
+  wire [5:0] \shift$100 ;
+  wire [5:0] \shift$115 ;
+  wire [5:0] \shift$130 ;
+  wire [5:0] \shift$145 ;
+  wire [5:0] \shift$160 ;
+  wire [5:0] \shift$175 ;
+  wire [5:0] \shift$85 ;
   wire take_a;
   wire take_p;
   reg [4:0] top = 5'h00;
@@ -4525,71 +4847,92 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
   reg valid6 = 1'h0;
   reg valid7 = 1'h0;
   reg valid8 = 1'h0;
-  reg [4:0] wp__addr = 5'h00;
   (* init = 5'h00 *)
-  wire [4:0] \wp__addr$108 ;
+  wire [4:0] wp__addr;
   (* init = 5'h00 *)
-  wire [4:0] \wp__addr$124 ;
+  wire [4:0] \wp__addr$106 ;
   (* init = 5'h00 *)
-  wire [4:0] \wp__addr$140 ;
+  wire [4:0] \wp__addr$121 ;
   (* init = 5'h00 *)
-  wire [4:0] \wp__addr$44 ;
+  wire [4:0] \wp__addr$136 ;
   (* init = 5'h00 *)
-  wire [4:0] \wp__addr$60 ;
+  wire [4:0] \wp__addr$151 ;
+  (* init = 5'h00 *)
+  wire [4:0] \wp__addr$166 ;
+  (* init = 2'h0 *)
+  wire [1:0] \wp__addr$186 ;
   (* init = 5'h00 *)
   wire [4:0] \wp__addr$76 ;
   (* init = 5'h00 *)
-  wire [4:0] \wp__addr$92 ;
+  wire [4:0] \wp__addr$91 ;
   wire [68:0] wp__data;
-  wire [68:0] \wp__data$110 ;
-  wire [31:0] \wp__data$110.bias ;
-  wire [30:0] \wp__data$110.multiplier ;
-  wire [5:0] \wp__data$110.shift ;
-  wire [68:0] \wp__data$126 ;
-  wire [31:0] \wp__data$126.bias ;
-  wire [30:0] \wp__data$126.multiplier ;
-  wire [5:0] \wp__data$126.shift ;
-  wire [68:0] \wp__data$142 ;
-  wire [31:0] \wp__data$142.bias ;
-  wire [30:0] \wp__data$142.multiplier ;
-  wire [5:0] \wp__data$142.shift ;
-  wire [68:0] \wp__data$46 ;
-  wire [31:0] \wp__data$46.bias ;
-  wire [30:0] \wp__data$46.multiplier ;
-  wire [5:0] \wp__data$46.shift ;
-  wire [68:0] \wp__data$62 ;
-  wire [31:0] \wp__data$62.bias ;
-  wire [30:0] \wp__data$62.multiplier ;
-  wire [5:0] \wp__data$62.shift ;
+  wire [68:0] \wp__data$108 ;
+  wire [31:0] \wp__data$108.bias ;
+  wire [30:0] \wp__data$108.multiplier ;
+  wire [5:0] \wp__data$108.shift ;
+  wire [68:0] \wp__data$123 ;
+  wire [31:0] \wp__data$123.bias ;
+  wire [30:0] \wp__data$123.multiplier ;
+  wire [5:0] \wp__data$123.shift ;
+  wire [68:0] \wp__data$138 ;
+  wire [31:0] \wp__data$138.bias ;
+  wire [30:0] \wp__data$138.multiplier ;
+  wire [5:0] \wp__data$138.shift ;
+  wire [68:0] \wp__data$153 ;
+  wire [31:0] \wp__data$153.bias ;
+  wire [30:0] \wp__data$153.multiplier ;
+  wire [5:0] \wp__data$153.shift ;
+  wire [68:0] \wp__data$168 ;
+  wire [31:0] \wp__data$168.bias ;
+  wire [30:0] \wp__data$168.multiplier ;
+  wire [5:0] \wp__data$168.shift ;
+  wire [63:0] \wp__data$187 ;
+  wire [7:0] \wp__data$187[0] ;
+  wire [7:0] \wp__data$187[1] ;
+  wire [7:0] \wp__data$187[2] ;
+  wire [7:0] \wp__data$187[3] ;
+  wire [7:0] \wp__data$187[4] ;
+  wire [7:0] \wp__data$187[5] ;
+  wire [7:0] \wp__data$187[6] ;
+  wire [7:0] \wp__data$187[7] ;
   wire [68:0] \wp__data$78 ;
   wire [31:0] \wp__data$78.bias ;
   wire [30:0] \wp__data$78.multiplier ;
   wire [5:0] \wp__data$78.shift ;
-  wire [68:0] \wp__data$94 ;
-  wire [31:0] \wp__data$94.bias ;
-  wire [30:0] \wp__data$94.multiplier ;
-  wire [5:0] \wp__data$94.shift ;
+  wire [68:0] \wp__data$93 ;
+  wire [31:0] \wp__data$93.bias ;
+  wire [30:0] \wp__data$93.multiplier ;
+  wire [5:0] \wp__data$93.shift ;
   wire [31:0] \wp__data.bias ;
   wire [30:0] \wp__data.multiplier ;
   wire [5:0] \wp__data.shift ;
   wire wp__en;
-  wire \wp__en$109 ;
-  wire \wp__en$125 ;
-  wire \wp__en$141 ;
-  wire \wp__en$45 ;
+  wire \wp__en$107 ;
+  wire \wp__en$122 ;
+  wire \wp__en$137 ;
+  wire \wp__en$152 ;
+  wire \wp__en$167 ;
   wire \wp__en$61 ;
   wire \wp__en$77 ;
-  wire \wp__en$93 ;
-  (* init = 5'h00 *)
-  wire [4:0] wptr;
+  wire \wp__en$92 ;
+  reg [4:0] wptr = 5'h00;
   wire [7:0] y;
-  wire [7:0] \y$106 ;
-  wire [7:0] \y$122 ;
-  wire [7:0] \y$138 ;
-  wire [7:0] \y$154 ;
-  wire [7:0] \y$58 ;
-  wire [7:0] \y$74 ;
-  wire [7:0] \y$90 ;
+  wire [7:0] \y$104 ;
+  wire [7:0] \y$119 ;
+  wire [7:0] \y$134 ;
+  wire [7:0] \y$149 ;
+  wire [7:0] \y$164 ;
+  wire [7:0] \y$179 ;
+  wire [7:0] \y$89 ;
+  wire [63:0] y_last;
+  wire [7:0] \y_last[0] ;
+  wire [7:0] \y_last[1] ;
+  wire [7:0] \y_last[2] ;
+  wire [7:0] \y_last[3] ;
+  wire [7:0] \y_last[4] ;
+  wire [7:0] \y_last[5] ;
+  wire [7:0] \y_last[6] ;
+  wire [7:0] \y_last[7] ;
   output [63:0] y_stream__payload;
   wire [63:0] y_stream__payload;
   wire [63:0] \y_stream__payload.data ;
@@ -4604,24 +4947,36 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
   input y_stream__ready;
   wire y_stream__ready;
   output y_stream__valid;
-  reg y_stream__valid = 1'h0;
-  reg [7:0] zero_point = 8'h00;
+  wire y_stream__valid;
   (* init = 8'h00 *)
-  wire [7:0] \zero_point$103 ;
+  wire [7:0] zero_point;
   (* init = 8'h00 *)
-  wire [7:0] \zero_point$119 ;
+  wire [7:0] \zero_point$101 ;
   (* init = 8'h00 *)
-  wire [7:0] \zero_point$135 ;
+  wire [7:0] \zero_point$116 ;
   (* init = 8'h00 *)
-  wire [7:0] \zero_point$151 ;
+  wire [7:0] \zero_point$131 ;
   (* init = 8'h00 *)
-  wire [7:0] \zero_point$55 ;
+  wire [7:0] \zero_point$146 ;
   (* init = 8'h00 *)
-  wire [7:0] \zero_point$71 ;
+  wire [7:0] \zero_point$161 ;
   (* init = 8'h00 *)
-  wire [7:0] \zero_point$87 ;
+  wire [7:0] \zero_point$176 ;
   (* init = 8'h00 *)
-  wire [7:0] zp;
+  wire [7:0] \zero_point$86 ;
+  reg [7:0] zp = 8'h00;
+  reg [63:0] fifo [3:0];
+  initial begin
+    fifo[0] = 64'h0000000000000000;
+    fifo[1] = 64'h0000000000000000;
+    fifo[2] = 64'h0000000000000000;
+    fifo[3] = 64'h0000000000000000;
+  end
+  always @(posedge clk) begin
+    if (wp__en)
+      fifo[fifo_wptr] <= y_last;
+  end
+  assign \rp__data$184  = fifo[fifo_rptr];
   reg [68:0] params0 [31:0];
   initial begin
     params0[0] = 69'h000000000000000000;
@@ -4659,12 +5014,12 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
   end
   always @(posedge clk) begin
     if (take_p)
-      params0[wp__addr] <= wp__data;
+      params0[wptr] <= wp__data;
   end
   reg [68:0] _0_;
   always @(posedge clk) begin
-    if (en) begin
-      _0_ <= params0[rp__addr];
+    if (en_lane0) begin
+      _0_ <= params0[rptr];
     end
   end
   assign rp__data = _0_;
@@ -4705,15 +5060,15 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
   end
   always @(posedge clk) begin
     if (take_p)
-      params1[wp__addr] <= \wp__data$46 ;
+      params1[wptr] <= \wp__data$78 ;
   end
   reg [68:0] _1_;
   always @(posedge clk) begin
-    if (en) begin
-      _1_ <= params1[rp__addr];
+    if (en_lane1) begin
+      _1_ <= params1[rptr];
     end
   end
-  assign \rp__data$53  = _1_;
+  assign \rp__data$84  = _1_;
   reg [68:0] params2 [31:0];
   initial begin
     params2[0] = 69'h000000000000000000;
@@ -4751,15 +5106,15 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
   end
   always @(posedge clk) begin
     if (take_p)
-      params2[wp__addr] <= \wp__data$62 ;
+      params2[wptr] <= \wp__data$93 ;
   end
   reg [68:0] _2_;
   always @(posedge clk) begin
-    if (en) begin
-      _2_ <= params2[rp__addr];
+    if (en_lane2) begin
+      _2_ <= params2[rptr];
     end
   end
-  assign \rp__data$69  = _2_;
+  assign \rp__data$99  = _2_;
   reg [68:0] params3 [31:0];
   initial begin
     params3[0] = 69'h000000000000000000;
@@ -4797,15 +5152,15 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
   end
   always @(posedge clk) begin
     if (take_p)
-      params3[wp__addr] <= \wp__data$78 ;
+      params3[wptr] <= \wp__data$108 ;
   end
   reg [68:0] _3_;
   always @(posedge clk) begin
-    if (en) begin
-      _3_ <= params3[rp__addr];
+    if (en_lane3) begin
+      _3_ <= params3[rptr];
     end
   end
-  assign \rp__data$85  = _3_;
+  assign \rp__data$114  = _3_;
   reg [68:0] params4 [31:0];
   initial begin
     params4[0] = 69'h000000000000000000;
@@ -4843,15 +5198,15 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
   end
   always @(posedge clk) begin
     if (take_p)
-      params4[wp__addr] <= \wp__data$94 ;
+      params4[wptr] <= \wp__data$123 ;
   end
   reg [68:0] _4_;
   always @(posedge clk) begin
-    if (en) begin
-      _4_ <= params4[rp__addr];
+    if (en_lane4) begin
+      _4_ <= params4[rptr];
     end
   end
-  assign \rp__data$101  = _4_;
+  assign \rp__data$129  = _4_;
   reg [68:0] params5 [31:0];
   initial begin
     params5[0] = 69'h000000000000000000;
@@ -4889,15 +5244,15 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
   end
   always @(posedge clk) begin
     if (take_p)
-      params5[wp__addr] <= \wp__data$110 ;
+      params5[wptr] <= \wp__data$138 ;
   end
   reg [68:0] _5_;
   always @(posedge clk) begin
-    if (en) begin
-      _5_ <= params5[rp__addr];
+    if (en_lane5) begin
+      _5_ <= params5[rptr];
     end
   end
-  assign \rp__data$117  = _5_;
+  assign \rp__data$144  = _5_;
   reg [68:0] params6 [31:0];
   initial begin
     params6[0] = 69'h000000000000000000;
@@ -4935,15 +5290,15 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
   end
   always @(posedge clk) begin
     if (take_p)
-      params6[wp__addr] <= \wp__data$126 ;
+      params6[wptr] <= \wp__data$153 ;
   end
   reg [68:0] _6_;
   always @(posedge clk) begin
-    if (en) begin
-      _6_ <= params6[rp__addr];
+    if (en_lane6) begin
+      _6_ <= params6[rptr];
     end
   end
-  assign \rp__data$133  = _6_;
+  assign \rp__data$159  = _6_;
   reg [68:0] params7 [31:0];
   initial begin
     params7[0] = 69'h000000000000000000;
@@ -4981,635 +5336,818 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
   end
   always @(posedge clk) begin
     if (take_p)
-      params7[wp__addr] <= \wp__data$142 ;
+      params7[wptr] <= \wp__data$168 ;
   end
   reg [68:0] _7_;
   always @(posedge clk) begin
-    if (en) begin
-      _7_ <= params7[rp__addr];
+    if (en_lane7) begin
+      _7_ <= params7[rptr];
     end
   end
-  assign \rp__data$149  = _7_;
-  always @(posedge clk)
-    act_min <= \$16 ;
-  always @(posedge clk)
-    act_max <= \$17 ;
-  always @(posedge clk)
-    rep <= \$18 ;
-  always @(posedge clk)
-    rep_last <= \$19 ;
-  always @(posedge clk)
-    groups <= \$20 ;
-  always @(posedge clk)
-    wp__addr <= \$21 ;
-  always @(posedge clk)
-    \final  <= \$22 ;
-  always @(posedge clk)
-    loaded <= \$23 ;
-  always @(posedge clk)
-    top <= \$24 ;
-  always @(posedge clk)
-    rp__addr <= \$25 ;
-  always @(posedge clk)
-    beat <= \$26 ;
-  always @(posedge clk)
-    group <= \$27 ;
-  always @(posedge clk)
-    valid0 <= \$28 ;
-  always @(posedge clk)
-    valid1 <= \$29 ;
-  always @(posedge clk)
-    valid2 <= \$30 ;
-  always @(posedge clk)
-    valid3 <= \$31 ;
-  always @(posedge clk)
-    valid4 <= \$32 ;
-  always @(posedge clk)
-    valid5 <= \$33 ;
-  always @(posedge clk)
-    valid6 <= \$34 ;
-  always @(posedge clk)
-    valid7 <= \$35 ;
-  always @(posedge clk)
-    valid8 <= \$36 ;
-  always @(posedge clk)
-    y_stream__valid <= \$37 ;
-  always @(posedge clk)
-    acc <= \$38 ;
-  always @(posedge clk)
-    \acc$50  <= \$39 ;
-  always @(posedge clk)
-    \acc$66  <= \$40 ;
-  always @(posedge clk)
-    \acc$82  <= \$41 ;
-  always @(posedge clk)
-    \acc$98  <= \$42 ;
-  always @(posedge clk)
-    \acc$114  <= \$43 ;
-  always @(posedge clk)
-    \acc$130  <= \$44 ;
-  always @(posedge clk)
-    \acc$146  <= \$45 ;
-  assign \$1  = ~ y_stream__valid;
-  assign en = \$1  | y_stream__ready;
-  assign \$2  = ~ loaded;
-  assign \$3  = ~ busy;
-  assign p_stream__ready = \$2  & \$3 ;
+  assign \rp__data$174  = _7_;
+  assign \$1  = en_ctl & room[2];
+  assign \$2  = ~ \$1 ;
+  assign \$3  = room[0] & \$2 ;
+  assign \$4  = room[1] | \$3 ;
+  assign \$5  = en_lane0 & room[2];
+  assign \$6  = ~ \$5 ;
+  assign \$7  = room[0] & \$6 ;
+  assign \$8  = room[1] | \$7 ;
+  assign \$9  = en_lane1 & room[2];
+  assign \$10  = ~ \$9 ;
+  assign \$11  = room[0] & \$10 ;
+  assign \$12  = room[1] | \$11 ;
+  assign \$13  = en_lane2 & room[2];
+  assign \$14  = ~ \$13 ;
+  assign \$15  = room[0] & \$14 ;
+  assign \$16  = room[1] | \$15 ;
+  assign \$17  = en_lane3 & room[2];
+  assign \$18  = ~ \$17 ;
+  assign \$19  = room[0] & \$18 ;
+  assign \$20  = room[1] | \$19 ;
+  assign \$21  = en_lane4 & room[2];
+  assign \$22  = ~ \$21 ;
+  assign \$23  = room[0] & \$22 ;
+  assign \$24  = room[1] | \$23 ;
+  assign \$25  = en_lane5 & room[2];
+  assign \$26  = ~ \$25 ;
+  assign \$27  = room[0] & \$26 ;
+  assign \$28  = room[1] | \$27 ;
+  assign \$29  = en_lane6 & room[2];
+  assign \$30  = ~ \$29 ;
+  assign \$31  = room[0] & \$30 ;
+  assign \$32  = room[1] | \$31 ;
+  assign \$33  = en_lane7 & room[2];
+  assign \$34  = ~ \$33 ;
+  assign \$35  = room[0] & \$34 ;
+  assign \$36  = room[1] | \$35 ;
+  assign \$37  = wptr + 1'h1;
+  assign \$38  = ! p_stream__payload[672:641];
+  assign \$39  = \final  ? rep_last : rep;
+  assign \$40  = beat == \$39 ;
+  assign \$41  = rptr == top;
+  assign \$42  = ! groups;
+  assign \$43  = group + 1'h1;
+  assign \$44  = group + 1'h1;
+  assign \$45  = \$44  == groups;
+  assign \$46  = rptr + 1'h1;
+  assign \$47  = beat + 1'h1;
+  assign \$48  = fifo_wptr == 2'h3;
+  assign \$49  = fifo_wptr + 1'h1;
+  assign \$50  = \$48  ? 3'h0 : \$49 ;
+  assign \$51  = | fifo_count;
+  assign \$52  = fifo_pop & \$51 ;
+  assign \$53  = fifo_rptr == 2'h3;
+  assign \$54  = fifo_rptr + 1'h1;
+  assign \$55  = \$53  ? 3'h0 : \$54 ;
+  assign \$56  = ~ loaded;
+  assign \$57  = ~ busy;
+  assign p_stream__ready = \$56  & \$57 ;
   assign take_p = p_stream__valid & p_stream__ready;
-  assign take_a = acc_stream__valid & en;
-  assign busy = | { y_stream__valid, valid8, valid7, valid6, valid5, valid4, valid3, valid2, valid1, valid0 };
-  assign \$4  = wp__addr + 1'h1;
-  assign \$5  = ! p_stream__payload[672:641];
-  assign \$6  = \final  ? rep_last : rep;
-  assign \$7  = beat == \$6 ;
-  assign \$8  = rp__addr == top;
-  assign \$9  = ! groups;
-  assign \$10  = group + 1'h1;
-  assign \$11  = group + 1'h1;
-  assign \$12  = \$11  == groups;
-  assign \$13  = rp__addr + 1'h1;
-  assign \$14  = beat + 1'h1;
+  assign take_a = acc_stream__valid & en_ctl;
+  assign busy = | { last_valid, valid8, valid7, valid6, valid5, valid4, valid3, valid2, valid1, valid0 };
+  assign fifo_push = last_valid & loaded_last;
+  assign \$58  = | fifo_count;
+  assign y_stream__valid = \$58  | fifo_push;
+  assign \$59  = | fifo_count;
+  assign y_stream__payload = \$59  ? \rp__data$184  : y_last;
+  assign fifo_pop = y_stream__valid & y_stream__ready;
+  assign \$60  = | fifo_count;
+  assign \$61  = ~ y_stream__ready;
+  assign \$62  = \$60  | \$61 ;
+  assign wp__en = fifo_push & \$62 ;
+  assign \$63  = fifo_count + fifo_push;
+  assign \$64  = \$63  - fifo_pop;
+  assign \$65  = \$64 [2:0] < 3'h4;
+  assign \$66  = \$64 [2:0] < 2'h3;
   always @(posedge clk)
-    zero_point <= \$15 ;
+    en_ctl <= \$67 ;
+  always @(posedge clk)
+    en_lane0 <= \$68 ;
+  always @(posedge clk)
+    en_lane1 <= \$69 ;
+  always @(posedge clk)
+    en_lane2 <= \$70 ;
+  always @(posedge clk)
+    en_lane3 <= \$71 ;
+  always @(posedge clk)
+    en_lane4 <= \$72 ;
+  always @(posedge clk)
+    en_lane5 <= \$73 ;
+  always @(posedge clk)
+    en_lane6 <= \$74 ;
+  always @(posedge clk)
+    en_lane7 <= \$75 ;
+  always @(posedge clk)
+    zp <= \$76 ;
+  always @(posedge clk)
+    amin <= \$77 ;
+  always @(posedge clk)
+    amax <= \$78 ;
+  always @(posedge clk)
+    rep <= \$79 ;
+  always @(posedge clk)
+    rep_last <= \$80 ;
+  always @(posedge clk)
+    groups <= \$81 ;
+  always @(posedge clk)
+    wptr <= \$82 ;
+  always @(posedge clk)
+    \final  <= \$83 ;
+  always @(posedge clk)
+    loaded <= \$84 ;
+  always @(posedge clk)
+    top <= \$85 ;
+  always @(posedge clk)
+    rptr <= \$86 ;
+  always @(posedge clk)
+    beat <= \$87 ;
+  always @(posedge clk)
+    group <= \$88 ;
+  always @(posedge clk)
+    valid0 <= \$89 ;
+  always @(posedge clk)
+    valid1 <= \$90 ;
+  always @(posedge clk)
+    valid2 <= \$91 ;
+  always @(posedge clk)
+    valid3 <= \$92 ;
+  always @(posedge clk)
+    valid4 <= \$93 ;
+  always @(posedge clk)
+    valid5 <= \$94 ;
+  always @(posedge clk)
+    valid6 <= \$95 ;
+  always @(posedge clk)
+    valid7 <= \$96 ;
+  always @(posedge clk)
+    valid8 <= \$97 ;
+  always @(posedge clk)
+    last_valid <= \$98 ;
+  always @(posedge clk)
+    acc_a0 <= \$99 ;
+  always @(posedge clk)
+    acc_a1 <= \$100 ;
+  always @(posedge clk)
+    acc_a2 <= \$101 ;
+  always @(posedge clk)
+    acc_a3 <= \$102 ;
+  always @(posedge clk)
+    acc_a4 <= \$103 ;
+  always @(posedge clk)
+    acc_a5 <= \$104 ;
+  always @(posedge clk)
+    acc_a6 <= \$105 ;
+  always @(posedge clk)
+    acc_a7 <= \$106 ;
+  always @(posedge clk)
+    loaded_last <= \$107 ;
+  always @(posedge clk)
+    fifo_count <= \$108 ;
+  always @(posedge clk)
+    fifo_wptr <= \$109 ;
+  always @(posedge clk)
+    fifo_rptr <= \$110 ;
   \mac8x8_requant.epilogue.lane0  lane0 (
-    .acc(acc),
-    .act_max(act_max),
-    .act_min(act_min),
+    .acc(acc_a0),
+    .act_max(amax),
+    .act_min(amin),
     .clk(clk),
-    .en(en),
-    .\port$255$0 (rp__data),
+    .en(en_lane0),
+    .\port$369$0 (rp__data),
     .rst(rst),
     .y(y),
-    .zero_point(zero_point)
+    .zero_point(zp)
   );
   \mac8x8_requant.epilogue.lane1  lane1 (
-    .acc(\acc$50 ),
-    .act_max(act_max),
-    .act_min(act_min),
+    .acc(acc_a1),
+    .act_max(amax),
+    .act_min(amin),
     .clk(clk),
-    .en(en),
-    .\port$301$0 (\rp__data$53 ),
+    .en(en_lane1),
+    .\port$415$0 (\rp__data$84 ),
     .rst(rst),
-    .y(\y$58 ),
-    .zero_point(zero_point)
+    .y(\y$89 ),
+    .zero_point(zp)
   );
   \mac8x8_requant.epilogue.lane2  lane2 (
-    .acc(\acc$66 ),
-    .act_max(act_max),
-    .act_min(act_min),
+    .acc(acc_a2),
+    .act_max(amax),
+    .act_min(amin),
     .clk(clk),
-    .en(en),
-    .\port$347$0 (\rp__data$69 ),
+    .en(en_lane2),
+    .\port$461$0 (\rp__data$99 ),
     .rst(rst),
-    .y(\y$74 ),
-    .zero_point(zero_point)
+    .y(\y$104 ),
+    .zero_point(zp)
   );
   \mac8x8_requant.epilogue.lane3  lane3 (
-    .acc(\acc$82 ),
-    .act_max(act_max),
-    .act_min(act_min),
+    .acc(acc_a3),
+    .act_max(amax),
+    .act_min(amin),
     .clk(clk),
-    .en(en),
-    .\port$393$0 (\rp__data$85 ),
+    .en(en_lane3),
+    .\port$507$0 (\rp__data$114 ),
     .rst(rst),
-    .y(\y$90 ),
-    .zero_point(zero_point)
+    .y(\y$119 ),
+    .zero_point(zp)
   );
   \mac8x8_requant.epilogue.lane4  lane4 (
-    .acc(\acc$98 ),
-    .act_max(act_max),
-    .act_min(act_min),
+    .acc(acc_a4),
+    .act_max(amax),
+    .act_min(amin),
     .clk(clk),
-    .en(en),
-    .\port$439$0 (\rp__data$101 ),
+    .en(en_lane4),
+    .\port$553$0 (\rp__data$129 ),
     .rst(rst),
-    .y(\y$106 ),
-    .zero_point(zero_point)
+    .y(\y$134 ),
+    .zero_point(zp)
   );
   \mac8x8_requant.epilogue.lane5  lane5 (
-    .acc(\acc$114 ),
-    .act_max(act_max),
-    .act_min(act_min),
+    .acc(acc_a5),
+    .act_max(amax),
+    .act_min(amin),
     .clk(clk),
-    .en(en),
-    .\port$485$0 (\rp__data$117 ),
+    .en(en_lane5),
+    .\port$599$0 (\rp__data$144 ),
     .rst(rst),
-    .y(\y$122 ),
-    .zero_point(zero_point)
+    .y(\y$149 ),
+    .zero_point(zp)
   );
   \mac8x8_requant.epilogue.lane6  lane6 (
-    .acc(\acc$130 ),
-    .act_max(act_max),
-    .act_min(act_min),
+    .acc(acc_a6),
+    .act_max(amax),
+    .act_min(amin),
     .clk(clk),
-    .en(en),
-    .\port$531$0 (\rp__data$133 ),
+    .en(en_lane6),
+    .\port$645$0 (\rp__data$159 ),
     .rst(rst),
-    .y(\y$138 ),
-    .zero_point(zero_point)
+    .y(\y$164 ),
+    .zero_point(zp)
   );
   \mac8x8_requant.epilogue.lane7  lane7 (
-    .acc(\acc$146 ),
-    .act_max(act_max),
-    .act_min(act_min),
+    .acc(acc_a7),
+    .act_max(amax),
+    .act_min(amin),
     .clk(clk),
-    .en(en),
-    .\port$577$0 (\rp__data$149 ),
+    .en(en_lane7),
+    .\port$691$0 (\rp__data$174 ),
     .rst(rst),
-    .y(\y$154 ),
-    .zero_point(zero_point)
+    .y(\y$179 ),
+    .zero_point(zp)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$16  = act_min;
-    if (take_p) begin
-      \$16  = p_stream__payload[567:560];
-    end
+    \$67  = \$4 ;
     if (rst) begin
-      \$16  = 8'h00;
+      \$67  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$17  = act_max;
-    if (take_p) begin
-      \$17  = p_stream__payload[575:568];
-    end
+    \$68  = \$8 ;
     if (rst) begin
-      \$17  = 8'h00;
+      \$68  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$18  = rep;
-    if (take_p) begin
-      \$18  = p_stream__payload[608:577];
-    end
+    \$69  = \$12 ;
     if (rst) begin
-      \$18  = 32'd0;
+      \$69  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$19  = rep_last;
-    if (take_p) begin
-      \$19  = p_stream__payload[640:609];
-    end
+    \$70  = \$16 ;
     if (rst) begin
-      \$19  = 32'd0;
+      \$70  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$20  = groups;
-    if (take_p) begin
-      \$20  = p_stream__payload[672:641];
-    end
+    \$71  = \$20 ;
     if (rst) begin
-      \$20  = 32'd0;
+      \$71  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$21  = wp__addr;
+    \$72  = \$24 ;
+    if (rst) begin
+      \$72  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$73  = \$28 ;
+    if (rst) begin
+      \$73  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$74  = \$32 ;
+    if (rst) begin
+      \$74  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$75  = \$36 ;
+    if (rst) begin
+      \$75  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$76  = zp;
     if (take_p) begin
-      \$21  = \$4 [4:0];
+      \$76  = p_stream__payload[559:552];
+    end
+    if (rst) begin
+      \$76  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$77  = amin;
+    if (take_p) begin
+      \$77  = p_stream__payload[567:560];
+    end
+    if (rst) begin
+      \$77  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$78  = amax;
+    if (take_p) begin
+      \$78  = p_stream__payload[575:568];
+    end
+    if (rst) begin
+      \$78  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$79  = rep;
+    if (take_p) begin
+      \$79  = p_stream__payload[608:577];
+    end
+    if (rst) begin
+      \$79  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$80  = rep_last;
+    if (take_p) begin
+      \$80  = p_stream__payload[640:609];
+    end
+    if (rst) begin
+      \$80  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$81  = groups;
+    if (take_p) begin
+      \$81  = p_stream__payload[672:641];
+    end
+    if (rst) begin
+      \$81  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$82  = wptr;
+    if (take_p) begin
+      \$82  = \$37 [4:0];
       if (p_stream__payload[576]) begin
-        \$21  = 5'h00;
+        \$82  = 5'h00;
       end
     end
     if (rst) begin
-      \$21  = 5'h00;
+      \$82  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$22  = \final ;
+    \$83  = \final ;
     if (take_p) begin
-      \$22  = \$5 ;
+      \$83  = \$38 ;
     end
     if (take_a) begin
-      if (\$7 ) begin
-        if (\$8 ) begin
+      if (\$40 ) begin
+        if (\$41 ) begin
           (* full_case = 32'd1 *)
           if (\final ) begin
-            \$22  = \$9 ;
+            \$83  = \$42 ;
           end else begin
-            \$22  = \$12 ;
+            \$83  = \$45 ;
           end
         end
       end
     end
     if (rst) begin
-      \$22  = 1'h1;
+      \$83  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$23  = loaded;
+    \$84  = loaded;
     if (take_p) begin
       if (p_stream__payload[576]) begin
-        \$23  = 1'h1;
+        \$84  = 1'h1;
       end
     end
     if (take_a) begin
-      if (\$7 ) begin
-        if (\$8 ) begin
+      if (\$40 ) begin
+        if (\$41 ) begin
           if (\final ) begin
-            \$23  = 1'h0;
+            \$84  = 1'h0;
           end
         end
       end
     end
     if (rst) begin
-      \$23  = 1'h0;
+      \$84  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$24  = top;
+    \$85  = top;
     if (take_p) begin
       if (p_stream__payload[576]) begin
-        \$24  = wp__addr;
+        \$85  = wptr;
       end
     end
     if (rst) begin
-      \$24  = 5'h00;
+      \$85  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$25  = rp__addr;
+    \$86  = rptr;
     if (take_p) begin
       if (p_stream__payload[576]) begin
-        \$25  = 5'h00;
+        \$86  = 5'h00;
       end
     end
     if (take_a) begin
-      if (\$7 ) begin
+      if (\$40 ) begin
         (* full_case = 32'd1 *)
-        if (\$8 ) begin
-          \$25  = 5'h00;
+        if (\$41 ) begin
+          \$86  = 5'h00;
         end else begin
-          \$25  = \$13 [4:0];
+          \$86  = \$46 [4:0];
         end
       end
     end
     if (rst) begin
-      \$25  = 5'h00;
+      \$86  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$26  = beat;
+    \$87  = beat;
     if (take_p) begin
       if (p_stream__payload[576]) begin
-        \$26  = 32'd0;
+        \$87  = 32'd0;
       end
     end
     if (take_a) begin
       (* full_case = 32'd1 *)
-      if (\$7 ) begin
-        \$26  = 32'd0;
+      if (\$40 ) begin
+        \$87  = 32'd0;
       end else begin
-        \$26  = \$14 [31:0];
+        \$87  = \$47 [31:0];
       end
     end
     if (rst) begin
-      \$26  = 32'd0;
+      \$87  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$27  = group;
+    \$88  = group;
     if (take_p) begin
       if (p_stream__payload[576]) begin
-        \$27  = 32'd0;
+        \$88  = 32'd0;
       end
     end
     if (take_a) begin
-      if (\$7 ) begin
-        if (\$8 ) begin
+      if (\$40 ) begin
+        if (\$41 ) begin
           (* full_case = 32'd1 *)
           if (\final ) begin
-            \$27  = 32'd0;
+            \$88  = 32'd0;
           end else begin
-            \$27  = \$10 [31:0];
+            \$88  = \$43 [31:0];
           end
         end
       end
     end
     if (rst) begin
-      \$27  = 32'd0;
+      \$88  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$28  = valid0;
-    if (en) begin
-      \$28  = take_a;
+    \$89  = valid0;
+    if (en_ctl) begin
+      \$89  = take_a;
     end
     if (rst) begin
-      \$28  = 1'h0;
+      \$89  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$29  = valid1;
-    if (en) begin
-      \$29  = valid0;
+    \$90  = valid1;
+    if (en_ctl) begin
+      \$90  = valid0;
     end
     if (rst) begin
-      \$29  = 1'h0;
+      \$90  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$30  = valid2;
-    if (en) begin
-      \$30  = valid1;
+    \$91  = valid2;
+    if (en_ctl) begin
+      \$91  = valid1;
     end
     if (rst) begin
-      \$30  = 1'h0;
+      \$91  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$31  = valid3;
-    if (en) begin
-      \$31  = valid2;
+    \$92  = valid3;
+    if (en_ctl) begin
+      \$92  = valid2;
     end
     if (rst) begin
-      \$31  = 1'h0;
+      \$92  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$32  = valid4;
-    if (en) begin
-      \$32  = valid3;
+    \$93  = valid4;
+    if (en_ctl) begin
+      \$93  = valid3;
     end
     if (rst) begin
-      \$32  = 1'h0;
+      \$93  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$33  = valid5;
-    if (en) begin
-      \$33  = valid4;
+    \$94  = valid5;
+    if (en_ctl) begin
+      \$94  = valid4;
     end
     if (rst) begin
-      \$33  = 1'h0;
+      \$94  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$34  = valid6;
-    if (en) begin
-      \$34  = valid5;
+    \$95  = valid6;
+    if (en_ctl) begin
+      \$95  = valid5;
     end
     if (rst) begin
-      \$34  = 1'h0;
+      \$95  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$35  = valid7;
-    if (en) begin
-      \$35  = valid6;
+    \$96  = valid7;
+    if (en_ctl) begin
+      \$96  = valid6;
     end
     if (rst) begin
-      \$35  = 1'h0;
+      \$96  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$36  = valid8;
-    if (en) begin
-      \$36  = valid7;
+    \$97  = valid8;
+    if (en_ctl) begin
+      \$97  = valid7;
     end
     if (rst) begin
-      \$36  = 1'h0;
+      \$97  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$37  = y_stream__valid;
-    if (en) begin
-      \$37  = valid8;
+    \$98  = last_valid;
+    if (en_ctl) begin
+      \$98  = valid8;
     end
     if (rst) begin
-      \$37  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$38  = acc;
-    if (en) begin
-      \$38  = acc_stream__payload[31:0];
+    \$99  = acc_a0;
+    if (en_lane0) begin
+      \$99  = acc_stream__payload[31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$39  = \acc$50 ;
-    if (en) begin
-      \$39  = acc_stream__payload[63:32];
+    \$100  = acc_a1;
+    if (en_lane1) begin
+      \$100  = acc_stream__payload[63:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$40  = \acc$66 ;
-    if (en) begin
-      \$40  = acc_stream__payload[95:64];
+    \$101  = acc_a2;
+    if (en_lane2) begin
+      \$101  = acc_stream__payload[95:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$41  = \acc$82 ;
-    if (en) begin
-      \$41  = acc_stream__payload[127:96];
+    \$102  = acc_a3;
+    if (en_lane3) begin
+      \$102  = acc_stream__payload[127:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$42  = \acc$98 ;
-    if (en) begin
-      \$42  = acc_stream__payload[159:128];
+    \$103  = acc_a4;
+    if (en_lane4) begin
+      \$103  = acc_stream__payload[159:128];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$43  = \acc$114 ;
-    if (en) begin
-      \$43  = acc_stream__payload[191:160];
+    \$104  = acc_a5;
+    if (en_lane5) begin
+      \$104  = acc_stream__payload[191:160];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$44  = \acc$130 ;
-    if (en) begin
-      \$44  = acc_stream__payload[223:192];
+    \$105  = acc_a6;
+    if (en_lane6) begin
+      \$105  = acc_stream__payload[223:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$45  = \acc$146 ;
-    if (en) begin
-      \$45  = acc_stream__payload[255:224];
+    \$106  = acc_a7;
+    if (en_lane7) begin
+      \$106  = acc_stream__payload[255:224];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$15  = zero_point;
-    if (take_p) begin
-      \$15  = p_stream__payload[559:552];
+    \$107  = en_ctl;
+    if (rst) begin
+      \$107  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$108  = \$64 [2:0];
+    if (rst) begin
+      \$108  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$109  = fifo_wptr;
+    if (wp__en) begin
+      \$109  = \$50 [1:0];
     end
     if (rst) begin
-      \$15  = 8'h00;
+      \$109  = 2'h0;
     end
   end
-  assign acc_stream__ready = en;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$110  = fifo_rptr;
+    if (\$52 ) begin
+      \$110  = \$55 [1:0];
+    end
+    if (rst) begin
+      \$110  = 2'h0;
+    end
+  end
+  assign fifo_count_next = \$64 [2:0];
+  assign acc_stream__ready = en_ctl;
   assign open = loaded;
-  assign wptr = wp__addr;
-  assign wp__en = take_p;
-  assign rptr = rp__addr;
-  assign rp__en = en;
-  assign \en$29  = en;
-  assign acc_a0 = acc;
+  assign wp__addr = wptr;
+  assign \wp__en$61  = take_p;
+  assign rp__addr = rptr;
+  assign rp__en = en_lane0;
+  assign en = en_lane0;
+  assign acc = acc_a0;
   assign bias = rp__data[31:0];
   assign shift = rp__data[68:63];
-  assign zp = zero_point;
-  assign amin = act_min;
-  assign amax = act_max;
+  assign zero_point = zp;
+  assign act_min = amin;
+  assign act_max = amax;
   assign multiplier = rp__data[62:32];
-  assign \wp__addr$44  = wp__addr;
-  assign \wp__en$45  = take_p;
-  assign \rp__addr$47  = rp__addr;
-  assign \rp__en$48  = en;
-  assign \en$49  = en;
-  assign acc_a1 = \acc$50 ;
-  assign \bias$52  = \rp__data$53 [31:0];
-  assign \shift$54  = \rp__data$53 [68:63];
-  assign \zero_point$55  = zero_point;
-  assign \act_min$56  = act_min;
-  assign \act_max$57  = act_max;
-  assign \multiplier$59  = \rp__data$53 [62:32];
-  assign \wp__addr$60  = wp__addr;
-  assign \wp__en$61  = take_p;
-  assign \rp__addr$63  = rp__addr;
-  assign \rp__en$64  = en;
-  assign \en$65  = en;
-  assign acc_a2 = \acc$66 ;
-  assign \bias$68  = \rp__data$69 [31:0];
-  assign \shift$70  = \rp__data$69 [68:63];
-  assign \zero_point$71  = zero_point;
-  assign \act_min$72  = act_min;
-  assign \act_max$73  = act_max;
-  assign \multiplier$75  = \rp__data$69 [62:32];
-  assign \wp__addr$76  = wp__addr;
+  assign \wp__addr$76  = wptr;
   assign \wp__en$77  = take_p;
-  assign \rp__addr$79  = rp__addr;
-  assign \rp__en$80  = en;
-  assign \en$81  = en;
-  assign acc_a3 = \acc$82 ;
-  assign \bias$84  = \rp__data$85 [31:0];
-  assign \shift$86  = \rp__data$85 [68:63];
-  assign \zero_point$87  = zero_point;
-  assign \act_min$88  = act_min;
-  assign \act_max$89  = act_max;
-  assign \multiplier$91  = \rp__data$85 [62:32];
-  assign \wp__addr$92  = wp__addr;
-  assign \wp__en$93  = take_p;
-  assign \rp__addr$95  = rp__addr;
-  assign \rp__en$96  = en;
-  assign \en$97  = en;
-  assign acc_a4 = \acc$98 ;
-  assign \bias$100  = \rp__data$101 [31:0];
-  assign \shift$102  = \rp__data$101 [68:63];
-  assign \zero_point$103  = zero_point;
-  assign \act_min$104  = act_min;
-  assign \act_max$105  = act_max;
-  assign \multiplier$107  = \rp__data$101 [62:32];
-  assign \wp__addr$108  = wp__addr;
-  assign \wp__en$109  = take_p;
-  assign \rp__addr$111  = rp__addr;
-  assign \rp__en$112  = en;
-  assign \en$113  = en;
-  assign acc_a5 = \acc$114 ;
-  assign \bias$116  = \rp__data$117 [31:0];
-  assign \shift$118  = \rp__data$117 [68:63];
-  assign \zero_point$119  = zero_point;
-  assign \act_min$120  = act_min;
-  assign \act_max$121  = act_max;
-  assign \multiplier$123  = \rp__data$117 [62:32];
-  assign \wp__addr$124  = wp__addr;
-  assign \wp__en$125  = take_p;
-  assign \rp__addr$127  = rp__addr;
-  assign \rp__en$128  = en;
-  assign \en$129  = en;
-  assign acc_a6 = \acc$130 ;
-  assign \bias$132  = \rp__data$133 [31:0];
-  assign \shift$134  = \rp__data$133 [68:63];
-  assign \zero_point$135  = zero_point;
-  assign \act_min$136  = act_min;
-  assign \act_max$137  = act_max;
-  assign \multiplier$139  = \rp__data$133 [62:32];
-  assign \wp__addr$140  = wp__addr;
-  assign \wp__en$141  = take_p;
-  assign \rp__addr$143  = rp__addr;
-  assign \rp__en$144  = en;
-  assign \en$145  = en;
-  assign acc_a7 = \acc$146 ;
-  assign \bias$148  = \rp__data$149 [31:0];
-  assign \shift$150  = \rp__data$149 [68:63];
-  assign \zero_point$151  = zero_point;
-  assign \act_min$152  = act_min;
-  assign \act_max$153  = act_max;
-  assign \multiplier$155  = \rp__data$149 [62:32];
-  assign \wp__data.bias  = wp__data[31:0];
-  assign \wp__data.multiplier  = wp__data[62:32];
-  assign \wp__data.shift  = wp__data[68:63];
+  assign \rp__addr$79  = rptr;
+  assign \rp__en$80  = en_lane1;
+  assign \en$81  = en_lane1;
+  assign \acc$82  = acc_a1;
+  assign \bias$83  = \rp__data$84 [31:0];
+  assign \shift$85  = \rp__data$84 [68:63];
+  assign \zero_point$86  = zp;
+  assign \act_min$87  = amin;
+  assign \act_max$88  = amax;
+  assign \multiplier$90  = \rp__data$84 [62:32];
+  assign \wp__addr$91  = wptr;
+  assign \wp__en$92  = take_p;
+  assign \rp__addr$94  = rptr;
+  assign \rp__en$95  = en_lane2;
+  assign \en$96  = en_lane2;
+  assign \acc$97  = acc_a2;
+  assign \bias$98  = \rp__data$99 [31:0];
+  assign \shift$100  = \rp__data$99 [68:63];
+  assign \zero_point$101  = zp;
+  assign \act_min$102  = amin;
+  assign \act_max$103  = amax;
+  assign \multiplier$105  = \rp__data$99 [62:32];
+  assign \wp__addr$106  = wptr;
+  assign \wp__en$107  = take_p;
+  assign \rp__addr$109  = rptr;
+  assign \rp__en$110  = en_lane3;
+  assign \en$111  = en_lane3;
+  assign \acc$112  = acc_a3;
+  assign \bias$113  = \rp__data$114 [31:0];
+  assign \shift$115  = \rp__data$114 [68:63];
+  assign \zero_point$116  = zp;
+  assign \act_min$117  = amin;
+  assign \act_max$118  = amax;
+  assign \multiplier$120  = \rp__data$114 [62:32];
+  assign \wp__addr$121  = wptr;
+  assign \wp__en$122  = take_p;
+  assign \rp__addr$124  = rptr;
+  assign \rp__en$125  = en_lane4;
+  assign \en$126  = en_lane4;
+  assign \acc$127  = acc_a4;
+  assign \bias$128  = \rp__data$129 [31:0];
+  assign \shift$130  = \rp__data$129 [68:63];
+  assign \zero_point$131  = zp;
+  assign \act_min$132  = amin;
+  assign \act_max$133  = amax;
+  assign \multiplier$135  = \rp__data$129 [62:32];
+  assign \wp__addr$136  = wptr;
+  assign \wp__en$137  = take_p;
+  assign \rp__addr$139  = rptr;
+  assign \rp__en$140  = en_lane5;
+  assign \en$141  = en_lane5;
+  assign \acc$142  = acc_a5;
+  assign \bias$143  = \rp__data$144 [31:0];
+  assign \shift$145  = \rp__data$144 [68:63];
+  assign \zero_point$146  = zp;
+  assign \act_min$147  = amin;
+  assign \act_max$148  = amax;
+  assign \multiplier$150  = \rp__data$144 [62:32];
+  assign \wp__addr$151  = wptr;
+  assign \wp__en$152  = take_p;
+  assign \rp__addr$154  = rptr;
+  assign \rp__en$155  = en_lane6;
+  assign \en$156  = en_lane6;
+  assign \acc$157  = acc_a6;
+  assign \bias$158  = \rp__data$159 [31:0];
+  assign \shift$160  = \rp__data$159 [68:63];
+  assign \zero_point$161  = zp;
+  assign \act_min$162  = amin;
+  assign \act_max$163  = amax;
+  assign \multiplier$165  = \rp__data$159 [62:32];
+  assign \wp__addr$166  = wptr;
+  assign \wp__en$167  = take_p;
+  assign \rp__addr$169  = rptr;
+  assign \rp__en$170  = en_lane7;
+  assign \en$171  = en_lane7;
+  assign \acc$172  = acc_a7;
+  assign \bias$173  = \rp__data$174 [31:0];
+  assign \shift$175  = \rp__data$174 [68:63];
+  assign \zero_point$176  = zp;
+  assign \act_min$177  = amin;
+  assign \act_max$178  = amax;
+  assign \multiplier$180  = \rp__data$174 [62:32];
+  assign \wp__addr$186  = fifo_wptr;
+  assign \wp__data$187  = y_last;
+  assign \rp__addr$188  = fifo_rptr;
+  assign \room.one  = room[0];
+  assign \room.two  = room[1];
+  assign \room.incoming  = room[2];
   assign \p_stream__payload.bias  = p_stream__payload[255:0];
   assign \p_stream__payload.bias[0]  = p_stream__payload[31:0];
   assign \p_stream__payload.bias[1]  = p_stream__payload[63:32];
@@ -5644,60 +6182,6 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
   assign \p_stream__payload.rep_m1  = p_stream__payload[608:577];
   assign \p_stream__payload.rep_last_m1  = p_stream__payload[640:609];
   assign \p_stream__payload.groups_m1  = p_stream__payload[672:641];
-  assign \rp__data.bias  = rp__data[31:0];
-  assign \rp__data.multiplier  = rp__data[62:32];
-  assign \rp__data.shift  = rp__data[68:63];
-  assign \y_stream__payload.data  = y_stream__payload;
-  assign \y_stream__payload.data[0]  = y_stream__payload[7:0];
-  assign \y_stream__payload.data[1]  = y_stream__payload[15:8];
-  assign \y_stream__payload.data[2]  = y_stream__payload[23:16];
-  assign \y_stream__payload.data[3]  = y_stream__payload[31:24];
-  assign \y_stream__payload.data[4]  = y_stream__payload[39:32];
-  assign \y_stream__payload.data[5]  = y_stream__payload[47:40];
-  assign \y_stream__payload.data[6]  = y_stream__payload[55:48];
-  assign \y_stream__payload.data[7]  = y_stream__payload[63:56];
-  assign \wp__data$46.bias  = \wp__data$46 [31:0];
-  assign \wp__data$46.multiplier  = \wp__data$46 [62:32];
-  assign \wp__data$46.shift  = \wp__data$46 [68:63];
-  assign \rp__data$53.bias  = \rp__data$53 [31:0];
-  assign \rp__data$53.multiplier  = \rp__data$53 [62:32];
-  assign \rp__data$53.shift  = \rp__data$53 [68:63];
-  assign \wp__data$62.bias  = \wp__data$62 [31:0];
-  assign \wp__data$62.multiplier  = \wp__data$62 [62:32];
-  assign \wp__data$62.shift  = \wp__data$62 [68:63];
-  assign \rp__data$69.bias  = \rp__data$69 [31:0];
-  assign \rp__data$69.multiplier  = \rp__data$69 [62:32];
-  assign \rp__data$69.shift  = \rp__data$69 [68:63];
-  assign \wp__data$78.bias  = \wp__data$78 [31:0];
-  assign \wp__data$78.multiplier  = \wp__data$78 [62:32];
-  assign \wp__data$78.shift  = \wp__data$78 [68:63];
-  assign \rp__data$85.bias  = \rp__data$85 [31:0];
-  assign \rp__data$85.multiplier  = \rp__data$85 [62:32];
-  assign \rp__data$85.shift  = \rp__data$85 [68:63];
-  assign \wp__data$94.bias  = \wp__data$94 [31:0];
-  assign \wp__data$94.multiplier  = \wp__data$94 [62:32];
-  assign \wp__data$94.shift  = \wp__data$94 [68:63];
-  assign \rp__data$101.bias  = \rp__data$101 [31:0];
-  assign \rp__data$101.multiplier  = \rp__data$101 [62:32];
-  assign \rp__data$101.shift  = \rp__data$101 [68:63];
-  assign \wp__data$110.bias  = \wp__data$110 [31:0];
-  assign \wp__data$110.multiplier  = \wp__data$110 [62:32];
-  assign \wp__data$110.shift  = \wp__data$110 [68:63];
-  assign \rp__data$117.bias  = \rp__data$117 [31:0];
-  assign \rp__data$117.multiplier  = \rp__data$117 [62:32];
-  assign \rp__data$117.shift  = \rp__data$117 [68:63];
-  assign \wp__data$126.bias  = \wp__data$126 [31:0];
-  assign \wp__data$126.multiplier  = \wp__data$126 [62:32];
-  assign \wp__data$126.shift  = \wp__data$126 [68:63];
-  assign \rp__data$133.bias  = \rp__data$133 [31:0];
-  assign \rp__data$133.multiplier  = \rp__data$133 [62:32];
-  assign \rp__data$133.shift  = \rp__data$133 [68:63];
-  assign \wp__data$142.bias  = \wp__data$142 [31:0];
-  assign \wp__data$142.multiplier  = \wp__data$142 [62:32];
-  assign \wp__data$142.shift  = \wp__data$142 [68:63];
-  assign \rp__data$149.bias  = \rp__data$149 [31:0];
-  assign \rp__data$149.multiplier  = \rp__data$149 [62:32];
-  assign \rp__data$149.shift  = \rp__data$149 [68:63];
   assign \acc_stream__payload.data  = acc_stream__payload;
   assign \acc_stream__payload.data[0]  = acc_stream__payload[31:0];
   assign \acc_stream__payload.data[1]  = acc_stream__payload[63:32];
@@ -5707,42 +6191,126 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, en,
   assign \acc_stream__payload.data[5]  = acc_stream__payload[191:160];
   assign \acc_stream__payload.data[6]  = acc_stream__payload[223:192];
   assign \acc_stream__payload.data[7]  = acc_stream__payload[255:224];
-  assign \wp__data$142 [62:32] = p_stream__payload[503:473];
-  assign \wp__data$142 [68:63] = p_stream__payload[551:546];
-  assign \wp__data$142 [31:0] = p_stream__payload[255:224];
-  assign \wp__data$126 [62:32] = p_stream__payload[472:442];
-  assign \wp__data$126 [68:63] = p_stream__payload[545:540];
-  assign \wp__data$126 [31:0] = p_stream__payload[223:192];
-  assign \wp__data$110 [62:32] = p_stream__payload[441:411];
-  assign \wp__data$110 [68:63] = p_stream__payload[539:534];
-  assign \wp__data$110 [31:0] = p_stream__payload[191:160];
-  assign \wp__data$94 [62:32] = p_stream__payload[410:380];
-  assign \wp__data$94 [68:63] = p_stream__payload[533:528];
-  assign \wp__data$94 [31:0] = p_stream__payload[159:128];
-  assign \wp__data$78 [62:32] = p_stream__payload[379:349];
-  assign \wp__data$78 [68:63] = p_stream__payload[527:522];
-  assign \wp__data$78 [31:0] = p_stream__payload[127:96];
-  assign \wp__data$62 [62:32] = p_stream__payload[348:318];
-  assign \wp__data$62 [68:63] = p_stream__payload[521:516];
-  assign \wp__data$62 [31:0] = p_stream__payload[95:64];
-  assign \wp__data$46 [62:32] = p_stream__payload[317:287];
-  assign \wp__data$46 [68:63] = p_stream__payload[515:510];
-  assign \wp__data$46 [31:0] = p_stream__payload[63:32];
-  assign y_stream__payload[63:56] = \y$154 ;
-  assign y_stream__payload[55:48] = \y$138 ;
-  assign y_stream__payload[47:40] = \y$122 ;
-  assign y_stream__payload[39:32] = \y$106 ;
-  assign y_stream__payload[31:24] = \y$90 ;
-  assign y_stream__payload[23:16] = \y$74 ;
-  assign y_stream__payload[15:8] = \y$58 ;
-  assign y_stream__payload[7:0] = y;
+  assign \wp__data.bias  = wp__data[31:0];
+  assign \wp__data.multiplier  = wp__data[62:32];
+  assign \wp__data.shift  = wp__data[68:63];
+  assign \rp__data.bias  = rp__data[31:0];
+  assign \rp__data.multiplier  = rp__data[62:32];
+  assign \rp__data.shift  = rp__data[68:63];
+  assign \y_last[0]  = y_last[7:0];
+  assign \y_last[1]  = y_last[15:8];
+  assign \y_last[2]  = y_last[23:16];
+  assign \y_last[3]  = y_last[31:24];
+  assign \y_last[4]  = y_last[39:32];
+  assign \y_last[5]  = y_last[47:40];
+  assign \y_last[6]  = y_last[55:48];
+  assign \y_last[7]  = y_last[63:56];
+  assign \wp__data$78.bias  = \wp__data$78 [31:0];
+  assign \wp__data$78.multiplier  = \wp__data$78 [62:32];
+  assign \wp__data$78.shift  = \wp__data$78 [68:63];
+  assign \rp__data$84.bias  = \rp__data$84 [31:0];
+  assign \rp__data$84.multiplier  = \rp__data$84 [62:32];
+  assign \rp__data$84.shift  = \rp__data$84 [68:63];
+  assign \wp__data$93.bias  = \wp__data$93 [31:0];
+  assign \wp__data$93.multiplier  = \wp__data$93 [62:32];
+  assign \wp__data$93.shift  = \wp__data$93 [68:63];
+  assign \rp__data$99.bias  = \rp__data$99 [31:0];
+  assign \rp__data$99.multiplier  = \rp__data$99 [62:32];
+  assign \rp__data$99.shift  = \rp__data$99 [68:63];
+  assign \wp__data$108.bias  = \wp__data$108 [31:0];
+  assign \wp__data$108.multiplier  = \wp__data$108 [62:32];
+  assign \wp__data$108.shift  = \wp__data$108 [68:63];
+  assign \rp__data$114.bias  = \rp__data$114 [31:0];
+  assign \rp__data$114.multiplier  = \rp__data$114 [62:32];
+  assign \rp__data$114.shift  = \rp__data$114 [68:63];
+  assign \wp__data$123.bias  = \wp__data$123 [31:0];
+  assign \wp__data$123.multiplier  = \wp__data$123 [62:32];
+  assign \wp__data$123.shift  = \wp__data$123 [68:63];
+  assign \rp__data$129.bias  = \rp__data$129 [31:0];
+  assign \rp__data$129.multiplier  = \rp__data$129 [62:32];
+  assign \rp__data$129.shift  = \rp__data$129 [68:63];
+  assign \wp__data$138.bias  = \wp__data$138 [31:0];
+  assign \wp__data$138.multiplier  = \wp__data$138 [62:32];
+  assign \wp__data$138.shift  = \wp__data$138 [68:63];
+  assign \rp__data$144.bias  = \rp__data$144 [31:0];
+  assign \rp__data$144.multiplier  = \rp__data$144 [62:32];
+  assign \rp__data$144.shift  = \rp__data$144 [68:63];
+  assign \wp__data$153.bias  = \wp__data$153 [31:0];
+  assign \wp__data$153.multiplier  = \wp__data$153 [62:32];
+  assign \wp__data$153.shift  = \wp__data$153 [68:63];
+  assign \rp__data$159.bias  = \rp__data$159 [31:0];
+  assign \rp__data$159.multiplier  = \rp__data$159 [62:32];
+  assign \rp__data$159.shift  = \rp__data$159 [68:63];
+  assign \wp__data$168.bias  = \wp__data$168 [31:0];
+  assign \wp__data$168.multiplier  = \wp__data$168 [62:32];
+  assign \wp__data$168.shift  = \wp__data$168 [68:63];
+  assign \rp__data$174.bias  = \rp__data$174 [31:0];
+  assign \rp__data$174.multiplier  = \rp__data$174 [62:32];
+  assign \rp__data$174.shift  = \rp__data$174 [68:63];
+  assign \y_stream__payload.data  = y_stream__payload;
+  assign \y_stream__payload.data[0]  = y_stream__payload[7:0];
+  assign \y_stream__payload.data[1]  = y_stream__payload[15:8];
+  assign \y_stream__payload.data[2]  = y_stream__payload[23:16];
+  assign \y_stream__payload.data[3]  = y_stream__payload[31:24];
+  assign \y_stream__payload.data[4]  = y_stream__payload[39:32];
+  assign \y_stream__payload.data[5]  = y_stream__payload[47:40];
+  assign \y_stream__payload.data[6]  = y_stream__payload[55:48];
+  assign \y_stream__payload.data[7]  = y_stream__payload[63:56];
+  assign \rp__data$184[0]  = \rp__data$184 [7:0];
+  assign \rp__data$184[1]  = \rp__data$184 [15:8];
+  assign \rp__data$184[2]  = \rp__data$184 [23:16];
+  assign \rp__data$184[3]  = \rp__data$184 [31:24];
+  assign \rp__data$184[4]  = \rp__data$184 [39:32];
+  assign \rp__data$184[5]  = \rp__data$184 [47:40];
+  assign \rp__data$184[6]  = \rp__data$184 [55:48];
+  assign \rp__data$184[7]  = \rp__data$184 [63:56];
+  assign \wp__data$187[0]  = y_last[7:0];
+  assign \wp__data$187[1]  = y_last[15:8];
+  assign \wp__data$187[2]  = y_last[23:16];
+  assign \wp__data$187[3]  = y_last[31:24];
+  assign \wp__data$187[4]  = y_last[39:32];
+  assign \wp__data$187[5]  = y_last[47:40];
+  assign \wp__data$187[6]  = y_last[55:48];
+  assign \wp__data$187[7]  = y_last[63:56];
+  assign room[2] = valid8;
+  assign room[1] = \$66 ;
+  assign room[0] = \$65 ;
+  assign \wp__data$168 [62:32] = p_stream__payload[503:473];
+  assign \wp__data$168 [68:63] = p_stream__payload[551:546];
+  assign \wp__data$168 [31:0] = p_stream__payload[255:224];
+  assign \wp__data$153 [62:32] = p_stream__payload[472:442];
+  assign \wp__data$153 [68:63] = p_stream__payload[545:540];
+  assign \wp__data$153 [31:0] = p_stream__payload[223:192];
+  assign \wp__data$138 [62:32] = p_stream__payload[441:411];
+  assign \wp__data$138 [68:63] = p_stream__payload[539:534];
+  assign \wp__data$138 [31:0] = p_stream__payload[191:160];
+  assign \wp__data$123 [62:32] = p_stream__payload[410:380];
+  assign \wp__data$123 [68:63] = p_stream__payload[533:528];
+  assign \wp__data$123 [31:0] = p_stream__payload[159:128];
+  assign \wp__data$108 [62:32] = p_stream__payload[379:349];
+  assign \wp__data$108 [68:63] = p_stream__payload[527:522];
+  assign \wp__data$108 [31:0] = p_stream__payload[127:96];
+  assign \wp__data$93 [62:32] = p_stream__payload[348:318];
+  assign \wp__data$93 [68:63] = p_stream__payload[521:516];
+  assign \wp__data$93 [31:0] = p_stream__payload[95:64];
+  assign \wp__data$78 [62:32] = p_stream__payload[317:287];
+  assign \wp__data$78 [68:63] = p_stream__payload[515:510];
+  assign \wp__data$78 [31:0] = p_stream__payload[63:32];
+  assign y_last[63:56] = \y$179 ;
+  assign y_last[55:48] = \y$164 ;
+  assign y_last[47:40] = \y$149 ;
+  assign y_last[39:32] = \y$134 ;
+  assign y_last[31:24] = \y$119 ;
+  assign y_last[23:16] = \y$104 ;
+  assign y_last[15:8] = \y$89 ;
+  assign y_last[7:0] = y;
   assign wp__data[62:32] = p_stream__payload[286:256];
   assign wp__data[68:63] = p_stream__payload[509:504];
   assign wp__data[31:0] = p_stream__payload[31:0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane0 (rst, en, \port$255$0 , zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane0 (rst, \port$369$0 , en, zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [62:0] \$1 ;
   wire [65:0] \$10 ;
@@ -5831,8 +6399,8 @@ module \mac8x8_requant.epilogue.lane0 (rst, en, \port$255$0 , zero_point, act_mi
   wire [30:0] p_p01;
   wire [31:0] p_p10;
   wire [26:0] p_p11;
-  input [68:0] \port$255$0 ;
-  wire [68:0] \port$255$0 ;
+  input [68:0] \port$369$0 ;
+  wire [68:0] \port$369$0 ;
   reg [9:0] r8 = 10'h000;
   reg [4:0] right = 5'h00;
   (* init = 5'h00 *)
@@ -5882,13 +6450,13 @@ module \mac8x8_requant.epilogue.lane0 (rst, en, \port$255$0 , zero_point, act_mi
     r8 <= \$53 ;
   always @(posedge clk)
     y <= \$54 ;
-  assign total = $signed(acc) + $signed(\port$255$0 [31:0]);
+  assign total = $signed(acc) + $signed(\port$369$0 [31:0]);
   assign \$1  = 1'h1 << e4;
   assign \$2  = $signed(zero_point) + $signed(r8);
-  assign \$3  = $signed(\port$255$0 [68:63]) > $signed(1'h0);
-  assign \$4  = \$3  ? \port$255$0 [68:63] : 6'h00;
-  assign \$5  = $signed(\port$255$0 [68:63]) < $signed(1'h0);
-  assign \$6  = - $signed(\port$255$0 [68:63]);
+  assign \$3  = $signed(\port$369$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$369$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$369$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$369$0 [68:63]);
   assign \$7  = \$5  ? \$6  : 7'h00;
   assign \$8  = $signed(x1) << left;
   assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
@@ -6081,14 +6649,14 @@ module \mac8x8_requant.epilogue.lane0 (rst, en, \port$255$0 , zero_point, act_mi
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$35  = sh1;
     if (en) begin
-      \$35  = \port$255$0 [68:63];
+      \$35  = \port$369$0 [68:63];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     \$36  = m1;
     if (en) begin
-      \$36  = \port$255$0 [62:32];
+      \$36  = \port$369$0 [62:32];
     end
   end
   always @* begin
@@ -6105,12 +6673,12 @@ module \mac8x8_requant.epilogue.lane0 (rst, en, \port$255$0 , zero_point, act_mi
       \$38  = \$7 [4:0];
     end
   end
-  assign bias = \port$255$0 [31:0];
+  assign bias = \port$369$0 [31:0];
   assign left1 = left;
   assign right1 = right;
   assign yv = { \$2 [10], \$2  };
-  assign shift = \port$255$0 [68:63];
-  assign multiplier = \port$255$0 [62:32];
+  assign shift = \port$369$0 [68:63];
+  assign multiplier = \port$369$0 [62:32];
   assign half = { 1'h0, \$1 [31:1] };
   assign \$9  = { p_p11[26], p_p11, p_p00 };
   assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
@@ -6118,7 +6686,7 @@ module \mac8x8_requant.epilogue.lane0 (rst, en, \port$255$0 , zero_point, act_mi
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane1 (rst, en, \port$301$0 , zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane1 (rst, \port$415$0 , en, zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [62:0] \$1 ;
   wire [65:0] \$10 ;
@@ -6207,8 +6775,8 @@ module \mac8x8_requant.epilogue.lane1 (rst, en, \port$301$0 , zero_point, act_mi
   wire [30:0] p_p01;
   wire [31:0] p_p10;
   wire [26:0] p_p11;
-  input [68:0] \port$301$0 ;
-  wire [68:0] \port$301$0 ;
+  input [68:0] \port$415$0 ;
+  wire [68:0] \port$415$0 ;
   reg [9:0] r8 = 10'h000;
   reg [4:0] right = 5'h00;
   (* init = 5'h00 *)
@@ -6258,13 +6826,13 @@ module \mac8x8_requant.epilogue.lane1 (rst, en, \port$301$0 , zero_point, act_mi
     r8 <= \$53 ;
   always @(posedge clk)
     y <= \$54 ;
-  assign total = $signed(acc) + $signed(\port$301$0 [31:0]);
+  assign total = $signed(acc) + $signed(\port$415$0 [31:0]);
   assign \$1  = 1'h1 << e4;
   assign \$2  = $signed(zero_point) + $signed(r8);
-  assign \$3  = $signed(\port$301$0 [68:63]) > $signed(1'h0);
-  assign \$4  = \$3  ? \port$301$0 [68:63] : 6'h00;
-  assign \$5  = $signed(\port$301$0 [68:63]) < $signed(1'h0);
-  assign \$6  = - $signed(\port$301$0 [68:63]);
+  assign \$3  = $signed(\port$415$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$415$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$415$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$415$0 [68:63]);
   assign \$7  = \$5  ? \$6  : 7'h00;
   assign \$8  = $signed(x1) << left;
   assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
@@ -6457,14 +7025,14 @@ module \mac8x8_requant.epilogue.lane1 (rst, en, \port$301$0 , zero_point, act_mi
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$35  = sh1;
     if (en) begin
-      \$35  = \port$301$0 [68:63];
+      \$35  = \port$415$0 [68:63];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$36  = m1;
     if (en) begin
-      \$36  = \port$301$0 [62:32];
+      \$36  = \port$415$0 [62:32];
     end
   end
   always @* begin
@@ -6481,12 +7049,12 @@ module \mac8x8_requant.epilogue.lane1 (rst, en, \port$301$0 , zero_point, act_mi
       \$38  = \$7 [4:0];
     end
   end
-  assign bias = \port$301$0 [31:0];
+  assign bias = \port$415$0 [31:0];
   assign left1 = left;
   assign right1 = right;
   assign yv = { \$2 [10], \$2  };
-  assign shift = \port$301$0 [68:63];
-  assign multiplier = \port$301$0 [62:32];
+  assign shift = \port$415$0 [68:63];
+  assign multiplier = \port$415$0 [62:32];
   assign half = { 1'h0, \$1 [31:1] };
   assign \$9  = { p_p11[26], p_p11, p_p00 };
   assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
@@ -6494,7 +7062,7 @@ module \mac8x8_requant.epilogue.lane1 (rst, en, \port$301$0 , zero_point, act_mi
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane2 (rst, en, \port$347$0 , zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane2 (rst, \port$461$0 , en, zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [62:0] \$1 ;
   wire [65:0] \$10 ;
@@ -6583,8 +7151,8 @@ module \mac8x8_requant.epilogue.lane2 (rst, en, \port$347$0 , zero_point, act_mi
   wire [30:0] p_p01;
   wire [31:0] p_p10;
   wire [26:0] p_p11;
-  input [68:0] \port$347$0 ;
-  wire [68:0] \port$347$0 ;
+  input [68:0] \port$461$0 ;
+  wire [68:0] \port$461$0 ;
   reg [9:0] r8 = 10'h000;
   reg [4:0] right = 5'h00;
   (* init = 5'h00 *)
@@ -6634,13 +7202,13 @@ module \mac8x8_requant.epilogue.lane2 (rst, en, \port$347$0 , zero_point, act_mi
     r8 <= \$53 ;
   always @(posedge clk)
     y <= \$54 ;
-  assign total = $signed(acc) + $signed(\port$347$0 [31:0]);
+  assign total = $signed(acc) + $signed(\port$461$0 [31:0]);
   assign \$1  = 1'h1 << e4;
   assign \$2  = $signed(zero_point) + $signed(r8);
-  assign \$3  = $signed(\port$347$0 [68:63]) > $signed(1'h0);
-  assign \$4  = \$3  ? \port$347$0 [68:63] : 6'h00;
-  assign \$5  = $signed(\port$347$0 [68:63]) < $signed(1'h0);
-  assign \$6  = - $signed(\port$347$0 [68:63]);
+  assign \$3  = $signed(\port$461$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$461$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$461$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$461$0 [68:63]);
   assign \$7  = \$5  ? \$6  : 7'h00;
   assign \$8  = $signed(x1) << left;
   assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
@@ -6833,14 +7401,14 @@ module \mac8x8_requant.epilogue.lane2 (rst, en, \port$347$0 , zero_point, act_mi
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$35  = sh1;
     if (en) begin
-      \$35  = \port$347$0 [68:63];
+      \$35  = \port$461$0 [68:63];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$36  = m1;
     if (en) begin
-      \$36  = \port$347$0 [62:32];
+      \$36  = \port$461$0 [62:32];
     end
   end
   always @* begin
@@ -6857,12 +7425,12 @@ module \mac8x8_requant.epilogue.lane2 (rst, en, \port$347$0 , zero_point, act_mi
       \$38  = \$7 [4:0];
     end
   end
-  assign bias = \port$347$0 [31:0];
+  assign bias = \port$461$0 [31:0];
   assign left1 = left;
   assign right1 = right;
   assign yv = { \$2 [10], \$2  };
-  assign shift = \port$347$0 [68:63];
-  assign multiplier = \port$347$0 [62:32];
+  assign shift = \port$461$0 [68:63];
+  assign multiplier = \port$461$0 [62:32];
   assign half = { 1'h0, \$1 [31:1] };
   assign \$9  = { p_p11[26], p_p11, p_p00 };
   assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
@@ -6870,7 +7438,7 @@ module \mac8x8_requant.epilogue.lane2 (rst, en, \port$347$0 , zero_point, act_mi
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane3 (rst, en, \port$393$0 , zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane3 (rst, \port$507$0 , en, zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire [62:0] \$1 ;
   wire [65:0] \$10 ;
@@ -6959,8 +7527,8 @@ module \mac8x8_requant.epilogue.lane3 (rst, en, \port$393$0 , zero_point, act_mi
   wire [30:0] p_p01;
   wire [31:0] p_p10;
   wire [26:0] p_p11;
-  input [68:0] \port$393$0 ;
-  wire [68:0] \port$393$0 ;
+  input [68:0] \port$507$0 ;
+  wire [68:0] \port$507$0 ;
   reg [9:0] r8 = 10'h000;
   reg [4:0] right = 5'h00;
   (* init = 5'h00 *)
@@ -7010,13 +7578,13 @@ module \mac8x8_requant.epilogue.lane3 (rst, en, \port$393$0 , zero_point, act_mi
     r8 <= \$53 ;
   always @(posedge clk)
     y <= \$54 ;
-  assign total = $signed(acc) + $signed(\port$393$0 [31:0]);
+  assign total = $signed(acc) + $signed(\port$507$0 [31:0]);
   assign \$1  = 1'h1 << e4;
   assign \$2  = $signed(zero_point) + $signed(r8);
-  assign \$3  = $signed(\port$393$0 [68:63]) > $signed(1'h0);
-  assign \$4  = \$3  ? \port$393$0 [68:63] : 6'h00;
-  assign \$5  = $signed(\port$393$0 [68:63]) < $signed(1'h0);
-  assign \$6  = - $signed(\port$393$0 [68:63]);
+  assign \$3  = $signed(\port$507$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$507$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$507$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$507$0 [68:63]);
   assign \$7  = \$5  ? \$6  : 7'h00;
   assign \$8  = $signed(x1) << left;
   assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
@@ -7209,14 +7777,14 @@ module \mac8x8_requant.epilogue.lane3 (rst, en, \port$393$0 , zero_point, act_mi
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$35  = sh1;
     if (en) begin
-      \$35  = \port$393$0 [68:63];
+      \$35  = \port$507$0 [68:63];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$36  = m1;
     if (en) begin
-      \$36  = \port$393$0 [62:32];
+      \$36  = \port$507$0 [62:32];
     end
   end
   always @* begin
@@ -7233,12 +7801,12 @@ module \mac8x8_requant.epilogue.lane3 (rst, en, \port$393$0 , zero_point, act_mi
       \$38  = \$7 [4:0];
     end
   end
-  assign bias = \port$393$0 [31:0];
+  assign bias = \port$507$0 [31:0];
   assign left1 = left;
   assign right1 = right;
   assign yv = { \$2 [10], \$2  };
-  assign shift = \port$393$0 [68:63];
-  assign multiplier = \port$393$0 [62:32];
+  assign shift = \port$507$0 [68:63];
+  assign multiplier = \port$507$0 [62:32];
   assign half = { 1'h0, \$1 [31:1] };
   assign \$9  = { p_p11[26], p_p11, p_p00 };
   assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
@@ -7246,7 +7814,7 @@ module \mac8x8_requant.epilogue.lane3 (rst, en, \port$393$0 , zero_point, act_mi
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane4 (rst, en, \port$439$0 , zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane4 (rst, \port$553$0 , en, zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [62:0] \$1 ;
   wire [65:0] \$10 ;
@@ -7335,8 +7903,8 @@ module \mac8x8_requant.epilogue.lane4 (rst, en, \port$439$0 , zero_point, act_mi
   wire [30:0] p_p01;
   wire [31:0] p_p10;
   wire [26:0] p_p11;
-  input [68:0] \port$439$0 ;
-  wire [68:0] \port$439$0 ;
+  input [68:0] \port$553$0 ;
+  wire [68:0] \port$553$0 ;
   reg [9:0] r8 = 10'h000;
   reg [4:0] right = 5'h00;
   (* init = 5'h00 *)
@@ -7386,13 +7954,13 @@ module \mac8x8_requant.epilogue.lane4 (rst, en, \port$439$0 , zero_point, act_mi
     r8 <= \$53 ;
   always @(posedge clk)
     y <= \$54 ;
-  assign total = $signed(acc) + $signed(\port$439$0 [31:0]);
+  assign total = $signed(acc) + $signed(\port$553$0 [31:0]);
   assign \$1  = 1'h1 << e4;
   assign \$2  = $signed(zero_point) + $signed(r8);
-  assign \$3  = $signed(\port$439$0 [68:63]) > $signed(1'h0);
-  assign \$4  = \$3  ? \port$439$0 [68:63] : 6'h00;
-  assign \$5  = $signed(\port$439$0 [68:63]) < $signed(1'h0);
-  assign \$6  = - $signed(\port$439$0 [68:63]);
+  assign \$3  = $signed(\port$553$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$553$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$553$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$553$0 [68:63]);
   assign \$7  = \$5  ? \$6  : 7'h00;
   assign \$8  = $signed(x1) << left;
   assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
@@ -7585,14 +8153,14 @@ module \mac8x8_requant.epilogue.lane4 (rst, en, \port$439$0 , zero_point, act_mi
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$35  = sh1;
     if (en) begin
-      \$35  = \port$439$0 [68:63];
+      \$35  = \port$553$0 [68:63];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$36  = m1;
     if (en) begin
-      \$36  = \port$439$0 [62:32];
+      \$36  = \port$553$0 [62:32];
     end
   end
   always @* begin
@@ -7609,12 +8177,12 @@ module \mac8x8_requant.epilogue.lane4 (rst, en, \port$439$0 , zero_point, act_mi
       \$38  = \$7 [4:0];
     end
   end
-  assign bias = \port$439$0 [31:0];
+  assign bias = \port$553$0 [31:0];
   assign left1 = left;
   assign right1 = right;
   assign yv = { \$2 [10], \$2  };
-  assign shift = \port$439$0 [68:63];
-  assign multiplier = \port$439$0 [62:32];
+  assign shift = \port$553$0 [68:63];
+  assign multiplier = \port$553$0 [62:32];
   assign half = { 1'h0, \$1 [31:1] };
   assign \$9  = { p_p11[26], p_p11, p_p00 };
   assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
@@ -7622,7 +8190,7 @@ module \mac8x8_requant.epilogue.lane4 (rst, en, \port$439$0 , zero_point, act_mi
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane5 (rst, en, \port$485$0 , zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane5 (rst, \port$599$0 , en, zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [62:0] \$1 ;
   wire [65:0] \$10 ;
@@ -7711,8 +8279,8 @@ module \mac8x8_requant.epilogue.lane5 (rst, en, \port$485$0 , zero_point, act_mi
   wire [30:0] p_p01;
   wire [31:0] p_p10;
   wire [26:0] p_p11;
-  input [68:0] \port$485$0 ;
-  wire [68:0] \port$485$0 ;
+  input [68:0] \port$599$0 ;
+  wire [68:0] \port$599$0 ;
   reg [9:0] r8 = 10'h000;
   reg [4:0] right = 5'h00;
   (* init = 5'h00 *)
@@ -7762,13 +8330,13 @@ module \mac8x8_requant.epilogue.lane5 (rst, en, \port$485$0 , zero_point, act_mi
     r8 <= \$53 ;
   always @(posedge clk)
     y <= \$54 ;
-  assign total = $signed(acc) + $signed(\port$485$0 [31:0]);
+  assign total = $signed(acc) + $signed(\port$599$0 [31:0]);
   assign \$1  = 1'h1 << e4;
   assign \$2  = $signed(zero_point) + $signed(r8);
-  assign \$3  = $signed(\port$485$0 [68:63]) > $signed(1'h0);
-  assign \$4  = \$3  ? \port$485$0 [68:63] : 6'h00;
-  assign \$5  = $signed(\port$485$0 [68:63]) < $signed(1'h0);
-  assign \$6  = - $signed(\port$485$0 [68:63]);
+  assign \$3  = $signed(\port$599$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$599$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$599$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$599$0 [68:63]);
   assign \$7  = \$5  ? \$6  : 7'h00;
   assign \$8  = $signed(x1) << left;
   assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
@@ -7961,14 +8529,14 @@ module \mac8x8_requant.epilogue.lane5 (rst, en, \port$485$0 , zero_point, act_mi
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$35  = sh1;
     if (en) begin
-      \$35  = \port$485$0 [68:63];
+      \$35  = \port$599$0 [68:63];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$36  = m1;
     if (en) begin
-      \$36  = \port$485$0 [62:32];
+      \$36  = \port$599$0 [62:32];
     end
   end
   always @* begin
@@ -7985,12 +8553,12 @@ module \mac8x8_requant.epilogue.lane5 (rst, en, \port$485$0 , zero_point, act_mi
       \$38  = \$7 [4:0];
     end
   end
-  assign bias = \port$485$0 [31:0];
+  assign bias = \port$599$0 [31:0];
   assign left1 = left;
   assign right1 = right;
   assign yv = { \$2 [10], \$2  };
-  assign shift = \port$485$0 [68:63];
-  assign multiplier = \port$485$0 [62:32];
+  assign shift = \port$599$0 [68:63];
+  assign multiplier = \port$599$0 [62:32];
   assign half = { 1'h0, \$1 [31:1] };
   assign \$9  = { p_p11[26], p_p11, p_p00 };
   assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
@@ -7998,7 +8566,7 @@ module \mac8x8_requant.epilogue.lane5 (rst, en, \port$485$0 , zero_point, act_mi
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane6 (rst, en, \port$531$0 , zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane6 (rst, \port$645$0 , en, zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [62:0] \$1 ;
   wire [65:0] \$10 ;
@@ -8087,8 +8655,8 @@ module \mac8x8_requant.epilogue.lane6 (rst, en, \port$531$0 , zero_point, act_mi
   wire [30:0] p_p01;
   wire [31:0] p_p10;
   wire [26:0] p_p11;
-  input [68:0] \port$531$0 ;
-  wire [68:0] \port$531$0 ;
+  input [68:0] \port$645$0 ;
+  wire [68:0] \port$645$0 ;
   reg [9:0] r8 = 10'h000;
   reg [4:0] right = 5'h00;
   (* init = 5'h00 *)
@@ -8138,13 +8706,13 @@ module \mac8x8_requant.epilogue.lane6 (rst, en, \port$531$0 , zero_point, act_mi
     r8 <= \$53 ;
   always @(posedge clk)
     y <= \$54 ;
-  assign total = $signed(acc) + $signed(\port$531$0 [31:0]);
+  assign total = $signed(acc) + $signed(\port$645$0 [31:0]);
   assign \$1  = 1'h1 << e4;
   assign \$2  = $signed(zero_point) + $signed(r8);
-  assign \$3  = $signed(\port$531$0 [68:63]) > $signed(1'h0);
-  assign \$4  = \$3  ? \port$531$0 [68:63] : 6'h00;
-  assign \$5  = $signed(\port$531$0 [68:63]) < $signed(1'h0);
-  assign \$6  = - $signed(\port$531$0 [68:63]);
+  assign \$3  = $signed(\port$645$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$645$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$645$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$645$0 [68:63]);
   assign \$7  = \$5  ? \$6  : 7'h00;
   assign \$8  = $signed(x1) << left;
   assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
@@ -8337,14 +8905,14 @@ module \mac8x8_requant.epilogue.lane6 (rst, en, \port$531$0 , zero_point, act_mi
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$35  = sh1;
     if (en) begin
-      \$35  = \port$531$0 [68:63];
+      \$35  = \port$645$0 [68:63];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$36  = m1;
     if (en) begin
-      \$36  = \port$531$0 [62:32];
+      \$36  = \port$645$0 [62:32];
     end
   end
   always @* begin
@@ -8361,12 +8929,12 @@ module \mac8x8_requant.epilogue.lane6 (rst, en, \port$531$0 , zero_point, act_mi
       \$38  = \$7 [4:0];
     end
   end
-  assign bias = \port$531$0 [31:0];
+  assign bias = \port$645$0 [31:0];
   assign left1 = left;
   assign right1 = right;
   assign yv = { \$2 [10], \$2  };
-  assign shift = \port$531$0 [68:63];
-  assign multiplier = \port$531$0 [62:32];
+  assign shift = \port$645$0 [68:63];
+  assign multiplier = \port$645$0 [62:32];
   assign half = { 1'h0, \$1 [31:1] };
   assign \$9  = { p_p11[26], p_p11, p_p00 };
   assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
@@ -8374,7 +8942,7 @@ module \mac8x8_requant.epilogue.lane6 (rst, en, \port$531$0 , zero_point, act_mi
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane7 (rst, en, \port$577$0 , zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane7 (rst, \port$691$0 , en, zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [62:0] \$1 ;
   wire [65:0] \$10 ;
@@ -8463,8 +9031,8 @@ module \mac8x8_requant.epilogue.lane7 (rst, en, \port$577$0 , zero_point, act_mi
   wire [30:0] p_p01;
   wire [31:0] p_p10;
   wire [26:0] p_p11;
-  input [68:0] \port$577$0 ;
-  wire [68:0] \port$577$0 ;
+  input [68:0] \port$691$0 ;
+  wire [68:0] \port$691$0 ;
   reg [9:0] r8 = 10'h000;
   reg [4:0] right = 5'h00;
   (* init = 5'h00 *)
@@ -8514,13 +9082,13 @@ module \mac8x8_requant.epilogue.lane7 (rst, en, \port$577$0 , zero_point, act_mi
     r8 <= \$53 ;
   always @(posedge clk)
     y <= \$54 ;
-  assign total = $signed(acc) + $signed(\port$577$0 [31:0]);
+  assign total = $signed(acc) + $signed(\port$691$0 [31:0]);
   assign \$1  = 1'h1 << e4;
   assign \$2  = $signed(zero_point) + $signed(r8);
-  assign \$3  = $signed(\port$577$0 [68:63]) > $signed(1'h0);
-  assign \$4  = \$3  ? \port$577$0 [68:63] : 6'h00;
-  assign \$5  = $signed(\port$577$0 [68:63]) < $signed(1'h0);
-  assign \$6  = - $signed(\port$577$0 [68:63]);
+  assign \$3  = $signed(\port$691$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$691$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$691$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$691$0 [68:63]);
   assign \$7  = \$5  ? \$6  : 7'h00;
   assign \$8  = $signed(x1) << left;
   assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
@@ -8713,14 +9281,14 @@ module \mac8x8_requant.epilogue.lane7 (rst, en, \port$577$0 , zero_point, act_mi
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$35  = sh1;
     if (en) begin
-      \$35  = \port$577$0 [68:63];
+      \$35  = \port$691$0 [68:63];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$36  = m1;
     if (en) begin
-      \$36  = \port$577$0 [62:32];
+      \$36  = \port$691$0 [62:32];
     end
   end
   always @* begin
@@ -8737,12 +9305,12 @@ module \mac8x8_requant.epilogue.lane7 (rst, en, \port$577$0 , zero_point, act_mi
       \$38  = \$7 [4:0];
     end
   end
-  assign bias = \port$577$0 [31:0];
+  assign bias = \port$691$0 [31:0];
   assign left1 = left;
   assign right1 = right;
   assign yv = { \$2 [10], \$2  };
-  assign shift = \port$577$0 [68:63];
-  assign multiplier = \port$577$0 [62:32];
+  assign shift = \port$691$0 [68:63];
+  assign multiplier = \port$691$0 [62:32];
   assign half = { 1'h0, \$1 [31:1] };
   assign \$9  = { p_p11[26], p_p11, p_p00 };
   assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };

@@ -168,3 +168,35 @@ def test_nonlinear_units_reach_100_mhz_on_ecp5(tmp_path, name, dsps):
                if c.startswith("$") and c != "$scopeinfo"}
     assert not generic and report["generic_multipliers"] == 0, generic
     assert report["fmax_mhz"] >= 100, report["pnr"]["critical_path"]
+
+
+def test_requant_enable_copies_stay_apart(tmp_path):
+    """With the fused epilogue each PE row, the array's input and output sides, the
+    epilogue's control and each lane advance on their own copy of the enable
+    (generators/lockstep.py): after synthesis every copy is still a flip-flop of its own
+    (Yosys' opt_merge merges identical flip-flops), driving the clock enables of its group."""
+    import re
+
+    cfg = parse_config({"name": "mac2x2_rq", "unit": "mac_array", "rows": 2, "cols": 2,
+                        "a": "int8", "b": "int8", "acc": "int32",
+                        "requant": {"out": "int8", "rounding": "trn", "per": "tensor"}},
+                       "test")
+    synthesize(cfg, "ecp5", tmp_path)
+    netlist = json.loads((tmp_path / "synth_netlist.json").read_text())
+    (module,) = [m for name, m in netlist["modules"].items() if name == cfg.name]
+    copies = {n: v["bits"][0] for n, v in module["netnames"].items()
+              if re.fullmatch(r"(array\.en_(in|out|row\d+)|epilogue\.en_(ctl|lane\d+))", n)}
+    assert len(copies) == 2 + 2 + 1 + 2, sorted(copies)
+    driver, enables = {}, {}
+    for cell in module["cells"].values():
+        conn = cell["connections"]
+        if cell["type"] == "TRELLIS_FF":
+            driver[conn["Q"][0]] = cell
+        for port, bits in conn.items():
+            if port.startswith("CE"):
+                for b in bits:
+                    enables[b] = enables.get(b, 0) + 1
+    assert all(driver.get(bit) is not None for bit in copies.values())
+    assert len({id(driver[bit]) for bit in copies.values()}) == len(copies)
+    assert all(enables.get(bit, 0) > 0 for bit in copies.values()), \
+        {n: enables.get(b, 0) for n, b in copies.items()}

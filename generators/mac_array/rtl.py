@@ -13,6 +13,11 @@ Both dataflows share the same skeleton:
   flow can map them onto a hard multiplier's internal registers;
 * results leave through a deskew triangle so each ``c_stream`` beat is one whole row.
 
+With the fused requant epilogue the array runs in lock step with it (``lockstep``, see
+:mod:`generators.lockstep`): instead of ``en`` each PE row, the input side (skews, flags,
+control) and the output side (drain, deskew, output register) advance on their own
+registered copy of the enable (made from the epilogue's ``room`` input).
+
 Cycle behaviour is stated by :class:`.params.MacArrayParams` (``latency`` and
 ``expected_cycles``) and asserted by the RTL tests.
 """
@@ -24,6 +29,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..hardmul import leaf, mul_reg
+from ..lockstep import ROOM, enables
 from .params import OUTPUT_STATIONARY, MacArrayParams
 
 
@@ -164,10 +170,15 @@ class MacArray(wiring.Component):
         ``data``: ``cols`` lanes in the ``b`` format.
     c_stream : out
         ``data``: ``cols`` lanes in the accumulator format, one row of ``c`` per beat.
+    room : in (``lockstep`` only)
+        The epilogue's FIFO room (:mod:`generators.lockstep`): the array advances on copies
+        of the enable made from it; ``c_stream.ready`` is then not
+        read (the consumer advances with the array).
     """
 
-    def __init__(self, params: MacArrayParams):
+    def __init__(self, params: MacArrayParams, lockstep: bool = False):
         self.params = p = params
+        self.lockstep = lockstep
         a_fields = {"data": data.ArrayLayout(p.a.shape(), p.rows), "last": 1}
         if p.dataflow != OUTPUT_STATIONARY:
             a_fields.update(k_first=1, k_last=1)
@@ -177,6 +188,7 @@ class MacArray(wiring.Component):
                 data.StructLayout({"data": data.ArrayLayout(p.b.shape(), p.cols)}))),
             "c_stream": Out(stream.Signature(
                 data.StructLayout({"data": data.ArrayLayout(p.acc.shape(), p.cols)}))),
+            **({"room": In(ROOM)} if lockstep else {}),
         })
 
     @property
@@ -215,17 +227,25 @@ class MacArray(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        en = Signal()
-        m.d.comb += en.eq(~self.c_stream.valid | self.c_stream.ready)
-        if self.params.dataflow == OUTPUT_STATIONARY:
-            self._elaborate_os(m, en, platform)
+        R = self.params.rows
+        if self.lockstep:
+            # the input side, the output side and each PE row: a copy of the enable each
+            en_in, en_out, *rows = enables(m, self.room, ["en_in", "en_out",
+                                                             *(f"en_row{i}" for i in range(R))])
         else:
-            self._elaborate_ws(m, en, platform)
+            en = Signal()
+            m.d.comb += en.eq(~self.c_stream.valid | self.c_stream.ready)
+            en_in = en_out = en
+            rows = [en] * R
+        if self.params.dataflow == OUTPUT_STATIONARY:
+            self._elaborate_os(m, en_in, rows, en_out, platform)
+        else:
+            self._elaborate_ws(m, en_in, rows, en_out, platform)
         return m
 
     # -- output stationary --------------------------------------------------------------------
 
-    def _elaborate_os(self, m: Module, en, platform):
+    def _elaborate_os(self, m: Module, en, en_rows: list, en_out, platform):
         p = self.params
         R, C = p.rows, p.cols
         a, b = self.a_stream, self.b_stream
@@ -279,7 +299,7 @@ class MacArray(wiring.Component):
             for j in range(C):
                 cp = [Signal(L, name=f"cap_lo_{i}_{j}"), Signal(H, name=f"cap_hi_{i}_{j}"),
                       Signal(name=f"cap_cy_{i}_{j}")]
-                leaf(m, platform, module, make, f"pe_{i}_{j}", en=en,
+                leaf(m, platform, module, make, f"pe_{i}_{j}", en=en_rows[i],
                      a=a_skew[i] if j == 0 else a_fwd[i][j - 1],
                      b=b_skew[j] if i == 0 else b_fwd[i - 1][j],
                      pv=vs[i + j + 2], pl=ls[i + j + 2],
@@ -291,7 +311,7 @@ class MacArray(wiring.Component):
         # after column j-1, just as the capture wavefront passes.
         d_act = Signal()
         d_row = Signal(range(max(R, 2)))  # never zero-width: Verilog has no [-1:0]
-        with m.If(en):
+        with m.If(en_out):
             with m.If(vs[2] & ls[2]):
                 m.d.sync += [d_act.eq(1), d_row.eq(0)]
             with m.Elif(d_act):
@@ -299,8 +319,8 @@ class MacArray(wiring.Component):
                     m.d.sync += d_act.eq(0)
                 with m.Else():
                     m.d.sync += d_row.eq(d_row + 1)
-        acts = _delay(m, d_act, C - 1, en, "dact")
-        rows = _delay(m, d_row, C - 1, en, "drow")
+        acts = _delay(m, d_act, C - 1, en_out, "dact")
+        rows = _delay(m, d_row, C - 1, en_out, "drow")
         cols = []
         for j in range(C):
             parts = []
@@ -308,7 +328,7 @@ class MacArray(wiring.Component):
                 reg = Signal(width, name=f"col{j}_{tag}", reset_less=True)
                 # a full power-of-two table, so the select covers every code of d_row
                 table = [cap[min(i, R - 1)][j][k] for i in range(1 << len(d_row))]
-                with m.If(en):
+                with m.If(en_out):
                     m.d.sync += reg.eq(Array(table)[rows[j]])
                 parts.append(reg)
             # the captured pending carry goes back into the high half here, once per column
@@ -316,13 +336,13 @@ class MacArray(wiring.Component):
             m.d.comb += col.eq(Cat(parts[0], (parts[1] + parts[2])[:H]))
             cols.append(col)
         col_valid = Signal()
-        with m.If(en):
+        with m.If(en_out):
             m.d.sync += col_valid.eq(acts[C - 1])
-        self._output(m, en, cols, col_valid)
+        self._output(m, en_out, cols, col_valid)
 
     # -- weight stationary --------------------------------------------------------------------
 
-    def _elaborate_ws(self, m: Module, en, platform):
+    def _elaborate_ws(self, m: Module, en, en_rows: list, en_out, platform):
         p = self.params
         R, C = p.rows, p.cols
         a, b = self.a_stream, self.b_stream
@@ -376,6 +396,13 @@ class MacArray(wiring.Component):
 
         a_sh, b_sh = p.a.shape(), p.b.shape()
         p_sh = p.product.shape()
+        # a weight beat shifts the shadow weights of each row under the row's own enable
+        b_fires = [b_fire] * R
+        if en_rows[0] is not en:
+            b_fires = []
+            for i in range(R):
+                b_fires.append(Signal(name=f"b_fire{i}"))
+                m.d.comb += b_fires[i].eq(en_rows[i] & b_take)
 
         def make():
             return PeWS(a_sh, b_sh, p_sh, ishape)
@@ -386,9 +413,9 @@ class MacArray(wiring.Component):
         psum = [[Signal(ishape, name=f"psum_{i}_{j}") for j in range(C)] for i in range(R)]
         for i in range(R):
             for j in range(C):
-                leaf(m, platform, module, make, f"pe_{i}_{j}", en=en,
+                leaf(m, platform, module, make, f"pe_{i}_{j}", en=en_rows[i],
                      a=a_skew[i] if j == 0 else a_fwd[i][j - 1],
-                     swap=swap[i + j], load=b_fire,
+                     swap=swap[i + j], load=b_fires[i],
                      w_in=b.payload.data[j] if i == 0 else w_fwd[i - 1][j],
                      psum_in=psum[i - 1][j] if i else Const(0, ishape),
                      a_out=a_fwd[i][j], w_out=w_fwd[i][j], psum=psum[i][j])
@@ -417,25 +444,25 @@ class MacArray(wiring.Component):
             fl1 = fl_st[R + j + 1]
             m.d.comb += [addr_next.eq(advance(addr, vb, last_b)),
                          addr_nn.eq(advance(addr_next, fl1[0], fl1[1]))]
-            with m.If(en):
+            with m.If(en_out):
                 m.d.sync += addr.eq(addr_next)
             rdq = Signal(ishape, name=f"rdq{j}", reset_less=True)
-            with m.If(en):
+            with m.If(en_out):
                 m.d.sync += rdq.eq(rd.data)
             total = Signal(ishape, name=f"total{j}")
             m.d.comb += [
                 rd.addr.eq(addr_nn),
-                rd.en.eq(en),
+                rd.en.eq(en_out),
                 total.eq(Mux(kf_b, 0, rdq) + psum[R - 1][j]),
                 wr.addr.eq(addr),
                 wr.data.eq(total),
-                wr.en.eq(en & vb & ~kl_b),
+                wr.en.eq(en_out & vb & ~kl_b),
             ]
             col = Signal(ishape, name=f"col{j}", reset_less=True)
             cv = Signal(name=f"colv{j}")
-            with m.If(en):
+            with m.If(en_out):
                 m.d.sync += [col.eq(total), cv.eq(vb & kl_b)]
             cols.append(col)
             col_valids.append(cv)
-        self._output(m, en, cols, col_valids[C - 1])
+        self._output(m, en_out, cols, col_valids[C - 1])
 

@@ -39,6 +39,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..lockstep import ROOM, enables
 from ..numerics import Format
 from .params import (
     BIAS_BITS,
@@ -294,11 +295,11 @@ def _scalar_regs(p: RequantParams, pin):
     return zp, amin, amax, mult_t, shift_t, scalars
 
 
-def _param_lanes(m: Module, p: RequantParams, pin, take_p, wptr, rptr, en, acc_in, y_out,
+def _param_lanes(m: Module, p: RequantParams, pin, take_p, wptr, rptr, ens, acc_in, y_out,
                  regs) -> None:
     """Per lane: the parameter memory (written at ``wptr`` by a parameter beat, read at
-    ``rptr`` under ``en``), the accumulator register beside the read (stage A), and a
-    :class:`RequantLane` driving ``y_out[lane]``."""
+    ``rptr`` under the lane's enable ``ens[lane]``), the accumulator register beside the read
+    (stage A), and a :class:`RequantLane` driving ``y_out[lane]``."""
     per = p.per == "channel"
     zp, amin, amax, mult_t, shift_t = regs
     entry = {"bias": signed(BIAS_BITS)}
@@ -308,6 +309,7 @@ def _param_lanes(m: Module, p: RequantParams, pin, take_p, wptr, rptr, en, acc_i
         entry["shift"] = signed(SHIFT_BITS)
     layout = data.StructLayout(entry)
     for lane in range(p.lanes):
+        en = ens[lane]
         mem = Memory(shape=layout, depth=p.depth, init=[])
         m.submodules[f"params{lane}"] = mem
         wp = mem.write_port()
@@ -411,14 +413,15 @@ class Requant(wiring.Component):
             m.d.sync += [o.valid.eq(chain[-1][0]), o.payload.last.eq(chain[-1][1])]
         m.d.comb += busy.eq(Cat(*(f[0] for f in chain), o.valid).any())
 
-        _param_lanes(m, p, pin, take_p, wptr, rptr, en, ain.payload.data, o.payload.data,
-                     (zp, amin, amax, mult_t, shift_t))
+        _param_lanes(m, p, pin, take_p, wptr, rptr, [en] * p.lanes, ain.payload.data,
+                     o.payload.data, (zp, amin, amax, mult_t, shift_t))
         return m
 
 
 class RequantEpilogue(wiring.Component):
     """The requant unit as a MAC-type unit's fused epilogue: ``lanes`` accumulators per beat in,
-    ``lanes`` output codes per beat out, one beat per cycle.
+    ``lanes`` output codes per beat out, one beat per cycle, in lock step with the unit
+    (:mod:`generators.lockstep`).
 
     The parameter memory, its loading and the lanes are the stand-alone unit's
     (:func:`param_layout`, :func:`_param_lanes`). What differs is how a beat finds its
@@ -427,19 +430,34 @@ class RequantEpilogue(wiring.Component):
     walks over the ``P`` entries, each used for ``rep`` beats (``rep_last`` in the final
     group). The beat that ends the sequence ends the run.
 
+    And how the pipeline advances: the unit and the epilogue advance together, the control
+    and each lane on its own registered copy of one enable. The last stage's beat goes into
+    an output FIFO of :data:`FIFO_DEPTH` beats the cycle after it was loaded (when the FIFO is
+    empty and ``y_stream`` ready, past it: the FIFO adds no latency). The enable is true when
+    the FIFO has room for the beat already on its way and one more, so the pipeline never
+    waits on ``ready`` combinationally and never overflows the FIFO; with ``ready`` high the
+    FIFO stays empty and the pipeline never stops.
+
     Ports
     -----
     p_stream : in
         The run's parameter beats (taken while no run is loaded and the pipeline is empty).
     acc_stream : in
-        ``data``: ``lanes`` accumulator codes (the unit's output beat); always ready when the
-        pipeline advances.
+        ``data``: ``lanes`` accumulator codes (the unit's output beat); ``ready`` is the
+        epilogue's enable: the unit advances with it (on its copies of the same enable).
     y_stream : out
         ``data``: ``lanes`` output codes, :attr:`latency` cycles after the ``acc`` beat.
     open : out
         A run's parameters are loaded and its last beat has not arrived: the unit may take
         input beats (it gates the array's inputs with it).
+    room : out
+        The FIFO's room (:data:`generators.lockstep.ROOM`), from which the epilogue and the
+        unit (its ``room`` input) make their copies of the enable.
     """
+
+    #: Beats the output FIFO holds: 2 keep the full rate, 4 cover the restart after
+    #: back-pressure (the pipeline resumes two cycles after the first beat is taken).
+    FIFO_DEPTH = 4
 
     def __init__(self, params: RequantParams):
         from .epilogue import SEQ_BITS, SEQ_FIELDS
@@ -453,6 +471,7 @@ class RequantEpilogue(wiring.Component):
             "y_stream": Out(stream.Signature(data.StructLayout({
                 "data": data.ArrayLayout(p.out.shape(), p.lanes)}))),
             "open": Out(1),
+            "room": Out(ROOM),
         })
 
     @property
@@ -468,7 +487,9 @@ class RequantEpilogue(wiring.Component):
         pin, ain, o = self.p_stream, self.acc_stream, self.y_stream
         aw = max(1, (p.depth - 1).bit_length())
 
-        en = Signal()
+        # the control's enable and each lane's
+        en, *lane_en = enables(m, self.room, ["en_ctl", *(f"en_lane{i}"
+                                                            for i in range(p.lanes))])
         loaded = Signal()
         busy = Signal()
         wptr = Signal(unsigned(aw))
@@ -477,7 +498,6 @@ class RequantEpilogue(wiring.Component):
         take_p = Signal()
         take_a = Signal()
         m.d.comb += [
-            en.eq(~o.valid | o.ready),
             pin.ready.eq(~loaded & ~busy),
             ain.ready.eq(en),
             take_p.eq(pin.valid & pin.ready),
@@ -516,13 +536,54 @@ class RequantEpilogue(wiring.Component):
             with m.Else():
                 m.d.sync += beat.eq(beat + 1)
 
-        # valid of the beat at each stage: the memory read (stage A), the lane's stages
+        # valid of the beat at each stage: the memory read (stage A), the lane's stages, the
+        # last stage (the lanes' y registers)
         chain = _delay_flags(m, take_a, p.lane_latency, en)
+        last_v = Signal(name="last_valid")
         with m.If(en):
-            m.d.sync += o.valid.eq(chain[-1])
-        m.d.comb += busy.eq(Cat(*chain, o.valid).any())
-        _param_lanes(m, p, pin, take_p, wptr, rptr, en, ain.payload.data, o.payload.data,
+            m.d.sync += last_v.eq(chain[-1])
+        m.d.comb += busy.eq(Cat(*chain, last_v).any())
+        y = Signal(data.ArrayLayout(p.out.shape(), p.lanes), name="y_last")
+        _param_lanes(m, p, pin, take_p, wptr, rptr, lane_en, ain.payload.data, y,
                      (zp, amin, amax, mult_t, shift_t))
+
+        # the output FIFO: the last stage's beat enters it the cycle after it was loaded
+        D = self.FIFO_DEPTH
+        loaded_last = Signal(name="loaded_last")     # en of the previous cycle
+        m.d.sync += loaded_last.eq(en)
+        push = Signal(name="fifo_push")
+        pop = Signal(name="fifo_pop")
+        count = Signal(range(D + 1), name="fifo_count")
+        count_next = Signal(range(D + 1), name="fifo_count_next")
+        w_at = Signal(range(D), name="fifo_wptr")
+        r_at = Signal(range(D), name="fifo_rptr")
+        fifo = Memory(shape=y.shape(), depth=D, init=[])
+        m.submodules.fifo = fifo
+        wp = fifo.write_port()
+        rp = fifo.read_port(domain="comb")
+        held = count != 0
+        m.d.comb += [
+            push.eq(last_v & loaded_last),
+            o.valid.eq(held | push),
+            o.payload.data.eq(Mux(held, rp.data.as_value(), y.as_value())),
+            pop.eq(o.valid & o.ready),
+            # a pushed beat taken in the same cycle from an empty FIFO passes it
+            wp.en.eq(push & (held | ~o.ready)),
+            wp.addr.eq(w_at),
+            wp.data.eq(y),
+            rp.addr.eq(r_at),
+            count_next.eq(count + push - pop),
+            # the pipeline advances in the next cycle if there is room for the beat it may
+            # load then besides the one it loads now (lockstep.enables)
+            self.room.one.eq(count_next < D),
+            self.room.two.eq(count_next < D - 1),
+            self.room.incoming.eq(chain[-1]),
+        ]
+        m.d.sync += count.eq(count_next)
+        with m.If(wp.en):
+            m.d.sync += w_at.eq(Mux(w_at == D - 1, 0, w_at + 1))
+        with m.If(pop & held):
+            m.d.sync += r_at.eq(Mux(r_at == D - 1, 0, r_at + 1))
         return m
 
 
@@ -547,13 +608,15 @@ class WithRequant(wiring.Component):
 
     Ports: ``p_stream`` (the epilogue's parameter beats, first), the unit's input streams
     (taken only while a run's parameters are loaded) and the result stream, named as the
-    unit names it. The epilogue takes the unit's beat whenever it advances, so the unit keeps
-    its own rate (one result beat per cycle).
+    unit names it. The unit (built with ``lockstep=True``) and the epilogue advance together
+    on copies of one enable made from the epilogue's ``room`` (:mod:`generators.lockstep`), so the unit keeps its own rate
+    (one result beat per cycle).
 
     Parameters
     ----------
     unit:
-        The unit's component (its ``signature`` has the input streams and ``result``).
+        The unit's component in lock step (its ``signature`` has the input streams,
+        ``result`` and ``room``).
     epilogue:
         The epilogue's :class:`RequantParams`-like parameters (``params.epilogue``).
     inputs, result:
@@ -582,6 +645,7 @@ class WithRequant(wiring.Component):
         m.submodules.epilogue = epi = self._epilogue
         wiring.connect(m, wiring.flipped(self.p_stream), epi.p_stream)
         wiring.connect(m, getattr(unit, self._result), epi.acc_stream)
+        m.d.comb += unit.room.eq(epi.room)
         wiring.connect(m, epi.y_stream, wiring.flipped(getattr(self, self._result)))
         for name in self._inputs:
             outer, inner = getattr(self, name), getattr(unit, name)

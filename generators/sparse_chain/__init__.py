@@ -53,7 +53,7 @@ class SparseChainFamily(UnitFamily):
 
         if params.requant is None:
             return SparseChain(params)
-        return WithRequant(SparseChain(params), params.epilogue, ("w_stream", "x_stream"),
+        return WithRequant(SparseChain(params, lockstep=True), params.epilogue, ("w_stream", "x_stream"),
                            "y_stream", "chain", params.latency)
 
     def manifest_extra(self, params: SparseChainParams) -> dict:

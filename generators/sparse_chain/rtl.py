@@ -21,6 +21,11 @@ The chain is one row of ``length`` MAC stages in the DSP-cascade style:
 * the last stage's sum is accumulated over the passes of one output; the pass with ``last``
   sends the overflow rule of the total to the ``y_stream`` register.
 
+With the fused requant epilogue the chain runs in lock step with it (``lockstep``, see
+:mod:`generators.lockstep`): instead of ``en`` the control and each group of
+:data:`STAGES_PER_ENABLE` stages advance on their own registered copy of the enable
+(made from the epilogue's ``room`` input).
+
 Cycle behaviour is stated by :class:`.params.SparseChainParams` (``latency`` and
 ``expected_cycles``) and asserted by the tests.
 """
@@ -32,7 +37,11 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..hardmul import mul_reg
+from ..lockstep import ROOM, enables
 from .params import SparseChainParams
+
+#: Stages that share one copy of the enable in lock step.
+STAGES_PER_ENABLE = 4
 
 
 def _delay(m: Module, sig, n: int, en, name: str, data: bool = False) -> list:
@@ -63,10 +72,15 @@ class SparseChain(wiring.Component):
         ``k_per_pass(mode)`` lanes, the rest don't-care (see :mod:`.tiling`).
     y_stream : out
         ``data``: one lane in the accumulator format.
+    room : in (``lockstep`` only)
+        The epilogue's FIFO room (:mod:`generators.lockstep`): the chain advances on copies
+        of the enable made from it; ``y_stream.ready`` is then not
+        read (the consumer advances with the chain).
     """
 
-    def __init__(self, params: SparseChainParams):
+    def __init__(self, params: SparseChainParams, lockstep: bool = False):
         self.params = p = params
+        self.lockstep = lockstep
         super().__init__({
             "w_stream": In(stream.Signature(data.StructLayout({
                 "w": data.ArrayLayout(p.w.shape(), p.length),
@@ -78,6 +92,7 @@ class SparseChain(wiring.Component):
                 "data": data.ArrayLayout(p.x.shape(), p.x_lanes)}))),
             "y_stream": Out(stream.Signature(data.StructLayout({
                 "data": data.ArrayLayout(p.acc.shape(), 1)}))),
+            **({"room": In(ROOM)} if lockstep else {}),
         })
 
     @property
@@ -142,10 +157,16 @@ class SparseChain(wiring.Component):
         w_in, x_in, y = self.w_stream, self.x_stream, self.y_stream
         ishape = self._ishape()
 
-        en = Signal()
+        groups = -(-L // STAGES_PER_ENABLE)
+        if self.lockstep:
+            en, *en_groups = enables(m, self.room, ["en_ctl", *(f"en_stages{g}"
+                                                                   for g in range(groups))])
+        else:
+            en = Signal()
+            m.d.comb += en.eq(~y.valid | y.ready)
+            en_groups = [en] * groups
         fire = Signal()
         m.d.comb += [
-            en.eq(~y.valid | y.ready),
             fire.eq(en & w_in.valid & x_in.valid),
             w_in.ready.eq(en & x_in.valid),
             x_in.ready.eq(en & w_in.valid),
@@ -153,16 +174,17 @@ class SparseChain(wiring.Component):
 
         prev = None
         for s in range(L):
+            en_s = en_groups[s // STAGES_PER_ENABLE]
             # the stage's multiplexer, then its A/B input registers skewed by s
             pick = Signal(p.x.shape(), name=f"pick{s}")
             m.d.comb += pick.eq(self._pick(s, w_in.payload.idx[s], w_in.payload.mode))
             # (the multiplier's own input registers are the last skew stage)
-            x_s = _delay(m, pick, s, en, f"x{s}", data=True)[-1]
-            w_s = _delay(m, w_in.payload.w[s], s, en, f"w{s}", data=True)[-1]
+            x_s = _delay(m, pick, s, en_s, f"x{s}", data=True)[-1]
+            w_s = _delay(m, w_in.payload.w[s], s, en_s, f"w{s}", data=True)[-1]
             prod = Signal(p.product.shape(), name=f"prod{s}", reset_less=True)
             psum = Signal(ishape, name=f"psum{s}", reset_less=True)
-            mul_reg(m, platform, w_s, x_s, en, prod, f"mul{s}")
-            with m.If(en):
+            mul_reg(m, platform, w_s, x_s, en_s, prod, f"mul{s}")
+            with m.If(en_s):
                 m.d.sync += psum.eq(prod if prev is None else prev + prod)
             prev = psum
 

@@ -82,7 +82,7 @@ def test_without_the_block_nothing_changes():
     # with the block: another design, a p_stream, c in the out format
     text2, man2 = render(load_config(MAC_RQ))
     assert man2["design_hash"] != ref["design_hash"]
-    assert "p_stream" in man2["streams"] and man2["latency"] == 8 + 4 + 10
+    assert "p_stream" in man2["streams"] and man2["latency"] == 8 + 4 + 11
 
 
 def _corner_arrays(rng, n):
@@ -143,7 +143,7 @@ def test_mac_epilogue_split_product_amaranth(acc, rng):
     partial products; exact, with exact cycle counts."""
     cfg = _split_cfg(acc)
     assert cfg.latency == _mac(rows=2, cols=3, acc=acc).latency
-    assert cfg.epilogue.latency == 1 + 9
+    assert cfg.epilogue.latency == 1 + 10
     for arr in _split_runs(cfg, rng, [(5, 7, 5), (1, 3, 3)]):
         want = mac.golden(cfg, arr)["c"]
         r = simulate(mac, cfg, arr, sim="amaranth")

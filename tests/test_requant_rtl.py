@@ -161,8 +161,8 @@ def test_requant_verilator(build, rng):
     runs = corner_runs(p, rng)
     check_runs(p, runs, name=cfg.name, config=config_to_dict(cfg))
     if build == "requant8":
-        # sustained rate: one beat per cycle after the parameter beats, latency 10
-        assert p.latency == 10 and family.expected_cycles(p, runs[-1]) == 16 + 5 * 16 + 10
+        # sustained rate: one beat per cycle after the parameter beats, latency 11
+        assert p.latency == 11 and family.expected_cycles(p, runs[-1]) == 16 + 5 * 16 + 11
 
 
 @pytest.mark.parametrize("rounding", ["double", "single", "trn", "rnd", "rnd_conv"])
@@ -177,9 +177,9 @@ def test_requant_amaranth_every_variant(rounding, per, rng):
 def test_requant_amaranth_split_product(mult_bits, rng):
     """double, mult_bits <= 17: the product split over one 18 x 18 multiplier and LUT logic,
     as many stages as the four-multiplier product of
-    mult_bits 32 (latency 1 + 9), exact on the corner runs with exact cycle counts."""
+    mult_bits 32 (latency 1 + 10), exact on the corner runs with exact cycle counts."""
     p = _cfg(rounding="double", mult_bits=mult_bits, channels=7, lanes=2, **{"in": "int24"})
-    assert p.latency == 1 + 9
+    assert p.latency == 1 + 10
     check_runs(p, corner_runs(p, rng)[::2], sim="amaranth")
 
 
@@ -200,7 +200,7 @@ def test_requant8_run_rtl_through_the_command_line(tmp_path, rng):
     assert np.array_equal(np.load(tmp_path / "out.npz")["y"], want)
     import json
     stats = json.loads((tmp_path / "s.json").read_text())
-    assert stats["cycles"] == stats["expected_cycles"] == 16 + 7 * 16 + 10
+    assert stats["cycles"] == stats["expected_cycles"] == 16 + 7 * 16 + 11
     assert stats["mismatches"] == 0
 
 

@@ -27,8 +27,9 @@ SHIFT_BITS = 6
 BIAS_BITS = 32
 #: Register stages of one lane's datapath (:class:`.rtl.RequantLane`), by rounding, with the
 #: product as one ``*`` (:func:`lane_stages` adds the stage of a product over several hard
-#: multipliers, split or wide; ``double``'s 32-bit ``x << left`` always takes one).
-LANE_STAGES = {"double": 8, "single": 5, "trn": 4, "rnd": 4, "rnd_conv": 4}
+#: multipliers, split or wide; ``double``'s 32-bit ``x << left`` always takes one, and is
+#: registered before the multipliers' operand registers).
+LANE_STAGES = {"double": 9, "single": 5, "trn": 4, "rnd": 4, "rnd_conv": 4}
 #: Operand bits one hard multiplier takes (ECP5 MULT18X18D: 18 x 18).
 DSP_BITS = 18
 #: Widest ``mult_bits`` whose lanes split a product wider than one hard multiplier into one

@@ -143,44 +143,46 @@ class RequantLane(wiring.Component):
             m.d.comb += [left.eq(reg(unsigned(5), Mux(self.shift > 0, self.shift, 0), "left1")),
                          right.eq(reg(unsigned(5), Mux(self.shift < 0, -self.shift, 0),
                                       "right1"))]
-            # stage 2: the left shift, in int32 (wraps)
-            a2v = (x1 << left)[:32].as_signed()
-            a2 = reg(signed(32), a2v, "a2")
+            # stage 2: the left shift, in int32 (wraps), registered: the hard multipliers'
+            # operand registers (stage 3) take a2 and m2, not the shifter's output
+            a2 = reg(signed(32), (x1 << left)[:32].as_signed(), "a2")
             m2 = reg(m1.shape(), m1, "m2")
             e2 = reg(unsigned(5), right, "e2")
+            e3 = reg(unsigned(5), e2, "e3")
             if split:
-                # stages 3, 4: the product, split (widemul)
-                p3 = split_product(m, platform, reg, self.en, a2v, m1, a2, m2,
-                                  32 + self.mult_bits, "p4")
-                e4 = reg(unsigned(5), reg(unsigned(5), e2, "e3"), "e4")
-                # stage 5: SRDHM = (a*M + 2**30) >> 31 = (a*m + 2**(30-k)) >> (31-k)
-                h5 = reg(signed(32), (p3 + (1 << (30 - k))) >> (31 - k), "h5")
+                # stages 3, 4, 5: the product, split (widemul)
+                p5 = split_product(m, platform, reg, self.en, a2, m2,
+                                   reg(signed(32), a2, "a3"), reg(m2.shape(), m2, "m3"),
+                                   32 + self.mult_bits, "p5")
+                e5 = reg(unsigned(5), reg(unsigned(5), e3, "e4"), "e5")
+                # stage 6: SRDHM = (a*M + 2**30) >> 31 = (a*m + 2**(30-k)) >> (31-k)
+                h6 = reg(signed(32), (p5 + (1 << (30 - k))) >> (31 - k), "h6")
             else:
-                # stages 3, 4: the product's partial products on hard multipliers (their
-                # operand registers are stage 2), then their sums with the nudge (widemul)
-                base, mid = wide_product(m, platform, reg, self.en, a2v, m1, 0,
+                # stages 4, 5: the product's partial products on hard multipliers (their
+                # operand registers are stage 3), then their sums with the nudge (widemul)
+                base, mid = wide_product(m, platform, reg, self.en, a2, m2, 0,
                                          Const(1 << (30 - k), 64), "p")
-                e4 = reg(unsigned(5), reg(unsigned(5), e2, "e3"), "e4")
-                # stage 5: SRDHM, the last sum
-                h5 = reg(signed(32), (base + (mid << DSP_BITS)) >> (31 - k), "h5")
-            e5 = reg(unsigned(5), e4, "e5")
-            # stage 6: RDBPOT's nudge 2**(e-1) - (v < 0), round to nearest, ties away from 0;
-            # 2**(e-1) and 2**(e-1) - 1 (0 for e = 0) decoded from e in stage 5
-            half = Signal(unsigned(32))
-            m.d.comb += half.eq((Const(1, 32) << e4)[:32] >> 1)
-            half5 = reg(unsigned(32), half, "half5")
-            halfm5 = reg(unsigned(32), Mux(e4 != 0, half - 1, 0), "halfm5")
-            t6 = reg(signed(34), h5 + Mux(h5[31], halfm5, half5), "t6")
+                e5 = reg(unsigned(5), reg(unsigned(5), e3, "e4"), "e5")
+                # stage 6: SRDHM, the last sum
+                h6 = reg(signed(32), (base + (mid << DSP_BITS)) >> (31 - k), "h6")
             e6 = reg(unsigned(5), e5, "e6")
-            # stage 7: the shift
-            v7 = reg(signed(34), t6 >> e6, "v7")
-            # stage 8: saturated to out.width + 2 bits (every value beyond is clamped to
+            # stage 7: RDBPOT's nudge 2**(e-1) - (v < 0), round to nearest, ties away from 0;
+            # 2**(e-1) and 2**(e-1) - 1 (0 for e = 0) decoded from e in stage 6
+            half = Signal(unsigned(32))
+            m.d.comb += half.eq((Const(1, 32) << e5)[:32] >> 1)
+            half6 = reg(unsigned(32), half, "half6")
+            halfm6 = reg(unsigned(32), Mux(e5 != 0, half - 1, 0), "halfm6")
+            t7 = reg(signed(34), h6 + Mux(h6[31], halfm6, half6), "t7")
+            e7 = reg(unsigned(5), e6, "e7")
+            # stage 8: the shift
+            v8 = reg(signed(34), t7 >> e7, "v8")
+            # stage 9: saturated to out.width + 2 bits (every value beyond is clamped to
             # act_min or act_max by the last stage all the same)
             sw = self.out.width + 2
-            fits = (v7[sw - 1:] == 0) | (v7[sw - 1:] == (1 << (34 - sw + 1)) - 1)
+            fits = (v8[sw - 1:] == 0) | (v8[sw - 1:] == (1 << (34 - sw + 1)) - 1)
             lo_c, hi_c = -(1 << (sw - 1)), (1 << (sw - 1)) - 1
-            r = reg(signed(sw), Mux(fits, v7[:sw].as_signed(), Mux(v7[33], lo_c, hi_c)), "r8")
-            stages += 7
+            r = reg(signed(sw), Mux(fits, v8[:sw].as_signed(), Mux(v8[33], lo_c, hi_c)), "r9")
+            stages += 8
         elif self.rounding == "single":
             wide = uses_wide_product("single", self.mult_bits, xw)
             if split:
@@ -505,36 +507,50 @@ class RequantEpilogue(wiring.Component):
             self.open.eq(loaded),
         ]
         zp, amin, amax, mult_t, shift_t, scalars = _scalar_regs(p, pin)
+        # the sequence as down-counters whose end tests are registered flags, decided when
+        # the counter is loaded or decremented (no 32-bit compare or increment before the
+        # decision a taken beat makes): beats left of the current entry (``bleft``, ``bend``:
+        # it is 0) and groups left after the current one (``gleft``, ``final``: it is 0)
         rep = Signal(unsigned(SEQ_BITS))
         rep_last = Signal(unsigned(SEQ_BITS))
-        groups = Signal(unsigned(SEQ_BITS))
+        rep_zero = Signal()
+        rep_last_zero = Signal()
         scalars += [(rep, pin.payload.rep_m1), (rep_last, pin.payload.rep_last_m1),
-                    (groups, pin.payload.groups_m1)]
-        beat = Signal(unsigned(SEQ_BITS))    # beats of the current entry so far
-        group = Signal(unsigned(SEQ_BITS))
-        # group == groups, registered (no compare between group and its next value): group
-        # is 0 while parameters load and after a run
-        final = Signal(init=1)
+                    (rep_zero, pin.payload.rep_m1 == 0),
+                    (rep_last_zero, pin.payload.rep_last_m1 == 0)]
+        bleft = Signal(unsigned(SEQ_BITS))
+        bend = Signal()
+        gleft = Signal(unsigned(SEQ_BITS))
+        final = Signal()
+        one_group = pin.payload.groups_m1 == 0
 
         with m.If(take_p):
+            # every beat loads the scalars: the last one's count
             m.d.sync += [dst.eq(src) for dst, src in scalars]
-            m.d.sync += [wptr.eq(wptr + 1), final.eq(pin.payload.groups_m1 == 0)]
+            m.d.sync += [wptr.eq(wptr + 1), gleft.eq(pin.payload.groups_m1),
+                         final.eq(one_group),
+                         bleft.eq(Mux(one_group, pin.payload.rep_last_m1, pin.payload.rep_m1)),
+                         bend.eq(Mux(one_group, pin.payload.rep_last_m1 == 0,
+                                     pin.payload.rep_m1 == 0))]
             with m.If(pin.payload.last):
-                m.d.sync += [loaded.eq(1), top.eq(wptr), wptr.eq(0), rptr.eq(0),
-                             beat.eq(0), group.eq(0)]
+                m.d.sync += [loaded.eq(1), top.eq(wptr), wptr.eq(0), rptr.eq(0)]
         with m.If(take_a):
-            with m.If(beat == Mux(final, rep_last, rep)):
-                m.d.sync += beat.eq(0)
+            with m.If(bend):
                 with m.If(rptr == top):
                     m.d.sync += rptr.eq(0)
                     with m.If(final):
-                        m.d.sync += [loaded.eq(0), group.eq(0), final.eq(groups == 0)]
+                        m.d.sync += loaded.eq(0)
                     with m.Else():
-                        m.d.sync += [group.eq(group + 1), final.eq(group + 1 == groups)]
+                        # the next group, the final one when one is left
+                        last_group = gleft == 1
+                        m.d.sync += [gleft.eq(gleft - 1), final.eq(last_group),
+                                     bleft.eq(Mux(last_group, rep_last, rep)),
+                                     bend.eq(Mux(last_group, rep_last_zero, rep_zero))]
                 with m.Else():
-                    m.d.sync += rptr.eq(rptr + 1)
+                    m.d.sync += [rptr.eq(rptr + 1), bleft.eq(Mux(final, rep_last, rep)),
+                                 bend.eq(Mux(final, rep_last_zero, rep_zero))]
             with m.Else():
-                m.d.sync += beat.eq(beat + 1)
+                m.d.sync += [bleft.eq(bleft - 1), bend.eq(bleft == 1)]
 
         # valid of the beat at each stage: the memory read (stage A), the lane's stages, the
         # last stage (the lanes' y registers)

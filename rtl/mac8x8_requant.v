@@ -4460,19 +4460,33 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire \$1 ;
   wire \$10 ;
-  reg [31:0] \$100 ;
-  reg [31:0] \$101 ;
-  reg [31:0] \$102 ;
-  reg [31:0] \$103 ;
-  reg [31:0] \$104 ;
-  reg [31:0] \$105 ;
-  reg [31:0] \$106 ;
+  reg [4:0] \$100 ;
+  reg [4:0] \$101 ;
+  reg \$102 ;
+  reg \$103 ;
+  reg \$104 ;
+  reg \$105 ;
+  reg \$106 ;
   reg \$107 ;
-  reg [2:0] \$108 ;
-  reg [1:0] \$109 ;
+  reg \$108 ;
+  reg \$109 ;
   wire \$11 ;
-  reg [1:0] \$110 ;
+  reg \$110 ;
+  reg \$111 ;
+  reg \$112 ;
+  reg [31:0] \$113 ;
+  reg [31:0] \$114 ;
+  reg [31:0] \$115 ;
+  reg [31:0] \$116 ;
+  reg [31:0] \$117 ;
+  reg [31:0] \$118 ;
+  reg [31:0] \$119 ;
   wire \$12 ;
+  reg [31:0] \$120 ;
+  reg \$121 ;
+  reg [2:0] \$122 ;
+  reg [1:0] \$123 ;
+  reg [1:0] \$124 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
@@ -4499,91 +4513,91 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire [5:0] \$37 ;
+  wire \$37 ;
   wire \$38 ;
-  wire [31:0] \$39 ;
+  wire [5:0] \$39 ;
   wire \$4 ;
   wire \$40 ;
   wire \$41 ;
-  wire \$42 ;
-  wire [32:0] \$43 ;
-  wire [32:0] \$44 ;
+  wire [31:0] \$42 ;
+  wire \$43 ;
+  wire \$44 ;
   wire \$45 ;
-  wire [5:0] \$46 ;
-  wire [32:0] \$47 ;
-  wire \$48 ;
-  wire [2:0] \$49 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire [32:0] \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire [2:0] \$50 ;
-  wire \$51 ;
+  wire \$50 ;
+  wire [31:0] \$51 ;
   wire \$52 ;
   wire \$53 ;
-  wire [2:0] \$54 ;
-  wire [2:0] \$55 ;
+  wire [5:0] \$54 ;
+  wire [31:0] \$55 ;
   wire \$56 ;
-  wire \$57 ;
+  wire [32:0] \$57 ;
   wire \$58 ;
   wire \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire \$61 ;
+  wire [2:0] \$60 ;
+  wire [2:0] \$61 ;
   wire \$62 ;
-  wire [3:0] \$63 ;
-  wire [4:0] \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  reg \$67 ;
-  reg \$68 ;
-  reg \$69 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire [2:0] \$65 ;
+  wire [2:0] \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
   wire \$7 ;
-  reg \$70 ;
-  reg \$71 ;
-  reg \$72 ;
-  reg \$73 ;
-  reg \$74 ;
-  reg \$75 ;
-  reg [7:0] \$76 ;
-  reg [7:0] \$77 ;
-  reg [7:0] \$78 ;
-  reg [31:0] \$79 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire [3:0] \$74 ;
+  wire [4:0] \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  reg \$78 ;
+  reg \$79 ;
   wire \$8 ;
-  reg [31:0] \$80 ;
-  reg [31:0] \$81 ;
-  reg [4:0] \$82 ;
+  reg \$80 ;
+  reg \$81 ;
+  reg \$82 ;
   reg \$83 ;
   reg \$84 ;
-  reg [4:0] \$85 ;
-  reg [4:0] \$86 ;
-  reg [31:0] \$87 ;
-  reg [31:0] \$88 ;
-  reg \$89 ;
+  reg \$85 ;
+  reg \$86 ;
+  reg [7:0] \$87 ;
+  reg [7:0] \$88 ;
+  reg [7:0] \$89 ;
   wire \$9 ;
-  reg \$90 ;
-  reg \$91 ;
+  reg [31:0] \$90 ;
+  reg [31:0] \$91 ;
   reg \$92 ;
   reg \$93 ;
-  reg \$94 ;
-  reg \$95 ;
+  reg [4:0] \$94 ;
+  reg [31:0] \$95 ;
   reg \$96 ;
-  reg \$97 ;
+  reg [31:0] \$97 ;
   reg \$98 ;
-  reg [31:0] \$99 ;
+  reg \$99 ;
   (* init = 32'd0 *)
   wire [31:0] acc;
   (* init = 32'd0 *)
-  wire [31:0] \acc$112 ;
+  wire [31:0] \acc$100 ;
   (* init = 32'd0 *)
-  wire [31:0] \acc$127 ;
+  wire [31:0] \acc$115 ;
   (* init = 32'd0 *)
-  wire [31:0] \acc$142 ;
+  wire [31:0] \acc$130 ;
   (* init = 32'd0 *)
-  wire [31:0] \acc$157 ;
+  wire [31:0] \acc$145 ;
   (* init = 32'd0 *)
-  wire [31:0] \acc$172 ;
+  wire [31:0] \acc$160 ;
   (* init = 32'd0 *)
-  wire [31:0] \acc$82 ;
+  wire [31:0] \acc$175 ;
   (* init = 32'd0 *)
-  wire [31:0] \acc$97 ;
+  wire [31:0] \acc$85 ;
   reg [31:0] acc_a0 = 32'd0;
   reg [31:0] acc_a1 = 32'd0;
   reg [31:0] acc_a2 = 32'd0;
@@ -4610,65 +4624,66 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
   (* init = 8'h00 *)
   wire [7:0] act_max;
   (* init = 8'h00 *)
-  wire [7:0] \act_max$103 ;
+  wire [7:0] \act_max$106 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_max$118 ;
+  wire [7:0] \act_max$121 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_max$133 ;
+  wire [7:0] \act_max$136 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_max$148 ;
+  wire [7:0] \act_max$151 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_max$163 ;
+  wire [7:0] \act_max$166 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_max$178 ;
+  wire [7:0] \act_max$181 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_max$88 ;
+  wire [7:0] \act_max$91 ;
   (* init = 8'h00 *)
   wire [7:0] act_min;
   (* init = 8'h00 *)
-  wire [7:0] \act_min$102 ;
+  wire [7:0] \act_min$105 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_min$117 ;
+  wire [7:0] \act_min$120 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_min$132 ;
+  wire [7:0] \act_min$135 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_min$147 ;
+  wire [7:0] \act_min$150 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_min$162 ;
+  wire [7:0] \act_min$165 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_min$177 ;
+  wire [7:0] \act_min$180 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_min$87 ;
+  wire [7:0] \act_min$90 ;
   reg [7:0] amax = 8'h00;
   reg [7:0] amin = 8'h00;
-  reg [31:0] beat = 32'd0;
+  reg bend = 1'h0;
   wire [31:0] bias;
-  wire [31:0] \bias$113 ;
-  wire [31:0] \bias$128 ;
-  wire [31:0] \bias$143 ;
-  wire [31:0] \bias$158 ;
-  wire [31:0] \bias$173 ;
-  wire [31:0] \bias$83 ;
-  wire [31:0] \bias$98 ;
+  wire [31:0] \bias$101 ;
+  wire [31:0] \bias$116 ;
+  wire [31:0] \bias$131 ;
+  wire [31:0] \bias$146 ;
+  wire [31:0] \bias$161 ;
+  wire [31:0] \bias$176 ;
+  wire [31:0] \bias$86 ;
+  reg [31:0] bleft = 32'd0;
   wire busy;
   input clk;
   wire clk;
   (* init = 1'h1 *)
   wire en;
   (* init = 1'h1 *)
-  wire \en$111 ;
+  wire \en$114 ;
   (* init = 1'h1 *)
-  wire \en$126 ;
+  wire \en$129 ;
   (* init = 1'h1 *)
-  wire \en$141 ;
+  wire \en$144 ;
   (* init = 1'h1 *)
-  wire \en$156 ;
+  wire \en$159 ;
   (* init = 1'h1 *)
-  wire \en$171 ;
+  wire \en$174 ;
   (* init = 1'h1 *)
-  wire \en$81 ;
+  wire \en$84 ;
   (* init = 1'h1 *)
-  wire \en$96 ;
+  wire \en$99 ;
   output en_ctl;
   reg en_ctl = 1'h1;
   reg en_lane0 = 1'h1;
@@ -4685,21 +4700,20 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
   wire fifo_push;
   reg [1:0] fifo_rptr = 2'h0;
   reg [1:0] fifo_wptr = 2'h0;
-  reg \final  = 1'h1;
-  reg [31:0] group = 32'd0;
-  reg [31:0] groups = 32'd0;
+  reg \final  = 1'h0;
+  reg [31:0] gleft = 32'd0;
   reg last_valid = 1'h0;
   output loaded;
   reg loaded = 1'h0;
   reg loaded_last = 1'h0;
   wire [30:0] multiplier;
-  wire [30:0] \multiplier$105 ;
-  wire [30:0] \multiplier$120 ;
-  wire [30:0] \multiplier$135 ;
-  wire [30:0] \multiplier$150 ;
-  wire [30:0] \multiplier$165 ;
-  wire [30:0] \multiplier$180 ;
-  wire [30:0] \multiplier$90 ;
+  wire [30:0] \multiplier$108 ;
+  wire [30:0] \multiplier$123 ;
+  wire [30:0] \multiplier$138 ;
+  wire [30:0] \multiplier$153 ;
+  wire [30:0] \multiplier$168 ;
+  wire [30:0] \multiplier$183 ;
+  wire [30:0] \multiplier$93 ;
   (* init = 1'h0 *)
   wire open;
   input [672:0] p_stream__payload;
@@ -4744,6 +4758,8 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
   wire p_stream__valid;
   reg [31:0] rep = 32'd0;
   reg [31:0] rep_last = 32'd0;
+  reg rep_last_zero = 1'h0;
+  reg rep_zero = 1'h0;
   output [2:0] room;
   wire [2:0] room;
   wire \room.incoming ;
@@ -4752,89 +4768,89 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
   (* init = 5'h00 *)
   wire [4:0] rp__addr;
   (* init = 5'h00 *)
-  wire [4:0] \rp__addr$109 ;
+  wire [4:0] \rp__addr$112 ;
   (* init = 5'h00 *)
-  wire [4:0] \rp__addr$124 ;
+  wire [4:0] \rp__addr$127 ;
   (* init = 5'h00 *)
-  wire [4:0] \rp__addr$139 ;
+  wire [4:0] \rp__addr$142 ;
   (* init = 5'h00 *)
-  wire [4:0] \rp__addr$154 ;
+  wire [4:0] \rp__addr$157 ;
   (* init = 5'h00 *)
-  wire [4:0] \rp__addr$169 ;
+  wire [4:0] \rp__addr$172 ;
   (* init = 2'h0 *)
-  wire [1:0] \rp__addr$188 ;
+  wire [1:0] \rp__addr$191 ;
   (* init = 5'h00 *)
-  wire [4:0] \rp__addr$79 ;
+  wire [4:0] \rp__addr$82 ;
   (* init = 5'h00 *)
-  wire [4:0] \rp__addr$94 ;
+  wire [4:0] \rp__addr$97 ;
   wire [68:0] rp__data;
-  wire [68:0] \rp__data$114 ;
-  wire [31:0] \rp__data$114.bias ;
-  wire [30:0] \rp__data$114.multiplier ;
-  wire [5:0] \rp__data$114.shift ;
-  wire [68:0] \rp__data$129 ;
-  wire [31:0] \rp__data$129.bias ;
-  wire [30:0] \rp__data$129.multiplier ;
-  wire [5:0] \rp__data$129.shift ;
-  wire [68:0] \rp__data$144 ;
-  wire [31:0] \rp__data$144.bias ;
-  wire [30:0] \rp__data$144.multiplier ;
-  wire [5:0] \rp__data$144.shift ;
-  wire [68:0] \rp__data$159 ;
-  wire [31:0] \rp__data$159.bias ;
-  wire [30:0] \rp__data$159.multiplier ;
-  wire [5:0] \rp__data$159.shift ;
-  wire [68:0] \rp__data$174 ;
-  wire [31:0] \rp__data$174.bias ;
-  wire [30:0] \rp__data$174.multiplier ;
-  wire [5:0] \rp__data$174.shift ;
-  wire [63:0] \rp__data$184 ;
-  wire [7:0] \rp__data$184[0] ;
-  wire [7:0] \rp__data$184[1] ;
-  wire [7:0] \rp__data$184[2] ;
-  wire [7:0] \rp__data$184[3] ;
-  wire [7:0] \rp__data$184[4] ;
-  wire [7:0] \rp__data$184[5] ;
-  wire [7:0] \rp__data$184[6] ;
-  wire [7:0] \rp__data$184[7] ;
-  wire [68:0] \rp__data$84 ;
-  wire [31:0] \rp__data$84.bias ;
-  wire [30:0] \rp__data$84.multiplier ;
-  wire [5:0] \rp__data$84.shift ;
-  wire [68:0] \rp__data$99 ;
-  wire [31:0] \rp__data$99.bias ;
-  wire [30:0] \rp__data$99.multiplier ;
-  wire [5:0] \rp__data$99.shift ;
+  wire [68:0] \rp__data$102 ;
+  wire [31:0] \rp__data$102.bias ;
+  wire [30:0] \rp__data$102.multiplier ;
+  wire [5:0] \rp__data$102.shift ;
+  wire [68:0] \rp__data$117 ;
+  wire [31:0] \rp__data$117.bias ;
+  wire [30:0] \rp__data$117.multiplier ;
+  wire [5:0] \rp__data$117.shift ;
+  wire [68:0] \rp__data$132 ;
+  wire [31:0] \rp__data$132.bias ;
+  wire [30:0] \rp__data$132.multiplier ;
+  wire [5:0] \rp__data$132.shift ;
+  wire [68:0] \rp__data$147 ;
+  wire [31:0] \rp__data$147.bias ;
+  wire [30:0] \rp__data$147.multiplier ;
+  wire [5:0] \rp__data$147.shift ;
+  wire [68:0] \rp__data$162 ;
+  wire [31:0] \rp__data$162.bias ;
+  wire [30:0] \rp__data$162.multiplier ;
+  wire [5:0] \rp__data$162.shift ;
+  wire [68:0] \rp__data$177 ;
+  wire [31:0] \rp__data$177.bias ;
+  wire [30:0] \rp__data$177.multiplier ;
+  wire [5:0] \rp__data$177.shift ;
+  wire [63:0] \rp__data$187 ;
+  wire [7:0] \rp__data$187[0] ;
+  wire [7:0] \rp__data$187[1] ;
+  wire [7:0] \rp__data$187[2] ;
+  wire [7:0] \rp__data$187[3] ;
+  wire [7:0] \rp__data$187[4] ;
+  wire [7:0] \rp__data$187[5] ;
+  wire [7:0] \rp__data$187[6] ;
+  wire [7:0] \rp__data$187[7] ;
+  wire [68:0] \rp__data$87 ;
+  wire [31:0] \rp__data$87.bias ;
+  wire [30:0] \rp__data$87.multiplier ;
+  wire [5:0] \rp__data$87.shift ;
   wire [31:0] \rp__data.bias ;
   wire [30:0] \rp__data.multiplier ;
   wire [5:0] \rp__data.shift ;
   (* init = 1'h1 *)
   wire rp__en;
   (* init = 1'h1 *)
-  wire \rp__en$110 ;
+  wire \rp__en$113 ;
   (* init = 1'h1 *)
-  wire \rp__en$125 ;
+  wire \rp__en$128 ;
   (* init = 1'h1 *)
-  wire \rp__en$140 ;
+  wire \rp__en$143 ;
   (* init = 1'h1 *)
-  wire \rp__en$155 ;
+  wire \rp__en$158 ;
   (* init = 1'h1 *)
-  wire \rp__en$170 ;
+  wire \rp__en$173 ;
   (* init = 1'h1 *)
-  wire \rp__en$80 ;
+  wire \rp__en$83 ;
   (* init = 1'h1 *)
-  wire \rp__en$95 ;
+  wire \rp__en$98 ;
   reg [4:0] rptr = 5'h00;
   input rst;
   wire rst;
   wire [5:0] shift;
-  wire [5:0] \shift$100 ;
-  wire [5:0] \shift$115 ;
-  wire [5:0] \shift$130 ;
-  wire [5:0] \shift$145 ;
-  wire [5:0] \shift$160 ;
-  wire [5:0] \shift$175 ;
-  wire [5:0] \shift$85 ;
+  wire [5:0] \shift$103 ;
+  wire [5:0] \shift$118 ;
+  wire [5:0] \shift$133 ;
+  wire [5:0] \shift$148 ;
+  wire [5:0] \shift$163 ;
+  wire [5:0] \shift$178 ;
+  wire [5:0] \shift$88 ;
   wire take_a;
   wire take_p;
   reg [4:0] top = 5'h00;
@@ -4847,83 +4863,84 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
   reg valid6 = 1'h0;
   reg valid7 = 1'h0;
   reg valid8 = 1'h0;
+  reg valid9 = 1'h0;
   (* init = 5'h00 *)
   wire [4:0] wp__addr;
   (* init = 5'h00 *)
-  wire [4:0] \wp__addr$106 ;
+  wire [4:0] \wp__addr$109 ;
   (* init = 5'h00 *)
-  wire [4:0] \wp__addr$121 ;
+  wire [4:0] \wp__addr$124 ;
   (* init = 5'h00 *)
-  wire [4:0] \wp__addr$136 ;
+  wire [4:0] \wp__addr$139 ;
   (* init = 5'h00 *)
-  wire [4:0] \wp__addr$151 ;
+  wire [4:0] \wp__addr$154 ;
   (* init = 5'h00 *)
-  wire [4:0] \wp__addr$166 ;
+  wire [4:0] \wp__addr$169 ;
   (* init = 2'h0 *)
-  wire [1:0] \wp__addr$186 ;
+  wire [1:0] \wp__addr$189 ;
   (* init = 5'h00 *)
-  wire [4:0] \wp__addr$76 ;
+  wire [4:0] \wp__addr$79 ;
   (* init = 5'h00 *)
-  wire [4:0] \wp__addr$91 ;
+  wire [4:0] \wp__addr$94 ;
   wire [68:0] wp__data;
-  wire [68:0] \wp__data$108 ;
-  wire [31:0] \wp__data$108.bias ;
-  wire [30:0] \wp__data$108.multiplier ;
-  wire [5:0] \wp__data$108.shift ;
-  wire [68:0] \wp__data$123 ;
-  wire [31:0] \wp__data$123.bias ;
-  wire [30:0] \wp__data$123.multiplier ;
-  wire [5:0] \wp__data$123.shift ;
-  wire [68:0] \wp__data$138 ;
-  wire [31:0] \wp__data$138.bias ;
-  wire [30:0] \wp__data$138.multiplier ;
-  wire [5:0] \wp__data$138.shift ;
-  wire [68:0] \wp__data$153 ;
-  wire [31:0] \wp__data$153.bias ;
-  wire [30:0] \wp__data$153.multiplier ;
-  wire [5:0] \wp__data$153.shift ;
-  wire [68:0] \wp__data$168 ;
-  wire [31:0] \wp__data$168.bias ;
-  wire [30:0] \wp__data$168.multiplier ;
-  wire [5:0] \wp__data$168.shift ;
-  wire [63:0] \wp__data$187 ;
-  wire [7:0] \wp__data$187[0] ;
-  wire [7:0] \wp__data$187[1] ;
-  wire [7:0] \wp__data$187[2] ;
-  wire [7:0] \wp__data$187[3] ;
-  wire [7:0] \wp__data$187[4] ;
-  wire [7:0] \wp__data$187[5] ;
-  wire [7:0] \wp__data$187[6] ;
-  wire [7:0] \wp__data$187[7] ;
-  wire [68:0] \wp__data$78 ;
-  wire [31:0] \wp__data$78.bias ;
-  wire [30:0] \wp__data$78.multiplier ;
-  wire [5:0] \wp__data$78.shift ;
-  wire [68:0] \wp__data$93 ;
-  wire [31:0] \wp__data$93.bias ;
-  wire [30:0] \wp__data$93.multiplier ;
-  wire [5:0] \wp__data$93.shift ;
+  wire [68:0] \wp__data$111 ;
+  wire [31:0] \wp__data$111.bias ;
+  wire [30:0] \wp__data$111.multiplier ;
+  wire [5:0] \wp__data$111.shift ;
+  wire [68:0] \wp__data$126 ;
+  wire [31:0] \wp__data$126.bias ;
+  wire [30:0] \wp__data$126.multiplier ;
+  wire [5:0] \wp__data$126.shift ;
+  wire [68:0] \wp__data$141 ;
+  wire [31:0] \wp__data$141.bias ;
+  wire [30:0] \wp__data$141.multiplier ;
+  wire [5:0] \wp__data$141.shift ;
+  wire [68:0] \wp__data$156 ;
+  wire [31:0] \wp__data$156.bias ;
+  wire [30:0] \wp__data$156.multiplier ;
+  wire [5:0] \wp__data$156.shift ;
+  wire [68:0] \wp__data$171 ;
+  wire [31:0] \wp__data$171.bias ;
+  wire [30:0] \wp__data$171.multiplier ;
+  wire [5:0] \wp__data$171.shift ;
+  wire [63:0] \wp__data$190 ;
+  wire [7:0] \wp__data$190[0] ;
+  wire [7:0] \wp__data$190[1] ;
+  wire [7:0] \wp__data$190[2] ;
+  wire [7:0] \wp__data$190[3] ;
+  wire [7:0] \wp__data$190[4] ;
+  wire [7:0] \wp__data$190[5] ;
+  wire [7:0] \wp__data$190[6] ;
+  wire [7:0] \wp__data$190[7] ;
+  wire [68:0] \wp__data$81 ;
+  wire [31:0] \wp__data$81.bias ;
+  wire [30:0] \wp__data$81.multiplier ;
+  wire [5:0] \wp__data$81.shift ;
+  wire [68:0] \wp__data$96 ;
+  wire [31:0] \wp__data$96.bias ;
+  wire [30:0] \wp__data$96.multiplier ;
+  wire [5:0] \wp__data$96.shift ;
   wire [31:0] \wp__data.bias ;
   wire [30:0] \wp__data.multiplier ;
   wire [5:0] \wp__data.shift ;
   wire wp__en;
-  wire \wp__en$107 ;
-  wire \wp__en$122 ;
-  wire \wp__en$137 ;
-  wire \wp__en$152 ;
-  wire \wp__en$167 ;
-  wire \wp__en$61 ;
-  wire \wp__en$77 ;
-  wire \wp__en$92 ;
+  wire \wp__en$110 ;
+  wire \wp__en$125 ;
+  wire \wp__en$140 ;
+  wire \wp__en$155 ;
+  wire \wp__en$170 ;
+  wire \wp__en$64 ;
+  wire \wp__en$80 ;
+  wire \wp__en$95 ;
   reg [4:0] wptr = 5'h00;
   wire [7:0] y;
-  wire [7:0] \y$104 ;
-  wire [7:0] \y$119 ;
-  wire [7:0] \y$134 ;
-  wire [7:0] \y$149 ;
-  wire [7:0] \y$164 ;
-  wire [7:0] \y$179 ;
-  wire [7:0] \y$89 ;
+  wire [7:0] \y$107 ;
+  wire [7:0] \y$122 ;
+  wire [7:0] \y$137 ;
+  wire [7:0] \y$152 ;
+  wire [7:0] \y$167 ;
+  wire [7:0] \y$182 ;
+  wire [7:0] \y$92 ;
   wire [63:0] y_last;
   wire [7:0] \y_last[0] ;
   wire [7:0] \y_last[1] ;
@@ -4951,19 +4968,19 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
   (* init = 8'h00 *)
   wire [7:0] zero_point;
   (* init = 8'h00 *)
-  wire [7:0] \zero_point$101 ;
+  wire [7:0] \zero_point$104 ;
   (* init = 8'h00 *)
-  wire [7:0] \zero_point$116 ;
+  wire [7:0] \zero_point$119 ;
   (* init = 8'h00 *)
-  wire [7:0] \zero_point$131 ;
+  wire [7:0] \zero_point$134 ;
   (* init = 8'h00 *)
-  wire [7:0] \zero_point$146 ;
+  wire [7:0] \zero_point$149 ;
   (* init = 8'h00 *)
-  wire [7:0] \zero_point$161 ;
+  wire [7:0] \zero_point$164 ;
   (* init = 8'h00 *)
-  wire [7:0] \zero_point$176 ;
+  wire [7:0] \zero_point$179 ;
   (* init = 8'h00 *)
-  wire [7:0] \zero_point$86 ;
+  wire [7:0] \zero_point$89 ;
   reg [7:0] zp = 8'h00;
   reg [63:0] fifo [3:0];
   initial begin
@@ -4976,7 +4993,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
     if (wp__en)
       fifo[fifo_wptr] <= y_last;
   end
-  assign \rp__data$184  = fifo[fifo_rptr];
+  assign \rp__data$187  = fifo[fifo_rptr];
   reg [68:0] params0 [31:0];
   initial begin
     params0[0] = 69'h000000000000000000;
@@ -5060,7 +5077,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
   end
   always @(posedge clk) begin
     if (take_p)
-      params1[wptr] <= \wp__data$78 ;
+      params1[wptr] <= \wp__data$81 ;
   end
   reg [68:0] _1_;
   always @(posedge clk) begin
@@ -5068,7 +5085,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
       _1_ <= params1[rptr];
     end
   end
-  assign \rp__data$84  = _1_;
+  assign \rp__data$87  = _1_;
   reg [68:0] params2 [31:0];
   initial begin
     params2[0] = 69'h000000000000000000;
@@ -5106,7 +5123,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
   end
   always @(posedge clk) begin
     if (take_p)
-      params2[wptr] <= \wp__data$93 ;
+      params2[wptr] <= \wp__data$96 ;
   end
   reg [68:0] _2_;
   always @(posedge clk) begin
@@ -5114,7 +5131,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
       _2_ <= params2[rptr];
     end
   end
-  assign \rp__data$99  = _2_;
+  assign \rp__data$102  = _2_;
   reg [68:0] params3 [31:0];
   initial begin
     params3[0] = 69'h000000000000000000;
@@ -5152,7 +5169,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
   end
   always @(posedge clk) begin
     if (take_p)
-      params3[wptr] <= \wp__data$108 ;
+      params3[wptr] <= \wp__data$111 ;
   end
   reg [68:0] _3_;
   always @(posedge clk) begin
@@ -5160,7 +5177,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
       _3_ <= params3[rptr];
     end
   end
-  assign \rp__data$114  = _3_;
+  assign \rp__data$117  = _3_;
   reg [68:0] params4 [31:0];
   initial begin
     params4[0] = 69'h000000000000000000;
@@ -5198,7 +5215,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
   end
   always @(posedge clk) begin
     if (take_p)
-      params4[wptr] <= \wp__data$123 ;
+      params4[wptr] <= \wp__data$126 ;
   end
   reg [68:0] _4_;
   always @(posedge clk) begin
@@ -5206,7 +5223,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
       _4_ <= params4[rptr];
     end
   end
-  assign \rp__data$129  = _4_;
+  assign \rp__data$132  = _4_;
   reg [68:0] params5 [31:0];
   initial begin
     params5[0] = 69'h000000000000000000;
@@ -5244,7 +5261,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
   end
   always @(posedge clk) begin
     if (take_p)
-      params5[wptr] <= \wp__data$138 ;
+      params5[wptr] <= \wp__data$141 ;
   end
   reg [68:0] _5_;
   always @(posedge clk) begin
@@ -5252,7 +5269,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
       _5_ <= params5[rptr];
     end
   end
-  assign \rp__data$144  = _5_;
+  assign \rp__data$147  = _5_;
   reg [68:0] params6 [31:0];
   initial begin
     params6[0] = 69'h000000000000000000;
@@ -5290,7 +5307,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
   end
   always @(posedge clk) begin
     if (take_p)
-      params6[wptr] <= \wp__data$153 ;
+      params6[wptr] <= \wp__data$156 ;
   end
   reg [68:0] _6_;
   always @(posedge clk) begin
@@ -5298,7 +5315,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
       _6_ <= params6[rptr];
     end
   end
-  assign \rp__data$159  = _6_;
+  assign \rp__data$162  = _6_;
   reg [68:0] params7 [31:0];
   initial begin
     params7[0] = 69'h000000000000000000;
@@ -5336,7 +5353,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
   end
   always @(posedge clk) begin
     if (take_p)
-      params7[wptr] <= \wp__data$168 ;
+      params7[wptr] <= \wp__data$171 ;
   end
   reg [68:0] _7_;
   always @(posedge clk) begin
@@ -5344,7 +5361,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
       _7_ <= params7[rptr];
     end
   end
-  assign \rp__data$174  = _7_;
+  assign \rp__data$177  = _7_;
   assign \$1  = en_ctl & room[2];
   assign \$2  = ~ \$1 ;
   assign \$3  = room[0] & \$2 ;
@@ -5381,140 +5398,157 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
   assign \$34  = ~ \$33 ;
   assign \$35  = room[0] & \$34 ;
   assign \$36  = room[1] | \$35 ;
-  assign \$37  = wptr + 1'h1;
-  assign \$38  = ! p_stream__payload[672:641];
-  assign \$39  = \final  ? rep_last : rep;
-  assign \$40  = beat == \$39 ;
-  assign \$41  = rptr == top;
-  assign \$42  = ! groups;
-  assign \$43  = group + 1'h1;
-  assign \$44  = group + 1'h1;
-  assign \$45  = \$44  == groups;
-  assign \$46  = rptr + 1'h1;
-  assign \$47  = beat + 1'h1;
-  assign \$48  = fifo_wptr == 2'h3;
-  assign \$49  = fifo_wptr + 1'h1;
-  assign \$50  = \$48  ? 3'h0 : \$49 ;
-  assign \$51  = | fifo_count;
-  assign \$52  = fifo_pop & \$51 ;
-  assign \$53  = fifo_rptr == 2'h3;
-  assign \$54  = fifo_rptr + 1'h1;
-  assign \$55  = \$53  ? 3'h0 : \$54 ;
-  assign \$56  = ~ loaded;
-  assign \$57  = ~ busy;
-  assign p_stream__ready = \$56  & \$57 ;
+  assign \$37  = ! p_stream__payload[608:577];
+  assign \$38  = ! p_stream__payload[640:609];
+  assign \$39  = wptr + 1'h1;
+  assign \$40  = ! p_stream__payload[672:641];
+  assign \$41  = ! p_stream__payload[672:641];
+  assign \$42  = \$41  ? p_stream__payload[640:609] : p_stream__payload[608:577];
+  assign \$43  = ! p_stream__payload[672:641];
+  assign \$44  = ! p_stream__payload[640:609];
+  assign \$45  = ! p_stream__payload[608:577];
+  assign \$46  = \$43  ? \$44  : \$45 ;
+  assign \$47  = rptr == top;
+  assign \$48  = gleft - 1'h1;
+  assign \$49  = gleft == 1'h1;
+  assign \$50  = gleft == 1'h1;
+  assign \$51  = \$50  ? rep_last : rep;
+  assign \$52  = gleft == 1'h1;
+  assign \$53  = \$52  ? rep_last_zero : rep_zero;
+  assign \$54  = rptr + 1'h1;
+  assign \$55  = \final  ? rep_last : rep;
+  assign \$56  = \final  ? rep_last_zero : rep_zero;
+  assign \$57  = bleft - 1'h1;
+  assign \$58  = bleft == 1'h1;
+  assign \$59  = fifo_wptr == 2'h3;
+  assign \$60  = fifo_wptr + 1'h1;
+  assign \$61  = \$59  ? 3'h0 : \$60 ;
+  assign \$62  = | fifo_count;
+  assign \$63  = fifo_pop & \$62 ;
+  assign \$64  = fifo_rptr == 2'h3;
+  assign \$65  = fifo_rptr + 1'h1;
+  assign \$66  = \$64  ? 3'h0 : \$65 ;
+  assign \$67  = ~ loaded;
+  assign \$68  = ~ busy;
+  assign p_stream__ready = \$67  & \$68 ;
   assign take_p = p_stream__valid & p_stream__ready;
   assign take_a = acc_stream__valid & en_ctl;
-  assign busy = | { last_valid, valid8, valid7, valid6, valid5, valid4, valid3, valid2, valid1, valid0 };
+  assign busy = | { last_valid, valid9, valid8, valid7, valid6, valid5, valid4, valid3, valid2, valid1, valid0 };
   assign fifo_push = last_valid & loaded_last;
-  assign \$58  = | fifo_count;
-  assign y_stream__valid = \$58  | fifo_push;
-  assign \$59  = | fifo_count;
-  assign y_stream__payload = \$59  ? \rp__data$184  : y_last;
+  assign \$69  = | fifo_count;
+  assign y_stream__valid = \$69  | fifo_push;
+  assign \$70  = | fifo_count;
+  assign y_stream__payload = \$70  ? \rp__data$187  : y_last;
   assign fifo_pop = y_stream__valid & y_stream__ready;
-  assign \$60  = | fifo_count;
-  assign \$61  = ~ y_stream__ready;
-  assign \$62  = \$60  | \$61 ;
-  assign wp__en = fifo_push & \$62 ;
-  assign \$63  = fifo_count + fifo_push;
-  assign \$64  = \$63  - fifo_pop;
-  assign \$65  = \$64 [2:0] < 3'h4;
-  assign \$66  = \$64 [2:0] < 2'h3;
+  assign \$71  = | fifo_count;
+  assign \$72  = ~ y_stream__ready;
+  assign \$73  = \$71  | \$72 ;
+  assign wp__en = fifo_push & \$73 ;
+  assign \$74  = fifo_count + fifo_push;
+  assign \$75  = \$74  - fifo_pop;
+  assign \$76  = \$75 [2:0] < 3'h4;
+  assign \$77  = \$75 [2:0] < 2'h3;
   always @(posedge clk)
-    en_ctl <= \$67 ;
+    en_ctl <= \$78 ;
   always @(posedge clk)
-    en_lane0 <= \$68 ;
+    en_lane0 <= \$79 ;
   always @(posedge clk)
-    en_lane1 <= \$69 ;
+    en_lane1 <= \$80 ;
   always @(posedge clk)
-    en_lane2 <= \$70 ;
+    en_lane2 <= \$81 ;
   always @(posedge clk)
-    en_lane3 <= \$71 ;
+    en_lane3 <= \$82 ;
   always @(posedge clk)
-    en_lane4 <= \$72 ;
+    en_lane4 <= \$83 ;
   always @(posedge clk)
-    en_lane5 <= \$73 ;
+    en_lane5 <= \$84 ;
   always @(posedge clk)
-    en_lane6 <= \$74 ;
+    en_lane6 <= \$85 ;
   always @(posedge clk)
-    en_lane7 <= \$75 ;
+    en_lane7 <= \$86 ;
   always @(posedge clk)
-    zp <= \$76 ;
+    zp <= \$87 ;
   always @(posedge clk)
-    amin <= \$77 ;
+    amin <= \$88 ;
   always @(posedge clk)
-    amax <= \$78 ;
+    amax <= \$89 ;
   always @(posedge clk)
-    rep <= \$79 ;
+    rep <= \$90 ;
   always @(posedge clk)
-    rep_last <= \$80 ;
+    rep_last <= \$91 ;
   always @(posedge clk)
-    groups <= \$81 ;
+    rep_zero <= \$92 ;
   always @(posedge clk)
-    wptr <= \$82 ;
+    rep_last_zero <= \$93 ;
   always @(posedge clk)
-    \final  <= \$83 ;
+    wptr <= \$94 ;
   always @(posedge clk)
-    loaded <= \$84 ;
+    gleft <= \$95 ;
   always @(posedge clk)
-    top <= \$85 ;
+    \final  <= \$96 ;
   always @(posedge clk)
-    rptr <= \$86 ;
+    bleft <= \$97 ;
   always @(posedge clk)
-    beat <= \$87 ;
+    bend <= \$98 ;
   always @(posedge clk)
-    group <= \$88 ;
+    loaded <= \$99 ;
   always @(posedge clk)
-    valid0 <= \$89 ;
+    top <= \$100 ;
   always @(posedge clk)
-    valid1 <= \$90 ;
+    rptr <= \$101 ;
   always @(posedge clk)
-    valid2 <= \$91 ;
+    valid0 <= \$102 ;
   always @(posedge clk)
-    valid3 <= \$92 ;
+    valid1 <= \$103 ;
   always @(posedge clk)
-    valid4 <= \$93 ;
+    valid2 <= \$104 ;
   always @(posedge clk)
-    valid5 <= \$94 ;
+    valid3 <= \$105 ;
   always @(posedge clk)
-    valid6 <= \$95 ;
+    valid4 <= \$106 ;
   always @(posedge clk)
-    valid7 <= \$96 ;
+    valid5 <= \$107 ;
   always @(posedge clk)
-    valid8 <= \$97 ;
+    valid6 <= \$108 ;
   always @(posedge clk)
-    last_valid <= \$98 ;
+    valid7 <= \$109 ;
   always @(posedge clk)
-    acc_a0 <= \$99 ;
+    valid8 <= \$110 ;
   always @(posedge clk)
-    acc_a1 <= \$100 ;
+    valid9 <= \$111 ;
   always @(posedge clk)
-    acc_a2 <= \$101 ;
+    last_valid <= \$112 ;
   always @(posedge clk)
-    acc_a3 <= \$102 ;
+    acc_a0 <= \$113 ;
   always @(posedge clk)
-    acc_a4 <= \$103 ;
+    acc_a1 <= \$114 ;
   always @(posedge clk)
-    acc_a5 <= \$104 ;
+    acc_a2 <= \$115 ;
   always @(posedge clk)
-    acc_a6 <= \$105 ;
+    acc_a3 <= \$116 ;
   always @(posedge clk)
-    acc_a7 <= \$106 ;
+    acc_a4 <= \$117 ;
   always @(posedge clk)
-    loaded_last <= \$107 ;
+    acc_a5 <= \$118 ;
   always @(posedge clk)
-    fifo_count <= \$108 ;
+    acc_a6 <= \$119 ;
   always @(posedge clk)
-    fifo_wptr <= \$109 ;
+    acc_a7 <= \$120 ;
   always @(posedge clk)
-    fifo_rptr <= \$110 ;
+    loaded_last <= \$121 ;
+  always @(posedge clk)
+    fifo_count <= \$122 ;
+  always @(posedge clk)
+    fifo_wptr <= \$123 ;
+  always @(posedge clk)
+    fifo_rptr <= \$124 ;
   \mac8x8_requant.epilogue.lane0  lane0 (
     .acc(acc_a0),
     .act_max(amax),
     .act_min(amin),
     .clk(clk),
     .en(en_lane0),
-    .\port$369$0 (rp__data),
+    .\port$380$0 (rp__data),
     .rst(rst),
     .y(y),
     .zero_point(zp)
@@ -5525,9 +5559,9 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
     .act_min(amin),
     .clk(clk),
     .en(en_lane1),
-    .\port$415$0 (\rp__data$84 ),
+    .\port$422$0 (\rp__data$87 ),
     .rst(rst),
-    .y(\y$89 ),
+    .y(\y$92 ),
     .zero_point(zp)
   );
   \mac8x8_requant.epilogue.lane2  lane2 (
@@ -5536,9 +5570,9 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
     .act_min(amin),
     .clk(clk),
     .en(en_lane2),
-    .\port$461$0 (\rp__data$99 ),
+    .\port$464$0 (\rp__data$102 ),
     .rst(rst),
-    .y(\y$104 ),
+    .y(\y$107 ),
     .zero_point(zp)
   );
   \mac8x8_requant.epilogue.lane3  lane3 (
@@ -5547,9 +5581,9 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
     .act_min(amin),
     .clk(clk),
     .en(en_lane3),
-    .\port$507$0 (\rp__data$114 ),
+    .\port$506$0 (\rp__data$117 ),
     .rst(rst),
-    .y(\y$119 ),
+    .y(\y$122 ),
     .zero_point(zp)
   );
   \mac8x8_requant.epilogue.lane4  lane4 (
@@ -5558,9 +5592,9 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
     .act_min(amin),
     .clk(clk),
     .en(en_lane4),
-    .\port$553$0 (\rp__data$129 ),
+    .\port$548$0 (\rp__data$132 ),
     .rst(rst),
-    .y(\y$134 ),
+    .y(\y$137 ),
     .zero_point(zp)
   );
   \mac8x8_requant.epilogue.lane5  lane5 (
@@ -5569,9 +5603,9 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
     .act_min(amin),
     .clk(clk),
     .en(en_lane5),
-    .\port$599$0 (\rp__data$144 ),
+    .\port$590$0 (\rp__data$147 ),
     .rst(rst),
-    .y(\y$149 ),
+    .y(\y$152 ),
     .zero_point(zp)
   );
   \mac8x8_requant.epilogue.lane6  lane6 (
@@ -5580,9 +5614,9 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
     .act_min(amin),
     .clk(clk),
     .en(en_lane6),
-    .\port$645$0 (\rp__data$159 ),
+    .\port$632$0 (\rp__data$162 ),
     .rst(rst),
-    .y(\y$164 ),
+    .y(\y$167 ),
     .zero_point(zp)
   );
   \mac8x8_requant.epilogue.lane7  lane7 (
@@ -5591,303 +5625,129 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
     .act_min(amin),
     .clk(clk),
     .en(en_lane7),
-    .\port$691$0 (\rp__data$174 ),
+    .\port$674$0 (\rp__data$177 ),
     .rst(rst),
-    .y(\y$179 ),
+    .y(\y$182 ),
     .zero_point(zp)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$67  = \$4 ;
+    \$78  = \$4 ;
     if (rst) begin
-      \$67  = 1'h1;
+      \$78  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$68  = \$8 ;
+    \$79  = \$8 ;
     if (rst) begin
-      \$68  = 1'h1;
+      \$79  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$69  = \$12 ;
+    \$80  = \$12 ;
     if (rst) begin
-      \$69  = 1'h1;
+      \$80  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$70  = \$16 ;
+    \$81  = \$16 ;
     if (rst) begin
-      \$70  = 1'h1;
+      \$81  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$71  = \$20 ;
+    \$82  = \$20 ;
     if (rst) begin
-      \$71  = 1'h1;
+      \$82  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$72  = \$24 ;
-    if (rst) begin
-      \$72  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$73  = \$28 ;
-    if (rst) begin
-      \$73  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$74  = \$32 ;
-    if (rst) begin
-      \$74  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$75  = \$36 ;
-    if (rst) begin
-      \$75  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$76  = zp;
-    if (take_p) begin
-      \$76  = p_stream__payload[559:552];
-    end
-    if (rst) begin
-      \$76  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$77  = amin;
-    if (take_p) begin
-      \$77  = p_stream__payload[567:560];
-    end
-    if (rst) begin
-      \$77  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$78  = amax;
-    if (take_p) begin
-      \$78  = p_stream__payload[575:568];
-    end
-    if (rst) begin
-      \$78  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$79  = rep;
-    if (take_p) begin
-      \$79  = p_stream__payload[608:577];
-    end
-    if (rst) begin
-      \$79  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$80  = rep_last;
-    if (take_p) begin
-      \$80  = p_stream__payload[640:609];
-    end
-    if (rst) begin
-      \$80  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$81  = groups;
-    if (take_p) begin
-      \$81  = p_stream__payload[672:641];
-    end
-    if (rst) begin
-      \$81  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$82  = wptr;
-    if (take_p) begin
-      \$82  = \$37 [4:0];
-      if (p_stream__payload[576]) begin
-        \$82  = 5'h00;
-      end
-    end
-    if (rst) begin
-      \$82  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$83  = \final ;
-    if (take_p) begin
-      \$83  = \$38 ;
-    end
-    if (take_a) begin
-      if (\$40 ) begin
-        if (\$41 ) begin
-          (* full_case = 32'd1 *)
-          if (\final ) begin
-            \$83  = \$42 ;
-          end else begin
-            \$83  = \$45 ;
-          end
-        end
-      end
-    end
+    \$83  = \$24 ;
     if (rst) begin
       \$83  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$84  = loaded;
+    \$84  = \$28 ;
+    if (rst) begin
+      \$84  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$85  = \$32 ;
+    if (rst) begin
+      \$85  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$86  = \$36 ;
+    if (rst) begin
+      \$86  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$87  = zp;
     if (take_p) begin
-      if (p_stream__payload[576]) begin
-        \$84  = 1'h1;
-      end
-    end
-    if (take_a) begin
-      if (\$40 ) begin
-        if (\$41 ) begin
-          if (\final ) begin
-            \$84  = 1'h0;
-          end
-        end
-      end
+      \$87  = p_stream__payload[559:552];
     end
     if (rst) begin
-      \$84  = 1'h0;
+      \$87  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$85  = top;
+    \$88  = amin;
     if (take_p) begin
-      if (p_stream__payload[576]) begin
-        \$85  = wptr;
-      end
+      \$88  = p_stream__payload[567:560];
     end
     if (rst) begin
-      \$85  = 5'h00;
+      \$88  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$86  = rptr;
+    \$89  = amax;
     if (take_p) begin
-      if (p_stream__payload[576]) begin
-        \$86  = 5'h00;
-      end
-    end
-    if (take_a) begin
-      if (\$40 ) begin
-        (* full_case = 32'd1 *)
-        if (\$41 ) begin
-          \$86  = 5'h00;
-        end else begin
-          \$86  = \$46 [4:0];
-        end
-      end
+      \$89  = p_stream__payload[575:568];
     end
     if (rst) begin
-      \$86  = 5'h00;
+      \$89  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$87  = beat;
+    \$90  = rep;
     if (take_p) begin
-      if (p_stream__payload[576]) begin
-        \$87  = 32'd0;
-      end
-    end
-    if (take_a) begin
-      (* full_case = 32'd1 *)
-      if (\$40 ) begin
-        \$87  = 32'd0;
-      end else begin
-        \$87  = \$47 [31:0];
-      end
+      \$90  = p_stream__payload[608:577];
     end
     if (rst) begin
-      \$87  = 32'd0;
+      \$90  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$88  = group;
+    \$91  = rep_last;
     if (take_p) begin
-      if (p_stream__payload[576]) begin
-        \$88  = 32'd0;
-      end
-    end
-    if (take_a) begin
-      if (\$40 ) begin
-        if (\$41 ) begin
-          (* full_case = 32'd1 *)
-          if (\final ) begin
-            \$88  = 32'd0;
-          end else begin
-            \$88  = \$43 [31:0];
-          end
-        end
-      end
+      \$91  = p_stream__payload[640:609];
     end
     if (rst) begin
-      \$88  = 32'd0;
+      \$91  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$89  = valid0;
-    if (en_ctl) begin
-      \$89  = take_a;
-    end
-    if (rst) begin
-      \$89  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$90  = valid1;
-    if (en_ctl) begin
-      \$90  = valid0;
-    end
-    if (rst) begin
-      \$90  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$91  = valid2;
-    if (en_ctl) begin
-      \$91  = valid1;
-    end
-    if (rst) begin
-      \$91  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$92  = valid3;
-    if (en_ctl) begin
-      \$92  = valid2;
+    \$92  = rep_zero;
+    if (take_p) begin
+      \$92  = \$37 ;
     end
     if (rst) begin
       \$92  = 1'h0;
@@ -5895,9 +5755,9 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$93  = valid4;
-    if (en_ctl) begin
-      \$93  = valid3;
+    \$93  = rep_last_zero;
+    if (take_p) begin
+      \$93  = \$38 ;
     end
     if (rst) begin
       \$93  = 1'h0;
@@ -5905,29 +5765,54 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$94  = valid5;
-    if (en_ctl) begin
-      \$94  = valid4;
+    \$94  = wptr;
+    if (take_p) begin
+      \$94  = \$39 [4:0];
+      if (p_stream__payload[576]) begin
+        \$94  = 5'h00;
+      end
     end
     if (rst) begin
-      \$94  = 1'h0;
+      \$94  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$95  = valid6;
-    if (en_ctl) begin
-      \$95  = valid5;
+    \$95  = gleft;
+    if (take_p) begin
+      \$95  = p_stream__payload[672:641];
+    end
+    if (take_a) begin
+      if (bend) begin
+        if (\$47 ) begin
+          (* full_case = 32'd1 *)
+          if (\final ) begin
+          end else begin
+            \$95  = \$48 [31:0];
+          end
+        end
+      end
     end
     if (rst) begin
-      \$95  = 1'h0;
+      \$95  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$96  = valid7;
-    if (en_ctl) begin
-      \$96  = valid6;
+    \$96  = \final ;
+    if (take_p) begin
+      \$96  = \$40 ;
+    end
+    if (take_a) begin
+      if (bend) begin
+        if (\$47 ) begin
+          (* full_case = 32'd1 *)
+          if (\final ) begin
+          end else begin
+            \$96  = \$49 ;
+          end
+        end
+      end
     end
     if (rst) begin
       \$96  = 1'h0;
@@ -5935,19 +5820,53 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$97  = valid8;
-    if (en_ctl) begin
-      \$97  = valid7;
+    \$97  = bleft;
+    if (take_p) begin
+      \$97  = \$42 ;
+    end
+    if (take_a) begin
+      (* full_case = 32'd1 *)
+      if (bend) begin
+        (* full_case = 32'd1 *)
+        if (\$47 ) begin
+          (* full_case = 32'd1 *)
+          if (\final ) begin
+          end else begin
+            \$97  = \$51 ;
+          end
+        end else begin
+          \$97  = \$55 ;
+        end
+      end else begin
+        \$97  = \$57 [31:0];
+      end
     end
     if (rst) begin
-      \$97  = 1'h0;
+      \$97  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$98  = last_valid;
-    if (en_ctl) begin
-      \$98  = valid8;
+    \$98  = bend;
+    if (take_p) begin
+      \$98  = \$46 ;
+    end
+    if (take_a) begin
+      (* full_case = 32'd1 *)
+      if (bend) begin
+        (* full_case = 32'd1 *)
+        if (\$47 ) begin
+          (* full_case = 32'd1 *)
+          if (\final ) begin
+          end else begin
+            \$98  = \$53 ;
+          end
+        end else begin
+          \$98  = \$56 ;
+        end
+      end else begin
+        \$98  = \$58 ;
+      end
     end
     if (rst) begin
       \$98  = 1'h0;
@@ -5955,99 +5874,264 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$99  = acc_a0;
-    if (en_lane0) begin
-      \$99  = acc_stream__payload[31:0];
+    \$99  = loaded;
+    if (take_p) begin
+      if (p_stream__payload[576]) begin
+        \$99  = 1'h1;
+      end
+    end
+    if (take_a) begin
+      if (bend) begin
+        if (\$47 ) begin
+          if (\final ) begin
+            \$99  = 1'h0;
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$100  = acc_a1;
-    if (en_lane1) begin
-      \$100  = acc_stream__payload[63:32];
+    \$100  = top;
+    if (take_p) begin
+      if (p_stream__payload[576]) begin
+        \$100  = wptr;
+      end
+    end
+    if (rst) begin
+      \$100  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$101  = acc_a2;
-    if (en_lane2) begin
-      \$101  = acc_stream__payload[95:64];
+    \$101  = rptr;
+    if (take_p) begin
+      if (p_stream__payload[576]) begin
+        \$101  = 5'h00;
+      end
+    end
+    if (take_a) begin
+      if (bend) begin
+        (* full_case = 32'd1 *)
+        if (\$47 ) begin
+          \$101  = 5'h00;
+        end else begin
+          \$101  = \$54 [4:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$101  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$102  = acc_a3;
-    if (en_lane3) begin
-      \$102  = acc_stream__payload[127:96];
+    \$102  = valid0;
+    if (en_ctl) begin
+      \$102  = take_a;
+    end
+    if (rst) begin
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$103  = acc_a4;
-    if (en_lane4) begin
-      \$103  = acc_stream__payload[159:128];
+    \$103  = valid1;
+    if (en_ctl) begin
+      \$103  = valid0;
+    end
+    if (rst) begin
+      \$103  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$104  = acc_a5;
-    if (en_lane5) begin
-      \$104  = acc_stream__payload[191:160];
+    \$104  = valid2;
+    if (en_ctl) begin
+      \$104  = valid1;
+    end
+    if (rst) begin
+      \$104  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$105  = acc_a6;
-    if (en_lane6) begin
-      \$105  = acc_stream__payload[223:192];
+    \$105  = valid3;
+    if (en_ctl) begin
+      \$105  = valid2;
+    end
+    if (rst) begin
+      \$105  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$106  = acc_a7;
-    if (en_lane7) begin
-      \$106  = acc_stream__payload[255:224];
+    \$106  = valid4;
+    if (en_ctl) begin
+      \$106  = valid3;
+    end
+    if (rst) begin
+      \$106  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$107  = en_ctl;
+    \$107  = valid5;
+    if (en_ctl) begin
+      \$107  = valid4;
+    end
     if (rst) begin
       \$107  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$108  = \$64 [2:0];
+    \$108  = valid6;
+    if (en_ctl) begin
+      \$108  = valid5;
+    end
     if (rst) begin
-      \$108  = 3'h0;
+      \$108  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$109  = fifo_wptr;
+    \$109  = valid7;
+    if (en_ctl) begin
+      \$109  = valid6;
+    end
+    if (rst) begin
+      \$109  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$110  = valid8;
+    if (en_ctl) begin
+      \$110  = valid7;
+    end
+    if (rst) begin
+      \$110  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$111  = valid9;
+    if (en_ctl) begin
+      \$111  = valid8;
+    end
+    if (rst) begin
+      \$111  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$112  = last_valid;
+    if (en_ctl) begin
+      \$112  = valid9;
+    end
+    if (rst) begin
+      \$112  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$113  = acc_a0;
+    if (en_lane0) begin
+      \$113  = acc_stream__payload[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$114  = acc_a1;
+    if (en_lane1) begin
+      \$114  = acc_stream__payload[63:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$115  = acc_a2;
+    if (en_lane2) begin
+      \$115  = acc_stream__payload[95:64];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$116  = acc_a3;
+    if (en_lane3) begin
+      \$116  = acc_stream__payload[127:96];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$117  = acc_a4;
+    if (en_lane4) begin
+      \$117  = acc_stream__payload[159:128];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$118  = acc_a5;
+    if (en_lane5) begin
+      \$118  = acc_stream__payload[191:160];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$119  = acc_a6;
+    if (en_lane6) begin
+      \$119  = acc_stream__payload[223:192];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$120  = acc_a7;
+    if (en_lane7) begin
+      \$120  = acc_stream__payload[255:224];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$121  = en_ctl;
+    if (rst) begin
+      \$121  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$122  = \$75 [2:0];
+    if (rst) begin
+      \$122  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$123  = fifo_wptr;
     if (wp__en) begin
-      \$109  = \$50 [1:0];
+      \$123  = \$61 [1:0];
     end
     if (rst) begin
-      \$109  = 2'h0;
+      \$123  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$110  = fifo_rptr;
-    if (\$52 ) begin
-      \$110  = \$55 [1:0];
+    \$124  = fifo_rptr;
+    if (\$63 ) begin
+      \$124  = \$66 [1:0];
     end
     if (rst) begin
-      \$110  = 2'h0;
+      \$124  = 2'h0;
     end
   end
-  assign fifo_count_next = \$64 [2:0];
+  assign fifo_count_next = \$75 [2:0];
   assign acc_stream__ready = en_ctl;
   assign open = loaded;
   assign wp__addr = wptr;
-  assign \wp__en$61  = take_p;
+  assign \wp__en$64  = take_p;
   assign rp__addr = rptr;
   assign rp__en = en_lane0;
   assign en = en_lane0;
@@ -6058,93 +6142,93 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
   assign act_min = amin;
   assign act_max = amax;
   assign multiplier = rp__data[62:32];
-  assign \wp__addr$76  = wptr;
-  assign \wp__en$77  = take_p;
-  assign \rp__addr$79  = rptr;
-  assign \rp__en$80  = en_lane1;
-  assign \en$81  = en_lane1;
-  assign \acc$82  = acc_a1;
-  assign \bias$83  = \rp__data$84 [31:0];
-  assign \shift$85  = \rp__data$84 [68:63];
-  assign \zero_point$86  = zp;
-  assign \act_min$87  = amin;
-  assign \act_max$88  = amax;
-  assign \multiplier$90  = \rp__data$84 [62:32];
-  assign \wp__addr$91  = wptr;
-  assign \wp__en$92  = take_p;
-  assign \rp__addr$94  = rptr;
-  assign \rp__en$95  = en_lane2;
-  assign \en$96  = en_lane2;
-  assign \acc$97  = acc_a2;
-  assign \bias$98  = \rp__data$99 [31:0];
-  assign \shift$100  = \rp__data$99 [68:63];
-  assign \zero_point$101  = zp;
-  assign \act_min$102  = amin;
-  assign \act_max$103  = amax;
-  assign \multiplier$105  = \rp__data$99 [62:32];
-  assign \wp__addr$106  = wptr;
-  assign \wp__en$107  = take_p;
-  assign \rp__addr$109  = rptr;
-  assign \rp__en$110  = en_lane3;
-  assign \en$111  = en_lane3;
-  assign \acc$112  = acc_a3;
-  assign \bias$113  = \rp__data$114 [31:0];
-  assign \shift$115  = \rp__data$114 [68:63];
-  assign \zero_point$116  = zp;
-  assign \act_min$117  = amin;
-  assign \act_max$118  = amax;
-  assign \multiplier$120  = \rp__data$114 [62:32];
-  assign \wp__addr$121  = wptr;
-  assign \wp__en$122  = take_p;
-  assign \rp__addr$124  = rptr;
-  assign \rp__en$125  = en_lane4;
-  assign \en$126  = en_lane4;
-  assign \acc$127  = acc_a4;
-  assign \bias$128  = \rp__data$129 [31:0];
-  assign \shift$130  = \rp__data$129 [68:63];
-  assign \zero_point$131  = zp;
-  assign \act_min$132  = amin;
-  assign \act_max$133  = amax;
-  assign \multiplier$135  = \rp__data$129 [62:32];
-  assign \wp__addr$136  = wptr;
-  assign \wp__en$137  = take_p;
-  assign \rp__addr$139  = rptr;
-  assign \rp__en$140  = en_lane5;
-  assign \en$141  = en_lane5;
-  assign \acc$142  = acc_a5;
-  assign \bias$143  = \rp__data$144 [31:0];
-  assign \shift$145  = \rp__data$144 [68:63];
-  assign \zero_point$146  = zp;
-  assign \act_min$147  = amin;
-  assign \act_max$148  = amax;
-  assign \multiplier$150  = \rp__data$144 [62:32];
-  assign \wp__addr$151  = wptr;
-  assign \wp__en$152  = take_p;
-  assign \rp__addr$154  = rptr;
-  assign \rp__en$155  = en_lane6;
-  assign \en$156  = en_lane6;
-  assign \acc$157  = acc_a6;
-  assign \bias$158  = \rp__data$159 [31:0];
-  assign \shift$160  = \rp__data$159 [68:63];
-  assign \zero_point$161  = zp;
-  assign \act_min$162  = amin;
-  assign \act_max$163  = amax;
-  assign \multiplier$165  = \rp__data$159 [62:32];
-  assign \wp__addr$166  = wptr;
-  assign \wp__en$167  = take_p;
-  assign \rp__addr$169  = rptr;
-  assign \rp__en$170  = en_lane7;
-  assign \en$171  = en_lane7;
-  assign \acc$172  = acc_a7;
-  assign \bias$173  = \rp__data$174 [31:0];
-  assign \shift$175  = \rp__data$174 [68:63];
-  assign \zero_point$176  = zp;
-  assign \act_min$177  = amin;
-  assign \act_max$178  = amax;
-  assign \multiplier$180  = \rp__data$174 [62:32];
-  assign \wp__addr$186  = fifo_wptr;
-  assign \wp__data$187  = y_last;
-  assign \rp__addr$188  = fifo_rptr;
+  assign \wp__addr$79  = wptr;
+  assign \wp__en$80  = take_p;
+  assign \rp__addr$82  = rptr;
+  assign \rp__en$83  = en_lane1;
+  assign \en$84  = en_lane1;
+  assign \acc$85  = acc_a1;
+  assign \bias$86  = \rp__data$87 [31:0];
+  assign \shift$88  = \rp__data$87 [68:63];
+  assign \zero_point$89  = zp;
+  assign \act_min$90  = amin;
+  assign \act_max$91  = amax;
+  assign \multiplier$93  = \rp__data$87 [62:32];
+  assign \wp__addr$94  = wptr;
+  assign \wp__en$95  = take_p;
+  assign \rp__addr$97  = rptr;
+  assign \rp__en$98  = en_lane2;
+  assign \en$99  = en_lane2;
+  assign \acc$100  = acc_a2;
+  assign \bias$101  = \rp__data$102 [31:0];
+  assign \shift$103  = \rp__data$102 [68:63];
+  assign \zero_point$104  = zp;
+  assign \act_min$105  = amin;
+  assign \act_max$106  = amax;
+  assign \multiplier$108  = \rp__data$102 [62:32];
+  assign \wp__addr$109  = wptr;
+  assign \wp__en$110  = take_p;
+  assign \rp__addr$112  = rptr;
+  assign \rp__en$113  = en_lane3;
+  assign \en$114  = en_lane3;
+  assign \acc$115  = acc_a3;
+  assign \bias$116  = \rp__data$117 [31:0];
+  assign \shift$118  = \rp__data$117 [68:63];
+  assign \zero_point$119  = zp;
+  assign \act_min$120  = amin;
+  assign \act_max$121  = amax;
+  assign \multiplier$123  = \rp__data$117 [62:32];
+  assign \wp__addr$124  = wptr;
+  assign \wp__en$125  = take_p;
+  assign \rp__addr$127  = rptr;
+  assign \rp__en$128  = en_lane4;
+  assign \en$129  = en_lane4;
+  assign \acc$130  = acc_a4;
+  assign \bias$131  = \rp__data$132 [31:0];
+  assign \shift$133  = \rp__data$132 [68:63];
+  assign \zero_point$134  = zp;
+  assign \act_min$135  = amin;
+  assign \act_max$136  = amax;
+  assign \multiplier$138  = \rp__data$132 [62:32];
+  assign \wp__addr$139  = wptr;
+  assign \wp__en$140  = take_p;
+  assign \rp__addr$142  = rptr;
+  assign \rp__en$143  = en_lane5;
+  assign \en$144  = en_lane5;
+  assign \acc$145  = acc_a5;
+  assign \bias$146  = \rp__data$147 [31:0];
+  assign \shift$148  = \rp__data$147 [68:63];
+  assign \zero_point$149  = zp;
+  assign \act_min$150  = amin;
+  assign \act_max$151  = amax;
+  assign \multiplier$153  = \rp__data$147 [62:32];
+  assign \wp__addr$154  = wptr;
+  assign \wp__en$155  = take_p;
+  assign \rp__addr$157  = rptr;
+  assign \rp__en$158  = en_lane6;
+  assign \en$159  = en_lane6;
+  assign \acc$160  = acc_a6;
+  assign \bias$161  = \rp__data$162 [31:0];
+  assign \shift$163  = \rp__data$162 [68:63];
+  assign \zero_point$164  = zp;
+  assign \act_min$165  = amin;
+  assign \act_max$166  = amax;
+  assign \multiplier$168  = \rp__data$162 [62:32];
+  assign \wp__addr$169  = wptr;
+  assign \wp__en$170  = take_p;
+  assign \rp__addr$172  = rptr;
+  assign \rp__en$173  = en_lane7;
+  assign \en$174  = en_lane7;
+  assign \acc$175  = acc_a7;
+  assign \bias$176  = \rp__data$177 [31:0];
+  assign \shift$178  = \rp__data$177 [68:63];
+  assign \zero_point$179  = zp;
+  assign \act_min$180  = amin;
+  assign \act_max$181  = amax;
+  assign \multiplier$183  = \rp__data$177 [62:32];
+  assign \wp__addr$189  = fifo_wptr;
+  assign \wp__data$190  = y_last;
+  assign \rp__addr$191  = fifo_rptr;
   assign \room.one  = room[0];
   assign \room.two  = room[1];
   assign \room.incoming  = room[2];
@@ -6205,48 +6289,48 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
   assign \y_last[5]  = y_last[47:40];
   assign \y_last[6]  = y_last[55:48];
   assign \y_last[7]  = y_last[63:56];
-  assign \wp__data$78.bias  = \wp__data$78 [31:0];
-  assign \wp__data$78.multiplier  = \wp__data$78 [62:32];
-  assign \wp__data$78.shift  = \wp__data$78 [68:63];
-  assign \rp__data$84.bias  = \rp__data$84 [31:0];
-  assign \rp__data$84.multiplier  = \rp__data$84 [62:32];
-  assign \rp__data$84.shift  = \rp__data$84 [68:63];
-  assign \wp__data$93.bias  = \wp__data$93 [31:0];
-  assign \wp__data$93.multiplier  = \wp__data$93 [62:32];
-  assign \wp__data$93.shift  = \wp__data$93 [68:63];
-  assign \rp__data$99.bias  = \rp__data$99 [31:0];
-  assign \rp__data$99.multiplier  = \rp__data$99 [62:32];
-  assign \rp__data$99.shift  = \rp__data$99 [68:63];
-  assign \wp__data$108.bias  = \wp__data$108 [31:0];
-  assign \wp__data$108.multiplier  = \wp__data$108 [62:32];
-  assign \wp__data$108.shift  = \wp__data$108 [68:63];
-  assign \rp__data$114.bias  = \rp__data$114 [31:0];
-  assign \rp__data$114.multiplier  = \rp__data$114 [62:32];
-  assign \rp__data$114.shift  = \rp__data$114 [68:63];
-  assign \wp__data$123.bias  = \wp__data$123 [31:0];
-  assign \wp__data$123.multiplier  = \wp__data$123 [62:32];
-  assign \wp__data$123.shift  = \wp__data$123 [68:63];
-  assign \rp__data$129.bias  = \rp__data$129 [31:0];
-  assign \rp__data$129.multiplier  = \rp__data$129 [62:32];
-  assign \rp__data$129.shift  = \rp__data$129 [68:63];
-  assign \wp__data$138.bias  = \wp__data$138 [31:0];
-  assign \wp__data$138.multiplier  = \wp__data$138 [62:32];
-  assign \wp__data$138.shift  = \wp__data$138 [68:63];
-  assign \rp__data$144.bias  = \rp__data$144 [31:0];
-  assign \rp__data$144.multiplier  = \rp__data$144 [62:32];
-  assign \rp__data$144.shift  = \rp__data$144 [68:63];
-  assign \wp__data$153.bias  = \wp__data$153 [31:0];
-  assign \wp__data$153.multiplier  = \wp__data$153 [62:32];
-  assign \wp__data$153.shift  = \wp__data$153 [68:63];
-  assign \rp__data$159.bias  = \rp__data$159 [31:0];
-  assign \rp__data$159.multiplier  = \rp__data$159 [62:32];
-  assign \rp__data$159.shift  = \rp__data$159 [68:63];
-  assign \wp__data$168.bias  = \wp__data$168 [31:0];
-  assign \wp__data$168.multiplier  = \wp__data$168 [62:32];
-  assign \wp__data$168.shift  = \wp__data$168 [68:63];
-  assign \rp__data$174.bias  = \rp__data$174 [31:0];
-  assign \rp__data$174.multiplier  = \rp__data$174 [62:32];
-  assign \rp__data$174.shift  = \rp__data$174 [68:63];
+  assign \wp__data$81.bias  = \wp__data$81 [31:0];
+  assign \wp__data$81.multiplier  = \wp__data$81 [62:32];
+  assign \wp__data$81.shift  = \wp__data$81 [68:63];
+  assign \rp__data$87.bias  = \rp__data$87 [31:0];
+  assign \rp__data$87.multiplier  = \rp__data$87 [62:32];
+  assign \rp__data$87.shift  = \rp__data$87 [68:63];
+  assign \wp__data$96.bias  = \wp__data$96 [31:0];
+  assign \wp__data$96.multiplier  = \wp__data$96 [62:32];
+  assign \wp__data$96.shift  = \wp__data$96 [68:63];
+  assign \rp__data$102.bias  = \rp__data$102 [31:0];
+  assign \rp__data$102.multiplier  = \rp__data$102 [62:32];
+  assign \rp__data$102.shift  = \rp__data$102 [68:63];
+  assign \wp__data$111.bias  = \wp__data$111 [31:0];
+  assign \wp__data$111.multiplier  = \wp__data$111 [62:32];
+  assign \wp__data$111.shift  = \wp__data$111 [68:63];
+  assign \rp__data$117.bias  = \rp__data$117 [31:0];
+  assign \rp__data$117.multiplier  = \rp__data$117 [62:32];
+  assign \rp__data$117.shift  = \rp__data$117 [68:63];
+  assign \wp__data$126.bias  = \wp__data$126 [31:0];
+  assign \wp__data$126.multiplier  = \wp__data$126 [62:32];
+  assign \wp__data$126.shift  = \wp__data$126 [68:63];
+  assign \rp__data$132.bias  = \rp__data$132 [31:0];
+  assign \rp__data$132.multiplier  = \rp__data$132 [62:32];
+  assign \rp__data$132.shift  = \rp__data$132 [68:63];
+  assign \wp__data$141.bias  = \wp__data$141 [31:0];
+  assign \wp__data$141.multiplier  = \wp__data$141 [62:32];
+  assign \wp__data$141.shift  = \wp__data$141 [68:63];
+  assign \rp__data$147.bias  = \rp__data$147 [31:0];
+  assign \rp__data$147.multiplier  = \rp__data$147 [62:32];
+  assign \rp__data$147.shift  = \rp__data$147 [68:63];
+  assign \wp__data$156.bias  = \wp__data$156 [31:0];
+  assign \wp__data$156.multiplier  = \wp__data$156 [62:32];
+  assign \wp__data$156.shift  = \wp__data$156 [68:63];
+  assign \rp__data$162.bias  = \rp__data$162 [31:0];
+  assign \rp__data$162.multiplier  = \rp__data$162 [62:32];
+  assign \rp__data$162.shift  = \rp__data$162 [68:63];
+  assign \wp__data$171.bias  = \wp__data$171 [31:0];
+  assign \wp__data$171.multiplier  = \wp__data$171 [62:32];
+  assign \wp__data$171.shift  = \wp__data$171 [68:63];
+  assign \rp__data$177.bias  = \rp__data$177 [31:0];
+  assign \rp__data$177.multiplier  = \rp__data$177 [62:32];
+  assign \rp__data$177.shift  = \rp__data$177 [68:63];
   assign \y_stream__payload.data  = y_stream__payload;
   assign \y_stream__payload.data[0]  = y_stream__payload[7:0];
   assign \y_stream__payload.data[1]  = y_stream__payload[15:8];
@@ -6256,53 +6340,53 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
   assign \y_stream__payload.data[5]  = y_stream__payload[47:40];
   assign \y_stream__payload.data[6]  = y_stream__payload[55:48];
   assign \y_stream__payload.data[7]  = y_stream__payload[63:56];
-  assign \rp__data$184[0]  = \rp__data$184 [7:0];
-  assign \rp__data$184[1]  = \rp__data$184 [15:8];
-  assign \rp__data$184[2]  = \rp__data$184 [23:16];
-  assign \rp__data$184[3]  = \rp__data$184 [31:24];
-  assign \rp__data$184[4]  = \rp__data$184 [39:32];
-  assign \rp__data$184[5]  = \rp__data$184 [47:40];
-  assign \rp__data$184[6]  = \rp__data$184 [55:48];
-  assign \rp__data$184[7]  = \rp__data$184 [63:56];
-  assign \wp__data$187[0]  = y_last[7:0];
-  assign \wp__data$187[1]  = y_last[15:8];
-  assign \wp__data$187[2]  = y_last[23:16];
-  assign \wp__data$187[3]  = y_last[31:24];
-  assign \wp__data$187[4]  = y_last[39:32];
-  assign \wp__data$187[5]  = y_last[47:40];
-  assign \wp__data$187[6]  = y_last[55:48];
-  assign \wp__data$187[7]  = y_last[63:56];
-  assign room[2] = valid8;
-  assign room[1] = \$66 ;
-  assign room[0] = \$65 ;
-  assign \wp__data$168 [62:32] = p_stream__payload[503:473];
-  assign \wp__data$168 [68:63] = p_stream__payload[551:546];
-  assign \wp__data$168 [31:0] = p_stream__payload[255:224];
-  assign \wp__data$153 [62:32] = p_stream__payload[472:442];
-  assign \wp__data$153 [68:63] = p_stream__payload[545:540];
-  assign \wp__data$153 [31:0] = p_stream__payload[223:192];
-  assign \wp__data$138 [62:32] = p_stream__payload[441:411];
-  assign \wp__data$138 [68:63] = p_stream__payload[539:534];
-  assign \wp__data$138 [31:0] = p_stream__payload[191:160];
-  assign \wp__data$123 [62:32] = p_stream__payload[410:380];
-  assign \wp__data$123 [68:63] = p_stream__payload[533:528];
-  assign \wp__data$123 [31:0] = p_stream__payload[159:128];
-  assign \wp__data$108 [62:32] = p_stream__payload[379:349];
-  assign \wp__data$108 [68:63] = p_stream__payload[527:522];
-  assign \wp__data$108 [31:0] = p_stream__payload[127:96];
-  assign \wp__data$93 [62:32] = p_stream__payload[348:318];
-  assign \wp__data$93 [68:63] = p_stream__payload[521:516];
-  assign \wp__data$93 [31:0] = p_stream__payload[95:64];
-  assign \wp__data$78 [62:32] = p_stream__payload[317:287];
-  assign \wp__data$78 [68:63] = p_stream__payload[515:510];
-  assign \wp__data$78 [31:0] = p_stream__payload[63:32];
-  assign y_last[63:56] = \y$179 ;
-  assign y_last[55:48] = \y$164 ;
-  assign y_last[47:40] = \y$149 ;
-  assign y_last[39:32] = \y$134 ;
-  assign y_last[31:24] = \y$119 ;
-  assign y_last[23:16] = \y$104 ;
-  assign y_last[15:8] = \y$89 ;
+  assign \rp__data$187[0]  = \rp__data$187 [7:0];
+  assign \rp__data$187[1]  = \rp__data$187 [15:8];
+  assign \rp__data$187[2]  = \rp__data$187 [23:16];
+  assign \rp__data$187[3]  = \rp__data$187 [31:24];
+  assign \rp__data$187[4]  = \rp__data$187 [39:32];
+  assign \rp__data$187[5]  = \rp__data$187 [47:40];
+  assign \rp__data$187[6]  = \rp__data$187 [55:48];
+  assign \rp__data$187[7]  = \rp__data$187 [63:56];
+  assign \wp__data$190[0]  = y_last[7:0];
+  assign \wp__data$190[1]  = y_last[15:8];
+  assign \wp__data$190[2]  = y_last[23:16];
+  assign \wp__data$190[3]  = y_last[31:24];
+  assign \wp__data$190[4]  = y_last[39:32];
+  assign \wp__data$190[5]  = y_last[47:40];
+  assign \wp__data$190[6]  = y_last[55:48];
+  assign \wp__data$190[7]  = y_last[63:56];
+  assign room[2] = valid9;
+  assign room[1] = \$77 ;
+  assign room[0] = \$76 ;
+  assign \wp__data$171 [62:32] = p_stream__payload[503:473];
+  assign \wp__data$171 [68:63] = p_stream__payload[551:546];
+  assign \wp__data$171 [31:0] = p_stream__payload[255:224];
+  assign \wp__data$156 [62:32] = p_stream__payload[472:442];
+  assign \wp__data$156 [68:63] = p_stream__payload[545:540];
+  assign \wp__data$156 [31:0] = p_stream__payload[223:192];
+  assign \wp__data$141 [62:32] = p_stream__payload[441:411];
+  assign \wp__data$141 [68:63] = p_stream__payload[539:534];
+  assign \wp__data$141 [31:0] = p_stream__payload[191:160];
+  assign \wp__data$126 [62:32] = p_stream__payload[410:380];
+  assign \wp__data$126 [68:63] = p_stream__payload[533:528];
+  assign \wp__data$126 [31:0] = p_stream__payload[159:128];
+  assign \wp__data$111 [62:32] = p_stream__payload[379:349];
+  assign \wp__data$111 [68:63] = p_stream__payload[527:522];
+  assign \wp__data$111 [31:0] = p_stream__payload[127:96];
+  assign \wp__data$96 [62:32] = p_stream__payload[348:318];
+  assign \wp__data$96 [68:63] = p_stream__payload[521:516];
+  assign \wp__data$96 [31:0] = p_stream__payload[95:64];
+  assign \wp__data$81 [62:32] = p_stream__payload[317:287];
+  assign \wp__data$81 [68:63] = p_stream__payload[515:510];
+  assign \wp__data$81 [31:0] = p_stream__payload[63:32];
+  assign y_last[63:56] = \y$182 ;
+  assign y_last[55:48] = \y$167 ;
+  assign y_last[47:40] = \y$152 ;
+  assign y_last[39:32] = \y$137 ;
+  assign y_last[31:24] = \y$122 ;
+  assign y_last[23:16] = \y$107 ;
+  assign y_last[15:8] = \y$92 ;
   assign y_last[7:0] = y;
   assign wp__data[62:32] = p_stream__payload[286:256];
   assign wp__data[68:63] = p_stream__payload[509:504];
@@ -6310,7 +6394,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane0 (rst, \port$369$0 , en, zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane0 (rst, \port$380$0 , en, zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [62:0] \$1 ;
   wire [65:0] \$10 ;
@@ -6335,33 +6419,30 @@ module \mac8x8_requant.epilogue.lane0 (rst, \port$369$0 , en, zero_point, act_mi
   wire [11:0] \$28 ;
   wire [11:0] \$29 ;
   wire \$3 ;
-  wire [62:0] \$30 ;
-  wire [62:0] \$31 ;
-  wire [62:0] \$32 ;
-  wire [62:0] \$33 ;
-  reg [31:0] \$34 ;
-  reg [5:0] \$35 ;
+  reg [31:0] \$30 ;
+  reg [5:0] \$31 ;
+  reg [30:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg [4:0] \$34 ;
+  reg [31:0] \$35 ;
   reg [30:0] \$36 ;
   reg [4:0] \$37 ;
   reg [4:0] \$38 ;
-  reg [31:0] \$39 ;
+  reg [63:0] \$39 ;
   wire [5:0] \$4 ;
-  reg [30:0] \$40 ;
+  reg [33:0] \$40 ;
   reg [4:0] \$41 ;
-  reg [63:0] \$42 ;
-  reg [33:0] \$43 ;
+  reg [4:0] \$42 ;
+  reg [31:0] \$43 ;
   reg [4:0] \$44 ;
-  reg [4:0] \$45 ;
+  reg [31:0] \$45 ;
   reg [31:0] \$46 ;
-  reg [4:0] \$47 ;
-  reg [31:0] \$48 ;
-  reg [31:0] \$49 ;
+  reg [33:0] \$47 ;
+  reg [4:0] \$48 ;
+  reg [33:0] \$49 ;
   wire \$5 ;
-  reg [33:0] \$50 ;
-  reg [4:0] \$51 ;
-  reg [33:0] \$52 ;
-  reg [9:0] \$53 ;
-  reg [7:0] \$54 ;
+  reg [9:0] \$50 ;
+  reg [7:0] \$51 ;
   wire [6:0] \$6 ;
   wire [6:0] \$7 ;
   wire [62:0] \$8 ;
@@ -6381,12 +6462,13 @@ module \mac8x8_requant.epilogue.lane0 (rst, \port$369$0 , en, zero_point, act_mi
   reg [4:0] e4 = 5'h00;
   reg [4:0] e5 = 5'h00;
   reg [4:0] e6 = 5'h00;
+  reg [4:0] e7 = 5'h00;
   input en;
   wire en;
-  reg [31:0] h5 = 32'd0;
+  reg [31:0] h6 = 32'd0;
   wire [31:0] half;
-  reg [31:0] half5 = 32'd0;
-  reg [31:0] halfm5 = 32'd0;
+  reg [31:0] half6 = 32'd0;
+  reg [31:0] halfm6 = 32'd0;
   reg [4:0] left = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] left1;
@@ -6399,9 +6481,9 @@ module \mac8x8_requant.epilogue.lane0 (rst, \port$369$0 , en, zero_point, act_mi
   wire [30:0] p_p01;
   wire [31:0] p_p10;
   wire [26:0] p_p11;
-  input [68:0] \port$369$0 ;
-  wire [68:0] \port$369$0 ;
-  reg [9:0] r8 = 10'h000;
+  input [68:0] \port$380$0 ;
+  wire [68:0] \port$380$0 ;
+  reg [9:0] r9 = 10'h000;
   reg [4:0] right = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] right1;
@@ -6409,9 +6491,9 @@ module \mac8x8_requant.epilogue.lane0 (rst, \port$369$0 , en, zero_point, act_mi
   wire rst;
   reg [5:0] sh1 = 6'h00;
   wire [5:0] shift;
-  reg [33:0] t6 = 34'h000000000;
+  reg [33:0] t7 = 34'h000000000;
   wire [32:0] total;
-  reg [33:0] v7 = 34'h000000000;
+  reg [33:0] v8 = 34'h000000000;
   reg [31:0] x1 = 32'd0;
   output [7:0] y;
   reg [7:0] y = 8'h00;
@@ -6419,105 +6501,103 @@ module \mac8x8_requant.epilogue.lane0 (rst, \port$369$0 , en, zero_point, act_mi
   input [7:0] zero_point;
   wire [7:0] zero_point;
   always @(posedge clk)
-    a2 <= \$39 ;
+    e3 <= \$38 ;
   always @(posedge clk)
-    m2 <= \$40 ;
+    p_base <= \$39 ;
   always @(posedge clk)
-    e2 <= \$41 ;
+    p_mid <= \$40 ;
   always @(posedge clk)
-    p_base <= \$42 ;
+    e4 <= \$41 ;
   always @(posedge clk)
-    p_mid <= \$43 ;
+    e5 <= \$42 ;
   always @(posedge clk)
-    e3 <= \$44 ;
+    h6 <= \$43 ;
   always @(posedge clk)
-    e4 <= \$45 ;
+    e6 <= \$44 ;
   always @(posedge clk)
-    h5 <= \$46 ;
+    half6 <= \$45 ;
   always @(posedge clk)
-    e5 <= \$47 ;
+    halfm6 <= \$46 ;
   always @(posedge clk)
-    half5 <= \$48 ;
+    t7 <= \$47 ;
   always @(posedge clk)
-    halfm5 <= \$49 ;
+    e7 <= \$48 ;
   always @(posedge clk)
-    t6 <= \$50 ;
+    v8 <= \$49 ;
   always @(posedge clk)
-    e6 <= \$51 ;
+    r9 <= \$50 ;
   always @(posedge clk)
-    v7 <= \$52 ;
-  always @(posedge clk)
-    r8 <= \$53 ;
-  always @(posedge clk)
-    y <= \$54 ;
-  assign total = $signed(acc) + $signed(\port$369$0 [31:0]);
-  assign \$1  = 1'h1 << e4;
-  assign \$2  = $signed(zero_point) + $signed(r8);
-  assign \$3  = $signed(\port$369$0 [68:63]) > $signed(1'h0);
-  assign \$4  = \$3  ? \port$369$0 [68:63] : 6'h00;
-  assign \$5  = $signed(\port$369$0 [68:63]) < $signed(1'h0);
-  assign \$6  = - $signed(\port$369$0 [68:63]);
+    y <= \$51 ;
+  assign total = $signed(acc) + $signed(\port$380$0 [31:0]);
+  assign \$1  = 1'h1 << e5;
+  assign \$2  = $signed(zero_point) + $signed(r9);
+  assign \$3  = $signed(\port$380$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$380$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$380$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$380$0 [68:63]);
   assign \$7  = \$5  ? \$6  : 7'h00;
   assign \$8  = $signed(x1) << left;
   assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
   assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
   assign \$13  = $signed(p_base) + $signed(\$12 );
-  assign \$15  = | e4;
+  assign \$15  = | e5;
   assign \$16  = half - 1'h1;
   assign \$17  = \$15  ? \$16  : 33'h000000000;
-  assign \$18  = h5[31] ? halfm5 : half5;
-  assign \$19  = $signed(h5) + $signed({ 1'h0, \$18  });
-  assign \$20  = $signed(t6) >>> e6;
-  assign \$21  = ! v7[33:9];
-  assign \$22  = v7[33:9] == 25'h1ffffff;
+  assign \$18  = h6[31] ? halfm6 : half6;
+  assign \$19  = $signed(h6) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t7) >>> e7;
+  assign \$21  = ! v8[33:9];
+  assign \$22  = v8[33:9] == 25'h1ffffff;
   assign \$23  = \$21  | \$22 ;
-  assign \$24  = v7[33] ? 10'h200 : 10'h1ff;
-  assign \$25  = \$23  ? v7[9:0] : \$24 ;
+  assign \$24  = v8[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v8[9:0] : \$24 ;
   assign \$26  = $signed(\$2 ) < $signed(act_min);
   assign \$27  = $signed(\$2 ) > $signed(act_max);
   assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
   assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
-  assign \$30  = $signed(x1) << left;
-  assign \$31  = $signed(x1) << left;
-  assign \$32  = $signed(x1) << left;
-  assign \$33  = $signed(x1) << left;
   always @(posedge clk)
-    x1 <= \$34 ;
+    x1 <= \$30 ;
   always @(posedge clk)
-    sh1 <= \$35 ;
+    sh1 <= \$31 ;
   always @(posedge clk)
-    m1 <= \$36 ;
+    m1 <= \$32 ;
   always @(posedge clk)
-    left <= \$37 ;
+    left <= \$33 ;
   always @(posedge clk)
-    right <= \$38 ;
+    right <= \$34 ;
+  always @(posedge clk)
+    a2 <= \$35 ;
+  always @(posedge clk)
+    m2 <= \$36 ;
+  always @(posedge clk)
+    e2 <= \$37 ;
   tf_mulreg_u18xu18 p_mul00 (
-    .a(\$30 [17:0]),
-    .b(m1[17:0]),
+    .a(a2[17:0]),
+    .b(m2[17:0]),
     .clk(clk),
     .en(en),
     .p(p_p00),
     .rst(rst)
   );
   tf_mulreg_u18xu13 p_mul01 (
-    .a(\$31 [17:0]),
-    .b(m1[30:18]),
+    .a(a2[17:0]),
+    .b(m2[30:18]),
     .clk(clk),
     .en(en),
     .p(p_p01),
     .rst(rst)
   );
   tf_mulreg_s14xu18 p_mul10 (
-    .a(\$32 [31:18]),
-    .b(m1[17:0]),
+    .a(a2[31:18]),
+    .b(m2[17:0]),
     .clk(clk),
     .en(en),
     .p(p_p10),
     .rst(rst)
   );
   tf_mulreg_s14xu13 p_mul11 (
-    .a(\$33 [31:18]),
-    .b(m1[30:18]),
+    .a(a2[31:18]),
+    .b(m2[30:18]),
     .clk(clk),
     .en(en),
     .p(p_p11),
@@ -6525,160 +6605,167 @@ module \mac8x8_requant.epilogue.lane0 (rst, \port$369$0 , en, zero_point, act_mi
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$39  = a2;
+    \$39  = p_base;
     if (en) begin
-      \$39  = \$8 [31:0];
+      \$39  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$40  = m2;
+    \$40  = p_mid;
     if (en) begin
-      \$40  = m1;
+      \$40  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$41  = e2;
+    \$41  = e4;
     if (en) begin
-      \$41  = right;
+      \$41  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$42  = p_base;
+    \$42  = e5;
     if (en) begin
-      \$42  = \$10 [63:0];
+      \$42  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$43  = p_mid;
+    \$43  = h6;
     if (en) begin
-      \$43  = { \$11 [32], \$11  };
+      \$43  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$44  = e3;
+    \$44  = e6;
     if (en) begin
-      \$44  = e2;
+      \$44  = e5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$45  = e4;
+    \$45  = half6;
     if (en) begin
-      \$45  = e3;
+      \$45  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$46  = h5;
+    \$46  = halfm6;
     if (en) begin
-      \$46  = \$14 [31:0];
+      \$46  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$47  = e5;
+    \$47  = t7;
     if (en) begin
-      \$47  = e4;
+      \$47  = \$19 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$48  = half5;
+    \$48  = e7;
     if (en) begin
-      \$48  = half;
+      \$48  = e6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$49  = halfm5;
+    \$49  = v8;
     if (en) begin
-      \$49  = \$17 [31:0];
+      \$49  = \$20 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$50  = t6;
+    \$50  = r9;
     if (en) begin
-      \$50  = \$19 ;
+      \$50  = \$25 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$51  = e6;
+    \$51  = y;
     if (en) begin
-      \$51  = e5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$52  = v7;
-    if (en) begin
-      \$52  = \$20 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$53  = r8;
-    if (en) begin
-      \$53  = \$25 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$54  = y;
-    if (en) begin
-      \$54  = \$29 [7:0];
+      \$51  = \$29 [7:0];
     end
     if (rst) begin
-      \$54  = 8'h00;
+      \$51  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$34  = x1;
+    \$30  = x1;
     if (en) begin
-      \$34  = total[31:0];
+      \$30  = total[31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$35  = sh1;
+    \$31  = sh1;
     if (en) begin
-      \$35  = \port$369$0 [68:63];
+      \$31  = \port$380$0 [68:63];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$36  = m1;
+    \$32  = m1;
     if (en) begin
-      \$36  = \port$369$0 [62:32];
+      \$32  = \port$380$0 [62:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$37  = left;
+    \$33  = left;
     if (en) begin
-      \$37  = \$4 [4:0];
+      \$33  = \$4 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$38  = right;
+    \$34  = right;
     if (en) begin
-      \$38  = \$7 [4:0];
+      \$34  = \$7 [4:0];
     end
   end
-  assign bias = \port$369$0 [31:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$35  = a2;
+    if (en) begin
+      \$35  = \$8 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$36  = m2;
+    if (en) begin
+      \$36  = m1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$37  = e2;
+    if (en) begin
+      \$37  = right;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$38  = e3;
+    if (en) begin
+      \$38  = e2;
+    end
+  end
+  assign bias = \port$380$0 [31:0];
   assign left1 = left;
   assign right1 = right;
   assign yv = { \$2 [10], \$2  };
-  assign shift = \port$369$0 [68:63];
-  assign multiplier = \port$369$0 [62:32];
+  assign shift = \port$380$0 [68:63];
+  assign multiplier = \port$380$0 [62:32];
   assign half = { 1'h0, \$1 [31:1] };
   assign \$9  = { p_p11[26], p_p11, p_p00 };
   assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
@@ -6686,7 +6773,7 @@ module \mac8x8_requant.epilogue.lane0 (rst, \port$369$0 , en, zero_point, act_mi
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane1 (rst, \port$415$0 , en, zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane1 (rst, \port$422$0 , en, zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [62:0] \$1 ;
   wire [65:0] \$10 ;
@@ -6711,33 +6798,30 @@ module \mac8x8_requant.epilogue.lane1 (rst, \port$415$0 , en, zero_point, act_mi
   wire [11:0] \$28 ;
   wire [11:0] \$29 ;
   wire \$3 ;
-  wire [62:0] \$30 ;
-  wire [62:0] \$31 ;
-  wire [62:0] \$32 ;
-  wire [62:0] \$33 ;
-  reg [31:0] \$34 ;
-  reg [5:0] \$35 ;
+  reg [31:0] \$30 ;
+  reg [5:0] \$31 ;
+  reg [30:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg [4:0] \$34 ;
+  reg [31:0] \$35 ;
   reg [30:0] \$36 ;
   reg [4:0] \$37 ;
   reg [4:0] \$38 ;
-  reg [31:0] \$39 ;
+  reg [63:0] \$39 ;
   wire [5:0] \$4 ;
-  reg [30:0] \$40 ;
+  reg [33:0] \$40 ;
   reg [4:0] \$41 ;
-  reg [63:0] \$42 ;
-  reg [33:0] \$43 ;
+  reg [4:0] \$42 ;
+  reg [31:0] \$43 ;
   reg [4:0] \$44 ;
-  reg [4:0] \$45 ;
+  reg [31:0] \$45 ;
   reg [31:0] \$46 ;
-  reg [4:0] \$47 ;
-  reg [31:0] \$48 ;
-  reg [31:0] \$49 ;
+  reg [33:0] \$47 ;
+  reg [4:0] \$48 ;
+  reg [33:0] \$49 ;
   wire \$5 ;
-  reg [33:0] \$50 ;
-  reg [4:0] \$51 ;
-  reg [33:0] \$52 ;
-  reg [9:0] \$53 ;
-  reg [7:0] \$54 ;
+  reg [9:0] \$50 ;
+  reg [7:0] \$51 ;
   wire [6:0] \$6 ;
   wire [6:0] \$7 ;
   wire [62:0] \$8 ;
@@ -6757,12 +6841,13 @@ module \mac8x8_requant.epilogue.lane1 (rst, \port$415$0 , en, zero_point, act_mi
   reg [4:0] e4 = 5'h00;
   reg [4:0] e5 = 5'h00;
   reg [4:0] e6 = 5'h00;
+  reg [4:0] e7 = 5'h00;
   input en;
   wire en;
-  reg [31:0] h5 = 32'd0;
+  reg [31:0] h6 = 32'd0;
   wire [31:0] half;
-  reg [31:0] half5 = 32'd0;
-  reg [31:0] halfm5 = 32'd0;
+  reg [31:0] half6 = 32'd0;
+  reg [31:0] halfm6 = 32'd0;
   reg [4:0] left = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] left1;
@@ -6775,9 +6860,9 @@ module \mac8x8_requant.epilogue.lane1 (rst, \port$415$0 , en, zero_point, act_mi
   wire [30:0] p_p01;
   wire [31:0] p_p10;
   wire [26:0] p_p11;
-  input [68:0] \port$415$0 ;
-  wire [68:0] \port$415$0 ;
-  reg [9:0] r8 = 10'h000;
+  input [68:0] \port$422$0 ;
+  wire [68:0] \port$422$0 ;
+  reg [9:0] r9 = 10'h000;
   reg [4:0] right = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] right1;
@@ -6785,9 +6870,9 @@ module \mac8x8_requant.epilogue.lane1 (rst, \port$415$0 , en, zero_point, act_mi
   wire rst;
   reg [5:0] sh1 = 6'h00;
   wire [5:0] shift;
-  reg [33:0] t6 = 34'h000000000;
+  reg [33:0] t7 = 34'h000000000;
   wire [32:0] total;
-  reg [33:0] v7 = 34'h000000000;
+  reg [33:0] v8 = 34'h000000000;
   reg [31:0] x1 = 32'd0;
   output [7:0] y;
   reg [7:0] y = 8'h00;
@@ -6795,105 +6880,103 @@ module \mac8x8_requant.epilogue.lane1 (rst, \port$415$0 , en, zero_point, act_mi
   input [7:0] zero_point;
   wire [7:0] zero_point;
   always @(posedge clk)
-    a2 <= \$39 ;
+    e3 <= \$38 ;
   always @(posedge clk)
-    m2 <= \$40 ;
+    p_base <= \$39 ;
   always @(posedge clk)
-    e2 <= \$41 ;
+    p_mid <= \$40 ;
   always @(posedge clk)
-    p_base <= \$42 ;
+    e4 <= \$41 ;
   always @(posedge clk)
-    p_mid <= \$43 ;
+    e5 <= \$42 ;
   always @(posedge clk)
-    e3 <= \$44 ;
+    h6 <= \$43 ;
   always @(posedge clk)
-    e4 <= \$45 ;
+    e6 <= \$44 ;
   always @(posedge clk)
-    h5 <= \$46 ;
+    half6 <= \$45 ;
   always @(posedge clk)
-    e5 <= \$47 ;
+    halfm6 <= \$46 ;
   always @(posedge clk)
-    half5 <= \$48 ;
+    t7 <= \$47 ;
   always @(posedge clk)
-    halfm5 <= \$49 ;
+    e7 <= \$48 ;
   always @(posedge clk)
-    t6 <= \$50 ;
+    v8 <= \$49 ;
   always @(posedge clk)
-    e6 <= \$51 ;
+    r9 <= \$50 ;
   always @(posedge clk)
-    v7 <= \$52 ;
-  always @(posedge clk)
-    r8 <= \$53 ;
-  always @(posedge clk)
-    y <= \$54 ;
-  assign total = $signed(acc) + $signed(\port$415$0 [31:0]);
-  assign \$1  = 1'h1 << e4;
-  assign \$2  = $signed(zero_point) + $signed(r8);
-  assign \$3  = $signed(\port$415$0 [68:63]) > $signed(1'h0);
-  assign \$4  = \$3  ? \port$415$0 [68:63] : 6'h00;
-  assign \$5  = $signed(\port$415$0 [68:63]) < $signed(1'h0);
-  assign \$6  = - $signed(\port$415$0 [68:63]);
+    y <= \$51 ;
+  assign total = $signed(acc) + $signed(\port$422$0 [31:0]);
+  assign \$1  = 1'h1 << e5;
+  assign \$2  = $signed(zero_point) + $signed(r9);
+  assign \$3  = $signed(\port$422$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$422$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$422$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$422$0 [68:63]);
   assign \$7  = \$5  ? \$6  : 7'h00;
   assign \$8  = $signed(x1) << left;
   assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
   assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
   assign \$13  = $signed(p_base) + $signed(\$12 );
-  assign \$15  = | e4;
+  assign \$15  = | e5;
   assign \$16  = half - 1'h1;
   assign \$17  = \$15  ? \$16  : 33'h000000000;
-  assign \$18  = h5[31] ? halfm5 : half5;
-  assign \$19  = $signed(h5) + $signed({ 1'h0, \$18  });
-  assign \$20  = $signed(t6) >>> e6;
-  assign \$21  = ! v7[33:9];
-  assign \$22  = v7[33:9] == 25'h1ffffff;
+  assign \$18  = h6[31] ? halfm6 : half6;
+  assign \$19  = $signed(h6) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t7) >>> e7;
+  assign \$21  = ! v8[33:9];
+  assign \$22  = v8[33:9] == 25'h1ffffff;
   assign \$23  = \$21  | \$22 ;
-  assign \$24  = v7[33] ? 10'h200 : 10'h1ff;
-  assign \$25  = \$23  ? v7[9:0] : \$24 ;
+  assign \$24  = v8[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v8[9:0] : \$24 ;
   assign \$26  = $signed(\$2 ) < $signed(act_min);
   assign \$27  = $signed(\$2 ) > $signed(act_max);
   assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
   assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
-  assign \$30  = $signed(x1) << left;
-  assign \$31  = $signed(x1) << left;
-  assign \$32  = $signed(x1) << left;
-  assign \$33  = $signed(x1) << left;
   always @(posedge clk)
-    x1 <= \$34 ;
+    x1 <= \$30 ;
   always @(posedge clk)
-    sh1 <= \$35 ;
+    sh1 <= \$31 ;
   always @(posedge clk)
-    m1 <= \$36 ;
+    m1 <= \$32 ;
   always @(posedge clk)
-    left <= \$37 ;
+    left <= \$33 ;
   always @(posedge clk)
-    right <= \$38 ;
+    right <= \$34 ;
+  always @(posedge clk)
+    a2 <= \$35 ;
+  always @(posedge clk)
+    m2 <= \$36 ;
+  always @(posedge clk)
+    e2 <= \$37 ;
   tf_mulreg_u18xu18 p_mul00 (
-    .a(\$30 [17:0]),
-    .b(m1[17:0]),
+    .a(a2[17:0]),
+    .b(m2[17:0]),
     .clk(clk),
     .en(en),
     .p(p_p00),
     .rst(rst)
   );
   tf_mulreg_u18xu13 p_mul01 (
-    .a(\$31 [17:0]),
-    .b(m1[30:18]),
+    .a(a2[17:0]),
+    .b(m2[30:18]),
     .clk(clk),
     .en(en),
     .p(p_p01),
     .rst(rst)
   );
   tf_mulreg_s14xu18 p_mul10 (
-    .a(\$32 [31:18]),
-    .b(m1[17:0]),
+    .a(a2[31:18]),
+    .b(m2[17:0]),
     .clk(clk),
     .en(en),
     .p(p_p10),
     .rst(rst)
   );
   tf_mulreg_s14xu13 p_mul11 (
-    .a(\$33 [31:18]),
-    .b(m1[30:18]),
+    .a(a2[31:18]),
+    .b(m2[30:18]),
     .clk(clk),
     .en(en),
     .p(p_p11),
@@ -6901,160 +6984,167 @@ module \mac8x8_requant.epilogue.lane1 (rst, \port$415$0 , en, zero_point, act_mi
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$39  = a2;
+    \$39  = p_base;
     if (en) begin
-      \$39  = \$8 [31:0];
+      \$39  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$40  = m2;
+    \$40  = p_mid;
     if (en) begin
-      \$40  = m1;
+      \$40  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$41  = e2;
+    \$41  = e4;
     if (en) begin
-      \$41  = right;
+      \$41  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$42  = p_base;
+    \$42  = e5;
     if (en) begin
-      \$42  = \$10 [63:0];
+      \$42  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$43  = p_mid;
+    \$43  = h6;
     if (en) begin
-      \$43  = { \$11 [32], \$11  };
+      \$43  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$44  = e3;
+    \$44  = e6;
     if (en) begin
-      \$44  = e2;
+      \$44  = e5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$45  = e4;
+    \$45  = half6;
     if (en) begin
-      \$45  = e3;
+      \$45  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$46  = h5;
+    \$46  = halfm6;
     if (en) begin
-      \$46  = \$14 [31:0];
+      \$46  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$47  = e5;
+    \$47  = t7;
     if (en) begin
-      \$47  = e4;
+      \$47  = \$19 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$48  = half5;
+    \$48  = e7;
     if (en) begin
-      \$48  = half;
+      \$48  = e6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$49  = halfm5;
+    \$49  = v8;
     if (en) begin
-      \$49  = \$17 [31:0];
+      \$49  = \$20 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$50  = t6;
+    \$50  = r9;
     if (en) begin
-      \$50  = \$19 ;
+      \$50  = \$25 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$51  = e6;
+    \$51  = y;
     if (en) begin
-      \$51  = e5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$52  = v7;
-    if (en) begin
-      \$52  = \$20 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$53  = r8;
-    if (en) begin
-      \$53  = \$25 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$54  = y;
-    if (en) begin
-      \$54  = \$29 [7:0];
+      \$51  = \$29 [7:0];
     end
     if (rst) begin
-      \$54  = 8'h00;
+      \$51  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$34  = x1;
+    \$30  = x1;
     if (en) begin
-      \$34  = total[31:0];
+      \$30  = total[31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$35  = sh1;
+    \$31  = sh1;
     if (en) begin
-      \$35  = \port$415$0 [68:63];
+      \$31  = \port$422$0 [68:63];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$36  = m1;
+    \$32  = m1;
     if (en) begin
-      \$36  = \port$415$0 [62:32];
+      \$32  = \port$422$0 [62:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$37  = left;
+    \$33  = left;
     if (en) begin
-      \$37  = \$4 [4:0];
+      \$33  = \$4 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$38  = right;
+    \$34  = right;
     if (en) begin
-      \$38  = \$7 [4:0];
+      \$34  = \$7 [4:0];
     end
   end
-  assign bias = \port$415$0 [31:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$35  = a2;
+    if (en) begin
+      \$35  = \$8 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$36  = m2;
+    if (en) begin
+      \$36  = m1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$37  = e2;
+    if (en) begin
+      \$37  = right;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$38  = e3;
+    if (en) begin
+      \$38  = e2;
+    end
+  end
+  assign bias = \port$422$0 [31:0];
   assign left1 = left;
   assign right1 = right;
   assign yv = { \$2 [10], \$2  };
-  assign shift = \port$415$0 [68:63];
-  assign multiplier = \port$415$0 [62:32];
+  assign shift = \port$422$0 [68:63];
+  assign multiplier = \port$422$0 [62:32];
   assign half = { 1'h0, \$1 [31:1] };
   assign \$9  = { p_p11[26], p_p11, p_p00 };
   assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
@@ -7062,7 +7152,7 @@ module \mac8x8_requant.epilogue.lane1 (rst, \port$415$0 , en, zero_point, act_mi
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane2 (rst, \port$461$0 , en, zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane2 (rst, \port$464$0 , en, zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [62:0] \$1 ;
   wire [65:0] \$10 ;
@@ -7087,33 +7177,30 @@ module \mac8x8_requant.epilogue.lane2 (rst, \port$461$0 , en, zero_point, act_mi
   wire [11:0] \$28 ;
   wire [11:0] \$29 ;
   wire \$3 ;
-  wire [62:0] \$30 ;
-  wire [62:0] \$31 ;
-  wire [62:0] \$32 ;
-  wire [62:0] \$33 ;
-  reg [31:0] \$34 ;
-  reg [5:0] \$35 ;
+  reg [31:0] \$30 ;
+  reg [5:0] \$31 ;
+  reg [30:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg [4:0] \$34 ;
+  reg [31:0] \$35 ;
   reg [30:0] \$36 ;
   reg [4:0] \$37 ;
   reg [4:0] \$38 ;
-  reg [31:0] \$39 ;
+  reg [63:0] \$39 ;
   wire [5:0] \$4 ;
-  reg [30:0] \$40 ;
+  reg [33:0] \$40 ;
   reg [4:0] \$41 ;
-  reg [63:0] \$42 ;
-  reg [33:0] \$43 ;
+  reg [4:0] \$42 ;
+  reg [31:0] \$43 ;
   reg [4:0] \$44 ;
-  reg [4:0] \$45 ;
+  reg [31:0] \$45 ;
   reg [31:0] \$46 ;
-  reg [4:0] \$47 ;
-  reg [31:0] \$48 ;
-  reg [31:0] \$49 ;
+  reg [33:0] \$47 ;
+  reg [4:0] \$48 ;
+  reg [33:0] \$49 ;
   wire \$5 ;
-  reg [33:0] \$50 ;
-  reg [4:0] \$51 ;
-  reg [33:0] \$52 ;
-  reg [9:0] \$53 ;
-  reg [7:0] \$54 ;
+  reg [9:0] \$50 ;
+  reg [7:0] \$51 ;
   wire [6:0] \$6 ;
   wire [6:0] \$7 ;
   wire [62:0] \$8 ;
@@ -7133,12 +7220,13 @@ module \mac8x8_requant.epilogue.lane2 (rst, \port$461$0 , en, zero_point, act_mi
   reg [4:0] e4 = 5'h00;
   reg [4:0] e5 = 5'h00;
   reg [4:0] e6 = 5'h00;
+  reg [4:0] e7 = 5'h00;
   input en;
   wire en;
-  reg [31:0] h5 = 32'd0;
+  reg [31:0] h6 = 32'd0;
   wire [31:0] half;
-  reg [31:0] half5 = 32'd0;
-  reg [31:0] halfm5 = 32'd0;
+  reg [31:0] half6 = 32'd0;
+  reg [31:0] halfm6 = 32'd0;
   reg [4:0] left = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] left1;
@@ -7151,9 +7239,9 @@ module \mac8x8_requant.epilogue.lane2 (rst, \port$461$0 , en, zero_point, act_mi
   wire [30:0] p_p01;
   wire [31:0] p_p10;
   wire [26:0] p_p11;
-  input [68:0] \port$461$0 ;
-  wire [68:0] \port$461$0 ;
-  reg [9:0] r8 = 10'h000;
+  input [68:0] \port$464$0 ;
+  wire [68:0] \port$464$0 ;
+  reg [9:0] r9 = 10'h000;
   reg [4:0] right = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] right1;
@@ -7161,9 +7249,9 @@ module \mac8x8_requant.epilogue.lane2 (rst, \port$461$0 , en, zero_point, act_mi
   wire rst;
   reg [5:0] sh1 = 6'h00;
   wire [5:0] shift;
-  reg [33:0] t6 = 34'h000000000;
+  reg [33:0] t7 = 34'h000000000;
   wire [32:0] total;
-  reg [33:0] v7 = 34'h000000000;
+  reg [33:0] v8 = 34'h000000000;
   reg [31:0] x1 = 32'd0;
   output [7:0] y;
   reg [7:0] y = 8'h00;
@@ -7171,105 +7259,103 @@ module \mac8x8_requant.epilogue.lane2 (rst, \port$461$0 , en, zero_point, act_mi
   input [7:0] zero_point;
   wire [7:0] zero_point;
   always @(posedge clk)
-    a2 <= \$39 ;
+    e3 <= \$38 ;
   always @(posedge clk)
-    m2 <= \$40 ;
+    p_base <= \$39 ;
   always @(posedge clk)
-    e2 <= \$41 ;
+    p_mid <= \$40 ;
   always @(posedge clk)
-    p_base <= \$42 ;
+    e4 <= \$41 ;
   always @(posedge clk)
-    p_mid <= \$43 ;
+    e5 <= \$42 ;
   always @(posedge clk)
-    e3 <= \$44 ;
+    h6 <= \$43 ;
   always @(posedge clk)
-    e4 <= \$45 ;
+    e6 <= \$44 ;
   always @(posedge clk)
-    h5 <= \$46 ;
+    half6 <= \$45 ;
   always @(posedge clk)
-    e5 <= \$47 ;
+    halfm6 <= \$46 ;
   always @(posedge clk)
-    half5 <= \$48 ;
+    t7 <= \$47 ;
   always @(posedge clk)
-    halfm5 <= \$49 ;
+    e7 <= \$48 ;
   always @(posedge clk)
-    t6 <= \$50 ;
+    v8 <= \$49 ;
   always @(posedge clk)
-    e6 <= \$51 ;
+    r9 <= \$50 ;
   always @(posedge clk)
-    v7 <= \$52 ;
-  always @(posedge clk)
-    r8 <= \$53 ;
-  always @(posedge clk)
-    y <= \$54 ;
-  assign total = $signed(acc) + $signed(\port$461$0 [31:0]);
-  assign \$1  = 1'h1 << e4;
-  assign \$2  = $signed(zero_point) + $signed(r8);
-  assign \$3  = $signed(\port$461$0 [68:63]) > $signed(1'h0);
-  assign \$4  = \$3  ? \port$461$0 [68:63] : 6'h00;
-  assign \$5  = $signed(\port$461$0 [68:63]) < $signed(1'h0);
-  assign \$6  = - $signed(\port$461$0 [68:63]);
+    y <= \$51 ;
+  assign total = $signed(acc) + $signed(\port$464$0 [31:0]);
+  assign \$1  = 1'h1 << e5;
+  assign \$2  = $signed(zero_point) + $signed(r9);
+  assign \$3  = $signed(\port$464$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$464$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$464$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$464$0 [68:63]);
   assign \$7  = \$5  ? \$6  : 7'h00;
   assign \$8  = $signed(x1) << left;
   assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
   assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
   assign \$13  = $signed(p_base) + $signed(\$12 );
-  assign \$15  = | e4;
+  assign \$15  = | e5;
   assign \$16  = half - 1'h1;
   assign \$17  = \$15  ? \$16  : 33'h000000000;
-  assign \$18  = h5[31] ? halfm5 : half5;
-  assign \$19  = $signed(h5) + $signed({ 1'h0, \$18  });
-  assign \$20  = $signed(t6) >>> e6;
-  assign \$21  = ! v7[33:9];
-  assign \$22  = v7[33:9] == 25'h1ffffff;
+  assign \$18  = h6[31] ? halfm6 : half6;
+  assign \$19  = $signed(h6) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t7) >>> e7;
+  assign \$21  = ! v8[33:9];
+  assign \$22  = v8[33:9] == 25'h1ffffff;
   assign \$23  = \$21  | \$22 ;
-  assign \$24  = v7[33] ? 10'h200 : 10'h1ff;
-  assign \$25  = \$23  ? v7[9:0] : \$24 ;
+  assign \$24  = v8[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v8[9:0] : \$24 ;
   assign \$26  = $signed(\$2 ) < $signed(act_min);
   assign \$27  = $signed(\$2 ) > $signed(act_max);
   assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
   assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
-  assign \$30  = $signed(x1) << left;
-  assign \$31  = $signed(x1) << left;
-  assign \$32  = $signed(x1) << left;
-  assign \$33  = $signed(x1) << left;
   always @(posedge clk)
-    x1 <= \$34 ;
+    x1 <= \$30 ;
   always @(posedge clk)
-    sh1 <= \$35 ;
+    sh1 <= \$31 ;
   always @(posedge clk)
-    m1 <= \$36 ;
+    m1 <= \$32 ;
   always @(posedge clk)
-    left <= \$37 ;
+    left <= \$33 ;
   always @(posedge clk)
-    right <= \$38 ;
+    right <= \$34 ;
+  always @(posedge clk)
+    a2 <= \$35 ;
+  always @(posedge clk)
+    m2 <= \$36 ;
+  always @(posedge clk)
+    e2 <= \$37 ;
   tf_mulreg_u18xu18 p_mul00 (
-    .a(\$30 [17:0]),
-    .b(m1[17:0]),
+    .a(a2[17:0]),
+    .b(m2[17:0]),
     .clk(clk),
     .en(en),
     .p(p_p00),
     .rst(rst)
   );
   tf_mulreg_u18xu13 p_mul01 (
-    .a(\$31 [17:0]),
-    .b(m1[30:18]),
+    .a(a2[17:0]),
+    .b(m2[30:18]),
     .clk(clk),
     .en(en),
     .p(p_p01),
     .rst(rst)
   );
   tf_mulreg_s14xu18 p_mul10 (
-    .a(\$32 [31:18]),
-    .b(m1[17:0]),
+    .a(a2[31:18]),
+    .b(m2[17:0]),
     .clk(clk),
     .en(en),
     .p(p_p10),
     .rst(rst)
   );
   tf_mulreg_s14xu13 p_mul11 (
-    .a(\$33 [31:18]),
-    .b(m1[30:18]),
+    .a(a2[31:18]),
+    .b(m2[30:18]),
     .clk(clk),
     .en(en),
     .p(p_p11),
@@ -7277,160 +7363,167 @@ module \mac8x8_requant.epilogue.lane2 (rst, \port$461$0 , en, zero_point, act_mi
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$39  = a2;
+    \$39  = p_base;
     if (en) begin
-      \$39  = \$8 [31:0];
+      \$39  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$40  = m2;
+    \$40  = p_mid;
     if (en) begin
-      \$40  = m1;
+      \$40  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$41  = e2;
+    \$41  = e4;
     if (en) begin
-      \$41  = right;
+      \$41  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$42  = p_base;
+    \$42  = e5;
     if (en) begin
-      \$42  = \$10 [63:0];
+      \$42  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$43  = p_mid;
+    \$43  = h6;
     if (en) begin
-      \$43  = { \$11 [32], \$11  };
+      \$43  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$44  = e3;
+    \$44  = e6;
     if (en) begin
-      \$44  = e2;
+      \$44  = e5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$45  = e4;
+    \$45  = half6;
     if (en) begin
-      \$45  = e3;
+      \$45  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$46  = h5;
+    \$46  = halfm6;
     if (en) begin
-      \$46  = \$14 [31:0];
+      \$46  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$47  = e5;
+    \$47  = t7;
     if (en) begin
-      \$47  = e4;
+      \$47  = \$19 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$48  = half5;
+    \$48  = e7;
     if (en) begin
-      \$48  = half;
+      \$48  = e6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$49  = halfm5;
+    \$49  = v8;
     if (en) begin
-      \$49  = \$17 [31:0];
+      \$49  = \$20 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$50  = t6;
+    \$50  = r9;
     if (en) begin
-      \$50  = \$19 ;
+      \$50  = \$25 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$51  = e6;
+    \$51  = y;
     if (en) begin
-      \$51  = e5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$52  = v7;
-    if (en) begin
-      \$52  = \$20 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$53  = r8;
-    if (en) begin
-      \$53  = \$25 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$54  = y;
-    if (en) begin
-      \$54  = \$29 [7:0];
+      \$51  = \$29 [7:0];
     end
     if (rst) begin
-      \$54  = 8'h00;
+      \$51  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$34  = x1;
+    \$30  = x1;
     if (en) begin
-      \$34  = total[31:0];
+      \$30  = total[31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$35  = sh1;
+    \$31  = sh1;
     if (en) begin
-      \$35  = \port$461$0 [68:63];
+      \$31  = \port$464$0 [68:63];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$36  = m1;
+    \$32  = m1;
     if (en) begin
-      \$36  = \port$461$0 [62:32];
+      \$32  = \port$464$0 [62:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$37  = left;
+    \$33  = left;
     if (en) begin
-      \$37  = \$4 [4:0];
+      \$33  = \$4 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$38  = right;
+    \$34  = right;
     if (en) begin
-      \$38  = \$7 [4:0];
+      \$34  = \$7 [4:0];
     end
   end
-  assign bias = \port$461$0 [31:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$35  = a2;
+    if (en) begin
+      \$35  = \$8 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$36  = m2;
+    if (en) begin
+      \$36  = m1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$37  = e2;
+    if (en) begin
+      \$37  = right;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$38  = e3;
+    if (en) begin
+      \$38  = e2;
+    end
+  end
+  assign bias = \port$464$0 [31:0];
   assign left1 = left;
   assign right1 = right;
   assign yv = { \$2 [10], \$2  };
-  assign shift = \port$461$0 [68:63];
-  assign multiplier = \port$461$0 [62:32];
+  assign shift = \port$464$0 [68:63];
+  assign multiplier = \port$464$0 [62:32];
   assign half = { 1'h0, \$1 [31:1] };
   assign \$9  = { p_p11[26], p_p11, p_p00 };
   assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
@@ -7438,7 +7531,7 @@ module \mac8x8_requant.epilogue.lane2 (rst, \port$461$0 , en, zero_point, act_mi
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane3 (rst, \port$507$0 , en, zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane3 (rst, \port$506$0 , en, zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire [62:0] \$1 ;
   wire [65:0] \$10 ;
@@ -7463,33 +7556,30 @@ module \mac8x8_requant.epilogue.lane3 (rst, \port$507$0 , en, zero_point, act_mi
   wire [11:0] \$28 ;
   wire [11:0] \$29 ;
   wire \$3 ;
-  wire [62:0] \$30 ;
-  wire [62:0] \$31 ;
-  wire [62:0] \$32 ;
-  wire [62:0] \$33 ;
-  reg [31:0] \$34 ;
-  reg [5:0] \$35 ;
+  reg [31:0] \$30 ;
+  reg [5:0] \$31 ;
+  reg [30:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg [4:0] \$34 ;
+  reg [31:0] \$35 ;
   reg [30:0] \$36 ;
   reg [4:0] \$37 ;
   reg [4:0] \$38 ;
-  reg [31:0] \$39 ;
+  reg [63:0] \$39 ;
   wire [5:0] \$4 ;
-  reg [30:0] \$40 ;
+  reg [33:0] \$40 ;
   reg [4:0] \$41 ;
-  reg [63:0] \$42 ;
-  reg [33:0] \$43 ;
+  reg [4:0] \$42 ;
+  reg [31:0] \$43 ;
   reg [4:0] \$44 ;
-  reg [4:0] \$45 ;
+  reg [31:0] \$45 ;
   reg [31:0] \$46 ;
-  reg [4:0] \$47 ;
-  reg [31:0] \$48 ;
-  reg [31:0] \$49 ;
+  reg [33:0] \$47 ;
+  reg [4:0] \$48 ;
+  reg [33:0] \$49 ;
   wire \$5 ;
-  reg [33:0] \$50 ;
-  reg [4:0] \$51 ;
-  reg [33:0] \$52 ;
-  reg [9:0] \$53 ;
-  reg [7:0] \$54 ;
+  reg [9:0] \$50 ;
+  reg [7:0] \$51 ;
   wire [6:0] \$6 ;
   wire [6:0] \$7 ;
   wire [62:0] \$8 ;
@@ -7509,12 +7599,13 @@ module \mac8x8_requant.epilogue.lane3 (rst, \port$507$0 , en, zero_point, act_mi
   reg [4:0] e4 = 5'h00;
   reg [4:0] e5 = 5'h00;
   reg [4:0] e6 = 5'h00;
+  reg [4:0] e7 = 5'h00;
   input en;
   wire en;
-  reg [31:0] h5 = 32'd0;
+  reg [31:0] h6 = 32'd0;
   wire [31:0] half;
-  reg [31:0] half5 = 32'd0;
-  reg [31:0] halfm5 = 32'd0;
+  reg [31:0] half6 = 32'd0;
+  reg [31:0] halfm6 = 32'd0;
   reg [4:0] left = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] left1;
@@ -7527,9 +7618,9 @@ module \mac8x8_requant.epilogue.lane3 (rst, \port$507$0 , en, zero_point, act_mi
   wire [30:0] p_p01;
   wire [31:0] p_p10;
   wire [26:0] p_p11;
-  input [68:0] \port$507$0 ;
-  wire [68:0] \port$507$0 ;
-  reg [9:0] r8 = 10'h000;
+  input [68:0] \port$506$0 ;
+  wire [68:0] \port$506$0 ;
+  reg [9:0] r9 = 10'h000;
   reg [4:0] right = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] right1;
@@ -7537,9 +7628,9 @@ module \mac8x8_requant.epilogue.lane3 (rst, \port$507$0 , en, zero_point, act_mi
   wire rst;
   reg [5:0] sh1 = 6'h00;
   wire [5:0] shift;
-  reg [33:0] t6 = 34'h000000000;
+  reg [33:0] t7 = 34'h000000000;
   wire [32:0] total;
-  reg [33:0] v7 = 34'h000000000;
+  reg [33:0] v8 = 34'h000000000;
   reg [31:0] x1 = 32'd0;
   output [7:0] y;
   reg [7:0] y = 8'h00;
@@ -7547,105 +7638,103 @@ module \mac8x8_requant.epilogue.lane3 (rst, \port$507$0 , en, zero_point, act_mi
   input [7:0] zero_point;
   wire [7:0] zero_point;
   always @(posedge clk)
-    a2 <= \$39 ;
+    e3 <= \$38 ;
   always @(posedge clk)
-    m2 <= \$40 ;
+    p_base <= \$39 ;
   always @(posedge clk)
-    e2 <= \$41 ;
+    p_mid <= \$40 ;
   always @(posedge clk)
-    p_base <= \$42 ;
+    e4 <= \$41 ;
   always @(posedge clk)
-    p_mid <= \$43 ;
+    e5 <= \$42 ;
   always @(posedge clk)
-    e3 <= \$44 ;
+    h6 <= \$43 ;
   always @(posedge clk)
-    e4 <= \$45 ;
+    e6 <= \$44 ;
   always @(posedge clk)
-    h5 <= \$46 ;
+    half6 <= \$45 ;
   always @(posedge clk)
-    e5 <= \$47 ;
+    halfm6 <= \$46 ;
   always @(posedge clk)
-    half5 <= \$48 ;
+    t7 <= \$47 ;
   always @(posedge clk)
-    halfm5 <= \$49 ;
+    e7 <= \$48 ;
   always @(posedge clk)
-    t6 <= \$50 ;
+    v8 <= \$49 ;
   always @(posedge clk)
-    e6 <= \$51 ;
+    r9 <= \$50 ;
   always @(posedge clk)
-    v7 <= \$52 ;
-  always @(posedge clk)
-    r8 <= \$53 ;
-  always @(posedge clk)
-    y <= \$54 ;
-  assign total = $signed(acc) + $signed(\port$507$0 [31:0]);
-  assign \$1  = 1'h1 << e4;
-  assign \$2  = $signed(zero_point) + $signed(r8);
-  assign \$3  = $signed(\port$507$0 [68:63]) > $signed(1'h0);
-  assign \$4  = \$3  ? \port$507$0 [68:63] : 6'h00;
-  assign \$5  = $signed(\port$507$0 [68:63]) < $signed(1'h0);
-  assign \$6  = - $signed(\port$507$0 [68:63]);
+    y <= \$51 ;
+  assign total = $signed(acc) + $signed(\port$506$0 [31:0]);
+  assign \$1  = 1'h1 << e5;
+  assign \$2  = $signed(zero_point) + $signed(r9);
+  assign \$3  = $signed(\port$506$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$506$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$506$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$506$0 [68:63]);
   assign \$7  = \$5  ? \$6  : 7'h00;
   assign \$8  = $signed(x1) << left;
   assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
   assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
   assign \$13  = $signed(p_base) + $signed(\$12 );
-  assign \$15  = | e4;
+  assign \$15  = | e5;
   assign \$16  = half - 1'h1;
   assign \$17  = \$15  ? \$16  : 33'h000000000;
-  assign \$18  = h5[31] ? halfm5 : half5;
-  assign \$19  = $signed(h5) + $signed({ 1'h0, \$18  });
-  assign \$20  = $signed(t6) >>> e6;
-  assign \$21  = ! v7[33:9];
-  assign \$22  = v7[33:9] == 25'h1ffffff;
+  assign \$18  = h6[31] ? halfm6 : half6;
+  assign \$19  = $signed(h6) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t7) >>> e7;
+  assign \$21  = ! v8[33:9];
+  assign \$22  = v8[33:9] == 25'h1ffffff;
   assign \$23  = \$21  | \$22 ;
-  assign \$24  = v7[33] ? 10'h200 : 10'h1ff;
-  assign \$25  = \$23  ? v7[9:0] : \$24 ;
+  assign \$24  = v8[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v8[9:0] : \$24 ;
   assign \$26  = $signed(\$2 ) < $signed(act_min);
   assign \$27  = $signed(\$2 ) > $signed(act_max);
   assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
   assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
-  assign \$30  = $signed(x1) << left;
-  assign \$31  = $signed(x1) << left;
-  assign \$32  = $signed(x1) << left;
-  assign \$33  = $signed(x1) << left;
   always @(posedge clk)
-    x1 <= \$34 ;
+    x1 <= \$30 ;
   always @(posedge clk)
-    sh1 <= \$35 ;
+    sh1 <= \$31 ;
   always @(posedge clk)
-    m1 <= \$36 ;
+    m1 <= \$32 ;
   always @(posedge clk)
-    left <= \$37 ;
+    left <= \$33 ;
   always @(posedge clk)
-    right <= \$38 ;
+    right <= \$34 ;
+  always @(posedge clk)
+    a2 <= \$35 ;
+  always @(posedge clk)
+    m2 <= \$36 ;
+  always @(posedge clk)
+    e2 <= \$37 ;
   tf_mulreg_u18xu18 p_mul00 (
-    .a(\$30 [17:0]),
-    .b(m1[17:0]),
+    .a(a2[17:0]),
+    .b(m2[17:0]),
     .clk(clk),
     .en(en),
     .p(p_p00),
     .rst(rst)
   );
   tf_mulreg_u18xu13 p_mul01 (
-    .a(\$31 [17:0]),
-    .b(m1[30:18]),
+    .a(a2[17:0]),
+    .b(m2[30:18]),
     .clk(clk),
     .en(en),
     .p(p_p01),
     .rst(rst)
   );
   tf_mulreg_s14xu18 p_mul10 (
-    .a(\$32 [31:18]),
-    .b(m1[17:0]),
+    .a(a2[31:18]),
+    .b(m2[17:0]),
     .clk(clk),
     .en(en),
     .p(p_p10),
     .rst(rst)
   );
   tf_mulreg_s14xu13 p_mul11 (
-    .a(\$33 [31:18]),
-    .b(m1[30:18]),
+    .a(a2[31:18]),
+    .b(m2[30:18]),
     .clk(clk),
     .en(en),
     .p(p_p11),
@@ -7653,160 +7742,167 @@ module \mac8x8_requant.epilogue.lane3 (rst, \port$507$0 , en, zero_point, act_mi
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$39  = a2;
+    \$39  = p_base;
     if (en) begin
-      \$39  = \$8 [31:0];
+      \$39  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$40  = m2;
+    \$40  = p_mid;
     if (en) begin
-      \$40  = m1;
+      \$40  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$41  = e2;
+    \$41  = e4;
     if (en) begin
-      \$41  = right;
+      \$41  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$42  = p_base;
+    \$42  = e5;
     if (en) begin
-      \$42  = \$10 [63:0];
+      \$42  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$43  = p_mid;
+    \$43  = h6;
     if (en) begin
-      \$43  = { \$11 [32], \$11  };
+      \$43  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$44  = e3;
+    \$44  = e6;
     if (en) begin
-      \$44  = e2;
+      \$44  = e5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$45  = e4;
+    \$45  = half6;
     if (en) begin
-      \$45  = e3;
+      \$45  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$46  = h5;
+    \$46  = halfm6;
     if (en) begin
-      \$46  = \$14 [31:0];
+      \$46  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$47  = e5;
+    \$47  = t7;
     if (en) begin
-      \$47  = e4;
+      \$47  = \$19 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$48  = half5;
+    \$48  = e7;
     if (en) begin
-      \$48  = half;
+      \$48  = e6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$49  = halfm5;
+    \$49  = v8;
     if (en) begin
-      \$49  = \$17 [31:0];
+      \$49  = \$20 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$50  = t6;
+    \$50  = r9;
     if (en) begin
-      \$50  = \$19 ;
+      \$50  = \$25 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$51  = e6;
+    \$51  = y;
     if (en) begin
-      \$51  = e5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$52  = v7;
-    if (en) begin
-      \$52  = \$20 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$53  = r8;
-    if (en) begin
-      \$53  = \$25 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$54  = y;
-    if (en) begin
-      \$54  = \$29 [7:0];
+      \$51  = \$29 [7:0];
     end
     if (rst) begin
-      \$54  = 8'h00;
+      \$51  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$34  = x1;
+    \$30  = x1;
     if (en) begin
-      \$34  = total[31:0];
+      \$30  = total[31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$35  = sh1;
+    \$31  = sh1;
     if (en) begin
-      \$35  = \port$507$0 [68:63];
+      \$31  = \port$506$0 [68:63];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$36  = m1;
+    \$32  = m1;
     if (en) begin
-      \$36  = \port$507$0 [62:32];
+      \$32  = \port$506$0 [62:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$37  = left;
+    \$33  = left;
     if (en) begin
-      \$37  = \$4 [4:0];
+      \$33  = \$4 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$38  = right;
+    \$34  = right;
     if (en) begin
-      \$38  = \$7 [4:0];
+      \$34  = \$7 [4:0];
     end
   end
-  assign bias = \port$507$0 [31:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$35  = a2;
+    if (en) begin
+      \$35  = \$8 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$36  = m2;
+    if (en) begin
+      \$36  = m1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$37  = e2;
+    if (en) begin
+      \$37  = right;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$38  = e3;
+    if (en) begin
+      \$38  = e2;
+    end
+  end
+  assign bias = \port$506$0 [31:0];
   assign left1 = left;
   assign right1 = right;
   assign yv = { \$2 [10], \$2  };
-  assign shift = \port$507$0 [68:63];
-  assign multiplier = \port$507$0 [62:32];
+  assign shift = \port$506$0 [68:63];
+  assign multiplier = \port$506$0 [62:32];
   assign half = { 1'h0, \$1 [31:1] };
   assign \$9  = { p_p11[26], p_p11, p_p00 };
   assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
@@ -7814,7 +7910,7 @@ module \mac8x8_requant.epilogue.lane3 (rst, \port$507$0 , en, zero_point, act_mi
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane4 (rst, \port$553$0 , en, zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane4 (rst, \port$548$0 , en, zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire [62:0] \$1 ;
   wire [65:0] \$10 ;
@@ -7839,33 +7935,30 @@ module \mac8x8_requant.epilogue.lane4 (rst, \port$553$0 , en, zero_point, act_mi
   wire [11:0] \$28 ;
   wire [11:0] \$29 ;
   wire \$3 ;
-  wire [62:0] \$30 ;
-  wire [62:0] \$31 ;
-  wire [62:0] \$32 ;
-  wire [62:0] \$33 ;
-  reg [31:0] \$34 ;
-  reg [5:0] \$35 ;
+  reg [31:0] \$30 ;
+  reg [5:0] \$31 ;
+  reg [30:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg [4:0] \$34 ;
+  reg [31:0] \$35 ;
   reg [30:0] \$36 ;
   reg [4:0] \$37 ;
   reg [4:0] \$38 ;
-  reg [31:0] \$39 ;
+  reg [63:0] \$39 ;
   wire [5:0] \$4 ;
-  reg [30:0] \$40 ;
+  reg [33:0] \$40 ;
   reg [4:0] \$41 ;
-  reg [63:0] \$42 ;
-  reg [33:0] \$43 ;
+  reg [4:0] \$42 ;
+  reg [31:0] \$43 ;
   reg [4:0] \$44 ;
-  reg [4:0] \$45 ;
+  reg [31:0] \$45 ;
   reg [31:0] \$46 ;
-  reg [4:0] \$47 ;
-  reg [31:0] \$48 ;
-  reg [31:0] \$49 ;
+  reg [33:0] \$47 ;
+  reg [4:0] \$48 ;
+  reg [33:0] \$49 ;
   wire \$5 ;
-  reg [33:0] \$50 ;
-  reg [4:0] \$51 ;
-  reg [33:0] \$52 ;
-  reg [9:0] \$53 ;
-  reg [7:0] \$54 ;
+  reg [9:0] \$50 ;
+  reg [7:0] \$51 ;
   wire [6:0] \$6 ;
   wire [6:0] \$7 ;
   wire [62:0] \$8 ;
@@ -7885,12 +7978,13 @@ module \mac8x8_requant.epilogue.lane4 (rst, \port$553$0 , en, zero_point, act_mi
   reg [4:0] e4 = 5'h00;
   reg [4:0] e5 = 5'h00;
   reg [4:0] e6 = 5'h00;
+  reg [4:0] e7 = 5'h00;
   input en;
   wire en;
-  reg [31:0] h5 = 32'd0;
+  reg [31:0] h6 = 32'd0;
   wire [31:0] half;
-  reg [31:0] half5 = 32'd0;
-  reg [31:0] halfm5 = 32'd0;
+  reg [31:0] half6 = 32'd0;
+  reg [31:0] halfm6 = 32'd0;
   reg [4:0] left = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] left1;
@@ -7903,9 +7997,9 @@ module \mac8x8_requant.epilogue.lane4 (rst, \port$553$0 , en, zero_point, act_mi
   wire [30:0] p_p01;
   wire [31:0] p_p10;
   wire [26:0] p_p11;
-  input [68:0] \port$553$0 ;
-  wire [68:0] \port$553$0 ;
-  reg [9:0] r8 = 10'h000;
+  input [68:0] \port$548$0 ;
+  wire [68:0] \port$548$0 ;
+  reg [9:0] r9 = 10'h000;
   reg [4:0] right = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] right1;
@@ -7913,9 +8007,9 @@ module \mac8x8_requant.epilogue.lane4 (rst, \port$553$0 , en, zero_point, act_mi
   wire rst;
   reg [5:0] sh1 = 6'h00;
   wire [5:0] shift;
-  reg [33:0] t6 = 34'h000000000;
+  reg [33:0] t7 = 34'h000000000;
   wire [32:0] total;
-  reg [33:0] v7 = 34'h000000000;
+  reg [33:0] v8 = 34'h000000000;
   reg [31:0] x1 = 32'd0;
   output [7:0] y;
   reg [7:0] y = 8'h00;
@@ -7923,105 +8017,103 @@ module \mac8x8_requant.epilogue.lane4 (rst, \port$553$0 , en, zero_point, act_mi
   input [7:0] zero_point;
   wire [7:0] zero_point;
   always @(posedge clk)
-    a2 <= \$39 ;
+    e3 <= \$38 ;
   always @(posedge clk)
-    m2 <= \$40 ;
+    p_base <= \$39 ;
   always @(posedge clk)
-    e2 <= \$41 ;
+    p_mid <= \$40 ;
   always @(posedge clk)
-    p_base <= \$42 ;
+    e4 <= \$41 ;
   always @(posedge clk)
-    p_mid <= \$43 ;
+    e5 <= \$42 ;
   always @(posedge clk)
-    e3 <= \$44 ;
+    h6 <= \$43 ;
   always @(posedge clk)
-    e4 <= \$45 ;
+    e6 <= \$44 ;
   always @(posedge clk)
-    h5 <= \$46 ;
+    half6 <= \$45 ;
   always @(posedge clk)
-    e5 <= \$47 ;
+    halfm6 <= \$46 ;
   always @(posedge clk)
-    half5 <= \$48 ;
+    t7 <= \$47 ;
   always @(posedge clk)
-    halfm5 <= \$49 ;
+    e7 <= \$48 ;
   always @(posedge clk)
-    t6 <= \$50 ;
+    v8 <= \$49 ;
   always @(posedge clk)
-    e6 <= \$51 ;
+    r9 <= \$50 ;
   always @(posedge clk)
-    v7 <= \$52 ;
-  always @(posedge clk)
-    r8 <= \$53 ;
-  always @(posedge clk)
-    y <= \$54 ;
-  assign total = $signed(acc) + $signed(\port$553$0 [31:0]);
-  assign \$1  = 1'h1 << e4;
-  assign \$2  = $signed(zero_point) + $signed(r8);
-  assign \$3  = $signed(\port$553$0 [68:63]) > $signed(1'h0);
-  assign \$4  = \$3  ? \port$553$0 [68:63] : 6'h00;
-  assign \$5  = $signed(\port$553$0 [68:63]) < $signed(1'h0);
-  assign \$6  = - $signed(\port$553$0 [68:63]);
+    y <= \$51 ;
+  assign total = $signed(acc) + $signed(\port$548$0 [31:0]);
+  assign \$1  = 1'h1 << e5;
+  assign \$2  = $signed(zero_point) + $signed(r9);
+  assign \$3  = $signed(\port$548$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$548$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$548$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$548$0 [68:63]);
   assign \$7  = \$5  ? \$6  : 7'h00;
   assign \$8  = $signed(x1) << left;
   assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
   assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
   assign \$13  = $signed(p_base) + $signed(\$12 );
-  assign \$15  = | e4;
+  assign \$15  = | e5;
   assign \$16  = half - 1'h1;
   assign \$17  = \$15  ? \$16  : 33'h000000000;
-  assign \$18  = h5[31] ? halfm5 : half5;
-  assign \$19  = $signed(h5) + $signed({ 1'h0, \$18  });
-  assign \$20  = $signed(t6) >>> e6;
-  assign \$21  = ! v7[33:9];
-  assign \$22  = v7[33:9] == 25'h1ffffff;
+  assign \$18  = h6[31] ? halfm6 : half6;
+  assign \$19  = $signed(h6) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t7) >>> e7;
+  assign \$21  = ! v8[33:9];
+  assign \$22  = v8[33:9] == 25'h1ffffff;
   assign \$23  = \$21  | \$22 ;
-  assign \$24  = v7[33] ? 10'h200 : 10'h1ff;
-  assign \$25  = \$23  ? v7[9:0] : \$24 ;
+  assign \$24  = v8[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v8[9:0] : \$24 ;
   assign \$26  = $signed(\$2 ) < $signed(act_min);
   assign \$27  = $signed(\$2 ) > $signed(act_max);
   assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
   assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
-  assign \$30  = $signed(x1) << left;
-  assign \$31  = $signed(x1) << left;
-  assign \$32  = $signed(x1) << left;
-  assign \$33  = $signed(x1) << left;
   always @(posedge clk)
-    x1 <= \$34 ;
+    x1 <= \$30 ;
   always @(posedge clk)
-    sh1 <= \$35 ;
+    sh1 <= \$31 ;
   always @(posedge clk)
-    m1 <= \$36 ;
+    m1 <= \$32 ;
   always @(posedge clk)
-    left <= \$37 ;
+    left <= \$33 ;
   always @(posedge clk)
-    right <= \$38 ;
+    right <= \$34 ;
+  always @(posedge clk)
+    a2 <= \$35 ;
+  always @(posedge clk)
+    m2 <= \$36 ;
+  always @(posedge clk)
+    e2 <= \$37 ;
   tf_mulreg_u18xu18 p_mul00 (
-    .a(\$30 [17:0]),
-    .b(m1[17:0]),
+    .a(a2[17:0]),
+    .b(m2[17:0]),
     .clk(clk),
     .en(en),
     .p(p_p00),
     .rst(rst)
   );
   tf_mulreg_u18xu13 p_mul01 (
-    .a(\$31 [17:0]),
-    .b(m1[30:18]),
+    .a(a2[17:0]),
+    .b(m2[30:18]),
     .clk(clk),
     .en(en),
     .p(p_p01),
     .rst(rst)
   );
   tf_mulreg_s14xu18 p_mul10 (
-    .a(\$32 [31:18]),
-    .b(m1[17:0]),
+    .a(a2[31:18]),
+    .b(m2[17:0]),
     .clk(clk),
     .en(en),
     .p(p_p10),
     .rst(rst)
   );
   tf_mulreg_s14xu13 p_mul11 (
-    .a(\$33 [31:18]),
-    .b(m1[30:18]),
+    .a(a2[31:18]),
+    .b(m2[30:18]),
     .clk(clk),
     .en(en),
     .p(p_p11),
@@ -8029,160 +8121,167 @@ module \mac8x8_requant.epilogue.lane4 (rst, \port$553$0 , en, zero_point, act_mi
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$39  = a2;
+    \$39  = p_base;
     if (en) begin
-      \$39  = \$8 [31:0];
+      \$39  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$40  = m2;
+    \$40  = p_mid;
     if (en) begin
-      \$40  = m1;
+      \$40  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$41  = e2;
+    \$41  = e4;
     if (en) begin
-      \$41  = right;
+      \$41  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$42  = p_base;
+    \$42  = e5;
     if (en) begin
-      \$42  = \$10 [63:0];
+      \$42  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$43  = p_mid;
+    \$43  = h6;
     if (en) begin
-      \$43  = { \$11 [32], \$11  };
+      \$43  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$44  = e3;
+    \$44  = e6;
     if (en) begin
-      \$44  = e2;
+      \$44  = e5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$45  = e4;
+    \$45  = half6;
     if (en) begin
-      \$45  = e3;
+      \$45  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$46  = h5;
+    \$46  = halfm6;
     if (en) begin
-      \$46  = \$14 [31:0];
+      \$46  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$47  = e5;
+    \$47  = t7;
     if (en) begin
-      \$47  = e4;
+      \$47  = \$19 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$48  = half5;
+    \$48  = e7;
     if (en) begin
-      \$48  = half;
+      \$48  = e6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$49  = halfm5;
+    \$49  = v8;
     if (en) begin
-      \$49  = \$17 [31:0];
+      \$49  = \$20 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$50  = t6;
+    \$50  = r9;
     if (en) begin
-      \$50  = \$19 ;
+      \$50  = \$25 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$51  = e6;
+    \$51  = y;
     if (en) begin
-      \$51  = e5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$52  = v7;
-    if (en) begin
-      \$52  = \$20 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$53  = r8;
-    if (en) begin
-      \$53  = \$25 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$54  = y;
-    if (en) begin
-      \$54  = \$29 [7:0];
+      \$51  = \$29 [7:0];
     end
     if (rst) begin
-      \$54  = 8'h00;
+      \$51  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$34  = x1;
+    \$30  = x1;
     if (en) begin
-      \$34  = total[31:0];
+      \$30  = total[31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$35  = sh1;
+    \$31  = sh1;
     if (en) begin
-      \$35  = \port$553$0 [68:63];
+      \$31  = \port$548$0 [68:63];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$36  = m1;
+    \$32  = m1;
     if (en) begin
-      \$36  = \port$553$0 [62:32];
+      \$32  = \port$548$0 [62:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$37  = left;
+    \$33  = left;
     if (en) begin
-      \$37  = \$4 [4:0];
+      \$33  = \$4 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$38  = right;
+    \$34  = right;
     if (en) begin
-      \$38  = \$7 [4:0];
+      \$34  = \$7 [4:0];
     end
   end
-  assign bias = \port$553$0 [31:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$35  = a2;
+    if (en) begin
+      \$35  = \$8 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$36  = m2;
+    if (en) begin
+      \$36  = m1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$37  = e2;
+    if (en) begin
+      \$37  = right;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$38  = e3;
+    if (en) begin
+      \$38  = e2;
+    end
+  end
+  assign bias = \port$548$0 [31:0];
   assign left1 = left;
   assign right1 = right;
   assign yv = { \$2 [10], \$2  };
-  assign shift = \port$553$0 [68:63];
-  assign multiplier = \port$553$0 [62:32];
+  assign shift = \port$548$0 [68:63];
+  assign multiplier = \port$548$0 [62:32];
   assign half = { 1'h0, \$1 [31:1] };
   assign \$9  = { p_p11[26], p_p11, p_p00 };
   assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
@@ -8190,7 +8289,7 @@ module \mac8x8_requant.epilogue.lane4 (rst, \port$553$0 , en, zero_point, act_mi
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane5 (rst, \port$599$0 , en, zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane5 (rst, \port$590$0 , en, zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [62:0] \$1 ;
   wire [65:0] \$10 ;
@@ -8215,33 +8314,30 @@ module \mac8x8_requant.epilogue.lane5 (rst, \port$599$0 , en, zero_point, act_mi
   wire [11:0] \$28 ;
   wire [11:0] \$29 ;
   wire \$3 ;
-  wire [62:0] \$30 ;
-  wire [62:0] \$31 ;
-  wire [62:0] \$32 ;
-  wire [62:0] \$33 ;
-  reg [31:0] \$34 ;
-  reg [5:0] \$35 ;
+  reg [31:0] \$30 ;
+  reg [5:0] \$31 ;
+  reg [30:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg [4:0] \$34 ;
+  reg [31:0] \$35 ;
   reg [30:0] \$36 ;
   reg [4:0] \$37 ;
   reg [4:0] \$38 ;
-  reg [31:0] \$39 ;
+  reg [63:0] \$39 ;
   wire [5:0] \$4 ;
-  reg [30:0] \$40 ;
+  reg [33:0] \$40 ;
   reg [4:0] \$41 ;
-  reg [63:0] \$42 ;
-  reg [33:0] \$43 ;
+  reg [4:0] \$42 ;
+  reg [31:0] \$43 ;
   reg [4:0] \$44 ;
-  reg [4:0] \$45 ;
+  reg [31:0] \$45 ;
   reg [31:0] \$46 ;
-  reg [4:0] \$47 ;
-  reg [31:0] \$48 ;
-  reg [31:0] \$49 ;
+  reg [33:0] \$47 ;
+  reg [4:0] \$48 ;
+  reg [33:0] \$49 ;
   wire \$5 ;
-  reg [33:0] \$50 ;
-  reg [4:0] \$51 ;
-  reg [33:0] \$52 ;
-  reg [9:0] \$53 ;
-  reg [7:0] \$54 ;
+  reg [9:0] \$50 ;
+  reg [7:0] \$51 ;
   wire [6:0] \$6 ;
   wire [6:0] \$7 ;
   wire [62:0] \$8 ;
@@ -8261,12 +8357,13 @@ module \mac8x8_requant.epilogue.lane5 (rst, \port$599$0 , en, zero_point, act_mi
   reg [4:0] e4 = 5'h00;
   reg [4:0] e5 = 5'h00;
   reg [4:0] e6 = 5'h00;
+  reg [4:0] e7 = 5'h00;
   input en;
   wire en;
-  reg [31:0] h5 = 32'd0;
+  reg [31:0] h6 = 32'd0;
   wire [31:0] half;
-  reg [31:0] half5 = 32'd0;
-  reg [31:0] halfm5 = 32'd0;
+  reg [31:0] half6 = 32'd0;
+  reg [31:0] halfm6 = 32'd0;
   reg [4:0] left = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] left1;
@@ -8279,9 +8376,9 @@ module \mac8x8_requant.epilogue.lane5 (rst, \port$599$0 , en, zero_point, act_mi
   wire [30:0] p_p01;
   wire [31:0] p_p10;
   wire [26:0] p_p11;
-  input [68:0] \port$599$0 ;
-  wire [68:0] \port$599$0 ;
-  reg [9:0] r8 = 10'h000;
+  input [68:0] \port$590$0 ;
+  wire [68:0] \port$590$0 ;
+  reg [9:0] r9 = 10'h000;
   reg [4:0] right = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] right1;
@@ -8289,9 +8386,9 @@ module \mac8x8_requant.epilogue.lane5 (rst, \port$599$0 , en, zero_point, act_mi
   wire rst;
   reg [5:0] sh1 = 6'h00;
   wire [5:0] shift;
-  reg [33:0] t6 = 34'h000000000;
+  reg [33:0] t7 = 34'h000000000;
   wire [32:0] total;
-  reg [33:0] v7 = 34'h000000000;
+  reg [33:0] v8 = 34'h000000000;
   reg [31:0] x1 = 32'd0;
   output [7:0] y;
   reg [7:0] y = 8'h00;
@@ -8299,105 +8396,103 @@ module \mac8x8_requant.epilogue.lane5 (rst, \port$599$0 , en, zero_point, act_mi
   input [7:0] zero_point;
   wire [7:0] zero_point;
   always @(posedge clk)
-    a2 <= \$39 ;
+    e3 <= \$38 ;
   always @(posedge clk)
-    m2 <= \$40 ;
+    p_base <= \$39 ;
   always @(posedge clk)
-    e2 <= \$41 ;
+    p_mid <= \$40 ;
   always @(posedge clk)
-    p_base <= \$42 ;
+    e4 <= \$41 ;
   always @(posedge clk)
-    p_mid <= \$43 ;
+    e5 <= \$42 ;
   always @(posedge clk)
-    e3 <= \$44 ;
+    h6 <= \$43 ;
   always @(posedge clk)
-    e4 <= \$45 ;
+    e6 <= \$44 ;
   always @(posedge clk)
-    h5 <= \$46 ;
+    half6 <= \$45 ;
   always @(posedge clk)
-    e5 <= \$47 ;
+    halfm6 <= \$46 ;
   always @(posedge clk)
-    half5 <= \$48 ;
+    t7 <= \$47 ;
   always @(posedge clk)
-    halfm5 <= \$49 ;
+    e7 <= \$48 ;
   always @(posedge clk)
-    t6 <= \$50 ;
+    v8 <= \$49 ;
   always @(posedge clk)
-    e6 <= \$51 ;
+    r9 <= \$50 ;
   always @(posedge clk)
-    v7 <= \$52 ;
-  always @(posedge clk)
-    r8 <= \$53 ;
-  always @(posedge clk)
-    y <= \$54 ;
-  assign total = $signed(acc) + $signed(\port$599$0 [31:0]);
-  assign \$1  = 1'h1 << e4;
-  assign \$2  = $signed(zero_point) + $signed(r8);
-  assign \$3  = $signed(\port$599$0 [68:63]) > $signed(1'h0);
-  assign \$4  = \$3  ? \port$599$0 [68:63] : 6'h00;
-  assign \$5  = $signed(\port$599$0 [68:63]) < $signed(1'h0);
-  assign \$6  = - $signed(\port$599$0 [68:63]);
+    y <= \$51 ;
+  assign total = $signed(acc) + $signed(\port$590$0 [31:0]);
+  assign \$1  = 1'h1 << e5;
+  assign \$2  = $signed(zero_point) + $signed(r9);
+  assign \$3  = $signed(\port$590$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$590$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$590$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$590$0 [68:63]);
   assign \$7  = \$5  ? \$6  : 7'h00;
   assign \$8  = $signed(x1) << left;
   assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
   assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
   assign \$13  = $signed(p_base) + $signed(\$12 );
-  assign \$15  = | e4;
+  assign \$15  = | e5;
   assign \$16  = half - 1'h1;
   assign \$17  = \$15  ? \$16  : 33'h000000000;
-  assign \$18  = h5[31] ? halfm5 : half5;
-  assign \$19  = $signed(h5) + $signed({ 1'h0, \$18  });
-  assign \$20  = $signed(t6) >>> e6;
-  assign \$21  = ! v7[33:9];
-  assign \$22  = v7[33:9] == 25'h1ffffff;
+  assign \$18  = h6[31] ? halfm6 : half6;
+  assign \$19  = $signed(h6) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t7) >>> e7;
+  assign \$21  = ! v8[33:9];
+  assign \$22  = v8[33:9] == 25'h1ffffff;
   assign \$23  = \$21  | \$22 ;
-  assign \$24  = v7[33] ? 10'h200 : 10'h1ff;
-  assign \$25  = \$23  ? v7[9:0] : \$24 ;
+  assign \$24  = v8[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v8[9:0] : \$24 ;
   assign \$26  = $signed(\$2 ) < $signed(act_min);
   assign \$27  = $signed(\$2 ) > $signed(act_max);
   assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
   assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
-  assign \$30  = $signed(x1) << left;
-  assign \$31  = $signed(x1) << left;
-  assign \$32  = $signed(x1) << left;
-  assign \$33  = $signed(x1) << left;
   always @(posedge clk)
-    x1 <= \$34 ;
+    x1 <= \$30 ;
   always @(posedge clk)
-    sh1 <= \$35 ;
+    sh1 <= \$31 ;
   always @(posedge clk)
-    m1 <= \$36 ;
+    m1 <= \$32 ;
   always @(posedge clk)
-    left <= \$37 ;
+    left <= \$33 ;
   always @(posedge clk)
-    right <= \$38 ;
+    right <= \$34 ;
+  always @(posedge clk)
+    a2 <= \$35 ;
+  always @(posedge clk)
+    m2 <= \$36 ;
+  always @(posedge clk)
+    e2 <= \$37 ;
   tf_mulreg_u18xu18 p_mul00 (
-    .a(\$30 [17:0]),
-    .b(m1[17:0]),
+    .a(a2[17:0]),
+    .b(m2[17:0]),
     .clk(clk),
     .en(en),
     .p(p_p00),
     .rst(rst)
   );
   tf_mulreg_u18xu13 p_mul01 (
-    .a(\$31 [17:0]),
-    .b(m1[30:18]),
+    .a(a2[17:0]),
+    .b(m2[30:18]),
     .clk(clk),
     .en(en),
     .p(p_p01),
     .rst(rst)
   );
   tf_mulreg_s14xu18 p_mul10 (
-    .a(\$32 [31:18]),
-    .b(m1[17:0]),
+    .a(a2[31:18]),
+    .b(m2[17:0]),
     .clk(clk),
     .en(en),
     .p(p_p10),
     .rst(rst)
   );
   tf_mulreg_s14xu13 p_mul11 (
-    .a(\$33 [31:18]),
-    .b(m1[30:18]),
+    .a(a2[31:18]),
+    .b(m2[30:18]),
     .clk(clk),
     .en(en),
     .p(p_p11),
@@ -8405,160 +8500,167 @@ module \mac8x8_requant.epilogue.lane5 (rst, \port$599$0 , en, zero_point, act_mi
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$39  = a2;
+    \$39  = p_base;
     if (en) begin
-      \$39  = \$8 [31:0];
+      \$39  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$40  = m2;
+    \$40  = p_mid;
     if (en) begin
-      \$40  = m1;
+      \$40  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$41  = e2;
+    \$41  = e4;
     if (en) begin
-      \$41  = right;
+      \$41  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$42  = p_base;
+    \$42  = e5;
     if (en) begin
-      \$42  = \$10 [63:0];
+      \$42  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$43  = p_mid;
+    \$43  = h6;
     if (en) begin
-      \$43  = { \$11 [32], \$11  };
+      \$43  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$44  = e3;
+    \$44  = e6;
     if (en) begin
-      \$44  = e2;
+      \$44  = e5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$45  = e4;
+    \$45  = half6;
     if (en) begin
-      \$45  = e3;
+      \$45  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$46  = h5;
+    \$46  = halfm6;
     if (en) begin
-      \$46  = \$14 [31:0];
+      \$46  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$47  = e5;
+    \$47  = t7;
     if (en) begin
-      \$47  = e4;
+      \$47  = \$19 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$48  = half5;
+    \$48  = e7;
     if (en) begin
-      \$48  = half;
+      \$48  = e6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$49  = halfm5;
+    \$49  = v8;
     if (en) begin
-      \$49  = \$17 [31:0];
+      \$49  = \$20 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$50  = t6;
+    \$50  = r9;
     if (en) begin
-      \$50  = \$19 ;
+      \$50  = \$25 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$51  = e6;
+    \$51  = y;
     if (en) begin
-      \$51  = e5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$52  = v7;
-    if (en) begin
-      \$52  = \$20 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$53  = r8;
-    if (en) begin
-      \$53  = \$25 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$54  = y;
-    if (en) begin
-      \$54  = \$29 [7:0];
+      \$51  = \$29 [7:0];
     end
     if (rst) begin
-      \$54  = 8'h00;
+      \$51  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$34  = x1;
+    \$30  = x1;
     if (en) begin
-      \$34  = total[31:0];
+      \$30  = total[31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$35  = sh1;
+    \$31  = sh1;
     if (en) begin
-      \$35  = \port$599$0 [68:63];
+      \$31  = \port$590$0 [68:63];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$36  = m1;
+    \$32  = m1;
     if (en) begin
-      \$36  = \port$599$0 [62:32];
+      \$32  = \port$590$0 [62:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$37  = left;
+    \$33  = left;
     if (en) begin
-      \$37  = \$4 [4:0];
+      \$33  = \$4 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$38  = right;
+    \$34  = right;
     if (en) begin
-      \$38  = \$7 [4:0];
+      \$34  = \$7 [4:0];
     end
   end
-  assign bias = \port$599$0 [31:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$35  = a2;
+    if (en) begin
+      \$35  = \$8 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$36  = m2;
+    if (en) begin
+      \$36  = m1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$37  = e2;
+    if (en) begin
+      \$37  = right;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$38  = e3;
+    if (en) begin
+      \$38  = e2;
+    end
+  end
+  assign bias = \port$590$0 [31:0];
   assign left1 = left;
   assign right1 = right;
   assign yv = { \$2 [10], \$2  };
-  assign shift = \port$599$0 [68:63];
-  assign multiplier = \port$599$0 [62:32];
+  assign shift = \port$590$0 [68:63];
+  assign multiplier = \port$590$0 [62:32];
   assign half = { 1'h0, \$1 [31:1] };
   assign \$9  = { p_p11[26], p_p11, p_p00 };
   assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
@@ -8566,7 +8668,7 @@ module \mac8x8_requant.epilogue.lane5 (rst, \port$599$0 , en, zero_point, act_mi
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane6 (rst, \port$645$0 , en, zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane6 (rst, \port$632$0 , en, zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire [62:0] \$1 ;
   wire [65:0] \$10 ;
@@ -8591,33 +8693,30 @@ module \mac8x8_requant.epilogue.lane6 (rst, \port$645$0 , en, zero_point, act_mi
   wire [11:0] \$28 ;
   wire [11:0] \$29 ;
   wire \$3 ;
-  wire [62:0] \$30 ;
-  wire [62:0] \$31 ;
-  wire [62:0] \$32 ;
-  wire [62:0] \$33 ;
-  reg [31:0] \$34 ;
-  reg [5:0] \$35 ;
+  reg [31:0] \$30 ;
+  reg [5:0] \$31 ;
+  reg [30:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg [4:0] \$34 ;
+  reg [31:0] \$35 ;
   reg [30:0] \$36 ;
   reg [4:0] \$37 ;
   reg [4:0] \$38 ;
-  reg [31:0] \$39 ;
+  reg [63:0] \$39 ;
   wire [5:0] \$4 ;
-  reg [30:0] \$40 ;
+  reg [33:0] \$40 ;
   reg [4:0] \$41 ;
-  reg [63:0] \$42 ;
-  reg [33:0] \$43 ;
+  reg [4:0] \$42 ;
+  reg [31:0] \$43 ;
   reg [4:0] \$44 ;
-  reg [4:0] \$45 ;
+  reg [31:0] \$45 ;
   reg [31:0] \$46 ;
-  reg [4:0] \$47 ;
-  reg [31:0] \$48 ;
-  reg [31:0] \$49 ;
+  reg [33:0] \$47 ;
+  reg [4:0] \$48 ;
+  reg [33:0] \$49 ;
   wire \$5 ;
-  reg [33:0] \$50 ;
-  reg [4:0] \$51 ;
-  reg [33:0] \$52 ;
-  reg [9:0] \$53 ;
-  reg [7:0] \$54 ;
+  reg [9:0] \$50 ;
+  reg [7:0] \$51 ;
   wire [6:0] \$6 ;
   wire [6:0] \$7 ;
   wire [62:0] \$8 ;
@@ -8637,12 +8736,13 @@ module \mac8x8_requant.epilogue.lane6 (rst, \port$645$0 , en, zero_point, act_mi
   reg [4:0] e4 = 5'h00;
   reg [4:0] e5 = 5'h00;
   reg [4:0] e6 = 5'h00;
+  reg [4:0] e7 = 5'h00;
   input en;
   wire en;
-  reg [31:0] h5 = 32'd0;
+  reg [31:0] h6 = 32'd0;
   wire [31:0] half;
-  reg [31:0] half5 = 32'd0;
-  reg [31:0] halfm5 = 32'd0;
+  reg [31:0] half6 = 32'd0;
+  reg [31:0] halfm6 = 32'd0;
   reg [4:0] left = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] left1;
@@ -8655,9 +8755,9 @@ module \mac8x8_requant.epilogue.lane6 (rst, \port$645$0 , en, zero_point, act_mi
   wire [30:0] p_p01;
   wire [31:0] p_p10;
   wire [26:0] p_p11;
-  input [68:0] \port$645$0 ;
-  wire [68:0] \port$645$0 ;
-  reg [9:0] r8 = 10'h000;
+  input [68:0] \port$632$0 ;
+  wire [68:0] \port$632$0 ;
+  reg [9:0] r9 = 10'h000;
   reg [4:0] right = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] right1;
@@ -8665,9 +8765,9 @@ module \mac8x8_requant.epilogue.lane6 (rst, \port$645$0 , en, zero_point, act_mi
   wire rst;
   reg [5:0] sh1 = 6'h00;
   wire [5:0] shift;
-  reg [33:0] t6 = 34'h000000000;
+  reg [33:0] t7 = 34'h000000000;
   wire [32:0] total;
-  reg [33:0] v7 = 34'h000000000;
+  reg [33:0] v8 = 34'h000000000;
   reg [31:0] x1 = 32'd0;
   output [7:0] y;
   reg [7:0] y = 8'h00;
@@ -8675,105 +8775,103 @@ module \mac8x8_requant.epilogue.lane6 (rst, \port$645$0 , en, zero_point, act_mi
   input [7:0] zero_point;
   wire [7:0] zero_point;
   always @(posedge clk)
-    a2 <= \$39 ;
+    e3 <= \$38 ;
   always @(posedge clk)
-    m2 <= \$40 ;
+    p_base <= \$39 ;
   always @(posedge clk)
-    e2 <= \$41 ;
+    p_mid <= \$40 ;
   always @(posedge clk)
-    p_base <= \$42 ;
+    e4 <= \$41 ;
   always @(posedge clk)
-    p_mid <= \$43 ;
+    e5 <= \$42 ;
   always @(posedge clk)
-    e3 <= \$44 ;
+    h6 <= \$43 ;
   always @(posedge clk)
-    e4 <= \$45 ;
+    e6 <= \$44 ;
   always @(posedge clk)
-    h5 <= \$46 ;
+    half6 <= \$45 ;
   always @(posedge clk)
-    e5 <= \$47 ;
+    halfm6 <= \$46 ;
   always @(posedge clk)
-    half5 <= \$48 ;
+    t7 <= \$47 ;
   always @(posedge clk)
-    halfm5 <= \$49 ;
+    e7 <= \$48 ;
   always @(posedge clk)
-    t6 <= \$50 ;
+    v8 <= \$49 ;
   always @(posedge clk)
-    e6 <= \$51 ;
+    r9 <= \$50 ;
   always @(posedge clk)
-    v7 <= \$52 ;
-  always @(posedge clk)
-    r8 <= \$53 ;
-  always @(posedge clk)
-    y <= \$54 ;
-  assign total = $signed(acc) + $signed(\port$645$0 [31:0]);
-  assign \$1  = 1'h1 << e4;
-  assign \$2  = $signed(zero_point) + $signed(r8);
-  assign \$3  = $signed(\port$645$0 [68:63]) > $signed(1'h0);
-  assign \$4  = \$3  ? \port$645$0 [68:63] : 6'h00;
-  assign \$5  = $signed(\port$645$0 [68:63]) < $signed(1'h0);
-  assign \$6  = - $signed(\port$645$0 [68:63]);
+    y <= \$51 ;
+  assign total = $signed(acc) + $signed(\port$632$0 [31:0]);
+  assign \$1  = 1'h1 << e5;
+  assign \$2  = $signed(zero_point) + $signed(r9);
+  assign \$3  = $signed(\port$632$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$632$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$632$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$632$0 [68:63]);
   assign \$7  = \$5  ? \$6  : 7'h00;
   assign \$8  = $signed(x1) << left;
   assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
   assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
   assign \$13  = $signed(p_base) + $signed(\$12 );
-  assign \$15  = | e4;
+  assign \$15  = | e5;
   assign \$16  = half - 1'h1;
   assign \$17  = \$15  ? \$16  : 33'h000000000;
-  assign \$18  = h5[31] ? halfm5 : half5;
-  assign \$19  = $signed(h5) + $signed({ 1'h0, \$18  });
-  assign \$20  = $signed(t6) >>> e6;
-  assign \$21  = ! v7[33:9];
-  assign \$22  = v7[33:9] == 25'h1ffffff;
+  assign \$18  = h6[31] ? halfm6 : half6;
+  assign \$19  = $signed(h6) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t7) >>> e7;
+  assign \$21  = ! v8[33:9];
+  assign \$22  = v8[33:9] == 25'h1ffffff;
   assign \$23  = \$21  | \$22 ;
-  assign \$24  = v7[33] ? 10'h200 : 10'h1ff;
-  assign \$25  = \$23  ? v7[9:0] : \$24 ;
+  assign \$24  = v8[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v8[9:0] : \$24 ;
   assign \$26  = $signed(\$2 ) < $signed(act_min);
   assign \$27  = $signed(\$2 ) > $signed(act_max);
   assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
   assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
-  assign \$30  = $signed(x1) << left;
-  assign \$31  = $signed(x1) << left;
-  assign \$32  = $signed(x1) << left;
-  assign \$33  = $signed(x1) << left;
   always @(posedge clk)
-    x1 <= \$34 ;
+    x1 <= \$30 ;
   always @(posedge clk)
-    sh1 <= \$35 ;
+    sh1 <= \$31 ;
   always @(posedge clk)
-    m1 <= \$36 ;
+    m1 <= \$32 ;
   always @(posedge clk)
-    left <= \$37 ;
+    left <= \$33 ;
   always @(posedge clk)
-    right <= \$38 ;
+    right <= \$34 ;
+  always @(posedge clk)
+    a2 <= \$35 ;
+  always @(posedge clk)
+    m2 <= \$36 ;
+  always @(posedge clk)
+    e2 <= \$37 ;
   tf_mulreg_u18xu18 p_mul00 (
-    .a(\$30 [17:0]),
-    .b(m1[17:0]),
+    .a(a2[17:0]),
+    .b(m2[17:0]),
     .clk(clk),
     .en(en),
     .p(p_p00),
     .rst(rst)
   );
   tf_mulreg_u18xu13 p_mul01 (
-    .a(\$31 [17:0]),
-    .b(m1[30:18]),
+    .a(a2[17:0]),
+    .b(m2[30:18]),
     .clk(clk),
     .en(en),
     .p(p_p01),
     .rst(rst)
   );
   tf_mulreg_s14xu18 p_mul10 (
-    .a(\$32 [31:18]),
-    .b(m1[17:0]),
+    .a(a2[31:18]),
+    .b(m2[17:0]),
     .clk(clk),
     .en(en),
     .p(p_p10),
     .rst(rst)
   );
   tf_mulreg_s14xu13 p_mul11 (
-    .a(\$33 [31:18]),
-    .b(m1[30:18]),
+    .a(a2[31:18]),
+    .b(m2[30:18]),
     .clk(clk),
     .en(en),
     .p(p_p11),
@@ -8781,160 +8879,167 @@ module \mac8x8_requant.epilogue.lane6 (rst, \port$645$0 , en, zero_point, act_mi
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$39  = a2;
+    \$39  = p_base;
     if (en) begin
-      \$39  = \$8 [31:0];
+      \$39  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$40  = m2;
+    \$40  = p_mid;
     if (en) begin
-      \$40  = m1;
+      \$40  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$41  = e2;
+    \$41  = e4;
     if (en) begin
-      \$41  = right;
+      \$41  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$42  = p_base;
+    \$42  = e5;
     if (en) begin
-      \$42  = \$10 [63:0];
+      \$42  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$43  = p_mid;
+    \$43  = h6;
     if (en) begin
-      \$43  = { \$11 [32], \$11  };
+      \$43  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$44  = e3;
+    \$44  = e6;
     if (en) begin
-      \$44  = e2;
+      \$44  = e5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$45  = e4;
+    \$45  = half6;
     if (en) begin
-      \$45  = e3;
+      \$45  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$46  = h5;
+    \$46  = halfm6;
     if (en) begin
-      \$46  = \$14 [31:0];
+      \$46  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$47  = e5;
+    \$47  = t7;
     if (en) begin
-      \$47  = e4;
+      \$47  = \$19 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$48  = half5;
+    \$48  = e7;
     if (en) begin
-      \$48  = half;
+      \$48  = e6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$49  = halfm5;
+    \$49  = v8;
     if (en) begin
-      \$49  = \$17 [31:0];
+      \$49  = \$20 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$50  = t6;
+    \$50  = r9;
     if (en) begin
-      \$50  = \$19 ;
+      \$50  = \$25 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$51  = e6;
+    \$51  = y;
     if (en) begin
-      \$51  = e5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$52  = v7;
-    if (en) begin
-      \$52  = \$20 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$53  = r8;
-    if (en) begin
-      \$53  = \$25 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$54  = y;
-    if (en) begin
-      \$54  = \$29 [7:0];
+      \$51  = \$29 [7:0];
     end
     if (rst) begin
-      \$54  = 8'h00;
+      \$51  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$34  = x1;
+    \$30  = x1;
     if (en) begin
-      \$34  = total[31:0];
+      \$30  = total[31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$35  = sh1;
+    \$31  = sh1;
     if (en) begin
-      \$35  = \port$645$0 [68:63];
+      \$31  = \port$632$0 [68:63];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$36  = m1;
+    \$32  = m1;
     if (en) begin
-      \$36  = \port$645$0 [62:32];
+      \$32  = \port$632$0 [62:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$37  = left;
+    \$33  = left;
     if (en) begin
-      \$37  = \$4 [4:0];
+      \$33  = \$4 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$38  = right;
+    \$34  = right;
     if (en) begin
-      \$38  = \$7 [4:0];
+      \$34  = \$7 [4:0];
     end
   end
-  assign bias = \port$645$0 [31:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$35  = a2;
+    if (en) begin
+      \$35  = \$8 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$36  = m2;
+    if (en) begin
+      \$36  = m1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$37  = e2;
+    if (en) begin
+      \$37  = right;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$38  = e3;
+    if (en) begin
+      \$38  = e2;
+    end
+  end
+  assign bias = \port$632$0 [31:0];
   assign left1 = left;
   assign right1 = right;
   assign yv = { \$2 [10], \$2  };
-  assign shift = \port$645$0 [68:63];
-  assign multiplier = \port$645$0 [62:32];
+  assign shift = \port$632$0 [68:63];
+  assign multiplier = \port$632$0 [62:32];
   assign half = { 1'h0, \$1 [31:1] };
   assign \$9  = { p_p11[26], p_p11, p_p00 };
   assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
@@ -8942,7 +9047,7 @@ module \mac8x8_requant.epilogue.lane6 (rst, \port$645$0 , en, zero_point, act_mi
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane7 (rst, \port$691$0 , en, zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane7 (rst, \port$674$0 , en, zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [62:0] \$1 ;
   wire [65:0] \$10 ;
@@ -8967,33 +9072,30 @@ module \mac8x8_requant.epilogue.lane7 (rst, \port$691$0 , en, zero_point, act_mi
   wire [11:0] \$28 ;
   wire [11:0] \$29 ;
   wire \$3 ;
-  wire [62:0] \$30 ;
-  wire [62:0] \$31 ;
-  wire [62:0] \$32 ;
-  wire [62:0] \$33 ;
-  reg [31:0] \$34 ;
-  reg [5:0] \$35 ;
+  reg [31:0] \$30 ;
+  reg [5:0] \$31 ;
+  reg [30:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg [4:0] \$34 ;
+  reg [31:0] \$35 ;
   reg [30:0] \$36 ;
   reg [4:0] \$37 ;
   reg [4:0] \$38 ;
-  reg [31:0] \$39 ;
+  reg [63:0] \$39 ;
   wire [5:0] \$4 ;
-  reg [30:0] \$40 ;
+  reg [33:0] \$40 ;
   reg [4:0] \$41 ;
-  reg [63:0] \$42 ;
-  reg [33:0] \$43 ;
+  reg [4:0] \$42 ;
+  reg [31:0] \$43 ;
   reg [4:0] \$44 ;
-  reg [4:0] \$45 ;
+  reg [31:0] \$45 ;
   reg [31:0] \$46 ;
-  reg [4:0] \$47 ;
-  reg [31:0] \$48 ;
-  reg [31:0] \$49 ;
+  reg [33:0] \$47 ;
+  reg [4:0] \$48 ;
+  reg [33:0] \$49 ;
   wire \$5 ;
-  reg [33:0] \$50 ;
-  reg [4:0] \$51 ;
-  reg [33:0] \$52 ;
-  reg [9:0] \$53 ;
-  reg [7:0] \$54 ;
+  reg [9:0] \$50 ;
+  reg [7:0] \$51 ;
   wire [6:0] \$6 ;
   wire [6:0] \$7 ;
   wire [62:0] \$8 ;
@@ -9013,12 +9115,13 @@ module \mac8x8_requant.epilogue.lane7 (rst, \port$691$0 , en, zero_point, act_mi
   reg [4:0] e4 = 5'h00;
   reg [4:0] e5 = 5'h00;
   reg [4:0] e6 = 5'h00;
+  reg [4:0] e7 = 5'h00;
   input en;
   wire en;
-  reg [31:0] h5 = 32'd0;
+  reg [31:0] h6 = 32'd0;
   wire [31:0] half;
-  reg [31:0] half5 = 32'd0;
-  reg [31:0] halfm5 = 32'd0;
+  reg [31:0] half6 = 32'd0;
+  reg [31:0] halfm6 = 32'd0;
   reg [4:0] left = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] left1;
@@ -9031,9 +9134,9 @@ module \mac8x8_requant.epilogue.lane7 (rst, \port$691$0 , en, zero_point, act_mi
   wire [30:0] p_p01;
   wire [31:0] p_p10;
   wire [26:0] p_p11;
-  input [68:0] \port$691$0 ;
-  wire [68:0] \port$691$0 ;
-  reg [9:0] r8 = 10'h000;
+  input [68:0] \port$674$0 ;
+  wire [68:0] \port$674$0 ;
+  reg [9:0] r9 = 10'h000;
   reg [4:0] right = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] right1;
@@ -9041,9 +9144,9 @@ module \mac8x8_requant.epilogue.lane7 (rst, \port$691$0 , en, zero_point, act_mi
   wire rst;
   reg [5:0] sh1 = 6'h00;
   wire [5:0] shift;
-  reg [33:0] t6 = 34'h000000000;
+  reg [33:0] t7 = 34'h000000000;
   wire [32:0] total;
-  reg [33:0] v7 = 34'h000000000;
+  reg [33:0] v8 = 34'h000000000;
   reg [31:0] x1 = 32'd0;
   output [7:0] y;
   reg [7:0] y = 8'h00;
@@ -9051,105 +9154,103 @@ module \mac8x8_requant.epilogue.lane7 (rst, \port$691$0 , en, zero_point, act_mi
   input [7:0] zero_point;
   wire [7:0] zero_point;
   always @(posedge clk)
-    a2 <= \$39 ;
+    e3 <= \$38 ;
   always @(posedge clk)
-    m2 <= \$40 ;
+    p_base <= \$39 ;
   always @(posedge clk)
-    e2 <= \$41 ;
+    p_mid <= \$40 ;
   always @(posedge clk)
-    p_base <= \$42 ;
+    e4 <= \$41 ;
   always @(posedge clk)
-    p_mid <= \$43 ;
+    e5 <= \$42 ;
   always @(posedge clk)
-    e3 <= \$44 ;
+    h6 <= \$43 ;
   always @(posedge clk)
-    e4 <= \$45 ;
+    e6 <= \$44 ;
   always @(posedge clk)
-    h5 <= \$46 ;
+    half6 <= \$45 ;
   always @(posedge clk)
-    e5 <= \$47 ;
+    halfm6 <= \$46 ;
   always @(posedge clk)
-    half5 <= \$48 ;
+    t7 <= \$47 ;
   always @(posedge clk)
-    halfm5 <= \$49 ;
+    e7 <= \$48 ;
   always @(posedge clk)
-    t6 <= \$50 ;
+    v8 <= \$49 ;
   always @(posedge clk)
-    e6 <= \$51 ;
+    r9 <= \$50 ;
   always @(posedge clk)
-    v7 <= \$52 ;
-  always @(posedge clk)
-    r8 <= \$53 ;
-  always @(posedge clk)
-    y <= \$54 ;
-  assign total = $signed(acc) + $signed(\port$691$0 [31:0]);
-  assign \$1  = 1'h1 << e4;
-  assign \$2  = $signed(zero_point) + $signed(r8);
-  assign \$3  = $signed(\port$691$0 [68:63]) > $signed(1'h0);
-  assign \$4  = \$3  ? \port$691$0 [68:63] : 6'h00;
-  assign \$5  = $signed(\port$691$0 [68:63]) < $signed(1'h0);
-  assign \$6  = - $signed(\port$691$0 [68:63]);
+    y <= \$51 ;
+  assign total = $signed(acc) + $signed(\port$674$0 [31:0]);
+  assign \$1  = 1'h1 << e5;
+  assign \$2  = $signed(zero_point) + $signed(r9);
+  assign \$3  = $signed(\port$674$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$674$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$674$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$674$0 [68:63]);
   assign \$7  = \$5  ? \$6  : 7'h00;
   assign \$8  = $signed(x1) << left;
   assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
   assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
   assign \$13  = $signed(p_base) + $signed(\$12 );
-  assign \$15  = | e4;
+  assign \$15  = | e5;
   assign \$16  = half - 1'h1;
   assign \$17  = \$15  ? \$16  : 33'h000000000;
-  assign \$18  = h5[31] ? halfm5 : half5;
-  assign \$19  = $signed(h5) + $signed({ 1'h0, \$18  });
-  assign \$20  = $signed(t6) >>> e6;
-  assign \$21  = ! v7[33:9];
-  assign \$22  = v7[33:9] == 25'h1ffffff;
+  assign \$18  = h6[31] ? halfm6 : half6;
+  assign \$19  = $signed(h6) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t7) >>> e7;
+  assign \$21  = ! v8[33:9];
+  assign \$22  = v8[33:9] == 25'h1ffffff;
   assign \$23  = \$21  | \$22 ;
-  assign \$24  = v7[33] ? 10'h200 : 10'h1ff;
-  assign \$25  = \$23  ? v7[9:0] : \$24 ;
+  assign \$24  = v8[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v8[9:0] : \$24 ;
   assign \$26  = $signed(\$2 ) < $signed(act_min);
   assign \$27  = $signed(\$2 ) > $signed(act_max);
   assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
   assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
-  assign \$30  = $signed(x1) << left;
-  assign \$31  = $signed(x1) << left;
-  assign \$32  = $signed(x1) << left;
-  assign \$33  = $signed(x1) << left;
   always @(posedge clk)
-    x1 <= \$34 ;
+    x1 <= \$30 ;
   always @(posedge clk)
-    sh1 <= \$35 ;
+    sh1 <= \$31 ;
   always @(posedge clk)
-    m1 <= \$36 ;
+    m1 <= \$32 ;
   always @(posedge clk)
-    left <= \$37 ;
+    left <= \$33 ;
   always @(posedge clk)
-    right <= \$38 ;
+    right <= \$34 ;
+  always @(posedge clk)
+    a2 <= \$35 ;
+  always @(posedge clk)
+    m2 <= \$36 ;
+  always @(posedge clk)
+    e2 <= \$37 ;
   tf_mulreg_u18xu18 p_mul00 (
-    .a(\$30 [17:0]),
-    .b(m1[17:0]),
+    .a(a2[17:0]),
+    .b(m2[17:0]),
     .clk(clk),
     .en(en),
     .p(p_p00),
     .rst(rst)
   );
   tf_mulreg_u18xu13 p_mul01 (
-    .a(\$31 [17:0]),
-    .b(m1[30:18]),
+    .a(a2[17:0]),
+    .b(m2[30:18]),
     .clk(clk),
     .en(en),
     .p(p_p01),
     .rst(rst)
   );
   tf_mulreg_s14xu18 p_mul10 (
-    .a(\$32 [31:18]),
-    .b(m1[17:0]),
+    .a(a2[31:18]),
+    .b(m2[17:0]),
     .clk(clk),
     .en(en),
     .p(p_p10),
     .rst(rst)
   );
   tf_mulreg_s14xu13 p_mul11 (
-    .a(\$33 [31:18]),
-    .b(m1[30:18]),
+    .a(a2[31:18]),
+    .b(m2[30:18]),
     .clk(clk),
     .en(en),
     .p(p_p11),
@@ -9157,160 +9258,167 @@ module \mac8x8_requant.epilogue.lane7 (rst, \port$691$0 , en, zero_point, act_mi
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$39  = a2;
+    \$39  = p_base;
     if (en) begin
-      \$39  = \$8 [31:0];
+      \$39  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$40  = m2;
+    \$40  = p_mid;
     if (en) begin
-      \$40  = m1;
+      \$40  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$41  = e2;
+    \$41  = e4;
     if (en) begin
-      \$41  = right;
+      \$41  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$42  = p_base;
+    \$42  = e5;
     if (en) begin
-      \$42  = \$10 [63:0];
+      \$42  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$43  = p_mid;
+    \$43  = h6;
     if (en) begin
-      \$43  = { \$11 [32], \$11  };
+      \$43  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$44  = e3;
+    \$44  = e6;
     if (en) begin
-      \$44  = e2;
+      \$44  = e5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$45  = e4;
+    \$45  = half6;
     if (en) begin
-      \$45  = e3;
+      \$45  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$46  = h5;
+    \$46  = halfm6;
     if (en) begin
-      \$46  = \$14 [31:0];
+      \$46  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$47  = e5;
+    \$47  = t7;
     if (en) begin
-      \$47  = e4;
+      \$47  = \$19 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$48  = half5;
+    \$48  = e7;
     if (en) begin
-      \$48  = half;
+      \$48  = e6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$49  = halfm5;
+    \$49  = v8;
     if (en) begin
-      \$49  = \$17 [31:0];
+      \$49  = \$20 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$50  = t6;
+    \$50  = r9;
     if (en) begin
-      \$50  = \$19 ;
+      \$50  = \$25 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$51  = e6;
+    \$51  = y;
     if (en) begin
-      \$51  = e5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$52  = v7;
-    if (en) begin
-      \$52  = \$20 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$53  = r8;
-    if (en) begin
-      \$53  = \$25 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$54  = y;
-    if (en) begin
-      \$54  = \$29 [7:0];
+      \$51  = \$29 [7:0];
     end
     if (rst) begin
-      \$54  = 8'h00;
+      \$51  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$34  = x1;
+    \$30  = x1;
     if (en) begin
-      \$34  = total[31:0];
+      \$30  = total[31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$35  = sh1;
+    \$31  = sh1;
     if (en) begin
-      \$35  = \port$691$0 [68:63];
+      \$31  = \port$674$0 [68:63];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$36  = m1;
+    \$32  = m1;
     if (en) begin
-      \$36  = \port$691$0 [62:32];
+      \$32  = \port$674$0 [62:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$37  = left;
+    \$33  = left;
     if (en) begin
-      \$37  = \$4 [4:0];
+      \$33  = \$4 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$38  = right;
+    \$34  = right;
     if (en) begin
-      \$38  = \$7 [4:0];
+      \$34  = \$7 [4:0];
     end
   end
-  assign bias = \port$691$0 [31:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$35  = a2;
+    if (en) begin
+      \$35  = \$8 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$36  = m2;
+    if (en) begin
+      \$36  = m1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$37  = e2;
+    if (en) begin
+      \$37  = right;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$38  = e3;
+    if (en) begin
+      \$38  = e2;
+    end
+  end
+  assign bias = \port$674$0 [31:0];
   assign left1 = left;
   assign right1 = right;
   assign yv = { \$2 [10], \$2  };
-  assign shift = \port$691$0 [68:63];
-  assign multiplier = \port$691$0 [62:32];
+  assign shift = \port$674$0 [68:63];
+  assign multiplier = \port$674$0 [62:32];
   assign half = { 1'h0, \$1 [31:1] };
   assign \$9  = { p_p11[26], p_p11, p_p00 };
   assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };

@@ -26,12 +26,13 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   reg [1:0] \$24 ;
   reg [1:0] \$25 ;
   reg [1:0] \$26 ;
-  reg \$27 ;
-  reg [31:0] \$28 ;
+  reg [1:0] \$27 ;
+  reg \$28 ;
   reg [31:0] \$29 ;
   wire \$3 ;
   reg [31:0] \$30 ;
   reg [31:0] \$31 ;
+  reg [31:0] \$32 ;
   wire [4:0] \$4 ;
   wire \$5 ;
   wire [4:0] \$6 ;
@@ -39,9 +40,9 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   wire [31:0] \$8 ;
   reg \$9 ;
   reg [31:0] acc = 32'd0;
-  reg [31:0] \acc$52  = 32'd0;
-  reg [31:0] \acc$68  = 32'd0;
-  reg [31:0] \acc$84  = 32'd0;
+  reg [31:0] \acc$53  = 32'd0;
+  reg [31:0] \acc$69  = 32'd0;
+  reg [31:0] \acc$85  = 32'd0;
   (* init = 32'd0 *)
   wire [31:0] acc_a0;
   (* init = 32'd0 *)
@@ -64,34 +65,34 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   wire acc_stream__valid;
   reg [7:0] act_max = 8'h00;
   (* init = 8'h00 *)
-  wire [7:0] \act_max$59 ;
+  wire [7:0] \act_max$60 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_max$75 ;
+  wire [7:0] \act_max$76 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_max$91 ;
+  wire [7:0] \act_max$92 ;
   reg [7:0] act_min = 8'h00;
   (* init = 8'h00 *)
-  wire [7:0] \act_min$58 ;
+  wire [7:0] \act_min$59 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_min$74 ;
+  wire [7:0] \act_min$75 ;
   (* init = 8'h00 *)
-  wire [7:0] \act_min$90 ;
+  wire [7:0] \act_min$91 ;
   (* init = 8'h00 *)
   wire [7:0] amax;
   (* init = 8'h00 *)
   wire [7:0] amin;
   wire [31:0] bias;
-  wire [31:0] \bias$54 ;
-  wire [31:0] \bias$70 ;
-  wire [31:0] \bias$86 ;
+  wire [31:0] \bias$55 ;
+  wire [31:0] \bias$71 ;
+  wire [31:0] \bias$87 ;
   wire busy;
   input clk;
   wire clk;
   wire en;
-  wire \en$32 ;
-  wire \en$51 ;
-  wire \en$67 ;
-  wire \en$83 ;
+  wire \en$33 ;
+  wire \en$52 ;
+  wire \en$68 ;
+  wire \en$84 ;
   reg [1:0] flags1 = 2'h0;
   reg [1:0] flags2 = 2'h0;
   reg [1:0] flags3 = 2'h0;
@@ -100,12 +101,13 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   reg [1:0] flags6 = 2'h0;
   reg [1:0] flags7 = 2'h0;
   reg [1:0] flags8 = 2'h0;
+  reg [1:0] flags9 = 2'h0;
   reg [1:0] flags_a = 2'h0;
   reg loaded = 1'h0;
   wire [30:0] multiplier;
-  wire [30:0] \multiplier$61 ;
-  wire [30:0] \multiplier$77 ;
-  wire [30:0] \multiplier$93 ;
+  wire [30:0] \multiplier$62 ;
+  wire [30:0] \multiplier$78 ;
+  wire [30:0] \multiplier$94 ;
   input [300:0] p_stream__payload;
   wire [300:0] p_stream__payload;
   wire [7:0] \p_stream__payload.act_max ;
@@ -133,75 +135,75 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   wire p_stream__valid;
   reg [3:0] rp__addr = 4'h0;
   (* init = 4'h0 *)
-  wire [3:0] \rp__addr$49 ;
+  wire [3:0] \rp__addr$50 ;
   (* init = 4'h0 *)
-  wire [3:0] \rp__addr$65 ;
+  wire [3:0] \rp__addr$66 ;
   (* init = 4'h0 *)
-  wire [3:0] \rp__addr$81 ;
+  wire [3:0] \rp__addr$82 ;
   wire [68:0] rp__data;
-  wire [68:0] \rp__data$55 ;
-  wire [31:0] \rp__data$55.bias ;
-  wire [30:0] \rp__data$55.multiplier ;
-  wire [5:0] \rp__data$55.shift ;
-  wire [68:0] \rp__data$71 ;
-  wire [31:0] \rp__data$71.bias ;
-  wire [30:0] \rp__data$71.multiplier ;
-  wire [5:0] \rp__data$71.shift ;
-  wire [68:0] \rp__data$87 ;
-  wire [31:0] \rp__data$87.bias ;
-  wire [30:0] \rp__data$87.multiplier ;
-  wire [5:0] \rp__data$87.shift ;
+  wire [68:0] \rp__data$56 ;
+  wire [31:0] \rp__data$56.bias ;
+  wire [30:0] \rp__data$56.multiplier ;
+  wire [5:0] \rp__data$56.shift ;
+  wire [68:0] \rp__data$72 ;
+  wire [31:0] \rp__data$72.bias ;
+  wire [30:0] \rp__data$72.multiplier ;
+  wire [5:0] \rp__data$72.shift ;
+  wire [68:0] \rp__data$88 ;
+  wire [31:0] \rp__data$88.bias ;
+  wire [30:0] \rp__data$88.multiplier ;
+  wire [5:0] \rp__data$88.shift ;
   wire [31:0] \rp__data.bias ;
   wire [30:0] \rp__data.multiplier ;
   wire [5:0] \rp__data.shift ;
   wire rp__en;
-  wire \rp__en$50 ;
-  wire \rp__en$66 ;
-  wire \rp__en$82 ;
+  wire \rp__en$51 ;
+  wire \rp__en$67 ;
+  wire \rp__en$83 ;
   (* init = 4'h0 *)
   wire [3:0] rptr;
   input rst;
   wire rst;
   wire [5:0] shift;
-  wire [5:0] \shift$56 ;
-  wire [5:0] \shift$72 ;
-  wire [5:0] \shift$88 ;
+  wire [5:0] \shift$57 ;
+  wire [5:0] \shift$73 ;
+  wire [5:0] \shift$89 ;
   wire take_a;
   wire take_p;
   reg [3:0] top = 4'h0;
   reg [3:0] wp__addr = 4'h0;
   (* init = 4'h0 *)
-  wire [3:0] \wp__addr$46 ;
+  wire [3:0] \wp__addr$47 ;
   (* init = 4'h0 *)
-  wire [3:0] \wp__addr$62 ;
+  wire [3:0] \wp__addr$63 ;
   (* init = 4'h0 *)
-  wire [3:0] \wp__addr$78 ;
+  wire [3:0] \wp__addr$79 ;
   wire [68:0] wp__data;
-  wire [68:0] \wp__data$48 ;
-  wire [31:0] \wp__data$48.bias ;
-  wire [30:0] \wp__data$48.multiplier ;
-  wire [5:0] \wp__data$48.shift ;
-  wire [68:0] \wp__data$64 ;
-  wire [31:0] \wp__data$64.bias ;
-  wire [30:0] \wp__data$64.multiplier ;
-  wire [5:0] \wp__data$64.shift ;
-  wire [68:0] \wp__data$80 ;
-  wire [31:0] \wp__data$80.bias ;
-  wire [30:0] \wp__data$80.multiplier ;
-  wire [5:0] \wp__data$80.shift ;
+  wire [68:0] \wp__data$49 ;
+  wire [31:0] \wp__data$49.bias ;
+  wire [30:0] \wp__data$49.multiplier ;
+  wire [5:0] \wp__data$49.shift ;
+  wire [68:0] \wp__data$65 ;
+  wire [31:0] \wp__data$65.bias ;
+  wire [30:0] \wp__data$65.multiplier ;
+  wire [5:0] \wp__data$65.shift ;
+  wire [68:0] \wp__data$81 ;
+  wire [31:0] \wp__data$81.bias ;
+  wire [30:0] \wp__data$81.multiplier ;
+  wire [5:0] \wp__data$81.shift ;
   wire [31:0] \wp__data.bias ;
   wire [30:0] \wp__data.multiplier ;
   wire [5:0] \wp__data.shift ;
   wire wp__en;
-  wire \wp__en$47 ;
-  wire \wp__en$63 ;
-  wire \wp__en$79 ;
+  wire \wp__en$48 ;
+  wire \wp__en$64 ;
+  wire \wp__en$80 ;
   (* init = 4'h0 *)
   wire [3:0] wptr;
   wire [7:0] y;
-  wire [7:0] \y$60 ;
-  wire [7:0] \y$76 ;
-  wire [7:0] \y$92 ;
+  wire [7:0] \y$61 ;
+  wire [7:0] \y$77 ;
+  wire [7:0] \y$93 ;
   output [32:0] y_stream__payload;
   wire [32:0] y_stream__payload;
   wire [31:0] \y_stream__payload.data ;
@@ -216,11 +218,11 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   reg y_stream__valid = 1'h0;
   reg [7:0] zero_point = 8'h00;
   (* init = 8'h00 *)
-  wire [7:0] \zero_point$57 ;
+  wire [7:0] \zero_point$58 ;
   (* init = 8'h00 *)
-  wire [7:0] \zero_point$73 ;
+  wire [7:0] \zero_point$74 ;
   (* init = 8'h00 *)
-  wire [7:0] \zero_point$89 ;
+  wire [7:0] \zero_point$90 ;
   (* init = 8'h00 *)
   wire [7:0] zp;
   reg [68:0] params0 [15:0];
@@ -274,7 +276,7 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   end
   always @(posedge clk) begin
     if (take_p)
-      params1[wp__addr] <= \wp__data$48 ;
+      params1[wp__addr] <= \wp__data$49 ;
   end
   reg [68:0] _1_;
   always @(posedge clk) begin
@@ -282,7 +284,7 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
       _1_ <= params1[rp__addr];
     end
   end
-  assign \rp__data$55  = _1_;
+  assign \rp__data$56  = _1_;
   reg [68:0] params2 [15:0];
   initial begin
     params2[0] = 69'h000000000000000000;
@@ -304,7 +306,7 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   end
   always @(posedge clk) begin
     if (take_p)
-      params2[wp__addr] <= \wp__data$64 ;
+      params2[wp__addr] <= \wp__data$65 ;
   end
   reg [68:0] _2_;
   always @(posedge clk) begin
@@ -312,7 +314,7 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
       _2_ <= params2[rp__addr];
     end
   end
-  assign \rp__data$71  = _2_;
+  assign \rp__data$72  = _2_;
   reg [68:0] params3 [15:0];
   initial begin
     params3[0] = 69'h000000000000000000;
@@ -334,7 +336,7 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   end
   always @(posedge clk) begin
     if (take_p)
-      params3[wp__addr] <= \wp__data$80 ;
+      params3[wp__addr] <= \wp__data$81 ;
   end
   reg [68:0] _3_;
   always @(posedge clk) begin
@@ -342,13 +344,17 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
       _3_ <= params3[rp__addr];
     end
   end
-  assign \rp__data$87  = _3_;
+  assign \rp__data$88  = _3_;
   always @(posedge clk)
-    \acc$52  <= \$29 ;
+    y_stream__valid <= \$28 ;
   always @(posedge clk)
-    \acc$68  <= \$30 ;
+    acc <= \$29 ;
   always @(posedge clk)
-    \acc$84  <= \$31 ;
+    \acc$53  <= \$30 ;
+  always @(posedge clk)
+    \acc$69  <= \$31 ;
+  always @(posedge clk)
+    \acc$85  <= \$32 ;
   assign \$1  = ~ y_stream__valid;
   assign en = \$1  | y_stream__ready;
   assign \$2  = ~ loaded;
@@ -357,7 +363,7 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   assign acc_stream__ready = en & loaded;
   assign take_p = p_stream__valid & p_stream__ready;
   assign take_a = acc_stream__valid & acc_stream__ready;
-  assign busy = | { y_stream__valid, flags8[0], flags7[0], flags6[0], flags5[0], flags4[0], flags3[0], flags2[0], flags1[0], flags_a[0] };
+  assign busy = | { y_stream__valid, flags9[0], flags8[0], flags7[0], flags6[0], flags5[0], flags4[0], flags3[0], flags2[0], flags1[0], flags_a[0] };
   assign \$4  = wp__addr + 1'h1;
   assign \$5  = rp__addr == top;
   assign \$6  = rp__addr + 1'h1;
@@ -397,9 +403,7 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   always @(posedge clk)
     flags8 <= \$26 ;
   always @(posedge clk)
-    y_stream__valid <= \$27 ;
-  always @(posedge clk)
-    acc <= \$28 ;
+    flags9 <= \$27 ;
   \requant8.lane0  lane0 (
     .acc(acc),
     .act_max(act_max),
@@ -412,64 +416,71 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
     .zero_point(zero_point)
   );
   \requant8.lane1  lane1 (
-    .acc(\acc$52 ),
+    .acc(\acc$53 ),
     .act_max(act_max),
     .act_min(act_min),
     .clk(clk),
     .en(en),
-    .\port$78$0 (\rp__data$55 ),
+    .\port$74$0 (\rp__data$56 ),
     .rst(rst),
-    .y(\y$60 ),
+    .y(\y$61 ),
     .zero_point(zero_point)
   );
   \requant8.lane2  lane2 (
-    .acc(\acc$68 ),
+    .acc(\acc$69 ),
     .act_max(act_max),
     .act_min(act_min),
     .clk(clk),
     .en(en),
-    .\port$124$0 (\rp__data$71 ),
+    .\port$116$0 (\rp__data$72 ),
     .rst(rst),
-    .y(\y$76 ),
+    .y(\y$77 ),
     .zero_point(zero_point)
   );
   \requant8.lane3  lane3 (
-    .acc(\acc$84 ),
+    .acc(\acc$85 ),
     .act_max(act_max),
     .act_min(act_min),
     .clk(clk),
     .en(en),
-    .\port$170$0 (\rp__data$87 ),
+    .\port$158$0 (\rp__data$88 ),
     .rst(rst),
-    .y(\y$92 ),
+    .y(\y$93 ),
     .zero_point(zero_point)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$29  = \acc$52 ;
+    \$29  = acc;
     if (en) begin
-      \$29  = acc_stream__payload[63:32];
+      \$29  = acc_stream__payload[31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$30  = \acc$68 ;
+    \$30  = \acc$53 ;
     if (en) begin
-      \$30  = acc_stream__payload[95:64];
+      \$30  = acc_stream__payload[63:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$31  = \acc$84 ;
+    \$31  = \acc$69 ;
     if (en) begin
-      \$31  = acc_stream__payload[127:96];
+      \$31  = acc_stream__payload[95:64];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$32  = \acc$85 ;
+    if (en) begin
+      \$32  = acc_stream__payload[127:96];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$9  = \$10 ;
     if (en) begin
-      \$9  = flags8[1];
+      \$9  = flags9[1];
     end
     if (rst) begin
       \$9  = 1'h0;
@@ -657,26 +668,29 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$27  = y_stream__valid;
+    \$27  = flags9;
     if (en) begin
-      \$27  = flags8[0];
+      \$27  = flags8;
     end
     if (rst) begin
-      \$27  = 1'h0;
+      \$27  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$28  = acc;
+    \$28  = y_stream__valid;
     if (en) begin
-      \$28  = acc_stream__payload[31:0];
+      \$28  = flags9[0];
+    end
+    if (rst) begin
+      \$28  = 1'h0;
     end
   end
   assign wptr = wp__addr;
   assign wp__en = take_p;
   assign rptr = rp__addr;
   assign rp__en = en;
-  assign \en$32  = en;
+  assign \en$33  = en;
   assign acc_a0 = acc;
   assign bias = rp__data[31:0];
   assign shift = rp__data[68:63];
@@ -684,42 +698,42 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   assign amin = act_min;
   assign amax = act_max;
   assign multiplier = rp__data[62:32];
-  assign \wp__addr$46  = wp__addr;
-  assign \wp__en$47  = take_p;
-  assign \rp__addr$49  = rp__addr;
-  assign \rp__en$50  = en;
-  assign \en$51  = en;
-  assign acc_a1 = \acc$52 ;
-  assign \bias$54  = \rp__data$55 [31:0];
-  assign \shift$56  = \rp__data$55 [68:63];
-  assign \zero_point$57  = zero_point;
-  assign \act_min$58  = act_min;
-  assign \act_max$59  = act_max;
-  assign \multiplier$61  = \rp__data$55 [62:32];
-  assign \wp__addr$62  = wp__addr;
-  assign \wp__en$63  = take_p;
-  assign \rp__addr$65  = rp__addr;
-  assign \rp__en$66  = en;
-  assign \en$67  = en;
-  assign acc_a2 = \acc$68 ;
-  assign \bias$70  = \rp__data$71 [31:0];
-  assign \shift$72  = \rp__data$71 [68:63];
-  assign \zero_point$73  = zero_point;
-  assign \act_min$74  = act_min;
-  assign \act_max$75  = act_max;
-  assign \multiplier$77  = \rp__data$71 [62:32];
-  assign \wp__addr$78  = wp__addr;
-  assign \wp__en$79  = take_p;
-  assign \rp__addr$81  = rp__addr;
-  assign \rp__en$82  = en;
-  assign \en$83  = en;
-  assign acc_a3 = \acc$84 ;
-  assign \bias$86  = \rp__data$87 [31:0];
-  assign \shift$88  = \rp__data$87 [68:63];
-  assign \zero_point$89  = zero_point;
-  assign \act_min$90  = act_min;
-  assign \act_max$91  = act_max;
-  assign \multiplier$93  = \rp__data$87 [62:32];
+  assign \wp__addr$47  = wp__addr;
+  assign \wp__en$48  = take_p;
+  assign \rp__addr$50  = rp__addr;
+  assign \rp__en$51  = en;
+  assign \en$52  = en;
+  assign acc_a1 = \acc$53 ;
+  assign \bias$55  = \rp__data$56 [31:0];
+  assign \shift$57  = \rp__data$56 [68:63];
+  assign \zero_point$58  = zero_point;
+  assign \act_min$59  = act_min;
+  assign \act_max$60  = act_max;
+  assign \multiplier$62  = \rp__data$56 [62:32];
+  assign \wp__addr$63  = wp__addr;
+  assign \wp__en$64  = take_p;
+  assign \rp__addr$66  = rp__addr;
+  assign \rp__en$67  = en;
+  assign \en$68  = en;
+  assign acc_a2 = \acc$69 ;
+  assign \bias$71  = \rp__data$72 [31:0];
+  assign \shift$73  = \rp__data$72 [68:63];
+  assign \zero_point$74  = zero_point;
+  assign \act_min$75  = act_min;
+  assign \act_max$76  = act_max;
+  assign \multiplier$78  = \rp__data$72 [62:32];
+  assign \wp__addr$79  = wp__addr;
+  assign \wp__en$80  = take_p;
+  assign \rp__addr$82  = rp__addr;
+  assign \rp__en$83  = en;
+  assign \en$84  = en;
+  assign acc_a3 = \acc$85 ;
+  assign \bias$87  = \rp__data$88 [31:0];
+  assign \shift$89  = \rp__data$88 [68:63];
+  assign \zero_point$90  = zero_point;
+  assign \act_min$91  = act_min;
+  assign \act_max$92  = act_max;
+  assign \multiplier$94  = \rp__data$88 [62:32];
   assign y_stream__payload = { \$10 , \$8  };
   assign \p_stream__payload.bias  = p_stream__payload[127:0];
   assign \p_stream__payload.bias[0]  = p_stream__payload[31:0];
@@ -758,36 +772,36 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
   assign \rp__data.bias  = rp__data[31:0];
   assign \rp__data.multiplier  = rp__data[62:32];
   assign \rp__data.shift  = rp__data[68:63];
-  assign \wp__data$48.bias  = \wp__data$48 [31:0];
-  assign \wp__data$48.multiplier  = \wp__data$48 [62:32];
-  assign \wp__data$48.shift  = \wp__data$48 [68:63];
-  assign \rp__data$55.bias  = \rp__data$55 [31:0];
-  assign \rp__data$55.multiplier  = \rp__data$55 [62:32];
-  assign \rp__data$55.shift  = \rp__data$55 [68:63];
-  assign \wp__data$64.bias  = \wp__data$64 [31:0];
-  assign \wp__data$64.multiplier  = \wp__data$64 [62:32];
-  assign \wp__data$64.shift  = \wp__data$64 [68:63];
-  assign \rp__data$71.bias  = \rp__data$71 [31:0];
-  assign \rp__data$71.multiplier  = \rp__data$71 [62:32];
-  assign \rp__data$71.shift  = \rp__data$71 [68:63];
-  assign \wp__data$80.bias  = \wp__data$80 [31:0];
-  assign \wp__data$80.multiplier  = \wp__data$80 [62:32];
-  assign \wp__data$80.shift  = \wp__data$80 [68:63];
-  assign \rp__data$87.bias  = \rp__data$87 [31:0];
-  assign \rp__data$87.multiplier  = \rp__data$87 [62:32];
-  assign \rp__data$87.shift  = \rp__data$87 [68:63];
-  assign \wp__data$80 [62:32] = p_stream__payload[251:221];
-  assign \wp__data$80 [68:63] = p_stream__payload[275:270];
-  assign \wp__data$80 [31:0] = p_stream__payload[127:96];
-  assign \wp__data$64 [62:32] = p_stream__payload[220:190];
-  assign \wp__data$64 [68:63] = p_stream__payload[269:264];
-  assign \wp__data$64 [31:0] = p_stream__payload[95:64];
-  assign \wp__data$48 [62:32] = p_stream__payload[189:159];
-  assign \wp__data$48 [68:63] = p_stream__payload[263:258];
-  assign \wp__data$48 [31:0] = p_stream__payload[63:32];
-  assign \$8 [31:24] = \y$92 ;
-  assign \$8 [23:16] = \y$76 ;
-  assign \$8 [15:8] = \y$60 ;
+  assign \wp__data$49.bias  = \wp__data$49 [31:0];
+  assign \wp__data$49.multiplier  = \wp__data$49 [62:32];
+  assign \wp__data$49.shift  = \wp__data$49 [68:63];
+  assign \rp__data$56.bias  = \rp__data$56 [31:0];
+  assign \rp__data$56.multiplier  = \rp__data$56 [62:32];
+  assign \rp__data$56.shift  = \rp__data$56 [68:63];
+  assign \wp__data$65.bias  = \wp__data$65 [31:0];
+  assign \wp__data$65.multiplier  = \wp__data$65 [62:32];
+  assign \wp__data$65.shift  = \wp__data$65 [68:63];
+  assign \rp__data$72.bias  = \rp__data$72 [31:0];
+  assign \rp__data$72.multiplier  = \rp__data$72 [62:32];
+  assign \rp__data$72.shift  = \rp__data$72 [68:63];
+  assign \wp__data$81.bias  = \wp__data$81 [31:0];
+  assign \wp__data$81.multiplier  = \wp__data$81 [62:32];
+  assign \wp__data$81.shift  = \wp__data$81 [68:63];
+  assign \rp__data$88.bias  = \rp__data$88 [31:0];
+  assign \rp__data$88.multiplier  = \rp__data$88 [62:32];
+  assign \rp__data$88.shift  = \rp__data$88 [68:63];
+  assign \wp__data$81 [62:32] = p_stream__payload[251:221];
+  assign \wp__data$81 [68:63] = p_stream__payload[275:270];
+  assign \wp__data$81 [31:0] = p_stream__payload[127:96];
+  assign \wp__data$65 [62:32] = p_stream__payload[220:190];
+  assign \wp__data$65 [68:63] = p_stream__payload[269:264];
+  assign \wp__data$65 [31:0] = p_stream__payload[95:64];
+  assign \wp__data$49 [62:32] = p_stream__payload[189:159];
+  assign \wp__data$49 [68:63] = p_stream__payload[263:258];
+  assign \wp__data$49 [31:0] = p_stream__payload[63:32];
+  assign \$8 [31:24] = \y$93 ;
+  assign \$8 [23:16] = \y$77 ;
+  assign \$8 [15:8] = \y$61 ;
   assign \$8 [7:0] = y;
   assign wp__data[62:32] = p_stream__payload[158:128];
   assign wp__data[68:63] = p_stream__payload[257:252];
@@ -820,33 +834,30 @@ module \requant8.lane0 (rst, en, \port$32$0 , zero_point, act_min, act_max, acc,
   wire [11:0] \$28 ;
   wire [11:0] \$29 ;
   wire \$3 ;
-  wire [62:0] \$30 ;
-  wire [62:0] \$31 ;
-  wire [62:0] \$32 ;
-  wire [62:0] \$33 ;
-  reg [31:0] \$34 ;
-  reg [5:0] \$35 ;
+  reg [31:0] \$30 ;
+  reg [5:0] \$31 ;
+  reg [30:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg [4:0] \$34 ;
+  reg [31:0] \$35 ;
   reg [30:0] \$36 ;
   reg [4:0] \$37 ;
   reg [4:0] \$38 ;
-  reg [31:0] \$39 ;
+  reg [63:0] \$39 ;
   wire [5:0] \$4 ;
-  reg [30:0] \$40 ;
+  reg [33:0] \$40 ;
   reg [4:0] \$41 ;
-  reg [63:0] \$42 ;
-  reg [33:0] \$43 ;
+  reg [4:0] \$42 ;
+  reg [31:0] \$43 ;
   reg [4:0] \$44 ;
-  reg [4:0] \$45 ;
+  reg [31:0] \$45 ;
   reg [31:0] \$46 ;
-  reg [4:0] \$47 ;
-  reg [31:0] \$48 ;
-  reg [31:0] \$49 ;
+  reg [33:0] \$47 ;
+  reg [4:0] \$48 ;
+  reg [33:0] \$49 ;
   wire \$5 ;
-  reg [33:0] \$50 ;
-  reg [4:0] \$51 ;
-  reg [33:0] \$52 ;
-  reg [9:0] \$53 ;
-  reg [7:0] \$54 ;
+  reg [9:0] \$50 ;
+  reg [7:0] \$51 ;
   wire [6:0] \$6 ;
   wire [6:0] \$7 ;
   wire [62:0] \$8 ;
@@ -866,12 +877,13 @@ module \requant8.lane0 (rst, en, \port$32$0 , zero_point, act_min, act_max, acc,
   reg [4:0] e4 = 5'h00;
   reg [4:0] e5 = 5'h00;
   reg [4:0] e6 = 5'h00;
+  reg [4:0] e7 = 5'h00;
   input en;
   wire en;
-  reg [31:0] h5 = 32'd0;
+  reg [31:0] h6 = 32'd0;
   wire [31:0] half;
-  reg [31:0] half5 = 32'd0;
-  reg [31:0] halfm5 = 32'd0;
+  reg [31:0] half6 = 32'd0;
+  reg [31:0] halfm6 = 32'd0;
   reg [4:0] left = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] left1;
@@ -886,7 +898,7 @@ module \requant8.lane0 (rst, en, \port$32$0 , zero_point, act_min, act_max, acc,
   wire [26:0] p_p11;
   input [68:0] \port$32$0 ;
   wire [68:0] \port$32$0 ;
-  reg [9:0] r8 = 10'h000;
+  reg [9:0] r9 = 10'h000;
   reg [4:0] right = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] right1;
@@ -894,9 +906,9 @@ module \requant8.lane0 (rst, en, \port$32$0 , zero_point, act_min, act_max, acc,
   wire rst;
   reg [5:0] sh1 = 6'h00;
   wire [5:0] shift;
-  reg [33:0] t6 = 34'h000000000;
+  reg [33:0] t7 = 34'h000000000;
   wire [32:0] total;
-  reg [33:0] v7 = 34'h000000000;
+  reg [33:0] v8 = 34'h000000000;
   reg [31:0] x1 = 32'd0;
   output [7:0] y;
   reg [7:0] y = 8'h00;
@@ -904,40 +916,36 @@ module \requant8.lane0 (rst, en, \port$32$0 , zero_point, act_min, act_max, acc,
   input [7:0] zero_point;
   wire [7:0] zero_point;
   always @(posedge clk)
-    a2 <= \$39 ;
+    e3 <= \$38 ;
   always @(posedge clk)
-    m2 <= \$40 ;
+    p_base <= \$39 ;
   always @(posedge clk)
-    e2 <= \$41 ;
+    p_mid <= \$40 ;
   always @(posedge clk)
-    p_base <= \$42 ;
+    e4 <= \$41 ;
   always @(posedge clk)
-    p_mid <= \$43 ;
+    e5 <= \$42 ;
   always @(posedge clk)
-    e3 <= \$44 ;
+    h6 <= \$43 ;
   always @(posedge clk)
-    e4 <= \$45 ;
+    e6 <= \$44 ;
   always @(posedge clk)
-    h5 <= \$46 ;
+    half6 <= \$45 ;
   always @(posedge clk)
-    e5 <= \$47 ;
+    halfm6 <= \$46 ;
   always @(posedge clk)
-    half5 <= \$48 ;
+    t7 <= \$47 ;
   always @(posedge clk)
-    halfm5 <= \$49 ;
+    e7 <= \$48 ;
   always @(posedge clk)
-    t6 <= \$50 ;
+    v8 <= \$49 ;
   always @(posedge clk)
-    e6 <= \$51 ;
+    r9 <= \$50 ;
   always @(posedge clk)
-    v7 <= \$52 ;
-  always @(posedge clk)
-    r8 <= \$53 ;
-  always @(posedge clk)
-    y <= \$54 ;
+    y <= \$51 ;
   assign total = $signed(acc) + $signed(\port$32$0 [31:0]);
-  assign \$1  = 1'h1 << e4;
-  assign \$2  = $signed(zero_point) + $signed(r8);
+  assign \$1  = 1'h1 << e5;
+  assign \$2  = $signed(zero_point) + $signed(r9);
   assign \$3  = $signed(\port$32$0 [68:63]) > $signed(1'h0);
   assign \$4  = \$3  ? \port$32$0 [68:63] : 6'h00;
   assign \$5  = $signed(\port$32$0 [68:63]) < $signed(1'h0);
@@ -947,62 +955,64 @@ module \requant8.lane0 (rst, en, \port$32$0 , zero_point, act_min, act_max, acc,
   assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
   assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
   assign \$13  = $signed(p_base) + $signed(\$12 );
-  assign \$15  = | e4;
+  assign \$15  = | e5;
   assign \$16  = half - 1'h1;
   assign \$17  = \$15  ? \$16  : 33'h000000000;
-  assign \$18  = h5[31] ? halfm5 : half5;
-  assign \$19  = $signed(h5) + $signed({ 1'h0, \$18  });
-  assign \$20  = $signed(t6) >>> e6;
-  assign \$21  = ! v7[33:9];
-  assign \$22  = v7[33:9] == 25'h1ffffff;
+  assign \$18  = h6[31] ? halfm6 : half6;
+  assign \$19  = $signed(h6) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t7) >>> e7;
+  assign \$21  = ! v8[33:9];
+  assign \$22  = v8[33:9] == 25'h1ffffff;
   assign \$23  = \$21  | \$22 ;
-  assign \$24  = v7[33] ? 10'h200 : 10'h1ff;
-  assign \$25  = \$23  ? v7[9:0] : \$24 ;
+  assign \$24  = v8[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v8[9:0] : \$24 ;
   assign \$26  = $signed(\$2 ) < $signed(act_min);
   assign \$27  = $signed(\$2 ) > $signed(act_max);
   assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
   assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
-  assign \$30  = $signed(x1) << left;
-  assign \$31  = $signed(x1) << left;
-  assign \$32  = $signed(x1) << left;
-  assign \$33  = $signed(x1) << left;
   always @(posedge clk)
-    x1 <= \$34 ;
+    x1 <= \$30 ;
   always @(posedge clk)
-    sh1 <= \$35 ;
+    sh1 <= \$31 ;
   always @(posedge clk)
-    m1 <= \$36 ;
+    m1 <= \$32 ;
   always @(posedge clk)
-    left <= \$37 ;
+    left <= \$33 ;
   always @(posedge clk)
-    right <= \$38 ;
+    right <= \$34 ;
+  always @(posedge clk)
+    a2 <= \$35 ;
+  always @(posedge clk)
+    m2 <= \$36 ;
+  always @(posedge clk)
+    e2 <= \$37 ;
   tf_mulreg_u18xu18 p_mul00 (
-    .a(\$30 [17:0]),
-    .b(m1[17:0]),
+    .a(a2[17:0]),
+    .b(m2[17:0]),
     .clk(clk),
     .en(en),
     .p(p_p00),
     .rst(rst)
   );
   tf_mulreg_u18xu13 p_mul01 (
-    .a(\$31 [17:0]),
-    .b(m1[30:18]),
+    .a(a2[17:0]),
+    .b(m2[30:18]),
     .clk(clk),
     .en(en),
     .p(p_p01),
     .rst(rst)
   );
   tf_mulreg_s14xu18 p_mul10 (
-    .a(\$32 [31:18]),
-    .b(m1[17:0]),
+    .a(a2[31:18]),
+    .b(m2[17:0]),
     .clk(clk),
     .en(en),
     .p(p_p10),
     .rst(rst)
   );
   tf_mulreg_s14xu13 p_mul11 (
-    .a(\$33 [31:18]),
-    .b(m1[30:18]),
+    .a(a2[31:18]),
+    .b(m2[30:18]),
     .clk(clk),
     .en(en),
     .p(p_p11),
@@ -1010,152 +1020,159 @@ module \requant8.lane0 (rst, en, \port$32$0 , zero_point, act_min, act_max, acc,
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$39  = a2;
+    \$39  = p_base;
     if (en) begin
-      \$39  = \$8 [31:0];
+      \$39  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$40  = m2;
+    \$40  = p_mid;
     if (en) begin
-      \$40  = m1;
+      \$40  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$41  = e2;
+    \$41  = e4;
     if (en) begin
-      \$41  = right;
+      \$41  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$42  = p_base;
+    \$42  = e5;
     if (en) begin
-      \$42  = \$10 [63:0];
+      \$42  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$43  = p_mid;
+    \$43  = h6;
     if (en) begin
-      \$43  = { \$11 [32], \$11  };
+      \$43  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$44  = e3;
+    \$44  = e6;
     if (en) begin
-      \$44  = e2;
+      \$44  = e5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$45  = e4;
+    \$45  = half6;
     if (en) begin
-      \$45  = e3;
+      \$45  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$46  = h5;
+    \$46  = halfm6;
     if (en) begin
-      \$46  = \$14 [31:0];
+      \$46  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$47  = e5;
+    \$47  = t7;
     if (en) begin
-      \$47  = e4;
+      \$47  = \$19 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$48  = half5;
+    \$48  = e7;
     if (en) begin
-      \$48  = half;
+      \$48  = e6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$49  = halfm5;
+    \$49  = v8;
     if (en) begin
-      \$49  = \$17 [31:0];
+      \$49  = \$20 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$50  = t6;
+    \$50  = r9;
     if (en) begin
-      \$50  = \$19 ;
+      \$50  = \$25 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$51  = e6;
+    \$51  = y;
     if (en) begin
-      \$51  = e5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$52  = v7;
-    if (en) begin
-      \$52  = \$20 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$53  = r8;
-    if (en) begin
-      \$53  = \$25 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$54  = y;
-    if (en) begin
-      \$54  = \$29 [7:0];
+      \$51  = \$29 [7:0];
     end
     if (rst) begin
-      \$54  = 8'h00;
+      \$51  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$34  = x1;
+    \$30  = x1;
     if (en) begin
-      \$34  = total[31:0];
+      \$30  = total[31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$35  = sh1;
+    \$31  = sh1;
     if (en) begin
-      \$35  = \port$32$0 [68:63];
+      \$31  = \port$32$0 [68:63];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$36  = m1;
+    \$32  = m1;
     if (en) begin
-      \$36  = \port$32$0 [62:32];
+      \$32  = \port$32$0 [62:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$37  = left;
+    \$33  = left;
     if (en) begin
-      \$37  = \$4 [4:0];
+      \$33  = \$4 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$38  = right;
+    \$34  = right;
     if (en) begin
-      \$38  = \$7 [4:0];
+      \$34  = \$7 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$35  = a2;
+    if (en) begin
+      \$35  = \$8 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$36  = m2;
+    if (en) begin
+      \$36  = m1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$37  = e2;
+    if (en) begin
+      \$37  = right;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$38  = e3;
+    if (en) begin
+      \$38  = e2;
     end
   end
   assign bias = \port$32$0 [31:0];
@@ -1171,7 +1188,7 @@ module \requant8.lane0 (rst, en, \port$32$0 , zero_point, act_min, act_max, acc,
 endmodule
 
 (* generator = "Amaranth" *)
-module \requant8.lane1 (rst, en, \port$78$0 , zero_point, act_min, act_max, acc, y, clk);
+module \requant8.lane1 (rst, en, \port$74$0 , zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [62:0] \$1 ;
   wire [65:0] \$10 ;
@@ -1196,33 +1213,30 @@ module \requant8.lane1 (rst, en, \port$78$0 , zero_point, act_min, act_max, acc,
   wire [11:0] \$28 ;
   wire [11:0] \$29 ;
   wire \$3 ;
-  wire [62:0] \$30 ;
-  wire [62:0] \$31 ;
-  wire [62:0] \$32 ;
-  wire [62:0] \$33 ;
-  reg [31:0] \$34 ;
-  reg [5:0] \$35 ;
+  reg [31:0] \$30 ;
+  reg [5:0] \$31 ;
+  reg [30:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg [4:0] \$34 ;
+  reg [31:0] \$35 ;
   reg [30:0] \$36 ;
   reg [4:0] \$37 ;
   reg [4:0] \$38 ;
-  reg [31:0] \$39 ;
+  reg [63:0] \$39 ;
   wire [5:0] \$4 ;
-  reg [30:0] \$40 ;
+  reg [33:0] \$40 ;
   reg [4:0] \$41 ;
-  reg [63:0] \$42 ;
-  reg [33:0] \$43 ;
+  reg [4:0] \$42 ;
+  reg [31:0] \$43 ;
   reg [4:0] \$44 ;
-  reg [4:0] \$45 ;
+  reg [31:0] \$45 ;
   reg [31:0] \$46 ;
-  reg [4:0] \$47 ;
-  reg [31:0] \$48 ;
-  reg [31:0] \$49 ;
+  reg [33:0] \$47 ;
+  reg [4:0] \$48 ;
+  reg [33:0] \$49 ;
   wire \$5 ;
-  reg [33:0] \$50 ;
-  reg [4:0] \$51 ;
-  reg [33:0] \$52 ;
-  reg [9:0] \$53 ;
-  reg [7:0] \$54 ;
+  reg [9:0] \$50 ;
+  reg [7:0] \$51 ;
   wire [6:0] \$6 ;
   wire [6:0] \$7 ;
   wire [62:0] \$8 ;
@@ -1242,12 +1256,13 @@ module \requant8.lane1 (rst, en, \port$78$0 , zero_point, act_min, act_max, acc,
   reg [4:0] e4 = 5'h00;
   reg [4:0] e5 = 5'h00;
   reg [4:0] e6 = 5'h00;
+  reg [4:0] e7 = 5'h00;
   input en;
   wire en;
-  reg [31:0] h5 = 32'd0;
+  reg [31:0] h6 = 32'd0;
   wire [31:0] half;
-  reg [31:0] half5 = 32'd0;
-  reg [31:0] halfm5 = 32'd0;
+  reg [31:0] half6 = 32'd0;
+  reg [31:0] halfm6 = 32'd0;
   reg [4:0] left = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] left1;
@@ -1260,9 +1275,9 @@ module \requant8.lane1 (rst, en, \port$78$0 , zero_point, act_min, act_max, acc,
   wire [30:0] p_p01;
   wire [31:0] p_p10;
   wire [26:0] p_p11;
-  input [68:0] \port$78$0 ;
-  wire [68:0] \port$78$0 ;
-  reg [9:0] r8 = 10'h000;
+  input [68:0] \port$74$0 ;
+  wire [68:0] \port$74$0 ;
+  reg [9:0] r9 = 10'h000;
   reg [4:0] right = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] right1;
@@ -1270,9 +1285,9 @@ module \requant8.lane1 (rst, en, \port$78$0 , zero_point, act_min, act_max, acc,
   wire rst;
   reg [5:0] sh1 = 6'h00;
   wire [5:0] shift;
-  reg [33:0] t6 = 34'h000000000;
+  reg [33:0] t7 = 34'h000000000;
   wire [32:0] total;
-  reg [33:0] v7 = 34'h000000000;
+  reg [33:0] v8 = 34'h000000000;
   reg [31:0] x1 = 32'd0;
   output [7:0] y;
   reg [7:0] y = 8'h00;
@@ -1280,105 +1295,103 @@ module \requant8.lane1 (rst, en, \port$78$0 , zero_point, act_min, act_max, acc,
   input [7:0] zero_point;
   wire [7:0] zero_point;
   always @(posedge clk)
-    a2 <= \$39 ;
+    e3 <= \$38 ;
   always @(posedge clk)
-    m2 <= \$40 ;
+    p_base <= \$39 ;
   always @(posedge clk)
-    e2 <= \$41 ;
+    p_mid <= \$40 ;
   always @(posedge clk)
-    p_base <= \$42 ;
+    e4 <= \$41 ;
   always @(posedge clk)
-    p_mid <= \$43 ;
+    e5 <= \$42 ;
   always @(posedge clk)
-    e3 <= \$44 ;
+    h6 <= \$43 ;
   always @(posedge clk)
-    e4 <= \$45 ;
+    e6 <= \$44 ;
   always @(posedge clk)
-    h5 <= \$46 ;
+    half6 <= \$45 ;
   always @(posedge clk)
-    e5 <= \$47 ;
+    halfm6 <= \$46 ;
   always @(posedge clk)
-    half5 <= \$48 ;
+    t7 <= \$47 ;
   always @(posedge clk)
-    halfm5 <= \$49 ;
+    e7 <= \$48 ;
   always @(posedge clk)
-    t6 <= \$50 ;
+    v8 <= \$49 ;
   always @(posedge clk)
-    e6 <= \$51 ;
+    r9 <= \$50 ;
   always @(posedge clk)
-    v7 <= \$52 ;
-  always @(posedge clk)
-    r8 <= \$53 ;
-  always @(posedge clk)
-    y <= \$54 ;
-  assign total = $signed(acc) + $signed(\port$78$0 [31:0]);
-  assign \$1  = 1'h1 << e4;
-  assign \$2  = $signed(zero_point) + $signed(r8);
-  assign \$3  = $signed(\port$78$0 [68:63]) > $signed(1'h0);
-  assign \$4  = \$3  ? \port$78$0 [68:63] : 6'h00;
-  assign \$5  = $signed(\port$78$0 [68:63]) < $signed(1'h0);
-  assign \$6  = - $signed(\port$78$0 [68:63]);
+    y <= \$51 ;
+  assign total = $signed(acc) + $signed(\port$74$0 [31:0]);
+  assign \$1  = 1'h1 << e5;
+  assign \$2  = $signed(zero_point) + $signed(r9);
+  assign \$3  = $signed(\port$74$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$74$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$74$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$74$0 [68:63]);
   assign \$7  = \$5  ? \$6  : 7'h00;
   assign \$8  = $signed(x1) << left;
   assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
   assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
   assign \$13  = $signed(p_base) + $signed(\$12 );
-  assign \$15  = | e4;
+  assign \$15  = | e5;
   assign \$16  = half - 1'h1;
   assign \$17  = \$15  ? \$16  : 33'h000000000;
-  assign \$18  = h5[31] ? halfm5 : half5;
-  assign \$19  = $signed(h5) + $signed({ 1'h0, \$18  });
-  assign \$20  = $signed(t6) >>> e6;
-  assign \$21  = ! v7[33:9];
-  assign \$22  = v7[33:9] == 25'h1ffffff;
+  assign \$18  = h6[31] ? halfm6 : half6;
+  assign \$19  = $signed(h6) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t7) >>> e7;
+  assign \$21  = ! v8[33:9];
+  assign \$22  = v8[33:9] == 25'h1ffffff;
   assign \$23  = \$21  | \$22 ;
-  assign \$24  = v7[33] ? 10'h200 : 10'h1ff;
-  assign \$25  = \$23  ? v7[9:0] : \$24 ;
+  assign \$24  = v8[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v8[9:0] : \$24 ;
   assign \$26  = $signed(\$2 ) < $signed(act_min);
   assign \$27  = $signed(\$2 ) > $signed(act_max);
   assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
   assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
-  assign \$30  = $signed(x1) << left;
-  assign \$31  = $signed(x1) << left;
-  assign \$32  = $signed(x1) << left;
-  assign \$33  = $signed(x1) << left;
   always @(posedge clk)
-    x1 <= \$34 ;
+    x1 <= \$30 ;
   always @(posedge clk)
-    sh1 <= \$35 ;
+    sh1 <= \$31 ;
   always @(posedge clk)
-    m1 <= \$36 ;
+    m1 <= \$32 ;
   always @(posedge clk)
-    left <= \$37 ;
+    left <= \$33 ;
   always @(posedge clk)
-    right <= \$38 ;
+    right <= \$34 ;
+  always @(posedge clk)
+    a2 <= \$35 ;
+  always @(posedge clk)
+    m2 <= \$36 ;
+  always @(posedge clk)
+    e2 <= \$37 ;
   tf_mulreg_u18xu18 p_mul00 (
-    .a(\$30 [17:0]),
-    .b(m1[17:0]),
+    .a(a2[17:0]),
+    .b(m2[17:0]),
     .clk(clk),
     .en(en),
     .p(p_p00),
     .rst(rst)
   );
   tf_mulreg_u18xu13 p_mul01 (
-    .a(\$31 [17:0]),
-    .b(m1[30:18]),
+    .a(a2[17:0]),
+    .b(m2[30:18]),
     .clk(clk),
     .en(en),
     .p(p_p01),
     .rst(rst)
   );
   tf_mulreg_s14xu18 p_mul10 (
-    .a(\$32 [31:18]),
-    .b(m1[17:0]),
+    .a(a2[31:18]),
+    .b(m2[17:0]),
     .clk(clk),
     .en(en),
     .p(p_p10),
     .rst(rst)
   );
   tf_mulreg_s14xu13 p_mul11 (
-    .a(\$33 [31:18]),
-    .b(m1[30:18]),
+    .a(a2[31:18]),
+    .b(m2[30:18]),
     .clk(clk),
     .en(en),
     .p(p_p11),
@@ -1386,160 +1399,167 @@ module \requant8.lane1 (rst, en, \port$78$0 , zero_point, act_min, act_max, acc,
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$39  = a2;
+    \$39  = p_base;
     if (en) begin
-      \$39  = \$8 [31:0];
+      \$39  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$40  = m2;
+    \$40  = p_mid;
     if (en) begin
-      \$40  = m1;
+      \$40  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$41  = e2;
+    \$41  = e4;
     if (en) begin
-      \$41  = right;
+      \$41  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$42  = p_base;
+    \$42  = e5;
     if (en) begin
-      \$42  = \$10 [63:0];
+      \$42  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$43  = p_mid;
+    \$43  = h6;
     if (en) begin
-      \$43  = { \$11 [32], \$11  };
+      \$43  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$44  = e3;
+    \$44  = e6;
     if (en) begin
-      \$44  = e2;
+      \$44  = e5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$45  = e4;
+    \$45  = half6;
     if (en) begin
-      \$45  = e3;
+      \$45  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$46  = h5;
+    \$46  = halfm6;
     if (en) begin
-      \$46  = \$14 [31:0];
+      \$46  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$47  = e5;
+    \$47  = t7;
     if (en) begin
-      \$47  = e4;
+      \$47  = \$19 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$48  = half5;
+    \$48  = e7;
     if (en) begin
-      \$48  = half;
+      \$48  = e6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$49  = halfm5;
+    \$49  = v8;
     if (en) begin
-      \$49  = \$17 [31:0];
+      \$49  = \$20 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$50  = t6;
+    \$50  = r9;
     if (en) begin
-      \$50  = \$19 ;
+      \$50  = \$25 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$51  = e6;
+    \$51  = y;
     if (en) begin
-      \$51  = e5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$52  = v7;
-    if (en) begin
-      \$52  = \$20 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$53  = r8;
-    if (en) begin
-      \$53  = \$25 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$54  = y;
-    if (en) begin
-      \$54  = \$29 [7:0];
+      \$51  = \$29 [7:0];
     end
     if (rst) begin
-      \$54  = 8'h00;
+      \$51  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$34  = x1;
+    \$30  = x1;
     if (en) begin
-      \$34  = total[31:0];
+      \$30  = total[31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$35  = sh1;
+    \$31  = sh1;
     if (en) begin
-      \$35  = \port$78$0 [68:63];
+      \$31  = \port$74$0 [68:63];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$36  = m1;
+    \$32  = m1;
     if (en) begin
-      \$36  = \port$78$0 [62:32];
+      \$32  = \port$74$0 [62:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$37  = left;
+    \$33  = left;
     if (en) begin
-      \$37  = \$4 [4:0];
+      \$33  = \$4 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$38  = right;
+    \$34  = right;
     if (en) begin
-      \$38  = \$7 [4:0];
+      \$34  = \$7 [4:0];
     end
   end
-  assign bias = \port$78$0 [31:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$35  = a2;
+    if (en) begin
+      \$35  = \$8 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$36  = m2;
+    if (en) begin
+      \$36  = m1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$37  = e2;
+    if (en) begin
+      \$37  = right;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$38  = e3;
+    if (en) begin
+      \$38  = e2;
+    end
+  end
+  assign bias = \port$74$0 [31:0];
   assign left1 = left;
   assign right1 = right;
   assign yv = { \$2 [10], \$2  };
-  assign shift = \port$78$0 [68:63];
-  assign multiplier = \port$78$0 [62:32];
+  assign shift = \port$74$0 [68:63];
+  assign multiplier = \port$74$0 [62:32];
   assign half = { 1'h0, \$1 [31:1] };
   assign \$9  = { p_p11[26], p_p11, p_p00 };
   assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
@@ -1547,7 +1567,7 @@ module \requant8.lane1 (rst, en, \port$78$0 , zero_point, act_min, act_max, acc,
 endmodule
 
 (* generator = "Amaranth" *)
-module \requant8.lane2 (rst, en, \port$124$0 , zero_point, act_min, act_max, acc, y, clk);
+module \requant8.lane2 (rst, en, \port$116$0 , zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [62:0] \$1 ;
   wire [65:0] \$10 ;
@@ -1572,33 +1592,30 @@ module \requant8.lane2 (rst, en, \port$124$0 , zero_point, act_min, act_max, acc
   wire [11:0] \$28 ;
   wire [11:0] \$29 ;
   wire \$3 ;
-  wire [62:0] \$30 ;
-  wire [62:0] \$31 ;
-  wire [62:0] \$32 ;
-  wire [62:0] \$33 ;
-  reg [31:0] \$34 ;
-  reg [5:0] \$35 ;
+  reg [31:0] \$30 ;
+  reg [5:0] \$31 ;
+  reg [30:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg [4:0] \$34 ;
+  reg [31:0] \$35 ;
   reg [30:0] \$36 ;
   reg [4:0] \$37 ;
   reg [4:0] \$38 ;
-  reg [31:0] \$39 ;
+  reg [63:0] \$39 ;
   wire [5:0] \$4 ;
-  reg [30:0] \$40 ;
+  reg [33:0] \$40 ;
   reg [4:0] \$41 ;
-  reg [63:0] \$42 ;
-  reg [33:0] \$43 ;
+  reg [4:0] \$42 ;
+  reg [31:0] \$43 ;
   reg [4:0] \$44 ;
-  reg [4:0] \$45 ;
+  reg [31:0] \$45 ;
   reg [31:0] \$46 ;
-  reg [4:0] \$47 ;
-  reg [31:0] \$48 ;
-  reg [31:0] \$49 ;
+  reg [33:0] \$47 ;
+  reg [4:0] \$48 ;
+  reg [33:0] \$49 ;
   wire \$5 ;
-  reg [33:0] \$50 ;
-  reg [4:0] \$51 ;
-  reg [33:0] \$52 ;
-  reg [9:0] \$53 ;
-  reg [7:0] \$54 ;
+  reg [9:0] \$50 ;
+  reg [7:0] \$51 ;
   wire [6:0] \$6 ;
   wire [6:0] \$7 ;
   wire [62:0] \$8 ;
@@ -1618,12 +1635,13 @@ module \requant8.lane2 (rst, en, \port$124$0 , zero_point, act_min, act_max, acc
   reg [4:0] e4 = 5'h00;
   reg [4:0] e5 = 5'h00;
   reg [4:0] e6 = 5'h00;
+  reg [4:0] e7 = 5'h00;
   input en;
   wire en;
-  reg [31:0] h5 = 32'd0;
+  reg [31:0] h6 = 32'd0;
   wire [31:0] half;
-  reg [31:0] half5 = 32'd0;
-  reg [31:0] halfm5 = 32'd0;
+  reg [31:0] half6 = 32'd0;
+  reg [31:0] halfm6 = 32'd0;
   reg [4:0] left = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] left1;
@@ -1636,9 +1654,9 @@ module \requant8.lane2 (rst, en, \port$124$0 , zero_point, act_min, act_max, acc
   wire [30:0] p_p01;
   wire [31:0] p_p10;
   wire [26:0] p_p11;
-  input [68:0] \port$124$0 ;
-  wire [68:0] \port$124$0 ;
-  reg [9:0] r8 = 10'h000;
+  input [68:0] \port$116$0 ;
+  wire [68:0] \port$116$0 ;
+  reg [9:0] r9 = 10'h000;
   reg [4:0] right = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] right1;
@@ -1646,9 +1664,9 @@ module \requant8.lane2 (rst, en, \port$124$0 , zero_point, act_min, act_max, acc
   wire rst;
   reg [5:0] sh1 = 6'h00;
   wire [5:0] shift;
-  reg [33:0] t6 = 34'h000000000;
+  reg [33:0] t7 = 34'h000000000;
   wire [32:0] total;
-  reg [33:0] v7 = 34'h000000000;
+  reg [33:0] v8 = 34'h000000000;
   reg [31:0] x1 = 32'd0;
   output [7:0] y;
   reg [7:0] y = 8'h00;
@@ -1656,105 +1674,103 @@ module \requant8.lane2 (rst, en, \port$124$0 , zero_point, act_min, act_max, acc
   input [7:0] zero_point;
   wire [7:0] zero_point;
   always @(posedge clk)
-    a2 <= \$39 ;
+    e3 <= \$38 ;
   always @(posedge clk)
-    m2 <= \$40 ;
+    p_base <= \$39 ;
   always @(posedge clk)
-    e2 <= \$41 ;
+    p_mid <= \$40 ;
   always @(posedge clk)
-    p_base <= \$42 ;
+    e4 <= \$41 ;
   always @(posedge clk)
-    p_mid <= \$43 ;
+    e5 <= \$42 ;
   always @(posedge clk)
-    e3 <= \$44 ;
+    h6 <= \$43 ;
   always @(posedge clk)
-    e4 <= \$45 ;
+    e6 <= \$44 ;
   always @(posedge clk)
-    h5 <= \$46 ;
+    half6 <= \$45 ;
   always @(posedge clk)
-    e5 <= \$47 ;
+    halfm6 <= \$46 ;
   always @(posedge clk)
-    half5 <= \$48 ;
+    t7 <= \$47 ;
   always @(posedge clk)
-    halfm5 <= \$49 ;
+    e7 <= \$48 ;
   always @(posedge clk)
-    t6 <= \$50 ;
+    v8 <= \$49 ;
   always @(posedge clk)
-    e6 <= \$51 ;
+    r9 <= \$50 ;
   always @(posedge clk)
-    v7 <= \$52 ;
-  always @(posedge clk)
-    r8 <= \$53 ;
-  always @(posedge clk)
-    y <= \$54 ;
-  assign total = $signed(acc) + $signed(\port$124$0 [31:0]);
-  assign \$1  = 1'h1 << e4;
-  assign \$2  = $signed(zero_point) + $signed(r8);
-  assign \$3  = $signed(\port$124$0 [68:63]) > $signed(1'h0);
-  assign \$4  = \$3  ? \port$124$0 [68:63] : 6'h00;
-  assign \$5  = $signed(\port$124$0 [68:63]) < $signed(1'h0);
-  assign \$6  = - $signed(\port$124$0 [68:63]);
+    y <= \$51 ;
+  assign total = $signed(acc) + $signed(\port$116$0 [31:0]);
+  assign \$1  = 1'h1 << e5;
+  assign \$2  = $signed(zero_point) + $signed(r9);
+  assign \$3  = $signed(\port$116$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$116$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$116$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$116$0 [68:63]);
   assign \$7  = \$5  ? \$6  : 7'h00;
   assign \$8  = $signed(x1) << left;
   assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
   assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
   assign \$13  = $signed(p_base) + $signed(\$12 );
-  assign \$15  = | e4;
+  assign \$15  = | e5;
   assign \$16  = half - 1'h1;
   assign \$17  = \$15  ? \$16  : 33'h000000000;
-  assign \$18  = h5[31] ? halfm5 : half5;
-  assign \$19  = $signed(h5) + $signed({ 1'h0, \$18  });
-  assign \$20  = $signed(t6) >>> e6;
-  assign \$21  = ! v7[33:9];
-  assign \$22  = v7[33:9] == 25'h1ffffff;
+  assign \$18  = h6[31] ? halfm6 : half6;
+  assign \$19  = $signed(h6) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t7) >>> e7;
+  assign \$21  = ! v8[33:9];
+  assign \$22  = v8[33:9] == 25'h1ffffff;
   assign \$23  = \$21  | \$22 ;
-  assign \$24  = v7[33] ? 10'h200 : 10'h1ff;
-  assign \$25  = \$23  ? v7[9:0] : \$24 ;
+  assign \$24  = v8[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v8[9:0] : \$24 ;
   assign \$26  = $signed(\$2 ) < $signed(act_min);
   assign \$27  = $signed(\$2 ) > $signed(act_max);
   assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
   assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
-  assign \$30  = $signed(x1) << left;
-  assign \$31  = $signed(x1) << left;
-  assign \$32  = $signed(x1) << left;
-  assign \$33  = $signed(x1) << left;
   always @(posedge clk)
-    x1 <= \$34 ;
+    x1 <= \$30 ;
   always @(posedge clk)
-    sh1 <= \$35 ;
+    sh1 <= \$31 ;
   always @(posedge clk)
-    m1 <= \$36 ;
+    m1 <= \$32 ;
   always @(posedge clk)
-    left <= \$37 ;
+    left <= \$33 ;
   always @(posedge clk)
-    right <= \$38 ;
+    right <= \$34 ;
+  always @(posedge clk)
+    a2 <= \$35 ;
+  always @(posedge clk)
+    m2 <= \$36 ;
+  always @(posedge clk)
+    e2 <= \$37 ;
   tf_mulreg_u18xu18 p_mul00 (
-    .a(\$30 [17:0]),
-    .b(m1[17:0]),
+    .a(a2[17:0]),
+    .b(m2[17:0]),
     .clk(clk),
     .en(en),
     .p(p_p00),
     .rst(rst)
   );
   tf_mulreg_u18xu13 p_mul01 (
-    .a(\$31 [17:0]),
-    .b(m1[30:18]),
+    .a(a2[17:0]),
+    .b(m2[30:18]),
     .clk(clk),
     .en(en),
     .p(p_p01),
     .rst(rst)
   );
   tf_mulreg_s14xu18 p_mul10 (
-    .a(\$32 [31:18]),
-    .b(m1[17:0]),
+    .a(a2[31:18]),
+    .b(m2[17:0]),
     .clk(clk),
     .en(en),
     .p(p_p10),
     .rst(rst)
   );
   tf_mulreg_s14xu13 p_mul11 (
-    .a(\$33 [31:18]),
-    .b(m1[30:18]),
+    .a(a2[31:18]),
+    .b(m2[30:18]),
     .clk(clk),
     .en(en),
     .p(p_p11),
@@ -1762,160 +1778,167 @@ module \requant8.lane2 (rst, en, \port$124$0 , zero_point, act_min, act_max, acc
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$39  = a2;
+    \$39  = p_base;
     if (en) begin
-      \$39  = \$8 [31:0];
+      \$39  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$40  = m2;
+    \$40  = p_mid;
     if (en) begin
-      \$40  = m1;
+      \$40  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$41  = e2;
+    \$41  = e4;
     if (en) begin
-      \$41  = right;
+      \$41  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$42  = p_base;
+    \$42  = e5;
     if (en) begin
-      \$42  = \$10 [63:0];
+      \$42  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$43  = p_mid;
+    \$43  = h6;
     if (en) begin
-      \$43  = { \$11 [32], \$11  };
+      \$43  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$44  = e3;
+    \$44  = e6;
     if (en) begin
-      \$44  = e2;
+      \$44  = e5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$45  = e4;
+    \$45  = half6;
     if (en) begin
-      \$45  = e3;
+      \$45  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$46  = h5;
+    \$46  = halfm6;
     if (en) begin
-      \$46  = \$14 [31:0];
+      \$46  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$47  = e5;
+    \$47  = t7;
     if (en) begin
-      \$47  = e4;
+      \$47  = \$19 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$48  = half5;
+    \$48  = e7;
     if (en) begin
-      \$48  = half;
+      \$48  = e6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$49  = halfm5;
+    \$49  = v8;
     if (en) begin
-      \$49  = \$17 [31:0];
+      \$49  = \$20 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$50  = t6;
+    \$50  = r9;
     if (en) begin
-      \$50  = \$19 ;
+      \$50  = \$25 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$51  = e6;
+    \$51  = y;
     if (en) begin
-      \$51  = e5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$52  = v7;
-    if (en) begin
-      \$52  = \$20 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$53  = r8;
-    if (en) begin
-      \$53  = \$25 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$54  = y;
-    if (en) begin
-      \$54  = \$29 [7:0];
+      \$51  = \$29 [7:0];
     end
     if (rst) begin
-      \$54  = 8'h00;
+      \$51  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$34  = x1;
+    \$30  = x1;
     if (en) begin
-      \$34  = total[31:0];
+      \$30  = total[31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$35  = sh1;
+    \$31  = sh1;
     if (en) begin
-      \$35  = \port$124$0 [68:63];
+      \$31  = \port$116$0 [68:63];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$36  = m1;
+    \$32  = m1;
     if (en) begin
-      \$36  = \port$124$0 [62:32];
+      \$32  = \port$116$0 [62:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$37  = left;
+    \$33  = left;
     if (en) begin
-      \$37  = \$4 [4:0];
+      \$33  = \$4 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$38  = right;
+    \$34  = right;
     if (en) begin
-      \$38  = \$7 [4:0];
+      \$34  = \$7 [4:0];
     end
   end
-  assign bias = \port$124$0 [31:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$35  = a2;
+    if (en) begin
+      \$35  = \$8 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$36  = m2;
+    if (en) begin
+      \$36  = m1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$37  = e2;
+    if (en) begin
+      \$37  = right;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$38  = e3;
+    if (en) begin
+      \$38  = e2;
+    end
+  end
+  assign bias = \port$116$0 [31:0];
   assign left1 = left;
   assign right1 = right;
   assign yv = { \$2 [10], \$2  };
-  assign shift = \port$124$0 [68:63];
-  assign multiplier = \port$124$0 [62:32];
+  assign shift = \port$116$0 [68:63];
+  assign multiplier = \port$116$0 [62:32];
   assign half = { 1'h0, \$1 [31:1] };
   assign \$9  = { p_p11[26], p_p11, p_p00 };
   assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
@@ -1923,7 +1946,7 @@ module \requant8.lane2 (rst, en, \port$124$0 , zero_point, act_min, act_max, acc
 endmodule
 
 (* generator = "Amaranth" *)
-module \requant8.lane3 (rst, en, \port$170$0 , zero_point, act_min, act_max, acc, y, clk);
+module \requant8.lane3 (rst, en, \port$158$0 , zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire [62:0] \$1 ;
   wire [65:0] \$10 ;
@@ -1948,33 +1971,30 @@ module \requant8.lane3 (rst, en, \port$170$0 , zero_point, act_min, act_max, acc
   wire [11:0] \$28 ;
   wire [11:0] \$29 ;
   wire \$3 ;
-  wire [62:0] \$30 ;
-  wire [62:0] \$31 ;
-  wire [62:0] \$32 ;
-  wire [62:0] \$33 ;
-  reg [31:0] \$34 ;
-  reg [5:0] \$35 ;
+  reg [31:0] \$30 ;
+  reg [5:0] \$31 ;
+  reg [30:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg [4:0] \$34 ;
+  reg [31:0] \$35 ;
   reg [30:0] \$36 ;
   reg [4:0] \$37 ;
   reg [4:0] \$38 ;
-  reg [31:0] \$39 ;
+  reg [63:0] \$39 ;
   wire [5:0] \$4 ;
-  reg [30:0] \$40 ;
+  reg [33:0] \$40 ;
   reg [4:0] \$41 ;
-  reg [63:0] \$42 ;
-  reg [33:0] \$43 ;
+  reg [4:0] \$42 ;
+  reg [31:0] \$43 ;
   reg [4:0] \$44 ;
-  reg [4:0] \$45 ;
+  reg [31:0] \$45 ;
   reg [31:0] \$46 ;
-  reg [4:0] \$47 ;
-  reg [31:0] \$48 ;
-  reg [31:0] \$49 ;
+  reg [33:0] \$47 ;
+  reg [4:0] \$48 ;
+  reg [33:0] \$49 ;
   wire \$5 ;
-  reg [33:0] \$50 ;
-  reg [4:0] \$51 ;
-  reg [33:0] \$52 ;
-  reg [9:0] \$53 ;
-  reg [7:0] \$54 ;
+  reg [9:0] \$50 ;
+  reg [7:0] \$51 ;
   wire [6:0] \$6 ;
   wire [6:0] \$7 ;
   wire [62:0] \$8 ;
@@ -1994,12 +2014,13 @@ module \requant8.lane3 (rst, en, \port$170$0 , zero_point, act_min, act_max, acc
   reg [4:0] e4 = 5'h00;
   reg [4:0] e5 = 5'h00;
   reg [4:0] e6 = 5'h00;
+  reg [4:0] e7 = 5'h00;
   input en;
   wire en;
-  reg [31:0] h5 = 32'd0;
+  reg [31:0] h6 = 32'd0;
   wire [31:0] half;
-  reg [31:0] half5 = 32'd0;
-  reg [31:0] halfm5 = 32'd0;
+  reg [31:0] half6 = 32'd0;
+  reg [31:0] halfm6 = 32'd0;
   reg [4:0] left = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] left1;
@@ -2012,9 +2033,9 @@ module \requant8.lane3 (rst, en, \port$170$0 , zero_point, act_min, act_max, acc
   wire [30:0] p_p01;
   wire [31:0] p_p10;
   wire [26:0] p_p11;
-  input [68:0] \port$170$0 ;
-  wire [68:0] \port$170$0 ;
-  reg [9:0] r8 = 10'h000;
+  input [68:0] \port$158$0 ;
+  wire [68:0] \port$158$0 ;
+  reg [9:0] r9 = 10'h000;
   reg [4:0] right = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] right1;
@@ -2022,9 +2043,9 @@ module \requant8.lane3 (rst, en, \port$170$0 , zero_point, act_min, act_max, acc
   wire rst;
   reg [5:0] sh1 = 6'h00;
   wire [5:0] shift;
-  reg [33:0] t6 = 34'h000000000;
+  reg [33:0] t7 = 34'h000000000;
   wire [32:0] total;
-  reg [33:0] v7 = 34'h000000000;
+  reg [33:0] v8 = 34'h000000000;
   reg [31:0] x1 = 32'd0;
   output [7:0] y;
   reg [7:0] y = 8'h00;
@@ -2032,105 +2053,103 @@ module \requant8.lane3 (rst, en, \port$170$0 , zero_point, act_min, act_max, acc
   input [7:0] zero_point;
   wire [7:0] zero_point;
   always @(posedge clk)
-    a2 <= \$39 ;
+    e3 <= \$38 ;
   always @(posedge clk)
-    m2 <= \$40 ;
+    p_base <= \$39 ;
   always @(posedge clk)
-    e2 <= \$41 ;
+    p_mid <= \$40 ;
   always @(posedge clk)
-    p_base <= \$42 ;
+    e4 <= \$41 ;
   always @(posedge clk)
-    p_mid <= \$43 ;
+    e5 <= \$42 ;
   always @(posedge clk)
-    e3 <= \$44 ;
+    h6 <= \$43 ;
   always @(posedge clk)
-    e4 <= \$45 ;
+    e6 <= \$44 ;
   always @(posedge clk)
-    h5 <= \$46 ;
+    half6 <= \$45 ;
   always @(posedge clk)
-    e5 <= \$47 ;
+    halfm6 <= \$46 ;
   always @(posedge clk)
-    half5 <= \$48 ;
+    t7 <= \$47 ;
   always @(posedge clk)
-    halfm5 <= \$49 ;
+    e7 <= \$48 ;
   always @(posedge clk)
-    t6 <= \$50 ;
+    v8 <= \$49 ;
   always @(posedge clk)
-    e6 <= \$51 ;
+    r9 <= \$50 ;
   always @(posedge clk)
-    v7 <= \$52 ;
-  always @(posedge clk)
-    r8 <= \$53 ;
-  always @(posedge clk)
-    y <= \$54 ;
-  assign total = $signed(acc) + $signed(\port$170$0 [31:0]);
-  assign \$1  = 1'h1 << e4;
-  assign \$2  = $signed(zero_point) + $signed(r8);
-  assign \$3  = $signed(\port$170$0 [68:63]) > $signed(1'h0);
-  assign \$4  = \$3  ? \port$170$0 [68:63] : 6'h00;
-  assign \$5  = $signed(\port$170$0 [68:63]) < $signed(1'h0);
-  assign \$6  = - $signed(\port$170$0 [68:63]);
+    y <= \$51 ;
+  assign total = $signed(acc) + $signed(\port$158$0 [31:0]);
+  assign \$1  = 1'h1 << e5;
+  assign \$2  = $signed(zero_point) + $signed(r9);
+  assign \$3  = $signed(\port$158$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$158$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$158$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$158$0 [68:63]);
   assign \$7  = \$5  ? \$6  : 7'h00;
   assign \$8  = $signed(x1) << left;
   assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
   assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
   assign \$13  = $signed(p_base) + $signed(\$12 );
-  assign \$15  = | e4;
+  assign \$15  = | e5;
   assign \$16  = half - 1'h1;
   assign \$17  = \$15  ? \$16  : 33'h000000000;
-  assign \$18  = h5[31] ? halfm5 : half5;
-  assign \$19  = $signed(h5) + $signed({ 1'h0, \$18  });
-  assign \$20  = $signed(t6) >>> e6;
-  assign \$21  = ! v7[33:9];
-  assign \$22  = v7[33:9] == 25'h1ffffff;
+  assign \$18  = h6[31] ? halfm6 : half6;
+  assign \$19  = $signed(h6) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t7) >>> e7;
+  assign \$21  = ! v8[33:9];
+  assign \$22  = v8[33:9] == 25'h1ffffff;
   assign \$23  = \$21  | \$22 ;
-  assign \$24  = v7[33] ? 10'h200 : 10'h1ff;
-  assign \$25  = \$23  ? v7[9:0] : \$24 ;
+  assign \$24  = v8[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v8[9:0] : \$24 ;
   assign \$26  = $signed(\$2 ) < $signed(act_min);
   assign \$27  = $signed(\$2 ) > $signed(act_max);
   assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
   assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
-  assign \$30  = $signed(x1) << left;
-  assign \$31  = $signed(x1) << left;
-  assign \$32  = $signed(x1) << left;
-  assign \$33  = $signed(x1) << left;
   always @(posedge clk)
-    x1 <= \$34 ;
+    x1 <= \$30 ;
   always @(posedge clk)
-    sh1 <= \$35 ;
+    sh1 <= \$31 ;
   always @(posedge clk)
-    m1 <= \$36 ;
+    m1 <= \$32 ;
   always @(posedge clk)
-    left <= \$37 ;
+    left <= \$33 ;
   always @(posedge clk)
-    right <= \$38 ;
+    right <= \$34 ;
+  always @(posedge clk)
+    a2 <= \$35 ;
+  always @(posedge clk)
+    m2 <= \$36 ;
+  always @(posedge clk)
+    e2 <= \$37 ;
   tf_mulreg_u18xu18 p_mul00 (
-    .a(\$30 [17:0]),
-    .b(m1[17:0]),
+    .a(a2[17:0]),
+    .b(m2[17:0]),
     .clk(clk),
     .en(en),
     .p(p_p00),
     .rst(rst)
   );
   tf_mulreg_u18xu13 p_mul01 (
-    .a(\$31 [17:0]),
-    .b(m1[30:18]),
+    .a(a2[17:0]),
+    .b(m2[30:18]),
     .clk(clk),
     .en(en),
     .p(p_p01),
     .rst(rst)
   );
   tf_mulreg_s14xu18 p_mul10 (
-    .a(\$32 [31:18]),
-    .b(m1[17:0]),
+    .a(a2[31:18]),
+    .b(m2[17:0]),
     .clk(clk),
     .en(en),
     .p(p_p10),
     .rst(rst)
   );
   tf_mulreg_s14xu13 p_mul11 (
-    .a(\$33 [31:18]),
-    .b(m1[30:18]),
+    .a(a2[31:18]),
+    .b(m2[30:18]),
     .clk(clk),
     .en(en),
     .p(p_p11),
@@ -2138,160 +2157,167 @@ module \requant8.lane3 (rst, en, \port$170$0 , zero_point, act_min, act_max, acc
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$39  = a2;
+    \$39  = p_base;
     if (en) begin
-      \$39  = \$8 [31:0];
+      \$39  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$40  = m2;
+    \$40  = p_mid;
     if (en) begin
-      \$40  = m1;
+      \$40  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$41  = e2;
+    \$41  = e4;
     if (en) begin
-      \$41  = right;
+      \$41  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$42  = p_base;
+    \$42  = e5;
     if (en) begin
-      \$42  = \$10 [63:0];
+      \$42  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$43  = p_mid;
+    \$43  = h6;
     if (en) begin
-      \$43  = { \$11 [32], \$11  };
+      \$43  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$44  = e3;
+    \$44  = e6;
     if (en) begin
-      \$44  = e2;
+      \$44  = e5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$45  = e4;
+    \$45  = half6;
     if (en) begin
-      \$45  = e3;
+      \$45  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$46  = h5;
+    \$46  = halfm6;
     if (en) begin
-      \$46  = \$14 [31:0];
+      \$46  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$47  = e5;
+    \$47  = t7;
     if (en) begin
-      \$47  = e4;
+      \$47  = \$19 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$48  = half5;
+    \$48  = e7;
     if (en) begin
-      \$48  = half;
+      \$48  = e6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$49  = halfm5;
+    \$49  = v8;
     if (en) begin
-      \$49  = \$17 [31:0];
+      \$49  = \$20 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$50  = t6;
+    \$50  = r9;
     if (en) begin
-      \$50  = \$19 ;
+      \$50  = \$25 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$51  = e6;
+    \$51  = y;
     if (en) begin
-      \$51  = e5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$52  = v7;
-    if (en) begin
-      \$52  = \$20 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$53  = r8;
-    if (en) begin
-      \$53  = \$25 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$54  = y;
-    if (en) begin
-      \$54  = \$29 [7:0];
+      \$51  = \$29 [7:0];
     end
     if (rst) begin
-      \$54  = 8'h00;
+      \$51  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$34  = x1;
+    \$30  = x1;
     if (en) begin
-      \$34  = total[31:0];
+      \$30  = total[31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$35  = sh1;
+    \$31  = sh1;
     if (en) begin
-      \$35  = \port$170$0 [68:63];
+      \$31  = \port$158$0 [68:63];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$36  = m1;
+    \$32  = m1;
     if (en) begin
-      \$36  = \port$170$0 [62:32];
+      \$32  = \port$158$0 [62:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$37  = left;
+    \$33  = left;
     if (en) begin
-      \$37  = \$4 [4:0];
+      \$33  = \$4 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$38  = right;
+    \$34  = right;
     if (en) begin
-      \$38  = \$7 [4:0];
+      \$34  = \$7 [4:0];
     end
   end
-  assign bias = \port$170$0 [31:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$35  = a2;
+    if (en) begin
+      \$35  = \$8 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$36  = m2;
+    if (en) begin
+      \$36  = m1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$37  = e2;
+    if (en) begin
+      \$37  = right;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$38  = e3;
+    if (en) begin
+      \$38  = e2;
+    end
+  end
+  assign bias = \port$158$0 [31:0];
   assign left1 = left;
   assign right1 = right;
   assign yv = { \$2 [10], \$2  };
-  assign shift = \port$170$0 [68:63];
-  assign multiplier = \port$170$0 [62:32];
+  assign shift = \port$158$0 [68:63];
+  assign multiplier = \port$158$0 [62:32];
   assign half = { 1'h0, \$1 [31:1] };
   assign \$9  = { p_p11[26], p_p11, p_p00 };
   assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };

@@ -5559,7 +5559,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
     .act_min(amin),
     .clk(clk),
     .en(en_lane1),
-    .\port$478$0 (\rp__data$87 ),
+    .\port$422$0 (\rp__data$87 ),
     .rst(rst),
     .y(\y$92 ),
     .zero_point(zp)
@@ -5570,7 +5570,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
     .act_min(amin),
     .clk(clk),
     .en(en_lane2),
-    .\port$576$0 (\rp__data$102 ),
+    .\port$464$0 (\rp__data$102 ),
     .rst(rst),
     .y(\y$107 ),
     .zero_point(zp)
@@ -5581,7 +5581,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
     .act_min(amin),
     .clk(clk),
     .en(en_lane3),
-    .\port$674$0 (\rp__data$117 ),
+    .\port$506$0 (\rp__data$117 ),
     .rst(rst),
     .y(\y$122 ),
     .zero_point(zp)
@@ -5592,7 +5592,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
     .act_min(amin),
     .clk(clk),
     .en(en_lane4),
-    .\port$772$0 (\rp__data$132 ),
+    .\port$548$0 (\rp__data$132 ),
     .rst(rst),
     .y(\y$137 ),
     .zero_point(zp)
@@ -5603,7 +5603,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
     .act_min(amin),
     .clk(clk),
     .en(en_lane5),
-    .\port$870$0 (\rp__data$147 ),
+    .\port$590$0 (\rp__data$147 ),
     .rst(rst),
     .y(\y$152 ),
     .zero_point(zp)
@@ -5614,7 +5614,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
     .act_min(amin),
     .clk(clk),
     .en(en_lane6),
-    .\port$968$0 (\rp__data$162 ),
+    .\port$632$0 (\rp__data$162 ),
     .rst(rst),
     .y(\y$167 ),
     .zero_point(zp)
@@ -5625,7 +5625,7 @@ module \mac8x8_requant.epilogue (p_stream__valid, y_stream__ready, clk, rst, p_s
     .act_min(amin),
     .clk(clk),
     .en(en_lane7),
-    .\port$1066$0 (\rp__data$177 ),
+    .\port$674$0 (\rp__data$177 ),
     .rst(rst),
     .y(\y$182 ),
     .zero_point(zp)
@@ -6396,114 +6396,57 @@ endmodule
 (* generator = "Amaranth" *)
 module \mac8x8_requant.epilogue.lane0 (rst, \port$380$0 , en, zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
-  wire [10:0] \$1 ;
-  wire [32:0] \$10 ;
-  reg [31:0] \$100 ;
-  reg [4:0] \$101 ;
-  reg [31:0] \$102 ;
-  reg [31:0] \$103 ;
-  reg [33:0] \$104 ;
-  reg [4:0] \$105 ;
-  reg [33:0] \$106 ;
-  reg [9:0] \$107 ;
-  reg [7:0] \$108 ;
-  wire [64:0] \$11 ;
-  wire [65:0] \$12 ;
+  wire [62:0] \$1 ;
+  wire [65:0] \$10 ;
+  wire [32:0] \$11 ;
+  wire [64:0] \$12 ;
   wire [65:0] \$13 ;
-  wire \$14 ;
+  wire [65:0] \$14 ;
   wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
+  wire [32:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [31:0] \$18 ;
+  wire [33:0] \$19 ;
+  wire [10:0] \$2 ;
+  wire [33:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [5:0] \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [6:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
+  wire \$3 ;
+  reg [31:0] \$30 ;
+  reg [5:0] \$31 ;
+  reg [30:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg [4:0] \$34 ;
+  reg [31:0] \$35 ;
+  reg [30:0] \$36 ;
+  reg [4:0] \$37 ;
+  reg [4:0] \$38 ;
+  reg [63:0] \$39 ;
+  wire [5:0] \$4 ;
+  reg [33:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [4:0] \$42 ;
+  reg [31:0] \$43 ;
+  reg [4:0] \$44 ;
+  reg [31:0] \$45 ;
+  reg [31:0] \$46 ;
+  reg [33:0] \$47 ;
+  reg [4:0] \$48 ;
+  reg [33:0] \$49 ;
+  wire \$5 ;
+  reg [9:0] \$50 ;
+  reg [7:0] \$51 ;
   wire [6:0] \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire [62:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire [31:0] \$75 ;
-  wire [33:0] \$76 ;
-  wire [33:0] \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire [63:0] \$8 ;
-  wire \$80 ;
-  wire [9:0] \$81 ;
-  wire [9:0] \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [11:0] \$85 ;
-  wire [11:0] \$86 ;
-  reg [31:0] \$87 ;
-  reg [5:0] \$88 ;
-  reg [30:0] \$89 ;
-  wire [65:0] \$9 ;
-  reg [4:0] \$90 ;
-  reg [4:0] \$91 ;
-  reg [31:0] \$92 ;
-  reg [30:0] \$93 ;
-  reg [4:0] \$94 ;
-  reg [4:0] \$95 ;
-  reg [63:0] \$96 ;
-  reg [33:0] \$97 ;
-  reg [4:0] \$98 ;
-  reg [4:0] \$99 ;
+  wire [6:0] \$7 ;
+  wire [62:0] \$8 ;
+  wire [63:0] \$9 ;
   reg [31:0] a2 = 32'd0;
   input [31:0] acc;
   wire [31:0] acc;
@@ -6523,6 +6466,7 @@ module \mac8x8_requant.epilogue.lane0 (rst, \port$380$0 , en, zero_point, act_mi
   input en;
   wire en;
   reg [31:0] h6 = 32'd0;
+  wire [31:0] half;
   reg [31:0] half6 = 32'd0;
   reg [31:0] halfm6 = 32'd0;
   reg [4:0] left = 5'h00;
@@ -6556,134 +6500,77 @@ module \mac8x8_requant.epilogue.lane0 (rst, \port$380$0 , en, zero_point, act_mi
   wire [11:0] yv;
   input [7:0] zero_point;
   wire [7:0] zero_point;
+  always @(posedge clk)
+    e3 <= \$38 ;
+  always @(posedge clk)
+    p_base <= \$39 ;
+  always @(posedge clk)
+    p_mid <= \$40 ;
+  always @(posedge clk)
+    e4 <= \$41 ;
+  always @(posedge clk)
+    e5 <= \$42 ;
+  always @(posedge clk)
+    h6 <= \$43 ;
+  always @(posedge clk)
+    e6 <= \$44 ;
+  always @(posedge clk)
+    half6 <= \$45 ;
+  always @(posedge clk)
+    halfm6 <= \$46 ;
+  always @(posedge clk)
+    t7 <= \$47 ;
+  always @(posedge clk)
+    e7 <= \$48 ;
+  always @(posedge clk)
+    v8 <= \$49 ;
+  always @(posedge clk)
+    r9 <= \$50 ;
+  always @(posedge clk)
+    y <= \$51 ;
   assign total = $signed(acc) + $signed(\port$380$0 [31:0]);
-  assign \$1  = $signed(zero_point) + $signed(r9);
-  assign \$2  = $signed(\port$380$0 [68:63]) > $signed(1'h0);
-  assign \$3  = \$2  ? \port$380$0 [68:63] : 6'h00;
-  assign \$4  = $signed(\port$380$0 [68:63]) < $signed(1'h0);
-  assign \$5  = - $signed(\port$380$0 [68:63]);
-  assign \$6  = \$4  ? \$5  : 7'h00;
-  assign \$7  = $signed(x1) << left;
-  assign \$9  = $signed(\$8 ) + $signed(32'd1073741824);
-  assign \$10  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
-  assign \$12  = $signed(p_base) + $signed(\$11 );
-  assign \$14  = e5 == 1'h1;
-  assign \$15  = e5 == 2'h2;
-  assign \$16  = e5 == 2'h3;
-  assign \$17  = e5 == 3'h4;
-  assign \$18  = e5 == 3'h5;
-  assign \$19  = e5 == 3'h6;
-  assign \$20  = e5 == 3'h7;
-  assign \$21  = e5 == 4'h8;
-  assign \$22  = e5 == 4'h9;
-  assign \$23  = e5 == 4'ha;
-  assign \$24  = e5 == 4'hb;
-  assign \$25  = e5 == 4'hc;
-  assign \$26  = e5 == 4'hd;
-  assign \$27  = e5 == 4'he;
-  assign \$28  = e5 == 4'hf;
-  assign \$29  = e5 == 5'h10;
-  assign \$30  = e5 == 5'h11;
-  assign \$31  = e5 == 5'h12;
-  assign \$32  = e5 == 5'h13;
-  assign \$33  = e5 == 5'h14;
-  assign \$34  = e5 == 5'h15;
-  assign \$35  = e5 == 5'h16;
-  assign \$36  = e5 == 5'h17;
-  assign \$37  = e5 == 5'h18;
-  assign \$38  = e5 == 5'h19;
-  assign \$39  = e5 == 5'h1a;
-  assign \$40  = e5 == 5'h1b;
-  assign \$41  = e5 == 5'h1c;
-  assign \$42  = e5 == 5'h1d;
-  assign \$43  = e5 == 5'h1e;
-  assign \$44  = e5 == 5'h1f;
-  assign \$45  = e5 > 1'h1;
-  assign \$46  = e5 > 2'h2;
-  assign \$47  = e5 > 2'h3;
-  assign \$48  = e5 > 3'h4;
-  assign \$49  = e5 > 3'h5;
-  assign \$50  = e5 > 3'h6;
-  assign \$51  = e5 > 3'h7;
-  assign \$52  = e5 > 4'h8;
-  assign \$53  = e5 > 4'h9;
-  assign \$54  = e5 > 4'ha;
-  assign \$55  = e5 > 4'hb;
-  assign \$56  = e5 > 4'hc;
-  assign \$57  = e5 > 4'hd;
-  assign \$58  = e5 > 4'he;
-  assign \$59  = e5 > 4'hf;
-  assign \$60  = e5 > 5'h10;
-  assign \$61  = e5 > 5'h11;
-  assign \$62  = e5 > 5'h12;
-  assign \$63  = e5 > 5'h13;
-  assign \$64  = e5 > 5'h14;
-  assign \$65  = e5 > 5'h15;
-  assign \$66  = e5 > 5'h16;
-  assign \$67  = e5 > 5'h17;
-  assign \$68  = e5 > 5'h18;
-  assign \$69  = e5 > 5'h19;
-  assign \$70  = e5 > 5'h1a;
-  assign \$71  = e5 > 5'h1b;
-  assign \$72  = e5 > 5'h1c;
-  assign \$73  = e5 > 5'h1d;
-  assign \$74  = e5 > 5'h1e;
-  assign \$75  = h6[31] ? halfm6 : half6;
-  assign \$76  = $signed(h6) + $signed({ 1'h0, \$75  });
-  assign \$77  = $signed(t7) >>> e7;
-  assign \$78  = ! v8[33:9];
-  assign \$79  = v8[33:9] == 25'h1ffffff;
-  assign \$80  = \$78  | \$79 ;
-  assign \$81  = v8[33] ? 10'h200 : 10'h1ff;
-  assign \$82  = \$80  ? v8[9:0] : \$81 ;
-  assign \$83  = $signed(\$1 ) < $signed(act_min);
-  assign \$84  = $signed(\$1 ) > $signed(act_max);
-  assign \$85  = \$84  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$1 [10], \$1  };
-  assign \$86  = \$83  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$85 ;
+  assign \$1  = 1'h1 << e5;
+  assign \$2  = $signed(zero_point) + $signed(r9);
+  assign \$3  = $signed(\port$380$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$380$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$380$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$380$0 [68:63]);
+  assign \$7  = \$5  ? \$6  : 7'h00;
+  assign \$8  = $signed(x1) << left;
+  assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
+  assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
+  assign \$13  = $signed(p_base) + $signed(\$12 );
+  assign \$15  = | e5;
+  assign \$16  = half - 1'h1;
+  assign \$17  = \$15  ? \$16  : 33'h000000000;
+  assign \$18  = h6[31] ? halfm6 : half6;
+  assign \$19  = $signed(h6) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t7) >>> e7;
+  assign \$21  = ! v8[33:9];
+  assign \$22  = v8[33:9] == 25'h1ffffff;
+  assign \$23  = \$21  | \$22 ;
+  assign \$24  = v8[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v8[9:0] : \$24 ;
+  assign \$26  = $signed(\$2 ) < $signed(act_min);
+  assign \$27  = $signed(\$2 ) > $signed(act_max);
+  assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
+  assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
   always @(posedge clk)
-    x1 <= \$87 ;
+    x1 <= \$30 ;
   always @(posedge clk)
-    sh1 <= \$88 ;
+    sh1 <= \$31 ;
   always @(posedge clk)
-    m1 <= \$89 ;
+    m1 <= \$32 ;
   always @(posedge clk)
-    left <= \$90 ;
+    left <= \$33 ;
   always @(posedge clk)
-    right <= \$91 ;
+    right <= \$34 ;
   always @(posedge clk)
-    a2 <= \$92 ;
+    a2 <= \$35 ;
   always @(posedge clk)
-    m2 <= \$93 ;
+    m2 <= \$36 ;
   always @(posedge clk)
-    e2 <= \$94 ;
-  always @(posedge clk)
-    e3 <= \$95 ;
-  always @(posedge clk)
-    p_base <= \$96 ;
-  always @(posedge clk)
-    p_mid <= \$97 ;
-  always @(posedge clk)
-    e4 <= \$98 ;
-  always @(posedge clk)
-    e5 <= \$99 ;
-  always @(posedge clk)
-    h6 <= \$100 ;
-  always @(posedge clk)
-    e6 <= \$101 ;
-  always @(posedge clk)
-    half6 <= \$102 ;
-  always @(posedge clk)
-    halfm6 <= \$103 ;
-  always @(posedge clk)
-    t7 <= \$104 ;
-  always @(posedge clk)
-    e7 <= \$105 ;
-  always @(posedge clk)
-    v8 <= \$106 ;
-  always @(posedge clk)
-    r9 <= \$107 ;
-  always @(posedge clk)
-    y <= \$108 ;
+    e2 <= \$37 ;
   tf_mulreg_u18xu18 p_mul00 (
     .a(a2[17:0]),
     .b(m2[17:0]),
@@ -6718,283 +6605,227 @@ module \mac8x8_requant.epilogue.lane0 (rst, \port$380$0 , en, zero_point, act_mi
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$87  = x1;
+    \$39  = p_base;
     if (en) begin
-      \$87  = total[31:0];
+      \$39  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$88  = sh1;
+    \$40  = p_mid;
     if (en) begin
-      \$88  = \port$380$0 [68:63];
+      \$40  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$89  = m1;
+    \$41  = e4;
     if (en) begin
-      \$89  = \port$380$0 [62:32];
+      \$41  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$90  = left;
+    \$42  = e5;
     if (en) begin
-      \$90  = \$3 [4:0];
+      \$42  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$91  = right;
+    \$43  = h6;
     if (en) begin
-      \$91  = \$6 [4:0];
+      \$43  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$92  = a2;
+    \$44  = e6;
     if (en) begin
-      \$92  = \$7 [31:0];
+      \$44  = e5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$93  = m2;
+    \$45  = half6;
     if (en) begin
-      \$93  = m1;
+      \$45  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$94  = e2;
+    \$46  = halfm6;
     if (en) begin
-      \$94  = right;
+      \$46  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$95  = e3;
+    \$47  = t7;
     if (en) begin
-      \$95  = e2;
+      \$47  = \$19 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$96  = p_base;
+    \$48  = e7;
     if (en) begin
-      \$96  = \$9 [63:0];
+      \$48  = e6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$97  = p_mid;
+    \$49  = v8;
     if (en) begin
-      \$97  = { \$10 [32], \$10  };
+      \$49  = \$20 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$98  = e4;
+    \$50  = r9;
     if (en) begin
-      \$98  = e3;
+      \$50  = \$25 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$99  = e5;
+    \$51  = y;
     if (en) begin
-      \$99  = e4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$100  = h6;
-    if (en) begin
-      \$100  = \$13 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$101  = e6;
-    if (en) begin
-      \$101  = e5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$102  = half6;
-    if (en) begin
-      \$102  = { 1'h0, \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$103  = halfm6;
-    if (en) begin
-      \$103  = { 2'h0, \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$104  = t7;
-    if (en) begin
-      \$104  = \$76 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$105  = e7;
-    if (en) begin
-      \$105  = e6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$106  = v8;
-    if (en) begin
-      \$106  = \$77 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$107  = r9;
-    if (en) begin
-      \$107  = \$82 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$108  = y;
-    if (en) begin
-      \$108  = \$86 [7:0];
+      \$51  = \$29 [7:0];
     end
     if (rst) begin
-      \$108  = 8'h00;
+      \$51  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$30  = x1;
+    if (en) begin
+      \$30  = total[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$31  = sh1;
+    if (en) begin
+      \$31  = \port$380$0 [68:63];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$32  = m1;
+    if (en) begin
+      \$32  = \port$380$0 [62:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$33  = left;
+    if (en) begin
+      \$33  = \$4 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$34  = right;
+    if (en) begin
+      \$34  = \$7 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$35  = a2;
+    if (en) begin
+      \$35  = \$8 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$36  = m2;
+    if (en) begin
+      \$36  = m1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$37  = e2;
+    if (en) begin
+      \$37  = right;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$38  = e3;
+    if (en) begin
+      \$38  = e2;
     end
   end
   assign bias = \port$380$0 [31:0];
   assign left1 = left;
   assign right1 = right;
-  assign yv = { \$1 [10], \$1  };
+  assign yv = { \$2 [10], \$2  };
   assign shift = \port$380$0 [68:63];
   assign multiplier = \port$380$0 [62:32];
-  assign \$8  = { p_p11[26], p_p11, p_p00 };
-  assign \$11  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
-  assign \$13  = { \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65:31] };
+  assign half = { 1'h0, \$1 [31:1] };
+  assign \$9  = { p_p11[26], p_p11, p_p00 };
+  assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
+  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:31] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane1 (rst, \port$478$0 , en, zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane1 (rst, \port$422$0 , en, zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire [10:0] \$1 ;
-  wire [32:0] \$10 ;
-  reg [31:0] \$100 ;
-  reg [4:0] \$101 ;
-  reg [31:0] \$102 ;
-  reg [31:0] \$103 ;
-  reg [33:0] \$104 ;
-  reg [4:0] \$105 ;
-  reg [33:0] \$106 ;
-  reg [9:0] \$107 ;
-  reg [7:0] \$108 ;
-  wire [64:0] \$11 ;
-  wire [65:0] \$12 ;
+  wire [62:0] \$1 ;
+  wire [65:0] \$10 ;
+  wire [32:0] \$11 ;
+  wire [64:0] \$12 ;
   wire [65:0] \$13 ;
-  wire \$14 ;
+  wire [65:0] \$14 ;
   wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
+  wire [32:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [31:0] \$18 ;
+  wire [33:0] \$19 ;
+  wire [10:0] \$2 ;
+  wire [33:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [5:0] \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [6:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
+  wire \$3 ;
+  reg [31:0] \$30 ;
+  reg [5:0] \$31 ;
+  reg [30:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg [4:0] \$34 ;
+  reg [31:0] \$35 ;
+  reg [30:0] \$36 ;
+  reg [4:0] \$37 ;
+  reg [4:0] \$38 ;
+  reg [63:0] \$39 ;
+  wire [5:0] \$4 ;
+  reg [33:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [4:0] \$42 ;
+  reg [31:0] \$43 ;
+  reg [4:0] \$44 ;
+  reg [31:0] \$45 ;
+  reg [31:0] \$46 ;
+  reg [33:0] \$47 ;
+  reg [4:0] \$48 ;
+  reg [33:0] \$49 ;
+  wire \$5 ;
+  reg [9:0] \$50 ;
+  reg [7:0] \$51 ;
   wire [6:0] \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire [62:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire [31:0] \$75 ;
-  wire [33:0] \$76 ;
-  wire [33:0] \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire [63:0] \$8 ;
-  wire \$80 ;
-  wire [9:0] \$81 ;
-  wire [9:0] \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [11:0] \$85 ;
-  wire [11:0] \$86 ;
-  reg [31:0] \$87 ;
-  reg [5:0] \$88 ;
-  reg [30:0] \$89 ;
-  wire [65:0] \$9 ;
-  reg [4:0] \$90 ;
-  reg [4:0] \$91 ;
-  reg [31:0] \$92 ;
-  reg [30:0] \$93 ;
-  reg [4:0] \$94 ;
-  reg [4:0] \$95 ;
-  reg [63:0] \$96 ;
-  reg [33:0] \$97 ;
-  reg [4:0] \$98 ;
-  reg [4:0] \$99 ;
+  wire [6:0] \$7 ;
+  wire [62:0] \$8 ;
+  wire [63:0] \$9 ;
   reg [31:0] a2 = 32'd0;
   input [31:0] acc;
   wire [31:0] acc;
@@ -7014,6 +6845,7 @@ module \mac8x8_requant.epilogue.lane1 (rst, \port$478$0 , en, zero_point, act_mi
   input en;
   wire en;
   reg [31:0] h6 = 32'd0;
+  wire [31:0] half;
   reg [31:0] half6 = 32'd0;
   reg [31:0] halfm6 = 32'd0;
   reg [4:0] left = 5'h00;
@@ -7028,8 +6860,8 @@ module \mac8x8_requant.epilogue.lane1 (rst, \port$478$0 , en, zero_point, act_mi
   wire [30:0] p_p01;
   wire [31:0] p_p10;
   wire [26:0] p_p11;
-  input [68:0] \port$478$0 ;
-  wire [68:0] \port$478$0 ;
+  input [68:0] \port$422$0 ;
+  wire [68:0] \port$422$0 ;
   reg [9:0] r9 = 10'h000;
   reg [4:0] right = 5'h00;
   (* init = 5'h00 *)
@@ -7047,134 +6879,77 @@ module \mac8x8_requant.epilogue.lane1 (rst, \port$478$0 , en, zero_point, act_mi
   wire [11:0] yv;
   input [7:0] zero_point;
   wire [7:0] zero_point;
-  assign total = $signed(acc) + $signed(\port$478$0 [31:0]);
-  assign \$1  = $signed(zero_point) + $signed(r9);
-  assign \$2  = $signed(\port$478$0 [68:63]) > $signed(1'h0);
-  assign \$3  = \$2  ? \port$478$0 [68:63] : 6'h00;
-  assign \$4  = $signed(\port$478$0 [68:63]) < $signed(1'h0);
-  assign \$5  = - $signed(\port$478$0 [68:63]);
-  assign \$6  = \$4  ? \$5  : 7'h00;
-  assign \$7  = $signed(x1) << left;
-  assign \$9  = $signed(\$8 ) + $signed(32'd1073741824);
-  assign \$10  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
-  assign \$12  = $signed(p_base) + $signed(\$11 );
-  assign \$14  = e5 == 1'h1;
-  assign \$15  = e5 == 2'h2;
-  assign \$16  = e5 == 2'h3;
-  assign \$17  = e5 == 3'h4;
-  assign \$18  = e5 == 3'h5;
-  assign \$19  = e5 == 3'h6;
-  assign \$20  = e5 == 3'h7;
-  assign \$21  = e5 == 4'h8;
-  assign \$22  = e5 == 4'h9;
-  assign \$23  = e5 == 4'ha;
-  assign \$24  = e5 == 4'hb;
-  assign \$25  = e5 == 4'hc;
-  assign \$26  = e5 == 4'hd;
-  assign \$27  = e5 == 4'he;
-  assign \$28  = e5 == 4'hf;
-  assign \$29  = e5 == 5'h10;
-  assign \$30  = e5 == 5'h11;
-  assign \$31  = e5 == 5'h12;
-  assign \$32  = e5 == 5'h13;
-  assign \$33  = e5 == 5'h14;
-  assign \$34  = e5 == 5'h15;
-  assign \$35  = e5 == 5'h16;
-  assign \$36  = e5 == 5'h17;
-  assign \$37  = e5 == 5'h18;
-  assign \$38  = e5 == 5'h19;
-  assign \$39  = e5 == 5'h1a;
-  assign \$40  = e5 == 5'h1b;
-  assign \$41  = e5 == 5'h1c;
-  assign \$42  = e5 == 5'h1d;
-  assign \$43  = e5 == 5'h1e;
-  assign \$44  = e5 == 5'h1f;
-  assign \$45  = e5 > 1'h1;
-  assign \$46  = e5 > 2'h2;
-  assign \$47  = e5 > 2'h3;
-  assign \$48  = e5 > 3'h4;
-  assign \$49  = e5 > 3'h5;
-  assign \$50  = e5 > 3'h6;
-  assign \$51  = e5 > 3'h7;
-  assign \$52  = e5 > 4'h8;
-  assign \$53  = e5 > 4'h9;
-  assign \$54  = e5 > 4'ha;
-  assign \$55  = e5 > 4'hb;
-  assign \$56  = e5 > 4'hc;
-  assign \$57  = e5 > 4'hd;
-  assign \$58  = e5 > 4'he;
-  assign \$59  = e5 > 4'hf;
-  assign \$60  = e5 > 5'h10;
-  assign \$61  = e5 > 5'h11;
-  assign \$62  = e5 > 5'h12;
-  assign \$63  = e5 > 5'h13;
-  assign \$64  = e5 > 5'h14;
-  assign \$65  = e5 > 5'h15;
-  assign \$66  = e5 > 5'h16;
-  assign \$67  = e5 > 5'h17;
-  assign \$68  = e5 > 5'h18;
-  assign \$69  = e5 > 5'h19;
-  assign \$70  = e5 > 5'h1a;
-  assign \$71  = e5 > 5'h1b;
-  assign \$72  = e5 > 5'h1c;
-  assign \$73  = e5 > 5'h1d;
-  assign \$74  = e5 > 5'h1e;
-  assign \$75  = h6[31] ? halfm6 : half6;
-  assign \$76  = $signed(h6) + $signed({ 1'h0, \$75  });
-  assign \$77  = $signed(t7) >>> e7;
-  assign \$78  = ! v8[33:9];
-  assign \$79  = v8[33:9] == 25'h1ffffff;
-  assign \$80  = \$78  | \$79 ;
-  assign \$81  = v8[33] ? 10'h200 : 10'h1ff;
-  assign \$82  = \$80  ? v8[9:0] : \$81 ;
-  assign \$83  = $signed(\$1 ) < $signed(act_min);
-  assign \$84  = $signed(\$1 ) > $signed(act_max);
-  assign \$85  = \$84  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$1 [10], \$1  };
-  assign \$86  = \$83  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$85 ;
   always @(posedge clk)
-    x1 <= \$87 ;
+    e3 <= \$38 ;
   always @(posedge clk)
-    sh1 <= \$88 ;
+    p_base <= \$39 ;
   always @(posedge clk)
-    m1 <= \$89 ;
+    p_mid <= \$40 ;
   always @(posedge clk)
-    left <= \$90 ;
+    e4 <= \$41 ;
   always @(posedge clk)
-    right <= \$91 ;
+    e5 <= \$42 ;
   always @(posedge clk)
-    a2 <= \$92 ;
+    h6 <= \$43 ;
   always @(posedge clk)
-    m2 <= \$93 ;
+    e6 <= \$44 ;
   always @(posedge clk)
-    e2 <= \$94 ;
+    half6 <= \$45 ;
   always @(posedge clk)
-    e3 <= \$95 ;
+    halfm6 <= \$46 ;
   always @(posedge clk)
-    p_base <= \$96 ;
+    t7 <= \$47 ;
   always @(posedge clk)
-    p_mid <= \$97 ;
+    e7 <= \$48 ;
   always @(posedge clk)
-    e4 <= \$98 ;
+    v8 <= \$49 ;
   always @(posedge clk)
-    e5 <= \$99 ;
+    r9 <= \$50 ;
   always @(posedge clk)
-    h6 <= \$100 ;
+    y <= \$51 ;
+  assign total = $signed(acc) + $signed(\port$422$0 [31:0]);
+  assign \$1  = 1'h1 << e5;
+  assign \$2  = $signed(zero_point) + $signed(r9);
+  assign \$3  = $signed(\port$422$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$422$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$422$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$422$0 [68:63]);
+  assign \$7  = \$5  ? \$6  : 7'h00;
+  assign \$8  = $signed(x1) << left;
+  assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
+  assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
+  assign \$13  = $signed(p_base) + $signed(\$12 );
+  assign \$15  = | e5;
+  assign \$16  = half - 1'h1;
+  assign \$17  = \$15  ? \$16  : 33'h000000000;
+  assign \$18  = h6[31] ? halfm6 : half6;
+  assign \$19  = $signed(h6) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t7) >>> e7;
+  assign \$21  = ! v8[33:9];
+  assign \$22  = v8[33:9] == 25'h1ffffff;
+  assign \$23  = \$21  | \$22 ;
+  assign \$24  = v8[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v8[9:0] : \$24 ;
+  assign \$26  = $signed(\$2 ) < $signed(act_min);
+  assign \$27  = $signed(\$2 ) > $signed(act_max);
+  assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
+  assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
   always @(posedge clk)
-    e6 <= \$101 ;
+    x1 <= \$30 ;
   always @(posedge clk)
-    half6 <= \$102 ;
+    sh1 <= \$31 ;
   always @(posedge clk)
-    halfm6 <= \$103 ;
+    m1 <= \$32 ;
   always @(posedge clk)
-    t7 <= \$104 ;
+    left <= \$33 ;
   always @(posedge clk)
-    e7 <= \$105 ;
+    right <= \$34 ;
   always @(posedge clk)
-    v8 <= \$106 ;
+    a2 <= \$35 ;
   always @(posedge clk)
-    r9 <= \$107 ;
+    m2 <= \$36 ;
   always @(posedge clk)
-    y <= \$108 ;
+    e2 <= \$37 ;
   tf_mulreg_u18xu18 p_mul00 (
     .a(a2[17:0]),
     .b(m2[17:0]),
@@ -7209,283 +6984,227 @@ module \mac8x8_requant.epilogue.lane1 (rst, \port$478$0 , en, zero_point, act_mi
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$87  = x1;
+    \$39  = p_base;
     if (en) begin
-      \$87  = total[31:0];
+      \$39  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$88  = sh1;
+    \$40  = p_mid;
     if (en) begin
-      \$88  = \port$478$0 [68:63];
+      \$40  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$89  = m1;
+    \$41  = e4;
     if (en) begin
-      \$89  = \port$478$0 [62:32];
+      \$41  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$90  = left;
+    \$42  = e5;
     if (en) begin
-      \$90  = \$3 [4:0];
+      \$42  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$91  = right;
+    \$43  = h6;
     if (en) begin
-      \$91  = \$6 [4:0];
+      \$43  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$92  = a2;
+    \$44  = e6;
     if (en) begin
-      \$92  = \$7 [31:0];
+      \$44  = e5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$93  = m2;
+    \$45  = half6;
     if (en) begin
-      \$93  = m1;
+      \$45  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$94  = e2;
+    \$46  = halfm6;
     if (en) begin
-      \$94  = right;
+      \$46  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$95  = e3;
+    \$47  = t7;
     if (en) begin
-      \$95  = e2;
+      \$47  = \$19 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$96  = p_base;
+    \$48  = e7;
     if (en) begin
-      \$96  = \$9 [63:0];
+      \$48  = e6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$97  = p_mid;
+    \$49  = v8;
     if (en) begin
-      \$97  = { \$10 [32], \$10  };
+      \$49  = \$20 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$98  = e4;
+    \$50  = r9;
     if (en) begin
-      \$98  = e3;
+      \$50  = \$25 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$99  = e5;
+    \$51  = y;
     if (en) begin
-      \$99  = e4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$100  = h6;
-    if (en) begin
-      \$100  = \$13 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$101  = e6;
-    if (en) begin
-      \$101  = e5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$102  = half6;
-    if (en) begin
-      \$102  = { 1'h0, \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$103  = halfm6;
-    if (en) begin
-      \$103  = { 2'h0, \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$104  = t7;
-    if (en) begin
-      \$104  = \$76 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$105  = e7;
-    if (en) begin
-      \$105  = e6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$106  = v8;
-    if (en) begin
-      \$106  = \$77 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$107  = r9;
-    if (en) begin
-      \$107  = \$82 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$108  = y;
-    if (en) begin
-      \$108  = \$86 [7:0];
+      \$51  = \$29 [7:0];
     end
     if (rst) begin
-      \$108  = 8'h00;
+      \$51  = 8'h00;
     end
   end
-  assign bias = \port$478$0 [31:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$30  = x1;
+    if (en) begin
+      \$30  = total[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$31  = sh1;
+    if (en) begin
+      \$31  = \port$422$0 [68:63];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$32  = m1;
+    if (en) begin
+      \$32  = \port$422$0 [62:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$33  = left;
+    if (en) begin
+      \$33  = \$4 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$34  = right;
+    if (en) begin
+      \$34  = \$7 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$35  = a2;
+    if (en) begin
+      \$35  = \$8 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$36  = m2;
+    if (en) begin
+      \$36  = m1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$37  = e2;
+    if (en) begin
+      \$37  = right;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$38  = e3;
+    if (en) begin
+      \$38  = e2;
+    end
+  end
+  assign bias = \port$422$0 [31:0];
   assign left1 = left;
   assign right1 = right;
-  assign yv = { \$1 [10], \$1  };
-  assign shift = \port$478$0 [68:63];
-  assign multiplier = \port$478$0 [62:32];
-  assign \$8  = { p_p11[26], p_p11, p_p00 };
-  assign \$11  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
-  assign \$13  = { \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65:31] };
+  assign yv = { \$2 [10], \$2  };
+  assign shift = \port$422$0 [68:63];
+  assign multiplier = \port$422$0 [62:32];
+  assign half = { 1'h0, \$1 [31:1] };
+  assign \$9  = { p_p11[26], p_p11, p_p00 };
+  assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
+  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:31] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane2 (rst, \port$576$0 , en, zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane2 (rst, \port$464$0 , en, zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
-  wire [10:0] \$1 ;
-  wire [32:0] \$10 ;
-  reg [31:0] \$100 ;
-  reg [4:0] \$101 ;
-  reg [31:0] \$102 ;
-  reg [31:0] \$103 ;
-  reg [33:0] \$104 ;
-  reg [4:0] \$105 ;
-  reg [33:0] \$106 ;
-  reg [9:0] \$107 ;
-  reg [7:0] \$108 ;
-  wire [64:0] \$11 ;
-  wire [65:0] \$12 ;
+  wire [62:0] \$1 ;
+  wire [65:0] \$10 ;
+  wire [32:0] \$11 ;
+  wire [64:0] \$12 ;
   wire [65:0] \$13 ;
-  wire \$14 ;
+  wire [65:0] \$14 ;
   wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
+  wire [32:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [31:0] \$18 ;
+  wire [33:0] \$19 ;
+  wire [10:0] \$2 ;
+  wire [33:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [5:0] \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [6:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
+  wire \$3 ;
+  reg [31:0] \$30 ;
+  reg [5:0] \$31 ;
+  reg [30:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg [4:0] \$34 ;
+  reg [31:0] \$35 ;
+  reg [30:0] \$36 ;
+  reg [4:0] \$37 ;
+  reg [4:0] \$38 ;
+  reg [63:0] \$39 ;
+  wire [5:0] \$4 ;
+  reg [33:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [4:0] \$42 ;
+  reg [31:0] \$43 ;
+  reg [4:0] \$44 ;
+  reg [31:0] \$45 ;
+  reg [31:0] \$46 ;
+  reg [33:0] \$47 ;
+  reg [4:0] \$48 ;
+  reg [33:0] \$49 ;
+  wire \$5 ;
+  reg [9:0] \$50 ;
+  reg [7:0] \$51 ;
   wire [6:0] \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire [62:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire [31:0] \$75 ;
-  wire [33:0] \$76 ;
-  wire [33:0] \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire [63:0] \$8 ;
-  wire \$80 ;
-  wire [9:0] \$81 ;
-  wire [9:0] \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [11:0] \$85 ;
-  wire [11:0] \$86 ;
-  reg [31:0] \$87 ;
-  reg [5:0] \$88 ;
-  reg [30:0] \$89 ;
-  wire [65:0] \$9 ;
-  reg [4:0] \$90 ;
-  reg [4:0] \$91 ;
-  reg [31:0] \$92 ;
-  reg [30:0] \$93 ;
-  reg [4:0] \$94 ;
-  reg [4:0] \$95 ;
-  reg [63:0] \$96 ;
-  reg [33:0] \$97 ;
-  reg [4:0] \$98 ;
-  reg [4:0] \$99 ;
+  wire [6:0] \$7 ;
+  wire [62:0] \$8 ;
+  wire [63:0] \$9 ;
   reg [31:0] a2 = 32'd0;
   input [31:0] acc;
   wire [31:0] acc;
@@ -7505,6 +7224,7 @@ module \mac8x8_requant.epilogue.lane2 (rst, \port$576$0 , en, zero_point, act_mi
   input en;
   wire en;
   reg [31:0] h6 = 32'd0;
+  wire [31:0] half;
   reg [31:0] half6 = 32'd0;
   reg [31:0] halfm6 = 32'd0;
   reg [4:0] left = 5'h00;
@@ -7519,8 +7239,8 @@ module \mac8x8_requant.epilogue.lane2 (rst, \port$576$0 , en, zero_point, act_mi
   wire [30:0] p_p01;
   wire [31:0] p_p10;
   wire [26:0] p_p11;
-  input [68:0] \port$576$0 ;
-  wire [68:0] \port$576$0 ;
+  input [68:0] \port$464$0 ;
+  wire [68:0] \port$464$0 ;
   reg [9:0] r9 = 10'h000;
   reg [4:0] right = 5'h00;
   (* init = 5'h00 *)
@@ -7538,134 +7258,77 @@ module \mac8x8_requant.epilogue.lane2 (rst, \port$576$0 , en, zero_point, act_mi
   wire [11:0] yv;
   input [7:0] zero_point;
   wire [7:0] zero_point;
-  assign total = $signed(acc) + $signed(\port$576$0 [31:0]);
-  assign \$1  = $signed(zero_point) + $signed(r9);
-  assign \$2  = $signed(\port$576$0 [68:63]) > $signed(1'h0);
-  assign \$3  = \$2  ? \port$576$0 [68:63] : 6'h00;
-  assign \$4  = $signed(\port$576$0 [68:63]) < $signed(1'h0);
-  assign \$5  = - $signed(\port$576$0 [68:63]);
-  assign \$6  = \$4  ? \$5  : 7'h00;
-  assign \$7  = $signed(x1) << left;
-  assign \$9  = $signed(\$8 ) + $signed(32'd1073741824);
-  assign \$10  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
-  assign \$12  = $signed(p_base) + $signed(\$11 );
-  assign \$14  = e5 == 1'h1;
-  assign \$15  = e5 == 2'h2;
-  assign \$16  = e5 == 2'h3;
-  assign \$17  = e5 == 3'h4;
-  assign \$18  = e5 == 3'h5;
-  assign \$19  = e5 == 3'h6;
-  assign \$20  = e5 == 3'h7;
-  assign \$21  = e5 == 4'h8;
-  assign \$22  = e5 == 4'h9;
-  assign \$23  = e5 == 4'ha;
-  assign \$24  = e5 == 4'hb;
-  assign \$25  = e5 == 4'hc;
-  assign \$26  = e5 == 4'hd;
-  assign \$27  = e5 == 4'he;
-  assign \$28  = e5 == 4'hf;
-  assign \$29  = e5 == 5'h10;
-  assign \$30  = e5 == 5'h11;
-  assign \$31  = e5 == 5'h12;
-  assign \$32  = e5 == 5'h13;
-  assign \$33  = e5 == 5'h14;
-  assign \$34  = e5 == 5'h15;
-  assign \$35  = e5 == 5'h16;
-  assign \$36  = e5 == 5'h17;
-  assign \$37  = e5 == 5'h18;
-  assign \$38  = e5 == 5'h19;
-  assign \$39  = e5 == 5'h1a;
-  assign \$40  = e5 == 5'h1b;
-  assign \$41  = e5 == 5'h1c;
-  assign \$42  = e5 == 5'h1d;
-  assign \$43  = e5 == 5'h1e;
-  assign \$44  = e5 == 5'h1f;
-  assign \$45  = e5 > 1'h1;
-  assign \$46  = e5 > 2'h2;
-  assign \$47  = e5 > 2'h3;
-  assign \$48  = e5 > 3'h4;
-  assign \$49  = e5 > 3'h5;
-  assign \$50  = e5 > 3'h6;
-  assign \$51  = e5 > 3'h7;
-  assign \$52  = e5 > 4'h8;
-  assign \$53  = e5 > 4'h9;
-  assign \$54  = e5 > 4'ha;
-  assign \$55  = e5 > 4'hb;
-  assign \$56  = e5 > 4'hc;
-  assign \$57  = e5 > 4'hd;
-  assign \$58  = e5 > 4'he;
-  assign \$59  = e5 > 4'hf;
-  assign \$60  = e5 > 5'h10;
-  assign \$61  = e5 > 5'h11;
-  assign \$62  = e5 > 5'h12;
-  assign \$63  = e5 > 5'h13;
-  assign \$64  = e5 > 5'h14;
-  assign \$65  = e5 > 5'h15;
-  assign \$66  = e5 > 5'h16;
-  assign \$67  = e5 > 5'h17;
-  assign \$68  = e5 > 5'h18;
-  assign \$69  = e5 > 5'h19;
-  assign \$70  = e5 > 5'h1a;
-  assign \$71  = e5 > 5'h1b;
-  assign \$72  = e5 > 5'h1c;
-  assign \$73  = e5 > 5'h1d;
-  assign \$74  = e5 > 5'h1e;
-  assign \$75  = h6[31] ? halfm6 : half6;
-  assign \$76  = $signed(h6) + $signed({ 1'h0, \$75  });
-  assign \$77  = $signed(t7) >>> e7;
-  assign \$78  = ! v8[33:9];
-  assign \$79  = v8[33:9] == 25'h1ffffff;
-  assign \$80  = \$78  | \$79 ;
-  assign \$81  = v8[33] ? 10'h200 : 10'h1ff;
-  assign \$82  = \$80  ? v8[9:0] : \$81 ;
-  assign \$83  = $signed(\$1 ) < $signed(act_min);
-  assign \$84  = $signed(\$1 ) > $signed(act_max);
-  assign \$85  = \$84  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$1 [10], \$1  };
-  assign \$86  = \$83  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$85 ;
   always @(posedge clk)
-    x1 <= \$87 ;
+    e3 <= \$38 ;
   always @(posedge clk)
-    sh1 <= \$88 ;
+    p_base <= \$39 ;
   always @(posedge clk)
-    m1 <= \$89 ;
+    p_mid <= \$40 ;
   always @(posedge clk)
-    left <= \$90 ;
+    e4 <= \$41 ;
   always @(posedge clk)
-    right <= \$91 ;
+    e5 <= \$42 ;
   always @(posedge clk)
-    a2 <= \$92 ;
+    h6 <= \$43 ;
   always @(posedge clk)
-    m2 <= \$93 ;
+    e6 <= \$44 ;
   always @(posedge clk)
-    e2 <= \$94 ;
+    half6 <= \$45 ;
   always @(posedge clk)
-    e3 <= \$95 ;
+    halfm6 <= \$46 ;
   always @(posedge clk)
-    p_base <= \$96 ;
+    t7 <= \$47 ;
   always @(posedge clk)
-    p_mid <= \$97 ;
+    e7 <= \$48 ;
   always @(posedge clk)
-    e4 <= \$98 ;
+    v8 <= \$49 ;
   always @(posedge clk)
-    e5 <= \$99 ;
+    r9 <= \$50 ;
   always @(posedge clk)
-    h6 <= \$100 ;
+    y <= \$51 ;
+  assign total = $signed(acc) + $signed(\port$464$0 [31:0]);
+  assign \$1  = 1'h1 << e5;
+  assign \$2  = $signed(zero_point) + $signed(r9);
+  assign \$3  = $signed(\port$464$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$464$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$464$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$464$0 [68:63]);
+  assign \$7  = \$5  ? \$6  : 7'h00;
+  assign \$8  = $signed(x1) << left;
+  assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
+  assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
+  assign \$13  = $signed(p_base) + $signed(\$12 );
+  assign \$15  = | e5;
+  assign \$16  = half - 1'h1;
+  assign \$17  = \$15  ? \$16  : 33'h000000000;
+  assign \$18  = h6[31] ? halfm6 : half6;
+  assign \$19  = $signed(h6) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t7) >>> e7;
+  assign \$21  = ! v8[33:9];
+  assign \$22  = v8[33:9] == 25'h1ffffff;
+  assign \$23  = \$21  | \$22 ;
+  assign \$24  = v8[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v8[9:0] : \$24 ;
+  assign \$26  = $signed(\$2 ) < $signed(act_min);
+  assign \$27  = $signed(\$2 ) > $signed(act_max);
+  assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
+  assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
   always @(posedge clk)
-    e6 <= \$101 ;
+    x1 <= \$30 ;
   always @(posedge clk)
-    half6 <= \$102 ;
+    sh1 <= \$31 ;
   always @(posedge clk)
-    halfm6 <= \$103 ;
+    m1 <= \$32 ;
   always @(posedge clk)
-    t7 <= \$104 ;
+    left <= \$33 ;
   always @(posedge clk)
-    e7 <= \$105 ;
+    right <= \$34 ;
   always @(posedge clk)
-    v8 <= \$106 ;
+    a2 <= \$35 ;
   always @(posedge clk)
-    r9 <= \$107 ;
+    m2 <= \$36 ;
   always @(posedge clk)
-    y <= \$108 ;
+    e2 <= \$37 ;
   tf_mulreg_u18xu18 p_mul00 (
     .a(a2[17:0]),
     .b(m2[17:0]),
@@ -7700,283 +7363,227 @@ module \mac8x8_requant.epilogue.lane2 (rst, \port$576$0 , en, zero_point, act_mi
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$87  = x1;
+    \$39  = p_base;
     if (en) begin
-      \$87  = total[31:0];
+      \$39  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$88  = sh1;
+    \$40  = p_mid;
     if (en) begin
-      \$88  = \port$576$0 [68:63];
+      \$40  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$89  = m1;
+    \$41  = e4;
     if (en) begin
-      \$89  = \port$576$0 [62:32];
+      \$41  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$90  = left;
+    \$42  = e5;
     if (en) begin
-      \$90  = \$3 [4:0];
+      \$42  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$91  = right;
+    \$43  = h6;
     if (en) begin
-      \$91  = \$6 [4:0];
+      \$43  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$92  = a2;
+    \$44  = e6;
     if (en) begin
-      \$92  = \$7 [31:0];
+      \$44  = e5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$93  = m2;
+    \$45  = half6;
     if (en) begin
-      \$93  = m1;
+      \$45  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$94  = e2;
+    \$46  = halfm6;
     if (en) begin
-      \$94  = right;
+      \$46  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$95  = e3;
+    \$47  = t7;
     if (en) begin
-      \$95  = e2;
+      \$47  = \$19 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$96  = p_base;
+    \$48  = e7;
     if (en) begin
-      \$96  = \$9 [63:0];
+      \$48  = e6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$97  = p_mid;
+    \$49  = v8;
     if (en) begin
-      \$97  = { \$10 [32], \$10  };
+      \$49  = \$20 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$98  = e4;
+    \$50  = r9;
     if (en) begin
-      \$98  = e3;
+      \$50  = \$25 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$99  = e5;
+    \$51  = y;
     if (en) begin
-      \$99  = e4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$100  = h6;
-    if (en) begin
-      \$100  = \$13 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$101  = e6;
-    if (en) begin
-      \$101  = e5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$102  = half6;
-    if (en) begin
-      \$102  = { 1'h0, \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$103  = halfm6;
-    if (en) begin
-      \$103  = { 2'h0, \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$104  = t7;
-    if (en) begin
-      \$104  = \$76 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$105  = e7;
-    if (en) begin
-      \$105  = e6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$106  = v8;
-    if (en) begin
-      \$106  = \$77 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$107  = r9;
-    if (en) begin
-      \$107  = \$82 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$108  = y;
-    if (en) begin
-      \$108  = \$86 [7:0];
+      \$51  = \$29 [7:0];
     end
     if (rst) begin
-      \$108  = 8'h00;
+      \$51  = 8'h00;
     end
   end
-  assign bias = \port$576$0 [31:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$30  = x1;
+    if (en) begin
+      \$30  = total[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$31  = sh1;
+    if (en) begin
+      \$31  = \port$464$0 [68:63];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$32  = m1;
+    if (en) begin
+      \$32  = \port$464$0 [62:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$33  = left;
+    if (en) begin
+      \$33  = \$4 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$34  = right;
+    if (en) begin
+      \$34  = \$7 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$35  = a2;
+    if (en) begin
+      \$35  = \$8 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$36  = m2;
+    if (en) begin
+      \$36  = m1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$37  = e2;
+    if (en) begin
+      \$37  = right;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$38  = e3;
+    if (en) begin
+      \$38  = e2;
+    end
+  end
+  assign bias = \port$464$0 [31:0];
   assign left1 = left;
   assign right1 = right;
-  assign yv = { \$1 [10], \$1  };
-  assign shift = \port$576$0 [68:63];
-  assign multiplier = \port$576$0 [62:32];
-  assign \$8  = { p_p11[26], p_p11, p_p00 };
-  assign \$11  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
-  assign \$13  = { \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65:31] };
+  assign yv = { \$2 [10], \$2  };
+  assign shift = \port$464$0 [68:63];
+  assign multiplier = \port$464$0 [62:32];
+  assign half = { 1'h0, \$1 [31:1] };
+  assign \$9  = { p_p11[26], p_p11, p_p00 };
+  assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
+  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:31] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane3 (rst, \port$674$0 , en, zero_point, act_min, act_max, acc, y, clk);
+module \mac8x8_requant.epilogue.lane3 (rst, \port$506$0 , en, zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
-  wire [10:0] \$1 ;
-  wire [32:0] \$10 ;
-  reg [31:0] \$100 ;
-  reg [4:0] \$101 ;
-  reg [31:0] \$102 ;
-  reg [31:0] \$103 ;
-  reg [33:0] \$104 ;
-  reg [4:0] \$105 ;
-  reg [33:0] \$106 ;
-  reg [9:0] \$107 ;
-  reg [7:0] \$108 ;
-  wire [64:0] \$11 ;
-  wire [65:0] \$12 ;
+  wire [62:0] \$1 ;
+  wire [65:0] \$10 ;
+  wire [32:0] \$11 ;
+  wire [64:0] \$12 ;
   wire [65:0] \$13 ;
-  wire \$14 ;
+  wire [65:0] \$14 ;
   wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
+  wire [32:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [31:0] \$18 ;
+  wire [33:0] \$19 ;
+  wire [10:0] \$2 ;
+  wire [33:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [5:0] \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [6:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
+  wire \$3 ;
+  reg [31:0] \$30 ;
+  reg [5:0] \$31 ;
+  reg [30:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg [4:0] \$34 ;
+  reg [31:0] \$35 ;
+  reg [30:0] \$36 ;
+  reg [4:0] \$37 ;
+  reg [4:0] \$38 ;
+  reg [63:0] \$39 ;
+  wire [5:0] \$4 ;
+  reg [33:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [4:0] \$42 ;
+  reg [31:0] \$43 ;
+  reg [4:0] \$44 ;
+  reg [31:0] \$45 ;
+  reg [31:0] \$46 ;
+  reg [33:0] \$47 ;
+  reg [4:0] \$48 ;
+  reg [33:0] \$49 ;
+  wire \$5 ;
+  reg [9:0] \$50 ;
+  reg [7:0] \$51 ;
   wire [6:0] \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire [62:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire [31:0] \$75 ;
-  wire [33:0] \$76 ;
-  wire [33:0] \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire [63:0] \$8 ;
-  wire \$80 ;
-  wire [9:0] \$81 ;
-  wire [9:0] \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [11:0] \$85 ;
-  wire [11:0] \$86 ;
-  reg [31:0] \$87 ;
-  reg [5:0] \$88 ;
-  reg [30:0] \$89 ;
-  wire [65:0] \$9 ;
-  reg [4:0] \$90 ;
-  reg [4:0] \$91 ;
-  reg [31:0] \$92 ;
-  reg [30:0] \$93 ;
-  reg [4:0] \$94 ;
-  reg [4:0] \$95 ;
-  reg [63:0] \$96 ;
-  reg [33:0] \$97 ;
-  reg [4:0] \$98 ;
-  reg [4:0] \$99 ;
+  wire [6:0] \$7 ;
+  wire [62:0] \$8 ;
+  wire [63:0] \$9 ;
   reg [31:0] a2 = 32'd0;
   input [31:0] acc;
   wire [31:0] acc;
@@ -7996,6 +7603,1523 @@ module \mac8x8_requant.epilogue.lane3 (rst, \port$674$0 , en, zero_point, act_mi
   input en;
   wire en;
   reg [31:0] h6 = 32'd0;
+  wire [31:0] half;
+  reg [31:0] half6 = 32'd0;
+  reg [31:0] halfm6 = 32'd0;
+  reg [4:0] left = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] left1;
+  reg [30:0] m1 = 31'h00000000;
+  reg [30:0] m2 = 31'h00000000;
+  wire [30:0] multiplier;
+  reg [63:0] p_base = 64'h0000000000000000;
+  reg [33:0] p_mid = 34'h000000000;
+  wire [35:0] p_p00;
+  wire [30:0] p_p01;
+  wire [31:0] p_p10;
+  wire [26:0] p_p11;
+  input [68:0] \port$506$0 ;
+  wire [68:0] \port$506$0 ;
+  reg [9:0] r9 = 10'h000;
+  reg [4:0] right = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] right1;
+  input rst;
+  wire rst;
+  reg [5:0] sh1 = 6'h00;
+  wire [5:0] shift;
+  reg [33:0] t7 = 34'h000000000;
+  wire [32:0] total;
+  reg [33:0] v8 = 34'h000000000;
+  reg [31:0] x1 = 32'd0;
+  output [7:0] y;
+  reg [7:0] y = 8'h00;
+  wire [11:0] yv;
+  input [7:0] zero_point;
+  wire [7:0] zero_point;
+  always @(posedge clk)
+    e3 <= \$38 ;
+  always @(posedge clk)
+    p_base <= \$39 ;
+  always @(posedge clk)
+    p_mid <= \$40 ;
+  always @(posedge clk)
+    e4 <= \$41 ;
+  always @(posedge clk)
+    e5 <= \$42 ;
+  always @(posedge clk)
+    h6 <= \$43 ;
+  always @(posedge clk)
+    e6 <= \$44 ;
+  always @(posedge clk)
+    half6 <= \$45 ;
+  always @(posedge clk)
+    halfm6 <= \$46 ;
+  always @(posedge clk)
+    t7 <= \$47 ;
+  always @(posedge clk)
+    e7 <= \$48 ;
+  always @(posedge clk)
+    v8 <= \$49 ;
+  always @(posedge clk)
+    r9 <= \$50 ;
+  always @(posedge clk)
+    y <= \$51 ;
+  assign total = $signed(acc) + $signed(\port$506$0 [31:0]);
+  assign \$1  = 1'h1 << e5;
+  assign \$2  = $signed(zero_point) + $signed(r9);
+  assign \$3  = $signed(\port$506$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$506$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$506$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$506$0 [68:63]);
+  assign \$7  = \$5  ? \$6  : 7'h00;
+  assign \$8  = $signed(x1) << left;
+  assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
+  assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
+  assign \$13  = $signed(p_base) + $signed(\$12 );
+  assign \$15  = | e5;
+  assign \$16  = half - 1'h1;
+  assign \$17  = \$15  ? \$16  : 33'h000000000;
+  assign \$18  = h6[31] ? halfm6 : half6;
+  assign \$19  = $signed(h6) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t7) >>> e7;
+  assign \$21  = ! v8[33:9];
+  assign \$22  = v8[33:9] == 25'h1ffffff;
+  assign \$23  = \$21  | \$22 ;
+  assign \$24  = v8[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v8[9:0] : \$24 ;
+  assign \$26  = $signed(\$2 ) < $signed(act_min);
+  assign \$27  = $signed(\$2 ) > $signed(act_max);
+  assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
+  assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
+  always @(posedge clk)
+    x1 <= \$30 ;
+  always @(posedge clk)
+    sh1 <= \$31 ;
+  always @(posedge clk)
+    m1 <= \$32 ;
+  always @(posedge clk)
+    left <= \$33 ;
+  always @(posedge clk)
+    right <= \$34 ;
+  always @(posedge clk)
+    a2 <= \$35 ;
+  always @(posedge clk)
+    m2 <= \$36 ;
+  always @(posedge clk)
+    e2 <= \$37 ;
+  tf_mulreg_u18xu18 p_mul00 (
+    .a(a2[17:0]),
+    .b(m2[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p00),
+    .rst(rst)
+  );
+  tf_mulreg_u18xu13 p_mul01 (
+    .a(a2[17:0]),
+    .b(m2[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p01),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu18 p_mul10 (
+    .a(a2[31:18]),
+    .b(m2[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p10),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu13 p_mul11 (
+    .a(a2[31:18]),
+    .b(m2[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p11),
+    .rst(rst)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$39  = p_base;
+    if (en) begin
+      \$39  = \$10 [63:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$40  = p_mid;
+    if (en) begin
+      \$40  = { \$11 [32], \$11  };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$41  = e4;
+    if (en) begin
+      \$41  = e3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$42  = e5;
+    if (en) begin
+      \$42  = e4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$43  = h6;
+    if (en) begin
+      \$43  = \$14 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$44  = e6;
+    if (en) begin
+      \$44  = e5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$45  = half6;
+    if (en) begin
+      \$45  = half;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$46  = halfm6;
+    if (en) begin
+      \$46  = \$17 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$47  = t7;
+    if (en) begin
+      \$47  = \$19 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$48  = e7;
+    if (en) begin
+      \$48  = e6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$49  = v8;
+    if (en) begin
+      \$49  = \$20 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$50  = r9;
+    if (en) begin
+      \$50  = \$25 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$51  = y;
+    if (en) begin
+      \$51  = \$29 [7:0];
+    end
+    if (rst) begin
+      \$51  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$30  = x1;
+    if (en) begin
+      \$30  = total[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$31  = sh1;
+    if (en) begin
+      \$31  = \port$506$0 [68:63];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$32  = m1;
+    if (en) begin
+      \$32  = \port$506$0 [62:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$33  = left;
+    if (en) begin
+      \$33  = \$4 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$34  = right;
+    if (en) begin
+      \$34  = \$7 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$35  = a2;
+    if (en) begin
+      \$35  = \$8 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$36  = m2;
+    if (en) begin
+      \$36  = m1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$37  = e2;
+    if (en) begin
+      \$37  = right;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$38  = e3;
+    if (en) begin
+      \$38  = e2;
+    end
+  end
+  assign bias = \port$506$0 [31:0];
+  assign left1 = left;
+  assign right1 = right;
+  assign yv = { \$2 [10], \$2  };
+  assign shift = \port$506$0 [68:63];
+  assign multiplier = \port$506$0 [62:32];
+  assign half = { 1'h0, \$1 [31:1] };
+  assign \$9  = { p_p11[26], p_p11, p_p00 };
+  assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
+  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:31] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac8x8_requant.epilogue.lane4 (rst, \port$548$0 , en, zero_point, act_min, act_max, acc, y, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+  wire [62:0] \$1 ;
+  wire [65:0] \$10 ;
+  wire [32:0] \$11 ;
+  wire [64:0] \$12 ;
+  wire [65:0] \$13 ;
+  wire [65:0] \$14 ;
+  wire \$15 ;
+  wire [32:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [31:0] \$18 ;
+  wire [33:0] \$19 ;
+  wire [10:0] \$2 ;
+  wire [33:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
+  wire \$3 ;
+  reg [31:0] \$30 ;
+  reg [5:0] \$31 ;
+  reg [30:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg [4:0] \$34 ;
+  reg [31:0] \$35 ;
+  reg [30:0] \$36 ;
+  reg [4:0] \$37 ;
+  reg [4:0] \$38 ;
+  reg [63:0] \$39 ;
+  wire [5:0] \$4 ;
+  reg [33:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [4:0] \$42 ;
+  reg [31:0] \$43 ;
+  reg [4:0] \$44 ;
+  reg [31:0] \$45 ;
+  reg [31:0] \$46 ;
+  reg [33:0] \$47 ;
+  reg [4:0] \$48 ;
+  reg [33:0] \$49 ;
+  wire \$5 ;
+  reg [9:0] \$50 ;
+  reg [7:0] \$51 ;
+  wire [6:0] \$6 ;
+  wire [6:0] \$7 ;
+  wire [62:0] \$8 ;
+  wire [63:0] \$9 ;
+  reg [31:0] a2 = 32'd0;
+  input [31:0] acc;
+  wire [31:0] acc;
+  input [7:0] act_max;
+  wire [7:0] act_max;
+  input [7:0] act_min;
+  wire [7:0] act_min;
+  wire [31:0] bias;
+  input clk;
+  wire clk;
+  reg [4:0] e2 = 5'h00;
+  reg [4:0] e3 = 5'h00;
+  reg [4:0] e4 = 5'h00;
+  reg [4:0] e5 = 5'h00;
+  reg [4:0] e6 = 5'h00;
+  reg [4:0] e7 = 5'h00;
+  input en;
+  wire en;
+  reg [31:0] h6 = 32'd0;
+  wire [31:0] half;
+  reg [31:0] half6 = 32'd0;
+  reg [31:0] halfm6 = 32'd0;
+  reg [4:0] left = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] left1;
+  reg [30:0] m1 = 31'h00000000;
+  reg [30:0] m2 = 31'h00000000;
+  wire [30:0] multiplier;
+  reg [63:0] p_base = 64'h0000000000000000;
+  reg [33:0] p_mid = 34'h000000000;
+  wire [35:0] p_p00;
+  wire [30:0] p_p01;
+  wire [31:0] p_p10;
+  wire [26:0] p_p11;
+  input [68:0] \port$548$0 ;
+  wire [68:0] \port$548$0 ;
+  reg [9:0] r9 = 10'h000;
+  reg [4:0] right = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] right1;
+  input rst;
+  wire rst;
+  reg [5:0] sh1 = 6'h00;
+  wire [5:0] shift;
+  reg [33:0] t7 = 34'h000000000;
+  wire [32:0] total;
+  reg [33:0] v8 = 34'h000000000;
+  reg [31:0] x1 = 32'd0;
+  output [7:0] y;
+  reg [7:0] y = 8'h00;
+  wire [11:0] yv;
+  input [7:0] zero_point;
+  wire [7:0] zero_point;
+  always @(posedge clk)
+    e3 <= \$38 ;
+  always @(posedge clk)
+    p_base <= \$39 ;
+  always @(posedge clk)
+    p_mid <= \$40 ;
+  always @(posedge clk)
+    e4 <= \$41 ;
+  always @(posedge clk)
+    e5 <= \$42 ;
+  always @(posedge clk)
+    h6 <= \$43 ;
+  always @(posedge clk)
+    e6 <= \$44 ;
+  always @(posedge clk)
+    half6 <= \$45 ;
+  always @(posedge clk)
+    halfm6 <= \$46 ;
+  always @(posedge clk)
+    t7 <= \$47 ;
+  always @(posedge clk)
+    e7 <= \$48 ;
+  always @(posedge clk)
+    v8 <= \$49 ;
+  always @(posedge clk)
+    r9 <= \$50 ;
+  always @(posedge clk)
+    y <= \$51 ;
+  assign total = $signed(acc) + $signed(\port$548$0 [31:0]);
+  assign \$1  = 1'h1 << e5;
+  assign \$2  = $signed(zero_point) + $signed(r9);
+  assign \$3  = $signed(\port$548$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$548$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$548$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$548$0 [68:63]);
+  assign \$7  = \$5  ? \$6  : 7'h00;
+  assign \$8  = $signed(x1) << left;
+  assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
+  assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
+  assign \$13  = $signed(p_base) + $signed(\$12 );
+  assign \$15  = | e5;
+  assign \$16  = half - 1'h1;
+  assign \$17  = \$15  ? \$16  : 33'h000000000;
+  assign \$18  = h6[31] ? halfm6 : half6;
+  assign \$19  = $signed(h6) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t7) >>> e7;
+  assign \$21  = ! v8[33:9];
+  assign \$22  = v8[33:9] == 25'h1ffffff;
+  assign \$23  = \$21  | \$22 ;
+  assign \$24  = v8[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v8[9:0] : \$24 ;
+  assign \$26  = $signed(\$2 ) < $signed(act_min);
+  assign \$27  = $signed(\$2 ) > $signed(act_max);
+  assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
+  assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
+  always @(posedge clk)
+    x1 <= \$30 ;
+  always @(posedge clk)
+    sh1 <= \$31 ;
+  always @(posedge clk)
+    m1 <= \$32 ;
+  always @(posedge clk)
+    left <= \$33 ;
+  always @(posedge clk)
+    right <= \$34 ;
+  always @(posedge clk)
+    a2 <= \$35 ;
+  always @(posedge clk)
+    m2 <= \$36 ;
+  always @(posedge clk)
+    e2 <= \$37 ;
+  tf_mulreg_u18xu18 p_mul00 (
+    .a(a2[17:0]),
+    .b(m2[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p00),
+    .rst(rst)
+  );
+  tf_mulreg_u18xu13 p_mul01 (
+    .a(a2[17:0]),
+    .b(m2[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p01),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu18 p_mul10 (
+    .a(a2[31:18]),
+    .b(m2[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p10),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu13 p_mul11 (
+    .a(a2[31:18]),
+    .b(m2[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p11),
+    .rst(rst)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$39  = p_base;
+    if (en) begin
+      \$39  = \$10 [63:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$40  = p_mid;
+    if (en) begin
+      \$40  = { \$11 [32], \$11  };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$41  = e4;
+    if (en) begin
+      \$41  = e3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$42  = e5;
+    if (en) begin
+      \$42  = e4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$43  = h6;
+    if (en) begin
+      \$43  = \$14 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$44  = e6;
+    if (en) begin
+      \$44  = e5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$45  = half6;
+    if (en) begin
+      \$45  = half;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$46  = halfm6;
+    if (en) begin
+      \$46  = \$17 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$47  = t7;
+    if (en) begin
+      \$47  = \$19 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$48  = e7;
+    if (en) begin
+      \$48  = e6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$49  = v8;
+    if (en) begin
+      \$49  = \$20 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$50  = r9;
+    if (en) begin
+      \$50  = \$25 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$51  = y;
+    if (en) begin
+      \$51  = \$29 [7:0];
+    end
+    if (rst) begin
+      \$51  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$30  = x1;
+    if (en) begin
+      \$30  = total[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$31  = sh1;
+    if (en) begin
+      \$31  = \port$548$0 [68:63];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$32  = m1;
+    if (en) begin
+      \$32  = \port$548$0 [62:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$33  = left;
+    if (en) begin
+      \$33  = \$4 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$34  = right;
+    if (en) begin
+      \$34  = \$7 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$35  = a2;
+    if (en) begin
+      \$35  = \$8 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$36  = m2;
+    if (en) begin
+      \$36  = m1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$37  = e2;
+    if (en) begin
+      \$37  = right;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$38  = e3;
+    if (en) begin
+      \$38  = e2;
+    end
+  end
+  assign bias = \port$548$0 [31:0];
+  assign left1 = left;
+  assign right1 = right;
+  assign yv = { \$2 [10], \$2  };
+  assign shift = \port$548$0 [68:63];
+  assign multiplier = \port$548$0 [62:32];
+  assign half = { 1'h0, \$1 [31:1] };
+  assign \$9  = { p_p11[26], p_p11, p_p00 };
+  assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
+  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:31] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac8x8_requant.epilogue.lane5 (rst, \port$590$0 , en, zero_point, act_min, act_max, acc, y, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+  wire [62:0] \$1 ;
+  wire [65:0] \$10 ;
+  wire [32:0] \$11 ;
+  wire [64:0] \$12 ;
+  wire [65:0] \$13 ;
+  wire [65:0] \$14 ;
+  wire \$15 ;
+  wire [32:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [31:0] \$18 ;
+  wire [33:0] \$19 ;
+  wire [10:0] \$2 ;
+  wire [33:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
+  wire \$3 ;
+  reg [31:0] \$30 ;
+  reg [5:0] \$31 ;
+  reg [30:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg [4:0] \$34 ;
+  reg [31:0] \$35 ;
+  reg [30:0] \$36 ;
+  reg [4:0] \$37 ;
+  reg [4:0] \$38 ;
+  reg [63:0] \$39 ;
+  wire [5:0] \$4 ;
+  reg [33:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [4:0] \$42 ;
+  reg [31:0] \$43 ;
+  reg [4:0] \$44 ;
+  reg [31:0] \$45 ;
+  reg [31:0] \$46 ;
+  reg [33:0] \$47 ;
+  reg [4:0] \$48 ;
+  reg [33:0] \$49 ;
+  wire \$5 ;
+  reg [9:0] \$50 ;
+  reg [7:0] \$51 ;
+  wire [6:0] \$6 ;
+  wire [6:0] \$7 ;
+  wire [62:0] \$8 ;
+  wire [63:0] \$9 ;
+  reg [31:0] a2 = 32'd0;
+  input [31:0] acc;
+  wire [31:0] acc;
+  input [7:0] act_max;
+  wire [7:0] act_max;
+  input [7:0] act_min;
+  wire [7:0] act_min;
+  wire [31:0] bias;
+  input clk;
+  wire clk;
+  reg [4:0] e2 = 5'h00;
+  reg [4:0] e3 = 5'h00;
+  reg [4:0] e4 = 5'h00;
+  reg [4:0] e5 = 5'h00;
+  reg [4:0] e6 = 5'h00;
+  reg [4:0] e7 = 5'h00;
+  input en;
+  wire en;
+  reg [31:0] h6 = 32'd0;
+  wire [31:0] half;
+  reg [31:0] half6 = 32'd0;
+  reg [31:0] halfm6 = 32'd0;
+  reg [4:0] left = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] left1;
+  reg [30:0] m1 = 31'h00000000;
+  reg [30:0] m2 = 31'h00000000;
+  wire [30:0] multiplier;
+  reg [63:0] p_base = 64'h0000000000000000;
+  reg [33:0] p_mid = 34'h000000000;
+  wire [35:0] p_p00;
+  wire [30:0] p_p01;
+  wire [31:0] p_p10;
+  wire [26:0] p_p11;
+  input [68:0] \port$590$0 ;
+  wire [68:0] \port$590$0 ;
+  reg [9:0] r9 = 10'h000;
+  reg [4:0] right = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] right1;
+  input rst;
+  wire rst;
+  reg [5:0] sh1 = 6'h00;
+  wire [5:0] shift;
+  reg [33:0] t7 = 34'h000000000;
+  wire [32:0] total;
+  reg [33:0] v8 = 34'h000000000;
+  reg [31:0] x1 = 32'd0;
+  output [7:0] y;
+  reg [7:0] y = 8'h00;
+  wire [11:0] yv;
+  input [7:0] zero_point;
+  wire [7:0] zero_point;
+  always @(posedge clk)
+    e3 <= \$38 ;
+  always @(posedge clk)
+    p_base <= \$39 ;
+  always @(posedge clk)
+    p_mid <= \$40 ;
+  always @(posedge clk)
+    e4 <= \$41 ;
+  always @(posedge clk)
+    e5 <= \$42 ;
+  always @(posedge clk)
+    h6 <= \$43 ;
+  always @(posedge clk)
+    e6 <= \$44 ;
+  always @(posedge clk)
+    half6 <= \$45 ;
+  always @(posedge clk)
+    halfm6 <= \$46 ;
+  always @(posedge clk)
+    t7 <= \$47 ;
+  always @(posedge clk)
+    e7 <= \$48 ;
+  always @(posedge clk)
+    v8 <= \$49 ;
+  always @(posedge clk)
+    r9 <= \$50 ;
+  always @(posedge clk)
+    y <= \$51 ;
+  assign total = $signed(acc) + $signed(\port$590$0 [31:0]);
+  assign \$1  = 1'h1 << e5;
+  assign \$2  = $signed(zero_point) + $signed(r9);
+  assign \$3  = $signed(\port$590$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$590$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$590$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$590$0 [68:63]);
+  assign \$7  = \$5  ? \$6  : 7'h00;
+  assign \$8  = $signed(x1) << left;
+  assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
+  assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
+  assign \$13  = $signed(p_base) + $signed(\$12 );
+  assign \$15  = | e5;
+  assign \$16  = half - 1'h1;
+  assign \$17  = \$15  ? \$16  : 33'h000000000;
+  assign \$18  = h6[31] ? halfm6 : half6;
+  assign \$19  = $signed(h6) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t7) >>> e7;
+  assign \$21  = ! v8[33:9];
+  assign \$22  = v8[33:9] == 25'h1ffffff;
+  assign \$23  = \$21  | \$22 ;
+  assign \$24  = v8[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v8[9:0] : \$24 ;
+  assign \$26  = $signed(\$2 ) < $signed(act_min);
+  assign \$27  = $signed(\$2 ) > $signed(act_max);
+  assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
+  assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
+  always @(posedge clk)
+    x1 <= \$30 ;
+  always @(posedge clk)
+    sh1 <= \$31 ;
+  always @(posedge clk)
+    m1 <= \$32 ;
+  always @(posedge clk)
+    left <= \$33 ;
+  always @(posedge clk)
+    right <= \$34 ;
+  always @(posedge clk)
+    a2 <= \$35 ;
+  always @(posedge clk)
+    m2 <= \$36 ;
+  always @(posedge clk)
+    e2 <= \$37 ;
+  tf_mulreg_u18xu18 p_mul00 (
+    .a(a2[17:0]),
+    .b(m2[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p00),
+    .rst(rst)
+  );
+  tf_mulreg_u18xu13 p_mul01 (
+    .a(a2[17:0]),
+    .b(m2[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p01),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu18 p_mul10 (
+    .a(a2[31:18]),
+    .b(m2[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p10),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu13 p_mul11 (
+    .a(a2[31:18]),
+    .b(m2[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p11),
+    .rst(rst)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$39  = p_base;
+    if (en) begin
+      \$39  = \$10 [63:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$40  = p_mid;
+    if (en) begin
+      \$40  = { \$11 [32], \$11  };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$41  = e4;
+    if (en) begin
+      \$41  = e3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$42  = e5;
+    if (en) begin
+      \$42  = e4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$43  = h6;
+    if (en) begin
+      \$43  = \$14 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$44  = e6;
+    if (en) begin
+      \$44  = e5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$45  = half6;
+    if (en) begin
+      \$45  = half;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$46  = halfm6;
+    if (en) begin
+      \$46  = \$17 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$47  = t7;
+    if (en) begin
+      \$47  = \$19 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$48  = e7;
+    if (en) begin
+      \$48  = e6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$49  = v8;
+    if (en) begin
+      \$49  = \$20 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$50  = r9;
+    if (en) begin
+      \$50  = \$25 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$51  = y;
+    if (en) begin
+      \$51  = \$29 [7:0];
+    end
+    if (rst) begin
+      \$51  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$30  = x1;
+    if (en) begin
+      \$30  = total[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$31  = sh1;
+    if (en) begin
+      \$31  = \port$590$0 [68:63];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$32  = m1;
+    if (en) begin
+      \$32  = \port$590$0 [62:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$33  = left;
+    if (en) begin
+      \$33  = \$4 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$34  = right;
+    if (en) begin
+      \$34  = \$7 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$35  = a2;
+    if (en) begin
+      \$35  = \$8 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$36  = m2;
+    if (en) begin
+      \$36  = m1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$37  = e2;
+    if (en) begin
+      \$37  = right;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$38  = e3;
+    if (en) begin
+      \$38  = e2;
+    end
+  end
+  assign bias = \port$590$0 [31:0];
+  assign left1 = left;
+  assign right1 = right;
+  assign yv = { \$2 [10], \$2  };
+  assign shift = \port$590$0 [68:63];
+  assign multiplier = \port$590$0 [62:32];
+  assign half = { 1'h0, \$1 [31:1] };
+  assign \$9  = { p_p11[26], p_p11, p_p00 };
+  assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
+  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:31] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac8x8_requant.epilogue.lane6 (rst, \port$632$0 , en, zero_point, act_min, act_max, acc, y, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  wire [62:0] \$1 ;
+  wire [65:0] \$10 ;
+  wire [32:0] \$11 ;
+  wire [64:0] \$12 ;
+  wire [65:0] \$13 ;
+  wire [65:0] \$14 ;
+  wire \$15 ;
+  wire [32:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [31:0] \$18 ;
+  wire [33:0] \$19 ;
+  wire [10:0] \$2 ;
+  wire [33:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
+  wire \$3 ;
+  reg [31:0] \$30 ;
+  reg [5:0] \$31 ;
+  reg [30:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg [4:0] \$34 ;
+  reg [31:0] \$35 ;
+  reg [30:0] \$36 ;
+  reg [4:0] \$37 ;
+  reg [4:0] \$38 ;
+  reg [63:0] \$39 ;
+  wire [5:0] \$4 ;
+  reg [33:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [4:0] \$42 ;
+  reg [31:0] \$43 ;
+  reg [4:0] \$44 ;
+  reg [31:0] \$45 ;
+  reg [31:0] \$46 ;
+  reg [33:0] \$47 ;
+  reg [4:0] \$48 ;
+  reg [33:0] \$49 ;
+  wire \$5 ;
+  reg [9:0] \$50 ;
+  reg [7:0] \$51 ;
+  wire [6:0] \$6 ;
+  wire [6:0] \$7 ;
+  wire [62:0] \$8 ;
+  wire [63:0] \$9 ;
+  reg [31:0] a2 = 32'd0;
+  input [31:0] acc;
+  wire [31:0] acc;
+  input [7:0] act_max;
+  wire [7:0] act_max;
+  input [7:0] act_min;
+  wire [7:0] act_min;
+  wire [31:0] bias;
+  input clk;
+  wire clk;
+  reg [4:0] e2 = 5'h00;
+  reg [4:0] e3 = 5'h00;
+  reg [4:0] e4 = 5'h00;
+  reg [4:0] e5 = 5'h00;
+  reg [4:0] e6 = 5'h00;
+  reg [4:0] e7 = 5'h00;
+  input en;
+  wire en;
+  reg [31:0] h6 = 32'd0;
+  wire [31:0] half;
+  reg [31:0] half6 = 32'd0;
+  reg [31:0] halfm6 = 32'd0;
+  reg [4:0] left = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] left1;
+  reg [30:0] m1 = 31'h00000000;
+  reg [30:0] m2 = 31'h00000000;
+  wire [30:0] multiplier;
+  reg [63:0] p_base = 64'h0000000000000000;
+  reg [33:0] p_mid = 34'h000000000;
+  wire [35:0] p_p00;
+  wire [30:0] p_p01;
+  wire [31:0] p_p10;
+  wire [26:0] p_p11;
+  input [68:0] \port$632$0 ;
+  wire [68:0] \port$632$0 ;
+  reg [9:0] r9 = 10'h000;
+  reg [4:0] right = 5'h00;
+  (* init = 5'h00 *)
+  wire [4:0] right1;
+  input rst;
+  wire rst;
+  reg [5:0] sh1 = 6'h00;
+  wire [5:0] shift;
+  reg [33:0] t7 = 34'h000000000;
+  wire [32:0] total;
+  reg [33:0] v8 = 34'h000000000;
+  reg [31:0] x1 = 32'd0;
+  output [7:0] y;
+  reg [7:0] y = 8'h00;
+  wire [11:0] yv;
+  input [7:0] zero_point;
+  wire [7:0] zero_point;
+  always @(posedge clk)
+    e3 <= \$38 ;
+  always @(posedge clk)
+    p_base <= \$39 ;
+  always @(posedge clk)
+    p_mid <= \$40 ;
+  always @(posedge clk)
+    e4 <= \$41 ;
+  always @(posedge clk)
+    e5 <= \$42 ;
+  always @(posedge clk)
+    h6 <= \$43 ;
+  always @(posedge clk)
+    e6 <= \$44 ;
+  always @(posedge clk)
+    half6 <= \$45 ;
+  always @(posedge clk)
+    halfm6 <= \$46 ;
+  always @(posedge clk)
+    t7 <= \$47 ;
+  always @(posedge clk)
+    e7 <= \$48 ;
+  always @(posedge clk)
+    v8 <= \$49 ;
+  always @(posedge clk)
+    r9 <= \$50 ;
+  always @(posedge clk)
+    y <= \$51 ;
+  assign total = $signed(acc) + $signed(\port$632$0 [31:0]);
+  assign \$1  = 1'h1 << e5;
+  assign \$2  = $signed(zero_point) + $signed(r9);
+  assign \$3  = $signed(\port$632$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$632$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$632$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$632$0 [68:63]);
+  assign \$7  = \$5  ? \$6  : 7'h00;
+  assign \$8  = $signed(x1) << left;
+  assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
+  assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
+  assign \$13  = $signed(p_base) + $signed(\$12 );
+  assign \$15  = | e5;
+  assign \$16  = half - 1'h1;
+  assign \$17  = \$15  ? \$16  : 33'h000000000;
+  assign \$18  = h6[31] ? halfm6 : half6;
+  assign \$19  = $signed(h6) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t7) >>> e7;
+  assign \$21  = ! v8[33:9];
+  assign \$22  = v8[33:9] == 25'h1ffffff;
+  assign \$23  = \$21  | \$22 ;
+  assign \$24  = v8[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v8[9:0] : \$24 ;
+  assign \$26  = $signed(\$2 ) < $signed(act_min);
+  assign \$27  = $signed(\$2 ) > $signed(act_max);
+  assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
+  assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
+  always @(posedge clk)
+    x1 <= \$30 ;
+  always @(posedge clk)
+    sh1 <= \$31 ;
+  always @(posedge clk)
+    m1 <= \$32 ;
+  always @(posedge clk)
+    left <= \$33 ;
+  always @(posedge clk)
+    right <= \$34 ;
+  always @(posedge clk)
+    a2 <= \$35 ;
+  always @(posedge clk)
+    m2 <= \$36 ;
+  always @(posedge clk)
+    e2 <= \$37 ;
+  tf_mulreg_u18xu18 p_mul00 (
+    .a(a2[17:0]),
+    .b(m2[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p00),
+    .rst(rst)
+  );
+  tf_mulreg_u18xu13 p_mul01 (
+    .a(a2[17:0]),
+    .b(m2[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p01),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu18 p_mul10 (
+    .a(a2[31:18]),
+    .b(m2[17:0]),
+    .clk(clk),
+    .en(en),
+    .p(p_p10),
+    .rst(rst)
+  );
+  tf_mulreg_s14xu13 p_mul11 (
+    .a(a2[31:18]),
+    .b(m2[30:18]),
+    .clk(clk),
+    .en(en),
+    .p(p_p11),
+    .rst(rst)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$39  = p_base;
+    if (en) begin
+      \$39  = \$10 [63:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$40  = p_mid;
+    if (en) begin
+      \$40  = { \$11 [32], \$11  };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$41  = e4;
+    if (en) begin
+      \$41  = e3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$42  = e5;
+    if (en) begin
+      \$42  = e4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$43  = h6;
+    if (en) begin
+      \$43  = \$14 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$44  = e6;
+    if (en) begin
+      \$44  = e5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$45  = half6;
+    if (en) begin
+      \$45  = half;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$46  = halfm6;
+    if (en) begin
+      \$46  = \$17 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$47  = t7;
+    if (en) begin
+      \$47  = \$19 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$48  = e7;
+    if (en) begin
+      \$48  = e6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$49  = v8;
+    if (en) begin
+      \$49  = \$20 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$50  = r9;
+    if (en) begin
+      \$50  = \$25 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$51  = y;
+    if (en) begin
+      \$51  = \$29 [7:0];
+    end
+    if (rst) begin
+      \$51  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$30  = x1;
+    if (en) begin
+      \$30  = total[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$31  = sh1;
+    if (en) begin
+      \$31  = \port$632$0 [68:63];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$32  = m1;
+    if (en) begin
+      \$32  = \port$632$0 [62:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$33  = left;
+    if (en) begin
+      \$33  = \$4 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$34  = right;
+    if (en) begin
+      \$34  = \$7 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$35  = a2;
+    if (en) begin
+      \$35  = \$8 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$36  = m2;
+    if (en) begin
+      \$36  = m1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$37  = e2;
+    if (en) begin
+      \$37  = right;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$38  = e3;
+    if (en) begin
+      \$38  = e2;
+    end
+  end
+  assign bias = \port$632$0 [31:0];
+  assign left1 = left;
+  assign right1 = right;
+  assign yv = { \$2 [10], \$2  };
+  assign shift = \port$632$0 [68:63];
+  assign multiplier = \port$632$0 [62:32];
+  assign half = { 1'h0, \$1 [31:1] };
+  assign \$9  = { p_p11[26], p_p11, p_p00 };
+  assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
+  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:31] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \mac8x8_requant.epilogue.lane7 (rst, \port$674$0 , en, zero_point, act_min, act_max, acc, y, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  wire [62:0] \$1 ;
+  wire [65:0] \$10 ;
+  wire [32:0] \$11 ;
+  wire [64:0] \$12 ;
+  wire [65:0] \$13 ;
+  wire [65:0] \$14 ;
+  wire \$15 ;
+  wire [32:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [31:0] \$18 ;
+  wire [33:0] \$19 ;
+  wire [10:0] \$2 ;
+  wire [33:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
+  wire \$3 ;
+  reg [31:0] \$30 ;
+  reg [5:0] \$31 ;
+  reg [30:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg [4:0] \$34 ;
+  reg [31:0] \$35 ;
+  reg [30:0] \$36 ;
+  reg [4:0] \$37 ;
+  reg [4:0] \$38 ;
+  reg [63:0] \$39 ;
+  wire [5:0] \$4 ;
+  reg [33:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [4:0] \$42 ;
+  reg [31:0] \$43 ;
+  reg [4:0] \$44 ;
+  reg [31:0] \$45 ;
+  reg [31:0] \$46 ;
+  reg [33:0] \$47 ;
+  reg [4:0] \$48 ;
+  reg [33:0] \$49 ;
+  wire \$5 ;
+  reg [9:0] \$50 ;
+  reg [7:0] \$51 ;
+  wire [6:0] \$6 ;
+  wire [6:0] \$7 ;
+  wire [62:0] \$8 ;
+  wire [63:0] \$9 ;
+  reg [31:0] a2 = 32'd0;
+  input [31:0] acc;
+  wire [31:0] acc;
+  input [7:0] act_max;
+  wire [7:0] act_max;
+  input [7:0] act_min;
+  wire [7:0] act_min;
+  wire [31:0] bias;
+  input clk;
+  wire clk;
+  reg [4:0] e2 = 5'h00;
+  reg [4:0] e3 = 5'h00;
+  reg [4:0] e4 = 5'h00;
+  reg [4:0] e5 = 5'h00;
+  reg [4:0] e6 = 5'h00;
+  reg [4:0] e7 = 5'h00;
+  input en;
+  wire en;
+  reg [31:0] h6 = 32'd0;
+  wire [31:0] half;
   reg [31:0] half6 = 32'd0;
   reg [31:0] halfm6 = 32'd0;
   reg [4:0] left = 5'h00;
@@ -8029,134 +9153,77 @@ module \mac8x8_requant.epilogue.lane3 (rst, \port$674$0 , en, zero_point, act_mi
   wire [11:0] yv;
   input [7:0] zero_point;
   wire [7:0] zero_point;
+  always @(posedge clk)
+    e3 <= \$38 ;
+  always @(posedge clk)
+    p_base <= \$39 ;
+  always @(posedge clk)
+    p_mid <= \$40 ;
+  always @(posedge clk)
+    e4 <= \$41 ;
+  always @(posedge clk)
+    e5 <= \$42 ;
+  always @(posedge clk)
+    h6 <= \$43 ;
+  always @(posedge clk)
+    e6 <= \$44 ;
+  always @(posedge clk)
+    half6 <= \$45 ;
+  always @(posedge clk)
+    halfm6 <= \$46 ;
+  always @(posedge clk)
+    t7 <= \$47 ;
+  always @(posedge clk)
+    e7 <= \$48 ;
+  always @(posedge clk)
+    v8 <= \$49 ;
+  always @(posedge clk)
+    r9 <= \$50 ;
+  always @(posedge clk)
+    y <= \$51 ;
   assign total = $signed(acc) + $signed(\port$674$0 [31:0]);
-  assign \$1  = $signed(zero_point) + $signed(r9);
-  assign \$2  = $signed(\port$674$0 [68:63]) > $signed(1'h0);
-  assign \$3  = \$2  ? \port$674$0 [68:63] : 6'h00;
-  assign \$4  = $signed(\port$674$0 [68:63]) < $signed(1'h0);
-  assign \$5  = - $signed(\port$674$0 [68:63]);
-  assign \$6  = \$4  ? \$5  : 7'h00;
-  assign \$7  = $signed(x1) << left;
-  assign \$9  = $signed(\$8 ) + $signed(32'd1073741824);
-  assign \$10  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
-  assign \$12  = $signed(p_base) + $signed(\$11 );
-  assign \$14  = e5 == 1'h1;
-  assign \$15  = e5 == 2'h2;
-  assign \$16  = e5 == 2'h3;
-  assign \$17  = e5 == 3'h4;
-  assign \$18  = e5 == 3'h5;
-  assign \$19  = e5 == 3'h6;
-  assign \$20  = e5 == 3'h7;
-  assign \$21  = e5 == 4'h8;
-  assign \$22  = e5 == 4'h9;
-  assign \$23  = e5 == 4'ha;
-  assign \$24  = e5 == 4'hb;
-  assign \$25  = e5 == 4'hc;
-  assign \$26  = e5 == 4'hd;
-  assign \$27  = e5 == 4'he;
-  assign \$28  = e5 == 4'hf;
-  assign \$29  = e5 == 5'h10;
-  assign \$30  = e5 == 5'h11;
-  assign \$31  = e5 == 5'h12;
-  assign \$32  = e5 == 5'h13;
-  assign \$33  = e5 == 5'h14;
-  assign \$34  = e5 == 5'h15;
-  assign \$35  = e5 == 5'h16;
-  assign \$36  = e5 == 5'h17;
-  assign \$37  = e5 == 5'h18;
-  assign \$38  = e5 == 5'h19;
-  assign \$39  = e5 == 5'h1a;
-  assign \$40  = e5 == 5'h1b;
-  assign \$41  = e5 == 5'h1c;
-  assign \$42  = e5 == 5'h1d;
-  assign \$43  = e5 == 5'h1e;
-  assign \$44  = e5 == 5'h1f;
-  assign \$45  = e5 > 1'h1;
-  assign \$46  = e5 > 2'h2;
-  assign \$47  = e5 > 2'h3;
-  assign \$48  = e5 > 3'h4;
-  assign \$49  = e5 > 3'h5;
-  assign \$50  = e5 > 3'h6;
-  assign \$51  = e5 > 3'h7;
-  assign \$52  = e5 > 4'h8;
-  assign \$53  = e5 > 4'h9;
-  assign \$54  = e5 > 4'ha;
-  assign \$55  = e5 > 4'hb;
-  assign \$56  = e5 > 4'hc;
-  assign \$57  = e5 > 4'hd;
-  assign \$58  = e5 > 4'he;
-  assign \$59  = e5 > 4'hf;
-  assign \$60  = e5 > 5'h10;
-  assign \$61  = e5 > 5'h11;
-  assign \$62  = e5 > 5'h12;
-  assign \$63  = e5 > 5'h13;
-  assign \$64  = e5 > 5'h14;
-  assign \$65  = e5 > 5'h15;
-  assign \$66  = e5 > 5'h16;
-  assign \$67  = e5 > 5'h17;
-  assign \$68  = e5 > 5'h18;
-  assign \$69  = e5 > 5'h19;
-  assign \$70  = e5 > 5'h1a;
-  assign \$71  = e5 > 5'h1b;
-  assign \$72  = e5 > 5'h1c;
-  assign \$73  = e5 > 5'h1d;
-  assign \$74  = e5 > 5'h1e;
-  assign \$75  = h6[31] ? halfm6 : half6;
-  assign \$76  = $signed(h6) + $signed({ 1'h0, \$75  });
-  assign \$77  = $signed(t7) >>> e7;
-  assign \$78  = ! v8[33:9];
-  assign \$79  = v8[33:9] == 25'h1ffffff;
-  assign \$80  = \$78  | \$79 ;
-  assign \$81  = v8[33] ? 10'h200 : 10'h1ff;
-  assign \$82  = \$80  ? v8[9:0] : \$81 ;
-  assign \$83  = $signed(\$1 ) < $signed(act_min);
-  assign \$84  = $signed(\$1 ) > $signed(act_max);
-  assign \$85  = \$84  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$1 [10], \$1  };
-  assign \$86  = \$83  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$85 ;
+  assign \$1  = 1'h1 << e5;
+  assign \$2  = $signed(zero_point) + $signed(r9);
+  assign \$3  = $signed(\port$674$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$674$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$674$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$674$0 [68:63]);
+  assign \$7  = \$5  ? \$6  : 7'h00;
+  assign \$8  = $signed(x1) << left;
+  assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
+  assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
+  assign \$13  = $signed(p_base) + $signed(\$12 );
+  assign \$15  = | e5;
+  assign \$16  = half - 1'h1;
+  assign \$17  = \$15  ? \$16  : 33'h000000000;
+  assign \$18  = h6[31] ? halfm6 : half6;
+  assign \$19  = $signed(h6) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t7) >>> e7;
+  assign \$21  = ! v8[33:9];
+  assign \$22  = v8[33:9] == 25'h1ffffff;
+  assign \$23  = \$21  | \$22 ;
+  assign \$24  = v8[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v8[9:0] : \$24 ;
+  assign \$26  = $signed(\$2 ) < $signed(act_min);
+  assign \$27  = $signed(\$2 ) > $signed(act_max);
+  assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
+  assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
   always @(posedge clk)
-    x1 <= \$87 ;
+    x1 <= \$30 ;
   always @(posedge clk)
-    sh1 <= \$88 ;
+    sh1 <= \$31 ;
   always @(posedge clk)
-    m1 <= \$89 ;
+    m1 <= \$32 ;
   always @(posedge clk)
-    left <= \$90 ;
+    left <= \$33 ;
   always @(posedge clk)
-    right <= \$91 ;
+    right <= \$34 ;
   always @(posedge clk)
-    a2 <= \$92 ;
+    a2 <= \$35 ;
   always @(posedge clk)
-    m2 <= \$93 ;
+    m2 <= \$36 ;
   always @(posedge clk)
-    e2 <= \$94 ;
-  always @(posedge clk)
-    e3 <= \$95 ;
-  always @(posedge clk)
-    p_base <= \$96 ;
-  always @(posedge clk)
-    p_mid <= \$97 ;
-  always @(posedge clk)
-    e4 <= \$98 ;
-  always @(posedge clk)
-    e5 <= \$99 ;
-  always @(posedge clk)
-    h6 <= \$100 ;
-  always @(posedge clk)
-    e6 <= \$101 ;
-  always @(posedge clk)
-    half6 <= \$102 ;
-  always @(posedge clk)
-    halfm6 <= \$103 ;
-  always @(posedge clk)
-    t7 <= \$104 ;
-  always @(posedge clk)
-    e7 <= \$105 ;
-  always @(posedge clk)
-    v8 <= \$106 ;
-  always @(posedge clk)
-    r9 <= \$107 ;
-  always @(posedge clk)
-    y <= \$108 ;
+    e2 <= \$37 ;
   tf_mulreg_u18xu18 p_mul00 (
     .a(a2[17:0]),
     .b(m2[17:0]),
@@ -8190,2135 +9257,172 @@ module \mac8x8_requant.epilogue.lane3 (rst, \port$674$0 , en, zero_point, act_mi
     .rst(rst)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$87  = x1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$39  = p_base;
     if (en) begin
-      \$87  = total[31:0];
+      \$39  = \$10 [63:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$88  = sh1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$40  = p_mid;
     if (en) begin
-      \$88  = \port$674$0 [68:63];
+      \$40  = { \$11 [32], \$11  };
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$89  = m1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$41  = e4;
     if (en) begin
-      \$89  = \port$674$0 [62:32];
+      \$41  = e3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$90  = left;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$42  = e5;
     if (en) begin
-      \$90  = \$3 [4:0];
+      \$42  = e4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$91  = right;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$43  = h6;
     if (en) begin
-      \$91  = \$6 [4:0];
+      \$43  = \$14 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$92  = a2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$44  = e6;
     if (en) begin
-      \$92  = \$7 [31:0];
+      \$44  = e5;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$93  = m2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$45  = half6;
     if (en) begin
-      \$93  = m1;
+      \$45  = half;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$94  = e2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$46  = halfm6;
     if (en) begin
-      \$94  = right;
+      \$46  = \$17 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$95  = e3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$47  = t7;
     if (en) begin
-      \$95  = e2;
+      \$47  = \$19 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$96  = p_base;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$48  = e7;
     if (en) begin
-      \$96  = \$9 [63:0];
+      \$48  = e6;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$97  = p_mid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$49  = v8;
     if (en) begin
-      \$97  = { \$10 [32], \$10  };
+      \$49  = \$20 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$98  = e4;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$50  = r9;
     if (en) begin
-      \$98  = e3;
+      \$50  = \$25 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$99  = e5;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$51  = y;
     if (en) begin
-      \$99  = e4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$100  = h6;
-    if (en) begin
-      \$100  = \$13 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$101  = e6;
-    if (en) begin
-      \$101  = e5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$102  = half6;
-    if (en) begin
-      \$102  = { 1'h0, \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$103  = halfm6;
-    if (en) begin
-      \$103  = { 2'h0, \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$104  = t7;
-    if (en) begin
-      \$104  = \$76 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$105  = e7;
-    if (en) begin
-      \$105  = e6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$106  = v8;
-    if (en) begin
-      \$106  = \$77 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$107  = r9;
-    if (en) begin
-      \$107  = \$82 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$108  = y;
-    if (en) begin
-      \$108  = \$86 [7:0];
+      \$51  = \$29 [7:0];
     end
     if (rst) begin
-      \$108  = 8'h00;
+      \$51  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$30  = x1;
+    if (en) begin
+      \$30  = total[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$31  = sh1;
+    if (en) begin
+      \$31  = \port$674$0 [68:63];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$32  = m1;
+    if (en) begin
+      \$32  = \port$674$0 [62:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$33  = left;
+    if (en) begin
+      \$33  = \$4 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$34  = right;
+    if (en) begin
+      \$34  = \$7 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$35  = a2;
+    if (en) begin
+      \$35  = \$8 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$36  = m2;
+    if (en) begin
+      \$36  = m1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$37  = e2;
+    if (en) begin
+      \$37  = right;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$38  = e3;
+    if (en) begin
+      \$38  = e2;
     end
   end
   assign bias = \port$674$0 [31:0];
   assign left1 = left;
   assign right1 = right;
-  assign yv = { \$1 [10], \$1  };
+  assign yv = { \$2 [10], \$2  };
   assign shift = \port$674$0 [68:63];
   assign multiplier = \port$674$0 [62:32];
-  assign \$8  = { p_p11[26], p_p11, p_p00 };
-  assign \$11  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
-  assign \$13  = { \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65:31] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane4 (rst, \port$772$0 , en, zero_point, act_min, act_max, acc, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
-  wire [10:0] \$1 ;
-  wire [32:0] \$10 ;
-  reg [31:0] \$100 ;
-  reg [4:0] \$101 ;
-  reg [31:0] \$102 ;
-  reg [31:0] \$103 ;
-  reg [33:0] \$104 ;
-  reg [4:0] \$105 ;
-  reg [33:0] \$106 ;
-  reg [9:0] \$107 ;
-  reg [7:0] \$108 ;
-  wire [64:0] \$11 ;
-  wire [65:0] \$12 ;
-  wire [65:0] \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [5:0] \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [6:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
-  wire [6:0] \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire [62:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire [31:0] \$75 ;
-  wire [33:0] \$76 ;
-  wire [33:0] \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire [63:0] \$8 ;
-  wire \$80 ;
-  wire [9:0] \$81 ;
-  wire [9:0] \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [11:0] \$85 ;
-  wire [11:0] \$86 ;
-  reg [31:0] \$87 ;
-  reg [5:0] \$88 ;
-  reg [30:0] \$89 ;
-  wire [65:0] \$9 ;
-  reg [4:0] \$90 ;
-  reg [4:0] \$91 ;
-  reg [31:0] \$92 ;
-  reg [30:0] \$93 ;
-  reg [4:0] \$94 ;
-  reg [4:0] \$95 ;
-  reg [63:0] \$96 ;
-  reg [33:0] \$97 ;
-  reg [4:0] \$98 ;
-  reg [4:0] \$99 ;
-  reg [31:0] a2 = 32'd0;
-  input [31:0] acc;
-  wire [31:0] acc;
-  input [7:0] act_max;
-  wire [7:0] act_max;
-  input [7:0] act_min;
-  wire [7:0] act_min;
-  wire [31:0] bias;
-  input clk;
-  wire clk;
-  reg [4:0] e2 = 5'h00;
-  reg [4:0] e3 = 5'h00;
-  reg [4:0] e4 = 5'h00;
-  reg [4:0] e5 = 5'h00;
-  reg [4:0] e6 = 5'h00;
-  reg [4:0] e7 = 5'h00;
-  input en;
-  wire en;
-  reg [31:0] h6 = 32'd0;
-  reg [31:0] half6 = 32'd0;
-  reg [31:0] halfm6 = 32'd0;
-  reg [4:0] left = 5'h00;
-  (* init = 5'h00 *)
-  wire [4:0] left1;
-  reg [30:0] m1 = 31'h00000000;
-  reg [30:0] m2 = 31'h00000000;
-  wire [30:0] multiplier;
-  reg [63:0] p_base = 64'h0000000000000000;
-  reg [33:0] p_mid = 34'h000000000;
-  wire [35:0] p_p00;
-  wire [30:0] p_p01;
-  wire [31:0] p_p10;
-  wire [26:0] p_p11;
-  input [68:0] \port$772$0 ;
-  wire [68:0] \port$772$0 ;
-  reg [9:0] r9 = 10'h000;
-  reg [4:0] right = 5'h00;
-  (* init = 5'h00 *)
-  wire [4:0] right1;
-  input rst;
-  wire rst;
-  reg [5:0] sh1 = 6'h00;
-  wire [5:0] shift;
-  reg [33:0] t7 = 34'h000000000;
-  wire [32:0] total;
-  reg [33:0] v8 = 34'h000000000;
-  reg [31:0] x1 = 32'd0;
-  output [7:0] y;
-  reg [7:0] y = 8'h00;
-  wire [11:0] yv;
-  input [7:0] zero_point;
-  wire [7:0] zero_point;
-  assign total = $signed(acc) + $signed(\port$772$0 [31:0]);
-  assign \$1  = $signed(zero_point) + $signed(r9);
-  assign \$2  = $signed(\port$772$0 [68:63]) > $signed(1'h0);
-  assign \$3  = \$2  ? \port$772$0 [68:63] : 6'h00;
-  assign \$4  = $signed(\port$772$0 [68:63]) < $signed(1'h0);
-  assign \$5  = - $signed(\port$772$0 [68:63]);
-  assign \$6  = \$4  ? \$5  : 7'h00;
-  assign \$7  = $signed(x1) << left;
-  assign \$9  = $signed(\$8 ) + $signed(32'd1073741824);
-  assign \$10  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
-  assign \$12  = $signed(p_base) + $signed(\$11 );
-  assign \$14  = e5 == 1'h1;
-  assign \$15  = e5 == 2'h2;
-  assign \$16  = e5 == 2'h3;
-  assign \$17  = e5 == 3'h4;
-  assign \$18  = e5 == 3'h5;
-  assign \$19  = e5 == 3'h6;
-  assign \$20  = e5 == 3'h7;
-  assign \$21  = e5 == 4'h8;
-  assign \$22  = e5 == 4'h9;
-  assign \$23  = e5 == 4'ha;
-  assign \$24  = e5 == 4'hb;
-  assign \$25  = e5 == 4'hc;
-  assign \$26  = e5 == 4'hd;
-  assign \$27  = e5 == 4'he;
-  assign \$28  = e5 == 4'hf;
-  assign \$29  = e5 == 5'h10;
-  assign \$30  = e5 == 5'h11;
-  assign \$31  = e5 == 5'h12;
-  assign \$32  = e5 == 5'h13;
-  assign \$33  = e5 == 5'h14;
-  assign \$34  = e5 == 5'h15;
-  assign \$35  = e5 == 5'h16;
-  assign \$36  = e5 == 5'h17;
-  assign \$37  = e5 == 5'h18;
-  assign \$38  = e5 == 5'h19;
-  assign \$39  = e5 == 5'h1a;
-  assign \$40  = e5 == 5'h1b;
-  assign \$41  = e5 == 5'h1c;
-  assign \$42  = e5 == 5'h1d;
-  assign \$43  = e5 == 5'h1e;
-  assign \$44  = e5 == 5'h1f;
-  assign \$45  = e5 > 1'h1;
-  assign \$46  = e5 > 2'h2;
-  assign \$47  = e5 > 2'h3;
-  assign \$48  = e5 > 3'h4;
-  assign \$49  = e5 > 3'h5;
-  assign \$50  = e5 > 3'h6;
-  assign \$51  = e5 > 3'h7;
-  assign \$52  = e5 > 4'h8;
-  assign \$53  = e5 > 4'h9;
-  assign \$54  = e5 > 4'ha;
-  assign \$55  = e5 > 4'hb;
-  assign \$56  = e5 > 4'hc;
-  assign \$57  = e5 > 4'hd;
-  assign \$58  = e5 > 4'he;
-  assign \$59  = e5 > 4'hf;
-  assign \$60  = e5 > 5'h10;
-  assign \$61  = e5 > 5'h11;
-  assign \$62  = e5 > 5'h12;
-  assign \$63  = e5 > 5'h13;
-  assign \$64  = e5 > 5'h14;
-  assign \$65  = e5 > 5'h15;
-  assign \$66  = e5 > 5'h16;
-  assign \$67  = e5 > 5'h17;
-  assign \$68  = e5 > 5'h18;
-  assign \$69  = e5 > 5'h19;
-  assign \$70  = e5 > 5'h1a;
-  assign \$71  = e5 > 5'h1b;
-  assign \$72  = e5 > 5'h1c;
-  assign \$73  = e5 > 5'h1d;
-  assign \$74  = e5 > 5'h1e;
-  assign \$75  = h6[31] ? halfm6 : half6;
-  assign \$76  = $signed(h6) + $signed({ 1'h0, \$75  });
-  assign \$77  = $signed(t7) >>> e7;
-  assign \$78  = ! v8[33:9];
-  assign \$79  = v8[33:9] == 25'h1ffffff;
-  assign \$80  = \$78  | \$79 ;
-  assign \$81  = v8[33] ? 10'h200 : 10'h1ff;
-  assign \$82  = \$80  ? v8[9:0] : \$81 ;
-  assign \$83  = $signed(\$1 ) < $signed(act_min);
-  assign \$84  = $signed(\$1 ) > $signed(act_max);
-  assign \$85  = \$84  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$1 [10], \$1  };
-  assign \$86  = \$83  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$85 ;
-  always @(posedge clk)
-    x1 <= \$87 ;
-  always @(posedge clk)
-    sh1 <= \$88 ;
-  always @(posedge clk)
-    m1 <= \$89 ;
-  always @(posedge clk)
-    left <= \$90 ;
-  always @(posedge clk)
-    right <= \$91 ;
-  always @(posedge clk)
-    a2 <= \$92 ;
-  always @(posedge clk)
-    m2 <= \$93 ;
-  always @(posedge clk)
-    e2 <= \$94 ;
-  always @(posedge clk)
-    e3 <= \$95 ;
-  always @(posedge clk)
-    p_base <= \$96 ;
-  always @(posedge clk)
-    p_mid <= \$97 ;
-  always @(posedge clk)
-    e4 <= \$98 ;
-  always @(posedge clk)
-    e5 <= \$99 ;
-  always @(posedge clk)
-    h6 <= \$100 ;
-  always @(posedge clk)
-    e6 <= \$101 ;
-  always @(posedge clk)
-    half6 <= \$102 ;
-  always @(posedge clk)
-    halfm6 <= \$103 ;
-  always @(posedge clk)
-    t7 <= \$104 ;
-  always @(posedge clk)
-    e7 <= \$105 ;
-  always @(posedge clk)
-    v8 <= \$106 ;
-  always @(posedge clk)
-    r9 <= \$107 ;
-  always @(posedge clk)
-    y <= \$108 ;
-  tf_mulreg_u18xu18 p_mul00 (
-    .a(a2[17:0]),
-    .b(m2[17:0]),
-    .clk(clk),
-    .en(en),
-    .p(p_p00),
-    .rst(rst)
-  );
-  tf_mulreg_u18xu13 p_mul01 (
-    .a(a2[17:0]),
-    .b(m2[30:18]),
-    .clk(clk),
-    .en(en),
-    .p(p_p01),
-    .rst(rst)
-  );
-  tf_mulreg_s14xu18 p_mul10 (
-    .a(a2[31:18]),
-    .b(m2[17:0]),
-    .clk(clk),
-    .en(en),
-    .p(p_p10),
-    .rst(rst)
-  );
-  tf_mulreg_s14xu13 p_mul11 (
-    .a(a2[31:18]),
-    .b(m2[30:18]),
-    .clk(clk),
-    .en(en),
-    .p(p_p11),
-    .rst(rst)
-  );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$87  = x1;
-    if (en) begin
-      \$87  = total[31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$88  = sh1;
-    if (en) begin
-      \$88  = \port$772$0 [68:63];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$89  = m1;
-    if (en) begin
-      \$89  = \port$772$0 [62:32];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$90  = left;
-    if (en) begin
-      \$90  = \$3 [4:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$91  = right;
-    if (en) begin
-      \$91  = \$6 [4:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$92  = a2;
-    if (en) begin
-      \$92  = \$7 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$93  = m2;
-    if (en) begin
-      \$93  = m1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$94  = e2;
-    if (en) begin
-      \$94  = right;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$95  = e3;
-    if (en) begin
-      \$95  = e2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$96  = p_base;
-    if (en) begin
-      \$96  = \$9 [63:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$97  = p_mid;
-    if (en) begin
-      \$97  = { \$10 [32], \$10  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$98  = e4;
-    if (en) begin
-      \$98  = e3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$99  = e5;
-    if (en) begin
-      \$99  = e4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$100  = h6;
-    if (en) begin
-      \$100  = \$13 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$101  = e6;
-    if (en) begin
-      \$101  = e5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$102  = half6;
-    if (en) begin
-      \$102  = { 1'h0, \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$103  = halfm6;
-    if (en) begin
-      \$103  = { 2'h0, \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$104  = t7;
-    if (en) begin
-      \$104  = \$76 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$105  = e7;
-    if (en) begin
-      \$105  = e6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$106  = v8;
-    if (en) begin
-      \$106  = \$77 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$107  = r9;
-    if (en) begin
-      \$107  = \$82 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$108  = y;
-    if (en) begin
-      \$108  = \$86 [7:0];
-    end
-    if (rst) begin
-      \$108  = 8'h00;
-    end
-  end
-  assign bias = \port$772$0 [31:0];
-  assign left1 = left;
-  assign right1 = right;
-  assign yv = { \$1 [10], \$1  };
-  assign shift = \port$772$0 [68:63];
-  assign multiplier = \port$772$0 [62:32];
-  assign \$8  = { p_p11[26], p_p11, p_p00 };
-  assign \$11  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
-  assign \$13  = { \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65:31] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane5 (rst, \port$870$0 , en, zero_point, act_min, act_max, acc, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
-  wire [10:0] \$1 ;
-  wire [32:0] \$10 ;
-  reg [31:0] \$100 ;
-  reg [4:0] \$101 ;
-  reg [31:0] \$102 ;
-  reg [31:0] \$103 ;
-  reg [33:0] \$104 ;
-  reg [4:0] \$105 ;
-  reg [33:0] \$106 ;
-  reg [9:0] \$107 ;
-  reg [7:0] \$108 ;
-  wire [64:0] \$11 ;
-  wire [65:0] \$12 ;
-  wire [65:0] \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [5:0] \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [6:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
-  wire [6:0] \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire [62:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire [31:0] \$75 ;
-  wire [33:0] \$76 ;
-  wire [33:0] \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire [63:0] \$8 ;
-  wire \$80 ;
-  wire [9:0] \$81 ;
-  wire [9:0] \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [11:0] \$85 ;
-  wire [11:0] \$86 ;
-  reg [31:0] \$87 ;
-  reg [5:0] \$88 ;
-  reg [30:0] \$89 ;
-  wire [65:0] \$9 ;
-  reg [4:0] \$90 ;
-  reg [4:0] \$91 ;
-  reg [31:0] \$92 ;
-  reg [30:0] \$93 ;
-  reg [4:0] \$94 ;
-  reg [4:0] \$95 ;
-  reg [63:0] \$96 ;
-  reg [33:0] \$97 ;
-  reg [4:0] \$98 ;
-  reg [4:0] \$99 ;
-  reg [31:0] a2 = 32'd0;
-  input [31:0] acc;
-  wire [31:0] acc;
-  input [7:0] act_max;
-  wire [7:0] act_max;
-  input [7:0] act_min;
-  wire [7:0] act_min;
-  wire [31:0] bias;
-  input clk;
-  wire clk;
-  reg [4:0] e2 = 5'h00;
-  reg [4:0] e3 = 5'h00;
-  reg [4:0] e4 = 5'h00;
-  reg [4:0] e5 = 5'h00;
-  reg [4:0] e6 = 5'h00;
-  reg [4:0] e7 = 5'h00;
-  input en;
-  wire en;
-  reg [31:0] h6 = 32'd0;
-  reg [31:0] half6 = 32'd0;
-  reg [31:0] halfm6 = 32'd0;
-  reg [4:0] left = 5'h00;
-  (* init = 5'h00 *)
-  wire [4:0] left1;
-  reg [30:0] m1 = 31'h00000000;
-  reg [30:0] m2 = 31'h00000000;
-  wire [30:0] multiplier;
-  reg [63:0] p_base = 64'h0000000000000000;
-  reg [33:0] p_mid = 34'h000000000;
-  wire [35:0] p_p00;
-  wire [30:0] p_p01;
-  wire [31:0] p_p10;
-  wire [26:0] p_p11;
-  input [68:0] \port$870$0 ;
-  wire [68:0] \port$870$0 ;
-  reg [9:0] r9 = 10'h000;
-  reg [4:0] right = 5'h00;
-  (* init = 5'h00 *)
-  wire [4:0] right1;
-  input rst;
-  wire rst;
-  reg [5:0] sh1 = 6'h00;
-  wire [5:0] shift;
-  reg [33:0] t7 = 34'h000000000;
-  wire [32:0] total;
-  reg [33:0] v8 = 34'h000000000;
-  reg [31:0] x1 = 32'd0;
-  output [7:0] y;
-  reg [7:0] y = 8'h00;
-  wire [11:0] yv;
-  input [7:0] zero_point;
-  wire [7:0] zero_point;
-  assign total = $signed(acc) + $signed(\port$870$0 [31:0]);
-  assign \$1  = $signed(zero_point) + $signed(r9);
-  assign \$2  = $signed(\port$870$0 [68:63]) > $signed(1'h0);
-  assign \$3  = \$2  ? \port$870$0 [68:63] : 6'h00;
-  assign \$4  = $signed(\port$870$0 [68:63]) < $signed(1'h0);
-  assign \$5  = - $signed(\port$870$0 [68:63]);
-  assign \$6  = \$4  ? \$5  : 7'h00;
-  assign \$7  = $signed(x1) << left;
-  assign \$9  = $signed(\$8 ) + $signed(32'd1073741824);
-  assign \$10  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
-  assign \$12  = $signed(p_base) + $signed(\$11 );
-  assign \$14  = e5 == 1'h1;
-  assign \$15  = e5 == 2'h2;
-  assign \$16  = e5 == 2'h3;
-  assign \$17  = e5 == 3'h4;
-  assign \$18  = e5 == 3'h5;
-  assign \$19  = e5 == 3'h6;
-  assign \$20  = e5 == 3'h7;
-  assign \$21  = e5 == 4'h8;
-  assign \$22  = e5 == 4'h9;
-  assign \$23  = e5 == 4'ha;
-  assign \$24  = e5 == 4'hb;
-  assign \$25  = e5 == 4'hc;
-  assign \$26  = e5 == 4'hd;
-  assign \$27  = e5 == 4'he;
-  assign \$28  = e5 == 4'hf;
-  assign \$29  = e5 == 5'h10;
-  assign \$30  = e5 == 5'h11;
-  assign \$31  = e5 == 5'h12;
-  assign \$32  = e5 == 5'h13;
-  assign \$33  = e5 == 5'h14;
-  assign \$34  = e5 == 5'h15;
-  assign \$35  = e5 == 5'h16;
-  assign \$36  = e5 == 5'h17;
-  assign \$37  = e5 == 5'h18;
-  assign \$38  = e5 == 5'h19;
-  assign \$39  = e5 == 5'h1a;
-  assign \$40  = e5 == 5'h1b;
-  assign \$41  = e5 == 5'h1c;
-  assign \$42  = e5 == 5'h1d;
-  assign \$43  = e5 == 5'h1e;
-  assign \$44  = e5 == 5'h1f;
-  assign \$45  = e5 > 1'h1;
-  assign \$46  = e5 > 2'h2;
-  assign \$47  = e5 > 2'h3;
-  assign \$48  = e5 > 3'h4;
-  assign \$49  = e5 > 3'h5;
-  assign \$50  = e5 > 3'h6;
-  assign \$51  = e5 > 3'h7;
-  assign \$52  = e5 > 4'h8;
-  assign \$53  = e5 > 4'h9;
-  assign \$54  = e5 > 4'ha;
-  assign \$55  = e5 > 4'hb;
-  assign \$56  = e5 > 4'hc;
-  assign \$57  = e5 > 4'hd;
-  assign \$58  = e5 > 4'he;
-  assign \$59  = e5 > 4'hf;
-  assign \$60  = e5 > 5'h10;
-  assign \$61  = e5 > 5'h11;
-  assign \$62  = e5 > 5'h12;
-  assign \$63  = e5 > 5'h13;
-  assign \$64  = e5 > 5'h14;
-  assign \$65  = e5 > 5'h15;
-  assign \$66  = e5 > 5'h16;
-  assign \$67  = e5 > 5'h17;
-  assign \$68  = e5 > 5'h18;
-  assign \$69  = e5 > 5'h19;
-  assign \$70  = e5 > 5'h1a;
-  assign \$71  = e5 > 5'h1b;
-  assign \$72  = e5 > 5'h1c;
-  assign \$73  = e5 > 5'h1d;
-  assign \$74  = e5 > 5'h1e;
-  assign \$75  = h6[31] ? halfm6 : half6;
-  assign \$76  = $signed(h6) + $signed({ 1'h0, \$75  });
-  assign \$77  = $signed(t7) >>> e7;
-  assign \$78  = ! v8[33:9];
-  assign \$79  = v8[33:9] == 25'h1ffffff;
-  assign \$80  = \$78  | \$79 ;
-  assign \$81  = v8[33] ? 10'h200 : 10'h1ff;
-  assign \$82  = \$80  ? v8[9:0] : \$81 ;
-  assign \$83  = $signed(\$1 ) < $signed(act_min);
-  assign \$84  = $signed(\$1 ) > $signed(act_max);
-  assign \$85  = \$84  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$1 [10], \$1  };
-  assign \$86  = \$83  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$85 ;
-  always @(posedge clk)
-    x1 <= \$87 ;
-  always @(posedge clk)
-    sh1 <= \$88 ;
-  always @(posedge clk)
-    m1 <= \$89 ;
-  always @(posedge clk)
-    left <= \$90 ;
-  always @(posedge clk)
-    right <= \$91 ;
-  always @(posedge clk)
-    a2 <= \$92 ;
-  always @(posedge clk)
-    m2 <= \$93 ;
-  always @(posedge clk)
-    e2 <= \$94 ;
-  always @(posedge clk)
-    e3 <= \$95 ;
-  always @(posedge clk)
-    p_base <= \$96 ;
-  always @(posedge clk)
-    p_mid <= \$97 ;
-  always @(posedge clk)
-    e4 <= \$98 ;
-  always @(posedge clk)
-    e5 <= \$99 ;
-  always @(posedge clk)
-    h6 <= \$100 ;
-  always @(posedge clk)
-    e6 <= \$101 ;
-  always @(posedge clk)
-    half6 <= \$102 ;
-  always @(posedge clk)
-    halfm6 <= \$103 ;
-  always @(posedge clk)
-    t7 <= \$104 ;
-  always @(posedge clk)
-    e7 <= \$105 ;
-  always @(posedge clk)
-    v8 <= \$106 ;
-  always @(posedge clk)
-    r9 <= \$107 ;
-  always @(posedge clk)
-    y <= \$108 ;
-  tf_mulreg_u18xu18 p_mul00 (
-    .a(a2[17:0]),
-    .b(m2[17:0]),
-    .clk(clk),
-    .en(en),
-    .p(p_p00),
-    .rst(rst)
-  );
-  tf_mulreg_u18xu13 p_mul01 (
-    .a(a2[17:0]),
-    .b(m2[30:18]),
-    .clk(clk),
-    .en(en),
-    .p(p_p01),
-    .rst(rst)
-  );
-  tf_mulreg_s14xu18 p_mul10 (
-    .a(a2[31:18]),
-    .b(m2[17:0]),
-    .clk(clk),
-    .en(en),
-    .p(p_p10),
-    .rst(rst)
-  );
-  tf_mulreg_s14xu13 p_mul11 (
-    .a(a2[31:18]),
-    .b(m2[30:18]),
-    .clk(clk),
-    .en(en),
-    .p(p_p11),
-    .rst(rst)
-  );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$87  = x1;
-    if (en) begin
-      \$87  = total[31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$88  = sh1;
-    if (en) begin
-      \$88  = \port$870$0 [68:63];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$89  = m1;
-    if (en) begin
-      \$89  = \port$870$0 [62:32];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$90  = left;
-    if (en) begin
-      \$90  = \$3 [4:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$91  = right;
-    if (en) begin
-      \$91  = \$6 [4:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$92  = a2;
-    if (en) begin
-      \$92  = \$7 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$93  = m2;
-    if (en) begin
-      \$93  = m1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$94  = e2;
-    if (en) begin
-      \$94  = right;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$95  = e3;
-    if (en) begin
-      \$95  = e2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$96  = p_base;
-    if (en) begin
-      \$96  = \$9 [63:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$97  = p_mid;
-    if (en) begin
-      \$97  = { \$10 [32], \$10  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$98  = e4;
-    if (en) begin
-      \$98  = e3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$99  = e5;
-    if (en) begin
-      \$99  = e4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$100  = h6;
-    if (en) begin
-      \$100  = \$13 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$101  = e6;
-    if (en) begin
-      \$101  = e5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$102  = half6;
-    if (en) begin
-      \$102  = { 1'h0, \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$103  = halfm6;
-    if (en) begin
-      \$103  = { 2'h0, \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$104  = t7;
-    if (en) begin
-      \$104  = \$76 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$105  = e7;
-    if (en) begin
-      \$105  = e6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$106  = v8;
-    if (en) begin
-      \$106  = \$77 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$107  = r9;
-    if (en) begin
-      \$107  = \$82 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$108  = y;
-    if (en) begin
-      \$108  = \$86 [7:0];
-    end
-    if (rst) begin
-      \$108  = 8'h00;
-    end
-  end
-  assign bias = \port$870$0 [31:0];
-  assign left1 = left;
-  assign right1 = right;
-  assign yv = { \$1 [10], \$1  };
-  assign shift = \port$870$0 [68:63];
-  assign multiplier = \port$870$0 [62:32];
-  assign \$8  = { p_p11[26], p_p11, p_p00 };
-  assign \$11  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
-  assign \$13  = { \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65:31] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane6 (rst, \port$968$0 , en, zero_point, act_min, act_max, acc, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
-  wire [10:0] \$1 ;
-  wire [32:0] \$10 ;
-  reg [31:0] \$100 ;
-  reg [4:0] \$101 ;
-  reg [31:0] \$102 ;
-  reg [31:0] \$103 ;
-  reg [33:0] \$104 ;
-  reg [4:0] \$105 ;
-  reg [33:0] \$106 ;
-  reg [9:0] \$107 ;
-  reg [7:0] \$108 ;
-  wire [64:0] \$11 ;
-  wire [65:0] \$12 ;
-  wire [65:0] \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [5:0] \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [6:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
-  wire [6:0] \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire [62:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire [31:0] \$75 ;
-  wire [33:0] \$76 ;
-  wire [33:0] \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire [63:0] \$8 ;
-  wire \$80 ;
-  wire [9:0] \$81 ;
-  wire [9:0] \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [11:0] \$85 ;
-  wire [11:0] \$86 ;
-  reg [31:0] \$87 ;
-  reg [5:0] \$88 ;
-  reg [30:0] \$89 ;
-  wire [65:0] \$9 ;
-  reg [4:0] \$90 ;
-  reg [4:0] \$91 ;
-  reg [31:0] \$92 ;
-  reg [30:0] \$93 ;
-  reg [4:0] \$94 ;
-  reg [4:0] \$95 ;
-  reg [63:0] \$96 ;
-  reg [33:0] \$97 ;
-  reg [4:0] \$98 ;
-  reg [4:0] \$99 ;
-  reg [31:0] a2 = 32'd0;
-  input [31:0] acc;
-  wire [31:0] acc;
-  input [7:0] act_max;
-  wire [7:0] act_max;
-  input [7:0] act_min;
-  wire [7:0] act_min;
-  wire [31:0] bias;
-  input clk;
-  wire clk;
-  reg [4:0] e2 = 5'h00;
-  reg [4:0] e3 = 5'h00;
-  reg [4:0] e4 = 5'h00;
-  reg [4:0] e5 = 5'h00;
-  reg [4:0] e6 = 5'h00;
-  reg [4:0] e7 = 5'h00;
-  input en;
-  wire en;
-  reg [31:0] h6 = 32'd0;
-  reg [31:0] half6 = 32'd0;
-  reg [31:0] halfm6 = 32'd0;
-  reg [4:0] left = 5'h00;
-  (* init = 5'h00 *)
-  wire [4:0] left1;
-  reg [30:0] m1 = 31'h00000000;
-  reg [30:0] m2 = 31'h00000000;
-  wire [30:0] multiplier;
-  reg [63:0] p_base = 64'h0000000000000000;
-  reg [33:0] p_mid = 34'h000000000;
-  wire [35:0] p_p00;
-  wire [30:0] p_p01;
-  wire [31:0] p_p10;
-  wire [26:0] p_p11;
-  input [68:0] \port$968$0 ;
-  wire [68:0] \port$968$0 ;
-  reg [9:0] r9 = 10'h000;
-  reg [4:0] right = 5'h00;
-  (* init = 5'h00 *)
-  wire [4:0] right1;
-  input rst;
-  wire rst;
-  reg [5:0] sh1 = 6'h00;
-  wire [5:0] shift;
-  reg [33:0] t7 = 34'h000000000;
-  wire [32:0] total;
-  reg [33:0] v8 = 34'h000000000;
-  reg [31:0] x1 = 32'd0;
-  output [7:0] y;
-  reg [7:0] y = 8'h00;
-  wire [11:0] yv;
-  input [7:0] zero_point;
-  wire [7:0] zero_point;
-  assign total = $signed(acc) + $signed(\port$968$0 [31:0]);
-  assign \$1  = $signed(zero_point) + $signed(r9);
-  assign \$2  = $signed(\port$968$0 [68:63]) > $signed(1'h0);
-  assign \$3  = \$2  ? \port$968$0 [68:63] : 6'h00;
-  assign \$4  = $signed(\port$968$0 [68:63]) < $signed(1'h0);
-  assign \$5  = - $signed(\port$968$0 [68:63]);
-  assign \$6  = \$4  ? \$5  : 7'h00;
-  assign \$7  = $signed(x1) << left;
-  assign \$9  = $signed(\$8 ) + $signed(32'd1073741824);
-  assign \$10  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
-  assign \$12  = $signed(p_base) + $signed(\$11 );
-  assign \$14  = e5 == 1'h1;
-  assign \$15  = e5 == 2'h2;
-  assign \$16  = e5 == 2'h3;
-  assign \$17  = e5 == 3'h4;
-  assign \$18  = e5 == 3'h5;
-  assign \$19  = e5 == 3'h6;
-  assign \$20  = e5 == 3'h7;
-  assign \$21  = e5 == 4'h8;
-  assign \$22  = e5 == 4'h9;
-  assign \$23  = e5 == 4'ha;
-  assign \$24  = e5 == 4'hb;
-  assign \$25  = e5 == 4'hc;
-  assign \$26  = e5 == 4'hd;
-  assign \$27  = e5 == 4'he;
-  assign \$28  = e5 == 4'hf;
-  assign \$29  = e5 == 5'h10;
-  assign \$30  = e5 == 5'h11;
-  assign \$31  = e5 == 5'h12;
-  assign \$32  = e5 == 5'h13;
-  assign \$33  = e5 == 5'h14;
-  assign \$34  = e5 == 5'h15;
-  assign \$35  = e5 == 5'h16;
-  assign \$36  = e5 == 5'h17;
-  assign \$37  = e5 == 5'h18;
-  assign \$38  = e5 == 5'h19;
-  assign \$39  = e5 == 5'h1a;
-  assign \$40  = e5 == 5'h1b;
-  assign \$41  = e5 == 5'h1c;
-  assign \$42  = e5 == 5'h1d;
-  assign \$43  = e5 == 5'h1e;
-  assign \$44  = e5 == 5'h1f;
-  assign \$45  = e5 > 1'h1;
-  assign \$46  = e5 > 2'h2;
-  assign \$47  = e5 > 2'h3;
-  assign \$48  = e5 > 3'h4;
-  assign \$49  = e5 > 3'h5;
-  assign \$50  = e5 > 3'h6;
-  assign \$51  = e5 > 3'h7;
-  assign \$52  = e5 > 4'h8;
-  assign \$53  = e5 > 4'h9;
-  assign \$54  = e5 > 4'ha;
-  assign \$55  = e5 > 4'hb;
-  assign \$56  = e5 > 4'hc;
-  assign \$57  = e5 > 4'hd;
-  assign \$58  = e5 > 4'he;
-  assign \$59  = e5 > 4'hf;
-  assign \$60  = e5 > 5'h10;
-  assign \$61  = e5 > 5'h11;
-  assign \$62  = e5 > 5'h12;
-  assign \$63  = e5 > 5'h13;
-  assign \$64  = e5 > 5'h14;
-  assign \$65  = e5 > 5'h15;
-  assign \$66  = e5 > 5'h16;
-  assign \$67  = e5 > 5'h17;
-  assign \$68  = e5 > 5'h18;
-  assign \$69  = e5 > 5'h19;
-  assign \$70  = e5 > 5'h1a;
-  assign \$71  = e5 > 5'h1b;
-  assign \$72  = e5 > 5'h1c;
-  assign \$73  = e5 > 5'h1d;
-  assign \$74  = e5 > 5'h1e;
-  assign \$75  = h6[31] ? halfm6 : half6;
-  assign \$76  = $signed(h6) + $signed({ 1'h0, \$75  });
-  assign \$77  = $signed(t7) >>> e7;
-  assign \$78  = ! v8[33:9];
-  assign \$79  = v8[33:9] == 25'h1ffffff;
-  assign \$80  = \$78  | \$79 ;
-  assign \$81  = v8[33] ? 10'h200 : 10'h1ff;
-  assign \$82  = \$80  ? v8[9:0] : \$81 ;
-  assign \$83  = $signed(\$1 ) < $signed(act_min);
-  assign \$84  = $signed(\$1 ) > $signed(act_max);
-  assign \$85  = \$84  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$1 [10], \$1  };
-  assign \$86  = \$83  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$85 ;
-  always @(posedge clk)
-    x1 <= \$87 ;
-  always @(posedge clk)
-    sh1 <= \$88 ;
-  always @(posedge clk)
-    m1 <= \$89 ;
-  always @(posedge clk)
-    left <= \$90 ;
-  always @(posedge clk)
-    right <= \$91 ;
-  always @(posedge clk)
-    a2 <= \$92 ;
-  always @(posedge clk)
-    m2 <= \$93 ;
-  always @(posedge clk)
-    e2 <= \$94 ;
-  always @(posedge clk)
-    e3 <= \$95 ;
-  always @(posedge clk)
-    p_base <= \$96 ;
-  always @(posedge clk)
-    p_mid <= \$97 ;
-  always @(posedge clk)
-    e4 <= \$98 ;
-  always @(posedge clk)
-    e5 <= \$99 ;
-  always @(posedge clk)
-    h6 <= \$100 ;
-  always @(posedge clk)
-    e6 <= \$101 ;
-  always @(posedge clk)
-    half6 <= \$102 ;
-  always @(posedge clk)
-    halfm6 <= \$103 ;
-  always @(posedge clk)
-    t7 <= \$104 ;
-  always @(posedge clk)
-    e7 <= \$105 ;
-  always @(posedge clk)
-    v8 <= \$106 ;
-  always @(posedge clk)
-    r9 <= \$107 ;
-  always @(posedge clk)
-    y <= \$108 ;
-  tf_mulreg_u18xu18 p_mul00 (
-    .a(a2[17:0]),
-    .b(m2[17:0]),
-    .clk(clk),
-    .en(en),
-    .p(p_p00),
-    .rst(rst)
-  );
-  tf_mulreg_u18xu13 p_mul01 (
-    .a(a2[17:0]),
-    .b(m2[30:18]),
-    .clk(clk),
-    .en(en),
-    .p(p_p01),
-    .rst(rst)
-  );
-  tf_mulreg_s14xu18 p_mul10 (
-    .a(a2[31:18]),
-    .b(m2[17:0]),
-    .clk(clk),
-    .en(en),
-    .p(p_p10),
-    .rst(rst)
-  );
-  tf_mulreg_s14xu13 p_mul11 (
-    .a(a2[31:18]),
-    .b(m2[30:18]),
-    .clk(clk),
-    .en(en),
-    .p(p_p11),
-    .rst(rst)
-  );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$87  = x1;
-    if (en) begin
-      \$87  = total[31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$88  = sh1;
-    if (en) begin
-      \$88  = \port$968$0 [68:63];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$89  = m1;
-    if (en) begin
-      \$89  = \port$968$0 [62:32];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$90  = left;
-    if (en) begin
-      \$90  = \$3 [4:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$91  = right;
-    if (en) begin
-      \$91  = \$6 [4:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$92  = a2;
-    if (en) begin
-      \$92  = \$7 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$93  = m2;
-    if (en) begin
-      \$93  = m1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$94  = e2;
-    if (en) begin
-      \$94  = right;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$95  = e3;
-    if (en) begin
-      \$95  = e2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$96  = p_base;
-    if (en) begin
-      \$96  = \$9 [63:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$97  = p_mid;
-    if (en) begin
-      \$97  = { \$10 [32], \$10  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$98  = e4;
-    if (en) begin
-      \$98  = e3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$99  = e5;
-    if (en) begin
-      \$99  = e4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$100  = h6;
-    if (en) begin
-      \$100  = \$13 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$101  = e6;
-    if (en) begin
-      \$101  = e5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$102  = half6;
-    if (en) begin
-      \$102  = { 1'h0, \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$103  = halfm6;
-    if (en) begin
-      \$103  = { 2'h0, \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$104  = t7;
-    if (en) begin
-      \$104  = \$76 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$105  = e7;
-    if (en) begin
-      \$105  = e6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$106  = v8;
-    if (en) begin
-      \$106  = \$77 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$107  = r9;
-    if (en) begin
-      \$107  = \$82 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$108  = y;
-    if (en) begin
-      \$108  = \$86 [7:0];
-    end
-    if (rst) begin
-      \$108  = 8'h00;
-    end
-  end
-  assign bias = \port$968$0 [31:0];
-  assign left1 = left;
-  assign right1 = right;
-  assign yv = { \$1 [10], \$1  };
-  assign shift = \port$968$0 [68:63];
-  assign multiplier = \port$968$0 [62:32];
-  assign \$8  = { p_p11[26], p_p11, p_p00 };
-  assign \$11  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
-  assign \$13  = { \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65:31] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \mac8x8_requant.epilogue.lane7 (rst, \port$1066$0 , en, zero_point, act_min, act_max, acc, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
-  wire [10:0] \$1 ;
-  wire [32:0] \$10 ;
-  reg [31:0] \$100 ;
-  reg [4:0] \$101 ;
-  reg [31:0] \$102 ;
-  reg [31:0] \$103 ;
-  reg [33:0] \$104 ;
-  reg [4:0] \$105 ;
-  reg [33:0] \$106 ;
-  reg [9:0] \$107 ;
-  reg [7:0] \$108 ;
-  wire [64:0] \$11 ;
-  wire [65:0] \$12 ;
-  wire [65:0] \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [5:0] \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [6:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
-  wire [6:0] \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire [62:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire [31:0] \$75 ;
-  wire [33:0] \$76 ;
-  wire [33:0] \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire [63:0] \$8 ;
-  wire \$80 ;
-  wire [9:0] \$81 ;
-  wire [9:0] \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [11:0] \$85 ;
-  wire [11:0] \$86 ;
-  reg [31:0] \$87 ;
-  reg [5:0] \$88 ;
-  reg [30:0] \$89 ;
-  wire [65:0] \$9 ;
-  reg [4:0] \$90 ;
-  reg [4:0] \$91 ;
-  reg [31:0] \$92 ;
-  reg [30:0] \$93 ;
-  reg [4:0] \$94 ;
-  reg [4:0] \$95 ;
-  reg [63:0] \$96 ;
-  reg [33:0] \$97 ;
-  reg [4:0] \$98 ;
-  reg [4:0] \$99 ;
-  reg [31:0] a2 = 32'd0;
-  input [31:0] acc;
-  wire [31:0] acc;
-  input [7:0] act_max;
-  wire [7:0] act_max;
-  input [7:0] act_min;
-  wire [7:0] act_min;
-  wire [31:0] bias;
-  input clk;
-  wire clk;
-  reg [4:0] e2 = 5'h00;
-  reg [4:0] e3 = 5'h00;
-  reg [4:0] e4 = 5'h00;
-  reg [4:0] e5 = 5'h00;
-  reg [4:0] e6 = 5'h00;
-  reg [4:0] e7 = 5'h00;
-  input en;
-  wire en;
-  reg [31:0] h6 = 32'd0;
-  reg [31:0] half6 = 32'd0;
-  reg [31:0] halfm6 = 32'd0;
-  reg [4:0] left = 5'h00;
-  (* init = 5'h00 *)
-  wire [4:0] left1;
-  reg [30:0] m1 = 31'h00000000;
-  reg [30:0] m2 = 31'h00000000;
-  wire [30:0] multiplier;
-  reg [63:0] p_base = 64'h0000000000000000;
-  reg [33:0] p_mid = 34'h000000000;
-  wire [35:0] p_p00;
-  wire [30:0] p_p01;
-  wire [31:0] p_p10;
-  wire [26:0] p_p11;
-  input [68:0] \port$1066$0 ;
-  wire [68:0] \port$1066$0 ;
-  reg [9:0] r9 = 10'h000;
-  reg [4:0] right = 5'h00;
-  (* init = 5'h00 *)
-  wire [4:0] right1;
-  input rst;
-  wire rst;
-  reg [5:0] sh1 = 6'h00;
-  wire [5:0] shift;
-  reg [33:0] t7 = 34'h000000000;
-  wire [32:0] total;
-  reg [33:0] v8 = 34'h000000000;
-  reg [31:0] x1 = 32'd0;
-  output [7:0] y;
-  reg [7:0] y = 8'h00;
-  wire [11:0] yv;
-  input [7:0] zero_point;
-  wire [7:0] zero_point;
-  assign total = $signed(acc) + $signed(\port$1066$0 [31:0]);
-  assign \$1  = $signed(zero_point) + $signed(r9);
-  assign \$2  = $signed(\port$1066$0 [68:63]) > $signed(1'h0);
-  assign \$3  = \$2  ? \port$1066$0 [68:63] : 6'h00;
-  assign \$4  = $signed(\port$1066$0 [68:63]) < $signed(1'h0);
-  assign \$5  = - $signed(\port$1066$0 [68:63]);
-  assign \$6  = \$4  ? \$5  : 7'h00;
-  assign \$7  = $signed(x1) << left;
-  assign \$9  = $signed(\$8 ) + $signed(32'd1073741824);
-  assign \$10  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
-  assign \$12  = $signed(p_base) + $signed(\$11 );
-  assign \$14  = e5 == 1'h1;
-  assign \$15  = e5 == 2'h2;
-  assign \$16  = e5 == 2'h3;
-  assign \$17  = e5 == 3'h4;
-  assign \$18  = e5 == 3'h5;
-  assign \$19  = e5 == 3'h6;
-  assign \$20  = e5 == 3'h7;
-  assign \$21  = e5 == 4'h8;
-  assign \$22  = e5 == 4'h9;
-  assign \$23  = e5 == 4'ha;
-  assign \$24  = e5 == 4'hb;
-  assign \$25  = e5 == 4'hc;
-  assign \$26  = e5 == 4'hd;
-  assign \$27  = e5 == 4'he;
-  assign \$28  = e5 == 4'hf;
-  assign \$29  = e5 == 5'h10;
-  assign \$30  = e5 == 5'h11;
-  assign \$31  = e5 == 5'h12;
-  assign \$32  = e5 == 5'h13;
-  assign \$33  = e5 == 5'h14;
-  assign \$34  = e5 == 5'h15;
-  assign \$35  = e5 == 5'h16;
-  assign \$36  = e5 == 5'h17;
-  assign \$37  = e5 == 5'h18;
-  assign \$38  = e5 == 5'h19;
-  assign \$39  = e5 == 5'h1a;
-  assign \$40  = e5 == 5'h1b;
-  assign \$41  = e5 == 5'h1c;
-  assign \$42  = e5 == 5'h1d;
-  assign \$43  = e5 == 5'h1e;
-  assign \$44  = e5 == 5'h1f;
-  assign \$45  = e5 > 1'h1;
-  assign \$46  = e5 > 2'h2;
-  assign \$47  = e5 > 2'h3;
-  assign \$48  = e5 > 3'h4;
-  assign \$49  = e5 > 3'h5;
-  assign \$50  = e5 > 3'h6;
-  assign \$51  = e5 > 3'h7;
-  assign \$52  = e5 > 4'h8;
-  assign \$53  = e5 > 4'h9;
-  assign \$54  = e5 > 4'ha;
-  assign \$55  = e5 > 4'hb;
-  assign \$56  = e5 > 4'hc;
-  assign \$57  = e5 > 4'hd;
-  assign \$58  = e5 > 4'he;
-  assign \$59  = e5 > 4'hf;
-  assign \$60  = e5 > 5'h10;
-  assign \$61  = e5 > 5'h11;
-  assign \$62  = e5 > 5'h12;
-  assign \$63  = e5 > 5'h13;
-  assign \$64  = e5 > 5'h14;
-  assign \$65  = e5 > 5'h15;
-  assign \$66  = e5 > 5'h16;
-  assign \$67  = e5 > 5'h17;
-  assign \$68  = e5 > 5'h18;
-  assign \$69  = e5 > 5'h19;
-  assign \$70  = e5 > 5'h1a;
-  assign \$71  = e5 > 5'h1b;
-  assign \$72  = e5 > 5'h1c;
-  assign \$73  = e5 > 5'h1d;
-  assign \$74  = e5 > 5'h1e;
-  assign \$75  = h6[31] ? halfm6 : half6;
-  assign \$76  = $signed(h6) + $signed({ 1'h0, \$75  });
-  assign \$77  = $signed(t7) >>> e7;
-  assign \$78  = ! v8[33:9];
-  assign \$79  = v8[33:9] == 25'h1ffffff;
-  assign \$80  = \$78  | \$79 ;
-  assign \$81  = v8[33] ? 10'h200 : 10'h1ff;
-  assign \$82  = \$80  ? v8[9:0] : \$81 ;
-  assign \$83  = $signed(\$1 ) < $signed(act_min);
-  assign \$84  = $signed(\$1 ) > $signed(act_max);
-  assign \$85  = \$84  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$1 [10], \$1  };
-  assign \$86  = \$83  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$85 ;
-  always @(posedge clk)
-    x1 <= \$87 ;
-  always @(posedge clk)
-    sh1 <= \$88 ;
-  always @(posedge clk)
-    m1 <= \$89 ;
-  always @(posedge clk)
-    left <= \$90 ;
-  always @(posedge clk)
-    right <= \$91 ;
-  always @(posedge clk)
-    a2 <= \$92 ;
-  always @(posedge clk)
-    m2 <= \$93 ;
-  always @(posedge clk)
-    e2 <= \$94 ;
-  always @(posedge clk)
-    e3 <= \$95 ;
-  always @(posedge clk)
-    p_base <= \$96 ;
-  always @(posedge clk)
-    p_mid <= \$97 ;
-  always @(posedge clk)
-    e4 <= \$98 ;
-  always @(posedge clk)
-    e5 <= \$99 ;
-  always @(posedge clk)
-    h6 <= \$100 ;
-  always @(posedge clk)
-    e6 <= \$101 ;
-  always @(posedge clk)
-    half6 <= \$102 ;
-  always @(posedge clk)
-    halfm6 <= \$103 ;
-  always @(posedge clk)
-    t7 <= \$104 ;
-  always @(posedge clk)
-    e7 <= \$105 ;
-  always @(posedge clk)
-    v8 <= \$106 ;
-  always @(posedge clk)
-    r9 <= \$107 ;
-  always @(posedge clk)
-    y <= \$108 ;
-  tf_mulreg_u18xu18 p_mul00 (
-    .a(a2[17:0]),
-    .b(m2[17:0]),
-    .clk(clk),
-    .en(en),
-    .p(p_p00),
-    .rst(rst)
-  );
-  tf_mulreg_u18xu13 p_mul01 (
-    .a(a2[17:0]),
-    .b(m2[30:18]),
-    .clk(clk),
-    .en(en),
-    .p(p_p01),
-    .rst(rst)
-  );
-  tf_mulreg_s14xu18 p_mul10 (
-    .a(a2[31:18]),
-    .b(m2[17:0]),
-    .clk(clk),
-    .en(en),
-    .p(p_p10),
-    .rst(rst)
-  );
-  tf_mulreg_s14xu13 p_mul11 (
-    .a(a2[31:18]),
-    .b(m2[30:18]),
-    .clk(clk),
-    .en(en),
-    .p(p_p11),
-    .rst(rst)
-  );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$87  = x1;
-    if (en) begin
-      \$87  = total[31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$88  = sh1;
-    if (en) begin
-      \$88  = \port$1066$0 [68:63];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$89  = m1;
-    if (en) begin
-      \$89  = \port$1066$0 [62:32];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$90  = left;
-    if (en) begin
-      \$90  = \$3 [4:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$91  = right;
-    if (en) begin
-      \$91  = \$6 [4:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$92  = a2;
-    if (en) begin
-      \$92  = \$7 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$93  = m2;
-    if (en) begin
-      \$93  = m1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$94  = e2;
-    if (en) begin
-      \$94  = right;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$95  = e3;
-    if (en) begin
-      \$95  = e2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$96  = p_base;
-    if (en) begin
-      \$96  = \$9 [63:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$97  = p_mid;
-    if (en) begin
-      \$97  = { \$10 [32], \$10  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$98  = e4;
-    if (en) begin
-      \$98  = e3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$99  = e5;
-    if (en) begin
-      \$99  = e4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$100  = h6;
-    if (en) begin
-      \$100  = \$13 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$101  = e6;
-    if (en) begin
-      \$101  = e5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$102  = half6;
-    if (en) begin
-      \$102  = { 1'h0, \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$103  = halfm6;
-    if (en) begin
-      \$103  = { 2'h0, \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$104  = t7;
-    if (en) begin
-      \$104  = \$76 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$105  = e7;
-    if (en) begin
-      \$105  = e6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$106  = v8;
-    if (en) begin
-      \$106  = \$77 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$107  = r9;
-    if (en) begin
-      \$107  = \$82 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$108  = y;
-    if (en) begin
-      \$108  = \$86 [7:0];
-    end
-    if (rst) begin
-      \$108  = 8'h00;
-    end
-  end
-  assign bias = \port$1066$0 [31:0];
-  assign left1 = left;
-  assign right1 = right;
-  assign yv = { \$1 [10], \$1  };
-  assign shift = \port$1066$0 [68:63];
-  assign multiplier = \port$1066$0 [62:32];
-  assign \$8  = { p_p11[26], p_p11, p_p00 };
-  assign \$11  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
-  assign \$13  = { \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65:31] };
+  assign half = { 1'h0, \$1 [31:1] };
+  assign \$9  = { p_p11[26], p_p11, p_p00 };
+  assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
+  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:31] };
 endmodule
 
 (* generator = "Amaranth" *)

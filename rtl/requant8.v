@@ -421,7 +421,7 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
     .act_min(act_min),
     .clk(clk),
     .en(en),
-    .\port$130$0 (\rp__data$56 ),
+    .\port$74$0 (\rp__data$56 ),
     .rst(rst),
     .y(\y$61 ),
     .zero_point(zero_point)
@@ -432,7 +432,7 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
     .act_min(act_min),
     .clk(clk),
     .en(en),
-    .\port$228$0 (\rp__data$72 ),
+    .\port$116$0 (\rp__data$72 ),
     .rst(rst),
     .y(\y$77 ),
     .zero_point(zero_point)
@@ -443,7 +443,7 @@ module requant8(p_stream__valid, acc_stream__payload, acc_stream__valid, y_strea
     .act_min(act_min),
     .clk(clk),
     .en(en),
-    .\port$326$0 (\rp__data$88 ),
+    .\port$158$0 (\rp__data$88 ),
     .rst(rst),
     .y(\y$93 ),
     .zero_point(zero_point)
@@ -811,114 +811,57 @@ endmodule
 (* generator = "Amaranth" *)
 module \requant8.lane0 (rst, en, \port$32$0 , zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
-  wire [10:0] \$1 ;
-  wire [32:0] \$10 ;
-  reg [31:0] \$100 ;
-  reg [4:0] \$101 ;
-  reg [31:0] \$102 ;
-  reg [31:0] \$103 ;
-  reg [33:0] \$104 ;
-  reg [4:0] \$105 ;
-  reg [33:0] \$106 ;
-  reg [9:0] \$107 ;
-  reg [7:0] \$108 ;
-  wire [64:0] \$11 ;
-  wire [65:0] \$12 ;
+  wire [62:0] \$1 ;
+  wire [65:0] \$10 ;
+  wire [32:0] \$11 ;
+  wire [64:0] \$12 ;
   wire [65:0] \$13 ;
-  wire \$14 ;
+  wire [65:0] \$14 ;
   wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
+  wire [32:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [31:0] \$18 ;
+  wire [33:0] \$19 ;
+  wire [10:0] \$2 ;
+  wire [33:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [5:0] \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [6:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
+  wire \$3 ;
+  reg [31:0] \$30 ;
+  reg [5:0] \$31 ;
+  reg [30:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg [4:0] \$34 ;
+  reg [31:0] \$35 ;
+  reg [30:0] \$36 ;
+  reg [4:0] \$37 ;
+  reg [4:0] \$38 ;
+  reg [63:0] \$39 ;
+  wire [5:0] \$4 ;
+  reg [33:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [4:0] \$42 ;
+  reg [31:0] \$43 ;
+  reg [4:0] \$44 ;
+  reg [31:0] \$45 ;
+  reg [31:0] \$46 ;
+  reg [33:0] \$47 ;
+  reg [4:0] \$48 ;
+  reg [33:0] \$49 ;
+  wire \$5 ;
+  reg [9:0] \$50 ;
+  reg [7:0] \$51 ;
   wire [6:0] \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire [62:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire [31:0] \$75 ;
-  wire [33:0] \$76 ;
-  wire [33:0] \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire [63:0] \$8 ;
-  wire \$80 ;
-  wire [9:0] \$81 ;
-  wire [9:0] \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [11:0] \$85 ;
-  wire [11:0] \$86 ;
-  reg [31:0] \$87 ;
-  reg [5:0] \$88 ;
-  reg [30:0] \$89 ;
-  wire [65:0] \$9 ;
-  reg [4:0] \$90 ;
-  reg [4:0] \$91 ;
-  reg [31:0] \$92 ;
-  reg [30:0] \$93 ;
-  reg [4:0] \$94 ;
-  reg [4:0] \$95 ;
-  reg [63:0] \$96 ;
-  reg [33:0] \$97 ;
-  reg [4:0] \$98 ;
-  reg [4:0] \$99 ;
+  wire [6:0] \$7 ;
+  wire [62:0] \$8 ;
+  wire [63:0] \$9 ;
   reg [31:0] a2 = 32'd0;
   input [31:0] acc;
   wire [31:0] acc;
@@ -938,6 +881,7 @@ module \requant8.lane0 (rst, en, \port$32$0 , zero_point, act_min, act_max, acc,
   input en;
   wire en;
   reg [31:0] h6 = 32'd0;
+  wire [31:0] half;
   reg [31:0] half6 = 32'd0;
   reg [31:0] halfm6 = 32'd0;
   reg [4:0] left = 5'h00;
@@ -971,134 +915,77 @@ module \requant8.lane0 (rst, en, \port$32$0 , zero_point, act_min, act_max, acc,
   wire [11:0] yv;
   input [7:0] zero_point;
   wire [7:0] zero_point;
+  always @(posedge clk)
+    e3 <= \$38 ;
+  always @(posedge clk)
+    p_base <= \$39 ;
+  always @(posedge clk)
+    p_mid <= \$40 ;
+  always @(posedge clk)
+    e4 <= \$41 ;
+  always @(posedge clk)
+    e5 <= \$42 ;
+  always @(posedge clk)
+    h6 <= \$43 ;
+  always @(posedge clk)
+    e6 <= \$44 ;
+  always @(posedge clk)
+    half6 <= \$45 ;
+  always @(posedge clk)
+    halfm6 <= \$46 ;
+  always @(posedge clk)
+    t7 <= \$47 ;
+  always @(posedge clk)
+    e7 <= \$48 ;
+  always @(posedge clk)
+    v8 <= \$49 ;
+  always @(posedge clk)
+    r9 <= \$50 ;
+  always @(posedge clk)
+    y <= \$51 ;
   assign total = $signed(acc) + $signed(\port$32$0 [31:0]);
-  assign \$1  = $signed(zero_point) + $signed(r9);
-  assign \$2  = $signed(\port$32$0 [68:63]) > $signed(1'h0);
-  assign \$3  = \$2  ? \port$32$0 [68:63] : 6'h00;
-  assign \$4  = $signed(\port$32$0 [68:63]) < $signed(1'h0);
-  assign \$5  = - $signed(\port$32$0 [68:63]);
-  assign \$6  = \$4  ? \$5  : 7'h00;
-  assign \$7  = $signed(x1) << left;
-  assign \$9  = $signed(\$8 ) + $signed(32'd1073741824);
-  assign \$10  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
-  assign \$12  = $signed(p_base) + $signed(\$11 );
-  assign \$14  = e5 == 1'h1;
-  assign \$15  = e5 == 2'h2;
-  assign \$16  = e5 == 2'h3;
-  assign \$17  = e5 == 3'h4;
-  assign \$18  = e5 == 3'h5;
-  assign \$19  = e5 == 3'h6;
-  assign \$20  = e5 == 3'h7;
-  assign \$21  = e5 == 4'h8;
-  assign \$22  = e5 == 4'h9;
-  assign \$23  = e5 == 4'ha;
-  assign \$24  = e5 == 4'hb;
-  assign \$25  = e5 == 4'hc;
-  assign \$26  = e5 == 4'hd;
-  assign \$27  = e5 == 4'he;
-  assign \$28  = e5 == 4'hf;
-  assign \$29  = e5 == 5'h10;
-  assign \$30  = e5 == 5'h11;
-  assign \$31  = e5 == 5'h12;
-  assign \$32  = e5 == 5'h13;
-  assign \$33  = e5 == 5'h14;
-  assign \$34  = e5 == 5'h15;
-  assign \$35  = e5 == 5'h16;
-  assign \$36  = e5 == 5'h17;
-  assign \$37  = e5 == 5'h18;
-  assign \$38  = e5 == 5'h19;
-  assign \$39  = e5 == 5'h1a;
-  assign \$40  = e5 == 5'h1b;
-  assign \$41  = e5 == 5'h1c;
-  assign \$42  = e5 == 5'h1d;
-  assign \$43  = e5 == 5'h1e;
-  assign \$44  = e5 == 5'h1f;
-  assign \$45  = e5 > 1'h1;
-  assign \$46  = e5 > 2'h2;
-  assign \$47  = e5 > 2'h3;
-  assign \$48  = e5 > 3'h4;
-  assign \$49  = e5 > 3'h5;
-  assign \$50  = e5 > 3'h6;
-  assign \$51  = e5 > 3'h7;
-  assign \$52  = e5 > 4'h8;
-  assign \$53  = e5 > 4'h9;
-  assign \$54  = e5 > 4'ha;
-  assign \$55  = e5 > 4'hb;
-  assign \$56  = e5 > 4'hc;
-  assign \$57  = e5 > 4'hd;
-  assign \$58  = e5 > 4'he;
-  assign \$59  = e5 > 4'hf;
-  assign \$60  = e5 > 5'h10;
-  assign \$61  = e5 > 5'h11;
-  assign \$62  = e5 > 5'h12;
-  assign \$63  = e5 > 5'h13;
-  assign \$64  = e5 > 5'h14;
-  assign \$65  = e5 > 5'h15;
-  assign \$66  = e5 > 5'h16;
-  assign \$67  = e5 > 5'h17;
-  assign \$68  = e5 > 5'h18;
-  assign \$69  = e5 > 5'h19;
-  assign \$70  = e5 > 5'h1a;
-  assign \$71  = e5 > 5'h1b;
-  assign \$72  = e5 > 5'h1c;
-  assign \$73  = e5 > 5'h1d;
-  assign \$74  = e5 > 5'h1e;
-  assign \$75  = h6[31] ? halfm6 : half6;
-  assign \$76  = $signed(h6) + $signed({ 1'h0, \$75  });
-  assign \$77  = $signed(t7) >>> e7;
-  assign \$78  = ! v8[33:9];
-  assign \$79  = v8[33:9] == 25'h1ffffff;
-  assign \$80  = \$78  | \$79 ;
-  assign \$81  = v8[33] ? 10'h200 : 10'h1ff;
-  assign \$82  = \$80  ? v8[9:0] : \$81 ;
-  assign \$83  = $signed(\$1 ) < $signed(act_min);
-  assign \$84  = $signed(\$1 ) > $signed(act_max);
-  assign \$85  = \$84  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$1 [10], \$1  };
-  assign \$86  = \$83  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$85 ;
+  assign \$1  = 1'h1 << e5;
+  assign \$2  = $signed(zero_point) + $signed(r9);
+  assign \$3  = $signed(\port$32$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$32$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$32$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$32$0 [68:63]);
+  assign \$7  = \$5  ? \$6  : 7'h00;
+  assign \$8  = $signed(x1) << left;
+  assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
+  assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
+  assign \$13  = $signed(p_base) + $signed(\$12 );
+  assign \$15  = | e5;
+  assign \$16  = half - 1'h1;
+  assign \$17  = \$15  ? \$16  : 33'h000000000;
+  assign \$18  = h6[31] ? halfm6 : half6;
+  assign \$19  = $signed(h6) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t7) >>> e7;
+  assign \$21  = ! v8[33:9];
+  assign \$22  = v8[33:9] == 25'h1ffffff;
+  assign \$23  = \$21  | \$22 ;
+  assign \$24  = v8[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v8[9:0] : \$24 ;
+  assign \$26  = $signed(\$2 ) < $signed(act_min);
+  assign \$27  = $signed(\$2 ) > $signed(act_max);
+  assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
+  assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
   always @(posedge clk)
-    x1 <= \$87 ;
+    x1 <= \$30 ;
   always @(posedge clk)
-    sh1 <= \$88 ;
+    sh1 <= \$31 ;
   always @(posedge clk)
-    m1 <= \$89 ;
+    m1 <= \$32 ;
   always @(posedge clk)
-    left <= \$90 ;
+    left <= \$33 ;
   always @(posedge clk)
-    right <= \$91 ;
+    right <= \$34 ;
   always @(posedge clk)
-    a2 <= \$92 ;
+    a2 <= \$35 ;
   always @(posedge clk)
-    m2 <= \$93 ;
+    m2 <= \$36 ;
   always @(posedge clk)
-    e2 <= \$94 ;
-  always @(posedge clk)
-    e3 <= \$95 ;
-  always @(posedge clk)
-    p_base <= \$96 ;
-  always @(posedge clk)
-    p_mid <= \$97 ;
-  always @(posedge clk)
-    e4 <= \$98 ;
-  always @(posedge clk)
-    e5 <= \$99 ;
-  always @(posedge clk)
-    h6 <= \$100 ;
-  always @(posedge clk)
-    e6 <= \$101 ;
-  always @(posedge clk)
-    half6 <= \$102 ;
-  always @(posedge clk)
-    halfm6 <= \$103 ;
-  always @(posedge clk)
-    t7 <= \$104 ;
-  always @(posedge clk)
-    e7 <= \$105 ;
-  always @(posedge clk)
-    v8 <= \$106 ;
-  always @(posedge clk)
-    r9 <= \$107 ;
-  always @(posedge clk)
-    y <= \$108 ;
+    e2 <= \$37 ;
   tf_mulreg_u18xu18 p_mul00 (
     .a(a2[17:0]),
     .b(m2[17:0]),
@@ -1133,283 +1020,227 @@ module \requant8.lane0 (rst, en, \port$32$0 , zero_point, act_min, act_max, acc,
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$87  = x1;
+    \$39  = p_base;
     if (en) begin
-      \$87  = total[31:0];
+      \$39  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$88  = sh1;
+    \$40  = p_mid;
     if (en) begin
-      \$88  = \port$32$0 [68:63];
+      \$40  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$89  = m1;
+    \$41  = e4;
     if (en) begin
-      \$89  = \port$32$0 [62:32];
+      \$41  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$90  = left;
+    \$42  = e5;
     if (en) begin
-      \$90  = \$3 [4:0];
+      \$42  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$91  = right;
+    \$43  = h6;
     if (en) begin
-      \$91  = \$6 [4:0];
+      \$43  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$92  = a2;
+    \$44  = e6;
     if (en) begin
-      \$92  = \$7 [31:0];
+      \$44  = e5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$93  = m2;
+    \$45  = half6;
     if (en) begin
-      \$93  = m1;
+      \$45  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$94  = e2;
+    \$46  = halfm6;
     if (en) begin
-      \$94  = right;
+      \$46  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$95  = e3;
+    \$47  = t7;
     if (en) begin
-      \$95  = e2;
+      \$47  = \$19 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$96  = p_base;
+    \$48  = e7;
     if (en) begin
-      \$96  = \$9 [63:0];
+      \$48  = e6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$97  = p_mid;
+    \$49  = v8;
     if (en) begin
-      \$97  = { \$10 [32], \$10  };
+      \$49  = \$20 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$98  = e4;
+    \$50  = r9;
     if (en) begin
-      \$98  = e3;
+      \$50  = \$25 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$99  = e5;
+    \$51  = y;
     if (en) begin
-      \$99  = e4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$100  = h6;
-    if (en) begin
-      \$100  = \$13 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$101  = e6;
-    if (en) begin
-      \$101  = e5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$102  = half6;
-    if (en) begin
-      \$102  = { 1'h0, \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$103  = halfm6;
-    if (en) begin
-      \$103  = { 2'h0, \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$104  = t7;
-    if (en) begin
-      \$104  = \$76 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$105  = e7;
-    if (en) begin
-      \$105  = e6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$106  = v8;
-    if (en) begin
-      \$106  = \$77 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$107  = r9;
-    if (en) begin
-      \$107  = \$82 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$108  = y;
-    if (en) begin
-      \$108  = \$86 [7:0];
+      \$51  = \$29 [7:0];
     end
     if (rst) begin
-      \$108  = 8'h00;
+      \$51  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$30  = x1;
+    if (en) begin
+      \$30  = total[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$31  = sh1;
+    if (en) begin
+      \$31  = \port$32$0 [68:63];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$32  = m1;
+    if (en) begin
+      \$32  = \port$32$0 [62:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$33  = left;
+    if (en) begin
+      \$33  = \$4 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$34  = right;
+    if (en) begin
+      \$34  = \$7 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$35  = a2;
+    if (en) begin
+      \$35  = \$8 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$36  = m2;
+    if (en) begin
+      \$36  = m1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$37  = e2;
+    if (en) begin
+      \$37  = right;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$38  = e3;
+    if (en) begin
+      \$38  = e2;
     end
   end
   assign bias = \port$32$0 [31:0];
   assign left1 = left;
   assign right1 = right;
-  assign yv = { \$1 [10], \$1  };
+  assign yv = { \$2 [10], \$2  };
   assign shift = \port$32$0 [68:63];
   assign multiplier = \port$32$0 [62:32];
-  assign \$8  = { p_p11[26], p_p11, p_p00 };
-  assign \$11  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
-  assign \$13  = { \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65:31] };
+  assign half = { 1'h0, \$1 [31:1] };
+  assign \$9  = { p_p11[26], p_p11, p_p00 };
+  assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
+  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:31] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \requant8.lane1 (rst, en, \port$130$0 , zero_point, act_min, act_max, acc, y, clk);
+module \requant8.lane1 (rst, en, \port$74$0 , zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
-  wire [10:0] \$1 ;
-  wire [32:0] \$10 ;
-  reg [31:0] \$100 ;
-  reg [4:0] \$101 ;
-  reg [31:0] \$102 ;
-  reg [31:0] \$103 ;
-  reg [33:0] \$104 ;
-  reg [4:0] \$105 ;
-  reg [33:0] \$106 ;
-  reg [9:0] \$107 ;
-  reg [7:0] \$108 ;
-  wire [64:0] \$11 ;
-  wire [65:0] \$12 ;
+  wire [62:0] \$1 ;
+  wire [65:0] \$10 ;
+  wire [32:0] \$11 ;
+  wire [64:0] \$12 ;
   wire [65:0] \$13 ;
-  wire \$14 ;
+  wire [65:0] \$14 ;
   wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
+  wire [32:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [31:0] \$18 ;
+  wire [33:0] \$19 ;
+  wire [10:0] \$2 ;
+  wire [33:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [5:0] \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [6:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
+  wire \$3 ;
+  reg [31:0] \$30 ;
+  reg [5:0] \$31 ;
+  reg [30:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg [4:0] \$34 ;
+  reg [31:0] \$35 ;
+  reg [30:0] \$36 ;
+  reg [4:0] \$37 ;
+  reg [4:0] \$38 ;
+  reg [63:0] \$39 ;
+  wire [5:0] \$4 ;
+  reg [33:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [4:0] \$42 ;
+  reg [31:0] \$43 ;
+  reg [4:0] \$44 ;
+  reg [31:0] \$45 ;
+  reg [31:0] \$46 ;
+  reg [33:0] \$47 ;
+  reg [4:0] \$48 ;
+  reg [33:0] \$49 ;
+  wire \$5 ;
+  reg [9:0] \$50 ;
+  reg [7:0] \$51 ;
   wire [6:0] \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire [62:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire [31:0] \$75 ;
-  wire [33:0] \$76 ;
-  wire [33:0] \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire [63:0] \$8 ;
-  wire \$80 ;
-  wire [9:0] \$81 ;
-  wire [9:0] \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [11:0] \$85 ;
-  wire [11:0] \$86 ;
-  reg [31:0] \$87 ;
-  reg [5:0] \$88 ;
-  reg [30:0] \$89 ;
-  wire [65:0] \$9 ;
-  reg [4:0] \$90 ;
-  reg [4:0] \$91 ;
-  reg [31:0] \$92 ;
-  reg [30:0] \$93 ;
-  reg [4:0] \$94 ;
-  reg [4:0] \$95 ;
-  reg [63:0] \$96 ;
-  reg [33:0] \$97 ;
-  reg [4:0] \$98 ;
-  reg [4:0] \$99 ;
+  wire [6:0] \$7 ;
+  wire [62:0] \$8 ;
+  wire [63:0] \$9 ;
   reg [31:0] a2 = 32'd0;
   input [31:0] acc;
   wire [31:0] acc;
@@ -1429,6 +1260,7 @@ module \requant8.lane1 (rst, en, \port$130$0 , zero_point, act_min, act_max, acc
   input en;
   wire en;
   reg [31:0] h6 = 32'd0;
+  wire [31:0] half;
   reg [31:0] half6 = 32'd0;
   reg [31:0] halfm6 = 32'd0;
   reg [4:0] left = 5'h00;
@@ -1443,8 +1275,8 @@ module \requant8.lane1 (rst, en, \port$130$0 , zero_point, act_min, act_max, acc
   wire [30:0] p_p01;
   wire [31:0] p_p10;
   wire [26:0] p_p11;
-  input [68:0] \port$130$0 ;
-  wire [68:0] \port$130$0 ;
+  input [68:0] \port$74$0 ;
+  wire [68:0] \port$74$0 ;
   reg [9:0] r9 = 10'h000;
   reg [4:0] right = 5'h00;
   (* init = 5'h00 *)
@@ -1462,134 +1294,77 @@ module \requant8.lane1 (rst, en, \port$130$0 , zero_point, act_min, act_max, acc
   wire [11:0] yv;
   input [7:0] zero_point;
   wire [7:0] zero_point;
-  assign total = $signed(acc) + $signed(\port$130$0 [31:0]);
-  assign \$1  = $signed(zero_point) + $signed(r9);
-  assign \$2  = $signed(\port$130$0 [68:63]) > $signed(1'h0);
-  assign \$3  = \$2  ? \port$130$0 [68:63] : 6'h00;
-  assign \$4  = $signed(\port$130$0 [68:63]) < $signed(1'h0);
-  assign \$5  = - $signed(\port$130$0 [68:63]);
-  assign \$6  = \$4  ? \$5  : 7'h00;
-  assign \$7  = $signed(x1) << left;
-  assign \$9  = $signed(\$8 ) + $signed(32'd1073741824);
-  assign \$10  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
-  assign \$12  = $signed(p_base) + $signed(\$11 );
-  assign \$14  = e5 == 1'h1;
-  assign \$15  = e5 == 2'h2;
-  assign \$16  = e5 == 2'h3;
-  assign \$17  = e5 == 3'h4;
-  assign \$18  = e5 == 3'h5;
-  assign \$19  = e5 == 3'h6;
-  assign \$20  = e5 == 3'h7;
-  assign \$21  = e5 == 4'h8;
-  assign \$22  = e5 == 4'h9;
-  assign \$23  = e5 == 4'ha;
-  assign \$24  = e5 == 4'hb;
-  assign \$25  = e5 == 4'hc;
-  assign \$26  = e5 == 4'hd;
-  assign \$27  = e5 == 4'he;
-  assign \$28  = e5 == 4'hf;
-  assign \$29  = e5 == 5'h10;
-  assign \$30  = e5 == 5'h11;
-  assign \$31  = e5 == 5'h12;
-  assign \$32  = e5 == 5'h13;
-  assign \$33  = e5 == 5'h14;
-  assign \$34  = e5 == 5'h15;
-  assign \$35  = e5 == 5'h16;
-  assign \$36  = e5 == 5'h17;
-  assign \$37  = e5 == 5'h18;
-  assign \$38  = e5 == 5'h19;
-  assign \$39  = e5 == 5'h1a;
-  assign \$40  = e5 == 5'h1b;
-  assign \$41  = e5 == 5'h1c;
-  assign \$42  = e5 == 5'h1d;
-  assign \$43  = e5 == 5'h1e;
-  assign \$44  = e5 == 5'h1f;
-  assign \$45  = e5 > 1'h1;
-  assign \$46  = e5 > 2'h2;
-  assign \$47  = e5 > 2'h3;
-  assign \$48  = e5 > 3'h4;
-  assign \$49  = e5 > 3'h5;
-  assign \$50  = e5 > 3'h6;
-  assign \$51  = e5 > 3'h7;
-  assign \$52  = e5 > 4'h8;
-  assign \$53  = e5 > 4'h9;
-  assign \$54  = e5 > 4'ha;
-  assign \$55  = e5 > 4'hb;
-  assign \$56  = e5 > 4'hc;
-  assign \$57  = e5 > 4'hd;
-  assign \$58  = e5 > 4'he;
-  assign \$59  = e5 > 4'hf;
-  assign \$60  = e5 > 5'h10;
-  assign \$61  = e5 > 5'h11;
-  assign \$62  = e5 > 5'h12;
-  assign \$63  = e5 > 5'h13;
-  assign \$64  = e5 > 5'h14;
-  assign \$65  = e5 > 5'h15;
-  assign \$66  = e5 > 5'h16;
-  assign \$67  = e5 > 5'h17;
-  assign \$68  = e5 > 5'h18;
-  assign \$69  = e5 > 5'h19;
-  assign \$70  = e5 > 5'h1a;
-  assign \$71  = e5 > 5'h1b;
-  assign \$72  = e5 > 5'h1c;
-  assign \$73  = e5 > 5'h1d;
-  assign \$74  = e5 > 5'h1e;
-  assign \$75  = h6[31] ? halfm6 : half6;
-  assign \$76  = $signed(h6) + $signed({ 1'h0, \$75  });
-  assign \$77  = $signed(t7) >>> e7;
-  assign \$78  = ! v8[33:9];
-  assign \$79  = v8[33:9] == 25'h1ffffff;
-  assign \$80  = \$78  | \$79 ;
-  assign \$81  = v8[33] ? 10'h200 : 10'h1ff;
-  assign \$82  = \$80  ? v8[9:0] : \$81 ;
-  assign \$83  = $signed(\$1 ) < $signed(act_min);
-  assign \$84  = $signed(\$1 ) > $signed(act_max);
-  assign \$85  = \$84  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$1 [10], \$1  };
-  assign \$86  = \$83  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$85 ;
   always @(posedge clk)
-    x1 <= \$87 ;
+    e3 <= \$38 ;
   always @(posedge clk)
-    sh1 <= \$88 ;
+    p_base <= \$39 ;
   always @(posedge clk)
-    m1 <= \$89 ;
+    p_mid <= \$40 ;
   always @(posedge clk)
-    left <= \$90 ;
+    e4 <= \$41 ;
   always @(posedge clk)
-    right <= \$91 ;
+    e5 <= \$42 ;
   always @(posedge clk)
-    a2 <= \$92 ;
+    h6 <= \$43 ;
   always @(posedge clk)
-    m2 <= \$93 ;
+    e6 <= \$44 ;
   always @(posedge clk)
-    e2 <= \$94 ;
+    half6 <= \$45 ;
   always @(posedge clk)
-    e3 <= \$95 ;
+    halfm6 <= \$46 ;
   always @(posedge clk)
-    p_base <= \$96 ;
+    t7 <= \$47 ;
   always @(posedge clk)
-    p_mid <= \$97 ;
+    e7 <= \$48 ;
   always @(posedge clk)
-    e4 <= \$98 ;
+    v8 <= \$49 ;
   always @(posedge clk)
-    e5 <= \$99 ;
+    r9 <= \$50 ;
   always @(posedge clk)
-    h6 <= \$100 ;
+    y <= \$51 ;
+  assign total = $signed(acc) + $signed(\port$74$0 [31:0]);
+  assign \$1  = 1'h1 << e5;
+  assign \$2  = $signed(zero_point) + $signed(r9);
+  assign \$3  = $signed(\port$74$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$74$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$74$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$74$0 [68:63]);
+  assign \$7  = \$5  ? \$6  : 7'h00;
+  assign \$8  = $signed(x1) << left;
+  assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
+  assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
+  assign \$13  = $signed(p_base) + $signed(\$12 );
+  assign \$15  = | e5;
+  assign \$16  = half - 1'h1;
+  assign \$17  = \$15  ? \$16  : 33'h000000000;
+  assign \$18  = h6[31] ? halfm6 : half6;
+  assign \$19  = $signed(h6) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t7) >>> e7;
+  assign \$21  = ! v8[33:9];
+  assign \$22  = v8[33:9] == 25'h1ffffff;
+  assign \$23  = \$21  | \$22 ;
+  assign \$24  = v8[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v8[9:0] : \$24 ;
+  assign \$26  = $signed(\$2 ) < $signed(act_min);
+  assign \$27  = $signed(\$2 ) > $signed(act_max);
+  assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
+  assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
   always @(posedge clk)
-    e6 <= \$101 ;
+    x1 <= \$30 ;
   always @(posedge clk)
-    half6 <= \$102 ;
+    sh1 <= \$31 ;
   always @(posedge clk)
-    halfm6 <= \$103 ;
+    m1 <= \$32 ;
   always @(posedge clk)
-    t7 <= \$104 ;
+    left <= \$33 ;
   always @(posedge clk)
-    e7 <= \$105 ;
+    right <= \$34 ;
   always @(posedge clk)
-    v8 <= \$106 ;
+    a2 <= \$35 ;
   always @(posedge clk)
-    r9 <= \$107 ;
+    m2 <= \$36 ;
   always @(posedge clk)
-    y <= \$108 ;
+    e2 <= \$37 ;
   tf_mulreg_u18xu18 p_mul00 (
     .a(a2[17:0]),
     .b(m2[17:0]),
@@ -1624,283 +1399,227 @@ module \requant8.lane1 (rst, en, \port$130$0 , zero_point, act_min, act_max, acc
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$87  = x1;
+    \$39  = p_base;
     if (en) begin
-      \$87  = total[31:0];
+      \$39  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$88  = sh1;
+    \$40  = p_mid;
     if (en) begin
-      \$88  = \port$130$0 [68:63];
+      \$40  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$89  = m1;
+    \$41  = e4;
     if (en) begin
-      \$89  = \port$130$0 [62:32];
+      \$41  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$90  = left;
+    \$42  = e5;
     if (en) begin
-      \$90  = \$3 [4:0];
+      \$42  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$91  = right;
+    \$43  = h6;
     if (en) begin
-      \$91  = \$6 [4:0];
+      \$43  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$92  = a2;
+    \$44  = e6;
     if (en) begin
-      \$92  = \$7 [31:0];
+      \$44  = e5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$93  = m2;
+    \$45  = half6;
     if (en) begin
-      \$93  = m1;
+      \$45  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$94  = e2;
+    \$46  = halfm6;
     if (en) begin
-      \$94  = right;
+      \$46  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$95  = e3;
+    \$47  = t7;
     if (en) begin
-      \$95  = e2;
+      \$47  = \$19 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$96  = p_base;
+    \$48  = e7;
     if (en) begin
-      \$96  = \$9 [63:0];
+      \$48  = e6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$97  = p_mid;
+    \$49  = v8;
     if (en) begin
-      \$97  = { \$10 [32], \$10  };
+      \$49  = \$20 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$98  = e4;
+    \$50  = r9;
     if (en) begin
-      \$98  = e3;
+      \$50  = \$25 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$99  = e5;
+    \$51  = y;
     if (en) begin
-      \$99  = e4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$100  = h6;
-    if (en) begin
-      \$100  = \$13 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$101  = e6;
-    if (en) begin
-      \$101  = e5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$102  = half6;
-    if (en) begin
-      \$102  = { 1'h0, \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$103  = halfm6;
-    if (en) begin
-      \$103  = { 2'h0, \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$104  = t7;
-    if (en) begin
-      \$104  = \$76 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$105  = e7;
-    if (en) begin
-      \$105  = e6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$106  = v8;
-    if (en) begin
-      \$106  = \$77 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$107  = r9;
-    if (en) begin
-      \$107  = \$82 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$108  = y;
-    if (en) begin
-      \$108  = \$86 [7:0];
+      \$51  = \$29 [7:0];
     end
     if (rst) begin
-      \$108  = 8'h00;
+      \$51  = 8'h00;
     end
   end
-  assign bias = \port$130$0 [31:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$30  = x1;
+    if (en) begin
+      \$30  = total[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$31  = sh1;
+    if (en) begin
+      \$31  = \port$74$0 [68:63];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$32  = m1;
+    if (en) begin
+      \$32  = \port$74$0 [62:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$33  = left;
+    if (en) begin
+      \$33  = \$4 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$34  = right;
+    if (en) begin
+      \$34  = \$7 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$35  = a2;
+    if (en) begin
+      \$35  = \$8 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$36  = m2;
+    if (en) begin
+      \$36  = m1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$37  = e2;
+    if (en) begin
+      \$37  = right;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$38  = e3;
+    if (en) begin
+      \$38  = e2;
+    end
+  end
+  assign bias = \port$74$0 [31:0];
   assign left1 = left;
   assign right1 = right;
-  assign yv = { \$1 [10], \$1  };
-  assign shift = \port$130$0 [68:63];
-  assign multiplier = \port$130$0 [62:32];
-  assign \$8  = { p_p11[26], p_p11, p_p00 };
-  assign \$11  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
-  assign \$13  = { \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65:31] };
+  assign yv = { \$2 [10], \$2  };
+  assign shift = \port$74$0 [68:63];
+  assign multiplier = \port$74$0 [62:32];
+  assign half = { 1'h0, \$1 [31:1] };
+  assign \$9  = { p_p11[26], p_p11, p_p00 };
+  assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
+  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:31] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \requant8.lane2 (rst, en, \port$228$0 , zero_point, act_min, act_max, acc, y, clk);
+module \requant8.lane2 (rst, en, \port$116$0 , zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire [10:0] \$1 ;
-  wire [32:0] \$10 ;
-  reg [31:0] \$100 ;
-  reg [4:0] \$101 ;
-  reg [31:0] \$102 ;
-  reg [31:0] \$103 ;
-  reg [33:0] \$104 ;
-  reg [4:0] \$105 ;
-  reg [33:0] \$106 ;
-  reg [9:0] \$107 ;
-  reg [7:0] \$108 ;
-  wire [64:0] \$11 ;
-  wire [65:0] \$12 ;
+  wire [62:0] \$1 ;
+  wire [65:0] \$10 ;
+  wire [32:0] \$11 ;
+  wire [64:0] \$12 ;
   wire [65:0] \$13 ;
-  wire \$14 ;
+  wire [65:0] \$14 ;
   wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
+  wire [32:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [31:0] \$18 ;
+  wire [33:0] \$19 ;
+  wire [10:0] \$2 ;
+  wire [33:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [5:0] \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [6:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
+  wire \$3 ;
+  reg [31:0] \$30 ;
+  reg [5:0] \$31 ;
+  reg [30:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg [4:0] \$34 ;
+  reg [31:0] \$35 ;
+  reg [30:0] \$36 ;
+  reg [4:0] \$37 ;
+  reg [4:0] \$38 ;
+  reg [63:0] \$39 ;
+  wire [5:0] \$4 ;
+  reg [33:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [4:0] \$42 ;
+  reg [31:0] \$43 ;
+  reg [4:0] \$44 ;
+  reg [31:0] \$45 ;
+  reg [31:0] \$46 ;
+  reg [33:0] \$47 ;
+  reg [4:0] \$48 ;
+  reg [33:0] \$49 ;
+  wire \$5 ;
+  reg [9:0] \$50 ;
+  reg [7:0] \$51 ;
   wire [6:0] \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire [62:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire [31:0] \$75 ;
-  wire [33:0] \$76 ;
-  wire [33:0] \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire [63:0] \$8 ;
-  wire \$80 ;
-  wire [9:0] \$81 ;
-  wire [9:0] \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [11:0] \$85 ;
-  wire [11:0] \$86 ;
-  reg [31:0] \$87 ;
-  reg [5:0] \$88 ;
-  reg [30:0] \$89 ;
-  wire [65:0] \$9 ;
-  reg [4:0] \$90 ;
-  reg [4:0] \$91 ;
-  reg [31:0] \$92 ;
-  reg [30:0] \$93 ;
-  reg [4:0] \$94 ;
-  reg [4:0] \$95 ;
-  reg [63:0] \$96 ;
-  reg [33:0] \$97 ;
-  reg [4:0] \$98 ;
-  reg [4:0] \$99 ;
+  wire [6:0] \$7 ;
+  wire [62:0] \$8 ;
+  wire [63:0] \$9 ;
   reg [31:0] a2 = 32'd0;
   input [31:0] acc;
   wire [31:0] acc;
@@ -1920,6 +1639,7 @@ module \requant8.lane2 (rst, en, \port$228$0 , zero_point, act_min, act_max, acc
   input en;
   wire en;
   reg [31:0] h6 = 32'd0;
+  wire [31:0] half;
   reg [31:0] half6 = 32'd0;
   reg [31:0] halfm6 = 32'd0;
   reg [4:0] left = 5'h00;
@@ -1934,8 +1654,8 @@ module \requant8.lane2 (rst, en, \port$228$0 , zero_point, act_min, act_max, acc
   wire [30:0] p_p01;
   wire [31:0] p_p10;
   wire [26:0] p_p11;
-  input [68:0] \port$228$0 ;
-  wire [68:0] \port$228$0 ;
+  input [68:0] \port$116$0 ;
+  wire [68:0] \port$116$0 ;
   reg [9:0] r9 = 10'h000;
   reg [4:0] right = 5'h00;
   (* init = 5'h00 *)
@@ -1953,134 +1673,77 @@ module \requant8.lane2 (rst, en, \port$228$0 , zero_point, act_min, act_max, acc
   wire [11:0] yv;
   input [7:0] zero_point;
   wire [7:0] zero_point;
-  assign total = $signed(acc) + $signed(\port$228$0 [31:0]);
-  assign \$1  = $signed(zero_point) + $signed(r9);
-  assign \$2  = $signed(\port$228$0 [68:63]) > $signed(1'h0);
-  assign \$3  = \$2  ? \port$228$0 [68:63] : 6'h00;
-  assign \$4  = $signed(\port$228$0 [68:63]) < $signed(1'h0);
-  assign \$5  = - $signed(\port$228$0 [68:63]);
-  assign \$6  = \$4  ? \$5  : 7'h00;
-  assign \$7  = $signed(x1) << left;
-  assign \$9  = $signed(\$8 ) + $signed(32'd1073741824);
-  assign \$10  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
-  assign \$12  = $signed(p_base) + $signed(\$11 );
-  assign \$14  = e5 == 1'h1;
-  assign \$15  = e5 == 2'h2;
-  assign \$16  = e5 == 2'h3;
-  assign \$17  = e5 == 3'h4;
-  assign \$18  = e5 == 3'h5;
-  assign \$19  = e5 == 3'h6;
-  assign \$20  = e5 == 3'h7;
-  assign \$21  = e5 == 4'h8;
-  assign \$22  = e5 == 4'h9;
-  assign \$23  = e5 == 4'ha;
-  assign \$24  = e5 == 4'hb;
-  assign \$25  = e5 == 4'hc;
-  assign \$26  = e5 == 4'hd;
-  assign \$27  = e5 == 4'he;
-  assign \$28  = e5 == 4'hf;
-  assign \$29  = e5 == 5'h10;
-  assign \$30  = e5 == 5'h11;
-  assign \$31  = e5 == 5'h12;
-  assign \$32  = e5 == 5'h13;
-  assign \$33  = e5 == 5'h14;
-  assign \$34  = e5 == 5'h15;
-  assign \$35  = e5 == 5'h16;
-  assign \$36  = e5 == 5'h17;
-  assign \$37  = e5 == 5'h18;
-  assign \$38  = e5 == 5'h19;
-  assign \$39  = e5 == 5'h1a;
-  assign \$40  = e5 == 5'h1b;
-  assign \$41  = e5 == 5'h1c;
-  assign \$42  = e5 == 5'h1d;
-  assign \$43  = e5 == 5'h1e;
-  assign \$44  = e5 == 5'h1f;
-  assign \$45  = e5 > 1'h1;
-  assign \$46  = e5 > 2'h2;
-  assign \$47  = e5 > 2'h3;
-  assign \$48  = e5 > 3'h4;
-  assign \$49  = e5 > 3'h5;
-  assign \$50  = e5 > 3'h6;
-  assign \$51  = e5 > 3'h7;
-  assign \$52  = e5 > 4'h8;
-  assign \$53  = e5 > 4'h9;
-  assign \$54  = e5 > 4'ha;
-  assign \$55  = e5 > 4'hb;
-  assign \$56  = e5 > 4'hc;
-  assign \$57  = e5 > 4'hd;
-  assign \$58  = e5 > 4'he;
-  assign \$59  = e5 > 4'hf;
-  assign \$60  = e5 > 5'h10;
-  assign \$61  = e5 > 5'h11;
-  assign \$62  = e5 > 5'h12;
-  assign \$63  = e5 > 5'h13;
-  assign \$64  = e5 > 5'h14;
-  assign \$65  = e5 > 5'h15;
-  assign \$66  = e5 > 5'h16;
-  assign \$67  = e5 > 5'h17;
-  assign \$68  = e5 > 5'h18;
-  assign \$69  = e5 > 5'h19;
-  assign \$70  = e5 > 5'h1a;
-  assign \$71  = e5 > 5'h1b;
-  assign \$72  = e5 > 5'h1c;
-  assign \$73  = e5 > 5'h1d;
-  assign \$74  = e5 > 5'h1e;
-  assign \$75  = h6[31] ? halfm6 : half6;
-  assign \$76  = $signed(h6) + $signed({ 1'h0, \$75  });
-  assign \$77  = $signed(t7) >>> e7;
-  assign \$78  = ! v8[33:9];
-  assign \$79  = v8[33:9] == 25'h1ffffff;
-  assign \$80  = \$78  | \$79 ;
-  assign \$81  = v8[33] ? 10'h200 : 10'h1ff;
-  assign \$82  = \$80  ? v8[9:0] : \$81 ;
-  assign \$83  = $signed(\$1 ) < $signed(act_min);
-  assign \$84  = $signed(\$1 ) > $signed(act_max);
-  assign \$85  = \$84  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$1 [10], \$1  };
-  assign \$86  = \$83  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$85 ;
   always @(posedge clk)
-    x1 <= \$87 ;
+    e3 <= \$38 ;
   always @(posedge clk)
-    sh1 <= \$88 ;
+    p_base <= \$39 ;
   always @(posedge clk)
-    m1 <= \$89 ;
+    p_mid <= \$40 ;
   always @(posedge clk)
-    left <= \$90 ;
+    e4 <= \$41 ;
   always @(posedge clk)
-    right <= \$91 ;
+    e5 <= \$42 ;
   always @(posedge clk)
-    a2 <= \$92 ;
+    h6 <= \$43 ;
   always @(posedge clk)
-    m2 <= \$93 ;
+    e6 <= \$44 ;
   always @(posedge clk)
-    e2 <= \$94 ;
+    half6 <= \$45 ;
   always @(posedge clk)
-    e3 <= \$95 ;
+    halfm6 <= \$46 ;
   always @(posedge clk)
-    p_base <= \$96 ;
+    t7 <= \$47 ;
   always @(posedge clk)
-    p_mid <= \$97 ;
+    e7 <= \$48 ;
   always @(posedge clk)
-    e4 <= \$98 ;
+    v8 <= \$49 ;
   always @(posedge clk)
-    e5 <= \$99 ;
+    r9 <= \$50 ;
   always @(posedge clk)
-    h6 <= \$100 ;
+    y <= \$51 ;
+  assign total = $signed(acc) + $signed(\port$116$0 [31:0]);
+  assign \$1  = 1'h1 << e5;
+  assign \$2  = $signed(zero_point) + $signed(r9);
+  assign \$3  = $signed(\port$116$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$116$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$116$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$116$0 [68:63]);
+  assign \$7  = \$5  ? \$6  : 7'h00;
+  assign \$8  = $signed(x1) << left;
+  assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
+  assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
+  assign \$13  = $signed(p_base) + $signed(\$12 );
+  assign \$15  = | e5;
+  assign \$16  = half - 1'h1;
+  assign \$17  = \$15  ? \$16  : 33'h000000000;
+  assign \$18  = h6[31] ? halfm6 : half6;
+  assign \$19  = $signed(h6) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t7) >>> e7;
+  assign \$21  = ! v8[33:9];
+  assign \$22  = v8[33:9] == 25'h1ffffff;
+  assign \$23  = \$21  | \$22 ;
+  assign \$24  = v8[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v8[9:0] : \$24 ;
+  assign \$26  = $signed(\$2 ) < $signed(act_min);
+  assign \$27  = $signed(\$2 ) > $signed(act_max);
+  assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
+  assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
   always @(posedge clk)
-    e6 <= \$101 ;
+    x1 <= \$30 ;
   always @(posedge clk)
-    half6 <= \$102 ;
+    sh1 <= \$31 ;
   always @(posedge clk)
-    halfm6 <= \$103 ;
+    m1 <= \$32 ;
   always @(posedge clk)
-    t7 <= \$104 ;
+    left <= \$33 ;
   always @(posedge clk)
-    e7 <= \$105 ;
+    right <= \$34 ;
   always @(posedge clk)
-    v8 <= \$106 ;
+    a2 <= \$35 ;
   always @(posedge clk)
-    r9 <= \$107 ;
+    m2 <= \$36 ;
   always @(posedge clk)
-    y <= \$108 ;
+    e2 <= \$37 ;
   tf_mulreg_u18xu18 p_mul00 (
     .a(a2[17:0]),
     .b(m2[17:0]),
@@ -2115,283 +1778,227 @@ module \requant8.lane2 (rst, en, \port$228$0 , zero_point, act_min, act_max, acc
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$87  = x1;
+    \$39  = p_base;
     if (en) begin
-      \$87  = total[31:0];
+      \$39  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$88  = sh1;
+    \$40  = p_mid;
     if (en) begin
-      \$88  = \port$228$0 [68:63];
+      \$40  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$89  = m1;
+    \$41  = e4;
     if (en) begin
-      \$89  = \port$228$0 [62:32];
+      \$41  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$90  = left;
+    \$42  = e5;
     if (en) begin
-      \$90  = \$3 [4:0];
+      \$42  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$91  = right;
+    \$43  = h6;
     if (en) begin
-      \$91  = \$6 [4:0];
+      \$43  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$92  = a2;
+    \$44  = e6;
     if (en) begin
-      \$92  = \$7 [31:0];
+      \$44  = e5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$93  = m2;
+    \$45  = half6;
     if (en) begin
-      \$93  = m1;
+      \$45  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$94  = e2;
+    \$46  = halfm6;
     if (en) begin
-      \$94  = right;
+      \$46  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$95  = e3;
+    \$47  = t7;
     if (en) begin
-      \$95  = e2;
+      \$47  = \$19 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$96  = p_base;
+    \$48  = e7;
     if (en) begin
-      \$96  = \$9 [63:0];
+      \$48  = e6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$97  = p_mid;
+    \$49  = v8;
     if (en) begin
-      \$97  = { \$10 [32], \$10  };
+      \$49  = \$20 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$98  = e4;
+    \$50  = r9;
     if (en) begin
-      \$98  = e3;
+      \$50  = \$25 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$99  = e5;
+    \$51  = y;
     if (en) begin
-      \$99  = e4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$100  = h6;
-    if (en) begin
-      \$100  = \$13 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$101  = e6;
-    if (en) begin
-      \$101  = e5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$102  = half6;
-    if (en) begin
-      \$102  = { 1'h0, \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$103  = halfm6;
-    if (en) begin
-      \$103  = { 2'h0, \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$104  = t7;
-    if (en) begin
-      \$104  = \$76 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$105  = e7;
-    if (en) begin
-      \$105  = e6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$106  = v8;
-    if (en) begin
-      \$106  = \$77 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$107  = r9;
-    if (en) begin
-      \$107  = \$82 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$108  = y;
-    if (en) begin
-      \$108  = \$86 [7:0];
+      \$51  = \$29 [7:0];
     end
     if (rst) begin
-      \$108  = 8'h00;
+      \$51  = 8'h00;
     end
   end
-  assign bias = \port$228$0 [31:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$30  = x1;
+    if (en) begin
+      \$30  = total[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$31  = sh1;
+    if (en) begin
+      \$31  = \port$116$0 [68:63];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$32  = m1;
+    if (en) begin
+      \$32  = \port$116$0 [62:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$33  = left;
+    if (en) begin
+      \$33  = \$4 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$34  = right;
+    if (en) begin
+      \$34  = \$7 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$35  = a2;
+    if (en) begin
+      \$35  = \$8 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$36  = m2;
+    if (en) begin
+      \$36  = m1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$37  = e2;
+    if (en) begin
+      \$37  = right;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$38  = e3;
+    if (en) begin
+      \$38  = e2;
+    end
+  end
+  assign bias = \port$116$0 [31:0];
   assign left1 = left;
   assign right1 = right;
-  assign yv = { \$1 [10], \$1  };
-  assign shift = \port$228$0 [68:63];
-  assign multiplier = \port$228$0 [62:32];
-  assign \$8  = { p_p11[26], p_p11, p_p00 };
-  assign \$11  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
-  assign \$13  = { \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65:31] };
+  assign yv = { \$2 [10], \$2  };
+  assign shift = \port$116$0 [68:63];
+  assign multiplier = \port$116$0 [62:32];
+  assign half = { 1'h0, \$1 [31:1] };
+  assign \$9  = { p_p11[26], p_p11, p_p00 };
+  assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
+  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:31] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \requant8.lane3 (rst, en, \port$326$0 , zero_point, act_min, act_max, acc, y, clk);
+module \requant8.lane3 (rst, en, \port$158$0 , zero_point, act_min, act_max, acc, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
-  wire [10:0] \$1 ;
-  wire [32:0] \$10 ;
-  reg [31:0] \$100 ;
-  reg [4:0] \$101 ;
-  reg [31:0] \$102 ;
-  reg [31:0] \$103 ;
-  reg [33:0] \$104 ;
-  reg [4:0] \$105 ;
-  reg [33:0] \$106 ;
-  reg [9:0] \$107 ;
-  reg [7:0] \$108 ;
-  wire [64:0] \$11 ;
-  wire [65:0] \$12 ;
+  wire [62:0] \$1 ;
+  wire [65:0] \$10 ;
+  wire [32:0] \$11 ;
+  wire [64:0] \$12 ;
   wire [65:0] \$13 ;
-  wire \$14 ;
+  wire [65:0] \$14 ;
   wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
+  wire [32:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [31:0] \$18 ;
+  wire [33:0] \$19 ;
+  wire [10:0] \$2 ;
+  wire [33:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire [5:0] \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [6:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
+  wire [11:0] \$28 ;
+  wire [11:0] \$29 ;
+  wire \$3 ;
+  reg [31:0] \$30 ;
+  reg [5:0] \$31 ;
+  reg [30:0] \$32 ;
+  reg [4:0] \$33 ;
+  reg [4:0] \$34 ;
+  reg [31:0] \$35 ;
+  reg [30:0] \$36 ;
+  reg [4:0] \$37 ;
+  reg [4:0] \$38 ;
+  reg [63:0] \$39 ;
+  wire [5:0] \$4 ;
+  reg [33:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [4:0] \$42 ;
+  reg [31:0] \$43 ;
+  reg [4:0] \$44 ;
+  reg [31:0] \$45 ;
+  reg [31:0] \$46 ;
+  reg [33:0] \$47 ;
+  reg [4:0] \$48 ;
+  reg [33:0] \$49 ;
+  wire \$5 ;
+  reg [9:0] \$50 ;
+  reg [7:0] \$51 ;
   wire [6:0] \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire [62:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire [31:0] \$75 ;
-  wire [33:0] \$76 ;
-  wire [33:0] \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire [63:0] \$8 ;
-  wire \$80 ;
-  wire [9:0] \$81 ;
-  wire [9:0] \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [11:0] \$85 ;
-  wire [11:0] \$86 ;
-  reg [31:0] \$87 ;
-  reg [5:0] \$88 ;
-  reg [30:0] \$89 ;
-  wire [65:0] \$9 ;
-  reg [4:0] \$90 ;
-  reg [4:0] \$91 ;
-  reg [31:0] \$92 ;
-  reg [30:0] \$93 ;
-  reg [4:0] \$94 ;
-  reg [4:0] \$95 ;
-  reg [63:0] \$96 ;
-  reg [33:0] \$97 ;
-  reg [4:0] \$98 ;
-  reg [4:0] \$99 ;
+  wire [6:0] \$7 ;
+  wire [62:0] \$8 ;
+  wire [63:0] \$9 ;
   reg [31:0] a2 = 32'd0;
   input [31:0] acc;
   wire [31:0] acc;
@@ -2411,6 +2018,7 @@ module \requant8.lane3 (rst, en, \port$326$0 , zero_point, act_min, act_max, acc
   input en;
   wire en;
   reg [31:0] h6 = 32'd0;
+  wire [31:0] half;
   reg [31:0] half6 = 32'd0;
   reg [31:0] halfm6 = 32'd0;
   reg [4:0] left = 5'h00;
@@ -2425,8 +2033,8 @@ module \requant8.lane3 (rst, en, \port$326$0 , zero_point, act_min, act_max, acc
   wire [30:0] p_p01;
   wire [31:0] p_p10;
   wire [26:0] p_p11;
-  input [68:0] \port$326$0 ;
-  wire [68:0] \port$326$0 ;
+  input [68:0] \port$158$0 ;
+  wire [68:0] \port$158$0 ;
   reg [9:0] r9 = 10'h000;
   reg [4:0] right = 5'h00;
   (* init = 5'h00 *)
@@ -2444,134 +2052,77 @@ module \requant8.lane3 (rst, en, \port$326$0 , zero_point, act_min, act_max, acc
   wire [11:0] yv;
   input [7:0] zero_point;
   wire [7:0] zero_point;
-  assign total = $signed(acc) + $signed(\port$326$0 [31:0]);
-  assign \$1  = $signed(zero_point) + $signed(r9);
-  assign \$2  = $signed(\port$326$0 [68:63]) > $signed(1'h0);
-  assign \$3  = \$2  ? \port$326$0 [68:63] : 6'h00;
-  assign \$4  = $signed(\port$326$0 [68:63]) < $signed(1'h0);
-  assign \$5  = - $signed(\port$326$0 [68:63]);
-  assign \$6  = \$4  ? \$5  : 7'h00;
-  assign \$7  = $signed(x1) << left;
-  assign \$9  = $signed(\$8 ) + $signed(32'd1073741824);
-  assign \$10  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
-  assign \$12  = $signed(p_base) + $signed(\$11 );
-  assign \$14  = e5 == 1'h1;
-  assign \$15  = e5 == 2'h2;
-  assign \$16  = e5 == 2'h3;
-  assign \$17  = e5 == 3'h4;
-  assign \$18  = e5 == 3'h5;
-  assign \$19  = e5 == 3'h6;
-  assign \$20  = e5 == 3'h7;
-  assign \$21  = e5 == 4'h8;
-  assign \$22  = e5 == 4'h9;
-  assign \$23  = e5 == 4'ha;
-  assign \$24  = e5 == 4'hb;
-  assign \$25  = e5 == 4'hc;
-  assign \$26  = e5 == 4'hd;
-  assign \$27  = e5 == 4'he;
-  assign \$28  = e5 == 4'hf;
-  assign \$29  = e5 == 5'h10;
-  assign \$30  = e5 == 5'h11;
-  assign \$31  = e5 == 5'h12;
-  assign \$32  = e5 == 5'h13;
-  assign \$33  = e5 == 5'h14;
-  assign \$34  = e5 == 5'h15;
-  assign \$35  = e5 == 5'h16;
-  assign \$36  = e5 == 5'h17;
-  assign \$37  = e5 == 5'h18;
-  assign \$38  = e5 == 5'h19;
-  assign \$39  = e5 == 5'h1a;
-  assign \$40  = e5 == 5'h1b;
-  assign \$41  = e5 == 5'h1c;
-  assign \$42  = e5 == 5'h1d;
-  assign \$43  = e5 == 5'h1e;
-  assign \$44  = e5 == 5'h1f;
-  assign \$45  = e5 > 1'h1;
-  assign \$46  = e5 > 2'h2;
-  assign \$47  = e5 > 2'h3;
-  assign \$48  = e5 > 3'h4;
-  assign \$49  = e5 > 3'h5;
-  assign \$50  = e5 > 3'h6;
-  assign \$51  = e5 > 3'h7;
-  assign \$52  = e5 > 4'h8;
-  assign \$53  = e5 > 4'h9;
-  assign \$54  = e5 > 4'ha;
-  assign \$55  = e5 > 4'hb;
-  assign \$56  = e5 > 4'hc;
-  assign \$57  = e5 > 4'hd;
-  assign \$58  = e5 > 4'he;
-  assign \$59  = e5 > 4'hf;
-  assign \$60  = e5 > 5'h10;
-  assign \$61  = e5 > 5'h11;
-  assign \$62  = e5 > 5'h12;
-  assign \$63  = e5 > 5'h13;
-  assign \$64  = e5 > 5'h14;
-  assign \$65  = e5 > 5'h15;
-  assign \$66  = e5 > 5'h16;
-  assign \$67  = e5 > 5'h17;
-  assign \$68  = e5 > 5'h18;
-  assign \$69  = e5 > 5'h19;
-  assign \$70  = e5 > 5'h1a;
-  assign \$71  = e5 > 5'h1b;
-  assign \$72  = e5 > 5'h1c;
-  assign \$73  = e5 > 5'h1d;
-  assign \$74  = e5 > 5'h1e;
-  assign \$75  = h6[31] ? halfm6 : half6;
-  assign \$76  = $signed(h6) + $signed({ 1'h0, \$75  });
-  assign \$77  = $signed(t7) >>> e7;
-  assign \$78  = ! v8[33:9];
-  assign \$79  = v8[33:9] == 25'h1ffffff;
-  assign \$80  = \$78  | \$79 ;
-  assign \$81  = v8[33] ? 10'h200 : 10'h1ff;
-  assign \$82  = \$80  ? v8[9:0] : \$81 ;
-  assign \$83  = $signed(\$1 ) < $signed(act_min);
-  assign \$84  = $signed(\$1 ) > $signed(act_max);
-  assign \$85  = \$84  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$1 [10], \$1  };
-  assign \$86  = \$83  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$85 ;
   always @(posedge clk)
-    x1 <= \$87 ;
+    e3 <= \$38 ;
   always @(posedge clk)
-    sh1 <= \$88 ;
+    p_base <= \$39 ;
   always @(posedge clk)
-    m1 <= \$89 ;
+    p_mid <= \$40 ;
   always @(posedge clk)
-    left <= \$90 ;
+    e4 <= \$41 ;
   always @(posedge clk)
-    right <= \$91 ;
+    e5 <= \$42 ;
   always @(posedge clk)
-    a2 <= \$92 ;
+    h6 <= \$43 ;
   always @(posedge clk)
-    m2 <= \$93 ;
+    e6 <= \$44 ;
   always @(posedge clk)
-    e2 <= \$94 ;
+    half6 <= \$45 ;
   always @(posedge clk)
-    e3 <= \$95 ;
+    halfm6 <= \$46 ;
   always @(posedge clk)
-    p_base <= \$96 ;
+    t7 <= \$47 ;
   always @(posedge clk)
-    p_mid <= \$97 ;
+    e7 <= \$48 ;
   always @(posedge clk)
-    e4 <= \$98 ;
+    v8 <= \$49 ;
   always @(posedge clk)
-    e5 <= \$99 ;
+    r9 <= \$50 ;
   always @(posedge clk)
-    h6 <= \$100 ;
+    y <= \$51 ;
+  assign total = $signed(acc) + $signed(\port$158$0 [31:0]);
+  assign \$1  = 1'h1 << e5;
+  assign \$2  = $signed(zero_point) + $signed(r9);
+  assign \$3  = $signed(\port$158$0 [68:63]) > $signed(1'h0);
+  assign \$4  = \$3  ? \port$158$0 [68:63] : 6'h00;
+  assign \$5  = $signed(\port$158$0 [68:63]) < $signed(1'h0);
+  assign \$6  = - $signed(\port$158$0 [68:63]);
+  assign \$7  = \$5  ? \$6  : 7'h00;
+  assign \$8  = $signed(x1) << left;
+  assign \$10  = $signed(\$9 ) + $signed(32'd1073741824);
+  assign \$11  = $signed({ 1'h0, p_p01 }) + $signed(p_p10);
+  assign \$13  = $signed(p_base) + $signed(\$12 );
+  assign \$15  = | e5;
+  assign \$16  = half - 1'h1;
+  assign \$17  = \$15  ? \$16  : 33'h000000000;
+  assign \$18  = h6[31] ? halfm6 : half6;
+  assign \$19  = $signed(h6) + $signed({ 1'h0, \$18  });
+  assign \$20  = $signed(t7) >>> e7;
+  assign \$21  = ! v8[33:9];
+  assign \$22  = v8[33:9] == 25'h1ffffff;
+  assign \$23  = \$21  | \$22 ;
+  assign \$24  = v8[33] ? 10'h200 : 10'h1ff;
+  assign \$25  = \$23  ? v8[9:0] : \$24 ;
+  assign \$26  = $signed(\$2 ) < $signed(act_min);
+  assign \$27  = $signed(\$2 ) > $signed(act_max);
+  assign \$28  = \$27  ? { act_max[7], act_max[7], act_max[7], act_max[7], act_max } : { \$2 [10], \$2  };
+  assign \$29  = \$26  ? { act_min[7], act_min[7], act_min[7], act_min[7], act_min } : \$28 ;
   always @(posedge clk)
-    e6 <= \$101 ;
+    x1 <= \$30 ;
   always @(posedge clk)
-    half6 <= \$102 ;
+    sh1 <= \$31 ;
   always @(posedge clk)
-    halfm6 <= \$103 ;
+    m1 <= \$32 ;
   always @(posedge clk)
-    t7 <= \$104 ;
+    left <= \$33 ;
   always @(posedge clk)
-    e7 <= \$105 ;
+    right <= \$34 ;
   always @(posedge clk)
-    v8 <= \$106 ;
+    a2 <= \$35 ;
   always @(posedge clk)
-    r9 <= \$107 ;
+    m2 <= \$36 ;
   always @(posedge clk)
-    y <= \$108 ;
+    e2 <= \$37 ;
   tf_mulreg_u18xu18 p_mul00 (
     .a(a2[17:0]),
     .b(m2[17:0]),
@@ -2606,170 +2157,171 @@ module \requant8.lane3 (rst, en, \port$326$0 , zero_point, act_min, act_max, acc
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$87  = x1;
+    \$39  = p_base;
     if (en) begin
-      \$87  = total[31:0];
+      \$39  = \$10 [63:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$88  = sh1;
+    \$40  = p_mid;
     if (en) begin
-      \$88  = \port$326$0 [68:63];
+      \$40  = { \$11 [32], \$11  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$89  = m1;
+    \$41  = e4;
     if (en) begin
-      \$89  = \port$326$0 [62:32];
+      \$41  = e3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$90  = left;
+    \$42  = e5;
     if (en) begin
-      \$90  = \$3 [4:0];
+      \$42  = e4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$91  = right;
+    \$43  = h6;
     if (en) begin
-      \$91  = \$6 [4:0];
+      \$43  = \$14 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$92  = a2;
+    \$44  = e6;
     if (en) begin
-      \$92  = \$7 [31:0];
+      \$44  = e5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$93  = m2;
+    \$45  = half6;
     if (en) begin
-      \$93  = m1;
+      \$45  = half;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$94  = e2;
+    \$46  = halfm6;
     if (en) begin
-      \$94  = right;
+      \$46  = \$17 [31:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$95  = e3;
+    \$47  = t7;
     if (en) begin
-      \$95  = e2;
+      \$47  = \$19 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$96  = p_base;
+    \$48  = e7;
     if (en) begin
-      \$96  = \$9 [63:0];
+      \$48  = e6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$97  = p_mid;
+    \$49  = v8;
     if (en) begin
-      \$97  = { \$10 [32], \$10  };
+      \$49  = \$20 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$98  = e4;
+    \$50  = r9;
     if (en) begin
-      \$98  = e3;
+      \$50  = \$25 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$99  = e5;
+    \$51  = y;
     if (en) begin
-      \$99  = e4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$100  = h6;
-    if (en) begin
-      \$100  = \$13 [31:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$101  = e6;
-    if (en) begin
-      \$101  = e5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$102  = half6;
-    if (en) begin
-      \$102  = { 1'h0, \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$103  = halfm6;
-    if (en) begin
-      \$103  = { 2'h0, \$74 , \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$104  = t7;
-    if (en) begin
-      \$104  = \$76 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$105  = e7;
-    if (en) begin
-      \$105  = e6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$106  = v8;
-    if (en) begin
-      \$106  = \$77 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$107  = r9;
-    if (en) begin
-      \$107  = \$82 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$108  = y;
-    if (en) begin
-      \$108  = \$86 [7:0];
+      \$51  = \$29 [7:0];
     end
     if (rst) begin
-      \$108  = 8'h00;
+      \$51  = 8'h00;
     end
   end
-  assign bias = \port$326$0 [31:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$30  = x1;
+    if (en) begin
+      \$30  = total[31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$31  = sh1;
+    if (en) begin
+      \$31  = \port$158$0 [68:63];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$32  = m1;
+    if (en) begin
+      \$32  = \port$158$0 [62:32];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$33  = left;
+    if (en) begin
+      \$33  = \$4 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$34  = right;
+    if (en) begin
+      \$34  = \$7 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$35  = a2;
+    if (en) begin
+      \$35  = \$8 [31:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$36  = m2;
+    if (en) begin
+      \$36  = m1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$37  = e2;
+    if (en) begin
+      \$37  = right;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$38  = e3;
+    if (en) begin
+      \$38  = e2;
+    end
+  end
+  assign bias = \port$158$0 [31:0];
   assign left1 = left;
   assign right1 = right;
-  assign yv = { \$1 [10], \$1  };
-  assign shift = \port$326$0 [68:63];
-  assign multiplier = \port$326$0 [62:32];
-  assign \$8  = { p_p11[26], p_p11, p_p00 };
-  assign \$11  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
-  assign \$13  = { \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65], \$12 [65:31] };
+  assign yv = { \$2 [10], \$2  };
+  assign shift = \port$158$0 [68:63];
+  assign multiplier = \port$158$0 [62:32];
+  assign half = { 1'h0, \$1 [31:1] };
+  assign \$9  = { p_p11[26], p_p11, p_p00 };
+  assign \$12  = { p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid[33], p_mid, 18'h00000 };
+  assign \$14  = { \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65], \$13 [65:31] };
 endmodule
 
 (* generator = "Amaranth" *)

@@ -167,14 +167,11 @@ class RequantLane(wiring.Component):
                 h6 = reg(signed(32), (base + (mid << DSP_BITS)) >> (31 - k), "h6")
             e6 = reg(unsigned(5), e5, "e6")
             # stage 7: RDBPOT's nudge 2**(e-1) - (v < 0), round to nearest, ties away from 0;
-            # 2**(e-1) and 2**(e-1) - 1 (0 for e = 0) decoded from e in stage 6, bit by bit
-            # (bit i: e == i + 1, and e > i + 1; no carry chain)
-            # (e <= 31: the comparisons no 5-bit e can make true are left out, as zeros)
-            emax = (1 << len(e5)) - 1
-            half6 = reg(unsigned(32), Cat(*(e5 == i + 1 if i + 1 <= emax else Const(0, 1)
-                                            for i in range(32))), "half6")
-            halfm6 = reg(unsigned(32), Cat(*(e5 > i + 1 if i + 1 < emax else Const(0, 1)
-                                             for i in range(32))), "halfm6")
+            # 2**(e-1) and 2**(e-1) - 1 (0 for e = 0) decoded from e in stage 6
+            half = Signal(unsigned(32))
+            m.d.comb += half.eq((Const(1, 32) << e5)[:32] >> 1)
+            half6 = reg(unsigned(32), half, "half6")
+            halfm6 = reg(unsigned(32), Mux(e5 != 0, half - 1, 0), "halfm6")
             t7 = reg(signed(34), h6 + Mux(h6[31], halfm6, half6), "t7")
             e7 = reg(unsigned(5), e6, "e7")
             # stage 8: the shift

@@ -75,11 +75,8 @@ def build(board_cfg, out_dir: str | Path, say=None, seed: int = 1) -> Path:
             "(Yosys, nextpnr: several minutes)...")
     # amaranth's build() also requires the programmer (openFPGALoader) to be installed; run
     # the plan's build script directly instead (it calls the tools named above)
-    # router2: nextpnr's negotiated-congestion router; the default router1 needed hours on a
-    # protocol-2 ULX3S design at 69 % LUT use (22k of 356k arcs in 32 minutes)
     plan = plat.build(BitstreamTop(board_cfg), name=board_cfg.name, do_build=False,
-                      nextpnr_opts=f"--seed {int(seed)} --router router2 "
-                                   f"--report {board_cfg.name}.report.json")
+                      nextpnr_opts=f"--seed {int(seed)} --report {board_cfg.name}.report.json")
     plan.execute_local(str(out_dir))
     ext = "bit" if board_cfg.board == "ulx3s" else "bin"
     return out_dir / f"{board_cfg.name}.{ext}"

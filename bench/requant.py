@@ -325,6 +325,44 @@ def bench_resources(designs=RESOURCE_DESIGNS, targets=("ecp5", "xilinx"),
     return rows
 
 
+#: The 8x8 array without the epilogue on ECP5, median of seeds 1-3 (bench synthesis rows).
+ARRAY_FMAX_MHZ = 154.75
+
+
+def _pnr_seed(seed: int) -> dict:
+    from generators.config import load_config
+    from generators.synth import synthesize
+
+    cfg = load_config(ROOT / "configs" / "mac8x8_requant.yaml")
+    with tempfile.TemporaryDirectory(prefix="tensorfab-requant-") as tmp:
+        rep = synthesize(cfg, "ecp5", tmp, pnr=True, seed=seed)
+    cp = (rep.get("pnr") or {}).get("critical_path") or {}
+    return {"seed": seed, "fmax_mhz": rep.get("fmax_mhz"),
+            "critical_path": f"{cp.get('from')} -> {cp.get('to')} ({cp.get('delay_ns')} ns)",
+            "luts": rep["luts"], "ffs": rep["ffs"], "dsps": rep["dsps"]}
+
+
+def bench_fmax_seeds(seeds=(1, 2, 3), jobs: int = 2) -> dict:
+    """nextpnr Fmax of configs/mac8x8_requant.yaml on ECP5 (125 MHz constraint) per seed,
+    ``jobs`` place-and-route runs at a time; the median against issue 14's target."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs) as pool:
+        runs = list(pool.map(_pnr_seed, seeds))
+    for r in runs:
+        print(f"  mac8x8_requant seed {r['seed']}: Fmax {r['fmax_mhz']} MHz, "
+              f"{r['critical_path']}", flush=True)
+    med = sorted(r["fmax_mhz"] for r in runs)[len(runs) // 2]
+    return {"runs": runs, "median_mhz": med, "array_mhz": ARRAY_FMAX_MHZ,
+            "target": {"target": f"Fmax of the 8x8 array with the epilogue on ECP5 >= 90 % of "
+                                 f"the array without it ({ARRAY_FMAX_MHZ} MHz), median of "
+                                 f"seeds {', '.join(map(str, seeds))} (issue 14)",
+                       "measured": f"{med} MHz = {100 * med / ARRAY_FMAX_MHZ:.1f} % ("
+                                   + ", ".join(f"seed {r['seed']}: {r['fmax_mhz']}"
+                                               for r in runs) + ")",
+                       "met": med >= 0.9 * ARRAY_FMAX_MHZ, "issue": 14}}
+
+
 def targets(agree: dict) -> list[dict]:
     """The issue-14 ONNX Runtime target, one row per rounding variant."""
     out = []
@@ -388,6 +426,15 @@ def markdown(sec: dict) -> list[str]:
               "equals its float32 requantization of the exact accumulator on only "
               + ", ".join(f"{100 * v:.1f} % ({k.replace('_', ' ')})" for k, v in u.items())
               + " of a 64x64x64 layer's codes: that is ORT's accumulator, not rounding."]
+    fs = sec.get("fmax_seeds")
+    if fs:
+        lines += ["", "### Fmax of the 8x8 array with the fused epilogue (configs/"
+                  "mac8x8_requant.yaml, ECP5, `tensorfab synth --pnr`, 125 MHz constraint)", "",
+                  f"Median {fs['median_mhz']} MHz against {fs['array_mhz']} MHz for the array "
+                  "without the epilogue.", "", "| seed | Fmax MHz | critical path |",
+                  "|---|---|---|"]
+        lines += [f"| {r['seed']} | {r['fmax_mhz']} | {r['critical_path']} |"
+                  for r in fs["runs"]]
     res = sec.get("resources") or []
     if res:
         tools = res[0]["tools"]

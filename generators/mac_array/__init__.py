@@ -39,8 +39,8 @@ class MacArrayFamily(UnitFamily):
 
         if params.requant is None:
             return MacArray(params)
-        return WithRequant(MacArray(params, lockstep=True), params.epilogue, ("a_stream", "b_stream"),
-                           "c_stream", "array", params.latency)
+        return WithRequant(MacArray(params, lockstep=True), params.epilogue,
+                           ("a_stream", "b_stream"), "c_stream", "array", params.latency)
 
     def manifest_extra(self, params: MacArrayParams) -> dict:
         return {

@@ -625,8 +625,8 @@ class WithRequant(wiring.Component):
     Ports: ``p_stream`` (the epilogue's parameter beats, first), the unit's input streams
     (taken only while a run's parameters are loaded) and the result stream, named as the
     unit names it. The unit (built with ``lockstep=True``) and the epilogue advance together
-    on copies of one enable made from the epilogue's ``room`` (:mod:`generators.lockstep`), so the unit keeps its own rate
-    (one result beat per cycle).
+    on copies of one enable made from the epilogue's ``room`` (:mod:`generators.lockstep`),
+    so the unit keeps its own rate (one result beat per cycle).
 
     Parameters
     ----------

@@ -53,8 +53,8 @@ class SparseChainFamily(UnitFamily):
 
         if params.requant is None:
             return SparseChain(params)
-        return WithRequant(SparseChain(params, lockstep=True), params.epilogue, ("w_stream", "x_stream"),
-                           "y_stream", "chain", params.latency)
+        return WithRequant(SparseChain(params, lockstep=True), params.epilogue,
+                           ("w_stream", "x_stream"), "y_stream", "chain", params.latency)
 
     def manifest_extra(self, params: SparseChainParams) -> dict:
         return {

@@ -108,3 +108,25 @@ def test_sparse_unschedule_x_beats_dont_care_lanes(rng, lane):
         want = x.copy()
         want[3, 0] += 1
         assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("unit", ["gelu", "copy"])
+def test_elementwise_unschedule_refuses_a_wrong_beat_count(unit):
+    """13 elements on 4 lanes are 4 beats: 3 (12 codes) or 5 are not a schedule, whatever
+    the codes (the reference board must refuse what the RTL would stall on)."""
+    from generators.config import parse_config
+    from generators.units import family
+
+    keys = {"gelu": {"in": "fixed<8,3>", "out": "fixed<8,3>"}, "copy": {"format": "int8"}}
+    cfg = parse_config({"name": "u", "unit": unit, "lanes": 4, **keys[unit]}, "test")
+    fam = family(unit)
+    p = fam.params(cfg)
+    x = np.arange(13) - 6
+    inputs, _, _ = fam.schedule(p, {"x": x})
+    assert np.array_equal(fam.unschedule(p, inputs, (13,))["x"], x)
+    for beats in (3, 5):
+        data = np.zeros((beats, 4), np.int64)
+        last = np.zeros(beats, np.int64)
+        last[-1] = 1
+        with pytest.raises(ValueError, match="data codes for 13 elements"):
+            fam.unschedule(p, {"i_stream": {"data": data, "last": last}}, (13,))

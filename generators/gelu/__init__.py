@@ -93,11 +93,14 @@ class GeluFamily(UnitFamily):
         if n < 1:
             raise ValueError(f"dims {n} (allowed: n >= 1)")
         data = np.asarray(inputs["i_stream"]["data"], dtype=np.int64).reshape(-1)
+        if data.size != math.ceil(n / params.lanes) * params.lanes:
+            raise ValueError(f"{data.size} data codes for {n} elements (allowed: "
+                             f"{math.ceil(n / params.lanes)} beats of {params.lanes})")
         x = data[:n]
         again, _, _ = self.schedule(params, {"x": x})
         for name, v in again["i_stream"].items():
-            if not np.array_equal(np.asarray(inputs["i_stream"][name], dtype=np.int64)
-                                  .reshape(np.shape(v)), v):
+            got = np.asarray(inputs["i_stream"][name], dtype=np.int64)
+            if got.size != v.size or not np.array_equal(got.reshape(np.shape(v)), v):
                 raise ValueError(f"field {name} is not what schedule makes for {n} elements")
         return {"x": x}
 

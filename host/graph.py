@@ -37,6 +37,12 @@ class GraphError(UserError):
     is sent."""
 
 
+def _int_name(f: Format) -> str:
+    """The integer format of the same width and sign as ``f`` (the codes a requant
+    epilogue gives when ``f`` is a fixed-point name for them), e.g. ``int8``."""
+    return f"{'int' if f.signed else 'uint'}{f.width}"
+
+
 def _fmt(f) -> Format:
     if isinstance(f, Format):
         return f
@@ -256,7 +262,7 @@ class Graph:
                 out = requantize_fixed(
                     out.T if rows else out, **{k: a[k] for k in a},
                     rounding=rq["rounding"] or "double",
-                    out_fmt=Format.parse(f"{'int' if f.signed else 'uint'}{f.width}"),
+                    out_fmt=Format.parse(_int_name(f)),
                     acc_fmt=u.params.acc, overflow=u.params.overflow)
                 out = out.T if rows else out
             vals[node.out.name] = out
@@ -345,8 +351,7 @@ def _synth(node: Node):
                 "a": str(ins[0].fmt), "b": str(ins[1].fmt), "acc": "int32"}
         rq = node.attrs["requant"]
         if rq:
-            keys["requant"] = {"out": f"{'int' if rq['out'].signed else 'uint'}"
-                                      f"{rq['out'].width}", "channels": 4096,
+            keys["requant"] = {"out": _int_name(rq["out"]), "channels": 4096,
                                "rounding": rq["rounding"] or "double"}
     elif node.kind == "sparse_matmul":
         keys = {"name": "sc", "unit": "sparse_chain", "length": 16, "m": 4,
@@ -354,8 +359,7 @@ def _synth(node: Node):
                 "x": str(ins[1].fmt), "acc": "int32"}
         rq = node.attrs["requant"]
         if rq:
-            keys["requant"] = {"out": f"{'int' if rq['out'].signed else 'uint'}"
-                                      f"{rq['out'].width}", "channels": 4096,
+            keys["requant"] = {"out": _int_name(rq["out"]), "channels": 4096,
                                "rounding": rq["rounding"] or "double"}
     elif node.kind == "softmax":
         keys = {"name": "sm", "unit": "softmax", "length": 4096, "in": str(ins[0].fmt),
@@ -365,7 +369,7 @@ def _synth(node: Node):
     else:
         rq = node.attrs["requant"]
         keys = {"name": "rq", "unit": "requant", "in": str(ins[0].fmt),
-                "out": f"{'int' if rq['out'].signed else 'uint'}{rq['out'].width}",
+                "out": _int_name(rq["out"]),
                 "channels": 4096, "rounding": rq["rounding"] or "double"}
     cfg = parse_config(keys, f"{node.kind} {node.name}")
     fam = family(cfg.unit)
@@ -484,12 +488,7 @@ def _golden(node, fam, params, vals, inputs):
     # the column blocks the compiler cuts a matmul into (same codes as one op: the blocks
     # are independent columns with their slices of the per-channel parameters)
     for j0, j1 in _blocks(node, unit, (0, 0, n), 1):
-        arrays = whole
-        if (j0, j1) != (0, n):
-            arrays = {**whole, "b": np.ascontiguousarray(whole["b"][:, j0:j1])}
-            for key in ("bias", "multiplier", "shift"):
-                if key in arrays and np.ndim(arrays[key]):
-                    arrays[key] = arrays[key][j0:j1]
+        arrays = whole if (j0, j1) == (0, n) else _column_block(whole, j0, j1)
         try:
             arrays = fam.check_inputs(params, arrays, mode=mode)
         except (UserError, ValueError) as err:
@@ -824,6 +823,16 @@ def _allocate(stored, lives, floor, tmd, word, graph) -> list[int]:
     return [max([floor[b]] + [e for _, e, _, _ in placed[b]]) for b in range(banks)]
 
 
+def _column_block(arrays: dict, j0: int, j1: int) -> dict:
+    """A matmul's run arrays for output columns ``j0:j1``: that block of ``b`` and of the
+    per-channel requant parameters (scalars go to every block)."""
+    out = {**arrays, "b": np.ascontiguousarray(arrays["b"][:, j0:j1])}
+    for key in ("bias", "multiplier", "shift"):
+        if key in out and np.ndim(out[key]):
+            out[key] = out[key][j0:j1]
+    return out
+
+
 def _blocks(node: Node, u: _DUnit, dims, pad: int) -> list[tuple[int, int]]:
     """Column blocks ``[(j0, j1)]`` of a matmul's computed output: one op per block when its
     channels exceed the requant epilogue's parameter memory (each block a multiple of the
@@ -1064,10 +1073,7 @@ def compile_graph(board, graph: Graph, *, keep=(), reuse: bool | None = None,
                     rows = dims[1] if k == "b" else dims[0]
                     job[k] = (name, st, lay, j0 * e[k], (rows, j1 - j0))
                 jdims = dims[:2] + (j1 - j0,)
-                arrays = {**arrays, "b": np.ascontiguousarray(arrays["b"][:, j0:j1])}
-                for key in ("bias", "multiplier", "shift"):
-                    if key in arrays and np.ndim(arrays[key]):
-                        arrays[key] = arrays[key][j0:j1]
+                arrays = _column_block(arrays, j0, j1)
             try:
                 checked = fam.check_inputs(params, arrays, mode=mode)
                 raw = fam.raw_operands(params, checked, mode=mode)

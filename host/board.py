@@ -602,8 +602,7 @@ class Board:
                 # leaves in the buffers; any other refusal is final.
                 if err.nak is None or err.nak.code != p.NakCode.BAD_RUN:
                     raise
-                st = self.status()
-                if st.runs == before.runs and st.naks == before.naks + 1:
+                if self._counted(before, runs=0, naks=1):
                     raise
                 self._reset_seen()
                 continue
@@ -614,8 +613,8 @@ class Board:
                     raise BoardError(f"{self.url}: unit {u.name} stored {n} beats on {name} "
                                      f"(expected {out_counts[name]})")
                 raw[name] = self.read(s["buffer"], 0, n)
-            after = self.status()
-            if after.runs == before.runs + 1 and after.naks == before.naks:
+            after = self._counted(before, runs=1, naks=0)
+            if after:
                 self._marker = after
                 received = {name: unpack_beats(s["fields"], raw[name], out_counts[name])
                             for name, s in outs}
@@ -623,6 +622,12 @@ class Board:
             self._reset_seen()
         raise BoardError(f"{self.url}: the board reset during the operation {RESET_ROUNDS} "
                          "times in a row")
+
+    def _counted(self, mark: p.Status, runs: int, naks: int) -> p.Status | None:
+        """STATUS, if the board counted exactly ``runs`` runs and ``naks`` NAKs since
+        ``mark``; ``None`` if not (it reset, zeroing its counters, or another host used it)."""
+        st = self.status()
+        return st if (st.runs, st.naks) == (mark.runs + runs, mark.naks + naks) else None
 
     def _reset_seen(self) -> None:
         """The board reset (or another host used it) during a chunk: its buffers are not what

@@ -574,8 +574,8 @@ class Program:
             for bank, base, data in self._loads:
                 b.tm_write(bank, base, data)
             b.prog_write(self.addr, P.to_bytes(self.program))
-            after = b.status()
-            if after.runs == before.runs and after.naks == before.naks:
+            after = b._counted(before, runs=0, naks=0)
+            if after:
                 b._marker = after
                 return
             b._reset_seen()
@@ -637,8 +637,7 @@ class Program:
                 # a reset can leave a half-written program, which the board refuses
                 if err.nak is None or err.nak.code != proto.NakCode.BAD_PROGRAM:
                     raise
-                st = b.status()
-                if st.runs == mark.runs and st.naks == mark.naks + 1:
+                if b._counted(mark, runs=0, naks=1):
                     raise
                 self._after_reset()
                 continue
@@ -650,8 +649,8 @@ class Program:
                     out[name] = t.node.attrs["codes"]
                 else:
                     out[name] = self._read(next(x for x in self.stored if x.tensor is t))
-            st = b.status()
-            if st.runs == mark.runs + 1 and st.naks == mark.naks:
+            st = b._counted(mark, runs=1, naks=0)
+            if st:
                 b._marker = st
                 break
             # a reset since the last check (the counters fell behind): the resident tensors

@@ -822,6 +822,16 @@ def _allocate(stored, lives, floor, tmd, word, graph) -> list[int]:
     return [max([floor[b]] + [e for _, e, _, _ in placed[b]]) for b in range(banks)]
 
 
+def padding_unit(units) -> int:
+    """The unit both axes of every stored tensor are padded to: the least common multiple of
+    2 and every unit's ``rows``, ``cols`` and ``lanes`` (unit configs or params)."""
+    pad = 2
+    for p in units:
+        for v in (getattr(p, "rows", 1), getattr(p, "cols", 1), getattr(p, "lanes", 1)):
+            pad = pad * v // math.gcd(pad, v)
+    return pad
+
+
 def _column_block(arrays: dict, j0: int, j1: int) -> dict:
     """A matmul's run arrays for output columns ``j0:j1``: that block of ``b`` and of the
     per-channel requant parameters (scalars go to every block)."""
@@ -896,11 +906,7 @@ def compile_graph(board, graph: Graph, *, keep=(), reuse: bool | None = None,
 
     need, modes, fixed, copies = _need_layouts(graph, picks, copier)
     word = tmd["word_bytes"]
-    pad = 2
-    for u in units:
-        p = u.params
-        for v in (getattr(p, "rows", 1), getattr(p, "cols", 1), getattr(p, "lanes", 1)):
-            pad = pad * v // math.gcd(pad, v)
+    pad = padding_unit(u.params for u in units)
 
     stored: list[_Stored] = []
     by_tensor: dict[tuple, _Stored] = {}

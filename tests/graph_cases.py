@@ -12,11 +12,10 @@ format most of the time (saturation happens as well, on purpose).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from host import Graph
+from host.graph import padding_unit
 
 
 def _units(design):
@@ -43,12 +42,8 @@ def _sparse_w(rng, o, k, n=2, m=4):
 
 
 def tile(design) -> int:
-    """The compiler's padding unit: the lcm of 2 and every unit's rows, cols and lanes."""
-    pad = 2
-    for u in design.units:
-        for v in (getattr(u, "rows", 1), getattr(u, "cols", 1), getattr(u, "lanes", 1)):
-            pad = pad * v // math.gcd(pad, v)
-    return pad
+    """The compiler's padding unit for ``design``."""
+    return padding_unit(design.units)
 
 
 def random_graph(rng, design, max_ops: int = 6, max_dim: int = 24):

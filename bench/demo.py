@@ -209,6 +209,7 @@ def encoder_workload(board, cfg, args, say=print) -> dict:
                       "wall_s": time.perf_counter() - t0, "mismatches": bad(got, want)})
     res["prog"] = {"calls": calls, "compile_s": compile_s,
                    "weight_bytes": prog.stats["weight_bytes"],
+                   "load_bytes": dict(prog.stats["load_bytes"]),
                    "memory_bytes": prog.stats["memory_bytes"],
                    "program_bytes": prog.stats["program_bytes"],
                    "units": {n.name: u.name for n, u, _ in prog.plan}}
@@ -299,11 +300,12 @@ def print_report(res, cfg, args, out=sys.stdout) -> None:
           f"{sp:,} B of the op-by-op bytes)", file=out)
     print(f"  program link bytes per inference / (input + output bytes = {res['io_bytes']:,}): "
           f"{call['link_bytes'] / res['io_bytes']:.3f}x", file=out)
-    print(f"  weight load: {pr['weight_bytes']:,} link bytes, once (packed weights "
-          f"{pk['weights']:,} B + requant parameters {pk['params']:,} B + program "
-          f"{pr['program_bytes']:,} B: {pr['weight_bytes'] / pk['weights']:.3f}x the weights, "
-          f"{pr['weight_bytes'] / (pk['weights'] + pk['params']):.3f}x weights and "
-          "parameters)", file=out)
+    lb = pr["load_bytes"]
+    print(f"  weight load, once: {pr['weight_bytes']:,} link bytes: weights "
+          f"{lb['weights']:,} B = {lb['weights'] / pk['weights']:.3f}x their packed "
+          f"{pk['weights']:,} B; requant parameter beats {lb['params']:,} B (packed "
+          f"{pk['params']:,} B); padding zeros {lb['zeros']:,} B; the program "
+          f"{pr['program_bytes']:,} B in {lb['program']:,} link bytes", file=out)
     print(f"  program cycles {call['cycles']:,} / sum of the ops' stand-alone expected cycles "
           f"{exp:,}: {call['cycles'] / exp:.3f}x; MAC array {mac} busy "
           f"{mac_busy:,} of {call['cycles']:,} cycles = {100 * mac_busy / call['cycles']:.1f} %",

@@ -18,11 +18,11 @@ cycle after its grant (a synchronous read port).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, Value
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from host.program import DATA, LOOPS, RAW, storage_bits
+from host.program import DATA, LOOPS, RAW, alignment, storage_bits
 
 __all__ = ["Player", "Storer", "StreamLayout", "DescFields", "DESC_BITS", "arbitrate"]
 
@@ -68,6 +68,12 @@ class StreamLayout:
         if kind == RAW:
             return self.raw_nbytes
         return self.data_nbytes if self.data_ok else 0
+
+    def offset_sizes(self, word_bytes: int) -> list[int]:
+        """The beat sizes of this stream that can start inside a word (their alignment is
+        below ``word_bytes``); every other beat starts on a word boundary."""
+        sizes = {self.nbytes(RAW), self.nbytes(DATA)} - {0}
+        return sorted(n for n in sizes if alignment(n, word_bytes) < word_bytes)
 
     @property
     def max_nbytes(self) -> int:
@@ -199,8 +205,16 @@ class Player(wiring.Component):
                 words.append(Mux(inf_w == k, self.rdata, asm.word_select(k, wbits)))
             else:
                 words.append(self.rdata)
+        # A beat that can start inside a word is at most half a word and its offset a
+        # multiple of its alignment: pick it from the word by a mux over those positions,
+        # not by a barrel shift of the whole (multi-word) beat.
         beat = Signal(self.max_words * wbits)
-        m.d.comb += beat.eq(Cat(*words) >> (inf_off * 8))
+        m.d.comb += beat.eq(Cat(*words))
+        for n in sl.offset_sizes(wb):
+            a = alignment(n, wb)
+            pos = [self.rdata[8 * a * k:8 * (a * k + n)] for k in range(wb // a)]
+            with m.If(d.nbytes == n):
+                m.d.comb += beat.eq(Array(pos)[inf_off >> (a.bit_length() - 1)])
 
         payload = Signal(sl.width)
         raw_val = beat[:sl.width] if len(beat) >= sl.width else beat
@@ -290,15 +304,23 @@ class Storer(wiring.Component):
             self.moved.eq(write),
             self.done.eq(nest.done),
         ]
+        # a beat that starts on a word boundary is written word by word; one that can start
+        # inside a word (at most half a word, at a multiple of its alignment) is copied to
+        # every position of the word and the byte enables pick its place
         off = nest.addr[:lg] if lg else Const(0, 1)
-        shifted = Signal(nbits)
-        mask = Signal(nbits // 8)
-        m.d.comb += [
-            shifted.eq(beat << (off * 8)),
-            mask.eq(Cat(*[d.nbytes > k for k in range(nbits // 8)]) << off),
-            self.wdata.eq(shifted.word_select(w, wbits)),
-            self.be.eq(mask.word_select(w, wb)),
-        ]
+        mask = Cat(*[d.nbytes > k for k in range(nbits // 8)])
+        m.d.comb += [self.wdata.eq(beat.word_select(w, wbits)),
+                     self.be.eq(mask.word_select(w, wb))]
+        for n in sl.offset_sizes(wb):
+            a = alignment(n, wb)
+            piece = Cat(beat[:8 * n], Const(0, 8 * (a - n)))
+            sel = off >> (a.bit_length() - 1)
+            with m.If(d.nbytes == n):
+                m.d.comb += [
+                    self.wdata.eq(Cat(*[piece] * (wb // a))),
+                    self.be.eq(Cat(*[Mux(sel == k, Const((1 << n) - 1, a), 0)
+                                     for k in range(wb // a)])),
+                ]
         with m.If(self.start):
             m.d.sync += [w.eq(0), full.eq(0)]
         with m.Else():

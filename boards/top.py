@@ -44,7 +44,17 @@ from generators.board_info import (
 )
 from generators.units import family
 from host.program import LOOPS, alignment
-from host.protocol import ACK_BIT, COBS_MAX, CRC_BYTES, HEADER_BYTES, NAK_OP, VERSION, NakCode, Op
+from host.protocol import (
+    ACK_BIT,
+    COBS_MAX,
+    CRC_BYTES,
+    HEADER_BYTES,
+    NAK_OP,
+    TM_SCATTER_HEAD,
+    VERSION,
+    NakCode,
+    Op,
+)
 
 from .agen import DESC_BITS, DescFields, Player, Storer, StreamLayout, arbitrate
 from .crc import INIT, crc16_update
@@ -369,6 +379,9 @@ class BoardCore(wiring.Component):
         x.ptr = Signal(33)   # TM/program byte address
         x.n = Signal(16)     # bytes left to move
         x.ri = Signal(range(MAX_PAYLOAD + 1))
+        # TM_SCATTER: the piece's start, the byte in it, chunk, pitch, pieces left
+        x.sbase = Signal(33)
+        x.sc, x.schunk, x.spitch, x.scount = (Signal(16) for _ in range(4))
         with m.Elif(hdr[1] == Op.TM_WRITE.value):
             addr = u32(H + 1)
             with m.If(plen < 5):
@@ -380,6 +393,24 @@ class BoardCore(wiring.Component):
             with m.Else():
                 m.d.sync += [x.bank.eq(hdr[H]), x.ptr.eq(addr), x.n.eq(plen - 5), x.ri.eq(0)]
                 m.next = "TW_RD"
+        with m.Elif(hdr[1] == Op.TM_SCATTER.value):
+            # bank u8, addr u32, chunk u16, pitch u16, count u16, data (repeated)
+            addr = u32(H + 1)
+            chunk, pitch, count = (Cat(hdr[H + k], hdr[H + k + 1]) for k in (5, 7, 9))
+            span = Signal(34)
+            m.d.comb += span.eq(addr + (count - 1) * pitch + chunk)
+            with m.If((plen <= TM_SCATTER_HEAD) | (chunk == 0) | (count == 0) |
+                      (pitch < chunk)):
+                nak(NakCode.BAD_LENGTH)
+            with m.Elif(hdr[H] >= x.banks):
+                nak(NakCode.BAD_BUFFER)
+            with m.Elif(span > x.bank_bytes):
+                nak(NakCode.OUT_OF_RANGE)
+            with m.Else():
+                m.d.sync += [x.bank.eq(hdr[H]), x.ptr.eq(addr), x.sbase.eq(addr),
+                             x.n.eq(plen - TM_SCATTER_HEAD), x.ri.eq(0), x.sc.eq(0),
+                             x.schunk.eq(chunk), x.spitch.eq(pitch), x.scount.eq(count)]
+                m.next = "TS_RD"
         with m.Elif(hdr[1] == Op.TM_READ.value):
             addr, count = u32(H + 1), Cat(hdr[H + 5], hdr[H + 6])
             with m.If(plen != 7):
@@ -425,6 +456,23 @@ class BoardCore(wiring.Component):
                          x.e_be.eq(Const(1, wb) << (x.ptr[:lg] if lg else 0))]
             m.d.sync += x.ptr.eq(x.ptr + 1)
             m.next = "TW_RD"
+        # TM_SCATTER: as TM_WRITE, the data read cyclically, a piece every pitch bytes
+        with m.State("TS_RD"):
+            with m.If(x.scount == 0):
+                ack(Const(0, 16))
+            with m.Else():
+                m.d.comb += rx_r.addr.eq(H + TM_SCATTER_HEAD + x.ri)
+                m.d.sync += x.ri.eq(Mux(x.ri + 1 == x.n, 0, x.ri + 1))
+                m.next = "TS_PUT"
+        with m.State("TS_PUT"):
+            m.d.comb += [x.e_waddr.eq(x.ptr >> lg), x.e_wdata.eq(rx_r.data), x.e_we.eq(1),
+                         x.e_be.eq(Const(1, wb) << (x.ptr[:lg] if lg else 0))]
+            with m.If(x.sc + 1 == x.schunk):
+                m.d.sync += [x.sc.eq(0), x.scount.eq(x.scount - 1),
+                             x.sbase.eq(x.sbase + x.spitch), x.ptr.eq(x.sbase + x.spitch)]
+            with m.Else():
+                m.d.sync += [x.sc.eq(x.sc + 1), x.ptr.eq(x.ptr + 1)]
+            m.next = "TS_RD"
         # TM_READ's body: a word read per byte
         with m.State("TR_RD"):
             with m.If(x.n == 0):

@@ -322,6 +322,52 @@ class Board:
                            p.parse_write_reply)
             self.stats["payload_out"] += len(chunk)
 
+    def tm_scatter(self, bank: int, addr: int, chunk: int, pitch: int, count: int,
+                   data: bytes) -> None:
+        """Write ``count`` pieces of ``chunk`` bytes, piece ``i`` at ``addr + i * pitch`` of
+        bank ``bank``, whose bytes in order are ``data`` repeated (TM_SCATTER frames,
+        docs/programs.md): all the pieces (no padding between them crosses the link), one
+        piece for every place, or one byte to fill. ``data`` longer than a frame holds must
+        be all ``chunk * count`` bytes."""
+        tm = self._need_tm("tm_scatter")
+        data = bytes(data)
+        if chunk < 1 or count < 0 or pitch < chunk or not data or \
+                len(data) > chunk * max(count, 1):
+            raise UserError(f"tm_scatter of {count} pieces of {chunk} bytes {pitch} apart from "
+                            f"{len(data)} bytes (allowed: chunk >= 1, pitch >= chunk, 1 to "
+                            "chunk * count bytes of data)")
+        if count == 0:
+            return
+        end = addr + (count - 1) * pitch + chunk
+        if not 0 <= bank < tm["banks"] or addr < 0 or end > tm["bank_bytes"]:
+            raise UserError(f"tm_scatter to bytes {addr}..{end - 1} of bank {bank} (allowed: "
+                            f"banks 0..{tm['banks'] - 1}, bytes 0..{tm['bank_bytes'] - 1})")
+        cap = self.max_payload - p.TM_SCATTER_HEAD
+        n_data = len(data)
+        if n_data > cap and n_data != chunk * count:
+            raise UserError(f"tm_scatter data of {n_data} bytes (allowed: at most {cap}, or "
+                            f"all {chunk * count} bytes of the pieces)")
+        i = 0
+        while i < count:
+            if n_data <= cap:
+                # the repeated data fits a frame: rotate it to where piece i starts
+                n = min(count - i, 0xFFFF)
+                rot = i * chunk % n_data
+                frame = (data[rot:] + data[:rot])[:n * chunk]
+            elif chunk > cap:
+                # a piece longer than a frame: plain writes
+                self.tm_write(bank, addr + i * pitch, data[i * chunk:(i + 1) * chunk])
+                i += 1
+                continue
+            else:
+                n = min(count - i, cap // chunk, 0xFFFF)
+                frame = data[i * chunk:(i + n) * chunk]
+            self._transact(p.Op.TM_SCATTER,
+                           p.tm_scatter_payload(bank, addr + i * pitch, chunk, pitch, n, frame),
+                           p.parse_write_reply)
+            self.stats["payload_out"] += len(frame)
+            i += n
+
     def tm_read(self, bank: int, addr: int, count: int) -> bytes:
         """Read ``count`` bytes of bank ``bank`` from byte ``addr`` (TM_READ frames)."""
         tm = self._need_tm("tm_read")

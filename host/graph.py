@@ -26,6 +26,8 @@ from generators.numerics import Format
 from generators.tm import Place, ProgramError, storage_bits
 
 from . import program as P
+from .protocol import CRC_BYTES, HEADER_BYTES, TM_SCATTER_HEAD
+from .tensor import beat_bytes
 
 __all__ = ["Graph", "Tensor", "GraphError", "Program", "compile_graph"]
 
@@ -547,10 +549,89 @@ def _lanes(u: _DUnit, stream: str) -> int:
     return lanes
 
 
+def _frames_cost(head: int, nbytes: int, per: int) -> int:
+    """Link bytes of ``nbytes`` of data sent ``per`` to a frame behind a ``head``-byte request
+    header, with the ACKs: COBS, the packet header and CRC, delimiters."""
+    frames = max(1, -(-nbytes // max(1, per)))
+    return nbytes + frames * (head + 2 * (HEADER_BYTES + CRC_BYTES + 2)) + nbytes // 254
+
+
+def _segments(rows, chunk: int, count: int, cap: int) -> list:
+    """Rows ``0..count-1`` (their first ``chunk`` bytes) as TM_SCATTER pieces: ``(first row,
+    rows, replicated)``; a run of equal rows long enough to pay for its frame is one piece
+    replicated, the others go together as strided pieces."""
+    segs = []
+    i = 0
+    while i < count:
+        j = i + 1
+        while j < count and np.array_equal(rows[j, :chunk], rows[i, :chunk]):
+            j += 1
+        if (j - i - 1) * chunk > _frames_cost(TM_SCATTER_HEAD, 0, cap):
+            segs.append((i, j - i, True))
+        elif segs and not segs[-1][2] and segs[-1][0] + segs[-1][1] == i:
+            segs[-1] = (segs[-1][0], segs[-1][1] + j - i, False)
+        else:
+            segs.append((i, j - i, False))
+        i = j
+    return segs
+
+
+def put_image(board, bank: int, base: int, img: bytes, pitch: int,
+              chunk: int | None = None) -> None:
+    """Make bytes ``base ..`` of bank ``bank`` hold ``img``, a stored tensor of rows
+    ``pitch`` bytes apart, with few link bytes (TM_WRITE and TM_SCATTER, docs/programs.md).
+
+    With ``chunk`` (raw beats: only a row's first ``chunk`` bytes are ever read) the rest of
+    each row may be left as it is. Rows go as strided pieces, a run of equal rows as one piece
+    replicated; or the region is first zero-filled (one small frame) and then each row only up
+    to its last non-zero byte: whichever of these (or one plain TM_WRITE) sends fewest bytes."""
+    n = len(img)
+    if n == 0:
+        return
+    pitch = int(pitch) if pitch and n % int(pitch) == 0 else n
+    rows = np.frombuffer(bytes(img), dtype=np.uint8).reshape(n // pitch, pitch)
+    used = np.flatnonzero(rows.any(axis=1))
+    nz_count = int(used[-1]) + 1 if used.size else 0
+    cols = np.flatnonzero(rows[:nz_count].any(axis=0))
+    nz_chunk = int(cols[-1]) + 1 if cols.size else 0
+    cap = board.max_payload - TM_SCATTER_HEAD
+
+    def cost(c, segs):
+        if c > cap:
+            return math.inf
+        return sum(_frames_cost(TM_SCATTER_HEAD, c, cap) if rep else
+                   _frames_cost(TM_SCATTER_HEAD, c * k, cap // c * c) for _, k, rep in segs)
+
+    fill_cost = -(-n // 0xFFFF) * _frames_cost(TM_SCATTER_HEAD, 1, cap)
+    plans = [(_frames_cost(5, n, board.max_payload - 5), None)]   # TM_WRITE
+    segs = _segments(rows, nz_chunk, nz_count, cap)
+    plans.append((fill_cost + cost(nz_chunk, segs), (True, nz_chunk, segs)))
+    if chunk is not None:
+        segs = _segments(rows, chunk, len(rows), cap)
+        plans.append((cost(chunk, segs), (False, chunk, segs)))
+    _, plan = min(plans, key=lambda c: c[0])
+    if plan is None:
+        board.tm_write(bank, base, bytes(img))
+        return
+    fill, chunk, segs = plan
+    if fill:
+        for k in range(0, n, 0xFFFF):
+            c = min(0xFFFF, n - k)
+            board.tm_scatter(bank, base + k, c, c, 1, b"\0")
+    for first, k, rep in segs:
+        data = rows[first:first + (1 if rep else k), :chunk].tobytes()
+        if chunk == pitch and not rep:
+            board.tm_write(bank, base + first * pitch, data)
+        else:
+            board.tm_scatter(bank, base + first * pitch, chunk, pitch, k, data)
+
+
 class Program:
     """A compiled graph on a board: call it with the inputs (see :func:`compile_graph`).
 
-    ``stats``: ``weight_bytes`` (link bytes of loading, once), then per call
+    ``stats``: ``weight_bytes`` (link bytes of loading, once) and ``load_bytes`` (the same
+    split: ``weights``, ``params`` (requant parameter beats), ``zeros`` (padding no unit
+    writes), ``program``), then per call
     ``link_bytes``, ``cycles`` (total), ``op_cycles`` (name -> cycles),
     ``mac_utilization`` (useful MACs over the MAC-type units' capacity in the program's
     cycles).
@@ -559,7 +640,8 @@ class Program:
     def __init__(self, board, graph, plan, stored, prog, nops, mem_bytes, pad, loads, addr):
         self.board, self.graph, self.plan, self.stored = board, graph, plan, stored
         self.program, self.nops, self.pad, self.addr = prog, nops, pad, addr
-        self._loads = loads       # [(bank, base, bytes)]: weights, raw operands, zeros
+        # [(kind, bank, base, bytes, pitch, chunk)]: what a load puts (put_image)
+        self._loads = loads
         self.stats = {"weight_bytes": 0, "memory_bytes": mem_bytes,
                       "program_bytes": len(P.to_bytes(prog)), "reloads": 0}
 
@@ -571,9 +653,15 @@ class Program:
         b = self.board
         for _ in range(RESET_ROUNDS):
             before = b._ensure_marker()
-            for bank, base, data in self._loads:
-                b.tm_write(bank, base, data)
+            split = dict.fromkeys(("weights", "params", "zeros", "program"), 0)
+            for kind, bank, base, data, pitch, chunk in self._loads:
+                w0 = b.stats["wire_out"] + b.stats["wire_in"]
+                put_image(b, bank, base, data, pitch, chunk)
+                split[kind] += b.stats["wire_out"] + b.stats["wire_in"] - w0
+            w0 = b.stats["wire_out"] + b.stats["wire_in"]
             b.prog_write(self.addr, P.to_bytes(self.program))
+            split["program"] += b.stats["wire_out"] + b.stats["wire_in"] - w0
+            self.stats["load_bytes"] = split
             after = b._counted(before, runs=0, naks=0)
             if after:
                 b._marker = after
@@ -589,7 +677,7 @@ class Program:
 
     def _write(self, s: _Stored, codes) -> None:
         data = P.layout_bytes(codes, s.layout, s.tensor.fmt.width, s.ld, s.rows)
-        self.board.tm_write(s.bank, s.base, data)
+        put_image(self.board, s.bank, s.base, data, s.ld)
 
     def _read(self, s: _Stored) -> np.ndarray:
         t = s.tensor
@@ -1168,19 +1256,22 @@ def compile_graph(board, graph: Graph, *, keep=(), reuse: bool | None = None,
     loads = []
     for s in stored:
         if s.tensor is not None and s.tensor.node.kind == "weight":
-            loads.append((s.bank, s.base, P.layout_bytes(
-                s.tensor.node.attrs["codes"], s.layout, s.tensor.fmt.width, s.ld, s.rows)))
+            loads.append(("weights", s.bank, s.base, P.layout_bytes(
+                s.tensor.node.attrs["codes"], s.layout, s.tensor.fmt.width, s.ld, s.rows),
+                s.ld, None))
         elif s.layout == "raw" and getattr(s, "beats", None) is not None:
             u = picks[s.node.name]
             f = u.streams[u.fam.operand_streams[s.operand]]["fields"]
-            loads.append((s.bank, s.base, P.raw_tensor_bytes(f, s.beats, s.ld)))
+            # the requant epilogue's parameter beats, or a weight's compressed beats
+            loads.append(("params" if s.operand == "p" else "weights", s.bank, s.base,
+                          P.raw_tensor_bytes(f, s.beats, s.ld), s.ld, beat_bytes(f)))
     for s in stored:
         writer = None if getattr(s, "by_copy", False) else picks.get(s.tensor.node.name) \
             if s.tensor is not None else None
         if s.tensor is not None and s.parent is None and \
                 s.tensor.node.kind not in ("input", "weight") and \
                 _has_unwritten_padding(s.tensor, writer, pad):
-            loads.append((s.bank, s.base, bytes(s.nbytes - tail)))
+            loads.append(("zeros", s.bank, s.base, bytes(s.nbytes - tail), 1, None))
     mem = sum(f - f0 for f, f0 in zip(free, floor, strict=True))
     out = Program(board, graph, plan, stored, prog, len(ops), mem, pad, loads, paddr)
     out.reused = reused

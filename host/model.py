@@ -151,7 +151,7 @@ class ModelBoard:
             self.naks = self.runs = 0
             return b""
         if self.tm is not None and op in (p.Op.TM_WRITE, p.Op.TM_READ, p.Op.PROG_WRITE,
-                                          p.Op.PROG_RUN):
+                                          p.Op.PROG_RUN, p.Op.TM_SCATTER):
             return self._execute_v2(op, payload)
         raise p.NakError(op, p.NakCode.BAD_OP)
 
@@ -168,6 +168,13 @@ class ModelBoard:
             bank, addr, data = p.parse_tm_write_request(payload)
             self._tm_range(op, bank, addr, len(data))
             self.tm.write(bank, addr, data)
+            return b""
+        if op == p.Op.TM_SCATTER:
+            bank, addr, chunk, pitch, count, data = p.parse_tm_scatter_request(payload)
+            self._tm_range(op, bank, addr, (count - 1) * pitch + chunk)
+            out = p.scatter_bytes(chunk, count, data)
+            for i in range(count):
+                self.tm.write(bank, addr + i * pitch, out[i * chunk:(i + 1) * chunk])
             return b""
         if op == p.Op.TM_READ:
             bank, addr, count = p.parse_tm_read_request(payload)

@@ -37,7 +37,8 @@ __all__ = [
     "PROTOCOLS", "tm_write_payload", "tm_read_payload", "prog_write_payload",
     "prog_run_payload", "tm_write_request", "tm_read_request", "prog_write_request",
     "prog_run_request", "parse_tm_read_reply", "parse_prog_run_reply",
-    "parse_tm_write_request", "parse_tm_read_request", "parse_prog_write_request",
+    "parse_tm_write_request", "tm_scatter_payload", "parse_tm_scatter_request",
+    "scatter_bytes", "TM_SCATTER_HEAD", "parse_tm_read_request", "parse_prog_write_request",
     "parse_prog_run_request", "prog_run_reply",
     "reply_payload", "parse_info_reply", "parse_read_reply", "parse_run_reply",
     "parse_status_reply", "parse_write_reply", "parse_clear_reply",
@@ -81,6 +82,7 @@ class Op(enum.IntEnum):
     TM_READ = 0x08
     PROG_WRITE = 0x09
     PROG_RUN = 0x0A
+    TM_SCATTER = 0x0B
 
 
 class NakCode(enum.IntEnum):
@@ -346,6 +348,26 @@ def tm_write_payload(bank: int, addr: int, data: bytes) -> bytes:
     return struct.pack("<BI", bank, addr) + bytes(data)
 
 
+#: TM_SCATTER's fixed fields: bank u8, addr u32, chunk u16, pitch u16, count u16
+TM_SCATTER_HEAD = 11
+
+
+def tm_scatter_payload(bank: int, addr: int, chunk: int, pitch: int, count: int,
+                       data: bytes) -> bytes:
+    """TM_SCATTER (protocol 2): ``count`` pieces of ``chunk`` bytes, piece ``i`` at
+    ``addr + i * pitch`` of bank ``bank``; the pieces' bytes in order are ``data`` repeated
+    (byte ``j`` is ``data[j % len(data)]``), so ``data`` may be all of them, one piece
+    replicated, or one byte to fill."""
+    return struct.pack("<BIHHH", bank, addr, chunk, pitch, count) + bytes(data)
+
+
+def scatter_bytes(chunk: int, count: int, data: bytes) -> bytes:
+    """The ``chunk * count`` bytes a TM_SCATTER writes, in order (``data`` repeated)."""
+    n = chunk * count
+    reps = -(-n // len(data))
+    return (bytes(data) * reps)[:n]
+
+
 def tm_read_payload(bank: int, addr: int, count: int) -> bytes:
     """TM_READ (protocol 2): ``count`` bytes of bank ``bank`` from byte ``addr``."""
     return struct.pack("<BIH", bank, addr, count)
@@ -539,6 +561,18 @@ def parse_tm_write_request(payload: bytes) -> tuple[int, int, bytes]:
         raise _bad_length(Op.TM_WRITE)
     bank, addr = struct.unpack_from("<BI", payload)
     return bank, addr, bytes(payload[5:])
+
+
+def parse_tm_scatter_request(payload: bytes) -> tuple[int, int, int, int, int, bytes]:
+    """``(bank, addr, chunk, pitch, count, data)`` of a TM_SCATTER request: BAD_LENGTH
+    unless ``data`` is not empty, ``chunk`` and ``count`` are at least 1 and
+    ``pitch >= chunk`` (pieces never overlap)."""
+    if len(payload) <= TM_SCATTER_HEAD:
+        raise _bad_length(Op.TM_SCATTER)
+    bank, addr, chunk, pitch, count = struct.unpack_from("<BIHHH", payload)
+    if chunk == 0 or count == 0 or pitch < chunk:
+        raise _bad_length(Op.TM_SCATTER)
+    return bank, addr, chunk, pitch, count, bytes(payload[TM_SCATTER_HEAD:])
 
 
 def parse_tm_read_request(payload: bytes) -> tuple[int, int, int]:

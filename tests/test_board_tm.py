@@ -356,6 +356,43 @@ def test_core_tm_write_read_any_alignment():
     assert np.array_equal(got, want)
 
 
+def test_core_tm_scatter_equals_the_reference():
+    """TM_SCATTER (strided pieces, one piece replicated, a one-byte fill, the refusals) on the
+    board core, reply for reply and byte for byte as model:// (host/model.py) answers."""
+    from host.model import ModelBoard
+    from host.protocol import FrameDecoder, scatter_bytes, tm_scatter_payload
+
+    rng = np.random.default_rng(17)
+    pieces = rng.integers(0, 256, 5 * 3).astype(np.uint8).tobytes()
+    reqs = [(Op.TM_SCATTER, tm_scatter_payload(1, 3, 3, 8, 5, pieces)),      # strided
+            (Op.TM_SCATTER, tm_scatter_payload(2, 40, 9, 16, 6, pieces[:9])),  # replicated
+            (Op.TM_SCATTER, tm_scatter_payload(2, 100, 50, 50, 1, b"\x5a")),  # a fill
+            (Op.TM_SCATTER, tm_scatter_payload(0, 1, 2, 3, 7, pieces[:5])),   # data cycles
+            (Op.TM_SCATTER, tm_scatter_payload(0, 1001, 4, 4, 6, b"\x01")),   # past the bank
+            (Op.TM_SCATTER, tm_scatter_payload(4, 0, 1, 1, 1, b"\x01")),      # no such bank
+            (Op.TM_SCATTER, tm_scatter_payload(0, 0, 4, 3, 2, b"\x01")),      # pitch < chunk
+            (Op.TM_SCATTER, tm_scatter_payload(0, 0, 0, 3, 2, b"\x01")),      # chunk 0
+            (Op.TM_SCATTER, tm_scatter_payload(0, 0, 1, 1, 0, b"\x01")),      # count 0
+            (Op.TM_SCATTER, tm_scatter_payload(0, 0, 1, 1, 1, b"")),          # no data
+            (Op.TM_SCATTER, struct.pack("<BIH", 0, 0, 1)),                     # too short
+            (Op.TM_SCATTER, tm_scatter_payload(0, 1020, 2, 2, 2, b"ab"))]      # to the end
+    reqs += [(Op.TM_READ, struct.pack("<BIH", b, a, 128)) for b in range(4) for a in (0, 896)]
+    rep, _ = _serve(reqs)
+    ref = ModelBoard(_tm_cfg())
+    dec = FrameDecoder()
+    for seq, (op, payload) in enumerate(reqs):
+        want = dec.feed(ref.feed(encode_frame(op, seq, payload)))
+        assert len(want) == 1 and rep[seq] == want[0], (seq, rep[seq], want)
+    acks = [isinstance(r.op, int) and r.op == Op.TM_SCATTER | 0x80 for r in rep[:12]]
+    assert acks == [True] * 4 + [False] * 7 + [True]
+    bank1 = _ack(rep[14], Op.TM_READ)
+    for i in range(5):
+        assert bank1[3 + 8 * i:6 + 8 * i] == pieces[3 * i:3 * i + 3]
+    assert bank1[6:11] == bytes(5)
+    assert _ack(rep[16], Op.TM_READ)[40:136 - 88] == pieces[:8]
+    assert scatter_bytes(2, 7, pieces[:5]) == (pieces[:5] * 3)[:14]
+
+
 def _gemm_gelu_program(m, k, n, x_len):
     """a (bank 0) @ b (bank 1) -> c (bank 2) on the 2x2 mac_array, then gelu of x (bank 3 at
     0) -> y (bank 3 at 512); layouts as tests/test_program.py's."""

@@ -172,9 +172,9 @@ class ModelBoard:
         if op == p.Op.TM_SCATTER:
             bank, addr, chunk, pitch, count, data = p.parse_tm_scatter_request(payload)
             self._tm_range(op, bank, addr, (count - 1) * pitch + chunk)
-            out = p.scatter_bytes(chunk, count, data)
-            for i in range(count):
-                self.tm.write(bank, addr + i * pitch, out[i * chunk:(i + 1) * chunk])
+            pieces = np.resize(np.frombuffer(data, np.uint8), chunk * count)
+            at = addr + np.arange(count)[:, None] * pitch + np.arange(chunk)
+            self.tm.mem[bank][at.reshape(-1)] = pieces
             return b""
         if op == p.Op.TM_READ:
             bank, addr, count = p.parse_tm_read_request(payload)

@@ -38,7 +38,7 @@ __all__ = [
     "prog_run_payload", "tm_write_request", "tm_read_request", "prog_write_request",
     "prog_run_request", "parse_tm_read_reply", "parse_prog_run_reply",
     "parse_tm_write_request", "tm_scatter_payload", "parse_tm_scatter_request",
-    "scatter_bytes", "TM_SCATTER_HEAD", "parse_tm_read_request", "parse_prog_write_request",
+    "TM_SCATTER_HEAD", "parse_tm_read_request", "parse_prog_write_request",
     "parse_prog_run_request", "prog_run_reply",
     "reply_payload", "parse_info_reply", "parse_read_reply", "parse_run_reply",
     "parse_status_reply", "parse_write_reply", "parse_clear_reply",
@@ -359,13 +359,6 @@ def tm_scatter_payload(bank: int, addr: int, chunk: int, pitch: int, count: int,
     (byte ``j`` is ``data[j % len(data)]``), so ``data`` may be all of them, one piece
     replicated, or one byte to fill."""
     return struct.pack("<BIHHH", bank, addr, chunk, pitch, count) + bytes(data)
-
-
-def scatter_bytes(chunk: int, count: int, data: bytes) -> bytes:
-    """The ``chunk * count`` bytes a TM_SCATTER writes, in order (``data`` repeated)."""
-    n = chunk * count
-    reps = -(-n // len(data))
-    return (bytes(data) * reps)[:n]
 
 
 def tm_read_payload(bank: int, addr: int, count: int) -> bytes:

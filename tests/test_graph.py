@@ -497,3 +497,71 @@ def test_memory_is_shared_between_tensors_whose_lives_do_not_overlap():
         prog = b.compile(g, keep=["h3"])
         got = prog(x=X, keep=["h3"])
         assert np.array_equal(got["h3"], want["h3"]) and np.array_equal(got["y"], want["y"])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_put_image_writes_what_a_plain_write_would(seed):
+    """``put_image`` (the loads' and inputs' writes: TM_WRITE, or strided / replicated
+    TM_SCATTER pieces, or a zero fill and the rows' non-zero prefixes) leaves the bank as a
+    plain write of the image would, over memory holding garbage; with ``chunk`` (raw beats)
+    each row's first ``chunk`` bytes. It never sends more than a plain write."""
+    from host.graph import put_image
+
+    rng = np.random.default_rng(seed)
+    with open_board("model://" + DESIGN, timeout=0.05, progress=False) as b:
+        for trial in range(12):
+            pitch = int(rng.choice([1, 3, 8, 32, 96]))
+            rows = int(rng.integers(1, 40))
+            used = int(rng.integers(1, pitch + 1))
+            img = np.zeros((rows, pitch), np.uint8)
+            kind = trial % 4
+            if kind == 0:      # dense
+                img[:] = rng.integers(0, 256, img.shape)
+            elif kind == 1:    # padded rows, padded tail rows
+                img[:max(1, rows - 3), :used] = rng.integers(1, 256, (max(1, rows - 3), used))
+            elif kind == 2:    # runs of equal rows (per-tensor parameters) and one odd row
+                img[:, :used] = rng.integers(0, 256, used)
+                img[-1, 0] ^= 1
+            # kind 3: all zero
+            chunk = used if trial % 3 == 0 else None
+            bank, base = int(rng.integers(0, 4)), int(rng.integers(0, 200))
+            b.tm_write(bank, base, rng.integers(0, 256, img.size).astype(np.uint8).tobytes())
+            w0 = b.stats["wire_out"]
+            put_image(b, bank, base, img.tobytes(), pitch, chunk)
+            sent = b.stats["wire_out"] - w0
+            got = np.frombuffer(b.tm_read(bank, base, img.size), np.uint8).reshape(img.shape)
+            if chunk is None:
+                assert np.array_equal(got, img), (seed, trial)
+            else:
+                assert np.array_equal(got[:, :chunk], img[:, :chunk]), (seed, trial)
+            w0 = b.stats["wire_out"]
+            b.tm_write(bank, base, img.tobytes())
+            assert sent <= b.stats["wire_out"] - w0 + 4, (seed, trial, pitch, used)
+
+
+def test_tm_scatter_splits_into_frames():
+    """``Board.tm_scatter`` across frames: more pieces than a frame holds, pieces longer than
+    a frame, a replicated piece over more places than a count field holds; bad arguments are
+    a one-line UserError before anything is sent."""
+    from generators.errors import UserError
+
+    rng = np.random.default_rng(3)
+    with open_board("model://" + DESIGN, timeout=0.05, progress=False) as b:
+        bank_bytes = b.tensor_memory["bank_bytes"]
+        cases = [(7, 9, 500), (1500, 1600, 3), (1, 1, 65536), (5, 16, 300)]
+        for chunk, pitch, count in cases:
+            whole = chunk * count <= 40000
+            data = rng.integers(0, 256, chunk * count if whole else 1).astype(np.uint8)
+            b.tm_write(0, 0, bytes(min(bank_bytes, (count - 1) * pitch + chunk)))
+            b.tm_scatter(0, 0, chunk, pitch, count, data.tobytes())
+            got = np.frombuffer(b.tm_read(0, 0, (count - 1) * pitch + chunk), np.uint8)
+            want = np.zeros_like(got)
+            pieces = np.resize(data, chunk * count).reshape(count, chunk)
+            for i in range(count):
+                want[i * pitch:i * pitch + chunk] = pieces[i]
+            assert np.array_equal(got, want), (chunk, pitch, count)
+        for args in [(0, 0, 0, 1, 1, b"x"), (0, 0, 4, 3, 1, b"x"), (0, 0, 1, 1, 1, b""),
+                     (9, 0, 1, 1, 1, b"x"), (0, bank_bytes - 1, 2, 2, 1, b"x"),
+                     (0, 0, 2, 2, 3, b"x" * 7), (0, 0, 1, 1, 5000, bytes(2000))]:
+            with pytest.raises(UserError):
+                b.tm_scatter(*args)

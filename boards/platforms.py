@@ -18,6 +18,7 @@ from pathlib import Path
 from amaranth.hdl import Elaboratable, Module
 
 from generators.errors import UserError
+from generators.synth import critical_path
 
 from .top import BoardTop
 
@@ -85,11 +86,13 @@ def build(board_cfg, out_dir: str | Path, say=None, seed: int = 1) -> Path:
 def report(board_cfg, out_dir: str | Path) -> dict:
     """Resources and Fmax of a built bitstream, from nextpnr's ``<name>.report.json``:
     ``{"fmax_mhz": {clock: achieved}, "constraint_mhz": {clock: target}, "utilization":
-    {cell type: (used, available)}}`` (cell types with nothing used are left out)."""
+    {cell type: (used, available)}, "critical_path": ...}`` (cell types with nothing used are
+    left out; the critical path as ``tensorfab synth --pnr`` reports it)."""
     path = Path(out_dir) / f"{board_cfg.name}.report.json"
     rep = json.loads(path.read_text())
     fmax = {clk: round(v.get("achieved", 0.0), 2) for clk, v in rep.get("fmax", {}).items()}
     want = {clk: round(v.get("constraint", 0.0), 2) for clk, v in rep.get("fmax", {}).items()}
     util = {k: (v["used"], v["available"]) for k, v in rep.get("utilization", {}).items()
             if v.get("used")}
-    return {"fmax_mhz": fmax, "constraint_mhz": want, "utilization": util}
+    return {"fmax_mhz": fmax, "constraint_mhz": want, "utilization": util,
+            "critical_path": critical_path(rep)}

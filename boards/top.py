@@ -325,8 +325,10 @@ class BoardCore(wiring.Component):
                                  sub.payload.eq(s.port.payload),
                                  s.port.ready.eq(Mux(prog, g.port.ready, sub.ready))]
                     storers.append(g)
-                m.submodules[f"gen_{self.cfg.units[i].name}_{s.name}"] = \
-                    ResetInserter({"sync": unit_rst[i]})(g)
+                gen = ResetInserter({"sync": unit_rst[i]})(g)
+                if self.gate_units:
+                    gen = DomainRenamer({"sync": f"u{i}"})(gen)
+                m.submodules[f"gen_{self.cfg.units[i].name}_{s.name}"] = gen
                 m.d.comb += [g.desc.eq(x.slot[j]), g.start.eq(x.start & mine),
                              g.run.eq(running & prog & mine)]
                 done.append(g.done)
@@ -735,6 +737,7 @@ class BoardCore(wiring.Component):
         unit_rst = [Signal(name=f"unit_rst{i}") for i in range(len(self.units))]
         tm = self.cfg.tensor_memory
         proxies = []
+        tm_start = Signal()  # a program op's load pulse (_tm_build's ``start``)
         if tm is not None:
             prog = Signal()  # a PROG_RUN streams (else a RUN): who drives the units' ports
         for i, (comp, streams, _) in enumerate(self.units):
@@ -755,7 +758,10 @@ class BoardCore(wiring.Component):
                 # ungated runner holds ``go`` low and its state is reset before the next RUN,
                 # so the ports behave the same; the simulator skips the idle units' logic.
                 inner = DomainRenamer({"sync": f"u{i}"})(inner)
-                m.d.comb += self.unit_active[i].eq((run_unit == i) & (running | unit_rst[i]))
+                # (a program op's load pulse too: the unit's address generators share its
+                # domain, so an idle unit's generators cost the simulator nothing either)
+                m.d.comb += self.unit_active[i].eq((run_unit == i) &
+                                                   (running | unit_rst[i] | tm_start))
             m.submodules[f"run_{self.cfg.units[i].name}"] = inner
             m.d.comb += r.go.eq(running & (run_unit == i) if tm is None else
                                 running & ~prog & (run_unit == i))
@@ -782,6 +788,7 @@ class BoardCore(wiring.Component):
 
         if tm is not None:
             tmx = self._tm_build(m, unit_rst, running, run_unit, prog, proxies)
+            m.d.comb += tm_start.eq(tmx.start)
         buf_bb = const_by_buf([b.beat_bytes for b in bufs], 8)
         buf_depth = const_by_buf([b.depth for b in bufs], 32)
         buf_rdata = Array([Signal(max_width, name=f"rdata{i}") for i in range(NB)])

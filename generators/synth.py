@@ -379,7 +379,7 @@ def summarize_cells(t: Target, cells: dict) -> dict:
     return out
 
 
-def _critical_path(report: dict) -> dict | None:
+def critical_path(report: dict) -> dict | None:
     """The worst path of a nextpnr JSON report: endpoints, logic and routing delay, and the
     highest-fanout net on it."""
     # register-to-register paths only: the shell's pins are unconstrained (``<async>``)
@@ -457,7 +457,7 @@ def place_and_route(t: Target, manifest: dict, out: Path, *, seed: int,
         "constraint_mhz": freq,
         "fmax_mhz": fmax.get(clk) if clk else None,
         "fmax_by_clock": fmax,
-        "critical_path": _critical_path(rep),
+        "critical_path": critical_path(rep),
         "utilization": util,
         "shell_cells": cells,
         "seconds": round(seconds, 1),

@@ -330,6 +330,10 @@ def cmd_bitstream(args) -> int:
              f"{'met' if mhz >= want else 'NOT met'})")
     for cell, (used, avail) in sorted(rep["utilization"].items()):
         _say(f"  {cell:<16} {used:>7} / {avail:<7} ({100 * used / max(avail, 1):.1f} %)")
+    cp = rep.get("critical_path")
+    if cp:
+        _say(f"  critical path: {cp['from']} -> {cp['to']}, {cp['delay_ns']} ns "
+             f"({cp['logic_ns']} ns logic, {cp['routing_ns']} ns routing, {cp['steps']} steps)")
     return 0
 
 

@@ -565,3 +565,34 @@ def test_tm_scatter_splits_into_frames():
                      (0, 0, 2, 2, 3, b"x" * 7), (0, 0, 1, 1, 5000, bytes(2000))]:
             with pytest.raises(UserError):
                 b.tm_scatter(*args)
+
+
+def test_a_chain_shorter_than_n_runs_groups_that_span_beats(tmp_path):
+    """A 2-stage chain in 4:4 (each group's 4 slots on 2 weight beats that share one
+    activation beat) and 2:4, on an input and on an intermediate read from memory: equal to
+    evaluate, at the chain's expected cycles."""
+    text = Path(DESIGN).read_text().replace(
+        'length: 16, m: 4, modes: ["2:4", "1:4", "4:4"]', 'length: 2, m: 4, modes: ["4:4", "2:4"]')
+    assert "length: 2," in text
+    (tmp_path / "short.yaml").write_text(text)
+    design = str(tmp_path / "short.yaml")
+    cfg = board_config(design)
+    rng = np.random.default_rng(21)
+    g = Graph()
+    x = g.input("x", (20, 40), "int8")
+    acc = g.matmul(x, g.weight("w3", rng.integers(-128, 128, (40, 12))))
+    xr = g.requant(acc, multiplier=1 << 30, shift=-9, name="xr")            # [20, 12]
+    y4 = g.sparse_matmul(g.weight("wd", rng.integers(-128, 128, (5, 20))), xr, mode="4:4",
+                         name="y4")
+    y2 = g.sparse_matmul(g.weight("w24", _sparse_w(rng, 3, 30)), g.input("x2", (30, 6), "int8"),
+                         mode="2:4", name="y2")
+    g.output("y4", y4)
+    g.output("y2", y2)
+    with open_board("model://" + design, timeout=0.05, progress=False) as b:
+        prog = b.compile(g)
+        for _ in range(2):
+            X, X2 = rng.integers(-128, 128, (20, 40)), rng.integers(-128, 128, (30, 6))
+            want = g.evaluate(design=cfg, x=X, x2=X2)
+            got = prog(x=X, x2=X2)
+            assert np.array_equal(got["y4"], want["y4"]) and np.array_equal(got["y2"],
+                                                                             want["y2"])

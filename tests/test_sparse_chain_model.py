@@ -24,7 +24,7 @@ from generators.sparse_chain import (
     schedule,
     unpack,
 )
-from generators.sparse_chain.tiling import assemble
+from generators.sparse_chain.tiling import assemble, unschedule
 
 PATTERNS = [(n, m) for m in (2, 4, 8, 16) for n in sorted({1, 2, m // 2, m - 1, m}) if n >= 1]
 
@@ -101,6 +101,11 @@ CHAINS = [
     dict(length=5, m=16, modes=("1:16", "4:16"), w="int8", x="uint8", acc="int18"),
     # no 1:m mode (x_lanes < length * m), stages past the last whole group in 3:4
     dict(length=7, m=4, modes=("3:4", "2:4", "4:4")),
+    # chains shorter than N: 4:4 spans 2 weight beats per activation beat, beside modes
+    # that do not; 8:8 spans 3 (the last with one zero lane), 4:8 spans 2 (two zero lanes)
+    dict(length=2, m=4, modes=("4:4", "2:4", "1:4")),
+    dict(length=3, m=8, modes=("8:8", "4:8", "2:8"), w="int4", x="int4", acc="int12",
+         overflow="sat", max_k=512),
 ]
 
 
@@ -131,23 +136,33 @@ def reference(p, w, x):
 
 
 def _emulate(p, sched, x_data=None):
-    """What the stream protocol means, from the beats alone (in the beat's mode n:m, stage
-    ``s < (length // n) * n`` multiplies lane ``(s // n) * m + idx`` of the dense activation
-    beat, the others nothing; cascade, accumulation over passes with ``last``): the
-    reference for the schedule. ``x_data`` replaces the ``x_stream`` lanes."""
+    """What the stream protocol means, from the beats alone (in the beat's mode n:m, weight
+    beat ``j`` of an activation beat's ``beats_per_group``: stage ``s`` holds slot ``t = j *
+    length + s`` and, if ``t < (length // n) * n`` (``n`` when ``n > length``), multiplies
+    lane ``(t // n) * m + idx`` of the activation beat, else nothing; cascade, accumulation
+    over the beats with ``last``): the reference for the schedule. ``x_data`` replaces the
+    ``x_stream`` lanes."""
     ws = sched.inputs["w_stream"]
     xd = sched.inputs["x_stream"]["data"] if x_data is None else x_data
-    out, acc = [], 0
+    out, acc, xb, j = [], 0, 0, 0
     for t in range(len(ws["last"])):
         nm = p.mode_list[int(ws["mode"][t])]
         s_sum = 0
-        for s in range(p.groups_per_pass(nm) * nm.n):
-            lane = (s // nm.n) * p.m + int(ws["idx"][t, s])
-            s_sum += int(ws["w"][t, s]) * int(xd[t, lane])
+        for s in range(p.length):
+            slot = j * p.length + s
+            if slot < p.groups_per_pass(nm) * nm.n:
+                lane = (slot // nm.n) * p.m + int(ws["idx"][t, s])
+                s_sum += int(ws["w"][t, s]) * int(xd[xb, lane])
+            else:
+                assert ws["w"][t, s] == 0 and ws["idx"][t, s] == 0
         acc += s_sum
+        j += 1
+        if j == p.beats_per_group(nm):
+            j, xb = 0, xb + 1
         if ws["last"][t]:
             out.append([acc])
             acc = 0
+    assert xb == len(xd) and j == 0
     return p.acc.apply_overflow(np.array(out, dtype=object), p.overflow)
 
 
@@ -185,14 +200,16 @@ def test_models_agree_in_every_mode(cfg, rng):
             kp = p.k_per_pass(mode)
             xd = sched.inputs["x_stream"]["data"]
             assert xd.shape[1] == p.x_lanes and not xd[:, kp:].any()
-            xpad = np.zeros((p.passes(shape[1], mode) * kp, shape[2]), dtype=np.int64)
+            xpad = np.zeros((p.x_passes(shape[1], mode) * kp, shape[2]), dtype=np.int64)
             xpad[:shape[1]] = x
-            assert np.array_equal(xd[:shape[2] * p.passes(shape[1], mode), :kp],
+            assert np.array_equal(xd[:shape[2] * p.x_passes(shape[1], mode), :kp],
                                   xpad.T.reshape(-1, kp))
             if kp < p.x_lanes:   # and don't-care: garbage there changes nothing
                 junk = _emulate(p, sched, _garbage_past_pass(p, sched, mode, rng))
                 assert np.array_equal(assemble(p, sched, junk), golden.astype(object))
             assert len(sched.inputs["w_stream"]["last"]) == p.beats(*shape, mode)
+            assert len(xd) == shape[0] * shape[2] * p.x_passes(shape[1], mode)
+            assert unschedule(p, sched.inputs, shape, mode)["w"].tolist() == w.tolist()
 
 
 def test_overflow_corners_really_overflow(rng):

@@ -21,6 +21,9 @@ CONFIGS = [
          overflow="sat", max_k=1024),
     # no 1:m mode: x_lanes = 12 (2:4) < length * m; stage 6 holds no slot in 3:4
     dict(length=7, m=4, modes=("3:4", "2:4", "4:4"), w="int8", x="uint8", acc="int24"),
+    # shorter than N: 8:8 spans 3 weight beats per activation beat, 4:8 spans 2, 2:8 none
+    dict(length=3, m=8, modes=("8:8", "4:8", "2:8"), w="int8", x="int8", acc="int24",
+         overflow="sat", max_k=1024),
 ]
 
 

@@ -60,7 +60,9 @@ class SparseChainFamily(UnitFamily):
         return {
             "latency": params.latency,
             "throughput": {"macs_per_cycle": params.macs_per_cycle, "w_beats_per_cycle": 1,
-                           "x_beats_per_cycle": 1,
+                           "x_beats_per_cycle": 1 if not params.spans else {
+                               mode: 1 / params.beats_per_group(mode)
+                               for mode in params.modes},
                            "dense_k_per_beat": {mode: params.k_per_pass(mode)
                                                 for mode in params.modes}},
             "modes": {mode: params.mode_code(mode) for mode in params.modes},
@@ -142,7 +144,9 @@ class SparseChainFamily(UnitFamily):
 
         ``w``: ``raw``, the compressed weight beats of one ``b`` (``O * passes`` beats, row
         ``o``'s passes in order), replayed for every column of ``x``. ``x``: ``col`` (each
-        column contiguous), read as ``data`` beats of ``x_lanes`` codes, pass ``c`` of column
+        column contiguous), read as ``data`` beats of ``x_lanes`` codes (``x_passes`` per
+        column: in a mode with ``n > length`` each serves ``beats_per_group`` weight beats),
+        pass ``c`` of column
         ``b`` at ``base + b * ld + c * x_pass_bytes(mode)`` and replayed for every row of
         ``w``; the lanes past ``k_per_pass(mode)`` read whatever follows, so the bank must hold
         :meth:`SparseChainParams.x_overread_bytes` bytes (any values) after the last pass of
@@ -152,13 +156,13 @@ class SparseChainFamily(UnitFamily):
         :meth:`SparseChainParams.check_x_col` says so beforehand, knowing the word size):
         e.g. sparse16's 4:4 mode steps 16 bytes for 64-byte beats, too little on 32-byte
         words once K needs two passes.
-        Or ``raw``: the ``x_stream`` beats of one ``o`` (``B * passes``), packed by the host.
+        Or ``raw``: the ``x_stream`` beats of one ``o`` (``B * x_passes``), packed by the host.
         ``y`` (one code per beat): ``row`` or ``col``. ``p``: ``raw``."""
         from ..tm import DATA, RAW, Descriptor, data_beat, elem_bytes, elements, raw_bytes
 
         nm = params.mode(mode)
         o, k, b = (int(d) for d in dims)
-        passes = params.passes(k, nm)
+        passes, xpasses = params.passes(k, nm), params.x_passes(k, nm)
         w, x, y = places["w"], places["x"], places["y"]
         w.need("sparse_chain w", "raw")
         x.need("sparse_chain x", "col", "raw")
@@ -167,10 +171,10 @@ class SparseChainFamily(UnitFamily):
                                       (o, b, passes), (passes * w.ld, 0, w.ld))}
         if x.layout == "raw":
             out["x_stream"] = Descriptor(x.bank, RAW, raw_bytes(streams, "x_stream"), x.base,
-                                         (o, b, passes), (0, passes * x.ld, x.ld))
+                                         (o, b, xpasses), (0, xpasses * x.ld, x.ld))
         else:
             _, _, nx = data_beat(streams, "x_stream", "sparse_chain x")
-            out["x_stream"] = Descriptor(x.bank, DATA, nx, x.base, (o, b, passes),
+            out["x_stream"] = Descriptor(x.bank, DATA, nx, x.base, (o, b, xpasses),
                                          (0, x.ld, params.x_pass_bytes(nm)))
         _, sw, _ = data_beat(streams, "y_stream", "sparse_chain y")
         e = elem_bytes(sw, "sparse_chain y")
@@ -186,12 +190,13 @@ class SparseChainFamily(UnitFamily):
     def raw_operands(self, params, arrays: dict, *, mode=None) -> dict:
         o, k = arrays["w"].shape
         b = arrays["x"].shape[1]
-        passes = params.passes(k, params.mode(mode))
+        nm = params.mode(mode)
+        passes, xpasses = params.passes(k, nm), params.x_passes(k, nm)
         ins = self.schedule(params, arrays, mode=mode)[0]
         w = {f: np.asarray(v).reshape(o, b, passes, *np.shape(v)[1:])[:, 0].reshape(
             o * passes, *np.shape(v)[1:]) for f, v in ins["w_stream"].items()}
-        x = {f: np.asarray(v).reshape(o, b, passes, *np.shape(v)[1:])[0].reshape(
-            b * passes, *np.shape(v)[1:]) for f, v in ins["x_stream"].items()}
+        x = {f: np.asarray(v).reshape(o, b, xpasses, *np.shape(v)[1:])[0].reshape(
+            b * xpasses, *np.shape(v)[1:]) for f, v in ins["x_stream"].items()}
         out = {"w": w, "x": x}
         if params.requant is not None:
             out["p"] = ins["p_stream"]

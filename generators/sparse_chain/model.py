@@ -155,10 +155,12 @@ def chain_matmul(params: SparseChainParams, values, indices, x,
                  mode: str | Mode | None = None) -> np.ndarray:
     """The compressed-form model the RTL mirrors, pass by pass.
 
-    Each pass covers ``groups_per_pass`` groups (``length`` stages; stage ``s`` holds slot
-    ``s % n`` of group ``s // n``); a stage multiplies its value by the activation its index
-    picks from its group's window of ``m`` activations; the cascade sums the stages, and the
-    accumulator sums the passes, all in ``internal_width`` two's complement; the overflow rule
+    Each activation beat (pass) covers ``groups_per_pass`` groups, whose slots the weight
+    beats hold ``length`` at a time (stage ``s`` of beat ``j`` holds slot ``t = j * length +
+    s`` of the pass: slot ``t % n`` of group ``t // n``; a group spans several beats when ``n >
+    length``); a stage multiplies its value by the activation its index picks from its
+    group's window of ``m`` activations; the cascade sums the stages of a beat, and the
+    accumulator sums the beats, all in ``internal_width`` two's complement; the overflow rule
     is applied to the final sum.
     """
     mode = params.mode(mode)
@@ -169,7 +171,7 @@ def chain_matmul(params: SparseChainParams, values, indices, x,
     if n != mode.n:
         raise ValueError(f"slots per group {n} do not match mode {mode}")
     kx, b = x.shape
-    per = params.groups_per_pass(mode)
+    per, q, L = params.groups_per_pass(mode), params.beats_per_group(mode), params.length
     passes = -(-groups // per)
     gp = passes * per
     vals = np.zeros((o, gp, n), dtype=np.int64)
@@ -180,7 +182,9 @@ def chain_matmul(params: SparseChainParams, values, indices, x,
     pos = np.arange(gp)[None, :, None] * params.m + idx           # [O, gp, n]
     picked = xp[pos]                                               # [O, gp, n, B]
     prods = vals[..., None].astype(object) * picked.astype(object)
-    per_pass = prods.reshape(o, passes, per * n, b).sum(axis=2)    # the cascade's sums
+    slots = np.zeros((o, passes, q * L, b), dtype=object)          # a pass's slots on beats
+    slots[:, :, :per * n] = prods.reshape(o, passes, per * n, b)
+    per_pass = slots.reshape(o, passes * q, L, b).sum(axis=2)      # the cascade's sums
     inner = Format(params.internal_width, params.internal_width, params.acc.signed)
     total = inner.wrap(inner.wrap(per_pass).astype(object).sum(axis=1))
     return params.acc.apply_overflow(total, params.overflow)

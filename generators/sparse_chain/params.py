@@ -71,8 +71,9 @@ class SparseChainParams(UnitBase):
     (``unit: sparse_chain``), the pattern chosen at run time among ``modes``.
 
     Cross-field rules (checked on load): every mode is ``N:m`` with ``1 <= N <= m``, listed
-    once, with ``N <= length`` (a pass covers ``length // N`` whole groups); ``acc`` follows the
-    MAC array's rules for the product ``w x x``.
+    once; ``acc`` follows the MAC array's rules for the product ``w x x``. A mode with ``N <=
+    length`` covers ``length // N`` whole groups per beat; one with ``N > length`` spreads a
+    group over ``ceil(N / length)`` weight beats that share one activation beat.
     """
 
     unit: Literal["sparse_chain"] = Field("sparse_chain",
@@ -128,9 +129,6 @@ class SparseChainParams(UnitBase):
             if not 1 <= mode.n <= self.m:
                 raise field_problem(where, f"'{mode}' has N = {mode.n} (allowed: N:{self.m} "
                                     f"with 1 <= N <= {self.m})")
-            if mode.n > self.length:
-                raise field_problem(where, f"'{mode}' needs at least {mode.n} stages but "
-                                    f"length is {self.length} (allowed: N <= length)")
             if text in seen:
                 raise field_problem(where, f"'{mode}' is listed twice (allowed: each "
                                     "pattern once)")
@@ -174,11 +172,25 @@ class SparseChainParams(UnitBase):
         return self.m.bit_length() - 1
 
     def groups_per_pass(self, mode: str | Mode | None = None) -> int:
-        """Groups of M consecutive K one chain pass covers: ``length // n``."""
-        return self.length // self.mode(mode).n
+        """Groups of M consecutive K one activation beat covers: ``length // n``, or 1 when
+        ``n > length`` (the group then spans :meth:`beats_per_group` weight beats)."""
+        return max(1, self.length // self.mode(mode).n)
+
+    def beats_per_group(self, mode: str | Mode | None = None) -> int:
+        """Weight beats per activation beat: ``ceil(n / length)`` when ``n > length`` (beat
+        ``j`` of a group holds its slots ``j * length ...``; the last one's lanes past ``n``
+        are zero), else 1."""
+        n = self.mode(mode).n
+        return -(-n // self.length) if n > self.length else 1
+
+    @property
+    def spans(self) -> bool:
+        """Whether some mode spreads a group over several weight beats (``n > length``): the
+        chain then holds each activation beat for :meth:`beats_per_group` weight beats."""
+        return any(self.beats_per_group(nm) > 1 for nm in self.mode_list)
 
     def k_per_pass(self, mode: str | Mode | None = None) -> int:
-        """Dense K positions one beat covers: ``(length // n) * m``."""
+        """Dense K positions one activation beat covers: ``groups_per_pass * m``."""
         return self.groups_per_pass(mode) * self.m
 
     @property
@@ -224,7 +236,7 @@ class SparseChainParams(UnitBase):
             return self.x_pass_bytes(nm) % unit == 0
 
         nm = self.mode(mode)
-        if fits(nm) or (k is not None and self.passes(k, nm) <= 1):
+        if fits(nm) or (k is not None and self.x_passes(k, nm) <= 1):
             return
         ok = [str(v) for v in self.mode_list if fits(v)]
         limit = f"K <= {self.k_per_pass(nm)}" if not ok else \
@@ -262,9 +274,14 @@ class SparseChainParams(UnitBase):
         (no stalls); with the epilogue, its latency too."""
         return self.length + 3 + (0 if self.requant is None else self.epilogue.latency)
 
-    def passes(self, k: int, mode: str | Mode | None = None) -> int:
-        """Beats per output element: ``ceil(ceil(K / m) / groups_per_pass)``."""
+    def x_passes(self, k: int, mode: str | Mode | None = None) -> int:
+        """Activation beats per output element: ``ceil(ceil(K / m) / groups_per_pass)``."""
         return math.ceil(math.ceil(k / self.m) / self.groups_per_pass(mode))
+
+    def passes(self, k: int, mode: str | Mode | None = None) -> int:
+        """Weight beats (chain passes, one per cycle) per output element: ``x_passes *
+        beats_per_group``."""
+        return self.x_passes(k, mode) * self.beats_per_group(mode)
 
     def beats(self, o: int, k: int, b: int, mode: str | Mode | None = None) -> int:
         return o * b * self.passes(k, mode)

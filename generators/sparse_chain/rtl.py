@@ -6,7 +6,9 @@ The chain is one row of ``length`` MAC stages in the DSP-cascade style:
   chain advances in lock step unless an output beat is held, so back-pressure freezes it and an
   input idle cycle becomes a bubble that flows through like data;
 * a beat carries ``length`` compressed weights (value + ``log2(m)``-bit index), a mode, and
-  the pass's ``k_per_pass`` dense activations of one column, each once (see :mod:`.tiling`):
+  the pass's ``k_per_pass`` dense activations of one column, each once (see :mod:`.tiling`;
+  in a mode with ``n > length`` a group's slots span ``ceil(n / length)`` weight beats, which
+  all take the one activation beat: it is accepted with the last of them):
   in mode ``n:m`` stage ``s`` holds a slot of group ``g = s // n`` and picks lane ``g * m +
   idx[s]``, i.e. an ``m``:1 multiplexer over its group's window, the window's lanes fixed
   wiring per mode. With one mode there is no mode multiplexer; with several, each stage first
@@ -150,6 +152,22 @@ class SparseChain(wiring.Component):
             return zero
         return Array(cols)[idx]
 
+    def _x_done(self, m: Module, fire):
+        """Whether the weight beat taken now is the last of its activation beat's (only built
+        when some mode has ``n > length``: a counter of the weight beats taken
+        against the beat's mode's :meth:`~.params.SparseChainParams.beats_per_group`)."""
+        p = self.params
+        q = [p.beats_per_group(nm) for nm in p.mode_list]
+        sub = Signal(range(max(q)), name="x_sub")    # weight beats already taken on this x beat
+        done = Signal(name="x_done")
+        # (a table over every value of the mode field: unused codes as the first mode)
+        last = [Const(v - 1, range(max(q))) for v in q]
+        last += [last[0]] * ((1 << p.mode_bits) - len(q))
+        m.d.comb += done.eq(Array(last)[self.w_stream.payload.mode] == sub)
+        with m.If(fire):
+            m.d.sync += sub.eq(Mux(done, 0, sub + 1))
+        return done
+
     def elaborate(self, platform):
         p = self.params
         m = Module()
@@ -169,7 +187,8 @@ class SparseChain(wiring.Component):
         m.d.comb += [
             fire.eq(en & w_in.valid & x_in.valid),
             w_in.ready.eq(en & x_in.valid),
-            x_in.ready.eq(en & w_in.valid),
+            x_in.ready.eq(en & w_in.valid if not p.spans else
+                          en & w_in.valid & self._x_done(m, fire)),
         ]
 
         prev = None

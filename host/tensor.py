@@ -169,6 +169,10 @@ class QTensor:
 
     def __post_init__(self):
         fmt = Format.parse(self.fmt) if isinstance(self.fmt, str) else self.fmt
+        if fmt.kind != "fixed":
+            raise ValueError(f"fmt: {fmt} is not a fixed-point format (QTensor holds integer "
+                             "codes with an affine scale; floating-point and MX formats: "
+                             "quantize with Format.parse(name).quantize)")
         object.__setattr__(self, "fmt", fmt)
         codes = fmt.check_codes(self.codes, "codes")
         object.__setattr__(self, "codes", codes.astype(code_dtype(fmt.width, fmt.signed))

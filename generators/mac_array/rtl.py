@@ -28,6 +28,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigne
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..errors import ConfigError
 from ..hardmul import leaf, mul_reg
 from ..lockstep import ROOM, enables
 from .params import OUTPUT_STATIONARY, MacArrayParams
@@ -155,6 +156,18 @@ class PeWS(wiring.Component):
             m.d.sync += [a_q.eq(self.a), w_act.eq(w_next), ps.eq(self.psum_in + prod)]
         m.d.comb += [self.a_out.eq(a_q), self.w_out.eq(w_sh), self.psum.eq(ps)]
         return m
+
+
+def check_rtl(params: MacArrayParams) -> None:
+    """Refuse, in one line, what the golden model computes but this RTL does not build."""
+    if params.floating:
+        raise ConfigError(f"{params.name}: the mac_array RTL does not build {params.a} x "
+                          f"{params.b} operands yet (allowed: fixed-point operands; the golden "
+                          "model, tensorfab run --backend golden, takes them)")
+    if params.acc.kind != "fixed":
+        raise ConfigError(f"{params.name}: the mac_array RTL does not build acc {params.acc} "
+                          "yet (allowed: a fixed-point acc; tensorfab run --backend golden "
+                          "takes it)")
 
 
 class MacArray(wiring.Component):

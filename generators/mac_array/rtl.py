@@ -51,6 +51,69 @@ def _tag(shape) -> str:
     return f"{'s' if shape.signed else 'u'}{shape.width}"
 
 
+def _fmt_tag(fmts) -> str:
+    """Module-name part for operand formats that are not plain integers (``""`` otherwise)."""
+    if fmts is None:
+        return ""
+    return "_" + "x".join(str(f).replace("_", "") for f in fmts)
+
+
+def _decode(m: Module, code, fmt, name: str):
+    """An operand code as ``(sm, sh)``: a signed (or, for unsigned fixed point, unsigned)
+    mantissa and a left shift, with ``sm << sh`` the code of the element's exact value in
+    :func:`~.params.operand_fixed`'s format. Fixed point: the code itself, no shift. A float
+    ``S.E.M``: ``sm = ±((E != 0) << M | m)``, ``sh = max(E, 1) - 1`` (its LSB is the smallest
+    subnormal). NaN/inf codes decode as their bit fields say (callers flag them)."""
+    if fmt.kind != "float":
+        return code, None
+    mb, eb = fmt.man_bits, fmt.exp_bits
+    e = code[mb:mb + eb]
+    nz = Signal(name=f"{name}_nz")
+    m.d.comb += nz.eq(e != 0)
+    mant = Signal(mb + 1, name=f"{name}_mant")
+    m.d.comb += mant.eq(Cat(code[:mb], nz))
+    sm = Signal(signed(mb + 2), name=f"{name}_sm")
+    m.d.comb += sm.eq(Mux(code[mb + eb], -mant, mant))
+    sh = Signal(range((1 << eb) - 1), name=f"{name}_sh")
+    m.d.comb += sh.eq(Mux(nz, e - 1, 0))
+    return sm, sh
+
+
+def float_mul_reg(m: Module, a, b, en, prod: Signal, fmts, name: str) -> None:
+    """``prod`` becomes the exact product of the element values of codes ``a`` and ``b``
+    (formats ``fmts``) in the product's fixed-point format, two enabled cycles after them, as
+    :func:`generators.hardmul.mul_reg` times integers: operand registers, then the decoded
+    mantissas multiplied (a few bits: logic, no hard multiplier) and shifted left by the sum
+    of the exponents into the product register."""
+    a_q = Signal.like(a, name=f"{name}_a_q", reset_less=True)
+    b_q = Signal.like(b, name=f"{name}_b_q", reset_less=True)
+    with m.If(en):
+        m.d.sync += [a_q.eq(a), b_q.eq(b)]
+    sa, ha = _decode(m, a_q, fmts[0], f"{name}_a")
+    sb, hb = _decode(m, b_q, fmts[1], f"{name}_b")
+    pm = Signal(signed(len(sa) + len(sb)) if (sa.shape().signed or sb.shape().signed)
+                else unsigned(len(sa) + len(sb)), name=f"{name}_pm")
+    m.d.comb += pm.eq(sa * sb)
+    shifts = [h for h in (ha, hb) if h is not None]
+    if not shifts:
+        value = pm
+    else:
+        sh = Signal(range(sum(1 << len(h) for h in shifts)), name=f"{name}_sh")
+        m.d.comb += sh.eq(sum(shifts))
+        value = pm << sh
+    with m.If(en):
+        m.d.sync += prod.eq(value)
+
+
+def _mul(m: Module, platform, a, b, en, prod: Signal, name: str, fmts) -> None:
+    """The PE's registered multiplier: the hard-multiplier module for integer operands,
+    :func:`float_mul_reg` when an operand is a float."""
+    if fmts is None:
+        mul_reg(m, platform, a, b, en, prod, name)
+    else:
+        float_mul_reg(m, a, b, en, prod, fmts, name)
+
+
 class PeOS(wiring.Component):
     """Output-stationary processing element: forwards its operands right and down, multiplies
     them in a registered multiplier and accumulates the product (split accumulator, below);
@@ -59,8 +122,9 @@ class PeOS(wiring.Component):
     ``pv``/``pl``: the beat whose product reaches the adder now is valid / ends its tile.
     """
 
-    def __init__(self, a_shape, b_shape, p_shape, width: int):
+    def __init__(self, a_shape, b_shape, p_shape, width: int, fmts=None):
         self.shapes = (a_shape, b_shape, p_shape, width)
+        self.fmts = fmts
         L = width // 2
         super().__init__({
             "en": In(1), "a": In(a_shape), "b": In(b_shape), "pv": In(1), "pl": In(1),
@@ -69,9 +133,10 @@ class PeOS(wiring.Component):
         })
 
     @staticmethod
-    def module_name(a_shape, b_shape, p_shape, width: int) -> str:
+    def module_name(a_shape, b_shape, p_shape, width: int, fmts=None) -> str:
         """The Verilog module of a PE with these shapes (every parameter is in the name)."""
-        return f"tf_pe_os_{_tag(a_shape)}x{_tag(b_shape)}_p{_tag(p_shape)}_w{width}"
+        return (f"tf_pe_os_{_tag(a_shape)}x{_tag(b_shape)}_p{_tag(p_shape)}_w{width}"
+                f"{_fmt_tag(fmts)}")
 
     def elaborate(self, platform):
         m = Module()
@@ -83,7 +148,7 @@ class PeOS(wiring.Component):
             m.d.sync += [a_q.eq(self.a), b_q.eq(self.b)]
         m.d.comb += [self.a_out.eq(a_q), self.b_out.eq(b_q)]
         prod = Signal(p_shape, name="prod", reset_less=True)
-        mul_reg(m, platform, self.a, self.b, en, prod, "mul")
+        _mul(m, platform, self.a, self.b, en, prod, "mul", self.fmts)
         # Accumulator in two halves, lo (the low L bits) and hi, with the carry out of lo
         # added into hi one cycle later: each adder's carry chain is half the width. The sum
         # is always (hi << L) + lo + (cy << L) modulo 2**W; the pending carry of the last
@@ -124,8 +189,9 @@ class PeWS(wiring.Component):
     ``load``: a weight beat shifts the shadow weights down the column.
     """
 
-    def __init__(self, a_shape, b_shape, p_shape, s_shape):
+    def __init__(self, a_shape, b_shape, p_shape, s_shape, fmts=None):
         self.shapes = (a_shape, b_shape, p_shape, s_shape)
+        self.fmts = fmts
         super().__init__({
             "en": In(1), "a": In(a_shape), "swap": In(1), "load": In(1),
             "w_in": In(b_shape), "psum_in": In(s_shape),
@@ -133,10 +199,10 @@ class PeWS(wiring.Component):
         })
 
     @staticmethod
-    def module_name(a_shape, b_shape, p_shape, s_shape) -> str:
+    def module_name(a_shape, b_shape, p_shape, s_shape, fmts=None) -> str:
         """The Verilog module of a PE with these shapes (every parameter is in the name)."""
         return (f"tf_pe_ws_{_tag(a_shape)}x{_tag(b_shape)}_p{_tag(p_shape)}"
-                f"_{_tag(s_shape)}")
+                f"_{_tag(s_shape)}{_fmt_tag(fmts)}")
 
     def elaborate(self, platform):
         m = Module()
@@ -151,7 +217,7 @@ class PeWS(wiring.Component):
         with m.If(self.load):
             m.d.sync += w_sh.eq(self.w_in)
         m.d.comb += w_next.eq(Mux(self.swap, w_sh, w_act))
-        mul_reg(m, platform, self.a, w_next, en, prod, "mul")
+        _mul(m, platform, self.a, w_next, en, prod, "mul", self.fmts)
         with m.If(en):
             m.d.sync += [a_q.eq(self.a), w_act.eq(w_next), ps.eq(self.psum_in + prod)]
         m.d.comb += [self.a_out.eq(a_q), self.w_out.eq(w_sh), self.psum.eq(ps)]
@@ -160,7 +226,7 @@ class PeWS(wiring.Component):
 
 def check_rtl(params: MacArrayParams) -> None:
     """Refuse, in one line, what the golden model computes but this RTL does not build."""
-    if params.floating:
+    if params.mx:
         raise ConfigError(f"{params.name}: the mac_array RTL does not build {params.a} x "
                           f"{params.b} operands yet (allowed: fixed-point operands; the golden "
                           "model, tensorfab run --backend golden, takes them)")
@@ -212,6 +278,11 @@ class MacArray(wiring.Component):
         return self.params.expected_cycles(m, k, n)
 
     # -- shared pieces ----------------------------------------------------------------------
+
+    def _fmts(self):
+        """The operand formats when a PE decodes floats (``None``: integer multipliers)."""
+        p = self.params
+        return (p.a, p.b) if p.floating else None
 
     def _ishape(self):
         p = self.params
@@ -301,10 +372,12 @@ class MacArray(wiring.Component):
         a_sh, b_sh = p.a.shape(), p.b.shape()
         p_sh = p.product.shape()
 
-        def make():
-            return PeOS(a_sh, b_sh, p_sh, W)
+        fmts = self._fmts()
 
-        module = PeOS.module_name(a_sh, b_sh, p_sh, W)
+        def make():
+            return PeOS(a_sh, b_sh, p_sh, W, fmts)
+
+        module = PeOS.module_name(a_sh, b_sh, p_sh, W, fmts)
         cap = [[None] * C for _ in range(R)]
         a_fwd = [[Signal(a_sh, name=f"a_{i}_{j}") for j in range(C)] for i in range(R)]
         b_fwd = [[Signal(b_sh, name=f"b_{i}_{j}") for j in range(C)] for i in range(R)]
@@ -417,10 +490,12 @@ class MacArray(wiring.Component):
                 b_fires.append(Signal(name=f"b_fire{i}"))
                 m.d.comb += b_fires[i].eq(en_rows[i] & b_take)
 
-        def make():
-            return PeWS(a_sh, b_sh, p_sh, ishape)
+        fmts = self._fmts()
 
-        module = PeWS.module_name(a_sh, b_sh, p_sh, ishape)
+        def make():
+            return PeWS(a_sh, b_sh, p_sh, ishape, fmts)
+
+        module = PeWS.module_name(a_sh, b_sh, p_sh, ishape, fmts)
         a_fwd = [[Signal(a_sh, name=f"a_{i}_{j}") for j in range(C)] for i in range(R)]
         w_fwd = [[Signal(b_sh, name=f"wsh_{i}_{j}") for j in range(C)] for i in range(R)]
         psum = [[Signal(ishape, name=f"psum_{i}_{j}") for j in range(C)] for i in range(R)]

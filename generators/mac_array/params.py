@@ -248,20 +248,19 @@ class MacArrayParams(UnitBase):
         return product_format(self.a_fixed, self.b_fixed)
 
     @property
-    def kulisch(self) -> Format:
-        """The exact fixed-point accumulator before an fp32 rounding: the product's LSB and
-        guard bits for a block of 32 (MX) or for ``max_k`` products."""
-        prod = self.product
+    def kulisch_width(self) -> int:
+        """Bits of the exact fixed-point accumulator before an fp32 rounding (its LSB is the
+        product's): the signed product and guard bits for a block of 32 (MX) or for
+        ``max_k`` products."""
         k = MX_BLOCK if self.mx else self.max_k
-        width = product_width_in(prod, Format(2, 2, True)) + (k - 1).bit_length()
-        return Format(width=width, int_bits=width - prod.frac_bits, signed=True)
+        return product_width_in(self.product, Format(2, 2, True)) + (k - 1).bit_length()
 
     @property
     def internal_width(self) -> int:
         """Width of the accumulators inside the array (see :func:`internal_width`; with
-        ``acc: fp32`` the exact :attr:`kulisch` accumulator's)."""
+        ``acc: fp32`` the exact accumulator's, :attr:`kulisch_width`)."""
         if self.acc.kind != "fixed":
-            return self.kulisch.width
+            return self.kulisch_width
         return internal_width(self.product, self.acc, self.overflow, self.max_k)
 
     @property

@@ -23,11 +23,12 @@ GUARD = 16  # accumulator bits above the exact product, for every format alike
 
 #: (label, a, b): the area rows; acc = the exact product's format plus GUARD bits
 AREA_FORMATS = [
-    ("int8 x int8", "int8", "int8"),
-    ("fp8_e4m3 x fp8_e4m3", "fp8_e4m3", "fp8_e4m3"),
-    ("fp6_e2m3 x fp6_e2m3", "fp6_e2m3", "fp6_e2m3"),
-    ("fp4_e2m1 x fp4_e2m1", "fp4_e2m1", "fp4_e2m1"),
-    ("fp4_e2m1 x fp8_e4m3", "fp4_e2m1", "fp8_e4m3"),
+    ("int8 x int8", "int8", "int8", None),
+    ("fp8_e4m3 x fp8_e4m3", "fp8_e4m3", "fp8_e4m3", None),
+    ("fp8_e4m3 x fp8_e4m3, acc fp32", "fp8_e4m3", "fp8_e4m3", "fp32"),
+    ("fp6_e2m3 x fp6_e2m3", "fp6_e2m3", "fp6_e2m3", None),
+    ("fp4_e2m1 x fp4_e2m1", "fp4_e2m1", "fp4_e2m1", None),
+    ("fp4_e2m1 x fp8_e4m3", "fp4_e2m1", "fp8_e4m3", None),
 ]
 
 
@@ -46,13 +47,14 @@ def _synth_job(job):
     from generators.config import parse_config
     from generators.synth import synthesize
 
-    label, n, a, b, target, pnr = job
+    label, n, a, b, acc, target, pnr = job
+    acc = acc or _acc(a, b)
     cfg = parse_config({"name": f"fmt{n}x{n}", "unit": "mac_array", "rows": n, "cols": n,
-                        "a": a, "b": b, "acc": _acc(a, b)}, "bench")
+                        "a": a, "b": b, "acc": acc}, "bench")
     with tempfile.TemporaryDirectory(prefix="tensorfab-synth-") as tmp:
         rep = synthesize(cfg, target, tmp, pnr=pnr)
     macs = n * n
-    row = {"formats": label, "array": f"{n}x{n}", "target": target, "acc": _acc(a, b),
+    row = {"formats": label, "array": f"{n}x{n}", "target": target, "acc": acc,
            "luts": rep["luts"], "ffs": rep["ffs"], "dsps": rep["dsps"], "carry": rep["carry"],
            "luts_per_mac": round(rep["luts"] / macs, 1), "ffs_per_mac": round(rep["ffs"] / macs, 1),
            "dsps_per_mac": round(rep["dsps"] / macs, 2), "fmax_mhz": rep.get("fmax_mhz"),
@@ -65,8 +67,8 @@ def _synth_job(job):
 def bench_area(jobs: int = 1, sizes=(1, 8), targets=("ecp5", "xilinx")) -> list[dict]:
     from concurrent.futures import ProcessPoolExecutor
 
-    plan = [(label, n, a, b, t, t == "ecp5" and n == 1)
-            for n in sizes for t in targets for label, a, b in AREA_FORMATS]
+    plan = [(label, n, a, b, acc, t, t == "ecp5" and n == 1)
+            for n in sizes for t in targets for label, a, b, acc in AREA_FORMATS]
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         return list(pool.map(_synth_job, plan))
 

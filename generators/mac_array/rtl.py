@@ -343,9 +343,10 @@ class PeWS(wiring.Component):
 def check_rtl(params: MacArrayParams) -> None:
     """Refuse, in one line, what the golden model computes but this RTL does not build."""
     if params.mx:
-        raise ConfigError(f"{params.name}: the mac_array RTL does not build {params.a} x "
-                          f"{params.b} operands yet (allowed: fixed-point operands; the golden "
-                          "model, tensorfab run --backend golden, takes them)")
+        raise ConfigError(f"{params.name}: the mac_array RTL does not build MX operands "
+                          f"({params.a} x {params.b}) yet (allowed: fixed-point and "
+                          "fp8/fp6/fp4 element operands; the golden model, tensorfab run "
+                          "--backend golden, takes MX)")
     if params.acc.kind != "fixed" and params.dataflow != OUTPUT_STATIONARY:
         raise ConfigError(f"{params.name}: the mac_array RTL builds acc {params.acc} only "
                           "with dataflow output_stationary (allowed: output_stationary, or a "

@@ -20,7 +20,8 @@ import numpy as np
 from generators.errors import ArrayError
 from generators.numerics import Format, Overflow, Rounding, pack_bits, unpack_bits
 
-__all__ = ["QTensor", "FTensor", "MXTensor", "pack_beats", "unpack_beats", "beat_bytes", "code_dtype", "as_code_arrays"]
+__all__ = ["QTensor", "FTensor", "MXTensor", "pack_beats", "unpack_beats", "beat_bytes",
+           "code_dtype", "as_code_arrays"]
 
 
 def beat_bytes(fields: dict) -> int:
@@ -340,8 +341,8 @@ class MXTensor:
 def as_code_arrays(arrays: dict) -> dict:
     """The host API's inputs as NumPy arrays, whatever NumPy takes: arrays, (nested) lists and
     tuples, scalars, :class:`QTensor` and :class:`FTensor` (their codes) and
-    :class:`MXTensor` (array ``NAME``: its codes, and ``NAME_scale``: its scales). Object arrays are refused (codes are
-    integers; an object array hides what it holds). The unit's ``check_inputs`` then checks
+    :class:`MXTensor` (array ``NAME``: its codes, and ``NAME_scale``: its scales). Object
+    arrays are refused (codes are integers; an object array hides what it holds). The unit's ``check_inputs`` then checks
     names, shapes, dtypes and ranges, the same for every unit.
 
     Raises

@@ -59,5 +59,6 @@ def test_board_gemm_float(design):
         assert np.array_equal(c, family.golden(p, {"a": a.codes, "b": b})["c"])
         vals = FTensor(c, "fp32").dequantize()
         assert np.allclose(vals, a.dequantize() @ b, rtol=1e-6)
-        with pytest.raises(ArrayError, match=r"a: code \d+ at index \(0, 0\) is out of range for fp8_e4m3"):
+        with pytest.raises(ArrayError, match=r"a: code \d+ at index \(0, 0\) is out of "
+                                             r"range for fp8_e4m3"):
             board.gemm(a.codes + 256, b, unit="f8")

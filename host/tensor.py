@@ -342,8 +342,8 @@ def as_code_arrays(arrays: dict) -> dict:
     """The host API's inputs as NumPy arrays, whatever NumPy takes: arrays, (nested) lists and
     tuples, scalars, :class:`QTensor` and :class:`FTensor` (their codes) and
     :class:`MXTensor` (array ``NAME``: its codes, and ``NAME_scale``: its scales). Object
-    arrays are refused (codes are integers; an object array hides what it holds). The unit's ``check_inputs`` then checks
-    names, shapes, dtypes and ranges, the same for every unit.
+    arrays are refused (codes are integers; an object array hides what it holds). The unit's
+    ``check_inputs`` then checks names, shapes, dtypes and ranges, the same for every unit.
 
     Raises
     ------

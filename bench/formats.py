@@ -73,6 +73,32 @@ def bench_area(jobs: int = 1, sizes=(1, 8), targets=("ecp5", "xilinx")) -> list[
         return list(pool.map(_synth_job, plan))
 
 
+def bench_utilization() -> list[dict]:
+    """The 8x8 output-stationary array with float operands on a 256^3 GEMM in Verilator:
+    cycles, utilization and equality with the golden model (random finite codes)."""
+    from generators.mac_array import family, gemm
+    from generators.mac_array.params import MacArrayParams
+    from sim.unit import simulate
+
+    rows = []
+    for label, a_f, b_f, acc in (("fp8_e4m3 x fp8_e4m3, acc fp32", "fp8_e4m3", "fp8_e4m3",
+                                  "fp32"),):
+        p = MacArrayParams(name="fmtutil8x8", rows=8, cols=8, a=a_f, b=b_f, acc=acc)
+        rng = np.random.default_rng(0)
+        fin = [c for c in range(256) if (c & 0x7F) != 0x7F]
+        a = rng.choice(fin, (256, 256))
+        b = rng.choice(fin, (256, 256))
+        res = simulate(family, p, {"a": a, "b": b}, name=p.name)
+        row = {"formats": label, "array": "8x8", "gemm": "256x256x256", "cycles": res.cycles,
+               "expected_cycles": p.expected_cycles(256, 256, 256),
+               "utilization": round(256 ** 3 / (64 * res.cycles), 5),
+               "equal_to_golden": bool(np.array_equal(res.outputs["c"], gemm(p, a, b)))}
+        print(f"  utilization {label}: {100 * row['utilization']:.2f} % "
+              f"({res.cycles} cycles), equal {row['equal_to_golden']}", flush=True)
+        rows.append(row)
+    return rows
+
+
 # -- accuracy -----------------------------------------------------------------------------------
 
 ACC_FORMATS = ["int8 per-channel", "int4 per-channel", "fp8_e4m3", "mxfp8_e4m3", "mxfp6_e2m3",
@@ -198,12 +224,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.formats")
     ap.add_argument("--synth", action="store_true")
     ap.add_argument("--accuracy", action="store_true")
+    ap.add_argument("--utilization", action="store_true")
     ap.add_argument("--jobs", type=int, default=1)
     args = ap.parse_args(argv)
     res = json.loads(OUT_JSON.read_text()) if OUT_JSON.exists() else {}
     if args.accuracy:
         res["accuracy"] = bench_accuracy()
         plot(res["accuracy"])
+    if args.utilization:
+        res["utilization"] = bench_utilization()
     if args.synth:
         res["area"] = bench_area(args.jobs)
     OUT_JSON.write_text(json.dumps(res, indent=1) + "\n")

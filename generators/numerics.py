@@ -39,7 +39,9 @@ import numpy as np
 
 __all__ = ["Format", "Overflow", "Rounding", "div_round", "exact_matmul", "pack_bits",
            "requantize", "round_real", "unpack_bits", "REQUANT_ROUNDINGS", "SHIFT_RANGE",
-           "quantize_multiplier", "requantize_fixed"]
+           "quantize_multiplier", "requantize_fixed", "NumberFormat", "FloatFormat", "MXFormat",
+           "FLOAT_FORMATS", "MX_FORMATS", "ELEMENT_FLOATS", "FP32", "E8M0_NAN", "MX_BLOCK",
+           "exact_parts", "fp32_codes", "fp32_values"]
 
 _I64_MIN = -(1 << 63)
 _I64_MAX = (1 << 63) - 1
@@ -88,7 +90,9 @@ def _overflow(value) -> Overflow:
 
 
 _ALLOWED = ("allowed: intN with 2<=N<=64, uintN with 1<=N<=64, "
-            "fixed<W,I> with 2<=W<=64, ufixed<W,I> with 1<=W<=64")
+            "fixed<W,I> with 2<=W<=64, ufixed<W,I> with 1<=W<=64, fp8_e4m3, fp8_e5m2, "
+            "fp6_e3m2, fp6_e2m3, fp4_e2m1, fp32, mxfp8_e4m3, mxfp8_e5m2, mxfp6_e3m2, "
+            "mxfp6_e2m3, mxfp4, mxint8")
 _INT_RE = re.compile(r"(u?)int([1-9][0-9]*)")
 _FIXED_RE = re.compile(r"(u?)fixed<\s*([1-9][0-9]*)\s*,\s*(0|-?[1-9][0-9]*)\s*>")
 
@@ -186,8 +190,15 @@ def _rescale(c: np.ndarray, shift: int, rounding: Rounding) -> np.ndarray:
 # -- formats ------------------------------------------------------------------------------------
 
 
+class NumberFormat:
+    """What every number format shares: ``kind`` (``fixed``, ``float`` or ``mx``), its text
+    (``str``) and :meth:`Format.parse`, which reads all three kinds."""
+
+    kind = "fixed"
+
+
 @dataclass(frozen=True)
-class Format:
+class Format(NumberFormat):
     """A fixed-point number format (``ap_fixed``/``ap_ufixed`` convention).
 
     Parameters
@@ -225,13 +236,21 @@ class Format:
     # -- text ----------------------------------------------------------------------------------
 
     @classmethod
-    def parse(cls, text: str) -> Format:
-        """Parse ``int8``, ``uint4``, ``intN``/``uintN``, ``fixed<W,I>`` or ``ufixed<W,I>``.
+    def parse(cls, text: str) -> NumberFormat:
+        """Parse any format: fixed point (``int8``, ``uint4``, ``intN``/``uintN``,
+        ``fixed<W,I>``, ``ufixed<W,I>``; a :class:`Format`), an element float (``fp8_e4m3``,
+        ``fp8_e5m2``, ``fp6_e3m2``, ``fp6_e2m3``, ``fp4_e2m1``, ``fp32``; a
+        :class:`FloatFormat`) or an OCP MX block format (``mxfp8_e4m3``, ``mxfp8_e5m2``,
+        ``mxfp6_e3m2``, ``mxfp6_e2m3``, ``mxfp4``, ``mxint8``; an :class:`MXFormat`).
 
         Case-sensitive; spaces are allowed inside the angle brackets only. Raises ``ValueError``
         with a one-line message naming ``text`` and the allowed spellings.
         """
         if isinstance(text, str):
+            if text in FLOAT_FORMATS:
+                return FLOAT_FORMATS[text]
+            if text in MX_FORMATS:
+                return MX_FORMATS[text]
             m = _INT_RE.fullmatch(text)
             if m:
                 signed, width = not m.group(1), int(m.group(2))
@@ -825,3 +844,535 @@ def unpack_bits(buf, width: int, lanes: int, signed: bool, dtype=None) -> np.nda
     else:
         out = u.astype(np.int64)
     return out if dtype is None else out.astype(dtype)
+
+
+# -- floating-point element formats (OCP FP8, OCP MX FP6/FP4) and fp32 ---------------------------
+
+#: ``special`` of a :class:`FloatFormat`: how the top exponent field is used.
+SPECIALS = ("ieee", "fn", "none")
+
+
+def _bit_length(n: np.ndarray) -> np.ndarray:
+    """Bit length of non-negative int64 values (0 for 0), exactly."""
+    n = np.asarray(n, dtype=np.int64)
+    _, e = np.frexp(n.astype(np.float64))  # n < 2**63 converts with at most one rounding up,
+    e = e.astype(np.int64)                   # which can only overstate the length by one
+    too_big = (e > 0) & ((n >> np.maximum(e - 1, 0)) == 0)
+    return e - too_big
+
+
+def _reduce_to_int64(n, e) -> tuple[np.ndarray, np.ndarray]:
+    """Integers ``n`` (any size, object or int64, >= 0) times ``2**e`` as int64 ``n' < 2**62``
+    and exponents ``e'``, keeping a sticky bit: rounding ``n' * 2**e'`` to at most 60
+    significant bits (with any rounding to nearest) gives the same result as rounding ``n *
+    2**e``."""
+    n = np.asarray(n)
+    e = np.asarray(e, dtype=np.int64)
+    if n.dtype != object and (n.size == 0 or int(n.max()) < (1 << 62)):
+        return n.astype(np.int64), e
+    flat_n = n.reshape(-1).tolist()
+    e_b = np.broadcast_to(e, n.shape).reshape(-1)
+    out_n = np.empty(len(flat_n), dtype=np.int64)
+    out_e = np.empty(len(flat_n), dtype=np.int64)
+    for i, v in enumerate(flat_n):
+        v = int(v)
+        t = max(v.bit_length() - 62, 0)
+        if t:
+            v = (v >> t) | (1 if v & ((1 << t) - 1) else 0)
+        out_n[i] = v
+        out_e[i] = int(e_b[i]) + t
+    return out_n.reshape(n.shape), out_e.reshape(n.shape)
+
+
+@dataclass(frozen=True)
+class FloatFormat(NumberFormat):
+    """A binary floating-point format with ``exp_bits`` exponent and ``man_bits`` mantissa
+    bits: a code is the bit pattern ``S.E.M`` as an unsigned integer.
+
+    ``special``: ``ieee`` (top exponent field: infinities and NaNs, as IEEE 754 and OCP
+    E5M2), ``fn`` (only ``S.1..1.1..1`` is NaN, no infinities: OCP E4M3FN) or ``none`` (every
+    code is a finite number: the MX FP6/FP4 element types).
+
+    A finite code's value is ``(-1)**S * mant * 2**exp`` with ``mant = (E != 0) << man_bits
+    | M`` and ``exp = max(E, 1) - bias - man_bits`` (subnormals when ``E == 0``): exact
+    integers, see :meth:`decode`.
+    """
+
+    name: str
+    exp_bits: int
+    man_bits: int
+    bias: int
+    special: str
+
+    kind = "float"
+    signed = False
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __reduce__(self):
+        return (Format.parse, (self.name,))
+
+    # -- properties ---------------------------------------------------------------------------
+
+    @property
+    def width(self) -> int:
+        """Bits of a code: ``1 + exp_bits + man_bits``."""
+        return 1 + self.exp_bits + self.man_bits
+
+    @property
+    def min_code(self) -> int:
+        return 0
+
+    @property
+    def max_code(self) -> int:
+        return (1 << self.width) - 1
+
+    @property
+    def _max_fields(self) -> tuple[int, int]:
+        """``(E, M)`` of the largest finite value."""
+        top = (1 << self.exp_bits) - 1
+        mtop = (1 << self.man_bits) - 1
+        if self.special == "ieee":
+            return top - 1, mtop
+        if self.special == "fn":
+            return top, mtop - 1
+        return top, mtop
+
+    @property
+    def emax(self) -> int:
+        """Exponent of the largest finite value (``emax_elem`` in the OCP MX spec)."""
+        return self._max_fields[0] - self.bias
+
+    @property
+    def emin(self) -> int:
+        """Exponent of the smallest normal value, ``1 - bias``."""
+        return 1 - self.bias
+
+    @property
+    def max_code_finite(self) -> int:
+        """Code of the largest finite value (positive)."""
+        e, mm = self._max_fields
+        return (e << self.man_bits) | mm
+
+    @property
+    def max_value(self) -> float:
+        e, mm = self._max_fields
+        return math.ldexp((1 << self.man_bits) | mm, e - self.bias - self.man_bits)
+
+    @property
+    def has_inf(self) -> bool:
+        return self.special == "ieee"
+
+    @property
+    def has_nan(self) -> bool:
+        return self.special != "none"
+
+    @property
+    def nan_code(self) -> int | None:
+        """The NaN code :meth:`quantize` produces (positive, quiet), or ``None``."""
+        if self.special == "ieee":
+            return (((1 << self.exp_bits) - 1) << self.man_bits) | (1 << (self.man_bits - 1))
+        if self.special == "fn":
+            return (1 << (self.width - 1)) - 1
+        return None
+
+    @property
+    def inf_code(self) -> int | None:
+        if self.special != "ieee":
+            return None
+        return ((1 << self.exp_bits) - 1) << self.man_bits
+
+    def as_fixed(self) -> Format:
+        """The signed fixed-point format that holds every finite value exactly: LSB
+        ``2**(emin - man_bits)`` (the smallest subnormal), ``emax + 2`` integer bits with
+        the sign. Its codes are :meth:`to_fixed`'s."""
+        frac = self.man_bits - self.emin
+        ib = self.emax + 2
+        return Format(width=ib + frac, int_bits=ib, signed=True)
+
+    def shape(self):
+        """The Amaranth shape of a code: ``unsigned(width)`` (the bit pattern)."""
+        from amaranth.hdl import unsigned
+
+        return unsigned(self.width)
+
+    # -- codes ----------------------------------------------------------------------------------
+
+    def contains(self, codes) -> bool:
+        try:
+            self.check_codes(codes, "codes")
+        except ValueError:
+            return False
+        return True
+
+    def check_codes(self, codes, what: str) -> np.ndarray:
+        """Validate codes (integers in ``0..2**width - 1``) and return them as int64."""
+        c = _int_array(codes, what)
+        if c.size:
+            bad = (c < 0) | (c > self.max_code)
+            if bad.any():
+                flat = int(np.flatnonzero(bad.reshape(-1))[0])
+                where = _index_text(c.shape, flat) if c.ndim else ""
+                raise ValueError(f"{what}: code {int(c.reshape(-1)[flat])}{where} is out of "
+                                 f"range for {self} (allowed: 0..{self.max_code}, the bit "
+                                 f"patterns)")
+        return c.astype(np.int64)
+
+    def _fields(self, c: np.ndarray):
+        s = (c >> (self.width - 1)) & 1
+        e = (c >> self.man_bits) & ((1 << self.exp_bits) - 1)
+        mm = c & ((1 << self.man_bits) - 1)
+        return s, e, mm
+
+    def is_nan(self, codes) -> np.ndarray:
+        c = np.asarray(codes, dtype=np.int64)
+        _, e, mm = self._fields(c)
+        top = (1 << self.exp_bits) - 1
+        if self.special == "ieee":
+            return (e == top) & (mm != 0)
+        if self.special == "fn":
+            return (e == top) & (mm == (1 << self.man_bits) - 1)
+        return np.zeros(c.shape, dtype=bool)
+
+    def is_inf(self, codes) -> np.ndarray:
+        c = np.asarray(codes, dtype=np.int64)
+        _, e, mm = self._fields(c)
+        if self.special == "ieee":
+            return (e == (1 << self.exp_bits) - 1) & (mm == 0)
+        return np.zeros(c.shape, dtype=bool)
+
+    def decode(self, codes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Exact ``(sign, mant, exp)`` int64 arrays: a finite code's value is
+        ``(-1)**sign * mant * 2**exp``. NaN and infinity codes decode as their bit fields
+        would (see :meth:`is_nan`, :meth:`is_inf`); callers mask them."""
+        c = self.check_codes(codes, "codes")
+        s, e, mm = self._fields(c)
+        mant = np.where(e != 0, mm | (1 << self.man_bits), mm)
+        exp = np.maximum(e, 1) - self.bias - self.man_bits
+        return s, mant, exp
+
+    def to_fixed(self, codes) -> np.ndarray:
+        """Signed integer codes of :meth:`as_fixed` with the same values (exact; NaN and
+        infinity codes give 0, callers mask them with :meth:`is_nan`/:meth:`is_inf`)."""
+        s, mant, exp = self.decode(codes)
+        v = mant << (exp - (self.emin - self.man_bits))
+        v = np.where(s == 1, -v, v)
+        special = self.is_nan(codes) | self.is_inf(codes)
+        return np.where(special, 0, v)
+
+    def dequantize(self, codes) -> np.ndarray:
+        """Values as float64 (exact: every value of these formats is a float64), with NaN and
+        ±inf for those codes."""
+        c = self.check_codes(codes, "codes")
+        s, mant, exp = self.decode(c)
+        v = np.ldexp(mant.astype(np.float64), exp.astype(np.int64))
+        v = np.where(self.is_inf(c), np.inf, v)
+        v = np.where(self.is_nan(c), np.nan, v)
+        return np.where(s == 1, -v, v)
+
+    # -- rounding -----------------------------------------------------------------------------
+
+    def encode(self, sign, n, e, saturate: bool = True) -> np.ndarray:
+        """Codes of the exact values ``(-1)**sign * n * 2**e`` rounded to nearest, ties to
+        even. ``n``: non-negative integers (int64, or object arrays of any size), ``e``: int64
+        exponents, ``sign``: 0/1 (the sign of a zero result too).
+
+        Magnitudes beyond the largest finite value: ``saturate`` gives ±max; otherwise
+        ±inf (``ieee``), NaN (``fn``), ±max (``none``: these formats have neither).
+        """
+        n, e = _reduce_to_int64(n, e)
+        sign = np.asarray(sign, dtype=np.int64)
+        n, e, sign = np.broadcast_arrays(n, e, sign)
+        M = self.man_bits
+        bl = _bit_length(n)
+        lead = bl - 1 + e
+        qe = np.maximum(lead, self.emin) - M
+        sh = qe - e
+        # sh <= 0: exact (n << -sh, at most M+1 bits); 0 < sh < 63: round; sh >= 63: below
+        # half a quantum (n < 2**62), so zero
+        sl = np.clip(-sh, 0, 62)
+        sr = np.clip(sh, 0, 62)
+        q = np.where(sh <= 0, n << sl, n >> sr)
+        r = n - (q << sr)
+        half = np.where(sr > 0, np.int64(1) << np.maximum(sr - 1, 0), 0)
+        up = (sh > 0) & ((r > half) | ((r == half) & ((q & 1) == 1)))
+        q = np.where(sh >= 63, 0, q + up)
+        carry = q == (1 << (M + 1))
+        q = np.where(carry, q >> 1, q)
+        qe = qe + carry
+        normal = q >= (1 << M)
+        ef = np.where(normal, qe + M + self.bias, 0)
+        mf = np.where(normal, q - (1 << M), q)
+        emx, mmx = self._max_fields
+        over = (n != 0) & ((ef > emx) | ((ef == emx) & (mf > mmx)))
+        mag = np.where(q == 0, 0, (ef << M) | mf)
+        ovf = self.max_code_finite
+        if not saturate and self.special == "ieee":
+            ovf = self.inf_code
+        elif not saturate and self.special == "fn":
+            ovf = self.nan_code
+        mag = np.where(over, ovf, mag)
+        return (sign << (self.width - 1)) | mag
+
+    def quantize(self, x, saturate: bool = True) -> np.ndarray:
+        """Codes for float64 values: round to nearest, ties to even, exactly (no double
+        rounding). Beyond ±max: ±max (``saturate``, the default and what MX conversion
+        requires) or ±inf/NaN as :meth:`encode` says. NaN gives the NaN code (``ieee``,
+        ``fn``); infinities give ±max when saturating, else ±inf/NaN. Formats without NaN
+        (``none``) raise ``ValueError`` for NaN, and for infinities when not saturating.
+        Zeros keep their sign (``-0.0`` gives the sign bit alone)."""
+        try:
+            xf = np.asarray(x, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"x: not real numbers (cannot be quantized to {self})") from None
+        shape = xf.shape
+        xf = xf.reshape(-1)
+        nan = np.isnan(xf)
+        inf = np.isinf(xf)
+        if self.special == "none" and (nan.any() or (inf.any() and not saturate)):
+            i = int(np.flatnonzero(nan | inf)[0])
+            where = _index_text(shape, i) if len(shape) else ""
+            raise ValueError(f"x: {xf[i]}{where} cannot be quantized to {self} (it has no "
+                             "NaN or infinity)")
+        sign = np.signbit(xf).astype(np.int64)
+        a = np.where(nan | inf, 0.0, np.abs(xf))
+        f, k = np.frexp(a)
+        n = np.ldexp(f, 53).astype(np.int64)
+        e = k.astype(np.int64) - 53
+        c = self.encode(sign, n, e, saturate)
+        if inf.any():
+            big = self.max_code_finite
+            if not saturate:
+                big = self.inf_code if self.special == "ieee" else self.nan_code
+            c = np.where(inf, (sign << (self.width - 1)) | big, c)
+        if nan.any():
+            c = np.where(nan, self.nan_code, c)
+        return c.reshape(shape)
+
+
+#: The element float formats by name (OCP 8-bit FP, OCP MX v1.0 FP6/FP4) and IEEE binary32.
+FLOAT_FORMATS = {
+    f.name: f for f in (
+        FloatFormat("fp8_e4m3", 4, 3, 7, "fn"),
+        FloatFormat("fp8_e5m2", 5, 2, 15, "ieee"),
+        FloatFormat("fp6_e3m2", 3, 2, 3, "none"),
+        FloatFormat("fp6_e2m3", 2, 3, 1, "none"),
+        FloatFormat("fp4_e2m1", 2, 1, 1, "none"),
+        FloatFormat("fp32", 8, 23, 127, "ieee"),
+    )
+}
+#: Element formats an MAC operand may take (fp32 is an accumulator/output format only).
+ELEMENT_FLOATS = ("fp8_e4m3", "fp8_e5m2", "fp6_e3m2", "fp6_e2m3", "fp4_e2m1")
+FP32 = FLOAT_FORMATS["fp32"]
+
+
+def fp32_codes(x) -> np.ndarray:
+    """float32 values as IEEE binary32 bit patterns (int64 codes 0..2**32-1)."""
+    return np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.int64)
+
+
+def fp32_values(codes) -> np.ndarray:
+    """IEEE binary32 bit patterns (integers 0..2**32-1) as float32 values."""
+    return np.asarray(FP32.check_codes(codes, "codes")).astype(np.uint32).view(np.float32)
+
+
+# -- OCP MX block formats -----------------------------------------------------------------------
+
+#: The E8M0 scale code that means NaN.
+E8M0_NAN = 255
+E8M0_BIAS = 127
+MX_BLOCK = 32
+_MXINT8_ELEMENT = Format(width=8, int_bits=2, signed=True)
+
+
+@dataclass(frozen=True)
+class MXFormat(NumberFormat):
+    """An OCP MX v1.0 block format: blocks of ``block`` (32) elements along one axis share an
+    E8M0 scale ``2**(code - 127)`` (code 255: NaN). A tensor is ``(codes, scales)``: element
+    codes (the element format's: bit patterns of ``fp*``, or int8 two's complement codes of
+    ``mxint8``, whose element is ``fixed<8,2>``, i.e. ``code * 2**-6``) and one scale code per
+    block.
+    """
+
+    name: str
+    element: NumberFormat
+    block: int = MX_BLOCK
+
+    kind = "mx"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __reduce__(self):
+        return (Format.parse, (self.name,))
+
+    @property
+    def width(self) -> int:
+        """Bits of an element code."""
+        return self.element.width
+
+    @property
+    def signed(self) -> bool:
+        return self.element.signed
+
+    @property
+    def emax(self) -> int:
+        """``emax_elem``: the exponent of the element's largest normal value (0 for
+        ``mxint8``)."""
+        return self.element.emax if isinstance(self.element, FloatFormat) else 0
+
+    def shape(self):
+        return self.element.shape()
+
+    def check_codes(self, codes, what: str) -> np.ndarray:
+        return self.element.check_codes(codes, what)
+
+    def check_scales(self, scales, what: str) -> np.ndarray:
+        c = _int_array(scales, what)
+        if c.size:
+            bad = (c < 0) | (c > 255)
+            if bad.any():
+                flat = int(np.flatnonzero(bad.reshape(-1))[0])
+                where = _index_text(c.shape, flat) if c.ndim else ""
+                raise ValueError(f"{what}: scale code {int(c.reshape(-1)[flat])}{where} is "
+                                 "out of range for E8M0 (allowed: 0..255, 255 is NaN)")
+        return c.astype(np.int64)
+
+    def blocks(self, length: int, what: str = "x") -> int:
+        """Blocks along an axis of ``length``; ``ValueError`` unless a multiple of ``block``."""
+        if length % self.block:
+            raise ValueError(f"{what}: length {length} along the blocked axis is not a "
+                             f"multiple of {self.name}'s block size {self.block} (padding "
+                             f"rule: pad with zeros to {-(-length // self.block) * self.block})")
+        return length // self.block
+
+    def element_fixed(self) -> Format:
+        """The fixed-point format holding every finite element value exactly."""
+        el = self.element
+        return el.as_fixed() if isinstance(el, FloatFormat) else el
+
+    def element_to_fixed(self, codes) -> np.ndarray:
+        el = self.element
+        return el.to_fixed(codes) if isinstance(el, FloatFormat) else el.check_codes(codes,
+                                                                                      "codes")
+
+    def quantize(self, x, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes, scales)`` of float64 values, blocks of 32 along ``axis`` (its length a
+        multiple of 32). Per block (OCP MX v1.0, section 6.3): ``X = floor(log2(max|x|)) -
+        emax_elem`` clamped to ``-127..127`` (an all-zero block: ``-127``, scale code 0);
+        elements ``x / 2**X`` rounded to nearest, ties to even, saturating to the element's
+        max. A block holding a NaN or an infinity gets scale code 255 (NaN) and element codes
+        0. ``scales`` has ``x``'s shape with ``axis`` divided by 32."""
+        xf = np.asarray(x, dtype=np.float64)
+        if xf.ndim == 0:
+            raise ValueError(f"x: {self.name} needs an array with a blocked axis, got a scalar")
+        ax = axis % xf.ndim
+        xm = np.moveaxis(xf, ax, -1)
+        nb = self.blocks(xm.shape[-1])
+        xb = xm.reshape(*xm.shape[:-1], nb, self.block)
+        bad = ~np.isfinite(xb).all(axis=-1)
+        amax = np.where(bad, 0.0, np.abs(np.where(np.isfinite(xb), xb, 0.0)).max(axis=-1))
+        _, k = np.frexp(amax)
+        X = np.where(amax > 0, k.astype(np.int64) - 1 - self.emax, -E8M0_BIAS)
+        X = np.clip(X, -E8M0_BIAS, E8M0_BIAS)
+        with np.errstate(all="ignore"):
+            scaled = np.ldexp(np.where(bad[..., None], 0.0, xb), -X[..., None])
+        el = self.element
+        if isinstance(el, FloatFormat):
+            codes = el.quantize(scaled, saturate=True)
+        else:
+            codes = el.quantize(scaled, rounding="rnd_conv", overflow="sat")
+        codes = np.where(bad[..., None], 0, codes)
+        scales = np.where(bad, E8M0_NAN, X + E8M0_BIAS)
+        codes = np.moveaxis(codes.reshape(xm.shape), -1, ax)
+        scales = np.moveaxis(scales, -1, ax)
+        return codes.astype(np.int64), scales.astype(np.int64)
+
+    def _check_pair(self, codes, scales, axis: int):
+        c = self.check_codes(codes, "codes")
+        s = self.check_scales(scales, "scales")
+        if c.ndim == 0:
+            raise ValueError("codes: an MX tensor needs an array with a blocked axis")
+        ax = axis % c.ndim
+        want = list(c.shape)
+        want[ax] = self.blocks(c.shape[ax], "codes")
+        if tuple(s.shape) != tuple(want):
+            raise ValueError(f"scales: shape {tuple(s.shape)} does not fit codes of shape "
+                             f"{tuple(c.shape)} blocked along axis {ax} (allowed: "
+                             f"{tuple(want)}, one scale per {self.block} elements)")
+        return c, s, ax
+
+    def dequantize(self, codes, scales, axis: int = -1) -> np.ndarray:
+        """float64 values of an MX tensor (NaN for every element of a NaN-scale block;
+        exact unless the product leaves float64's range)."""
+        c, s, ax = self._check_pair(codes, scales, axis)
+        v = self.element.dequantize(c)
+        sx = np.repeat(s, self.block, axis=ax)
+        with np.errstate(all="ignore"):
+            out = np.ldexp(v, sx - E8M0_BIAS)
+        return np.where(sx == E8M0_NAN, np.nan, out)
+
+    # -- host packing ------------------------------------------------------------------------
+
+    def block_bytes(self) -> int:
+        """Bytes of one packed block: the scale byte, then the element codes packed."""
+        return 1 + (self.block * self.width + 7) // 8
+
+    def pack(self, codes, scales, axis: int = -1) -> np.ndarray:
+        """Wire bytes of an MX tensor: with ``axis`` moved last, each block in row-major order
+        is one scale byte followed by its 32 element codes packed by :func:`pack_bits`
+        (FP8/INT8: 32 bytes, FP6: 24, FP4: 16, lane 0 in the low bits of byte 0). Returns
+        ``[..., blocks * block_bytes]`` uint8 (leading axes as ``codes`` with ``axis``
+        moved last)."""
+        c, s, ax = self._check_pair(codes, scales, axis)
+        cm = np.moveaxis(c, ax, -1)
+        sm = np.moveaxis(s, ax, -1)
+        nb = sm.shape[-1]
+        body = pack_bits(cm.reshape(*cm.shape[:-1], nb, self.block), self.width)
+        out = np.concatenate([sm[..., None].astype(np.uint8), body], axis=-1)
+        return out.reshape(*cm.shape[:-1], nb * self.block_bytes())
+
+    def unpack(self, buf, length: int, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+        """Inverse of :meth:`pack`: bytes ``[..., blocks * block_bytes]`` -> ``(codes,
+        scales)`` with ``length`` elements along the blocked axis, which is moved back to
+        ``axis``."""
+        b = np.asarray(buf)
+        if b.dtype != np.uint8:
+            raise ValueError(f"buf: dtype {b.dtype} is not bytes (allowed: uint8)")
+        nb = self.blocks(length, "length")
+        bb = self.block_bytes()
+        if b.ndim == 0 or b.shape[-1] != nb * bb:
+            got = b.shape[-1] if b.ndim else 0
+            raise ValueError(f"buf: {got} bytes per row cannot hold {nb} {self.name} blocks "
+                             f"(need {nb * bb})")
+        blk = b.reshape(*b.shape[:-1], nb, bb)
+        scales = blk[..., 0].astype(np.int64)
+        codes = unpack_bits(blk[..., 1:], self.width, self.block, signed=self.signed)
+        codes = codes.reshape(*b.shape[:-1], length)
+        nd = codes.ndim
+        return np.moveaxis(codes, -1, axis % nd), np.moveaxis(scales, -1, axis % nd)
+
+
+MX_FORMATS = {
+    f.name: f for f in (
+        MXFormat("mxfp8_e4m3", FLOAT_FORMATS["fp8_e4m3"]),
+        MXFormat("mxfp8_e5m2", FLOAT_FORMATS["fp8_e5m2"]),
+        MXFormat("mxfp6_e3m2", FLOAT_FORMATS["fp6_e3m2"]),
+        MXFormat("mxfp6_e2m3", FLOAT_FORMATS["fp6_e2m3"]),
+        MXFormat("mxfp4", FLOAT_FORMATS["fp4_e2m1"]),
+        MXFormat("mxint8", _MXINT8_ELEMENT),
+    )
+}
+
+
+def exact_parts(fmt: NumberFormat, codes) -> tuple[np.ndarray, int]:
+    """Element codes as exact signed integers ``v`` and one exponent ``e``: the values are
+    ``v * 2**e`` (fixed point: the codes and ``-frac_bits``; floats: :meth:`FloatFormat.to_fixed`,
+    NaN/inf as 0; MX: the element's, scales not applied)."""
+    if isinstance(fmt, MXFormat):
+        fx = fmt.element_fixed()
+        return fmt.element_to_fixed(codes), -fx.frac_bits
+    if isinstance(fmt, FloatFormat):
+        return fmt.to_fixed(codes), -fmt.as_fixed().frac_bits
+    return fmt.check_codes(codes, "codes"), -fmt.frac_bits

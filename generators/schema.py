@@ -25,9 +25,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from .numerics import Format
+from .numerics import Format, NumberFormat
 
-__all__ = ["UnitBase", "FormatField", "OperandFormat", "AccFormat", "Identifier",
+__all__ = ["UnitBase", "FormatField", "AnyFormatField", "OperandFormat", "AccFormat",
+           "Identifier", "FIXED_ALLOWED",
            "VERILOG_KEYWORDS", "problem", "field_problem", "show", "fmt_str", "tuple_of"]
 
 OPERAND_WIDTHS = (2, 16)
@@ -88,8 +89,12 @@ def tuple_of(what: str):
 # -- field types -----------------------------------------------------------------------------
 
 
-def _to_format(value: Any) -> Format:
-    if isinstance(value, Format):
+#: The fixed-point spellings, for messages of fields that take nothing else.
+FIXED_ALLOWED = "intN, uintN, fixed<W,I>, ufixed<W,I>"
+
+
+def _to_any_format(value: Any) -> NumberFormat:
+    if isinstance(value, NumberFormat):
         return value
     if not isinstance(value, str):
         raise problem(f"expected a format string such as int8 or fixed<8,3>, got {show(value)}")
@@ -99,12 +104,29 @@ def _to_format(value: Any) -> Format:
         raise problem(str(err).splitlines()[0] if str(err) else f"bad format {value!r}") from None
 
 
-#: A number format, written as its canonical string (``int8``, ``fixed<8,3>``) in YAML.
+def _to_format(value: Any) -> Format:
+    fmt = _to_any_format(value)
+    if fmt.kind != "fixed":
+        raise problem(f"{fmt} is not allowed here (allowed: {FIXED_ALLOWED}; floating-point "
+                      "and MX formats only where a unit says so)")
+    return fmt
+
+
+#: A fixed-point number format, written as its canonical string (``int8``, ``fixed<8,3>``) in
+#: YAML. Float and MX format strings parse but are refused here with a one-line message.
 FormatField = Annotated[
     Format,
     BeforeValidator(_to_format),
     PlainSerializer(str, return_type=str),
     WithJsonSchema({"type": "string", "examples": ["int8", "uint4", "fixed<8,3>"]}),
+]
+#: Any number format: fixed point, an element float (``fp8_e4m3`` ...) or MX (``mxfp4`` ...);
+#: the unit's own validators say which are allowed.
+AnyFormatField = Annotated[
+    NumberFormat,
+    BeforeValidator(_to_any_format),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "examples": ["int8", "fixed<8,3>", "fp8_e4m3", "mxfp4"]}),
 ]
 
 

@@ -8,7 +8,8 @@ quantized tensors and beat packing are in :mod:`host.tensor`. Nothing here impor
 
 from __future__ import annotations
 
-__all__ = ["open_board", "Board", "QTensor", "BoardError", "Graph", "GraphError"]
+__all__ = ["open_board", "Board", "QTensor", "FTensor", "MXTensor", "BoardError", "Graph",
+           "GraphError"]
 
 
 def __getattr__(name: str):
@@ -22,8 +23,8 @@ def __getattr__(name: str):
         from . import graph
 
         return getattr(graph, name)
-    if name == "QTensor":
-        from .tensor import QTensor
+    if name in ("QTensor", "FTensor", "MXTensor"):
+        from . import tensor
 
-        return QTensor
+        return getattr(tensor, name)
     raise AttributeError(f"module 'host' has no attribute {name!r}")

@@ -20,7 +20,8 @@ import numpy as np
 from generators.errors import ArrayError
 from generators.numerics import Format, Overflow, Rounding, pack_bits, unpack_bits
 
-__all__ = ["QTensor", "pack_beats", "unpack_beats", "beat_bytes", "code_dtype", "as_code_arrays"]
+__all__ = ["QTensor", "FTensor", "MXTensor", "pack_beats", "unpack_beats", "beat_bytes",
+           "code_dtype", "as_code_arrays"]
 
 
 def beat_bytes(fields: dict) -> int:
@@ -169,6 +170,10 @@ class QTensor:
 
     def __post_init__(self):
         fmt = Format.parse(self.fmt) if isinstance(self.fmt, str) else self.fmt
+        if fmt.kind != "fixed":
+            raise ValueError(f"fmt: {fmt} is not a fixed-point format (QTensor holds integer "
+                             "codes with an affine scale; floating-point and MX formats: "
+                             "quantize with Format.parse(name).quantize)")
         object.__setattr__(self, "fmt", fmt)
         codes = fmt.check_codes(self.codes, "codes")
         object.__setattr__(self, "codes", codes.astype(code_dtype(fmt.width, fmt.signed))
@@ -237,11 +242,108 @@ def _param(v, name: str, dtype, t: QTensor):
     return arr
 
 
+@dataclass(frozen=True, eq=False)
+class FTensor:
+    """Codes of a floating-point element format (``fp8_e4m3``, ``fp8_e5m2``, ``fp6_e3m2``,
+    ``fp6_e2m3``, ``fp4_e2m1``, ``fp32``): the bit patterns as integers. A board with such an
+    operand takes it as its codes; ``fp32`` results (``acc: fp32``) come back as codes too:
+    ``FTensor(c, "fp32").dequantize()`` gives their values."""
+
+    codes: np.ndarray
+    fmt: object
+
+    def __post_init__(self):
+        fmt = Format.parse(self.fmt) if isinstance(self.fmt, str) else self.fmt
+        if getattr(fmt, "kind", None) != "float":
+            raise ValueError(f"fmt: {fmt} is not a floating-point element format (allowed: "
+                             "fp8_e4m3, fp8_e5m2, fp6_e3m2, fp6_e2m3, fp4_e2m1, fp32)")
+        object.__setattr__(self, "fmt", fmt)
+        object.__setattr__(self, "codes", fmt.check_codes(self.codes, "codes"))
+
+    @classmethod
+    def quantize(cls, x, fmt, saturate: bool = True) -> FTensor:
+        """Codes of float values, round to nearest even, saturating (see docs/formats.md)."""
+        f = Format.parse(fmt) if isinstance(fmt, str) else fmt
+        if getattr(f, "kind", None) != "float":
+            raise ValueError(f"fmt: {f} is not a floating-point element format")
+        return cls(f.quantize(x, saturate=saturate), f)
+
+    def dequantize(self) -> np.ndarray:
+        """The exact values as float64 (NaN and ±inf for those codes)."""
+        return self.fmt.dequantize(self.codes)
+
+    def pack(self) -> np.ndarray:
+        """Wire bytes, each row along the last axis packed by ``pack_bits`` (FP4: two codes a
+        byte, FP6: four in three bytes)."""
+        return pack_bits(self.codes, self.fmt.width)
+
+    @classmethod
+    def unpack(cls, buf, fmt, length: int) -> FTensor:
+        f = Format.parse(fmt) if isinstance(fmt, str) else fmt
+        return cls(unpack_bits(buf, f.width, length, signed=False), f)
+
+    @property
+    def shape(self) -> tuple:
+        return self.codes.shape
+
+
+@dataclass(frozen=True, eq=False)
+class MXTensor:
+    """An OCP MX tensor: element ``codes``, E8M0 ``scales`` (one per block of 32 along
+    ``axis``) and its ``fmt`` (``mxfp8_e4m3`` ... ``mxint8``). Given to a board as operand
+    ``a`` it is the arrays ``a`` and ``a_scale`` (``b``: ``b`` and ``b_scale``); a MAC
+    array's K is its blocked axis (``a``: axis 1, ``b``: axis 0)."""
+
+    codes: np.ndarray
+    scales: np.ndarray
+    fmt: object
+    axis: int = -1
+
+    def __post_init__(self):
+        fmt = Format.parse(self.fmt) if isinstance(self.fmt, str) else self.fmt
+        if getattr(fmt, "kind", None) != "mx":
+            raise ValueError(f"fmt: {fmt} is not an MX format (allowed: mxfp8_e4m3, "
+                             "mxfp8_e5m2, mxfp6_e3m2, mxfp6_e2m3, mxfp4, mxint8)")
+        object.__setattr__(self, "fmt", fmt)
+        c, sc, ax = fmt._check_pair(self.codes, self.scales, self.axis)
+        object.__setattr__(self, "codes", c)
+        object.__setattr__(self, "scales", sc)
+        object.__setattr__(self, "axis", ax)
+
+    @classmethod
+    def quantize(cls, x, fmt, axis: int = -1) -> MXTensor:
+        """OCP MX conversion of float values, blocks of 32 along ``axis`` (docs/formats.md)."""
+        f = Format.parse(fmt) if isinstance(fmt, str) else fmt
+        if getattr(f, "kind", None) != "mx":
+            raise ValueError(f"fmt: {f} is not an MX format")
+        codes, scales = f.quantize(x, axis=axis)
+        return cls(codes, scales, f, axis)
+
+    def dequantize(self) -> np.ndarray:
+        return self.fmt.dequantize(self.codes, self.scales, axis=self.axis)
+
+    def pack(self) -> np.ndarray:
+        """Wire bytes: per block a scale byte and the packed element codes
+        (:meth:`~generators.numerics.MXFormat.pack`)."""
+        return self.fmt.pack(self.codes, self.scales, axis=self.axis)
+
+    @classmethod
+    def unpack(cls, buf, fmt, length: int, axis: int = -1) -> MXTensor:
+        f = Format.parse(fmt) if isinstance(fmt, str) else fmt
+        codes, scales = f.unpack(buf, length, axis=axis)
+        return cls(codes, scales, f, axis)
+
+    @property
+    def shape(self) -> tuple:
+        return self.codes.shape
+
+
 def as_code_arrays(arrays: dict) -> dict:
     """The host API's inputs as NumPy arrays, whatever NumPy takes: arrays, (nested) lists and
-    tuples, scalars, and :class:`QTensor` (its codes). Object arrays are refused (codes are
-    integers; an object array hides what it holds). The unit's ``check_inputs`` then checks
-    names, shapes, dtypes and ranges, the same for every unit.
+    tuples, scalars, :class:`QTensor` and :class:`FTensor` (their codes) and
+    :class:`MXTensor` (array ``NAME``: its codes, and ``NAME_scale``: its scales). Object
+    arrays are refused (codes are integers; an object array hides what it holds). The unit's
+    ``check_inputs`` then checks names, shapes, dtypes and ranges, the same for every unit.
 
     Raises
     ------
@@ -250,7 +352,10 @@ def as_code_arrays(arrays: dict) -> dict:
     """
     out = {}
     for name, value in arrays.items():
-        if isinstance(value, QTensor):
+        if isinstance(value, MXTensor):  # the codes, and the scales beside them
+            out[f"{name}_scale"] = value.scales
+            value = value.codes
+        if isinstance(value, (QTensor, FTensor)):
             value = value.codes
         if isinstance(value, np.ndarray) and value.dtype == object:
             raise ArrayError(f"{name}: dtype object (allowed: integer codes: lists, NumPy "

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ..family import Split, UnitFamily
 from ..requant import epilogue as epi
-from .model import check_inputs, gemm
+from .model import SCALE_ARRAYS, check_inputs, gemm
 from .params import MacArrayParams
 from .tiling import Schedule, assemble, disassemble, schedule, stream_beats, unschedule
 
@@ -35,8 +35,9 @@ class MacArrayFamily(UnitFamily):
     def component(self, params):
         # local: Amaranth only to build hardware
         from ..requant.rtl import WithRequant
-        from .rtl import MacArray
+        from .rtl import MacArray, check_rtl
 
+        check_rtl(params)
         if params.requant is None:
             return MacArray(params)
         return WithRequant(MacArray(params, lockstep=True), params.epilogue,
@@ -58,15 +59,19 @@ class MacArrayFamily(UnitFamily):
         rp = params.epilogue
         own = arrays if rp is None else {k: v for k, v in arrays.items()
                                          if k not in epi.PARAM_ARRAYS}
-        a, b = check_inputs(params, own)
+        a, b, *scales = check_inputs(params, own)
         out = {"a": a, "b": b}
+        for name, s in zip(SCALE_ARRAYS, scales, strict=False):
+            if s is not None:
+                out[name] = s
         if rp is not None:
             out.update(epi.check_param_arrays(rp, arrays, b.shape[1], "mac_array",
                                               "b: N"))
         return out
 
     def golden(self, params, arrays: dict, *, mode: str | None = None) -> dict:
-        c = gemm(params, arrays["a"], arrays["b"])
+        c = gemm(params, arrays["a"], arrays["b"], arrays.get("a_scale"),
+                 arrays.get("b_scale"))
         if params.requant is not None:  # the epilogue: the requant unit's golden model on c
             c = epi.requantize(params.epilogue, c, _param_part(arrays))
         return {"c": c}

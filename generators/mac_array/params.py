@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import Field, model_serializer, model_validator
+from pydantic import AfterValidator, Field, model_serializer, model_validator
 
-from ..numerics import Format, Overflow
+from ..numerics import ELEMENT_FLOATS, FP32, MX_BLOCK, FloatFormat, Format, MXFormat, Overflow
 from ..requant.epilogue import (
     RequantBlock,
     RequantField,
@@ -21,7 +21,14 @@ from ..requant.epilogue import (
     epilogue_params,
 )
 from ..requant.params import RequantParams
-from ..schema import AccFormat, OperandFormat, UnitBase, field_problem, fmt_str
+from ..schema import (
+    OPERAND_WIDTHS,
+    AnyFormatField,
+    UnitBase,
+    field_problem,
+    fmt_str,
+    problem,
+)
 
 OUTPUT_STATIONARY = "output_stationary"
 WEIGHT_STATIONARY = "weight_stationary"
@@ -42,11 +49,12 @@ def product_width_in(prod: Format, acc: Format) -> int:
     return prod.width + (1 if acc.signed and not prod.signed else 0)
 
 
-def check_acc(a: Format, b: Format, acc: Format) -> None:
+def check_acc(a: Format, b: Format, acc: Format, operands: str | None = None) -> None:
     """The accumulator rules of every MAC-type unit, raised as an error on field ``acc``:
-    signed when the product is, the product's fraction bits, at least the product's width."""
+    signed when the product is, the product's fraction bits, at least the product's width.
+    ``operands``: how to name the operands in messages (default ``"a x b"``)."""
     prod = product_format(a, b)
-    operands = f"{a} x {b}"
+    operands = operands or f"{a} x {b}"
     need = product_width_in(prod, acc)
     if prod.signed and not acc.signed:
         raise field_problem(
@@ -101,6 +109,49 @@ MaxK = Annotated[int, Field(
 )]
 
 
+_OPERAND_ALLOWED = ("intN, uintN, fixed<W,I>, ufixed<W,I> of 2..16 bits, "
+                    + ", ".join(ELEMENT_FLOATS) + ", or an MX format")
+
+
+def _mac_operand(fmt):
+    """An operand of the MAC array: fixed point of 2..16 bits, an element float or MX."""
+    lo, hi = OPERAND_WIDTHS
+    if fmt.kind == "fixed":
+        if not lo <= fmt.width <= hi:
+            how = "wide" if fmt.width > hi else "narrow"
+            raise problem(f"{fmt} is too {how} for an operand (allowed: {lo}..{hi} bits)")
+    elif fmt.kind == "float" and str(fmt) not in ELEMENT_FLOATS:
+        raise problem(f"{fmt} is not allowed as an operand (allowed: {_OPERAND_ALLOWED})")
+    return fmt
+
+
+def _mac_acc(fmt):
+    """The accumulator/output format of the MAC array: fixed point up to 64 bits, or fp32."""
+    if fmt.kind == "fixed":
+        if fmt.width > 64:
+            raise problem(f"{fmt} is too wide for an accumulator (allowed: up to 64 bits)")
+        return fmt
+    if fmt is not FP32 and str(fmt) != "fp32":
+        raise problem(f"{fmt} is not allowed as acc (allowed: intN, uintN, fixed<W,I>, "
+                      "ufixed<W,I> up to 64 bits, or fp32)")
+    return fmt
+
+
+MacOperand = Annotated[AnyFormatField, AfterValidator(_mac_operand)]
+MacAcc = Annotated[AnyFormatField, AfterValidator(_mac_acc)]
+
+
+def operand_fixed(fmt) -> Format:
+    """The fixed-point format of an operand's exact element values: the format itself, a
+    float's :meth:`~generators.numerics.FloatFormat.as_fixed`, an MX element's (scales
+    apart)."""
+    if isinstance(fmt, MXFormat):
+        return fmt.element_fixed()
+    if isinstance(fmt, FloatFormat):
+        return fmt.as_fixed()
+    return fmt
+
+
 class MacArrayParams(UnitBase):
     """A ``rows x cols`` systolic MAC array computing ``c = a @ b`` (``unit: mac_array``).
 
@@ -116,10 +167,14 @@ class MacArrayParams(UnitBase):
     unit: Literal["mac_array"] = Field("mac_array", description="The unit family: `mac_array`.")
     rows: int = Field(ge=1, le=64, description="Processing elements along M (rows of `c`).")
     cols: int = Field(ge=1, le=64, description="Processing elements along N (columns of `c`).")
-    a: OperandFormat = Field(description="Format of the left operand `a` [M,K] (2..16 bits).")
-    b: OperandFormat = Field(description="Format of the right operand `b` [K,N] (2..16 bits).")
-    acc: AccFormat = Field(
-        description="Format of the accumulator and of the result `c` (up to 64 bits)."
+    a: MacOperand = Field(description="Format of the left operand `a` [M,K]: fixed point "
+                          "(2..16 bits), fp8_e4m3, fp8_e5m2, fp6_e3m2, fp6_e2m3, fp4_e2m1 or an "
+                          "MX format (then `a_scale` [M, K/32] comes with it).")
+    b: MacOperand = Field(description="Format of the right operand `b` [K,N], as `a` (MX: "
+                          "`b_scale` [K/32, N]).")
+    acc: MacAcc = Field(
+        description="Format of the accumulator and of the result `c`: fixed point (up to 64 "
+        "bits; exact, then `overflow`) or fp32 (see docs/formats.md)."
     )
     overflow: OverflowRule
     dataflow: Literal["output_stationary", "weight_stationary"] = Field(
@@ -137,7 +192,13 @@ class MacArrayParams(UnitBase):
 
     @model_validator(mode="after")
     def _check_acc(self) -> MacArrayParams:
-        check_acc(self.a, self.b, self.acc)
+        if self.acc.kind == "fixed":
+            mx = [str(f) for f in (self.a, self.b) if f.kind == "mx"]
+            if mx:
+                raise field_problem(
+                    "acc", f"{self.acc} cannot hold the products of {mx[0]} operands, whose "
+                    "block scales span 2**-254..2**254 (allowed: fp32 with MX operands)")
+            check_acc(self.a_fixed, self.b_fixed, self.acc, f"{self.a} x {self.b}")
         if self.requant is not None:
             check_block_acc(self.acc)
         return self
@@ -162,13 +223,44 @@ class MacArrayParams(UnitBase):
     # -- widths -------------------------------------------------------------------------------
 
     @property
+    def a_fixed(self) -> Format:
+        """The fixed-point format of ``a``'s exact element values (see :func:`operand_fixed`)."""
+        return operand_fixed(self.a)
+
+    @property
+    def b_fixed(self) -> Format:
+        return operand_fixed(self.b)
+
+    @property
+    def mx(self) -> bool:
+        """True when an operand is an MX format (blocks of 32 along K with scales)."""
+        return self.a.kind == "mx" or self.b.kind == "mx"
+
+    @property
+    def floating(self) -> bool:
+        """True when an operand is not fixed point (an element float or MX)."""
+        return self.a.kind != "fixed" or self.b.kind != "fixed"
+
+    @property
     def product(self) -> Format:
-        """The format of the exact product of an ``a`` code and a ``b`` code."""
-        return product_format(self.a, self.b)
+        """The format of the exact product of an ``a`` code and a ``b`` code (element values;
+        MX scales apart)."""
+        return product_format(self.a_fixed, self.b_fixed)
+
+    @property
+    def kulisch_width(self) -> int:
+        """Bits of the exact fixed-point accumulator before an fp32 rounding (its LSB is the
+        product's): the signed product and guard bits for a block of 32 (MX) or for
+        ``max_k`` products."""
+        k = MX_BLOCK if self.mx else self.max_k
+        return product_width_in(self.product, Format(2, 2, True)) + (k - 1).bit_length()
 
     @property
     def internal_width(self) -> int:
-        """Width of the accumulators inside the array (see :func:`internal_width`)."""
+        """Width of the accumulators inside the array (see :func:`internal_width`; with
+        ``acc: fp32`` the exact accumulator's, :attr:`kulisch_width`)."""
+        if self.acc.kind != "fixed":
+            return self.kulisch_width
         return internal_width(self.product, self.acc, self.overflow, self.max_k)
 
     @property

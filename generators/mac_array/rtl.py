@@ -28,6 +28,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigne
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..errors import ConfigError
 from ..hardmul import leaf, mul_reg
 from ..lockstep import ROOM, enables
 from .params import OUTPUT_STATIONARY, MacArrayParams
@@ -50,6 +51,171 @@ def _tag(shape) -> str:
     return f"{'s' if shape.signed else 'u'}{shape.width}"
 
 
+def _fmt_tag(fmts) -> str:
+    """Module-name part for operand formats that are not plain integers (``""`` otherwise)."""
+    if fmts is None:
+        return ""
+    return "_" + "x".join(str(f).replace("_", "") for f in fmts)
+
+
+def _decode(m: Module, code, fmt, name: str):
+    """An operand code as ``(neg, mag, sh)``: the sign, an unsigned magnitude and a left
+    shift, with ``(-1)**neg * (mag << sh)`` the code of the element's exact value in
+    :func:`~.params.operand_fixed`'s format. Fixed point: the code's sign and magnitude, no
+    shift (``sh`` is ``None``). A float ``S.E.M``: ``mag = (E != 0) << M | m``,
+    ``sh = max(E, 1) - 1`` (its LSB is the smallest subnormal). NaN/inf codes decode as their
+    bit fields say (:func:`_specials` flags them)."""
+    if fmt.kind != "float":
+        if not fmt.signed:
+            return Const(0, 1), code, None
+        mag = Signal(fmt.width, name=f"{name}_mag")
+        m.d.comb += mag.eq(Mux(code[-1], -code, code))
+        return code[-1], mag, None
+    mb, eb = fmt.man_bits, fmt.exp_bits
+    e = code[mb:mb + eb]
+    nz = Signal(name=f"{name}_nz")
+    m.d.comb += nz.eq(e != 0)
+    mant = Signal(mb + 1, name=f"{name}_mant")
+    m.d.comb += mant.eq(Cat(code[:mb], nz))
+    sh = Signal(range((1 << eb) - 1), name=f"{name}_sh")
+    m.d.comb += sh.eq(Mux(nz, e - 1, 0))
+    return code[mb + eb], mant, sh
+
+
+def _specials(m: Module, code, fmt, name: str):
+    """``(nan, inf, zero, sign)`` of an operand code (constants where the format has none)."""
+    if fmt.kind != "float":
+        zero = Signal(name=f"{name}_zero")
+        m.d.comb += zero.eq(code == 0)
+        sign = code[-1] if fmt.signed else Const(0, 1)
+        return Const(0, 1), Const(0, 1), zero, sign
+    mb, eb = fmt.man_bits, fmt.exp_bits
+    e, man = code[mb:mb + eb], code[:mb]
+    top = (1 << eb) - 1
+    nan, inf, zero = (Signal(name=f"{name}_{t}") for t in ("nan", "inf", "zero"))
+    m.d.comb += zero.eq((e == 0) & (man == 0))
+    if fmt.special == "ieee":
+        m.d.comb += [nan.eq((e == top) & (man != 0)), inf.eq((e == top) & (man == 0))]
+    elif fmt.special == "fn":
+        m.d.comb += nan.eq((e == top) & (man == (1 << mb) - 1))
+    return nan, inf, zero, code[mb + eb]
+
+
+def _lut_mul(m: Module, a, b, name: str):
+    """Unsigned ``a * b`` as a sum of partial products (shifted ANDs): a few-bit product
+    kept in logic, where synthesis would otherwise spend a hard multiplier on it."""
+    if len(a) > len(b):
+        a, b = b, a
+    out = Signal(len(a) + len(b), name=f"{name}_pp")
+    m.d.comb += out.eq(sum(Mux(a[i], b, 0) << i for i in range(len(a))))
+    return out
+
+
+def _reg(m: Module, value, en, name: str):
+    """``value`` registered on ``en`` (a constant stays a constant)."""
+    if isinstance(value, Const):
+        return value
+    q = Signal.like(value, name=name, reset_less=True)
+    with m.If(en):
+        m.d.sync += q.eq(value)
+    return q
+
+
+def float_mul_reg(m: Module, a, b, en, prod: Signal, fmts, name: str,
+                  flags: Signal | None = None) -> None:
+    """``prod`` becomes the exact product of the element values of codes ``a`` and ``b``
+    (formats ``fmts``) in the product's fixed-point format, two enabled cycles after them, as
+    :func:`generators.hardmul.mul_reg` times integers. The operands are decoded (sign,
+    magnitude, shift) into the first registers; then the magnitudes are multiplied in logic
+    (partial products: no hard multiplier), negated when the signs differ and shifted left
+    by the sum of the shifts into the product register. ``flags`` (NaN, +inf, -inf of the
+    product, IEEE rules) are registered beside it."""
+    fa, fb = fmts
+    na_, ma, ha = _decode(m, a, fa, f"{name}_a")
+    nb_, mb_, hb = _decode(m, b, fb, f"{name}_b")
+    na_, ma = _reg(m, na_, en, f"{name}_a_neg"), _reg(m, ma, en, f"{name}_a_mag")
+    nb_, mb_ = _reg(m, nb_, en, f"{name}_b_neg"), _reg(m, mb_, en, f"{name}_b_mag")
+    shifts = [_reg(m, h, en, f"{name}_{t}_sh") for h, t in ((ha, "a"), (hb, "b"))
+              if h is not None]
+    mag = _lut_mul(m, ma, mb_, name)
+    pm = Signal(signed(len(mag) + 1), name=f"{name}_pm")
+    m.d.comb += pm.eq(Mux(na_ ^ nb_, -mag, mag))
+    if not shifts:
+        value = pm
+    else:
+        sh = Signal(range(sum((1 << len(h)) - 1 for h in shifts) + 1), name=f"{name}_sh")
+        m.d.comb += sh.eq(sum(shifts))
+        value = pm << sh
+    with m.If(en):
+        m.d.sync += prod.eq(value)
+    if flags is not None:
+        sp = []
+        for code, f, t in ((a, fa, "a"), (b, fb, "b")):
+            sp.append([_reg(m, v, en, f"{name}_{t}_{k}") if not isinstance(v, Const) else v
+                       for v, k in zip(_specials(m, code, f, f"{name}_{t}"),
+                                       ("nan", "inf", "zero", "sign"), strict=True)])
+        (nan_a, inf_a, zero_a, s_a), (nan_b, inf_b, zero_b, s_b) = sp
+        nan = Signal(name=f"{name}_nan")
+        inf = Signal(name=f"{name}_inf")
+        m.d.comb += [nan.eq(nan_a | nan_b | (inf_a & zero_b) | (zero_a & inf_b)),
+                     inf.eq((inf_a | inf_b) & ~nan)]
+        neg = s_a ^ s_b
+        with m.If(en):
+            m.d.sync += flags.eq(Cat(nan, inf & ~neg, inf & neg))
+
+
+def _mul(m: Module, platform, a, b, en, prod: Signal, name: str, fmts, flags=None) -> None:
+    """The PE's registered multiplier: the hard-multiplier module for integer operands,
+    :func:`float_mul_reg` when an operand is a float."""
+    if fmts is None:
+        mul_reg(m, platform, a, b, en, prod, name)
+    else:
+        float_mul_reg(m, a, b, en, prod, fmts, name, flags)
+
+
+def fp32_round(m: Module, value, frac_bits: int, flags, name: str):
+    """The IEEE binary32 code of a signed fixed-point ``value`` (``frac_bits`` fraction bits),
+    rounded to nearest, ties to even; ``flags`` (NaN, +inf, -inf) override it (NaN, or both
+    infinities: the quiet NaN 0x7FC00000). The exact sum of the MAC array's Kulisch
+    accumulator never reaches fp32's overflow or subnormal range (checked by
+    :func:`check_rtl`). Combinational: a leading-zero count, a normalising shift, rounding."""
+    W = len(value)
+    sign = value[-1]
+    mag = Signal(W, name=f"{name}_mag")
+    m.d.comb += mag.eq(Mux(sign, -value, value))
+    lz = Signal(range(W + 1), name=f"{name}_lz")
+    cases = Const(W, len(lz))
+    for i in range(W):  # the highest set bit wins (the last assignment in this chain)
+        cases = Mux(mag[i], W - 1 - i, cases)
+    m.d.comb += lz.eq(cases)
+    P = max(W, 26)
+    norm = Signal(P, name=f"{name}_norm")       # the leading one at bit P-1
+    m.d.comb += norm.eq((mag << lz) << (P - W))
+    mant = norm[P - 24:P]                        # 24 bits with the hidden one
+    guard = norm[P - 25]
+    sticky = norm[:P - 25].any()
+    up = guard & (sticky | mant[0])
+    r = Signal(25, name=f"{name}_r")
+    m.d.comb += r.eq(mant + up)
+    carry = r[24]
+    exp = Signal(signed(max(W.bit_length(), frac_bits.bit_length()) + 10), name=f"{name}_e")
+    m.d.comb += exp.eq((W - 1) - lz - frac_bits + 127 + carry)
+    frac = Mux(carry, 0, r[:23])
+    code = Signal(32, name=f"{name}_code")
+    nan = flags[0] | (flags[1] & flags[2])
+    with m.If(nan):
+        m.d.comb += code.eq(0x7FC00000)
+    with m.Elif(flags[1]):
+        m.d.comb += code.eq(0x7F800000)
+    with m.Elif(flags[2]):
+        m.d.comb += code.eq(0xFF800000)
+    with m.Elif(mag == 0):
+        m.d.comb += code.eq(0)
+    with m.Else():
+        m.d.comb += code.eq(Cat(frac, exp[:8], sign))
+    return code
+
+
 class PeOS(wiring.Component):
     """Output-stationary processing element: forwards its operands right and down, multiplies
     them in a registered multiplier and accumulates the product (split accumulator, below);
@@ -58,19 +224,24 @@ class PeOS(wiring.Component):
     ``pv``/``pl``: the beat whose product reaches the adder now is valid / ends its tile.
     """
 
-    def __init__(self, a_shape, b_shape, p_shape, width: int):
+    def __init__(self, a_shape, b_shape, p_shape, width: int, fmts=None, flags: bool = False):
         self.shapes = (a_shape, b_shape, p_shape, width)
+        self.fmts = fmts
+        self.flags = flags
         L = width // 2
         super().__init__({
             "en": In(1), "a": In(a_shape), "b": In(b_shape), "pv": In(1), "pl": In(1),
             "a_out": Out(a_shape), "b_out": Out(b_shape),
             "cap_lo": Out(L), "cap_hi": Out(width - L), "cap_cy": Out(1),
+            **({"cap_fl": Out(3)} if flags else {}),
         })
 
     @staticmethod
-    def module_name(a_shape, b_shape, p_shape, width: int) -> str:
+    def module_name(a_shape, b_shape, p_shape, width: int, fmts=None,
+                    flags: bool = False) -> str:
         """The Verilog module of a PE with these shapes (every parameter is in the name)."""
-        return f"tf_pe_os_{_tag(a_shape)}x{_tag(b_shape)}_p{_tag(p_shape)}_w{width}"
+        return (f"tf_pe_os_{_tag(a_shape)}x{_tag(b_shape)}_p{_tag(p_shape)}_w{width}"
+                f"{_fmt_tag(fmts)}{'_fl' if flags else ''}")
 
     def elaborate(self, platform):
         m = Module()
@@ -82,7 +253,18 @@ class PeOS(wiring.Component):
             m.d.sync += [a_q.eq(self.a), b_q.eq(self.b)]
         m.d.comb += [self.a_out.eq(a_q), self.b_out.eq(b_q)]
         prod = Signal(p_shape, name="prod", reset_less=True)
-        mul_reg(m, platform, self.a, self.b, en, prod, "mul")
+        pf = Signal(3, name="prod_flags") if self.flags else None
+        _mul(m, platform, self.a, self.b, en, prod, "mul", self.fmts, pf)
+        if self.flags:
+            # sticky special-value flags (NaN, +inf, -inf) of the products so far
+            fl = Signal(3, name="acc_fl")
+            cap_fl = Signal(3, name="cap_fl_q", reset_less=True)
+            with m.If(en & self.pv):
+                with m.If(self.pl):
+                    m.d.sync += [cap_fl.eq(fl | pf), fl.eq(0)]
+                with m.Else():
+                    m.d.sync += fl.eq(fl | pf)
+            m.d.comb += self.cap_fl.eq(cap_fl)
         # Accumulator in two halves, lo (the low L bits) and hi, with the carry out of lo
         # added into hi one cycle later: each adder's carry chain is half the width. The sum
         # is always (hi << L) + lo + (cy << L) modulo 2**W; the pending carry of the last
@@ -123,8 +305,9 @@ class PeWS(wiring.Component):
     ``load``: a weight beat shifts the shadow weights down the column.
     """
 
-    def __init__(self, a_shape, b_shape, p_shape, s_shape):
+    def __init__(self, a_shape, b_shape, p_shape, s_shape, fmts=None):
         self.shapes = (a_shape, b_shape, p_shape, s_shape)
+        self.fmts = fmts
         super().__init__({
             "en": In(1), "a": In(a_shape), "swap": In(1), "load": In(1),
             "w_in": In(b_shape), "psum_in": In(s_shape),
@@ -132,10 +315,10 @@ class PeWS(wiring.Component):
         })
 
     @staticmethod
-    def module_name(a_shape, b_shape, p_shape, s_shape) -> str:
+    def module_name(a_shape, b_shape, p_shape, s_shape, fmts=None) -> str:
         """The Verilog module of a PE with these shapes (every parameter is in the name)."""
         return (f"tf_pe_ws_{_tag(a_shape)}x{_tag(b_shape)}_p{_tag(p_shape)}"
-                f"_{_tag(s_shape)}")
+                f"_{_tag(s_shape)}{_fmt_tag(fmts)}")
 
     def elaborate(self, platform):
         m = Module()
@@ -150,11 +333,30 @@ class PeWS(wiring.Component):
         with m.If(self.load):
             m.d.sync += w_sh.eq(self.w_in)
         m.d.comb += w_next.eq(Mux(self.swap, w_sh, w_act))
-        mul_reg(m, platform, self.a, w_next, en, prod, "mul")
+        _mul(m, platform, self.a, w_next, en, prod, "mul", self.fmts)
         with m.If(en):
             m.d.sync += [a_q.eq(self.a), w_act.eq(w_next), ps.eq(self.psum_in + prod)]
         m.d.comb += [self.a_out.eq(a_q), self.w_out.eq(w_sh), self.psum.eq(ps)]
         return m
+
+
+def check_rtl(params: MacArrayParams) -> None:
+    """Refuse, in one line, what the golden model computes but this RTL does not build."""
+    if params.mx:
+        raise ConfigError(f"{params.name}: the mac_array RTL does not build MX operands "
+                          f"({params.a} x {params.b}) yet (allowed: fixed-point and "
+                          "fp8/fp6/fp4 element operands; the golden model, tensorfab run "
+                          "--backend golden, takes MX)")
+    if params.acc.kind != "fixed" and params.dataflow != OUTPUT_STATIONARY:
+        raise ConfigError(f"{params.name}: the mac_array RTL builds acc {params.acc} only "
+                          "with dataflow output_stationary (allowed: output_stationary, or a "
+                          "fixed-point acc; tensorfab run --backend golden takes it)")
+    if params.acc.kind != "fixed":
+        top = params.kulisch_width - params.product.frac_bits
+        if top > 127 or params.product.frac_bits > 126:
+            raise ConfigError(f"{params.name}: the fp32 rounding of this RTL needs the exact "
+                              "sum inside fp32's normal range (allowed: operand formats "
+                              "whose products stay within 2**-126..2**127)")
 
 
 class MacArray(wiring.Component):
@@ -200,6 +402,11 @@ class MacArray(wiring.Component):
 
     # -- shared pieces ----------------------------------------------------------------------
 
+    def _fmts(self):
+        """The operand formats when a PE decodes floats (``None``: integer multipliers)."""
+        p = self.params
+        return (p.a, p.b) if p.floating else None
+
     def _ishape(self):
         p = self.params
         return signed(p.internal_width) if p.acc.signed else unsigned(p.internal_width)
@@ -220,10 +427,17 @@ class MacArray(wiring.Component):
         C = self.params.cols
         aligned = [_delay(m, cols[j], C - 1 - j, en, f"deskew{j}", data=True)[-1]
                    for j in range(C)]
+        p = self.params
+        if p.acc.kind != "fixed":  # fp32: one rounding per column, shared by its PEs
+            W = p.internal_width
+            outs = [fp32_round(m, aligned[j][:W].as_signed(), p.product.frac_bits,
+                               aligned[j][W:W + 3], f"fp32_{j}") for j in range(C)]
+        else:
+            outs = [self._clamp(aligned[j]) for j in range(C)]
         with m.If(en):
             m.d.sync += self.c_stream.valid.eq(valid)
             for j in range(C):
-                m.d.sync += self.c_stream.payload.data[j].eq(self._clamp(aligned[j]))
+                m.d.sync += self.c_stream.payload.data[j].eq(outs[j])
 
     def elaborate(self, platform):
         m = Module()
@@ -288,10 +502,13 @@ class MacArray(wiring.Component):
         a_sh, b_sh = p.a.shape(), p.b.shape()
         p_sh = p.product.shape()
 
-        def make():
-            return PeOS(a_sh, b_sh, p_sh, W)
+        fmts = self._fmts()
+        fl = p.acc.kind != "fixed"  # flags (zero for integer operands) for the fp32 rounding
 
-        module = PeOS.module_name(a_sh, b_sh, p_sh, W)
+        def make():
+            return PeOS(a_sh, b_sh, p_sh, W, fmts, fl)
+
+        module = PeOS.module_name(a_sh, b_sh, p_sh, W, fmts, fl)
         cap = [[None] * C for _ in range(R)]
         a_fwd = [[Signal(a_sh, name=f"a_{i}_{j}") for j in range(C)] for i in range(R)]
         b_fwd = [[Signal(b_sh, name=f"b_{i}_{j}") for j in range(C)] for i in range(R)]
@@ -299,7 +516,11 @@ class MacArray(wiring.Component):
             for j in range(C):
                 cp = [Signal(L, name=f"cap_lo_{i}_{j}"), Signal(H, name=f"cap_hi_{i}_{j}"),
                       Signal(name=f"cap_cy_{i}_{j}")]
-                leaf(m, platform, module, make, f"pe_{i}_{j}", en=en_rows[i],
+                extra = {}
+                if fl:
+                    cp.append(Signal(3, name=f"cap_fl_{i}_{j}"))
+                    extra["cap_fl"] = cp[3]
+                leaf(m, platform, module, make, f"pe_{i}_{j}", en=en_rows[i], **extra,
                      a=a_skew[i] if j == 0 else a_fwd[i][j - 1],
                      b=b_skew[j] if i == 0 else b_fwd[i - 1][j],
                      pv=vs[i + j + 2], pl=ls[i + j + 2],
@@ -324,7 +545,8 @@ class MacArray(wiring.Component):
         cols = []
         for j in range(C):
             parts = []
-            for k, (tag, width) in enumerate((("lo", L), ("hi", H), ("cy", 1))):
+            for k, (tag, width) in enumerate((("lo", L), ("hi", H), ("cy", 1), ("fl", 3))[
+                    :len(cap[0][j])]):
                 reg = Signal(width, name=f"col{j}_{tag}", reset_less=True)
                 # a full power-of-two table, so the select covers every code of d_row
                 table = [cap[min(i, R - 1)][j][k] for i in range(1 << len(d_row))]
@@ -334,6 +556,10 @@ class MacArray(wiring.Component):
             # the captured pending carry goes back into the high half here, once per column
             col = Signal(ishape, name=f"col{j}")
             m.d.comb += col.eq(Cat(parts[0], (parts[1] + parts[2])[:H]))
+            if fl:  # the flags travel with the sum to the fp32 rounding
+                colf = Signal(W + 3, name=f"col{j}_fl")
+                m.d.comb += colf.eq(Cat(col, parts[3]))
+                col = colf
             cols.append(col)
         col_valid = Signal()
         with m.If(en_out):
@@ -404,10 +630,12 @@ class MacArray(wiring.Component):
                 b_fires.append(Signal(name=f"b_fire{i}"))
                 m.d.comb += b_fires[i].eq(en_rows[i] & b_take)
 
-        def make():
-            return PeWS(a_sh, b_sh, p_sh, ishape)
+        fmts = self._fmts()
 
-        module = PeWS.module_name(a_sh, b_sh, p_sh, ishape)
+        def make():
+            return PeWS(a_sh, b_sh, p_sh, ishape, fmts)
+
+        module = PeWS.module_name(a_sh, b_sh, p_sh, ishape, fmts)
         a_fwd = [[Signal(a_sh, name=f"a_{i}_{j}") for j in range(C)] for i in range(R)]
         w_fwd = [[Signal(b_sh, name=f"wsh_{i}_{j}") for j in range(C)] for i in range(R)]
         psum = [[Signal(ishape, name=f"psum_{i}_{j}") for j in range(C)] for i in range(R)]

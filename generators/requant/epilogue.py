@@ -88,7 +88,7 @@ def drop_absent_block(dumped: dict) -> dict:
 def check_block_acc(acc: Format) -> None:
     """The epilogue takes what the requant unit takes: a signed integer accumulator of at most
     32 bits."""
-    if not (acc.signed and acc.is_integer and acc.width <= MAX_IN_BITS):
+    if not (acc.kind == "fixed" and acc.signed and acc.is_integer and acc.width <= MAX_IN_BITS):
         raise field_problem("requant", f"needs acc intN with N <= {MAX_IN_BITS} (the "
                             f"requant unit's in), got acc {acc} (allowed: an int acc of at "
                             "most 32 bits, or no requant block)")

@@ -46,10 +46,11 @@ def test_packable_pairs_fit_their_multiplier(packing, a, b, acc):
 
 
 @pytest.mark.parametrize("packing,a,b,want", [
-    ("mult18", "int8", "int8", "mult18 cannot pack a int8 x b int8: two lanes need a 25-bit "
-     "x 8-bit product, more than an ECP5 MULT18X18D (18x18) (allowed: a x b in int4 x int4"),
-    ("mult18", "int4", "int8", "packing: dsp48 fits these formats"),
-    ("dsp48", "int16", "int8", "dsp48 cannot pack a int16 x b int8"),
+    ("mult18", "int8", "int8", "mult18 cannot pack a: int8 x b: int8: two lanes need a "
+     "25-bit x 8-bit product, more than an ECP5 MULT18X18D (18x18) (allowed: a x b in "
+     "int4 x int4"),
+    ("mult18", "int4", "int8", "; or packing: dsp48, which fits these formats, or none)"),
+    ("dsp48", "int16", "int8", "dsp48 cannot pack a: int16 x b: int8"),
     ("dsp48", "int8", "int12", "(allowed: a x b in int8 x int8, int8 x uint8"),
 ])
 def test_unpackable_pair_is_a_clear_error(packing, a, b, want, tmp_path):
@@ -90,6 +91,7 @@ def test_packed_design_differs_and_halves_the_multipliers():
                         "b": "int8", "acc": "int32", "packing": "dsp48"}, "m.yaml")
     text, manifest = render(cfg)
     assert manifest["config"]["packing"] == "dsp48"
+    assert manifest["packing"] == "dsp48" and manifest["multipliers"] == 8
     # one wide multiplier module, 8 instances for 16 MACs
     assert [s["module"] for s in manifest["mul_modules"]] == ["tf_mulreg_s8xs25"]
     assert text.count("tf_pe_os2_") >= 8 and "tf_pe_os_" not in text

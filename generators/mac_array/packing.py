@@ -124,10 +124,9 @@ def check_packing(packing: str, a: Format, b: Format) -> str | None:
         return None
     other = [k for k in LIMITS if k != packing and packed_b_width(a, b) <= LIMITS[k][0]
              and shared_width(a) <= LIMITS[k][1]]
-    hint = f"; packing: {other[0]} fits these formats" if other else ""
-    return (f"{packing} cannot pack a {a} x b {b}: two lanes need a {wb}-bit x {wa}-bit "
-            f"product, more than {what} (allowed: a x b in {FITS[packing]}; or packing: "
-            f"none{hint})")
+    hint = f"packing: {other[0]}, which fits these formats, or none" if other else "none"
+    return (f"{packing} cannot pack a: {a} x b: {b}: two lanes need a {wb}-bit x {wa}-bit "
+            f"product, more than {what} (allowed: a x b in {FITS[packing]}; or {hint})")
 
 
 def pack_b(a: Format, b: Format, w0: np.ndarray, w1: np.ndarray) -> np.ndarray:

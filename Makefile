@@ -39,7 +39,7 @@ help:
 	@echo "                accuracy against I-BERT and hls4ml -> bench/RESULTS.md, bench/*.png"
 	@echo "make generate   CONFIG=$(CONFIG) OUT=$(OUT)   emit Verilog + manifest into OUT"
 	@echo "make rtl        regenerate the reference Verilog in rtl/ from configs/"
-	@echo "make synth      CONFIG=$(CONFIG) TARGET=$(TARGET) (ecp5|ice40|xilinx|generic)   Yosys"
+	@echo "make synth      CONFIG=$(CONFIG) TARGET=$(TARGET) (ecp5|ice40|xilinx|ultrascale|generic)   Yosys"
 	@echo "                resource report in OUT/synth-TARGET/"
 	@echo "make timing     CONFIG=$(CONFIG) TARGET=$(TARGET) (ecp5|ice40) SEED=$(SEED)   nextpnr place"
 	@echo "                and route, Fmax, in OUT/timing-TARGET/"

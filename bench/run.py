@@ -528,6 +528,10 @@ def write_markdown(res: dict, path: Path) -> None:
         from bench import requant
 
         lines += requant.markdown(res["requant"])
+    if res.get("packing"):
+        from bench import packing
+
+        lines += packing.markdown(res["packing"])
     path.write_text("\n".join(lines))
 
 
@@ -763,6 +767,10 @@ def main(argv=None) -> int:
     from bench import requant
 
     res["requant"] = requant.run(synth=not args.no_synth, fmax=not args.no_synth)
+    from bench import packing
+
+    res["packing"] = packing.run(parts=("utilization",) if args.no_synth else
+                                 ("synth", "fmax", "utilization"), jobs=args.jobs)
     res["targets"] = foundation_targets(res)
     res["targets"] += [dict(t, issue=3) for t in sparse_targets(res["sparse"])]
     if res["synth"]:
@@ -772,6 +780,7 @@ def main(argv=None) -> int:
     res["targets"] += [{"issue": 6, **t} for t in host_targets(res["host"])]
     res["targets"] += hls_accuracy_targets(res["hls_accuracy"])
     res["targets"] += res["requant"]["targets"]
+    res["targets"] += res["packing"]["targets"]
     (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
     write_markdown(res, out / "RESULTS.md")
     print(f"wrote {out / 'results.json'} and {out / 'RESULTS.md'}")

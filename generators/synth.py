@@ -159,6 +159,11 @@ TARGETS: dict[str, Target] = {
         dsp_cells=("DSP48E1",), bram_cells=("RAMB18E1", "RAMB36E1"),
         dsp_reg_params=("AREG", "BREG", "MREG", "PREG"),
         lut_re=r"^LUT[1-6]$", ff_re=r"^FD[RSCP]E$", carry_cells=("CARRY4",)),
+    "ultrascale": Target(
+        name="ultrascale", synth="synth_xilinx -family xcup -flatten",
+        device="xcup (UltraScale+)", dsp_cells=("DSP48E2",),
+        bram_cells=("RAMB18E2", "RAMB36E2"), dsp_reg_params=("AREG", "BREG", "MREG", "PREG"),
+        lut_re=r"^LUT[1-6]$", ff_re=r"^FD[RSCP]E$", carry_cells=("CARRY8",)),
     "generic": Target(
         name="generic", synth="synth -flatten", device="generic gates (Yosys internal cell "
         "library, ABC)", bram_cells=("$mem", "$mem_v2"), ff_re=r"^\$_(S?DFF|DLATCH|ALDFF)"),
@@ -475,7 +480,8 @@ def synthesize(cfg, target_name: str, out_dir: str | Path, *, pnr: bool = False,
     cfg:
         A loaded unit config (:func:`generators.config.load_config`).
     target_name:
-        ``ice40`` (``synth_ice40 -dsp``), ``ecp5``, ``xilinx`` (7-series) or ``generic``
+        ``ice40`` (``synth_ice40 -dsp``), ``ecp5``, ``xilinx`` (7-series, DSP48E1),
+        ``ultrascale`` (``synth_xilinx -family xcup``, DSP48E2) or ``generic``
         (Yosys's own gate library through ABC: the ASIC-style count).
     out_dir:
         Folder for every file of the run and ``report.json``.

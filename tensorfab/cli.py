@@ -3,7 +3,8 @@
     tensorfab generate CONFIG --out DIR
     tensorfab run CONFIG --inputs IN.npz --out OUT.npz [--backend golden|rtl]
                   [--sim verilator|icarus] [--stats STATS.json] [--mode N:M] [--waves]
-    tensorfab synth CONFIG --target ice40|ecp5|xilinx|generic [--pnr] [--seed N] --out DIR
+    tensorfab synth CONFIG --target ice40|ecp5|xilinx|ultrascale|generic [--pnr] [--seed N]
+                    --out DIR
     tensorfab hls MODEL --out DIR [...]
     tensorfab serve CONFIG --port P [--pin-level]
     tensorfab bitstream CONFIG --out DIR
@@ -374,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("synth", help="synthesize (and place and route) with Yosys/nextpnr")
     s.add_argument("config", metavar="CONFIG", help="YAML config file")
     s.add_argument("--target", required=True, metavar="TARGET",
-                   help="ice40 | ecp5 | xilinx | generic")
+                   help="ice40 | ecp5 | xilinx | ultrascale | generic")
     s.add_argument("--pnr", action="store_true",
                    help="place and route in a registered shell and report Fmax (ecp5, ice40)")
     s.add_argument("--seed", type=int, default=1, help="nextpnr seed (default 1)")

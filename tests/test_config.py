@@ -345,7 +345,7 @@ def test_first_error_is_deterministic_and_unknown_keys_come_first():
         msgs.add(str(info.value))
     assert msgs == {
         "f: rows_: unknown key, did you mean 'rows'? (allowed: a, acc, b, cols, "
-        "dataflow, max_k, name, overflow, requant, rows, tile_m, unit)"
+        "dataflow, max_k, name, overflow, packing, requant, rows, tile_m, unit)"
     }
 
 

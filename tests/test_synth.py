@@ -122,6 +122,25 @@ def test_dsp_count_sparse_chain(tmp_path, target):
 
 
 @pytest.mark.regress
+@pytest.mark.parametrize("packing,a,b,target,dsp", [
+    ("dsp48", "int8", "int8", "xilinx", "DSP48E1"),
+    ("dsp48", "int8", "uint8", "ultrascale", "DSP48E2"),
+    ("mult18", "int4", "int4", "ecp5", "MULT18X18D"),
+    ("mult18", "int4", "int4", "ice40", "SB_MAC16"),
+])
+@pytest.mark.parametrize("dataflow", ["output_stationary", "weight_stationary"])
+def test_dsp_count_packed(tmp_path, packing, a, b, target, dsp, dataflow):
+    """Two MACs per hard multiplier: a 4x4 packed array takes 8 (``generators.mac_array.
+    packing``), every multiplier in the target's cell."""
+    cfg = parse_config({"name": "pk4x4", "unit": "mac_array", "rows": 4, "cols": 4, "a": a,
+                        "b": b, "acc": "int20", "dataflow": dataflow, "packing": packing},
+                       "test")
+    report = synthesize(cfg, target, tmp_path)
+    assert report["dsps"] == report["cells"].get(dsp) == 8
+    _no_logic_multipliers(report)
+
+
+@pytest.mark.regress
 def test_dsp_count_mixed_formats(tmp_path):
     # <= 18-bit operands of either signedness still fit one hard multiplier each
     report = synthesize(_cfg(3, a="uint8", b="int16"), "ecp5", tmp_path)

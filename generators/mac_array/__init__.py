@@ -51,6 +51,9 @@ class MacArrayFamily(UnitFamily):
             "internal_acc_width": params.internal_width,
             "dataflow": params.dataflow,
             "expected_cycles": "MacArrayParams.expected_cycles(M, K, N)",
+            # packed arrays only (none keeps its manifest): two MACs per multiplier
+            **({"packing": params.packing, "multipliers": params.multipliers}
+               if params.packing != "none" else {}),
             **epi.manifest(params.epilogue, "ceil(N / cols), before the a/b beats"),
         }
 

@@ -29,6 +29,7 @@ from ..schema import (
     fmt_str,
     problem,
 )
+from . import packing as pk
 
 OUTPUT_STATIONARY = "output_stationary"
 WEIGHT_STATIONARY = "weight_stationary"
@@ -189,6 +190,13 @@ class MacArrayParams(UnitBase):
     )
     max_k: MaxK
     requant: RequantBlock | None = RequantField
+    packing: Literal["none", "dsp48", "mult18"] = Field(
+        default="none",
+        description="`none`: one multiplier per MAC; `dsp48`: two MACs that share `a` "
+        "(neighbouring columns) in one 25x18 multiplier (Xilinx DSP48E1/E2; int8 x int8, "
+        "int8 x uint8); `mult18`: two in one 18x18 multiplier (ECP5 MULT18X18D; int4 x int4, "
+        "int8 x int4). Exact: see generators.mac_array.packing.",
+    )
 
     @model_validator(mode="after")
     def _check_acc(self) -> MacArrayParams:
@@ -201,11 +209,18 @@ class MacArrayParams(UnitBase):
             check_acc(self.a_fixed, self.b_fixed, self.acc, f"{self.a} x {self.b}")
         if self.requant is not None:
             check_block_acc(self.acc)
+        why = pk.check_packing(self.packing, self.a, self.b)
+        if why is not None:
+            raise field_problem("packing", why)
         return self
 
     @model_serializer(mode="wrap")
     def _dump(self, handler):
-        return drop_absent_block(handler(self))
+        dumped = drop_absent_block(handler(self))
+        # `packing: none` dumps (and so renders its manifest) exactly as before the key existed
+        if isinstance(dumped, dict) and dumped.get("packing") == "none":
+            del dumped["packing"]
+        return dumped
 
     @property
     def epilogue(self) -> RequantParams | None:
@@ -264,6 +279,21 @@ class MacArrayParams(UnitBase):
         return internal_width(self.product, self.acc, self.overflow, self.max_k)
 
     @property
+    def pcols(self) -> int:
+        """Physical columns of PEs: ``cols``, or ``ceil(cols / 2)`` with packing (a PE then
+        serves a column pair through one wide multiplier; an odd last column has its own)."""
+        return self.cols if self.packing == "none" else (self.cols + 1) // 2
+
+    def pcol(self, j: int) -> int:
+        """The physical column of PEs that computes column ``j`` of ``c``."""
+        return j if self.packing == "none" else j // 2
+
+    @property
+    def multipliers(self) -> int:
+        """Multipliers of the array (one per PE)."""
+        return self.rows * self.pcols
+
+    @property
     def macs_per_cycle(self) -> int:
         """Multiply-accumulates the array completes per cycle when fully busy."""
         return self.rows * self.cols
@@ -276,16 +306,16 @@ class MacArrayParams(UnitBase):
         valid on ``c_stream`` (no stalls)."""
         epi = 0 if self.requant is None else self.epilogue.latency
         if self.dataflow == OUTPUT_STATIONARY:
-            # skew register, PE input chain (cols), product register, accumulate+capture,
-            # drain select, deskew (cols-1), output register
-            return self.cols + 4 + epi
-        return self.rows + self.cols + 3 + epi
+            # skew register, PE input chain (pcols), product register, accumulate+capture,
+            # drain select, deskew (pcols-1), output register
+            return self.pcols + 4 + epi
+        return self.rows + self.pcols + 3 + epi
 
     @property
     def ws_pass_gap(self) -> int:
         """Weight-stationary: least cycles between the first beats of two passes (weight
         load of R beats may start once the previous weights reached every PE)."""
-        return 2 * self.rows + self.cols - 1
+        return 2 * self.rows + self.pcols - 1
 
     def tiles(self, m: int, k: int, n: int) -> tuple[int, int, int]:
         """Blocks along M, K, N as the schedule streams them."""

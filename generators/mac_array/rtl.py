@@ -18,6 +18,14 @@ With the fused requant epilogue the array runs in lock step with it (``lockstep`
 control) and the output side (drain, deskew, output register) advance on their own
 registered copy of the enable (made from the epilogue's ``room`` input).
 
+With ``packing`` (:mod:`.packing`) a PE serves a pair of neighbouring columns that share the
+``a`` code (:class:`PeOS2`, :class:`PeWS2`): the pair's ``b`` codes are packed into one word at
+the top of the column, one wide multiplier makes both products and each lane accumulates its
+own (:class:`Lanes`: the split and its sign-borrow correction). A row is then
+``params.pcols`` PEs long and column ``j`` of ``c`` is computed at physical column
+``params.pcol(j)``; with ``packing: none`` every ``pcol(j) == j`` and the design is the
+unpacked one, unchanged.
+
 Cycle behaviour is stated by :class:`.params.MacArrayParams` (``latency`` and
 ``expected_cycles``) and asserted by the RTL tests.
 """
@@ -31,6 +39,7 @@ from amaranth.lib.wiring import In, Out
 from ..errors import ConfigError
 from ..hardmul import leaf, mul_reg
 from ..lockstep import ROOM, enables
+from . import packing as pk
 from .params import OUTPUT_STATIONARY, MacArrayParams
 
 
@@ -265,34 +274,121 @@ class PeOS(wiring.Component):
                 with m.Else():
                     m.d.sync += fl.eq(fl | pf)
             m.d.comb += self.cap_fl.eq(cap_fl)
-        # Accumulator in two halves, lo (the low L bits) and hi, with the carry out of lo
-        # added into hi one cycle later: each adder's carry chain is half the width. The sum
-        # is always (hi << L) + lo + (cy << L) modulo 2**W; the pending carry of the last
-        # product is captured with the halves and added back after the drain.
-        L = W // 2
-        H = W - L
-        pw = Signal(W, name="pw")  # the product, extended to W bits
-        lo = Signal(L, name="acc_lo")
-        hi = Signal(H, name="acc_hi")
-        cy = Signal(name="acc_cy")
-        s_lo = Signal(L + 1, name="sum_lo")
-        s_hi = Signal(H, name="sum_hi")
-        m.d.comb += [
-            pw.eq(prod),
-            s_lo.eq(lo + pw[:L]),
-            # hi + pw[L:] + cy as one adder: cy enters as the carry into bit 0
-            s_hi.eq((Cat(Const(1, 1), hi) + Cat(cy, pw[L:]))[1:]),
-        ]
-        cap_lo = Signal(L, name="cap_lo_q", reset_less=True)
-        cap_hi = Signal(H, name="cap_hi_q", reset_less=True)
-        cap_cy = Signal(name="cap_cy_q", reset_less=True)
-        with m.If(en & self.pv):
-            with m.If(self.pl):
-                m.d.sync += [cap_lo.eq(s_lo[:L]), cap_hi.eq(s_hi), cap_cy.eq(s_lo[L]),
-                             lo.eq(0), hi.eq(0), cy.eq(0)]
-            with m.Else():
-                m.d.sync += [lo.eq(s_lo[:L]), hi.eq(s_hi), cy.eq(s_lo[L])]
-        m.d.comb += [self.cap_lo.eq(cap_lo), self.cap_hi.eq(cap_hi), self.cap_cy.eq(cap_cy)]
+        caps = _split_acc(m, en & self.pv, self.pl, prod, W)
+        m.d.comb += [self.cap_lo.eq(caps[0]), self.cap_hi.eq(caps[1]), self.cap_cy.eq(caps[2])]
+        return m
+
+
+def _split_acc(m: Module, step, last, value, W: int, cin=None, tag: str = "") -> tuple:
+    """An output-stationary accumulator of ``W`` bits that adds ``value`` (plus the carry
+    ``cin``, if given) when ``step``, and on the step that is also ``last`` captures the total
+    and clears itself. Returns the captured ``(lo, hi, cy)``.
+
+    The accumulator is kept in two halves, lo (the low L bits) and hi, with the carry out of
+    lo added into hi one cycle later: each adder's carry chain is half the width. The sum is
+    always (hi << L) + lo + (cy << L) modulo 2**W; the pending carry of the last product is
+    captured with the halves and added back after the drain.
+    """
+    L = W // 2
+    H = W - L
+    pw = Signal(W, name=f"pw{tag}")  # the product, extended to W bits
+    lo = Signal(L, name=f"acc_lo{tag}")
+    hi = Signal(H, name=f"acc_hi{tag}")
+    cy = Signal(name=f"acc_cy{tag}")
+    s_lo = Signal(L + 1, name=f"sum_lo{tag}")
+    s_hi = Signal(H, name=f"sum_hi{tag}")
+    m.d.comb += [
+        pw.eq(value),
+        # with cin: lo + pw[:L] + cin as one adder, cin the carry into bit 0 (as cy below)
+        s_lo.eq(lo + pw[:L] if cin is None else (Cat(Const(1, 1), lo) + Cat(cin, pw[:L]))[1:]),
+        # hi + pw[L:] + cy as one adder: cy enters as the carry into bit 0
+        s_hi.eq((Cat(Const(1, 1), hi) + Cat(cy, pw[L:]))[1:]),
+    ]
+    cap_lo = Signal(L, name=f"cap_lo{tag}_q", reset_less=True)
+    cap_hi = Signal(H, name=f"cap_hi{tag}_q", reset_less=True)
+    cap_cy = Signal(name=f"cap_cy{tag}_q", reset_less=True)
+    with m.If(step):
+        with m.If(last):
+            m.d.sync += [cap_lo.eq(s_lo[:L]), cap_hi.eq(s_hi), cap_cy.eq(s_lo[L]),
+                         lo.eq(0), hi.eq(0), cy.eq(0)]
+        with m.Else():
+            m.d.sync += [lo.eq(s_lo[:L]), hi.eq(s_hi), cy.eq(s_lo[L])]
+    return cap_lo, cap_hi, cap_cy
+
+
+class Lanes:
+    """How a packed PE's wide product ``P = a * (w0 + w1 * 2**S)`` splits into the two
+    products (see :mod:`.packing`: the low field, and the high field whose sign borrow enters
+    lane 1's adder as its carry)."""
+
+    def __init__(self, p: MacArrayParams):
+        self.S = pk.lane_shift(p.a, p.b)
+        self.signed = pk.product_signed(p.a, p.b)
+        self.b_shape = signed(pk.packed_b_width(p.a, p.b))
+        self.p_shape = signed(pk.packed_p_width(p.a, p.b))
+
+    @property
+    def tag(self) -> str:
+        return f"S{self.S}{_tag(self.b_shape)}{_tag(self.p_shape)}"
+
+    def pack(self, m: Module, w0, w1, name: str):
+        """``w0 + w1 * 2**S`` as a signal of the packed port: ``w0``'s field, and ``w1``
+        less ``w0``'s sign (a narrow adder; ``w0``'s field is only wired)."""
+        S = self.S
+        word = Signal(self.b_shape, name=name)
+        low = Signal(S, name=f"{name}_lo")  # w0 extended to S bits (S > its width)
+        up = Signal(signed(len(word) - S), name=f"{name}_hi")
+        sgn = w0.shape().signed
+        m.d.comb += [low.eq(w0), up.eq(w1 - w0[-1] if sgn else w1), word.eq(Cat(low, up))]
+        return word
+
+    def split(self, m: Module, prod, W: int):
+        """``(lane0, lane1, cin)``: the two products as ``W``-bit values, less lane 1's
+        borrow ``cin`` (``lane1 + cin`` is the second product)."""
+        S = self.S
+        l0 = Signal(W, name="lane0")
+        l1 = Signal(W, name="lane1")
+        low = prod[:S].as_signed() if self.signed else prod[:S]
+        m.d.comb += [l0.eq(low), l1.eq(prod[S:].as_signed())]
+        cin = prod[S - 1] if self.signed else None
+        return l0, l1, cin
+
+
+class PeOS2(wiring.Component):
+    """Output-stationary PE of a column pair (``packing``): forwards ``a`` right and the packed
+    ``b`` word down, makes both products in one registered wide multiplier and accumulates
+    each lane as :class:`PeOS` does (lane 1 with its borrow as carry-in)."""
+
+    def __init__(self, a_shape, lanes: Lanes, width: int):
+        self.shapes = (a_shape, lanes, width)
+        L = width // 2
+        caps = {f"cap_{t}{k}": Out(w) for k in (0, 1)
+                for t, w in (("lo", L), ("hi", width - L), ("cy", 1))}
+        super().__init__({
+            "en": In(1), "a": In(a_shape), "b": In(lanes.b_shape), "pv": In(1), "pl": In(1),
+            "a_out": Out(a_shape), "b_out": Out(lanes.b_shape), **caps,
+        })
+
+    @staticmethod
+    def module_name(a_shape, lanes: Lanes, width: int) -> str:
+        return f"tf_pe_os2_{_tag(a_shape)}x{lanes.tag}_w{width}"
+
+    def elaborate(self, platform):
+        m = Module()
+        a_shape, lanes, W = self.shapes
+        en = self.en
+        a_q = Signal(a_shape, name="a_q", reset_less=True)
+        b_q = Signal(lanes.b_shape, name="b_q", reset_less=True)
+        with m.If(en):
+            m.d.sync += [a_q.eq(self.a), b_q.eq(self.b)]
+        m.d.comb += [self.a_out.eq(a_q), self.b_out.eq(b_q)]
+        prod = Signal(lanes.p_shape, name="prod", reset_less=True)
+        mul_reg(m, platform, self.a, self.b, en, prod, "mul")
+        l0, l1, cin = lanes.split(m, prod, W)
+        for k, (value, c) in enumerate(((l0, None), (l1, cin))):
+            caps = _split_acc(m, en & self.pv, self.pl, value, W, cin=c, tag=str(k))
+            for t, sig in zip(("lo", "hi", "cy"), caps, strict=True):
+                m.d.comb += getattr(self, f"cap_{t}{k}").eq(sig)
         return m
 
 
@@ -357,6 +453,50 @@ def check_rtl(params: MacArrayParams) -> None:
             raise ConfigError(f"{params.name}: the fp32 rounding of this RTL needs the exact "
                               "sum inside fp32's normal range (allowed: operand formats "
                               "whose products stay within 2**-126..2**127)")
+
+
+class PeWS2(wiring.Component):
+    """Weight-stationary PE of a column pair (``packing``): as :class:`PeWS`, with the packed
+    weight word of both columns, one wide product and one partial sum per lane (lane 1 adds
+    its borrow as carry-in)."""
+
+    def __init__(self, a_shape, lanes: Lanes, s_shape):
+        self.shapes = (a_shape, lanes, s_shape)
+        super().__init__({
+            "en": In(1), "a": In(a_shape), "swap": In(1), "load": In(1),
+            "w_in": In(lanes.b_shape), "psum_in0": In(s_shape), "psum_in1": In(s_shape),
+            "a_out": Out(a_shape), "w_out": Out(lanes.b_shape),
+            "psum0": Out(s_shape), "psum1": Out(s_shape),
+        })
+
+    @staticmethod
+    def module_name(a_shape, lanes: Lanes, s_shape) -> str:
+        return f"tf_pe_ws2_{_tag(a_shape)}x{lanes.tag}_{_tag(s_shape)}"
+
+    def elaborate(self, platform):
+        m = Module()
+        a_shape, lanes, s_shape = self.shapes
+        en = self.en
+        a_q = Signal(a_shape, name="a_q", reset_less=True)
+        w_sh = Signal(lanes.b_shape, name="w_sh", reset_less=True)
+        w_act = Signal(lanes.b_shape, name="w_act", reset_less=True)
+        w_next = Signal(lanes.b_shape, name="w_next")
+        prod = Signal(lanes.p_shape, name="prod", reset_less=True)
+        with m.If(self.load):
+            m.d.sync += w_sh.eq(self.w_in)
+        m.d.comb += w_next.eq(Mux(self.swap, w_sh, w_act))
+        mul_reg(m, platform, self.a, w_next, en, prod, "mul")
+        W = s_shape.width
+        l0, l1, cin = lanes.split(m, prod, W)
+        ps = [Signal(s_shape, name=f"psum{k}_q", reset_less=True) for k in (0, 1)]
+        s1 = (self.psum_in1 + l1)[:W] if cin is None else \
+            (Cat(Const(1, 1), self.psum_in1) + Cat(cin, l1))[1:W + 1]
+        with m.If(en):
+            m.d.sync += [a_q.eq(self.a), w_act.eq(w_next), ps[0].eq(self.psum_in0 + l0),
+                         ps[1].eq(s1)]
+        m.d.comb += [self.a_out.eq(a_q), self.w_out.eq(w_sh), self.psum0.eq(ps[0]),
+                     self.psum1.eq(ps[1])]
+        return m
 
 
 class MacArray(wiring.Component):
@@ -424,8 +564,9 @@ class MacArray(wiring.Component):
     def _output(self, m: Module, en, cols: list, valid):
         """Deskew the per-column results (column j arrives j cycles after column 0), apply
         the overflow rule and register the ``c_stream`` beat."""
-        C = self.params.cols
-        aligned = [_delay(m, cols[j], C - 1 - j, en, f"deskew{j}", data=True)[-1]
+        p = self.params
+        C, PC = p.cols, p.pcols
+        aligned = [_delay(m, cols[j], PC - 1 - p.pcol(j), en, f"deskew{j}", data=True)[-1]
                    for j in range(C)]
         p = self.params
         if p.acc.kind != "fixed":  # fp32: one rounding per column, shared by its PEs
@@ -489,10 +630,12 @@ class MacArray(wiring.Component):
         # accepted s cycles ago, so one flag pipeline serves all rows: PE (i, j) takes its
         # operands at stage i+j (its multiplier's input registers make them the operands at
         # stage i+1+j) and adds the product at stage i+j+2.
+        PC = p.pcols
         a_skew = [_delay(m, a.payload.data[i], i, en, f"a{i}", data=True)[-1] for i in range(R)]
-        b_skew = [_delay(m, b.payload.data[j], j, en, f"b{j}", data=True)[-1] for j in range(C)]
-        vs = _delay(m, take, R + C, en, "v")
-        ls = _delay(m, a.payload.last, R + C, en, "l")
+        b_skew = [_delay(m, b.payload.data[j], p.pcol(j), en, f"b{j}", data=True)[-1]
+                  for j in range(C)]
+        vs = _delay(m, take, R + PC, en, "v")
+        ls = _delay(m, a.payload.last, R + PC, en, "l")
 
         # PEs (see PeOS): accumulators split in halves lo/hi with a pending carry cy, all
         # three captured when a tile ends and recombined after the drain (below).
@@ -510,23 +653,42 @@ class MacArray(wiring.Component):
 
         module = PeOS.module_name(a_sh, b_sh, p_sh, W, fmts, fl)
         cap = [[None] * C for _ in range(R)]
-        a_fwd = [[Signal(a_sh, name=f"a_{i}_{j}") for j in range(C)] for i in range(R)]
-        b_fwd = [[Signal(b_sh, name=f"b_{i}_{j}") for j in range(C)] for i in range(R)]
+        if p.packing != "none":
+            lanes = Lanes(p)
+            module2 = PeOS2.module_name(a_sh, lanes, W)
+            packed = {q: lanes.pack(m, b_skew[2 * q], b_skew[2 * q + 1], f"bpack{q}")
+                      for q in range(C // 2)}
+        a_fwd = [[Signal(a_sh, name=f"a_{i}_{j}") for j in range(PC)] for i in range(R)]
+        b_fwd = [[Signal(b_sh if p.packing == "none" or 2 * j + 1 == C else lanes.b_shape,
+                         name=f"b_{i}_{j}") for j in range(PC)] for i in range(R)]
         for i in range(R):
-            for j in range(C):
-                cp = [Signal(L, name=f"cap_lo_{i}_{j}"), Signal(H, name=f"cap_hi_{i}_{j}"),
-                      Signal(name=f"cap_cy_{i}_{j}")]
+            for j in range(PC):
+                a_in = a_skew[i] if j == 0 else a_fwd[i][j - 1]
+                if p.packing != "none" and 2 * j + 1 < C:  # a column pair: one wide product
+                    b_in = packed[j] if i == 0 else b_fwd[i - 1][j]
+                    cp = [[Signal(L, name=f"cap_lo_{i}_{2 * j + k}"),
+                           Signal(H, name=f"cap_hi_{i}_{2 * j + k}"),
+                           Signal(name=f"cap_cy_{i}_{2 * j + k}")] for k in (0, 1)]
+                    leaf(m, platform, module2, lambda: PeOS2(a_sh, lanes, W), f"pe_{i}_{j}",
+                         en=en_rows[i], a=a_in, b=b_in, pv=vs[i + j + 2], pl=ls[i + j + 2],
+                         a_out=a_fwd[i][j], b_out=b_fwd[i][j],
+                         **{f"cap_{t}{k}": cp[k][n] for k in (0, 1)
+                            for n, t in enumerate(("lo", "hi", "cy"))})
+                    cap[i][2 * j], cap[i][2 * j + 1] = cp
+                    continue
+                col = j if p.packing == "none" else 2 * j
+                cp = [Signal(L, name=f"cap_lo_{i}_{col}"), Signal(H, name=f"cap_hi_{i}_{col}"),
+                      Signal(name=f"cap_cy_{i}_{col}")]
                 extra = {}
                 if fl:
-                    cp.append(Signal(3, name=f"cap_fl_{i}_{j}"))
+                    cp.append(Signal(3, name=f"cap_fl_{i}_{col}"))
                     extra["cap_fl"] = cp[3]
                 leaf(m, platform, module, make, f"pe_{i}_{j}", en=en_rows[i], **extra,
-                     a=a_skew[i] if j == 0 else a_fwd[i][j - 1],
-                     b=b_skew[j] if i == 0 else b_fwd[i - 1][j],
+                     a=a_in, b=b_skew[col] if i == 0 else b_fwd[i - 1][j],
                      pv=vs[i + j + 2], pl=ls[i + j + 2],
                      a_out=a_fwd[i][j], b_out=b_fwd[i][j],
                      cap_lo=cp[0], cap_hi=cp[1], cap_cy=cp[2])
-                cap[i][j] = cp
+                cap[i][col] = cp
 
         # Drain: rows 0..R-1 of column j are read on consecutive cycles, column j one cycle
         # after column j-1, just as the capture wavefront passes.
@@ -540,8 +702,8 @@ class MacArray(wiring.Component):
                     m.d.sync += d_act.eq(0)
                 with m.Else():
                     m.d.sync += d_row.eq(d_row + 1)
-        acts = _delay(m, d_act, C - 1, en_out, "dact")
-        rows = _delay(m, d_row, C - 1, en_out, "drow")
+        acts = _delay(m, d_act, PC - 1, en_out, "dact")
+        rows = _delay(m, d_row, PC - 1, en_out, "drow")
         cols = []
         for j in range(C):
             parts = []
@@ -551,7 +713,7 @@ class MacArray(wiring.Component):
                 # a full power-of-two table, so the select covers every code of d_row
                 table = [cap[min(i, R - 1)][j][k] for i in range(1 << len(d_row))]
                 with m.If(en_out):
-                    m.d.sync += reg.eq(Array(table)[rows[j]])
+                    m.d.sync += reg.eq(Array(table)[rows[p.pcol(j)]])
                 parts.append(reg)
             # the captured pending carry goes back into the high half here, once per column
             col = Signal(ishape, name=f"col{j}")
@@ -563,7 +725,7 @@ class MacArray(wiring.Component):
             cols.append(col)
         col_valid = Signal()
         with m.If(en_out):
-            m.d.sync += col_valid.eq(acts[C - 1])
+            m.d.sync += col_valid.eq(acts[PC - 1])
         self._output(m, en_out, cols, col_valid)
 
     # -- weight stationary --------------------------------------------------------------------
@@ -573,7 +735,8 @@ class MacArray(wiring.Component):
         R, C = p.rows, p.cols
         a, b = self.a_stream, self.b_stream
         ishape = self._ishape()
-        gap = R + C - 1  # cycles for a pass's first beat to reach every PE
+        PC = p.pcols
+        gap = R + PC - 1  # cycles for a pass's first beat to reach every PE
 
         loaded = Signal(range(R + 1))        # weight beats in the shadow registers
         since_first = Signal(range(gap + 1), init=gap)
@@ -608,17 +771,17 @@ class MacArray(wiring.Component):
         first_now = Signal()
         m.d.comb += first_now.eq(a_take & is_first)
         a_skew = [_delay(m, a.payload.data[i], i, en, f"a{i}", data=True)[-1] for i in range(R)]
-        v_st = _delay(m, a_take, R + C, en, "v")
-        f_st = _delay(m, first_now, R + C, en, "f")
+        v_st = _delay(m, a_take, R + PC, en, "v")
+        f_st = _delay(m, first_now, R + PC, en, "f")
         swap = []
-        for s_ in range(R + C):
+        for s_ in range(R + PC):
             sw = Signal(name=f"swap{s_}")
             m.d.comb += sw.eq(v_st[s_] & f_st[s_])
             swap.append(sw)
         # valid, last, k_first, k_last of each beat, to where its partial sums leave the array
         flags = Signal(4)
         m.d.comb += flags.eq(Cat(a_take, a.payload.last, a.payload.k_first, a.payload.k_last))
-        fl_st = _delay(m, flags, R + C + 1, en, "flags")
+        fl_st = _delay(m, flags, R + PC + 1, en, "flags")
 
         a_sh, b_sh = p.a.shape(), p.b.shape()
         p_sh = p.product.shape()
@@ -636,23 +799,43 @@ class MacArray(wiring.Component):
             return PeWS(a_sh, b_sh, p_sh, ishape, fmts)
 
         module = PeWS.module_name(a_sh, b_sh, p_sh, ishape, fmts)
-        a_fwd = [[Signal(a_sh, name=f"a_{i}_{j}") for j in range(C)] for i in range(R)]
-        w_fwd = [[Signal(b_sh, name=f"wsh_{i}_{j}") for j in range(C)] for i in range(R)]
+        paired = [p.packing != "none" and 2 * j + 1 < C for j in range(PC)]
+        if any(paired):
+            lanes = Lanes(p)
+            module2 = PeWS2.module_name(a_sh, lanes, ishape)
+        a_fwd = [[Signal(a_sh, name=f"a_{i}_{j}") for j in range(PC)] for i in range(R)]
+        w_fwd = [[Signal(lanes.b_shape if paired[j] else b_sh, name=f"wsh_{i}_{j}")
+                  for j in range(PC)] for i in range(R)]
+        # partial sums by column of c
         psum = [[Signal(ishape, name=f"psum_{i}_{j}") for j in range(C)] for i in range(R)]
         for i in range(R):
-            for j in range(C):
+            for j in range(PC):
+                a_in = a_skew[i] if j == 0 else a_fwd[i][j - 1]
+                if paired[j]:  # a column pair: one wide product, the packed weight word
+                    c0, c1 = 2 * j, 2 * j + 1
+                    w_in = lanes.pack(m, b.payload.data[c0], b.payload.data[c1],
+                                      f"wpack{j}") if i == 0 else w_fwd[i - 1][j]
+                    leaf(m, platform, module2, lambda: PeWS2(a_sh, lanes, ishape),
+                         f"pe_{i}_{j}", en=en_rows[i], a=a_in, swap=swap[i + j],
+                         load=b_fires[i], w_in=w_in,
+                         psum_in0=psum[i - 1][c0] if i else Const(0, ishape),
+                         psum_in1=psum[i - 1][c1] if i else Const(0, ishape),
+                         a_out=a_fwd[i][j], w_out=w_fwd[i][j],
+                         psum0=psum[i][c0], psum1=psum[i][c1])
+                    continue
+                col = j if p.packing == "none" else 2 * j
                 leaf(m, platform, module, make, f"pe_{i}_{j}", en=en_rows[i],
-                     a=a_skew[i] if j == 0 else a_fwd[i][j - 1],
-                     swap=swap[i + j], load=b_fires[i],
-                     w_in=b.payload.data[j] if i == 0 else w_fwd[i - 1][j],
-                     psum_in=psum[i - 1][j] if i else Const(0, ishape),
-                     a_out=a_fwd[i][j], w_out=w_fwd[i][j], psum=psum[i][j])
+                     a=a_in, swap=swap[i + j], load=b_fires[i],
+                     w_in=b.payload.data[col] if i == 0 else w_fwd[i - 1][j],
+                     psum_in=psum[i - 1][col] if i else Const(0, ishape),
+                     a_out=a_fwd[i][j], w_out=w_fwd[i][j], psum=psum[i][col])
 
         # Bottom of each column: accumulate the K-tiles of a pass in a buffer of tile_m rows.
         cols, col_valids = [], []
         for j in range(C):
-            # the beat accepted R+j+2 cycles ago has its column-j partial sum at the bottom now
-            fl = fl_st[R + j + 2]
+            # the beat accepted R+pcol(j)+2 cycles ago has its column-j partial sum at the
+            # bottom now
+            fl = fl_st[R + p.pcol(j) + 2]
             vb, last_b, kf_b, kl_b = fl[0], fl[1], fl[2], fl[3]
             # (at least 2 rows: a 1-row memory has a zero-width address, no Verilog range)
             mem = memory.Memory(shape=ishape, depth=max(p.tile_m, 2), init=[])
@@ -669,7 +852,7 @@ class MacArray(wiring.Component):
 
             addr_next = Signal.like(addr, name=f"addr_next{j}")   # row of the next beat
             addr_nn = Signal.like(addr, name=f"addr_nn{j}")       # and of the one after it
-            fl1 = fl_st[R + j + 1]
+            fl1 = fl_st[R + p.pcol(j) + 1]
             m.d.comb += [addr_next.eq(advance(addr, vb, last_b)),
                          addr_nn.eq(advance(addr_next, fl1[0], fl1[1]))]
             with m.If(en_out):

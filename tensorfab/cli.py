@@ -3,7 +3,10 @@
     tensorfab generate CONFIG --out DIR
     tensorfab run CONFIG --inputs IN.npz --out OUT.npz [--backend golden|rtl]
                   [--sim verilator|icarus] [--stats STATS.json] [--mode N:M] [--waves]
-    tensorfab synth CONFIG --target ice40|ecp5|xilinx|generic [--pnr] [--seed N] --out DIR
+    tensorfab synth CONFIG --target ice40|ecp5|xilinx|generic | --device PART [--pnr] [--seed N]
+                    --out DIR
+    tensorfab sweep SWEEP.yaml --out DIR [--workers N | --scheduler tcp://HOST:PORT]
+    tensorfab sweep --report DIR
     tensorfab hls MODEL --out DIR [...]
     tensorfab serve CONFIG --port P [--pin-level]
     tensorfab bitstream CONFIG --out DIR
@@ -214,19 +217,28 @@ def run_rtl(cfg, fam, params, arrays: dict, *, sim: str = "verilator", seed: int
 
 def cmd_synth(args) -> int:
     # local: Amaranth (about 1 s) only for the commands that emit Verilog
-    from generators.synth import SynthError, summary, synthesize, target
+    from generators.synth import SynthError, check_freq, check_seed, resolve, summary, synthesize
 
-    target(args.target)  # a bad target is reported before any work
+    if args.target is None and args.device is None:
+        raise UserError("tensorfab synth: --target or --device is needed (allowed: --target "
+                        "ice40|ecp5|xilinx|generic, or --device PART such as LFE5U-25F)")
+    t, part = resolve(args.target, args.device)  # a bad target or part before any work
+    check_freq(args.freq)
+    check_seed(args.seed)
+    if args.pnr and t.pnr is None:
+        what = f"device {part.name}" if args.device else f"target {t.name!r}"
+        raise UserError(f"--pnr on {what}: no open place-and-route flow (allowed: ecp5 and "
+                        "ice40 targets and parts)")
     cfg = _unit_config(args.config, "synth")
     check_out_dir(args.out)
     first = not (Path.home() / ".cache" / "YoWASP").exists()
-    _say(f"synthesizing {cfg.name} for {args.target}"
+    _say(f"synthesizing {cfg.name} for {part.name if args.device else t.name}"
          + (" with place and route" if args.pnr else "")
          + (" (the first call of each YoWASP tool compiles it: about 30 s more)" if first
             else "") + "...")
     try:
         report = synthesize(cfg, args.target, args.out, pnr=args.pnr, seed=args.seed,
-                            freq_mhz=args.freq)
+                            freq_mhz=args.freq, device=args.device)
     except SynthError as err:
         _say(f"tensorfab: synthesis failed: {err}")
         return 1
@@ -373,13 +385,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("synth", help="synthesize (and place and route) with Yosys/nextpnr")
     s.add_argument("config", metavar="CONFIG", help="YAML config file")
-    s.add_argument("--target", required=True, metavar="TARGET",
-                   help="ice40 | ecp5 | xilinx | generic")
+    s.add_argument("--target", default=None, metavar="TARGET",
+                   help="ice40 | ecp5 | xilinx | generic (or give --device)")
+    s.add_argument("--device", default=None, metavar="PART",
+                   help="a part: LFE5U-25F|LFE5U-45F|LFE5U-85F, iCE40UP5K|iCE40HX8K, "
+                        "xc7a35t|xc7a100t; checks the design fits it (default: ecp5 "
+                        "LFE5U-85F, ice40 iCE40UP5K)")
     s.add_argument("--pnr", action="store_true",
                    help="place and route in a registered shell and report Fmax (ecp5, ice40)")
     s.add_argument("--seed", type=int, default=1, help="nextpnr seed (default 1)")
     s.add_argument("--freq", type=float, default=None, metavar="MHZ",
-                   help="clock constraint for nextpnr (default: 125 ecp5, 60 ice40)")
+                   help="clock constraint for nextpnr, 0 < MHZ <= 1000 (default: the part's, 125 "
+                        "ecp5, 60 ice40)")
     s.add_argument("--out", required=True, metavar="DIR", help="output folder")
     s.set_defaults(func=cmd_synth)
 

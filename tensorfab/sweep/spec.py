@@ -78,15 +78,23 @@ def _axes(value: Any) -> Any:
         raise problem("empty grid: no axes (allowed: at least one config key with a list of "
                       "values, e.g. rows: [4, 8])")
     for key, vals in value.items():
-        if not isinstance(key, str) or not key or key in ("unit", "name"):
-            raise problem(f"axis {show(key)} is not a config key to vary (allowed: config keys "
-                          "such as rows, or dotted ones such as requant.out; not unit or name)")
+        keys = key.split(",") if isinstance(key, str) else [key]
+        for k in keys:
+            if not isinstance(k, str) or not k.strip() or k.strip() in ("unit", "name"):
+                raise problem(f"axis {show(key)} is not a config key to vary (allowed: config "
+                              "keys such as rows, dotted ones such as requant.out, or keys "
+                              "varied together such as 'rows,cols'; not unit or name)")
         if not isinstance(vals, list):
             raise problem(f"{key}: expected a list of values, got {show(vals)}")
         if not vals:
             raise problem(f"{key}: empty list, an empty grid (allowed: at least one value)")
         for v in vals:
-            if isinstance(v, (dict, list)):
+            if len(keys) > 1:
+                if not isinstance(v, list) or len(v) != len(keys) or any(
+                        isinstance(x, (dict, list)) for x in v):
+                    raise problem(f"{key}: {show(v)} (allowed: lists of {len(keys)} plain "
+                                  f"values, one per key, e.g. {[1] * len(keys)})")
+            elif isinstance(v, (dict, list)):
                 raise problem(f"{key}: {show(v)} (allowed: plain values: numbers, strings, "
                               "true/false)")
     return value
@@ -168,6 +176,12 @@ def _read_yaml(path: Path) -> Any:
     return docs[0]
 
 
+def has_pnr(target: str) -> bool:
+    """Whether nextpnr places on ``target`` (a sweep's pnr on other targets is synthesis
+    alone, its row noting why there is no Fmax)."""
+    return target not in FAMILY_TARGETS and part(target).nextpnr is not None
+
+
 class Sweep:
     """A validated sweep: the spec, the base config as a dict, and where it came from."""
 
@@ -209,12 +223,10 @@ def load_sweep(path: str | Path) -> Sweep:
             raise bad("targets", "mode tune searches on one target (allowed: a list of one)")
     elif s.objective is not None:
         raise bad("objective", "only with mode tune (allowed: mode: tune)")
-    if "pnr" in s.measure:
-        for t in s.targets:
-            if t in FAMILY_TARGETS or not part(t).nextpnr:
-                pnr = [p.name for p in PARTS.values() if p.nextpnr]
-                raise bad("targets", f"{t}: no open place and route for measure pnr (allowed: "
-                          f"{', '.join(pnr)}, ecp5, ice40)")
+    if "pnr" in s.measure and not any(has_pnr(t) for t in s.targets):
+        pnr = [p.name for p in PARTS.values() if p.nextpnr]
+        raise bad("targets", f"measure pnr needs a target with open place and route (allowed: "
+                  f"{', '.join(pnr)}, ecp5, ice40)")
     if ("cycles" in s.measure or "sim" in s.measure) and not s.workload:
         raise bad("workload", "measure cycles or sim needs a workload (allowed: e.g. "
                   "workload: {m: 64, k: 64, n: 64}, or array shapes such as {a: [64, 64]})")
@@ -266,9 +278,22 @@ def point_label(point: dict) -> str:
     return ", ".join(f"{k}={show(v).strip(chr(39))}" for k, v in point.items())
 
 
+def expand(axis_values: dict) -> dict:
+    """A point as config keys: an axis of keys varied together (``rows,cols``) gives each
+    key its value."""
+    out = {}
+    for key, v in axis_values.items():
+        if "," in key:
+            out.update(zip((k.strip() for k in key.split(",")), v, strict=True))
+        else:
+            out[key] = v
+    return out
+
+
 def grid(sweep: Sweep) -> list[dict]:
     axes = sweep.spec.axes
-    return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
+    return [expand(dict(zip(axes, combo, strict=True)))
+            for combo in itertools.product(*axes.values())]
 
 
 def points(sweep: Sweep) -> list[dict]:
@@ -304,12 +329,14 @@ def jobs_for(sweep: Sweep, point: dict, cfg, tools: dict) -> list[Job]:
     config = config_to_dict(cfg)
     out = []
     for target in s.targets:
-        for seed in (s.seeds if sweep.pnr else [None]):
+        for seed in (s.seeds if sweep.pnr and has_pnr(target) else [None]):
+            measure = [m for m in s.measure if m != "pnr" or has_pnr(target)]
             what = {"config": config, "target": target, "seed": seed,
-                    "measure": sorted(s.measure), "workload": s.workload,
+                    "measure": sorted(measure), "workload": s.workload,
                     "freq_mhz": s.freq_mhz, "tools": tools}
             out.append(Job(key=_hash(what), point=point, config=config, target=target,
-                           seed=seed, measure=list(s.measure), workload=s.workload,
+                           seed=seed, measure=measure, workload=s.workload,
                            freq_mhz=s.freq_mhz, clock_mhz=s.clock_mhz, timeout=s.timeout,
-                           memory_mb=s.memory_mb, config_hash=_hash(config), tools=tools))
+                           memory_mb=s.memory_mb, config_hash=_hash(config), tools=tools,
+                           wanted=list(s.measure)))
     return out

@@ -103,13 +103,13 @@ def _close(client) -> None:
 class Progress:
     """A tqdm bar: done, failed and running jobs, and tqdm's own ETA."""
 
-    def __init__(self, total: int, initial: int, enabled: bool = True):
+    def __init__(self, total: int, done: list[dict], enabled: bool = True):
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, initial=initial, unit="job", desc="sweep",
+        self.bar = tqdm(total=total, initial=len(done), unit="job", desc="sweep",
                         file=sys.stderr, disable=not enabled, dynamic_ncols=True)
-        self.failed = 0
-        self.ok = initial
+        self.ok = sum(r.get("status") == "ok" for r in done)
+        self.failed = len(done) - self.ok
 
     def update(self, row: dict, running: int) -> None:
         if row.get("status") == "ok":
@@ -212,13 +212,14 @@ def run(sweep: Sweep, out: Path, *, workers: int = 2, scheduler: str | None = No
                 seen.add(j["key"])
                 jobs.append(j)
     todo = [j for j in jobs if not store.done(j["key"], retry_failed)]
+    c = open_client() if todo else None  # an unreachable scheduler: the one line said
     say(f"{len(pts)} points, {len(jobs)} jobs: {len(jobs) - len(todo)} already in "
         f"{store.path}, {len(todo)} to run")
     if todo:
-        c = open_client()
         if before_jobs:
             before_jobs()
-        bar = Progress(len(jobs), len(jobs) - len(todo), progress)
+        bar = Progress(len(jobs), [store.rows[j["key"]] for j in jobs
+                                   if store.done(j["key"], retry_failed)], progress)
         try:
             work = str(Path(out).resolve() / "jobs")
             futs = {c.submit(run_job, j, work, pure=False): j for j in todo}
@@ -251,7 +252,7 @@ def _tune(sweep: Sweep, client, store: Store, tools: dict, out: Path, progress: 
                              n_startup_trials=min(10, max(2, s.samples // 3)))
         study = optuna.create_study(direction=direction, sampler=sampler)
     nthreads = _nthreads(client)
-    bar = Progress(s.samples, 0, progress)
+    bar = Progress(s.samples, [], progress)
     rows: list[dict] = []
     work = str(Path(out).resolve() / "jobs")
     asked = 0
@@ -280,6 +281,8 @@ def _tune(sweep: Sweep, client, store: Store, tools: dict, out: Path, progress: 
             _gather(client, todo, store, bar, nthreads)
             for trial, job in batch:
                 row = store.rows[job["key"]]
+                if job["key"] not in {j["key"] for j in todo.values()}:
+                    bar.update(row, 0)  # told from the store
                 if row not in rows:
                     rows.append(row)
                 value = row.get(goal)

@@ -58,8 +58,10 @@ def run_job(job: dict, work_root: str | None = None) -> dict:
     """Run ``job`` in a subprocess; its row (never raises for the job's own failure)."""
     t0 = time.time()
     root = Path(work_root) if work_root else Path(tempfile.gettempdir()) / "tensorfab-sweep"
-    work = root / job["key"]
-    work.mkdir(parents=True, exist_ok=True)
+    (root / job["key"]).mkdir(parents=True, exist_ok=True)
+    # a folder per attempt: a job Dask runs again (its worker died) never shares files with
+    # an attempt still running somewhere
+    work = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=root / job["key"]))
     env = dict(os.environ)
     here = str(Path(__file__).resolve().parents[2])  # this checkout first on the job's path
     env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -105,7 +107,7 @@ def run_job(job: dict, work_root: str | None = None) -> dict:
             return _row(job, error=f"job process {how}: {' | '.join(tail) or 'no output'}",
                         seconds=seconds, peak_mib=peak >> 20, host=os.uname().nodename)
     row = json.loads(lines[-1])
-    row.update(seconds=seconds, peak_mib=peak >> 20, host=os.uname().nodename)
+    row.update(seconds=seconds, peak_mib=peak >> 20, host=os.uname().nodename, work=str(work))
     return row
 
 

@@ -229,3 +229,24 @@ def test_store_and_front(tmp_path):
             [("x", 10, 100.0), ("y", 20, 150.0), ("z", 30, 120.0), ("w", 10, 90.0)]]
     front = report.pareto_front(rows, [("luts", 1), ("fmax_mhz", -1)])
     assert [r["key"] for r in front] == ["x", "y"]
+
+
+@pytest.mark.regress
+def test_pnr_and_sim_sweep(tmp_path, client):
+    """Fmax per seed on two parts, a Verilator run against golden, and a refusal before
+    nextpnr (a 6x3 int8 array needs 18 DSPs; the UP5K has 8)."""
+    path = _sweep(tmp_path, "base: BASE\naxes:\n  'rows,cols,a,b,acc': [[2, 2, int4, int4, int16], "
+                  "[6, 3, int8, int8, int32]]\ntargets: [LFE5U-25F, iCE40UP5K]\nseeds: [1, 2]\n"
+                  "measure: [synth, pnr, cycles, sim]\nworkload: {m: 8, k: 8, n: 8}\n")
+    rows = engine.run(load_sweep(path), tmp_path / "out", client=client, progress=False,
+                      say=lambda m: None)
+    assert len(rows) == 8
+    by = {(r["point"]["rows"], r["target"], r["seed"]): r for r in rows}
+    for seed in (1, 2):
+        assert by[(6, "iCE40UP5K", seed)]["error"].startswith(
+            "does not fit: t does not fit iCE40UP5K: 18 DSPs > 8 on iCE40UP5K")
+        for target in ("LFE5U-25F", "iCE40UP5K"):
+            r = by[(2, target, seed)]
+            assert r["status"] == "ok" and r["fmax_mhz"] > 0, r["error"]
+            assert r["sim_cycles"] == r["cycles"] and r["mismatches"] == 0
+    assert by[(6, "LFE5U-25F", 1)]["status"] == "ok" and by[(6, "LFE5U-25F", 1)]["dsps"] == 18

@@ -532,6 +532,10 @@ def write_markdown(res: dict, path: Path) -> None:
         from bench import packing
 
         lines += packing.markdown(res["packing"])
+    if res.get("sweep"):
+        from bench import sweep
+
+        lines += sweep.markdown(res["sweep"])
     path.write_text("\n".join(lines))
 
 
@@ -606,9 +610,17 @@ def main(argv=None) -> int:
                     "results.json")
     ap.add_argument("--requant-fmax", action="store_true",
                     help="with --requant-only: also nextpnr Fmax of the requant unit on ECP5")
+    ap.add_argument("--sweep-only", action="store_true",
+                    help="rerun only the sweep rows (issue 19: 1 vs 2 workers on a 16-point "
+                    "synth sweep, and the real sweep into bench/sweep_arrays/), into the "
+                    "existing results.json")
     args = ap.parse_args(argv)
     os.environ.setdefault("TENSORFAB_CACHE", str(ROOT / "build" / "cache"))
     sizes = tuple(int(v) for v in args.sizes.split(","))
+    if args.sweep_only:
+        from bench import sweep
+
+        return sweep.main([])
     if args.requant_only:
         from bench import requant
 
@@ -771,6 +783,14 @@ def main(argv=None) -> int:
 
     res["packing"] = packing.run(parts=("utilization",) if args.no_synth else
                                  ("synth", "fmax", "utilization"), jobs=args.jobs)
+    from bench import sweep
+
+    # the throughput rows; the real sweep (bench/sweep_arrays/) is kept from the last
+    # `python -m bench.sweep --real` (it places and routes: about an hour on 2 cores)
+    old = json.loads((out / "results.json").read_text()).get("sweep", {}) \
+        if (out / "results.json").exists() else {}
+    res["sweep"] = {**{k: v for k, v in old.items() if k == "real"},
+                    **({"throughput": sweep.bench_throughput()} if not args.no_synth else {})}
     res["targets"] = foundation_targets(res)
     res["targets"] += [dict(t, issue=3) for t in sparse_targets(res["sparse"])]
     if res["synth"]:
@@ -781,6 +801,7 @@ def main(argv=None) -> int:
     res["targets"] += hls_accuracy_targets(res["hls_accuracy"])
     res["targets"] += res["requant"]["targets"]
     res["targets"] += res["packing"]["targets"]
+    res["targets"] += sweep.targets(res["sweep"])
     (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
     write_markdown(res, out / "RESULTS.md")
     print(f"wrote {out / 'results.json'} and {out / 'RESULTS.md'}")

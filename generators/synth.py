@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import json
+import math
 import os
 import re
 import shutil
@@ -28,7 +29,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from amaranth.back import verilog
@@ -36,6 +37,7 @@ from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, ResetSignal,
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from . import devices
 from .errors import UserError
 from .generate import render
 
@@ -190,6 +192,95 @@ def target(name: str) -> Target:
     except KeyError:
         raise UserError(f"target {name!r} is not supported (allowed: "
                         f"{', '.join(TARGETS)})") from None
+
+
+def resolve(target_name: str | None, device: str | None) -> tuple[Target, devices.Part | None]:
+    """The target and part of a run: ``device`` (a part name, :mod:`generators.devices`)
+    picks its family's target and places on that part; without it a family's default part
+    (ecp5: LFE5U-85F, ice40: iCE40UP5K; none for xilinx and generic)."""
+    if device is None:
+        t = target(target_name)
+        alias = devices.ALIASES.get(t.name)
+        return t, devices.part(alias) if alias else None
+    p = devices.part(device)
+    if target_name is not None and target(target_name).name != p.family:
+        raise UserError(f"--device {p.name} is a {p.family} part, not {target_name} (allowed: "
+                        f"--target {p.family}, or no --target)")
+    t = TARGETS[p.family]
+    pnr = Device(p.package_name, p.nextpnr, p.pnr_args, p.default_mhz) if p.nextpnr else None
+    return replace(t, synth=p.synth or t.synth, device=p.package_name or p.name, pnr=pnr), p
+
+
+def check_freq(freq_mhz: float | None) -> None:
+    """A clock constraint must be a real frequency: refused, not replaced, otherwise."""
+    if freq_mhz is None:
+        return
+    if (not isinstance(freq_mhz, (int, float)) or isinstance(freq_mhz, bool)
+            or not math.isfinite(freq_mhz) or not 0 < freq_mhz <= 1000):
+        raise UserError(f"--freq {freq_mhz!r}: not a clock frequency (allowed: a number of "
+                        "MHz above 0, at most 1000)")
+
+
+def check_seed(seed: int) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
+        raise UserError(f"--seed {seed!r}: not a nextpnr seed (allowed: 0..{2**31 - 1})")
+
+
+_MODULE = re.compile(r"^module (\\?\S+?)\(", re.M)
+_INSTANCE = re.compile(r"^  (\\?[\w$.]+) (\\?\S+) \($", re.M)
+
+
+def multiplier_count(text: str, top: str) -> dict[str, int]:
+    """How many instances of each ``tf_mulreg_*`` multiplier module the design holds (the
+    emitted Verilog's hierarchy walked from ``top``)."""
+    bodies = {}
+    starts = [(m.group(1), m.end()) for m in _MODULE.finditer(text)]
+    for i, (name, pos) in enumerate(starts):
+        end = starts[i + 1][1] if i + 1 < len(starts) else len(text)
+        bodies[name] = [m.group(1) for m in _INSTANCE.finditer(text, pos, end)
+                        if m.group(1) in dict(starts)]
+    counts: dict[str, int] = {}
+
+    def walk(mod: str, n: int, depth: int = 0) -> None:
+        if mod.startswith("tf_mulreg_"):
+            counts[mod] = counts.get(mod, 0) + n
+        if depth < 64:
+            for sub in bodies.get(mod, ()):
+                walk(sub, n, depth + 1)
+
+    walk(top, 1)
+    return counts
+
+
+def multiplier_mapping(t: Target, text: str, manifest: dict, summary: dict,
+                       part: devices.Part | None = None) -> dict | None:
+    """Where the design's multipliers went: how many there are (per operand widths), how
+    many DSP cells and logic multipliers synthesis left, and a sentence saying it."""
+    counts = multiplier_count(text, manifest["top"])
+    if not counts:
+        return None
+    specs = {s["module"]: s for s in manifest.get("mul_modules", [])}
+    total = sum(counts.values())
+    widths = ", ".join(f"{n} x {specs[m]['a_width']}x{specs[m]['b_width']} bit"
+                       if m in specs else f"{n} x {m}" for m, n in sorted(counts.items()))
+    dsps, logic = summary["dsps"], summary["generic_multipliers"]
+    dsp = "/".join(t.dsp_cells) or "DSP"
+    if t.name == "generic":
+        how = "built from gates (the generic target has no multiplier cells)"
+    elif dsps >= total and logic == 0:
+        how = f"on {dsp} cells ({dsps} for {total} multipliers)"
+    elif dsps == 0 and logic == 0 and part is not None and part.limits.get("dsps") == 0:
+        how = f"built from LUTs: {part.name} has no DSP cells"
+    elif dsps == 0 and logic == 0:
+        how = (f"built from LUTs: Yosys mapped none to {dsp} (operands too narrow for its "
+               "DSP mapping threshold)")
+    elif logic:
+        how = f"{dsps} on {dsp} cells, {logic} left as generic logic multiplier cells"
+    else:
+        how = f"{dsps} on {dsp} cells, the rest built from LUTs"
+    return {"count": total, "modules": counts, "on_dsps": min(dsps, total),
+            "logic_cells": logic, "mapped": how, "text": f"{total} multipliers ({widths}): "
+            f"{how}"}
 
 
 # -- the registered shell ---------------------------------------------------------------------
@@ -471,8 +562,9 @@ def place_and_route(t: Target, manifest: dict, out: Path, *, seed: int,
     }
 
 
-def synthesize(cfg, target_name: str, out_dir: str | Path, *, pnr: bool = False, seed: int = 1,
-               freq_mhz: float | None = None, timeout: float | None = None) -> dict:
+def synthesize(cfg, target_name: str | None, out_dir: str | Path, *, pnr: bool = False,
+               seed: int = 1, freq_mhz: float | None = None, timeout: float | None = None,
+               device: str | None = None) -> dict:
     """Synthesize a unit config for a target; with ``pnr``, place and route it for Fmax.
 
     Parameters
@@ -482,16 +574,23 @@ def synthesize(cfg, target_name: str, out_dir: str | Path, *, pnr: bool = False,
     target_name:
         ``ice40`` (``synth_ice40 -dsp``), ``ecp5``, ``xilinx`` (7-series, DSP48E1),
         ``ultrascale`` (``synth_xilinx -family xcup``, DSP48E2) or ``generic``
-        (Yosys's own gate library through ABC: the ASIC-style count).
+        (Yosys's own gate library through ABC: the ASIC-style count); None with ``device``.
     out_dir:
         Folder for every file of the run and ``report.json``.
     pnr:
-        Also place and route (ecp5: LFE5U-85F speed 8 CABGA381, ice40: UP5K SG48) inside a
-        registered shell and report ``fmax_mhz``.
+        Also place and route inside a registered shell and report ``fmax_mhz`` (on
+        ``device``, or the family's default part: ecp5 LFE5U-85F speed 8 CABGA381, ice40 UP5K
+        SG48). A design that does not fit the part raises
+        :class:`~generators.devices.DoesNotFit` before nextpnr runs.
     seed, freq_mhz:
-        nextpnr's seed, and the clock constraint (default: 125 MHz ecp5, 60 MHz ice40).
+        nextpnr's seed, and the clock constraint (default: the part's, 125 MHz ecp5, 60 MHz
+        ice40); nonsense values (``freq_mhz=0``) are refused.
     timeout:
         Seconds allowed for each tool call.
+    device:
+        A part of :data:`generators.devices.PARTS` (e.g. ``LFE5U-25F``, ``iCE40HX8K``,
+        ``xc7a35t``): its family's flow, its capacity check and (ECP5, iCE40) its nextpnr
+        options.
 
     Returns
     -------
@@ -500,26 +599,35 @@ def synthesize(cfg, target_name: str, out_dir: str | Path, *, pnr: bool = False,
     Raises
     ------
     UserError
-        Unknown target, or ``pnr`` on a target without a place-and-route flow.
+        Unknown target or part, bad seed or frequency, or ``pnr`` on a target without a
+        place-and-route flow; :class:`~generators.devices.DoesNotFit` (a ``UserError``).
     SynthError
         A tool failed, timed out or is missing; the message names the log file.
     """
-    target(target_name)  # an unknown target is an error before anything is emitted
+    resolve(target_name, device)  # an unknown target is an error before anything is emitted
+    check_freq(freq_mhz)
+    check_seed(seed)
     text, manifest = render(cfg)
     return synthesize_rendered(text, manifest, target_name, out_dir, name=cfg.name,
                                unit=cfg.unit, pnr=pnr, seed=seed, freq_mhz=freq_mhz,
-                               timeout=timeout)
+                               timeout=timeout, device=device)
 
 
-def synthesize_rendered(text: str, manifest: dict, target_name: str, out_dir: str | Path, *,
-                        name: str, unit: str, pnr: bool = False, seed: int = 1,
-                        freq_mhz: float | None = None, timeout: float | None = None) -> dict:
+def synthesize_rendered(text: str, manifest: dict, target_name: str | None,
+                        out_dir: str | Path, *, name: str, unit: str, pnr: bool = False,
+                        seed: int = 1, freq_mhz: float | None = None,
+                        timeout: float | None = None, device: str | None = None) -> dict:
     """:func:`synthesize` on already emitted Verilog and its manifest (e.g. a variant that
     has no config of its own, such as a baseline to compare against)."""
-    t = target(target_name)
+    t, part = resolve(target_name, device)
+    check_freq(freq_mhz)
+    check_seed(seed)
     if pnr and t.pnr is None:
-        raise UserError(f"--pnr on target {t.name!r}: no open place-and-route flow (allowed: "
-                        f"{', '.join(k for k, v in TARGETS.items() if v.pnr)})")
+        flows = ", ".join(k for k, v in TARGETS.items() if v.pnr)
+        parts = ", ".join(p.name for p in devices.PARTS.values() if p.nextpnr)
+        raise UserError(f"--pnr on {'device ' + part.name if part else 'target ' + repr(t.name)}"
+                        f": no open place-and-route flow (allowed: targets {flows}; parts "
+                        f"{parts})")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out_dir}: exists and is not a folder (allowed: a folder path)")
@@ -536,6 +644,7 @@ def synthesize_rendered(text: str, manifest: dict, target_name: str, out_dir: st
                            json_out="synth_netlist.json" if t.dsp_reg_params else None,
                            post=post, overrides=overrides)
     cells, creator = _design_stats(stat, top)
+    counts = summarize_cells(t, cells)
     report = {
         "report_version": REPORT_VERSION,
         "name": name,
@@ -543,19 +652,29 @@ def synthesize_rendered(text: str, manifest: dict, target_name: str, out_dir: st
         "config": manifest["config"],
         "target": t.name,
         "device": t.pnr.name if (pnr and t.pnr) else t.device,
+        "part": part.name if part else None,
         "synth_command": command,
+        "synth_flow": t.synth,
         "cells": cells,
-        **summarize_cells(t, cells),
+        **counts,
         "dsp_cell": "/".join(t.dsp_cells) or None,
         "dsp_registers": dsp_registers(t, json.loads((out / "synth_netlist.json").read_text()))
         if t.dsp_reg_params else None,
+        "multipliers": multiplier_mapping(t, text, manifest, counts, part),
+        "fit": None,
         "fmax_mhz": None,
         "seed": seed if pnr else None,
         "pnr": None,
         "tools": {**versions(), "yosys": creator.split(" (")[0].removeprefix("Yosys ")},
         "design_hash": manifest["design_hash"],
     }
+    if part is not None:
+        report["fit"] = devices.fit(part, report)
     if pnr:
+        if not report["fit"]["fits"]:  # before nextpnr, which says "no BELs remaining"
+            report["seconds"] = round(time.perf_counter() - t_start, 1)
+            (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+            devices.require_fit(part, report)
         report["pnr"] = place_and_route(t, manifest, out, seed=seed, freq_mhz=freq_mhz,
                                         timeout=timeout or PNR_TIMEOUT, overrides=overrides)
         report["fmax_mhz"] = report["pnr"]["fmax_mhz"]
@@ -573,11 +692,18 @@ def summary(report: dict) -> str:
     else:
         lines.append(f"  LUTs {r['luts']}, FFs {r['ffs']}, carry {r['carry']}, "
                      f"DSPs {r['dsps']} ({r['dsp_cell']}), block RAMs {r['brams']}")
-    if r["synth_command"] != TARGETS[r["target"]].synth:
+    if r["synth_command"] != r.get("synth_flow", TARGETS[r["target"]].synth):
         lines.append(f"  note: Yosys ran {r['synth_command']} (the default flow's ABC9 step "
                      "failed)")
     if r["generic_multipliers"]:
         lines.append(f"  WARNING: {r['generic_multipliers']} multiplier cells left to logic")
+    if r.get("multipliers"):
+        lines.append(f"  multipliers: {r['multipliers']['text']}")
+    f = r.get("fit")
+    if f:
+        use = ", ".join(f"{k} {f['used'][k]}/{f['available'][k]}" for k in f["available"])
+        lines.append(f"  {f['device']}: {'fits' if f['fits'] else 'DOES NOT FIT'} ({use})"
+                     + ("" if f["fits"] else ": " + "; ".join(f["problems"])))
     top = sorted(r["cells"].items(), key=lambda kv: -kv[1])[:8]
     lines.append("  cells: " + ", ".join(f"{c} {n}" for c, n in top)
                  + (" ..." if len(r["cells"]) > 8 else ""))

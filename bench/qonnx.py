@@ -173,6 +173,29 @@ def bench_synth(say=print) -> dict:
             **{k: rep.get(k) for k in keep}, "seconds": round(time.perf_counter() - t0, 1)}
 
 
+def targets(res: dict) -> list[dict]:
+    """Issue 16's target rows (``bench/run.py`` adds them to results.json)."""
+    d = res["digits_mlp"]
+    c, a = d["codes_vs_qonnx_10k"], d["accuracy"]
+    return [
+        {"issue": 16, "target": "QONNX digits MLP: >= 99.9 % of output codes equal to "
+         "execute_onnx (10^4 inputs), every argmax equal",
+         "measured": f"{100 * c['equal_fraction']:.3f} %, max difference {c['max_difference']},"
+         f" argmax {'all equal' if c['argmax_equal'] else 'NOT all equal'}",
+         "met": c["equal_fraction"] >= 0.999 and c["argmax_equal"]},
+        {"issue": 16, "target": "QONNX digits MLP: tensorfab test accuracy equal to QONNX's, "
+         "to the image (golden, RTL board)",
+         "measured": f"QONNX {100 * a['qonnx_execute_onnx']:.2f} %, golden "
+         f"{100 * a['tensorfab_golden']:.2f} %, RTL board {100 * a['rtl_board']:.2f} %",
+         "met": d["argmax_equal_to_qonnx"] and d["rtl_equals_golden"]},
+        {"issue": 16, "target": "digits CNN on the board, <= 1.10 x (image + logit bytes) per "
+         "image",
+         "measured": "CNN not built (no on-board im2col); the MLP: "
+                     f"{d['per_image']['link_over_image_and_logits']}x",
+         "met": False},
+    ]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--synth", action="store_true", help="also Yosys on the board design")

@@ -763,7 +763,12 @@ def main(argv=None) -> int:
     from bench import requant
 
     res["requant"] = requant.run(synth=not args.no_synth, fmax=not args.no_synth)
+    from bench import qonnx as qonnx_bench
+
+    qonnx_bench.main(["--out", str(out / "qonnx.json")] + ([] if args.no_synth else ["--synth"]))
+    res["qonnx"] = json.loads((out / "qonnx.json").read_text())
     res["targets"] = foundation_targets(res)
+    res["targets"] += qonnx_bench.targets(res["qonnx"])
     res["targets"] += [dict(t, issue=3) for t in sparse_targets(res["sparse"])]
     if res["synth"]:
         res["targets"] += [dict(t, issue=5) for t in synth_targets(res["synth"])]

@@ -120,7 +120,7 @@ program:
 	openFPGALoader -b $(BOARD) $(firstword $(wildcard $(OUT)/bitstream-$(BOARD)/*.bit $(OUT)/bitstream-$(BOARD)/*.bin))
 
 lint: $(STAMP)
-	$(BIN)/ruff check generators host sim boards tensorfab tests bench
+	$(BIN)/ruff check generators host sim boards tensorfab tests bench models
 
 clean:
 	rm -rf $(OUT) build .pytest_cache

@@ -791,7 +791,12 @@ def main(argv=None) -> int:
         if (out / "results.json").exists() else {}
     res["sweep"] = {**{k: v for k, v in old.items() if k == "real"},
                     **({"throughput": sweep.bench_throughput()} if not args.no_synth else {})}
+    from bench import qonnx as qonnx_bench
+
+    qonnx_bench.main(["--out", str(out / "qonnx.json")] + ([] if args.no_synth else ["--synth"]))
+    res["qonnx"] = json.loads((out / "qonnx.json").read_text())
     res["targets"] = foundation_targets(res)
+    res["targets"] += qonnx_bench.targets(res["qonnx"])
     res["targets"] += [dict(t, issue=3) for t in sparse_targets(res["sparse"])]
     if res["synth"]:
         res["targets"] += [dict(t, issue=5) for t in synth_targets(res["synth"])]

@@ -43,6 +43,11 @@ def cmd_info(args) -> int:
 
 
 def cmd_run(args) -> int:
+    if args.graph is not None:
+        return _run_graph(args)
+    if args.unit is None:
+        raise UserError("board run: no UNIT (allowed: a unit name of the design, or --graph "
+                        "GRAPH.json)")
     out = check_out_path(args.out, args.inputs)
     arrays = load_inputs(args.inputs)
     with _open(args) as board:
@@ -57,6 +62,29 @@ def cmd_run(args) -> int:
     np.savez(out, **outputs)
     _say(f"wrote {out} ({args.url}, unit {args.unit}: {runs} run{'s' * (runs != 1)}, "
          f"{cycles} cycles, {wall:.3f} s)")
+    return 0
+
+
+def _run_graph(args) -> int:
+    """``board run --graph``: a compiled graph (tensorfab compile) on the board, the inputs
+    in calls of the graph's rows."""
+    from host import graphfile
+    from host.qonnx import run_graph
+
+    if args.unit is not None:
+        raise UserError(f"board run: UNIT {args.unit!r} with --graph (allowed: one of them)")
+    out = check_out_path(args.out, args.inputs, args.graph)
+    g, meta = graphfile.load(args.graph)
+    arrays = load_inputs(args.inputs)
+    with _open(args) as board:
+        t0 = time.perf_counter()
+        outputs, st = run_graph(board, g, meta, arrays, where=args.inputs)
+        wall = time.perf_counter() - t0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, **outputs)
+    _say(f"wrote {out} ({args.url}, graph {args.graph}: {st['rows']} rows in {st['calls']} "
+         f"program run{'s' * (st['calls'] != 1)}, {st['cycles']} cycles, {st['link_bytes']} "
+         f"link bytes after loading, {wall:.3f} s)")
     return 0
 
 
@@ -108,9 +136,14 @@ def add_parser(sub) -> None:
     common(i)
     i.add_argument("--json", action="store_true", help="print the description as JSON")
     i.set_defaults(func=cmd_info)
-    r = acts.add_parser("run", help="run a unit of the design on arrays (as `tensorfab run`)")
+    r = acts.add_parser("run", help="run a unit of the design on arrays (as `tensorfab run`), "
+                        "or a compiled graph (--graph)")
     common(r)
-    r.add_argument("unit", metavar="UNIT", help="unit name (or family) in the design")
+    r.add_argument("unit", metavar="UNIT", nargs="?", default=None,
+                   help="unit name (or family) in the design (not with --graph)")
+    r.add_argument("--graph", metavar="GRAPH.json", default=None,
+                   help="run this graph (tensorfab compile) as a program instead of a unit; "
+                        "float inputs are quantized by the model's input quantizer")
     r.add_argument("--inputs", required=True, metavar="IN.npz", help="input arrays (npz)")
     r.add_argument("--out", required=True, metavar="OUT.npz", help="output arrays (npz)")
     r.add_argument("--mode", metavar="N:M", default=None,

@@ -8,6 +8,7 @@
     tensorfab sweep SWEEP.yaml --out DIR [--workers N | --scheduler tcp://HOST:PORT]
     tensorfab sweep --report DIR
     tensorfab hls MODEL --out DIR [...]
+    tensorfab compile MODEL.onnx --board CONFIG --out DIR [--rows N]
     tensorfab serve CONFIG --port P [--pin-level]
     tensorfab bitstream CONFIG --out DIR
     tensorfab board info|run|bench --url URL ...   (the host driver: tensorfab/board_cli.py)
@@ -472,6 +473,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "open_board (default: no board design)")
     h.set_defaults(func=cmd_hls)
 
+    c = sub.add_parser("compile", help="compile a QONNX model (Brevitas export_qonnx) into a "
+                       "board program: DIR/graph.json and DIR/report.json")
+    c.add_argument("model", metavar="MODEL.onnx", help="QONNX model file")
+    c.add_argument("--board", required=True, metavar="CONFIG",
+                   help="YAML board design with a tensor memory (protocol 2), such as "
+                        "models/digits/board.yaml")
+    c.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    c.add_argument("--rows", type=int, default=32, metavar="N",
+                   help="images per program call")
+    c.set_defaults(func=cmd_compile)
+
     v = sub.add_parser("serve", help="serve a board design's RTL, simulated, over TCP")
     v.add_argument("config", metavar="CONFIG", help="YAML board design (with a board key)")
     v.add_argument("--port", required=True, metavar="P", help="TCP port on 127.0.0.1")
@@ -514,6 +526,19 @@ class _SubParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+
+
+def cmd_compile(args) -> int:
+    # local: qonnx/onnx and pydantic only for this command
+    from host.qonnx import compile_model, report_lines
+
+    out = check_out_dir(args.out)
+    _board_config(args.board)
+    report = compile_model(args.model, args.board, out, rows=args.rows)
+    print("\n".join(report_lines(report)))
+    _say(f"wrote {out / 'graph.json'} and {out / 'report.json'} (run it: tensorfab board run "
+         f"--url URL --graph {out / 'graph.json'} --inputs X.npz --out Y.npz)")
+    return 0
 
 
 def cmd_hls(args) -> int:

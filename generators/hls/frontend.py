@@ -135,12 +135,13 @@ def _needs_channels_last(model) -> bool:
     return False
 
 
-def _onnx_model(model):
+def prepare_onnx(model, channels_last: bool = True):
     """``model`` prepared for hls4ml's ONNX reader as its documentation says (hls4ml 1.x,
     "ONNX and QONNX"): qonnx's cleanup (constant folding, shape inference, names), the
     channels-last conversion where the model has channels-first layers, ``Gemm`` → ``MatMul``
     + ``Add`` (every ``nn.Linear`` of a ``torch.onnx.export``), and a cleanup again. A plain
-    PyTorch export needs no step of its own."""
+    PyTorch export needs no step of its own. ``channels_last=False`` (the QONNX front end)
+    leaves convolutions in ONNX's own layout."""
     import warnings
 
     # local: qonnx (and onnxruntime behind it) only for ONNX models
@@ -150,7 +151,7 @@ def _onnx_model(model):
     from qonnx.util.cleanup import cleanup_model
 
     model = cleanup_model(ModelWrapper(model))
-    if _needs_channels_last(model):
+    if channels_last and _needs_channels_last(model):
         model = model.transform(ConvertToChannelsLastAndClean())
     if any(node.op_type == "Gemm" for node in model.graph.node):
         _gemm_bias(model)
@@ -328,7 +329,7 @@ def convert(model, *, input_shape=None, hls4ml_config: dict | None = None,
 
 def _convert(hls4ml, kind, obj, input_shape, hls4ml_config, default_precision, common):
     if kind == "onnx":
-        obj = _onnx_model(obj)
+        obj = prepare_onnx(obj)
         cfg = hls4ml_config or hls4ml.utils.config_from_onnx_model(
             obj, granularity="name", backend=BACKEND, default_precision=default_precision)
         graph = hls4ml.converters.convert_from_onnx_model(obj, hls_config=cfg, **common)

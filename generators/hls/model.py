@@ -25,11 +25,13 @@ if TYPE_CHECKING:  # the layers import nothing from here; generators.network imp
         GeluLayer,
         Quant,
         ReluLayer,
+        RequantLayer,
         SoftmaxLayer,
     )
     from ..network.params import NetworkParams
 
-__all__ = ["run", "run_until", "dense", "batchnorm", "relu", "softmax", "gelu", "softmax_errors"]
+__all__ = ["run", "run_until", "dense", "batchnorm", "relu", "requant", "softmax", "gelu",
+           "softmax_errors"]
 
 
 def _product_format(layer: DenseLayer, inp: Quant) -> Format:
@@ -104,8 +106,21 @@ def gelu(layer: GeluLayer, inp: Quant, x: np.ndarray) -> np.ndarray:
     return gelu_model(layer.unit_params(inp.format, x.shape[-1]), x)
 
 
+def requant(layer: RequantLayer, inp: Quant, x: np.ndarray) -> np.ndarray:
+    """``requantize_fixed`` of the accumulator codes ``x`` (in ``inp``, the dense layer's
+    result) per output, clamped to ``act_min..act_max``."""
+    from ..numerics import requantize_fixed
+
+    return requantize_fixed(np.asarray(x, dtype=np.int64), bias=np.asarray(layer.b),
+                            multiplier=np.asarray(layer.multiplier),
+                            shift=np.asarray(layer.shift), zero_point=layer.zero_point,
+                            act_min=layer.lo, act_max=layer.hi, rounding=layer.rounding,
+                            out_fmt=layer.result.format, acc_fmt=inp.format)
+
+
 #: The golden model of each layer kind.
-LAYER = {"dense": dense, "batchnorm": batchnorm, "relu": relu, "softmax": softmax, "gelu": gelu}
+LAYER = {"dense": dense, "batchnorm": batchnorm, "relu": relu, "requant": requant,
+         "softmax": softmax, "gelu": gelu}
 
 
 def run(net: NetworkParams, x: np.ndarray) -> np.ndarray:

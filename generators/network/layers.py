@@ -23,8 +23,8 @@ from ..numerics import Format
 from ..schema import FormatField, Identifier, field_problem
 from ..softmax.params import SoftmaxParams
 
-__all__ = ["Quant", "DenseLayer", "BatchNormLayer", "ReluLayer", "SoftmaxLayer", "GeluLayer",
-           "Layer", "LAYER_MODELS", "HEAD_KINDS"]
+__all__ = ["Quant", "DenseLayer", "BatchNormLayer", "ReluLayer", "RequantLayer", "SoftmaxLayer",
+           "GeluLayer", "Layer", "LAYER_MODELS", "HEAD_KINDS"]
 
 
 class Quant(BaseModel):
@@ -161,6 +161,74 @@ class ReluLayer(BaseModel):
     result: Quant
 
 
+class RequantLayer(BaseModel):
+    """``y = clamp(zero_point + MulByQuantizedMultiplier(x + b, multiplier, shift), act_min,
+    act_max)`` per output (:func:`generators.numerics.requantize_fixed`, the requant unit's
+    golden model; its ``RequantLane`` in the RTL): real scales on integer accumulators, as a
+    QONNX model has them (``generators.qonnx``). Only right after a dense layer whose result
+    is its accumulator (a signed integer format of at most 32 bits); ``result`` names the
+    output codes' format (its ``rounding``/``overflow`` are not used: the layer's own
+    ``rounding`` and the clamp are)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    kind: Literal["requant"] = "requant"
+    name: Identifier
+    result: Quant
+    rounding: Literal["double", "single"] = Field(
+        "double", description="The fixed-point multiplier's rounding (requantize_fixed).")
+    b: IntVector = Field(min_length=1, description="int32 bias per output.")
+    multiplier: IntVector = Field(min_length=1, description="Per output, 0..2**31-1.")
+    shift: IntVector = Field(min_length=1, description="Per output, -31..30 (left > 0).")
+    zero_point: int = 0
+    act_min: int | None = None
+    act_max: int | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> RequantLayer:
+        from ..numerics import SHIFT_RANGE
+        from ..requant.params import check_out
+
+        n = len(self.multiplier)
+        for key in ("b", "shift"):
+            if len(getattr(self, key)) != n:
+                raise field_problem(key, f"{len(getattr(self, key))} codes but multiplier has "
+                                    f"{n} (allowed: {n}, one per output)")
+        try:
+            check_out(self.result.format)
+        except Exception as err:
+            raise field_problem("result.format", str(getattr(err, "context", {}).get(
+                "problem", err))) from None
+        ranges = {"multiplier": (0, (1 << 31) - 1), "shift": SHIFT_RANGE,
+                  "b": (-(1 << 31), (1 << 31) - 1)}
+        for key, (lo, hi) in ranges.items():
+            for i, v in enumerate(getattr(self, key)):
+                if not lo <= v <= hi:
+                    raise field_problem(key, f"{v} (entry {i}) (allowed: {lo}..{hi})")
+        f = self.result.format
+        for key in ("zero_point", "act_min", "act_max"):
+            v = getattr(self, key)
+            if v is not None and not f.min_code <= v <= f.max_code:
+                raise field_problem(key, f"{v} (allowed: {f.min_code}..{f.max_code}, codes of "
+                                    f"{f})")
+        if self.lo > self.hi:
+            raise field_problem("act_min", f"{self.lo} > act_max {self.hi} (allowed: "
+                                "act_min <= act_max)")
+        return self
+
+    @property
+    def n(self) -> int:
+        return len(self.multiplier)
+
+    @property
+    def lo(self) -> int:
+        return self.result.format.min_code if self.act_min is None else self.act_min
+
+    @property
+    def hi(self) -> int:
+        return self.result.format.max_code if self.act_max is None else self.act_max
+
+
 class SoftmaxLayer(BaseModel):
     """Row-wise softmax computed by the softmax unit (:mod:`generators.softmax`, its integer
     specification; one row per beat): its input is the result of the layer before (2..12
@@ -200,10 +268,10 @@ class GeluLayer(BaseModel):
 
 #: One entry of ``layers``, picked by its ``kind``.
 Layer = Annotated[
-    DenseLayer | BatchNormLayer | ReluLayer | SoftmaxLayer | GeluLayer,
+    DenseLayer | BatchNormLayer | ReluLayer | RequantLayer | SoftmaxLayer | GeluLayer,
     Field(discriminator="kind"),
 ]
 LAYER_MODELS = {"dense": DenseLayer, "batchnorm": BatchNormLayer, "relu": ReluLayer,
-                "softmax": SoftmaxLayer, "gelu": GeluLayer}
-#: The kinds that start a stage of their own (ReLU and BatchNorm are fused after one).
+                "requant": RequantLayer, "softmax": SoftmaxLayer, "gelu": GeluLayer}
+#: The kinds that start a stage of their own (ReLU, BatchNorm and requant are fused after one).
 HEAD_KINDS = ("dense", "softmax", "gelu")

@@ -66,6 +66,16 @@ class Stage:
                                                                         self.n_in)
 
     @property
+    def requant_stages(self) -> int:
+        """Register stages of a requant layer fused right after a Dense head (its
+        ``RequantLane``), else 0: the Dense stage offers its result that much later."""
+        if self.kind != "dense" or not self.tail or self.tail[0].kind != "requant":
+            return 0
+        from ..requant.params import lane_stages
+
+        return lane_stages(self.tail[0].rounding)
+
+    @property
     def chunking(self) -> tuple[int, int]:
         """Dense: ``(P, C)``, inputs multiplied per cycle and cycles per row, from the reuse
         factor."""
@@ -108,6 +118,19 @@ class NetworkParams(UnitBase):
             elif layer.kind == "batchnorm" and len(layer.scale) != width:
                 raise field_problem(f"layers[{i}].scale", f"{len(layer.scale)} codes but the "
                                      f"layer before gives {width} (allowed: {width})")
+            elif layer.kind == "requant":
+                before = self.layers[i - 1]
+                acc = before.result.format
+                if before.kind != "dense":
+                    raise field_problem(f"layers[{i}]", f"a requant layer after a {before.kind}"
+                                         " layer (allowed: right after a dense layer)")
+                if not (acc.signed and acc.is_integer and acc.width <= 32):
+                    raise field_problem(f"layers[{i - 1}].result.format", f"{acc} before a "
+                                         "requant layer (allowed: the accumulator, a signed "
+                                         "integer format of at most 32 bits)")
+                if layer.n != width:
+                    raise field_problem(f"layers[{i}].multiplier", f"{layer.n} codes but the "
+                                         f"layer before gives {width} (allowed: {width})")
         return self
 
     # -- the layers in context ---------------------------------------------------------------
@@ -163,7 +186,7 @@ class NetworkParams(UnitBase):
     def stage_cycles(self) -> list[int]:
         """Cycles from a stage taking a row to offering its result: ``C + 2`` for Dense, the
         unit's latency for softmax (one beat per row) and GELU."""
-        return [s.chunking[1] + 2 if s.kind == "dense" else s.unit.latency
+        return [s.chunking[1] + s.requant_stages + 2 if s.kind == "dense" else s.unit.latency
                 for s in self.stages]
 
     @property
@@ -176,7 +199,8 @@ class NetworkParams(UnitBase):
         and outputs always ready: the stages' handshakes replayed cycle by cycle.
 
         Dense stage (``rtl._dense_stage``): ready when idle, or done and handing on; the result
-        is offered ``C + 2`` cycles after a row is taken. gelu stage: a pipeline of ``latency``
+        is offered ``C + 2`` cycles after a row is taken (``C + L + 2`` with a requant layer
+        of ``L`` stages fused after it). gelu stage: a pipeline of ``latency``
         registers under one clock enable ``~out_valid | out_ready`` (ready = that enable).
         softmax stage: only last, with its output always ready, it takes every row at once and
         offers it ``latency`` cycles later (its passes never wait on each other for rows of
@@ -184,8 +208,8 @@ class NetworkParams(UnitBase):
         """
         if rows <= 0:
             return 0
-        kinds = [(s.kind, s.chunking[1] if s.kind == "dense" else s.unit.latency)
-                 for s in self.stages]
+        kinds = [(s.kind, s.chunking[1] + s.requant_stages if s.kind == "dense"
+                  else s.unit.latency) for s in self.stages]
         n = len(kinds)
         # dense: [run, done, cnt]; gelu: list of valid bits (last = out valid);
         # softmax: list of cycles at which rows are offered

@@ -9,7 +9,9 @@ to the result type and through the elementwise layers that follow (ReLU, BatchNo
 downstream; a new row is taken in the same cycle the result is handed on.
 
 Stage timing (see :meth:`generators.network.params.NetworkParams.expected_cycles`): accepted
-at cycle ``A``, the result is offered from ``A + C + 2``.
+at cycle ``A``, the result is offered from ``A + C + 2``. A requant layer (real scales: the
+QONNX front end) right after a Dense layer is one ``RequantLane`` per output on the held
+accumulators, and the result is offered its ``L`` stages later (``A + C + L + 2``).
 
 Softmax and GELU layers are stages of their own: the softmax and gelu units' components
 (:class:`generators.softmax.rtl.Softmax`, :class:`generators.gelu.rtl.Gelu`) with one lane per
@@ -26,8 +28,9 @@ from amaranth.lib.wiring import In, Out
 from ..gelu.rtl import Gelu
 from ..hwnum import convert
 from ..numerics import requantize
+from ..requant.rtl import RequantLane
 from ..softmax.rtl import Softmax
-from .layers import BatchNormLayer, DenseLayer, ReluLayer
+from .layers import BatchNormLayer, DenseLayer, ReluLayer, RequantLayer
 from .params import NetworkParams, Stage
 
 __all__ = ["Network"]
@@ -85,10 +88,11 @@ def _dense_stage(m: Module, name: str, stage: Stage, in_valid, in_data, in_ready
     preg = [[Signal.like(Const(0, prod_shape[0]) * Const(0, prod_shape[1]),
                          name=f"{name}_p{p}_{j}", reset_less=True) for j in range(n_out)]
             for p in range(P)]
+    L = stage.requant_stages       # a fused requant layer's pipeline: the result L later
     run = Signal(name=f"{name}_run")
     done = Signal(name=f"{name}_done")
     pv = Signal(name=f"{name}_pv")
-    cnt = Signal(range(C + 1), name=f"{name}_cnt")
+    cnt = Signal(range(C + L + 1), name=f"{name}_cnt")
 
     bias = requantize(dense.b_codes, dense.bias.format, acc_fmt, dense.accum.rounding, "wrap")
     take = Signal(name=f"{name}_take")
@@ -124,6 +128,9 @@ def _dense_stage(m: Module, name: str, stage: Stage, in_valid, in_data, in_ready
                           for i in idx]
                     w = pick(ws)
                     m.d.sync += preg[p][j].eq(x * w)
+        if L:
+            with m.Elif(cnt < C + L):     # the last sums, then the requant lanes' stages
+                m.d.sync += [pv.eq(0), cnt.eq(cnt + 1)]
         with m.Else():
             m.d.sync += [pv.eq(0), run.eq(0), done.eq(1)]
         with m.If(pv):
@@ -136,7 +143,26 @@ def _dense_stage(m: Module, name: str, stage: Stage, in_valid, in_data, in_ready
 
     vals = [convert(a, acc_fmt.frac_bits, dense.result.format, dense.result.rounding,
                     dense.result.overflow) for a in acc]
+    if L:
+        rq: RequantLayer = stage.tail[0]
+        vals = _requant_lanes(m, name, rq, dense.result.format, vals)
+        return _tail(m, name, vals, rq.result, stage.tail[1:]), done
     return _tail(m, name, vals, dense.result, stage.tail), done
+
+
+def _requant_lanes(m: Module, name: str, rq: RequantLayer, inp, vals: list) -> list:
+    """One ``RequantLane`` per output on the (held) accumulators, always enabled: its output
+    is the requantized code ``L`` cycles after the last sum, and stays while they hold."""
+    out = []
+    for j, v in enumerate(vals):
+        lane = RequantLane(inp, rq.result.format, rq.rounding)
+        m.submodules[f"{name}_rq{j}"] = lane
+        m.d.comb += [lane.en.eq(1), lane.acc.eq(v), lane.bias.eq(rq.b[j]),
+                     lane.multiplier.eq(rq.multiplier[j]), lane.shift.eq(rq.shift[j]),
+                     lane.zero_point.eq(rq.zero_point), lane.act_min.eq(rq.lo),
+                     lane.act_max.eq(rq.hi)]
+        out.append(lane.y)
+    return out
 
 
 def _unit_stage(m: Module, name: str, stage: Stage, in_valid, in_data, in_ready, out_ready):

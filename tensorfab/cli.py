@@ -265,6 +265,11 @@ def cmd_sweep(args) -> int:
     if args.sweep is None or args.out is None:
         raise UserError("tensorfab sweep: SWEEP.yaml and --out DIR are needed (allowed: "
                         "tensorfab sweep SWEEP.yaml --out DIR, or tensorfab sweep --report DIR)")
+    if not 1 <= args.workers <= 512:
+        raise UserError(f"--workers {args.workers}: out of range (allowed: 1..512)")
+    if not 0 < args.connect_timeout <= 3600:
+        raise UserError(f"--connect-timeout {args.connect_timeout:g}: out of range (allowed: "
+                        "seconds above 0, at most 3600)")
     from .sweep import engine
     from .sweep.spec import load_sweep
 

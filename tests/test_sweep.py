@@ -82,6 +82,19 @@ def test_unreachable_scheduler(tmp_path, capsys, address, text):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("argv, text", [
+    (["--workers", "0"], "--workers 0: out of range (allowed: 1..512)"),
+    (["--connect-timeout", "0"], "--connect-timeout 0: out of range"),
+    (["--report", "."], "rebuilds a report alone"),
+])
+def test_bad_options(tmp_path, capsys, argv, text):
+    path = _sweep(tmp_path, "base: BASE\naxes: {rows: [1]}\ntargets: [ecp5]\nmeasure: [synth]\n")
+    assert main(["sweep", str(path), "--out", str(tmp_path / "o"), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and text in err[0], err
+    assert not (tmp_path / "o").exists()
+
+
 def test_four_point_synth_sweep(tmp_path, client):
     path = _sweep(tmp_path, "base: BASE\nmode: grid\naxes:\n  rows: [1, 2]\n  cols: [1, 2]\n"
                   "targets: [ice40]\nmeasure: [synth]\n")

@@ -205,7 +205,7 @@ def markdown(sec: dict) -> list[str]:
     out = ["## Two MACs per DSP (issue 18): packed against unpacked", "",
            "Output-stationary arrays; Yosys (the `tensorfab synth` flow) on each target. "
            "`dsp48`: int8 x int8, acc int32; `mult18`: int4 x int4, acc int20.", "",
-           "| design | array | target | DSPs | LUTs | FFs | MACs per DSP |",
+           "| design | array | target | DSPs | LUTs | FFs | MACs per DSP (rows x cols / DSPs) |",
            "|---|---|---|---|---|---|---|"]
     for r in sec.get("synth", []):
         per = f"{r['n'] ** 2 / r['dsps']:.2f}" if r["dsps"] else "-"

@@ -71,7 +71,7 @@ def test_unknown_packing_is_refused(tmp_path):
     assert "packing" in str(err.value) and "dsp48" in str(err.value)
 
 
-@pytest.mark.parametrize("stem", ["mac8x8", "mac4x4_int4x8_sat", "mac8x8_requant"])
+@pytest.mark.parametrize("stem", ["mac8x8", "mac4x4_int4x8_sat"])
 def test_packing_none_keeps_design_and_hash(stem):
     """An explicit ``packing: none`` renders the committed rtl/ Verilog and manifest (design
     hash included) byte for byte."""

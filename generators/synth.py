@@ -162,10 +162,11 @@ TARGETS: dict[str, Target] = {
         dsp_reg_params=("AREG", "BREG", "MREG", "PREG"),
         lut_re=r"^LUT[1-6]$", ff_re=r"^FD[RSCP]E$", carry_cells=("CARRY4",)),
     "ultrascale": Target(
+        # (Yosys 0.70 maps xcup carry chains to CARRY4 unless told -carry8: both count)
         name="ultrascale", synth="synth_xilinx -family xcup -flatten",
         device="xcup (UltraScale+)", dsp_cells=("DSP48E2",),
         bram_cells=("RAMB18E2", "RAMB36E2"), dsp_reg_params=("AREG", "BREG", "MREG", "PREG"),
-        lut_re=r"^LUT[1-6]$", ff_re=r"^FD[RSCP]E$", carry_cells=("CARRY8",)),
+        lut_re=r"^LUT[1-6]$", ff_re=r"^FD[RSCP]E$", carry_cells=("CARRY4", "CARRY8")),
     "generic": Target(
         name="generic", synth="synth -flatten", device="generic gates (Yosys internal cell "
         "library, ABC)", bram_cells=("$mem", "$mem_v2"), ff_re=r"^\$_(S?DFF|DLATCH|ALDFF)"),

@@ -77,7 +77,8 @@ class MacArrayFamily(UnitFamily):
         return {"c": c}
 
     def schedule(self, params, arrays: dict, *, mode: str | None = None):
-        s = schedule(params, arrays["a"], arrays["b"])
+        s = schedule(params, arrays["a"], arrays["b"], arrays.get("a_scale"),
+                     arrays.get("b_scale"))
         inputs = s.inputs
         if params.requant is not None:
             inputs = {"p_stream": epi.param_beats(params.epilogue, arrays, s.n,

@@ -277,8 +277,9 @@ class MacArrayParams(UnitBase):
         epi = 0 if self.requant is None else self.epilogue.latency
         if self.dataflow == OUTPUT_STATIONARY:
             # skew register, PE input chain (cols), product register, accumulate+capture,
-            # drain select, deskew (cols-1), output register
-            return self.cols + 4 + epi
+            # drain select, deskew (cols-1), output register; MX: the block's fp32 add
+            # before the capture
+            return self.cols + 4 + (1 if self.mx else 0) + epi
         return self.rows + self.cols + 3 + epi
 
     @property

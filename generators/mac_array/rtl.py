@@ -31,6 +31,7 @@ from amaranth.lib.wiring import In, Out
 from ..errors import ConfigError
 from ..hardmul import leaf, mul_reg
 from ..lockstep import ROOM, enables
+from .fp32 import fp32_add, fp32_from_fixed
 from .params import OUTPUT_STATIONARY, MacArrayParams
 
 
@@ -173,49 +174,6 @@ def _mul(m: Module, platform, a, b, en, prod: Signal, name: str, fmts, flags=Non
         float_mul_reg(m, a, b, en, prod, fmts, name, flags)
 
 
-def fp32_round(m: Module, value, frac_bits: int, flags, name: str):
-    """The IEEE binary32 code of a signed fixed-point ``value`` (``frac_bits`` fraction bits),
-    rounded to nearest, ties to even; ``flags`` (NaN, +inf, -inf) override it (NaN, or both
-    infinities: the quiet NaN 0x7FC00000). The exact sum of the MAC array's Kulisch
-    accumulator never reaches fp32's overflow or subnormal range (checked by
-    :func:`check_rtl`). Combinational: a leading-zero count, a normalising shift, rounding."""
-    W = len(value)
-    sign = value[-1]
-    mag = Signal(W, name=f"{name}_mag")
-    m.d.comb += mag.eq(Mux(sign, -value, value))
-    lz = Signal(range(W + 1), name=f"{name}_lz")
-    cases = Const(W, len(lz))
-    for i in range(W):  # the highest set bit wins (the last assignment in this chain)
-        cases = Mux(mag[i], W - 1 - i, cases)
-    m.d.comb += lz.eq(cases)
-    P = max(W, 26)
-    norm = Signal(P, name=f"{name}_norm")       # the leading one at bit P-1
-    m.d.comb += norm.eq((mag << lz) << (P - W))
-    mant = norm[P - 24:P]                        # 24 bits with the hidden one
-    guard = norm[P - 25]
-    sticky = norm[:P - 25].any()
-    up = guard & (sticky | mant[0])
-    r = Signal(25, name=f"{name}_r")
-    m.d.comb += r.eq(mant + up)
-    carry = r[24]
-    exp = Signal(signed(max(W.bit_length(), frac_bits.bit_length()) + 10), name=f"{name}_e")
-    m.d.comb += exp.eq((W - 1) - lz - frac_bits + 127 + carry)
-    frac = Mux(carry, 0, r[:23])
-    code = Signal(32, name=f"{name}_code")
-    nan = flags[0] | (flags[1] & flags[2])
-    with m.If(nan):
-        m.d.comb += code.eq(0x7FC00000)
-    with m.Elif(flags[1]):
-        m.d.comb += code.eq(0x7F800000)
-    with m.Elif(flags[2]):
-        m.d.comb += code.eq(0xFF800000)
-    with m.Elif(mag == 0):
-        m.d.comb += code.eq(0)
-    with m.Else():
-        m.d.comb += code.eq(Cat(frac, exp[:8], sign))
-    return code
-
-
 class PeOS(wiring.Component):
     """Output-stationary processing element: forwards its operands right and down, multiplies
     them in a registered multiplier and accumulates the product (split accumulator, below);
@@ -296,6 +254,95 @@ class PeOS(wiring.Component):
         return m
 
 
+class PeMX(wiring.Component):
+    """Output-stationary PE with an MX operand: the exact block sum in a fixed-point
+    accumulator (the product's LSB, guard bits for 32 products), and at each block's end
+    (``pb``) the sum times the two E8M0 scales rounded once to fp32 and added to the fp32
+    running sum (next cycle); the tile's last block captures that sum into ``cap``.
+
+    Operand lanes of an MX format carry ``Cat(code, scale)``; a non-MX operand's scale is
+    ``2**0``. ``fmts``: the operand formats (MX or not); ``width``: the block accumulator's;
+    ``frac_bits``: the product's fraction bits.
+    """
+
+    def __init__(self, a_shape, b_shape, p_shape, width: int, fmts, frac_bits: int):
+        self.shapes = (a_shape, b_shape, p_shape, width)
+        self.fmts = fmts
+        self.frac_bits = frac_bits
+        super().__init__({
+            "en": In(1), "a": In(a_shape), "b": In(b_shape), "pv": In(1), "pl": In(1),
+            "pb": In(1), "a_out": Out(a_shape), "b_out": Out(b_shape), "cap": Out(32),
+        })
+
+    @staticmethod
+    def module_name(a_shape, b_shape, p_shape, width: int, fmts, frac_bits: int) -> str:
+        return (f"tf_pe_mx_{_tag(a_shape)}x{_tag(b_shape)}_p{_tag(p_shape)}_w{width}"
+                f"_f{frac_bits}{_fmt_tag(fmts)}")
+
+    @staticmethod
+    def _split(lane, fmt):
+        """``(element code, element format, scale code)`` of an operand lane."""
+        if fmt.kind != "mx":
+            return lane, fmt, Const(127, 8)
+        w = fmt.width
+        el = fmt.element
+        code = lane[:w].as_signed() if el.kind == "fixed" and el.signed else lane[:w]
+        return code, el, lane[w:w + 8]
+
+    def elaborate(self, platform):
+        m = Module()
+        a_shape, b_shape, p_shape, W = self.shapes
+        fa, fb = self.fmts
+        en = self.en
+        a_q = Signal(a_shape, name="a_q", reset_less=True)
+        b_q = Signal(b_shape, name="b_q", reset_less=True)
+        with m.If(en):
+            m.d.sync += [a_q.eq(self.a), b_q.eq(self.b)]
+        m.d.comb += [self.a_out.eq(a_q), self.b_out.eq(b_q)]
+        ca, ea, sa = self._split(self.a, fa)
+        cb, eb, sb = self._split(self.b, fb)
+        prod = Signal(p_shape, name="prod", reset_less=True)
+        pf = Signal(3, name="prod_flags")
+        float_mul_reg(m, ca, cb, en, prod, (ea, eb), "mul", pf)
+        # the scales travel beside the product (two stages, as the multiplier's)
+        x1 = Signal(9, name="x1", reset_less=True)
+        x2 = Signal(9, name="x2", reset_less=True)
+        n1 = Signal(name="xnan1", reset_less=True)
+        n2 = Signal(name="xnan2", reset_less=True)
+        with m.If(en):
+            m.d.sync += [x1.eq(sa + sb), x2.eq(x1), n1.eq((sa == 255) | (sb == 255)),
+                         n2.eq(n1)]
+        acc = Signal(signed(W), name="acc")
+        fl = Signal(3, name="acc_fl")
+        total = Signal(signed(W), name="total")
+        m.d.comb += total.eq(acc + prod)
+        blk = Signal(signed(W), name="blk", reset_less=True)
+        bfl = Signal(3, name="blk_fl", reset_less=True)
+        bx = Signal(signed(10), name="blk_x", reset_less=True)
+        bv = Signal(name="blk_v")
+        btl = Signal(name="blk_last")
+        with m.If(en):
+            m.d.sync += bv.eq(self.pv & self.pb)
+            with m.If(self.pv):
+                with m.If(self.pb):
+                    m.d.sync += [acc.eq(0), fl.eq(0), blk.eq(total), btl.eq(self.pl),
+                                 bfl.eq(fl | pf | Cat(n2, Const(0, 2))), bx.eq(x2 - 254)]
+                with m.Else():
+                    m.d.sync += [acc.eq(total), fl.eq(fl | pf)]
+        # next cycle: round the block to fp32 (scales applied) and add it to the running sum
+        code = fp32_from_fixed(m, blk, self.frac_bits, bfl, "blk", bx)
+        run = Signal(32, name="run")
+        cap = Signal(32, name="cap_q", reset_less=True)
+        sum_ = fp32_add(m, run, code, "run")
+        with m.If(en & bv):
+            with m.If(btl):
+                m.d.sync += [cap.eq(sum_), run.eq(0)]
+            with m.Else():
+                m.d.sync += run.eq(sum_)
+        m.d.comb += self.cap.eq(cap)
+        return m
+
+
 class PeWS(wiring.Component):
     """Weight-stationary processing element: forwards activations right and shadow weights
     down, multiplies its activation by its active weight and adds the partial sum from above.
@@ -342,11 +389,11 @@ class PeWS(wiring.Component):
 
 def check_rtl(params: MacArrayParams) -> None:
     """Refuse, in one line, what the golden model computes but this RTL does not build."""
-    if params.mx:
-        raise ConfigError(f"{params.name}: the mac_array RTL does not build MX operands "
-                          f"({params.a} x {params.b}) yet (allowed: fixed-point and "
-                          "fp8/fp6/fp4 element operands; the golden model, tensorfab run "
-                          "--backend golden, takes MX)")
+    if params.mx and params.dataflow != OUTPUT_STATIONARY:
+        raise ConfigError(f"{params.name}: the mac_array RTL builds MX operands "
+                          f"({params.a} x {params.b}) only with dataflow output_stationary "
+                          "(allowed: output_stationary; the golden model, tensorfab run "
+                          "--backend golden, takes any)")
     if params.acc.kind != "fixed" and params.dataflow != OUTPUT_STATIONARY:
         raise ConfigError(f"{params.name}: the mac_array RTL builds acc {params.acc} only "
                           "with dataflow output_stationary (allowed: output_stationary, or a "
@@ -384,10 +431,15 @@ class MacArray(wiring.Component):
         a_fields = {"data": data.ArrayLayout(p.a.shape(), p.rows), "last": 1}
         if p.dataflow != OUTPUT_STATIONARY:
             a_fields.update(k_first=1, k_last=1)
+        b_fields = {"data": data.ArrayLayout(p.b.shape(), p.cols)}
+        # MX operands: each lane's E8M0 scale code of the block the beat's k is in
+        if p.a.kind == "mx":
+            a_fields["scale"] = data.ArrayLayout(unsigned(8), p.rows)
+        if p.b.kind == "mx":
+            b_fields["scale"] = data.ArrayLayout(unsigned(8), p.cols)
         super().__init__({
             "a_stream": In(stream.Signature(data.StructLayout(a_fields))),
-            "b_stream": In(stream.Signature(
-                data.StructLayout({"data": data.ArrayLayout(p.b.shape(), p.cols)}))),
+            "b_stream": In(stream.Signature(data.StructLayout(b_fields))),
             "c_stream": Out(stream.Signature(
                 data.StructLayout({"data": data.ArrayLayout(p.acc.shape(), p.cols)}))),
             **({"room": In(ROOM)} if lockstep else {}),
@@ -428,10 +480,12 @@ class MacArray(wiring.Component):
         aligned = [_delay(m, cols[j], C - 1 - j, en, f"deskew{j}", data=True)[-1]
                    for j in range(C)]
         p = self.params
-        if p.acc.kind != "fixed":  # fp32: one rounding per column, shared by its PEs
+        if p.mx:
+            outs = aligned
+        elif p.acc.kind != "fixed":  # fp32: one rounding per column, shared by its PEs
             W = p.internal_width
-            outs = [fp32_round(m, aligned[j][:W].as_signed(), p.product.frac_bits,
-                               aligned[j][W:W + 3], f"fp32_{j}") for j in range(C)]
+            outs = [fp32_from_fixed(m, aligned[j][:W].as_signed(), p.product.frac_bits,
+                                    aligned[j][W:W + 3], f"fp32_{j}") for j in range(C)]
         else:
             outs = [self._clamp(aligned[j]) for j in range(C)]
         with m.If(en):
@@ -489,34 +543,64 @@ class MacArray(wiring.Component):
         # accepted s cycles ago, so one flag pipeline serves all rows: PE (i, j) takes its
         # operands at stage i+j (its multiplier's input registers make them the operands at
         # stage i+1+j) and adds the product at stage i+j+2.
-        a_skew = [_delay(m, a.payload.data[i], i, en, f"a{i}", data=True)[-1] for i in range(R)]
-        b_skew = [_delay(m, b.payload.data[j], j, en, f"b{j}", data=True)[-1] for j in range(C)]
-        vs = _delay(m, take, R + C, en, "v")
-        ls = _delay(m, a.payload.last, R + C, en, "l")
+        mx = p.mx
+        D = 1 if mx else 0  # an MX PE's sum is captured one cycle later (the fp32 add)
+
+        def lane(stream_, i, fmt):
+            if fmt.kind != "mx":
+                return stream_.payload.data[i]
+            return Cat(stream_.payload.data[i], stream_.payload.scale[i])
+
+        a_skew = [_delay(m, lane(a, i, p.a), i, en, f"a{i}", data=True)[-1] for i in range(R)]
+        b_skew = [_delay(m, lane(b, j, p.b), j, en, f"b{j}", data=True)[-1] for j in range(C)]
+        vs = _delay(m, take, R + C + D, en, "v")
+        ls = _delay(m, a.payload.last, R + C + D, en, "l")
+        if mx:
+            # the beat that ends a block of 32 along K (K is a multiple of 32, and a tile's
+            # last beat ends its last block)
+            kcnt = Signal(5, name="kcnt")
+            with m.If(en & take):
+                m.d.sync += kcnt.eq(Mux(a.payload.last, 0, kcnt + 1))
+            bs = _delay(m, kcnt == 31, R + C, en, "bl")
 
         # PEs (see PeOS): accumulators split in halves lo/hi with a pending carry cy, all
         # three captured when a tile ends and recombined after the drain (below).
         W = p.internal_width
         L = W // 2
         H = W - L
-        a_sh, b_sh = p.a.shape(), p.b.shape()
+        a_sh = unsigned(len(a_skew[0])) if p.a.kind == "mx" else p.a.shape()
+        b_sh = unsigned(len(b_skew[0])) if p.b.kind == "mx" else p.b.shape()
         p_sh = p.product.shape()
 
         fmts = self._fmts()
         fl = p.acc.kind != "fixed"  # flags (zero for integer operands) for the fp32 rounding
 
+        frac = p.product.frac_bits
+
         def make():
+            if mx:
+                return PeMX(a_sh, b_sh, p_sh, W, fmts, frac)
             return PeOS(a_sh, b_sh, p_sh, W, fmts, fl)
 
-        module = PeOS.module_name(a_sh, b_sh, p_sh, W, fmts, fl)
+        module = (PeMX.module_name(a_sh, b_sh, p_sh, W, fmts, frac) if mx
+                  else PeOS.module_name(a_sh, b_sh, p_sh, W, fmts, fl))
         cap = [[None] * C for _ in range(R)]
         a_fwd = [[Signal(a_sh, name=f"a_{i}_{j}") for j in range(C)] for i in range(R)]
         b_fwd = [[Signal(b_sh, name=f"b_{i}_{j}") for j in range(C)] for i in range(R)]
         for i in range(R):
             for j in range(C):
+                extra = {}
+                if mx:
+                    cp = [Signal(32, name=f"cap_{i}_{j}")]
+                    leaf(m, platform, module, make, f"pe_{i}_{j}", en=en_rows[i],
+                         a=a_skew[i] if j == 0 else a_fwd[i][j - 1],
+                         b=b_skew[j] if i == 0 else b_fwd[i - 1][j],
+                         pv=vs[i + j + 2], pl=ls[i + j + 2], pb=bs[i + j + 2],
+                         a_out=a_fwd[i][j], b_out=b_fwd[i][j], cap=cp[0])
+                    cap[i][j] = cp
+                    continue
                 cp = [Signal(L, name=f"cap_lo_{i}_{j}"), Signal(H, name=f"cap_hi_{i}_{j}"),
                       Signal(name=f"cap_cy_{i}_{j}")]
-                extra = {}
                 if fl:
                     cp.append(Signal(3, name=f"cap_fl_{i}_{j}"))
                     extra["cap_fl"] = cp[3]
@@ -533,7 +617,7 @@ class MacArray(wiring.Component):
         d_act = Signal()
         d_row = Signal(range(max(R, 2)))  # never zero-width: Verilog has no [-1:0]
         with m.If(en_out):
-            with m.If(vs[2] & ls[2]):
+            with m.If(vs[2 + D] & ls[2 + D]):
                 m.d.sync += [d_act.eq(1), d_row.eq(0)]
             with m.Elif(d_act):
                 with m.If(d_row == R - 1):
@@ -545,8 +629,9 @@ class MacArray(wiring.Component):
         cols = []
         for j in range(C):
             parts = []
-            for k, (tag, width) in enumerate((("lo", L), ("hi", H), ("cy", 1), ("fl", 3))[
-                    :len(cap[0][j])]):
+            tags = ("code",) if mx else ("lo", "hi", "cy", "fl")
+            for k, sig in enumerate(cap[0][j]):
+                tag, width = tags[k], len(sig)
                 reg = Signal(width, name=f"col{j}_{tag}", reset_less=True)
                 # a full power-of-two table, so the select covers every code of d_row
                 table = [cap[min(i, R - 1)][j][k] for i in range(1 << len(d_row))]
@@ -554,6 +639,9 @@ class MacArray(wiring.Component):
                     m.d.sync += reg.eq(Array(table)[rows[j]])
                 parts.append(reg)
             # the captured pending carry goes back into the high half here, once per column
+            if mx:  # already the fp32 code
+                cols.append(parts[0])
+                continue
             col = Signal(ishape, name=f"col{j}")
             m.d.comb += col.eq(Cat(parts[0], (parts[1] + parts[2])[:H]))
             if fl:  # the flags travel with the sum to the fp32 rounding

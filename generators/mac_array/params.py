@@ -199,6 +199,10 @@ class MacArrayParams(UnitBase):
                     "acc", f"{self.acc} cannot hold the products of {mx[0]} operands, whose "
                     "block scales span 2**-254..2**254 (allowed: fp32 with MX operands)")
             check_acc(self.a_fixed, self.b_fixed, self.acc, f"{self.a} x {self.b}")
+        elif self.overflow == "sat":
+            raise field_problem("overflow", f"sat applies to a fixed-point acc, not to "
+                                f"{self.acc} (allowed: wrap, the default, which fp32 ignores: "
+                                "its sums round, overflowing to ±inf)")
         if self.requant is not None:
             check_block_acc(self.acc)
         return self

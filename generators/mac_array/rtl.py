@@ -256,28 +256,27 @@ class PeOS(wiring.Component):
 
 class PeMX(wiring.Component):
     """Output-stationary PE with an MX operand: the exact block sum in a fixed-point
-    accumulator (the product's LSB, guard bits for 32 products), and at each block's end
-    (``pb``) the sum times the two E8M0 scales rounded once to fp32 and added to the fp32
-    running sum (next cycle); the tile's last block captures that sum into ``cap``.
+    accumulator (the product's LSB, guard bits for 32 products); at each block's end (``pb``)
+    it registers the sum, the scale exponent (``Xa - 127 + Xb - 127``) and the NaN/inf flags
+    as ``blk``, ``blk_x``, ``blk_fl`` for its row's fp32 unit (:func:`mx_row_unit`).
 
     Operand lanes of an MX format carry ``Cat(code, scale)``; a non-MX operand's scale is
-    ``2**0``. ``fmts``: the operand formats (MX or not); ``width``: the block accumulator's;
-    ``frac_bits``: the product's fraction bits.
+    ``2**0``. ``fmts``: the operand formats (MX or not); ``width``: the block accumulator's.
     """
 
-    def __init__(self, a_shape, b_shape, p_shape, width: int, fmts, frac_bits: int):
+    def __init__(self, a_shape, b_shape, p_shape, width: int, fmts):
         self.shapes = (a_shape, b_shape, p_shape, width)
         self.fmts = fmts
-        self.frac_bits = frac_bits
         super().__init__({
-            "en": In(1), "a": In(a_shape), "b": In(b_shape), "pv": In(1), "pl": In(1),
-            "pb": In(1), "a_out": Out(a_shape), "b_out": Out(b_shape), "cap": Out(32),
+            "en": In(1), "a": In(a_shape), "b": In(b_shape), "pv": In(1), "pb": In(1),
+            "a_out": Out(a_shape), "b_out": Out(b_shape),
+            "blk": Out(signed(width)), "blk_x": Out(signed(10)), "blk_fl": Out(3),
         })
 
     @staticmethod
-    def module_name(a_shape, b_shape, p_shape, width: int, fmts, frac_bits: int) -> str:
+    def module_name(a_shape, b_shape, p_shape, width: int, fmts) -> str:
         return (f"tf_pe_mx_{_tag(a_shape)}x{_tag(b_shape)}_p{_tag(p_shape)}_w{width}"
-                f"_f{frac_bits}{_fmt_tag(fmts)}")
+                f"{_fmt_tag(fmts)}")
 
     @staticmethod
     def _split(lane, fmt):
@@ -319,28 +318,57 @@ class PeMX(wiring.Component):
         blk = Signal(signed(W), name="blk", reset_less=True)
         bfl = Signal(3, name="blk_fl", reset_less=True)
         bx = Signal(signed(10), name="blk_x", reset_less=True)
-        bv = Signal(name="blk_v")
-        btl = Signal(name="blk_last")
-        with m.If(en):
-            m.d.sync += bv.eq(self.pv & self.pb)
-            with m.If(self.pv):
-                with m.If(self.pb):
-                    m.d.sync += [acc.eq(0), fl.eq(0), blk.eq(total), btl.eq(self.pl),
-                                 bfl.eq(fl | pf | Cat(n2, Const(0, 2))), bx.eq(x2 - 254)]
-                with m.Else():
-                    m.d.sync += [acc.eq(total), fl.eq(fl | pf)]
-        # next cycle: round the block to fp32 (scales applied) and add it to the running sum
-        code = fp32_from_fixed(m, blk, self.frac_bits, bfl, "blk", bx)
-        run = Signal(32, name="run")
-        cap = Signal(32, name="cap_q", reset_less=True)
-        sum_ = fp32_add(m, run, code, "run")
-        with m.If(en & bv):
-            with m.If(btl):
-                m.d.sync += [cap.eq(sum_), run.eq(0)]
+        with m.If(en & self.pv):
+            with m.If(self.pb):
+                m.d.sync += [acc.eq(0), fl.eq(0), blk.eq(total),
+                             bfl.eq(fl | pf | Cat(n2, Const(0, 2))), bx.eq(x2 - 254)]
             with m.Else():
-                m.d.sync += run.eq(sum_)
-        m.d.comb += self.cap.eq(cap)
+                m.d.sync += [acc.eq(total), fl.eq(fl | pf)]
+        m.d.comb += [self.blk.eq(blk), self.blk_x.eq(bx), self.blk_fl.eq(bfl)]
         return m
+
+
+def mx_row_unit(m: Module, en, blks: list, sels: list, lasts: list, frac_bits: int,
+                name: str) -> list:
+    """The fp32 side of one row of MX PEs, shared by the row: PE j's block (its exact sum,
+    scale exponent and flags, ``blks[j]``) is ready one cycle after it ends, when ``sels[j]``
+    (one-hot over the row: the PEs of a row end their blocks on consecutive cycles, and
+    blocks are 32 beats apart) is high. That cycle the block is selected, rounded to fp32 with
+    its scales and added to PE j's running sum; ``lasts[j]``: the tile's last block, whose sum
+    goes to ``cap[j]`` (returned) and restarts the running sum. One rounding unit and one fp32
+    adder per row instead of per PE."""
+    C = len(blks)
+    W = len(blks[0][0])
+    blk = Signal(signed(W), name=f"{name}_blk")
+    bx = Signal(signed(10), name=f"{name}_x")
+    bfl = Signal(3, name=f"{name}_fl")
+    runs = [Signal(32, name=f"{name}_run{j}") for j in range(C)]
+    run = Signal(32, name=f"{name}_run")
+    pick = [[] for _ in range(4)]
+    for j in range(C):
+        for k, v in enumerate((blks[j][0], blks[j][1], blks[j][2], runs[j])):
+            pick[k].append(Mux(sels[j], v, 0))
+    m.d.comb += [blk.eq(_or(pick[0])), bx.eq(_or(pick[1])), bfl.eq(_or(pick[2])),
+                 run.eq(_or(pick[3]))]
+    code = fp32_from_fixed(m, blk, frac_bits, bfl, f"{name}_r", bx)
+    total = fp32_add(m, run, code, f"{name}_a")
+    caps = []
+    for j in range(C):
+        cap = Signal(32, name=f"{name}_cap{j}", reset_less=True)
+        with m.If(en & sels[j]):
+            with m.If(lasts[j]):
+                m.d.sync += [cap.eq(total), runs[j].eq(0)]
+            with m.Else():
+                m.d.sync += runs[j].eq(total)
+        caps.append(cap)
+    return caps
+
+
+def _or(values):
+    out = values[0]
+    for v in values[1:]:
+        out = out | v
+    return out
 
 
 class PeWS(wiring.Component):
@@ -561,7 +589,7 @@ class MacArray(wiring.Component):
             kcnt = Signal(5, name="kcnt")
             with m.If(en & take):
                 m.d.sync += kcnt.eq(Mux(a.payload.last, 0, kcnt + 1))
-            bs = _delay(m, kcnt == 31, R + C, en, "bl")
+            bs = _delay(m, kcnt == 31, R + C + D, en, "bl")
 
         # PEs (see PeOS): accumulators split in halves lo/hi with a pending carry cy, all
         # three captured when a tile ends and recombined after the drain (below).
@@ -579,25 +607,29 @@ class MacArray(wiring.Component):
 
         def make():
             if mx:
-                return PeMX(a_sh, b_sh, p_sh, W, fmts, frac)
+                return PeMX(a_sh, b_sh, p_sh, W, fmts)
             return PeOS(a_sh, b_sh, p_sh, W, fmts, fl)
 
-        module = (PeMX.module_name(a_sh, b_sh, p_sh, W, fmts, frac) if mx
+        module = (PeMX.module_name(a_sh, b_sh, p_sh, W, fmts) if mx
                   else PeOS.module_name(a_sh, b_sh, p_sh, W, fmts, fl))
         cap = [[None] * C for _ in range(R)]
+        mx_blks = [[] for _ in range(R)]
         a_fwd = [[Signal(a_sh, name=f"a_{i}_{j}") for j in range(C)] for i in range(R)]
         b_fwd = [[Signal(b_sh, name=f"b_{i}_{j}") for j in range(C)] for i in range(R)]
         for i in range(R):
             for j in range(C):
                 extra = {}
                 if mx:
-                    cp = [Signal(32, name=f"cap_{i}_{j}")]
+                    bk = (Signal(signed(W), name=f"blk_{i}_{j}"),
+                          Signal(signed(10), name=f"blkx_{i}_{j}"),
+                          Signal(3, name=f"blkfl_{i}_{j}"))
                     leaf(m, platform, module, make, f"pe_{i}_{j}", en=en_rows[i],
                          a=a_skew[i] if j == 0 else a_fwd[i][j - 1],
                          b=b_skew[j] if i == 0 else b_fwd[i - 1][j],
-                         pv=vs[i + j + 2], pl=ls[i + j + 2], pb=bs[i + j + 2],
-                         a_out=a_fwd[i][j], b_out=b_fwd[i][j], cap=cp[0])
-                    cap[i][j] = cp
+                         pv=vs[i + j + 2], pb=bs[i + j + 2],
+                         a_out=a_fwd[i][j], b_out=b_fwd[i][j],
+                         blk=bk[0], blk_x=bk[1], blk_fl=bk[2])
+                    mx_blks[i].append(bk)
                     continue
                 cp = [Signal(L, name=f"cap_lo_{i}_{j}"), Signal(H, name=f"cap_hi_{i}_{j}"),
                       Signal(name=f"cap_cy_{i}_{j}")]
@@ -611,6 +643,18 @@ class MacArray(wiring.Component):
                      a_out=a_fwd[i][j], b_out=b_fwd[i][j],
                      cap_lo=cp[0], cap_hi=cp[1], cap_cy=cp[2])
                 cap[i][j] = cp
+
+        if mx:  # one fp32 unit per row; PE j's block is ready at stage i+j+3
+            for i in range(R):
+                sels, lasts = [], []
+                for j in range(C):
+                    sel = Signal(name=f"mxsel_{i}_{j}")
+                    m.d.comb += sel.eq(vs[i + j + 3] & bs[i + j + 3])
+                    sels.append(sel)
+                    lasts.append(ls[i + j + 3])
+                caps = mx_row_unit(m, en_rows[i], mx_blks[i], sels, lasts, frac, f"mxrow{i}")
+                for j in range(C):
+                    cap[i][j] = [caps[j]]
 
         # Drain: rows 0..R-1 of column j are read on consecutive cycles, column j one cycle
         # after column j-1, just as the capture wavefront passes.

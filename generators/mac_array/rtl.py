@@ -18,6 +18,12 @@ With the fused requant epilogue the array runs in lock step with it (``lockstep`
 control) and the output side (drain, deskew, output register) advance on their own
 registered copy of the enable (made from the epilogue's ``room`` input).
 
+Float and MX operands (docs/formats.md): a PE decodes each operand into sign, mantissa and
+shift (:func:`float_mul_reg`) and adds the aligned exact product into its fixed-point
+accumulator; with ``acc: fp32`` each column's exact sum is rounded once at the output; with
+MX operands (output stationary) each PE hands its block sums to its row's shared fp32 unit
+(:func:`mx_row_unit`), which scales, rounds and accumulates them in fp32.
+
 Cycle behaviour is stated by :class:`.params.MacArrayParams` (``latency`` and
 ``expected_cycles``) and asserted by the RTL tests.
 """

@@ -11,14 +11,25 @@ NAN, PINF, NINF = 0x7FC00000, 0x7F800000, 0xFF800000
 
 
 def _lzc(m: Module, value, name: str) -> Signal:
-    """Leading zeros of an unsigned value (its width when zero)."""
+    """Leading zeros of an unsigned value (its width when zero): a tree of halves, so the
+    logic depth grows with log2 of the width."""
     W = len(value)
     lz = Signal(range(W + 1), name=name)
-    out = Const(W, len(lz))
-    for i in range(W):  # the highest set bit is the outermost choice
-        out = Mux(value[i], W - 1 - i, out)
-    m.d.comb += lz.eq(out)
+    m.d.comb += lz.eq(_lzc_tree(m, value, name))
     return lz
+
+
+def _lzc_tree(m: Module, value, name: str):
+    W = len(value)
+    if W == 1:
+        return ~value[0]
+    hi_w = W // 2
+    hi, lo = value[W - hi_w:], value[:W - hi_w]
+    zhi = _lzc_tree(m, hi, f"{name}h")
+    zlo = _lzc_tree(m, lo, f"{name}l")
+    out = Signal(range(W + 1), name=f"{name}_{W}")
+    m.d.comb += out.eq(Mux(hi != 0, zhi, hi_w + zlo))
+    return out
 
 
 def _shr_sticky(m: Module, value, d, width: int, name: str):

@@ -54,7 +54,8 @@ class Split:
 
     ``row_arrays``/``col_arrays`` (gemm): per-channel arrays along ``d0``/``d2`` (a fused
     epilogue's ``bias``, ``multiplier``, ``shift``); a 1-D one is cut with the rows/columns,
-    a scalar goes whole to every RUN.
+    a scalar goes whole to every RUN. ``row_with``/``col_with`` (gemm): further (array, axis)
+    pairs cut with the rows/columns when present (MX operands' scales).
     """
 
     kind: str = "none"
@@ -62,6 +63,8 @@ class Split:
     cols: tuple[str, int] | None = None
     row_arrays: tuple[str, ...] = ()
     col_arrays: tuple[str, ...] = ()
+    row_with: tuple[tuple[str, int], ...] = ()
+    col_with: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self):
         if self.kind not in ("none", "gemm", "rows", "elements"):

@@ -21,6 +21,12 @@ in Python ints (object arrays) otherwise; float inputs are decomposed without ro
 Arrays of codes come back as ``int64`` when the format's range fits in ``int64`` (every format
 except 64-bit unsigned ones), otherwise as object arrays of Python ints.
 
+Floating-point element formats (:class:`FloatFormat`: OCP FP8 E4M3FN and E5M2, the MX FP6
+and FP4 element types, IEEE fp32) and OCP MX block formats (:class:`MXFormat`) live here too;
+``Format.parse`` reads every spelling. Their codes decode exactly to integer mantissas and
+exponents; quantization rounds to nearest even, saturating by default (docs/formats.md lists
+every choice the OCP specs leave open).
+
 Only NumPy is imported at module import time; Amaranth is imported by :meth:`Format.shape`.
 """
 

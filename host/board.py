@@ -565,6 +565,11 @@ class Board:
                 sub = dict(arrays)
                 sub[ra] = np.take(arrays[ra], np.arange(i, min(d0, i + m0)), axis=rax)
                 sub[ca] = np.take(arrays[ca], np.arange(j, min(d2, j + n0)), axis=cax)
+                for pairs, lo, hi in ((fam.split.row_with, i, min(d0, i + m0)),
+                                      (fam.split.col_with, j, min(d2, j + n0))):
+                    for name, ax in pairs:   # e.g. MX scales, cut with their operand
+                        if name in sub:
+                            sub[name] = np.take(arrays[name], np.arange(lo, hi), axis=ax)
                 # per-channel parameters go with their rows/columns; scalars go whole
                 for names, lo, hi in ((fam.split.row_arrays, i, min(d0, i + m0)),
                                       (fam.split.col_arrays, j, min(d2, j + n0))):

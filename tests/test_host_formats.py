@@ -40,16 +40,17 @@ def test_mxtensor_roundtrip_and_arrays():
 
 @pytest.fixture(scope="module")
 def design(tmp_path_factory):
-    # (MX units have no RTL yet, so no board design holds one: MX runs on the golden model)
-    units = [{"name": "f8", "unit": "mac_array", "rows": 4, "cols": 4, "a": "fp8_e4m3",
+    units = [{"name": "mx", "unit": "mac_array", "rows": 4, "cols": 4, "a": "mxfp4",
+              "b": "mxfp8_e4m3", "acc": "fp32"},
+             {"name": "f8", "unit": "mac_array", "rows": 4, "cols": 4, "a": "fp8_e4m3",
               "b": "int8", "acc": "fp32"}]
     path = tmp_path_factory.mktemp("fmt") / "fmt.yaml"
-    path.write_text(yaml.safe_dump({"name": "fmt", "board": "ulx3s", "buffer_bytes": 65536,
+    path.write_text(yaml.safe_dump({"name": "fmt", "board": "ulx3s", "buffer_bytes": 8192,
                                     "units": units}))
     return path
 
 
-def test_board_gemm_float(design):
+def test_board_gemm_float_and_mx(design):
     rng = np.random.default_rng(1)
     with open_board(f"model://{design}") as board:
         a = FTensor.quantize(rng.standard_normal((5, 7)), "fp8_e4m3")
@@ -62,3 +63,23 @@ def test_board_gemm_float(design):
         with pytest.raises(ArrayError, match=r"a: code \d+ at index \(0, 0\) is out of "
                                              r"range for fp8_e4m3"):
             board.gemm(a.codes + 256, b, unit="f8")
+        # MX operands: an MXTensor is its codes and its scales on the wire
+        am = MXTensor.quantize(rng.standard_normal((5, 64)), "mxfp4", axis=1)
+        bm = MXTensor.quantize(rng.standard_normal((64, 3)), "mxfp8_e4m3", axis=0)
+        c = board.gemm(am, bm, unit="mx")
+        _, p = board.unit("mx").family()
+        want = family.golden(p, {"a": am.codes, "b": bm.codes, "a_scale": am.scales,
+                                 "b_scale": bm.scales})["c"]
+        assert np.array_equal(c, want)
+        assert np.allclose(FTensor(c, "fp32").dequantize(), am.dequantize() @ bm.dequantize(),
+                           rtol=1e-5, atol=1e-5)
+        with pytest.raises(ArrayError, match="missing array 'a_scale'"):
+            board.gemm(am.codes, bm, unit="mx")
+        # a GEMM larger than the buffers: split into RUNs, the scales cut with their operand
+        am = MXTensor.quantize(rng.standard_normal((70, 64)), "mxfp4", axis=1)
+        bm = MXTensor.quantize(rng.standard_normal((64, 45)), "mxfp8_e4m3", axis=0)
+        c = board.gemm(am, bm, unit="mx")
+        assert board.last_run["runs"] > 1
+        want = family.golden(p, {"a": am.codes, "b": bm.codes, "a_scale": am.scales,
+                                 "b_scale": bm.scales})["c"]
+        assert np.array_equal(c, want)

@@ -58,28 +58,28 @@ def test_all_e4m3_products():
             assert v * 2 ** 18 == int(cf[i, j])
 
 
+def mx_operand(rng, f, shape, axis):
+    """Codes and scales of one MX operand: half the blocks quantized from Student-t data,
+    half uniform random codes (every code: zeros, max, subnormals, NaN/inf codes of the FP8
+    elements), scales random around 127 with extremes (0, 1, 253, 254) and NaN (255)."""
+    x = rng.standard_t(3, shape) * 2.0 ** rng.integers(-8, 8)
+    codes, scales = f.quantize(x, axis=axis)
+    lo = f.element.min_code if f.element.kind == "fixed" else 0
+    hi = f.element.max_code
+    rand = rng.integers(lo, hi + 1, shape)
+    pick = rng.random(scales.shape) < 0.5
+    codes = np.where(np.repeat(pick, 32, axis=axis), rand, codes)
+    rs = rng.integers(100, 155, scales.shape)
+    rs = np.where(rng.random(scales.shape) < 0.05, rng.choice([0, 1, 253, 254, 255],
+                                                               scales.shape), rs)
+    return codes, np.where(pick, rs, scales)
+
+
 def mx_operands(rng, fa, fb, m, n, t):
-    """Codes and scales of a [m, 32t] x [32t, n] MX GEMM: half the blocks quantized from
-    Gaussian/outlier data, half uniform random codes (every code: zeros, max, subnormals,
-    NaN/inf codes of the FP8 elements), scales random around 127 with extremes and NaN."""
-    fmts = [Format.parse(fa), Format.parse(fb)]
-    shapes = [(m, 32 * t), (32 * t, n)]
-    out = []
-    for f, shape, axis in zip(fmts, shapes, (1, 0), strict=True):
-        x = rng.standard_t(3, shape) * 2.0 ** rng.integers(-8, 8)
-        codes, scales = f.quantize(x, axis=axis)
-        lo = f.element.min_code if f.element.kind == "fixed" else 0
-        hi = f.element.max_code
-        rand = rng.integers(lo, hi + 1, shape)
-        pick = rng.random(scales.shape) < 0.5
-        pick_el = np.repeat(pick, 32, axis=axis)
-        codes = np.where(pick_el, rand, codes)
-        rs = rng.integers(100, 155, scales.shape)
-        rs = np.where(rng.random(scales.shape) < 0.05, rng.choice([0, 1, 253, 254, 255],
-                                                                   scales.shape), rs)
-        scales = np.where(pick, rs, scales)
-        out += [codes, scales]
-    return out
+    """Codes and scales of a [m, 32t] x [32t, n] MX GEMM (see :func:`mx_operand`)."""
+    a, sa = mx_operand(rng, Format.parse(fa), (m, 32 * t), 1)
+    b, sb = mx_operand(rng, Format.parse(fb), (32 * t, n), 0)
+    return [a, sa, b, sb]
 
 
 def check_pair(rng, fa, fb, m, n, t):

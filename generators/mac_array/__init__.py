@@ -30,7 +30,8 @@ class MacArrayFamily(UnitFamily):
     out_arrays = ("c",)
     operand_streams = {"a": "a_stream", "b": "b_stream", "c": "c_stream", "p": "p_stream"}
     split = Split("gemm", rows=("a", 0), cols=("b", 1), col_arrays=("bias", "multiplier",
-                                                                     "shift"))
+                                                                     "shift"),
+                  row_with=(("a_scale", 0),), col_with=(("b_scale", 1),))
 
     def component(self, params):
         # local: Amaranth only to build hardware
@@ -80,7 +81,8 @@ class MacArrayFamily(UnitFamily):
         return {"c": c}
 
     def schedule(self, params, arrays: dict, *, mode: str | None = None):
-        s = schedule(params, arrays["a"], arrays["b"])
+        s = schedule(params, arrays["a"], arrays["b"], arrays.get("a_scale"),
+                     arrays.get("b_scale"))
         inputs = s.inputs
         if params.requant is not None:
             inputs = {"p_stream": epi.param_beats(params.epilogue, arrays, s.n,

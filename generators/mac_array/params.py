@@ -207,6 +207,10 @@ class MacArrayParams(UnitBase):
                     "acc", f"{self.acc} cannot hold the products of {mx[0]} operands, whose "
                     "block scales span 2**-254..2**254 (allowed: fp32 with MX operands)")
             check_acc(self.a_fixed, self.b_fixed, self.acc, f"{self.a} x {self.b}")
+        elif self.overflow == "sat":
+            raise field_problem("overflow", f"sat applies to a fixed-point acc, not to "
+                                f"{self.acc} (allowed: wrap, the default, which fp32 ignores: "
+                                "its sums round, overflowing to ±inf)")
         if self.requant is not None:
             check_block_acc(self.acc)
         why = pk.check_packing(self.packing, self.a, self.b)
@@ -307,8 +311,9 @@ class MacArrayParams(UnitBase):
         epi = 0 if self.requant is None else self.epilogue.latency
         if self.dataflow == OUTPUT_STATIONARY:
             # skew register, PE input chain (pcols), product register, accumulate+capture,
-            # drain select, deskew (pcols-1), output register
-            return self.pcols + 4 + epi
+            # drain select, deskew (pcols-1), output register; MX: the block's fp32 add
+            # before the capture
+            return self.pcols + 4 + (1 if self.mx else 0) + epi
         return self.rows + self.pcols + 3 + epi
 
     @property

@@ -26,6 +26,12 @@ own (:class:`Lanes`: the split and its sign-borrow correction). A row is then
 ``params.pcol(j)``; with ``packing: none`` every ``pcol(j) == j`` and the design is the
 unpacked one, unchanged.
 
+Float and MX operands (docs/formats.md): a PE decodes each operand into sign, mantissa and
+shift (:func:`float_mul_reg`) and adds the aligned exact product into its fixed-point
+accumulator; with ``acc: fp32`` each column's exact sum is rounded once at the output; with
+MX operands (output stationary) each PE hands its block sums to its row's shared fp32 unit
+(:func:`mx_row_unit`), which scales, rounds and accumulates them in fp32.
+
 Cycle behaviour is stated by :class:`.params.MacArrayParams` (``latency`` and
 ``expected_cycles``) and asserted by the RTL tests.
 """
@@ -40,6 +46,7 @@ from ..errors import ConfigError
 from ..hardmul import leaf, mul_reg
 from ..lockstep import ROOM, enables
 from . import packing as pk
+from .fp32 import fp32_add, fp32_from_fixed
 from .params import OUTPUT_STATIONARY, MacArrayParams
 
 
@@ -180,49 +187,6 @@ def _mul(m: Module, platform, a, b, en, prod: Signal, name: str, fmts, flags=Non
         mul_reg(m, platform, a, b, en, prod, name)
     else:
         float_mul_reg(m, a, b, en, prod, fmts, name, flags)
-
-
-def fp32_round(m: Module, value, frac_bits: int, flags, name: str):
-    """The IEEE binary32 code of a signed fixed-point ``value`` (``frac_bits`` fraction bits),
-    rounded to nearest, ties to even; ``flags`` (NaN, +inf, -inf) override it (NaN, or both
-    infinities: the quiet NaN 0x7FC00000). The exact sum of the MAC array's Kulisch
-    accumulator never reaches fp32's overflow or subnormal range (checked by
-    :func:`check_rtl`). Combinational: a leading-zero count, a normalising shift, rounding."""
-    W = len(value)
-    sign = value[-1]
-    mag = Signal(W, name=f"{name}_mag")
-    m.d.comb += mag.eq(Mux(sign, -value, value))
-    lz = Signal(range(W + 1), name=f"{name}_lz")
-    cases = Const(W, len(lz))
-    for i in range(W):  # the highest set bit wins (the last assignment in this chain)
-        cases = Mux(mag[i], W - 1 - i, cases)
-    m.d.comb += lz.eq(cases)
-    P = max(W, 26)
-    norm = Signal(P, name=f"{name}_norm")       # the leading one at bit P-1
-    m.d.comb += norm.eq((mag << lz) << (P - W))
-    mant = norm[P - 24:P]                        # 24 bits with the hidden one
-    guard = norm[P - 25]
-    sticky = norm[:P - 25].any()
-    up = guard & (sticky | mant[0])
-    r = Signal(25, name=f"{name}_r")
-    m.d.comb += r.eq(mant + up)
-    carry = r[24]
-    exp = Signal(signed(max(W.bit_length(), frac_bits.bit_length()) + 10), name=f"{name}_e")
-    m.d.comb += exp.eq((W - 1) - lz - frac_bits + 127 + carry)
-    frac = Mux(carry, 0, r[:23])
-    code = Signal(32, name=f"{name}_code")
-    nan = flags[0] | (flags[1] & flags[2])
-    with m.If(nan):
-        m.d.comb += code.eq(0x7FC00000)
-    with m.Elif(flags[1]):
-        m.d.comb += code.eq(0x7F800000)
-    with m.Elif(flags[2]):
-        m.d.comb += code.eq(0xFF800000)
-    with m.Elif(mag == 0):
-        m.d.comb += code.eq(0)
-    with m.Else():
-        m.d.comb += code.eq(Cat(frac, exp[:8], sign))
-    return code
 
 
 class PeOS(wiring.Component):
@@ -392,6 +356,123 @@ class PeOS2(wiring.Component):
         return m
 
 
+class PeMX(wiring.Component):
+    """Output-stationary PE with an MX operand: the exact block sum in a fixed-point
+    accumulator (the product's LSB, guard bits for 32 products); at each block's end (``pb``)
+    it registers the sum, the scale exponent (``Xa - 127 + Xb - 127``) and the NaN/inf flags
+    as ``blk``, ``blk_x``, ``blk_fl`` for its row's fp32 unit (:func:`mx_row_unit`).
+
+    Operand lanes of an MX format carry ``Cat(code, scale)``; a non-MX operand's scale is
+    ``2**0``. ``fmts``: the operand formats (MX or not); ``width``: the block accumulator's.
+    """
+
+    def __init__(self, a_shape, b_shape, p_shape, width: int, fmts):
+        self.shapes = (a_shape, b_shape, p_shape, width)
+        self.fmts = fmts
+        super().__init__({
+            "en": In(1), "a": In(a_shape), "b": In(b_shape), "pv": In(1), "pb": In(1),
+            "a_out": Out(a_shape), "b_out": Out(b_shape),
+            "blk": Out(signed(width)), "blk_x": Out(signed(10)), "blk_fl": Out(3),
+        })
+
+    @staticmethod
+    def module_name(a_shape, b_shape, p_shape, width: int, fmts) -> str:
+        return (f"tf_pe_mx_{_tag(a_shape)}x{_tag(b_shape)}_p{_tag(p_shape)}_w{width}"
+                f"{_fmt_tag(fmts)}")
+
+    @staticmethod
+    def _split(lane, fmt):
+        """``(element code, element format, scale code)`` of an operand lane."""
+        if fmt.kind != "mx":
+            return lane, fmt, Const(127, 8)
+        w = fmt.width
+        el = fmt.element
+        code = lane[:w].as_signed() if el.kind == "fixed" and el.signed else lane[:w]
+        return code, el, lane[w:w + 8]
+
+    def elaborate(self, platform):
+        m = Module()
+        a_shape, b_shape, p_shape, W = self.shapes
+        fa, fb = self.fmts
+        en = self.en
+        a_q = Signal(a_shape, name="a_q", reset_less=True)
+        b_q = Signal(b_shape, name="b_q", reset_less=True)
+        with m.If(en):
+            m.d.sync += [a_q.eq(self.a), b_q.eq(self.b)]
+        m.d.comb += [self.a_out.eq(a_q), self.b_out.eq(b_q)]
+        ca, ea, sa = self._split(self.a, fa)
+        cb, eb, sb = self._split(self.b, fb)
+        prod = Signal(p_shape, name="prod", reset_less=True)
+        pf = Signal(3, name="prod_flags")
+        float_mul_reg(m, ca, cb, en, prod, (ea, eb), "mul", pf)
+        # the scales travel beside the product (two stages, as the multiplier's)
+        x1 = Signal(9, name="x1", reset_less=True)
+        x2 = Signal(9, name="x2", reset_less=True)
+        n1 = Signal(name="xnan1", reset_less=True)
+        n2 = Signal(name="xnan2", reset_less=True)
+        with m.If(en):
+            m.d.sync += [x1.eq(sa + sb), x2.eq(x1), n1.eq((sa == 255) | (sb == 255)),
+                         n2.eq(n1)]
+        acc = Signal(signed(W), name="acc")
+        fl = Signal(3, name="acc_fl")
+        total = Signal(signed(W), name="total")
+        m.d.comb += total.eq(acc + prod)
+        blk = Signal(signed(W), name="blk", reset_less=True)
+        bfl = Signal(3, name="blk_fl", reset_less=True)
+        bx = Signal(signed(10), name="blk_x", reset_less=True)
+        with m.If(en & self.pv):
+            with m.If(self.pb):
+                m.d.sync += [acc.eq(0), fl.eq(0), blk.eq(total),
+                             bfl.eq(fl | pf | Cat(n2, Const(0, 2))), bx.eq(x2 - 254)]
+            with m.Else():
+                m.d.sync += [acc.eq(total), fl.eq(fl | pf)]
+        m.d.comb += [self.blk.eq(blk), self.blk_x.eq(bx), self.blk_fl.eq(bfl)]
+        return m
+
+
+def mx_row_unit(m: Module, en, blks: list, sels: list, lasts: list, frac_bits: int,
+                name: str) -> list:
+    """The fp32 side of one row of MX PEs, shared by the row: PE j's block (its exact sum,
+    scale exponent and flags, ``blks[j]``) is ready one cycle after it ends, when ``sels[j]``
+    (one-hot over the row: the PEs of a row end their blocks on consecutive cycles, and
+    blocks are 32 beats apart) is high. That cycle the block is selected, rounded to fp32 with
+    its scales and added to PE j's running sum; ``lasts[j]``: the tile's last block, whose sum
+    goes to ``cap[j]`` (returned) and restarts the running sum. One rounding unit and one fp32
+    adder per row instead of per PE."""
+    C = len(blks)
+    W = len(blks[0][0])
+    blk = Signal(signed(W), name=f"{name}_blk")
+    bx = Signal(signed(10), name=f"{name}_x")
+    bfl = Signal(3, name=f"{name}_fl")
+    runs = [Signal(32, name=f"{name}_run{j}") for j in range(C)]
+    run = Signal(32, name=f"{name}_run")
+    pick = [[] for _ in range(4)]
+    for j in range(C):
+        for k, v in enumerate((blks[j][0], blks[j][1], blks[j][2], runs[j])):
+            pick[k].append(Mux(sels[j], v, 0))
+    m.d.comb += [blk.eq(_or(pick[0])), bx.eq(_or(pick[1])), bfl.eq(_or(pick[2])),
+                 run.eq(_or(pick[3]))]
+    code = fp32_from_fixed(m, blk, frac_bits, bfl, f"{name}_r", bx)
+    total = fp32_add(m, run, code, f"{name}_a")
+    caps = []
+    for j in range(C):
+        cap = Signal(32, name=f"{name}_cap{j}", reset_less=True)
+        with m.If(en & sels[j]):
+            with m.If(lasts[j]):
+                m.d.sync += [cap.eq(total), runs[j].eq(0)]
+            with m.Else():
+                m.d.sync += runs[j].eq(total)
+        caps.append(cap)
+    return caps
+
+
+def _or(values):
+    out = values[0]
+    for v in values[1:]:
+        out = out | v
+    return out
+
+
 class PeWS(wiring.Component):
     """Weight-stationary processing element: forwards activations right and shadow weights
     down, multiplies its activation by its active weight and adds the partial sum from above.
@@ -438,11 +519,11 @@ class PeWS(wiring.Component):
 
 def check_rtl(params: MacArrayParams) -> None:
     """Refuse, in one line, what the golden model computes but this RTL does not build."""
-    if params.mx:
-        raise ConfigError(f"{params.name}: the mac_array RTL does not build MX operands "
-                          f"({params.a} x {params.b}) yet (allowed: fixed-point and "
-                          "fp8/fp6/fp4 element operands; the golden model, tensorfab run "
-                          "--backend golden, takes MX)")
+    if params.mx and params.dataflow != OUTPUT_STATIONARY:
+        raise ConfigError(f"{params.name}: the mac_array RTL builds MX operands "
+                          f"({params.a} x {params.b}) only with dataflow output_stationary "
+                          "(allowed: output_stationary; the golden model, tensorfab run "
+                          "--backend golden, takes any)")
     if params.acc.kind != "fixed" and params.dataflow != OUTPUT_STATIONARY:
         raise ConfigError(f"{params.name}: the mac_array RTL builds acc {params.acc} only "
                           "with dataflow output_stationary (allowed: output_stationary, or a "
@@ -524,10 +605,15 @@ class MacArray(wiring.Component):
         a_fields = {"data": data.ArrayLayout(p.a.shape(), p.rows), "last": 1}
         if p.dataflow != OUTPUT_STATIONARY:
             a_fields.update(k_first=1, k_last=1)
+        b_fields = {"data": data.ArrayLayout(p.b.shape(), p.cols)}
+        # MX operands: each lane's E8M0 scale code of the block the beat's k is in
+        if p.a.kind == "mx":
+            a_fields["scale"] = data.ArrayLayout(unsigned(8), p.rows)
+        if p.b.kind == "mx":
+            b_fields["scale"] = data.ArrayLayout(unsigned(8), p.cols)
         super().__init__({
             "a_stream": In(stream.Signature(data.StructLayout(a_fields))),
-            "b_stream": In(stream.Signature(
-                data.StructLayout({"data": data.ArrayLayout(p.b.shape(), p.cols)}))),
+            "b_stream": In(stream.Signature(data.StructLayout(b_fields))),
             "c_stream": Out(stream.Signature(
                 data.StructLayout({"data": data.ArrayLayout(p.acc.shape(), p.cols)}))),
             **({"room": In(ROOM)} if lockstep else {}),
@@ -569,10 +655,12 @@ class MacArray(wiring.Component):
         aligned = [_delay(m, cols[j], PC - 1 - p.pcol(j), en, f"deskew{j}", data=True)[-1]
                    for j in range(C)]
         p = self.params
-        if p.acc.kind != "fixed":  # fp32: one rounding per column, shared by its PEs
+        if p.mx:
+            outs = aligned
+        elif p.acc.kind != "fixed":  # fp32: one rounding per column, shared by its PEs
             W = p.internal_width
-            outs = [fp32_round(m, aligned[j][:W].as_signed(), p.product.frac_bits,
-                               aligned[j][W:W + 3], f"fp32_{j}") for j in range(C)]
+            outs = [fp32_from_fixed(m, aligned[j][:W].as_signed(), p.product.frac_bits,
+                                    aligned[j][W:W + 3], f"fp32_{j}") for j in range(C)]
         else:
             outs = [self._clamp(aligned[j]) for j in range(C)]
         with m.If(en):
@@ -631,33 +719,55 @@ class MacArray(wiring.Component):
         # operands at stage i+j (its multiplier's input registers make them the operands at
         # stage i+1+j) and adds the product at stage i+j+2.
         PC = p.pcols
-        a_skew = [_delay(m, a.payload.data[i], i, en, f"a{i}", data=True)[-1] for i in range(R)]
-        b_skew = [_delay(m, b.payload.data[j], p.pcol(j), en, f"b{j}", data=True)[-1]
+        mx = p.mx
+        D = 1 if mx else 0  # an MX PE's sum is captured one cycle later (the fp32 add)
+
+        def lane(stream_, i, fmt):
+            if fmt.kind != "mx":
+                return stream_.payload.data[i]
+            return Cat(stream_.payload.data[i], stream_.payload.scale[i])
+
+        a_skew = [_delay(m, lane(a, i, p.a), i, en, f"a{i}", data=True)[-1] for i in range(R)]
+        b_skew = [_delay(m, lane(b, j, p.b), p.pcol(j), en, f"b{j}", data=True)[-1]
                   for j in range(C)]
-        vs = _delay(m, take, R + PC, en, "v")
-        ls = _delay(m, a.payload.last, R + PC, en, "l")
+        vs = _delay(m, take, R + PC + D, en, "v")
+        ls = _delay(m, a.payload.last, R + PC + D, en, "l")
+        if mx:
+            # the beat that ends a block of 32 along K (K is a multiple of 32, and a tile's
+            # last beat ends its last block)
+            kcnt = Signal(5, name="kcnt")
+            with m.If(en & take):
+                m.d.sync += kcnt.eq(Mux(a.payload.last, 0, kcnt + 1))
+            bs = _delay(m, kcnt == 31, R + C + D, en, "bl")
 
         # PEs (see PeOS): accumulators split in halves lo/hi with a pending carry cy, all
         # three captured when a tile ends and recombined after the drain (below).
         W = p.internal_width
         L = W // 2
         H = W - L
-        a_sh, b_sh = p.a.shape(), p.b.shape()
+        a_sh = unsigned(len(a_skew[0])) if p.a.kind == "mx" else p.a.shape()
+        b_sh = unsigned(len(b_skew[0])) if p.b.kind == "mx" else p.b.shape()
         p_sh = p.product.shape()
 
         fmts = self._fmts()
         fl = p.acc.kind != "fixed"  # flags (zero for integer operands) for the fp32 rounding
 
+        frac = p.product.frac_bits
+
         def make():
+            if mx:
+                return PeMX(a_sh, b_sh, p_sh, W, fmts)
             return PeOS(a_sh, b_sh, p_sh, W, fmts, fl)
 
-        module = PeOS.module_name(a_sh, b_sh, p_sh, W, fmts, fl)
+        module = (PeMX.module_name(a_sh, b_sh, p_sh, W, fmts) if mx
+                  else PeOS.module_name(a_sh, b_sh, p_sh, W, fmts, fl))
         cap = [[None] * C for _ in range(R)]
         if p.packing != "none":
             lanes = Lanes(p)
             module2 = PeOS2.module_name(a_sh, lanes, W)
             packed = {q: lanes.pack(m, b_skew[2 * q], b_skew[2 * q + 1], f"bpack{q}")
                       for q in range(C // 2)}
+        mx_blks = [[] for _ in range(R)]
         a_fwd = [[Signal(a_sh, name=f"a_{i}_{j}") for j in range(PC)] for i in range(R)]
         b_fwd = [[Signal(b_sh if p.packing == "none" or 2 * j + 1 == C else lanes.b_shape,
                          name=f"b_{i}_{j}") for j in range(PC)] for i in range(R)]
@@ -677,6 +787,17 @@ class MacArray(wiring.Component):
                     cap[i][2 * j], cap[i][2 * j + 1] = cp
                     continue
                 col = j if p.packing == "none" else 2 * j
+                if mx:
+                    bk = (Signal(signed(W), name=f"blk_{i}_{j}"),
+                          Signal(signed(10), name=f"blkx_{i}_{j}"),
+                          Signal(3, name=f"blkfl_{i}_{j}"))
+                    leaf(m, platform, module, make, f"pe_{i}_{j}", en=en_rows[i],
+                         a=a_in, b=b_skew[j] if i == 0 else b_fwd[i - 1][j],
+                         pv=vs[i + j + 2], pb=bs[i + j + 2],
+                         a_out=a_fwd[i][j], b_out=b_fwd[i][j],
+                         blk=bk[0], blk_x=bk[1], blk_fl=bk[2])
+                    mx_blks[i].append(bk)
+                    continue
                 cp = [Signal(L, name=f"cap_lo_{i}_{col}"), Signal(H, name=f"cap_hi_{i}_{col}"),
                       Signal(name=f"cap_cy_{i}_{col}")]
                 extra = {}
@@ -690,12 +811,24 @@ class MacArray(wiring.Component):
                      cap_lo=cp[0], cap_hi=cp[1], cap_cy=cp[2])
                 cap[i][col] = cp
 
+        if mx:  # one fp32 unit per row; PE j's block is ready at stage i+j+3
+            for i in range(R):
+                sels, lasts = [], []
+                for j in range(C):
+                    sel = Signal(name=f"mxsel_{i}_{j}")
+                    m.d.comb += sel.eq(vs[i + j + 3] & bs[i + j + 3])
+                    sels.append(sel)
+                    lasts.append(ls[i + j + 3])
+                caps = mx_row_unit(m, en_rows[i], mx_blks[i], sels, lasts, frac, f"mxrow{i}")
+                for j in range(C):
+                    cap[i][j] = [caps[j]]
+
         # Drain: rows 0..R-1 of column j are read on consecutive cycles, column j one cycle
         # after column j-1, just as the capture wavefront passes.
         d_act = Signal()
         d_row = Signal(range(max(R, 2)))  # never zero-width: Verilog has no [-1:0]
         with m.If(en_out):
-            with m.If(vs[2] & ls[2]):
+            with m.If(vs[2 + D] & ls[2 + D]):
                 m.d.sync += [d_act.eq(1), d_row.eq(0)]
             with m.Elif(d_act):
                 with m.If(d_row == R - 1):
@@ -707,8 +840,9 @@ class MacArray(wiring.Component):
         cols = []
         for j in range(C):
             parts = []
-            for k, (tag, width) in enumerate((("lo", L), ("hi", H), ("cy", 1), ("fl", 3))[
-                    :len(cap[0][j])]):
+            tags = ("code",) if mx else ("lo", "hi", "cy", "fl")
+            for k, sig in enumerate(cap[0][j]):
+                tag, width = tags[k], len(sig)
                 reg = Signal(width, name=f"col{j}_{tag}", reset_less=True)
                 # a full power-of-two table, so the select covers every code of d_row
                 table = [cap[min(i, R - 1)][j][k] for i in range(1 << len(d_row))]
@@ -716,6 +850,9 @@ class MacArray(wiring.Component):
                     m.d.sync += reg.eq(Array(table)[rows[p.pcol(j)]])
                 parts.append(reg)
             # the captured pending carry goes back into the high half here, once per column
+            if mx:  # already the fp32 code
+                cols.append(parts[0])
+                continue
             col = Signal(ishape, name=f"col{j}")
             m.d.comb += col.eq(Cat(parts[0], (parts[1] + parts[2])[:H]))
             if fl:  # the flags travel with the sum to the fp32 rounding

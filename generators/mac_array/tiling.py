@@ -49,8 +49,12 @@ def _pad(x: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return out
 
 
-def schedule(p: MacArrayParams, a: np.ndarray, b: np.ndarray) -> Schedule:
-    """The beats that make the array compute ``a @ b`` (see the module docstring)."""
+def schedule(p: MacArrayParams, a: np.ndarray, b: np.ndarray, a_scale=None,
+             b_scale=None) -> Schedule:
+    """The beats that make the array compute ``a @ b`` (see the module docstring). MX
+    operands (output stationary): every beat also carries, per lane, the E8M0 scale code of
+    the block of 32 its k is in (field ``scale``: ``a_scale`` [M, K/32], ``b_scale``
+    [K/32, N]; padding lanes 0)."""
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
     m, k = a.shape
@@ -69,6 +73,16 @@ def schedule(p: MacArrayParams, a: np.ndarray, b: np.ndarray) -> Schedule:
             "a_stream": {"data": a_data, "last": last.reshape(-1)},
             "b_stream": {"data": b_data},
         }
+        if a_scale is not None:
+            sa = np.repeat(np.asarray(a_scale, dtype=np.int64), 32, axis=1)     # [M, K]
+            sp = _pad(sa, mb * R, k).reshape(mb, R, k).transpose(0, 2, 1)
+            inputs["a_stream"]["scale"] = np.broadcast_to(sp[:, None], (mb, nb, k, R)).reshape(
+                -1, R)
+        if b_scale is not None:
+            sb = np.repeat(np.asarray(b_scale, dtype=np.int64), 32, axis=0)     # [K, N]
+            sp = _pad(sb, k, nb * C).reshape(k, nb, C).transpose(1, 0, 2)
+            inputs["b_stream"]["scale"] = np.broadcast_to(sp[None], (mb, nb, k, C)).reshape(
+                -1, C)
         return Schedule(inputs, mb * nb * R, m, k, n)
 
     kt = math.ceil(k / R)
@@ -190,10 +204,22 @@ def unschedule(p: MacArrayParams, inputs: dict, dims: tuple[int, int, int]) -> d
         w = b_data[:nb * kt * R].reshape(nb, kt, R, C)[:, :, ::-1, :]
         b = w.transpose(1, 2, 0, 3).reshape(kt * R, nb * C)[:k, :n]
     a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
-    if not _same_beats(inputs, schedule(p, a, b).inputs):
-        raise ValueError(f"the beats are not a {m}x{k}x{n} GEMM schedule (copies, flags or "
-                         "padding differ)")
-    return {"a": a, "b": b}
+    out = {"a": a, "b": b}
+    if p.dataflow == OUTPUT_STATIONARY and k % 32 == 0:  # MX scales: every 32nd k
+        mb = math.ceil(m / R)
+        if "scale" in inputs["a_stream"]:
+            sa = np.asarray(inputs["a_stream"]["scale"], dtype=np.int64)
+            sa = sa.reshape(mb, nb, k, R)[:, 0].transpose(0, 2, 1).reshape(mb * R, k)[:m]
+            out["a_scale"] = np.ascontiguousarray(sa[:, ::32])
+        if "scale" in inputs["b_stream"]:
+            sb = np.asarray(inputs["b_stream"]["scale"], dtype=np.int64)
+            sb = sb.reshape(mb, nb, k, C)[0].transpose(1, 0, 2).reshape(k, nb * C)[:, :n]
+            out["b_scale"] = np.ascontiguousarray(sb[::32])
+    made = schedule(p, a, b, out.get("a_scale"), out.get("b_scale")).inputs
+    if not _same_beats(inputs, made):
+        raise ValueError(f"the beats are not a {m}x{k}x{n} GEMM schedule (copies, flags, "
+                         "scales or padding differ)")
+    return out
 
 
 def disassemble(p: MacArrayParams, sched: Schedule, c: np.ndarray) -> np.ndarray:

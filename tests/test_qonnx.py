@@ -359,3 +359,20 @@ def test_the_training_script_writes_the_shipped_model(tmp_path):
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert json.loads((tmp_path / "digits_mlp.json").read_text())["float_accuracy"] == \
         json.loads((MODEL.parent / "digits_mlp.json").read_text())["float_accuracy"]
+
+
+def test_compile_network_config_runs_as_the_golden(tmp_path, digits, split):
+    """``tensorfab compile --network``: the model as a `unit: network` config, which
+    ``tensorfab run`` runs (golden backend here; the RTL in test_qonnx_rtl.py)."""
+    _, qm = digits
+    r = tf("compile", str(MODEL), "--network", "--reuse-factor", "64", "--out",
+           str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    X = qm.quantize_input(split[1][:50])
+    np.savez(tmp_path / "x.npz", x=X)
+    r = tf("run", str(tmp_path / "digits_mlp.yaml"), "--inputs", str(tmp_path / "x.npz"),
+           "--out", str(tmp_path / "y.npz"))
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(np.load(tmp_path / "y.npz")["y"], qm.golden(X))
+    r = tf("compile", str(MODEL), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "--network" in r.stderr

@@ -88,6 +88,7 @@ class Graph:
         self.nodes: list[Node] = []
         self.tensors: dict[str, Tensor] = {}
         self.outputs: dict[str, Tensor] = {}
+        self.output_layouts: dict[str, str] = {}
 
     # -- building ----------------------------------------------------------------------------
 
@@ -202,13 +203,20 @@ class Graph:
         return self._node("concat", name, ts, {}, (ts[0].shape[0],
                           sum(t.shape[1] for t in ts)), ts[0].fmt)
 
-    def output(self, name: str, t: Tensor) -> None:
-        """Name ``t`` an output of the graph (read back at every call)."""
+    def output(self, name: str, t: Tensor, layout: str | None = None) -> None:
+        """Name ``t`` an output of the graph (read back at every call). ``layout``: store
+        and read it back in ``row`` or ``col`` layout (docs/graph.md); ``col`` reads a tall,
+        narrow output (logits of many images) without each row's padding, at the cost of a
+        transpose where its producer writes rows."""
         if not isinstance(t, Tensor) or t.graph is not self:
             raise GraphError(f"output {name}: not a tensor of this graph")
         if name in self.outputs:
             raise GraphError(f"output name {name!r} is used twice (allowed: distinct names)")
+        if layout not in (None, "row", "col"):
+            raise GraphError(f"output {name}: layout {layout!r} (allowed: row, col)")
         self.outputs[name] = t
+        if layout:
+            self.output_layouts[name] = layout
 
     # -- golden ------------------------------------------------------------------------------
 
@@ -736,7 +744,9 @@ class Program:
                 elif t.node.kind == "weight":
                     out[name] = t.node.attrs["codes"]
                 else:
-                    out[name] = self._read(next(x for x in self.stored if x.tensor is t))
+                    lay = g.output_layouts.get(name)
+                    out[name] = self._read(next(x for x in self.stored if x.tensor is t
+                                                and lay in (None, x.layout)))
             st = b._counted(mark, runs=1, naks=0)
             if st:
                 b._marker = st
@@ -768,6 +778,8 @@ def _need_layouts(graph: Graph, picks: dict, copier) -> tuple[dict, dict, dict, 
     the design's copy unit for tensor ``t``, or None); raises GraphError on a conflict no
     copy resolves."""
     need: dict[str, set] = {t: set() for t in graph.tensors}
+    for name, lay in graph.output_layouts.items():
+        need[graph.outputs[name].name].add(lay)
     modes = {}
     producers_fixed = {}
     copies = {}

@@ -2,9 +2,10 @@
 --graph`` reads it; docs/qonnx.md).
 
 JSON: ``{"format": "tensorfab-graph", "version": 1, "nodes": [...], "outputs": {name:
-tensor}, "meta": {...}}``, one entry per op in graph order with its kind, name, operand names
-and attributes (weights and requant arrays as lists of integers). ``meta`` is free-form (the
-compiler puts the QONNX model's input and output quantizers there).
+tensor}, "output_layouts": {name: "row"|"col"}, "meta": {...}}``, one entry per op in graph
+order with its kind, name, operand names and attributes (weights and requant arrays as
+lists of integers). ``meta`` is free-form (the compiler puts the QONNX model's input and
+output quantizers there).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def dump(g: Graph, meta: dict | None = None) -> dict:
                             **{k: _plain(v) for k, v in rq["arrays"].items()}}
         nodes.append(e)
     return {"format": FORMAT, "version": VERSION, "nodes": nodes,
-            "outputs": {k: t.name for k, t in g.outputs.items()}, "meta": meta or {}}
+            "outputs": {k: t.name for k, t in g.outputs.items()},
+            "output_layouts": dict(g.output_layouts), "meta": meta or {}}
 
 
 def save(g: Graph, path, meta: dict | None = None) -> None:
@@ -79,8 +81,9 @@ def _build(data: dict) -> Graph:
         else:
             raise GraphError(f"node {name!r}: kind {kind!r} (allowed: input, weight, matmul, "
                              "sparse_matmul, softmax, gelu, requant, concat)")
+    lays = data.get("output_layouts") or {}
     for k, v in data["outputs"].items():
-        g.output(k, t[v])
+        g.output(k, t[v], layout=lays.get(k))
     return g
 
 

@@ -59,7 +59,8 @@ def to_graph(qm: QModel, rows: int, design=None) -> Graph:
         t = g.matmul(t, w, name=layer.name,
                      requant=dict(rq, out=container(layer.out, "activation"),
                                   rounding=rounding))
-    g.output("y", t)
+    # the logits in columns: read back without each row's padding (docs/qonnx.md)
+    g.output("y", t, layout="col")
     return g
 
 

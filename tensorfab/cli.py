@@ -8,7 +8,7 @@
     tensorfab sweep SWEEP.yaml --out DIR [--workers N | --scheduler tcp://HOST:PORT]
     tensorfab sweep --report DIR
     tensorfab hls MODEL --out DIR [...]
-    tensorfab compile MODEL.onnx --board CONFIG --out DIR [--rows N]
+    tensorfab compile MODEL.onnx --board CONFIG --out DIR [--rows N] [--network]
     tensorfab serve CONFIG --port P [--pin-level]
     tensorfab bitstream CONFIG --out DIR
     tensorfab board info|run|bench --url URL ...   (the host driver: tensorfab/board_cli.py)
@@ -481,12 +481,17 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="compile a QONNX model (Brevitas export_qonnx) into a "
                        "board program: DIR/graph.json and DIR/report.json")
     c.add_argument("model", metavar="MODEL.onnx", help="QONNX model file")
-    c.add_argument("--board", required=True, metavar="CONFIG",
+    c.add_argument("--board", default=None, metavar="CONFIG",
                    help="YAML board design with a tensor memory (protocol 2), such as "
-                        "models/digits/board.yaml")
+                        "models/digits/board.yaml (required unless --network)")
     c.add_argument("--out", required=True, metavar="DIR", help="output folder")
     c.add_argument("--rows", type=int, default=32, metavar="N",
                    help="images per program call")
+    c.add_argument("--network", action="store_true",
+                   help="also write DIR/<name>.yaml, the model as a `unit: network` config "
+                        "(dense layers with requant layers), for tensorfab generate/run")
+    c.add_argument("--reuse-factor", type=int, default=1, metavar="R",
+                   help="--network: each dense layer's reuse factor")
     c.set_defaults(func=cmd_compile)
 
     v = sub.add_parser("serve", help="serve a board design's RTL, simulated, over TCP")
@@ -538,11 +543,33 @@ def cmd_compile(args) -> int:
     from host.qonnx import compile_model, report_lines
 
     out = check_out_dir(args.out)
-    _board_config(args.board)
-    report = compile_model(args.model, args.board, out, rows=args.rows)
-    print("\n".join(report_lines(report)))
-    _say(f"wrote {out / 'graph.json'} and {out / 'report.json'} (run it: tensorfab board run "
-         f"--url URL --graph {out / 'graph.json'} --inputs X.npz --out Y.npz)")
+    if args.board is None and not args.network:
+        raise UserError("compile: no --board and no --network (allowed: --board CONFIG for a "
+                        "board program, --network for a network config, or both)")
+    if args.reuse_factor < 1:
+        raise UserError(f"--reuse-factor {args.reuse_factor}: out of range (allowed: >= 1)")
+    if args.board is not None:
+        _board_config(args.board)
+        report = compile_model(args.model, args.board, out, rows=args.rows)
+        print("\n".join(report_lines(report)))
+        _say(f"wrote {out / 'graph.json'} and {out / 'report.json'} (run it: tensorfab board "
+             f"run --url URL --graph {out / 'graph.json'} --inputs X.npz --out Y.npz)")
+    if args.network:
+        import yaml
+
+        from generators.config import config_to_dict
+        from generators.qonnx import read
+        from generators.qonnx.network import to_network
+
+        name = Path(args.model).stem
+        if not name.isidentifier():
+            name = "qonnx_mlp"
+        net = to_network(read(args.model), name=name, reuse_factor=args.reuse_factor)
+        out.mkdir(parents=True, exist_ok=True)
+        ypath = out / f"{name}.yaml"
+        ypath.write_text(yaml.safe_dump(config_to_dict(net), sort_keys=False, width=100))
+        _say(f"wrote {ypath} (a network config: tensorfab generate {ypath} --out DIR, "
+             f"tensorfab run {ypath} --inputs X.npz --out Y.npz)")
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 import zlib
 from pathlib import Path
 
@@ -136,7 +137,25 @@ def test_digits_program_on_the_model_board(digits, split):
         got = np.concatenate([prog(x=X[i:i + 32])["y"] for i in range(0, 96, 32)])
     assert np.array_equal(got, qm.golden(X))
     assert list(prog.stats["op_cycles"]) == ["MatMul_0", "MatMul_0.col", "MatMul_1",
-                                             "MatMul_1.col", "MatMul_2"]
+                                             "MatMul_1.col", "MatMul_2", "MatMul_2.col"]
+
+
+def test_col_output_reads_fewer_link_bytes(digits):
+    """The logits stored in columns cross the link without each row's padding (10 codes in a
+    32-byte row): fewer link bytes per call than the same graph with a row output."""
+    _, qm = digits
+    cfg = board_config(str(BOARD))
+    X = np.random.default_rng(1).integers(-128, 128, (32, 64))
+    col = to_graph(qm, 32, cfg)
+    row = to_graph(qm, 32, cfg)
+    row.output_layouts.clear()
+    bytes_ = {}
+    with open_board(f"model://{BOARD}", progress=False) as b:
+        for name, g in (("col", col), ("row", row)):
+            prog = b.compile(g)
+            assert np.array_equal(prog(x=X)["y"], qm.golden(X))
+            bytes_[name] = prog.stats["link_bytes"]
+    assert bytes_["col"] < bytes_["row"] - 32 * 20, bytes_
 
 
 def test_graph_file_round_trip(digits, tmp_path):
@@ -320,3 +339,40 @@ def test_requant_layer_refusals():
         with pytest.raises(ConfigError) as err:
             parse_config({**base, "layers": layers}, "cfg")
         assert words in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+@pytest.mark.regress
+def test_the_training_script_writes_the_shipped_model(tmp_path):
+    """models/digits/train.py is seeded: it writes the shipped file's weights and scales
+    again (about a minute of Brevitas QAT)."""
+    import onnx
+    import train
+    from onnx import numpy_helper
+
+    with warnings.catch_warnings():     # brevitas' and torch's deprecation warnings
+        warnings.simplefilter("ignore")
+        assert train.main(["--out", str(tmp_path)]) == 0
+    new, old = onnx.load(str(tmp_path / "digits_mlp.onnx")), onnx.load(str(MODEL))
+    a = {t.name: numpy_helper.to_array(t) for t in new.graph.initializer}
+    b = {t.name: numpy_helper.to_array(t) for t in old.graph.initializer}
+    assert a.keys() == b.keys()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "digits_mlp.json").read_text())["float_accuracy"] == \
+        json.loads((MODEL.parent / "digits_mlp.json").read_text())["float_accuracy"]
+
+
+def test_compile_network_config_runs_as_the_golden(tmp_path, digits, split):
+    """``tensorfab compile --network``: the model as a `unit: network` config, which
+    ``tensorfab run`` runs (golden backend here; the RTL in test_qonnx_rtl.py)."""
+    _, qm = digits
+    r = tf("compile", str(MODEL), "--network", "--reuse-factor", "64", "--out",
+           str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    X = qm.quantize_input(split[1][:50])
+    np.savez(tmp_path / "x.npz", x=X)
+    r = tf("run", str(tmp_path / "digits_mlp.yaml"), "--inputs", str(tmp_path / "x.npz"),
+           "--out", str(tmp_path / "y.npz"))
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(np.load(tmp_path / "y.npz")["y"], qm.golden(X))
+    r = tf("compile", str(MODEL), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "--network" in r.stderr

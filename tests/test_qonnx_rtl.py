@@ -3,7 +3,7 @@ must equal the integer golden model (``QModel.golden``), which tests/test_qonnx.
 against qonnx's ``execute_onnx``.
 
 In ``make test`` (the board of tests/tm_rtl_design.yaml, built once for
-tests/test_graph_rtl.py too): the digits MLP's last two layers on 64 held-out images (its
+tests/test_graph_rtl.py too): the digits MLP's last two layers on 32 held-out images (its
 first layer's 4 KiB of weights do not fit that design's 4 KiB banks), and a random QONNX MLP
 with zero points. In ``make regress``: the whole digits MLP on its own board
 (models/digits/board.yaml) over the whole held-out split, accuracy equal to QONNX's to the
@@ -72,7 +72,7 @@ def test_digits_last_layers_on_the_rtl_board(tm_url):
     _, x_te, _, _ = train.split()
     h = QModel("h", qm.output_name, qm.layers[0].out, qm.layers[1:])
     codes = QModel(qm.input_name, "h", qm.input, qm.layers[:1]).golden(
-        qm.quantize_input(x_te[:64]))
+        qm.quantize_input(x_te[:32]))
     got = _run(tm_url, h, codes, 16, TM_DESIGN)
     assert np.array_equal(got, h.golden(codes))
     assert len(np.unique(got)) > 10

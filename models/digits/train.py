@@ -1,6 +1,6 @@
 """Train the digits models with Brevitas QAT and export them as QONNX (docs/qonnx.md).
 
-    python models/digits/train.py            # writes models/digits/digits_mlp.onnx + .json
+    python models/digits/train.py [--out DIR]   # writes digits_mlp.onnx and digits_mlp.json
 
 scikit-learn's bundled digits (1,797 8x8 images, no download), split 75/25 with a fixed seed
 (:func:`split`, the held-out split every figure of docs/qonnx.md is measured on). The MLP is
@@ -114,8 +114,16 @@ def tidy(path: Path) -> None:
 
 
 def main(argv=None) -> int:
+    import argparse
+
     import torch
     from brevitas.export import export_qonnx
+
+    ap = argparse.ArgumentParser(description="train and export the digits models")
+    ap.add_argument("--out", default=str(HERE), help="output folder (default: this one)")
+    args = ap.parse_args(argv)
+    folder = Path(args.out)
+    folder.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(SEED)
     torch.set_num_threads(1)
@@ -125,10 +133,10 @@ def main(argv=None) -> int:
     torch.manual_seed(SEED)
     model = train(mlp(), x_tr, y_tr)
     acc = accuracy(model, x_te, y_te)
-    out = HERE / "digits_mlp.onnx"
+    out = folder / "digits_mlp.onnx"
     export_qonnx(model, torch.from_numpy(x_te[:1]), export_path=str(out))
     tidy(out)
-    (HERE / "digits_mlp.json").write_text(json.dumps(
+    (folder / "digits_mlp.json").write_text(json.dumps(
         {"model": out.name, "float_accuracy": facc, "brevitas_accuracy": acc,
          "test_images": len(y_te), "seed": SEED}, indent=1) + "\n")
     print(f"{out.name}: float {facc:.4f}, Brevitas QAT {acc:.4f} on {len(y_te)} held-out "

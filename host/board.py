@@ -246,14 +246,22 @@ class Board:
         parts, offset, total = [], 0, None
         start = time.monotonic()
         deadline = start + self.info_deadline
+        def late() -> BoardError:
+            return BoardError(f"{self.url}: the design description ({offset} of "
+                              f"{'?' if total is None else total} bytes read) took longer than "
+                              f"info_deadline = {self.info_deadline:g} s")
+
         while total is None or offset < total:
             if time.monotonic() >= deadline:
-                raise BoardError(f"{self.url}: the design description ({offset} of {total} "
-                                 f"bytes) took longer than info_deadline = "
-                                 f"{self.info_deadline:g} s to read")
-            tot, chunk = self._transact(p.Op.INFO, offset.to_bytes(2, "little"),
-                                        lambda pl, o=offset: p.parse_info_reply(pl, o),
-                                        deadline=deadline)
+                raise late()
+            try:
+                tot, chunk = self._transact(p.Op.INFO, offset.to_bytes(2, "little"),
+                                            lambda pl, o=offset: p.parse_info_reply(pl, o),
+                                            deadline=deadline)
+            except BoardError as err:
+                if err.nak is None and time.monotonic() >= deadline:
+                    raise late() from None  # the deadline, not the piece, ran out
+                raise
             if total is not None and tot != total:
                 raise BoardError(f"{self.url}: the design description changed size while "
                                  "being read (did the board reset?)")

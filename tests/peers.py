@@ -124,11 +124,20 @@ def lying_description(cfg_path: str = "configs/ulx3s_units.yaml", **edits) -> di
     return desc
 
 
+_MODELS: dict = {}
+
+
 def model_with_description(raw: bytes, cfg_path: str = "configs/ulx3s_units.yaml"):
-    """The reference board of ``cfg_path`` answering INFO with ``raw`` instead."""
+    """The reference board of ``cfg_path`` (fresh: power-on state) answering INFO with
+    ``raw`` instead."""
+    import copy
+
     from host.model import ModelBoard, board_config
 
-    board = ModelBoard(board_config(cfg_path))
+    if cfg_path not in _MODELS:  # building one describes the design (Amaranth): once
+        _MODELS[cfg_path] = ModelBoard(board_config(cfg_path))
+    board = copy.copy(_MODELS[cfg_path])
+    board.power_on()
     board.description = bytes(raw)
     return board
 

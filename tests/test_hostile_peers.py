@@ -454,3 +454,9 @@ def test_max_bytes_takes_a_positive_count():
     for bad in ("0", "-1", "1e3", "lots"):
         with pytest.raises(argparse.ArgumentTypeError, match="allowed: a byte count >= 1"):
             max_bytes_arg(bad)
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "nan", "inf"])
+def test_serve_refuses_a_bad_idle_timeout(capsys, value):
+    code, err = _tf(capsys, "serve", DEMO, "--port", "5555", "--idle-timeout", value)
+    assert code == 2 and err.count("\n") == 1 and "allowed: seconds > 0" in err, err

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from generators.errors import ArrayError, UserError
 
 from . import protocol as p
+from .info import DEFAULT_INFO_DEADLINE, InfoError, parse_info
 from .tensor import as_code_arrays, pack_beats, unpack_beats
 from .transport import Transport, open_transport
 
@@ -54,7 +55,8 @@ class BoardError(UserError):
 
 
 def open_board(url: str, timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
-               progress: bool | None = None) -> Board:
+               progress: bool | None = None,
+               info_deadline: float = DEFAULT_INFO_DEADLINE) -> Board:
     """Connect to the board at ``url`` and read its design description.
 
     Parameters
@@ -70,6 +72,8 @@ def open_board(url: str, timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAUL
     progress:
         Show a tqdm progress bar on transfers that take longer than a second: True, False,
         or None (only when stderr is a terminal).
+    info_deadline:
+        Seconds the whole design-description download may take (all its INFO pieces).
 
     Raises
     ------
@@ -81,12 +85,21 @@ def open_board(url: str, timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAUL
         raise UserError(f"timeout {timeout!r} is not allowed (allowed: seconds > 0)")
     if not (isinstance(retries, int) and 0 <= retries <= 1000):
         raise UserError(f"retries {retries!r} is not allowed (allowed: 0..1000)")
+    if not (isinstance(info_deadline, (int, float)) and math.isfinite(info_deadline)
+            and info_deadline > 0):
+        raise UserError(f"info_deadline {info_deadline!r} is not allowed (allowed: seconds > 0)")
     transport = open_transport(url, timeout)
     try:
-        return Board(transport, timeout=timeout, retries=retries, progress=progress)
+        return Board(transport, timeout=timeout, retries=retries, progress=progress,
+                     info_deadline=info_deadline)
     except BaseException:
         transport.close()
         raise
+
+
+def _ints_in(values, lo: int, hi: int) -> bool:
+    return all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and lo <= v <= hi
+               for v in values)
 
 
 class _Unit:
@@ -131,8 +144,10 @@ class Board:
     """
 
     def __init__(self, transport: Transport, timeout: float = DEFAULT_TIMEOUT,
-                 retries: int = DEFAULT_RETRIES, progress: bool | None = None):
+                 retries: int = DEFAULT_RETRIES, progress: bool | None = None,
+                 info_deadline: float = DEFAULT_INFO_DEADLINE):
         self.transport = transport
+        self.info_deadline = float(info_deadline)
         self.url = transport.url
         self.timeout = float(timeout)
         self.retries = int(retries)
@@ -146,7 +161,7 @@ class Board:
         self._bar = None
         self._send(b"\x00")  # end whatever partial frame the board may hold
         self._desc = self._fetch_info()
-        self.max_payload = int(self._desc.get("max_payload", p.MAX_PAYLOAD))
+        self.max_payload = self._desc["max_payload"]  # checked: header + largest beat fit
         self.units = [_Unit(i, u, self.url) for i, u in enumerate(self._desc["units"])]
 
     # -- context manager ---------------------------------------------------------------------
@@ -164,11 +179,28 @@ class Board:
 
     def _send(self, data: bytes) -> None:
         self.stats["wire_out"] += len(data)
-        self.transport.write(data)
+        try:
+            self.transport.write(data)
+        except UserError:
+            # a server that refused or ended the session says why before it closes
+            self._session_closed()
+            raise
+
+    def _session_closed(self) -> None:
+        """Raise the session NAK (BUSY, IDLE) among the bytes still to read, if any."""
+        try:
+            data = self.transport.read(0.2)
+        except UserError:
+            return
+        for pkt in self.decoder.feed(data):
+            code = p.session_code(pkt)
+            if code is not None:
+                raise BoardError(f"{self.url}: {p.SESSION_CODES[code]}") from None
 
     def _transact(self, op: int, payload: bytes, parse, wait: float | None = None,
-                  nak_ok: bool = False):
-        """Send one request and return ``parse(reply payload)``; retries on silence."""
+                  nak_ok: bool = False, deadline: float | None = None):
+        """Send one request and return ``parse(reply payload)``; retries on silence. An
+        overall ``deadline`` (``time.monotonic()``) ends the retries early."""
         self._seq = (self._seq + 1) & 0xFFFF
         seq = self._seq
         frame = p.encode_frame(op, seq, payload)
@@ -181,28 +213,55 @@ class Board:
                 self._send(b"\x00" + frame)  # the 0x00 ends any frame the board half-holds
             else:
                 self._send(frame)
-            deadline = time.monotonic() + wait
-            while (left := deadline - time.monotonic()) > 0:
-                data = self.transport.read(left)
+            until = time.monotonic() + wait
+            if deadline is not None:
+                until = min(until, deadline)
+            while (left := until - time.monotonic()) > 0:
+                try:
+                    data = self.transport.read(left)
+                except UserError:
+                    self._session_closed()
+                    raise
                 if not data:
                     continue
                 self.stats["wire_in"] += len(data)
                 for pkt in self.decoder.feed(data):
                     try:
                         return parse(p.reply_payload(pkt, op, seq))
+                    except p.SessionClosed as err:
+                        raise BoardError(f"{self.url}: {err}") from None
                     except p.ReplyMismatch:
                         self.stats["discarded"] += 1
                     except p.NakError as nak:
                         if nak_ok:
                             return nak
                         raise BoardError(f"{self.url}: {nak}", nak) from None
-        raise BoardError(f"{self.url}: no reply after {tries} tries (timeout {wait:g} s)")
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+        raise BoardError(f"{self.url}: no reply after {attempt + 1} tries (timeout {wait:g} s)")
 
     def _fetch_info(self) -> dict:
+        """The design description, read in INFO pieces within ``info_deadline`` seconds and
+        checked whole (:func:`host.info.parse_info`) before anything uses it."""
         parts, offset, total = [], 0, None
+        start = time.monotonic()
+        deadline = start + self.info_deadline
+        def late() -> BoardError:
+            return BoardError(f"{self.url}: the design description ({offset} of "
+                              f"{'?' if total is None else total} bytes read) took longer than "
+                              f"info_deadline = {self.info_deadline:g} s")
+
         while total is None or offset < total:
-            tot, chunk = self._transact(p.Op.INFO, offset.to_bytes(2, "little"),
-                                        lambda pl, o=offset: p.parse_info_reply(pl, o))
+            if time.monotonic() >= deadline:
+                raise late()
+            try:
+                tot, chunk = self._transact(p.Op.INFO, offset.to_bytes(2, "little"),
+                                            lambda pl, o=offset: p.parse_info_reply(pl, o),
+                                            deadline=deadline)
+            except BoardError as err:
+                if err.nak is None and time.monotonic() >= deadline:
+                    raise late() from None  # the deadline, not the piece, ran out
+                raise
             if total is not None and tot != total:
                 raise BoardError(f"{self.url}: the design description changed size while "
                                  "being read (did the board reset?)")
@@ -210,17 +269,10 @@ class Board:
             parts.append(chunk)
             offset += len(chunk)
         try:
-            desc = json.loads(b"".join(parts).decode("utf-8"))
-            units = desc["units"]
-            ok = desc.get("protocol") in p.PROTOCOLS and isinstance(units, list) and all(
-                isinstance(u, dict) and {"name", "unit", "config", "streams"} <= set(u)
-                for u in units)
-        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
-            ok = False
-        if not ok:
-            raise BoardError(f"{self.url}: the design description is not a protocol "
-                             f"{p.VERSION} description (JSON with units)")
-        return desc
+            return parse_info(b"".join(parts))
+        except InfoError as err:
+            raise BoardError(f"{self.url}: the design description is unusable: {err}") \
+                from None
 
     # -- low level ---------------------------------------------------------------------------
 
@@ -283,8 +335,22 @@ class Board:
         return bytes(out)
 
     def run_raw(self, unit: int, mode: int, dims, beats, expect_cycles: int = 0):
-        """One RUN: ``(cycles, beats stored per output stream)``."""
+        """One RUN: ``(cycles, beats stored per output stream)``; the arguments are checked
+        against the design (unit index, mode byte, three u32 dims, one u32 count per stream)
+        before anything is sent."""
+        if isinstance(unit, bool) or not isinstance(unit, int) or \
+                not 0 <= unit < len(self.units):
+            raise UserError(f"run_raw: unit {unit!r} (allowed: 0..{len(self.units) - 1})")
         u = self.units[unit]
+        dims, beats = tuple(dims), tuple(beats)
+        u32 = (1 << 32) - 1
+        if not _ints_in(dims, 0, u32) or len(dims) != 3:
+            raise UserError(f"run_raw: dims {dims!r:.60} (allowed: 3 integers 0..{u32})")
+        if len(beats) != len(u.streams) or not _ints_in(beats, 0, u32):
+            raise UserError(f"run_raw: beats {beats!r:.60} (allowed: {len(u.streams)} integers "
+                            f"0..{u32}, one per stream of unit {u.name})")
+        if not _ints_in((mode,), 0, 255):
+            raise UserError(f"run_raw: mode {mode!r} (allowed: 0..255)")
         outs = sum(1 for _, s in u.streams if s["dir"] == "out")
         cps = self.transport.cycles_per_second or self._desc.get("clock_hz") or 1e6
         wait = self.timeout + expect_cycles / cps

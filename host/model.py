@@ -35,6 +35,14 @@ def board_config(path: str):
     return BoardConfig(name=cfg.name, board="ulx3s", units=(cfg,))
 
 
+def _beat_mask(spec: dict) -> np.ndarray:
+    """Per byte of a beat, the bits a buffer keeps: those below the stream's payload width
+    (the highest field bit + 1)."""
+    width = max(f["offset"] + f["width"] for f in spec["fields"].values())
+    bits = np.arange(8 * spec["beat_bytes"]) < width
+    return np.packbits(bits.reshape(-1, 8), axis=1, bitorder="little").reshape(-1)
+
+
 class _Unit:
     def __init__(self, cfg, desc: dict):
         from generators.units import family
@@ -64,6 +72,9 @@ class ModelBoard:
         self.max_payload = self.desc["max_payload"]
         self.units = [_Unit(u, d) for u, d in zip(cfg.units, self.desc["units"], strict=True)]
         self.buffers_spec = [s for u in self.desc["units"] for s in u["streams"].values()]
+        # a beat's bits past its payload width are not stored (the RTL buffers hold
+        # ``payload_width`` bits): the mask of the bits kept, per beat byte
+        self._beat_masks = [_beat_mask(s) for s in self.buffers_spec]
         self.tm_spec = self.desc.get("tensor_memory")
         self.program_bytes = int(self.desc.get("program_bytes", 0))
         self.power_on()
@@ -81,7 +92,7 @@ class ModelBoard:
         self.decoder = p.FrameDecoder(self.max_payload)
         self.naks = 0
         self.runs = 0
-        self._last: tuple | None = None  # (seq, op, payload) of the last request executed
+        self._last: tuple | None = None  # (seq, op, crc) of the last request answered
         self._last_reply = b""
 
     reset = power_on
@@ -96,8 +107,12 @@ class ModelBoard:
         return bytes(out)
 
     def _answer(self, pkt: p.Packet) -> bytes:
-        key = (pkt.seq, pkt.op, pkt.payload)
-        if key == self._last:
+        # As the RTL engine: the version is checked first (a frame of another version is
+        # refused every time it comes), then the duplicate key (seq, op, crc), the CRC being
+        # the packet's own last two bytes (docs/protocol.md, "Duplicates").
+        crc = p.crc16(p.encode_packet(pkt.op, pkt.seq, pkt.payload, pkt.ver)[:-2])
+        key = (pkt.seq, pkt.op, crc)
+        if pkt.ver == p.VERSION and key == self._last:
             return self._last_reply  # a retry: answer again, do not execute again
         try:
             if pkt.ver != p.VERSION:
@@ -128,7 +143,9 @@ class ModelBoard:
             if beat + count > spec["depth"]:
                 raise p.NakError(op, p.NakCode.OUT_OF_RANGE)
             start = beat * spec["beat_bytes"]
-            self.buffers[buf][start:start + len(data)] = data
+            if count:
+                kept = np.frombuffer(data, np.uint8).reshape(count, -1) & self._beat_masks[buf]
+                self.buffers[buf][start:start + len(data)] = kept.tobytes()
             return b""
         if op == p.Op.READ:
             buf, beat, count = p.parse_read_request(payload)
@@ -138,12 +155,20 @@ class ModelBoard:
             start = beat * spec["beat_bytes"]
             return bytes(self.buffers[buf][start:start + count * spec["beat_bytes"]])
         if op == p.Op.RUN:
-            return self._run(p.parse_run_request(payload))
+            # the RTL's order: too short for unit and mode, no such unit, then the unit's
+            # own length (docs/protocol.md, "NAK order for RUN")
+            if len(payload) < 2:
+                raise p.NakError(op, p.NakCode.BAD_LENGTH)
+            if payload[0] >= len(self.units):
+                raise p.NakError(op, p.NakCode.BAD_UNIT)
+            return self._run(p.parse_run_request(payload, len(self.units[payload[0]].streams)))
         if op == p.Op.STATUS:
             p.parse_empty_request(op, payload)
             d = self.decoder
-            return p.status_reply(p.Status(0, d.crc_errors, d.bad_frames, d.overflows,
-                                           self.naks, self.runs))
+            # ``overflows`` counts bytes lost to a full receive FIFO (a UART's); this board
+            # takes every byte, like the RTL's byte face (an over-long frame is a bad frame)
+            return p.status_reply(p.Status(0, d.crc_errors, d.bad_frames, 0, self.naks,
+                                           self.runs))
         if op == p.Op.CLEAR:
             p.parse_empty_request(op, payload)
             d = self.decoder
@@ -178,8 +203,8 @@ class ModelBoard:
             return b""
         if op == p.Op.TM_READ:
             bank, addr, count = p.parse_tm_read_request(payload)
-            if count > self.max_payload:
-                raise p.NakError(op, p.NakCode.OUT_OF_RANGE)
+            if bank < self.tm.banks and count > self.max_payload:
+                raise p.NakError(op, p.NakCode.OUT_OF_RANGE)  # after BAD_BUFFER, as the RTL
             self._tm_range(op, bank, addr, count)
             return self.tm.read(bank, addr, count)
         if op == p.Op.PROG_WRITE:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 __all__ = [
     "VERSION", "MAX_PAYLOAD", "HEADER_BYTES", "CRC_BYTES", "COBS_MAX", "NAK_OP", "ACK_BIT",
     "Op", "NakCode", "ProtocolError", "FrameError", "NakError", "ReplyMismatch",
+    "SessionClosed", "SESSION_CODES", "session_code",
     "Packet", "Status", "RunRequest",
     "crc16", "cobs_encode", "cobs_decode", "cobs_max", "encode_packet", "encode_frame",
     "decode_packet", "FrameDecoder",
@@ -97,6 +98,17 @@ class NakCode(enum.IntEnum):
     BAD_VERSION = 7
     BAD_RUN = 8
     BAD_PROGRAM = 9
+    # session codes: sent by the simulated board's harness (op 0, seq 0) just before it
+    # closes a connection, never by the board engine (docs/protocol.md, "Sessions")
+    BUSY = 10
+    IDLE = 11
+
+
+#: The session NAK codes and the one line the host says for each.
+SESSION_CODES = {
+    NakCode.BUSY: "board busy: another host is connected (one host at a time)",
+    NakCode.IDLE: "the board closed this session: no traffic for its --idle-timeout",
+}
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -132,6 +144,24 @@ class NakError(ProtocolError):
         except ValueError:
             opname = f"op 0x{op:02x}"
         super().__init__(message or f"{opname} refused by the board: {name}")
+
+
+class SessionClosed(ProtocolError):
+    """The link's server refused or ended this host's session (a session NAK, op 0: BUSY or
+    IDLE); ``code`` is the :class:`NakCode`."""
+
+    def __init__(self, code: int):
+        self.code = int(code)
+        super().__init__(SESSION_CODES[NakCode(code)])
+
+
+def session_code(pkt: Packet) -> int | None:
+    """The session NAK code of ``pkt`` (BUSY, IDLE), whatever its ``seq``; None for any
+    other packet."""
+    if pkt.op == NAK_OP and len(pkt.payload) == 2 and pkt.payload[0] == 0 and \
+            pkt.payload[1] in SESSION_CODES:
+        return pkt.payload[1]
+    return None
 
 
 class ReplyMismatch(ProtocolError):
@@ -425,11 +455,16 @@ def reply_payload(pkt: Packet, op: int, seq: int) -> bytes:
     ------
     NakError
         It is the NAK to that request.
+    SessionClosed
+        It is a session NAK (BUSY or IDLE, any ``seq``): the server closes the connection.
     ReplyMismatch
         It is something else (other version, ``seq`` or ``op``, or a malformed NAK).
     """
     if pkt.ver != VERSION:
         raise ReplyMismatch(f"reply of protocol version {pkt.ver}")
+    code = session_code(pkt)
+    if code is not None:
+        raise SessionClosed(code)
     if pkt.seq != seq & 0xFFFF:
         raise ReplyMismatch(f"reply to seq {pkt.seq}, waiting for {seq & 0xFFFF}")
     if pkt.op == NAK_OP:

@@ -14,11 +14,18 @@ import numpy as np
 
 from generators.errors import ArrayError, UserError
 from host.board import open_board
-from host.files import check_out_path, load_inputs
+from host.files import DEFAULT_MAX_BYTES, check_out_path, load_inputs
 
 
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def _max_bytes(text: str) -> int:
+    # local: the same check as `tensorfab run --max-bytes` (tensorfab.cli imports this module)
+    from .cli import max_bytes_arg
+
+    return max_bytes_arg(text)
 
 
 def _open(args):
@@ -48,8 +55,8 @@ def cmd_run(args) -> int:
     if args.unit is None:
         raise UserError("board run: no UNIT (allowed: a unit name of the design, or --graph "
                         "GRAPH.json)")
-    out = check_out_path(args.out, args.inputs)
-    arrays = load_inputs(args.inputs)
+    out = check_out_path(args.out, args.inputs, suffix=".npz")
+    arrays = load_inputs(args.inputs, max_bytes=args.max_bytes)
     with _open(args) as board:
         t0 = time.perf_counter()
         try:
@@ -73,9 +80,9 @@ def _run_graph(args) -> int:
 
     if args.unit is not None:
         raise UserError(f"board run: UNIT {args.unit!r} with --graph (allowed: one of them)")
-    out = check_out_path(args.out, args.inputs, args.graph)
+    out = check_out_path(args.out, args.inputs, args.graph, suffix=".npz")
     g, meta = graphfile.load(args.graph)
-    arrays = load_inputs(args.inputs)
+    arrays = load_inputs(args.inputs, max_bytes=args.max_bytes)
     with _open(args) as board:
         t0 = time.perf_counter()
         outputs, st = run_graph(board, g, meta, arrays, where=args.inputs)
@@ -148,6 +155,9 @@ def add_parser(sub) -> None:
     r.add_argument("--out", required=True, metavar="OUT.npz", help="output arrays (npz)")
     r.add_argument("--mode", metavar="N:M", default=None,
                    help="sparse_chain: the N:M pattern (default: the unit's first mode)")
+    r.add_argument("--max-bytes", type=_max_bytes, default=DEFAULT_MAX_BYTES, metavar="N",
+                   help="refuse input arrays that would take more than N bytes as int64 codes "
+                        f"(default {DEFAULT_MAX_BYTES}; checked on the .npz headers first)")
     r.set_defaults(func=cmd_run)
     bb = acts.add_parser("bench", help="move bytes through a buffer and report throughput")
     common(bb)

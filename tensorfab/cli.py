@@ -9,7 +9,7 @@
     tensorfab sweep --report DIR
     tensorfab hls MODEL --out DIR [...]
     tensorfab compile MODEL.onnx --board CONFIG --out DIR [--rows N] [--network]
-    tensorfab serve CONFIG --port P [--pin-level]
+    tensorfab serve CONFIG --port P [--pin-level] [--idle-timeout S]
     tensorfab bitstream CONFIG --out DIR
     tensorfab board info|run|bench --url URL ...   (the host driver: tensorfab/board_cli.py)
     tensorfab --version
@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import signal
 import socket
@@ -39,7 +40,7 @@ import numpy as np
 
 from generators.errors import ArrayError, UserError
 from generators.units import family
-from host.files import check_out_dir, check_out_path, load_inputs
+from host.files import DEFAULT_MAX_BYTES, check_out_dir, check_out_path, load_inputs
 from sim.runner import SimulationError, build, is_built, waves_requested
 
 from . import __version__, board_cli
@@ -67,6 +68,17 @@ class HelpFormatter(argparse.HelpFormatter):
                 and "(default" not in text):
             text += " (default: %(default)s)"
         return text
+
+
+def max_bytes_arg(text: str) -> int:
+    """``--max-bytes N``: a positive byte count (argparse turns the error into exit 2)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} (allowed: a byte count >= 1)")
+    return n
 
 
 def _unit_config(path: str, command: str):
@@ -128,9 +140,9 @@ def cmd_run(args) -> int:
         except ValueError:
             raise UserError(f"--mode: {args.mode!r} is not a mode of {args.config} "
                             f"(allowed: {', '.join(fam.modes(params))})") from None
-    out = check_out_path(args.out, args.inputs, args.config)
+    out = check_out_path(args.out, args.inputs, args.config, suffix=".npz")
     if args.stats:
-        check_out_path(args.stats, args.inputs, args.config, args.out)
+        check_out_path(args.stats, args.inputs, args.config, str(out))
     waves_to = None
     if args.waves and args.backend != "rtl":
         raise UserError("--waves: records the simulated RTL (allowed: with --backend rtl)")
@@ -139,7 +151,7 @@ def cmd_run(args) -> int:
         waves_to = check_out_path(str(out.with_suffix(".vcd" if args.sim == "verilator"
                                                       else ".fst")),
                                   args.inputs, args.config, args.stats or "")
-    arrays = load_inputs(args.inputs)
+    arrays = load_inputs(args.inputs, max_bytes=args.max_bytes)
     try:
         arrays = fam.check_inputs(params, arrays, **opts)
     except ValueError as err:  # a family that reports through ValueError
@@ -310,6 +322,8 @@ def _free_port(text: str) -> int:
     if not 1 <= port <= 65535:
         raise UserError(f"--port: {text!r} is not a TCP port (allowed: 1..65535)")
     with socket.socket() as s:
+        # as the harness binds: a port in TIME_WAIT after a stop is free to it
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError as err:
@@ -324,12 +338,15 @@ def cmd_serve(args) -> int:
     # host-only install does not have
     import sim.board as sb
 
+    if not (math.isfinite(args.idle_timeout) and args.idle_timeout > 0):
+        raise UserError(f"--idle-timeout {args.idle_timeout:g}: allowed: seconds > 0")
     cfg = _board_config(args.config)
     port = _free_port(args.port)
     face = "uart" if args.pin_level else "bytes"
     t0 = time.perf_counter()
     try:
-        proc = sb.start(cfg, port, face, say=_say, timeout=60, stderr=subprocess.PIPE)
+        proc = sb.start(cfg, port, face, say=_say, timeout=60, stderr=subprocess.PIPE,
+                        idle_timeout=args.idle_timeout)
     except sb.PortInUse:
         raise UserError(f"--port {port}: 127.0.0.1:{port} is in use (allowed: a free port)") \
             from None
@@ -435,6 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--waves", action="store_true",
                    help="--backend rtl: record waveforms into OUT's folder as <OUT stem>.vcd "
                         "(.fst from icarus); WAVES=1 does the same")
+    r.add_argument("--max-bytes", type=max_bytes_arg, default=DEFAULT_MAX_BYTES, metavar="N",
+                   help="refuse input arrays that would take more than N bytes as int64 codes "
+                        "(checked on the .npz headers before anything is read)")
     r.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     r.set_defaults(func=cmd_run)
 
@@ -500,6 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--pin-level", action="store_true",
                    help="drive the board's UART pins at the design's baud rate (slower; for "
                         "fidelity tests) instead of its byte streams")
+    v.add_argument("--idle-timeout", type=float, default=300.0, metavar="S",
+                   help="close a host session after S seconds without traffic (one host at "
+                        "a time; another is refused while one is connected)")
     v.set_defaults(func=cmd_serve)
 
     bs = sub.add_parser("bitstream", help="build a board design's bitstream (ulx3s, icebreaker)")

@@ -447,7 +447,7 @@ def test_waves_go_next_to_out(tmp_path, rng):
 
 
 def _fake_board(script: str):
-    def start(cfg, port, face, say=None, timeout=30.0, stderr=None):
+    def start(cfg, port, face, say=None, timeout=30.0, stderr=None, idle_timeout=300.0):
         return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
                                 stderr=stderr, text=True)
     return start

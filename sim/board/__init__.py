@@ -211,17 +211,29 @@ def build(board_cfg, face: str = "bytes", say=None) -> Path:
     return exe
 
 
+#: Seconds without a byte moving after which the harness closes a session (``--idle-timeout``):
+#: long enough for someone typing at a Python prompt, short enough that a forgotten client
+#: does not hold the board for the day.
+IDLE_TIMEOUT = 300.0
+
+
 def start(board_cfg, port: int, face: str = "bytes", say=None,
-          timeout: float = 30.0, stderr=None) -> subprocess.Popen:
+          timeout: float = 30.0, stderr=None,
+          idle_timeout: float = IDLE_TIMEOUT) -> subprocess.Popen:
     """Start the simulated board on 127.0.0.1:``port``; return once it listens.
+
+    One host session at a time (docs/protocol.md, "Sessions"): a second host is refused with
+    a BUSY NAK, and a session idle for ``idle_timeout`` seconds is closed with an IDLE NAK.
 
     Raises
     ------
     SimulationError
         The binary exited (e.g. the port is in use: exit status 2) or did not listen in time.
     """
+    if not (isinstance(idle_timeout, (int, float)) and 0 < idle_timeout < float("inf")):
+        raise ValueError(f"idle_timeout {idle_timeout!r} (allowed: seconds > 0)")
     exe = build(board_cfg, face, say=say)
-    cmd = [str(exe), "--port", str(port)]
+    cmd = [str(exe), "--port", str(port), "--idle-timeout", repr(float(idle_timeout))]
     if face == "uart":
         cmd += ["--pin-level", "--clk-hz", str(BOARD_CLOCK_HZ[board_cfg.board]),
                 "--baud", str(board_cfg.link.uart)]

@@ -1,8 +1,17 @@
 // tensorfab simulated board: serves a Verilated board top over TCP (docs/protocol.md bytes).
 //
-//   board_sim --port P [--pin-level --clk-hz HZ --baud B]
+//   board_sim --port P [--idle-timeout S] [--pin-level --clk-hz HZ --baud B]
 //
-// One client at a time on 127.0.0.1:P; a new client may connect after the previous one left.
+// Sessions (docs/protocol.md, "Sessions"): one host at a time on 127.0.0.1:P, as on a UART.
+// A client that connects while another holds the board gets a NAK frame with code BUSY (op 0,
+// seq 0) and is closed at once; a session with no bytes moving either way for --idle-timeout
+// seconds (default 300) gets a NAK frame with code IDLE and is closed. Bytes of a session that
+// ended (the peer closed or shut down its sending side) and were not yet taken by the board are
+// discarded, and the board finishes what it was doing, with its replies dropped, before the
+// next session's bytes reach it. Back-pressure: at most IN_MAX bytes wait for the board and at
+// most OUT_MAX reply bytes wait for the client; past those the harness stops reading from the
+// socket, or stops clocking the board, so its memory does not grow with what a client sends
+// (the kernel's socket buffers are bounded too: SOCK_BUF).
 // Byte face (default): received TCP bytes go into the top's rx stream, tx stream bytes go
 // back out. When the board waits for input (rx ready, nothing to send, no bytes pending) the
 // harness blocks on the socket instead of ticking, so an idle board costs no CPU and a busy
@@ -11,12 +20,15 @@
 // likewise stops clocking while both lines are quiet and the board's `idle` output is high,
 // so the cycle count is the time the link and the board were busy.
 //
-// Prints "listening on 127.0.0.1:P" on stdout once it accepts connections; prints the cycle
-// count and rate to stderr when a client leaves. SIGINT/SIGTERM end it; SIGUSR1 resets the
+// Prints "listening on 127.0.0.1:P" on stdout once it accepts connections; prints one line to
+// stderr per session (its cycle count and rate, or why it was refused or closed). Those lines
+// never block the board: a line that does not fit a full stderr pipe is dropped and counted
+// (the next line that fits says how many were). SIGINT/SIGTERM end it; SIGUSR1 resets the
 // board (as a power cycle would) and prints "reset" on stdout.
 
 #include <arpa/inet.h>
 #include <cerrno>
+#include <cstdarg>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
@@ -54,6 +66,75 @@ static void on_signal(int) { g_stop = 1; }
 // doing, for fault-injection tests); the harness prints "reset" on stdout once it is done.
 static volatile sig_atomic_t g_reset = 0;
 static void on_reset(int) { g_reset = 1; }
+
+// Session NAK codes (host/protocol.py NakCode): sent by the harness, not the board, in a NAK
+// frame for op 0 with seq 0 just before it closes a connection.
+static const uint8_t NAK_BUSY = 10;
+static const uint8_t NAK_IDLE = 11;
+// Back-pressure bounds (bytes): input waiting for the board, replies waiting for the client.
+static const size_t IN_MAX = 1 << 16;
+static const size_t OUT_MAX = 1 << 16;
+// Kernel socket buffer size asked for each session's socket (each direction).
+static const size_t SOCK_BUF = 1 << 16;
+
+// One stderr line that never blocks: written only when stderr takes it now (a pipe nobody
+// reads fills up); otherwise dropped and counted, and the count is told with the next line.
+static unsigned long long g_dropped = 0;
+static void log_line(const char* fmt, ...) {
+    char buf[512];
+    int n = 0;
+    if (g_dropped)
+        n = snprintf(buf, sizeof buf, "(%llu log lines dropped: stderr was full) ", g_dropped);
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(buf + n, sizeof buf - n - 1, fmt, ap);
+    va_end(ap);
+    n += m < 0 ? 0 : (m < (int)(sizeof buf - n - 1) ? m : (int)(sizeof buf - n - 2));
+    buf[n++] = '\n';
+    pollfd p{2, POLLOUT, 0};
+    if (poll(&p, 1, 0) == 1 && (p.revents & POLLOUT)) {
+        // a pipe that polls writable has a free page: a line under PIPE_BUF fits whole
+        ssize_t w = write(2, buf, n);
+        if (w == n) { g_dropped = 0; return; }
+    }
+    g_dropped++;
+}
+
+// CRC-16/CCITT-FALSE and COBS, for the session NAK frames (docs/protocol.md, "Frames").
+static uint16_t crc16(const uint8_t* d, size_t n) {
+    uint16_t c = 0xFFFF;
+    for (size_t i = 0; i < n; i++) {
+        c ^= (uint16_t)(d[i] << 8);
+        for (int b = 0; b < 8; b++) c = (c & 0x8000) ? (uint16_t)((c << 1) ^ 0x1021) : (uint16_t)(c << 1);
+    }
+    return c;
+}
+static std::string session_nak(uint8_t code) {
+    uint8_t pkt[10] = {1, 0x7F, 0, 0, 2, 0, 0, code, 0, 0};  // ver, NAK, seq 0, len 2, op 0
+    uint16_t c = crc16(pkt, 8);
+    pkt[8] = (uint8_t)(c >> 8);
+    pkt[9] = (uint8_t)c;
+    std::string out;
+    size_t code_at = 0;
+    out.push_back(1);
+    for (uint8_t b : pkt) {  // no run reaches 254 bytes in 10
+        if (b == 0) { code_at = out.size(); out.push_back(1); }
+        else { out.push_back((char)b); out[code_at]++; }
+    }
+    out.push_back(0);
+    return out;
+}
+// Best effort: the NAK, then close (a peer that does not read loses it, nothing waits).
+static void refuse(int fd, uint8_t code) {
+    std::string f = session_nak(code);
+    (void)!send(fd, f.data(), f.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    shutdown(fd, SHUT_WR);
+    // take what it already sent (unexecuted), so that the close is an orderly one and the
+    // NAK is not overtaken by a reset
+    uint8_t buf[4096];
+    for (int i = 0; i < 16 && recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0; i++) {}
+    close(fd);
+}
 
 struct Board {
     std::unique_ptr<VerilatedContext> ctx;
@@ -101,6 +182,12 @@ static int listen_on(int port) {
     if (fd < 0) { perror("socket"); exit(1); }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    // Small kernel buffers for the accepted sockets (they inherit these): the bytes held for
+    // one session in the kernel stay bounded as well (Linux doubles the value), and a host
+    // that does not read is stuck, hence idle, after a few replies, not after megabytes.
+    int kbuf = (int)SOCK_BUF;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &kbuf, sizeof kbuf);
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &kbuf, sizeof kbuf);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
@@ -109,33 +196,51 @@ static int listen_on(int port) {
         fprintf(stderr, "port %d: %s\n", port, strerror(errno));
         exit(2);
     }
-    if (listen(fd, 1) < 0) { perror("listen"); exit(1); }
+    if (listen(fd, 16) < 0) { perror("listen"); exit(1); }
     return fd;
 }
 
 // Move bytes between the socket and the queues without blocking (or waiting up to
-// timeout_ms for something to read). Returns false when the client has gone.
-static bool pump(int fd, std::deque<uint8_t>& in, std::deque<uint8_t>& out, int timeout_ms) {
-    pollfd p{fd, POLLIN, 0};
-    if (!out.empty()) p.events |= POLLOUT;
-    int r = poll(&p, 1, timeout_ms);
+// timeout_ms for something to happen), refusing hosts that connect to lfd meanwhile. Reads
+// only while fewer than IN_MAX bytes wait for the board. Returns false when the client has
+// gone (closed, reset, or shut down its sending side: its unread bytes are then dropped).
+// ``moved`` is set when a byte went either way.
+static bool pump(int fd, int lfd, std::deque<uint8_t>& in, std::deque<uint8_t>& out,
+                 int timeout_ms, bool& moved) {
+    pollfd p[2] = {{fd, POLLRDHUP, 0}, {lfd, POLLIN, 0}};
+    if (in.size() < IN_MAX) p[0].events |= POLLIN;
+    if (!out.empty()) p[0].events |= POLLOUT;
+    int r = poll(p, 2, timeout_ms);
     if (r < 0) return errno == EINTR;
     if (r == 0) return true;
-    if (p.revents & (POLLERR | POLLNVAL)) return false;
-    if (p.revents & (POLLIN | POLLHUP)) {
+    short ev = p[0].revents;
+    // the session's end first: a host that connects right after the last one closed (the
+    // two arriving in one poll) is the next session, not a second host
+    if (ev & (POLLERR | POLLNVAL | POLLRDHUP | POLLHUP)) return false;
+    if (p[1].revents & POLLIN) {
+        int other = accept(lfd, nullptr, nullptr);
+        if (other >= 0) {
+            refuse(other, NAK_BUSY);
+            log_line("refused a second host (BUSY): one host at a time");
+        }
+    }
+    if ((ev & POLLIN) && in.size() < IN_MAX) {
         uint8_t buf[65536];
-        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        size_t room = IN_MAX - in.size();
+        ssize_t n = recv(fd, buf, room < sizeof buf ? room : sizeof buf, 0);
         if (n == 0) return false;
         if (n < 0) return errno == EAGAIN || errno == EINTR;
         in.insert(in.end(), buf, buf + n);
+        moved = true;
     }
-    if ((p.revents & POLLOUT) && !out.empty()) {
+    if ((ev & POLLOUT) && !out.empty()) {
         uint8_t buf[65536];
         size_t n = out.size() < sizeof buf ? out.size() : sizeof buf;
         std::copy(out.begin(), out.begin() + n, buf);
         ssize_t w = send(fd, buf, n, MSG_NOSIGNAL);
         if (w < 0) return errno == EAGAIN || errno == EINTR;
         out.erase(out.begin(), out.begin() + w);
+        if (w > 0) moved = true;
     }
     return true;
 }
@@ -184,11 +289,13 @@ struct PinUart {
 
 int main(int argc, char** argv) {
     int port = 0;
+    double idle_timeout = 300;
     bool pin_level = false;
     double clk_hz = 0, baud = 0;
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
         if (a == "--port" && i + 1 < argc) port = atoi(argv[++i]);
+        else if (a == "--idle-timeout" && i + 1 < argc) idle_timeout = atof(argv[++i]);
         else if (a == "--pin-level") pin_level = true;
         else if (a == "--clk-hz" && i + 1 < argc) clk_hz = atof(argv[++i]);
         else if (a == "--baud" && i + 1 < argc) baud = atof(argv[++i]);
@@ -204,8 +311,9 @@ int main(int argc, char** argv) {
         return 2;
     }
 #endif
-    if (port <= 0 || port > 65535) {
-        fprintf(stderr, "usage: %s --port P [--pin-level --clk-hz HZ --baud B]\n", argv[0]);
+    if (port <= 0 || port > 65535 || !(idle_timeout > 0)) {
+        fprintf(stderr, "usage: %s --port P [--idle-timeout S (> 0)] [--pin-level --clk-hz HZ "
+                "--baud B]\n", argv[0]);
         return 2;
     }
     signal(SIGINT, on_signal);
@@ -247,31 +355,52 @@ int main(int argc, char** argv) {
         std::deque<uint8_t> in, out;
         uint64_t c0 = b.cycles;
         auto t0 = std::chrono::steady_clock::now();
+        auto last = t0;  // the last time a byte moved or the board worked
         double busy_s = 0;
-        bool alive = true;
-        while (alive && !g_stop) {
+        bool alive = true;       // the session is on; once false the board drains
+        const char* why = "client left";
+        // One pump of the socket; ends the session (false) when the client went or was idle
+        // for idle_timeout seconds (it then gets the IDLE NAK).
+        auto step = [&](int ms, bool worked) {
+            bool moved = false;
+            bool ok = pump(fd, lfd, in, out, ms, moved);
+            auto now = std::chrono::steady_clock::now();
+            if (moved || worked) last = now;
+            else if (ok && std::chrono::duration<double>(now - last).count() >= idle_timeout) {
+                why = "closed an idle session (IDLE)";
+                refuse(fd, NAK_IDLE);
+                fd = -1;
+                return false;
+            }
+            return ok;
+        };
+        while (!g_stop) {
             do_reset(&in);
-            bool idle;
+            bool waiting = false;  // the board waits for the host
             auto tb = std::chrono::steady_clock::now();
+            int n = 0;
 #ifdef PIN_LEVEL
             bool active = false;
-            int n = 0;
+            std::deque<uint8_t> empty;
+            std::deque<uint8_t>& feed = alive ? in : empty;
             for (; n < 65536; n++) {
+                if (out.size() >= OUT_MAX) break;  // back-pressure: the client does not read
                 // waiting for the host: nothing to send on RX, nothing arriving on TX, and
                 // the board idle (its `idle` output and TX line are functions of registers)
-                if (in.empty() && !uart.tx_busy && !uart.rx_busy && b.top->PORT_UART_TX
-                    && b.top->PORT_IDLE) break;
-                b.top->PORT_UART_RX = uart.step(in, b.top->PORT_UART_TX, out, active);
+                if (feed.empty() && !uart.tx_busy && !uart.rx_busy && b.top->PORT_UART_TX
+                    && b.top->PORT_IDLE) { waiting = true; break; }
+                b.top->PORT_UART_RX = uart.step(feed, b.top->PORT_UART_TX, out, active);
                 b.tick();
             }
-            idle = n < 65536;
 #else
             auto* t = b.top.get();
-            int n = 0;
+            static const std::deque<uint8_t> none;
+            const std::deque<uint8_t>& feed = alive ? in : none;
             for (; n < 65536; n++) {
-                bool has = !in.empty();
+                if (out.size() >= OUT_MAX) break;  // back-pressure: the client does not read
+                bool has = !feed.empty();
                 t->PORT_RX_VALID = has;
-                if (has) t->PORT_RX_PAYLOAD = in.front();
+                if (has) t->PORT_RX_PAYLOAD = feed.front();
                 // rx ready, tx valid/payload and idle come from registers only (the byte
                 // face's FIFOs and the engine's state), so the values evaluated after the
                 // last edge still hold: no eval here. The rising-edge eval settles the new
@@ -279,24 +408,35 @@ int main(int argc, char** argv) {
                 bool rx_fire = has && t->PORT_RX_READY;
                 bool tx_fire = t->PORT_TX_VALID;  // tx__ready is always 1
                 uint8_t tx_byte = t->PORT_TX_PAYLOAD;
-                if (!has && t->PORT_IDLE) break;  // waiting for the host
+                if (!has && t->PORT_IDLE) { waiting = true; break; }  // waiting for the host
                 b.tick();
                 if (rx_fire) in.pop_front();
                 if (tx_fire) out.push_back(tx_byte);
             }
-            idle = n < 65536;
 #endif
             busy_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - tb).count();
-            // An idle board waits for the host.
-            int wait_ms = idle && out.empty() ? 100 : 0;
-            alive = pump(fd, in, out, wait_ms);
-            while (alive && !out.empty() && idle && !g_reset) alive = pump(fd, in, out, 100);
+            if (!alive) {
+                // the session is over: the board finishes its request, its replies dropped
+                // (a host connecting meanwhile waits in the listen queue; one that gives up
+                // there is seen closed when it is accepted, and none of its bytes run)
+                out.clear();
+                if (waiting) break;
+                continue;
+            }
+            // An idle board waits for the host; a full reply queue waits for the client.
+            bool blocked = out.size() >= OUT_MAX;
+            int wait_ms = (waiting && out.empty()) || blocked ? 100 : 0;
+            alive = step(wait_ms, n > 0);
+            while (alive && !out.empty() && (waiting || out.size() >= OUT_MAX) && !g_reset
+                   && !g_stop)
+                alive = step(100, false);
+            if (!alive) in.clear();  // bytes of a session that ended are never executed
         }
-        close(fd);
+        if (fd >= 0) close(fd);
         double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         uint64_t nc = b.cycles - c0;
-        fprintf(stderr, "client left: %llu cycles in %.3f s (%.0f cycles/s while busy, %.3f s busy)\n",
-                (unsigned long long)nc, wall, busy_s > 0 ? nc / busy_s : 0.0, busy_s);
+        log_line("%s: %llu cycles in %.3f s (%.0f cycles/s while busy, %.3f s busy)", why,
+                 (unsigned long long)nc, wall, busy_s > 0 ? nc / busy_s : 0.0, busy_s);
     }
     close(lfd);
     b.top->final();

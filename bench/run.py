@@ -620,7 +620,7 @@ def main(argv=None) -> int:
     if args.sweep_only:
         from bench import sweep
 
-        return sweep.main([])
+        return sweep.main([])  # its rows merged into RESULTS.md
     if args.requant_only:
         from bench import requant
 

@@ -263,3 +263,19 @@ def test_pnr_and_sim_sweep(tmp_path, client):
             assert r["status"] == "ok" and r["fmax_mhz"] > 0, r["error"]
             assert r["sim_cycles"] == r["cycles"] and r["mismatches"] == 0
     assert by[(6, "LFE5U-25F", 1)]["status"] == "ok" and by[(6, "LFE5U-25F", 1)]["dsps"] == 18
+
+
+def test_report_leaves_designs_that_do_not_fit_off_the_front(tmp_path):
+    store = engine.Store(tmp_path)
+    fit = {"fits": True, "problems": []}
+    for key, luts, dsps, fits in [("a", 100, 300, False), ("b", 200, 10, True),
+                                  ("c", 300, 5, True), ("d", 400, 20, True)]:
+        store.append({"key": key, "point": {"rows": luts // 100}, "target": "xc7a35t",
+                      "seed": None, "status": "ok", "error": None, "luts": luts,
+                      "dsps": dsps, "cycles": 10, "fit": fit if fits else {
+                          "fits": False, "problems": ["300 DSPs > 90 on xc7a35t"]}})
+    report.build(tmp_path, say=lambda t: None)
+    front = json.loads((tmp_path / "pareto.json").read_text())["front"]
+    assert [f["key"] for f in front] == ["b", "c"]  # a is smallest but does not fit
+    assert "NO: 300 DSPs > 90 on xc7a35t" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "front.png").stat().st_size > 0

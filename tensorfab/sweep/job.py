@@ -198,7 +198,11 @@ def measure(job: dict, work: Path) -> dict:
         row["status"] = "ok"
     except DoesNotFit as err:
         row["error"] = f"does not fit: {err}"
-        row["fit"] = None
+        rep_path = work / "synth" / "report.json"  # written before the refusal
+        if rep_path.exists():
+            rep = json.loads(rep_path.read_text())
+            row.update({k: rep.get(k) for k in ("luts", "ffs", "dsps", "brams", "carry",
+                                                "design_hash", "part", "fit")})
     except (UserError, SynthError, ValueError) as err:
         row["error"] = " ".join(str(err).split())
     except RuntimeError as err:  # a simulation that differs from golden, a simulator failure

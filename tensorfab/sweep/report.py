@@ -5,7 +5,8 @@ The Pareto front is taken over the objectives of the sweep file's ``pareto`` key
 fewer LUTs, DSPs and cycles, higher Fmax) that the ``ok`` rows measured, per target (points
 on different parts do not compete). A point is on the front when no other row of its target
 is at least as good in every objective and better in one. Rows whose config is one of the
-shipped ``configs/*.yaml`` (apart from its name) are marked with that file's name.
+shipped ``configs/*.yaml`` (apart from its name) are marked with that file's name. A row whose
+design does not fit its part (the synthesis report's capacity check) is never on the front.
 """
 
 from __future__ import annotations
@@ -79,13 +80,22 @@ def _label(point: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in point.items())
 
 
+def _fits(row: dict):
+    """True/False from the row's capacity check, None without one."""
+    fit = row.get("fit")
+    return fit.get("fits") if isinstance(fit, dict) else None
+
+
 def table(rows: list[dict], marks: dict[str, str], front_keys: set) -> list[str]:
-    head = ["point", "target", "seed", *COLUMNS, "pareto", "config", "error"]
+    head = ["point", "target", "seed", *COLUMNS, "fits", "pareto", "config", "error"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         err = (r.get("error") or "").replace("|", "/")
         cells = [_label(r["point"]), r["target"], _fmt(r.get("seed")),
-                 *(_fmt(r.get(c)) for c in COLUMNS), "yes" if r["key"] in front_keys else "",
+                 *(_fmt(r.get(c)) for c in COLUMNS),
+                 {True: "yes", False: "NO: " + "; ".join((r.get("fit") or {}).get("problems", [])),
+                  None: "-"}[_fits(r)],
+                 "yes" if r["key"] in front_keys else "",
                  marks.get(r["key"], ""), err[:140]]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -114,7 +124,11 @@ def build(out: Path, say=print) -> Path:
             marks[r["key"]] = name
     front = []
     for target in sorted({r["target"] for r in ok}):
-        front += pareto_front([r for r in ok if r["target"] == target], objectives)
+        # a design that does not fit the part is no choice for it
+        mine = [r for r in ok if r["target"] == target and _fits(r) is not False]
+        # the objectives this target measured (no Fmax where nextpnr does not place)
+        front += pareto_front(mine, [(m, sg) for m, sg in objectives
+                                     if any(r.get(m) is not None for r in mine)])
     front_keys = {r["key"] for r in front}
     counts = {s: sum(r.get("status") == s for r in rows) for s in ("ok", "failed", "timeout")}
     obj_text = ", ".join(f"{'min' if s > 0 else 'max'} {m}" for m, s in objectives) or "none"
@@ -144,7 +158,8 @@ def build(out: Path, say=print) -> Path:
 
 
 def _plot(out: Path, ok: list[dict], front: set, marks: dict, objectives) -> Path | None:
-    """The first two objectives, every ok row grey, the front red, configs/ ones named."""
+    """The first objective against Fmax (else the next objective measured): every ok row
+    grey, the front red, a marker per target, configs/ ones circled and named."""
     if len(objectives) < 2 or not ok:
         return None
     try:
@@ -154,25 +169,41 @@ def _plot(out: Path, ok: list[dict], front: set, marks: dict, objectives) -> Pat
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    (mx, _), (my, _) = objectives[0], objectives[1]
-    pts = [r for r in ok if r.get(mx) is not None and r.get(my) is not None]
-    if not pts:
+    names = [m for m, _ in objectives]
+    mx = names[0]
+    # Fmax first (where it was measured), then the next objective: one panel each
+    ys = [m for m in (["fmax_mhz"] if "fmax_mhz" in names[1:] else [])
+          + [m for m in names[1:] if m != "fmax_mhz"]
+          if any(r.get(mx) is not None and r.get(m) is not None for r in ok)][:2]
+    if not ys:
         return None
-    fig, ax = plt.subplots(figsize=(7, 5))
-    rest = [r for r in pts if r["key"] not in front]
-    on = sorted((r for r in pts if r["key"] in front), key=lambda r: r[mx])
-    ax.scatter([r[mx] for r in rest], [r[my] for r in rest], c="0.6", label="points")
-    ax.scatter([r[mx] for r in on], [r[my] for r in on], c="tab:red", label="Pareto front")
-    for r in pts:
-        if r["key"] in marks:
-            ax.annotate(marks[r["key"]], (r[mx], r[my]), textcoords="offset points",
-                        xytext=(4, 4), fontsize=8)
-            ax.scatter([r[mx]], [r[my]], facecolors="none", edgecolors="k", s=120)
-    ax.set_xlabel(mx)
-    ax.set_ylabel(my)
-    ax.set_title(f"{out.name}: {mx} vs {my} (front over all objectives, per target)")
-    ax.legend()
-    ax.grid(alpha=0.3)
+    fig, axes = plt.subplots(1, len(ys), figsize=(6.5 * len(ys), 5), squeeze=False)
+    markers = "osD^v<>"
+    targets = sorted({r["target"] for r in ok})
+    for ax, my in zip(axes[0], ys, strict=True):
+        pts = [r for r in ok if r.get(mx) is not None and r.get(my) is not None]
+        for i, target in enumerate(targets):
+            mine = [r for r in pts if r["target"] == target]
+            if not mine:
+                continue
+            rest = [r for r in mine if r["key"] not in front]
+            on = [r for r in mine if r["key"] in front]
+            mk = markers[i % len(markers)]
+            ax.scatter([r[mx] for r in rest], [r[my] for r in rest], c="0.6", marker=mk,
+                       label=f"{target}")
+            ax.scatter([r[mx] for r in on], [r[my] for r in on], c="tab:red", marker=mk,
+                       label=f"{target}: Pareto front")
+        for r in pts:
+            if r["key"] in marks:
+                ax.annotate(marks[r["key"]], (r[mx], r[my]), textcoords="offset points",
+                            xytext=(4, 4), fontsize=8)
+                ax.scatter([r[mx]], [r[my]], facecolors="none", edgecolors="k", s=120)
+        ax.set_xlabel(mx)
+        ax.set_ylabel(my)
+        ax.set_title(f"{mx} vs {my}")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{out.name}: the front over all objectives, per target (red)")
     path = out / "front.png"
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -720,11 +720,15 @@ def summary(report: dict) -> str:
     return "\n".join(lines)
 
 
-def synthesize_files(sources: list[str | Path], top: str, target_name: str,
-                     out_dir: str | Path, timeout: float | None = None) -> dict:
+def synthesize_files(sources: list[str | Path], top: str, target_name: str | None,
+                     out_dir: str | Path, timeout: float | None = None,
+                     device: str | None = None) -> dict:
     """Synthesize Verilog files from anywhere (e.g. another generator's output, for a
-    comparison made by the same flow): cells, LUTs, FFs, DSPs as in :func:`synthesize`."""
-    t = target(target_name)
+    comparison made by the same flow, or a board design's top): cells, LUTs, FFs, DSPs as in
+    :func:`synthesize`. With ``device`` (a part, ``target_name`` then may be None) its
+    family's flow; ``part`` and ``fit`` (the capacity check) in the report for a part or a
+    family with a default part (ecp5, ice40), as in :func:`synthesize`."""
+    t, part = resolve(target_name, device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     local = []
@@ -737,6 +741,9 @@ def synthesize_files(sources: list[str | Path], top: str, target_name: str,
             if t.name == "generic" else "")
     stat, command = _synth(t, local, top, out, "synth", timeout or SYNTH_TIMEOUT, post=post)
     cells, creator = _design_stats(stat, top)
-    return {"top": top, "target": t.name, "synth_command": command, "cells": cells,
-            **summarize_cells(t, cells),
-            "tools": {**versions(), "yosys": creator.split(" (")[0].removeprefix("Yosys ")}}
+    report = {"top": top, "target": t.name, "synth_command": command, "cells": cells,
+              **summarize_cells(t, cells), "part": part.name if part else None, "fit": None,
+              "tools": {**versions(), "yosys": creator.split(" (")[0].removeprefix("Yosys ")}}
+    if part is not None:
+        report["fit"] = devices.fit(part, report)
+    return report

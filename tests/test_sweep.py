@@ -279,3 +279,56 @@ def test_report_leaves_designs_that_do_not_fit_off_the_front(tmp_path):
     assert [f["key"] for f in front] == ["b", "c"]  # a is smallest but does not fit
     assert "NO: 300 DSPs > 90 on xc7a35t" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "front.png").stat().st_size > 0
+
+
+TINY_BOARD = ("name: tb\nboard: ulx3s\nbuffer_bytes: 256\n"
+              "tensor_memory: {banks: 2, bytes: 1024, word_bytes: 4, program_bytes: 256}\n"
+              "units:\n  - {name: mac, unit: mac_array, rows: 1, cols: 2, a: int4, b: int4, "
+              "acc: int16}\n  - {name: cp, unit: copy, format: int8}\n")
+BOARD_SWEEP = ("base: tb.yaml\naxes:\n  units.0.rows: [1, 2]\n  tensor_memory.bytes: "
+               "[1024, 2048]\ntargets: [ice40]\nmeasure: [synth]\n")
+
+
+def _board_sweep(tmp_path: Path, body: str = BOARD_SWEEP) -> Path:
+    (tmp_path / "tb.yaml").write_text(TINY_BOARD)
+    (tmp_path / "s.yaml").write_text(body)
+    return tmp_path / "s.yaml"
+
+
+def test_board_design_base_points_and_jobs(tmp_path):
+    """A board design as the base: dotted keys into it (a number indexes the units), every
+    point validated as a board design, one job per point with its own key (no Yosys run)."""
+    from generators.config import BoardConfig
+    from tensorfab.sweep.spec import jobs_for, tool_versions
+
+    sweep = load_sweep(_board_sweep(tmp_path))
+    assert sweep.board
+    pts = engine.check_points(sweep)
+    assert len(pts) == 4
+    tools = tool_versions()
+    keys = set()
+    for p, cfg in pts:
+        assert isinstance(cfg, BoardConfig)
+        assert cfg.units[0].rows == p["units.0.rows"] and cfg.units[0].cols == 2
+        assert cfg.tensor_memory.bytes == p["tensor_memory.bytes"]
+        assert cfg.units[1].unit == "copy"  # the rest of the design is the base's
+        (job,) = jobs_for(sweep, p, cfg, tools)
+        assert job["measure"] == ["synth"] and job["config"]["board"] == "ulx3s"
+        keys.add(job["key"])
+    assert len(keys) == 4
+
+
+@pytest.mark.regress
+def test_board_design_synth_sweep(tmp_path, client):
+    """Yosys on a whole (tiny) board design per point (about 45 s of CPU each): the counts
+    grow with the MAC array, and each row carries its design's hash and the capacity check."""
+    path = _board_sweep(tmp_path, "base: tb.yaml\naxes:\n  units.0.rows: [1, 2]\n"
+                        "targets: [LFE5U-25F]\nmeasure: [synth]\n")
+    rows = engine.run(load_sweep(path), tmp_path / "out", client=client, progress=False,
+                      say=lambda m: None)
+    assert len(rows) == 2 and all(r["status"] == "ok" for r in rows), rows
+    by = {r["point"]["units.0.rows"]: r for r in rows}
+    for r in rows:
+        assert r["part"] == "LFE5U-25F" and r["fit"]["fits"], r["fit"]
+        assert r["ffs"] > 0 and r["brams"] > 0 and len(r["design_hash"]) == 16
+    assert by[1]["luts"] < by[2]["luts"] and by[1]["design_hash"] != by[2]["design_hash"]

@@ -151,7 +151,7 @@ def workload_arrays(fam, cfg, workload: dict, seed: int = 0) -> dict:
 
 def measure(job: dict, work: Path) -> dict:
     """Measure a job in this process; its row (raises only for bugs)."""
-    from generators.config import parse_config
+    from generators.config import BoardConfig, parse_config
     from generators.devices import DoesNotFit
     from generators.errors import UserError
     from generators.synth import SynthError, synthesize
@@ -159,6 +159,8 @@ def measure(job: dict, work: Path) -> dict:
 
     row = _row(job)
     cfg = parse_config(job["config"], f"point {job['point']}")
+    if isinstance(cfg, BoardConfig):
+        return measure_board(job, cfg, work, row)
     fam = family(cfg.unit)
     params = fam.params(cfg)
     measures = set(job["measure"])
@@ -217,6 +219,32 @@ def measure(job: dict, work: Path) -> dict:
             row["latency_us"] = round(row["cycles"] / clock, 4)
             if row["macs"]:
                 row["macs_per_s"] = round(row["macs"] * clock * 1e6 / row["cycles"], 1)
+    return row
+
+
+def measure_board(job: dict, cfg, work: Path, row: dict) -> dict:
+    """Measure a board design (measure synth): Yosys on the whole design, the board top's
+    Verilog as the simulated board and ``tensorfab bitstream`` put it on the board (the UART
+    face: units, tensor memory, program sequencer, protocol engine, UART), with the capacity
+    check on the target's part. ``design_hash``: of that Verilog text."""
+    import hashlib
+
+    from generators.errors import UserError
+    from generators.synth import SynthError, synthesize_files
+    from sim import board
+
+    target = job["target"]
+    device = None if target in ("xilinx", "generic") else target
+    try:
+        vpath = board.verilog(cfg, "uart")
+        row["design_hash"] = hashlib.sha256(vpath.read_bytes()).hexdigest()[:16]
+        rep = synthesize_files([vpath], board.TOP, target if device is None else None,
+                               work / "synth", timeout=job["timeout"], device=device)
+        row.update({k: rep.get(k) for k in ("luts", "ffs", "dsps", "brams", "carry", "part",
+                                            "fit")})
+        row["status"] = "ok"
+    except (UserError, SynthError, ValueError) as err:
+        row["error"] = " ".join(str(err).split())
     return row
 
 

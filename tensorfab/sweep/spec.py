@@ -34,6 +34,8 @@ MEASURES = ("synth", "pnr", "cycles", "sim")
 #: Figures a row can have, for objectives, constraints and the Pareto front.
 METRICS = ("luts", "ffs", "dsps", "brams", "fmax_mhz", "cycles", "latency_us", "macs_per_s",
            "sim_cycles")
+#: What a sweep measures on a board design (the whole design's Yosys counts).
+BOARD_MEASURES = ("synth",)
 #: Targets that are a family without a part (no capacity check).
 FAMILY_TARGETS = ("xilinx", "generic")
 _CONSTRAINT = re.compile(r"^\s*([a-z_]+)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
@@ -80,10 +82,12 @@ def _axes(value: Any) -> Any:
     for key, vals in value.items():
         keys = key.split(",") if isinstance(key, str) else [key]
         for k in keys:
-            if not isinstance(k, str) or not k.strip() or k.strip() in ("unit", "name"):
+            if (not isinstance(k, str) or not k.strip()
+                    or k.strip().split(".")[-1] in ("unit", "name")):
                 raise problem(f"axis {show(key)} is not a config key to vary (allowed: config "
-                              "keys such as rows, dotted ones such as requant.out, or keys "
-                              "varied together such as 'rows,cols'; not unit or name)")
+                              "keys such as rows, dotted ones such as requant.out or, in a "
+                              "board design, units.0.rows, or keys varied together such as "
+                              "'rows,cols'; not unit or name)")
         if not isinstance(vals, list):
             raise problem(f"{key}: expected a list of values, got {show(vals)}")
         if not vals:
@@ -120,7 +124,8 @@ class SweepSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    base: str = Field(description="The unit config every point starts from.")
+    base: str = Field(description="The unit config or board design every point starts "
+                      "from.")
     mode: Literal["grid", "random", "tune"] = "grid"
     axes: Annotated[dict[str, list], BeforeValidator(_axes)]
     targets: Annotated[list[Annotated[str, BeforeValidator(_target)]],
@@ -185,8 +190,10 @@ def has_pnr(target: str) -> bool:
 class Sweep:
     """A validated sweep: the spec, the base config as a dict, and where it came from."""
 
-    def __init__(self, spec: SweepSpec, base: dict, source: str, base_path: Path):
+    def __init__(self, spec: SweepSpec, base: dict, source: str, base_path: Path,
+                 board: bool = False):
         self.spec, self.base, self.source, self.base_path = spec, base, source, base_path
+        self.board = board  # the base is a board design (measured by synth alone)
         self.constraints = [Constraint(c) for c in spec.constraints]
 
     @property
@@ -240,25 +247,45 @@ def load_sweep(path: str | Path) -> Sweep:
         cfg = load_config(base_path)
     except ConfigError as err:
         raise bad("base", str(err)) from None
-    if isinstance(cfg, BoardConfig):
-        raise bad("base", f"{s.base} is a board design (allowed: a unit config such as "
-                  "configs/mac8x8.yaml)")
-    return Sweep(s, config_to_dict(cfg), source, base_path)
+    board = isinstance(cfg, BoardConfig)
+    if board:
+        other = [m for m in s.measure if m not in BOARD_MEASURES]
+        if other:
+            raise bad("measure", f"{', '.join(other)} on a board design ({s.base}; allowed: "
+                      f"{', '.join(BOARD_MEASURES)}; `tensorfab bitstream` places and routes "
+                      "a board design, a unit base measures pnr, cycles and sim)")
+        if s.workload:
+            raise bad("workload", f"a board design ({s.base}) is measured by synth alone "
+                      "(allowed: no workload key)")
+    sweep = Sweep(s, config_to_dict(cfg), source, base_path, board)
+    for key in (k.strip() for axis in s.axes for k in axis.split(",")):
+        set_key(sweep.base, key, None, f"{source}: axes")  # a key that cannot be addressed
+    return sweep
 
 
 # -- points ----------------------------------------------------------------------------------
 
 
-def set_key(d: dict, dotted: str, value: Any) -> dict:
-    """A copy of config dict ``d`` with ``dotted`` (``rows``, ``requant.out``) set."""
+def set_key(d: dict, dotted: str, value: Any, where: str = "axes") -> dict:
+    """A copy of config dict ``d`` with ``dotted`` (``rows``, ``requant.out``; in a board
+    design ``tensor_memory.bytes`` or ``units.0.rows``, a number indexing a list) set.
+    A number that indexes no element of the list is a ConfigError naming ``where``."""
     out = json.loads(json.dumps(d))
     parts = dotted.split(".")
     node = out
-    for p in parts[:-1]:
-        if not isinstance(node.get(p), dict):
+    for i, p in enumerate(parts):
+        if isinstance(node, list):
+            if not (p.isdigit() and int(p) < len(node)):
+                path = ".".join(parts[:i])
+                raise ConfigError(f"{where}: {dotted}: {p} is not an element of {path} "
+                                  f"(allowed: 0..{len(node) - 1})")
+            p = int(p)
+        elif i < len(parts) - 1 and not isinstance(node.get(p), (dict, list)):
             node[p] = {}
-        node = node[p]
-    node[parts[-1]] = value
+        if i == len(parts) - 1:
+            node[p] = value
+        else:
+            node = node[p]
     return out
 
 

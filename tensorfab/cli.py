@@ -350,16 +350,21 @@ def cmd_serve(args) -> int:
     except sb.PortInUse:
         raise UserError(f"--port {port}: 127.0.0.1:{port} is in use (allowed: a free port)") \
             from None
+
+    def _stop(signum, frame):
+        raise KeyboardInterrupt
+
+    # stop the board with us on SIGTERM too, and on Ctrl-C even when this process was started
+    # with SIGINT ignored (a child of a process that ignores it inherits that); before the URL
+    # is printed, so a caller that stops us as soon as it reads it is heard
+    saved = signal.signal(signal.SIGTERM, _stop)
+    saved_int = signal.signal(signal.SIGINT, _stop)
     _say(f"{cfg.name} ({face} face) up in {time.perf_counter() - t0:.1f} s; Ctrl-C stops it")
     print(f"socket://127.0.0.1:{port}", flush=True)
     last: list[str] = []
     relay = threading.Thread(target=_relay_stderr, args=(proc.stderr, last), daemon=True)
     relay.start()
 
-    def _stop(signum, frame):
-        raise KeyboardInterrupt
-
-    saved = signal.signal(signal.SIGTERM, _stop)  # stop the board with us, not only on Ctrl-C
     try:
         code = proc.wait()
         relay.join(timeout=5)  # its last words, before saying why it stopped
@@ -376,6 +381,7 @@ def cmd_serve(args) -> int:
         return 0
     finally:
         signal.signal(signal.SIGTERM, saved)
+        signal.signal(signal.SIGINT, saved_int)
 
 
 def _relay_stderr(stream, last: list[str]) -> None:

@@ -256,31 +256,39 @@ def header_only_npz(path: str | Path, shape: tuple, descr: str = "|i1") -> Path:
     return path
 
 
+# Runs its arguments as a child and prints ``exit status`` and ``peak RSS (KiB)`` of that child
+# from os.wait4. A small process in between is needed: Linux counts into a process's ru_maxrss
+# the RSS its parent had when it forked it (the exec'd image inherits the high-water mark), so
+# measured straight from a large test process (an xdist worker that imported torch) a 60 MiB
+# command reports hundreds of MiB.
+_RSS_WRAPPER = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss, flush=True)
+"""
+
+
 def peak_rss_of(cmd: list[str], env: dict | None = None, timeout: float = 60.0
                 ) -> tuple[int, float, bytes, int]:
     """Run ``cmd``; ``(exit status, seconds, stderr, peak RSS in KiB)`` of that one process
-    (``os.wait4``: its own rusage, not that of earlier children)."""
+    (``os.wait4`` in a small wrapper process: its own rusage, neither that of earlier children
+    nor the high-water mark of this, possibly large, process)."""
+    import signal
     import subprocess
+    import sys
 
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    err = b""
-    deadline = t0 + timeout
-    os.set_blocking(proc.stderr.fileno(), False)
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        chunk = proc.stderr.read() or b""
-        err += chunk
-        if pid:
-            break
-        if time.monotonic() > deadline:
-            proc.kill()
-            pid, status, usage = os.wait4(proc.pid, 0)
-            break
-        time.sleep(0.02)
-    err += proc.stderr.read() or b""
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, time.monotonic() - t0, err, usage.ru_maxrss
+    proc = subprocess.Popen([sys.executable, "-c", _RSS_WRAPPER, *cmd], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        return -9, time.monotonic() - t0, err, 0
+    code, rss = (int(v) for v in out.split())
+    return code, time.monotonic() - t0, err, rss
 
 
 def info_bytes(desc) -> bytes:

@@ -217,6 +217,32 @@ def parse_config(data: object, source: str) -> UnitBase | BoardConfig:
         raise ConfigError(f"{source}: {err.message}") from None
 
 
+def read_yaml_documents(path: str | os.PathLike, what: str) -> list:
+    """The non-empty YAML documents of the file at ``path`` (safe loader: no tags, no
+    duplicate keys). Raises :class:`ConfigError`, one line naming the file, when it is missing,
+    a folder, not UTF-8, unreadable or not valid YAML (``what``: the kind of file allowed,
+    e.g. ``config``)."""
+    source = os.fspath(path)
+    allowed = f"(allowed: a YAML {what} file)"
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such file {allowed}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{source}: is a folder {allowed}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: is not UTF-8 text {allowed}") from None
+    except OSError as err:
+        raise ConfigError(f"{source}: cannot be read ({err.strerror or err})") from None
+    try:
+        return [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
+    except yaml.MarkedYAMLError as err:
+        raise ConfigError(f"{source}: {_yaml_error(err)}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: YAML error: {_one_line(str(err))}") from None
+
+
 def load_config(path: str | os.PathLike) -> UnitBase | BoardConfig:
     """Read and validate one config file.
 
@@ -227,24 +253,7 @@ def load_config(path: str | os.PathLike) -> UnitBase | BoardConfig:
         document, or does not validate (see :func:`parse_config`).
     """
     source = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise ConfigError(f"{source}: no such file (allowed: a YAML config file)") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{source}: is a folder (allowed: a YAML config file)") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{source}: is not UTF-8 text (allowed: a YAML config file)") from None
-    except OSError as err:
-        raise ConfigError(f"{source}: cannot be read ({err.strerror or err})") from None
-
-    try:
-        docs = [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
-    except yaml.MarkedYAMLError as err:
-        raise ConfigError(f"{source}: {_yaml_error(err)}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{source}: YAML error: {_one_line(str(err))}") from None
+    docs = read_yaml_documents(path, "config")
     if not docs:
         raise ConfigError(f"{source}: empty file (allowed: one YAML mapping of config keys)")
     if len(docs) > 1:

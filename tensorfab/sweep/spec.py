@@ -18,10 +18,9 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from generators.config import _Loader, _one_line, _yaml_error, config_to_dict, parse_config
+from generators.config import config_to_dict, parse_config, read_yaml_documents
 from generators.config_errors import first_error
 from generators.devices import ALIASES, PARTS, part
 from generators.errors import ConfigError, UserError
@@ -161,20 +160,7 @@ class Constraint:
 
 def _read_yaml(path: Path) -> Any:
     source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{source}: no such file (allowed: a YAML sweep file)") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{source}: is a folder (allowed: a YAML sweep file)") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{source}: cannot be read ({err})") from None
-    try:
-        docs = [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
-    except yaml.MarkedYAMLError as err:
-        raise ConfigError(f"{source}: {_yaml_error(err)}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{source}: YAML error: {_one_line(str(err))}") from None
+    docs = read_yaml_documents(path, "sweep")
     if len(docs) != 1 or not isinstance(docs[0], dict):
         raise ConfigError(f"{source}: expected one YAML mapping of sweep keys (allowed: base, "
                           "mode, axes, targets, seeds, measure, workload, ...)")
